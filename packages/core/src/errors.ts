@@ -1,0 +1,195 @@
+/**
+ * Stable machine-readable codes carried by every {@link CheckpointError}.
+ *
+ * - `INVALID_ARGUMENT`: an option or argument is out of its documented range.
+ * - `INVALID_STATE_DICT`: the state dict cannot be flattened (duplicate flat key, unsafe key, bad tensor).
+ * - `CHECKPOINT_EXISTS`: `.metadata` already exists and `overwrite` is false.
+ * - `INCOMPLETE_CHECKPOINT`: the checkpoint folder has no `.metadata` (never committed).
+ * - `NOT_FOUND`: a file or object the checkpoint refers to does not exist.
+ * - `MALFORMED_METADATA`: `.metadata` is not a valid dcpjs metadata file.
+ * - `UNSAFE_PATH`: metadata names a file outside the checkpoint folder.
+ * - `TRUNCATED`: a data file holds fewer bytes than the metadata says.
+ * - `CHECKSUM_MISMATCH`: an item's CRC-32C differs from the one recorded at save time.
+ * - `MISSING_KEY`: a state-dict key is absent from the checkpoint (strict load).
+ * - `SIZE_MISMATCH`: a tensor's global shape differs from the saved one.
+ * - `DTYPE_MISMATCH`: a tensor's dtype differs from the saved one.
+ * - `INVALID_PLAN`: the global save plan fails validation (bounds, overlap, coverage).
+ * - `ABORTED`: the operation was aborted through its `AbortSignal`.
+ * - `COLLECTIVE_FAILED`: a step failed on one or more ranks ({@link CheckpointException}).
+ * - `IO_ERROR`: the storage backend failed for another reason.
+ */
+export type CheckpointErrorCode =
+  | "INVALID_ARGUMENT"
+  | "INVALID_STATE_DICT"
+  | "CHECKPOINT_EXISTS"
+  | "INCOMPLETE_CHECKPOINT"
+  | "NOT_FOUND"
+  | "MALFORMED_METADATA"
+  | "UNSAFE_PATH"
+  | "TRUNCATED"
+  | "CHECKSUM_MISMATCH"
+  | "MISSING_KEY"
+  | "SIZE_MISMATCH"
+  | "DTYPE_MISMATCH"
+  | "INVALID_PLAN"
+  | "ABORTED"
+  | "COLLECTIVE_FAILED"
+  | "IO_ERROR";
+
+/**
+ * The root of dcpjs's error hierarchy: every error the library throws on purpose is one of these.
+ *
+ * Catch it and switch on {@link CheckpointError.code}, which is stable across versions; the
+ * message says what was expected and what was found, and `cause` holds the underlying error.
+ */
+export class CheckpointError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: CheckpointErrorCode;
+
+  /**
+   * @param code - the stable code.
+   * @param message - what was expected and what was found.
+   * @param options - `cause`: the underlying error, if any.
+   */
+  constructor(code: CheckpointErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "CheckpointError";
+    this.code = code;
+  }
+}
+
+/** A stored item's bytes do not match their CRC-32C, or are fewer than the metadata says. */
+export class ChecksumMismatchError extends CheckpointError {
+  /** The fully-qualified name of the state-dict entry whose bytes are damaged. */
+  readonly fqn: string;
+  /** The CRC-32C recorded in `.metadata` at save time. */
+  readonly expected: number;
+  /** The CRC-32C of the bytes read back. */
+  readonly actual: number;
+
+  /**
+   * @param fqn - the entry's fully-qualified name.
+   * @param expected - the recorded CRC-32C (unsigned 32-bit).
+   * @param actual - the computed CRC-32C (unsigned 32-bit).
+   * @param where - a description of the location, e.g. `__0_0.distcp @ 128+64`.
+   */
+  constructor(fqn: string, expected: number, actual: number, where: string) {
+    super(
+      "CHECKSUM_MISMATCH",
+      `CRC-32C mismatch for "${fqn}" in ${where}: expected 0x${hex32(expected)}, found 0x${hex32(actual)}`,
+    );
+    this.name = "ChecksumMismatchError";
+    this.fqn = fqn;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** `.metadata` is malformed, hostile, or of an unsupported format version. */
+export class MetadataError extends CheckpointError {
+  /**
+   * @param message - what was expected and what was found.
+   * @param options - `code` (default `MALFORMED_METADATA`; `UNSAFE_PATH` for escaping paths), `cause`.
+   */
+  constructor(message: string, options?: { code?: "MALFORMED_METADATA" | "UNSAFE_PATH"; cause?: unknown }) {
+    super(options?.code ?? "MALFORMED_METADATA", message, options);
+    this.name = "MetadataError";
+  }
+}
+
+/** A file or object the operation needs does not exist (maps ENOENT, S3 `NoSuchKey` / 404). */
+export class NotFoundError extends CheckpointError {
+  /** The path or key that was not found. */
+  readonly path: string;
+
+  /**
+   * @param path - the missing path or key.
+   * @param options - `cause`: the backend's own error.
+   */
+  constructor(path: string, options?: { cause?: unknown }) {
+    super("NOT_FOUND", `Expected ${path} to exist, but it was not found`, options);
+    this.name = "NotFoundError";
+    this.path = path;
+  }
+}
+
+/** What one rank's failure looks like inside a {@link CheckpointException}. */
+export interface RankFailure {
+  /** The rank (0-based) that failed. */
+  readonly rank: number;
+  /** Its error's name, e.g. `CheckpointError`. */
+  readonly name: string;
+  /** Its error's message. */
+  readonly message: string;
+  /** Its `CheckpointErrorCode`, if it was a {@link CheckpointError}. */
+  readonly code?: CheckpointErrorCode;
+  /** The original error object when the rank ran in this process; absent across processes. */
+  readonly error?: unknown;
+}
+
+/**
+ * A collective step failed on one or more ranks; every rank of the group throws this same error.
+ *
+ * As DCP's `CheckpointException`: `failures` names exactly the ranks that failed and why.
+ * The step is `"plan"`, `"write"` or `"read"`, as in DCP's `_DistWrapper`.
+ */
+export class CheckpointException extends CheckpointError {
+  /** The collective step that failed: `plan`, `write`, `read`, or `metadata`. */
+  readonly step: string;
+  /** One entry per failing rank, in rank order. */
+  readonly failures: readonly RankFailure[];
+
+  /**
+   * @param step - the step name.
+   * @param failures - the failing ranks with their errors (at least one).
+   */
+  constructor(step: string, failures: readonly RankFailure[]) {
+    const sorted = [...failures].sort((a, b) => a.rank - b.rank);
+    const detail = sorted.map((f) => `rank ${f.rank}: ${f.name}: ${f.message}`).join("; ");
+    const first = sorted[0]?.error;
+    super(
+      "COLLECTIVE_FAILED",
+      `Checkpoint step "${step}" failed on rank(s) [${sorted.map((f) => f.rank).join(", ")}]: ${detail}`,
+      first === undefined ? undefined : { cause: first },
+    );
+    this.name = "CheckpointException";
+    this.step = step;
+    this.failures = sorted;
+  }
+
+  /** The failing ranks, ascending. */
+  get failedRanks(): number[] {
+    return this.failures.map((f) => f.rank);
+  }
+}
+
+/**
+ * Describes an error thrown on `rank` as a {@link RankFailure}.
+ *
+ * @param rank - the rank that threw.
+ * @param error - whatever was thrown.
+ * @returns a serialisable record that keeps the original error for in-process groups.
+ */
+export function toRankFailure(rank: number, error: unknown): RankFailure {
+  if (error instanceof Error) {
+    const code = error instanceof CheckpointError ? { code: error.code } : {};
+    return { rank, name: error.name, message: error.message, ...code, error };
+  }
+  return { rank, name: "Error", message: String(error), error };
+}
+
+/**
+ * Throws a {@link CheckpointError} with code `ABORTED` when `signal` is aborted.
+ *
+ * @param signal - the caller's signal, if any.
+ * @throws {@link CheckpointError} `ABORTED` carrying `signal.reason` as its cause.
+ */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new CheckpointError("ABORTED", "The operation was aborted", { cause: signal.reason });
+  }
+}
+
+function hex32(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, "0");
+}

@@ -1,0 +1,95 @@
+/** A stream that writes one data file front to back, counting the bytes it has taken. */
+export interface FileWriteStream {
+  /**
+   * Appends bytes. The caller must not change `chunk` until the promise settles.
+   * @param chunk - the bytes.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Bytes written so far: the offset the next write lands at (as Python's `tell()`). */
+  tell(): number;
+  /** Makes the written bytes durable (fsync); a no-op where the backend has no such notion. */
+  sync(): Promise<void>;
+  /** Completes the file; it is visible at its path once this resolves. */
+  close(): Promise<void>;
+  /**
+   * Abandons the file: nothing is left at its path (a local partial file is removed, an S3
+   * multipart upload aborted). Safe to call after a failed write; never throws.
+   * @param reason - why, for logs.
+   */
+  abort(reason?: unknown): Promise<void>;
+}
+
+/** A stream that reads byte ranges of one data file. */
+export interface FileReadStream {
+  /**
+   * Reads exactly `length` bytes at `offset`.
+   * @param offset - byte offset in the file.
+   * @param length - bytes to read.
+   * @param signal - aborts the read.
+   * @throws {@link CheckpointError} `TRUNCATED` when the file ends before `offset + length`.
+   */
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * The file's size in bytes.
+   * @param signal - aborts the request.
+   */
+  size(signal?: AbortSignal): Promise<number>;
+  /** Releases the file. */
+  close(): Promise<void>;
+}
+
+/** The mode of {@link FileSystemBase.createStream}: `rb` to read, `wb` to write, as DCP. */
+export type StreamMode = "rb" | "wb";
+
+/**
+ * The storage operations {@link FileSystemWriter} and {@link FileSystemReader} are written
+ * against, as DCP's `FileSystemBase`. `LocalFileSystem` and `S3FileSystem` implement it; paths are
+ * whatever the backend understands (local paths, `s3://bucket/key`).
+ */
+export interface FileSystemBase {
+  /**
+   * Opens a file for writing (`wb`) or ranged reading (`rb`).
+   * @param path - the file's full path.
+   * @param mode - `rb` or `wb`.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for another mode; `NOT_FOUND` when reading a missing file.
+   */
+  createStream(path: string, mode: "wb"): Promise<FileWriteStream>;
+  createStream(path: string, mode: "rb"): Promise<FileReadStream>;
+  /**
+   * Joins a checkpoint path and a relative path.
+   * @param path - the checkpoint path.
+   * @param suffix - a relative path (may contain `/`).
+   */
+  concatPath(path: string, suffix: string): string;
+  /**
+   * Normalises a checkpoint id into the path used from then on.
+   * @param path - the checkpoint id.
+   */
+  initPath(path: string): string;
+  /**
+   * Renames a file.
+   * @param path - the current path.
+   * @param newPath - the new path.
+   */
+  rename(path: string, newPath: string): Promise<void>;
+  /**
+   * Creates a directory and its parents (a no-op on object stores).
+   * @param path - the directory.
+   */
+  mkdir(path: string): Promise<void>;
+  /**
+   * Whether a file exists; false only for "not found", other errors are thrown.
+   * @param path - the file.
+   */
+  exists(path: string): Promise<boolean>;
+  /**
+   * Removes a file.
+   * @param path - the file.
+   */
+  rmFile(path: string): Promise<void>;
+  /**
+   * Whether this backend can handle a checkpoint id.
+   * @param checkpointId - a path or URI.
+   */
+  validateCheckpointId(checkpointId: string): boolean;
+}

@@ -1,0 +1,251 @@
+import { randomUUID } from "node:crypto";
+import { crc32c } from "@node-rs/crc32";
+import pLimit from "p-limit";
+import { DTYPE_BYTES } from "./dtype.js";
+import {
+  CheckpointError,
+  ChecksumMismatchError,
+  MetadataError,
+  NotFoundError,
+  throwIfAborted,
+} from "./errors.js";
+import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
+import { METADATA_FILE } from "./filesystem-writer.js";
+import { LocalFileSystem } from "./local-file-system.js";
+import {
+  type LoadPlan,
+  type Metadata,
+  metadataIndexKey,
+  type ReadItem,
+  type StorageInfo,
+  type TensorStorageMetadata,
+} from "./metadata.js";
+import { decodeMetadata } from "./metadata-codec.js";
+import type { LoadPlanner } from "./planner.js";
+import type { ProgressCallback } from "./progress.js";
+import type { StorageReader, StorageSetUp } from "./storage.js";
+import { copyBox, tensorBytes } from "./tensor.js";
+
+/** Options of {@link FileSystemReader}. */
+export interface FileSystemReaderOptions {
+  /** The checkpoint folder (or URI, for another file system). */
+  readonly path: string;
+  /** The storage backend. @default a {@link LocalFileSystem} */
+  readonly fs?: FileSystemBase;
+  /** Data files read concurrently by each rank. @default 4 */
+  readonly threadCount?: number;
+  /** Called after each item is read and verified, with its bytes. */
+  readonly onProgress?: ProgressCallback;
+}
+
+/**
+ * Reads a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemReader`: items grouped
+ * by data file and read in offset order, each item's length and CRC-32C verified before use, and
+ * each read item's n-d box copied straight into the destination tensor.
+ *
+ * Memory: one saved chunk per concurrently read file (the largest chunk × `threadCount`).
+ */
+export class FileSystemReader implements StorageReader {
+  /** The backend. */
+  readonly fs: FileSystemBase;
+  /** The normalised checkpoint path. */
+  protected path: string;
+  /** Where each item is, from the metadata. */
+  protected storageData: Map<string, StorageInfo> = new Map();
+  /** The checkpoint's metadata. */
+  protected metadata: Metadata | undefined;
+  readonly #threadCount: number;
+  readonly #onProgress: ProgressCallback | undefined;
+  #loadId: string = randomUUID();
+
+  /**
+   * @param options - see {@link FileSystemReaderOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1.
+   */
+  constructor(options: FileSystemReaderOptions) {
+    this.fs = options.fs ?? new LocalFileSystem();
+    this.path = this.fs.initPath(options.path);
+    this.#threadCount = options.threadCount ?? 4;
+    if (!Number.isSafeInteger(this.#threadCount) || this.#threadCount < 1) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected threadCount to be an integer >= 1, got ${options.threadCount}`,
+      );
+    }
+    this.#onProgress = options.onProgress;
+  }
+
+  /** The checkpoint path this reader loads from. */
+  get checkpointPath(): string {
+    return this.path;
+  }
+
+  /** @inheritDoc */
+  reset(checkpointId?: string): void {
+    if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
+    this.#loadId = randomUUID();
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is no `.metadata` (the
+   * save never committed); {@link MetadataError} when it is malformed.
+   */
+  async readMetadata(signal?: AbortSignal): Promise<Metadata> {
+    throwIfAborted(signal);
+    const file = this.fs.concatPath(this.path, METADATA_FILE);
+    let stream: FileReadStream;
+    try {
+      stream = await this.fs.createStream(file, "rb");
+    } catch (error) {
+      if (error instanceof NotFoundError) {
+        throw new CheckpointError(
+          "INCOMPLETE_CHECKPOINT",
+          `Expected a committed checkpoint at ${this.path} (a ${METADATA_FILE} file), found none: the save did not complete, or the path is wrong`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    try {
+      const bytes = await stream.read(0, await stream.size(signal), signal);
+      const md = decodeMetadata(bytes);
+      md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
+      return md;
+    } finally {
+      await stream.close();
+    }
+  }
+
+  /** @inheritDoc */
+  setUpStorageReader(metadata: Metadata, _setUp: StorageSetUp): void {
+    this.metadata = metadata;
+    this.storageData = metadata.storageData;
+  }
+
+  /** @inheritDoc */
+  prepareLocalPlan(plan: LoadPlan): LoadPlan {
+    return plan;
+  }
+
+  /** @inheritDoc */
+  prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
+    return plans;
+  }
+
+  /** Where the bytes of a read item's saved chunk are. */
+  protected storageInfo(item: ReadItem): StorageInfo {
+    const info = this.storageData.get(metadataIndexKey(item.storageIndex));
+    if (!info) {
+      throw new MetadataError(
+        `Malformed .metadata: no storage entry for "${item.storageIndex.fqn}" at [${item.storageIndex.offset?.join(", ") ?? ""}]`,
+      );
+    }
+    return info;
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32C differs;
+   * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`
+   * when a data file is missing.
+   */
+  async readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    const byFile = new Map<string, ReadItem[]>();
+    for (const item of plan.items) {
+      const { relativePath } = this.storageInfo(item);
+      const list = byFile.get(relativePath);
+      if (list) list.push(item);
+      else byFile.set(relativePath, [item]);
+    }
+    const limit = pLimit(this.#threadCount);
+    const controller = new AbortController();
+    const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+    const settled = await Promise.allSettled(
+      [...byFile].map(([relativePath, items]) =>
+        limit(async () => {
+          try {
+            await this.#readFile(relativePath, items, planner, linked);
+          } catch (error) {
+            controller.abort(error);
+            throw error;
+          }
+        }),
+      ),
+    );
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  async #readFile(
+    relativePath: string,
+    items: ReadItem[],
+    planner: LoadPlanner,
+    signal: AbortSignal,
+  ): Promise<void> {
+    throwIfAborted(signal);
+    const ordered = [...items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
+    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb");
+    try {
+      let lastKey = "";
+      let last: Uint8Array | undefined;
+      for (const item of ordered) {
+        throwIfAborted(signal);
+        const key = metadataIndexKey(item.storageIndex);
+        if (key !== lastKey || !last) {
+          const info = this.storageInfo(item);
+          last = await stream.read(info.offset, info.length, signal);
+          const actual = crc32c(last);
+          if (actual !== info.crc32c) {
+            throw new ChecksumMismatchError(
+              item.storageIndex.fqn,
+              info.crc32c,
+              actual,
+              `${relativePath} @ ${info.offset}+${info.length}`,
+            );
+          }
+          lastKey = key;
+          this.#onProgress?.({ bytes: info.length, items: 1 });
+        }
+        if (item.type === "bytes") {
+          planner.loadBytes(item, last);
+          continue;
+        }
+        const saved = this.#savedChunk(item);
+        const dest = planner.resolveTensor(item);
+        copyBox(
+          last,
+          saved.sizes,
+          item.storageOffsets,
+          tensorBytes(dest),
+          dest.shape,
+          item.destOffsets,
+          item.lengths,
+          DTYPE_BYTES[dest.dtype],
+        );
+        planner.commitTensor(item, dest);
+      }
+    } finally {
+      await stream.close();
+    }
+  }
+
+  #savedChunk(item: ReadItem): TensorStorageMetadata["chunks"][number] {
+    const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
+    const key = item.storageIndex.offset?.join(",");
+    const hinted = entry?.type === "tensor" ? entry.chunks[item.storageIndex.index ?? -1] : undefined;
+    const chunk =
+      hinted && hinted.offsets.join(",") === key
+        ? hinted
+        : entry?.type === "tensor"
+          ? entry.chunks.find((c) => c.offsets.join(",") === key)
+          : undefined;
+    if (!chunk || chunk.offsets.join(",") !== key) {
+      throw new MetadataError(
+        `Malformed .metadata: no chunk of "${item.storageIndex.fqn}" at [${key ?? ""}]`,
+      );
+    }
+    return chunk;
+  }
+}

@@ -1,0 +1,261 @@
+import { randomUUID } from "node:crypto";
+import { crc32c } from "@node-rs/crc32";
+import pLimit from "p-limit";
+import { DTYPE_BYTES } from "./dtype.js";
+import { CheckpointError, throwIfAborted } from "./errors.js";
+import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
+import { LocalFileSystem } from "./local-file-system.js";
+import {
+  type Metadata,
+  metadataIndexKey,
+  type SavePlan,
+  type StorageMeta,
+  type WriteItem,
+  type WriteResult,
+} from "./metadata.js";
+import { encodeMetadata } from "./metadata-codec.js";
+import type { SavePlanner } from "./planner.js";
+import type { ProgressCallback } from "./progress.js";
+import type { StorageSetUp, StorageWriter } from "./storage.js";
+import { numel } from "./tensor.js";
+
+/** Name of the committed metadata file in a checkpoint folder. */
+export const METADATA_FILE = ".metadata";
+/** Name the metadata is written under before the atomic rename to {@link METADATA_FILE}. */
+export const METADATA_TMP_FILE = ".metadata.tmp";
+/** Suffix of data files, as DCP's `DEFAULT_SUFFIX`. */
+export const DATA_FILE_SUFFIX = ".distcp";
+
+function itemBytes(item: WriteItem): number {
+  const td = item.tensorData;
+  return td ? numel(td.chunk.sizes) * DTYPE_BYTES[td.properties.dtype] : 0;
+}
+
+/**
+ * Splits a plan's items into `bins` files, as DCP's `_split_by_size_and_type`: with one bin, all
+ * items; otherwise bytes items go round-robin (`i % bins`) and tensors, largest first, each to the
+ * currently smallest bin. Inside every bin, bytes items come first. Bins may be empty.
+ *
+ * @param bins - the number of files, ≥ 1.
+ * @param items - the plan's items.
+ * @returns exactly `bins` lists.
+ */
+export function splitBySizeAndType(bins: number, items: readonly WriteItem[]): WriteItem[][] {
+  const bytesItems = items.filter((i) => i.type === "bytes");
+  const tensorItems = items.filter((i) => i.type !== "bytes");
+  if (bins === 1) return [[...bytesItems, ...tensorItems]];
+  const buckets: WriteItem[][] = Array.from({ length: bins }, () => []);
+  const sizes = new Array<number>(bins).fill(0);
+  bytesItems.forEach((item, i) => {
+    buckets[i % bins]!.push(item);
+  });
+  const sorted = [...tensorItems].sort((a, b) => itemBytes(b) - itemBytes(a));
+  for (const item of sorted) {
+    let smallest = 0;
+    for (let b = 1; b < bins; b++) if (sizes[b]! < sizes[smallest]!) smallest = b;
+    buckets[smallest]!.push(item);
+    sizes[smallest]! += itemBytes(item);
+  }
+  return buckets;
+}
+
+/** Options of {@link FileSystemWriter}. */
+export interface FileSystemWriterOptions {
+  /** The checkpoint folder (or URI, for another file system); created if missing. */
+  readonly path: string;
+  /** The storage backend. @default a {@link LocalFileSystem} */
+  readonly fs?: FileSystemBase;
+  /**
+   * Write exactly `threadCount` files per rank (empty ones too) instead of one file per item.
+   * @default true
+   */
+  readonly singleFilePerRank?: boolean;
+  /** Files each rank writes concurrently (and, with `singleFilePerRank`, its file count). @default 1 */
+  readonly threadCount?: number;
+  /** fsync every data file and `.metadata.tmp` before the commit. @default true */
+  readonly syncFiles?: boolean;
+  /**
+   * Replace an existing checkpoint at `path`; when false, the save fails on every rank with
+   * "Checkpoint already exists" before writing anything. @default true
+   */
+  readonly overwrite?: boolean;
+  /** Called after each item is written, with its bytes. */
+  readonly onProgress?: ProgressCallback;
+}
+
+/**
+ * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
+ * `{prefix}{n}.distcp` (prefix `__{rank}_`), bytes items first then tensors as raw little-endian
+ * bytes, each item's offset, length and CRC-32C recorded, and `.metadata` committed last by
+ * writing `.metadata.tmp` and renaming it.
+ *
+ * Memory: tensor bytes are written straight from tensor memory; only non-tensor values are
+ * encoded into new buffers.
+ */
+export class FileSystemWriter implements StorageWriter {
+  /** The backend. */
+  readonly fs: FileSystemBase;
+  /** The normalised checkpoint path. */
+  protected path: string;
+  /** Files per rank and write concurrency. */
+  readonly threadCount: number;
+  /** Whether to fsync. */
+  protected syncFiles: boolean;
+  readonly #singleFilePerRank: boolean;
+  readonly #overwrite: boolean;
+  readonly #onProgress: ProgressCallback | undefined;
+  #saveId: string = randomUUID();
+  #rank = 0;
+
+  /**
+   * @param options - see {@link FileSystemWriterOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1.
+   */
+  constructor(options: FileSystemWriterOptions) {
+    this.fs = options.fs ?? new LocalFileSystem();
+    this.path = this.fs.initPath(options.path);
+    this.threadCount = options.threadCount ?? 1;
+    if (!Number.isSafeInteger(this.threadCount) || this.threadCount < 1) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected threadCount to be an integer >= 1, got ${options.threadCount}`,
+      );
+    }
+    this.syncFiles = options.syncFiles ?? true;
+    this.#singleFilePerRank = options.singleFilePerRank ?? true;
+    this.#overwrite = options.overwrite ?? true;
+    this.#onProgress = options.onProgress;
+  }
+
+  /** The checkpoint path this writer saves to. */
+  get checkpointPath(): string {
+    return this.path;
+  }
+
+  /** @inheritDoc */
+  reset(checkpointId?: string): void {
+    if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
+    this.#saveId = randomUUID();
+  }
+
+  /** @inheritDoc */
+  setUpStorageWriter(setUp: StorageSetUp): void {
+    this.#rank = setUp.rank;
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `.metadata` exists and `overwrite` is false.
+   */
+  async prepareLocalPlan(plan: SavePlan): Promise<SavePlan> {
+    await this.fs.mkdir(this.path);
+    if (!this.#overwrite && (await this.fs.exists(this.fs.concatPath(this.path, METADATA_FILE)))) {
+      throw new CheckpointError(
+        "CHECKPOINT_EXISTS",
+        `Checkpoint already exists and overwrite=false: ${this.path}`,
+      );
+    }
+    return plan;
+  }
+
+  /** @inheritDoc Gives plan i the file prefix `__{i}_`. */
+  prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
+    return plans.map((plan, i) => ({ ...plan, storageData: { prefix: `__${i}_` } }));
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} from the backend (`IO_ERROR`, …) or `ABORTED`; a file whose
+   * write fails is aborted (removed), and the checkpoint is never committed.
+   */
+  async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
+    throwIfAborted(signal);
+    const prefix = plan.storageData?.prefix ?? `__${this.#rank}_`;
+    const buckets = this.#singleFilePerRank
+      ? splitBySizeAndType(this.threadCount, plan.items)
+      : plan.items.map((i) => [i]);
+    const limit = pLimit(this.threadCount);
+    const controller = new AbortController();
+    const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+    const perFile = buckets.map((items, n) =>
+      limit(async () => {
+        try {
+          return await this.#writeFile(`${prefix}${n}${DATA_FILE_SUFFIX}`, items, planner, linked);
+        } catch (error) {
+          controller.abort(error);
+          throw error;
+        }
+      }),
+    );
+    const settled = await Promise.allSettled(perFile);
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    return settled.flatMap((s) => (s.status === "fulfilled" ? s.value : []));
+  }
+
+  async #writeFile(
+    relativePath: string,
+    items: readonly WriteItem[],
+    planner: SavePlanner,
+    signal: AbortSignal,
+  ): Promise<WriteResult[]> {
+    throwIfAborted(signal);
+    const stream: FileWriteStream = await this.fs.createStream(
+      this.fs.concatPath(this.path, relativePath),
+      "wb",
+    );
+    const results: WriteResult[] = [];
+    try {
+      for (const item of items) {
+        throwIfAborted(signal);
+        const data = planner.resolveData(item);
+        const offset = stream.tell();
+        const written = stream.write(data);
+        const crc = crc32c(data);
+        await written;
+        results.push({
+          index: item.index,
+          sizeInBytes: data.byteLength,
+          storageData: { relativePath, offset, length: data.byteLength, crc32c: crc },
+        });
+        this.#onProgress?.({ bytes: data.byteLength, items: 1 });
+      }
+      if (this.syncFiles) await stream.sync();
+      await stream.close();
+    } catch (error) {
+      await stream.abort(error);
+      throw error;
+    }
+    return results;
+  }
+
+  /**
+   * @inheritDoc
+   * Writes `.metadata.tmp` (fsynced when `syncFiles`), removes an existing `.metadata`, then
+   * renames — the commit point, as DCP's `_FileSystemWriter.finish`.
+   */
+  async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    for (const r of results.flat()) metadata.storageData.set(metadataIndexKey(r.index), r.storageData);
+    metadata.storageMeta = this.storageMeta();
+    const tmp = this.fs.concatPath(this.path, METADATA_TMP_FILE);
+    const target = this.fs.concatPath(this.path, METADATA_FILE);
+    const stream = await this.fs.createStream(tmp, "wb");
+    try {
+      await stream.write(encodeMetadata(metadata));
+      if (this.syncFiles) await stream.sync();
+      await stream.close();
+    } catch (error) {
+      await stream.abort(error);
+      throw error;
+    }
+    throwIfAborted(signal);
+    if (await this.fs.exists(target)) await this.fs.rmFile(target);
+    await this.fs.rename(tmp, target);
+  }
+
+  /** @inheritDoc */
+  storageMeta(): StorageMeta {
+    return { checkpointId: this.path, saveId: this.#saveId };
+  }
+}

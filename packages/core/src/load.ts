@@ -1,0 +1,89 @@
+import { allGather, reduceScatter } from "./collectives.js";
+import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./load-planner.js";
+import type { LoadPlan } from "./metadata.js";
+import type { LoadPlanner } from "./planner.js";
+import { createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
+import type { StateDict } from "./state-dict.js";
+import type { StorageReader } from "./storage.js";
+import { createStorageReader } from "./storage-router.js";
+
+/** Options of {@link load}. */
+export interface LoadOptions {
+  /**
+   * What to load: a local folder or `s3://bucket/prefix`. With `storageReader`, it resets the
+   * reader to this id; one of the two is required.
+   */
+  readonly checkpointId?: string;
+  /** The storage to read through. @default chosen from `checkpointId` */
+  readonly storageReader?: StorageReader;
+  /** The planner. @default a new {@link DefaultLoadPlanner} (strict) */
+  readonly planner?: LoadPlanner;
+  /** This rank's process group. @default a single-rank group */
+  readonly processGroup?: ProcessGroup;
+  /** The rank that plans globally. @default 0 */
+  readonly coordinatorRank?: number;
+  /** Aborts the load. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Loads a checkpoint into a state dict in place, as DCP's `load`: every rank reads `.metadata`,
+ * plans the copies its tensors and shards need from the saved chunks (any sharding, any world
+ * size), reads and verifies them, and writes them into its tensors' memory; non-tensor values are
+ * replaced in the state dict.
+ *
+ * @param stateDict - this rank's state dict, with tensors of the saved global shapes and dtypes.
+ * @param options - see {@link LoadOptions}.
+ * @throws {@link CheckpointException} on every rank when any rank fails; its `failures` name the
+ * failing ranks and carry codes such as `INCOMPLETE_CHECKPOINT`, `MISSING_KEY`,
+ * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`.
+ * @example
+ * ```ts
+ * const target = { model: { w: emptyTensor("float32", [2, 2]) }, step: 0 };
+ * await load(target, { checkpointId: "./ckpt/step-100" });
+ * ```
+ */
+export async function load(stateDict: StateDict, options: LoadOptions): Promise<void> {
+  const pg = options.processGroup ?? createSingleProcessGroup();
+  const coordinator = options.coordinatorRank ?? 0;
+  const isCoordinator = pg.rank === coordinator;
+  const reader = options.storageReader ?? (await createStorageReader(options.checkpointId));
+  reader.reset(options.checkpointId);
+  const planner = options.planner ?? new DefaultLoadPlanner();
+  const { signal } = options;
+
+  const plan = await reduceScatter<LoadPlan, LoadPlan>(
+    pg,
+    "plan",
+    async () => {
+      const metadata = await reader.readMetadata(signal);
+      planner.setUpPlanner(stateDict, metadata, isCoordinator);
+      reader.setUpStorageReader(metadata, { isCoordinator, rank: pg.rank, worldSize: pg.size });
+      return reader.prepareLocalPlan(planner.createLocalPlan());
+    },
+    async (all) => reader.prepareGlobalPlan(planner.createGlobalPlan(all)),
+    coordinator,
+  );
+  await allGather(pg, "read", async () => reader.readData(planner.finishPlan(plan), planner, signal));
+}
+
+/** Options of {@link loadStateDictFromKeys}. */
+export interface LoadStateDictFromKeysOptions extends Omit<LoadOptions, "planner"> {
+  /** Load only these fqns and what lies below them; all when omitted. */
+  readonly keys?: readonly string[];
+}
+
+/**
+ * Reads a checkpoint into a fresh state dict built from its own metadata, as DCP's
+ * `_load_state_dict_from_keys` (with `_EmptyStateDictLoadPlanner`): every tensor whole, of its
+ * saved dtype and global shape; every value as saved; nested as saved.
+ *
+ * @param options - see {@link LoadStateDictFromKeysOptions}.
+ * @returns the state dict.
+ * @throws {@link CheckpointException} as {@link load}.
+ */
+export async function loadStateDictFromKeys(options: LoadStateDictFromKeysOptions): Promise<StateDict> {
+  const planner = new EmptyStateDictLoadPlanner(options.keys);
+  await load({}, { ...options, planner });
+  return planner.result;
+}

@@ -1,0 +1,85 @@
+import { allReduce, reduceScatter } from "./collectives.js";
+import { throwIfAborted } from "./errors.js";
+import type { Metadata, SavePlan, WriteResult } from "./metadata.js";
+import type { SavePlanner } from "./planner.js";
+import { createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
+import { DefaultSavePlanner } from "./save-planner.js";
+import type { StateDict } from "./state-dict.js";
+import type { StorageWriter } from "./storage.js";
+import { createStorageWriter } from "./storage-router.js";
+
+/** Options of {@link save}. */
+export interface SaveOptions {
+  /**
+   * Where to save: a local folder or `s3://bucket/prefix`. With `storageWriter`, it resets the
+   * writer to this id; one of the two is required.
+   */
+  readonly checkpointId?: string;
+  /** The storage to write through. @default chosen from `checkpointId` */
+  readonly storageWriter?: StorageWriter;
+  /** The planner. @default a new {@link DefaultSavePlanner} */
+  readonly planner?: SavePlanner;
+  /** This rank's process group. @default a single-rank group */
+  readonly processGroup?: ProcessGroup;
+  /** The rank that plans globally and commits `.metadata`. @default 0 */
+  readonly coordinatorRank?: number;
+  /** Aborts the save; nothing is committed. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Saves a state dict as a (possibly sharded) checkpoint, as DCP's `save`. Every rank of the
+ * group calls it with its own state dict: ranks plan locally, the coordinator builds the global
+ * plan (deduplicating replicated items, validating chunks), every rank writes its data files, and
+ * the coordinator commits `.metadata` last — a checkpoint is loadable only once complete.
+ *
+ * @param stateDict - this rank's nested state dict (tensors, sharded tensors, values).
+ * @param options - see {@link SaveOptions}.
+ * @returns the committed metadata (the same on every rank).
+ * @throws {@link CheckpointException} on every rank when any rank fails in any step; its
+ * `failures` name the failing ranks (step `plan` or `write`).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when neither `checkpointId` nor
+ * `storageWriter` is given.
+ * @example
+ * ```ts
+ * await save({ model: { w: tensor("float32", [2, 2]) }, step: 100 }, { checkpointId: "./ckpt/step-100" });
+ * ```
+ */
+export async function save(stateDict: StateDict, options: SaveOptions): Promise<Metadata> {
+  const pg = options.processGroup ?? createSingleProcessGroup();
+  const coordinator = options.coordinatorRank ?? 0;
+  const isCoordinator = pg.rank === coordinator;
+  const writer = options.storageWriter ?? (await createStorageWriter(options.checkpointId));
+  writer.reset(options.checkpointId);
+  const planner = options.planner ?? new DefaultSavePlanner();
+  const { signal } = options;
+  let globalMetadata: Metadata | undefined;
+
+  const plan = await reduceScatter<SavePlan, SavePlan>(
+    pg,
+    "plan",
+    async () => {
+      throwIfAborted(signal);
+      planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
+      writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
+      return writer.prepareLocalPlan(planner.createLocalPlan());
+    },
+    async (all) => {
+      const { plans, metadata } = planner.createGlobalPlan(all);
+      globalMetadata = metadata;
+      return writer.prepareGlobalPlan(plans);
+    },
+    coordinator,
+  );
+
+  return allReduce<WriteResult[], Metadata>(
+    pg,
+    "write",
+    async () => writer.writeData(planner.finishPlan(plan), planner, signal),
+    async (results) => {
+      await writer.finish(globalMetadata!, results, signal);
+      return globalMetadata!;
+    },
+    coordinator,
+  );
+}

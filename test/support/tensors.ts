@@ -1,0 +1,34 @@
+import { DTYPE_BYTES, type DType, emptyTensor, numel, type Tensor, tensorBytes } from "@dcpjs/core";
+
+/** A deterministic pseudo-random tensor (every byte drawn from a seeded generator). */
+export function randomTensor(dtype: DType, shape: readonly number[], seed = 1): Tensor {
+  const t = emptyTensor(dtype, shape);
+  const bytes = tensorBytes(t);
+  let x = seed * 2654435761 || 1;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  if (dtype === "bool") for (let i = 0; i < bytes.length; i++) bytes[i]! &= 1;
+  return t;
+}
+
+/** A float32 tensor whose element i is i (handy to see which slice landed where). */
+export function arange(shape: readonly number[]): Tensor {
+  const t = emptyTensor("float32", shape);
+  for (let i = 0; i < t.data.length; i++) t.data[i] = i;
+  return t;
+}
+
+/** Whether two tensors have the same dtype, shape and bytes. */
+export function sameTensor(a: Tensor, b: Tensor): boolean {
+  if (a.dtype !== b.dtype || a.shape.join(",") !== b.shape.join(",")) return false;
+  return Buffer.from(tensorBytes(a)).equals(Buffer.from(tensorBytes(b)));
+}
+
+/** Bytes of a tensor of `shape` and `dtype`. */
+export function byteSize(dtype: DType, shape: readonly number[]): number {
+  return numel(shape) * DTYPE_BYTES[dtype];
+}
