@@ -51,3 +51,17 @@ describe("copyBox", () => {
     expect([...(sliceTensor(t, [1, 1, 2], [1, 2, 2]).data as Float32Array)]).toEqual([18, 19, 22, 23]);
   });
 });
+
+describe("shardTensor memory", () => {
+  it("views the full tensor's memory for a dim-0 piece and copies a column piece", () => {
+    const full = arange([4, 3]);
+    const rows = shardTensor(full, { dim: 0, rank: 1, worldSize: 2 }).shards[0]!.tensor;
+    expect(rows.data).toBeInstanceOf(Float32Array);
+    expect(rows.data.buffer).toBe(full.data.buffer);
+    expect([...(rows.data as Float32Array)]).toEqual([6, 7, 8, 9, 10, 11]);
+    const cols = shardTensor(full, { dim: 1, rank: 0, worldSize: 2 }).shards[0]!.tensor;
+    expect(cols.data.buffer).not.toBe(full.data.buffer);
+    const bytes = tensor("float32", [2, 2], Buffer.alloc(16, 1));
+    expect(shardTensor(bytes, { rank: 1, worldSize: 2 }).shards[0]!.tensor.data.constructor).toBe(Uint8Array);
+  });
+});

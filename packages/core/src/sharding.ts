@@ -1,5 +1,6 @@
+import { DTYPE_BYTES } from "./dtype.js";
 import { CheckpointError } from "./errors.js";
-import { type ShardedTensor, sliceTensor, type Tensor } from "./tensor.js";
+import { numel, type ShardedTensor, sliceTensor, type Tensor } from "./tensor.js";
 
 /** Where one rank's chunk lies along the sharded dimension. */
 export interface ChunkRange {
@@ -53,7 +54,8 @@ export interface ShardTensorOptions {
  * {@link chunkRange}), as a {@link ShardedTensor} with one shard — or none when the rank gets
  * nothing. A 0-d tensor cannot be sharded; an empty dimension goes whole to rank 0.
  *
- * The shard's data is a copy of the piece.
+ * The shard's data is a view of `full`'s memory when the piece is contiguous (every dimension
+ * before `dim` has size 1, e.g. `dim` 0), so no bytes are copied; otherwise it is a copy.
  *
  * @param full - the whole tensor (the same on every rank).
  * @param options - `dim` (default 0), `rank`, `worldSize`.
@@ -79,5 +81,25 @@ export function shardTensor(full: Tensor, options: ShardTensorOptions): ShardedT
   if (size === 0 && !(length === 0 && options.rank === 0)) return { ...base, shards: [] };
   const offsets = full.shape.map((_, i) => (i === dim ? start : 0));
   const sizes = full.shape.map((d, i) => (i === dim ? size : d));
-  return { ...base, shards: [{ offsets, tensor: sliceTensor(full, offsets, sizes) }] };
+  const contiguous = full.shape.slice(0, dim).every((d) => d === 1);
+  const piece = contiguous
+    ? viewRows(full, start * numel(full.shape.slice(dim + 1)), sizes)
+    : sliceTensor(full, offsets, sizes);
+  return { ...base, shards: [{ offsets, tensor: piece }] };
+}
+
+/** A tensor over `full`'s memory starting at element `startElement`, of shape `sizes` (no copy). */
+function viewRows(full: Tensor, startElement: number, sizes: readonly number[]): Tensor {
+  const elementBytes = DTYPE_BYTES[full.dtype];
+  const byteOffset = full.data.byteOffset + startElement * elementBytes;
+  const byteLength = numel(sizes) * elementBytes;
+  // Keep the caller's typed-array type; Buffers and DataViews become plain Uint8Array views.
+  const plain = full.data instanceof DataView || Buffer.isBuffer(full.data);
+  type ViewCtor = {
+    new (buffer: ArrayBufferLike, byteOffset: number, length: number): ArrayBufferView;
+    BYTES_PER_ELEMENT: number;
+  };
+  const ctor = (plain ? Uint8Array : full.data.constructor) as ViewCtor;
+  const data = new ctor(full.data.buffer, byteOffset, byteLength / ctor.BYTES_PER_ELEMENT);
+  return { dtype: full.dtype, shape: [...sizes], data };
 }

@@ -1,0 +1,26 @@
+export { type DemoOptions, type DemoSummary, runDemo } from "./demo/run-demo.js";
+export {
+  humanModelsDir,
+  type QuantizationRecord,
+  readTfjsModelsIn,
+  readTfjsModelWeights,
+  type TfjsModelWeights,
+} from "./demo/tfjs-weights.js";
+export {
+  buildTrainingState,
+  columnSharded,
+  emptyRankView,
+  type Placement,
+  rankView,
+  rowSharded,
+  SHARD_THRESHOLD_BYTES,
+  tensorByteLength,
+} from "./demo/training-state.js";
+export { type Comparison, compareStateDicts } from "./demo/verify.js";
+export {
+  describeCheckpoint,
+  formatInspectTable,
+  type InspectEntry,
+  type InspectReport,
+  inspectCheckpoint,
+} from "./inspect.js";
