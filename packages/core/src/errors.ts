@@ -16,6 +16,7 @@
  * - `INVALID_PLAN`: the global save plan fails validation (bounds, overlap, coverage).
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.
  * - `COLLECTIVE_FAILED`: a step failed on one or more ranks ({@link CheckpointException}).
+ * - `ACCESS_DENIED`: the storage refused the credentials or the permission (S3 401/403).
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
 export type CheckpointErrorCode =
@@ -34,6 +35,7 @@ export type CheckpointErrorCode =
   | "INVALID_PLAN"
   | "ABORTED"
   | "COLLECTIVE_FAILED"
+  | "ACCESS_DENIED"
   | "IO_ERROR";
 
 /**

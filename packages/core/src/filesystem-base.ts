@@ -1,7 +1,8 @@
 /** A stream that writes one data file front to back, counting the bytes it has taken. */
 export interface FileWriteStream {
   /**
-   * Appends bytes. The caller must not change `chunk` until the promise settles.
+   * Appends bytes. The stream may keep a reference to `chunk` until {@link FileWriteStream.close}
+   * resolves, so the caller must not change it before then.
    * @param chunk - the bytes.
    */
   write(chunk: Uint8Array): Promise<void>;
@@ -41,6 +42,12 @@ export interface FileReadStream {
 /** The mode of {@link FileSystemBase.createStream}: `rb` to read, `wb` to write, as DCP. */
 export type StreamMode = "rb" | "wb";
 
+/** Options of {@link FileSystemBase.createStream}. */
+export interface CreateStreamOptions {
+  /** Aborts the stream's pending and future operations; a write stream then cleans up as `abort()`. */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * The storage operations {@link FileSystemWriter} and {@link FileSystemReader} are written
  * against, as DCP's `FileSystemBase`. `LocalFileSystem` and `S3FileSystem` implement it; paths are
@@ -51,10 +58,12 @@ export interface FileSystemBase {
    * Opens a file for writing (`wb`) or ranged reading (`rb`).
    * @param path - the file's full path.
    * @param mode - `rb` or `wb`.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for another mode; `NOT_FOUND` when reading a missing file.
+   * @param options - an `AbortSignal`.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for another mode; `NOT_FOUND` when reading
+   * a missing file (a backend may defer this to the first read).
    */
-  createStream(path: string, mode: "wb"): Promise<FileWriteStream>;
-  createStream(path: string, mode: "rb"): Promise<FileReadStream>;
+  createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<FileWriteStream>;
+  createStream(path: string, mode: "rb", options?: CreateStreamOptions): Promise<FileReadStream>;
   /**
    * Joins a checkpoint path and a relative path.
    * @param path - the checkpoint path.

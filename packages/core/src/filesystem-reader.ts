@@ -9,7 +9,7 @@ import {
   NotFoundError,
   throwIfAborted,
 } from "./errors.js";
-import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
+import type { FileSystemBase } from "./filesystem-base.js";
 import { METADATA_FILE } from "./filesystem-writer.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import {
@@ -94,9 +94,14 @@ export class FileSystemReader implements StorageReader {
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     throwIfAborted(signal);
     const file = this.fs.concatPath(this.path, METADATA_FILE);
-    let stream: FileReadStream;
+    let bytes: Uint8Array;
     try {
-      stream = await this.fs.createStream(file, "rb");
+      const stream = await this.fs.createStream(file, "rb", signal ? { signal } : {});
+      try {
+        bytes = await stream.read(0, await stream.size(signal), signal);
+      } finally {
+        await stream.close();
+      }
     } catch (error) {
       if (error instanceof NotFoundError) {
         throw new CheckpointError(
@@ -107,14 +112,9 @@ export class FileSystemReader implements StorageReader {
       }
       throw error;
     }
-    try {
-      const bytes = await stream.read(0, await stream.size(signal), signal);
-      const md = decodeMetadata(bytes);
-      md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
-      return md;
-    } finally {
-      await stream.close();
-    }
+    const md = decodeMetadata(bytes);
+    md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
+    return md;
   }
 
   /** @inheritDoc */
@@ -186,7 +186,7 @@ export class FileSystemReader implements StorageReader {
   ): Promise<void> {
     throwIfAborted(signal);
     const ordered = [...items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
-    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb");
+    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", { signal });
     try {
       let lastKey = "";
       let last: Uint8Array | undefined;

@@ -240,7 +240,7 @@ export class FileSystemWriter implements StorageWriter {
     metadata.storageMeta = this.storageMeta();
     const tmp = this.fs.concatPath(this.path, METADATA_TMP_FILE);
     const target = this.fs.concatPath(this.path, METADATA_FILE);
-    const stream = await this.fs.createStream(tmp, "wb");
+    const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
     try {
       await stream.write(encodeMetadata(metadata));
       if (this.syncFiles) await stream.sync();

@@ -19,7 +19,13 @@ export {
   throwIfAborted,
   toRankFailure,
 } from "./errors.js";
-export type { FileReadStream, FileSystemBase, FileWriteStream, StreamMode } from "./filesystem-base.js";
+export type {
+  CreateStreamOptions,
+  FileReadStream,
+  FileSystemBase,
+  FileWriteStream,
+  StreamMode,
+} from "./filesystem-base.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./filesystem-reader.js";
 export {
   DATA_FILE_SUFFIX,
@@ -94,7 +100,7 @@ export {
   unflattenStateDict,
 } from "./state-dict.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage.js";
-export { createStorageReader, createStorageWriter } from "./storage-router.js";
+export { createStorageReader, createStorageWriter, type StorageRouterOptions } from "./storage-router.js";
 export {
   copyBox,
   emptyTensor,

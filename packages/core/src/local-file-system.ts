@@ -1,7 +1,13 @@
 import { type FileHandle, mkdir, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
-import type { FileReadStream, FileSystemBase, FileWriteStream, StreamMode } from "./filesystem-base.js";
+import type {
+  CreateStreamOptions,
+  FileReadStream,
+  FileSystemBase,
+  FileWriteStream,
+  StreamMode,
+} from "./filesystem-base.js";
 
 function isErrno(error: unknown, code: string): boolean {
   return typeof error === "object" && error !== null && (error as NodeJS.ErrnoException).code === code;
@@ -122,9 +128,14 @@ export class LocalFileSystem implements FileSystemBase {
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a mode other than `rb`/`wb` (the
    * message of DCP's `create_stream`); {@link NotFoundError} when reading a missing file.
    */
-  async createStream(path: string, mode: "wb"): Promise<FileWriteStream>;
-  async createStream(path: string, mode: "rb"): Promise<FileReadStream>;
-  async createStream(path: string, mode: StreamMode): Promise<FileWriteStream | FileReadStream> {
+  async createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<FileWriteStream>;
+  async createStream(path: string, mode: "rb", options?: CreateStreamOptions): Promise<FileReadStream>;
+  async createStream(
+    path: string,
+    mode: StreamMode,
+    options?: CreateStreamOptions,
+  ): Promise<FileWriteStream | FileReadStream> {
+    throwIfAborted(options?.signal);
     if (mode === "wb") {
       try {
         await mkdir(dirname(path), { recursive: true });

@@ -1,14 +1,25 @@
 import { CheckpointError } from "./errors.js";
 import { FileSystemReader } from "./filesystem-reader.js";
 import { FileSystemWriter } from "./filesystem-writer.js";
+import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageWriter } from "./storage.js";
 
 /** The package that handles `s3://` checkpoint ids, loaded only when one is used. */
 const S3_PACKAGE = "@dcpjs/s3";
 
+/** Options the router passes to whichever storage it picks. */
+export interface StorageRouterOptions {
+  /** Files per rank written (and read) concurrently. @default 1 for writers, 4 for readers */
+  readonly threadCount?: number;
+  /** Writers only: replace an existing checkpoint. @default true */
+  readonly overwrite?: boolean;
+  /** Called after each item is written or read. */
+  readonly onProgress?: ProgressCallback;
+}
+
 interface S3Module {
-  S3StorageWriter: new (options: { path: string }) => StorageWriter;
-  S3StorageReader: new (options: { path: string }) => StorageReader;
+  S3StorageWriter: new (options: { path: string } & StorageRouterOptions) => StorageWriter;
+  S3StorageReader: new (options: { path: string } & StorageRouterOptions) => StorageReader;
 }
 
 async function importS3(checkpointId: string): Promise<S3Module> {
@@ -40,35 +51,44 @@ function checkId(checkpointId: string | undefined): string {
  * id without a scheme → {@link FileSystemWriter}.
  *
  * @param checkpointId - a local path or `s3://bucket/prefix`.
+ * @param options - thread count, overwrite, progress (see {@link StorageRouterOptions}).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a missing id, an unknown scheme, or a
  * missing `@dcpjs/s3`.
  */
-export async function createStorageWriter(checkpointId: string | undefined): Promise<StorageWriter> {
+export async function createStorageWriter(
+  checkpointId: string | undefined,
+  options: StorageRouterOptions = {},
+): Promise<StorageWriter> {
   const id = checkId(checkpointId);
-  if (id.startsWith("s3://")) return new (await importS3(id)).S3StorageWriter({ path: id });
+  if (id.startsWith("s3://")) return new (await importS3(id)).S3StorageWriter({ ...options, path: id });
   if (id.includes("://")) {
     throw new CheckpointError(
       "INVALID_ARGUMENT",
       `Expected a local path or an s3:// URI as checkpointId, got ${id}`,
     );
   }
-  return new FileSystemWriter({ path: id });
+  return new FileSystemWriter({ ...options, path: id });
 }
 
 /**
  * The storage reader for a checkpoint id; see {@link createStorageWriter}.
  *
  * @param checkpointId - a local path or `s3://bucket/prefix`.
+ * @param options - thread count and progress (see {@link StorageRouterOptions}).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link createStorageWriter}.
  */
-export async function createStorageReader(checkpointId: string | undefined): Promise<StorageReader> {
+export async function createStorageReader(
+  checkpointId: string | undefined,
+  options: StorageRouterOptions = {},
+): Promise<StorageReader> {
   const id = checkId(checkpointId);
-  if (id.startsWith("s3://")) return new (await importS3(id)).S3StorageReader({ path: id });
+  if (id.startsWith("s3://")) return new (await importS3(id)).S3StorageReader({ ...options, path: id });
   if (id.includes("://")) {
     throw new CheckpointError(
       "INVALID_ARGUMENT",
       `Expected a local path or an s3:// URI as checkpointId, got ${id}`,
     );
   }
-  return new FileSystemReader({ path: id });
+  const { overwrite: _, ...readerOptions } = options;
+  return new FileSystemReader({ ...readerOptions, path: id });
 }

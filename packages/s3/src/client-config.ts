@@ -1,0 +1,125 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { S3Client, type S3ClientConfig as SdkS3ClientConfig } from "@aws-sdk/client-s3";
+import { CheckpointError } from "@dcpjs/core";
+
+/** The multipart part size used when none is given: 8 MiB, as s3torchconnector and AWS guidance. */
+export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+/** S3's smallest part size (except the last part): 5 MiB. */
+export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
+/** S3's largest part size: 5 GiB. */
+export const MAX_PART_SIZE_BYTES = 5 * 1024 * 1024 * 1024;
+/** Attempts per request when none is given (s3torchconnector's default). */
+export const DEFAULT_MAX_ATTEMPTS = 10;
+/** The most attempts accepted (s3torchconnector's native client panics above 64). */
+export const MAX_MAX_ATTEMPTS = 64;
+/** Sockets per client when none is given: enough for 4 files × 4 parts in flight. */
+export const DEFAULT_MAX_CONCURRENCY = 16;
+/** Parts of one multipart upload in flight when none is given. */
+export const DEFAULT_QUEUE_SIZE = 4;
+
+/** When the SDK computes or checks flexible checksums (`x-amz-checksum-*`). */
+export type ChecksumMode = "WHEN_SUPPORTED" | "WHEN_REQUIRED";
+
+/**
+ * How dcpjs builds its S3 client, after s3torchconnector's `S3ClientConfig`. Every field is
+ * optional; pass your own `S3Client` instead to control everything.
+ */
+export interface S3ClientConfig {
+  /** The region. @default `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1` */
+  readonly region?: string;
+  /**
+   * An S3-compatible endpoint (MinIO, Ceph RGW, R2…).
+   * @default `S3_ENDPOINT`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else AWS's own
+   */
+  readonly endpoint?: string;
+  /** Address buckets as `endpoint/bucket` instead of `bucket.endpoint`. @default true when an endpoint is set */
+  readonly forcePathStyle?: boolean;
+  /** Credentials or a provider. @default the SDK's default chain (environment, profile, IMDS…) */
+  readonly credentials?: SdkS3ClientConfig["credentials"];
+  /**
+   * Multipart part size in bytes, 5 MiB–5 GiB. An upload holds at most
+   * `queueSize × partSize` bytes in memory. @default 8 MiB
+   */
+  readonly partSize?: number;
+  /** Parts of one upload sent concurrently. @default 4 */
+  readonly queueSize?: number;
+  /** Attempts per request (the SDK's standard retry mode), 1–64. @default 10 */
+  readonly maxAttempts?: number;
+  /** Sockets the client keeps alive and uses at most (its keep-alive agent's `maxSockets`). @default 16 */
+  readonly maxConcurrency?: number;
+  /**
+   * When the SDK adds flexible checksums to requests. `WHEN_REQUIRED` is needed where the server
+   * rejects `aws-chunked` streaming bodies: Ceph RGW (411 MissingContentLength), older MinIO, R2.
+   * dcpjs keeps its own CRC-32C per item in `.metadata` either way. @default the SDK's `WHEN_SUPPORTED`
+   */
+  readonly requestChecksumCalculation?: ChecksumMode;
+  /** When the SDK validates response checksums; see `requestChecksumCalculation`. @default the SDK's `WHEN_SUPPORTED` */
+  readonly responseChecksumValidation?: ChecksumMode;
+}
+
+/** The transfer settings dcpjs itself uses, resolved and validated. */
+export interface S3TransferSettings {
+  /** Multipart part size in bytes. */
+  readonly partSize: number;
+  /** Parts in flight per upload. */
+  readonly queueSize: number;
+}
+
+function checkInteger(name: string, value: number, min: number, max: number, unit = ""): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected \`${name}\` to be an integer between ${min}${unit} and ${max}${unit}, got ${String(value)} (${typeof value})`,
+    );
+  }
+}
+
+/**
+ * Validates the config up front and resolves the transfer settings.
+ *
+ * @param config - the config.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `partSize` is outside 5 MiB–5 GiB,
+ * `maxAttempts` outside 1–64, or `queueSize` / `maxConcurrency` below 1.
+ */
+export function resolveTransferSettings(config: S3ClientConfig = {}): S3TransferSettings {
+  const partSize = config.partSize ?? DEFAULT_PART_SIZE_BYTES;
+  checkInteger("partSize", partSize, MIN_PART_SIZE_BYTES, MAX_PART_SIZE_BYTES, " bytes");
+  checkInteger("maxAttempts", config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 1, MAX_MAX_ATTEMPTS);
+  const queueSize = config.queueSize ?? DEFAULT_QUEUE_SIZE;
+  checkInteger("queueSize", queueSize, 1, 10_000);
+  checkInteger("maxConcurrency", config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, 1, 100_000);
+  return { partSize, queueSize };
+}
+
+/**
+ * Builds an `S3Client` from a {@link S3ClientConfig}: keep-alive agents sized to
+ * `maxConcurrency`, path-style addressing for custom endpoints, the SDK's credential chain.
+ *
+ * @param config - the config.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link resolveTransferSettings}.
+ */
+export function createS3Client(config: S3ClientConfig = {}): S3Client {
+  resolveTransferSettings(config);
+  const env = process.env;
+  const endpoint = config.endpoint ?? env.S3_ENDPOINT ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const maxSockets = config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
+  const sdk: SdkS3ClientConfig = {
+    region: config.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+    forcePathStyle: config.forcePathStyle ?? endpoint !== undefined,
+    maxAttempts: config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    requestHandler: {
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+    },
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
+    ...(config.requestChecksumCalculation
+      ? { requestChecksumCalculation: config.requestChecksumCalculation }
+      : {}),
+    ...(config.responseChecksumValidation
+      ? { responseChecksumValidation: config.responseChecksumValidation }
+      : {}),
+  };
+  return new S3Client(sdk);
+}

@@ -1,0 +1,152 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import {
+  CheckpointError,
+  type FileReadStream,
+  metadataIndexKey,
+  type ReadItem,
+  type StorageInfo,
+} from "@dcpjs/core";
+import { DCPOptimizedS3Reader, DEFAULT_MAX_GAP_SIZE, type ItemRange } from "./dcp-optimized-reader.js";
+import { DEFAULT_RANGE_BUFFER_BYTES, RangeBasedS3Reader } from "./range-based-reader.js";
+import { SequentialS3Reader } from "./sequential-reader.js";
+
+/** The object a reader is made for. */
+export interface ReaderTarget {
+  /** The client. */
+  readonly client: S3Client;
+  /** The bucket. */
+  readonly bucket: string;
+  /** The key. */
+  readonly key: string;
+  /** `s3://bucket/key`. */
+  readonly uri: string;
+}
+
+/** Which reader a constructor makes, as s3torchconnector's `get_reader_type_string`. */
+export type ReaderType = "sequential" | "range_based" | "dcp_optimized";
+
+/**
+ * Makes the reader for each object an `S3FileSystem` opens in `rb` mode, as s3torchconnector's
+ * `S3ReaderConstructor`. Build one with {@link S3ReaderConstructor}.
+ */
+export interface ReaderConstructor {
+  /** Which reader it makes. */
+  readonly type: ReaderType;
+  /**
+   * Makes a reader.
+   * @param target - the object.
+   */
+  create(target: ReaderTarget): FileReadStream;
+  /**
+   * Receives the byte ranges each file will be read at (DCP-optimized only), from
+   * `S3StorageReader.prepareLocalPlan`; replaces earlier ranges.
+   * @param items - the plan's read items, sorted by offset.
+   * @param storageData - where each item is.
+   * @param fileUri - maps a relative path to the file's URI.
+   */
+  setItemRangesByFile?(
+    items: readonly ReadItem[],
+    storageData: ReadonlyMap<string, StorageInfo>,
+    fileUri: (relativePath: string) => string,
+  ): void;
+}
+
+/** Options of {@link S3ReaderConstructor.rangeBased}. */
+export interface RangeBasedOptions {
+  /** Read-ahead buffer in bytes; 0 disables it. @default 8 MiB */
+  readonly bufferSize?: number;
+}
+
+/** Options of {@link S3ReaderConstructor.dcpOptimized}. */
+export interface DcpOptimizedOptions {
+  /** Largest gap in bytes between items that still share one GET (`Infinity` allowed). @default 32 MiB */
+  readonly maxGapSize?: number;
+}
+
+class DcpOptimizedConstructor implements ReaderConstructor {
+  readonly type = "dcp_optimized" as const;
+  #ranges = new Map<string, ItemRange[]>();
+
+  constructor(private readonly maxGapSize: number) {
+    if (typeof maxGapSize !== "number" || Number.isNaN(maxGapSize) || maxGapSize < 0) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected maxGapSize to be a number >= 0 (or Infinity), got ${String(maxGapSize)}`,
+      );
+    }
+  }
+
+  setItemRangesByFile(
+    items: readonly ReadItem[],
+    storageData: ReadonlyMap<string, StorageInfo>,
+    fileUri: (relativePath: string) => string,
+  ): void {
+    const ranges = new Map<string, ItemRange[]>();
+    if (items.length > 0 && storageData.size === 0) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        "storage_data must not be empty; the DCP-optimized reader needs the checkpoint's storage data",
+      );
+    }
+    for (const item of items) {
+      const info = storageData.get(metadataIndexKey(item.storageIndex));
+      if (!info) continue;
+      const uri = fileUri(info.relativePath);
+      const list = ranges.get(uri) ?? [];
+      list.push({ start: info.offset, end: info.offset + info.length });
+      ranges.set(uri, list);
+    }
+    this.#ranges = ranges;
+  }
+
+  create(target: ReaderTarget): FileReadStream {
+    if (target.key.endsWith(".metadata")) return new SequentialS3Reader(target);
+    const ranges = this.#ranges.get(target.uri);
+    if (!ranges) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `No ranges found for ${target.uri}. Make sure range injection is used in 'S3StorageReader.prepareLocalPlan', or use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
+      );
+    }
+    return new DCPOptimizedS3Reader(target, ranges, this.maxGapSize);
+  }
+}
+
+/**
+ * Factories of the readers `S3FileSystem` and `S3StorageReader` use, as s3torchconnector's
+ * `S3ReaderConstructor`.
+ */
+export const S3ReaderConstructor = {
+  /**
+   * One GET of the whole object, buffered from 0 to the furthest position read (memory grows to
+   * the object's size); any access pattern.
+   */
+  sequential(): ReaderConstructor {
+    return { type: "sequential", create: (t) => new SequentialS3Reader(t) };
+  },
+  /**
+   * Ranged GETs with a read-ahead buffer (memory: `bufferSize`); any access pattern.
+   * @param options - `bufferSize` (default 8 MiB).
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a negative or non-integer buffer size.
+   */
+  rangeBased(options: RangeBasedOptions = {}): ReaderConstructor {
+    const bufferSize = options.bufferSize ?? DEFAULT_RANGE_BUFFER_BYTES;
+    if (!Number.isSafeInteger(bufferSize) || bufferSize < 0) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected bufferSize to be an integer >= 0 bytes, got ${String(bufferSize)}`,
+      );
+    }
+    return { type: "range_based", create: (t) => new RangeBasedS3Reader(t, bufferSize) };
+  },
+  /**
+   * Coalesced ranged GETs over the items the load plan needs (the default of
+   * `S3StorageReader`); forward-only across items. Needs the ranges from
+   * `S3StorageReader.prepareLocalPlan`.
+   * @param options - `maxGapSize` (default 32 MiB).
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a negative `maxGapSize`.
+   */
+  dcpOptimized(options: DcpOptimizedOptions = {}): ReaderConstructor {
+    return new DcpOptimizedConstructor(options.maxGapSize ?? DEFAULT_MAX_GAP_SIZE);
+  },
+} as const;

@@ -1,0 +1,66 @@
+import { CheckpointError, NotFoundError } from "@dcpjs/core";
+
+interface SdkError {
+  readonly name?: string;
+  readonly message?: string;
+  readonly Code?: string;
+  readonly $metadata?: { readonly httpStatusCode?: number };
+}
+
+/** The S3 error code (e.g. `NoSuchKey`) and HTTP status of an SDK error. */
+export function s3ErrorInfo(error: unknown): { name: string; status: number | undefined } {
+  const e = (typeof error === "object" && error !== null ? error : {}) as SdkError;
+  return { name: e.Code ?? e.name ?? "Error", status: e.$metadata?.httpStatusCode };
+}
+
+/**
+ * Whether an SDK error means "no such object" (HeadObject `NotFound`, GetObject `NoSuchKey`, 404).
+ *
+ * @param error - what the SDK threw.
+ */
+export function isNotFound(error: unknown): boolean {
+  const { name, status } = s3ErrorInfo(error);
+  return (
+    name === "NoSuchKey" ||
+    name === "NotFound" ||
+    (status === 404 && name !== "NoSuchBucket" && name !== "NoSuchUpload")
+  );
+}
+
+/**
+ * Maps an SDK error to the library's errors: a missing key → {@link NotFoundError}; a missing
+ * bucket → `NOT_FOUND`; refused credentials or permissions (401/403) → `ACCESS_DENIED`; an abort
+ * → `ABORTED`; anything else → `IO_ERROR`. A {@link CheckpointError} passes through.
+ *
+ * @param error - what the SDK threw.
+ * @param action - what was attempted, e.g. `read`.
+ * @param uri - the object's `s3://` URI.
+ */
+export function toCheckpointError(error: unknown, action: string, uri: string): CheckpointError {
+  if (error instanceof CheckpointError) return error;
+  const { name, status } = s3ErrorInfo(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (name === "NoSuchBucket") {
+    const bucket = uri.slice(5).split("/")[0];
+    return new CheckpointError(
+      "NOT_FOUND",
+      `Expected bucket "${bucket}" to exist (to ${action} ${uri}), but S3 says NoSuchBucket`,
+      { cause: error },
+    );
+  }
+  if (isNotFound(error)) return new NotFoundError(uri, { cause: error });
+  if (
+    status === 401 ||
+    status === 403 ||
+    ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"].includes(name)
+  ) {
+    return new CheckpointError(
+      "ACCESS_DENIED",
+      `S3 refused to ${action} ${uri} (${name}): expected credentials that may access it — check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the SDK's credential chain) and the endpoint`,
+      { cause: error },
+    );
+  }
+  if (name === "AbortError")
+    return new CheckpointError("ABORTED", `Aborted while trying to ${action} ${uri}`, { cause: error });
+  return new CheckpointError("IO_ERROR", `Failed to ${action} ${uri}: ${name}: ${message}`, { cause: error });
+}

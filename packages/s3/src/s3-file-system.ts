@@ -1,0 +1,167 @@
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CheckpointError,
+  type CreateStreamOptions,
+  type FileReadStream,
+  type FileSystemBase,
+  type FileWriteStream,
+  type StreamMode,
+  throwIfAborted,
+} from "@dcpjs/core";
+import pRetry from "p-retry";
+import {
+  createS3Client,
+  resolveTransferSettings,
+  type S3ClientConfig,
+  type S3TransferSettings,
+} from "./client-config.js";
+import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
+import { isNotFound, toCheckpointError } from "./s3-errors.js";
+import { escapePath, isS3Uri, joinS3Path, parseS3Uri } from "./s3-uri.js";
+import { S3WriteStream } from "./s3-write-stream.js";
+
+/** Attempts of the DeleteObject that completes a rename, as s3torchconnector (tenacity, 3 attempts). */
+export const RENAME_DELETE_ATTEMPTS = 3;
+
+/** Options of {@link S3FileSystem}. */
+export interface S3FileSystemOptions {
+  /** A client to use as is; `clientConfig`'s client settings are then ignored. @default one built from `clientConfig` */
+  readonly client?: S3Client;
+  /** Client and transfer settings (part size and queue size apply with `client` too). */
+  readonly clientConfig?: S3ClientConfig;
+  /** How objects opened in `rb` mode are read. @default {@link S3ReaderConstructor.sequential} */
+  readonly readerConstructor?: ReaderConstructor;
+}
+
+/**
+ * {@link FileSystemBase} over S3 and S3-compatible stores, as s3torchconnector's `S3FileSystem`.
+ * Paths are `s3://bucket/key` URIs.
+ */
+export class S3FileSystem implements FileSystemBase {
+  /** The client every request goes through. */
+  readonly client: S3Client;
+  /** Part size and queue size of uploads. */
+  readonly transfer: S3TransferSettings;
+  /** The reader constructor for `rb` streams. */
+  readonly readerConstructor: ReaderConstructor;
+
+  /**
+   * @param options - see {@link S3FileSystemOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the config is out of range (part size
+   * outside 5 MiB–5 GiB, max attempts outside 1–64).
+   */
+  constructor(options: S3FileSystemOptions = {}) {
+    this.transfer = resolveTransferSettings(options.clientConfig);
+    this.client = options.client ?? createS3Client(options.clientConfig);
+    this.readerConstructor = options.readerConstructor ?? S3ReaderConstructor.sequential();
+  }
+
+  /**
+   * @inheritDoc
+   * `wb`: an {@link S3WriteStream} (streaming multipart upload). `rb`: the configured reader
+   * (requests are lazy: a missing key fails on the first read or size).
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for another mode, with s3torchconnector's
+   * message, or a path that is not an `s3://` URI.
+   */
+  async createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<FileWriteStream>;
+  async createStream(path: string, mode: "rb", options?: CreateStreamOptions): Promise<FileReadStream>;
+  async createStream(
+    path: string,
+    mode: StreamMode,
+    options?: CreateStreamOptions,
+  ): Promise<FileWriteStream | FileReadStream> {
+    throwIfAborted(options?.signal);
+    const { bucket, key } = parseS3Uri(path);
+    if (mode === "wb")
+      return new S3WriteStream(this.client, bucket, key, path, this.transfer, options?.signal);
+    if (mode === "rb") return this.readerConstructor.create({ client: this.client, bucket, key, uri: path });
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Invalid mode=${JSON.stringify(mode)} mode argument: create_stream only supports rb (read mode) & wb (write mode)`,
+    );
+  }
+
+  /** @inheritDoc Joins with one `/`, as `os.path.join`. */
+  concatPath(path: string, suffix: string): string {
+    return joinS3Path(path, suffix);
+  }
+
+  /** @inheritDoc The URI as given. */
+  initPath(path: string): string {
+    return path;
+  }
+
+  /**
+   * @inheritDoc
+   * CopyObject with the source key URL-encoded per segment, then DeleteObject of the source,
+   * retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most 5 s);
+   * after the last attempt the last error is thrown.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the buckets differ; {@link NotFoundError}
+   * when the source does not exist; other mapped S3 errors.
+   */
+  async rename(path: string, newPath: string): Promise<void> {
+    const src = parseS3Uri(path);
+    const dst = parseS3Uri(newPath);
+    if (src.bucket !== dst.bucket) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Source and destination buckets cannot be different (rename does not support cross-buckets operations): ${src.bucket} → ${dst.bucket}`,
+      );
+    }
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: dst.bucket,
+          Key: dst.key,
+          CopySource: `${src.bucket}/${escapePath(src.key)}`,
+        }),
+      );
+    } catch (error) {
+      throw toCheckpointError(error, "copy", path);
+    }
+    try {
+      await pRetry(() => this.client.send(new DeleteObjectCommand({ Bucket: src.bucket, Key: src.key })), {
+        retries: RENAME_DELETE_ATTEMPTS - 1,
+        factor: 2,
+        minTimeout: 500,
+        maxTimeout: 5000,
+        randomize: true,
+      });
+    } catch (error) {
+      throw toCheckpointError(error, "delete", path);
+    }
+  }
+
+  /** @inheritDoc A no-op: S3 has no directories. */
+  async mkdir(_path: string): Promise<void> {}
+
+  /**
+   * @inheritDoc
+   * HeadObject: false only when S3 says not found; every other error is thrown.
+   */
+  async exists(path: string): Promise<boolean> {
+    const { bucket, key } = parseS3Uri(path);
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw toCheckpointError(error, "stat", path);
+    }
+  }
+
+  /** @inheritDoc DeleteObject; a missing key is not an error. */
+  async rmFile(path: string): Promise<void> {
+    const { bucket, key } = parseS3Uri(path);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    } catch (error) {
+      if (!isNotFound(error)) throw toCheckpointError(error, "delete", path);
+    }
+  }
+
+  /** @inheritDoc True for a parsable `s3://` URI. */
+  validateCheckpointId(checkpointId: string): boolean {
+    return isS3Uri(checkpointId);
+  }
+}

@@ -1,0 +1,81 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { FileSystemReader, type LoadPlan, type ProgressCallback } from "@dcpjs/core";
+import type { S3ClientConfig } from "./client-config.js";
+import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
+import { S3FileSystem } from "./s3-file-system.js";
+import { isS3Uri, parseS3Uri } from "./s3-uri.js";
+
+/** Options of {@link S3StorageReader}. */
+export interface S3StorageReaderOptions {
+  /** The checkpoint's URI, `s3://bucket/prefix`. */
+  readonly path: string;
+  /** A client to use as is. @default one built from `clientConfig` */
+  readonly client?: S3Client;
+  /** Client settings. */
+  readonly clientConfig?: S3ClientConfig;
+  /** How data files are read. @default {@link S3ReaderConstructor.dcpOptimized} */
+  readonly readerConstructor?: ReaderConstructor;
+  /** Data files read concurrently by each rank. @default 4 */
+  readonly threadCount?: number;
+  /** Called after each item is read and verified. */
+  readonly onProgress?: ProgressCallback;
+}
+
+/**
+ * Loads checkpoints from S3, as s3torchconnector's `S3StorageReader`: DCP's `FileSystemReader`
+ * over an {@link S3FileSystem} whose local plan is sorted by file offset, and whose item ranges
+ * are handed to the reader constructor so the DCP-optimized reader fetches neighbouring items
+ * with one ranged GET and a partial load fetches only what it needs.
+ */
+export class S3StorageReader extends FileSystemReader {
+  readonly #readerConstructor: ReaderConstructor;
+
+  /**
+   * @param options - see {@link S3StorageReaderOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a path that is not `s3://bucket/…` or
+   * an out-of-range client config.
+   */
+  constructor(options: S3StorageReaderOptions) {
+    parseS3Uri(options.path);
+    const readerConstructor = options.readerConstructor ?? S3ReaderConstructor.dcpOptimized();
+    const fs = new S3FileSystem({
+      ...(options.client ? { client: options.client } : {}),
+      ...(options.clientConfig ? { clientConfig: options.clientConfig } : {}),
+      readerConstructor,
+    });
+    super({
+      path: options.path,
+      fs,
+      ...(options.threadCount !== undefined ? { threadCount: options.threadCount } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    this.#readerConstructor = readerConstructor;
+  }
+
+  /**
+   * @inheritDoc
+   * Sorts the items by their offset in their file (stable; as s3torchconnector) and hands each
+   * file's ranges to the reader constructor.
+   */
+  override prepareLocalPlan(plan: LoadPlan): LoadPlan {
+    const items = [...plan.items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
+    this.#readerConstructor.setItemRangesByFile?.(items, this.storageData, (relativePath) =>
+      this.fs.concatPath(this.path, relativePath),
+    );
+    return { ...plan, items };
+  }
+
+  /** @inheritDoc Validates `s3://` URIs only. */
+  override reset(checkpointId?: string): void {
+    if (checkpointId !== undefined) parseS3Uri(checkpointId);
+    super.reset(checkpointId);
+  }
+
+  /**
+   * Whether a checkpoint id is an `s3://` URI this reader accepts.
+   * @param checkpointId - the id.
+   */
+  static validateCheckpointId(checkpointId: string): boolean {
+    return isS3Uri(checkpointId);
+  }
+}

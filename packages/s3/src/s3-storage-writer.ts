@@ -1,0 +1,75 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { FileSystemWriter, type ProgressCallback, type SavePlan } from "@dcpjs/core";
+import type { S3ClientConfig } from "./client-config.js";
+import { DefaultPrefixStrategy, type S3PrefixStrategy } from "./prefix-strategy.js";
+import { S3FileSystem } from "./s3-file-system.js";
+import { isS3Uri, parseS3Uri } from "./s3-uri.js";
+
+/** Options of {@link S3StorageWriter}. */
+export interface S3StorageWriterOptions {
+  /** The checkpoint's URI, `s3://bucket/prefix`. */
+  readonly path: string;
+  /** A client to use as is. @default one built from `clientConfig` */
+  readonly client?: S3Client;
+  /** Client and transfer settings. */
+  readonly clientConfig?: S3ClientConfig;
+  /** Key prefixes of each rank's files. @default {@link DefaultPrefixStrategy} (`__{rank}_`) */
+  readonly prefixStrategy?: S3PrefixStrategy;
+  /**
+   * Files per rank, uploaded concurrently; each holds at most `queueSize × partSize` bytes in
+   * memory. @default 1
+   */
+  readonly threadCount?: number;
+  /** Replace an existing checkpoint; when false the save fails with "Checkpoint already exists". @default true */
+  readonly overwrite?: boolean;
+  /** Called after each item is handed to the upload. */
+  readonly onProgress?: ProgressCallback;
+}
+
+/**
+ * Saves checkpoints to S3, as s3torchconnector's `S3StorageWriter`: DCP's `FileSystemWriter`
+ * over an {@link S3FileSystem} (streaming multipart uploads, no fsync), with each rank's file
+ * prefix chosen by a prefix strategy in the global plan. `.metadata` is committed last by
+ * uploading `.metadata.tmp` and renaming it (copy + delete).
+ */
+export class S3StorageWriter extends FileSystemWriter {
+  readonly #prefixStrategy: S3PrefixStrategy;
+
+  /**
+   * @param options - see {@link S3StorageWriterOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a path that is not `s3://bucket/…`, an
+   * out-of-range client config, or a `threadCount` below 1.
+   */
+  constructor(options: S3StorageWriterOptions) {
+    parseS3Uri(options.path);
+    const { client, clientConfig, prefixStrategy, ...rest } = options;
+    super({
+      ...rest,
+      fs: new S3FileSystem({ ...(client ? { client } : {}), ...(clientConfig ? { clientConfig } : {}) }),
+      syncFiles: false,
+    });
+    this.#prefixStrategy = prefixStrategy ?? new DefaultPrefixStrategy();
+  }
+
+  /** @inheritDoc Gives plan i the prefix `prefixStrategy.generatePrefix(i, plans.length)`. */
+  override prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
+    return plans.map((plan, i) => ({
+      ...plan,
+      storageData: { prefix: this.#prefixStrategy.generatePrefix(i, plans.length) },
+    }));
+  }
+
+  /** @inheritDoc Validates `s3://` URIs only. */
+  override reset(checkpointId?: string): void {
+    if (checkpointId !== undefined) parseS3Uri(checkpointId);
+    super.reset(checkpointId);
+  }
+
+  /**
+   * Whether a checkpoint id is an `s3://` URI this writer accepts.
+   * @param checkpointId - the id.
+   */
+  static validateCheckpointId(checkpointId: string): boolean {
+    return isS3Uri(checkpointId);
+  }
+}

@@ -1,0 +1,119 @@
+import { once } from "node:events";
+import { PassThrough } from "node:stream";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { CheckpointError, type FileWriteStream } from "@dcpjs/core";
+import type { S3TransferSettings } from "./client-config.js";
+import { toCheckpointError } from "./s3-errors.js";
+
+/**
+ * Writes one object as a streaming multipart upload (lib-storage `Upload`), as s3torchconnector's
+ * `S3Writer`: bytes pass through a pipe into parts of `partSize` bytes, `queueSize` parts upload
+ * concurrently, and an object smaller than one part is a single PutObject.
+ *
+ * Memory: at most `queueSize × partSize` bytes of parts plus one `partSize` of pipe buffer.
+ * If a write fails, the stream is aborted, or its signal fires, the multipart upload is aborted
+ * (no orphan parts) before {@link S3WriteStream.abort} resolves.
+ */
+export class S3WriteStream implements FileWriteStream {
+  readonly #pipe: PassThrough;
+  readonly #done: Promise<unknown>;
+  #written = 0;
+  #failure: unknown;
+  #closed = false;
+  readonly #onAbort: () => void;
+
+  /**
+   * @param client - the S3 client.
+   * @param bucket - the bucket.
+   * @param key - the key.
+   * @param uri - `s3://bucket/key`, for messages.
+   * @param settings - part size and queue size.
+   * @param signal - aborts the upload.
+   */
+  constructor(
+    client: S3Client,
+    bucket: string,
+    key: string,
+    private readonly uri: string,
+    settings: S3TransferSettings,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.#pipe = new PassThrough({ highWaterMark: settings.partSize });
+    // Pipe errors (aborts) surface through the upload's done(); never as an unhandled 'error'.
+    this.#pipe.on("error", () => {});
+    const upload = new Upload({
+      client,
+      params: { Bucket: bucket, Key: key, Body: this.#pipe },
+      partSize: settings.partSize,
+      queueSize: settings.queueSize,
+      leavePartsOnError: false,
+    });
+    // Failures (including aborts, which destroy the pipe) reach done() only after lib-storage has
+    // sent AbortMultipartUpload, so awaiting done() means no parts are left behind.
+    this.#done = upload.done().catch((error: unknown) => {
+      this.#failure = error;
+      throw error;
+    });
+    this.#done.catch(() => {});
+    this.#onAbort = () => {
+      this.#pipe.destroy(
+        new CheckpointError("ABORTED", `Upload of ${uri} aborted`, { cause: signal?.reason }),
+      );
+    };
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** @inheritDoc */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.#closed)
+      throw new CheckpointError("INVALID_ARGUMENT", `Cannot write to ${this.uri} after close`);
+    this.#checkFailure();
+    this.#written += chunk.byteLength;
+    if (!this.#pipe.write(chunk)) {
+      await Promise.race([once(this.#pipe, "drain"), this.#done]).catch((error: unknown) => {
+        throw toCheckpointError(error, "upload", this.uri);
+      });
+    }
+    this.#checkFailure();
+  }
+
+  #checkFailure(): void {
+    if (this.signal?.aborted)
+      throw new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: this.signal.reason });
+    if (this.#failure !== undefined) throw toCheckpointError(this.#failure, "upload", this.uri);
+  }
+
+  /** @inheritDoc */
+  tell(): number {
+    return this.#written;
+  }
+
+  /** @inheritDoc S3 objects are durable once the upload completes: a no-op. */
+  async sync(): Promise<void> {}
+
+  /** @inheritDoc Completes the upload; idempotent. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#pipe.end();
+    }
+    try {
+      await this.#done;
+    } catch (error) {
+      throw toCheckpointError(error, "upload", this.uri);
+    } finally {
+      this.signal?.removeEventListener("abort", this.#onAbort);
+    }
+  }
+
+  /** @inheritDoc Aborts the multipart upload and waits until it is gone. */
+  async abort(reason?: unknown): Promise<void> {
+    this.#closed = true;
+    if (!this.#pipe.destroyed) {
+      this.#pipe.destroy(new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: reason }));
+    }
+    await this.#done.catch(() => {});
+    this.signal?.removeEventListener("abort", this.#onAbort);
+  }
+}

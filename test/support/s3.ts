@@ -1,0 +1,45 @@
+import { randomUUID } from "node:crypto";
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { createS3Client, type S3ClientConfig } from "@dcpjs/s3";
+import { inject } from "vitest";
+
+/** The suite's S3 server (from the global setup). */
+export function s3Server() {
+  return inject("s3");
+}
+
+/** A client for the suite's server, with dcpjs's own config and any overrides. */
+export function testClient(overrides: S3ClientConfig = {}): S3Client {
+  const s = s3Server();
+  return createS3Client({
+    endpoint: s.endpoint,
+    region: s.region,
+    credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+    ...overrides,
+  });
+}
+
+/** A fresh `s3://bucket/tests/<uuid>` prefix for one test. */
+export function freshUri(name = "ckpt"): string {
+  return `s3://${s3Server().bucket}/tests/${randomUUID()}/${name}`;
+}
+
+/** Every key under an `s3://` URI prefix, relative to it, sorted. */
+export async function listKeys(client: S3Client, uri: string): Promise<string[]> {
+  const [bucket, ...rest] = uri.slice(5).split("/");
+  const prefix = `${rest.join("/")}/`;
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+    );
+    for (const o of page.Contents ?? []) keys.push(o.Key!.slice(prefix.length));
+    token = page.NextContinuationToken;
+  } while (token);
+  return keys.sort();
+}
