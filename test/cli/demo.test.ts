@@ -58,7 +58,7 @@ describe("dcp demo and dcp inspect (real processes)", () => {
   it("saves 4 ranks, reloads into 3 and 1, verifies, and inspect lists every entry", async () => {
     const models = await someModels();
     const out = join(await tempDir(), "demo");
-    const demo = await run(["demo", "--to", out, "--models", models, "--no-progress"]);
+    const demo = await run(["demo", "--", "--to", out, "--models", models, "--no-progress"]);
     expect(demo.stdout).toMatch(/OK: all \d+ source tensors/);
     expect(demo.stdout).toMatch(/save: {3}4 ranks .*: 4 data files \+ \.metadata/);
     const verified = Number(/tensors verified\s+(\d+)/.exec(demo.stdout)![1]);

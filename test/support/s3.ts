@@ -43,3 +43,35 @@ export async function listKeys(client: S3Client, uri: string): Promise<string[]>
   } while (token);
   return keys.sort();
 }
+
+/** One request the client sent. */
+export interface RecordedRequest {
+  readonly command: string;
+  readonly key: string | undefined;
+  readonly range: string | undefined;
+  readonly partNumber: number | undefined;
+}
+
+/** Records every request a client sends (command, key, Range, part number), in order. */
+export function recordRequests(
+  client: S3Client,
+  onRequest?: (r: RecordedRequest) => void,
+): RecordedRequest[] {
+  const log: RecordedRequest[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { Key?: string; Range?: string; PartNumber?: number };
+      const r = {
+        command: context.commandName ?? "?",
+        key: input.Key,
+        range: input.Range,
+        partNumber: input.PartNumber,
+      };
+      log.push(r);
+      onRequest?.(r);
+      return next(args);
+    },
+    { step: "initialize", name: `dcpjsTestRecorder${Math.random()}` },
+  );
+  return log;
+}

@@ -79,8 +79,13 @@ program
     console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspectTable(report));
   });
 
+// `pnpm start -- --to DIR` hands the script a literal `--`; drop it so the options after it count.
+const args = process.argv.slice(2);
+const dashes = args.indexOf("--");
+if (dashes >= 0) args.splice(dashes, 1);
+
 try {
-  await program.parseAsync();
+  await program.parseAsync(args, { from: "user" });
 } catch (error) {
   if (error instanceof CheckpointException) {
     console.error(`dcp: ${error.message}`);

@@ -1,3 +1,6 @@
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { CheckpointError } from "./errors.js";
 import { FileSystemReader } from "./filesystem-reader.js";
 import { FileSystemWriter } from "./filesystem-writer.js";
@@ -22,17 +25,34 @@ interface S3Module {
   S3StorageReader: new (options: { path: string } & StorageRouterOptions) => StorageReader;
 }
 
+/**
+ * Loads `@dcpjs/s3`: from here (an optional peer dependency), else from the application's entry
+ * point or working directory, where a package manager that isolates dependencies (pnpm) puts it.
+ */
 async function importS3(checkpointId: string): Promise<S3Module> {
+  const specifier: string = S3_PACKAGE;
+  let firstError: unknown;
   try {
-    const specifier: string = S3_PACKAGE;
     return (await import(specifier)) as S3Module;
-  } catch (cause) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected the ${S3_PACKAGE} package to be installed to use ${checkpointId}, but it could not be loaded`,
-      { cause },
-    );
+  } catch (error) {
+    firstError = error;
   }
+  const bases = [process.argv[1], join(process.cwd(), "index.js")].filter(
+    (b): b is string => typeof b === "string",
+  );
+  for (const base of bases) {
+    try {
+      const resolved = createRequire(base).resolve(specifier);
+      return (await import(pathToFileURL(resolved).href)) as S3Module;
+    } catch {
+      // try the next base
+    }
+  }
+  throw new CheckpointError(
+    "INVALID_ARGUMENT",
+    `Expected the ${S3_PACKAGE} package to be installed to use ${checkpointId}, but it could not be loaded`,
+    { cause: firstError },
+  );
 }
 
 function checkId(checkpointId: string | undefined): string {

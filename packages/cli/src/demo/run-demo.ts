@@ -3,8 +3,6 @@ import {
   createLocalProcessGroups,
   createStorageReader,
   createStorageWriter,
-  FileSystemReader,
-  FileSystemWriter,
   flattenStateDict,
   isTensor,
   load,
@@ -12,8 +10,6 @@ import {
   type Metadata,
   type ProgressCallback,
   type StateDict,
-  type StorageReader,
-  type StorageWriter,
   save,
 } from "@dcpjs/core";
 import cliProgress from "cli-progress";
@@ -99,19 +95,6 @@ function phaseBar(enabled: boolean, name: string, totalBytes: number) {
   };
 }
 
-async function writerFor(
-  to: string,
-  options: { threadCount: number; onProgress: ProgressCallback },
-): Promise<StorageWriter> {
-  if (to.includes("://")) return createStorageWriter(to);
-  return new FileSystemWriter({ path: to, threadCount: options.threadCount, onProgress: options.onProgress });
-}
-
-async function readerFor(to: string, onProgress: ProgressCallback): Promise<StorageReader> {
-  if (to.includes("://")) return createStorageReader(to);
-  return new FileSystemReader({ path: to, onProgress });
-}
-
 function merge(
   into: { tensors: number; values: number; mismatches: string[] },
   c: Comparison,
@@ -164,7 +147,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   const metas: Metadata[] = await Promise.all(
     groups.map(async (pg) =>
       save(rankView(source, pg, rowSharded), {
-        storageWriter: await writerFor(to, {
+        storageWriter: await createStorageWriter(to, {
           threadCount: options.threadCount ?? 1,
           onProgress: saveBar.onProgress,
         }),
@@ -188,7 +171,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   const loaded: StateDict[] = await Promise.all(
     createLocalProcessGroups(loadRanks).map(async (pg) => {
       const sd = emptyRankView(source, pg, columnSharded);
-      await load(sd, { storageReader: await readerFor(to, loadBar.onProgress), processGroup: pg });
+      await load(sd, {
+        storageReader: await createStorageReader(to, { onProgress: loadBar.onProgress }),
+        processGroup: pg,
+      });
       return sd;
     }),
   );
@@ -205,7 +191,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   // Load everything into one rank, into a state dict built from the checkpoint's metadata.
   const fullBar = phaseBar(bars, "load (1 rank, fresh)", bytes);
   t0 = performance.now();
-  const whole = await loadStateDictFromKeys({ storageReader: await readerFor(to, fullBar.onProgress) });
+  const whole = await loadStateDictFromKeys({
+    storageReader: await createStorageReader(to, { onProgress: fullBar.onProgress }),
+  });
   const fullLoadSeconds = (performance.now() - t0) / 1000;
   const fullBytes = fullBar.stop();
   const one = compareStateDicts(source, whole, true);
