@@ -14,12 +14,17 @@ export default defineConfig({
         },
       },
       {
-        // Everything that needs a real S3 server: started once by the global setup.
+        // Everything that needs real services (an S3 server, Redis): started once by the global setup.
         extends: true,
         test: {
-          name: "s3",
-          include: ["test/s3/**/*.test.ts", "test/conformance/s3.test.ts"],
-          globalSetup: ["test/support/s3-global-setup.ts"],
+          name: "services",
+          include: [
+            "test/s3/**/*.test.ts",
+            "test/conformance/s3.test.ts",
+            "test/redis/**/*.test.ts",
+            "test/e2e/**/*.test.ts",
+          ],
+          globalSetup: ["test/support/services-global-setup.ts"],
         },
       },
     ],

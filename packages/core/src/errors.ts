@@ -17,6 +17,8 @@
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.
  * - `COLLECTIVE_FAILED`: a step failed on one or more ranks ({@link CheckpointException}).
  * - `ACCESS_DENIED`: the storage refused the credentials or the permission (S3 401/403).
+ * - `TIMEOUT`: ranks did not arrive at a collective in time (a multi-process group).
+ * - `SAVE_IN_PROGRESS`: an `asyncSave` is still running and the new one was told not to wait.
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
 export type CheckpointErrorCode =
@@ -36,6 +38,8 @@ export type CheckpointErrorCode =
   | "ABORTED"
   | "COLLECTIVE_FAILED"
   | "ACCESS_DENIED"
+  | "TIMEOUT"
+  | "SAVE_IN_PROGRESS"
   | "IO_ERROR";
 
 /**

@@ -1,3 +1,4 @@
+export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
 export { allGather, allReduce, reduceScatter } from "./collectives.js";
 export {
   allocateTypedArray,

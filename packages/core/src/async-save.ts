@@ -1,0 +1,139 @@
+import { CheckpointError } from "./errors.js";
+import type { Metadata } from "./metadata.js";
+import { type SaveOptions, save } from "./save.js";
+import type { StateDict } from "./state-dict.js";
+import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./tensor.js";
+
+/** Options of {@link asyncSave}: those of {@link save}, plus staging and concurrency. */
+export interface AsyncSaveOptions extends SaveOptions {
+  /**
+   * The most bytes of tensor data this rank may stage. Staging holds a copy of every tensor and
+   * shard of the state dict (their total size); a larger state dict fails before anything is
+   * copied. @default Infinity
+   */
+  readonly maxStagingBytes?: number;
+  /**
+   * What a call does while an earlier `asyncSave` on the same process group (or, without one, in
+   * this process) is still running: `"wait"` stages only once the earlier save has completed
+   * (so at most one staged copy exists, and collectives keep their order); `"fail"` rejects both
+   * promises with `SAVE_IN_PROGRESS`. @default "wait"
+   */
+  readonly whenBusy?: "wait" | "fail";
+}
+
+/** The two stages of an {@link asyncSave}. */
+export interface AsyncSaveResult {
+  /** Resolves once every tensor's bytes are copied: the caller may change its tensors from then on. */
+  readonly staged: Promise<void>;
+  /** Resolves with the committed metadata once the checkpoint is written, as {@link save}. */
+  readonly completed: Promise<Metadata>;
+}
+
+const SINGLE_PROCESS_KEY = {};
+const inFlight = new WeakMap<object, Promise<unknown>>();
+
+function stagedTensor(t: Tensor): Tensor {
+  return { dtype: t.dtype, shape: [...t.shape], data: tensorBytes(t).slice() };
+}
+
+function stagingBytes(value: unknown): number {
+  if (isTensor(value)) return value.data.byteLength;
+  if (isShardedTensor(value)) return value.shards.reduce((n, s) => n + s.tensor.data.byteLength, 0);
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + stagingBytes(v), 0);
+  if (typeof value === "object" && value !== null && !ArrayBuffer.isView(value)) {
+    return Object.values(value).reduce((n: number, v) => n + stagingBytes(v), 0);
+  }
+  return 0;
+}
+
+/** A copy of a state dict whose tensors, shards and values no longer share memory with it. */
+function stage(value: unknown): unknown {
+  if (isTensor(value)) return stagedTensor(value);
+  if (isShardedTensor(value)) {
+    return {
+      dtype: value.dtype,
+      shape: [...value.shape],
+      shards: value.shards.map((s) => ({ offsets: [...s.offsets], tensor: stagedTensor(s.tensor) })),
+    };
+  }
+  if (Array.isArray(value)) return value.map(stage);
+  if (
+    typeof value === "object" &&
+    value !== null &&
+    !ArrayBuffer.isView(value) &&
+    Object.getPrototypeOf(value) === Object.prototype
+  ) {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value))
+      Object.defineProperty(out, key, {
+        value: stage((value as Record<string, unknown>)[key]),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    return out;
+  }
+  return structuredClone(value);
+}
+
+/**
+ * Saves a state dict in the background, as DCP's `async_save` with a staging step: first every
+ * tensor is copied into staging buffers (`staged` resolves — training may change its tensors),
+ * then the save runs on the copy (`completed` resolves with the metadata).
+ *
+ * Memory: the staging copy is the size of this rank's tensors and shards (bounded by
+ * `maxStagingBytes`), held until `completed` settles. Calls on one process group run one at a
+ * time (see `whenBusy`), and every rank must make the same calls in the same order.
+ *
+ * @param stateDict - this rank's state dict.
+ * @param options - see {@link AsyncSaveOptions}.
+ * @returns the `staged` and `completed` promises.
+ * @throws (through the promises) {@link CheckpointError} `INVALID_ARGUMENT` when the tensors exceed
+ * `maxStagingBytes`, `SAVE_IN_PROGRESS` with `whenBusy: "fail"`, and everything {@link save} throws.
+ * @example
+ * ```ts
+ * const { staged, completed } = asyncSave(stateDict, { checkpointId: "./ckpt/step-200" });
+ * await staged;          // keep training from here
+ * // …
+ * await completed;       // before relying on the checkpoint
+ * ```
+ */
+export function asyncSave(stateDict: StateDict, options: AsyncSaveOptions): AsyncSaveResult {
+  const key = options.processGroup ?? SINGLE_PROCESS_KEY;
+  const previous = inFlight.get(key);
+  if (previous && options.whenBusy === "fail") {
+    const error = new CheckpointError(
+      "SAVE_IN_PROGRESS",
+      'Expected no asyncSave to be running on this process group, but one is (whenBusy: "fail")',
+    );
+    const staged = Promise.reject(error);
+    const completed = Promise.reject(error);
+    staged.catch(() => {});
+    completed.catch(() => {});
+    return { staged, completed };
+  }
+  const limit = options.maxStagingBytes ?? Number.POSITIVE_INFINITY;
+  const stagedCopy = (async () => {
+    await previous?.catch(() => {});
+    const bytes = stagingBytes(stateDict);
+    if (bytes > limit) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected at most maxStagingBytes=${limit} bytes of tensors to stage, this rank's state dict holds ${bytes}`,
+      );
+    }
+    return stage(stateDict) as StateDict;
+  })();
+  const { maxStagingBytes: _, whenBusy: __, ...saveOptions } = options;
+  const completed = stagedCopy.then((copy) => save(copy, saveOptions));
+  const staged = stagedCopy.then(() => undefined);
+  staged.catch(() => {});
+  completed.catch(() => {});
+  inFlight.set(key, completed);
+  completed
+    .finally(() => {
+      if (inFlight.get(key) === completed) inFlight.delete(key);
+    })
+    .catch(() => {});
+  return { staged, completed };
+}

@@ -1,0 +1,111 @@
+import { execFile, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+async function hasRedisServer(): Promise<boolean> {
+  return run("redis-server", ["--version"]).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * A Redis server for the tests: `REDIS_URL` when set; otherwise Debian's `redis-server` (installed
+ * with apt when missing) on a free loopback port, with no persistence, stopped by PID.
+ *
+ * @param log - where to say which one.
+ */
+export async function startRedisServer(
+  log: (line: string) => void,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  if (process.env.REDIS_URL) {
+    log(`[redis] using REDIS_URL=${process.env.REDIS_URL}`);
+    return { url: process.env.REDIS_URL, stop: async () => {} };
+  }
+  if (!(await hasRedisServer())) {
+    log("[redis] installing redis-server with apt-get");
+    await run(
+      "bash",
+      [
+        "-c",
+        "apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server",
+      ],
+      {
+        maxBuffer: 64 << 20,
+      },
+    );
+  }
+  const dir = await mkdtemp(join(tmpdir(), "dcpjs-redis-"));
+  const port = await freePort();
+  const pidfile = join(dir, "redis.pid");
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(
+      "redis-server",
+      [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        pidfile,
+        "--logfile",
+        join(dir, "redis.log"),
+        "--dir",
+        dir,
+      ],
+      { stdio: "ignore" },
+    );
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`redis-server exited with ${code}`)),
+    );
+  });
+  let pid = 0;
+  for (let i = 0; i < 100 && !pid; i++) {
+    pid = Number(await readFile(pidfile, "utf8").catch(() => "0"));
+    if (!pid) await new Promise((r) => setTimeout(r, 50));
+  }
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    const ok = await run("redis-cli", ["-p", String(port), "ping"]).then(
+      (r) => r.stdout.trim() === "PONG",
+      () => false,
+    );
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  log(`[redis] redis-server ready at ${url} (pid ${pid})`);
+  return {
+    url,
+    stop: async () => {
+      if (pid) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // already gone
+        }
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
