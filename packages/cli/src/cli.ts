@@ -79,6 +79,19 @@ program
     console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspectTable(report));
   });
 
+program
+  .command("abort-uploads")
+  .description(
+    "abort the incomplete multipart uploads under an s3:// checkpoint prefix (left by a rank killed mid-save)",
+  )
+  .argument("<uri>", "the checkpoint's s3://bucket/prefix")
+  .action(async (uri: string) => {
+    const { abortIncompleteUploads } = await import("@dcpjs/s3");
+    const keys = await abortIncompleteUploads(uri);
+    console.log(`aborted ${keys.length} incomplete multipart upload(s) under ${uri}`);
+    for (const k of keys) console.log(`  ${k}`);
+  });
+
 // `pnpm start -- --to DIR` hands the script a literal `--`; drop it so the options after it count.
 const args = process.argv.slice(2);
 const dashes = args.indexOf("--");

@@ -12,6 +12,7 @@ export {
   type S3ClientConfig,
   type S3TransferSettings,
 } from "./client-config.js";
+export { type AbortIncompleteUploadsOptions, abortIncompleteUploads } from "./multipart-cleanup.js";
 export {
   BinaryPrefixStrategy,
   DefaultPrefixStrategy,

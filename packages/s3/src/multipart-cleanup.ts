@@ -1,0 +1,65 @@
+import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { createS3Client, type S3ClientConfig } from "./client-config.js";
+import { toCheckpointError } from "./s3-errors.js";
+import { parseS3Uri } from "./s3-uri.js";
+
+/** Options of {@link abortIncompleteUploads}. */
+export interface AbortIncompleteUploadsOptions {
+  /** A client to use. @default one built from `clientConfig` */
+  readonly client?: S3Client;
+  /** Client settings when no client is given. */
+  readonly clientConfig?: S3ClientConfig;
+  /** Only abort uploads started before this time. @default now (all of them) */
+  readonly startedBefore?: Date;
+}
+
+/**
+ * Aborts every incomplete multipart upload under a checkpoint's prefix: what a save leaves behind
+ * when a rank is killed mid-upload (a live rank aborts its own uploads when it fails). Run it only
+ * when no save is writing to that prefix, or pass `startedBefore`. An S3 lifecycle rule
+ * (`AbortIncompleteMultipartUpload`) does the same for a whole bucket after some days.
+ *
+ * @param uri - the checkpoint's `s3://bucket/prefix`.
+ * @param options - see {@link AbortIncompleteUploadsOptions}.
+ * @returns the keys whose uploads were aborted.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a bad URI, and mapped S3 errors.
+ */
+export async function abortIncompleteUploads(
+  uri: string,
+  options: AbortIncompleteUploadsOptions = {},
+): Promise<string[]> {
+  const { bucket, key } = parseS3Uri(uri);
+  const prefix = key === "" || key.endsWith("/") ? key : `${key}/`;
+  const client = options.client ?? createS3Client(options.clientConfig);
+  const before = options.startedBefore ?? new Date();
+  const aborted: string[] = [];
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  try {
+    for (;;) {
+      const page = await client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: bucket,
+          Prefix: prefix,
+          ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+          ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
+        }),
+      );
+      for (const u of page.Uploads ?? []) {
+        if (u.Initiated && u.Initiated > before) continue;
+        await client.send(
+          new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
+        );
+        aborted.push(u.Key!);
+      }
+      if (!page.IsTruncated) break;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  } catch (error) {
+    throw toCheckpointError(error, "abort the multipart uploads under", uri);
+  } finally {
+    if (!options.client) client.destroy();
+  }
+  return aborted;
+}
