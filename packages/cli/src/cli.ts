@@ -28,6 +28,15 @@ program
   .option("--ranks <n>", "ranks that save", positiveInt, 4)
   .option("--load-ranks <n>", "ranks that load with a different sharding", positiveInt, 3)
   .option("--thread-count <n>", "data files per rank", positiveInt, 1)
+  .option(
+    "--procs <n>",
+    "run the saving ranks as n separate processes meeting in Redis (instead of --ranks)",
+    positiveInt,
+  )
+  .option(
+    "--redis <url>",
+    "the Redis for --procs (default: DCPJS_REDIS_URL, REDIS_URL, else a redis-server started for the run)",
+  )
   .option("--no-progress", "do not draw progress bars")
   .action(
     async (opts: {
@@ -36,12 +45,17 @@ program
       ranks: number;
       loadRanks: number;
       threadCount: number;
+      procs?: number;
+      redis?: string;
       progress: boolean;
     }) => {
+      const ranks = opts.procs ?? opts.ranks;
       const s = await runDemo({
         to: opts.to,
         ...(opts.models ? { models: opts.models } : {}),
-        saveRanks: opts.ranks,
+        ...(opts.procs ? { procs: opts.procs } : {}),
+        ...(opts.redis ? { redisUrl: opts.redis } : {}),
+        saveRanks: ranks,
         loadRanks: opts.loadRanks,
         threadCount: opts.threadCount,
         progress: opts.progress,
@@ -63,7 +77,7 @@ program
         process.exitCode = 1;
       } else {
         console.log(
-          `\nOK: all ${s.sourceTensors} source tensors, the optimizer state and the values match bit for bit after the ${opts.ranks}→${opts.loadRanks} and ${opts.ranks}→1 loads.`,
+          `\nOK: all ${s.sourceTensors} source tensors, the optimizer state and the values match bit for bit after the ${ranks}→${opts.loadRanks} and ${ranks}→1 loads.`,
         );
       }
     },
@@ -77,6 +91,14 @@ program
   .action(async (path: string, opts: { json?: boolean }) => {
     const report = await inspectCheckpoint(path);
     console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspectTable(report));
+  });
+
+program
+  .command("demo-rank", { hidden: true })
+  .description("one rank of `dcp demo --procs` (configured through the environment)")
+  .action(async () => {
+    const { runDemoRank } = await import("./demo/demo-rank.js");
+    await runDemoRank();
   });
 
 program

@@ -1,28 +1,9 @@
 import { rm } from "node:fs/promises";
-import {
-  createLocalProcessGroups,
-  createStorageReader,
-  createStorageWriter,
-  flattenStateDict,
-  isTensor,
-  load,
-  loadStateDictFromKeys,
-  type Metadata,
-  type ProgressCallback,
-  type StateDict,
-  save,
-} from "@dcpjs/core";
+import { createLocalProcessGroups, type ProgressCallback } from "@dcpjs/core";
 import cliProgress from "cli-progress";
-import { humanModelsDir, readTfjsModelsIn } from "./tfjs-weights.js";
-import {
-  buildTrainingState,
-  columnSharded,
-  emptyRankView,
-  rankView,
-  rowSharded,
-  tensorByteLength,
-} from "./training-state.js";
-import { type Comparison, compareStateDicts } from "./verify.js";
+import { type DemoPhase, prepareSource, type RankOutcome, runPhase } from "./demo-phases.js";
+import { startLocalRedis } from "./local-redis.js";
+import { runPhaseInProcesses } from "./process-runner.js";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -32,6 +13,13 @@ export interface DemoOptions {
   readonly models?: string;
   /** Ranks that save. @default 4 */
   readonly saveRanks?: number;
+  /**
+   * Run the ranks as this many separate processes (the save's world size) meeting in Redis,
+   * instead of in this process. @default undefined (in-process ranks)
+   */
+  readonly procs?: number;
+  /** The Redis of `procs`. @default `DCPJS_REDIS_URL`, `REDIS_URL`, else a `redis-server` started for the run */
+  readonly redisUrl?: string;
   /** Ranks that load with a different sharding. @default 3 */
   readonly loadRanks?: number;
   /** Data files per rank. @default 1 */
@@ -59,7 +47,7 @@ export interface DemoSummary {
   readonly loadSeconds: number;
   readonly fullLoadBytes: number;
   readonly fullLoadSeconds: number;
-  /** The process's peak resident set size. */
+  /** This (parent) process's peak resident set size. */
   readonly peakRssBytes: number;
   /** Every fqn that differed after a load, with the load it came from; empty when all matched. */
   readonly mismatches: string[];
@@ -97,123 +85,119 @@ function phaseBar(enabled: boolean, name: string, totalBytes: number) {
 
 function merge(
   into: { tensors: number; values: number; mismatches: string[] },
-  c: Comparison,
+  c: RankOutcome,
   label: string,
 ) {
-  into.tensors += c.tensors;
-  into.values += c.values;
-  into.mismatches.push(...c.mismatches.map((m) => `${label}: ${m}`));
+  into.tensors += c.tensors ?? 0;
+  into.values += c.values ?? 0;
+  into.mismatches.push(...(c.mismatches ?? []).map((m) => `${label}: ${m}`));
 }
 
 /**
  * The main job: builds a training state from real pretrained weights (TF.js models), saves it as
  * a multi-rank checkpoint, loads it back into fewer ranks with a different sharding and into one
- * rank, and compares every tensor and value bit for bit with the source.
+ * rank, and compares every tensor and value bit for bit with the source. Ranks run in this
+ * process, or — with `procs` — as separate processes that meet in Redis.
  *
  * @param options - see {@link DemoOptions}.
  * @returns what was measured; `mismatches` lists every fqn that differs.
+ * @throws {@link CheckpointError} when a phase fails (in separate processes: naming the ranks).
  */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   const log = options.log ?? ((line: string) => console.log(line));
   const to = options.to ?? "./checkpoints/demo";
-  const saveRanks = options.saveRanks ?? 4;
+  const procs = options.procs;
+  const saveRanks = procs ?? options.saveRanks ?? 4;
   const loadRanks = options.loadRanks ?? 3;
+  const threadCount = options.threadCount ?? 1;
   const bars = (options.progress ?? true) && process.stderr.isTTY === true;
 
-  const modelsDir = options.models ?? humanModelsDir();
-  const models = await readTfjsModelsIn(modelsDir);
-  const sourceTensors = models.reduce((n, m) => n + m.weights.size, 0);
-  const source = buildTrainingState(models);
-  const flat = flattenStateDict(source).flat;
-  let tensorCount = 0;
-  let bytes = 0;
-  for (const leaf of flat.values()) {
-    if (isTensor(leaf)) {
-      tensorCount++;
-      bytes += tensorByteLength(leaf);
-    }
-  }
-  log(`source: ${models.length} models from ${modelsDir}`);
+  const source = await prepareSource(options.models);
+  log(`source: ${source.models} models from ${source.modelsDir}`);
   log(
-    `        ${sourceTensors} weight tensors + ${tensorCount - sourceTensors} optimizer moments, ${flat.size - tensorCount} values, ${(bytes / MB).toFixed(1)} MB`,
+    `        ${source.sourceTensors} weight tensors + ${source.tensors - source.sourceTensors} optimizer moments, ${source.values} values, ${(source.bytes / MB).toFixed(1)} MB`,
   );
-
   if (!to.includes("://")) await rm(to, { recursive: true, force: true });
 
-  // Save: every rank holds tensors ≥ 1 MiB row-sharded and the rest replicated (deduplicated).
-  const saveBar = phaseBar(bars, `save (${saveRanks} ranks)`, bytes);
-  let t0 = performance.now();
-  const groups = createLocalProcessGroups(saveRanks);
-  const metas: Metadata[] = await Promise.all(
-    groups.map(async (pg) =>
-      save(rankView(source, pg, rowSharded), {
-        storageWriter: await createStorageWriter(to, {
-          threadCount: options.threadCount ?? 1,
-          onProgress: saveBar.onProgress,
-        }),
-        processGroup: pg,
-      }),
-    ),
-  );
-  const saveSeconds = (performance.now() - t0) / 1000;
-  const savedBytes = saveBar.stop();
-  const metadata = metas[0]!;
-  const files = new Set([...metadata.storageData.values()].map((s) => s.relativePath)).size;
-  log(
-    `save:   ${saveRanks} ranks → ${to}: ${files} data files + .metadata, ${(savedBytes / MB).toFixed(1)} MB in ${saveSeconds.toFixed(2)} s (${(savedBytes / MB / saveSeconds).toFixed(0)} MB/s)`,
-  );
-
-  const result = { tensors: 0, values: 0, mismatches: [] as string[] };
-
-  // Load into fewer ranks, tensors ≥ 1 MiB sharded by columns instead of rows.
-  const loadBar = phaseBar(bars, `load (${loadRanks} ranks)`, bytes);
-  t0 = performance.now();
-  const loaded: StateDict[] = await Promise.all(
-    createLocalProcessGroups(loadRanks).map(async (pg) => {
-      const sd = emptyRankView(source, pg, columnSharded);
-      await load(sd, {
-        storageReader: await createStorageReader(to, { onProgress: loadBar.onProgress }),
-        processGroup: pg,
-      });
-      return sd;
-    }),
-  );
-  const loadSeconds = (performance.now() - t0) / 1000;
-  const loadedBytes = loadBar.stop();
-  const perRank = loaded.map((sd) => compareStateDicts(source, sd, true));
-  perRank.forEach((c, r) => {
-    merge(result, c, `${loadRanks}-rank load, rank ${r}`);
-  });
-  log(
-    `load:   ${loadRanks} ranks, column-sharded: ${(loadedBytes / MB).toFixed(1)} MB in ${loadSeconds.toFixed(2)} s (${(loadedBytes / MB / loadSeconds).toFixed(0)} MB/s); ${perRank[0]!.tensors} tensors and ${perRank[0]!.values} values verified on rank 0, ${perRank.reduce((n, c) => n + c.mismatches.length, 0)} mismatches`,
-  );
-
-  // Load everything into one rank, into a state dict built from the checkpoint's metadata.
-  const fullBar = phaseBar(bars, "load (1 rank, fresh)", bytes);
-  t0 = performance.now();
-  const whole = await loadStateDictFromKeys({
-    storageReader: await createStorageReader(to, { onProgress: fullBar.onProgress }),
-  });
-  const fullLoadSeconds = (performance.now() - t0) / 1000;
-  const fullBytes = fullBar.stop();
-  const one = compareStateDicts(source, whole, true);
-  merge(result, one, "1-rank load");
-  log(
-    `load:   1 rank, fresh state dict: ${(fullBytes / MB).toFixed(1)} MB in ${fullLoadSeconds.toFixed(2)} s (${(fullBytes / MB / fullLoadSeconds).toFixed(0)} MB/s); ${one.tensors} tensors and ${one.values} values verified, ${one.mismatches.length} mismatches`,
-  );
-
-  return {
-    sourceTensors,
-    tensors: one.tensors,
-    values: one.values,
-    bytes: savedBytes,
-    files,
-    saveSeconds,
-    loadBytes: loadedBytes,
-    loadSeconds,
-    fullLoadBytes: fullBytes,
-    fullLoadSeconds,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    mismatches: result.mismatches,
+  let redis: { url: string; stop(): void } | undefined;
+  if (procs !== undefined) {
+    const url = options.redisUrl ?? process.env.DCPJS_REDIS_URL ?? process.env.REDIS_URL;
+    redis = url ? { url, stop: () => {} } : await startLocalRedis();
+    log(`ranks:  separate processes, meeting in Redis at ${redis.url}`);
+  }
+  const runAll = async (
+    phase: DemoPhase,
+    ranks: number,
+    onProgress: ProgressCallback,
+  ): Promise<RankOutcome[]> => {
+    if (redis) {
+      return runPhaseInProcesses(
+        phase,
+        ranks,
+        { to, models: source.modelsDir, threadCount, redisUrl: redis.url, timeoutMs: 120_000 },
+        onProgress,
+      );
+    }
+    return Promise.all(
+      createLocalProcessGroups(ranks).map((pg) =>
+        runPhase(phase, source.stateDict, pg, to, { threadCount, onProgress }),
+      ),
+    );
   };
+
+  try {
+    // Save: every rank holds tensors ≥ 1 MiB row-sharded and the rest replicated (deduplicated).
+    const saveBar = phaseBar(bars, `save (${saveRanks} ranks)`, source.bytes);
+    let t0 = performance.now();
+    const saved = await runAll("save", saveRanks, saveBar.onProgress);
+    const saveSeconds = (performance.now() - t0) / 1000;
+    const savedBytes = saveBar.stop();
+    const files = saved[0]!.files ?? 0;
+    log(
+      `save:   ${saveRanks} ranks → ${to}: ${files} data files + .metadata, ${(savedBytes / MB).toFixed(1)} MB in ${saveSeconds.toFixed(2)} s (${(savedBytes / MB / saveSeconds).toFixed(0)} MB/s)`,
+    );
+
+    const result = { tensors: 0, values: 0, mismatches: [] as string[] };
+
+    // Load into fewer ranks, tensors ≥ 1 MiB sharded by columns instead of rows.
+    const loadBar = phaseBar(bars, `load (${loadRanks} ranks)`, source.bytes);
+    t0 = performance.now();
+    const perRank = await runAll("load", loadRanks, loadBar.onProgress);
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const loadedBytes = loadBar.stop();
+    perRank.forEach((c, r) => {
+      merge(result, c, `${loadRanks}-rank load, rank ${r}`);
+    });
+    log(
+      `load:   ${loadRanks} ranks, column-sharded: ${(loadedBytes / MB).toFixed(1)} MB in ${loadSeconds.toFixed(2)} s (${(loadedBytes / MB / loadSeconds).toFixed(0)} MB/s); ${perRank[0]!.tensors} tensors and ${perRank[0]!.values} values verified on rank 0, ${perRank.reduce((n, c) => n + (c.mismatches?.length ?? 0), 0)} mismatches`,
+    );
+
+    // Load everything into one rank, into a state dict built from the checkpoint's metadata.
+    const fullBar = phaseBar(bars, "load (1 rank, fresh)", source.bytes);
+    t0 = performance.now();
+    const [one] = await runAll("load-whole", 1, fullBar.onProgress);
+    const fullLoadSeconds = (performance.now() - t0) / 1000;
+    const fullBytes = fullBar.stop();
+    merge(result, one!, "1-rank load");
+    log(
+      `load:   1 rank, fresh state dict: ${(fullBytes / MB).toFixed(1)} MB in ${fullLoadSeconds.toFixed(2)} s (${(fullBytes / MB / fullLoadSeconds).toFixed(0)} MB/s); ${one!.tensors} tensors and ${one!.values} values verified, ${one!.mismatches?.length ?? 0} mismatches`,
+    );
+
+    return {
+      sourceTensors: source.sourceTensors,
+      tensors: one!.tensors ?? 0,
+      values: one!.values ?? 0,
+      bytes: savedBytes,
+      files,
+      saveSeconds,
+      loadBytes: loadedBytes,
+      loadSeconds,
+      fullLoadBytes: fullBytes,
+      fullLoadSeconds,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      mismatches: result.mismatches,
+    };
+  } finally {
+    redis?.stop();
+  }
 }
