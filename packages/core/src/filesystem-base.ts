@@ -31,6 +31,15 @@ export interface FileReadStream {
    */
   read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
   /**
+   * Reads exactly `target.byteLength` bytes at `offset` into `target` (no allocation); optional —
+   * readers fall back to {@link FileReadStream.read} and a copy.
+   * @param offset - byte offset in the file.
+   * @param target - where the bytes go.
+   * @param signal - aborts the read.
+   * @throws {@link CheckpointError} `TRUNCATED` when the file ends before `offset + target.byteLength`.
+   */
+  readInto?(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /**
    * The file's size in bytes.
    * @param signal - aborts the request.
    */

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { crc32c } from "@node-rs/crc32";
-import pLimit from "p-limit";
+import pLimit, { type LimitFunction } from "p-limit";
+import { contiguousRun } from "./contiguous-box.js";
 import { DTYPE_BYTES } from "./dtype.js";
 import {
   CheckpointError,
@@ -9,7 +10,7 @@ import {
   NotFoundError,
   throwIfAborted,
 } from "./errors.js";
-import type { FileSystemBase } from "./filesystem-base.js";
+import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
 import { METADATA_FILE } from "./filesystem-writer.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import {
@@ -24,7 +25,20 @@ import { decodeMetadata } from "./metadata-codec.js";
 import type { LoadPlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
-import { copyBox, tensorBytes } from "./tensor.js";
+import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
+
+/** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
+export const READ_AHEAD_CHUNKS = 4;
+/** Largest single positional read; bigger chunks are read in pieces of this size, in parallel. */
+export const READ_PIECE_BYTES = 8 * 1024 * 1024;
+/** Positional reads in flight per file (libuv's thread pool has 4 threads by default). */
+export const READ_PIECES_IN_FLIGHT = 4;
+
+/** A saved chunk's bytes and, when read in place, the tensor they landed in. */
+interface FetchedChunk {
+  readonly bytes: Uint8Array;
+  readonly dest: Tensor | undefined;
+}
 
 /** Options of {@link FileSystemReader}. */
 export interface FileSystemReaderOptions {
@@ -43,7 +57,9 @@ export interface FileSystemReaderOptions {
  * by data file and read in offset order, each item's length and CRC-32C verified before use, and
  * each read item's n-d box copied straight into the destination tensor.
  *
- * Memory: one saved chunk per concurrently read file (the largest chunk × `threadCount`).
+ * Memory: chunks read straight into their destination need none; others are staged, at most
+ * {@link READ_AHEAD_CHUNKS} per file being read (`threadCount` files at once), each the size of
+ * its saved chunk.
  */
 export class FileSystemReader implements StorageReader {
   /** The backend. */
@@ -178,6 +194,13 @@ export class FileSystemReader implements StorageReader {
     if (failed) throw failed.reason;
   }
 
+  /**
+   * Reads one file's items in offset order as a bounded pipeline: up to
+   * {@link READ_AHEAD_CHUNKS} saved chunks are read ahead (in {@link READ_PIECE_BYTES} pieces,
+   * {@link READ_PIECES_IN_FLIGHT} at once) while earlier ones are verified and delivered.
+   * A chunk that one read item copies whole into a contiguous part of its destination is read
+   * straight into the destination tensor; others go through a staging buffer and the n-d box copy.
+   */
   async #readFile(
     relativePath: string,
     items: ReadItem[],
@@ -186,48 +209,109 @@ export class FileSystemReader implements StorageReader {
   ): Promise<void> {
     throwIfAborted(signal);
     const ordered = [...items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
+    const groups: ReadItem[][] = [];
+    for (const item of ordered) {
+      const last = groups.at(-1);
+      if (last && metadataIndexKey(last[0]!.storageIndex) === metadataIndexKey(item.storageIndex))
+        last.push(item);
+      else groups.push([item]);
+    }
     const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", { signal });
+    const pieces = pLimit(READ_PIECES_IN_FLIGHT);
+    const fetch = (group: ReadItem[]): Promise<FetchedChunk> =>
+      this.#fetchChunk(stream, group, planner, pieces, signal);
+    const inFlight: Promise<FetchedChunk>[] = [];
     try {
-      let lastKey = "";
-      let last: Uint8Array | undefined;
-      for (const item of ordered) {
+      let next = 0;
+      while (next < groups.length && inFlight.length < READ_AHEAD_CHUNKS)
+        inFlight.push(fetch(groups[next++]!));
+      for (const group of groups) {
+        const fetched = await inFlight.shift()!;
+        if (next < groups.length) inFlight.push(fetch(groups[next++]!));
         throwIfAborted(signal);
-        const key = metadataIndexKey(item.storageIndex);
-        if (key !== lastKey || !last) {
-          const info = this.storageInfo(item);
-          last = await stream.read(info.offset, info.length, signal);
-          const actual = crc32c(last);
-          if (actual !== info.crc32c) {
-            throw new ChecksumMismatchError(
-              item.storageIndex.fqn,
-              info.crc32c,
-              actual,
-              `${relativePath} @ ${info.offset}+${info.length}`,
-            );
-          }
-          lastKey = key;
-          this.#onProgress?.({ bytes: info.length, items: 1 });
+        const info = this.storageInfo(group[0]!);
+        const actual = crc32c(fetched.bytes);
+        if (actual !== info.crc32c) {
+          throw new ChecksumMismatchError(
+            group[0]!.storageIndex.fqn,
+            info.crc32c,
+            actual,
+            `${relativePath} @ ${info.offset}+${info.length}`,
+          );
         }
-        if (item.type === "bytes") {
-          planner.loadBytes(item, last);
-          continue;
-        }
-        const saved = this.#savedChunk(item);
-        const dest = planner.resolveTensor(item);
-        copyBox(
-          last,
-          saved.sizes,
-          item.storageOffsets,
-          tensorBytes(dest),
-          dest.shape,
-          item.destOffsets,
-          item.lengths,
-          DTYPE_BYTES[dest.dtype],
-        );
-        planner.commitTensor(item, dest);
+        this.#deliver(group, fetched, planner);
+        this.#onProgress?.({ bytes: info.length, items: 1 });
       }
     } finally {
+      await Promise.allSettled(inFlight);
       await stream.close();
+    }
+  }
+
+  /** Reads one saved chunk: into its destination when {@link FileSystemReader.#directTarget} allows, else into a new buffer. */
+  async #fetchChunk(
+    stream: FileReadStream,
+    group: ReadItem[],
+    planner: LoadPlanner,
+    pieces: LimitFunction,
+    signal: AbortSignal,
+  ): Promise<FetchedChunk> {
+    const info = this.storageInfo(group[0]!);
+    const direct = this.#directTarget(group, planner);
+    const bytes = direct?.bytes ?? new Uint8Array(info.length);
+    if (!stream.readInto) {
+      bytes.set(await stream.read(info.offset, info.length, signal));
+    } else {
+      const reads: Promise<void>[] = [];
+      for (let at = 0; at < info.length; at += READ_PIECE_BYTES) {
+        const piece = bytes.subarray(at, Math.min(at + READ_PIECE_BYTES, info.length));
+        reads.push(pieces(() => stream.readInto!(info.offset + at, piece, signal)));
+      }
+      await Promise.all(reads);
+    }
+    return { bytes, dest: direct?.dest };
+  }
+
+  /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
+  #directTarget(group: ReadItem[], planner: LoadPlanner): { bytes: Uint8Array; dest: Tensor } | undefined {
+    const item = group[0]!;
+    if (group.length !== 1 || item.type !== "tensor") return undefined;
+    const saved = this.#savedChunk(item);
+    if (item.lengths.some((l, d) => l !== saved.sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
+    const dest = planner.resolveTensor(item);
+    const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
+    if (!run) return undefined;
+    const elementBytes = DTYPE_BYTES[dest.dtype];
+    return {
+      bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
+      dest,
+    };
+  }
+
+  /** Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in place). */
+  #deliver(group: ReadItem[], fetched: FetchedChunk, planner: LoadPlanner): void {
+    for (const item of group) {
+      if (item.type === "bytes") {
+        planner.loadBytes(item, fetched.bytes);
+        continue;
+      }
+      if (fetched.dest) {
+        planner.commitTensor(item, fetched.dest);
+        continue;
+      }
+      const saved = this.#savedChunk(item);
+      const dest = planner.resolveTensor(item);
+      copyBox(
+        fetched.bytes,
+        saved.sizes,
+        item.storageOffsets,
+        tensorBytes(dest),
+        dest.shape,
+        item.destOffsets,
+        item.lengths,
+        DTYPE_BYTES[dest.dtype],
+      );
+      planner.commitTensor(item, dest);
     }
   }
 

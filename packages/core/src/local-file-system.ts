@@ -83,12 +83,18 @@ class LocalReadStream implements FileReadStream {
   ) {}
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    throwIfAborted(signal);
     const out = new Uint8Array(length);
+    await this.readInto(offset, out, signal);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    const length = target.byteLength;
     let done = 0;
     try {
       while (done < length) {
-        const { bytesRead } = await this.handle.read(out, done, length - done, offset + done);
+        const { bytesRead } = await this.handle.read(target, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
@@ -101,7 +107,6 @@ class LocalReadStream implements FileReadStream {
         `Expected ${length} bytes at offset ${offset} of ${this.path}, but the file ends after ${done} of them`,
       );
     }
-    return out;
   }
 
   async size(signal?: AbortSignal): Promise<number> {

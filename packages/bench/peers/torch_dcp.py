@@ -1,0 +1,63 @@
+"""PyTorch DCP peer for dcpjs's local benchmarks (Debian's python3-torch 1.13).
+
+usage: torch_dcp.py save|load DIR COUNT MIB [cold]
+Prints one JSON line: {"seconds": <this run>, "bytes": <state dict bytes>}.
+"""
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+
+# torch 1.13's sharded_tensor/metadata.py gives a dataclass field an unhashable default, which
+# Python 3.11 rejects; turn such defaults into default_factory before torch imports it (the fix
+# upstream made in 2.0).
+_field = dataclasses.field
+
+
+def _patched_field(*args, **kwargs):
+    default = kwargs.get("default", dataclasses.MISSING)
+    if default is not dataclasses.MISSING and type(default).__hash__ is None:
+        kwargs.pop("default")
+        kwargs["default_factory"] = lambda d=default: copy.deepcopy(d)
+    return _field(*args, **kwargs)
+
+
+dataclasses.field = _patched_field
+import torch  # noqa: E402
+import torch.distributed._shard.checkpoint as dcp  # noqa: E402
+
+mode, path, count, mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cold = len(sys.argv) > 5 and sys.argv[5] == "cold"
+rows = mib * 1024 * 1024 // 4 // 1024
+
+
+def state(fill):
+    return {f"w{i}": (torch.rand(rows, 1024) if fill else torch.zeros(rows, 1024)) for i in range(count)}
+
+
+if mode == "save":
+    sd = state(True)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    t0 = time.perf_counter()
+    dcp.save_state_dict(sd, dcp.FileSystemWriter(path, single_file_per_rank=True, sync_files=True), no_dist=True)
+    seconds = time.perf_counter() - t0
+else:
+    sd = state(False)
+    if cold:
+        os.sync()
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3")
+        except OSError:
+            for name in os.listdir(path):
+                fd = os.open(os.path.join(path, name), os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+    t0 = time.perf_counter()
+    dcp.load_state_dict(sd, dcp.FileSystemReader(path), no_dist=True)
+    seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "bytes": count * mib * 1024 * 1024}))

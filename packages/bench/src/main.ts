@@ -1,0 +1,53 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { localLoad, localSave } from "./local.js";
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`Expected an integer >= 1, got ${value}`);
+  return n;
+}
+
+const program = new Command()
+  .name("pnpm bench")
+  .description("dcpjs benchmarks; each prints a table and one JSON line of ratios");
+
+program
+  .command("local-save")
+  .description("save to a local folder vs raw write+fsync and PyTorch DCP")
+  .option("--tensors <n>", "tensors", positiveInt, 64)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) =>
+    localSave({
+      tensors: o.tensors,
+      tensorMib: o.tensorMib,
+      reps: o.reps,
+      dir: o.dir,
+      threadCount: o.threadCount,
+    }),
+  );
+
+program
+  .command("local-load")
+  .description("load from a local folder vs raw reads and PyTorch DCP, cold and warm page cache")
+  .option("--tensors <n>", "tensors", positiveInt, 64)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) =>
+    localLoad({
+      tensors: o.tensors,
+      tensorMib: o.tensorMib,
+      reps: o.reps,
+      dir: o.dir,
+      threadCount: o.threadCount,
+    }),
+  );
+
+await program.parseAsync();

@@ -1,0 +1,84 @@
+/** One measured row of a benchmark table. */
+export interface Row {
+  /** What was measured. */
+  readonly name: string;
+  /** Bytes moved. */
+  readonly bytes: number;
+  /** Best time of the repetitions, in seconds. */
+  readonly seconds: number;
+  /** Extra columns. */
+  readonly extra?: Readonly<Record<string, string | number>>;
+}
+
+/** MB/s of a row (decimal MB). */
+export function mbps(row: Row): number {
+  return row.bytes / 1e6 / row.seconds;
+}
+
+/**
+ * Runs `fn` `reps` times and returns the fastest run's seconds (best of N).
+ *
+ * @param reps - repetitions, ≥ 1.
+ * @param fn - one run; returns its own timing in seconds (so set-up can be excluded).
+ */
+export async function bestOf(reps: number, fn: (rep: number) => Promise<number>): Promise<number> {
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < reps; i++) best = Math.min(best, await fn(i));
+  return best;
+}
+
+/** Times one async call in seconds. */
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+/**
+ * Prints a table of rows (name, MB, seconds, MB/s, extra columns) and then one JSON line with
+ * the benchmark's name, parameters, rows and ratios.
+ *
+ * @param bench - the benchmark's name.
+ * @param params - its parameters.
+ * @param rows - the rows.
+ * @param ratios - named ratios (ours ÷ baseline, higher is better unless named otherwise).
+ * @param notes - lines printed under the table (skipped baselines, cache state…).
+ */
+export function report(
+  bench: string,
+  params: Record<string, unknown>,
+  rows: readonly Row[],
+  ratios: Record<string, number | null>,
+  notes: readonly string[] = [],
+): void {
+  const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
+  const header = ["", "MB", "s (best)", "MB/s", ...extraKeys];
+  const body = rows.map((r) => [
+    r.name,
+    (r.bytes / 1e6).toFixed(1),
+    r.seconds.toFixed(3),
+    mbps(r).toFixed(0),
+    ...extraKeys.map((k) => String(r.extra?.[k] ?? "")),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log(
+    `\n${bench} ${Object.entries(params)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}`,
+  );
+  console.log(line(header));
+  for (const b of body) console.log(line(b));
+  for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v === null ? "n/a" : v.toFixed(2)}`);
+  for (const n of notes) console.log(`  note: ${n}`);
+  console.log(
+    JSON.stringify({
+      bench,
+      params,
+      rows: rows.map((r) => ({ ...r, mbps: Number(mbps(r).toFixed(1)) })),
+      ratios,
+      notes,
+    }),
+  );
+}
