@@ -219,6 +219,31 @@ describe("S3StorageWriter / S3StorageReader on a real S3 server", () => {
     expect(gets).toHaveLength(1);
   });
 
+  it("dcpOptimized: a large item is fetched as parallel 8 MiB ranged GETs, unless parallelThreshold is Infinity", async () => {
+    const uri = freshUri();
+    const client = testClient();
+    const w = randomTensor("uint8", [20 * MiB], 5);
+    await save({ w }, { storageWriter: new S3StorageWriter({ path: uri, client }) });
+    for (const [threshold, gets] of [
+      [undefined, 3],
+      [Number.POSITIVE_INFINITY, 1],
+    ] as const) {
+      const reading = testClient();
+      const log = recordRequests(reading);
+      const target = { w: emptyTensor("uint8", [20 * MiB]) };
+      const readerConstructor = S3ReaderConstructor.dcpOptimized(
+        threshold ? { parallelThreshold: threshold } : {},
+      );
+      await load(target, {
+        storageReader: new S3StorageReader({ path: uri, client: reading, readerConstructor }),
+      });
+      expect(sameTensor(target.w, w)).toBe(true);
+      expect(log.filter((r) => r.command === "GetObjectCommand" && r.key?.endsWith(".distcp"))).toHaveLength(
+        gets,
+      );
+    }
+  });
+
   it("dcpOptimized: a weights-only partial load fetches only the weights' byte ranges", async () => {
     const uri = freshUri();
     const client = testClient();

@@ -23,11 +23,19 @@ export {
   type RoundRobinPrefixStrategyOptions,
   type S3PrefixStrategy,
 } from "./prefix-strategy.js";
-export { type CheckedBody, getChecked, getRange, headSize, type S3ObjectRef } from "./ranged-get.js";
+export {
+  type CheckedBody,
+  getChecked,
+  getRange,
+  getRangeInto,
+  headSize,
+  type S3ObjectRef,
+} from "./ranged-get.js";
 export {
   coalesceRanges,
   DCPOptimizedS3Reader,
   DEFAULT_MAX_GAP_SIZE,
+  DEFAULT_PARALLEL_THRESHOLD,
   type ItemRange,
   type RangeGroup,
 } from "./readers/dcp-optimized-reader.js";

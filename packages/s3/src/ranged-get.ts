@@ -104,6 +104,30 @@ export async function getChecked(
 }
 
 /**
+ * Reads `[start, start + target.byteLength)` of an object into `target` with one ranged GET.
+ *
+ * @param ref - the object.
+ * @param start - first byte, inclusive.
+ * @param target - where the bytes go; its length is the range's length.
+ * @param signal - aborts the request.
+ * @throws as {@link getChecked}.
+ */
+export async function getRangeInto(
+  ref: S3ObjectRef,
+  start: number,
+  target: Uint8Array,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (target.byteLength === 0) return;
+  const body = await getChecked(ref, start, start + target.byteLength, signal);
+  let at = 0;
+  for (let chunk = await body.next(); chunk; chunk = await body.next()) {
+    target.set(chunk, at);
+    at += chunk.byteLength;
+  }
+}
+
+/**
  * Reads `[start, end)` of an object into one new buffer.
  *
  * @param ref - the object.
@@ -119,13 +143,7 @@ export async function getRange(
   signal?: AbortSignal,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(end - start);
-  if (end === start) return out;
-  const body = await getChecked(ref, start, end, signal);
-  let at = 0;
-  for (let chunk = await body.next(); chunk; chunk = await body.next()) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
-  }
+  await getRangeInto(ref, start, out, signal);
   return out;
 }
 

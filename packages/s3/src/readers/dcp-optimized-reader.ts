@@ -1,8 +1,14 @@
 import { CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
-import { type CheckedBody, getChecked, type S3ObjectRef } from "../ranged-get.js";
+import { type CheckedBody, getChecked, getRange, getRangeInto, type S3ObjectRef } from "../ranged-get.js";
+import { Serialized } from "./serialized.js";
 
 /** The largest gap between two items that still shares one GET when none is given: 32 MiB. */
 export const DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024;
+/**
+ * Items at least this large are not coalesced: any part of them is fetched by its own ranged
+ * GET, so the pieces of one large item download in parallel. @default 16 MiB
+ */
+export const DEFAULT_PARALLEL_THRESHOLD = 16 * 1024 * 1024;
 
 /** A byte range `[start, end)` of one stored item. */
 export interface ItemRange {
@@ -32,14 +38,19 @@ function invalid(message: string): CheckpointError {
  * Sorts nothing but checks and coalesces item ranges, as s3torchconnector's
  * `_validate_and_coalesce_ranges`: zero-length ranges are dropped, identical ranges are merged
  * (upstream rejects them as overlapping), and neighbours whose gap is at most `maxGapSize` bytes
- * join one group.
+ * join one group — except items of at least `parallelThreshold` bytes, which stay alone.
  *
  * @param ranges - the items' ranges, ascending by start.
  * @param maxGapSize - the largest gap in bytes (`Infinity` allowed) inside a group.
+ * @param parallelThreshold - items this large get a group of their own. @default Infinity
  * @returns the groups, ascending.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an invalid, unsorted or overlapping range.
  */
-export function coalesceRanges(ranges: readonly ItemRange[], maxGapSize: number): RangeGroup[] {
+export function coalesceRanges(
+  ranges: readonly ItemRange[],
+  maxGapSize: number,
+  parallelThreshold = Number.POSITIVE_INFINITY,
+): RangeGroup[] {
   const groups: { start: number; end: number; items: ItemRange[] }[] = [];
   let prev: ItemRange | undefined;
   for (const r of ranges) {
@@ -54,7 +65,8 @@ export function coalesceRanges(ranges: readonly ItemRange[], maxGapSize: number)
       );
     }
     const last = groups.at(-1);
-    if (last && prev && r.start - prev.end <= maxGapSize) {
+    const alone = (x: ItemRange) => x.end - x.start >= parallelThreshold;
+    if (last && prev && r.start - prev.end <= maxGapSize && !alone(r) && !alone(prev)) {
       last.items.push(r);
       last.end = r.end;
     } else {
@@ -71,10 +83,16 @@ export function coalesceRanges(ranges: readonly ItemRange[], maxGapSize: number)
  * GET, streamed; gap bytes are skipped, and each item's bytes are collected into one buffer.
  * Access is forward-only across items — the current item or the next one — with any position
  * inside the current item. Memory: one item plus one network chunk.
+ *
+ * Items of at least `parallelThreshold` bytes are not streamed: any range inside one is fetched
+ * by its own ranged GET, straight into the caller's buffer (`readInto`), so a reader that splits
+ * a large item into pieces downloads them in parallel.
  */
 export class DCPOptimizedS3Reader implements FileReadStream {
+  readonly #serial = new Serialized();
   readonly #groups: RangeGroup[];
   readonly #items: { item: ItemRange; group: number }[];
+  readonly #large: ItemRange[];
   #current = -1;
   #buffer: Uint8Array | undefined;
   #body: CheckedBody | undefined;
@@ -86,6 +104,7 @@ export class DCPOptimizedS3Reader implements FileReadStream {
    * @param ref - the object.
    * @param ranges - the items this reader will be asked for, ascending.
    * @param maxGapSize - see {@link coalesceRanges}.
+   * @param parallelThreshold - see {@link coalesceRanges}. @default 16 MiB
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the ranges are empty (after dropping
    * zero-length ones), invalid, unsorted or overlapping, or `maxGapSize` is negative.
    */
@@ -93,14 +112,18 @@ export class DCPOptimizedS3Reader implements FileReadStream {
     private readonly ref: S3ObjectRef,
     ranges: readonly ItemRange[],
     maxGapSize: number = DEFAULT_MAX_GAP_SIZE,
+    parallelThreshold: number = DEFAULT_PARALLEL_THRESHOLD,
   ) {
     if (typeof maxGapSize !== "number" || Number.isNaN(maxGapSize) || maxGapSize < 0) {
       throw invalid(`Expected maxGapSize to be a number >= 0, got ${String(maxGapSize)}`);
     }
     if (ranges.length === 0) throw invalid("item ranges must be a non-empty list");
-    this.#groups = coalesceRanges(ranges, maxGapSize);
+    this.#groups = coalesceRanges(ranges, maxGapSize, parallelThreshold);
     if (this.#groups.length === 0) throw invalid("No non-empty ranges to read (all ranges were length 0)");
-    this.#items = this.#groups.flatMap((g, group) => g.items.map((item) => ({ item, group })));
+    this.#large = this.#groups.flatMap((g) => g.items).filter((r) => r.end - r.start >= parallelThreshold);
+    this.#items = this.#groups.flatMap((g, group) =>
+      g.items.filter((item) => !this.#large.includes(item)).map((item) => ({ item, group })),
+    );
   }
 
   /** The groups this reader fetches, one GET each. */
@@ -113,8 +136,27 @@ export class DCPOptimizedS3Reader implements FileReadStream {
     return this.#groups.at(-1)!.end;
   }
 
-  /** @inheritDoc */
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  /** @inheritDoc Streamed items are read one call at a time, in call order. */
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.#isLarge(offset, offset + length)) return getRange(this.ref, offset, offset + length, signal);
+    return this.#serial.run(() => this.#read(offset, length, signal));
+  }
+
+  /** @inheritDoc Inside a large item: one ranged GET into `target`, concurrently with other calls. */
+  async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    if (this.#isLarge(offset, offset + target.byteLength))
+      return getRangeInto(this.ref, offset, target, signal);
+    target.set(await this.read(offset, target.byteLength, signal));
+  }
+
+  /** Whether `[start, end)` lies inside an item read with independent ranged GETs. */
+  #isLarge(start: number, end: number): boolean {
+    const item = this.#large.find((r) => start >= r.start && end <= r.end);
+    return item !== undefined && end > start;
+  }
+
+  async #read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     throwIfAborted(signal);
     if (length === 0) return new Uint8Array(0);
     const index = this.#findItem(offset, offset + length);

@@ -1,5 +1,6 @@
 import { type FileReadStream, throwIfAborted } from "@dcpjs/core";
 import { checkInside, getRange, headSize, type S3ObjectRef } from "../ranged-get.js";
+import { Serialized } from "./serialized.js";
 
 /** The read-ahead buffer of {@link RangeBasedS3Reader} when none is given: 8 MiB. */
 export const DEFAULT_RANGE_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -12,6 +13,7 @@ export const DEFAULT_RANGE_BUFFER_BYTES = 8 * 1024 * 1024;
  * Memory: one buffer of `bufferSize` bytes.
  */
 export class RangeBasedS3Reader implements FileReadStream {
+  readonly #serial = new Serialized();
   #size: Promise<number> | undefined;
   #buffer: Uint8Array = new Uint8Array(0);
   #bufferStart = 0;
@@ -31,8 +33,12 @@ export class RangeBasedS3Reader implements FileReadStream {
     return this.#size;
   }
 
-  /** @inheritDoc */
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  /** @inheritDoc Calls run one at a time, in call order. */
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#serial.run(() => this.#read(offset, length, signal));
+  }
+
+  async #read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     throwIfAborted(signal);
     if (length === 0) return new Uint8Array(0);
     const size = await this.size(signal);

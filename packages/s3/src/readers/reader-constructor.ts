@@ -6,7 +6,12 @@ import {
   type ReadItem,
   type StorageInfo,
 } from "@dcpjs/core";
-import { DCPOptimizedS3Reader, DEFAULT_MAX_GAP_SIZE, type ItemRange } from "./dcp-optimized-reader.js";
+import {
+  DCPOptimizedS3Reader,
+  DEFAULT_MAX_GAP_SIZE,
+  DEFAULT_PARALLEL_THRESHOLD,
+  type ItemRange,
+} from "./dcp-optimized-reader.js";
 import { DEFAULT_RANGE_BUFFER_BYTES, RangeBasedS3Reader } from "./range-based-reader.js";
 import { SequentialS3Reader } from "./sequential-reader.js";
 
@@ -61,13 +66,21 @@ export interface RangeBasedOptions {
 export interface DcpOptimizedOptions {
   /** Largest gap in bytes between items that still share one GET (`Infinity` allowed). @default 32 MiB */
   readonly maxGapSize?: number;
+  /**
+   * Items of at least this many bytes are not coalesced; pieces of them are fetched by parallel
+   * ranged GETs straight into the destination (`Infinity` turns this off). @default 16 MiB
+   */
+  readonly parallelThreshold?: number;
 }
 
 class DcpOptimizedConstructor implements ReaderConstructor {
   readonly type = "dcp_optimized" as const;
   #ranges = new Map<string, ItemRange[]>();
 
-  constructor(private readonly maxGapSize: number) {
+  constructor(
+    private readonly maxGapSize: number,
+    private readonly parallelThreshold: number,
+  ) {
     if (typeof maxGapSize !== "number" || Number.isNaN(maxGapSize) || maxGapSize < 0) {
       throw new CheckpointError(
         "INVALID_ARGUMENT",
@@ -108,7 +121,7 @@ class DcpOptimizedConstructor implements ReaderConstructor {
         `No ranges found for ${target.uri}. Make sure range injection is used in 'S3StorageReader.prepareLocalPlan', or use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
       );
     }
-    return new DCPOptimizedS3Reader(target, ranges, this.maxGapSize);
+    return new DCPOptimizedS3Reader(target, ranges, this.maxGapSize, this.parallelThreshold);
   }
 }
 
@@ -143,10 +156,13 @@ export const S3ReaderConstructor = {
    * Coalesced ranged GETs over the items the load plan needs (the default of
    * `S3StorageReader`); forward-only across items. Needs the ranges from
    * `S3StorageReader.prepareLocalPlan`.
-   * @param options - `maxGapSize` (default 32 MiB).
+   * @param options - `maxGapSize` (default 32 MiB), `parallelThreshold` (default 16 MiB).
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a negative `maxGapSize`.
    */
   dcpOptimized(options: DcpOptimizedOptions = {}): ReaderConstructor {
-    return new DcpOptimizedConstructor(options.maxGapSize ?? DEFAULT_MAX_GAP_SIZE);
+    return new DcpOptimizedConstructor(
+      options.maxGapSize ?? DEFAULT_MAX_GAP_SIZE,
+      options.parallelThreshold ?? DEFAULT_PARALLEL_THRESHOLD,
+    );
   },
 } as const;

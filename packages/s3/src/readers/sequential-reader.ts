@@ -1,5 +1,6 @@
 import { CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
 import { type CheckedBody, checkInside, getChecked, type S3ObjectRef } from "../ranged-get.js";
+import { Serialized } from "./serialized.js";
 
 /**
  * Reads an object through one GET of the whole object, as s3torchconnector's
@@ -7,6 +8,7 @@ import { type CheckedBody, checkInside, getChecked, type S3ObjectRef } from "../
  * grows to the object's size. Any position can be read, in any order.
  */
 export class SequentialS3Reader implements FileReadStream {
+  readonly #serial = new Serialized();
   #body: Promise<CheckedBody> | undefined;
   readonly #chunks: Uint8Array[] = [];
   #buffered = 0;
@@ -24,8 +26,12 @@ export class SequentialS3Reader implements FileReadStream {
     return (await this.#open(signal)).length;
   }
 
-  /** @inheritDoc */
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  /** @inheritDoc Calls run one at a time, in call order. */
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#serial.run(() => this.#read(offset, length, signal));
+  }
+
+  async #read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     throwIfAborted(signal);
     if (length === 0) return new Uint8Array(0);
     const body = await this.#open(signal);

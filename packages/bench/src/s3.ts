@@ -1,0 +1,245 @@
+import { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { load, save, splitBySizeAndType, type Tensor, tensorBytes } from "@dcpjs/core";
+import {
+  createS3Client,
+  resolveTransferSettings,
+  type S3ClientConfig,
+  S3StorageReader,
+  S3StorageWriter,
+} from "@dcpjs/s3";
+import pLimit from "p-limit";
+import { type Row, report, timed } from "./report.js";
+import { BENCH_BUCKET, benchServer } from "./s3-server.js";
+import { emptyLike, float32StateDict } from "./state.js";
+import { pythonHas, runPython } from "./system.js";
+
+const BOTO3_PEER = fileURLToPath(new URL("../peers/boto3_transfer.py", import.meta.url));
+
+/** Parameters of the S3 benchmarks. */
+export interface S3Params {
+  readonly tensors: number;
+  readonly tensorMib: number;
+  readonly reps: number;
+  /** Files per rank (objects), uploaded and read concurrently. */
+  readonly threadCount: number;
+  /** Multipart part size and ranged-GET size, MiB. */
+  readonly partMib: number;
+  /** Parts per upload in flight. */
+  readonly queueSize: number;
+}
+
+/** Which tensors go into which object: the same split dcpjs's writer makes. */
+function split(sd: Record<string, Tensor>, files: number): Tensor[][] {
+  const items = Object.entries(sd).map(([fqn, t]) => ({
+    index: { fqn, offset: t.shape.map(() => 0) },
+    type: "tensor" as const,
+    tensorData: {
+      chunk: { offsets: t.shape.map(() => 0), sizes: [...t.shape] },
+      properties: { dtype: t.dtype },
+      size: [...t.shape],
+    },
+  }));
+  return splitBySizeAndType(files, items).map((bucket) => bucket.map((i) => sd[i.index.fqn]!));
+}
+
+/** The SDK ceiling for a save: the same bytes as the same objects, lib-storage Upload, same settings. */
+async function rawUpload(
+  client: S3Client,
+  prefix: string,
+  groups: Tensor[][],
+  config: S3ClientConfig,
+): Promise<number> {
+  const { partSize, queueSize } = resolveTransferSettings(config);
+  return timed(() =>
+    Promise.all(
+      groups.map((tensors, n) => {
+        async function* body() {
+          for (const t of tensors) yield tensorBytes(t);
+        }
+        return new Upload({
+          client,
+          params: { Bucket: BENCH_BUCKET, Key: `${prefix}/raw_${n}.bin`, Body: Readable.from(body()) },
+          partSize,
+          queueSize,
+        }).done();
+      }),
+    ),
+  );
+}
+
+/** The SDK ceiling for a load: concurrent ranged GETs of `partSize` into preallocated buffers. */
+async function rawDownload(
+  client: S3Client,
+  keys: { key: string; size: number }[],
+  partSize: number,
+  concurrency: number,
+): Promise<number> {
+  const limit = pLimit(concurrency);
+  const targets = keys.map((k) => new Uint8Array(k.size));
+  return timed(() =>
+    Promise.all(
+      keys.flatMap((k, i) => {
+        const ranges: Promise<void>[] = [];
+        for (let at = 0; at < k.size; at += partSize) {
+          const end = Math.min(at + partSize, k.size);
+          ranges.push(
+            limit(async () => {
+              const r = await client.send(
+                new GetObjectCommand({ Bucket: BENCH_BUCKET, Key: k.key, Range: `bytes=${at}-${end - 1}` }),
+              );
+              let pos = at;
+              for await (const chunk of r.Body as AsyncIterable<Uint8Array>) {
+                targets[i]!.set(chunk, pos);
+                pos += chunk.byteLength;
+              }
+              if (pos !== end) throw new Error(`short range ${k.key} ${at}-${end}: ${pos}`);
+            }),
+          );
+        }
+        return ranges;
+      }),
+    ),
+  );
+}
+
+/** Deletes every object under a prefix (the loopback server keeps objects in RAM). */
+async function deletePrefix(client: S3Client, prefix: string): Promise<void> {
+  for (;;) {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: BENCH_BUCKET, Prefix: `${prefix}/` }));
+    const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (keys.length === 0) return;
+    await client.send(new DeleteObjectsCommand({ Bucket: BENCH_BUCKET, Delete: { Objects: keys } }));
+  }
+}
+
+async function benchS3(mode: "save" | "load", p: S3Params): Promise<void> {
+  const server = await benchServer();
+  try {
+    const { stateDict, bytes } = float32StateDict(p.tensors, p.tensorMib);
+    const clientConfig: S3ClientConfig = {
+      ...server.config,
+      partSize: p.partMib << 20,
+      queueSize: p.queueSize,
+      maxConcurrency: Math.max(16, p.threadCount * p.queueSize),
+    };
+    const client = createS3Client(clientConfig);
+    const groups = split(stateDict, p.threadCount);
+    const boto3 = await pythonHas("boto3");
+    const prefix = `bench-${Date.now()}`;
+    const uri = `s3://${BENCH_BUCKET}/${prefix}/dcpjs`;
+    const best = { raw: Infinity, ours: Infinity, boto3: Infinity };
+    const objectMib = Math.round((p.tensors * p.tensorMib) / p.threadCount);
+    const boto3Run = async (m: "upload" | "download") =>
+      (
+        await runPython<{ seconds: number }>(
+          BOTO3_PEER,
+          [
+            m,
+            BENCH_BUCKET,
+            `${prefix}/boto3`,
+            String(p.threadCount),
+            String(objectMib),
+            String(p.partMib),
+            String(p.queueSize * p.threadCount),
+          ],
+          server.env,
+        )
+      ).seconds;
+    if (mode === "save") {
+      for (let rep = 0; rep < p.reps; rep++) {
+        best.raw = Math.min(best.raw, await rawUpload(client, `${prefix}/raw`, groups, clientConfig));
+        await deletePrefix(client, prefix);
+        best.ours = Math.min(
+          best.ours,
+          await timed(() =>
+            save(stateDict, {
+              storageWriter: new S3StorageWriter({
+                path: uri,
+                client,
+                clientConfig,
+                threadCount: p.threadCount,
+              }),
+            }),
+          ),
+        );
+        await deletePrefix(client, prefix);
+        if (boto3) best.boto3 = Math.min(best.boto3, await boto3Run("upload"));
+        await deletePrefix(client, prefix);
+      }
+    } else {
+      await save(stateDict, {
+        storageWriter: new S3StorageWriter({ path: uri, client, clientConfig, threadCount: p.threadCount }),
+      });
+      await rawUpload(client, `${prefix}/raw`, groups, clientConfig);
+      if (boto3) await boto3Run("upload");
+      const target = emptyLike(stateDict);
+      const keys = groups.map((g, n) => ({
+        key: `${prefix}/raw/raw_${n}.bin`,
+        size: g.reduce((s, t) => s + t.data.byteLength, 0),
+      }));
+      for (let rep = 0; rep < p.reps; rep++) {
+        best.raw = Math.min(
+          best.raw,
+          await rawDownload(client, keys, p.partMib << 20, clientConfig.maxConcurrency!),
+        );
+        best.ours = Math.min(
+          best.ours,
+          await timed(() =>
+            load(target, {
+              storageReader: new S3StorageReader({ path: uri, client, threadCount: p.threadCount }),
+            }),
+          ),
+        );
+        if (boto3) best.boto3 = Math.min(best.boto3, await boto3Run("download"));
+      }
+      const ok = Object.entries(stateDict).every(([k, t]) =>
+        Buffer.from(tensorBytes(t)).equals(tensorBytes(target[k] as Tensor)),
+      );
+      await deletePrefix(client, prefix);
+      if (!ok) throw new Error("loaded tensors differ from the saved ones");
+    }
+    const rows: Row[] = [
+      {
+        name: `raw SDK ceiling (${mode === "save" ? "lib-storage Upload" : "ranged GETs"})`,
+        bytes,
+        seconds: best.raw,
+      },
+      { name: `dcpjs ${mode} (threadCount ${p.threadCount})`, bytes, seconds: best.ours },
+      ...(boto3
+        ? [
+            {
+              name: `boto3 TransferManager ${mode === "save" ? "upload" : "download"}`,
+              bytes,
+              seconds: best.boto3,
+            },
+          ]
+        : []),
+    ];
+    report(
+      `s3-${mode}`,
+      { ...p, bytes, server: server.backend },
+      rows,
+      { "dcpjs / raw SDK": best.raw / best.ours, "dcpjs / boto3": boto3 ? best.boto3 / best.ours : null },
+      [
+        `server: ${server.backend} on loopback, sharing the machine's 2 cores with the client`,
+        ...(boto3 ? [] : ["boto3 column skipped: Debian's python3-boto3 is not installed"]),
+      ],
+    );
+    client.destroy();
+  } finally {
+    await server.stop();
+  }
+}
+
+/** `s3-save`: dcpjs's save through S3 vs the raw SDK (same objects, same settings) and boto3. */
+export const s3Save = (p: S3Params) => benchS3("save", p);
+/** `s3-load`: dcpjs's load from S3 vs concurrent ranged GETs and boto3. */
+export const s3Load = (p: S3Params) => benchS3("load", p);
