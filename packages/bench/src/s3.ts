@@ -34,6 +34,8 @@ export interface S3Params {
   readonly partMib: number;
   /** Parts per upload in flight. */
   readonly queueSize: number;
+  /** The SDK's flexible-checksum mode for requests and responses (raw and dcpjs alike). */
+  readonly checksums: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
 }
 
 /** Which tensors go into which object: the same split dcpjs's writer makes. */

@@ -23,6 +23,12 @@ export interface FileWriteStream {
 /** A stream that reads byte ranges of one data file. */
 export interface FileReadStream {
   /**
+   * True when the reader must be asked for exactly one stored item per call (it coalesces
+   * requests itself, as the DCP-optimized S3 reader); otherwise a caller may read several
+   * neighbouring items with one call.
+   */
+  readonly itemReads?: boolean;
+  /**
    * Reads exactly `length` bytes at `offset`.
    * @param offset - byte offset in the file.
    * @param length - bytes to read.

@@ -11,7 +11,7 @@ import {
   throwIfAborted,
 } from "./errors.js";
 import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
-import { METADATA_FILE } from "./filesystem-writer.js";
+import { METADATA_FILE, SMALL_ITEM_BYTES } from "./filesystem-writer.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import {
   type LoadPlan,
@@ -33,10 +33,18 @@ export const READ_AHEAD_CHUNKS = 4;
 export const READ_PIECE_BYTES = 8 * 1024 * 1024;
 /** Positional reads in flight per file (libuv's thread pool has 4 threads by default). */
 export const READ_PIECES_IN_FLIGHT = 4;
+/** Most bytes of neighbouring small chunks read with one call. */
+export const READ_BATCH_BYTES = 8 * 1024 * 1024;
+/** Largest gap between neighbouring small chunks that are still read with one call. */
+export const READ_GAP_BYTES = 64 * 1024;
 
-/** A saved chunk's bytes and, when read in place, the tensor they landed in. */
+/** A run of saved chunks' bytes and, when a single chunk was read in place, the tensor it landed in. */
 interface FetchedChunk {
+  /** The run's bytes, from its first chunk's offset. */
   readonly bytes: Uint8Array;
+  /** The whole buffer `bytes` lies in (recycled when it is a staging buffer). */
+  readonly staging: Uint8Array;
+  /** The tensor the bytes were read into, when read in place. */
   readonly dest: Tensor | undefined;
 }
 
@@ -217,30 +225,38 @@ export class FileSystemReader implements StorageReader {
       else groups.push([item]);
     }
     const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", { signal });
+    const runs = stream.itemReads ? groups.map((g) => [g]) : this.#runs(groups);
     const pieces = pLimit(READ_PIECES_IN_FLIGHT);
-    const fetch = (group: ReadItem[]): Promise<FetchedChunk> =>
-      this.#fetchChunk(stream, group, planner, pieces, signal);
+    // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
+    const spare: Uint8Array[] = [];
+    const fetch = (run: ReadItem[][]): Promise<FetchedChunk> =>
+      this.#fetchRun(stream, run, planner, pieces, spare, signal);
     const inFlight: Promise<FetchedChunk>[] = [];
     try {
       let next = 0;
-      while (next < groups.length && inFlight.length < READ_AHEAD_CHUNKS)
-        inFlight.push(fetch(groups[next++]!));
-      for (const group of groups) {
+      while (next < runs.length && inFlight.length < READ_AHEAD_CHUNKS) inFlight.push(fetch(runs[next++]!));
+      for (const run of runs) {
         const fetched = await inFlight.shift()!;
-        if (next < groups.length) inFlight.push(fetch(groups[next++]!));
+        if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
-        const info = this.storageInfo(group[0]!);
-        const actual = crc32c(fetched.bytes);
-        if (actual !== info.crc32c) {
-          throw new ChecksumMismatchError(
-            group[0]!.storageIndex.fqn,
-            info.crc32c,
-            actual,
-            `${relativePath} @ ${info.offset}+${info.length}`,
-          );
+        const start = this.storageInfo(run[0]![0]!).offset;
+        for (const group of run) {
+          const info = this.storageInfo(group[0]!);
+          const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
+          const actual = crc32c(bytes);
+          if (actual !== info.crc32c) {
+            throw new ChecksumMismatchError(
+              group[0]!.storageIndex.fqn,
+              info.crc32c,
+              actual,
+              `${relativePath} @ ${info.offset}+${info.length}`,
+            );
+          }
+          this.#deliver(group, bytes, fetched.dest, planner);
+          this.#onProgress?.({ bytes: info.length, items: 1 });
         }
-        this.#deliver(group, fetched, planner);
-        this.#onProgress?.({ bytes: info.length, items: 1 });
+        // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
+        if (!fetched.dest && run.every((g) => g[0]!.type === "tensor")) spare.push(fetched.staging);
       }
     } finally {
       await Promise.allSettled(inFlight);
@@ -248,28 +264,73 @@ export class FileSystemReader implements StorageReader {
     }
   }
 
-  /** Reads one saved chunk: into its destination when {@link FileSystemReader.#directTarget} allows, else into a new buffer. */
-  async #fetchChunk(
+  /**
+   * Gathers neighbouring small chunks (under {@link SMALL_ITEM_BYTES}, at most
+   * {@link READ_GAP_BYTES} apart) into runs of up to {@link READ_BATCH_BYTES} read with one call;
+   * every other chunk is a run of its own.
+   */
+  #runs(groups: ReadItem[][]): ReadItem[][][] {
+    const runs: ReadItem[][][] = [];
+    let runEnd = 0;
+    let runStart = 0;
+    for (const group of groups) {
+      const info = this.storageInfo(group[0]!);
+      const last = runs.at(-1);
+      const small = info.length < SMALL_ITEM_BYTES;
+      const lastSmall = last !== undefined && this.storageInfo(last.at(-1)![0]!).length < SMALL_ITEM_BYTES;
+      if (
+        last &&
+        small &&
+        lastSmall &&
+        info.offset >= runEnd &&
+        info.offset - runEnd <= READ_GAP_BYTES &&
+        info.offset + info.length - runStart <= READ_BATCH_BYTES
+      ) {
+        last.push(group);
+      } else {
+        runs.push([group]);
+        runStart = info.offset;
+      }
+      runEnd = Math.max(runEnd, info.offset + info.length);
+    }
+    return runs;
+  }
+
+  /**
+   * Reads a run of saved chunks with one call (in pieces): a single chunk that
+   * {@link FileSystemReader.#directTarget} allows goes straight into its destination, anything
+   * else into a (recycled) staging buffer.
+   */
+  async #fetchRun(
     stream: FileReadStream,
-    group: ReadItem[],
+    run: ReadItem[][],
     planner: LoadPlanner,
     pieces: LimitFunction,
+    spare: Uint8Array[],
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
-    const info = this.storageInfo(group[0]!);
-    const direct = this.#directTarget(group, planner);
-    const bytes = direct?.bytes ?? new Uint8Array(info.length);
+    const first = this.storageInfo(run[0]![0]!);
+    const last = this.storageInfo(run.at(-1)![0]!);
+    const offset = first.offset;
+    const length = Math.max(first.offset + first.length, last.offset + last.length) - offset;
+    const direct = run.length === 1 ? this.#directTarget(run[0]!, planner) : undefined;
+    let staging = direct?.bytes;
+    if (!staging) {
+      const reuse = spare.findIndex((b) => b.byteLength >= length);
+      staging = reuse >= 0 ? spare.splice(reuse, 1)[0]! : Buffer.allocUnsafeSlow(length);
+    }
+    const bytes = staging.subarray(0, length);
     if (!stream.readInto) {
-      bytes.set(await stream.read(info.offset, info.length, signal));
+      bytes.set(await stream.read(offset, length, signal));
     } else {
       const reads: Promise<void>[] = [];
-      for (let at = 0; at < info.length; at += READ_PIECE_BYTES) {
-        const piece = bytes.subarray(at, Math.min(at + READ_PIECE_BYTES, info.length));
-        reads.push(pieces(() => stream.readInto!(info.offset + at, piece, signal)));
+      for (let at = 0; at < length; at += READ_PIECE_BYTES) {
+        const piece = bytes.subarray(at, Math.min(at + READ_PIECE_BYTES, length));
+        reads.push(pieces(() => stream.readInto!(offset + at, piece, signal)));
       }
       await Promise.all(reads);
     }
-    return { bytes, dest: direct?.dest };
+    return { bytes, staging, dest: direct?.dest };
   }
 
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
@@ -288,30 +349,30 @@ export class FileSystemReader implements StorageReader {
     };
   }
 
-  /** Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in place). */
-  #deliver(group: ReadItem[], fetched: FetchedChunk, planner: LoadPlanner): void {
+  /** Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in place into `dest`). */
+  #deliver(group: ReadItem[], bytes: Uint8Array, dest: Tensor | undefined, planner: LoadPlanner): void {
     for (const item of group) {
       if (item.type === "bytes") {
-        planner.loadBytes(item, fetched.bytes);
+        planner.loadBytes(item, bytes);
         continue;
       }
-      if (fetched.dest) {
-        planner.commitTensor(item, fetched.dest);
+      if (dest) {
+        planner.commitTensor(item, dest);
         continue;
       }
       const saved = this.#savedChunk(item);
-      const dest = planner.resolveTensor(item);
+      const target = planner.resolveTensor(item);
       copyBox(
-        fetched.bytes,
+        bytes,
         saved.sizes,
         item.storageOffsets,
-        tensorBytes(dest),
-        dest.shape,
+        tensorBytes(target),
+        target.shape,
         item.destOffsets,
         item.lengths,
-        DTYPE_BYTES[dest.dtype],
+        DTYPE_BYTES[target.dtype],
       );
-      planner.commitTensor(item, dest);
+      planner.commitTensor(item, target);
     }
   }
 

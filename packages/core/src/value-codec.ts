@@ -33,7 +33,9 @@ export function encodeValue(value: unknown, fqn: string): Uint8Array {
  */
 export function decodeValue(bytes: Uint8Array, fqn: string): unknown {
   try {
-    return decode(bytes, { useBigInt64: true });
+    // Decode a private copy: msgpack returns binary values as views of its input, which must
+    // neither alias the reader's buffers nor be Buffers (a plain Uint8Array was saved).
+    return decode(new Uint8Array(bytes), { useBigInt64: true });
   } catch (cause) {
     throw new CheckpointError(
       "MALFORMED_METADATA",

@@ -89,6 +89,8 @@ export function coalesceRanges(
  * a large item into pieces downloads them in parallel.
  */
 export class DCPOptimizedS3Reader implements FileReadStream {
+  /** Asked for one item per call: it coalesces neighbouring items into one GET itself. */
+  readonly itemReads = true;
   readonly #serial = new Serialized();
   readonly #groups: RangeGroup[];
   readonly #items: { item: ItemRange; group: number }[];

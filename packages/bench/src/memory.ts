@@ -1,0 +1,111 @@
+import { execFile } from "node:child_process";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import {
+  emptyTensor,
+  FileSystemReader,
+  FileSystemWriter,
+  load,
+  save,
+  type Tensor,
+  tensorBytes,
+} from "@dcpjs/core";
+import { report } from "./report.js";
+import { float32StateDict } from "./state.js";
+
+const run = promisify(execFile);
+const SELF = fileURLToPath(import.meta.url);
+const MiB = 1024 * 1024;
+
+/** In a child process: allocate (and touch) the state dict, note RSS, save or load, report peak RSS beyond it. */
+async function child(mode: "save" | "load", dir: string, tensors: number, tensorMib: number): Promise<void> {
+  const bytes = tensors * tensorMib * MiB;
+  let sd: Record<string, Tensor>;
+  if (mode === "save") {
+    sd = float32StateDict(tensors, tensorMib).stateDict;
+  } else {
+    const shape = [(tensorMib * MiB) / 4 / 1024, 1024];
+    sd = Object.fromEntries(
+      Array.from({ length: tensors }, (_, i) => [`w${i}`, emptyTensor("float32", shape)]),
+    );
+    for (const t of Object.values(sd)) tensorBytes(t).fill(1);
+  }
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  const t0 = performance.now();
+  if (mode === "save") await save(sd, { storageWriter: new FileSystemWriter({ path: dir }) });
+  else await load(sd, { storageReader: new FileSystemReader({ path: dir }) });
+  const seconds = (performance.now() - t0) / 1000;
+  const peak = process.resourceUsage().maxRSS * 1024;
+  console.log(JSON.stringify({ before, peak, seconds, bytes }));
+}
+
+/**
+ * `memory`: peak RSS beyond the state dict itself while saving and loading `tensors × tensorMib`
+ * (each measured in a fresh process: RSS after allocating and touching the state dict, then the
+ * process's peak RSS).
+ */
+export async function memory(tensors: number, tensorMib: number, dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const ckpt = join(dir, "ckpt");
+  const measure = async (mode: "save" | "load") => {
+    const { stdout } = await run(
+      process.execPath,
+      [...process.execArgv, "--expose-gc", SELF, "child", mode, ckpt, String(tensors), String(tensorMib)],
+      { maxBuffer: 1 << 20 },
+    );
+    return JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+      before: number;
+      peak: number;
+      seconds: number;
+      bytes: number;
+    };
+  };
+  const s = await measure("save");
+  const l = await measure("load");
+  const beyond = (m: typeof s) => (m.peak - m.before) / MiB;
+  report(
+    "memory",
+    { tensors, tensorMib, bytes: s.bytes },
+    [
+      {
+        name: "save",
+        bytes: s.bytes,
+        seconds: s.seconds,
+        extra: {
+          "RSS before (MiB)": (s.before / MiB).toFixed(0),
+          "peak (MiB)": (s.peak / MiB).toFixed(0),
+          "beyond (MiB)": beyond(s).toFixed(0),
+        },
+      },
+      {
+        name: "load",
+        bytes: l.bytes,
+        seconds: l.seconds,
+        extra: {
+          "RSS before (MiB)": (l.before / MiB).toFixed(0),
+          "peak (MiB)": (l.peak / MiB).toFixed(0),
+          "beyond (MiB)": beyond(l).toFixed(0),
+        },
+      },
+    ],
+    {
+      "save: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(s),
+      "load: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(l),
+    },
+    ["the page cache is not part of RSS"],
+  );
+  await rm(dir, { recursive: true, force: true });
+}
+
+if (process.argv[2] === "child") {
+  await child(
+    process.argv[3] as "save" | "load",
+    process.argv[4]!,
+    Number(process.argv[5]),
+    Number(process.argv[6]),
+  );
+}
