@@ -70,14 +70,13 @@ export async function manySmall(reps: number, dir: string): Promise<void> {
   let ours = Number.POSITIVE_INFINITY;
   let oursLoad = Number.POSITIVE_INFINITY;
   const ckpt = join(dir, "dcpjs");
+  const blob = Buffer.concat(tensors.map((t) => tensorBytes(t)));
   for (let rep = 0; rep < reps; rep++) {
     raw = Math.min(
       raw,
       await timed(async () => {
         const fh = await open(join(dir, "raw.bin"), "w");
-        let pos = 0;
-        for (const t of tensors)
-          pos += (await fh.write(tensorBytes(t), 0, t.data.byteLength, pos)).bytesWritten;
+        await fh.write(blob, 0, blob.byteLength, 0);
         await fh.sync();
         await fh.close();
       }),
@@ -128,7 +127,12 @@ export async function manySmall(reps: number, dir: string): Promise<void> {
       rawPut = Math.min(
         rawPut,
         await timed(() =>
-          client.send(new PutObjectCommand({ Bucket: BENCH_BUCKET, Key: `${prefix}/raw.bin`, Body: blob })),
+          new Upload({
+            client,
+            params: { Bucket: BENCH_BUCKET, Key: `${prefix}/raw.bin`, Body: blob },
+            partSize,
+            queueSize,
+          }).done(),
         ),
       );
       counts.clear();
