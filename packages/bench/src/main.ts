@@ -1,18 +1,12 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { positiveInt } from "@dcpjs/cli";
+import { Command } from "commander";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
 import { reshard } from "./reshard.js";
 import { s3Load, s3Save } from "./s3.js";
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new InvalidArgumentError(`Expected an integer >= 1, got ${value}`);
-  return n;
-}
 
 const program = new Command()
   .name("pnpm bench")

@@ -1,14 +1,8 @@
 import { CheckpointError, CheckpointException } from "@dcpjs/core";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { runDemo } from "./demo/run-demo.js";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new InvalidArgumentError(`Expected an integer >= 1, got ${value}`);
-  return n;
-}
+import { positiveInt } from "./options.js";
 
 const program = new Command()
   .name("dcp")

@@ -24,3 +24,4 @@ export {
   type InspectReport,
   inspectCheckpoint,
 } from "./inspect.js";
+export { positiveInt } from "./options.js";

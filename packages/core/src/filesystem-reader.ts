@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { crc32c } from "@node-rs/crc32";
 import pLimit, { type LimitFunction } from "p-limit";
 import { contiguousRun } from "./contiguous-box.js";
@@ -186,6 +187,8 @@ export class FileSystemReader implements StorageReader {
     const limit = pLimit(this.#threadCount);
     const controller = new AbortController();
     const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+    // Every concurrent request listens to this signal; that is expected, not a leak.
+    setMaxListeners(0, linked);
     const settled = await Promise.allSettled(
       [...byFile].map(([relativePath, items]) =>
         limit(async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { crc32c } from "@node-rs/crc32";
 import pLimit from "p-limit";
 import { DTYPE_BYTES } from "./dtype.js";
@@ -182,6 +183,8 @@ export class FileSystemWriter implements StorageWriter {
     const limit = pLimit(this.threadCount);
     const controller = new AbortController();
     const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
+    // Every concurrent request listens to this signal; that is expected, not a leak.
+    setMaxListeners(0, linked);
     const perFile = buckets.map((items, n) =>
       limit(async () => {
         try {
@@ -218,12 +221,16 @@ export class FileSystemWriter implements StorageWriter {
     const results: WriteResult[] = [];
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
+    // One write may be in flight while the next batch is gathered and checksummed.
+    let pending: Promise<void> | undefined;
     const flush = async () => {
       if (batchBytes === 0) return;
       const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
       batch = [];
       batchBytes = 0;
-      await stream.write(data);
+      await pending;
+      pending = stream.write(data);
+      pending.catch(() => {}); // surfaced where it is awaited
     };
     try {
       let offset = stream.tell();
@@ -238,9 +245,10 @@ export class FileSystemWriter implements StorageWriter {
           if (batchBytes >= WRITE_BATCH_BYTES) await flush();
         } else {
           await flush();
-          const written = stream.write(data);
+          await pending;
+          pending = stream.write(data);
+          pending.catch(() => {}); // surfaced where it is awaited
           crc = crc32c(data);
-          await written;
         }
         results.push({
           index: item.index,
@@ -251,9 +259,11 @@ export class FileSystemWriter implements StorageWriter {
         this.#onProgress?.({ bytes: data.byteLength, items: 1 });
       }
       await flush();
+      await pending;
       if (this.syncFiles) await stream.sync();
       await stream.close();
     } catch (error) {
+      await pending?.catch(() => {});
       await stream.abort(error);
       throw error;
     }

@@ -75,7 +75,13 @@ export {
   METADATA_FORMAT_VERSION,
 } from "./metadata-codec.js";
 export type { LoadPlanner, SavePlanner } from "./planner.js";
-export { createLocalProcessGroups, createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
+export {
+  assertRoot,
+  assertScatterValues,
+  createLocalProcessGroups,
+  createSingleProcessGroup,
+  type ProcessGroup,
+} from "./process-group.js";
 export type { ProgressCallback } from "./progress.js";
 export { type SaveOptions, save } from "./save.js";
 export {

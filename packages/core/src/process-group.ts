@@ -40,6 +40,35 @@ export interface ProcessGroup {
   barrier(): Promise<void>;
 }
 
+/**
+ * Checks a collective's root rank, for {@link ProcessGroup} implementations.
+ *
+ * @param root - the root rank.
+ * @param size - the group's size.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `root` is not a rank of the group.
+ */
+export function assertRoot(root: number, size: number): void {
+  if (!Number.isInteger(root) || root < 0 || root >= size) {
+    throw new CheckpointError("INVALID_ARGUMENT", `Expected root to be a rank in [0, ${size}), got ${root}`);
+  }
+}
+
+/**
+ * Checks what the root of a scatter passes, for {@link ProcessGroup} implementations.
+ *
+ * @param values - the root's values.
+ * @param size - the group's size.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` unless there is exactly one value per rank.
+ */
+export function assertScatterValues(values: readonly unknown[] | undefined, size: number): void {
+  if (values === undefined || values.length !== size) {
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected ${size} values to scatter, got ${values?.length ?? "none"}`,
+    );
+  }
+}
+
 interface Round {
   readonly values: unknown[];
   arrived: number;
@@ -77,35 +106,21 @@ class LocalProcessGroup implements ProcessGroup {
     return round.done;
   }
 
-  #checkRoot(root: number): void {
-    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected root to be a rank in [0, ${this.size}), got ${root}`,
-      );
-    }
-  }
-
   async gather<T>(value: T, root = 0): Promise<T[] | undefined> {
-    this.#checkRoot(root);
+    assertRoot(root, this.size);
     const all = (await this.#exchange(value)) as T[];
     return this.rank === root ? all : undefined;
   }
 
   async scatter<T>(values: T[] | undefined, root = 0): Promise<T> {
-    this.#checkRoot(root);
-    if (this.rank === root && (values === undefined || values.length !== this.size)) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected ${this.size} values to scatter, got ${values?.length ?? "none"}`,
-      );
-    }
+    assertRoot(root, this.size);
+    if (this.rank === root) assertScatterValues(values, this.size);
     const all = await this.#exchange(this.rank === root ? values : undefined);
     return (all[root] as T[])[this.rank] as T;
   }
 
   async broadcast<T>(value: T | undefined, root = 0): Promise<T> {
-    this.#checkRoot(root);
+    assertRoot(root, this.size);
     const all = await this.#exchange(this.rank === root ? value : undefined);
     return all[root] as T;
   }

@@ -1,4 +1,4 @@
-import { CheckpointError, type ProcessGroup } from "@dcpjs/core";
+import { assertRoot, assertScatterValues, CheckpointError, type ProcessGroup } from "@dcpjs/core";
 import { Redis } from "ioredis";
 import { decodeWire, encodeWire } from "./wire-codec.js";
 
@@ -119,17 +119,8 @@ export class RedisProcessGroup implements ProcessGroup {
     return values;
   }
 
-  #checkRoot(root: number): void {
-    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected root to be a rank in [0, ${this.size}), got ${root}`,
-      );
-    }
-  }
-
   async gather<T>(value: T, root = 0): Promise<T[] | undefined> {
-    this.#checkRoot(root);
+    assertRoot(root, this.size);
     const ranks = Array.from({ length: this.size }, (_, r) => `r${r}`);
     const got = await this.#exchange(
       { [`r${this.rank}`]: encodeWire(value) },
@@ -139,13 +130,8 @@ export class RedisProcessGroup implements ProcessGroup {
   }
 
   async scatter<T>(values: T[] | undefined, root = 0): Promise<T> {
-    this.#checkRoot(root);
-    if (this.rank === root && (values === undefined || values.length !== this.size)) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected ${this.size} values to scatter, got ${values?.length ?? "none"}`,
-      );
-    }
+    assertRoot(root, this.size);
+    if (this.rank === root) assertScatterValues(values, this.size);
     const fields =
       this.rank === root ? Object.fromEntries(values!.map((v, r) => [`s${r}`, encodeWire(v)])) : {};
     const [mine] = await this.#exchange(fields, [`s${this.rank}`]);
@@ -153,7 +139,7 @@ export class RedisProcessGroup implements ProcessGroup {
   }
 
   async broadcast<T>(value: T | undefined, root = 0): Promise<T> {
-    this.#checkRoot(root);
+    assertRoot(root, this.size);
     const [got] = await this.#exchange(this.rank === root ? { b: encodeWire(value) } : {}, ["b"]);
     return decodeWire(got!) as T;
   }
