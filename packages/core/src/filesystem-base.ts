@@ -28,6 +28,8 @@ export interface FileReadStream {
    * neighbouring items with one call.
    */
   readonly itemReads?: boolean;
+  /** The size of the pieces a caller should split large reads into (`readInto` calls in parallel). */
+  readonly pieceBytes?: number;
   /**
    * Reads exactly `length` bytes at `offset`.
    * @param offset - byte offset in the file.

@@ -30,8 +30,12 @@ import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
 
 /** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
-/** Largest single positional read; bigger chunks are read in pieces of this size, in parallel. */
-export const READ_PIECE_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest single read when the stream names no `pieceBytes`; bigger chunks are read in pieces of
+ * this size, in parallel. Large local reads are cheapest (32 MiB: 0.81× the raw warm read, against
+ * 0.62× with 8 MiB pieces).
+ */
+export const READ_PIECE_BYTES = 32 * 1024 * 1024;
 /** Positional reads in flight per file (libuv's thread pool has 4 threads by default). */
 export const READ_PIECES_IN_FLIGHT = 4;
 /** Most bytes of neighbouring small chunks read with one call. */
@@ -207,7 +211,7 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * Reads one file's items in offset order as a bounded pipeline: up to
-   * {@link READ_AHEAD_CHUNKS} saved chunks are read ahead (in {@link READ_PIECE_BYTES} pieces,
+   * {@link READ_AHEAD_CHUNKS} saved chunks are read ahead (in pieces of the stream's `pieceBytes`, else {@link READ_PIECE_BYTES},
    * {@link READ_PIECES_IN_FLIGHT} at once) while earlier ones are verified and delivered.
    * A chunk that one read item copies whole into a contiguous part of its destination is read
    * straight into the destination tensor; others go through a staging buffer and the n-d box copy.
@@ -327,8 +331,9 @@ export class FileSystemReader implements StorageReader {
       bytes.set(await stream.read(offset, length, signal));
     } else {
       const reads: Promise<void>[] = [];
-      for (let at = 0; at < length; at += READ_PIECE_BYTES) {
-        const piece = bytes.subarray(at, Math.min(at + READ_PIECE_BYTES, length));
+      const pieceBytes = stream.pieceBytes ?? READ_PIECE_BYTES;
+      for (let at = 0; at < length; at += pieceBytes) {
+        const piece = bytes.subarray(at, Math.min(at + pieceBytes, length));
         reads.push(pieces(() => stream.readInto!(offset + at, piece, signal)));
       }
       await Promise.all(reads);

@@ -37,6 +37,7 @@ export {
   DEFAULT_MAX_GAP_SIZE,
   DEFAULT_PARALLEL_THRESHOLD,
   type ItemRange,
+  RANGE_GET_BYTES,
   type RangeGroup,
 } from "./readers/dcp-optimized-reader.js";
 export { DEFAULT_RANGE_BUFFER_BYTES, RangeBasedS3Reader } from "./readers/range-based-reader.js";

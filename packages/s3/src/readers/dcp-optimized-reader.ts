@@ -9,6 +9,8 @@ export const DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024;
  * GET, so the pieces of one large item download in parallel. @default 16 MiB
  */
 export const DEFAULT_PARALLEL_THRESHOLD = 16 * 1024 * 1024;
+/** The size of each ranged GET into a large item, as its `pieceBytes` (AWS's guidance: 8–16 MiB). */
+export const RANGE_GET_BYTES = 8 * 1024 * 1024;
 
 /** A byte range `[start, end)` of one stored item. */
 export interface ItemRange {
@@ -91,6 +93,8 @@ export function coalesceRanges(
 export class DCPOptimizedS3Reader implements FileReadStream {
   /** Asked for one item per call: it coalesces neighbouring items into one GET itself. */
   readonly itemReads = true;
+  /** Large items are read in pieces of one ranged GET each. */
+  readonly pieceBytes = RANGE_GET_BYTES;
   readonly #serial = new Serialized();
   readonly #groups: RangeGroup[];
   readonly #items: { item: ItemRange; group: number }[];
