@@ -10,10 +10,16 @@ declare module "vitest" {
 
 /** Vitest global setup of the services project: a real S3 server, a bucket, and a Redis server. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const [stopS3, redis] = await Promise.all([
-    s3Setup(project),
-    startRedisServer((line) => console.log(line)),
-  ]);
+  // One after the other: on a fresh machine both may install Debian packages, and apt takes one
+  // caller at a time.
+  const redis = await startRedisServer((line) => console.log(line));
+  let stopS3: () => Promise<void>;
+  try {
+    stopS3 = await s3Setup(project);
+  } catch (error) {
+    await redis.stop();
+    throw error;
+  }
   project.provide("redisUrl", redis.url);
   return async () => {
     await Promise.all([stopS3(), redis.stop()]);
