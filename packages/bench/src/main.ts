@@ -12,41 +12,32 @@ const program = new Command()
   .name("pnpm bench")
   .description("dcpjs benchmarks; each prints a table and one JSON line of ratios");
 
-program
-  .command("local-save")
-  .description("save to a local folder vs raw write+fsync and PyTorch DCP")
-  .option("--tensors <n>", "tensors", positiveInt, 64)
-  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
-  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
-  .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
-  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) =>
-    localSave({
-      tensors: o.tensors,
-      tensorMib: o.tensorMib,
-      reps: o.reps,
-      dir: o.dir,
-      threadCount: o.threadCount,
-    }),
-  );
-
-program
-  .command("local-load")
-  .description("load from a local folder vs raw reads and PyTorch DCP, cold and warm page cache")
-  .option("--tensors <n>", "tensors", positiveInt, 64)
-  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
-  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
-  .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
-  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) =>
-    localLoad({
-      tensors: o.tensors,
-      tensorMib: o.tensorMib,
-      reps: o.reps,
-      dir: o.dir,
-      threadCount: o.threadCount,
-    }),
-  );
+for (const [name, fn, what] of [
+  ["local-save", localSave, "save to a local folder vs raw write+fsync and PyTorch DCP"],
+  [
+    "local-load",
+    localLoad,
+    "load from a local folder vs raw reads and PyTorch DCP, cold and warm page cache",
+  ],
+] as const) {
+  program
+    .command(name)
+    .description(what)
+    .option("--tensors <n>", "tensors", positiveInt, 64)
+    .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
+    .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+    .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
+    .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+    .action((o) =>
+      fn({
+        tensors: o.tensors,
+        tensorMib: o.tensorMib,
+        reps: o.reps,
+        dir: o.dir,
+        threadCount: o.threadCount,
+      }),
+    );
+}
 
 for (const [name, fn, what] of [
   ["s3-save", s3Save, "save through the loopback S3 server vs the raw SDK and boto3"],
