@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { setMaxListeners } from "node:events";
 import { crc32c } from "@node-rs/crc32";
 import pLimit, { type LimitFunction } from "p-limit";
 import { contiguousRun } from "./contiguous-box.js";
@@ -23,6 +22,7 @@ import {
   type TensorStorageMetadata,
 } from "./metadata.js";
 import { decodeMetadata } from "./metadata-codec.js";
+import { forEachFile } from "./per-file.js";
 import type { LoadPlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
@@ -188,25 +188,9 @@ export class FileSystemReader implements StorageReader {
       if (list) list.push(item);
       else byFile.set(relativePath, [item]);
     }
-    const limit = pLimit(this.#threadCount);
-    const controller = new AbortController();
-    const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-    // Every concurrent request listens to this signal; that is expected, not a leak.
-    setMaxListeners(0, linked);
-    const settled = await Promise.allSettled(
-      [...byFile].map(([relativePath, items]) =>
-        limit(async () => {
-          try {
-            await this.#readFile(relativePath, items, planner, linked);
-          } catch (error) {
-            controller.abort(error);
-            throw error;
-          }
-        }),
-      ),
+    await forEachFile([...byFile], this.#threadCount, signal, ([relativePath, items], _, linked) =>
+      this.#readFile(relativePath, items, planner, linked),
     );
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
   }
 
   /**

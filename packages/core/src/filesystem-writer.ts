@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { setMaxListeners } from "node:events";
 import { crc32c } from "@node-rs/crc32";
-import pLimit from "p-limit";
 import { DTYPE_BYTES } from "./dtype.js";
 import { CheckpointError, throwIfAborted } from "./errors.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
@@ -15,6 +13,7 @@ import {
   type WriteResult,
 } from "./metadata.js";
 import { encodeMetadata } from "./metadata-codec.js";
+import { forEachFile } from "./per-file.js";
 import type { SavePlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
@@ -180,25 +179,10 @@ export class FileSystemWriter implements StorageWriter {
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, plan.items)
       : plan.items.map((i) => [i]);
-    const limit = pLimit(this.threadCount);
-    const controller = new AbortController();
-    const linked = signal ? AbortSignal.any([signal, controller.signal]) : controller.signal;
-    // Every concurrent request listens to this signal; that is expected, not a leak.
-    setMaxListeners(0, linked);
-    const perFile = buckets.map((items, n) =>
-      limit(async () => {
-        try {
-          return await this.#writeFile(`${prefix}${n}${DATA_FILE_SUFFIX}`, items, planner, linked);
-        } catch (error) {
-          controller.abort(error);
-          throw error;
-        }
-      }),
+    const perFile = await forEachFile(buckets, this.threadCount, signal, (items, n, linked) =>
+      this.#writeFile(`${prefix}${n}${DATA_FILE_SUFFIX}`, items, planner, linked),
     );
-    const settled = await Promise.allSettled(perFile);
-    const failed = settled.find((s) => s.status === "rejected");
-    if (failed) throw failed.reason;
-    return settled.flatMap((s) => (s.status === "fulfilled" ? s.value : []));
+    return perFile.flat();
   }
 
   /**
