@@ -17,6 +17,7 @@ export {
   tensorByteLength,
 } from "./demo/training-state.js";
 export { type Comparison, compareStateDicts } from "./demo/verify.js";
+export { freePort } from "./free-port.js";
 export {
   describeCheckpoint,
   formatInspectTable,

@@ -1,16 +1,7 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { CheckpointError } from "@dcpjs/core";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
+import { freePort } from "../free-port.js";
 
 /**
  * Starts a throw-away `redis-server` (no persistence) on a free loopback port for a demo run.
