@@ -112,6 +112,49 @@ export function describeFileSystemConformance(
       }
     });
 
+    it("an exclusive rename onto an existing file fails with ALREADY_EXISTS and changes nothing", async () => {
+      const { fs, root } = target();
+      const dir = await root();
+      const [from, to] = [fs.concatPath(dir, "from"), fs.concatPath(dir, "to")];
+      for (const [path, seed] of [
+        [from, 1],
+        [to, 2],
+      ] as const) {
+        const w = await fs.createStream(path, "wb");
+        await w.write(bytes(32, seed));
+        await w.close();
+      }
+      const error = await fs.rename(from, to, { overwrite: false }).catch((e: unknown) => e);
+      expect((error as CheckpointError).code).toBe("ALREADY_EXISTS");
+      const r = await fs.createStream(to, "rb");
+      expect(await r.read(0, 32)).toEqual(bytes(32, 2));
+      await r.close();
+      expect(await fs.exists(from)).toBe(true);
+    });
+
+    it("of 4 concurrent exclusive renames to one path exactly one succeeds", async () => {
+      const { fs, root } = target();
+      const dir = await root();
+      const sources = await Promise.all(
+        [1, 2, 3, 4].map(async (seed) => {
+          const path = fs.concatPath(dir, `src-${seed}`);
+          const w = await fs.createStream(path, "wb");
+          await w.write(bytes(32, seed));
+          await w.close();
+          return path;
+        }),
+      );
+      const to = fs.concatPath(dir, "target");
+      const outcomes = await Promise.allSettled(sources.map((s) => fs.rename(s, to, { overwrite: false })));
+      const won = outcomes.findIndex((o) => o.status === "fulfilled");
+      expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+      for (const o of outcomes)
+        if (o.status === "rejected") expect((o.reason as CheckpointError).code).toBe("ALREADY_EXISTS");
+      const r = await fs.createStream(to, "rb");
+      expect(await r.read(0, 32)).toEqual(bytes(32, won + 1));
+      await r.close();
+    });
+
     it("fails to rename a missing file", async () => {
       const { fs, root } = target();
       const dir = await root();

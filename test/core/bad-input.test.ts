@@ -31,7 +31,8 @@ async function savedCheckpoint() {
   const b = randomTensor("int16", [32], 2);
   await save({ a, b, step: 5 }, { checkpointId: dir });
   const target = () => ({ a: emptyTensor("float32", [64]), b: emptyTensor("int16", [32]), step: 0 });
-  return { dir, a, b, target, data: join(dir, "__0_0.distcp") };
+  const data = (await readdir(dir)).find((f) => /^__0_0\.[0-9a-f]{12}\.distcp$/.test(f))!;
+  return { dir, a, b, target, data: join(dir, data) };
 }
 
 async function rewriteMetadata(dir: string, edit: (md: ReturnType<typeof decodeMetadata>) => void) {
@@ -48,7 +49,7 @@ describe("damaged data files", () => {
     expect(f.code).toBe("TRUNCATED");
     // The three small items are read with one call: 1 byte of "step", then 256 + 64 of tensors.
     expect(f.message).toMatch(
-      /Expected 321 bytes at offset 0 of .*__0_0\.distcp, but the file ends after 311 of them/,
+      /Expected 321 bytes at offset 0 of .*__0_0\.[0-9a-f]{12}\.distcp, but the file ends after 311 of them/,
     );
   });
 
@@ -61,7 +62,7 @@ describe("damaged data files", () => {
     await writeFile(data, bytes);
     const f = await loadFailure(target(), dir);
     expect(f.code).toBe("CHECKSUM_MISMATCH");
-    expect(f.message).toMatch(/^CRC-32C mismatch for "b" in __0_0\.distcp/);
+    expect(f.message).toMatch(/^CRC-32C mismatch for "b" in __0_0\.[0-9a-f]{12}\.distcp/);
   });
 
   it("refuses a missing data file", async () => {
@@ -158,7 +159,7 @@ describe("a save that dies before the commit", () => {
     expect(await exited(child)).toBe("SIGKILL");
 
     const files = await readdir(dir);
-    expect(files).toContain("__0_0.distcp");
+    expect(files.some((f) => /^__0_0\.[0-9a-f]{12}\.distcp$/.test(f))).toBe(true);
     expect(files).not.toContain(METADATA_FILE);
     const f = await loadFailure({ w0: emptyTensor("float32", [256, 256]) }, dir);
     expect(f.code).toBe("INCOMPLETE_CHECKPOINT");

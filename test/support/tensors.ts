@@ -32,3 +32,31 @@ export function sameTensor(a: Tensor, b: Tensor): boolean {
 export function byteSize(dtype: DType, shape: readonly number[]): number {
   return numel(shape) * DTYPE_BYTES[dtype];
 }
+
+/** Tensors of a state dict saved by the overwrite and race tests: 16 × 256 KiB, every byte from `seed`. */
+export const SEEDED_TENSORS = 16;
+
+/** The state dict of seed `seed`: `w0`…`w15` (float32 [256, 256]) and `seed`. */
+export function seededState(seed: number): Record<string, unknown> {
+  const sd: Record<string, unknown> = { seed };
+  for (let i = 0; i < SEEDED_TENSORS; i++) sd[`w${i}`] = randomTensor("float32", [256, 256], seed * 100 + i);
+  return sd;
+}
+
+/** An empty target for {@link seededState}. */
+export function seededTarget(): Record<string, unknown> {
+  const sd: Record<string, unknown> = { seed: -1 };
+  for (let i = 0; i < SEEDED_TENSORS; i++) sd[`w${i}`] = emptyTensor("float32", [256, 256]);
+  return sd;
+}
+
+/** The seed whose state `loaded` equals exactly, or undefined when it matches none of `seeds`. */
+export function whichSeed(loaded: Record<string, unknown>, seeds: readonly number[]): number | undefined {
+  return seeds.find((seed) => {
+    const want = seededState(seed);
+    return (
+      loaded.seed === seed &&
+      Object.keys(want).every((k) => k === "seed" || sameTensor(loaded[k] as Tensor, want[k] as Tensor))
+    );
+  });
+}

@@ -4,10 +4,12 @@
  * - `INVALID_ARGUMENT`: an option or argument is out of its documented range.
  * - `INVALID_STATE_DICT`: the state dict cannot be flattened (duplicate flat key, unsafe key, bad tensor).
  * - `CHECKPOINT_EXISTS`: `.metadata` already exists and `overwrite` is false.
+ * - `ALREADY_EXISTS`: an exclusive rename found its target in place (a storage backend's code).
  * - `INCOMPLETE_CHECKPOINT`: the checkpoint folder has no `.metadata` (never committed).
  * - `NOT_FOUND`: a file or object the checkpoint refers to does not exist.
- * - `MALFORMED_METADATA`: `.metadata` is not a valid dcpjs metadata file.
- * - `UNSAFE_PATH`: metadata names a file outside the checkpoint folder.
+ * - `MALFORMED_METADATA`: `.metadata` is not a valid dcpjs metadata file, or crosses a decoder limit.
+ * - `MALFORMED_DATA`: a stored value's bytes passed their checksum but do not decode.
+ * - `UNSAFE_PATH`: metadata names a file outside the checkpoint folder (also through a link), or one that is not a regular file.
  * - `TRUNCATED`: a data file holds fewer bytes than the metadata says.
  * - `CHECKSUM_MISMATCH`: an item's CRC-32C differs from the one recorded at save time.
  * - `MISSING_KEY`: a state-dict key is absent from the checkpoint (strict load).
@@ -25,9 +27,11 @@ export type CheckpointErrorCode =
   | "INVALID_ARGUMENT"
   | "INVALID_STATE_DICT"
   | "CHECKPOINT_EXISTS"
+  | "ALREADY_EXISTS"
   | "INCOMPLETE_CHECKPOINT"
   | "NOT_FOUND"
   | "MALFORMED_METADATA"
+  | "MALFORMED_DATA"
   | "UNSAFE_PATH"
   | "TRUNCATED"
   | "CHECKSUM_MISMATCH"

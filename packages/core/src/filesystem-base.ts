@@ -63,6 +63,21 @@ export type StreamMode = "rb" | "wb";
 export interface CreateStreamOptions {
   /** Aborts the stream's pending and future operations; a write stream then cleans up as `abort()`. */
   readonly signal?: AbortSignal;
+  /**
+   * For `rb`: the folder the file must lie in once links are followed (the checkpoint's path), so
+   * that metadata cannot reach outside it through a symbolic link. Backends without links ignore it.
+   */
+  readonly within?: string;
+}
+
+/** Options of {@link FileSystemBase.rename}. */
+export interface RenameOptions {
+  /**
+   * Replace a file at the new path (atomically: a reader sees the old or the new file). When
+   * false, the rename is exclusive: it fails with `ALREADY_EXISTS` if the new path exists, and of
+   * concurrent exclusive renames to one path exactly one succeeds. @default true
+   */
+  readonly overwrite?: boolean;
 }
 
 /**
@@ -93,11 +108,14 @@ export interface FileSystemBase {
    */
   initPath(path: string): string;
   /**
-   * Renames a file.
+   * Renames a file, replacing `newPath` atomically (no moment without a file there).
    * @param path - the current path.
    * @param newPath - the new path.
+   * @param options - `overwrite: false` for an exclusive rename.
+   * @throws {@link CheckpointError} `ALREADY_EXISTS` when `overwrite` is false and `newPath` exists
+   * (the source is left in place); `NOT_FOUND` when `path` does not exist.
    */
-  rename(path: string, newPath: string): Promise<void>;
+  rename(path: string, newPath: string, options?: RenameOptions): Promise<void>;
   /**
    * Creates a directory and its parents (a no-op on object stores).
    * @param path - the directory.

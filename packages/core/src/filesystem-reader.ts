@@ -215,13 +215,21 @@ export class FileSystemReader implements StorageReader {
         last.push(item);
       else groups.push([item]);
     }
-    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", { signal });
+    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", {
+      signal,
+      within: this.path,
+    });
     const runs = stream.itemReads ? groups.map((g) => [g]) : this.#runs(groups);
     const pieces = pLimit(READ_PIECES_IN_FLIGHT);
     // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
     const spare: Uint8Array[] = [];
-    const fetch = (run: ReadItem[][]): Promise<FetchedChunk> =>
-      this.#fetchRun(stream, run, planner, pieces, spare, signal);
+    const fetch = (run: ReadItem[][]): Promise<FetchedChunk> => {
+      const fetched = this.#fetchRun(stream, run, planner, pieces, spare, signal);
+      // A read ahead may fail while an earlier one is awaited: it is surfaced when its turn
+      // comes, or settled in `finally`, never left as an unhandled rejection.
+      fetched.catch(() => {});
+      return fetched;
+    };
     const inFlight: Promise<FetchedChunk>[] = [];
     try {
       let next = 0;
@@ -320,7 +328,10 @@ export class FileSystemReader implements StorageReader {
         const piece = bytes.subarray(at, Math.min(at + pieceBytes, length));
         reads.push(pieces(() => stream.readInto!(offset + at, piece, signal)));
       }
-      await Promise.all(reads);
+      // Every piece settles before the run does (its buffer may be recycled); the first failure wins.
+      const settled = await Promise.allSettled(reads);
+      const failed = settled.find((s) => s.status === "rejected");
+      if (failed) throw failed.reason;
     }
     return { bytes, staging, dest: direct?.dest };
   }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { crc32c } from "@node-rs/crc32";
 import { DTYPE_BYTES } from "./dtype.js";
-import { CheckpointError, throwIfAborted } from "./errors.js";
+import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import {
@@ -12,7 +12,7 @@ import {
   type WriteItem,
   type WriteResult,
 } from "./metadata.js";
-import { encodeMetadata } from "./metadata-codec.js";
+import { decodeMetadata, encodeMetadata } from "./metadata-codec.js";
 import { forEachFile } from "./per-file.js";
 import type { SavePlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
@@ -21,8 +21,15 @@ import { numel } from "./tensor.js";
 
 /** Name of the committed metadata file in a checkpoint folder. */
 export const METADATA_FILE = ".metadata";
-/** Name the metadata is written under before the atomic rename to {@link METADATA_FILE}. */
-export const METADATA_TMP_FILE = ".metadata.tmp";
+/**
+ * Name a save writes its metadata under before the atomic rename to {@link METADATA_FILE}: one
+ * per save (`.metadata.{saveTag}.tmp`), so concurrent saves to one id never share it.
+ *
+ * @param saveTag - the save's tag, as in its data file names.
+ */
+export function metadataTmpFile(saveTag: string): string {
+  return `.metadata.${saveTag}.tmp`;
+}
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
 export const SMALL_ITEM_BYTES = 1024 * 1024;
 /** Most bytes of small items gathered into one write. */
@@ -79,8 +86,11 @@ export interface FileSystemWriterOptions {
   /** fsync every data file and `.metadata.tmp` before the commit. @default true */
   readonly syncFiles?: boolean;
   /**
-   * Replace an existing checkpoint at `path`; when false, the save fails on every rank with
-   * "Checkpoint already exists" before writing anything. @default true
+   * Replace an existing checkpoint at `path`. The old checkpoint stays loadable until the new
+   * `.metadata` replaces it in one atomic rename; its files are removed after that. When false,
+   * the save fails with `CHECKPOINT_EXISTS` if `.metadata` exists when it starts or when it
+   * commits (an exclusive create: of concurrent saves to one id exactly one commits, and the
+   * others remove their files). @default true
    */
   readonly overwrite?: boolean;
   /** Called after each item is written, with its bytes. */
@@ -89,9 +99,10 @@ export interface FileSystemWriterOptions {
 
 /**
  * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
- * `{prefix}{n}.distcp` (prefix `__{rank}_`), bytes items first then tensors as raw little-endian
+ * `{prefix}{n}.{saveTag}.distcp` (prefix `__{rank}_`; the save tag is new for every save, so a
+ * save never touches another save's files), bytes items first then tensors as raw little-endian
  * bytes, each item's offset, length and CRC-32C recorded, and `.metadata` committed last by
- * writing `.metadata.tmp` and renaming it.
+ * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
  *
  * Memory: items of {@link SMALL_ITEM_BYTES} or more are written straight from tensor memory;
  * smaller ones are copied into one batch of at most {@link WRITE_BATCH_BYTES} per file being
@@ -137,6 +148,11 @@ export class FileSystemWriter implements StorageWriter {
     return this.path;
   }
 
+  /** This save's tag in its file names: 12 hex digits of the save id, new on every `reset`. */
+  get saveTag(): string {
+    return this.#saveId.replaceAll("-", "").slice(0, 12);
+  }
+
   /** @inheritDoc */
   reset(checkpointId?: string): void {
     if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
@@ -170,8 +186,9 @@ export class FileSystemWriter implements StorageWriter {
 
   /**
    * @inheritDoc
-   * @throws {@link CheckpointError} from the backend (`IO_ERROR`, …) or `ABORTED`; a file whose
-   * write fails is aborted (removed), and the checkpoint is never committed.
+   * @throws {@link CheckpointError} from the backend (`IO_ERROR`, …) or `ABORTED` — the first
+   * failure in time; a file whose write fails is aborted (removed), this rank's finished files
+   * are removed, and the checkpoint is never committed.
    */
   async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
     throwIfAborted(signal);
@@ -179,10 +196,20 @@ export class FileSystemWriter implements StorageWriter {
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, plan.items)
       : plan.items.map((i) => [i]);
-    const perFile = await forEachFile(buckets, this.threadCount, signal, (items, n, linked) =>
-      this.#writeFile(`${prefix}${n}${DATA_FILE_SUFFIX}`, items, planner, linked),
-    );
-    return perFile.flat();
+    const written: string[] = [];
+    try {
+      const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
+        const relativePath = `${prefix}${n}.${this.saveTag}${DATA_FILE_SUFFIX}`;
+        const results = await this.#writeFile(relativePath, items, planner, linked);
+        written.push(relativePath);
+        return results;
+      });
+      return perFile.flat();
+    } catch (error) {
+      // The save will not commit: remove this rank's finished files too (the failed ones are aborted).
+      for (const file of written) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      throw error;
+    }
   }
 
   /**
@@ -256,27 +283,90 @@ export class FileSystemWriter implements StorageWriter {
 
   /**
    * @inheritDoc
-   * Writes `.metadata.tmp` (fsynced when `syncFiles`), removes an existing `.metadata`, then
-   * renames — the commit point, as DCP's `_FileSystemWriter.finish`.
+   * Writes `.metadata.{saveTag}.tmp` (fsynced when `syncFiles`) and renames it over `.metadata`
+   * in one atomic step — the commit point, as DCP's `_FileSystemWriter.finish`, with no delete
+   * before it, so a reader always finds the old or the new checkpoint. With `overwrite: false` the
+   * rename is exclusive. After the commit, the files of the checkpoint it replaced are removed;
+   * failures there are process warnings, never the save's error (it has committed).
+   * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `overwrite` is false and another save
+   * committed first (this save's files are removed); backend errors before the commit.
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void> {
-    throwIfAborted(signal);
     for (const r of results.flat()) metadata.storageData.set(metadataIndexKey(r.index), r.storageData);
     metadata.storageMeta = this.storageMeta();
-    const tmp = this.fs.concatPath(this.path, METADATA_TMP_FILE);
+    const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
-    const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
+    const ownFiles = new Set(results.flat().map((r) => r.storageData.relativePath));
     try {
-      await stream.write(encodeMetadata(metadata));
-      if (this.syncFiles) await stream.sync();
-      await stream.close();
+      throwIfAborted(signal);
+      const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
+      try {
+        await stream.write(encodeMetadata(metadata));
+        if (this.syncFiles) await stream.sync();
+        await stream.close();
+      } catch (error) {
+        await stream.abort(error);
+        throw error;
+      }
+      throwIfAborted(signal);
+      const superseded = this.#overwrite ? await this.#committedFiles(target) : new Set<string>();
+      try {
+        await this.fs.rename(tmp, target, { overwrite: this.#overwrite });
+      } catch (error) {
+        if (error instanceof CheckpointError && error.code === "ALREADY_EXISTS") {
+          throw new CheckpointError(
+            "CHECKPOINT_EXISTS",
+            `Checkpoint already exists and overwrite=false: ${this.path} (another save committed first)`,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+      for (const file of superseded) {
+        if (!ownFiles.has(file)) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      }
     } catch (error) {
-      await stream.abort(error);
+      // Not committed: this save's files are nobody's; leave the directory as it was.
+      await this.#removeQuietly(tmp);
+      for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
       throw error;
     }
-    throwIfAborted(signal);
-    if (await this.fs.exists(target)) await this.fs.rmFile(target);
-    await this.fs.rename(tmp, target);
+  }
+
+  /** The data files of the checkpoint committed at `target`, or none when there is none (or it is unreadable). */
+  async #committedFiles(target: string): Promise<Set<string>> {
+    try {
+      const stream = await this.fs.createStream(target, "rb");
+      try {
+        const md = decodeMetadata(await stream.read(0, await stream.size()));
+        return new Set([...md.storageData.values()].map((i) => i.relativePath));
+      } finally {
+        await stream.close();
+      }
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) {
+        process.emitWarning(
+          `dcpjs: the checkpoint being replaced at ${target} is unreadable; its files stay`,
+          {
+            code: "DCPJS_CLEANUP",
+            detail: String(error),
+          },
+        );
+      }
+      return new Set();
+    }
+  }
+
+  async #removeQuietly(path: string): Promise<void> {
+    try {
+      await this.fs.rmFile(path);
+    } catch (error) {
+      if (!(error instanceof NotFoundError))
+        process.emitWarning(`dcpjs: could not remove ${path}`, {
+          code: "DCPJS_CLEANUP",
+          detail: String(error),
+        });
+    }
   }
 
   /** @inheritDoc */

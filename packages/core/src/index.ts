@@ -25,6 +25,7 @@ export type {
   FileReadStream,
   FileSystemBase,
   FileWriteStream,
+  RenameOptions,
   StreamMode,
 } from "./filesystem-base.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./filesystem-reader.js";
@@ -33,7 +34,7 @@ export {
   FileSystemWriter,
   type FileSystemWriterOptions,
   METADATA_FILE,
-  METADATA_TMP_FILE,
+  metadataTmpFile,
   splitBySizeAndType,
 } from "./filesystem-writer.js";
 export { type LoadOptions, type LoadStateDictFromKeysOptions, load, loadStateDictFromKeys } from "./load.js";

@@ -1,11 +1,13 @@
-import { type FileHandle, mkdir, open, rename, stat, unlink } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { constants as fsConstants } from "node:fs";
+import { type FileHandle, link, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
 import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
 import type {
   CreateStreamOptions,
   FileReadStream,
   FileSystemBase,
   FileWriteStream,
+  RenameOptions,
   StreamMode,
 } from "./filesystem-base.js";
 
@@ -21,6 +23,20 @@ function ioError(error: unknown, what: string, path: string): CheckpointError {
   if (isErrno(error, "ENOENT")) return new NotFoundError(path, { cause: error });
   const message = error instanceof Error ? error.message : String(error);
   return new CheckpointError("IO_ERROR", `Failed to ${what} ${path}: ${message}`, { cause: error });
+}
+
+/**
+ * Checks that `path`, with every symbolic link followed, lies inside `folder` (also resolved).
+ * @throws {@link CheckpointError} `UNSAFE_PATH` when it does not; {@link NotFoundError} when it is missing.
+ */
+async function assertWithin(path: string, folder: string): Promise<void> {
+  const [real, root] = await Promise.all([realpath(path), realpath(folder)]);
+  if (!real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+    throw new CheckpointError(
+      "UNSAFE_PATH",
+      `Expected ${path} to lie inside the checkpoint folder ${root}, but it resolves to ${real}`,
+    );
+  }
 }
 
 class LocalWriteStream implements FileWriteStream {
@@ -150,11 +166,27 @@ export class LocalFileSystem implements FileSystemBase {
       }
     }
     if (mode === "rb") {
+      let handle: FileHandle;
       try {
-        return new LocalReadStream(path, await open(path, "r"));
+        if (options?.within !== undefined) await assertWithin(path, options.within);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused as not a file.
+        handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
       } catch (error) {
+        if (error instanceof CheckpointError) throw error;
         throw ioError(error, "open", path);
       }
+      const isFile = await handle.stat().then(
+        (s) => s.isFile(),
+        () => false,
+      );
+      if (!isFile) {
+        await handle.close().catch(() => {});
+        throw new CheckpointError(
+          "UNSAFE_PATH",
+          `Expected ${path} to be a regular file, found something else`,
+        );
+      }
+      return new LocalReadStream(path, handle);
     }
     throw new CheckpointError(
       "INVALID_ARGUMENT",
@@ -172,8 +204,25 @@ export class LocalFileSystem implements FileSystemBase {
     return resolve(path);
   }
 
-  /** @inheritDoc */
-  async rename(path: string, newPath: string): Promise<void> {
+  /**
+   * @inheritDoc
+   * `rename(2)`, atomic on POSIX; exclusive (`overwrite: false`) as `link(2)` — which fails when
+   * the target exists — followed by unlinking the source.
+   */
+  async rename(path: string, newPath: string, options?: RenameOptions): Promise<void> {
+    if (options?.overwrite === false) {
+      try {
+        await link(path, newPath);
+      } catch (error) {
+        if (isErrno(error, "EEXIST"))
+          throw new CheckpointError("ALREADY_EXISTS", `Expected no file at ${newPath}, found one`, {
+            cause: error,
+          });
+        throw ioError(error, "link", path);
+      }
+      await unlink(path).catch(() => {});
+      return;
+    }
     try {
       await rename(path, newPath);
     } catch (error) {

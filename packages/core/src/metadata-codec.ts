@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from "node:buffer";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { DTYPE_BYTES, isDType } from "./dtype.js";
@@ -9,6 +10,7 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "./metadata.js";
+import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "./msgpack-bounds.js";
 import type { ObjectPath } from "./state-dict.js";
 import { numel } from "./tensor.js";
 
@@ -16,6 +18,15 @@ import { numel } from "./tensor.js";
 export const METADATA_FORMAT = "dcpjs.metadata";
 /** The metadata layout version this build writes and reads (see docs/format.md). */
 export const METADATA_FORMAT_VERSION = 1;
+/** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the ~100 bytes per item written. */
+export const MAX_METADATA_BYTES = 1024 * 1024 * 1024;
+/** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
+export const MAX_ITEM_BYTES = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER);
+/**
+ * Most pairwise chunk comparisons the tiling check makes for one checkpoint. DCP-style shardings
+ * need about one per chunk; a file needing more is refused rather than checked slowly.
+ */
+export const MAX_TILING_COMPARISONS = 1 << 24;
 /** Bytes of the CRC-32C trailer after the msgpack body. */
 const TRAILER_BYTES = 4;
 
@@ -81,9 +92,15 @@ function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** A short rendering of a decoded value for messages (at most 120 characters). */
+function show(v: unknown): string {
+  const text = JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x)) ?? String(v);
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
 function counts(v: unknown, what: string): number[] {
   if (!Array.isArray(v) || !v.every(isCount))
-    fail(`expected ${what} to be a list of non-negative integers, got ${JSON.stringify(v)}`);
+    fail(`expected ${what} to be a list of non-negative integers, got ${show(v)}`);
   return v as number[];
 }
 
@@ -114,7 +131,7 @@ export function assertSafeRelativePath(relativePath: string): void {
     segments.some((s) => s === "" || s === "." || s === "..");
   if (bad) {
     throw new MetadataError(
-      `Expected data file paths inside the checkpoint folder (relative, no "." or ".." segments), found ${JSON.stringify(relativePath)}`,
+      `Expected data file paths inside the checkpoint folder (relative, no "." or ".." segments), found ${show(relativePath)}`,
       { code: "UNSAFE_PATH" },
     );
   }
@@ -132,6 +149,8 @@ export function assertSafeRelativePath(relativePath: string): void {
  * `UNSAFE_PATH` for a path escaping the checkpoint folder.
  */
 export function decodeMetadata(bytes: Uint8Array): Metadata {
+  if (bytes.byteLength > MAX_METADATA_BYTES)
+    fail(`expected at most ${MAX_METADATA_BYTES} bytes, got ${bytes.byteLength}`);
   if (bytes.byteLength <= TRAILER_BYTES)
     fail(`expected more than ${TRAILER_BYTES} bytes, got ${bytes.byteLength}`);
   const bodyLength = bytes.byteLength - TRAILER_BYTES;
@@ -143,6 +162,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       `CRC-32C of the body is 0x${actual.toString(16).padStart(8, "0")}, expected 0x${stored.toString(16).padStart(8, "0")} (damaged or not a dcpjs checkpoint)`,
     );
   }
+  assertMsgpackWithinLimits(body, ".metadata");
   let raw: unknown;
   try {
     raw = decode(body);
@@ -151,16 +171,16 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("expected a map at the top level");
   const top = raw as Record<string, unknown>;
-  if (top.format !== METADATA_FORMAT)
-    fail(`expected format "${METADATA_FORMAT}", got ${JSON.stringify(top.format)}`);
+  if (top.format !== METADATA_FORMAT) fail(`expected format "${METADATA_FORMAT}", got ${show(top.format)}`);
   if (top.formatVersion !== METADATA_FORMAT_VERSION) {
     fail(
-      `expected formatVersion ${METADATA_FORMAT_VERSION}, got ${JSON.stringify(top.formatVersion)} (written by another dcpjs version?)`,
+      `expected formatVersion ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by another dcpjs version?)`,
     );
   }
   const version = str(top.version, "version");
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
+  let tilingBudget = MAX_TILING_COMPARISONS;
   if (!Array.isArray(top.stateDict)) fail("expected stateDict to be a list");
   for (const e of top.stateDict as unknown[]) {
     if (!Array.isArray(e) || e.length !== 4)
@@ -171,7 +191,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       stateDictMetadata.set(fqn, { type: "bytes" });
       continue;
     }
-    if (!isDType(e[1])) fail(`expected a dtype for "${fqn}", got ${JSON.stringify(e[1])}`);
+    if (!isDType(e[1])) fail(`expected a dtype for "${fqn}", got ${show(e[1])}`);
     const size = counts(e[2], `the size of "${fqn}"`);
     if (!Array.isArray(e[3])) fail(`expected a chunk list for "${fqn}"`);
     const chunks: ChunkStorageMetadata[] = (e[3] as unknown[]).map((c) => {
@@ -186,8 +206,13 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
           `chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] lies outside "${fqn}" [${size.join(", ")}]`,
         );
       }
+      if (numel(sizes) * DTYPE_BYTES[e[1] as keyof typeof DTYPE_BYTES] > MAX_ITEM_BYTES)
+        fail(`chunk at [${offsets.join(", ")}] of "${fqn}" is larger than ${MAX_ITEM_BYTES} bytes`);
       return { offsets, sizes };
     });
+    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[e[1]]))
+      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
+    tilingBudget -= assertChunksTile(fqn, size, chunks, tilingBudget);
     stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype: e[1] }, size, chunks });
   }
 
@@ -198,11 +223,14 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       fail("expected each plannerData entry to be [fqn, path]");
     const fqn = checkFqn(str(p[0], "an fqn"));
     const path = p[1] as unknown[];
-    if (path.length === 0) fail(`expected a non-empty path for "${fqn}"`);
+    if (path.length === 0 || path.length > MAX_MSGPACK_DEPTH)
+      fail(`expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${path.length}`);
     for (const step of path) {
       if (typeof step === "string") checkFqn(step);
+      else if (isCount(step) && step >= top.plannerData.length)
+        fail(`expected list indices below ${top.plannerData.length} in the path of "${fqn}", got ${step}`);
       else if (!isCount(step))
-        fail(`expected path steps of "${fqn}" to be keys or indices, got ${JSON.stringify(step)}`);
+        fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
     }
     plannerData.set(fqn, path as ObjectPath);
   }
@@ -236,6 +264,8 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
         );
     } else if (offset !== null) {
       fail(`expected no offset for the value "${fqn}"`);
+    } else if (s[4] > MAX_ITEM_BYTES) {
+      fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${s[4]}`);
     }
     storageData.set(metadataIndexKey({ fqn, offset }), {
       relativePath,
@@ -260,4 +290,52 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
   return { version, stateDictMetadata, plannerData, storageData, storageMeta };
+}
+
+/** Whether two boxes share at least one element (empty boxes share none). */
+function boxesOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
+  return a.offsets.every((o, d) => {
+    const bo = b.offsets[d]!;
+    return o < bo + b.sizes[d]! && bo < o + a.sizes[d]! && a.sizes[d]! > 0 && b.sizes[d]! > 0;
+  });
+}
+
+/**
+ * Checks that a tensor's chunks (already inside its bounds) tile it exactly: their volumes add up
+ * to its element count and no two overlap, so every element comes from exactly one chunk, as
+ * DCP's `_validate_global_plan` checks at save time. Sorted by the first dimension, each chunk is
+ * compared only with those starting before it ends there.
+ *
+ * @returns the comparisons made.
+ * @throws {@link MetadataError} on a gap, an overlap, or more than `budget` comparisons.
+ */
+function assertChunksTile(
+  fqn: string,
+  size: readonly number[],
+  chunks: readonly ChunkStorageMetadata[],
+  budget: number,
+): number {
+  const volume = chunks.reduce((sum, c) => sum + numel(c.sizes), 0);
+  if (volume !== numel(size)) {
+    fail(
+      `the chunks of "${fqn}" [${size.join(", ")}] hold ${volume} elements, expected ${numel(size)} (a gap or an overlap)`,
+    );
+  }
+  if (size.length === 0) return 0;
+  const sorted = [...chunks].sort((a, b) => a.offsets[0]! - b.offsets[0]!);
+  let comparisons = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const a = sorted[i]!;
+    const end = a.offsets[0]! + a.sizes[0]!;
+    for (let j = i + 1; j < sorted.length && sorted[j]!.offsets[0]! < end; j++) {
+      if (++comparisons > budget)
+        fail(`checking that the chunks tile their tensors takes over ${MAX_TILING_COMPARISONS} comparisons`);
+      if (boxesOverlap(a, sorted[j]!)) {
+        fail(
+          `chunks of "${fqn}" at [${a.offsets.join(", ")}] and [${sorted[j]!.offsets.join(", ")}] overlap`,
+        );
+      }
+    }
+  }
+  return comparisons;
 }

@@ -1,5 +1,6 @@
 import { decode, encode } from "@msgpack/msgpack";
-import { CheckpointError } from "./errors.js";
+import { CheckpointError, type MetadataError } from "./errors.js";
+import { assertMsgpackWithinLimits } from "./msgpack-bounds.js";
 
 /**
  * Encodes a non-tensor state-dict value as msgpack, the payload of a `bytes` item.
@@ -29,16 +30,22 @@ export function encodeValue(value: unknown, fqn: string): Uint8Array {
  *
  * @param bytes - the item's bytes.
  * @param fqn - its fqn, for the error message.
- * @throws {@link CheckpointError} `MALFORMED_METADATA` when the bytes are not valid msgpack.
+ * @throws {@link CheckpointError} `MALFORMED_DATA` when the bytes are not one valid msgpack value
+ * within the decoder's limits (nesting at most 64 deep, no container longer than its bytes).
  */
 export function decodeValue(bytes: Uint8Array, fqn: string): unknown {
+  try {
+    assertMsgpackWithinLimits(bytes, `value "${fqn}"`);
+  } catch (cause) {
+    throw new CheckpointError("MALFORMED_DATA", (cause as MetadataError).message, { cause });
+  }
   try {
     // Decode a private copy: msgpack returns binary values as views of its input, which must
     // neither alias the reader's buffers nor be Buffers (a plain Uint8Array was saved).
     return decode(new Uint8Array(bytes), { useBigInt64: true });
   } catch (cause) {
     throw new CheckpointError(
-      "MALFORMED_METADATA",
+      "MALFORMED_DATA",
       `Expected "${fqn}" to hold a msgpack value, but it does not decode`,
       {
         cause,

@@ -1,10 +1,18 @@
-import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import {
   CheckpointError,
   type CreateStreamOptions,
   type FileReadStream,
   type FileSystemBase,
   type FileWriteStream,
+  type RenameOptions,
   type StreamMode,
   throwIfAborted,
 } from "@dcpjs/core";
@@ -16,7 +24,7 @@ import {
   type S3TransferSettings,
 } from "./client-config.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
-import { isNotFound, toCheckpointError } from "./s3-errors.js";
+import { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 import { escapePath, isS3Uri, joinS3Path, parseS3Uri } from "./s3-uri.js";
 import { S3WriteStream } from "./s3-write-stream.js";
 
@@ -93,13 +101,17 @@ export class S3FileSystem implements FileSystemBase {
 
   /**
    * @inheritDoc
-   * CopyObject with the source key URL-encoded per segment, then DeleteObject of the source,
-   * retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most 5 s);
-   * after the last attempt the last error is thrown.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the buckets differ; {@link NotFoundError}
-   * when the source does not exist; other mapped S3 errors.
+   * CopyObject with the source key URL-encoded per segment (an atomic replace of the target);
+   * exclusive (`overwrite: false`) as a GetObject of the source and a PutObject with
+   * `If-None-Match: *`, which S3 refuses with 412 when the key exists. Then DeleteObject of the
+   * source, retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most
+   * 5 s). The copy is the commit: a delete that still fails is a process warning (code
+   * `DCPJS_CLEANUP`), not an error, and leaves the source behind.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the buckets differ; `ALREADY_EXISTS`
+   * for an exclusive rename onto an existing key; {@link NotFoundError} when the source does not
+   * exist; other mapped S3 errors.
    */
-  async rename(path: string, newPath: string): Promise<void> {
+  async rename(path: string, newPath: string, options?: RenameOptions): Promise<void> {
     const src = parseS3Uri(path);
     const dst = parseS3Uri(newPath);
     if (src.bucket !== dst.bucket) {
@@ -109,14 +121,34 @@ export class S3FileSystem implements FileSystemBase {
       );
     }
     try {
-      await this.client.send(
-        new CopyObjectCommand({
-          Bucket: dst.bucket,
-          Key: dst.key,
-          CopySource: `${src.bucket}/${escapePath(src.key)}`,
-        }),
-      );
+      if (options?.overwrite === false) {
+        const got = await this.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: src.key }));
+        const body = await got.Body!.transformToByteArray();
+        if (got.ContentLength !== undefined && body.byteLength !== got.ContentLength) {
+          throw new CheckpointError(
+            "TRUNCATED",
+            `Expected ${got.ContentLength} bytes of ${path}, got ${body.byteLength}`,
+          );
+        }
+        await this.client.send(
+          new PutObjectCommand({ Bucket: dst.bucket, Key: dst.key, Body: body, IfNoneMatch: "*" }),
+        );
+      } else {
+        await this.client.send(
+          new CopyObjectCommand({
+            Bucket: dst.bucket,
+            Key: dst.key,
+            CopySource: `${src.bucket}/${escapePath(src.key)}`,
+          }),
+        );
+      }
     } catch (error) {
+      const { name, status } = s3ErrorInfo(error);
+      if (status === 412 || name === "PreconditionFailed") {
+        throw new CheckpointError("ALREADY_EXISTS", `Expected no object at ${newPath}, found one`, {
+          cause: error,
+        });
+      }
       throw toCheckpointError(error, "copy", path);
     }
     try {
@@ -128,7 +160,10 @@ export class S3FileSystem implements FileSystemBase {
         randomize: true,
       });
     } catch (error) {
-      throw toCheckpointError(error, "delete", path);
+      process.emitWarning(`dcpjs: renamed ${path} to ${newPath}, but could not delete the source`, {
+        code: "DCPJS_CLEANUP",
+        detail: String(toCheckpointError(error, "delete", path).message),
+      });
     }
   }
 

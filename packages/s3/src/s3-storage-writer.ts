@@ -20,7 +20,12 @@ export interface S3StorageWriterOptions {
    * memory. @default 1
    */
   readonly threadCount?: number;
-  /** Replace an existing checkpoint; when false the save fails with "Checkpoint already exists". @default true */
+  /**
+   * Replace an existing checkpoint (the old one stays loadable until the new `.metadata` is
+   * copied over it; its objects are deleted after). When false, `.metadata` is committed with a
+   * conditional PutObject (`If-None-Match: *`): of concurrent saves exactly one commits, the
+   * others fail with `CHECKPOINT_EXISTS` and delete their objects. @default true
+   */
   readonly overwrite?: boolean;
   /** Called after each item is handed to the upload. */
   readonly onProgress?: ProgressCallback;
@@ -30,7 +35,7 @@ export interface S3StorageWriterOptions {
  * Saves checkpoints to S3, as s3torchconnector's `S3StorageWriter`: DCP's `FileSystemWriter`
  * over an {@link S3FileSystem} (streaming multipart uploads, no fsync), with each rank's file
  * prefix chosen by a prefix strategy in the global plan. `.metadata` is committed last by
- * uploading `.metadata.tmp` and renaming it (copy + delete).
+ * uploading `.metadata.{saveTag}.tmp` and renaming it (copy + delete).
  */
 export class S3StorageWriter extends FileSystemWriter {
   readonly #prefixStrategy: S3PrefixStrategy;

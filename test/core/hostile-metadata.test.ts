@@ -1,0 +1,200 @@
+import { execFileSync } from "node:child_process";
+import { readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  CheckpointError,
+  type CheckpointException,
+  decodeMetadata,
+  emptyTensor,
+  load,
+  loadStateDictFromKeys,
+  METADATA_FILE,
+  MetadataError,
+  save,
+} from "@dcpjs/core";
+import { decode, encode } from "@msgpack/msgpack";
+import { crc32c } from "@node-rs/crc32";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { randomTensor } from "../support/tensors.js";
+import { tempDir } from "../support/tmp.js";
+
+/** `.metadata` bytes for a msgpack body: the body and its CRC-32C trailer, as the writer seals it. */
+function seal(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(body.byteLength + 4);
+  out.set(body);
+  new DataView(out.buffer).setUint32(body.byteLength, crc32c(body), true);
+  return out;
+}
+
+/** A real checkpoint's metadata, decoded to its raw msgpack structure for editing. */
+async function rawMetadata() {
+  const dir = await tempDir();
+  await save(
+    { a: randomTensor("float32", [4, 4], 1), list: [randomTensor("int8", [3], 2), 7], step: 3 },
+    { checkpointId: dir },
+  );
+  const bytes = await readFile(join(dir, METADATA_FILE));
+  const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown[]>;
+  return { dir, raw, bytes };
+}
+
+/** Decodes `bytes` and returns the MetadataError it must throw, checking time and heap growth. */
+function refused(bytes: Uint8Array, budgetMs = 100): MetadataError {
+  const heapBefore = process.memoryUsage().heapUsed;
+  const started = performance.now();
+  let error: unknown;
+  try {
+    decodeMetadata(bytes);
+  } catch (e) {
+    error = e;
+  }
+  expect(performance.now() - started).toBeLessThan(budgetMs);
+  expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024);
+  expect(error).toBeInstanceOf(MetadataError);
+  return error as MetadataError;
+}
+
+describe("hostile .metadata gets a coded MetadataError within time and memory bounds", () => {
+  it("refuses a msgpack bomb of nested array16 headers (300 KB) in under 100 ms and 64 MiB", () => {
+    const body = new Uint8Array(300_000);
+    for (let i = 0; i + 3 <= body.length; i += 3) body.set([0xdc, 0xff, 0xff], i);
+    expect(refused(seal(body)).message).toMatch(/declares 65535 elements|nesting at most/);
+  });
+
+  it("refuses a container that declares more elements than bytes are left", () => {
+    expect(refused(seal(Uint8Array.from([0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01]))).message).toMatch(
+      /declares 2147483647 elements, but only 1 bytes are left/,
+    );
+  });
+
+  it("refuses 100,000 levels of nesting with a typed error, not a RangeError", () => {
+    const body = new Uint8Array(100_001).fill(0x91);
+    body[100_000] = 0xc0;
+    expect(refused(seal(body)).message).toMatch(/nesting at most 64 deep/);
+  });
+
+  it("refuses a plannerData index of 4,294,967,294 (loadStateDictFromKeys does not crash)", async () => {
+    const { dir, raw } = await rawMetadata();
+    const entry = (raw.plannerData as [string, unknown[]][]).find(([, path]) => typeof path[1] === "number")!;
+    entry[1][1] = 4_294_967_294;
+    await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
+    const error = await loadStateDictFromKeys({ checkpointId: dir }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect(JSON.stringify((error as CheckpointException).failures ?? error)).toMatch(/list indices below/);
+  });
+
+  it("refuses a value whose length is 2^32 or more", async () => {
+    const { raw } = await rawMetadata();
+    const storage = raw.storage as unknown[][];
+    const value = storage.find((s) => s[1] === null)!;
+    value[4] = 2 ** 40;
+    expect(refused(seal(encode(raw))).message).toMatch(
+      /to be at most \d+ bytes, metadata says 1099511627776/,
+    );
+  });
+
+  it("refuses chunks that leave a gap in a tensor, and chunks that overlap", async () => {
+    const { raw } = await rawMetadata();
+    const a = (raw.stateDict as unknown[][]).find((e) => e[0] === "a")!;
+    a[2] = [5, 4]; // one row that no chunk holds
+    expect(refused(seal(encode(raw))).message).toMatch(
+      /hold 16 elements, expected 20 \(a gap or an overlap\)/,
+    );
+    a[2] = [4, 4];
+    a[3] = [
+      [
+        [0, 0],
+        [3, 4],
+      ],
+      [
+        [2, 0],
+        [1, 4],
+      ],
+    ];
+    expect(refused(seal(encode(raw))).message).toMatch(/overlap|no storage entry|matches none/);
+  });
+
+  it("fuzzed metadata (random byte edits of a real file, CRC resealed) gives only MetadataError, fast", async () => {
+    const { bytes } = await rawMetadata();
+    const body = bytes.subarray(0, bytes.byteLength - 4);
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(body.byteLength - 1), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (edits) => {
+          const mutated = new Uint8Array(body);
+          for (const [at, value] of edits) mutated[at] = value;
+          try {
+            decodeMetadata(seal(mutated));
+          } catch (error) {
+            expect(error).toBeInstanceOf(MetadataError);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("random msgpack structures give only MetadataError", () => {
+    const started = performance.now();
+    fc.assert(
+      fc.property(fc.anything({ maxDepth: 6, withMap: false, withSet: false }), (value) => {
+        let body: Uint8Array;
+        try {
+          body = encode(value, { ignoreUndefined: true });
+        } catch {
+          return; // not encodable: nothing to decode
+        }
+        try {
+          decodeMetadata(seal(body));
+        } catch (error) {
+          expect(error).toBeInstanceOf(MetadataError);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+});
+
+describe("data files must be regular files inside the checkpoint folder", () => {
+  async function savedWithFile() {
+    const dir = await tempDir();
+    const w = randomTensor("float32", [64], 1);
+    await save({ w }, { checkpointId: dir });
+    const file = (await readdir(dir)).find((f) => f.endsWith(".distcp"))!;
+    return { dir, path: join(dir, file) };
+  }
+
+  async function loadCode(dir: string): Promise<string | undefined> {
+    const error = await load({ w: emptyTensor("float32", [64]) }, { checkpointId: dir }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    return (error as CheckpointException | undefined)?.failures[0]?.code;
+  }
+
+  it("refuses a data file that is a symbolic link to a file outside the folder", async () => {
+    const { dir, path } = await savedWithFile();
+    const outside = join(await tempDir(), "outside.bin");
+    await writeFile(outside, await readFile(path));
+    await rm(path);
+    await symlink(outside, path);
+    expect(await loadCode(dir)).toBe("UNSAFE_PATH");
+  });
+
+  it("refuses a data file that is a FIFO, without waiting for a writer", async () => {
+    const { dir, path } = await savedWithFile();
+    await rm(path);
+    execFileSync("mkfifo", [path]);
+    const started = performance.now();
+    expect(await loadCode(dir)).toBe("UNSAFE_PATH");
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
