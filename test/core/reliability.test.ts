@@ -14,7 +14,7 @@ import {
   type WriteResult,
 } from "@dcpjs/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { exited, spawnTs, waitForLine } from "../support/child.js";
+import { describeCrashSafeOverwrite } from "../support/overwrite-suite.js";
 import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -184,49 +184,9 @@ describe("crash-safe overwrite", () => {
     await load(sd, { checkpointId: dir });
     expect(whichSeed(sd, [1])).toBe(1);
   });
-
-  it("SIGKILL at random points of an overwrite (real processes) leaves the old or the new checkpoint, byte-exact", async () => {
-    const dir = await tempDir();
-    await save(seededState(1), { checkpointId: dir });
-    const seeds = [1];
-    const outcomes = new Set<string>();
-    for (let trial = 0; trial < 8; trial++) {
-      const seed = 10 + trial;
-      seeds.push(seed);
-      const child = spawnTs("./save-worker.ts", [dir, String(seed), "true"]);
-      await waitForLine(child, /ready/);
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120)));
-      child.kill("SIGKILL");
-      await exited(child);
-      const sd = seededTarget();
-      await load(sd, { checkpointId: dir });
-      const loaded = whichSeed(sd, seeds);
-      expect(loaded).toBeDefined();
-      outcomes.add(loaded === seed ? "new" : "old");
-    }
-    expect(outcomes.size).toBeGreaterThan(0);
-  }, 60_000);
 });
 
 describe("exclusive create (overwrite: false)", () => {
-  it("of 4 processes racing to one id, exactly one commits; the others fail with CHECKPOINT_EXISTS and remove their files", async () => {
-    for (let round = 0; round < 3; round++) {
-      const dir = await tempDir();
-      const seeds = [1, 2, 3, 4].map((s) => s + round * 10);
-      const children = seeds.map((seed) => spawnTs("./save-worker.ts", [dir, String(seed), "false"]));
-      const lines = await Promise.all(children.map((c) => waitForLine(c, /^(committed|error)/)));
-      await Promise.all(children.map(exited));
-      const winners = lines.filter((l) => l === "committed");
-      expect(winners).toHaveLength(1);
-      expect(lines.filter((l) => l === "error CHECKPOINT_EXISTS")).toHaveLength(3);
-      const sd = seededTarget();
-      await load(sd, { checkpointId: dir });
-      expect(whichSeed(sd, [seeds[lines.indexOf("committed")]!])).toBeDefined();
-      expect(await dataFiles(dir)).toHaveLength(1);
-      expect((await readdir(dir)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
-    }
-  }, 60_000);
-
   it("an in-process save with overwrite: false onto a committed checkpoint fails and leaves it as it was", async () => {
     const dir = await tempDir();
     const w = randomTensor("float32", [64], 3);
@@ -244,4 +204,9 @@ describe("exclusive create (overwrite: false)", () => {
     await load(sd, { checkpointId: dir });
     expect(sameTensor(sd.w, w)).toBe(true);
   });
+});
+
+describeCrashSafeOverwrite("a local folder", {
+  fresh: async () => join(await tempDir(), "ckpt"),
+  list: async (path) => readdir(path),
 });

@@ -8,7 +8,7 @@ import { emptyTensor, load, save, type Tensor } from "@dcpjs/core";
 import { parseS3Uri } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { redisUrl } from "../support/redis.js";
-import { freshUri, listKeys, s3Server, testClient } from "../support/s3.js";
+import { freshUri, listKeys, s3Env, testClient } from "../support/s3.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -21,17 +21,6 @@ interface RankReport {
   tensors?: number;
   mismatches?: string[];
   error?: { code?: string; step?: string; failedRanks?: number[]; message: string };
-}
-
-function s3Env(): Record<string, string> {
-  const s = s3Server();
-  return {
-    S3_ENDPOINT: s.endpoint,
-    AWS_ACCESS_KEY_ID: s.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s.secretAccessKey,
-    AWS_REGION: s.region,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-  };
 }
 
 /** Starts `world` real rank processes of one job. */

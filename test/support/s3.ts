@@ -8,6 +8,18 @@ export function s3Server() {
   return inject("s3");
 }
 
+/** The standard AWS variables (and `S3_ENDPOINT`) that point a child process at the suite's server. */
+export function s3Env(): Record<string, string> {
+  const s = s3Server();
+  return {
+    S3_ENDPOINT: s.endpoint,
+    AWS_ACCESS_KEY_ID: s.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s.secretAccessKey,
+    AWS_REGION: s.region,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  };
+}
+
 /** A client for the suite's server, with dcpjs's own config and any overrides. */
 export function testClient(overrides: S3ClientConfig = {}): S3Client {
   const s = s3Server();
