@@ -155,6 +155,28 @@ export function describeFileSystemConformance(
       await r.close();
     });
 
+    it("refuses a read with a negative or fractional length or offset, as a rejected promise", async () => {
+      const { fs, root } = target();
+      const path = fs.concatPath(await root(), "args.distcp");
+      const w = await fs.createStream(path, "wb");
+      await w.write(bytes(16));
+      await w.close();
+      const r = await fs.createStream(path, "rb");
+      for (const [offset, length] of [
+        [0, -1],
+        [-1, 4],
+        [0, 1.5],
+      ] as const) {
+        const error = await r.read(offset, length).catch((e: unknown) => e);
+        expect((error as CheckpointError).code).toBe("INVALID_ARGUMENT");
+        expect((error as CheckpointError).message).toMatch(
+          /^Expected `(offset|length)` to be an integer >= 0 bytes, got/,
+        );
+      }
+      expect(await r.read(4, 0)).toEqual(new Uint8Array(0));
+      await r.close();
+    });
+
     it("fails to rename a missing file", async () => {
       const { fs, root } = target();
       const dir = await root();

@@ -1,12 +1,17 @@
 import {
   BinaryPrefixStrategy,
   coalesceRanges,
+  createS3Client,
+  DCPOptimizedS3Reader,
   DefaultPrefixStrategy,
   escapePath,
   HexPrefixStrategy,
   parseS3Uri,
+  RangeBasedS3Reader,
   RoundRobinPrefixStrategy,
   resolveTransferSettings,
+  S3ReaderConstructor,
+  SequentialS3Reader,
 } from "@dcpjs/s3";
 import { describe, expect, it } from "vitest";
 
@@ -115,5 +120,44 @@ describe("range coalescing (DCP-optimized reader)", () => {
     expect(() => coalesceRanges([r(0, 10), r(5, 15)], 0)).toThrow(/^Overlapping ranges: 0-10 and 5-15/);
     expect(() => coalesceRanges([r(10, 20), r(0, 5)], 0)).toThrow(/^Unsorted ranges/);
     expect(() => coalesceRanges([r(5, 2)], 0)).toThrow(/^Invalid range/);
+  });
+});
+
+describe("reader argument checks (s3torchconnector's errors)", () => {
+  const client = createS3Client({ endpoint: "http://127.0.0.1:9", region: "us-east-1" });
+  const ref = { client, bucket: "b", key: "k/__0_0.distcp", uri: "s3://b/k/__0_0.distcp" };
+
+  it("dcpOptimized refuses a maxGapSize of null, a string or a negative number", () => {
+    for (const maxGapSize of [null, "1", -1]) {
+      expect(() => S3ReaderConstructor.dcpOptimized({ maxGapSize: maxGapSize as number })).toThrow(
+        /^Expected maxGapSize to be a number >= 0 \(or Infinity\), got/,
+      );
+    }
+    expect(() => S3ReaderConstructor.dcpOptimized({ maxGapSize: Number.POSITIVE_INFINITY })).not.toThrow();
+  });
+
+  it("every reader refuses an empty bucket or key", () => {
+    const ranges = [{ start: 0, end: 4 }];
+    for (const [bucket, key, message] of [
+      ["", "k", "Bucket should be specified"],
+      ["b", "", "Key should be specified"],
+    ] as const) {
+      const bad = { ...ref, bucket, key };
+      expect(() => new DCPOptimizedS3Reader(bad, ranges)).toThrow(message);
+      expect(() => new RangeBasedS3Reader(bad, 0)).toThrow(message);
+      expect(() => new SequentialS3Reader(bad)).toThrow(message);
+    }
+  });
+
+  it("every reader rejects read(0, -1) with INVALID_ARGUMENT before any request", async () => {
+    for (const reader of [
+      new DCPOptimizedS3Reader(ref, [{ start: 0, end: 4 }]),
+      new RangeBasedS3Reader(ref, 0),
+      new SequentialS3Reader(ref),
+    ]) {
+      const error = await reader.read(0, -1).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "INVALID_ARGUMENT" });
+      expect((error as Error).message).toMatch(/^Expected `length` to be an integer >= 0 bytes, got -1/);
+    }
   });
 });

@@ -35,7 +35,8 @@ export interface FileReadStream {
    * @param offset - byte offset in the file.
    * @param length - bytes to read.
    * @param signal - aborts the read.
-   * @throws {@link CheckpointError} `TRUNCATED` when the file ends before `offset + length`.
+   * @throws {@link CheckpointError} `TRUNCATED` when the file ends before `offset + length`;
+   * `INVALID_ARGUMENT` (a rejected promise) when `offset` or `length` is not an integer ≥ 0.
    */
   read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
   /**

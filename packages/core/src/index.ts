@@ -123,4 +123,5 @@ export {
   tensorBytes,
   validateTensor,
 } from "./tensor.js";
+export { assertIntegerInRange, assertReadRange } from "./validate.js";
 export { decodeValue, encodeValue } from "./value-codec.js";

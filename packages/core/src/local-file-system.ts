@@ -10,6 +10,7 @@ import type {
   RenameOptions,
   StreamMode,
 } from "./filesystem-base.js";
+import { assertReadRange } from "./validate.js";
 
 function isErrno(error: unknown, code: string): boolean {
   return typeof error === "object" && error !== null && (error as NodeJS.ErrnoException).code === code;
@@ -99,12 +100,14 @@ class LocalReadStream implements FileReadStream {
   ) {}
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    assertReadRange(offset, length);
     const out = new Uint8Array(length);
     await this.readInto(offset, out, signal);
     return out;
   }
 
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    assertReadRange(offset, target.byteLength);
     throwIfAborted(signal);
     const length = target.byteLength;
     let done = 0;

@@ -15,6 +15,10 @@ export const DEFAULT_MAX_ATTEMPTS = 10;
 export const MAX_MAX_ATTEMPTS = 64;
 /** Sockets per client when none is given: enough for 4 files × 4 parts in flight. */
 export const DEFAULT_MAX_CONCURRENCY = 16;
+/** Time allowed to establish a connection when none is given (ms). */
+export const DEFAULT_CONNECTION_TIMEOUT_MS = 10_000;
+/** Time a connection may stay silent mid-request when none is given (ms). */
+export const DEFAULT_SOCKET_TIMEOUT_MS = 30_000;
 /** Parts of one multipart upload in flight when none is given. */
 export const DEFAULT_QUEUE_SIZE = 4;
 
@@ -46,6 +50,18 @@ export interface S3ClientConfig {
   readonly queueSize?: number;
   /** Attempts per request (the SDK's standard retry mode), 1–64. @default 10 */
   readonly maxAttempts?: number;
+  /**
+   * Milliseconds to establish a connection before the attempt fails (and is retried, within
+   * `maxAttempts`). @default 10000
+   */
+  readonly connectionTimeoutMs?: number;
+  /**
+   * Milliseconds a connection may stay silent — no byte sent or received — while a request or its
+   * response body is in flight; then the socket is closed and the attempt fails (and is retried,
+   * within `maxAttempts`). So a stalled server ends a save or load within about
+   * `maxAttempts × socketTimeoutMs` plus backoff, with an `IO_ERROR`. @default 30000
+   */
+  readonly socketTimeoutMs?: number;
   /** Sockets the client keeps alive and uses at most (its keep-alive agent's `maxSockets`). @default 16 */
   readonly maxConcurrency?: number;
   /**
@@ -80,7 +96,8 @@ function checkInteger(name: string, value: number, min: number, max: number, uni
  *
  * @param config - the config.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `partSize` is outside 5 MiB–5 GiB,
- * `maxAttempts` outside 1–64, or `queueSize` / `maxConcurrency` below 1.
+ * `maxAttempts` outside 1–64, `queueSize` / `maxConcurrency` below 1, or a timeout outside
+ * 1 ms–1 h.
  */
 export function resolveTransferSettings(config: S3ClientConfig = {}): S3TransferSettings {
   const partSize = config.partSize ?? DEFAULT_PART_SIZE_BYTES;
@@ -89,12 +106,19 @@ export function resolveTransferSettings(config: S3ClientConfig = {}): S3Transfer
   const queueSize = config.queueSize ?? DEFAULT_QUEUE_SIZE;
   checkInteger("queueSize", queueSize, 1, 10_000);
   checkInteger("maxConcurrency", config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, 1, 100_000);
+  checkInteger(
+    "connectionTimeoutMs",
+    config.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+    1,
+    3_600_000,
+  );
+  checkInteger("socketTimeoutMs", config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS, 1, 3_600_000);
   return { partSize, queueSize };
 }
 
 /**
  * Builds an `S3Client` from a {@link S3ClientConfig}: keep-alive agents sized to
- * `maxConcurrency`, path-style addressing for custom endpoints, the SDK's credential chain.
+ * `maxConcurrency`, connection and socket-idle timeouts, path-style addressing for custom endpoints, the SDK's credential chain.
  *
  * @param config - the config.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link resolveTransferSettings}.
@@ -111,6 +135,8 @@ export function createS3Client(config: S3ClientConfig = {}): S3Client {
     requestHandler: {
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
       httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+      connectionTimeout: config.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+      socketTimeout: config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS,
     },
     ...(endpoint !== undefined ? { endpoint } : {}),
     ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),

@@ -31,35 +31,56 @@ export async function abortIncompleteUploads(
   const { bucket, key } = parseS3Uri(uri);
   const prefix = key === "" || key.endsWith("/") ? key : `${key}/`;
   const client = options.client ?? createS3Client(options.clientConfig);
-  const before = options.startedBefore ?? new Date();
-  const aborted: string[] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
   try {
-    for (;;) {
-      const page = await client.send(
-        new ListMultipartUploadsCommand({
-          Bucket: bucket,
-          Prefix: prefix,
-          ...(keyMarker ? { KeyMarker: keyMarker } : {}),
-          ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
-        }),
-      );
-      for (const u of page.Uploads ?? []) {
-        if (u.Initiated && u.Initiated > before) continue;
-        await client.send(
-          new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
-        );
-        aborted.push(u.Key!);
-      }
-      if (!page.IsTruncated) break;
-      keyMarker = page.NextKeyMarker;
-      uploadIdMarker = page.NextUploadIdMarker;
-    }
+    return await abortUploadsUnder(client, bucket, prefix, {
+      startedBefore: options.startedBefore ?? new Date(),
+    });
   } catch (error) {
     throw toCheckpointError(error, "abort the multipart uploads under", uri);
   } finally {
     if (!options.client) client.destroy();
+  }
+}
+
+/**
+ * Aborts the incomplete multipart uploads whose keys start with `prefix` (or equal `exactKey`).
+ *
+ * @param client - the client.
+ * @param bucket - the bucket.
+ * @param prefix - the key prefix to list.
+ * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it.
+ * @returns the keys whose uploads were aborted (a key once per upload).
+ * @throws the SDK's errors, unmapped.
+ */
+export async function abortUploadsUnder(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+  filter: { readonly exactKey?: string; readonly startedBefore?: Date } = {},
+): Promise<string[]> {
+  const aborted: string[] = [];
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  for (;;) {
+    const page = await client.send(
+      new ListMultipartUploadsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+        ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
+      }),
+    );
+    for (const u of page.Uploads ?? []) {
+      if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
+      if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
+      await client.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
+      );
+      aborted.push(u.Key!);
+    }
+    if (!page.IsTruncated) break;
+    keyMarker = page.NextKeyMarker;
+    uploadIdMarker = page.NextUploadIdMarker;
   }
   return aborted;
 }

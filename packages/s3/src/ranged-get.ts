@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -20,6 +21,20 @@ export interface S3ObjectRef {
 }
 
 /**
+ * Checks that an object reference names a bucket and a key, as s3torchconnector's readers.
+ *
+ * @param ref - the object.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT`: "Bucket should be specified" or "Key should
+ * be specified".
+ */
+export function assertObjectRef(ref: S3ObjectRef): void {
+  if (typeof ref.bucket !== "string" || ref.bucket === "")
+    throw new CheckpointError("INVALID_ARGUMENT", "Bucket should be specified");
+  if (typeof ref.key !== "string" || ref.key === "")
+    throw new CheckpointError("INVALID_ARGUMENT", "Key should be specified");
+}
+
+/**
  * A GET's body as chunks, which fails unless exactly the expected number of bytes arrives.
  */
 export interface CheckedBody {
@@ -31,22 +46,56 @@ export interface CheckedBody {
   destroy(): void;
 }
 
-/**
- * Sends a GET for `[start, end)` (or the whole object when `start` is undefined) and checks its
- * `Content-Length`; the returned body then checks that no byte is missing or extra.
- *
- * @param ref - the object.
- * @param start - first byte, inclusive; whole object when undefined.
- * @param end - last byte, exclusive (required with `start`).
- * @param signal - aborts the request.
- * @throws {@link CheckpointError} `TRUNCATED` when the server sends a different length, and the
- * mapped SDK errors (`NOT_FOUND`, `ACCESS_DENIED`, `IO_ERROR`).
- */
-export async function getChecked(
+/** The longest pause between two attempts of a ranged GET whose body failed (ms). */
+export const MAX_BODY_RETRY_DELAY_MS = 5_000;
+/** The first pause between attempts (ms); it doubles each time, with jitter. */
+export const BODY_RETRY_BASE_DELAY_MS = 100;
+
+const attemptsByClient = new WeakMap<S3Client, Promise<number>>();
+
+/** The client's `maxAttempts` (its config provider), cached per client. */
+function maxAttemptsOf(client: S3Client): Promise<number> {
+  let attempts = attemptsByClient.get(client);
+  if (!attempts) {
+    const provider = client.config.maxAttempts as unknown as (() => Promise<number>) | number | undefined;
+    attempts = Promise.resolve(typeof provider === "function" ? provider() : (provider ?? 3)).catch(() => 3);
+    attemptsByClient.set(client, attempts);
+  }
+  return attempts;
+}
+
+/** Whether a failed GET (or its body) is worth another attempt: transport or length faults, not the caller's abort. */
+function retryable(error: unknown, signal: AbortSignal | undefined): boolean {
+  if (signal?.aborted || !(error instanceof CheckpointError)) return false;
+  return error.code === "IO_ERROR" || error.code === "TRUNCATED" || error.code === "ABORTED";
+}
+
+/** An `ABORTED` that the caller did not ask for (a socket timeout, a reset) is an `IO_ERROR`. */
+function rootCause(error: unknown, signal: AbortSignal | undefined, where: string): unknown {
+  if (error instanceof CheckpointError && error.code === "ABORTED" && !signal?.aborted)
+    return new CheckpointError("IO_ERROR", `The connection for ${where} was closed: ${error.message}`, {
+      cause: error,
+    });
+  return error;
+}
+
+/** Waits before attempt `failures + 1`: exponential from {@link BODY_RETRY_BASE_DELAY_MS}, with jitter. */
+async function backoff(failures: number, signal: AbortSignal | undefined): Promise<void> {
+  const ms = Math.min(MAX_BODY_RETRY_DELAY_MS, BODY_RETRY_BASE_DELAY_MS * 2 ** (failures - 1));
+  try {
+    await sleep(ms * (0.5 + Math.random() / 2), undefined, signal ? { signal } : {});
+  } catch (cause) {
+    throw new CheckpointError("ABORTED", "The operation was aborted", { cause: signal?.reason ?? cause });
+  }
+}
+
+/** One GET and its checked body, without retries. */
+async function openChecked(
   ref: S3ObjectRef,
-  start?: number,
-  end?: number,
-  signal?: AbortSignal,
+  start: number | undefined,
+  end: number | undefined,
+  expectedLength: number | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<CheckedBody> {
   const range = start === undefined ? undefined : `bytes=${start}-${end! - 1}`;
   let response: GetObjectCommandOutput;
@@ -60,7 +109,7 @@ export async function getChecked(
   }
   const body = response.Body as unknown as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
   const where = range ? `${ref.uri} (${range})` : ref.uri;
-  const expected = start === undefined ? response.ContentLength : end! - start;
+  const expected = start === undefined ? (expectedLength ?? response.ContentLength) : end! - start;
   if (expected === undefined || response.ContentLength !== expected || !body) {
     body?.destroy?.();
     throw new CheckpointError(
@@ -99,6 +148,75 @@ export async function getChecked(
     },
     destroy() {
       body.destroy?.();
+    },
+  };
+}
+
+/**
+ * Sends a GET for `[start, end)` (or the whole object when `start` is undefined) and checks its
+ * `Content-Length`; the returned body then checks that no byte is missing or extra. A GET that
+ * fails — in its response or in the middle of its body (reset, truncation, a wrong length) — is
+ * retried from the first byte not yet delivered, as a ranged GET, with exponential backoff and
+ * jitter (from {@link BODY_RETRY_BASE_DELAY_MS} to {@link MAX_BODY_RETRY_DELAY_MS}), up to the
+ * client's `maxAttempts` in all (on top of the SDK's own retries of each request).
+ *
+ * @param ref - the object.
+ * @param start - first byte, inclusive; whole object when undefined.
+ * @param end - last byte, exclusive (required with `start`).
+ * @param signal - aborts the request and the retries.
+ * @param expectedLength - for a whole-object GET: the length it must have (e.g. from HEAD).
+ * @throws {@link CheckpointError} `TRUNCATED` when the server keeps sending a different length,
+ * `IO_ERROR` for a connection that keeps failing, `ABORTED` only when `signal` fired, and the
+ * mapped SDK errors (`NOT_FOUND`, `ACCESS_DENIED`), which are not retried.
+ */
+export async function getChecked(
+  ref: S3ObjectRef,
+  start?: number,
+  end?: number,
+  signal?: AbortSignal,
+  expectedLength?: number,
+): Promise<CheckedBody> {
+  const attempts = await maxAttemptsOf(ref.client);
+  const where = start === undefined ? ref.uri : `${ref.uri} (bytes=${start}-${end! - 1})`;
+  let failures = 0;
+  const again = async (error: unknown) => {
+    if (!retryable(error, signal) || ++failures >= attempts) throw rootCause(error, signal, where);
+    await backoff(failures, signal);
+  };
+  let body: CheckedBody | undefined;
+  while (!body) {
+    try {
+      body = await openChecked(ref, start, end, expectedLength, signal);
+    } catch (error) {
+      await again(error);
+    }
+  }
+  const base = start ?? 0;
+  const total = body.length;
+  let received = 0;
+  let current: CheckedBody | undefined = body;
+  return {
+    length: total,
+    async next() {
+      for (;;) {
+        try {
+          if (!current) {
+            if (received === total) return undefined;
+            current = await openChecked(ref, base + received, base + total, undefined, signal);
+          }
+          const chunk = await current.next();
+          if (chunk) received += chunk.byteLength;
+          return chunk;
+        } catch (error) {
+          current?.destroy();
+          current = undefined;
+          await again(error);
+        }
+      }
+    },
+    destroy() {
+      current?.destroy();
+      current = undefined;
     },
   };
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -102,8 +103,10 @@ export class S3FileSystem implements FileSystemBase {
   /**
    * @inheritDoc
    * CopyObject with the source key URL-encoded per segment (an atomic replace of the target);
-   * exclusive (`overwrite: false`) as a GetObject of the source and a PutObject with
-   * `If-None-Match: *`, which S3 refuses with 412 when the key exists. Then DeleteObject of the
+   * exclusive (`overwrite: false`) as a GetObject of the source (checked against its length and
+   * MD5 ETag) and a PutObject with `Content-MD5` and `If-None-Match: *`, which S3 refuses with
+   * 412 when the key exists (meant for small files such as `.metadata`: the body passes through
+   * memory). Then DeleteObject of the
    * source, retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most
    * 5 s). The copy is the commit: a delete that still fails is a process warning (code
    * `DCPJS_CLEANUP`), not an error, and leaves the source behind.
@@ -122,16 +125,15 @@ export class S3FileSystem implements FileSystemBase {
     }
     try {
       if (options?.overwrite === false) {
-        const got = await this.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: src.key }));
-        const body = await got.Body!.transformToByteArray();
-        if (got.ContentLength !== undefined && body.byteLength !== got.ContentLength) {
-          throw new CheckpointError(
-            "TRUNCATED",
-            `Expected ${got.ContentLength} bytes of ${path}, got ${body.byteLength}`,
-          );
-        }
+        const body = await this.#getVerified(src.bucket, src.key, path);
         await this.client.send(
-          new PutObjectCommand({ Bucket: dst.bucket, Key: dst.key, Body: body, IfNoneMatch: "*" }),
+          new PutObjectCommand({
+            Bucket: dst.bucket,
+            Key: dst.key,
+            Body: body,
+            IfNoneMatch: "*",
+            ContentMD5: createHash("md5").update(body).digest("base64"),
+          }),
         );
       } else {
         await this.client.send(
@@ -164,6 +166,28 @@ export class S3FileSystem implements FileSystemBase {
         code: "DCPJS_CLEANUP",
         detail: String(toCheckpointError(error, "delete", path).message),
       });
+    }
+  }
+
+  /**
+   * GETs a small object whole, checked against its length and — when its ETag is a plain MD5, as
+   * for single-part uploads without KMS — against its MD5; retried within the client's
+   * `maxAttempts` when a check fails.
+   */
+  async #getVerified(bucket: string, key: string, uri: string): Promise<Uint8Array> {
+    const attempts = Math.max(1, await this.client.config.maxAttempts());
+    for (let attempt = 1; ; attempt++) {
+      const got = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const body = await got.Body!.transformToByteArray();
+      const etag = got.ETag?.replaceAll('"', "");
+      const md5 = /^[0-9a-f]{32}$/i.test(etag ?? "") ? createHash("md5").update(body).digest("hex") : etag;
+      if (body.byteLength === got.ContentLength && md5 === etag) return body;
+      if (attempt >= attempts) {
+        throw new CheckpointError(
+          "TRUNCATED",
+          `Expected ${got.ContentLength} bytes of ${uri} with MD5 ${etag}, got ${body.byteLength} with ${md5}`,
+        );
+      }
     }
   }
 

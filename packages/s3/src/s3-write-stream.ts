@@ -4,6 +4,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { CheckpointError, type FileWriteStream } from "@dcpjs/core";
 import type { S3TransferSettings } from "./client-config.js";
+import { abortUploadsUnder } from "./multipart-cleanup.js";
 import { toCheckpointError } from "./s3-errors.js";
 
 /**
@@ -13,7 +14,8 @@ import { toCheckpointError } from "./s3-errors.js";
  *
  * Memory: at most `queueSize × partSize` bytes of parts plus one `partSize` of pipe buffer.
  * If a write fails, the stream is aborted, or its signal fires, the multipart upload is aborted
- * (no orphan parts) before {@link S3WriteStream.abort} resolves.
+ * (no orphan parts) before {@link S3WriteStream.abort} resolves, without waiting for requests
+ * in flight.
  */
 export class S3WriteStream implements FileWriteStream {
   readonly #pipe: PassThrough;
@@ -22,6 +24,11 @@ export class S3WriteStream implements FileWriteStream {
   #failure: unknown;
   #closed = false;
   readonly #onAbort: () => void;
+  readonly #upload: Upload;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #key: string;
+  readonly #partSize: number;
 
   /**
    * @param client - the S3 client.
@@ -39,6 +46,10 @@ export class S3WriteStream implements FileWriteStream {
     settings: S3TransferSettings,
     private readonly signal?: AbortSignal,
   ) {
+    this.#client = client;
+    this.#bucket = bucket;
+    this.#key = key;
+    this.#partSize = settings.partSize;
     this.#pipe = new PassThrough({ highWaterMark: settings.partSize });
     // Pipe errors (aborts) surface through the upload's done(); never as an unhandled 'error'.
     this.#pipe.on("error", () => {});
@@ -56,7 +67,11 @@ export class S3WriteStream implements FileWriteStream {
       throw error;
     });
     this.#done.catch(() => {});
+    this.#upload = upload;
     this.#onAbort = () => {
+      // lib-storage sends no signal with its UploadPart requests: abort() settles done() at once,
+      // and abort() below removes the multipart upload itself.
+      void upload.abort();
       this.#pipe.destroy(
         new CheckpointError("ABORTED", `Upload of ${uri} aborted`, { cause: signal?.reason }),
       );
@@ -92,9 +107,14 @@ export class S3WriteStream implements FileWriteStream {
   /** @inheritDoc S3 objects are durable once the upload completes: a no-op. */
   async sync(): Promise<void> {}
 
-  /** @inheritDoc Completes the upload; idempotent. */
+  /**
+   * @inheritDoc Completes the upload; idempotent. After a multipart upload, aborts any other
+   * incomplete upload of this key: one that a retried CreateMultipartUpload started when the
+   * response to the first was lost (a key is written by one save only, so no other writer owns it).
+   */
   async close(): Promise<void> {
-    if (!this.#closed) {
+    const first = !this.#closed;
+    if (first) {
       this.#closed = true;
       this.#pipe.end();
     }
@@ -105,15 +125,33 @@ export class S3WriteStream implements FileWriteStream {
     } finally {
       this.signal?.removeEventListener("abort", this.#onAbort);
     }
+    if (first && this.#written > this.#partSize) await this.#abortStrayUploads();
   }
 
-  /** @inheritDoc Aborts the multipart upload and waits until it is gone. */
+  /**
+   * @inheritDoc Stops the upload at once (requests in flight are left to time out), then aborts
+   * every incomplete multipart upload of this key and waits until they are gone.
+   */
   async abort(reason?: unknown): Promise<void> {
     this.#closed = true;
     if (!this.#pipe.destroyed) {
+      void this.#upload.abort();
       this.#pipe.destroy(new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: reason }));
     }
     await this.#done.catch(() => {});
     this.signal?.removeEventListener("abort", this.#onAbort);
+    if (this.#written > this.#partSize) await this.#abortStrayUploads();
+  }
+
+  /** Aborts the incomplete uploads of this key; a failure is a process warning (the object is already decided). */
+  async #abortStrayUploads(): Promise<void> {
+    try {
+      await abortUploadsUnder(this.#client, this.#bucket, this.#key, { exactKey: this.#key });
+    } catch (error) {
+      process.emitWarning(`dcpjs: could not check ${this.uri} for stray multipart uploads`, {
+        code: "DCPJS_CLEANUP",
+        detail: String(error),
+      });
+    }
   }
 }

@@ -1,5 +1,12 @@
-import { CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
-import { type CheckedBody, getChecked, getRange, getRangeInto, type S3ObjectRef } from "../ranged-get.js";
+import { assertReadRange, CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import {
+  assertObjectRef,
+  type CheckedBody,
+  getChecked,
+  getRange,
+  getRangeInto,
+  type S3ObjectRef,
+} from "../ranged-get.js";
 import { Serialized } from "./serialized.js";
 
 /** The largest gap between two items that still shares one GET when none is given: 32 MiB. */
@@ -111,7 +118,8 @@ export class DCPOptimizedS3Reader implements FileReadStream {
    * @param ranges - the items this reader will be asked for, ascending.
    * @param maxGapSize - see {@link coalesceRanges}.
    * @param parallelThreshold - see {@link coalesceRanges}. @default 16 MiB
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the ranges are empty (after dropping
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the bucket or key is empty ("Bucket
+   * should be specified" / "Key should be specified"), the ranges are empty (after dropping
    * zero-length ones), invalid, unsorted or overlapping, or `maxGapSize` is negative.
    */
   constructor(
@@ -120,6 +128,7 @@ export class DCPOptimizedS3Reader implements FileReadStream {
     maxGapSize: number = DEFAULT_MAX_GAP_SIZE,
     parallelThreshold: number = DEFAULT_PARALLEL_THRESHOLD,
   ) {
+    assertObjectRef(ref);
     if (typeof maxGapSize !== "number" || Number.isNaN(maxGapSize) || maxGapSize < 0) {
       throw invalid(`Expected maxGapSize to be a number >= 0, got ${String(maxGapSize)}`);
     }
@@ -143,13 +152,15 @@ export class DCPOptimizedS3Reader implements FileReadStream {
   }
 
   /** @inheritDoc Streamed items are read one call at a time, in call order. */
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    assertReadRange(offset, length);
     if (this.#isLarge(offset, offset + length)) return getRange(this.ref, offset, offset + length, signal);
     return this.#serial.run(() => this.#read(offset, length, signal));
   }
 
   /** @inheritDoc Inside a large item: one ranged GET into `target`, concurrently with other calls. */
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
+    assertReadRange(offset, target.byteLength);
     throwIfAborted(signal);
     if (this.#isLarge(offset, offset + target.byteLength))
       return getRangeInto(this.ref, offset, target, signal);

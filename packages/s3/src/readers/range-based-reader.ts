@@ -1,5 +1,5 @@
-import { type FileReadStream, throwIfAborted } from "@dcpjs/core";
-import { checkInside, getRange, headSize, type S3ObjectRef } from "../ranged-get.js";
+import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import { assertObjectRef, checkInside, getRange, headSize, type S3ObjectRef } from "../ranged-get.js";
 import { Serialized } from "./serialized.js";
 
 /** The read-ahead buffer of {@link RangeBasedS3Reader} when none is given: 8 MiB. */
@@ -21,11 +21,14 @@ export class RangeBasedS3Reader implements FileReadStream {
   /**
    * @param ref - the object.
    * @param bufferSize - the read-ahead buffer in bytes.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty bucket or key.
    */
   constructor(
     private readonly ref: S3ObjectRef,
     private readonly bufferSize: number,
-  ) {}
+  ) {
+    assertObjectRef(ref);
+  }
 
   /** @inheritDoc */
   size(signal?: AbortSignal): Promise<number> {
@@ -34,7 +37,8 @@ export class RangeBasedS3Reader implements FileReadStream {
   }
 
   /** @inheritDoc Calls run one at a time, in call order. */
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    assertReadRange(offset, length);
     return this.#serial.run(() => this.#read(offset, length, signal));
   }
 

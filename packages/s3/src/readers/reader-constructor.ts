@@ -157,12 +157,14 @@ export const S3ReaderConstructor = {
    * `S3StorageReader`); forward-only across items. Needs the ranges from
    * `S3StorageReader.prepareLocalPlan`.
    * @param options - `maxGapSize` (default 32 MiB), `parallelThreshold` (default 16 MiB).
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a negative `maxGapSize`.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxGapSize` that is negative or not
+   * a number (`null` included).
    */
   dcpOptimized(options: DcpOptimizedOptions = {}): ReaderConstructor {
+    // `null` is refused by the constructor's check, not mistaken for "use the default".
     return new DcpOptimizedConstructor(
-      options.maxGapSize ?? DEFAULT_MAX_GAP_SIZE,
-      options.parallelThreshold ?? DEFAULT_PARALLEL_THRESHOLD,
+      options.maxGapSize === undefined ? DEFAULT_MAX_GAP_SIZE : options.maxGapSize,
+      options.parallelThreshold === undefined ? DEFAULT_PARALLEL_THRESHOLD : options.parallelThreshold,
     );
   },
 } as const;

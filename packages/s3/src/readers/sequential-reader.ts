@@ -1,10 +1,18 @@
-import { CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
-import { type CheckedBody, checkInside, getChecked, type S3ObjectRef } from "../ranged-get.js";
+import { assertReadRange, CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import {
+  assertObjectRef,
+  type CheckedBody,
+  checkInside,
+  getChecked,
+  headSize,
+  type S3ObjectRef,
+} from "../ranged-get.js";
 import { Serialized } from "./serialized.js";
 
 /**
  * Reads an object through one GET of the whole object, as s3torchconnector's
- * `SequentialS3Reader`: bytes are kept from offset 0 up to the furthest position read, so memory
+ * `SequentialS3Reader`, whose length is checked against a HEAD first (so that a short but
+ * self-consistent response is retried, not mistaken for a damaged object): bytes are kept from offset 0 up to the furthest position read, so memory
  * grows to the object's size. Any position can be read, in any order.
  */
 export class SequentialS3Reader implements FileReadStream {
@@ -13,11 +21,19 @@ export class SequentialS3Reader implements FileReadStream {
   readonly #chunks: Uint8Array[] = [];
   #buffered = 0;
 
-  /** @param ref - the object. */
-  constructor(private readonly ref: S3ObjectRef) {}
+  /**
+   * @param ref - the object.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty bucket or key.
+   */
+  constructor(private readonly ref: S3ObjectRef) {
+    assertObjectRef(ref);
+  }
 
+  /** HEAD for the object's size, then one GET that must deliver exactly that many bytes. */
   #open(signal?: AbortSignal): Promise<CheckedBody> {
-    this.#body ??= getChecked(this.ref, undefined, undefined, signal);
+    this.#body ??= headSize(this.ref, signal).then((size) =>
+      getChecked(this.ref, undefined, undefined, signal, size),
+    );
     return this.#body;
   }
 
@@ -27,7 +43,8 @@ export class SequentialS3Reader implements FileReadStream {
   }
 
   /** @inheritDoc Calls run one at a time, in call order. */
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    assertReadRange(offset, length);
     return this.#serial.run(() => this.#read(offset, length, signal));
   }
 

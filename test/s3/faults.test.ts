@@ -1,0 +1,194 @@
+import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { CheckpointError, type CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
+import { parseS3Uri, S3ReaderConstructor, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
+import { freshUri, s3Server, testClient } from "../support/s3.js";
+import { randomTensor, sameTensor } from "../support/tensors.js";
+
+const MiB = 1024 * 1024;
+const state = () => {
+  const sd: Record<string, unknown> = {
+    big: randomTensor("float32", [3 * MiB], 1), // 12 MiB: a multipart upload, large ranged reads
+    config: { lr: 0.5, name: "faults" },
+  };
+  for (let i = 0; i < 12; i++) sd[`small${i}`] = randomTensor("int32", [1000 + i], i + 2);
+  return sd;
+};
+const target = (): Record<string, unknown> => {
+  const sd: Record<string, unknown> = { big: emptyTensor("float32", [3 * MiB]), config: { lr: 0, name: "" } };
+  for (let i = 0; i < 12; i++) sd[`small${i}`] = emptyTensor("int32", [1000 + i]);
+  return sd;
+};
+const sameState = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+  Object.keys(b).every((k) =>
+    k === "config"
+      ? JSON.stringify(a[k]) === JSON.stringify(b[k])
+      : sameTensor(a[k] as Tensor, b[k] as Tensor),
+  );
+
+const readers = [
+  () => S3ReaderConstructor.sequential(),
+  () => S3ReaderConstructor.rangeBased(),
+  () => S3ReaderConstructor.dcpOptimized({ parallelThreshold: 4 * MiB }),
+];
+
+let proxy: FaultProxy;
+let unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeAll(async () => {
+  proxy = await startFaultProxy(s3Server().endpoint);
+});
+afterAll(async () => {
+  await proxy.close();
+});
+beforeEach(() => {
+  unhandled = [];
+  process.on("unhandledRejection", onUnhandled);
+});
+afterEach(async () => {
+  proxy.setFault(() => undefined);
+  await new Promise((r) => setTimeout(r, 20));
+  process.off("unhandledRejection", onUnhandled);
+  expect(unhandled).toEqual([]);
+});
+
+/** A client through the proxy, with short timeouts so that stalls end quickly. */
+const proxiedClient = (overrides = {}) =>
+  testClient({ endpoint: proxy.endpoint, socketTimeoutMs: 1500, connectionTimeoutMs: 1000, ...overrides });
+
+async function openUploads(uri: string): Promise<string[]> {
+  const { bucket, key } = parseS3Uri(uri);
+  const page = await testClient().send(
+    new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${key}/` }),
+  );
+  return (page.Uploads ?? []).map((u) => u.Key!);
+}
+
+/** Injects `fault` into each request with probability `rate`. */
+const atRate = (fault: Fault, rate: number) => () => (Math.random() < rate ? fault : undefined);
+
+const KINDS: Fault[] = [
+  "500",
+  "503",
+  "reset-before",
+  "lost-response",
+  "reset-mid",
+  "truncate",
+  "short",
+  "long",
+];
+
+describe("S3 through a fault-injecting proxy in front of the real server", () => {
+  describe.each([0.05, 0.25])("at a %s per-request fault rate", (rate) => {
+    it.each(KINDS)(
+      "%s: saves and loads are byte-exact, and no multipart upload is left",
+      async (fault) => {
+        const client = proxiedClient();
+        const uri = freshUri();
+        proxy.setFault(atRate(fault, rate));
+        await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
+        for (const reader of readers) {
+          const sd = target();
+          await load(sd, {
+            storageReader: new S3StorageReader({ path: uri, client, readerConstructor: reader() }),
+          });
+          expect(sameState(sd, state())).toBe(true);
+        }
+        proxy.setFault(() => undefined);
+        expect(await openUploads(uri)).toEqual([]);
+      },
+      60_000,
+    );
+  });
+
+  it("flipped bytes in responses never load as wrong data: byte-exact, or CHECKSUM_MISMATCH naming the fqn", async () => {
+    const client = proxiedClient();
+    const uri = freshUri();
+    await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
+    proxy.setFault((req) =>
+      req.method === "GET" && !req.url.includes(".metadata") && Math.random() < 0.25 ? "flip" : undefined,
+    );
+    const outcomes = new Set<string>();
+    for (let round = 0; round < 6; round++) {
+      const sd = target();
+      const error = await load(sd, {
+        storageReader: new S3StorageReader({ path: uri, client, readerConstructor: readers[round % 3]!() }),
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (error === undefined) {
+        expect(sameState(sd, state())).toBe(true);
+        outcomes.add("exact");
+      } else {
+        const root = (error as CheckpointException).failures[0]!;
+        expect(root.code).toBe("CHECKSUM_MISMATCH");
+        outcomes.add("refused");
+      }
+    }
+    expect(outcomes.size).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("a lost CreateMultipartUpload response leaves no orphan upload behind the successful save", async () => {
+    const client = proxiedClient();
+    const uri = freshUri();
+    let lost = 0;
+    proxy.setFault((req) =>
+      req.method === "POST" && /[?&]uploads(&|=|$)/.test(req.url) && lost++ === 0
+        ? "lost-response"
+        : undefined,
+    );
+    await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
+    expect(lost).toBeGreaterThan(1); // the SDK retried it
+    expect(await openUploads(uri)).toEqual([]);
+    const sd = target();
+    await load(sd, { storageReader: new S3StorageReader({ path: uri, client }) });
+    expect(sameState(sd, state())).toBe(true);
+  }, 60_000);
+
+  it("a stalled server ends a save and a load within the configured timeouts, with a typed IO_ERROR", async () => {
+    const client = proxiedClient({ socketTimeoutMs: 500, maxAttempts: 2 });
+    const uri = freshUri();
+    proxy.setFault(() => "stall");
+    let started = performance.now();
+    const saveError = await save(state(), {
+      storageWriter: new S3StorageWriter({ path: uri, client }),
+    }).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(15_000);
+    expect(saveError).toBeInstanceOf(CheckpointError);
+    expect((saveError as CheckpointException).failures[0]!.code).toBe("IO_ERROR");
+
+    proxy.setFault(() => undefined);
+    await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
+    proxy.setFault((req) => (req.method === "GET" && !req.url.includes(".metadata") ? "stall" : undefined));
+    started = performance.now();
+    const loadError = await load(target(), {
+      storageReader: new S3StorageReader({ path: uri, client }),
+    }).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(15_000);
+    expect((loadError as CheckpointException).failures[0]!.code).toBe("IO_ERROR");
+  }, 60_000);
+
+  it("an abort during a stalled save settles within 1 s and leaves no multipart upload", async () => {
+    const client = proxiedClient({ socketTimeoutMs: 30_000 });
+    const uri = freshUri();
+    let parts = 0;
+    proxy.setFault((req) =>
+      req.method === "PUT" && req.url.includes("partNumber=") && parts++ >= 1 ? "stall" : undefined,
+    );
+    const controller = new AbortController();
+    const done = save(state(), {
+      storageWriter: new S3StorageWriter({ path: uri, client }),
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1500));
+    controller.abort();
+    const abortedAt = performance.now();
+    const error = await done;
+    expect(performance.now() - abortedAt).toBeLessThan(1000);
+    expect((error as CheckpointException).failures[0]!.code).toBe("ABORTED");
+    proxy.setFault(() => undefined);
+    expect(await openUploads(uri)).toEqual([]);
+  }, 60_000);
+});
