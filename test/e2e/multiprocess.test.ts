@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,77 +5,20 @@ import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { emptyTensor, load, save, type Tensor } from "@dcpjs/core";
 import { parseS3Uri } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
+import { type RankReport, reports, spawnRankWorkers, waitForText } from "../support/rank-jobs.js";
 import { redisUrl } from "../support/redis.js";
 import { freshUri, listKeys, s3Env, testClient } from "../support/s3.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
-const WORKER = fileURLToPath(new URL("../support/rank-worker.ts", import.meta.url));
 const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
 
-interface RankReport {
-  rank: number;
-  ok?: boolean;
-  tensors?: number;
-  mismatches?: string[];
-  error?: { code?: string; step?: string; failedRanks?: number[]; message: string };
-}
-
-/** Starts `world` real rank processes of one job. */
-function spawnRanks(world: number, env: Record<string, string>): ChildProcess[] {
-  const groupId = `e2e-${randomUUID()}`;
-  return Array.from({ length: world }, (_, rank) =>
-    spawn(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", WORKER], {
-      env: {
-        ...process.env,
-        ...s3Env(),
-        DCPJS_REDIS_URL: redisUrl(),
-        DCPJS_GROUP_ID: groupId,
-        DCPJS_TIMEOUT_MS: "60000",
-        RANK: String(rank),
-        WORLD_SIZE: String(world),
-        ...env,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    }),
-  );
-}
-
-/** Waits for every process and returns its report line (undefined for a killed one). */
-async function reports(children: ChildProcess[]): Promise<(RankReport | undefined)[]> {
-  return Promise.all(
-    children.map(
-      (child) =>
-        new Promise<RankReport | undefined>((resolve) => {
-          let out = "";
-          let err = "";
-          child.stdout!.on("data", (d) => {
-            out += String(d);
-          });
-          child.stderr!.on("data", (d) => {
-            err += String(d);
-          });
-          child.on("exit", (_code, signal) => {
-            const line = out.split("\n").find((l) => l.startsWith("{"));
-            if (!line && signal !== "SIGKILL") throw new Error(`rank exited without a report: ${err}`);
-            resolve(line ? (JSON.parse(line) as RankReport) : undefined);
-          });
-        }),
-    ),
-  );
-}
+/** Starts `world` real rank processes of one job on the suite's Redis and S3 server. */
+const spawnRanks = (world: number, env: Record<string, string>) =>
+  spawnRankWorkers(world, { ...s3Env(), DCPJS_REDIS_URL: redisUrl(), ...env });
 
 async function run(world: number, env: Record<string, string>): Promise<RankReport[]> {
-  return (await reports(spawnRanks(world, env))) as RankReport[];
-}
-
-function waitFor(child: ChildProcess, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      if (String(d).includes(text)) resolve();
-    });
-    child.on("exit", () => reject(new Error(`exited before printing ${text}`)));
-  });
+  return (await reports(spawnRanks(world, env))).map((r) => r.report!) as RankReport[];
 }
 
 describe.each([
@@ -133,9 +74,9 @@ describe("a rank killed with SIGKILL in the middle of a save", () => {
         DCPJS_TIMEOUT_MS: "6000",
       });
       const done = reports(children);
-      await waitFor(children[1]!, "mid-write");
+      await waitForText(children[1]!, "mid-write");
       children[1]!.kill("SIGKILL");
-      const out = await done;
+      const out = (await done).map((o) => o.report);
       expect(out[1]).toBeUndefined();
       for (const r of [out[0], out[2], out[3]]) {
         expect(r!.error!.code).toBe("TIMEOUT");

@@ -1,6 +1,10 @@
 // One rank of a multi-process test job, run as its own Node process (tsx). The environment says
 // who it is (RANK, WORLD_SIZE, DCPJS_REDIS_URL, DCPJS_GROUP_ID, DCPJS_TIMEOUT_MS) and what to do:
 //   MODE=save | load | load-whole   TARGET=folder or s3:// URI
+//   MODE=barriers                   join, print "joined", then run barriers until one fails (or 60 s)
+//   SEED=n                          offsets every tensor's seed (two jobs save different data)
+//   EXIT_AT_BROADCAST_RANK=r        that rank SIGKILLs itself when it reaches its first broadcast (in a
+//                                   save: after its last contribution, before the commit's broadcast)
 //   FAIL_RANK + FAIL_IN=writeData   that rank throws in writeData (an injected fault)
 //   HANG_RANK + HANG_AFTER_BYTES=n  that rank's writes stop for good once n bytes are written, and it
 //                                   prints "mid-write" (to be killed while its upload is in flight)
@@ -17,6 +21,7 @@ import {
   LocalFileSystem,
   load,
   loadStateDictFromKeys,
+  type ProcessGroup,
   type SavePlan,
   type SavePlanner,
   type StateDict,
@@ -37,11 +42,12 @@ const target = env.TARGET!;
 
 /** The job's global state dict, the same in every process. */
 export function globalStateDict(): StateDict {
+  const seed = Number(env.SEED ?? 0) * 10;
   return {
-    rows: randomTensor("float32", [40, 257], 1),
-    cols: randomTensor("int32", [33, 50], 2),
-    rep: randomTensor("bfloat16", [64], 3),
-    big: randomTensor("float32", [6144, 2048], 4), // 48 MiB: 12 MiB per rank of 4, so uploads are multipart
+    rows: randomTensor("float32", [40, 257], seed + 1),
+    cols: randomTensor("int32", [33, 50], seed + 2),
+    rep: randomTensor("bfloat16", [64], seed + 3),
+    big: randomTensor("float32", [6144, 2048], seed + 4), // 48 MiB: 12 MiB per rank of 4, so uploads are multipart
     step: 100,
     config: { lr: 0.001, name: "multi-process", betas: [0.9, 0.999] },
   };
@@ -119,7 +125,7 @@ function hangingAfter(fs: FileSystemBase, limit: number): FileSystemBase {
     createStream: createStream as FileSystemBase["createStream"],
     concatPath: (p, q) => fs.concatPath(p, q),
     initPath: (p) => fs.initPath(p),
-    rename: (p, q) => fs.rename(p, q),
+    rename: (p, q, o) => fs.rename(p, q, o),
     mkdir: (p) => fs.mkdir(p),
     exists: (p) => fs.exists(p),
     rmFile: (p) => fs.rmFile(p),
@@ -137,10 +143,32 @@ function writerFor(): StorageWriter {
   return new FileSystemWriter({ path: target, fs, syncFiles: !onS3 });
 }
 
-const pg = await fromEnv();
+/** The group, except that on EXIT_AT_BROADCAST_RANK a broadcast kills the process (a fault injected by the test). */
+function dyingAtBroadcast(group: ProcessGroup): ProcessGroup {
+  if (String(rank) !== env.EXIT_AT_BROADCAST_RANK) return group;
+  return new Proxy(group, {
+    get(t, p, r) {
+      if (p === "broadcast") return () => process.kill(process.pid, "SIGKILL");
+      const v = Reflect.get(t, p, r);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+}
+
+let joined: Awaited<ReturnType<typeof fromEnv>> | undefined;
 try {
+  joined = await fromEnv();
+  const pg = dyingAtBroadcast(joined);
   const full = globalStateDict();
-  if (env.MODE === "save") {
+  if (env.MODE === "barriers") {
+    process.stdout.write("joined\n");
+    const until = Date.now() + 60_000;
+    while (Date.now() < until) {
+      await pg.barrier();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    report({ ok: true });
+  } else if (env.MODE === "save") {
     await save(placed(full, { rows: 0, cols: 1, big: 0 }, pg.rank, pg.size, false), {
       storageWriter: writerFor(),
       processGroup: pg,
@@ -162,5 +190,5 @@ try {
 } catch (error) {
   report({ error: describeError(error) });
 } finally {
-  await pg.close();
+  await joined?.close();
 }

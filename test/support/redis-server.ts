@@ -19,13 +19,15 @@ async function hasRedisServer(): Promise<boolean> {
  * with apt when missing) on a free loopback port, with no persistence, stopped by PID.
  *
  * @param log - where to say which one.
+ * @param options - `own`: always start a server of this caller's own (to pause or kill it), even with REDIS_URL set.
  */
 export async function startRedisServer(
   log: (line: string) => void,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  if (process.env.REDIS_URL) {
+  options: { readonly own?: boolean } = {},
+): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  if (process.env.REDIS_URL && !options.own) {
     log(`[redis] using REDIS_URL=${process.env.REDIS_URL}`);
-    return { url: process.env.REDIS_URL, stop: async () => {} };
+    return { url: process.env.REDIS_URL, pid: 0, stop: async () => {} };
   }
   if (!(await hasRedisServer())) {
     log("[redis] installing redis-server with apt-get");
@@ -87,6 +89,7 @@ export async function startRedisServer(
   log(`[redis] redis-server ready at ${url} (pid ${pid})`);
   return {
     url,
+    pid,
     stop: async () => {
       if (pid) {
         try {

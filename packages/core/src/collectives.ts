@@ -1,4 +1,4 @@
-import { CheckpointException, type RankFailure, toRankFailure } from "./errors.js";
+import { CheckpointError, CheckpointException, type RankFailure, toRankFailure } from "./errors.js";
 import type { ProcessGroup } from "./process-group.js";
 
 type Outcome<T> =
@@ -15,6 +15,21 @@ async function attempt<T>(rank: number, fn: () => Promise<T>): Promise<Outcome<T
 
 function failuresOf(outcomes: readonly Outcome<unknown>[]): RankFailure[] {
   return outcomes.flatMap((o) => (o.ok ? [] : o.failures));
+}
+
+/**
+ * Runs one of the group's own operations; a failure of the group itself (a timeout, a lost
+ * server) keeps its code and gains the step and rank in its message.
+ */
+async function transport<T>(pg: ProcessGroup, step: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof CheckpointException) throw error;
+    const code = error instanceof CheckpointError ? error.code : "IO_ERROR";
+    const message = error instanceof Error ? error.message : String(error);
+    throw new CheckpointError(code, `${message} [step "${step}", rank ${pg.rank}]`, { cause: error });
+  }
 }
 
 function unwrap<T>(step: string, outcome: Outcome<T>): T {
@@ -42,7 +57,7 @@ export async function reduceScatter<T, R>(
   coordinator = 0,
 ): Promise<R> {
   const local = await attempt(pg.rank, mapFn);
-  const all = await pg.gather(local, coordinator);
+  const all = await transport(pg, step, () => pg.gather(local, coordinator));
   let results: Outcome<R>[] | undefined;
   if (all) {
     const failures = failuresOf(all);
@@ -53,7 +68,7 @@ export async function reduceScatter<T, R>(
       results = reduced.ok ? reduced.value.map((value) => ({ ok: true, value })) : all.map(() => reduced);
     }
   }
-  return unwrap(step, await pg.scatter(results, coordinator));
+  return unwrap(step, await transport(pg, step, () => pg.scatter(results, coordinator)));
 }
 
 /**
@@ -75,7 +90,7 @@ export async function allReduce<T, R>(
   coordinator = 0,
 ): Promise<R> {
   const local = await attempt(pg.rank, mapFn);
-  const all = await pg.gather(local, coordinator);
+  const all = await transport(pg, step, () => pg.gather(local, coordinator));
   let result: Outcome<R> | undefined;
   if (all) {
     const failures = failuresOf(all);
@@ -84,7 +99,7 @@ export async function allReduce<T, R>(
         ? { ok: false, failures }
         : await attempt(pg.rank, () => reduceFn(all.map((o) => (o as { value: T }).value)));
   }
-  return unwrap(step, await pg.broadcast(result, coordinator));
+  return unwrap(step, await transport(pg, step, () => pg.broadcast(result, coordinator)));
 }
 
 /**
@@ -96,7 +111,8 @@ export async function allReduce<T, R>(
  * @throws {@link CheckpointException} naming exactly the failing ranks.
  */
 export async function allGather<T>(pg: ProcessGroup, step: string, mapFn: () => Promise<T>): Promise<T[]> {
-  const all = await pg.allGather(await attempt(pg.rank, mapFn));
+  const local = await attempt(pg.rank, mapFn);
+  const all = await transport(pg, step, () => pg.allGather(local));
   const failures = failuresOf(all);
   if (failures.length > 0) throw new CheckpointException(step, failures);
   return all.map((o) => (o as { value: T }).value);

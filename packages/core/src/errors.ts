@@ -19,7 +19,8 @@
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.
  * - `COLLECTIVE_FAILED`: a step failed on one or more ranks ({@link CheckpointException}).
  * - `ACCESS_DENIED`: the storage refused the credentials or the permission (S3 401/403).
- * - `TIMEOUT`: ranks did not arrive at a collective in time (a multi-process group).
+ * - `TIMEOUT`: ranks did not arrive at a collective in time, or the group's server did not answer (a multi-process group).
+ * - `GROUP_CONFLICT`: two processes claimed one rank of a process group (two jobs on one group id).
  * - `SAVE_IN_PROGRESS`: an `asyncSave` is still running and the new one was told not to wait.
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
@@ -43,6 +44,7 @@ export type CheckpointErrorCode =
   | "COLLECTIVE_FAILED"
   | "ACCESS_DENIED"
   | "TIMEOUT"
+  | "GROUP_CONFLICT"
   | "SAVE_IN_PROGRESS"
   | "IO_ERROR";
 

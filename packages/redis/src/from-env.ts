@@ -15,6 +15,8 @@ export const ENV = {
   redisUrl: "DCPJS_REDIS_URL",
   /** The group id; defaults to `dcpjs`. */
   groupId: "DCPJS_GROUP_ID",
+  /** This run's id, the same on all its ranks (optional; see `RedisProcessGroupOptions.jobId`). */
+  jobId: "DCPJS_JOB_ID",
   /** The collective timeout in ms; defaults to 300000. */
   timeoutMs: "DCPJS_TIMEOUT_MS",
 } as const;
@@ -34,7 +36,7 @@ function intFrom(env: NodeJS.ProcessEnv, name: string): number {
 /**
  * Joins the Redis process group described by the environment, as torchrun's `env://`
  * rendezvous: `RANK`, `WORLD_SIZE`, `DCPJS_REDIS_URL` (or `REDIS_URL`), `DCPJS_GROUP_ID` (default
- * `dcpjs`) and `DCPJS_TIMEOUT_MS` (default 300000).
+ * `dcpjs`), `DCPJS_JOB_ID` (optional) and `DCPJS_TIMEOUT_MS` (default 300000).
  *
  * @param overrides - options that take precedence over the environment.
  * @param env - the environment to read. @default process.env
@@ -58,6 +60,7 @@ export async function fromEnv(
     rank: overrides.rank ?? intFrom(env, ENV.rank),
     size: overrides.size ?? intFrom(env, ENV.worldSize),
     groupId: overrides.groupId ?? env[ENV.groupId] ?? "dcpjs",
+    ...((overrides.jobId ?? env[ENV.jobId]) ? { jobId: overrides.jobId ?? env[ENV.jobId] } : {}),
     timeoutMs: overrides.timeoutMs ?? (env[ENV.timeoutMs] ? intFrom(env, ENV.timeoutMs) : undefined),
   } as RedisProcessGroupOptions);
 }

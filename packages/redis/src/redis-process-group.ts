@@ -1,9 +1,15 @@
+import { randomUUID } from "node:crypto";
 import { assertRoot, assertScatterValues, CheckpointError, type ProcessGroup } from "@dcpjs/core";
 import { Redis } from "ioredis";
 import { decodeWire, encodeWire } from "./wire-codec.js";
 
 /** How long a rank waits for the others at a collective when no timeout is given: 5 minutes. */
 export const DEFAULT_COLLECTIVE_TIMEOUT_MS = 300_000;
+/**
+ * How much longer than `timeoutMs` a collective may take in all before the rank gives up on
+ * Redis itself (a stalled or unreachable server), in ms.
+ */
+export const REDIS_DEADLINE_GRACE_MS = 2_000;
 
 /** Options of {@link createRedisProcessGroup}. */
 export interface RedisProcessGroupOptions {
@@ -12,32 +18,101 @@ export interface RedisProcessGroupOptions {
   /** A connected client to use instead of `url` (a second, blocking connection is duplicated from it). */
   readonly redis?: Redis;
   /**
-   * Names this job's group; every key is under `dcpjs:{groupId}:`. Two jobs sharing a Redis must
-   * use different ids; successive checkpoints of one job may reuse one.
+   * Names this job's group; every key is under `dcpjs:{groupId}:`. Successive checkpoints of one
+   * job may reuse one.
    */
   readonly groupId: string;
+  /**
+   * Identifies this run of the job, the same on all its ranks (as torchrun's `--rdzv-id`): keys
+   * are under `dcpjs:{groupId}:{jobId}:`, so two jobs with different job ids never meet, whatever
+   * their group ids. Without it, ranks meet in an incarnation of the group opened by the first
+   * to join; a second process claiming a rank there fails with `GROUP_CONFLICT` and makes every
+   * rank of that incarnation fail the same way, so two jobs started at once on one group id fail
+   * instead of mixing. @default none
+   */
+  readonly jobId?: string;
   /** This rank, 0 ≤ rank < size. */
   readonly rank: number;
   /** The number of ranks. */
   readonly size: number;
   /**
    * How long a rank waits at a collective for the others, in ms; then every waiting rank throws
-   * a `TIMEOUT` error naming the ranks that did not arrive. @default 300000 (5 minutes)
+   * a `TIMEOUT` error naming the ranks that did not arrive. A Redis that does not answer at all
+   * ends the collective after `timeoutMs` + {@link REDIS_DEADLINE_GRACE_MS}, also with `TIMEOUT`.
+   * @default 300000 (5 minutes)
    */
   readonly timeoutMs?: number;
 }
 
-/** The key prefix of one collective. */
-function roundKey(groupId: string, generation: string, seq: number): string {
-  return `dcpjs:${groupId}:${generation}:${seq}`;
+/**
+ * Joins rank ARGV[1] of ARGV[2] to the open incarnation at KEYS[1] (a hash), opening one with
+ * token ARGV[4] when none is open. Returns {1, token}; {0, size} when the open incarnation has
+ * another size; {-1, token} when another process already claimed the rank there (the incarnation
+ * is then closed, so no later rank joins it). A full incarnation is closed (the hash deleted).
+ */
+const JOIN_SCRIPT = `
+local h = KEYS[1]
+if redis.call('EXISTS', h) == 0 then
+  redis.call('HSET', h, 'token', ARGV[4], 'size', ARGV[2], 'joined', 0)
+end
+local size = redis.call('HGET', h, 'size')
+if size ~= ARGV[2] then return {0, size} end
+local token = redis.call('HGET', h, 'token')
+if redis.call('HSETNX', h, 'r' .. ARGV[1], ARGV[3]) == 0 then
+  redis.call('DEL', h)
+  return {-1, token}
+end
+if redis.call('HINCRBY', h, 'joined', 1) == tonumber(ARGV[2]) then
+  redis.call('DEL', h)
+else
+  redis.call('PEXPIRE', h, ARGV[5])
+end
+return {1, token}
+`;
+
+/** Deletes the incarnation hash KEYS[1] if it is still the one with token ARGV[1]. */
+const ABANDON_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * Records, once, which ranks had arrived at a collective that timed out (KEYS[1], the arrivals
+ * set) in KEYS[2] (kept for ARGV[1] ms, so every rank that times out names the same ranks), and
+ * deletes the collective's other keys (KEYS[3], KEYS[4]). Returns the arrivals as JSON.
+ */
+const TIMEOUT_SCRIPT = `
+local failed = redis.call('GET', KEYS[2])
+if failed then return failed end
+local present = cjson.encode(redis.call('SMEMBERS', KEYS[1]))
+redis.call('SET', KEYS[2], present, 'PX', ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+return present
+`;
+
+/**
+ * Who takes part in one collective: `senders` contribute and are awaited; `receivers` wait for
+ * all senders and read.
+ */
+interface Roles {
+  readonly senders: readonly number[];
+  readonly receivers: readonly number[];
 }
 
 /**
- * A {@link ProcessGroup} whose ranks meet in Redis, the way torch's Store-based rendezvous works:
- * each collective `n` of the group writes under `dcpjs:{groupId}:{generation}:{n}:…` (values in a
- * hash, arrivals in a set), the last rank to arrive wakes the others through a list they block on
- * (BLPOP), and the last rank to read deletes the collective's keys. Keys also expire after
- * twice the timeout, so a crashed job leaves nothing behind for long.
+ * A {@link ProcessGroup} whose ranks meet in Redis, the way torch's Store-based rendezvous works.
+ *
+ * Joining: the ranks meet in one incarnation of the group (a token agreed through an atomic
+ * script; see {@link RedisProcessGroupOptions.jobId}). Collective `n` of an incarnation writes
+ * under `dcpjs:{groupId}[:{jobId}]:{token}:{n}:…` (values in a hash, arrivals in a set); the last
+ * sender to arrive wakes the receivers through a list they block on (BLPOP), and the last
+ * receiver to read deletes the collective's keys. A scatter or broadcast waits only for its
+ * root, so a rank that dies after its last contribution (e.g. once the coordinator has committed
+ * a checkpoint) does not fail the others; gathers wait for every rank, so each names the missing. Keys expire after twice the timeout, and a collective that times out deletes its own.
+ *
+ * Every wait has a client-side deadline, so a stalled Redis cannot hang a rank; Redis failures
+ * become `IO_ERROR`s naming the server, the collective and the rank, and the connections' error
+ * events are handled (no "Unhandled error event" output).
  *
  * Values are encoded with msgpack (`Map`, `Set`, `bigint` and `Error` kept).
  */
@@ -45,86 +120,211 @@ export class RedisProcessGroup implements ProcessGroup {
   readonly rank: number;
   readonly size: number;
   readonly #groupId: string;
+  readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #client: Redis;
   readonly #blocking: Redis;
   readonly #ownsClient: boolean;
-  #generation = "";
+  readonly #where: string;
+  #token = "";
   #seq = 0;
+  #broken: CheckpointError | undefined;
+  #lastRedisError: Error | undefined;
 
   /** Use {@link createRedisProcessGroup}. */
   constructor(options: RedisProcessGroupOptions & { readonly client: Redis; readonly ownsClient: boolean }) {
     this.rank = options.rank;
     this.size = options.size;
     this.#groupId = options.groupId;
+    this.#prefix = `dcpjs:${options.groupId}${options.jobId ? `:${options.jobId}` : ""}`;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
     this.#client = options.client;
     this.#blocking = options.client.duplicate();
     this.#ownsClient = options.ownsClient;
-  }
-
-  /** Agrees on a generation id with the other ranks, so a restarted job never reads an old run's keys. */
-  async join(): Promise<void> {
-    const proposal = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-    const key = `dcpjs:${this.#groupId}:generation`;
-    // Rank 0 proposes; the others wait for its proposal through a collective under a fixed name.
-    this.#generation = "join";
-    const all = await this.#exchange(this.rank === 0 ? { b: encodeWire(proposal) } : {}, ["b"]);
-    this.#generation = decodeWire(all[0]!) as string;
-    await this.#client.set(key, this.#generation, "PX", 2 * this.#timeoutMs);
-    this.#seq = 0;
+    const { host, port } = options.client.options;
+    this.#where = `Redis at ${host ?? "?"}:${port ?? "?"}`;
+    const remember = (error: Error) => {
+      this.#lastRedisError = error;
+    };
+    this.#blocking.on("error", remember);
+    if (this.#ownsClient) this.#client.on("error", remember);
   }
 
   /**
-   * Contributes `fields` to this rank's next collective, waits for every rank, and returns the
-   * requested fields' values (`null` where absent).
+   * Meets the other ranks in one incarnation of the group, and waits until all have joined.
+   * @throws {@link CheckpointError} `GROUP_CONFLICT` when another process holds this rank in the
+   * incarnation, or it was opened with another size; `TIMEOUT` naming the ranks that never join.
+   */
+  async join(): Promise<void> {
+    const rdzv = `${this.#prefix}:rdzv`;
+    const reply = (await this.#withDeadline("join", () =>
+      this.#client.eval(
+        JOIN_SCRIPT,
+        1,
+        rdzv,
+        String(this.rank),
+        String(this.size),
+        randomUUID(),
+        randomUUID().replaceAll("-", "").slice(0, 16),
+        String(2 * this.#timeoutMs),
+      ),
+    )) as [number, string];
+    const [status, value] = reply;
+    if (status === 0) {
+      throw new CheckpointError(
+        "GROUP_CONFLICT",
+        `Expected group "${this.#groupId}" to have ${this.size} ranks, but ranks are joining it with size ${value}: another job with the same group id? (set DCPJS_JOB_ID or another DCPJS_GROUP_ID)`,
+      );
+    }
+    if (status === -1) {
+      const message = `Rank ${this.rank} of group "${this.#groupId}" was claimed by two processes: two jobs with one group id started at once? (set DCPJS_JOB_ID or another DCPJS_GROUP_ID)`;
+      // Fail everyone in that incarnation, now or at their next collective.
+      const conflict = `${this.#prefix}:${value}:conflict`;
+      await this.#client
+        .multi()
+        .set(conflict, message, "PX", 2 * this.#timeoutMs)
+        .rpush(`${conflict}:wake`, ...Array(this.size).fill(message))
+        .pexpire(`${conflict}:wake`, 2 * this.#timeoutMs)
+        .exec()
+        .catch(() => {});
+      throw new CheckpointError("GROUP_CONFLICT", message);
+    }
+    this.#token = value;
+    this.#seq = 0;
+    try {
+      await this.barrier();
+    } catch (error) {
+      await this.#client.eval(ABANDON_SCRIPT, 1, rdzv, value).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** Runs one collective against a client-side deadline, mapping Redis failures to typed errors. */
+  async #withDeadline<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#broken) throw this.#broken;
+    const deadline = this.#timeoutMs + REDIS_DEADLINE_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const cause = this.#lastRedisError ? `; last connection error: ${this.#lastRedisError.message}` : "";
+        reject(
+          new CheckpointError(
+            "TIMEOUT",
+            `${this.#where} did not answer within ${deadline} ms at ${what} of group "${this.#groupId}" (rank ${this.rank})${cause}`,
+          ),
+        );
+      }, deadline);
+    });
+    try {
+      return await Promise.race([fn(), expired]);
+    } catch (error) {
+      if (error instanceof CheckpointError) {
+        // A wait cut short leaves the blocking connection mid-command: this group is done.
+        if (error.code === "TIMEOUT" || error.code === "GROUP_CONFLICT") this.#broken = error;
+        throw error;
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      this.#broken = new CheckpointError(
+        "IO_ERROR",
+        `${this.#where} failed at ${what} of group "${this.#groupId}" (rank ${this.rank}): ${message}`,
+        { cause: error },
+      );
+      throw this.#broken;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Runs this rank's part of the next collective: a sender contributes `fields`; a receiver waits
+   * for every sender and returns the requested fields' values (`null` where absent).
    */
   async #exchange(
     fields: Record<string, Uint8Array>,
     read: readonly string[],
+    roles: Roles,
   ): Promise<(Uint8Array | null)[]> {
-    const key = roundKey(this.#groupId, this.#generation, this.#seq++);
+    const seq = this.#seq++;
+    return this.#withDeadline(`collective #${seq}`, () => this.#run(seq, fields, read, roles));
+  }
+
+  async #run(
+    seq: number,
+    fields: Record<string, Uint8Array>,
+    read: readonly string[],
+    { senders, receivers }: Roles,
+  ): Promise<(Uint8Array | null)[]> {
+    const key = `${this.#prefix}:${this.#token}:${seq}`;
+    const conflict = `${this.#prefix}:${this.#token}:conflict`;
     const ttl = 2 * this.#timeoutMs;
-    const tx = this.#client.multi();
-    // ioredis sends Buffers as bytes but would stringify other Uint8Arrays.
-    const buffers = Object.fromEntries(
-      Object.entries(fields).map(([f, v]) => [f, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]),
-    );
-    if (Object.keys(buffers).length > 0) tx.hset(`${key}:v`, buffers).pexpire(`${key}:v`, ttl);
-    tx.sadd(`${key}:arrived`, String(this.rank)).pexpire(`${key}:arrived`, ttl).scard(`${key}:arrived`);
-    const results = await tx.exec();
-    const arrived = Number(results?.at(-1)?.[1] ?? 0);
-    if (arrived === this.size) {
-      if (this.size > 1)
-        await this.#client
-          .multi()
-          .rpush(`${key}:go`, ...Array(this.size - 1).fill("1"))
-          .pexpire(`${key}:go`, ttl)
-          .exec();
-    } else {
-      const woke = await this.#blocking.blpop(`${key}:go`, this.#timeoutMs / 1000);
+    const sending = senders.includes(this.rank);
+    const receiving = receivers.includes(this.rank);
+    const tx = this.#client.multi().get(conflict);
+    let arrived = 0;
+    if (sending) {
+      // ioredis sends Buffers as bytes but would stringify other Uint8Arrays.
+      const buffers = Object.fromEntries(
+        Object.entries(fields).map(([f, v]) => [f, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]),
+      );
+      if (Object.keys(buffers).length > 0) tx.hset(`${key}:v`, buffers).pexpire(`${key}:v`, ttl);
+      tx.sadd(`${key}:arrived`, String(this.rank)).pexpire(`${key}:arrived`, ttl).scard(`${key}:arrived`);
+    }
+    const results = (await tx.exec()) ?? [];
+    const conflicted = results[0]?.[1];
+    if (typeof conflicted === "string") throw new CheckpointError("GROUP_CONFLICT", conflicted);
+    if (sending) arrived = Number(results.at(-1)?.[1] ?? 0);
+    const lastSender = sending && arrived === senders.length;
+    const waiting = receivers.filter((r) => !(lastSender && r === this.rank));
+    if (lastSender && waiting.length > 0) {
+      await this.#client
+        .multi()
+        .rpush(`${key}:go`, ...Array(waiting.length).fill("1"))
+        .pexpire(`${key}:go`, ttl)
+        .exec();
+    }
+    if (!receiving) return [];
+    if (!lastSender) {
+      const woke = await this.#blocking.blpop(`${key}:go`, `${conflict}:wake`, this.#timeoutMs / 1000);
+      if (woke?.[0] === `${conflict}:wake`) throw new CheckpointError("GROUP_CONFLICT", woke[1]);
       if (woke === null) {
-        const present = new Set((await this.#client.smembers(`${key}:arrived`)).map(Number));
-        const missing = Array.from({ length: this.size }, (_, r) => r).filter((r) => !present.has(r));
+        const arrivedJson = (await this.#client.eval(
+          TIMEOUT_SCRIPT,
+          4,
+          `${key}:arrived`,
+          `${key}:failed`,
+          `${key}:v`,
+          `${key}:read`,
+          String(ttl),
+        )) as string;
+        const arrivals: unknown = JSON.parse(arrivedJson); // cjson encodes an empty set as {}
+        const present = new Set(Array.isArray(arrivals) ? arrivals.map(Number) : []);
+        const missing = senders.filter((r) => !present.has(r));
         throw new CheckpointError(
           "TIMEOUT",
-          `Rank(s) [${missing.join(", ")}] did not arrive within ${this.#timeoutMs} ms at collective #${this.#seq - 1} of group "${this.#groupId}" (rank ${this.rank} waited; ${present.size} of ${this.size} arrived)`,
+          `Rank(s) [${missing.join(", ")}] did not arrive within ${this.#timeoutMs} ms at collective #${seq} of group "${this.#groupId}" (rank ${this.rank} waited; ${senders.length - missing.length} of ${senders.length} arrived)`,
         );
       }
     }
     const values = read.length > 0 ? await this.#client.hmgetBuffer(`${key}:v`, ...read) : [];
     const done = await this.#client.incr(`${key}:read`);
     if (done === 1) await this.#client.pexpire(`${key}:read`, ttl);
-    if (done === this.size) await this.#client.del(`${key}:v`, `${key}:arrived`, `${key}:go`, `${key}:read`);
+    if (done === receivers.length)
+      await this.#client.del(`${key}:v`, `${key}:arrived`, `${key}:go`, `${key}:read`);
     return values;
+  }
+
+  #all(): number[] {
+    return Array.from({ length: this.size }, (_, r) => r);
   }
 
   async gather<T>(value: T, root = 0): Promise<T[] | undefined> {
     assertRoot(root, this.size);
-    const ranks = Array.from({ length: this.size }, (_, r) => `r${r}`);
+    const ranks = this.#all().map((r) => `r${r}`);
     const got = await this.#exchange(
       { [`r${this.rank}`]: encodeWire(value) },
       this.rank === root ? ranks : [],
+      // Every rank waits for all, so that each learns which rank is missing.
+      { senders: this.#all(), receivers: this.#all() },
     );
     return this.rank === root ? got.map((b) => decodeWire(b!) as T) : undefined;
   }
@@ -132,32 +332,68 @@ export class RedisProcessGroup implements ProcessGroup {
   async scatter<T>(values: T[] | undefined, root = 0): Promise<T> {
     assertRoot(root, this.size);
     if (this.rank === root) assertScatterValues(values, this.size);
-    const fields =
-      this.rank === root ? Object.fromEntries(values!.map((v, r) => [`s${r}`, encodeWire(v)])) : {};
-    const [mine] = await this.#exchange(fields, [`s${this.rank}`]);
+    if (this.rank === root) {
+      const fields = Object.fromEntries(values!.map((v, r) => [`s${r}`, encodeWire(v)]));
+      await this.#exchange(fields, [], { senders: [root], receivers: this.#others(root) });
+      return values![root]!;
+    }
+    const [mine] = await this.#exchange({}, [`s${this.rank}`], {
+      senders: [root],
+      receivers: this.#others(root),
+    });
     return decodeWire(mine!) as T;
   }
 
   async broadcast<T>(value: T | undefined, root = 0): Promise<T> {
     assertRoot(root, this.size);
-    const [got] = await this.#exchange(this.rank === root ? { b: encodeWire(value) } : {}, ["b"]);
+    const roles = { senders: [root], receivers: this.#others(root) };
+    if (this.rank === root) {
+      await this.#exchange({ b: encodeWire(value) }, [], roles);
+      return value as T;
+    }
+    const [got] = await this.#exchange({}, ["b"], roles);
     return decodeWire(got!) as T;
   }
 
+  #others(root: number): number[] {
+    return this.#all().filter((r) => r !== root);
+  }
+
   async allGather<T>(value: T): Promise<T[]> {
-    const ranks = Array.from({ length: this.size }, (_, r) => `r${r}`);
-    const got = await this.#exchange({ [`r${this.rank}`]: encodeWire(value) }, ranks);
+    const ranks = this.#all().map((r) => `r${r}`);
+    const got = await this.#exchange({ [`r${this.rank}`]: encodeWire(value) }, ranks, {
+      senders: this.#all(),
+      receivers: this.#all(),
+    });
     return got.map((b) => decodeWire(b!) as T);
   }
 
   async barrier(): Promise<void> {
-    await this.#exchange({}, []);
+    await this.#exchange({}, [], { senders: this.#all(), receivers: this.#all() });
   }
 
-  /** Closes the group's connections (the given client too only if the group created it). */
+  /**
+   * Closes the group's connections (the given client too only if the group created it): a
+   * polite QUIT, or at once when the group has failed or Redis does not answer within 1 s.
+   */
   async close(): Promise<void> {
+    // A stalled server never answers our FIN: drop the sockets, or they keep the process alive.
     this.#blocking.disconnect();
-    if (this.#ownsClient) await this.#client.quit().catch(() => this.#client.disconnect());
+    this.#blocking.stream?.destroy();
+    if (!this.#ownsClient) return;
+    if (this.#broken) {
+      this.#client.disconnect();
+      this.#client.stream?.destroy();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 1000);
+    });
+    await Promise.race([this.#client.quit().catch(() => {}), late]);
+    clearTimeout(timer);
+    this.#client.disconnect();
+    this.#client.stream?.destroy();
   }
 }
 
@@ -168,7 +404,9 @@ export class RedisProcessGroup implements ProcessGroup {
  * @param options - see {@link RedisProcessGroupOptions}.
  * @returns the group; `close()` it when done.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a rank outside `[0, size)`, a size below
- * 1, an empty group id, or neither `url` nor `redis`; `TIMEOUT` when ranks do not join in time.
+ * 1, an empty group or job id (or one with ":"), or neither `url` nor `redis`; `TIMEOUT` when
+ * ranks do not join in time; `GROUP_CONFLICT` when two processes claim one rank; `IO_ERROR` when
+ * Redis fails.
  * @example
  * ```ts
  * const pg = await createRedisProcessGroup({ url: "redis://10.0.0.5:6379", groupId: "run-7", rank, size: 8 });
@@ -177,7 +415,7 @@ export class RedisProcessGroup implements ProcessGroup {
  * ```
  */
 export async function createRedisProcessGroup(options: RedisProcessGroupOptions): Promise<RedisProcessGroup> {
-  const { rank, size, groupId } = options;
+  const { rank, size, groupId, jobId } = options;
   if (!Number.isSafeInteger(size) || size < 1) {
     throw new CheckpointError(
       "INVALID_ARGUMENT",
@@ -190,11 +428,17 @@ export async function createRedisProcessGroup(options: RedisProcessGroupOptions)
       `Expected rank (RANK) to be an integer in [0, ${size}), got ${String(rank)}`,
     );
   }
-  if (typeof groupId !== "string" || groupId.length === 0 || groupId.includes(":")) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected groupId to be a non-empty string without ":", got ${JSON.stringify(groupId)}`,
-    );
+  for (const [name, id] of [
+    ["groupId", groupId],
+    ["jobId", jobId],
+  ] as const) {
+    if (name === "jobId" && id === undefined) continue;
+    if (typeof id !== "string" || id.length === 0 || id.includes(":")) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected ${name} to be a non-empty string without ":", got ${JSON.stringify(id)}`,
+      );
+    }
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
