@@ -139,7 +139,10 @@ function writerFor(): StorageWriter {
   if (String(rank) !== env.HANG_RANK)
     return onS3 ? new S3StorageWriter({ path: target }) : new FileSystemWriter({ path: target });
   // The hanging rank: the same writer over a file system whose writes stop (prefixes stay `__{rank}_`).
-  const fs = hangingAfter(onS3 ? new S3FileSystem() : new LocalFileSystem(), Number(env.HANG_AFTER_BYTES));
+  // 5 MiB parts: two whole parts are handed to the upload before the writes stop, so the
+  // multipart upload exists when the rank is killed.
+  const s3 = () => new S3FileSystem({ clientConfig: { partSize: 5 * 2 ** 20 } });
+  const fs = hangingAfter(onS3 ? s3() : new LocalFileSystem(), Number(env.HANG_AFTER_BYTES));
   return new FileSystemWriter({ path: target, fs, syncFiles: !onS3 });
 }
 

@@ -94,6 +94,7 @@ program
   .option("--tensors <n>", "tensors", positiveInt, 64)
   .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) => memory(o.tensors, o.tensorMib, o.dir));
+  .option("--s3", "also measure an S3 save (the test suite's server)", false)
+  .action((o) => memory(o.tensors, o.tensorMib, o.dir, o.s3));
 
 await program.parseAsync();

@@ -12,7 +12,10 @@ import {
   type Tensor,
   tensorBytes,
 } from "@dcpjs/core";
+import { createS3Client, S3StorageWriter } from "@dcpjs/s3";
 import { report } from "./report.js";
+import { deletePrefix } from "./s3.js";
+import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 import { float32StateDict } from "./state.js";
 
 const run = promisify(execFile);
@@ -20,10 +23,22 @@ const SELF = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
 
 /** In a child process: allocate (and touch) the state dict, note RSS, save or load, report peak RSS beyond it. */
-async function child(mode: "save" | "load", dir: string, tensors: number, tensorMib: number): Promise<void> {
+async function child(
+  mode: "save" | "load" | "s3-save",
+  dir: string,
+  tensors: number,
+  tensorMib: number,
+): Promise<void> {
   const bytes = tensors * tensorMib * MiB;
   let sd: Record<string, Tensor>;
-  if (mode === "save") {
+  if (mode === "s3-save") {
+    // 100 KiB items between the large ones, so that parts straddle items (what lib-storage copies).
+    sd = {};
+    for (const [i, [k, t]] of Object.entries(float32StateDict(tensors, tensorMib).stateDict).entries()) {
+      sd[k] = t;
+      sd[`small${i}`] = emptyTensor("float32", [25_600]);
+    }
+  } else if (mode === "save") {
     sd = float32StateDict(tensors, tensorMib).stateDict;
   } else {
     const shape = [(tensorMib * MiB) / 4 / 1024, 1024];
@@ -36,7 +51,15 @@ async function child(mode: "save" | "load", dir: string, tensors: number, tensor
   const before = process.memoryUsage().rss;
   const t0 = performance.now();
   if (mode === "save") await save(sd, { storageWriter: new FileSystemWriter({ path: dir }) });
-  else await load(sd, { storageReader: new FileSystemReader({ path: dir }) });
+  else if (mode === "load") await load(sd, { storageReader: new FileSystemReader({ path: dir }) });
+  else {
+    await save(sd, {
+      storageWriter: new S3StorageWriter({
+        path: dir,
+        clientConfig: { requestChecksumCalculation: "WHEN_REQUIRED" },
+      }),
+    });
+  }
   const seconds = (performance.now() - t0) / 1000;
   const peak = process.resourceUsage().maxRSS * 1024;
   console.log(JSON.stringify({ before, peak, seconds, bytes }));
@@ -47,15 +70,24 @@ async function child(mode: "save" | "load", dir: string, tensors: number, tensor
  * (each measured in a fresh process: RSS after allocating and touching the state dict, then the
  * process's peak RSS).
  */
-export async function memory(tensors: number, tensorMib: number, dir: string): Promise<void> {
+export async function memory(
+  tensors: number,
+  tensorMib: number,
+  dir: string,
+  withS3: boolean,
+): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const ckpt = join(dir, "ckpt");
-  const measure = async (mode: "save" | "load") => {
+  const measure = async (
+    mode: "save" | "load" | "s3-save",
+    target = ckpt,
+    env: Record<string, string> = {},
+  ) => {
     const { stdout } = await run(
       process.execPath,
-      [...process.execArgv, "--expose-gc", SELF, "child", mode, ckpt, String(tensors), String(tensorMib)],
-      { maxBuffer: 1 << 20 },
+      [...process.execArgv, "--expose-gc", SELF, "child", mode, target, String(tensors), String(tensorMib)],
+      { maxBuffer: 1 << 20, env: { ...process.env, ...env } },
     );
     return JSON.parse(stdout.trim().split("\n").at(-1)!) as {
       before: number;
@@ -67,6 +99,7 @@ export async function memory(tensors: number, tensorMib: number, dir: string): P
   const s = await measure("save");
   const l = await measure("load");
   const beyond = (m: typeof s) => (m.peak - m.before) / MiB;
+  const s3 = withS3 ? await measureS3Save(measure) : undefined;
   report(
     "memory",
     { tensors, tensorMib, bytes: s.bytes },
@@ -91,19 +124,64 @@ export async function memory(tensors: number, tensorMib: number, dir: string): P
           "beyond (MiB)": beyond(l).toFixed(0),
         },
       },
+      ...(s3
+        ? [
+            {
+              name: "S3 save (threadCount 1, 8 MiB parts × 4)",
+              bytes: s3.bytes,
+              seconds: s3.seconds,
+              extra: {
+                "RSS before (MiB)": (s3.before / MiB).toFixed(0),
+                "peak (MiB)": (s3.peak / MiB).toFixed(0),
+                "beyond (MiB)": beyond(s3).toFixed(0),
+              },
+            },
+          ]
+        : []),
     ],
     {
       "save: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(s),
       "load: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(l),
+      ...(s3
+        ? {
+            "S3 save: peak RSS beyond the state dict, MiB (live parts ≤ (2×4+5)×8 = 104, plus GC lag; was 653)":
+              beyond(s3),
+          }
+        : {}),
     },
     ["the page cache is not part of RSS"],
   );
   await rm(dir, { recursive: true, force: true });
 }
 
+/** The S3 save measurement against the bench's S3 server (objects deleted afterwards). */
+async function measureS3Save(
+  measure: (
+    mode: "s3-save",
+    target: string,
+    env: Record<string, string>,
+  ) => Promise<{
+    before: number;
+    peak: number;
+    seconds: number;
+    bytes: number;
+  }>,
+) {
+  const server = await benchServer();
+  const prefix = `memory-${Date.now()}`;
+  try {
+    return await measure("s3-save", `s3://${BENCH_BUCKET}/${prefix}`, server.env);
+  } finally {
+    const client = createS3Client(server.config);
+    await deletePrefix(client, prefix).catch(() => {});
+    client.destroy();
+    await server.stop();
+  }
+}
+
 if (process.argv[2] === "child") {
   await child(
-    process.argv[3] as "save" | "load",
+    process.argv[3] as "save" | "load" | "s3-save",
     process.argv[4]!,
     Number(process.argv[5]),
     Number(process.argv[6]),

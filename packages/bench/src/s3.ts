@@ -112,8 +112,12 @@ async function rawDownload(
   );
 }
 
-/** Deletes every object under a prefix (the loopback server keeps objects in RAM). */
-async function deletePrefix(client: S3Client, prefix: string): Promise<void> {
+/**
+ * Deletes every object under a prefix of the bench bucket (the loopback server keeps objects in RAM).
+ * @param client - the client.
+ * @param prefix - the key prefix, without the trailing slash.
+ */
+export async function deletePrefix(client: S3Client, prefix: string): Promise<void> {
   for (;;) {
     const page = await client.send(new ListObjectsV2Command({ Bucket: BENCH_BUCKET, Prefix: `${prefix}/` }));
     const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
