@@ -155,4 +155,21 @@ describe("the Redis process group under faults (real rank processes, a redis-ser
     for (const r of [0, 1, 3]) expect(out[r]!.report).toMatchObject({ ok: true });
     expect(await verifies(url, target, 0)).toBe(true);
   }, 60_000);
+
+  it("a coordinator killed right after its commit: every other rank finds the commit and succeeds, not a bare TIMEOUT", async () => {
+    const { url } = await ownRedis();
+    const target = join(await tempDir(), "ckpt");
+    const out = await reports(
+      spawnRankWorkers(3, {
+        DCPJS_REDIS_URL: url,
+        DCPJS_TIMEOUT_MS: "3000",
+        MODE: "save",
+        TARGET: target,
+        EXIT_AT_BROADCAST_RANK: "0",
+      }),
+    );
+    expect(out[0]!.report).toBeUndefined(); // killed at the commit's broadcast
+    for (const r of [1, 2]) expect(out[r]!.report).toMatchObject({ ok: true });
+    expect(await verifies(url, target, 0)).toBe(true);
+  }, 60_000);
 });

@@ -333,6 +333,25 @@ export class FileSystemWriter implements StorageWriter {
     }
   }
 
+  /**
+   * @inheritDoc
+   * Reads `.metadata` and returns it when it references a file of this save (its save tag).
+   */
+  async committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
+    const stream = await this.fs.createStream(
+      this.fs.concatPath(this.path, METADATA_FILE),
+      "rb",
+      signal ? { signal } : {},
+    );
+    try {
+      const md = decodeMetadata(await stream.read(0, await stream.size(signal), signal));
+      const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
+      return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
+    } finally {
+      await stream.close();
+    }
+  }
+
   /** The data files of the checkpoint committed at `target`, or none when there is none (or it is unreadable). */
   async #committedFiles(target: string): Promise<Set<string>> {
     try {

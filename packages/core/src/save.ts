@@ -1,5 +1,5 @@
 import { allReduce, reduceScatter } from "./collectives.js";
-import { throwIfAborted } from "./errors.js";
+import { CheckpointError, throwIfAborted } from "./errors.js";
 import type { Metadata, SavePlan, WriteResult } from "./metadata.js";
 import type { SavePlanner } from "./planner.js";
 import { createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
@@ -37,7 +37,9 @@ export interface SaveOptions {
  * @param options - see {@link SaveOptions}.
  * @returns the committed metadata (the same on every rank).
  * @throws {@link CheckpointException} on every rank when any rank fails in any step; its
- * `failures` name the failing ranks (step `plan` or `write`).
+ * `failures` name the failing ranks (step `plan` or `write`). A rank that loses contact with
+ * the coordinator after writing its data (a `TIMEOUT`) first asks the writer whether the commit
+ * happened anyway ({@link StorageWriter.committedMetadata}), and returns that metadata if so.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when neither `checkpointId` nor
  * `storageWriter` is given.
  * @example
@@ -72,14 +74,29 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
     coordinator,
   );
 
-  return allReduce<WriteResult[], Metadata>(
-    pg,
-    "write",
-    async () => writer.writeData(planner.finishPlan(plan), planner, signal),
-    async (results) => {
-      await writer.finish(globalMetadata!, results, signal);
-      return globalMetadata!;
-    },
-    coordinator,
-  );
+  let wrote = false;
+  try {
+    return await allReduce<WriteResult[], Metadata>(
+      pg,
+      "write",
+      async () => {
+        const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
+        wrote = true;
+        return results;
+      },
+      async (results) => {
+        await writer.finish(globalMetadata!, results, signal);
+        return globalMetadata!;
+      },
+      coordinator,
+    );
+  } catch (error) {
+    // The coordinator may have committed and died before telling us: a committed save is a success.
+    const lostContact = error instanceof CheckpointError && error.code === "TIMEOUT";
+    if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
+      const committed = await writer.committedMetadata(signal).catch(() => undefined);
+      if (committed) return committed;
+    }
+    throw error;
+  }
 }

@@ -56,6 +56,13 @@ export interface StorageWriter {
   finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void>;
   /** Ids recorded in the metadata. */
   storageMeta(): StorageMeta;
+  /**
+   * Optional: on a rank that lost contact with the coordinator after writing its data, the
+   * committed metadata if this save's commit happened anyway (it references this rank's files),
+   * else `undefined`. `save` asks it before reporting a `TIMEOUT` of the write step.
+   * @param signal - aborts the read.
+   */
+  committedMetadata?(signal?: AbortSignal): Promise<Metadata | undefined>;
 }
 
 /**
