@@ -10,7 +10,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: "core",
-          include: ["test/core/**/*.test.ts", "test/cli/**/*.test.ts", "test/conformance/local.test.ts"],
+          include: [
+            "test/core/**/*.test.ts",
+            "test/cli/**/*.test.ts",
+            "test/tfjs/**/*.test.ts",
+            "test/conformance/local.test.ts",
+          ],
         },
       },
       {
