@@ -148,7 +148,9 @@ export async function toStateDict(model: LayersModel, options: ToStateDictOption
   const layers: Record<string, Record<string, Tensor>> = {};
   for (const { key, variable } of weights) {
     const [, index, ...rest] = key.split(".");
-    (layers[index!] ??= {})[rest.join(".")] = fromTf(variable.read(), `model.${key}`);
+    const layer = layers[index!] ?? {};
+    layer[rest.join(".")] = fromTf(variable.read(), `model.${key}`);
+    layers[index!] = layer;
   }
   const sd: StateDict = { model: { layers } };
   if (options.optimizer) {
