@@ -6,7 +6,12 @@ import { writeFile } from "node:fs/promises";
 import { save } from "@dcpjs/core";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
-import { buildModel, float32Bits, makeOptimizer, trainingData } from "./tfjs-model.js";
+import {
+  buildModel,
+  float32Bits,
+  makeOptimizer,
+  trainingData,
+} from "../../packages/cli/src/train/train-model.js";
 
 const [mode, optimizerName, ckpt, out] = process.argv.slice(2) as [string, string, string, string];
 await tf.setBackend("cpu");

@@ -4,8 +4,13 @@ import { createLocalProcessGroups, decodeMetadata, METADATA_FILE, type StateDict
 import { dcpjsIOHandler, loadTrainingState, restoreStateDict, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
+import {
+  buildModel,
+  float32Bits,
+  makeOptimizer,
+  trainingData,
+} from "../../packages/cli/src/train/train-model.js";
 import { exited, spawnTs } from "../support/child.js";
-import { buildModel, float32Bits, makeOptimizer, trainingData } from "../support/tfjs-model.js";
 import { tempDir } from "../support/tmp.js";
 
 beforeAll(async () => {

@@ -32,8 +32,18 @@ program
     "the Redis for --procs (default: DCPJS_REDIS_URL, REDIS_URL, else a redis-server started for the run)",
   )
   .option("--no-progress", "do not draw progress bars")
+  .option("--train", "the TensorFlow.js training demo: train, checkpoint, crash, resume, compare bit for bit")
+  .option("--steps <n>", "--train: training steps", positiveInt, 20)
+  .option("--every <n>", "--train: checkpoint every n steps", positiveInt, 5)
+  .option("--crash-after <n>", "--train: kill the first run after this step", positiveInt, 12)
+  .option("--optimizer <name>", "--train: sgd, momentum, adam, adamax, rmsprop, adagrad or adadelta", "adam")
   .action(
     async (opts: {
+      train?: boolean;
+      steps: number;
+      every: number;
+      crashAfter: number;
+      optimizer: string;
       to: string;
       models?: string;
       ranks: number;
@@ -43,6 +53,37 @@ program
       redis?: string;
       progress: boolean;
     }) => {
+      if (opts.train) {
+        const { runTrainDemo } = await import("./train/run-train-demo.js");
+        const t = await runTrainDemo({
+          to: opts.to === "./checkpoints/demo" ? "./checkpoints/train" : opts.to,
+          steps: opts.steps,
+          every: opts.every,
+          crashAfter: opts.crashAfter,
+          optimizer: opts.optimizer,
+          ...(opts.procs
+            ? { procs: opts.procs, ...(opts.redis ? { redisUrl: opts.redis } : {}) }
+            : { ranks: 2 }),
+          progress: opts.progress,
+        });
+        console.log("");
+        console.log("summary");
+        console.log(`  ranks                   ${t.ranks}`);
+        console.log(`  resumed from            ${t.resumedFrom} (step ${t.startStep} of ${t.steps})`);
+        console.log(
+          `  compared                ${t.lossesCompared} losses, ${t.weightsCompared} weight tensors`,
+        );
+        if (t.mismatches.length > 0) {
+          console.error(`\n${t.mismatches.length} mismatches:`);
+          for (const m of t.mismatches) console.error(`  ${m}`);
+          process.exitCode = 1;
+        } else {
+          console.log(
+            `\nOK: after the crash and resume, every loss and every weight matches the uninterrupted run bit for bit.`,
+          );
+        }
+        return;
+      }
       const ranks = opts.procs ?? opts.ranks;
       const s = await runDemo({
         to: opts.to,
@@ -93,6 +134,14 @@ program
   .action(async () => {
     const { runDemoRank } = await import("./demo/demo-rank.js");
     await runDemoRank();
+  });
+
+program
+  .command("demo-train-rank", { hidden: true })
+  .description("the ranks of one phase of `dcp demo --train` (configured through the environment)")
+  .action(async () => {
+    const { runTrainRankProcess } = await import("./train/train-process.js");
+    await runTrainRankProcess();
   });
 
 program
