@@ -24,13 +24,25 @@ const MiB = 1024 * 1024;
 
 /** In a child process: allocate (and touch) the state dict, note RSS, save or load, report peak RSS beyond it. */
 async function child(
-  mode: "save" | "load" | "s3-save",
+  mode: "save" | "load" | "s3-save" | "export",
   dir: string,
   tensors: number,
   tensorMib: number,
 ): Promise<void> {
   const bytes = tensors * tensorMib * MiB;
   let sd: Record<string, Tensor>;
+  if (mode === "export") {
+    // The checkpoint saved by the "save" measurement, exported to safetensors: no state dict in memory.
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const { exportSafetensors } = await import("@dcpjs/core");
+    await exportSafetensors(dir, `${dir}-safetensors`, {});
+    const seconds = (performance.now() - t0) / 1000;
+    const peak = process.resourceUsage().maxRSS * 1024;
+    console.log(JSON.stringify({ before, peak, seconds, bytes: tensors * tensorMib * MiB }));
+    return;
+  }
   if (mode === "s3-save") {
     // 100 KiB items between the large ones, so that parts straddle items (what lib-storage copies).
     sd = {};
@@ -80,7 +92,7 @@ export async function memory(
   await mkdir(dir, { recursive: true });
   const ckpt = join(dir, "ckpt");
   const measure = async (
-    mode: "save" | "load" | "s3-save",
+    mode: "save" | "load" | "s3-save" | "export",
     target = ckpt,
     env: Record<string, string> = {},
   ) => {
@@ -98,6 +110,7 @@ export async function memory(
   };
   const s = await measure("save");
   const l = await measure("load");
+  const x = await measure("export");
   const beyond = (m: typeof s) => (m.peak - m.before) / MiB;
   const s3 = withS3 ? await measureS3Save(measure) : undefined;
   report(
@@ -124,6 +137,16 @@ export async function memory(
           "beyond (MiB)": beyond(l).toFixed(0),
         },
       },
+      {
+        name: "export to safetensors",
+        bytes: x.bytes,
+        seconds: x.seconds,
+        extra: {
+          "RSS before (MiB)": (x.before / MiB).toFixed(0),
+          "peak (MiB)": (x.peak / MiB).toFixed(0),
+          "beyond (MiB)": beyond(x).toFixed(0),
+        },
+      },
       ...(s3
         ? [
             {
@@ -142,6 +165,8 @@ export async function memory(
     {
       "save: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(s),
       "load: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(l),
+      "export: peak RSS beyond the process, MiB (stated bound: max(largest tensor, 256 MiB) + metadata)":
+        beyond(x),
       ...(s3
         ? {
             "S3 save: peak RSS beyond the state dict, MiB (live parts ≤ (2×4+5)×8 = 104, plus GC lag; was 653)":
@@ -181,7 +206,7 @@ async function measureS3Save(
 
 if (process.argv[2] === "child") {
   await child(
-    process.argv[3] as "save" | "load" | "s3-save",
+    process.argv[3] as "save" | "load" | "s3-save" | "export",
     process.argv[4]!,
     Number(process.argv[5]),
     Number(process.argv[6]),

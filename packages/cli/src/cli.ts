@@ -1,8 +1,15 @@
-import { CheckpointError, CheckpointException } from "@dcpjs/core";
+import {
+  CheckpointError,
+  CheckpointException,
+  exportSafetensors,
+  loadStateDictFromKeys,
+  save,
+} from "@dcpjs/core";
 import { Command } from "commander";
 import { runDemo } from "./demo/run-demo.js";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
-import { positiveInt } from "./options.js";
+import { parseSize, positiveInt } from "./options.js";
+import { verifyCheckpoint } from "./verify.js";
 
 const program = new Command()
   .name("dcp")
@@ -126,6 +133,76 @@ program
   .action(async (path: string, opts: { json?: boolean }) => {
     const report = await inspectCheckpoint(path);
     console.log(opts.json ? JSON.stringify(report, null, 2) : formatInspectTable(report));
+  });
+
+program
+  .command("export")
+  .description("export a checkpoint to safetensors (Hugging Face layout), locally or on S3")
+  .argument("<src>", "the checkpoint: a folder or s3:// URI (any format dcpjs reads)")
+  .argument("<dst>", "the destination folder or s3:// prefix")
+  .option("--format <format>", "the output format (only safetensors)", "safetensors")
+  .option(
+    "--max-shard-size <size>",
+    "largest output file, e.g. 5GB, 500MB, 1048576",
+    parseSize,
+    5_000_000_000,
+  )
+  .option(
+    "--sharded",
+    "write the save_distributed layout (shard-*-model-*.safetensors with DCP_SHARDING_INFO)",
+  )
+  .option("--checksums", "also write model.safetensors.crc32c.json, checked by every later load")
+  .addHelpText(
+    "after",
+    "\nExamples:\n  dcp export ./ckpt/step-100 ./hf/model\n  dcp export s3://bucket/run/step-100 ./hf --max-shard-size 2GB --checksums\n  dcp export ./ckpt ./hf-sharded --sharded",
+  )
+  .action(
+    async (
+      src: string,
+      dst: string,
+      opts: { format: string; maxShardSize: number; sharded?: boolean; checksums?: boolean },
+    ) => {
+      if (opts.format !== "safetensors")
+        throw new CheckpointError("INVALID_ARGUMENT", `Expected --format safetensors, got ${opts.format}`);
+      const s = await exportSafetensors(src, dst, {
+        maxShardSize: opts.maxShardSize,
+        sharded: opts.sharded ?? false,
+        checksums: opts.checksums ?? false,
+      });
+      console.log(
+        `exported ${s.tensors} tensors (${(s.bytes / 1e6).toFixed(1)} MB) and ${s.values} values to ${dst}: ${s.files.join(", ")}`,
+      );
+    },
+  );
+
+program
+  .command("convert")
+  .description("convert a checkpoint (e.g. a safetensors folder) into a dcpjs checkpoint")
+  .argument("<src>", "the source: a folder or s3:// URI in any format dcpjs reads")
+  .argument("<dst>", "the new checkpoint: a folder or s3:// URI")
+  .addHelpText(
+    "after",
+    "\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert s3://bucket/hf-model ./ckpt",
+  )
+  .action(async (src: string, dst: string) => {
+    const sd = await loadStateDictFromKeys({ checkpointId: src });
+    const md = await save(sd, { checkpointId: dst });
+    console.log(
+      `converted ${md.stateDictMetadata.size} entries from ${src} into the dcpjs checkpoint ${dst}`,
+    );
+  });
+
+program
+  .command("verify")
+  .description("read every item of a checkpoint and check its length and checksum (exit 1 on damage)")
+  .argument("<path>", "the checkpoint: a folder or s3:// URI")
+  .action(async (path: string) => {
+    const report = await verifyCheckpoint(path);
+    for (const d of report.damaged) console.error(`damaged: ${d.fqn}: ${d.code}: ${d.message}`);
+    console.log(
+      `${report.checked} entries checked, ${report.damaged.length} damaged; ${report.unchecksummed} read without a checksum (length only)`,
+    );
+    if (report.damaged.length > 0) process.exitCode = 1;
   });
 
 program

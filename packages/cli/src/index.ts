@@ -26,3 +26,4 @@ export {
   inspectCheckpoint,
 } from "./inspect.js";
 export { positiveInt } from "./options.js";
+export { VERIFY_BATCH_BYTES, type VerifyReport, verifyCheckpoint } from "./verify.js";

@@ -13,6 +13,8 @@ export interface InspectEntry {
 /** What `dcp inspect` reports about a checkpoint. */
 export interface InspectReport {
   readonly checkpointId: string;
+  /** The on-disk format: `dcpjs` or `safetensors`. */
+  readonly format: string;
   readonly version: string;
   readonly entries: InspectEntry[];
   readonly totals: {
@@ -55,6 +57,7 @@ export function describeCheckpoint(metadata: Metadata, checkpointId: string): In
   const tensors = entries.filter((e) => e.kind === "tensor").length;
   return {
     checkpointId,
+    format: metadata.storageMeta.format ?? "dcpjs",
     version: metadata.version,
     entries,
     totals: {
@@ -101,6 +104,6 @@ export function formatInspectTable(report: InspectReport): string {
     line(header),
     ...rows.map(line),
     "",
-    `${t.entries} entries (${t.tensors} tensors, ${t.values} values), ${t.bytes} bytes in ${t.files} data files; DCP version ${report.version}`,
+    `${t.entries} entries (${t.tensors} tensors, ${t.values} values), ${t.bytes} bytes in ${t.files} data files; format ${report.format}, DCP version ${report.version}`,
   ].join("\n");
 }

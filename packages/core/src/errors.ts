@@ -14,6 +14,7 @@
  * - `CHECKSUM_MISMATCH`: an item's CRC-32C differs from the one recorded at save time.
  * - `MISSING_KEY`: a state-dict key is absent from the checkpoint (strict load).
  * - `SIZE_MISMATCH`: a tensor's global shape differs from the saved one.
+ * - `UNSUPPORTED_DTYPE`: a stored tensor has a dtype dcpjs has no type for (FP8, complex, wide unsigned).
  * - `DTYPE_MISMATCH`: a tensor's dtype differs from the saved one.
  * - `INVALID_PLAN`: the global save plan fails validation (bounds, overlap, coverage).
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.
@@ -38,6 +39,7 @@ export type CheckpointErrorCode =
   | "CHECKSUM_MISMATCH"
   | "MISSING_KEY"
   | "SIZE_MISMATCH"
+  | "UNSUPPORTED_DTYPE"
   | "DTYPE_MISMATCH"
   | "INVALID_PLAN"
   | "ABORTED"

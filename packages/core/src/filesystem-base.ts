@@ -69,6 +69,12 @@ export interface CreateStreamOptions {
    * that metadata cannot reach outside it through a symbolic link. Backends without links ignore it.
    */
   readonly within?: string;
+  /**
+   * For `rb`: how the file will be read. `random`: a few small ranges at any position (headers,
+   * indexes); a backend that reads ahead or needs the ranges up front picks a plain ranged reader.
+   * @default the backend's reader for checkpoint data
+   */
+  readonly access?: "random";
 }
 
 /** Options of {@link FileSystemBase.rename}. */
@@ -132,6 +138,13 @@ export interface FileSystemBase {
    * @param path - the file.
    */
   rmFile(path: string): Promise<void>;
+  /**
+   * Optional: the names of the files directly in a folder (or under an S3 prefix and `/`).
+   * @param path - the folder.
+   * @param signal - aborts the listing.
+   * @returns names relative to `path`; `[]` for a missing folder.
+   */
+  list?(path: string, signal?: AbortSignal): Promise<string[]>;
   /**
    * Whether this backend can handle a checkpoint id.
    * @param checkpointId - a path or URI.

@@ -25,6 +25,7 @@ import { decodeMetadata } from "./metadata-codec.js";
 import { forEachFile } from "./per-file.js";
 import type { LoadPlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
+import { readSafetensorsMetadata } from "./safetensors/read-metadata.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
 
@@ -117,8 +118,10 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * @inheritDoc
-   * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is no `.metadata` (the
-   * save never committed); {@link MetadataError} when it is malformed.
+   * Without `.metadata`, a folder of `*.safetensors` files is read as a checkpoint (see
+   * `readSafetensorsMetadata`: Hugging Face's layout, as DCP's `HuggingFaceStorageReader`).
+   * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is neither `.metadata` (the
+   * save never committed) nor a safetensors file; {@link MetadataError} when it is malformed.
    */
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     throwIfAborted(signal);
@@ -133,6 +136,10 @@ export class FileSystemReader implements StorageReader {
       }
     } catch (error) {
       if (error instanceof NotFoundError) {
+        // Not a dcpjs checkpoint: perhaps a folder of safetensors files (Hugging Face layout).
+        const safetensors = await readSafetensorsMetadata(this.fs, this.path, signal);
+        if (safetensors)
+          return { ...safetensors, storageMeta: { ...safetensors.storageMeta, loadId: this.#loadId } };
         throw new CheckpointError(
           "INCOMPLETE_CHECKPOINT",
           `Expected a committed checkpoint at ${this.path} (a ${METADATA_FILE} file), found none: the save did not complete, or the path is wrong`,
@@ -242,12 +249,12 @@ export class FileSystemReader implements StorageReader {
         for (const group of run) {
           const info = this.storageInfo(group[0]!);
           const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
-          const actual = crc32c(bytes);
+          const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
           if (actual !== info.crc32c) {
             throw new ChecksumMismatchError(
               group[0]!.storageIndex.fqn,
-              info.crc32c,
-              actual,
+              info.crc32c!,
+              actual!,
               `${relativePath} @ ${info.offset}+${info.length}`,
             );
           }

@@ -84,6 +84,28 @@ export {
   type ProcessGroup,
 } from "./process-group.js";
 export type { ProgressCallback } from "./progress.js";
+export {
+  DEFAULT_MAX_SHARD_SIZE,
+  EXPORT_BATCH_BYTES,
+  type ExportSafetensorsOptions,
+  type ExportSummary,
+  exportSafetensors,
+  VALUES_METADATA_KEY,
+} from "./safetensors/export.js";
+export {
+  DTYPE_TO_SAFETENSORS,
+  MAX_SAFETENSORS_HEADER_BYTES,
+  parseSafetensorsHeader,
+  SAFETENSORS_DTYPES,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+} from "./safetensors/header.js";
+export {
+  DCP_SHARDING_INFO_KEY,
+  readSafetensorsMetadata,
+  SAFETENSORS_CHECKSUMS_FILE,
+  SAFETENSORS_INDEX_FILE,
+} from "./safetensors/read-metadata.js";
 export { type SaveOptions, save } from "./save.js";
 export {
   chunksOverlap,

@@ -1,5 +1,15 @@
 import { constants as fsConstants } from "node:fs";
-import { type FileHandle, link, mkdir, open, realpath, rename, stat, unlink } from "node:fs/promises";
+import {
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  stat,
+  unlink,
+} from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
 import type {
@@ -259,6 +269,16 @@ export class LocalFileSystem implements FileSystemBase {
       await unlink(path);
     } catch (error) {
       throw ioError(error, "remove", path);
+    }
+  }
+
+  /** @inheritDoc Regular files only (`readdir`); `[]` for a missing folder. */
+  async list(path: string): Promise<string[]> {
+    try {
+      return (await readdir(path, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name);
+    } catch (error) {
+      if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return [];
+      throw ioError(error, "list", path);
     }
   }
 

@@ -2,7 +2,7 @@ import { constants as bufferConstants } from "node:buffer";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { DTYPE_BYTES, isDType } from "./dtype.js";
-import { MetadataError } from "./errors.js";
+import { CheckpointError, MetadataError } from "./errors.js";
 import {
   type ChunkStorageMetadata,
   type Metadata,
@@ -66,7 +66,13 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     const offsets = e.type === "bytes" ? [null] : e.chunks.map((c) => [...c.offsets]);
     for (const offset of offsets) {
       const info = metadata.storageData.get(metadataIndexKey({ fqn, offset }));
-      if (info) storage.push([fqn, offset, info.relativePath, info.offset, info.length, info.crc32c]);
+      if (info?.crc32c === undefined && info) {
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected a CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
+        );
+      }
+      if (info) storage.push([fqn, offset, info.relativePath, info.offset, info.length, info.crc32c!]);
     }
   }
   const body = encode({
@@ -290,6 +296,19 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
   return { version, stateDictMetadata, plannerData, storageData, storageMeta };
+}
+
+/**
+ * Checks that every tensor's chunks tile it exactly (no gap, no overlap), within
+ * {@link MAX_TILING_COMPARISONS} comparisons in all, as {@link decodeMetadata} does.
+ *
+ * @param stateDictMetadata - the entries to check.
+ * @throws {@link MetadataError} on a gap, an overlap, or too many comparisons.
+ */
+export function assertChunksTileAll(stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>): void {
+  let budget = MAX_TILING_COMPARISONS;
+  for (const [fqn, e] of stateDictMetadata)
+    if (e.type === "tensor") budget -= assertChunksTile(fqn, e.size, e.chunks, budget);
 }
 
 /** Whether two boxes share at least one element (empty boxes share none). */

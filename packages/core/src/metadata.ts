@@ -79,8 +79,11 @@ export interface StorageInfo {
   readonly offset: number;
   /** The item's length in bytes. */
   readonly length: number;
-  /** CRC-32C (Castagnoli) of the item's bytes, unsigned 32-bit. */
-  readonly crc32c: number;
+  /**
+   * CRC-32C (Castagnoli) of the item's bytes, unsigned 32-bit. Absent only for items of formats
+   * without checksums (safetensors without a sidecar): those are checked by length alone.
+   */
+  readonly crc32c?: number;
 }
 
 /** Who saved a checkpoint and when, as DCP's `StorageMeta`. */
@@ -91,6 +94,8 @@ export interface StorageMeta {
   readonly saveId?: string;
   /** A unique id of the load that read it (set at load time). */
   readonly loadId?: string;
+  /** The on-disk format it was read from, when not dcpjs's own (`"safetensors"`). */
+  readonly format?: string;
 }
 
 /** A checkpoint's metadata, the content of `.metadata`; as DCP's `Metadata`. */

@@ -4,6 +4,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -24,6 +25,7 @@ import {
   type S3ClientConfig,
   type S3TransferSettings,
 } from "./client-config.js";
+import { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
 import { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 import { escapePath, isS3Uri, joinS3Path, parseS3Uri } from "./s3-uri.js";
@@ -83,7 +85,13 @@ export class S3FileSystem implements FileSystemBase {
     const { bucket, key } = parseS3Uri(path);
     if (mode === "wb")
       return new S3WriteStream(this.client, bucket, key, path, this.transfer, options?.signal);
-    if (mode === "rb") return this.readerConstructor.create({ client: this.client, bucket, key, uri: path });
+    if (mode === "rb") {
+      const ref = { client: this.client, bucket, key, uri: path };
+      // Small ranges at random positions: plain ranged GETs, no read-ahead, no ranges needed up front.
+      return options?.access === "random"
+        ? new RangeBasedS3Reader(ref, 0)
+        : this.readerConstructor.create(ref);
+    }
     throw new CheckpointError(
       "INVALID_ARGUMENT",
       `Invalid mode=${JSON.stringify(mode)} mode argument: create_stream only supports rb (read mode) & wb (write mode)`,
@@ -189,6 +197,35 @@ export class S3FileSystem implements FileSystemBase {
         );
       }
     }
+  }
+
+  /**
+   * @inheritDoc
+   * ListObjectsV2 under `{key}/` with the delimiter `/` (every page): the objects directly there.
+   */
+  async list(path: string, signal?: AbortSignal): Promise<string[]> {
+    const { bucket, key } = parseS3Uri(path);
+    const prefix = key === "" || key.endsWith("/") ? key : `${key}/`;
+    const names: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            Delimiter: "/",
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+          signal ? { abortSignal: signal } : {},
+        );
+        for (const o of page.Contents ?? []) if (o.Key) names.push(o.Key.slice(prefix.length));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (error) {
+      throw toCheckpointError(error, "list", path);
+    }
+    return names;
   }
 
   /** @inheritDoc A no-op: S3 has no directories. */
