@@ -1,4 +1,4 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   createLocalProcessGroups,
@@ -11,10 +11,10 @@ import {
   type Tensor,
   tensorBytes,
 } from "@dcpjs/core";
-import { S3FileSystem, S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
+import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
-import { freshUri, recordRequests, s3Env, testClient } from "../support/s3.js";
+import { freshUri, recordRequests, s3Env, testClient, uploadFolder as upload } from "../support/s3.js";
 import { tempDir } from "../support/tmp.js";
 
 type Expected = Record<string, { dtype: string; shape: number[]; hex: string }>;
@@ -24,16 +24,6 @@ beforeAll(async () => {
   Object.assign(process.env, s3Env());
   await torchPython();
 }, 600_000);
-
-/** Uploads every file of a local folder under an s3:// prefix. */
-async function upload(dir: string, uri: string): Promise<void> {
-  const fs = new S3FileSystem({ client: testClient() });
-  for (const f of await readdir(dir)) {
-    const w = await fs.createStream(fs.concatPath(uri, f), "wb");
-    await w.write(await readFile(join(dir, f)));
-    await w.close();
-  }
-}
 
 describe("safetensors on the S3 server", () => {
   it("loads a folder written by safetensors.torch.save_file from s3://, whole and resharded", async () => {

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
-import { createS3Client, type S3ClientConfig } from "@dcpjs/s3";
+import { createS3Client, type S3ClientConfig, S3FileSystem } from "@dcpjs/s3";
 import { inject } from "vitest";
 
 /** The suite's S3 server (from the global setup). */
@@ -86,4 +88,15 @@ export function recordRequests(
     { step: "initialize", name: `dcpjsTestRecorder${Math.random()}` },
   );
   return log;
+}
+
+/** Uploads every file of a local folder (not its subfolders) under an s3:// prefix. */
+export async function uploadFolder(dir: string, uri: string): Promise<void> {
+  const fs = new S3FileSystem({ client: testClient() });
+  for (const f of await readdir(dir, { withFileTypes: true })) {
+    if (!f.isFile()) continue;
+    const w = await fs.createStream(fs.concatPath(uri, f.name), "wb");
+    await w.write(await readFile(join(dir, f.name)));
+    await w.close();
+  }
 }

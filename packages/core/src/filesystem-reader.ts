@@ -28,6 +28,9 @@ import type { ProgressCallback } from "./progress.js";
 import { readSafetensorsMetadata } from "./safetensors/read-metadata.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
+import { decodeTorchItem } from "./torch-format/torch-item.js";
+import { decodeTorchMetadata, PICKLE_PROTO } from "./torch-format/torch-metadata.js";
+import { encodeValue } from "./value-codec.js";
 
 /** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
@@ -148,7 +151,8 @@ export class FileSystemReader implements StorageReader {
       }
       throw error;
     }
-    const md = decodeMetadata(bytes);
+    // A pickle (PROTO) is PyTorch DCP's .metadata; dcpjs's is msgpack.
+    const md = bytes[0] === PICKLE_PROTO ? decodeTorchMetadata(bytes) : decodeMetadata(bytes);
     md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
     return md;
   }
@@ -248,7 +252,13 @@ export class FileSystemReader implements StorageReader {
         const start = this.storageInfo(run[0]![0]!).offset;
         for (const group of run) {
           const info = this.storageInfo(group[0]!);
-          const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
+          let bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
+          if (info.itemFormat === "torch") {
+            bytes = this.#unwrapTorchItem(group, bytes, `${relativePath} @ ${info.offset}+${info.length}`);
+            this.#deliver(group, bytes, undefined, planner);
+            this.#onProgress?.({ bytes: info.length, items: 1 });
+            continue;
+          }
           const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
           if (actual !== info.crc32c) {
             throw new ChecksumMismatchError(
@@ -343,10 +353,39 @@ export class FileSystemReader implements StorageReader {
     return { bytes, staging, dest: direct?.dest };
   }
 
+  /**
+   * A PyTorch item's payload: a tensor's C-order bytes (checked against the saved chunk's dtype and
+   * shape), or a value re-encoded for the planner; its zip members' CRC-32s are verified.
+   */
+  #unwrapTorchItem(group: ReadItem[], bytes: Uint8Array, where: string): Uint8Array {
+    const { fqn } = group[0]!.storageIndex;
+    const item = decodeTorchItem(bytes, fqn, where);
+    if (group[0]!.type === "bytes") {
+      if (item.kind !== "value")
+        throw new MetadataError(
+          `Malformed torch item "${fqn}" in ${where}: expected a value, found a tensor`,
+        );
+      return encodeValue(item.value, fqn);
+    }
+    const saved = this.#savedChunk(group[0]!);
+    const entry = this.metadata?.stateDictMetadata.get(fqn);
+    if (
+      item.kind !== "tensor" ||
+      (entry?.type === "tensor" && entry.properties.dtype !== item.dtype) ||
+      item.shape.join(",") !== saved.sizes.join(",")
+    ) {
+      throw new MetadataError(
+        `Malformed torch item "${fqn}" in ${where}: expected a tensor of shape [${saved.sizes.join(", ")}] as the metadata says`,
+      );
+    }
+    return item.bytes;
+  }
+
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
   #directTarget(group: ReadItem[], planner: LoadPlanner): { bytes: Uint8Array; dest: Tensor } | undefined {
     const item = group[0]!;
     if (group.length !== 1 || item.type !== "tensor") return undefined;
+    if (this.storageInfo(item).itemFormat === "torch") return undefined; // framed: decoded first
     const saved = this.#savedChunk(item);
     if (item.lengths.some((l, d) => l !== saved.sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);

@@ -84,6 +84,11 @@ export interface StorageInfo {
    * without checksums (safetensors without a sidecar): those are checked by length alone.
    */
   readonly crc32c?: number;
+  /**
+   * How the item's bytes are framed: absent for raw bytes (dcpjs, safetensors); `torch` for a
+   * `torch.save` archive (PyTorch DCP), verified by the CRC-32 of its zip members.
+   */
+  readonly itemFormat?: "torch";
 }
 
 /** Who saved a checkpoint and when, as DCP's `StorageMeta`. */
@@ -94,7 +99,7 @@ export interface StorageMeta {
   readonly saveId?: string;
   /** A unique id of the load that read it (set at load time). */
   readonly loadId?: string;
-  /** The on-disk format it was read from, when not dcpjs's own (`"safetensors"`). */
+  /** The on-disk format it was read from, when not dcpjs's own (`"safetensors"`, `"torch"`). */
   readonly format?: string;
 }
 

@@ -1,0 +1,85 @@
+"""torch 2.13's DCP as a peer of dcpjs's PyTorch-format reader.
+
+  save DIR MODE     dcp.save a state dict (every dtype, 0-d, empty, NaN/±Inf, int64 extremes,
+                    transposed and sliced views, nested values, an Adam optimizer state_dict) with
+                    MODE = single | per-item | threads | distributed-2 (2 gloo ranks, DTensor-free
+                    ShardedTensor-free: each rank saves row shards as plain chunks via a planner)
+                    and write DIR/../expected-<mode>.json: {fqn: {dtype, shape, hex} | {value}}
+Prints one JSON line.
+"""
+import json
+import os
+import sys
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemWriter
+
+
+def hexof(t):
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes().hex()
+
+
+def state():
+    g = torch.Generator().manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    x = torch.randn(16, 4, generator=g)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+    base = torch.randn(5, 7, generator=g)
+    tensors = {
+        "f64": torch.randn(3, 2, generator=g).double(),
+        "f32": torch.randn(4, 3, generator=g),
+        "f16": torch.tensor([1.5, float("nan"), float("inf"), -float("inf")]).half(),
+        "bf16": torch.tensor([2.25, -0.0, float("inf"), float("nan")]).bfloat16(),
+        "i64": torch.tensor([-(2**63), 2**63 - 1, 2**53 + 1, 0]),
+        "i32": torch.arange(-3, 3, dtype=torch.int32),
+        "i16": torch.tensor([-32768, 32767], dtype=torch.int16),
+        "i8": torch.tensor([-128, 127, 0], dtype=torch.int8),
+        "u8": torch.tensor([0, 255, 17], dtype=torch.uint8),
+        "bool": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(7.5, dtype=torch.float64),
+        "empty": torch.zeros(0, 3, dtype=torch.int8),
+        "transposed": base.t(),
+        "sliced": base[1:4, ::2],
+    }
+    values = {"step": 100, "big": 2**40, "name": "pytorch ✓", "lr": 0.125, "nothing": None, "flags": [True, False]}
+    return {"model": model.state_dict(), "optim": opt.state_dict(), "t": tensors, "v": values}
+
+
+def expected(sd, prefix=""):
+    out = {}
+    for k, v in sd.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, torch.Tensor):
+            out[key] = {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape), "hex": hexof(v)}
+        elif isinstance(v, dict):
+            out.update(expected(v, f"{key}."))
+        elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v):
+                out.update(expected(x, f"{key}.{i}.") if isinstance(x, dict) else {f"{key}.{i}": {"value": x}})
+        else:
+            out[key] = {"value": v}
+    return out
+
+
+def main():
+    d, mode = sys.argv[2], sys.argv[3]
+    sd = state()
+    if mode == "single":
+        dcp.save(sd, storage_writer=FileSystemWriter(d), no_dist=True)
+    elif mode == "per-item":
+        dcp.save(sd, storage_writer=FileSystemWriter(d, single_file_per_rank=False), no_dist=True)
+    elif mode == "threads":
+        dcp.save(sd, storage_writer=FileSystemWriter(d, thread_count=2), no_dist=True)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    json.dump(expected(sd), open(os.path.join(d, "..", f"expected-{mode}.json"), "w"))
+    print(json.dumps({"ok": True, "files": sorted(os.listdir(d))}))
+
+
+if __name__ == "__main__":
+    main()
