@@ -75,9 +75,16 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
     at += n;
     return out;
   };
-  const u8 = () => (need(1), bytes[at++]!);
-  const u16 = () => (need(2), (at += 2), view.getUint16(at - 2, true));
-  const u32 = () => (need(4), (at += 4), view.getUint32(at - 4, true));
+  /** Reads an unsigned little-endian integer of `width` bytes (1, 2 or 4). */
+  const unsigned = (width: 1 | 2 | 4): number => {
+    need(width);
+    const v = width === 1 ? bytes[at]! : width === 2 ? view.getUint16(at, true) : view.getUint32(at, true);
+    at += width;
+    return v;
+  };
+  const u8 = () => unsigned(1);
+  const u16 = () => unsigned(2);
+  const u32 = () => unsigned(4);
   const u64 = () => {
     need(8);
     at += 8;
