@@ -39,8 +39,6 @@ export interface UnpickleOptions {
   readonly what: string;
 }
 
-const MARK = Symbol("mark");
-
 /**
  * A restricted unpickler for the pickles torch writes (protocols 2–5): only the opcodes of
  * `.metadata` files and `torch.save` archives; globals resolved only through an allowlist (never

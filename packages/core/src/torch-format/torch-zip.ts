@@ -66,9 +66,14 @@ export function readZip(bytes: Uint8Array, what: string): Map<string, ZipMember>
       const len = view.getUint16(e + 2, true);
       if (id === 0x0001) {
         let f = e + 4;
-        if (usize === 0xffffffff) (usize = Number(view.getBigUint64(f, true))), (f += 8);
-        if (size === 0xffffffff) (size = Number(view.getBigUint64(f, true))), (f += 8);
-        if (local === 0xffffffff) local = Number(view.getBigUint64(f, true));
+        const next = () => {
+          const v = Number(view.getBigUint64(f, true));
+          f += 8;
+          return v;
+        };
+        if (usize === 0xffffffff) usize = next();
+        if (size === 0xffffffff) size = next();
+        if (local === 0xffffffff) local = next();
       }
       e += 4 + len;
     }
