@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { crc32c } from "@node-rs/crc32";
 import pLimit, { type LimitFunction } from "p-limit";
+import { decodeCheckpointMetadata } from "./checkpoint-metadata.js";
 import { contiguousRun } from "./contiguous-box.js";
 import { DTYPE_BYTES } from "./dtype.js";
 import {
@@ -21,7 +22,6 @@ import {
   type StorageInfo,
   type TensorStorageMetadata,
 } from "./metadata.js";
-import { decodeMetadata } from "./metadata-codec.js";
 import { forEachFile } from "./per-file.js";
 import type { LoadPlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
@@ -29,7 +29,6 @@ import { readSafetensorsMetadata } from "./safetensors/read-metadata.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
 import { decodeTorchItem } from "./torch-format/torch-item.js";
-import { decodeTorchMetadata, PICKLE_PROTO } from "./torch-format/torch-metadata.js";
 import { encodeValue } from "./value-codec.js";
 
 /** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
@@ -151,8 +150,7 @@ export class FileSystemReader implements StorageReader {
       }
       throw error;
     }
-    // A pickle (PROTO) is PyTorch DCP's .metadata; dcpjs's is msgpack.
-    const md = bytes[0] === PICKLE_PROTO ? decodeTorchMetadata(bytes) : decodeMetadata(bytes);
+    const md = decodeCheckpointMetadata(bytes);
     md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
     return md;
   }

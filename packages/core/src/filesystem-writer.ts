@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { crc32c } from "@node-rs/crc32";
+import { decodeCheckpointMetadata } from "./checkpoint-metadata.js";
 import { DTYPE_BYTES } from "./dtype.js";
 import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
@@ -12,12 +13,14 @@ import {
   type WriteItem,
   type WriteResult,
 } from "./metadata.js";
-import { decodeMetadata, encodeMetadata } from "./metadata-codec.js";
+import { encodeMetadata } from "./metadata-codec.js";
 import { forEachFile } from "./per-file.js";
 import type { SavePlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { numel } from "./tensor.js";
+import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "./torch-format/torch-write.js";
+import { decodeValue } from "./value-codec.js";
 
 /** Name of the committed metadata file in a checkpoint folder. */
 export const METADATA_FILE = ".metadata";
@@ -70,6 +73,17 @@ export function splitBySizeAndType(bins: number, items: readonly WriteItem[]): W
   return buckets;
 }
 
+/**
+ * An item framed as PyTorch DCP writes it: a tensor chunk as a `torch.save` archive around its
+ * bytes (streamed, not copied), a value as the archive of its pickle.
+ */
+function torchFramed(item: WriteItem, data: Uint8Array): Uint8Array[] {
+  if (item.type === "bytes") return [torchValueArchive(decodeValue(data, item.index.fqn))];
+  const td = item.tensorData!;
+  const { prefix, suffix } = torchTensorArchive(td.properties.dtype, td.chunk.sizes, data);
+  return [prefix, data, suffix];
+}
+
 /** Options of {@link FileSystemWriter}. */
 export interface FileSystemWriterOptions {
   /** The checkpoint folder (or URI, for another file system); created if missing. */
@@ -95,6 +109,13 @@ export interface FileSystemWriterOptions {
   readonly overwrite?: boolean;
   /** Called after each item is written, with its bytes. */
   readonly onProgress?: ProgressCallback;
+  /**
+   * The on-disk format. `dcpjs`: raw items with a CRC-32C each, msgpack `.metadata`. `torch`:
+   * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
+   * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same.
+   * @default "dcpjs"
+   */
+  readonly format?: "dcpjs" | "torch";
 }
 
 /**
@@ -120,12 +141,14 @@ export class FileSystemWriter implements StorageWriter {
   readonly #singleFilePerRank: boolean;
   readonly #overwrite: boolean;
   readonly #onProgress: ProgressCallback | undefined;
+  readonly #format: "dcpjs" | "torch";
   #saveId: string = randomUUID();
   #rank = 0;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1
+   * or `format` is neither `dcpjs` nor `torch`.
    */
   constructor(options: FileSystemWriterOptions) {
     this.fs = options.fs ?? new LocalFileSystem();
@@ -141,6 +164,12 @@ export class FileSystemWriter implements StorageWriter {
     this.#singleFilePerRank = options.singleFilePerRank ?? true;
     this.#overwrite = options.overwrite ?? true;
     this.#onProgress = options.onProgress;
+    this.#format = options.format ?? "dcpjs";
+    if (this.#format !== "dcpjs" && this.#format !== "torch")
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected format "dcpjs" or "torch", got ${String(options.format)}`,
+      );
   }
 
   /** The checkpoint path this writer saves to. */
@@ -248,25 +277,29 @@ export class FileSystemWriter implements StorageWriter {
       for (const item of items) {
         throwIfAborted(signal);
         const data = planner.resolveData(item);
-        let crc: number;
-        if (data.byteLength < SMALL_ITEM_BYTES) {
-          crc = crc32c(data);
-          batch.push(data);
-          batchBytes += data.byteLength;
-          if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-        } else {
-          await flush();
-          await pending;
-          pending = stream.write(data);
-          pending.catch(() => {}); // surfaced where it is awaited
-          crc = crc32c(data);
+        // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch).
+        const parts = this.#format === "torch" ? torchFramed(item, data) : [data];
+        let length = 0;
+        for (const part of parts) {
+          length += part.byteLength;
+          if (part.byteLength < SMALL_ITEM_BYTES) {
+            batch.push(part);
+            batchBytes += part.byteLength;
+            if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+          } else {
+            await flush();
+            await pending;
+            pending = stream.write(part);
+            pending.catch(() => {}); // surfaced where it is awaited
+          }
         }
+        const crc = this.#format === "torch" ? {} : { crc32c: crc32c(data) };
         results.push({
           index: item.index,
-          sizeInBytes: data.byteLength,
-          storageData: { relativePath, offset, length: data.byteLength, crc32c: crc },
+          sizeInBytes: length,
+          storageData: { relativePath, offset, length, ...crc },
         });
-        offset += data.byteLength;
+        offset += length;
         this.#onProgress?.({ bytes: data.byteLength, items: 1 });
       }
       await flush();
@@ -301,7 +334,9 @@ export class FileSystemWriter implements StorageWriter {
       throwIfAborted(signal);
       const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
       try {
-        await stream.write(encodeMetadata(metadata));
+        await stream.write(
+          this.#format === "torch" ? encodeTorchMetadata(metadata) : encodeMetadata(metadata),
+        );
         if (this.syncFiles) await stream.sync();
         await stream.close();
       } catch (error) {
@@ -344,7 +379,7 @@ export class FileSystemWriter implements StorageWriter {
       signal ? { signal } : {},
     );
     try {
-      const md = decodeMetadata(await stream.read(0, await stream.size(signal), signal));
+      const md = decodeCheckpointMetadata(await stream.read(0, await stream.size(signal), signal));
       const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
       return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
     } finally {
@@ -357,7 +392,7 @@ export class FileSystemWriter implements StorageWriter {
     try {
       const stream = await this.fs.createStream(target, "rb");
       try {
-        const md = decodeMetadata(await stream.read(0, await stream.size()));
+        const md = decodeCheckpointMetadata(await stream.read(0, await stream.size()));
         return new Set([...md.storageData.values()].map((i) => i.relativePath));
       } finally {
         await stream.close();

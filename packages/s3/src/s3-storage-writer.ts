@@ -29,6 +29,11 @@ export interface S3StorageWriterOptions {
   readonly overwrite?: boolean;
   /** Called after each item is handed to the upload. */
   readonly onProgress?: ProgressCallback;
+  /**
+   * `torch` writes PyTorch DCP's own format (see `FileSystemWriterOptions.format`), which
+   * s3torchconnector's `S3StorageReader` reads. @default "dcpjs"
+   */
+  readonly format?: "dcpjs" | "torch";
 }
 
 /**

@@ -1,5 +1,7 @@
 """torch 2.13's DCP as a peer of dcpjs's PyTorch-format reader.
 
+  check DIR EXPECTED  load a dcpjs-written torch-format checkpoint with _load_state_dict_from_keys
+                      and dcp.load (flat keys) and compare with EXPECTED ({fqn: {dtype, shape, hex}|{value}})
   save DIR MODE     dcp.save a state dict (every dtype, 0-d, empty, NaN/±Inf, int64 extremes,
                     transposed and sliced views, nested values, an Adam optimizer state_dict) with
                     MODE = single | per-item | threads | distributed-2 (2 gloo ranks, DTensor-free
@@ -66,7 +68,44 @@ def expected(sd, prefix=""):
     return out
 
 
+def check(d, expected_file):
+    """Load a dcpjs-written torch-format checkpoint with torch's own readers and compare."""
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+    expected = json.load(open(expected_file))
+    mismatches = []
+    loaded = _load_state_dict_from_keys(checkpoint_id=d)
+    flat = expected_flat = {}
+    def walk(v, prefix=""):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{prefix}{k}.")
+        elif isinstance(v, list) and any(isinstance(x, (dict, torch.Tensor)) for x in v):
+            for i, x in enumerate(v):
+                walk(x, f"{prefix}{i}.")
+        else:
+            flat[prefix[:-1]] = v
+    walk(loaded)
+    for k, e in expected.items():
+        got = flat.get(k)
+        if "hex" in e:
+            if not isinstance(got, torch.Tensor) or hexof(got) != e["hex"] or list(got.shape) != e["shape"]:
+                mismatches.append(f"_load_state_dict_from_keys: {k}")
+        elif got != e["value"]:
+            mismatches.append(f"_load_state_dict_from_keys: {k} = {got!r}")
+    dtypes = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+              "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+    target = {k: torch.zeros(e["shape"], dtype=dtypes[e["dtype"]]) for k, e in expected.items() if "hex" in e}
+    dcp.load(target, checkpoint_id=d, no_dist=True)
+    for k, t in target.items():
+        if hexof(t) != expected[k]["hex"]:
+            mismatches.append(f"dcp.load: {k}")
+    print(json.dumps({"ok": not mismatches, "mismatches": mismatches}))
+
+
 def main():
+    if sys.argv[1] == "check":
+        return check(sys.argv[2], sys.argv[3])
     d, mode = sys.argv[2], sys.argv[3]
     sd = state()
     if mode == "single":
