@@ -123,7 +123,7 @@ export function pickle(value: PickleValue): Uint8Array {
       u32(v.byteLength);
       return void chunks.push(v);
     }
-    if (v instanceof PyGlobal) return global(v);
+    if (v instanceof PyGlobal) return void global(v);
     if (v instanceof PyReduce) {
       global(v.callable);
       emit(new PyTupleValue(v.args), depth + 1);
