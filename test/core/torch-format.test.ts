@@ -227,3 +227,28 @@ describe('dcpjs writes PyTorch DCP\'s format (format: "torch"), which torch 2.13
     );
   });
 });
+
+describe("dcp convert between PyTorch's format and dcpjs's", () => {
+  it("torch 2.13 checkpoint → dcpjs → torch format: torch loads every entry of the round trip bit-exact", async () => {
+    const { execFile } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const { fileURLToPath } = await import("node:url");
+    const cli = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+    const dcp = (args: string[]) =>
+      promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", cli, ...args]);
+    const { dir } = await torchCheckpoint("single");
+    const native = join(dir, "..", "native");
+    const back = join(dir, "..", "back");
+    expect((await dcp(["convert", dir, native])).stdout).toMatch(/into the dcpjs checkpoint/);
+    expect((await dcp(["inspect", native])).stdout).toMatch(/format dcpjs/);
+    expect((await dcp(["convert", native, back, "--to", "torch"])).stdout).toMatch(
+      /into the torch checkpoint/,
+    );
+    const r = await runPeer<{ mismatches: string[] }>("torch_peer.py", [
+      "check",
+      back,
+      join(dir, "..", "expected-single.json"),
+    ]);
+    expect(r.mismatches).toEqual([]);
+  });
+});

@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { positiveInt } from "@dcpjs/cli";
 import { Command } from "commander";
+import { formats } from "./formats.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
@@ -96,5 +97,17 @@ program
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .option("--s3", "also measure an S3 save (the test suite's server)", false)
   .action((o) => memory(o.tensors, o.tensorMib, o.dir, o.s3));
+
+program
+  .command("formats")
+  .description(
+    "dcpjs's native format vs PyTorch DCP's (format: torch): save and warm load, large and small tensors",
+  )
+  .option("--tensors <n>", "large tensors", positiveInt, 32)
+  .option("--tensor-mib <n>", "MiB per large tensor", positiveInt, 32)
+  .option("--small <n>", "16 KiB tensors", positiveInt, 8192)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) => formats(o.tensors, o.tensorMib, o.small, o.reps, o.dir));
 
 await program.parseAsync();

@@ -2,6 +2,7 @@ import {
   CheckpointError,
   CheckpointException,
   exportSafetensors,
+  FileSystemWriter,
   loadStateDictFromKeys,
   save,
 } from "@dcpjs/core";
@@ -177,18 +178,27 @@ program
 
 program
   .command("convert")
-  .description("convert a checkpoint (e.g. a safetensors folder) into a dcpjs checkpoint")
+  .description(
+    "convert a checkpoint (dcpjs, PyTorch DCP, or a safetensors folder) into dcpjs's or PyTorch's format",
+  )
   .argument("<src>", "the source: a folder or s3:// URI in any format dcpjs reads")
   .argument("<dst>", "the new checkpoint: a folder or s3:// URI")
+  .option("--to <format>", "dcpjs (CRC-32C per item) or torch (PyTorch DCP's own format)", "dcpjs")
   .addHelpText(
     "after",
-    "\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert s3://bucket/hf-model ./ckpt",
+    "\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert ./ckpt/step-100 ./for-pytorch --to torch\n  dcp convert s3://bucket/torch-ckpt ./ckpt --to dcpjs",
   )
-  .action(async (src: string, dst: string) => {
+  .action(async (src: string, dst: string, opts: { to: string }) => {
+    if (opts.to !== "dcpjs" && opts.to !== "torch")
+      throw new CheckpointError("INVALID_ARGUMENT", `Expected --to dcpjs or torch, got ${opts.to}`);
+    const format = opts.to;
     const sd = await loadStateDictFromKeys({ checkpointId: src });
-    const md = await save(sd, { checkpointId: dst });
+    const storageWriter = dst.startsWith("s3://")
+      ? new (await import("@dcpjs/s3")).S3StorageWriter({ path: dst, format })
+      : new FileSystemWriter({ path: dst, format });
+    const md = await save(sd, { storageWriter });
     console.log(
-      `converted ${md.stateDictMetadata.size} entries from ${src} into the dcpjs checkpoint ${dst}`,
+      `converted ${md.stateDictMetadata.size} entries from ${src} into the ${format} checkpoint ${dst}`,
     );
   });
 
