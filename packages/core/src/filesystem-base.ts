@@ -139,6 +139,12 @@ export interface FileSystemBase {
    */
   rmFile(path: string): Promise<void>;
   /**
+   * Optional capability: how many more times a reader may request bytes that failed their
+   * checksum, because a new request can bring intact bytes (damage in transit, as over HTTP).
+   * Absent or 0 where a second read returns the same bytes (a local disk).
+   */
+  readonly rereadsOnMismatch?: number;
+  /**
    * Optional: the names of the files directly in a folder (or under an S3 prefix and `/`).
    * @param path - the folder.
    * @param signal - aborts the listing.

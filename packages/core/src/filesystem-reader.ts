@@ -128,14 +128,17 @@ export class FileSystemReader implements StorageReader {
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     throwIfAborted(signal);
     const file = this.fs.concatPath(this.path, METADATA_FILE);
-    let bytes: Uint8Array;
-    try {
+    const read = async () => {
       const stream = await this.fs.createStream(file, "rb", signal ? { signal } : {});
       try {
-        bytes = await stream.read(0, await stream.size(signal), signal);
+        return await stream.read(0, await stream.size(signal), signal);
       } finally {
         await stream.close();
       }
+    };
+    let bytes: Uint8Array;
+    try {
+      bytes = await read();
     } catch (error) {
       if (error instanceof NotFoundError) {
         // Not a dcpjs checkpoint: perhaps a folder of safetensors files (Hugging Face layout).
@@ -150,9 +153,17 @@ export class FileSystemReader implements StorageReader {
       }
       throw error;
     }
-    const md = decodeCheckpointMetadata(bytes);
-    md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
-    return md;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const md = decodeCheckpointMetadata(bytes);
+        md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
+        return md;
+      } catch (error) {
+        // A damaged response (CRC trailer or pickle) is requested again where the backend says it helps.
+        if (!(error instanceof MetadataError) || attempt >= (this.fs.rereadsOnMismatch ?? 0)) throw error;
+        bytes = await read();
+      }
+    }
   }
 
   /** @inheritDoc */
@@ -244,31 +255,26 @@ export class FileSystemReader implements StorageReader {
       let next = 0;
       while (next < runs.length && inFlight.length < READ_AHEAD_CHUNKS) inFlight.push(fetch(runs[next++]!));
       for (const run of runs) {
-        const fetched = await inFlight.shift()!;
+        let fetched = await inFlight.shift()!;
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
-        const start = this.storageInfo(run[0]![0]!).offset;
-        for (const group of run) {
-          const info = this.storageInfo(group[0]!);
-          let bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
-          if (info.itemFormat === "torch") {
-            bytes = this.#unwrapTorchItem(group, bytes, `${relativePath} @ ${info.offset}+${info.length}`);
-            this.#deliver(group, bytes, undefined, planner);
-            this.#onProgress?.({ bytes: info.length, items: 1 });
-            continue;
+        let payloads: Uint8Array[];
+        for (let attempt = 0; ; attempt++) {
+          try {
+            payloads = this.#verify(run, fetched, relativePath);
+            break;
+          } catch (error) {
+            // Damage in transit (a backend that says so) is read again; damage at rest is not.
+            if (!(error instanceof ChecksumMismatchError) || attempt >= (this.fs.rereadsOnMismatch ?? 0))
+              throw error;
+            fetched = await this.#refetch(relativePath, run, planner, pieces, signal);
           }
-          const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
-          if (actual !== info.crc32c) {
-            throw new ChecksumMismatchError(
-              group[0]!.storageIndex.fqn,
-              info.crc32c!,
-              actual!,
-              `${relativePath} @ ${info.offset}+${info.length}`,
-            );
-          }
-          this.#deliver(group, bytes, fetched.dest, planner);
-          this.#onProgress?.({ bytes: info.length, items: 1 });
         }
+        run.forEach((group, i) => {
+          const info = this.storageInfo(group[0]!);
+          this.#deliver(group, payloads[i]!, info.itemFormat === "torch" ? undefined : fetched.dest, planner);
+          this.#onProgress?.({ bytes: info.length, items: 1 });
+        });
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
         if (!fetched.dest && run.every((g) => g[0]!.type === "tensor")) spare.push(fetched.staging);
       }
@@ -349,6 +355,45 @@ export class FileSystemReader implements StorageReader {
       if (failed) throw failed.reason;
     }
     return { bytes, staging, dest: direct?.dest };
+  }
+
+  /**
+   * Checks every item of a fetched run — length and CRC-32C, or a PyTorch archive's CRC-32s — and
+   * returns each item's payload (PyTorch archives unwrapped).
+   * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
+   */
+  #verify(run: ReadItem[][], fetched: FetchedChunk, relativePath: string): Uint8Array[] {
+    const start = this.storageInfo(run[0]![0]!).offset;
+    return run.map((group) => {
+      const info = this.storageInfo(group[0]!);
+      const where = `${relativePath} @ ${info.offset}+${info.length}`;
+      const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
+      if (info.itemFormat === "torch") return this.#unwrapTorchItem(group, bytes, where);
+      const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
+      if (actual !== info.crc32c)
+        throw new ChecksumMismatchError(group[0]!.storageIndex.fqn, info.crc32c!, actual!, where);
+      return bytes;
+    });
+  }
+
+  /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */
+  async #refetch(
+    relativePath: string,
+    run: ReadItem[][],
+    planner: LoadPlanner,
+    pieces: LimitFunction,
+    signal: AbortSignal,
+  ): Promise<FetchedChunk> {
+    const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", {
+      signal,
+      within: this.path,
+      access: "random",
+    });
+    try {
+      return await this.#fetchRun(stream, run, planner, pieces, [], signal);
+    } finally {
+      await stream.close();
+    }
   }
 
   /**

@@ -21,6 +21,7 @@ import {
 import pRetry from "p-retry";
 import {
   createS3Client,
+  DEFAULT_MAX_ATTEMPTS,
   resolveTransferSettings,
   type S3ClientConfig,
   type S3TransferSettings,
@@ -55,6 +56,12 @@ export class S3FileSystem implements FileSystemBase {
   readonly transfer: S3TransferSettings;
   /** The reader constructor for `rb` streams. */
   readonly readerConstructor: ReaderConstructor;
+  /**
+   * @inheritDoc
+   * `maxAttempts − 1` (9 by default): a response whose bytes fail their checksum (damaged in
+   * transit) is requested again, as a transport failure would be.
+   */
+  readonly rereadsOnMismatch: number;
 
   /**
    * @param options - see {@link S3FileSystemOptions}.
@@ -65,6 +72,7 @@ export class S3FileSystem implements FileSystemBase {
     this.transfer = resolveTransferSettings(options.clientConfig);
     this.client = options.client ?? createS3Client(options.clientConfig);
     this.readerConstructor = options.readerConstructor ?? S3ReaderConstructor.sequential();
+    this.rereadsOnMismatch = (options.clientConfig?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) - 1;
   }
 
   /**
