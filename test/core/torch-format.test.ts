@@ -29,7 +29,9 @@ beforeAll(async () => {
 }, 600_000);
 
 /** A checkpoint saved by torch 2.13's dcp.save, and what it holds. */
-async function torchCheckpoint(mode: "single" | "per-item" | "threads") {
+async function torchCheckpoint(
+  mode: "single" | "per-item" | "threads" | "zstd" | "no-collectives" | "distributed",
+) {
   const root = await tempDir();
   const dir = join(root, "ckpt");
   await runPeer("torch_peer.py", ["save", dir, mode]);
@@ -49,7 +51,7 @@ async function failureOf(p: Promise<unknown>): Promise<CheckpointError> {
 }
 
 describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified", () => {
-  it.each(["single", "per-item", "threads"] as const)(
+  it.each(["single", "per-item", "threads", "zstd", "no-collectives"] as const)(
     "%s: every tensor (all dtypes, 0-d, empty, NaN/±Inf, int64 extremes, transposed and sliced views, Adam state) and value, bit-exact",
     async (mode) => {
       const { dir, expected } = await torchCheckpoint(mode);
@@ -70,6 +72,34 @@ describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified"
       expect(describeCheckpoint(await reader.readMetadata(), dir).format).toBe("torch");
     },
   );
+
+  it("a 2-process gloo save of DTensors (Shard(0), Shard(1), uneven bf16, Replicate) loads into 3 dcpjs ranks with another sharding, bit-exact", async () => {
+    const { dir, expected } = await torchCheckpoint("distributed");
+    const hex = (k: string) => (expected[k] as { hex: string }).hex;
+    const whole = await loadStateDictFromKeys({ checkpointId: dir });
+    for (const k of ["rows", "cols", "uneven", "rep", "bias"]) expect(hexOf(whole[k] as Tensor)).toBe(hex(k));
+    expect(whole.step).toBe(77);
+    await Promise.all(
+      createLocalProcessGroups(3).map(async (pg) => {
+        const place = (dtype: "float32" | "int64" | "bfloat16", shape: number[], dim: number) =>
+          shardTensor(emptyTensor(dtype, shape), { dim, rank: pg.rank, worldSize: 3 });
+        const sd = {
+          rows: place("float32", [8, 6], 1),
+          cols: place("int64", [4, 10], 0),
+          uneven: place("bfloat16", [7, 5], 1),
+        };
+        await load(sd, { checkpointId: dir, processGroup: pg });
+        for (const [k, t] of Object.entries(sd)) {
+          const want = shardTensor(whole[k] as Tensor, {
+            dim: k === "cols" ? 0 : 1,
+            rank: pg.rank,
+            worldSize: 3,
+          });
+          expect(t.shards.map((x) => hexOf(x.tensor))).toEqual(want.shards.map((x) => hexOf(x.tensor)));
+        }
+      }),
+    );
+  });
 
   it("loads resharded into 3 ranks (columns of a [5, 7] tensor torch stored transposed)", async () => {
     const { dir, expected } = await torchCheckpoint("single");

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { crc32c } from "@node-rs/crc32";
 import pLimit, { type LimitFunction } from "p-limit";
-import { decodeCheckpointMetadata } from "./checkpoint-metadata.js";
+import { decodeCheckpointMetadata, mergeRankMetadata } from "./checkpoint-metadata.js";
 import { contiguousRun } from "./contiguous-box.js";
 import { DTYPE_BYTES } from "./dtype.js";
 import {
@@ -28,9 +28,11 @@ import type { ProgressCallback } from "./progress.js";
 import { readSafetensorsMetadata } from "./safetensors/read-metadata.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
-import { decodeTorchItem } from "./torch-format/torch-item.js";
+import { decodeTorchItem, unzstd } from "./torch-format/torch-item.js";
 import { encodeValue } from "./value-codec.js";
 
+/** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
+export const MAX_RANK_METADATA_FILES = 65_536;
 /** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
 /**
@@ -141,6 +143,9 @@ export class FileSystemReader implements StorageReader {
       bytes = await read();
     } catch (error) {
       if (error instanceof NotFoundError) {
+        // Saved without rank coordination (PyTorch's use_collectives=False): __{rank}.metadata files.
+        const perRank = await this.#rankMetadata(signal);
+        if (perRank) return { ...perRank, storageMeta: { ...perRank.storageMeta, loadId: this.#loadId } };
         // Not a dcpjs checkpoint: perhaps a folder of safetensors files (Hugging Face layout).
         const safetensors = await readSafetensorsMetadata(this.fs, this.path, signal);
         if (safetensors)
@@ -164,6 +169,26 @@ export class FileSystemReader implements StorageReader {
         bytes = await read();
       }
     }
+  }
+
+  /** The merged `__{rank}.metadata` files (ranks 0, 1, … until one is missing), or undefined when there is none. */
+  async #rankMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
+    const parts: Metadata[] = [];
+    for (let rank = 0; rank < MAX_RANK_METADATA_FILES; rank++) {
+      const file = this.fs.concatPath(this.path, `__${rank}${METADATA_FILE}`);
+      try {
+        const stream = await this.fs.createStream(file, "rb", signal ? { signal } : {});
+        try {
+          parts.push(decodeCheckpointMetadata(await stream.read(0, await stream.size(signal), signal)));
+        } finally {
+          await stream.close();
+        }
+      } catch (error) {
+        if (error instanceof NotFoundError) break;
+        throw error;
+      }
+    }
+    return parts.length > 0 ? mergeRankMetadata(parts) : undefined;
   }
 
   /** @inheritDoc */
@@ -368,7 +393,11 @@ export class FileSystemReader implements StorageReader {
       const info = this.storageInfo(group[0]!);
       const where = `${relativePath} @ ${info.offset}+${info.length}`;
       const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
-      if (info.itemFormat === "torch") return this.#unwrapTorchItem(group, bytes, where);
+      if (info.itemFormat === "torch") {
+        // zstd frames carry their own checksum check in fzstd only for content; the zip CRCs inside decide.
+        const plain = info.transforms?.length ? unzstd(bytes, group[0]!.storageIndex.fqn, where) : bytes;
+        return this.#unwrapTorchItem(group, plain, where);
+      }
       const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
       if (actual !== info.crc32c)
         throw new ChecksumMismatchError(group[0]!.storageIndex.fqn, info.crc32c!, actual!, where);

@@ -89,6 +89,8 @@ export interface StorageInfo {
    * `torch.save` archive (PyTorch DCP), verified by the CRC-32 of its zip members.
    */
   readonly itemFormat?: "torch";
+  /** Stream transforms applied to the item's bytes on write, undone in reverse on read (PyTorch's `stream.zstd/1`). */
+  readonly transforms?: readonly string[];
 }
 
 /** Who saved a checkpoint and when, as DCP's `StorageMeta`. */

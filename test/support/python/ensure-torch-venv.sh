@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure a Python venv with torch 2.13 (CPU), safetensors and numpy exists, and prints its
+# Makes sure a Python venv with torch 2.13 (CPU), safetensors, numpy and zstandard exists, and prints its
 # folder. The machine's pip configuration points at a local wheel folder, so this needs no network
 # (about 50 s the first time, ~1 GB). Concurrent callers wait for one another (flock).
 #
@@ -9,7 +9,7 @@ DIR=${1:-${DCPJS_TORCH_VENV:-$HOME/.cache/dcpjs/torch-2.13-venv}}
 mkdir -p "$(dirname "$DIR")"
 exec 9>"$DIR.lock"
 flock 9
-ok() { "$DIR/bin/python" -c 'import torch, safetensors, numpy; assert torch.__version__.startswith("2.13"), torch.__version__' 2>/dev/null; }
+ok() { "$DIR/bin/python" -c 'import torch, safetensors, numpy, zstandard; assert torch.__version__.startswith("2.13"), torch.__version__' 2>/dev/null; }
 if ! ok; then
   echo "[torch] installing torch 2.13 (cpu), safetensors and numpy into $DIR" >&2
   rm -rf "$DIR"
@@ -17,7 +17,7 @@ if ! ok; then
   args=()
   # The local index lists every wheel; using it alone avoids waiting on an unreachable PyPI.
   if [ -d /opt/pypi/simple ]; then args=(--index-url file:///opt/pypi/simple); fi
-  "$DIR/bin/python" -m pip install -q "${args[@]}" "torch==2.13.0+cpu" safetensors numpy >&2
+  "$DIR/bin/python" -m pip install -q "${args[@]}" "torch==2.13.0+cpu" safetensors numpy zstandard >&2
   ok
 fi
 echo "$DIR"

@@ -103,6 +103,38 @@ def check(d, expected_file):
     print(json.dumps({"ok": not mismatches, "mismatches": mismatches}))
 
 
+def _dist_full():
+    g = torch.Generator().manual_seed(5)
+    return {
+        "rows": torch.randn(8, 6, generator=g),
+        "cols": torch.randint(-1000, 1000, (4, 10), generator=g),
+        "uneven": torch.randn(7, 5, generator=g).bfloat16(),
+        "rep": torch.randn(3, generator=g),
+        "bias": torch.randn(5, generator=g).double(),
+        "step": 77,
+    }
+
+
+def _dist_rank(rank, world, d, port):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    full = _dist_full()
+    sd = {
+        "rows": distribute_tensor(full["rows"], mesh, [Shard(0)]),
+        "cols": distribute_tensor(full["cols"], mesh, [Shard(1)]),
+        "uneven": distribute_tensor(full["uneven"], mesh, [Shard(0)]),
+        "rep": distribute_tensor(full["rep"], mesh, [Replicate()]),
+        "bias": full["bias"],
+        "step": full["step"],
+    }
+    dcp.save(sd, checkpoint_id=d)
+    dist.destroy_process_group()
+
+
 def main():
     if sys.argv[1] == "check":
         return check(sys.argv[2], sys.argv[3])
@@ -114,6 +146,19 @@ def main():
         dcp.save(sd, storage_writer=FileSystemWriter(d, single_file_per_rank=False), no_dist=True)
     elif mode == "threads":
         dcp.save(sd, storage_writer=FileSystemWriter(d, thread_count=2), no_dist=True)
+    elif mode == "zstd":
+        from torch.distributed.checkpoint._extension import ZStandard
+        dcp.save(sd, storage_writer=FileSystemWriter(d, _extensions=[ZStandard()]), no_dist=True)
+    elif mode == "no-collectives":
+        dcp.save(sd, checkpoint_id=d, no_dist=True, use_collectives=False)
+    elif mode == "distributed":
+        import torch.multiprocessing as mp
+        port = 29500 + os.getpid() % 1000
+        mp.spawn(_dist_rank, args=(2, d, port), nprocs=2, join=True)
+        full = _dist_full()
+        json.dump(expected(full), open(os.path.join(d, "..", "expected-distributed.json"), "w"))
+        print(json.dumps({"ok": True, "files": sorted(os.listdir(d))}))
+        return
     else:
         raise SystemExit(f"unknown mode {mode}")
     json.dump(expected(sd), open(os.path.join(d, "..", f"expected-{mode}.json"), "w"))

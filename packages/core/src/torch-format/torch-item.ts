@@ -1,3 +1,4 @@
+import { decompress } from "fzstd";
 import { DTYPE_BYTES, type DType } from "../dtype.js";
 import { CheckpointError, MetadataError } from "../errors.js";
 import { type PickleGlobal, PyTuple, unpickle } from "./pickle-reader.js";
@@ -178,4 +179,21 @@ export function decodeTorchItem(bytes: Uint8Array, fqn: string, where: string): 
     };
   }
   return { kind: "value", value: toJs(value, fqn) };
+}
+
+/**
+ * Undoes PyTorch's `stream.zstd/1` transform (a zstd frame around the item), with `fzstd`.
+ *
+ * @param bytes - the stored item.
+ * @param fqn - its entry, for errors.
+ * @param where - its file and range, for errors.
+ * @throws {@link MetadataError} when the bytes are not a valid zstd frame (the zip CRCs inside then
+ * catch damage the frame itself does not).
+ */
+export function unzstd(bytes: Uint8Array, fqn: string, where: string): Uint8Array {
+  try {
+    return decompress(bytes);
+  } catch (cause) {
+    throw new MetadataError(`Malformed torch item "${fqn}" in ${where}: not a valid zstd frame`, { cause });
+  }
 }

@@ -11,6 +11,9 @@ import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.j
 import type { ObjectPath } from "../state-dict.js";
 import { type PickleGlobal, PyObject, PyTuple, unpickle } from "./pickle-reader.js";
 
+/** PyTorch's zstd stream transform (`torch.distributed.checkpoint._extension.ZStandard`). */
+export const ZSTD_TRANSFORM = "stream.zstd/1";
+
 /** The first byte of a pickle (PROTO): how a PyTorch `.metadata` is told from a dcpjs one. */
 export const PICKLE_PROTO = 0x80;
 
@@ -235,10 +238,10 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
     )
       fail(`expected a byte offset and length for "${fqn}"`);
     const transforms = s.get("transform_descriptors");
-    if (Array.isArray(transforms) && transforms.length > 0) {
-      throw new CheckpointError(
-        "UNSUPPORTED_DTYPE",
-        `"${fqn}" is stored through the stream transforms ${JSON.stringify(transforms)}, which dcpjs does not read yet`,
+    const known = Array.isArray(transforms) ? transforms.filter((t) => t === ZSTD_TRANSFORM) : [];
+    if (Array.isArray(transforms) && known.length !== transforms.length) {
+      fail(
+        `"${fqn}" is stored through the stream transforms ${JSON.stringify(transforms)}; dcpjs undoes ${ZSTD_TRANSFORM} only`,
       );
     }
     const key = metadataIndexKey({
@@ -250,6 +253,7 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
       offset: at as number,
       length: length as number,
       itemFormat: "torch",
+      ...(known.length > 0 ? { transforms: known } : {}),
     });
   }
   for (const [fqn, e] of stateDictMetadata) {
