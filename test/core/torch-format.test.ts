@@ -134,6 +134,38 @@ describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified"
   });
 });
 
+describe("PyTorch 1.13 checkpoints (Debian's python3-torch)", () => {
+  it("save_state_dict of every dtype, a transposed view, 0-d, empty, values and a nested dict with a tensor load bit-exact", async () => {
+    const root = await tempDir();
+    const dir = join(root, "ckpt");
+    const r = await runPeer<{ version: string }>("torch113_peer.py", ["save", dir]);
+    expect(r.version).toMatch(/^1\.13/);
+    const expected = JSON.parse(await readFile(join(root, "expected-113.json"), "utf8")) as Record<
+      string,
+      { hex?: string; dtype?: string; shape?: number[]; value?: unknown; nested?: { lr: number; w: string } }
+    >;
+    const sd = await loadStateDictFromKeys({ checkpointId: dir });
+    for (const [k, e] of Object.entries(expected)) {
+      if (e.hex !== undefined) {
+        const t = sd[k] as Tensor;
+        expect({ k, dtype: t.dtype, shape: [...t.shape], hex: hexOf(t) }).toEqual({
+          k,
+          dtype: e.dtype,
+          shape: e.shape,
+          hex: e.hex,
+        });
+      } else if (e.nested) {
+        // 1.13 pickles a nested dict as one value; its tensor comes back as {dtype, shape, data}
+        const v = sd[k] as { lr: number; w: Tensor };
+        expect(v.lr).toBe(e.nested.lr);
+        expect(Buffer.from(v.w.data as Uint8Array).toString("hex")).toBe(e.nested.w);
+      } else {
+        expect(sd[k]).toEqual(e.value);
+      }
+    }
+  }, 1_200_000);
+});
+
 describe("hostile PyTorch .metadata gets a coded MetadataError, never a crash", () => {
   async function withMetadata(bytes: Uint8Array) {
     const dir = await tempDir();
