@@ -204,6 +204,18 @@ describe("hostile PyTorch .metadata gets a coded MetadataError, never a crash", 
     );
   });
 
+  it("refuses 100,000 levels of nesting as not a DCP Metadata, without recursion", async () => {
+    const n = 100_000;
+    const bytes = new Uint8Array(2 + n + n + 1);
+    bytes.set([0x80, 0x04]);
+    bytes.fill(0x5d, 2, 2 + n); // EMPTY_LIST × n
+    bytes.fill(0x61, 2 + n, 2 + 2 * n - 1); // APPEND × (n - 1): each list into the one below
+    bytes[2 * n + 1] = 0x2e; // STOP
+    const f = await withMetadata(bytes);
+    expect(f).toBeInstanceOf(MetadataError);
+    expect(f.message).toMatch(/expected the top level to be a Metadata/);
+  });
+
   it("fuzzed real .metadata files (random byte edits) give only typed errors, fast", async () => {
     const { dir } = await torchCheckpoint("single");
     const original = await readFile(join(dir, METADATA_FILE));
@@ -232,7 +244,7 @@ describe("hostile PyTorch .metadata gets a coded MetadataError, never a crash", 
 });
 
 describe('dcpjs writes PyTorch DCP\'s format (format: "torch"), which torch 2.13 loads', () => {
-  it("4 ranks save sharded and replicated tensors and values; torch's dcp.load and _load_state_dict_from_keys read them bit-exact", async () => {
+  it("4 ranks save sharded and replicated tensors and values; torch's dcp.load (1 process, and 2 gloo ranks into DTensors) and _load_state_dict_from_keys read them bit-exact", async () => {
     const root = await tempDir();
     const dir = join(root, "ckpt");
     const { randomTensor } = await import("../support/tensors.js");
@@ -278,6 +290,14 @@ describe('dcpjs writes PyTorch DCP\'s format (format: "torch"), which torch 2.13
       expectedFile,
     ]);
     expect(r.mismatches).toEqual([]);
+    // torch with 2 gloo ranks, into DTensors sharded by columns (the saved shards are rows)
+    const d2 = await runPeer<{ mismatches: string[]; loaded: string[] }>("torch_peer.py", [
+      "check-dist",
+      dir,
+      expectedFile,
+    ]);
+    expect(d2.loaded).toEqual(["embed.weight", "empty", "i32", "layer.weight"]);
+    expect(d2.mismatches).toEqual([]);
     // and dcpjs reads its own torch-format checkpoint back, resharded into 3 ranks
     await Promise.all(
       createLocalProcessGroups(3).map(async (pg) => {

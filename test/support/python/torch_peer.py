@@ -135,9 +135,43 @@ def _dist_rank(rank, world, d, port):
     dist.destroy_process_group()
 
 
+def _check_dist_rank(rank, world, d, expected_file, port, out_file):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    expected = json.load(open(expected_file))
+    dtypes = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+              "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+    target = {}
+    for k, e in expected.items():
+        if "hex" in e and len(e["shape"]) >= 2 and e["shape"][1] >= world:
+            target[k] = distribute_tensor(torch.zeros(e["shape"], dtype=dtypes[e["dtype"]]), mesh, [Shard(1)])
+    dcp.load(target, checkpoint_id=d)
+    mismatches = [k for k, t in target.items() if hexof(t.full_tensor()) != expected[k]["hex"]]
+    if rank == 0:
+        json.dump({"mismatches": mismatches, "loaded": sorted(target)}, open(out_file, "w"))
+    dist.destroy_process_group()
+
+
+def check_dist(d, expected_file):
+    """Load a dcpjs-written torch-format checkpoint with 2 gloo ranks into DTensors sharded by columns."""
+    import tempfile
+    import torch.multiprocessing as mp
+    out_file = os.path.join(tempfile.mkdtemp(), "out.json")
+    port = 30500 + os.getpid() % 1000
+    mp.spawn(_check_dist_rank, args=(2, d, expected_file, port, out_file), nprocs=2, join=True)
+    out = json.load(open(out_file))
+    print(json.dumps({"ok": not out["mismatches"], **out}))
+
+
 def main():
     if sys.argv[1] == "check":
         return check(sys.argv[2], sys.argv[3])
+    if sys.argv[1] == "check-dist":
+        return check_dist(sys.argv[2], sys.argv[3])
     d, mode = sys.argv[2], sys.argv[3]
     sd = state()
     if mode == "single":
