@@ -6,9 +6,11 @@ import {
   loadStateDictFromKeys,
   save,
 } from "@dcpjs/core";
+import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { runDemo } from "./demo/run-demo.js";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
+import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } from "./ops/checkpoint-ops.js";
 import { parseSize, positiveInt } from "./options.js";
 import { verifyCheckpoint } from "./verify.js";
 
@@ -215,6 +217,136 @@ program
     if (report.damaged.length > 0) process.exitCode = 1;
   });
 
+const EXIT_CODES = "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";
+
+program
+  .command("ls")
+  .description("list the checkpoints at and under a folder or s3:// prefix, newest first")
+  .argument("<path>", "a folder or s3:// prefix (e.g. a run's folder of step checkpoints)")
+  .option("--json", "print JSON")
+  .addHelpText("after", `\nExamples:\n  dcp ls ./checkpoints\n  dcp ls s3://bucket/run-7 --json${EXIT_CODES}`)
+  .action(async (path: string, opts: { json?: boolean }) => {
+    const found = await listCheckpoints(path);
+    if (opts.json) return console.log(JSON.stringify(found, null, 2));
+    for (const c of found) {
+      const when = c.modifiedMs ? new Date(c.modifiedMs).toISOString() : "-";
+      console.log(
+        `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ranks ${c.ranks.join(",") || "-"}  ${String(c.entries).padStart(6)} entries  ${(c.bytes / 1e6).toFixed(1).padStart(9)} MB  ${when}  ${c.id}`,
+      );
+    }
+    if (found.length === 0) console.log(`no checkpoints at ${path}`);
+  });
+
+program
+  .command("rm")
+  .description("remove a checkpoint safely: .metadata first, then its data files")
+  .argument("<path>", "the checkpoint")
+  .option("--force", "remove data files even where no committed checkpoint is")
+  .option("--json", "print JSON")
+  .addHelpText(
+    "after",
+    `\nExamples:\n  dcp rm ./checkpoints/step-100\n  dcp rm s3://bucket/run-7/step-100${EXIT_CODES}`,
+  )
+  .action(async (path: string, opts: { force?: boolean; json?: boolean }) => {
+    const r = await removeCheckpoint(path, { force: opts.force ?? false });
+    console.log(
+      opts.json
+        ? JSON.stringify(r)
+        : `removed ${r.removed.length} files (${(r.bytes / 1e6).toFixed(1)} MB) from ${path}`,
+    );
+  });
+
+program
+  .command("gc")
+  .description(
+    "remove what crashed or superseded saves left: unreferenced data files, .metadata tmp files, multipart uploads",
+  )
+  .argument("<path>", "a checkpoint folder (or, with --keep-last, a run prefix)")
+  .option("--dry-run", "only report")
+  .option(
+    "--grace <seconds>",
+    "leave files younger than this (a save may be writing them)",
+    positiveInt,
+    3600,
+  )
+  .option(
+    "--keep-last <n>",
+    "treat <path> as a run: keep the newest n committed checkpoints, remove older ones",
+    positiveInt,
+  )
+  .option("--json", "print JSON")
+  .addHelpText(
+    "after",
+    `\nExamples:\n  dcp gc ./checkpoints/step-100 --dry-run\n  dcp gc s3://bucket/run-7 --keep-last 3 --grace 600${EXIT_CODES}`,
+  )
+  .action(
+    async (path: string, opts: { dryRun?: boolean; grace: number; keepLast?: number; json?: boolean }) => {
+      const r = await collectGarbage(path, {
+        dryRun: opts.dryRun ?? false,
+        graceMs: opts.grace * 1000,
+        ...(opts.keepLast !== undefined ? { keepLast: opts.keepLast } : {}),
+      });
+      if (opts.json) return console.log(JSON.stringify({ dryRun: opts.dryRun ?? false, ...r }));
+      for (const f of r.removed) console.log(`${opts.dryRun ? "would remove" : "removed"} ${f}`);
+      console.log(
+        `${opts.dryRun ? "would free" : "freed"} ${(r.bytes / 1e6).toFixed(1)} MB in ${r.removed.length} entries; ${r.uploads} multipart uploads aborted`,
+      );
+    },
+  );
+
+program
+  .command("cp")
+  .description("copy a checkpoint between folders and S3, every item verified, committed last, incremental")
+  .argument("<src>", "the checkpoint")
+  .argument("<dst>", "the destination folder or s3:// prefix")
+  .option("--concurrency <n>", "data files copied at once", positiveInt, 4)
+  .option("--json", "print JSON")
+  .option("--no-progress", "do not draw a progress bar")
+  .addHelpText(
+    "after",
+    `\nExamples:\n  dcp cp ./checkpoints/step-100 s3://bucket/run-7/step-100\n  dcp cp s3://bucket/run-7/step-100 ./local-copy   # again: copies nothing${EXIT_CODES}`,
+  )
+  .action(
+    async (src: string, dst: string, opts: { concurrency: number; json?: boolean; progress: boolean }) => {
+      const bar = opts.progress && !opts.json && process.stderr.isTTY === true ? progressBar() : undefined;
+      const r = await copyCheckpoint(src, dst, {
+        concurrency: opts.concurrency,
+        ...(bar ? { onProgress: bar.add } : {}),
+      });
+      bar?.stop();
+      console.log(
+        opts.json
+          ? JSON.stringify(r)
+          : `copied ${r.copied.length} data files (${(r.bytes / 1e6).toFixed(1)} MB), skipped ${r.skipped.length} already intact, committed ${dst}`,
+      );
+    },
+  );
+
+/** A bytes progress bar with rate and ETA on stderr (cli-progress). */
+function progressBar() {
+  const bar = new cliProgress.SingleBar(
+    {
+      format: "copy {bar} {percentage}% | {value_mb} MB | {speed} MB/s | ETA {eta_formatted}",
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const started = performance.now();
+  let done = 0;
+  bar.start(1, 0, { value_mb: "0", speed: "0" });
+  return {
+    add: (bytes: number) => {
+      done += bytes;
+      bar.setTotal(Math.max(done, 1));
+      bar.update(done, {
+        value_mb: (done / 1e6).toFixed(1),
+        speed: (done / 1e6 / ((performance.now() - started) / 1000)).toFixed(0),
+      });
+    },
+    stop: () => bar.stop(),
+  };
+}
+
 program
   .command("demo-rank", { hidden: true })
   .description("one rank of `dcp demo --procs` (configured through the environment)")
@@ -259,5 +391,5 @@ try {
   } else {
     console.error(error);
   }
-  process.exitCode = 1;
+  process.exitCode = error instanceof CheckpointError && error.code === "INVALID_ARGUMENT" ? 2 : 1;
 }

@@ -25,5 +25,16 @@ export {
   type InspectReport,
   inspectCheckpoint,
 } from "./inspect.js";
+export {
+  type CheckpointListing,
+  type CopyOptions,
+  type CopyReport,
+  collectGarbage,
+  copyCheckpoint,
+  type GarbageOptions,
+  listCheckpoints,
+  type RemovalReport,
+  removeCheckpoint,
+} from "./ops/checkpoint-ops.js";
 export { positiveInt } from "./options.js";
 export { VERIFY_BATCH_BYTES, type VerifyReport, verifyCheckpoint } from "./verify.js";

@@ -77,6 +77,18 @@ export interface CreateStreamOptions {
   readonly access?: "random";
 }
 
+/** One entry of {@link FileSystemBase.list}. */
+export interface FileEntry {
+  /** The name, relative to the listed folder. */
+  readonly name: string;
+  /** A sub-folder (an S3 common prefix) rather than a file. */
+  readonly folder: boolean;
+  /** Bytes (0 for a folder). */
+  readonly size: number;
+  /** Last modification, ms since the epoch (0 when unknown, e.g. an S3 prefix). */
+  readonly modifiedMs: number;
+}
+
 /** Options of {@link FileSystemBase.rename}. */
 export interface RenameOptions {
   /**
@@ -145,12 +157,13 @@ export interface FileSystemBase {
    */
   readonly rereadsOnMismatch?: number;
   /**
-   * Optional: the names of the files directly in a folder (or under an S3 prefix and `/`).
+   * Optional: what lies directly in a folder (or under an S3 prefix and `/`): files with their
+   * size and modification time, and sub-folders (S3: common prefixes).
    * @param path - the folder.
    * @param signal - aborts the listing.
-   * @returns names relative to `path`; `[]` for a missing folder.
+   * @returns entries named relative to `path`; `[]` for a missing folder.
    */
-  list?(path: string, signal?: AbortSignal): Promise<string[]>;
+  list?(path: string, signal?: AbortSignal): Promise<FileEntry[]>;
   /**
    * Whether this backend can handle a checkpoint id.
    * @param checkpointId - a path or URI.

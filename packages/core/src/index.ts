@@ -22,6 +22,7 @@ export {
 } from "./errors.js";
 export type {
   CreateStreamOptions,
+  FileEntry,
   FileReadStream,
   FileSystemBase,
   FileWriteStream,

@@ -14,6 +14,7 @@ import { dirname, join, resolve, sep } from "node:path";
 import { CheckpointError, NotFoundError, throwIfAborted } from "./errors.js";
 import type {
   CreateStreamOptions,
+  FileEntry,
   FileReadStream,
   FileSystemBase,
   FileWriteStream,
@@ -272,10 +273,23 @@ export class LocalFileSystem implements FileSystemBase {
     }
   }
 
-  /** @inheritDoc Regular files only (`readdir`); `[]` for a missing folder. */
-  async list(path: string): Promise<string[]> {
+  /** @inheritDoc Regular files and folders (`readdir` + `stat`); `[]` for a missing folder. */
+  async list(path: string): Promise<FileEntry[]> {
     try {
-      return (await readdir(path, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name);
+      const entries = (await readdir(path, { withFileTypes: true })).filter(
+        (d) => d.isFile() || d.isDirectory(),
+      );
+      return await Promise.all(
+        entries.map(async (d) => {
+          const st = await stat(join(path, d.name));
+          return {
+            name: d.name,
+            folder: d.isDirectory(),
+            size: d.isDirectory() ? 0 : st.size,
+            modifiedMs: st.mtimeMs,
+          };
+        }),
+      );
     } catch (error) {
       if (isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR")) return [];
       throw ioError(error, "list", path);

@@ -11,6 +11,7 @@ import {
 import {
   CheckpointError,
   type CreateStreamOptions,
+  type FileEntry,
   type FileReadStream,
   type FileSystemBase,
   type FileWriteStream,
@@ -209,12 +210,13 @@ export class S3FileSystem implements FileSystemBase {
 
   /**
    * @inheritDoc
-   * ListObjectsV2 under `{key}/` with the delimiter `/` (every page): the objects directly there.
+   * ListObjectsV2 under `{key}/` with the delimiter `/` (every page): the objects directly there,
+   * with size and LastModified, and the common prefixes as folders.
    */
-  async list(path: string, signal?: AbortSignal): Promise<string[]> {
+  async list(path: string, signal?: AbortSignal): Promise<FileEntry[]> {
     const { bucket, key } = parseS3Uri(path);
     const prefix = key === "" || key.endsWith("/") ? key : `${key}/`;
-    const names: string[] = [];
+    const entries: FileEntry[] = [];
     let token: string | undefined;
     try {
       do {
@@ -227,13 +229,30 @@ export class S3FileSystem implements FileSystemBase {
           }),
           signal ? { abortSignal: signal } : {},
         );
-        for (const o of page.Contents ?? []) if (o.Key) names.push(o.Key.slice(prefix.length));
+        for (const o of page.Contents ?? []) {
+          if (o.Key)
+            entries.push({
+              name: o.Key.slice(prefix.length),
+              folder: false,
+              size: o.Size ?? 0,
+              modifiedMs: o.LastModified?.getTime() ?? 0,
+            });
+        }
+        for (const p of page.CommonPrefixes ?? []) {
+          if (p.Prefix)
+            entries.push({
+              name: p.Prefix.slice(prefix.length).replace(/\/$/, ""),
+              folder: true,
+              size: 0,
+              modifiedMs: 0,
+            });
+        }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (error) {
       throw toCheckpointError(error, "list", path);
     }
-    return names;
+    return entries;
   }
 
   /** @inheritDoc A no-op: S3 has no directories. */

@@ -64,7 +64,10 @@ async function safetensorsFiles(fs: FileSystemBase, folder: string, signal?: Abo
     return (files as string[]).sort();
   }
   if (!fs.list) return [];
-  return (await fs.list(folder, signal)).filter((f) => f.endsWith(".safetensors")).sort();
+  return (await fs.list(folder, signal))
+    .filter((f) => !f.folder && f.name.endsWith(".safetensors"))
+    .map((f) => f.name)
+    .sort();
 }
 
 /**

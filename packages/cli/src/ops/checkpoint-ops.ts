@@ -1,0 +1,348 @@
+import {
+  CheckpointError,
+  createStorageReader,
+  createStorageWriter,
+  type FileEntry,
+  type FileSystemBase,
+  type FileSystemWriter,
+  METADATA_FILE,
+  type Metadata,
+  NotFoundError,
+  type StorageInfo,
+} from "@dcpjs/core";
+import { crc32c } from "@node-rs/crc32";
+import pLimit from "p-limit";
+
+/** A backend and the normalised path of a folder or `s3://` prefix on it. */
+async function locate(path: string): Promise<{ fs: FileSystemBase; root: string }> {
+  const writer = (await createStorageWriter(path)) as FileSystemWriter;
+  return { fs: writer.fs, root: writer.checkpointPath };
+}
+
+/** The committed metadata at `root`, or undefined when there is none (incomplete, or not a checkpoint). */
+async function committed(path: string): Promise<Metadata | undefined> {
+  try {
+    return await (await createStorageReader(path)).readMetadata();
+  } catch (error) {
+    if (error instanceof CheckpointError && error.code === "INCOMPLETE_CHECKPOINT") return undefined;
+    throw error;
+  }
+}
+
+const isDataFile = (name: string) => /(^|\/)__\d+_\d+(\.[0-9a-f]{12})?\.distcp$/.test(name);
+const isTmp = (name: string) => /^(__\d+)?\.metadata(\.[\w-]+)?\.tmp$/.test(name);
+
+/** One checkpoint found by {@link listCheckpoints}. */
+export interface CheckpointListing {
+  /** Its path or URI. */
+  readonly id: string;
+  /** `committed` (a `.metadata` is there) or `incomplete` (data files without one). */
+  readonly state: "committed" | "incomplete";
+  /** `dcpjs`, `torch` or `safetensors` (committed only). */
+  readonly format?: string;
+  /** Ranks that wrote data files, from their names (`__{rank}_`). */
+  readonly ranks: number[];
+  readonly entries: number;
+  /** Bytes of its data files (as referenced, for a committed checkpoint; as found, otherwise). */
+  readonly bytes: number;
+  /** When it was committed (the `.metadata`'s time) or last written, ms since the epoch. */
+  readonly modifiedMs: number;
+}
+
+async function describe(id: string, files: readonly FileEntry[]): Promise<CheckpointListing | undefined> {
+  const meta = files.find((f) => f.name === METADATA_FILE);
+  const data = files.filter((f) => !f.folder && isDataFile(f.name));
+  const md = meta || files.some((f) => f.name.endsWith(".safetensors")) ? await committed(id) : undefined;
+  if (!md && data.length === 0) return undefined;
+  const infos = md ? [...md.storageData.values()] : [];
+  const paths = md ? [...new Set(infos.map((i) => i.relativePath))] : data.map((f) => f.name);
+  const ranks = [
+    ...new Set(paths.map((p) => Number(/(?:^|\/)__(\d+)_/.exec(p)?.[1])).filter((r) => Number.isInteger(r))),
+  ].sort((a, b) => a - b);
+  return {
+    id,
+    state: md ? "committed" : "incomplete",
+    ...(md ? { format: md.storageMeta.format ?? "dcpjs" } : {}),
+    ranks,
+    entries: md ? md.stateDictMetadata.size : 0,
+    bytes: md ? infos.reduce((n, i) => n + i.length, 0) : data.reduce((n, f) => n + f.size, 0),
+    modifiedMs: Math.max(meta?.modifiedMs ?? 0, ...files.map((f) => f.modifiedMs)),
+  };
+}
+
+/**
+ * The checkpoints at `path` and directly under it (a folder or `s3://` prefix holding one
+ * checkpoint per step): committed or incomplete, format, ranks, entries, bytes and time, newest
+ * first.
+ *
+ * @param path - a folder or `s3://` prefix.
+ * @throws {@link CheckpointError} for a malformed `.metadata` and backend errors.
+ */
+export async function listCheckpoints(path: string): Promise<CheckpointListing[]> {
+  const { fs, root } = await locate(path);
+  if (!fs.list) throw new CheckpointError("INVALID_ARGUMENT", `Expected a backend that can list ${path}`);
+  const out: CheckpointListing[] = [];
+  const top = await fs.list(root);
+  const self = await describe(path, top);
+  if (self) out.push(self);
+  for (const f of top.filter((e) => e.folder)) {
+    const id = fs.concatPath(root, f.name);
+    const found = await describe(id, await fs.list(id));
+    if (found) out.push(found);
+  }
+  return out.sort((a, b) => b.modifiedMs - a.modifiedMs);
+}
+
+/** What {@link removeCheckpoint} and {@link collectGarbage} removed (or, dry, would remove). */
+export interface RemovalReport {
+  readonly removed: string[];
+  readonly bytes: number;
+  /** Incomplete multipart uploads aborted (S3). */
+  readonly uploads: number;
+}
+
+/**
+ * Removes a checkpoint safely: its `.metadata` first — so no reader ever finds half of it — then
+ * the data files it references, then leftovers of other saves (`__*.distcp`, `.metadata.*.tmp`).
+ *
+ * @param path - the checkpoint.
+ * @param options - `force`: remove what is there even without a committed checkpoint.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `path` holds no committed checkpoint and
+ * `force` is not set.
+ */
+export async function removeCheckpoint(
+  path: string,
+  options: { readonly force?: boolean } = {},
+): Promise<RemovalReport> {
+  const { fs, root } = await locate(path);
+  const md = await committed(path);
+  if (!md && !options.force)
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected a committed checkpoint at ${path}, found none (use --force to remove what is there)`,
+    );
+  const entries = fs.list ? await fs.list(root) : [];
+  const removed: string[] = [];
+  let bytes = 0;
+  const rm = async (name: string, size: number) => {
+    try {
+      await fs.rmFile(fs.concatPath(root, name));
+      removed.push(name);
+      bytes += size;
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+  };
+  if (md) await rm(METADATA_FILE, entries.find((e) => e.name === METADATA_FILE)?.size ?? 0);
+  const referenced = new Map<string, number>();
+  for (const i of md?.storageData.values() ?? [])
+    referenced.set(i.relativePath, Math.max(referenced.get(i.relativePath) ?? 0, i.offset + i.length));
+  for (const [name, size] of referenced) await rm(name, size);
+  for (const e of entries)
+    if (!e.folder && !referenced.has(e.name) && (isDataFile(e.name) || isTmp(e.name)))
+      await rm(e.name, e.size);
+  return { removed, bytes, uploads: 0 };
+}
+
+/** Options of {@link collectGarbage}. */
+export interface GarbageOptions {
+  /** Only report. @default false */
+  readonly dryRun?: boolean;
+  /** Leave files younger than this alone (a save may be writing them), in ms. @default 3600000 (1 hour) */
+  readonly graceMs?: number;
+  /** Treat `path` as a run prefix: keep its newest N committed checkpoints, remove the older ones. */
+  readonly keepLast?: number;
+}
+
+/**
+ * Finds and removes what crashed or superseded saves left in a checkpoint folder: data files that
+ * no committed `.metadata` references, `.metadata.*.tmp` files, and (S3) incomplete multipart
+ * uploads under the prefix — each only when older than the grace period. With `keepLast`, `path`
+ * is a run prefix whose older committed checkpoints are removed whole (and every checkpoint
+ * folder is collected).
+ *
+ * @param path - a checkpoint folder, or with `keepLast` a run prefix.
+ * @param options - see {@link GarbageOptions}.
+ * @throws backend errors; a malformed `.metadata` (nothing is removed from that folder).
+ */
+export async function collectGarbage(path: string, options: GarbageOptions = {}): Promise<RemovalReport> {
+  const grace = options.graceMs ?? 3_600_000;
+  const now = Date.now();
+  const removed: string[] = [];
+  let bytes = 0;
+  let uploads = 0;
+  if (options.keepLast !== undefined) {
+    const found = await listCheckpoints(path);
+    const keep = new Set(
+      found
+        .filter((c) => c.state === "committed")
+        .slice(0, options.keepLast)
+        .map((c) => c.id),
+    );
+    for (const c of found) {
+      if (keep.has(c.id)) {
+        const { keepLast: _, ...inside } = options;
+        const r = await collectGarbage(c.id, inside);
+        removed.push(...r.removed);
+        bytes += r.bytes;
+        uploads += r.uploads;
+      } else if (c.state === "committed" || now - c.modifiedMs >= grace) {
+        if (!options.dryRun) await removeCheckpoint(c.id, { force: true });
+        removed.push(c.id);
+        bytes += c.bytes;
+      }
+    }
+    return { removed, bytes, uploads };
+  }
+  const { fs, root } = await locate(path);
+  const md = await committed(path);
+  const referenced = new Set([...(md?.storageData.values() ?? [])].map((i: StorageInfo) => i.relativePath));
+  for (const e of fs.list ? await fs.list(root) : []) {
+    if (e.folder || referenced.has(e.name) || !(isDataFile(e.name) || isTmp(e.name))) continue;
+    if (grace > 0 && now - e.modifiedMs < grace) continue; // maybe still being written
+    if (!options.dryRun) await fs.rmFile(fs.concatPath(root, e.name));
+    removed.push(e.name);
+    bytes += e.size;
+  }
+  if (path.startsWith("s3://")) {
+    const { abortIncompleteUploads } = await import("@dcpjs/s3");
+    if (!options.dryRun)
+      uploads = (await abortIncompleteUploads(path, { startedBefore: new Date(now - grace) })).length;
+  }
+  return { removed, bytes, uploads };
+}
+
+/** What {@link copyCheckpoint} did. */
+export interface CopyReport {
+  /** Data files copied, and those skipped because the destination already held them intact. */
+  readonly copied: string[];
+  readonly skipped: string[];
+  /** Bytes copied. */
+  readonly bytes: number;
+}
+
+/** Options of {@link copyCheckpoint}. */
+export interface CopyOptions {
+  /** Data files copied at once. @default 4 */
+  readonly concurrency?: number;
+  /** Called with bytes as they are copied (or skipped). */
+  readonly onProgress?: (bytes: number) => void;
+}
+
+/** Checks an item's bytes: its CRC-32C when it has one (PyTorch items carry their own zip CRCs). */
+function intact(info: StorageInfo, bytes: Uint8Array): boolean {
+  return bytes.byteLength === info.length && (info.crc32c === undefined || crc32c(bytes) === info.crc32c);
+}
+
+/**
+ * Copies a committed checkpoint between folders and S3 in any direction: every data file item by
+ * item, each item verified (length and CRC-32C) on arrival before it is written, files in
+ * parallel; the destination's `.metadata` is written last (through a tmp and a rename), so a copy
+ * killed at any point leaves nothing loadable there. Incremental: a destination file whose size
+ * matches and whose items all verify is not copied again.
+ *
+ * @param src - the source checkpoint.
+ * @param dst - the destination folder or `s3://` prefix.
+ * @param options - see {@link CopyOptions}.
+ * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` for a source without `.metadata`;
+ * `CHECKSUM_MISMATCH` naming the fqn when a source item is damaged (nothing is committed).
+ */
+export async function copyCheckpoint(
+  src: string,
+  dst: string,
+  options: CopyOptions = {},
+): Promise<CopyReport> {
+  const from = await locate(src);
+  const to = await locate(dst);
+  const metadataStream = await from.fs.createStream(from.fs.concatPath(from.root, METADATA_FILE), "rb", {
+    access: "random",
+  });
+  let metadataBytes: Uint8Array;
+  try {
+    metadataBytes = await metadataStream.read(0, await metadataStream.size());
+  } finally {
+    await metadataStream.close();
+  }
+  const md = await (await createStorageReader(src)).readMetadata();
+  const byFile = new Map<string, { info: StorageInfo; fqn: string }[]>();
+  for (const [key, info] of md.storageData) {
+    const list = byFile.get(info.relativePath) ?? [];
+    list.push({ info, fqn: key.split("\u0000")[0]! });
+    byFile.set(info.relativePath, list);
+  }
+  const copied: string[] = [];
+  const skipped: string[] = [];
+  let bytes = 0;
+  const readAll = async (fs: FileSystemBase, path: string, items: { info: StorageInfo }[]) => {
+    const stream = await fs.createStream(path, "rb", { access: "random" });
+    try {
+      const out: Uint8Array[] = [];
+      for (const { info } of items) out.push(await stream.read(info.offset, info.length));
+      return out;
+    } finally {
+      await stream.close();
+    }
+  };
+  const limit = pLimit(options.concurrency ?? 4);
+  await Promise.all(
+    [...byFile].map(([file, items]) =>
+      limit(async () => {
+        items.sort((a, b) => a.info.offset - b.info.offset);
+        const size = items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0);
+        const target = to.fs.concatPath(to.root, file);
+        // Incremental: the destination file already holds every item intact.
+        const existing = await readAll(to.fs, target, items).catch(() => undefined);
+        if (existing?.every((b, i) => intact(items[i]!.info, b))) {
+          skipped.push(file);
+          options.onProgress?.(size);
+          return;
+        }
+        const source = await from.fs.createStream(from.fs.concatPath(from.root, file), "rb", {
+          access: "random",
+        });
+        const out = await to.fs.createStream(target, "wb");
+        try {
+          let at = 0;
+          for (const { info, fqn } of items) {
+            if (info.offset > at) {
+              await out.write(await source.read(at, info.offset - at)); // bytes between items, as they are
+              at = info.offset;
+            }
+            const data = await source.read(info.offset, info.length);
+            if (!intact(info, data)) {
+              throw new CheckpointError(
+                "CHECKSUM_MISMATCH",
+                `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its CRC-32C; it does not: not copied`,
+              );
+            }
+            await out.write(data);
+            at = info.offset + info.length;
+            bytes += data.byteLength;
+            options.onProgress?.(data.byteLength);
+          }
+          await out.sync();
+          await out.close();
+          copied.push(file);
+        } catch (error) {
+          await out.abort(error);
+          throw error;
+        } finally {
+          await source.close();
+        }
+      }),
+    ),
+  );
+  // Commit last: the metadata as it is (same format, same relative paths).
+  const tmp = to.fs.concatPath(to.root, ".metadata.cp.tmp");
+  const out = await to.fs.createStream(tmp, "wb");
+  try {
+    await out.write(metadataBytes);
+    await out.sync();
+    await out.close();
+  } catch (error) {
+    await out.abort(error);
+    throw error;
+  }
+  await to.fs.rename(tmp, to.fs.concatPath(to.root, METADATA_FILE));
+  return { copied, skipped, bytes };
+}

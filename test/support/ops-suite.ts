@@ -1,0 +1,113 @@
+import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } from "@dcpjs/cli";
+import { type FileSystemBase, type FileSystemWriter, load, save } from "@dcpjs/core";
+import { describe, expect, it } from "vitest";
+import { seededState, seededTarget, whichSeed } from "./tensors.js";
+
+/** Where the operations are tried: fresh folders (or S3 prefixes), their backend, and a raw writer of files. */
+export interface OpsTarget {
+  fresh(): Promise<string>;
+  fs(): FileSystemBase;
+  /** A writer for `path` (the backend's own). */
+  writer(path: string): FileSystemWriter;
+}
+
+const names = async (fs: FileSystemBase, path: string) => (await fs.list!(path)).map((e) => e.name).sort();
+
+async function put(fs: FileSystemBase, path: string, bytes: Uint8Array = new Uint8Array(100)): Promise<void> {
+  const w = await fs.createStream(path, "wb");
+  await w.write(bytes);
+  await w.close();
+}
+
+/** `dcp ls`, `rm`, `gc` and `cp` on one backend. */
+export function describeCheckpointOps(name: string, target: OpsTarget): void {
+  describe(`checkpoint operations on ${name}`, () => {
+    it("ls lists committed and incomplete checkpoints under a run, newest first", async () => {
+      const run = await target.fresh();
+      const fs = target.fs();
+      for (const [step, seed] of [
+        ["step-1", 1],
+        ["step-2", 2],
+      ] as const) {
+        await save(seededState(seed), { storageWriter: target.writer(fs.concatPath(run, step)) });
+        await new Promise((r) => setTimeout(r, 1100)); // S3 times have 1 s resolution
+      }
+      await put(fs, fs.concatPath(run, "step-3/__0_0.0123456789ab.distcp")); // a killed save's file
+      const found = await listCheckpoints(run);
+      expect(found.map((c) => [c.id.split("/").at(-1), c.state])).toEqual([
+        ["step-3", "incomplete"],
+        ["step-2", "committed"],
+        ["step-1", "committed"],
+      ]);
+      expect(found[1]).toMatchObject({ format: "dcpjs", ranks: [0], entries: 17 });
+      expect(found[1]!.bytes).toBeGreaterThan(16 * 256 * 1024);
+    }, 60_000);
+
+    it("rm removes a checkpoint (.metadata first) and refuses a folder that is not one", async () => {
+      const path = await target.fresh();
+      const fs = target.fs();
+      await save(seededState(1), { storageWriter: target.writer(path) });
+      await put(fs, fs.concatPath(path, "notes.txt"));
+      const r = await removeCheckpoint(path);
+      expect(r.removed[0]).toBe(".metadata");
+      expect(await names(fs, path)).toEqual(["notes.txt"]);
+      await expect(removeCheckpoint(path)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    });
+
+    it("gc removes what a killed or superseded save left (after the grace period), never what the checkpoint needs", async () => {
+      const path = await target.fresh();
+      const fs = target.fs();
+      await save(seededState(1), { storageWriter: target.writer(path) });
+      const keep = await names(fs, path);
+      await put(fs, fs.concatPath(path, "__0_0.0123456789ab.distcp"));
+      await put(fs, fs.concatPath(path, ".metadata.0123456789ab.tmp"));
+      const dry = await collectGarbage(path, { dryRun: true, graceMs: 0 });
+      expect(dry.removed.sort()).toEqual([".metadata.0123456789ab.tmp", "__0_0.0123456789ab.distcp"]);
+      expect((await names(fs, path)).length).toBe(keep.length + 2);
+      expect((await collectGarbage(path, { graceMs: 3_600_000 })).removed).toEqual([]); // too young
+      const r = await collectGarbage(path, { graceMs: 0 });
+      expect(r.bytes).toBe(200);
+      expect(await names(fs, path)).toEqual(keep);
+      const sd = seededTarget();
+      await load(sd, { checkpointId: path });
+      expect(whichSeed(sd, [1])).toBe(1);
+    });
+
+    it("gc --keep-last keeps the newest committed checkpoints of a run and removes the older ones", async () => {
+      const run = await target.fresh();
+      const fs = target.fs();
+      for (const step of ["a", "b", "c"]) {
+        await save(seededState(1), { storageWriter: target.writer(fs.concatPath(run, step)) });
+        await new Promise((r) => setTimeout(r, 1100));
+      }
+      await collectGarbage(run, { keepLast: 1, graceMs: 0 });
+      const left = await listCheckpoints(run);
+      expect(left.map((c) => c.id.split("/").at(-1))).toEqual(["c"]);
+    }, 60_000);
+
+    it("cp copies a checkpoint verified and committed last; a second cp copies nothing; a damaged source is refused", async () => {
+      const src = await target.fresh();
+      const fs = target.fs();
+      await save(seededState(4), { storageWriter: target.writer(src) });
+      const dst = await target.fresh();
+      const first = await copyCheckpoint(src, dst);
+      expect(first.copied.length).toBeGreaterThan(0);
+      const sd = seededTarget();
+      await load(sd, { checkpointId: dst });
+      expect(whichSeed(sd, [4])).toBe(4);
+      const again = await copyCheckpoint(src, dst);
+      expect(again.copied).toEqual([]);
+      expect(again.bytes).toBe(0);
+      // damage one byte of the source's data file: cp fails naming the fqn and commits nothing
+      const file = (await names(fs, src)).find((n) => n.endsWith(".distcp"))!;
+      const r = await fs.createStream(fs.concatPath(src, file), "rb", { access: "random" });
+      const bytes = await r.read(0, await r.size());
+      await r.close();
+      bytes[1000]! ^= 0x01;
+      await put(fs, fs.concatPath(src, file), bytes);
+      const fresh = await target.fresh();
+      await expect(copyCheckpoint(src, fresh)).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
+      expect(await names(fs, fresh)).not.toContain(".metadata");
+    });
+  });
+}
