@@ -23,6 +23,8 @@ describe("the dcp ls / rm / gc / cp commands", () => {
   it("print JSON, exit 2 on bad arguments, and a copy killed at any point leaves nothing loadable", async () => {
     const run = join(await tempDir(), "run");
     await save(seededState(2), { checkpointId: join(run, "step-1") });
+    const verified = JSON.parse((await dcp(["verify", join(run, "step-1"), "--json"])).stdout);
+    expect(verified).toMatchObject({ checked: 17, damaged: [], unchecksummed: 0 });
     const ls = JSON.parse((await dcp(["ls", run, "--json"])).stdout) as { state: string }[];
     expect(ls.map((c) => c.state)).toEqual(["committed"]);
     const rm = await dcp(["rm", join(run, "nothing-here")]).catch((e: { code: number; stderr: string }) => e);

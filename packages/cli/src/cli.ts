@@ -14,6 +14,8 @@ import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } fro
 import { parseSize, positiveInt } from "./options.js";
 import { verifyCheckpoint } from "./verify.js";
 
+const EXIT_CODES = "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";
+
 const program = new Command()
   .name("dcp")
   .description("dcpjs: distributed checkpoints for TypeScript (PyTorch DCP's format and semantics)")
@@ -207,17 +209,38 @@ program
 program
   .command("verify")
   .description("read every item of a checkpoint and check its length and checksum (exit 1 on damage)")
-  .argument("<path>", "the checkpoint: a folder or s3:// URI")
-  .action(async (path: string) => {
-    const report = await verifyCheckpoint(path);
-    for (const d of report.damaged) console.error(`damaged: ${d.fqn}: ${d.code}: ${d.message}`);
-    console.log(
-      `${report.checked} entries checked, ${report.damaged.length} damaged; ${report.unchecksummed} read without a checksum (length only)`,
-    );
+  .argument("<path>", "the checkpoint: a folder or s3:// URI (any format dcpjs reads)")
+  .option("--json", "print JSON")
+  .option("--no-progress", "do not draw a progress bar")
+  .addHelpText(
+    "after",
+    `\nExamples:\n  dcp verify ./checkpoints/step-100\n  dcp verify s3://bucket/run-7/step-100 --json${EXIT_CODES}`,
+  )
+  .action(async (path: string, opts: { json?: boolean; progress: boolean }) => {
+    const bar =
+      opts.progress && !opts.json && process.stderr.isTTY === true
+        ? new cliProgress.SingleBar(
+            { format: "verify {bar} {percentage}% | ETA {eta_formatted}", stream: process.stderr },
+            cliProgress.Presets.shades_classic,
+          )
+        : undefined;
+    bar?.start(1, 0);
+    const report = await verifyCheckpoint(path, {
+      onProgress: (done, total) => {
+        bar?.setTotal(Math.max(total, 1));
+        bar?.update(done);
+      },
+    });
+    bar?.stop();
+    if (opts.json) console.log(JSON.stringify(report, null, 2));
+    else {
+      for (const d of report.damaged) console.error(`damaged: ${d.fqn}: ${d.code}: ${d.message}`);
+      console.log(
+        `${report.checked} entries checked, ${report.damaged.length} damaged; ${report.unchecksummed} read without a checksum (length only)`,
+      );
+    }
     if (report.damaged.length > 0) process.exitCode = 1;
   });
-
-const EXIT_CODES = "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";
 
 program
   .command("ls")

@@ -37,11 +37,15 @@ function rootOf(error: unknown): { code: string; message: string } {
  * it is read. A batch that fails is read again entry by entry, so every damaged fqn is named.
  *
  * @param checkpointId - a folder or `s3://` URI, in any format dcpjs reads.
+ * @param options - `onProgress(bytes, total)`: called after each batch with the tensor bytes read so far.
  * @returns the report; `damaged` is empty for a sound checkpoint.
  * @throws {@link CheckpointError} when the metadata itself cannot be read (`INCOMPLETE_CHECKPOINT`,
  * `MALFORMED_METADATA`, …).
  */
-export async function verifyCheckpoint(checkpointId: string): Promise<VerifyReport> {
+export async function verifyCheckpoint(
+  checkpointId: string,
+  options: { readonly onProgress?: (bytes: number, total: number) => void } = {},
+): Promise<VerifyReport> {
   const reader: StorageReader = await createStorageReader(checkpointId);
   const metadata = await reader.readMetadata();
   const entries = [...metadata.stateDictMetadata];
@@ -72,7 +76,16 @@ export async function verifyCheckpoint(checkpointId: string): Promise<VerifyRepo
     await load(target, { storageReader: reader, checkpointId });
   };
   const damaged: VerifyReport["damaged"] = [];
+  const total = entries.reduce(
+    (n, e) => n + (e[1].type === "bytes" ? 0 : numel(e[1].size) * DTYPE_BYTES[e[1].properties.dtype]),
+    0,
+  );
+  let done = 0;
   for (const batch of batches) {
+    done += batch.reduce(
+      (n, e) => n + (e[1].type === "bytes" ? 0 : numel(e[1].size) * DTYPE_BYTES[e[1].properties.dtype]),
+      0,
+    );
     try {
       await read(batch);
     } catch {
@@ -84,6 +97,7 @@ export async function verifyCheckpoint(checkpointId: string): Promise<VerifyRepo
         }
       }
     }
+    options.onProgress?.(done, total);
   }
   return { checked: entries.length, unchecksummed, damaged };
 }
