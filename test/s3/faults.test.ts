@@ -2,7 +2,7 @@ import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import { CheckpointError, type CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
 import { parseS3Uri, S3ReaderConstructor, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
+import { FAULTS, type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
 import { freshUri, s3Server, testClient } from "../support/s3.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 
@@ -68,16 +68,8 @@ async function openUploads(uri: string): Promise<string[]> {
 /** Injects `fault` into each request with probability `rate`. */
 const atRate = (fault: Fault, rate: number) => () => (Math.random() < rate ? fault : undefined);
 
-const KINDS: Fault[] = [
-  "500",
-  "503",
-  "reset-before",
-  "lost-response",
-  "reset-mid",
-  "truncate",
-  "short",
-  "long",
-];
+/** Every fault kind but the two with tests of their own: flips (repaired by re-reads) and stalls (timeouts). */
+const KINDS = FAULTS.filter((f) => f !== "flip" && f !== "stall");
 
 describe("S3 through a fault-injecting proxy in front of the real server", () => {
   describe.each([0.05, 0.25])("at a %s per-request fault rate", (rate) => {

@@ -1,7 +1,7 @@
-"""PyTorch DCP peer for dcpjs's local benchmarks (Debian's python3-torch 1.13).
+"""PyTorch DCP peer for dcpjs's local benchmarks: torch 2.13 (the cached venv) or Debian's 1.13.
 
-usage: torch_dcp.py save|load DIR COUNT MIB [cold]
-Prints one JSON line: {"seconds": <this run>, "bytes": <state dict bytes>}.
+usage: torch_dcp.py save|load DIR COUNT MIB [cold|warm] [THREADS]
+Prints one JSON line: {"seconds": <this run>, "bytes": <state dict bytes>, "torch": <version>}.
 """
 import copy
 import dataclasses
@@ -11,26 +11,31 @@ import shutil
 import sys
 import time
 
-# torch 1.13's sharded_tensor/metadata.py gives a dataclass field an unhashable default, which
-# Python 3.11 rejects; turn such defaults into default_factory before torch imports it (the fix
-# upstream made in 2.0).
-_field = dataclasses.field
+if sys.executable.startswith("/usr/bin/"):
+    # Debian's torch 1.13: its sharded_tensor/metadata.py gives a dataclass field an unhashable
+    # default, which Python 3.11 rejects; turn such defaults into default_factory before torch
+    # imports it (the fix upstream made in 2.0).
+    _field = dataclasses.field
 
+    def _patched_field(*args, **kwargs):
+        default = kwargs.get("default", dataclasses.MISSING)
+        if default is not dataclasses.MISSING and type(default).__hash__ is None:
+            kwargs.pop("default")
+            kwargs["default_factory"] = lambda d=default: copy.deepcopy(d)
+        return _field(*args, **kwargs)
 
-def _patched_field(*args, **kwargs):
-    default = kwargs.get("default", dataclasses.MISSING)
-    if default is not dataclasses.MISSING and type(default).__hash__ is None:
-        kwargs.pop("default")
-        kwargs["default_factory"] = lambda d=default: copy.deepcopy(d)
-    return _field(*args, **kwargs)
-
-
-dataclasses.field = _patched_field
+    dataclasses.field = _patched_field
 import torch  # noqa: E402
-import torch.distributed._shard.checkpoint as dcp  # noqa: E402
+
+MODERN = not torch.__version__.startswith("1.")
+if MODERN:
+    import torch.distributed.checkpoint as dcp  # noqa: E402
+else:
+    import torch.distributed._shard.checkpoint as dcp  # noqa: E402
 
 mode, path, count, mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 cold = len(sys.argv) > 5 and sys.argv[5] == "cold"
+threads = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 rows = mib * 1024 * 1024 // 4 // 1024
 
 
@@ -43,7 +48,10 @@ if mode == "save":
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     t0 = time.perf_counter()
-    dcp.save_state_dict(sd, dcp.FileSystemWriter(path, single_file_per_rank=True, sync_files=True), no_dist=True)
+    if MODERN:
+        dcp.save(sd, storage_writer=dcp.FileSystemWriter(path, thread_count=threads, sync_files=True), no_dist=True)
+    else:
+        dcp.save_state_dict(sd, dcp.FileSystemWriter(path, single_file_per_rank=True, sync_files=True), no_dist=True)
     seconds = time.perf_counter() - t0
 else:
     sd = state(False)
@@ -58,6 +66,9 @@ else:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
     t0 = time.perf_counter()
-    dcp.load_state_dict(sd, dcp.FileSystemReader(path), no_dist=True)
+    if MODERN:
+        dcp.load(sd, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    else:
+        dcp.load_state_dict(sd, dcp.FileSystemReader(path), no_dist=True)
     seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "bytes": count * mib * 1024 * 1024}))
+print(json.dumps({"seconds": seconds, "bytes": count * mib * 1024 * 1024, "torch": torch.__version__}))

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { FileSystemReader, FileSystemWriter, load, save, type Tensor, tensorBytes } from "@dcpjs/core";
 import { bestOf, type Row, report, timed } from "./report.js";
 import { emptyLike, float32StateDict } from "./state.js";
-import { dropCaches, pythonHas, runPython } from "./system.js";
+import { DEBIAN_PYTHON, dropCaches, pythonHas, runPython, torchVenvPython } from "./system.js";
 
 const TORCH_PEER = fileURLToPath(new URL("../peers/torch_dcp.py", import.meta.url));
 
@@ -56,25 +56,39 @@ async function rawRead(path: string, tensors: readonly Tensor[]): Promise<number
   });
 }
 
-async function torchAvailable(): Promise<boolean> {
-  return pythonHas("torch");
+/** A PyTorch DCP to compare with: its label, interpreter and scratch folder. */
+interface TorchPeer {
+  readonly label: string;
+  readonly python: string;
+  readonly dir: string;
 }
+
+/** torch 2.13 (the cached venv, installed from local wheels when missing) and, when installed, Debian's 1.13. */
+async function torchPeers(dir: string): Promise<TorchPeer[]> {
+  const peers: TorchPeer[] = [];
+  const venv = await torchVenvPython();
+  if (venv) peers.push({ label: "PyTorch DCP 2.13", python: venv, dir: join(dir, "torch-2.13") });
+  if (await pythonHas("torch"))
+    peers.push({ label: "PyTorch DCP 1.13", python: DEBIAN_PYTHON, dir: join(dir, "torch-1.13") });
+  return peers;
+}
+
+const SKIPPED =
+  "PyTorch DCP 1.13 column skipped: Debian's python3-torch is not installed (apt-get install python3-torch)";
 
 /**
  * `local-save`: dcpjs's save of `tensors × tensorMib` float32 into a folder, against the raw
- * write+fsync of the same bytes and against PyTorch DCP 1.13's `FileSystemWriter` (one file per
- * rank), interleaved rep by rep.
+ * write+fsync of the same bytes and against PyTorch DCP 2.13's `FileSystemWriter` (`thread_count` as
+ * dcpjs's `threadCount`; and 1.13's, one file per rank, when Debian's python3-torch is installed),
+ * interleaved rep by rep.
  */
 export async function localSave(p: LocalParams): Promise<void> {
   const { stateDict, bytes } = float32StateDict(p.tensors, p.tensorMib);
   const tensors = Object.values(stateDict);
   await mkdir(p.dir, { recursive: true });
-  const torch = await torchAvailable();
-  const times = {
-    raw: Number.POSITIVE_INFINITY,
-    ours: Number.POSITIVE_INFINITY,
-    torch: Number.POSITIVE_INFINITY,
-  };
+  const peers = await torchPeers(p.dir);
+  const times = { raw: Number.POSITIVE_INFINITY, ours: Number.POSITIVE_INFINITY };
+  const peerTimes = peers.map(() => Number.POSITIVE_INFINITY);
   for (let rep = 0; rep < p.reps; rep++) {
     times.raw = Math.min(times.raw, await rawWrite(join(p.dir, "raw.bin"), tensors));
     await rm(join(p.dir, "raw.bin"), { force: true });
@@ -87,38 +101,37 @@ export async function localSave(p: LocalParams): Promise<void> {
       ),
     );
     await rm(ckpt, { recursive: true, force: true });
-    if (torch) {
-      const r = await runPython<{ seconds: number }>(TORCH_PEER, [
-        "save",
-        join(p.dir, "torch"),
-        String(p.tensors),
-        String(p.tensorMib),
-      ]);
-      times.torch = Math.min(times.torch, r.seconds);
-      await rm(join(p.dir, "torch"), { recursive: true, force: true });
+    for (const [i, peer] of peers.entries()) {
+      const r = await runPython<{ seconds: number }>(
+        TORCH_PEER,
+        ["save", peer.dir, String(p.tensors), String(p.tensorMib), "warm", String(p.threadCount)],
+        {},
+        peer.python,
+      );
+      peerTimes[i] = Math.min(peerTimes[i]!, r.seconds);
+      await rm(peer.dir, { recursive: true, force: true });
     }
   }
   const rows: Row[] = [
     { name: "raw node:fs write + fsync", bytes, seconds: times.raw },
     { name: `dcpjs save (threadCount ${p.threadCount})`, bytes, seconds: times.ours },
-    ...(torch ? [{ name: "PyTorch DCP 1.13 save", bytes, seconds: times.torch }] : []),
+    ...peers.map((peer, i) => ({ name: `${peer.label} save`, bytes, seconds: peerTimes[i]! })),
   ];
   report(
     "local-save",
     { ...p, bytes },
     rows,
-    { "dcpjs / raw": times.raw / times.ours, "dcpjs / PyTorch DCP": torch ? times.torch / times.ours : null },
-    torch
-      ? []
-      : [
-          "PyTorch DCP column skipped: Debian's python3-torch is not installed (apt-get install python3-torch)",
-        ],
+    {
+      "dcpjs / raw": times.raw / times.ours,
+      ...Object.fromEntries(peers.map((peer, i) => [`dcpjs / ${peer.label}`, peerTimes[i]! / times.ours])),
+    },
+    peers.some((x) => x.label.endsWith("1.13")) ? [] : [SKIPPED],
   );
 }
 
 /**
  * `local-load`: dcpjs's load of the same checkpoint into preallocated tensors, against raw reads of
- * the same bytes into preallocated tensors and PyTorch DCP 1.13's `FileSystemReader`, with a cold
+ * the same bytes into preallocated tensors and PyTorch DCP 2.13's (and 1.13's) `FileSystemReader`, with a cold
  * page cache (dropped before every run) and a warm one.
  */
 export async function localLoad(p: LocalParams): Promise<void> {
@@ -128,17 +141,25 @@ export async function localLoad(p: LocalParams): Promise<void> {
   await mkdir(p.dir, { recursive: true });
   const rawPath = join(p.dir, "raw.bin");
   const ckpt = join(p.dir, "dcpjs");
-  const torchDir = join(p.dir, "torch");
   await rawWrite(rawPath, tensors);
   await save(stateDict, { storageWriter: new FileSystemWriter({ path: ckpt, threadCount: p.threadCount }) });
-  const torch = await torchAvailable();
-  if (torch) await runPython(TORCH_PEER, ["save", torchDir, String(p.tensors), String(p.tensorMib)]);
+  const peers = await torchPeers(p.dir);
+  for (const peer of peers) {
+    await runPython(
+      TORCH_PEER,
+      ["save", peer.dir, String(p.tensors), String(p.tensorMib), "warm", String(p.threadCount)],
+      {},
+      peer.python,
+    );
+  }
   const target = emptyLike(stateDict);
   const targetTensors = Object.values(target) as Tensor[];
   const files = [
     rawPath,
     ...(await readdir(ckpt)).map((f) => join(ckpt, f)),
-    ...(torch ? (await readdir(torchDir)).map((f) => join(torchDir, f)) : []),
+    ...(
+      await Promise.all(peers.map(async (peer) => (await readdir(peer.dir)).map((f) => join(peer.dir, f))))
+    ).flat(),
   ];
   const rows: Row[] = [];
   const ratios: Record<string, number | null> = {};
@@ -155,30 +176,33 @@ export async function localLoad(p: LocalParams): Promise<void> {
       await prepare();
       return timed(() => load(target, { storageReader: new FileSystemReader({ path: ckpt }) }));
     });
-    let torchSeconds: number | null = null;
-    if (torch) {
-      torchSeconds = await bestOf(
-        p.reps,
-        async () =>
-          (
-            await runPython<{ seconds: number }>(TORCH_PEER, [
-              "load",
-              torchDir,
-              String(p.tensors),
-              String(p.tensorMib),
-              cache === "cold" ? "cold" : "warm",
-            ])
-          ).seconds,
+    const peerSeconds: number[] = [];
+    for (const peer of peers) {
+      peerSeconds.push(
+        await bestOf(p.reps, async () => {
+          await prepare();
+          return (
+            await runPython<{ seconds: number }>(
+              TORCH_PEER,
+              ["load", peer.dir, String(p.tensors), String(p.tensorMib), cache, String(p.threadCount)],
+              {},
+              peer.python,
+            )
+          ).seconds;
+        }),
       );
     }
     rows.push(
       { name: `raw node:fs read (${cache})`, bytes, seconds: raw },
       { name: `dcpjs load (${cache})`, bytes, seconds: ours },
     );
-    if (torchSeconds !== null)
-      rows.push({ name: `PyTorch DCP 1.13 load (${cache})`, bytes, seconds: torchSeconds });
+    peers.forEach((peer, i) => {
+      rows.push({ name: `${peer.label} load (${cache})`, bytes, seconds: peerSeconds[i]! });
+    });
     ratios[`dcpjs / raw (${cache})`] = raw / ours;
-    ratios[`dcpjs / PyTorch DCP (${cache})`] = torchSeconds === null ? null : torchSeconds / ours;
+    peers.forEach((peer, i) => {
+      ratios[`dcpjs / ${peer.label} (${cache})`] = peerSeconds[i]! / ours;
+    });
   }
   const ok = Object.entries(stateDict).every(([k, t]) =>
     Buffer.from(tensorBytes(t)).equals(tensorBytes(target[k] as Tensor)),
@@ -186,7 +210,7 @@ export async function localLoad(p: LocalParams): Promise<void> {
   report("local-load", { ...p, bytes }, rows, ratios, [
     `page cache: ${how}; warm runs read what the previous run left in the cache`,
     `loaded tensors equal the saved ones: ${ok}`,
-    ...(torch ? [] : ["PyTorch DCP column skipped: Debian's python3-torch is not installed"]),
+    ...(peers.some((x) => x.label.endsWith("1.13")) ? [] : [SKIPPED]),
   ]);
   await rm(p.dir, { recursive: true, force: true });
 }

@@ -113,54 +113,24 @@ export async function memory(
   const x = await measure("export");
   const beyond = (m: typeof s) => (m.peak - m.before) / MiB;
   const s3 = withS3 ? await measureS3Save(measure) : undefined;
+  const row = (name: string, m: typeof s) => ({
+    name,
+    bytes: m.bytes,
+    seconds: m.seconds,
+    extra: {
+      "RSS before (MiB)": (m.before / MiB).toFixed(0),
+      "peak (MiB)": (m.peak / MiB).toFixed(0),
+      "beyond (MiB)": beyond(m).toFixed(0),
+    },
+  });
   report(
     "memory",
     { tensors, tensorMib, bytes: s.bytes },
     [
-      {
-        name: "save",
-        bytes: s.bytes,
-        seconds: s.seconds,
-        extra: {
-          "RSS before (MiB)": (s.before / MiB).toFixed(0),
-          "peak (MiB)": (s.peak / MiB).toFixed(0),
-          "beyond (MiB)": beyond(s).toFixed(0),
-        },
-      },
-      {
-        name: "load",
-        bytes: l.bytes,
-        seconds: l.seconds,
-        extra: {
-          "RSS before (MiB)": (l.before / MiB).toFixed(0),
-          "peak (MiB)": (l.peak / MiB).toFixed(0),
-          "beyond (MiB)": beyond(l).toFixed(0),
-        },
-      },
-      {
-        name: "export to safetensors",
-        bytes: x.bytes,
-        seconds: x.seconds,
-        extra: {
-          "RSS before (MiB)": (x.before / MiB).toFixed(0),
-          "peak (MiB)": (x.peak / MiB).toFixed(0),
-          "beyond (MiB)": beyond(x).toFixed(0),
-        },
-      },
-      ...(s3
-        ? [
-            {
-              name: "S3 save (threadCount 1, 8 MiB parts × 4)",
-              bytes: s3.bytes,
-              seconds: s3.seconds,
-              extra: {
-                "RSS before (MiB)": (s3.before / MiB).toFixed(0),
-                "peak (MiB)": (s3.peak / MiB).toFixed(0),
-                "beyond (MiB)": beyond(s3).toFixed(0),
-              },
-            },
-          ]
-        : []),
+      row("save", s),
+      row("load", l),
+      row("export to safetensors", x),
+      ...(s3 ? [row("S3 save (threadCount 1, 8 MiB parts × 4)", s3)] : []),
     ],
     {
       "save: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(s),

@@ -25,6 +25,7 @@ import {
 import { forEachFile } from "./per-file.js";
 import type { LoadPlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
+import { readWholeFile } from "./read-whole-file.js";
 import { readSafetensorsMetadata } from "./safetensors/read-metadata.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import { copyBox, type Tensor, tensorBytes } from "./tensor.js";
@@ -130,14 +131,7 @@ export class FileSystemReader implements StorageReader {
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     throwIfAborted(signal);
     const file = this.fs.concatPath(this.path, METADATA_FILE);
-    const read = async () => {
-      const stream = await this.fs.createStream(file, "rb", signal ? { signal } : {});
-      try {
-        return await stream.read(0, await stream.size(signal), signal);
-      } finally {
-        await stream.close();
-      }
-    };
+    const read = () => readWholeFile(this.fs, file, signal ? { signal } : {});
     let bytes: Uint8Array;
     try {
       bytes = await read();
@@ -177,12 +171,7 @@ export class FileSystemReader implements StorageReader {
     for (let rank = 0; rank < MAX_RANK_METADATA_FILES; rank++) {
       const file = this.fs.concatPath(this.path, `__${rank}${METADATA_FILE}`);
       try {
-        const stream = await this.fs.createStream(file, "rb", signal ? { signal } : {});
-        try {
-          parts.push(decodeCheckpointMetadata(await stream.read(0, await stream.size(signal), signal)));
-        } finally {
-          await stream.close();
-        }
+        parts.push(decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {})));
       } catch (error) {
         if (error instanceof NotFoundError) break;
         throw error;

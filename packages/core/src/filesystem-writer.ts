@@ -17,6 +17,7 @@ import { encodeMetadata } from "./metadata-codec.js";
 import { forEachFile } from "./per-file.js";
 import type { SavePlanner } from "./planner.js";
 import type { ProgressCallback } from "./progress.js";
+import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { numel } from "./tensor.js";
 import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "./torch-format/torch-write.js";
@@ -373,30 +374,17 @@ export class FileSystemWriter implements StorageWriter {
    * Reads `.metadata` and returns it when it references a file of this save (its save tag).
    */
   async committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
-    const stream = await this.fs.createStream(
-      this.fs.concatPath(this.path, METADATA_FILE),
-      "rb",
-      signal ? { signal } : {},
-    );
-    try {
-      const md = decodeCheckpointMetadata(await stream.read(0, await stream.size(signal), signal));
-      const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
-      return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
-    } finally {
-      await stream.close();
-    }
+    const file = this.fs.concatPath(this.path, METADATA_FILE);
+    const md = decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {}));
+    const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
+    return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
   }
 
   /** The data files of the checkpoint committed at `target`, or none when there is none (or it is unreadable). */
   async #committedFiles(target: string): Promise<Set<string>> {
     try {
-      const stream = await this.fs.createStream(target, "rb");
-      try {
-        const md = decodeCheckpointMetadata(await stream.read(0, await stream.size()));
-        return new Set([...md.storageData.values()].map((i) => i.relativePath));
-      } finally {
-        await stream.close();
-      }
+      const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target));
+      return new Set([...md.storageData.values()].map((i) => i.relativePath));
     } catch (error) {
       if (!(error instanceof NotFoundError)) {
         process.emitWarning(

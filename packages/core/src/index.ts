@@ -85,6 +85,7 @@ export {
   type ProcessGroup,
 } from "./process-group.js";
 export type { ProgressCallback } from "./progress.js";
+export { readWholeFile } from "./read-whole-file.js";
 export {
   DEFAULT_MAX_SHARD_SIZE,
   EXPORT_BATCH_BYTES,

@@ -8,6 +8,7 @@ import {
   METADATA_FILE,
   type Metadata,
   NotFoundError,
+  readWholeFile,
   type StorageInfo,
 } from "@dcpjs/core";
 import { crc32c } from "@node-rs/crc32";
@@ -254,15 +255,9 @@ export async function copyCheckpoint(
 ): Promise<CopyReport> {
   const from = await locate(src);
   const to = await locate(dst);
-  const metadataStream = await from.fs.createStream(from.fs.concatPath(from.root, METADATA_FILE), "rb", {
+  const metadataBytes = await readWholeFile(from.fs, from.fs.concatPath(from.root, METADATA_FILE), {
     access: "random",
   });
-  let metadataBytes: Uint8Array;
-  try {
-    metadataBytes = await metadataStream.read(0, await metadataStream.size());
-  } finally {
-    await metadataStream.close();
-  }
   const md = await (await createStorageReader(src)).readMetadata();
   const byFile = new Map<string, { info: StorageInfo; fqn: string }[]>();
   for (const [key, info] of md.storageData) {

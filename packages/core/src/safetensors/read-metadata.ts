@@ -9,6 +9,7 @@ import {
   type TensorStorageMetadata,
 } from "../metadata.js";
 import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.js";
+import { readWholeFile } from "../read-whole-file.js";
 import { MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, SAFETENSORS_PREFIX_BYTES } from "./header.js";
 
 /** The index file of a Hugging Face checkpoint split over several files. */
@@ -18,15 +19,6 @@ export const SAFETENSORS_CHECKSUMS_FILE = "model.safetensors.crc32c.json";
 /** The `__metadata__` key with DCP's sharding info (`{fqn: {saved_offsets}}`), as torch's HF writer. */
 export const DCP_SHARDING_INFO_KEY = "DCP_SHARDING_INFO";
 
-async function readWhole(fs: FileSystemBase, path: string, signal?: AbortSignal): Promise<Uint8Array> {
-  const stream = await fs.createStream(path, "rb", { ...(signal ? { signal } : {}), access: "random" });
-  try {
-    return await stream.read(0, await stream.size(signal), signal);
-  } finally {
-    await stream.close();
-  }
-}
-
 async function readJson(
   fs: FileSystemBase,
   path: string,
@@ -34,7 +26,7 @@ async function readJson(
 ): Promise<unknown | undefined> {
   let bytes: Uint8Array;
   try {
-    bytes = await readWhole(fs, path, signal);
+    bytes = await readWholeFile(fs, path, { ...(signal ? { signal } : {}), access: "random" });
   } catch (error) {
     if (error instanceof NotFoundError) return undefined;
     throw error;

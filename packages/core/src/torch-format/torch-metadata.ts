@@ -1,4 +1,4 @@
-import type { DType } from "../dtype.js";
+import { DTYPES, type DType } from "../dtype.js";
 import { CheckpointError, MetadataError } from "../errors.js";
 import {
   type ChunkStorageMetadata,
@@ -17,34 +17,13 @@ export const ZSTD_TRANSFORM = "stream.zstd/1";
 /** The first byte of a pickle (PROTO): how a PyTorch `.metadata` is told from a dcpjs one. */
 export const PICKLE_PROTO = 0x80;
 
-/** torch dtypes dcpjs holds; the others are named in `UNSUPPORTED_DTYPE` errors. */
+/** torch dtypes dcpjs holds ({@link DTYPES}); the others exist in torch and are named in `UNSUPPORTED_DTYPE` errors. */
+const HELD = new Set<string>(DTYPES);
 const TORCH_DTYPES = [
-  "float64",
-  "float32",
-  "float16",
-  "bfloat16",
-  "int64",
-  "int32",
-  "int16",
-  "int8",
-  "uint8",
-  "bool",
-  "complex64",
-  "complex128",
-  "complex32",
-  "uint16",
-  "uint32",
-  "uint64",
-  "float8_e4m3fn",
-  "float8_e5m2",
-  "float8_e4m3fnuz",
-  "float8_e5m2fnuz",
-  "float8_e8m0fnu",
-  "qint8",
-  "quint8",
-  "qint32",
+  ...DTYPES,
+  ...["complex64", "complex128", "complex32", "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"],
+  ...["float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "qint8", "quint8", "qint32"],
 ];
-const HELD = new Set<string>(TORCH_DTYPES.slice(0, 10));
 
 /** The DCP metadata classes under the three module paths they have had (1.13, 2.0–2.5, 2.6+). */
 const CLASS_PATHS: Record<string, readonly string[]> = {
