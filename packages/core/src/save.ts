@@ -8,6 +8,22 @@ import type { StateDict } from "./state-dict.js";
 import type { StorageWriter } from "./storage.js";
 import { createStorageWriter } from "./storage-router.js";
 
+/**
+ * Checks that every rank saves to the same checkpoint: ranks of two jobs that met in one process
+ * group by mistake (one group id, no job id) would otherwise commit a checkpoint whose files are
+ * spread over two places.
+ * @throws {@link CheckpointError} `GROUP_CONFLICT` naming the first two ids that differ.
+ */
+function assertOneCheckpoint(ids: readonly (string | undefined)[]): void {
+  const other = ids.findIndex((id) => id !== ids[0]);
+  if (other > 0) {
+    throw new CheckpointError(
+      "GROUP_CONFLICT",
+      `Expected every rank to save to one checkpoint, but rank 0 saves to ${ids[0]} and rank ${other} to ${ids[other]}: two jobs in one process group? (give each job its own DCPJS_JOB_ID or group id)`,
+    );
+  }
+}
+
 /** Options of {@link save}. */
 export interface SaveOptions {
   /**
@@ -37,7 +53,8 @@ export interface SaveOptions {
  * @param options - see {@link SaveOptions}.
  * @returns the committed metadata (the same on every rank).
  * @throws {@link CheckpointException} on every rank when any rank fails in any step; its
- * `failures` name the failing ranks (step `plan` or `write`). A rank that loses contact with
+ * `failures` name the failing ranks (step `plan` or `write`); `GROUP_CONFLICT` (step `plan`) when
+ * ranks save to different checkpoint ids. A rank that loses contact with
  * the coordinator after writing its data (a `TIMEOUT`) first asks the writer whether the commit
  * happened anyway ({@link StorageWriter.committedMetadata}), and returns that metadata if so.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when neither `checkpointId` nor
@@ -57,17 +74,21 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
   const { signal } = options;
   let globalMetadata: Metadata | undefined;
 
-  const plan = await reduceScatter<SavePlan, SavePlan>(
+  const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
     pg,
     "plan",
     async () => {
       throwIfAborted(signal);
       planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
       writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
-      return writer.prepareLocalPlan(planner.createLocalPlan());
+      return {
+        plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
+        checkpointId: writer.storageMeta().checkpointId,
+      };
     },
     async (all) => {
-      const { plans, metadata } = planner.createGlobalPlan(all);
+      assertOneCheckpoint(all.map((a) => a.checkpointId));
+      const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
       globalMetadata = metadata;
       return writer.prepareGlobalPlan(plans);
     },
