@@ -278,9 +278,10 @@ export class FileSystemReader implements StorageReader {
             payloads = this.#verify(run, fetched, relativePath);
             break;
           } catch (error) {
-            // Damage in transit (a backend that says so) is read again; damage at rest is not.
-            if (!(error instanceof ChecksumMismatchError) || attempt >= (this.fs.rereadsOnMismatch ?? 0))
-              throw error;
+            // Damage in transit (a backend that says so) is read again; damage at rest is not. A
+            // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
+            const damaged = error instanceof ChecksumMismatchError || error instanceof MetadataError;
+            if (!damaged || attempt >= (this.fs.rereadsOnMismatch ?? 0)) throw error;
             fetched = await this.#refetch(relativePath, run, planner, pieces, signal);
           }
         }
