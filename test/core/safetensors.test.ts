@@ -155,7 +155,7 @@ describe("dcp export --format safetensors, read back by the real safetensors and
     expect(r.mismatches).toEqual([]);
   });
 
-  it("--sharded writes the save_distributed layout that torch's consolidate_safetensors_files accepts", async () => {
+  it("--sharded writes the save_distributed layout that torch's HuggingFaceStorageReader reads and consolidate_safetensors_files accepts", async () => {
     const { dir, expectedFile } = await savedCheckpoint(2, true);
     const out = await tempDir();
     await exportSafetensors(dir, out, { sharded: true });

@@ -74,6 +74,14 @@ def main():
         out = {"ok": True, "mismatches": []}
         src = d
         if sharded:
+            # HuggingFaceStorageReader reads the sharded layout itself …
+            target = {k: torch.zeros(v["shape"], dtype=DTYPES[v["dtype"]]) for k, v in expected.items()}
+            dcp.load(target, storage_reader=HuggingFaceStorageReader(d), no_dist=True)
+            got = describe(target)
+            for k, v in expected.items():
+                if got.get(k) != v:
+                    out["mismatches"].append(f"HuggingFaceStorageReader (sharded): {k}")
+            # … and consolidate_safetensors_files turns it into full tensors
             src = tempfile.mkdtemp()
             consolidate_safetensors_files(d, src, {k: 1 for k in expected})
         loaded = {}
