@@ -336,8 +336,9 @@ describe("routing and bad input", () => {
       maxAttempts: 1,
       credentials: { accessKeyId: s.accessKeyId, secretAccessKey: "wrong-secret" },
     });
+    const uri = freshUri();
     const settled = await runRanks(2, (pg) =>
-      save({ x: 1 }, { storageWriter: new S3StorageWriter({ path: freshUri(), client }), processGroup: pg }),
+      save({ x: 1 }, { storageWriter: new S3StorageWriter({ path: uri, client }), processGroup: pg }),
     );
     for (const r of settled) {
       const e = (r as PromiseRejectedResult).reason as CheckpointException;

@@ -134,7 +134,12 @@ function hangingAfter(fs: FileSystemBase, limit: number): FileSystemBase {
 }
 
 function writerFor(): StorageWriter {
-  if (String(rank) === env.FAIL_RANK) return new FaultyWriter({ path: target });
+  if (String(rank) === env.FAIL_RANK) {
+    return new FaultyWriter({
+      path: target,
+      ...(target.startsWith("s3://") ? { fs: new S3FileSystem(), syncFiles: false } : {}),
+    });
+  }
   const onS3 = target.startsWith("s3://");
   if (String(rank) !== env.HANG_RANK)
     return onS3 ? new S3StorageWriter({ path: target }) : new FileSystemWriter({ path: target });
