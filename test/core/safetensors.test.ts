@@ -19,15 +19,13 @@ import {
   save,
   shardTensor,
   type Tensor,
-  tensorBytes,
 } from "@dcpjs/core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
-import { randomTensor } from "../support/tensors.js";
+import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
 type Expected = Record<string, { dtype: string; shape: number[]; hex: string }>;
-const hexOf = (t: Tensor) => Buffer.from(tensorBytes(t)).toString("hex");
 const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
 const dcp = (args: string[]) =>
   promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", CLI, ...args]);

@@ -14,15 +14,14 @@ import {
   MetadataError,
   shardTensor,
   type Tensor,
-  tensorBytes,
 } from "@dcpjs/core";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
+import { hexOf } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
 type Expected = Record<string, { dtype: string; shape: number[]; hex: string } | { value: unknown }>;
-const hexOf = (t: Tensor) => Buffer.from(tensorBytes(t)).toString("hex");
 
 beforeAll(async () => {
   await torchPython();

@@ -24,6 +24,30 @@ async function ownRedis() {
   return server;
 }
 
+/**
+ * Starts two 3-rank save jobs at once on one group id (seeds 1 and 2, each its own folder), with
+ * `env(seed)` added, and waits for both.
+ */
+async function twoJobs(url: string, env: (seed: string) => Record<string, string>) {
+  const groupId = `shared-${randomUUID()}`;
+  const targets = [join(await tempDir(), "a"), join(await tempDir(), "b")] as const;
+  const jobs = await Promise.all(
+    targets.map((target, i) =>
+      reports(
+        spawnRankWorkers(3, {
+          DCPJS_REDIS_URL: url,
+          DCPJS_GROUP_ID: groupId,
+          MODE: "save",
+          TARGET: target,
+          SEED: String(i + 1),
+          ...env(String(i + 1)),
+        }),
+      ),
+    ),
+  );
+  return { jobs, targets };
+}
+
 /** Loads `target` with 2 ranks on `url` and returns whether each verified the job of `seed` bit-exactly. */
 async function verifies(url: string, target: string, seed: number): Promise<boolean> {
   const out = await reports(
@@ -37,25 +61,11 @@ const codeOf = (o: RankOutcome) => o.report?.error?.code;
 describe("the Redis process group under faults (real rank processes, a redis-server of the test's own)", () => {
   it("two jobs with their own DCPJS_JOB_ID on one group id never share collectives", async () => {
     const { url } = await ownRedis();
-    const groupId = `shared-${randomUUID()}`;
-    const [a, b] = [join(await tempDir(), "a"), join(await tempDir(), "b")];
-    const [outA, outB] = await Promise.all(
-      [
-        [a, "1"],
-        [b, "2"],
-      ].map(([target, seed]) =>
-        reports(
-          spawnRankWorkers(3, {
-            DCPJS_REDIS_URL: url,
-            DCPJS_GROUP_ID: groupId,
-            DCPJS_JOB_ID: `job-${seed}`,
-            MODE: "save",
-            TARGET: target!,
-            SEED: seed!,
-          }),
-        ),
-      ),
-    );
+    const {
+      jobs,
+      targets: [a, b],
+    } = await twoJobs(url, (seed) => ({ DCPJS_JOB_ID: `job-${seed}` }));
+    const [outA, outB] = jobs;
     expect([...outA!, ...outB!].map((o) => o.report?.ok)).toEqual(Array(6).fill(true));
     expect(await verifies(url, a, 1)).toBe(true);
     expect(await verifies(url, b, 2)).toBe(true);
@@ -63,25 +73,10 @@ describe("the Redis process group under faults (real rank processes, a redis-ser
 
   it("two jobs started at once on one group id without a job id fail with GROUP_CONFLICT (a rank claimed twice, or ranks saving to different checkpoints) or save their own data — never a mix", async () => {
     const { url } = await ownRedis();
-    const groupId = `shared-${randomUUID()}`;
-    const [a, b] = [join(await tempDir(), "a"), join(await tempDir(), "b")];
-    const jobs = await Promise.all(
-      [
-        [a, "1"],
-        [b, "2"],
-      ].map(([target, seed]) =>
-        reports(
-          spawnRankWorkers(3, {
-            DCPJS_REDIS_URL: url,
-            DCPJS_GROUP_ID: groupId,
-            DCPJS_TIMEOUT_MS: "4000",
-            MODE: "save",
-            TARGET: target!,
-            SEED: seed!,
-          }),
-        ),
-      ),
-    );
+    const {
+      jobs,
+      targets: [a, b],
+    } = await twoJobs(url, () => ({ DCPJS_TIMEOUT_MS: "4000" }));
     for (const [i, out] of jobs.entries()) {
       if (out.every((o) => o.report?.ok)) {
         expect(await verifies(url, [a, b][i]!, i + 1)).toBe(true);

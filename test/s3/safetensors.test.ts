@@ -9,16 +9,15 @@ import {
   parseSafetensorsHeader,
   shardTensor,
   type Tensor,
-  tensorBytes,
 } from "@dcpjs/core";
 import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { freshUri, recordRequests, s3Env, testClient, uploadFolder as upload } from "../support/s3.js";
+import { hexOf } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
 type Expected = Record<string, { dtype: string; shape: number[]; hex: string }>;
-const hexOf = (t: Tensor) => Buffer.from(tensorBytes(t)).toString("hex");
 
 beforeAll(async () => {
   Object.assign(process.env, s3Env());

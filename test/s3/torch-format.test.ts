@@ -5,6 +5,7 @@ import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { freshUri, s3Env, testClient, uploadFolder } from "../support/s3.js";
+import { hexOf } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
 beforeAll(async () => {
@@ -73,13 +74,12 @@ describe("PyTorch DCP checkpoints on the S3 server", () => {
       await mkdir(dirname(join(local, k)), { recursive: true });
       await writeFile(join(local, k), await got.Body!.transformToByteArray());
     }
-    const hex = (t: Tensor) => Buffer.from(tensorBytes(t)).toString("hex");
     const expectedFile = join(root, "expected.json");
     await writeFile(
       expectedFile,
       JSON.stringify({
-        w: { dtype: "float32", shape: [6, 4], hex: hex(full.w) },
-        b: { dtype: "bfloat16", shape: [3], hex: hex(full.b) },
+        w: { dtype: "float32", shape: [6, 4], hex: hexOf(full.w) },
+        b: { dtype: "bfloat16", shape: [3], hex: hexOf(full.b) },
         step: { value: 9 },
       }),
     );

@@ -60,3 +60,8 @@ export function whichSeed(loaded: Record<string, unknown>, seeds: readonly numbe
     );
   });
 }
+
+/** A tensor's bytes as hex: equal strings mean bit-identical tensors (the peers' expected files use it too). */
+export function hexOf(t: Tensor): string {
+  return Buffer.from(tensorBytes(t)).toString("hex");
+}

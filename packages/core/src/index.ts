@@ -1,4 +1,5 @@
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
+export { decodeCheckpointMetadata } from "./checkpoint-metadata.js";
 export { allGather, allReduce, reduceScatter } from "./collectives.js";
 export {
   allocateTypedArray,

@@ -66,13 +66,13 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     const offsets = e.type === "bytes" ? [null] : e.chunks.map((c) => [...c.offsets]);
     for (const offset of offsets) {
       const info = metadata.storageData.get(metadataIndexKey({ fqn, offset }));
-      if (info?.crc32c === undefined && info) {
+      if (!info) continue;
+      if (info.crc32c === undefined)
         throw new CheckpointError(
           "INVALID_ARGUMENT",
           `Expected a CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
         );
-      }
-      if (info) storage.push([fqn, offset, info.relativePath, info.offset, info.length, info.crc32c!]);
+      storage.push([fqn, offset, info.relativePath, info.offset, info.length, info.crc32c]);
     }
   }
   const body = encode({

@@ -53,6 +53,14 @@ def tensors():
     return sd
 
 
+def hf_reader_mismatches(d, expected, label):
+    """dcp.load through HuggingFaceStorageReader(d) into zeros; the keys that differ from EXPECTED."""
+    target = {k: torch.zeros(v["shape"], dtype=DTYPES[v["dtype"]]) for k, v in expected.items()}
+    dcp.load(target, storage_reader=HuggingFaceStorageReader(d), no_dist=True)
+    got = describe(target)
+    return [f"{label}: {k}" for k, v in expected.items() if got.get(k) != v]
+
+
 def main():
     cmd, d = sys.argv[1], sys.argv[2]
     if cmd == "write-files":
@@ -75,12 +83,7 @@ def main():
         src = d
         if sharded:
             # HuggingFaceStorageReader reads the sharded layout itself …
-            target = {k: torch.zeros(v["shape"], dtype=DTYPES[v["dtype"]]) for k, v in expected.items()}
-            dcp.load(target, storage_reader=HuggingFaceStorageReader(d), no_dist=True)
-            got = describe(target)
-            for k, v in expected.items():
-                if got.get(k) != v:
-                    out["mismatches"].append(f"HuggingFaceStorageReader (sharded): {k}")
+            out["mismatches"] += hf_reader_mismatches(d, expected, "HuggingFaceStorageReader (sharded)")
             # … and consolidate_safetensors_files turns it into full tensors
             src = tempfile.mkdtemp()
             consolidate_safetensors_files(d, src, {k: 1 for k in expected})
@@ -91,12 +94,7 @@ def main():
         for k, v in expected.items():
             if got.get(k) != v:
                 out["mismatches"].append(f"load_file: {k}")
-        target = {k: torch.zeros(v["shape"], dtype=DTYPES[v["dtype"]]) for k, v in expected.items()}
-        dcp.load(target, storage_reader=HuggingFaceStorageReader(src), no_dist=True)
-        got = describe(target)
-        for k, v in expected.items():
-            if got.get(k) != v:
-                out["mismatches"].append(f"HuggingFaceStorageReader: {k}")
+        out["mismatches"] += hf_reader_mismatches(src, expected, "HuggingFaceStorageReader")
         out["ok"] = not out["mismatches"]
         print(json.dumps(out))
     else:

@@ -2,6 +2,7 @@ import {
   CheckpointError,
   createStorageReader,
   createStorageWriter,
+  decodeCheckpointMetadata,
   type FileEntry,
   type FileSystemBase,
   type FileSystemWriter,
@@ -258,7 +259,7 @@ export async function copyCheckpoint(
   const metadataBytes = await readWholeFile(from.fs, from.fs.concatPath(from.root, METADATA_FILE), {
     access: "random",
   });
-  const md = await (await createStorageReader(src)).readMetadata();
+  const md = decodeCheckpointMetadata(metadataBytes);
   const byFile = new Map<string, { info: StorageInfo; fqn: string }[]>();
   for (const [key, info] of md.storageData) {
     const list = byFile.get(info.relativePath) ?? [];
