@@ -103,6 +103,13 @@ def check(d, expected_file):
     print(json.dumps({"ok": not mismatches, "mismatches": mismatches}))
 
 
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _dist_full():
     g = torch.Generator().manual_seed(5)
     return {
@@ -132,6 +139,7 @@ def _dist_rank(rank, world, d, port):
         "step": full["step"],
     }
     dcp.save(sd, checkpoint_id=d)
+    dist.barrier()  # every rank done before any tears gloo down (else a rank may abort at exit)
     dist.destroy_process_group()
 
 
@@ -153,6 +161,7 @@ def _check_dist_rank(rank, world, d, expected_file, port, out_file):
     mismatches = [k for k, t in target.items() if hexof(t.full_tensor()) != expected[k]["hex"]]
     if rank == 0:
         json.dump({"mismatches": mismatches, "loaded": sorted(target)}, open(out_file, "w"))
+    dist.barrier()  # every rank done before any tears gloo down (else a rank may abort at exit)
     dist.destroy_process_group()
 
 
@@ -161,7 +170,7 @@ def check_dist(d, expected_file):
     import tempfile
     import torch.multiprocessing as mp
     out_file = os.path.join(tempfile.mkdtemp(), "out.json")
-    port = 30500 + os.getpid() % 1000
+    port = _free_port()
     mp.spawn(_check_dist_rank, args=(2, d, expected_file, port, out_file), nprocs=2, join=True)
     out = json.load(open(out_file))
     print(json.dumps({"ok": not out["mismatches"], **out}))
@@ -187,7 +196,7 @@ def main():
         dcp.save(sd, checkpoint_id=d, no_dist=True, use_collectives=False)
     elif mode == "distributed":
         import torch.multiprocessing as mp
-        port = 29500 + os.getpid() % 1000
+        port = _free_port()
         mp.spawn(_dist_rank, args=(2, d, port), nprocs=2, join=True)
         full = _dist_full()
         json.dump(expected(full), open(os.path.join(d, "..", "expected-distributed.json"), "w"))
