@@ -28,9 +28,20 @@ export {
   getChecked,
   getRange,
   getRangeInto,
+  headObject,
   headSize,
   type S3ObjectRef,
 } from "./ranged-get.js";
+export {
+  CACHE_LOCK_STALE_MS,
+  type CachedObjectId,
+  DEFAULT_CACHE_BLOCK_BYTES,
+  DEFAULT_CACHE_MAX_BYTES,
+  S3ReadCache,
+  type S3ReadCacheOptions,
+  type S3ReadCacheStats,
+} from "./read-cache.js";
+export { BLOCKS_IN_FLIGHT, CachedS3Reader } from "./readers/cached-reader.js";
 export {
   coalesceRanges,
   DCPOptimizedS3Reader,

@@ -6,7 +6,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
-import { toCheckpointError } from "./s3-errors.js";
+import { s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 
 /** An object to read: the client, its bucket and key, and its URI for messages. */
 export interface S3ObjectRef {
@@ -18,6 +18,11 @@ export interface S3ObjectRef {
   readonly key: string;
   /** `s3://bucket/key`, for error messages. */
   readonly uri: string;
+  /**
+   * Sent as `If-Match` with every GET: S3 answers 412 (an `IO_ERROR` naming the change) when the
+   * object is no longer this version.
+   */
+  readonly ifMatch?: string;
 }
 
 /**
@@ -64,9 +69,13 @@ function maxAttemptsOf(client: S3Client): Promise<number> {
   return attempts;
 }
 
-/** Whether a failed GET (or its body) is worth another attempt: transport or length faults, not the caller's abort. */
+/**
+ * Whether a failed GET (or its body) is worth another attempt: transport or length faults, not the
+ * caller's abort, and not a failed `If-Match` (the object was replaced; asking again cannot help).
+ */
 function retryable(error: unknown, signal: AbortSignal | undefined): boolean {
   if (signal?.aborted || !(error instanceof CheckpointError)) return false;
+  if (s3ErrorInfo(error.cause).status === 412) return false;
   return error.code === "IO_ERROR" || error.code === "TRUNCATED" || error.code === "ABORTED";
 }
 
@@ -101,7 +110,12 @@ async function openChecked(
   let response: GetObjectCommandOutput;
   try {
     response = await ref.client.send(
-      new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key, ...(range ? { Range: range } : {}) }),
+      new GetObjectCommand({
+        Bucket: ref.bucket,
+        Key: ref.key,
+        ...(range ? { Range: range } : {}),
+        ...(ref.ifMatch ? { IfMatch: ref.ifMatch } : {}),
+      }),
       signal ? { abortSignal: signal } : {},
     );
   } catch (error) {
@@ -266,6 +280,28 @@ export async function getRange(
 }
 
 /**
+ * The object's size and ETag from one HEAD request.
+ *
+ * @param ref - the object.
+ * @param signal - aborts the request.
+ * @throws the mapped SDK errors (`NOT_FOUND` for a missing key).
+ */
+export async function headObject(
+  ref: S3ObjectRef,
+  signal?: AbortSignal,
+): Promise<{ size: number; etag: string | undefined }> {
+  try {
+    const head = await ref.client.send(
+      new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }),
+      signal ? { abortSignal: signal } : {},
+    );
+    return { size: head.ContentLength ?? 0, etag: head.ETag };
+  } catch (error) {
+    throw toCheckpointError(error, "stat", ref.uri);
+  }
+}
+
+/**
  * The object's size from a HEAD request.
  *
  * @param ref - the object.
@@ -273,15 +309,7 @@ export async function getRange(
  * @throws the mapped SDK errors (`NOT_FOUND` for a missing key).
  */
 export async function headSize(ref: S3ObjectRef, signal?: AbortSignal): Promise<number> {
-  try {
-    const head = await ref.client.send(
-      new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }),
-      signal ? { abortSignal: signal } : {},
-    );
-    return head.ContentLength ?? 0;
-  } catch (error) {
-    throw toCheckpointError(error, "stat", ref.uri);
-  }
+  return (await headObject(ref, signal)).size;
 }
 
 /**

@@ -29,7 +29,7 @@ export function isNotFound(error: unknown): boolean {
 
 /**
  * Maps an SDK error to the library's errors: a missing key → {@link NotFoundError}; a missing
- * bucket → `NOT_FOUND`; refused credentials or permissions (401/403) → `ACCESS_DENIED`; an abort
+ * bucket → `NOT_FOUND`; refused credentials or permissions (401/403) → `ACCESS_DENIED`; a failed `If-Match` (412) → `IO_ERROR` saying the object was replaced; an abort
  * → `ABORTED`; anything else → `IO_ERROR`. A {@link CheckpointError} passes through.
  *
  * @param error - what the SDK threw.
@@ -60,6 +60,12 @@ export function toCheckpointError(error: unknown, action: string, uri: string): 
       { cause: error },
     );
   }
+  if (status === 412 || name === "PreconditionFailed")
+    return new CheckpointError(
+      "IO_ERROR",
+      `Expected ${uri} to stay the version first seen while it was read (If-Match), but it was replaced: ${action} refused (412)`,
+      { cause: error },
+    );
   if (name === "AbortError")
     return new CheckpointError("ABORTED", `Aborted while trying to ${action} ${uri}`, { cause: error });
   return new CheckpointError("IO_ERROR", `Failed to ${action} ${uri}: ${name}: ${message}`, { cause: error });

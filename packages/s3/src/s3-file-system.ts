@@ -27,6 +27,8 @@ import {
   type S3ClientConfig,
   type S3TransferSettings,
 } from "./client-config.js";
+import type { S3ReadCache } from "./read-cache.js";
+import { CachedS3Reader } from "./readers/cached-reader.js";
 import { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
 import { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
@@ -44,6 +46,12 @@ export interface S3FileSystemOptions {
   readonly clientConfig?: S3ClientConfig;
   /** How objects opened in `rb` mode are read. @default {@link S3ReaderConstructor.sequential} */
   readonly readerConstructor?: ReaderConstructor;
+  /**
+   * A machine-local cache that every `rb` stream reads through (then `readerConstructor` is not
+   * used): each byte is fetched from S3 once per machine while it stays cached.
+   * @default none
+   */
+  readonly readCache?: S3ReadCache;
 }
 
 /**
@@ -57,6 +65,8 @@ export class S3FileSystem implements FileSystemBase {
   readonly transfer: S3TransferSettings;
   /** The reader constructor for `rb` streams. */
   readonly readerConstructor: ReaderConstructor;
+  /** The read cache `rb` streams go through, if any. */
+  readonly readCache: S3ReadCache | undefined;
   /**
    * @inheritDoc
    * `maxAttempts − 1` (9 by default): a response whose bytes fail their checksum (damaged in
@@ -73,13 +83,14 @@ export class S3FileSystem implements FileSystemBase {
     this.transfer = resolveTransferSettings(options.clientConfig);
     this.client = options.client ?? createS3Client(options.clientConfig);
     this.readerConstructor = options.readerConstructor ?? S3ReaderConstructor.sequential();
+    this.readCache = options.readCache;
     this.rereadsOnMismatch = (options.clientConfig?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) - 1;
   }
 
   /**
    * @inheritDoc
-   * `wb`: an {@link S3WriteStream} (streaming multipart upload). `rb`: the configured reader
-   * (requests are lazy: a missing key fails on the first read or size).
+   * `wb`: an {@link S3WriteStream} (streaming multipart upload). `rb`: a {@link CachedS3Reader}
+   * with a read cache, else the configured reader (requests are lazy: a missing key fails on the first read or size).
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for another mode, with s3torchconnector's
    * message, or a path that is not an `s3://` URI.
    */
@@ -96,6 +107,7 @@ export class S3FileSystem implements FileSystemBase {
       return new S3WriteStream(this.client, bucket, key, path, this.transfer, options?.signal);
     if (mode === "rb") {
       const ref = { client: this.client, bucket, key, uri: path };
+      if (this.readCache) return new CachedS3Reader(ref, this.readCache);
       // Small ranges at random positions: plain ranged GETs, no read-ahead, no ranges needed up front.
       return options?.access === "random"
         ? new RangeBasedS3Reader(ref, 0)

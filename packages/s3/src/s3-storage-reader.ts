@@ -1,6 +1,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { FileSystemReader, type LoadPlan, type ProgressCallback } from "@dcpjs/core";
 import type { S3ClientConfig } from "./client-config.js";
+import { S3ReadCache } from "./read-cache.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
 import { S3FileSystem } from "./s3-file-system.js";
 import { isS3Uri, parseS3Uri } from "./s3-uri.js";
@@ -19,6 +20,16 @@ export interface S3StorageReaderOptions {
   readonly threadCount?: number;
   /** Called after each item is read and verified. */
   readonly onProgress?: ProgressCallback;
+  /**
+   * A folder for a machine-local read cache ({@link S3ReadCache}): ranks on one machine that load
+   * the same checkpoint fetch each byte from S3 once, and a later load is served from disk. With
+   * it, `readerConstructor` is not used.
+   * @default no cache
+   * @example `{ path: "s3://bucket/run/step-100", cacheDir: "/var/cache/dcpjs" }`
+   */
+  readonly cacheDir?: string;
+  /** The cache's bound in bytes (least recently used blocks are evicted). @default 10 GiB */
+  readonly cacheMaxBytes?: number;
 }
 
 /**
@@ -30,18 +41,31 @@ export interface S3StorageReaderOptions {
 export class S3StorageReader extends FileSystemReader {
   readonly #readerConstructor: ReaderConstructor;
 
+  /** The read cache given by `cacheDir` (its `stats` count this process's hits and fetches), if any. */
+  get readCache(): S3ReadCache | undefined {
+    return (this.fs as S3FileSystem).readCache;
+  }
+
   /**
    * @param options - see {@link S3StorageReaderOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a path that is not `s3://bucket/…` or
-   * an out-of-range client config.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a path that is not `s3://bucket/…`,
+   * an out-of-range client config or cache bound, or an empty `cacheDir`.
    */
   constructor(options: S3StorageReaderOptions) {
     parseS3Uri(options.path);
     const readerConstructor = options.readerConstructor ?? S3ReaderConstructor.dcpOptimized();
+    const readCache =
+      options.cacheDir !== undefined
+        ? new S3ReadCache({
+            dir: options.cacheDir,
+            ...(options.cacheMaxBytes !== undefined ? { maxBytes: options.cacheMaxBytes } : {}),
+          })
+        : undefined;
     const fs = new S3FileSystem({
       ...(options.client ? { client: options.client } : {}),
       ...(options.clientConfig ? { clientConfig: options.clientConfig } : {}),
       readerConstructor,
+      ...(readCache ? { readCache } : {}),
     });
     super({
       path: options.path,

@@ -1,0 +1,259 @@
+import { createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { assertIntegerInRange, CheckpointError, throwIfAborted } from "@dcpjs/core";
+import cacache from "cacache";
+import lockfile from "proper-lockfile";
+
+/** The cache's size bound when none is given: 10 GiB. */
+export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
+/** The cached block size when none is given: 8 MiB, s3torchconnector's range size. */
+export const DEFAULT_CACHE_BLOCK_BYTES = 8 * 1024 * 1024;
+/** A lock on a block whose holder has not refreshed it for this long is taken over (ms). */
+export const CACHE_LOCK_STALE_MS = 30_000;
+
+/** Options of {@link S3ReadCache}. */
+export interface S3ReadCacheOptions {
+  /** The cache folder on local disk; processes that give the same folder share the cache. */
+  readonly dir: string;
+  /**
+   * The most bytes of blocks kept; after each insertion the least recently used blocks are evicted
+   * until the cache fits (a block being read stays readable in memory).
+   * @default 10 GiB ({@link DEFAULT_CACHE_MAX_BYTES})
+   */
+  readonly maxBytes?: number;
+  /**
+   * Objects are cached in aligned blocks of this many bytes (the last one shorter), so ranks that
+   * read different but overlapping ranges share blocks; a read fetches at most one block more on
+   * each side than it needs. 64 KiB – 1 GiB.
+   * @default 8 MiB ({@link DEFAULT_CACHE_BLOCK_BYTES})
+   */
+  readonly blockBytes?: number;
+}
+
+/** What one object is, for the cache: its ETag (the content's identity) and size in bytes. */
+export interface CachedObjectId {
+  /** The ETag from HEAD, quotes included or not. */
+  readonly etag: string;
+  /** The object's size in bytes. */
+  readonly size: number;
+}
+
+/** Counters of one {@link S3ReadCache} in this process. */
+export interface S3ReadCacheStats {
+  /** Blocks served from the local disk (or from a read in flight in this process). */
+  hits: number;
+  /** Blocks fetched from S3 by this process. */
+  fetches: number;
+  /** Bytes fetched from S3 by this process. */
+  fetchedBytes: number;
+  /** Cached blocks that failed their integrity check on read, were dropped and fetched again. */
+  corrupt: number;
+  /** Blocks evicted by this process to keep the bound. */
+  evicted: number;
+}
+
+/** `rm.entry` with `removeFully` (the index lines go too), which cacache 20 takes but its types omit. */
+const removeEntry = cacache.rm.entry as unknown as (
+  dir: string,
+  key: string,
+  options: { removeFully: boolean },
+) => Promise<unknown>;
+
+const isCode = (error: unknown, ...codes: string[]) =>
+  typeof error === "object" && error !== null && codes.includes((error as { code?: string }).code ?? "");
+
+/**
+ * A machine-local cache of S3 object bytes, in aligned blocks keyed by ETag, size and block index:
+ * - storage is `cacache` (content-addressed; atomic writes through a temporary file and a rename;
+ *   every read checked against the entry's SHA-512, a failed check drops the entry and refetches);
+ * - processes sharing the folder fetch each block once: a missing block is fetched under a
+ *   `proper-lockfile` lock (a `mkdir` lock, refreshed while held, taken over after
+ *   {@link CACHE_LOCK_STALE_MS} when its holder died) while the others wait and then read it from
+ *   disk; in one process, concurrent reads of one block share one fetch;
+ * - the cache stays within `maxBytes` by least-recently-used eviction (a hit refreshes the entry's
+ *   time); the bound holds after each insertion, give or take the blocks other processes insert
+ *   at the same moment.
+ * Keys change when an object is rewritten (its ETag changes), so a stale block is never served;
+ * fetches send `If-Match` with the ETag, so bytes of a replaced object are never stored under the
+ * old one.
+ */
+export class S3ReadCache {
+  /** The cache folder. */
+  readonly dir: string;
+  /** The size bound in bytes. */
+  readonly maxBytes: number;
+  /** The block size in bytes. */
+  readonly blockBytes: number;
+  /** This process's counters. */
+  readonly stats: S3ReadCacheStats = { hits: 0, fetches: 0, fetchedBytes: 0, corrupt: 0, evicted: 0 };
+  readonly #inFlight = new Map<string, Promise<Uint8Array>>();
+  #locks: Promise<string> | undefined;
+  #eviction: Promise<void> = Promise.resolve();
+
+  /**
+   * @param options - see {@link S3ReadCacheOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty `dir`, `maxBytes` < 1 or a
+   * `blockBytes` outside 64 KiB – 1 GiB.
+   */
+  constructor(options: S3ReadCacheOptions) {
+    if (typeof options.dir !== "string" || options.dir === "")
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected cache dir to be a folder path, got ${options.dir}`,
+      );
+    this.dir = options.dir;
+    this.maxBytes = options.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+    this.blockBytes = options.blockBytes ?? DEFAULT_CACHE_BLOCK_BYTES;
+    assertIntegerInRange("cache maxBytes", this.maxBytes, 1, Number.MAX_SAFE_INTEGER);
+    assertIntegerInRange("cache blockBytes", this.blockBytes, 64 * 1024, 1024 ** 3);
+  }
+
+  /**
+   * Block `index` of an object: `[index · blockBytes, min((index + 1) · blockBytes, size))`, from
+   * disk, or fetched with `fetch` once across the processes sharing the folder, then stored.
+   *
+   * @param object - the object's ETag and size.
+   * @param index - the block number, from 0.
+   * @param fetch - GETs `[start, end)` of the object (with `If-Match`); called at most once here.
+   * @param signal - aborts the wait for another process's fetch.
+   * @returns the block's bytes (a fresh buffer the caller may keep).
+   * @throws what `fetch` throws; `ABORTED` when `signal` fires while waiting.
+   */
+  block(
+    object: CachedObjectId,
+    index: number,
+    fetch: (start: number, end: number) => Promise<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    const key = `dcpjs-block:${object.etag.replaceAll('"', "")}:${object.size}:${this.blockBytes}:${index}`;
+    const running = this.#inFlight.get(key);
+    if (running) {
+      this.stats.hits++;
+      return running;
+    }
+    const start = index * this.blockBytes;
+    const end = Math.min(start + this.blockBytes, object.size);
+    const promise = this.#block(key, () => fetch(start, end), end - start, signal).finally(() =>
+      this.#inFlight.delete(key),
+    );
+    this.#inFlight.set(key, promise);
+    return promise;
+  }
+
+  async #block(
+    key: string,
+    fetch: () => Promise<Uint8Array>,
+    length: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
+    const cached = await this.#get(key, length);
+    if (cached) return cached;
+    const lockPath = join(await this.#lockDir(), createHash("sha256").update(key).digest("hex"));
+    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+      throwIfAborted(signal);
+      let release: (() => Promise<void>) | undefined;
+      try {
+        release = await lockfile.lock(lockPath, {
+          realpath: false,
+          stale: CACHE_LOCK_STALE_MS,
+          retries: 0,
+          // Another process took the lock over as stale: at worst the block is fetched twice.
+          onCompromised: () => {},
+        });
+      } catch (error) {
+        if (!isCode(error, "ELOCKED")) throw error;
+      }
+      if (release) {
+        try {
+          const again = await this.#get(key, length);
+          if (again) return again;
+          const bytes = await fetch();
+          this.stats.fetches++;
+          this.stats.fetchedBytes += bytes.byteLength;
+          await cacache.put(this.dir, key, bytes, { size: bytes.byteLength });
+          this.#evictSoon();
+          return bytes;
+        } finally {
+          await release().catch(() => {});
+        }
+      }
+      // Another process is fetching it: wait, then look again.
+      try {
+        await sleep(wait, undefined, signal ? { signal } : {});
+      } catch (cause) {
+        throw new CheckpointError("ABORTED", "The operation was aborted", { cause: signal?.reason ?? cause });
+      }
+      const filled = await this.#get(key, length);
+      if (filled) return filled;
+    }
+  }
+
+  /** The block from disk, verified (SHA-512 and length), its time refreshed; undefined on a miss. */
+  async #get(key: string, length: number): Promise<Uint8Array | undefined> {
+    let got: cacache.GetCacheObject;
+    try {
+      got = await cacache.get(this.dir, key);
+    } catch (error) {
+      if (isCode(error, "ENOENT")) return undefined;
+      if (!isCode(error, "EINTEGRITY", "EBADSIZE")) throw error;
+      this.stats.corrupt++;
+      await removeEntry(this.dir, key, { removeFully: true }).catch(() => {});
+      return undefined;
+    }
+    if (got.data.byteLength !== length) {
+      this.stats.corrupt++;
+      await removeEntry(this.dir, key, { removeFully: true }).catch(() => {});
+      return undefined;
+    }
+    this.stats.hits++;
+    // Least recently used: a new index line carries the time of this use.
+    await cacache.index.insert(this.dir, key, got.integrity, { size: got.data.byteLength }).catch(() => {});
+    return got.data;
+  }
+
+  #lockDir(): Promise<string> {
+    this.#locks ??= mkdir(join(this.dir, "locks"), { recursive: true }).then(() => join(this.dir, "locks"));
+    return this.#locks;
+  }
+
+  /** Queues one eviction pass after the ones already queued (one at a time per process). */
+  #evictSoon(): void {
+    this.#eviction = this.#eviction.then(
+      () => this.evict().then(() => {}),
+      () => {},
+    );
+  }
+
+  /**
+   * Evicts least recently used blocks until the cache holds at most `maxBytes`; content still
+   * referenced by a kept entry stays. Runs after each insertion; callable to trim by hand.
+   * @returns the bytes evicted.
+   */
+  async evict(): Promise<number> {
+    const entries = Object.values(await cacache.ls(this.dir)).filter((e) => e.key.startsWith("dcpjs-block:"));
+    let total = entries.reduce((n, e) => n + (e.size ?? 0), 0);
+    if (total <= this.maxBytes) return 0;
+    entries.sort((a, b) => a.time - b.time);
+    const kept = new Map<string, number>();
+    for (const e of entries) kept.set(e.integrity, (kept.get(e.integrity) ?? 0) + 1);
+    let freed = 0;
+    for (const e of entries) {
+      if (total <= this.maxBytes) break;
+      await removeEntry(this.dir, e.key, { removeFully: true }).catch(() => {});
+      const left = (kept.get(e.integrity) ?? 1) - 1;
+      kept.set(e.integrity, left);
+      if (left === 0) await cacache.rm.content(this.dir, e.integrity).catch(() => {});
+      total -= e.size ?? 0;
+      freed += e.size ?? 0;
+      this.stats.evicted++;
+    }
+    return freed;
+  }
+
+  /** Resolves when the evictions queued so far have run (for tests and orderly exits). */
+  async settled(): Promise<void> {
+    await this.#eviction;
+  }
+}
