@@ -160,3 +160,21 @@ describe("the S3 read cache", () => {
     expect(() => new S3ReadCache({ dir: "/tmp/x", maxBytes: 0 })).toThrow(/maxBytes/);
   });
 });
+
+describe("dcp verify and dcp cp with --cache-dir", () => {
+  it("verify fills the cache with every object; cp from S3 then copies bit-exactly through it", async () => {
+    const { copyCheckpoint, verifyCheckpoint } = await import("@dcpjs/cli");
+    Object.assign(process.env, s3Env());
+    const uri = await savedCheckpoint(4);
+    const cacheDir = await tempDir();
+    const report = await verifyCheckpoint(uri, { cacheDir });
+    expect(report.damaged).toEqual([]);
+    const cached = Object.values(await cacache.ls(cacheDir)).reduce((n, e) => n + (e.size ?? 0), 0);
+    expect(cached).toBe(await objectBytes(uri));
+    const local = join(await tempDir(), "copy");
+    await copyCheckpoint(uri, local, { cacheDir });
+    const sd = seededTarget();
+    await load(sd, { checkpointId: local });
+    expect(whichSeed(sd, [4])).toBe(4);
+  });
+});

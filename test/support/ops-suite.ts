@@ -1,7 +1,13 @@
-import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } from "@dcpjs/cli";
-import { type FileSystemBase, type FileSystemWriter, load, save } from "@dcpjs/core";
+import {
+  COPY_PIECE_BYTES,
+  collectGarbage,
+  copyCheckpoint,
+  listCheckpoints,
+  removeCheckpoint,
+} from "@dcpjs/cli";
+import { emptyTensor, type FileSystemBase, type FileSystemWriter, load, save } from "@dcpjs/core";
 import { describe, expect, it } from "vitest";
-import { seededState, seededTarget, whichSeed } from "./tensors.js";
+import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "./tensors.js";
 
 /** Where the operations are tried: fresh folders (or S3 prefixes), their backend, and a raw writer of files. */
 export interface OpsTarget {
@@ -107,6 +113,32 @@ export function describeCheckpointOps(name: string, target: OpsTarget): void {
       await put(fs, fs.concatPath(src, file), bytes);
       const fresh = await target.fresh();
       await expect(copyCheckpoint(src, fresh)).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
+      expect(await names(fs, fresh)).not.toContain(".metadata");
+    });
+
+    it("cp reads an item larger than a piece in ranged pieces, in order, its CRC checked across them", async () => {
+      const big = randomTensor("float32", [5 * 1024 * 1024 + 3], 7); // 20 MiB + 12 bytes: 3 pieces
+      expect(big.data.byteLength).toBeGreaterThan(2 * COPY_PIECE_BYTES);
+      const small = randomTensor("int8", [100], 8);
+      const src = await target.fresh();
+      await save({ big, small }, { storageWriter: target.writer(src) });
+      for (const concurrency of [1, 3]) {
+        const dst = await target.fresh();
+        await copyCheckpoint(src, dst, { concurrency });
+        const sd = { big: emptyTensor("float32", big.shape), small: emptyTensor("int8", [100]) };
+        await load(sd, { checkpointId: dst });
+        expect(sameTensor(sd.big, big) && sameTensor(sd.small, small)).toBe(true);
+      }
+      // One flipped byte in the last piece of the big item: refused, naming it; nothing committed.
+      const fs = target.fs();
+      const file = (await names(fs, src)).find((n) => n.endsWith(".distcp"))!;
+      const r = await fs.createStream(fs.concatPath(src, file), "rb", { access: "random" });
+      const bytes = await r.read(0, await r.size());
+      await r.close();
+      bytes[2 * COPY_PIECE_BYTES + 5]! ^= 0x10;
+      await put(fs, fs.concatPath(src, file), bytes);
+      const fresh = await target.fresh();
+      await expect(copyCheckpoint(src, fresh)).rejects.toThrow(/"big"/);
       expect(await names(fs, fresh)).not.toContain(".metadata");
     });
   });

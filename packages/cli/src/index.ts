@@ -27,6 +27,7 @@ export {
 } from "./inspect.js";
 export {
   type CheckpointListing,
+  COPY_PIECE_BYTES,
   type CopyOptions,
   type CopyReport,
   collectGarbage,
@@ -37,4 +38,4 @@ export {
   removeCheckpoint,
 } from "./ops/checkpoint-ops.js";
 export { positiveInt } from "./options.js";
-export { VERIFY_BATCH_BYTES, type VerifyReport, verifyCheckpoint } from "./verify.js";
+export { VERIFY_BATCH_BYTES, type VerifyOptions, type VerifyReport, verifyCheckpoint } from "./verify.js";

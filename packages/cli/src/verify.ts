@@ -24,6 +24,17 @@ export interface VerifyReport {
   readonly damaged: { fqn: string; code: string; message: string }[];
 }
 
+/** Options of {@link verifyCheckpoint}. */
+export interface VerifyOptions {
+  /** Called after each batch with the tensor bytes read so far and in all. */
+  readonly onProgress?: (bytes: number, total: number) => void;
+  /**
+   * A read cache folder for an `s3://` checkpoint ({@link S3ReadCache}): what this machine fetched
+   * before is read from disk (and still verified). @default no cache
+   */
+  readonly cacheDir?: string;
+}
+
 function rootOf(error: unknown): { code: string; message: string } {
   const e = error instanceof CheckpointException ? (error.failures[0]?.error ?? error) : error;
   if (e instanceof CheckpointError) return { code: e.code, message: e.message };
@@ -37,16 +48,19 @@ function rootOf(error: unknown): { code: string; message: string } {
  * it is read. A batch that fails is read again entry by entry, so every damaged fqn is named.
  *
  * @param checkpointId - a folder or `s3://` URI, in any format dcpjs reads.
- * @param options - `onProgress(bytes, total)`: called after each batch with the tensor bytes read so far.
+ * @param options - see {@link VerifyOptions}.
  * @returns the report; `damaged` is empty for a sound checkpoint.
  * @throws {@link CheckpointError} when the metadata itself cannot be read (`INCOMPLETE_CHECKPOINT`,
  * `MALFORMED_METADATA`, …).
  */
 export async function verifyCheckpoint(
   checkpointId: string,
-  options: { readonly onProgress?: (bytes: number, total: number) => void } = {},
+  options: VerifyOptions = {},
 ): Promise<VerifyReport> {
-  const reader: StorageReader = await createStorageReader(checkpointId);
+  const reader: StorageReader =
+    options.cacheDir !== undefined && checkpointId.startsWith("s3://")
+      ? new (await import("@dcpjs/s3")).S3StorageReader({ path: checkpointId, cacheDir: options.cacheDir })
+      : await createStorageReader(checkpointId);
   const metadata = await reader.readMetadata();
   const entries = [...metadata.stateDictMetadata];
   let unchecksummed = 0;

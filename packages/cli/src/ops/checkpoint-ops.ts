@@ -15,9 +15,19 @@ import {
 import { crc32c } from "@node-rs/crc32";
 import pLimit from "p-limit";
 
-/** A backend and the normalised path of a folder or `s3://` prefix on it. */
-async function locate(path: string): Promise<{ fs: FileSystemBase; root: string }> {
+/**
+ * A backend and the normalised path of a folder or `s3://` prefix on it; an `s3://` one reads
+ * through the read cache in `cacheDir` when given.
+ */
+async function locate(path: string, cacheDir?: string): Promise<{ fs: FileSystemBase; root: string }> {
   const writer = (await createStorageWriter(path)) as FileSystemWriter;
+  if (cacheDir !== undefined && path.startsWith("s3://")) {
+    const { S3FileSystem, S3ReadCache } = await import("@dcpjs/s3");
+    return {
+      fs: new S3FileSystem({ readCache: new S3ReadCache({ dir: cacheDir }) }),
+      root: writer.checkpointPath,
+    };
+  }
   return { fs: writer.fs, root: writer.checkpointPath };
 }
 
@@ -225,23 +235,65 @@ export interface CopyReport {
 
 /** Options of {@link copyCheckpoint}. */
 export interface CopyOptions {
-  /** Data files copied at once. @default 4 */
+  /**
+   * The connection budget: ranged reads in flight at once, over all files (each of at most
+   * {@link COPY_PIECE_BYTES}); files are copied in parallel within it. Memory: about
+   * `concurrency × 2 × COPY_PIECE_BYTES` of pieces waiting to be written. @default 8
+   */
   readonly concurrency?: number;
   /** Called with bytes as they are copied (or skipped). */
   readonly onProgress?: (bytes: number) => void;
+  /**
+   * A read cache folder for an `s3://` source ({@link S3ReadCache}): bytes this machine fetched
+   * before are read from disk. @default no cache
+   */
+  readonly cacheDir?: string;
 }
+
+/** The largest ranged read of `dcp cp` (bytes): items larger than this are read in pieces. */
+export const COPY_PIECE_BYTES = 8 * 1024 * 1024;
 
 /** Checks an item's bytes: its CRC-32C when it has one (PyTorch items carry their own zip CRCs). */
 function intact(info: StorageInfo, bytes: Uint8Array): boolean {
   return bytes.byteLength === info.length && (info.crc32c === undefined || crc32c(bytes) === info.crc32c);
 }
 
+/** One ranged read of a copy: bytes `[offset, offset + length)`, part of item `item` (or of a gap). */
+interface Piece {
+  readonly offset: number;
+  readonly length: number;
+  readonly item: { info: StorageInfo; fqn: string } | undefined;
+  /** The item's last piece: its CRC is checked after it. */
+  readonly last: boolean;
+}
+
+/** A file's reads, in file order: each item (and each gap between items) cut into pieces. */
+function piecesOf(items: readonly { info: StorageInfo; fqn: string }[]): Piece[] {
+  const pieces: Piece[] = [];
+  const cut = (offset: number, length: number, item: Piece["item"]) => {
+    if (length === 0 && item) pieces.push({ offset, length: 0, item, last: true });
+    for (let at = 0; at < length; at += COPY_PIECE_BYTES) {
+      const n = Math.min(COPY_PIECE_BYTES, length - at);
+      pieces.push({ offset: offset + at, length: n, item, last: at + n === length });
+    }
+  };
+  let at = 0;
+  for (const item of items) {
+    if (item.info.offset > at) cut(at, item.info.offset - at, undefined); // bytes between items, as they are
+    cut(item.info.offset, item.info.length, item);
+    at = Math.max(at, item.info.offset + item.info.length);
+  }
+  return pieces;
+}
+
 /**
  * Copies a committed checkpoint between folders and S3 in any direction: every data file item by
- * item, each item verified (length and CRC-32C) on arrival before it is written, files in
- * parallel; the destination's `.metadata` is written last (through a tmp and a rename), so a copy
- * killed at any point leaves nothing loadable there. Incremental: a destination file whose size
- * matches and whose items all verify is not copied again.
+ * item, as ranged reads of at most {@link COPY_PIECE_BYTES} within one budget of `concurrency`
+ * reads in flight (each retried by the backend: S3 GETs resume from the first missing byte), each
+ * item verified (length and CRC-32C) on arrival before its last piece is written; the
+ * destination's `.metadata` is written last (through a tmp and a rename), so a copy killed at any
+ * point leaves nothing loadable there. Incremental: a destination file whose items all verify is
+ * not copied again.
  *
  * @param src - the source checkpoint.
  * @param dst - the destination folder or `s3://` prefix.
@@ -254,7 +306,7 @@ export async function copyCheckpoint(
   dst: string,
   options: CopyOptions = {},
 ): Promise<CopyReport> {
-  const from = await locate(src);
+  const from = await locate(src, options.cacheDir);
   const to = await locate(dst);
   const metadataBytes = await readWholeFile(from.fs, from.fs.concatPath(from.root, METADATA_FILE), {
     access: "random",
@@ -269,65 +321,81 @@ export async function copyCheckpoint(
   const copied: string[] = [];
   const skipped: string[] = [];
   let bytes = 0;
+  const budget = options.concurrency ?? 8;
+  const reads = pLimit(budget);
   const readAll = async (fs: FileSystemBase, path: string, items: { info: StorageInfo }[]) => {
     const stream = await fs.createStream(path, "rb", { access: "random" });
     try {
-      const out: Uint8Array[] = [];
-      for (const { info } of items) out.push(await stream.read(info.offset, info.length));
-      return out;
+      return await Promise.all(items.map(({ info }) => reads(() => stream.read(info.offset, info.length))));
     } finally {
       await stream.close();
     }
   };
-  const limit = pLimit(options.concurrency ?? 4);
-  await Promise.all(
-    [...byFile].map(([file, items]) =>
-      limit(async () => {
-        items.sort((a, b) => a.info.offset - b.info.offset);
-        const size = items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0);
-        const target = to.fs.concatPath(to.root, file);
-        // Incremental: the destination file already holds every item intact.
-        const existing = await readAll(to.fs, target, items).catch(() => undefined);
-        if (existing?.every((b, i) => intact(items[i]!.info, b))) {
-          skipped.push(file);
-          options.onProgress?.(size);
-          return;
-        }
-        const source = await from.fs.createStream(from.fs.concatPath(from.root, file), "rb", {
-          access: "random",
-        });
-        const out = await to.fs.createStream(target, "wb");
-        try {
-          let at = 0;
-          for (const { info, fqn } of items) {
-            if (info.offset > at) {
-              await out.write(await source.read(at, info.offset - at)); // bytes between items, as they are
-              at = info.offset;
-            }
-            const data = await source.read(info.offset, info.length);
-            if (!intact(info, data)) {
+  const copyFile = async (file: string, items: { info: StorageInfo; fqn: string }[]) => {
+    items.sort((a, b) => a.info.offset - b.info.offset);
+    const size = items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0);
+    const target = to.fs.concatPath(to.root, file);
+    // Incremental: the destination file already holds every item intact.
+    const existing = await readAll(to.fs, target, items).catch(() => undefined);
+    if (existing?.every((b, i) => intact(items[i]!.info, b))) {
+      skipped.push(file);
+      options.onProgress?.(size);
+      return;
+    }
+    const source = await from.fs.createStream(from.fs.concatPath(from.root, file), "rb", {
+      access: "random",
+    });
+    const out = await to.fs.createStream(target, "wb");
+    const pieces = piecesOf(items);
+    // Reads run ahead of the writes by at most `budget` pieces of this file (backpressure).
+    const pending: Promise<Uint8Array>[] = [];
+    let next = 0;
+    const refill = () => {
+      while (next < pieces.length && pending.length < budget) {
+        const p = pieces[next++]!;
+        const read = reads(() => source.read(p.offset, p.length));
+        read.catch(() => {}); // settled in order below; a failure is thrown there
+        pending.push(read);
+      }
+    };
+    try {
+      let crc = 0;
+      let itemBytes = 0;
+      for (const piece of pieces) {
+        refill();
+        const data = await pending.shift()!;
+        if (piece.item) {
+          crc = itemBytes === 0 ? crc32c(data) : crc32c(data, crc);
+          itemBytes += data.byteLength;
+          if (piece.last) {
+            const { info, fqn } = piece.item;
+            if (itemBytes !== info.length || (info.crc32c !== undefined && crc !== info.crc32c)) {
               throw new CheckpointError(
                 "CHECKSUM_MISMATCH",
                 `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its CRC-32C; it does not: not copied`,
               );
             }
-            await out.write(data);
-            at = info.offset + info.length;
-            bytes += data.byteLength;
-            options.onProgress?.(data.byteLength);
+            crc = 0;
+            itemBytes = 0;
           }
-          await out.sync();
-          await out.close();
-          copied.push(file);
-        } catch (error) {
-          await out.abort(error);
-          throw error;
-        } finally {
-          await source.close();
+          bytes += data.byteLength;
+          options.onProgress?.(data.byteLength);
         }
-      }),
-    ),
-  );
+        await out.write(data);
+      }
+      await out.sync();
+      await out.close();
+      copied.push(file);
+    } catch (error) {
+      await out.abort(error);
+      throw error;
+    } finally {
+      await Promise.allSettled(pending);
+      await source.close();
+    }
+  };
+  const files = pLimit(budget);
+  await Promise.all([...byFile].map(([file, items]) => files(() => copyFile(file, items))));
   // Commit last: the metadata as it is (same format, same relative paths).
   const tmp = to.fs.concatPath(to.root, ".metadata.cp.tmp");
   const out = await to.fs.createStream(tmp, "wb");

@@ -36,9 +36,14 @@ export class RangeBasedS3Reader implements FileReadStream {
     return this.#size;
   }
 
-  /** @inheritDoc Calls run one at a time, in call order. */
+  /**
+   * @inheritDoc
+   * Calls run one at a time, in call order — except without a buffer (`bufferSize` 0), where each
+   * read is its own ranged GET and reads run in parallel.
+   */
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
     assertReadRange(offset, length);
+    if (this.bufferSize === 0) return this.#read(offset, length, signal);
     return this.#serial.run(() => this.#read(offset, length, signal));
   }
 
