@@ -5,7 +5,7 @@ import { CheckpointError, load, save } from "@dcpjs/core";
 import { CachedS3Reader, S3ReadCache, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import cacache from "cacache";
 import { describe, expect, it } from "vitest";
-import { exited, spawnTs } from "../support/child.js";
+import { exited, spawnTs, waitForLine } from "../support/child.js";
 import { freshUri, recordRequests, s3Env, s3Server, testClient } from "../support/s3.js";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -154,7 +154,27 @@ describe("the S3 read cache", () => {
     expect(Object.keys(await cacache.ls(cache.dir))).toEqual([]);
   });
 
+  it("a process killed while it fetches a block holds its lock only until the lock goes stale", async () => {
+    const dir = await tempDir();
+    const holder = spawnTs("cache-lock-holder.ts", [dir]);
+    await waitForLine(holder, /fetching/);
+    holder.kill("SIGKILL");
+    await exited(holder);
+    const cache = new S3ReadCache({ dir, lockStaleMs: 2000 });
+    let fetches = 0;
+    const t0 = performance.now();
+    const bytes = await cache.block({ etag: "held", size: 1024 }, 0, async (start, end) => {
+      fetches++;
+      return new Uint8Array(end - start).fill(7);
+    });
+    expect([bytes.byteLength, bytes[0], fetches]).toEqual([1024, 7, 1]);
+    // It waited for the dead holder's lock to go stale (2 s), and not for the 30 s default.
+    expect(performance.now() - t0).toBeGreaterThan(500);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+  });
+
   it("refuses a bad configuration with INVALID_ARGUMENT", () => {
+    expect(() => new S3ReadCache({ dir: "/tmp/x", lockStaleMs: 100 })).toThrow(/lockStaleMs/);
     expect(() => new S3ReadCache({ dir: "" })).toThrow(/cache dir/);
     expect(() => new S3ReadCache({ dir: "/tmp/x", blockBytes: 1000 })).toThrow(/blockBytes/);
     expect(() => new S3ReadCache({ dir: "/tmp/x", maxBytes: 0 })).toThrow(/maxBytes/);

@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { positiveInt } from "@dcpjs/cli";
 import { Command } from "commander";
+import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
@@ -88,6 +89,16 @@ program
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .action((o) => reshard(o.tensors, o.tensorMib, o.reps, o.dir));
+
+program
+  .command("s3-cache")
+  .description(
+    "processes on one machine loading one checkpoint from S3: requests and bytes without and with the shared read cache",
+  )
+  .option("--procs <n>", "loading processes", positiveInt, 4)
+  .option("--tensors <n>", "tensors", positiveInt, 16)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 16)
+  .action((o) => s3Cache(o.procs, o.tensors, o.tensorMib));
 
 program
   .command("memory")

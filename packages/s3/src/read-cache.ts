@@ -10,7 +10,7 @@ import lockfile from "proper-lockfile";
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
 /** The cached block size when none is given: 8 MiB, s3torchconnector's range size. */
 export const DEFAULT_CACHE_BLOCK_BYTES = 8 * 1024 * 1024;
-/** A lock on a block whose holder has not refreshed it for this long is taken over (ms). */
+/** A lock on a block whose holder has not refreshed it for this long is taken over, by default (ms). */
 export const CACHE_LOCK_STALE_MS = 30_000;
 
 /** Options of {@link S3ReadCache}. */
@@ -30,6 +30,13 @@ export interface S3ReadCacheOptions {
    * @default 8 MiB ({@link DEFAULT_CACHE_BLOCK_BYTES})
    */
   readonly blockBytes?: number;
+  /**
+   * A lock on a block whose holder has not refreshed it for this long (ms) — its process died
+   * while fetching — is taken over by a waiting process. At least 2,000 (the holder refreshes it
+   * every half of this).
+   * @default 30,000 ({@link CACHE_LOCK_STALE_MS})
+   */
+  readonly lockStaleMs?: number;
 }
 
 /** What one object is, for the cache: its ETag (the content's identity) and size in bytes. */
@@ -69,8 +76,8 @@ const isCode = (error: unknown, ...codes: string[]) =>
  * - storage is `cacache` (content-addressed; atomic writes through a temporary file and a rename;
  *   every read checked against the entry's SHA-512, a failed check drops the entry and refetches);
  * - processes sharing the folder fetch each block once: a missing block is fetched under a
- *   `proper-lockfile` lock (a `mkdir` lock, refreshed while held, taken over after
- *   {@link CACHE_LOCK_STALE_MS} when its holder died) while the others wait and then read it from
+ *   `proper-lockfile` lock (a `mkdir` lock, refreshed while held, taken over after `lockStaleMs`
+ *   when its holder died) while the others wait and then read it from
  *   disk; in one process, concurrent reads of one block share one fetch;
  * - the cache stays within `maxBytes` by least-recently-used eviction (a hit refreshes the entry's
  *   time); the bound holds after each insertion, give or take the blocks other processes insert
@@ -86,6 +93,8 @@ export class S3ReadCache {
   readonly maxBytes: number;
   /** The block size in bytes. */
   readonly blockBytes: number;
+  /** When a dead holder's lock is taken over (ms). */
+  readonly lockStaleMs: number;
   /** This process's counters. */
   readonly stats: S3ReadCacheStats = { hits: 0, fetches: 0, fetchedBytes: 0, corrupt: 0, evicted: 0 };
   readonly #inFlight = new Map<string, Promise<Uint8Array>>();
@@ -94,8 +103,8 @@ export class S3ReadCache {
 
   /**
    * @param options - see {@link S3ReadCacheOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty `dir`, `maxBytes` < 1 or a
-   * `blockBytes` outside 64 KiB – 1 GiB.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty `dir`, `maxBytes` < 1, a
+   * `blockBytes` outside 64 KiB – 1 GiB or a `lockStaleMs` < 2,000.
    */
   constructor(options: S3ReadCacheOptions) {
     if (typeof options.dir !== "string" || options.dir === "")
@@ -106,8 +115,10 @@ export class S3ReadCache {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
     this.blockBytes = options.blockBytes ?? DEFAULT_CACHE_BLOCK_BYTES;
+    this.lockStaleMs = options.lockStaleMs ?? CACHE_LOCK_STALE_MS;
     assertIntegerInRange("cache maxBytes", this.maxBytes, 1, Number.MAX_SAFE_INTEGER);
     assertIntegerInRange("cache blockBytes", this.blockBytes, 64 * 1024, 1024 ** 3);
+    assertIntegerInRange("cache lockStaleMs", this.lockStaleMs, 2000);
   }
 
   /**
@@ -157,7 +168,7 @@ export class S3ReadCache {
       try {
         release = await lockfile.lock(lockPath, {
           realpath: false,
-          stale: CACHE_LOCK_STALE_MS,
+          stale: this.lockStaleMs,
           retries: 0,
           // Another process took the lock over as stale: at worst the block is fetched twice.
           onCompromised: () => {},
