@@ -7,6 +7,7 @@ import {
 } from "@dcpjs/cli";
 import { emptyTensor, type FileSystemBase, type FileSystemWriter, load, save } from "@dcpjs/core";
 import { describe, expect, it } from "vitest";
+import { exited, spawnTs, waitForLine } from "./child.js";
 import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "./tensors.js";
 
 /** Where the operations are tried: fresh folders (or S3 prefixes), their backend, and a raw writer of files. */
@@ -141,5 +142,29 @@ export function describeCheckpointOps(name: string, target: OpsTarget): void {
       await expect(copyCheckpoint(src, fresh)).rejects.toThrow(/"big"/);
       expect(await names(fs, fresh)).not.toContain(".metadata");
     });
+
+    it("a cp killed part-way (SIGKILL after its first item arrived) leaves nothing loadable", async () => {
+      const src = await target.fresh();
+      await save(seededState(6), { storageWriter: target.writer(src) });
+      const fs = target.fs();
+      let beforeCommit = 0;
+      for (let trial = 0; trial < 4; trial++) {
+        const dst = await target.fresh();
+        const child = spawnTs("copy-worker.ts", [src, dst]);
+        await waitForLine(child, /copying/);
+        await new Promise((r) => setTimeout(r, Math.random() * 20 * trial));
+        child.kill("SIGKILL");
+        await exited(child);
+        const committed = (await fs.exists(fs.concatPath(dst, ".metadata"))) ? "committed" : "not committed";
+        if (committed === "not committed") beforeCommit++;
+        const sd = seededTarget();
+        const outcome = await load(sd, { checkpointId: dst }).then(
+          () => (whichSeed(sd, [6]) === 6 ? "complete" : "wrong"),
+          (e: { failures?: { code: string }[]; code?: string }) => e.failures?.[0]?.code ?? e.code,
+        );
+        expect(outcome).toBe(committed === "committed" ? "complete" : "INCOMPLETE_CHECKPOINT");
+      }
+      expect(beforeCommit).toBeGreaterThan(0); // the kills landed mid-copy, not only after it
+    }, 120_000);
   });
 }
