@@ -218,7 +218,7 @@ describe("hostile PyTorch .metadata gets a coded MetadataError, never a crash", 
   it("fuzzed real .metadata files (random byte edits) give only typed errors, fast", async () => {
     const { dir } = await torchCheckpoint("single");
     const original = await readFile(join(dir, METADATA_FILE));
-    const { decodeTorchMetadata } = await import("../../packages/core/src/torch-format/torch-metadata.js");
+    const { decodeTorchMetadata } = await import("../../packages/core/src/formats/torch/torch-metadata.js");
     const started = performance.now();
     fc.assert(
       fc.property(

@@ -1,8 +1,8 @@
 import { CheckpointError } from "./errors.js";
-import type { Metadata } from "./metadata.js";
+import type { StateDict } from "./model/state-dict.js";
+import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./model/tensor.js";
+import type { Metadata } from "./plan/metadata.js";
 import { type SaveOptions, save } from "./save.js";
-import type { StateDict } from "./state-dict.js";
-import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./tensor.js";
 
 /** Options of {@link asyncSave}: those of {@link save}, plus staging and concurrency. */
 export interface AsyncSaveOptions extends SaveOptions {

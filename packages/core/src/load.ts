@@ -1,11 +1,11 @@
-import { allGather, reduceScatter } from "./collectives.js";
-import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./load-planner.js";
-import type { LoadPlan } from "./metadata.js";
-import type { LoadPlanner } from "./planner.js";
-import { createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
-import type { StateDict } from "./state-dict.js";
-import type { StorageReader } from "./storage.js";
-import { createStorageReader } from "./storage-router.js";
+import { allGather, reduceScatter } from "./distributed/collectives.js";
+import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
+import type { StateDict } from "./model/state-dict.js";
+import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./plan/load-planner.js";
+import type { LoadPlan } from "./plan/metadata.js";
+import type { LoadPlanner } from "./plan/planner.js";
+import type { StorageReader } from "./storage/storage.js";
+import { createStorageReader } from "./storage/storage-router.js";
 
 /** Options of {@link load}. */
 export interface LoadOptions {

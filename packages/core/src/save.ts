@@ -1,12 +1,12 @@
-import { allReduce, reduceScatter } from "./collectives.js";
+import { allReduce, reduceScatter } from "./distributed/collectives.js";
+import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
 import { CheckpointError, throwIfAborted } from "./errors.js";
-import type { Metadata, SavePlan, WriteResult } from "./metadata.js";
-import type { SavePlanner } from "./planner.js";
-import { createSingleProcessGroup, type ProcessGroup } from "./process-group.js";
-import { DefaultSavePlanner } from "./save-planner.js";
-import type { StateDict } from "./state-dict.js";
-import type { StorageWriter } from "./storage.js";
-import { createStorageWriter } from "./storage-router.js";
+import type { StateDict } from "./model/state-dict.js";
+import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
+import type { SavePlanner } from "./plan/planner.js";
+import { DefaultSavePlanner } from "./plan/save-planner.js";
+import type { StorageWriter } from "./storage/storage.js";
+import { createStorageWriter } from "./storage/storage-router.js";
 
 /**
  * Checks that every rank saves to the same checkpoint: ranks of two jobs that met in one process

@@ -1,0 +1,193 @@
+import { CheckpointError, MetadataError } from "../../errors.js";
+import { DTYPE_BYTES, type DType } from "../../model/dtype.js";
+
+/** Bytes of the little-endian u64 that starts a safetensors file (the header's length). */
+export const SAFETENSORS_PREFIX_BYTES = 8;
+/** Largest header accepted, as the safetensors library: 100 MB. */
+export const MAX_SAFETENSORS_HEADER_BYTES = 100_000_000;
+
+/** safetensors dtype names ↔ dcpjs (torch) dtypes, as `safetensors/torch.py::_TYPES`. */
+export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = {
+  F64: "float64",
+  F32: "float32",
+  F16: "float16",
+  BF16: "bfloat16",
+  I64: "int64",
+  I32: "int32",
+  I16: "int16",
+  I8: "int8",
+  U8: "uint8",
+  BOOL: "bool",
+};
+
+/** The safetensors name of each dcpjs dtype. */
+export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = Object.fromEntries(
+  Object.entries(SAFETENSORS_DTYPES).map(([k, v]) => [v, k]),
+) as Record<DType, string>;
+
+/** safetensors dtypes that exist but have no dcpjs dtype (refused with `UNSUPPORTED_DTYPE`). */
+const KNOWN_UNSUPPORTED = new Set([
+  "F8_E4M3",
+  "F8_E4M3FNUZ",
+  "F8_E5M2",
+  "F8_E5M2FNUZ",
+  "C64",
+  "U64",
+  "U32",
+  "U16",
+]);
+
+/** One tensor of a safetensors file, validated. */
+export interface SafetensorsEntry {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Byte offset in the file (past the header) and length. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** A validated safetensors header: its tensors in file order, and `__metadata__`. */
+export interface SafetensorsHeader {
+  readonly entries: readonly SafetensorsEntry[];
+  readonly metadata: ReadonlyMap<string, string>;
+  /** Where the byte buffer starts in the file: 8 + the header's length. */
+  readonly dataStart: number;
+}
+
+/**
+ * The top-level keys of a JSON object text, in order, duplicates included (JSON.parse keeps the
+ * last of duplicates silently). Assumes the text parsed as a JSON object.
+ */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      expectKey = false;
+      i = j;
+    } else if (c === "{" || c === "[") {
+      depth++;
+      expectKey = c === "{" && depth === 1;
+    } else if (c === "}" || c === "]") {
+      depth--;
+    } else if (c === "," && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return keys;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Parses and validates a safetensors header (the JSON after the 8-byte length), as the
+ * safetensors library does and stricter: at most {@link MAX_SAFETENSORS_HEADER_BYTES} of UTF-8
+ * JSON beginning with `{`; unique names, none `__proto__`; each tensor's dtype and shape agree
+ * with its `data_offsets`; offsets in bounds, no overlap and no hole in the byte buffer;
+ * `__metadata__` a map of strings.
+ *
+ * @param json - the header's bytes.
+ * @param fileSize - the file's size in bytes.
+ * @param file - the file's name, for errors.
+ * @returns the tensors in file order and the metadata.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found;
+ * {@link CheckpointError} `UNSUPPORTED_DTYPE` for a dtype dcpjs has no type for (FP8, complex,
+ * unsigned > 8 bits), naming the tensor.
+ */
+export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, file: string): SafetensorsHeader {
+  const fail = (message: string): never => {
+    throw new MetadataError(`Malformed safetensors file ${file}: ${message}`);
+  };
+  if (json.byteLength > MAX_SAFETENSORS_HEADER_BYTES)
+    fail(`expected a header of at most ${MAX_SAFETENSORS_HEADER_BYTES} bytes, got ${json.byteLength}`);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(json);
+  } catch {
+    return fail("expected the header to be UTF-8");
+  }
+  if (!text.startsWith("{"))
+    fail(`expected the header to begin with "{", got ${JSON.stringify(text.slice(0, 8))}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fail("expected the header to be JSON");
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return fail("expected a JSON object");
+  const names = topLevelKeys(text);
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (seen.has(n)) fail(`duplicate tensor name ${JSON.stringify(n)}`);
+    if (n === "__proto__") fail(`expected tensor names other than "__proto__"`);
+    seen.add(n);
+  }
+  const dataStart = SAFETENSORS_PREFIX_BYTES + json.byteLength;
+  const bufferLength = fileSize - dataStart;
+  if (bufferLength < 0) fail(`the file (${fileSize} bytes) is shorter than its header`);
+  const metadata = new Map<string, string>();
+  const entries: SafetensorsEntry[] = [];
+  for (const name of names) {
+    const value = (raw as Record<string, unknown>)[name];
+    if (name === "__metadata__") {
+      if (typeof value !== "object" || value === null || Array.isArray(value))
+        fail("expected __metadata__ to be a map");
+      for (const [k, v] of Object.entries(value as object)) {
+        if (typeof v !== "string")
+          fail(`expected __metadata__ values to be strings, ${JSON.stringify(k)} is not`);
+        metadata.set(k, v as string);
+      }
+      continue;
+    }
+    const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== "object" || e === null) fail(`expected an object for tensor ${JSON.stringify(name)}`);
+    const dtype = typeof e.dtype === "string" ? SAFETENSORS_DTYPES[e.dtype] : undefined;
+    if (!dtype) {
+      if (typeof e.dtype === "string" && KNOWN_UNSUPPORTED.has(e.dtype)) {
+        throw new CheckpointError(
+          "UNSUPPORTED_DTYPE",
+          `Tensor ${JSON.stringify(name)} in ${file} is ${String(e.dtype)}, which dcpjs cannot hold (it has ${Object.keys(SAFETENSORS_DTYPES).join(", ")})`,
+        );
+      }
+      fail(`expected a safetensors dtype for ${JSON.stringify(name)}, got ${JSON.stringify(e.dtype)}`);
+    }
+    if (!Array.isArray(e.shape) || !e.shape.every(isCount) || e.shape.length > 64)
+      fail(`expected the shape of ${JSON.stringify(name)} to be a list of non-negative integers`);
+    const offsets = e.data_offsets;
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every(isCount) ||
+      offsets[0]! > offsets[1]!
+    )
+      fail(`expected data_offsets of ${JSON.stringify(name)} to be [begin, end] with begin <= end`);
+    const shape = e.shape as number[];
+    const [begin, end] = offsets as [number, number];
+    const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype!];
+    if (end - begin !== expected) {
+      fail(
+        `${JSON.stringify(name)} is ${e.dtype} [${shape.join(", ")}]: expected ${expected} bytes, data_offsets span ${end - begin}`,
+      );
+    }
+    if (end > bufferLength)
+      fail(`${JSON.stringify(name)} ends at byte ${end} of a ${bufferLength}-byte buffer`);
+    entries.push({ name, dtype: dtype!, shape, offset: dataStart + begin, length: end - begin });
+  }
+  const sorted = [...entries].sort((a, b) => a.offset - b.offset || a.length - b.length);
+  let at = dataStart;
+  for (const e of sorted) {
+    if (e.offset < at) fail(`${JSON.stringify(e.name)} overlaps the tensor before it`);
+    if (e.offset > at) fail(`the bytes before ${JSON.stringify(e.name)} belong to no tensor (a hole)`);
+    at = e.offset + e.length;
+  }
+  if (at !== fileSize) fail(`the last ${fileSize - at} bytes belong to no tensor`);
+  return { entries, metadata, dataStart };
+}

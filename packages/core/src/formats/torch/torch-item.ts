@@ -1,0 +1,199 @@
+import { decompress } from "fzstd";
+import { CheckpointError, MetadataError } from "../../errors.js";
+import { DTYPE_BYTES, type DType } from "../../model/dtype.js";
+import { type PickleGlobal, PyTuple, unpickle } from "./pickle-reader.js";
+import { readZip, verifiedMember } from "./torch-zip.js";
+
+/** torch's legacy typed-storage classes (the `storage_type` of a persistent id) and their dtypes. */
+const STORAGE_DTYPES: Readonly<Record<string, DType | undefined>> = {
+  DoubleStorage: "float64",
+  FloatStorage: "float32",
+  HalfStorage: "float16",
+  BFloat16Storage: "bfloat16",
+  LongStorage: "int64",
+  IntStorage: "int32",
+  ShortStorage: "int16",
+  CharStorage: "int8",
+  ByteStorage: "uint8",
+  BoolStorage: "bool",
+  ComplexFloatStorage: undefined,
+  ComplexDoubleStorage: undefined,
+};
+
+/** A tensor as `torch._utils._rebuild_tensor_v2` describes it: a storage and a strided view of it. */
+class TensorRef {
+  constructor(
+    readonly storage: { dtype: DType | undefined; storageType: string; bytes: Uint8Array },
+    readonly offset: number,
+    readonly shape: number[],
+    readonly stride: number[],
+  ) {}
+}
+
+const toNumbers = (v: unknown, what: string): number[] => {
+  if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0))
+    throw new MetadataError(`Malformed torch item: expected ${what} to be a tuple of non-negative integers`);
+  return v as number[];
+};
+
+/** The globals a `torch.save` archive of a DCP item may name (as torch's `weights_only` allowlist). */
+const ITEM_GLOBALS = new Map<string, PickleGlobal>([
+  [
+    "torch._utils._rebuild_tensor_v2",
+    {
+      call: (args) => {
+        const [storage, offset, size, stride] = args as unknown[];
+        if (typeof offset !== "number")
+          throw new MetadataError("Malformed torch item: a storage offset that is not an integer");
+        return new TensorRef(
+          storage as TensorRef["storage"],
+          offset,
+          toNumbers(size, "a size"),
+          toNumbers(stride, "a stride"),
+        );
+      },
+    },
+  ],
+  ["torch._utils._rebuild_parameter", { call: (args) => args[0] }],
+  ["collections.OrderedDict", { call: () => new Map() }],
+  ...Object.entries(STORAGE_DTYPES).map(
+    ([name, dtype]) => [`torch.${name}`, { value: { storageType: name, dtype } }] as [string, PickleGlobal],
+  ),
+]);
+
+/** What a torch item holds: a tensor's C-order bytes, or a value. */
+export type TorchItem =
+  | {
+      readonly kind: "tensor";
+      readonly dtype: DType;
+      readonly shape: readonly number[];
+      readonly bytes: Uint8Array;
+    }
+  | { readonly kind: "value"; readonly value: unknown };
+
+/** The tensor's elements in C order: a view when the stride is contiguous, else a gathered copy. */
+function contiguousBytes(t: TensorRef, fqn: string): Uint8Array {
+  const dtype = t.storage.dtype!;
+  const es = DTYPE_BYTES[dtype];
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  if (count === 0) return new Uint8Array(0);
+  const last = t.offset + t.shape.reduce((sum, s, d) => sum + (s - 1) * t.stride[d]!, 0);
+  if (t.stride.length !== t.shape.length || (last + 1) * es > t.storage.bytes.byteLength) {
+    throw new MetadataError(`Malformed torch item "${fqn}": its view reaches beyond its storage`);
+  }
+  let contiguous = true;
+  for (let d = t.shape.length - 1, expect = 1; d >= 0; d--) {
+    if (t.shape[d] !== 1 && t.stride[d] !== expect) contiguous = false;
+    expect *= t.shape[d]!;
+  }
+  if (contiguous) return t.storage.bytes.subarray(t.offset * es, (t.offset + count) * es);
+  // A strided view (e.g. transposed): gather element by element, odometer-style.
+  const out = new Uint8Array(count * es);
+  const index = new Array<number>(t.shape.length).fill(0);
+  for (let i = 0; i < count; i++) {
+    let src = t.offset;
+    for (let d = 0; d < index.length; d++) src += index[d]! * t.stride[d]!;
+    out.set(t.storage.bytes.subarray(src * es, (src + 1) * es), i * es);
+    for (let d = index.length - 1; d >= 0; d--) {
+      if (++index[d]! < t.shape[d]!) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** Deepest nesting of a value in a BYTE_IO item. */
+const MAX_VALUE_DEPTH = 64;
+
+/** A Python value (from a BYTE_IO item) as a JS value: tuples as arrays, dicts as null-prototype objects. */
+function toJs(v: unknown, fqn: string, depth = 0): unknown {
+  if (depth > MAX_VALUE_DEPTH)
+    throw new MetadataError(`Malformed torch item "${fqn}": a value nested deeper than ${MAX_VALUE_DEPTH}`);
+  if (v instanceof TensorRef) {
+    if (!v.storage.dtype) throw unsupported(fqn, v.storage.storageType);
+    return { dtype: v.storage.dtype, shape: v.shape, data: new Uint8Array(contiguousBytes(v, fqn)) };
+  }
+  if (v instanceof Map) {
+    const o = Object.create(null) as Record<string, unknown>;
+    for (const [k, x] of v) o[String(k)] = toJs(x, fqn, depth + 1);
+    return o;
+  }
+  if (v instanceof Set) return [...v].map((x) => toJs(x, fqn, depth + 1));
+  if (Array.isArray(v)) return Array.from(v, (x) => toJs(x, fqn, depth + 1));
+  if (v !== null && typeof v === "object" && !(v instanceof Uint8Array))
+    throw new CheckpointError("INVALID_STATE_DICT", `Value "${fqn}" holds an object dcpjs cannot represent`);
+  return v;
+}
+
+function unsupported(fqn: string, what: string): CheckpointError {
+  return new CheckpointError(
+    "UNSUPPORTED_DTYPE",
+    `"${fqn}" is stored as ${what}, which dcpjs has no dtype for`,
+  );
+}
+
+/**
+ * Decodes one item of a PyTorch DCP checkpoint: a `torch.save` archive (a STORED zip) whose
+ * `data.pkl` is unpickled with an allowlist (`_rebuild_tensor_v2`, the typed storage classes,
+ * `OrderedDict`) and whose every member used is checked against its CRC-32 — which torch itself
+ * never checks. A tensor comes back as its elements in C order (strided views gathered); any
+ * other value as a JS value (int → number or bigint, tuple → array, dict → null-prototype object,
+ * None → null).
+ *
+ * @param bytes - the item's bytes.
+ * @param fqn - its entry, for errors.
+ * @param where - its file and range, for errors.
+ * @throws {@link ChecksumMismatchError} naming the fqn when a member's CRC-32 differs;
+ * {@link MetadataError} for a malformed archive or pickle (a refused global is named);
+ * `UNSUPPORTED_DTYPE` for complex storages.
+ */
+export function decodeTorchItem(bytes: Uint8Array, fqn: string, where: string): TorchItem {
+  const members = readZip(bytes, `"${fqn}" in ${where}`);
+  const storages = new Map<string, TensorRef["storage"]>();
+  const value = unpickle(verifiedMember(members, "/data.pkl", fqn, where), {
+    globals: ITEM_GLOBALS,
+    what: `torch item "${fqn}" in ${where}`,
+    persistentLoad: (pid) => {
+      if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
+        throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
+      const type = (pid[1] as PickleGlobal | undefined)?.value as
+        | { storageType: string; dtype: DType | undefined }
+        | undefined;
+      if (!type) throw new MetadataError(`Malformed torch item "${fqn}": a storage of an unknown type`);
+      const key = pid[2];
+      let storage = storages.get(key);
+      if (!storage) {
+        storage = { ...type, bytes: verifiedMember(members, `/data/${key}`, fqn, where) };
+        storages.set(key, storage);
+      }
+      return storage;
+    },
+  });
+  if (value instanceof TensorRef) {
+    if (!value.storage.dtype) throw unsupported(fqn, value.storage.storageType);
+    return {
+      kind: "tensor",
+      dtype: value.storage.dtype,
+      shape: value.shape,
+      bytes: contiguousBytes(value, fqn),
+    };
+  }
+  return { kind: "value", value: toJs(value, fqn) };
+}
+
+/**
+ * Undoes PyTorch's `stream.zstd/1` transform (a zstd frame around the item), with `fzstd`.
+ *
+ * @param bytes - the stored item.
+ * @param fqn - its entry, for errors.
+ * @param where - its file and range, for errors.
+ * @throws {@link MetadataError} when the bytes are not a valid zstd frame (the zip CRCs inside then
+ * catch damage the frame itself does not).
+ */
+export function unzstd(bytes: Uint8Array, fqn: string, where: string): Uint8Array {
+  try {
+    return decompress(bytes);
+  } catch (cause) {
+    throw new MetadataError(`Malformed torch item "${fqn}" in ${where}: not a valid zstd frame`, { cause });
+  }
+}

@@ -1,0 +1,253 @@
+import { CheckpointError, MetadataError } from "../../errors.js";
+import { DTYPES, type DType } from "../../model/dtype.js";
+import type { ObjectPath } from "../../model/state-dict.js";
+import {
+  type ChunkStorageMetadata,
+  type Metadata,
+  metadataIndexKey,
+  type StorageInfo,
+  type StorageMetadataEntry,
+} from "../../plan/metadata.js";
+import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.js";
+import { type PickleGlobal, PyObject, PyTuple, unpickle } from "./pickle-reader.js";
+
+/** PyTorch's zstd stream transform (`torch.distributed.checkpoint._extension.ZStandard`). */
+export const ZSTD_TRANSFORM = "stream.zstd/1";
+
+/** The first byte of a pickle (PROTO): how a PyTorch `.metadata` is told from a dcpjs one. */
+export const PICKLE_PROTO = 0x80;
+
+/** torch dtypes dcpjs holds ({@link DTYPES}); the others exist in torch and are named in `UNSUPPORTED_DTYPE` errors. */
+const HELD = new Set<string>(DTYPES);
+const TORCH_DTYPES = [
+  ...DTYPES,
+  ...["complex64", "complex128", "complex32", "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"],
+  ...["float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "qint8", "quint8", "qint32"],
+];
+
+/** The DCP metadata classes under the three module paths they have had (1.13, 2.0–2.5, 2.6+). */
+const CLASS_PATHS: Record<string, readonly string[]> = {
+  Metadata: ["torch.distributed.checkpoint.metadata", "torch.distributed._shard.checkpoint.metadata"],
+  TensorStorageMetadata: [
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed._shard.checkpoint.metadata",
+  ],
+  ChunkStorageMetadata: [
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed._shard.checkpoint.metadata",
+  ],
+  BytesStorageMetadata: [
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed._shard.checkpoint.metadata",
+  ],
+  MetadataIndex: ["torch.distributed.checkpoint.metadata", "torch.distributed._shard.checkpoint.metadata"],
+  StorageMeta: ["torch.distributed.checkpoint.metadata"],
+  TensorProperties: [
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed._shard.sharded_tensor.metadata",
+  ],
+  _StorageInfo: ["torch.distributed.checkpoint.filesystem", "torch.distributed._shard.checkpoint.filesystem"],
+};
+
+const MEM_FORMAT = { memoryFormatEnum: true };
+
+/** The allowlist of `.metadata` globals: the DCP classes, `torch.Size`, dtypes, layouts, memory formats, paths. */
+const METADATA_GLOBALS = new Map<string, PickleGlobal>([
+  ...Object.entries(CLASS_PATHS).flatMap(([name, modules]) =>
+    modules.map((m) => [`${m}.${name}`, { newObject: () => new PyObject(name) }] as [string, PickleGlobal]),
+  ),
+  ["torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING", { call: (args) => args[0] }],
+  [
+    "torch.distributed._shard.sharded_tensor.metadata.MEM_FORMAT_ENCODING",
+    { value: MEM_FORMAT, call: (args) => args[0] },
+  ],
+  [
+    "builtins.getattr",
+    {
+      call: (args) => {
+        if ((args[0] as PickleGlobal | undefined)?.value !== MEM_FORMAT || typeof args[1] !== "string")
+          throw new MetadataError("Malformed .metadata: getattr is allowed on MEM_FORMAT_ENCODING only");
+        return args[1];
+      },
+    },
+  ],
+  ["torch.Size", { call: (args) => Array.from(args[0] as unknown[]) }],
+  ["torch.serialization._get_layout", { call: (args) => String(args[0]) }],
+  ...[
+    "pathlib.PosixPath",
+    "pathlib.PurePosixPath",
+    "pathlib.WindowsPath",
+    "pathlib.PureWindowsPath",
+    "pathlib._local.PosixPath",
+  ].map(
+    (p) =>
+      [p, { call: (args: readonly unknown[]) => args.join("/").replace(/^\/\//, "/") }] as [
+        string,
+        PickleGlobal,
+      ],
+  ),
+  ...TORCH_DTYPES.map((d) => [`torch.${d}`, { value: { torchDtype: d } }] as [string, PickleGlobal]),
+]);
+
+const fail = (message: string): never => {
+  throw new MetadataError(`Malformed .metadata (PyTorch DCP): ${message}`);
+};
+
+function objectOf(v: unknown, cls: string, what: string): PyObject {
+  if (!(v instanceof PyObject) || v.cls !== cls) fail(`expected ${what} to be a ${cls}`);
+  return v as PyObject;
+}
+
+/** A dataclass's BUILD state as a Map (dict state, or `(None, slots)` for slotted classes). */
+function fields(o: PyObject): Map<unknown, unknown> {
+  const s = o.state instanceof PyTuple && o.state.length === 2 ? (o.state[1] ?? o.state[0]) : o.state;
+  if (!(s instanceof Map)) fail(`expected the state of a ${o.cls} to be a dict`);
+  return s as Map<unknown, unknown>;
+}
+
+function counts(v: unknown, what: string): number[] {
+  if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0))
+    fail(`expected ${what} to be a torch.Size of non-negative integers`);
+  return v as number[];
+}
+
+function dtypeOf(properties: unknown, fqn: string): DType {
+  const p = objectOf(properties, "TensorProperties", `the properties of "${fqn}"`);
+  const raw =
+    p.state instanceof PyTuple ? p.state[0] : p.state instanceof Map ? p.state.get("dtype") : undefined;
+  const name = ((raw as PickleGlobal | undefined)?.value as { torchDtype?: string } | undefined)?.torchDtype;
+  if (!name) return fail(`expected a dtype for "${fqn}"`);
+  if (!HELD.has(name))
+    throw new CheckpointError("UNSUPPORTED_DTYPE", `"${fqn}" is torch.${name}, which dcpjs has no dtype for`);
+  return name as DType;
+}
+
+/**
+ * Decodes a PyTorch DCP `.metadata` — a pickle, from torch 1.13 through 2.13 — into dcpjs's
+ * `Metadata`, with a restricted unpickler: only the opcodes torch writes, globals only from an
+ * allowlist (the DCP metadata classes under all three of their module paths, `torch.Size`,
+ * dtypes, layouts, memory formats, `pathlib` paths as strings). Items are marked as `torch.save`
+ * archives (verified by their zip CRC-32 when read); stream transforms (`stream.zstd/1`) are
+ * refused by name.
+ *
+ * @param bytes - the file's bytes.
+ * @returns the metadata (`storageMeta.format` is `"torch"`).
+ * @throws {@link MetadataError} `MALFORMED_METADATA` for anything outside the allowlist or the
+ * expected shapes, `UNSAFE_PATH` for an escaping path; `UNSUPPORTED_DTYPE` naming the fqn of a
+ * complex, wide unsigned or float8 tensor.
+ */
+export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
+  const top = objectOf(
+    unpickle(bytes, { globals: METADATA_GLOBALS, what: ".metadata (PyTorch DCP)" }),
+    "Metadata",
+    "the top level",
+  );
+  const f = fields(top);
+  const sdm = f.get("state_dict_metadata");
+  if (!(sdm instanceof Map)) fail("expected state_dict_metadata to be a dict");
+  const stateDictMetadata = new Map<string, StorageMetadataEntry>();
+  for (const [fqn, entry] of sdm as Map<unknown, unknown>) {
+    if (typeof fqn !== "string") fail("expected string fqns");
+    if (fqn === "__proto__") fail('expected fqns other than "__proto__"');
+    if (entry instanceof PyObject && entry.cls === "BytesStorageMetadata") {
+      stateDictMetadata.set(fqn as string, { type: "bytes" });
+      continue;
+    }
+    const e = fields(objectOf(entry, "TensorStorageMetadata", `"${fqn}"`));
+    const size = counts(e.get("size"), `the size of "${fqn}"`);
+    const chunks = e.get("chunks");
+    if (!Array.isArray(chunks)) fail(`expected a chunk list for "${fqn}"`);
+    const list: ChunkStorageMetadata[] = (chunks as unknown[]).map((c) => {
+      const cf = fields(objectOf(c, "ChunkStorageMetadata", `a chunk of "${fqn}"`));
+      const offsets = counts(cf.get("offsets"), `chunk offsets of "${fqn}"`);
+      const sizes = counts(cf.get("sizes"), `chunk sizes of "${fqn}"`);
+      if (
+        offsets.length !== size.length ||
+        sizes.length !== size.length ||
+        offsets.some((o, d) => o + sizes[d]! > size[d]!)
+      )
+        fail(`a chunk of "${fqn}" lies outside [${size.join(", ")}]`);
+      return { offsets, sizes };
+    });
+    stateDictMetadata.set(fqn as string, {
+      type: "tensor",
+      properties: { dtype: dtypeOf(e.get("properties"), fqn as string) },
+      size,
+      chunks: list,
+    });
+  }
+  assertChunksTileAll(stateDictMetadata);
+
+  const plannerData = new Map<string, ObjectPath>();
+  const pd = f.get("planner_data");
+  if (pd instanceof Map) {
+    for (const [fqn, path] of pd) {
+      if (typeof fqn !== "string" || !Array.isArray(path) || path.length === 0 || path.length > 64) continue;
+      if (
+        !path.every(
+          (s) =>
+            (typeof s === "string" && s !== "__proto__") ||
+            (Number.isSafeInteger(s) && (s as number) >= 0 && (s as number) < pd.size),
+        )
+      )
+        fail(`expected the planner path of "${fqn}" to be keys and small indices`);
+      plannerData.set(fqn, Array.from(path) as ObjectPath);
+    }
+  }
+
+  const storageData = new Map<string, StorageInfo>();
+  const sd = f.get("storage_data");
+  if (!(sd instanceof Map)) fail("expected storage_data to be a dict");
+  for (const [index, info] of sd as Map<unknown, unknown>) {
+    const i = fields(objectOf(index, "MetadataIndex", "a storage_data key"));
+    const fqn = i.get("fqn");
+    const offset = i.get("offset");
+    if (typeof fqn !== "string") fail("expected a MetadataIndex fqn");
+    const s = fields(objectOf(info, "_StorageInfo", `the storage of "${fqn}"`));
+    const relativePath = s.get("relative_path");
+    const at = s.get("offset");
+    const length = s.get("length");
+    if (typeof relativePath !== "string") fail(`expected a relative path for "${fqn}"`);
+    assertSafeRelativePath(relativePath as string);
+    if (
+      !Number.isSafeInteger(at) ||
+      !Number.isSafeInteger(length) ||
+      (at as number) < 0 ||
+      (length as number) < 0
+    )
+      fail(`expected a byte offset and length for "${fqn}"`);
+    const transforms = s.get("transform_descriptors");
+    const known = Array.isArray(transforms) ? transforms.filter((t) => t === ZSTD_TRANSFORM) : [];
+    if (Array.isArray(transforms) && known.length !== transforms.length) {
+      fail(
+        `"${fqn}" is stored through the stream transforms ${JSON.stringify(transforms)}; dcpjs undoes ${ZSTD_TRANSFORM} only`,
+      );
+    }
+    const key = metadataIndexKey({
+      fqn: fqn as string,
+      offset: offset === null || offset === undefined ? null : counts(offset, `the index of "${fqn}"`),
+    });
+    storageData.set(key, {
+      relativePath: relativePath as string,
+      offset: at as number,
+      length: length as number,
+      itemFormat: "torch",
+      ...(known.length > 0 ? { transforms: known } : {}),
+    });
+  }
+  for (const [fqn, e] of stateDictMetadata) {
+    const keys =
+      e.type === "bytes"
+        ? [metadataIndexKey({ fqn, offset: null })]
+        : e.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
+    if (keys.some((k) => !storageData.has(k))) fail(`"${fqn}" has a chunk with no storage entry`);
+  }
+  const version = f.get("version");
+  return {
+    version: typeof version === "string" ? version : "1.0.0",
+    stateDictMetadata,
+    plannerData,
+    storageData,
+    storageMeta: { format: "torch" },
+  };
+}

@@ -1,0 +1,165 @@
+import { CheckpointError } from "../errors.js";
+import { isShardedTensor, isTensor, type ShardedTensor, type Tensor } from "./tensor.js";
+
+/**
+ * A state dict: nested plain objects and arrays whose leaves are {@link Tensor}s,
+ * {@link ShardedTensor}s, or msgpack-encodable values (numbers, strings, booleans, null, bigint,
+ * `Uint8Array`, and arrays/objects without tensors).
+ */
+export type StateDict = { [key: string]: unknown };
+
+/** A leaf of a flattened state dict. */
+export type StateDictLeaf = Tensor | ShardedTensor | unknown;
+
+/** The path from the root of a state dict to a leaf: object keys and array indices. */
+export type ObjectPath = readonly (string | number)[];
+
+/** A flattened state dict and how to rebuild its nesting. */
+export interface FlatStateDict {
+  /** fqn → leaf, in traversal order. The fqn is the path joined with `.`, as DCP. */
+  readonly flat: Map<string, StateDictLeaf>;
+  /** fqn → path of the leaf in the nested state dict. */
+  readonly mappings: Map<string, ObjectPath>;
+}
+
+/** Keys that would change an object's prototype when assigned; never accepted in a path. */
+const UNSAFE_KEYS = new Set(["__proto__"]);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  if (ArrayBuffer.isView(value) || isTensor(value) || isShardedTensor(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * Whether a list is a leaf (stored whole as one value) rather than descended into: as DCP's
+ * `_is_terminal`, a list is descended when it holds a tensor, an object, or a list that is itself
+ * descended.
+ */
+function isTerminalList(list: readonly unknown[]): boolean {
+  for (const entry of list) {
+    if (isTensor(entry) || isShardedTensor(entry) || isPlainObject(entry)) return false;
+    if (Array.isArray(entry) && !isTerminalList(entry)) return false;
+  }
+  return true;
+}
+
+/**
+ * Flattens a nested state dict into `fqn → leaf`, with DCP's rules (`flatten_state_dict`,
+ * traversal since torch 2.4): plain objects are always descended (an empty object yields no
+ * entry); an array is descended only when it holds a tensor, an object or a descended array —
+ * otherwise the whole array is one leaf; everything else is a leaf. The fqn is the path joined
+ * with `.` (array indices as decimal numbers).
+ *
+ * @param stateDict - the nested state dict.
+ * @returns the flat map and the path of each fqn.
+ * @throws {@link CheckpointError} `INVALID_STATE_DICT` when two paths flatten to the same fqn
+ * (e.g. `{ "a.b": 1, a: { b: 2 } }`), or a key is `__proto__`.
+ */
+export function flattenStateDict(stateDict: StateDict): FlatStateDict {
+  const flat = new Map<string, StateDictLeaf>();
+  const mappings = new Map<string, ObjectPath>();
+  const visit = (path: (string | number)[], value: unknown): void => {
+    if (isPlainObject(value)) {
+      for (const key of Object.keys(value)) {
+        if (UNSAFE_KEYS.has(key)) {
+          throw new CheckpointError(
+            "INVALID_STATE_DICT",
+            `Expected state-dict keys other than "__proto__", found one at "${[...path, key].join(".")}"`,
+          );
+        }
+        visit([...path, key], value[key]);
+      }
+      return;
+    }
+    if (Array.isArray(value) && !isTerminalList(value)) {
+      value.forEach((v, i) => {
+        visit([...path, i], v);
+      });
+      return;
+    }
+    const fqn = path.map(String).join(".");
+    if (flat.has(fqn)) {
+      throw new CheckpointError(
+        "INVALID_STATE_DICT",
+        `Expected unique flattened keys, but "${fqn}" comes from both [${mappings.get(fqn)!.join(", ")}] and [${path.join(", ")}]`,
+      );
+    }
+    flat.set(fqn, value);
+    mappings.set(fqn, path);
+  };
+  visit([], stateDict);
+  return { flat, mappings };
+}
+
+/**
+ * Sets `value` at `path` in `root`, creating `{}` for a string key and `[]` for a numeric index
+ * on the way (arrays are padded with `null`), as DCP's `set_element`.
+ *
+ * @param root - the nested state dict to modify.
+ * @param path - the path, at least one step.
+ * @param value - the value to set.
+ * @throws {@link CheckpointError} `INVALID_STATE_DICT` for a `__proto__` step or an empty path.
+ */
+export function setElement(root: StateDict, path: ObjectPath, value: unknown): void {
+  if (path.length === 0) throw new CheckpointError("INVALID_STATE_DICT", "Expected a non-empty path");
+  let cur: Record<string | number, unknown> = root;
+  for (let i = 0; i < path.length; i++) {
+    const key = path[i]!;
+    if (typeof key === "string" && UNSAFE_KEYS.has(key)) {
+      throw new CheckpointError(
+        "INVALID_STATE_DICT",
+        `Expected path steps other than "__proto__" in [${path.join(", ")}]`,
+      );
+    }
+    if (Array.isArray(cur) && typeof key === "number") {
+      while (cur.length < key) cur.push(null);
+    }
+    if (i === path.length - 1) {
+      cur[key] = value;
+      return;
+    }
+    const next = path[i + 1]!;
+    let child = cur[key];
+    if (typeof child !== "object" || child === null) {
+      child = typeof next === "number" ? [] : {};
+      cur[key] = child;
+    }
+    cur = child as Record<string | number, unknown>;
+  }
+}
+
+/**
+ * Reads the value at `path` in `root`, or `undefined` when any step is missing, as DCP's
+ * `get_element`.
+ *
+ * @param root - the nested state dict.
+ * @param path - the path.
+ */
+export function getElement(root: StateDict, path: ObjectPath): unknown {
+  let cur: unknown = root;
+  for (const key of path) {
+    if (typeof cur !== "object" || cur === null || !Object.hasOwn(cur, key)) return undefined;
+    cur = (cur as Record<string | number, unknown>)[key];
+  }
+  return cur;
+}
+
+/**
+ * Rebuilds a nested state dict from `fqn → leaf` and the paths recorded by
+ * {@link flattenStateDict}, as DCP's `unflatten_state_dict`. An fqn with no recorded path is put
+ * at the top level under its fqn.
+ *
+ * @param flat - fqn → leaf.
+ * @param mappings - fqn → path.
+ * @throws {@link CheckpointError} `INVALID_STATE_DICT` for unsafe paths (see {@link setElement}).
+ */
+export function unflattenStateDict(
+  flat: ReadonlyMap<string, unknown>,
+  mappings: ReadonlyMap<string, ObjectPath>,
+): StateDict {
+  const root: StateDict = {};
+  for (const [fqn, value] of flat) setElement(root, mappings.get(fqn) ?? [fqn], value);
+  return root;
+}

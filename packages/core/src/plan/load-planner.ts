@@ -1,0 +1,275 @@
+import { CheckpointError } from "../errors.js";
+import { decodeValue } from "../formats/value-codec.js";
+import {
+  flattenStateDict,
+  type ObjectPath,
+  type StateDict,
+  setElement,
+  unflattenStateDict,
+} from "../model/state-dict.js";
+import { emptyTensor, isShardedTensor, isTensor, type ShardedTensor, type Tensor } from "../model/tensor.js";
+import type {
+  ChunkStorageMetadata,
+  LoadPlan,
+  Metadata,
+  ReadItem,
+  TensorStorageMetadata,
+} from "./metadata.js";
+import type { LoadPlanner } from "./planner.js";
+import { chunksOverlap } from "./save-planner.js";
+
+/**
+ * The read items that fill `localChunks` of `fqn` from the checkpoint's chunks, as DCP's
+ * `create_read_items_for_chunk_list`: for every pair of overlapping (local, saved) chunks, one
+ * item copying their intersection; offsets are relative to each chunk.
+ *
+ * @param fqn - the entry.
+ * @param checkpointMd - what the checkpoint holds for it.
+ * @param localChunks - what this rank holds, in order (their position is the dest hint).
+ * @returns the items, local chunk by local chunk, saved chunk by saved chunk.
+ */
+export function createReadItemsForChunkList(
+  fqn: string,
+  checkpointMd: TensorStorageMetadata,
+  localChunks: readonly ChunkStorageMetadata[],
+): ReadItem[] {
+  const items: ReadItem[] = [];
+  localChunks.forEach((shard, idx) => {
+    checkpointMd.chunks.forEach((saved, storageIdx) => {
+      if (!chunksOverlap(shard, saved)) return;
+      const storageOffsets: number[] = [];
+      const destOffsets: number[] = [];
+      const lengths: number[] = [];
+      for (let d = 0; d < shard.offsets.length; d++) {
+        const so = saved.offsets[d]!;
+        const lo = shard.offsets[d]!;
+        lengths.push(Math.min(so + saved.sizes[d]!, lo + shard.sizes[d]!) - Math.max(lo, so));
+        if (so > lo) {
+          storageOffsets.push(0);
+          destOffsets.push(so - lo);
+        } else {
+          storageOffsets.push(lo - so);
+          destOffsets.push(0);
+        }
+      }
+      items.push({
+        type: "tensor",
+        destIndex: { fqn, offset: [...shard.offsets], index: idx },
+        destOffsets,
+        storageIndex: { fqn, offset: [...saved.offsets], index: storageIdx },
+        storageOffsets,
+        lengths,
+      });
+    });
+  });
+  return items;
+}
+
+function describeLeaf(obj: unknown): string {
+  if (isTensor(obj)) return `a ${obj.dtype} tensor of shape [${obj.shape.join(", ")}]`;
+  if (isShardedTensor(obj)) return `a ${obj.dtype} sharded tensor of shape [${obj.shape.join(", ")}]`;
+  return `a value (${obj === null ? "null" : typeof obj})`;
+}
+
+/**
+ * The read items for one flattened state-dict entry, as DCP's `create_default_local_load_plan`.
+ *
+ * @param fqn - the entry.
+ * @param obj - the destination leaf.
+ * @param md - what the checkpoint holds for it.
+ * @throws {@link CheckpointError} `SIZE_MISMATCH` when the global shapes differ (DCP's
+ * "Size mismatch between saved … and current: … for …"), `DTYPE_MISMATCH` when the dtypes differ,
+ * `INVALID_STATE_DICT` when a tensor meets a value or the reverse.
+ */
+export function createReadItems(
+  fqn: string,
+  obj: unknown,
+  md: Metadata["stateDictMetadata"] extends Map<string, infer E> ? E : never,
+): ReadItem[] {
+  const isTensorLike = isTensor(obj) || isShardedTensor(obj);
+  if (md.type === "bytes") {
+    if (isTensorLike) {
+      throw new CheckpointError(
+        "INVALID_STATE_DICT",
+        `Expected "${fqn}" to be a non-tensor value as saved, found ${describeLeaf(obj)}`,
+      );
+    }
+    const index = { fqn, offset: null };
+    return [
+      {
+        type: "bytes",
+        destIndex: index,
+        destOffsets: [0],
+        storageIndex: index,
+        storageOffsets: [0],
+        lengths: [0],
+      },
+    ];
+  }
+  if (!isTensorLike) {
+    throw new CheckpointError(
+      "INVALID_STATE_DICT",
+      `Expected "${fqn}" to be a ${md.properties.dtype} tensor of shape [${md.size.join(", ")}] as saved, found ${describeLeaf(obj)}`,
+    );
+  }
+  const t = obj as Tensor | ShardedTensor;
+  if (t.shape.join(",") !== md.size.join(",") || t.shape.length !== md.size.length) {
+    throw new CheckpointError(
+      "SIZE_MISMATCH",
+      `Size mismatch between saved [${md.size.join(", ")}] and current: [${t.shape.join(", ")}] for ${fqn}`,
+    );
+  }
+  if (t.dtype !== md.properties.dtype) {
+    throw new CheckpointError(
+      "DTYPE_MISMATCH",
+      `Dtype mismatch between saved ${md.properties.dtype} and current: ${t.dtype} for ${fqn}`,
+    );
+  }
+  const local: ChunkStorageMetadata[] = isShardedTensor(t)
+    ? t.shards.map((s) => ({ offsets: s.offsets, sizes: s.tensor.shape }))
+    : [{ offsets: t.shape.map(() => 0), sizes: t.shape }];
+  return createReadItemsForChunkList(fqn, md, local);
+}
+
+/** Options of {@link DefaultLoadPlanner}. */
+export interface DefaultLoadPlannerOptions {
+  /**
+   * Skip state-dict keys the checkpoint does not have instead of failing (DCP's
+   * `allow_partial_load`). @default false
+   */
+  readonly allowPartialLoad?: boolean;
+}
+
+/**
+ * DCP's `DefaultLoadPlanner`: flattens the destination state dict, plans the copies from the
+ * checkpoint's chunks into each local tensor or shard (resharding), and loads in place — tensor
+ * data is overwritten, values are replaced in the nested state dict.
+ */
+export class DefaultLoadPlanner implements LoadPlanner {
+  readonly #options: DefaultLoadPlannerOptions;
+  /** The nested state dict being loaded into. */
+  protected stateDict: StateDict = {};
+  /** The checkpoint's metadata. */
+  protected metadata: Metadata | undefined;
+  #flat = new Map<string, unknown>();
+  #mappings = new Map<string, ObjectPath>();
+
+  /** @param options - see {@link DefaultLoadPlannerOptions}. */
+  constructor(options: DefaultLoadPlannerOptions = {}) {
+    this.#options = options;
+  }
+
+  /** @inheritDoc */
+  setUpPlanner(stateDict: StateDict, metadata: Metadata, _isCoordinator: boolean): void {
+    this.stateDict = stateDict;
+    this.metadata = metadata;
+    const { flat, mappings } = flattenStateDict(stateDict);
+    this.#flat = flat;
+    this.#mappings = mappings;
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `MISSING_KEY` ("Missing key in checkpoint state_dict: …")
+   * when a key is absent and partial loads are not allowed; see {@link createReadItems} for the rest.
+   */
+  createLocalPlan(): LoadPlan {
+    const md = this.metadata!;
+    const items: ReadItem[] = [];
+    for (const [fqn, obj] of this.#flat) {
+      const entry = md.stateDictMetadata.get(fqn);
+      if (!entry) {
+        if (this.#options.allowPartialLoad) continue;
+        throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
+      }
+      items.push(...createReadItems(fqn, obj, entry));
+    }
+    return { items };
+  }
+
+  /** @inheritDoc */
+  createGlobalPlan(allPlans: LoadPlan[]): LoadPlan[] {
+    return allPlans;
+  }
+
+  /** @inheritDoc */
+  finishPlan(plan: LoadPlan): LoadPlan {
+    return plan;
+  }
+
+  /** @inheritDoc */
+  loadBytes(item: ReadItem, bytes: Uint8Array): void {
+    const { fqn } = item.destIndex;
+    const value = decodeValue(bytes, fqn);
+    this.#flat.set(fqn, value);
+    setElement(this.stateDict, this.#mappings.get(fqn) ?? [fqn], value);
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `INVALID_STATE_DICT` when the destination changed since planning.
+   */
+  resolveTensor(item: ReadItem): Tensor {
+    const { fqn } = item.destIndex;
+    const obj = this.#flat.get(fqn);
+    if (isTensor(obj)) return obj;
+    if (isShardedTensor(obj)) {
+      const key = item.destIndex.offset?.join(",");
+      const hinted = obj.shards[item.destIndex.index ?? -1];
+      const shard =
+        hinted && hinted.offsets.join(",") === key
+          ? hinted
+          : obj.shards.find((s) => s.offsets.join(",") === key);
+      if (shard) return shard.tensor;
+    }
+    throw new CheckpointError(
+      "INVALID_STATE_DICT",
+      `Expected the destination of "${fqn}" at [${item.destIndex.offset?.join(", ")}] to exist while loading`,
+    );
+  }
+
+  /** @inheritDoc */
+  commitTensor(_item: ReadItem, _tensor: Tensor): void {}
+}
+
+/**
+ * Whether `fqn` is selected by `keys`: equal to a key, or below it (`key.` prefix).
+ */
+function selected(fqn: string, keys: readonly string[] | undefined): boolean {
+  return keys === undefined || keys.some((k) => fqn === k || fqn.startsWith(`${k}.`));
+}
+
+/**
+ * A load planner that builds the state dict from the checkpoint's own metadata, as DCP's
+ * `_EmptyStateDictLoadPlanner`: a zeroed tensor of the saved dtype and global shape per tensor, the
+ * saved value per non-tensor entry, nested as saved. Read the result from
+ * {@link EmptyStateDictLoadPlanner.stateDict} after the load.
+ */
+export class EmptyStateDictLoadPlanner extends DefaultLoadPlanner {
+  readonly #keys: readonly string[] | undefined;
+
+  /**
+   * @param keys - load only these fqns and what lies below them (`"model"` selects
+   * `"model.w"`); all when omitted.
+   */
+  constructor(keys?: readonly string[]) {
+    super({ allowPartialLoad: false });
+    this.#keys = keys;
+  }
+
+  /** The state dict built and filled by the load. */
+  get result(): StateDict {
+    return this.stateDict;
+  }
+
+  /** @inheritDoc */
+  override setUpPlanner(_stateDict: StateDict, metadata: Metadata, isCoordinator: boolean): void {
+    const flat = new Map<string, unknown>();
+    for (const [fqn, entry] of metadata.stateDictMetadata) {
+      if (!selected(fqn, this.#keys)) continue;
+      flat.set(fqn, entry.type === "tensor" ? emptyTensor(entry.properties.dtype, entry.size) : null);
+    }
+    const built = unflattenStateDict(flat, metadata.plannerData);
+    super.setUpPlanner(built, metadata, isCoordinator);
+  }
+}

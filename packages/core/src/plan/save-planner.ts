@@ -1,0 +1,338 @@
+import { CheckpointError } from "../errors.js";
+import { encodeValue } from "../formats/value-codec.js";
+import { DTYPE_BYTES } from "../model/dtype.js";
+import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
+import {
+  isShardedTensor,
+  isTensor,
+  numel,
+  type Tensor,
+  tensorBytes,
+  validateTensor,
+} from "../model/tensor.js";
+import {
+  type ChunkStorageMetadata,
+  type Metadata,
+  metadataIndexKey,
+  type SavePlan,
+  type StorageMetadataEntry,
+  type TensorStorageMetadata,
+  type WriteItem,
+} from "./metadata.js";
+import type { SavePlanner } from "./planner.js";
+
+/** The DCP format version dcpjs writes into every `Metadata`. */
+export const DCP_VERSION = "1.0.0";
+
+/**
+ * Bytes a write item occupies by DCP's accounting (`WriteItem.tensor_storage_size`): the global
+ * tensor's element count × element size, or `undefined` for a bytes item.
+ *
+ * @param item - the item.
+ */
+export function tensorStorageSize(item: WriteItem): number | undefined {
+  if (!item.tensorData) return undefined;
+  return numel(item.tensorData.size) * DTYPE_BYTES[item.tensorData.properties.dtype];
+}
+
+/**
+ * Builds one rank's write items from a flattened state dict, as DCP's
+ * `create_default_local_save_plan` / `_create_write_items`: a tensor is one `tensor` item at
+ * offsets 0, each chunk of a sharded tensor is a `shard` item at its offsets, and every other
+ * value is one `bytes` item.
+ *
+ * @param flat - fqn → leaf (from {@link flattenStateDict}).
+ * @returns the items, in state-dict order.
+ * @throws {@link CheckpointError} `INVALID_STATE_DICT` for a malformed tensor or shard.
+ */
+export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[] {
+  const items: WriteItem[] = [];
+  for (const [fqn, obj] of flat) {
+    if (isTensor(obj)) {
+      validateTensor(obj, `"${fqn}"`);
+      const zeros = obj.shape.map(() => 0);
+      items.push({
+        index: { fqn, offset: zeros },
+        type: "tensor",
+        tensorData: {
+          chunk: { offsets: zeros, sizes: [...obj.shape] },
+          properties: { dtype: obj.dtype },
+          size: [...obj.shape],
+        },
+      });
+    } else if (isShardedTensor(obj)) {
+      for (const [i, shard] of obj.shards.entries()) {
+        const what = `shard ${i} of "${fqn}"`;
+        validateTensor(shard.tensor, what);
+        if (
+          shard.tensor.dtype !== obj.dtype ||
+          shard.offsets.length !== obj.shape.length ||
+          shard.tensor.shape.length !== obj.shape.length
+        ) {
+          throw new CheckpointError(
+            "INVALID_STATE_DICT",
+            `Expected ${what} to be ${obj.dtype} with ${obj.shape.length} dims like its sharded tensor, got ${shard.tensor.dtype} at offsets [${shard.offsets.join(", ")}] with shape [${shard.tensor.shape.join(", ")}]`,
+          );
+        }
+        items.push({
+          index: { fqn, offset: [...shard.offsets] },
+          type: "shard",
+          tensorData: {
+            chunk: { offsets: [...shard.offsets], sizes: [...shard.tensor.shape] },
+            properties: { dtype: obj.dtype },
+            size: [...obj.shape],
+          },
+        });
+      }
+    } else {
+      items.push({ index: { fqn, offset: null }, type: "bytes" });
+    }
+  }
+  return items;
+}
+
+/**
+ * Removes replicated items so each is written by exactly one rank, as DCP's `dedup_save_plans`:
+ * items are visited in first-appearance order (plans 0..n, items in order); each goes to the
+ * plan, among those holding it, with the smallest planned size so far (ties → lowest rank), or
+ * always to the lowest rank when `saveToLowestRank`. A bytes item counts 1 byte, a tensor its
+ * {@link tensorStorageSize} (at least 1). The number of plans is unchanged.
+ *
+ * @param allPlans - one local plan per rank.
+ * @param saveToLowestRank - give every replicated item to the lowest rank holding it.
+ * @returns new plans holding the kept items, in their original order.
+ */
+export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank = false): SavePlan[] {
+  const holders = new Map<string, { item: WriteItem; plans: number[] }>();
+  allPlans.forEach((plan, p) => {
+    for (const item of plan.items) {
+      const key = metadataIndexKey(item.index);
+      const entry = holders.get(key);
+      if (entry) entry.plans.push(p);
+      else holders.set(key, { item, plans: [p] });
+    }
+  });
+  const planned = allPlans.map(() => 0);
+  const owner = new Map<string, number>();
+  for (const [key, { item, plans }] of holders) {
+    let chosen = plans[0]!;
+    if (!saveToLowestRank) {
+      for (const p of plans)
+        if (planned[p]! < planned[chosen]! || (planned[p] === planned[chosen] && p < chosen)) chosen = p;
+    }
+    planned[chosen]! += tensorStorageSize(item) || 1;
+    owner.set(key, chosen);
+  }
+  return allPlans.map((plan, p) => ({
+    ...plan,
+    items: plan.items.filter((item) => owner.get(metadataIndexKey(item.index)) === p),
+  }));
+}
+
+/**
+ * Builds the global metadata from deduplicated plans, as DCP's `create_default_global_save_plan`
+ * with index-hint rewrite: each tensor item's `index.index` becomes its chunk's position in
+ * {@link TensorStorageMetadata.chunks}.
+ *
+ * @param allPlans - deduplicated plans, one per rank.
+ * @returns plans with rewritten hints and the metadata (empty storage data, no planner data).
+ * @throws {@link CheckpointError} `INVALID_PLAN` when a non-shard fqn appears twice, or chunks of
+ * one fqn disagree on dtype or global size.
+ */
+export function createGlobalSavePlan(allPlans: readonly SavePlan[]): {
+  plans: SavePlan[];
+  metadata: Metadata;
+} {
+  const md = new Map<string, StorageMetadataEntry>();
+  const plans = allPlans.map((plan) => {
+    const items = plan.items.map((item): WriteItem => {
+      const { fqn } = item.index;
+      const existing = md.get(fqn);
+      if (item.type !== "shard" && existing) {
+        throw new CheckpointError(
+          "INVALID_PLAN",
+          `Expected "${fqn}" to be planned once, but it appears twice in the global plan`,
+        );
+      }
+      if (item.type === "bytes") {
+        md.set(fqn, { type: "bytes" });
+        return item;
+      }
+      const td = item.tensorData!;
+      let entry = existing;
+      if (!entry) {
+        entry = { type: "tensor", properties: { ...td.properties }, size: [...td.size], chunks: [] };
+        md.set(fqn, entry);
+      } else if (
+        entry.type !== "tensor" ||
+        entry.properties.dtype !== td.properties.dtype ||
+        entry.size.join(",") !== td.size.join(",")
+      ) {
+        const was =
+          entry.type === "tensor"
+            ? `${entry.properties.dtype}[${entry.size.join(", ")}]`
+            : "a non-tensor value";
+        throw new CheckpointError(
+          "INVALID_PLAN",
+          `Expected every chunk of "${fqn}" to agree on dtype and global size: ${was} vs ${td.properties.dtype}[${td.size.join(", ")}]`,
+        );
+      }
+      const index = entry.chunks.length;
+      entry.chunks.push(td.chunk);
+      return { ...item, index: { ...item.index, index } };
+    });
+    return { ...plan, items };
+  });
+  const metadata: Metadata = {
+    version: DCP_VERSION,
+    stateDictMetadata: md,
+    plannerData: new Map(),
+    storageData: new Map(),
+    storageMeta: {},
+  };
+  return { plans, metadata };
+}
+
+function boxesOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
+  for (let d = 0; d < a.offsets.length; d++) {
+    if (a.offsets[d]! >= b.offsets[d]! + b.sizes[d]! || b.offsets[d]! >= a.offsets[d]! + a.sizes[d]!)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * Whether two chunks overlap, as DCP's `_check_box_overlap` (disjoint when separated along any dim).
+ *
+ * @param a - one chunk.
+ * @param b - the other, of the same rank.
+ */
+export function chunksOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
+  return boxesOverlap(a, b);
+}
+
+/**
+ * Checks the global plan's tensors, as DCP's `_validate_global_plan`: every chunk lies inside
+ * its tensor, no two chunks overlap, and — when there is more than one plan — the chunks' volumes
+ * add up to the tensor's. Bytes and 0-d entries are skipped.
+ *
+ * @param planCount - the number of plans (ranks).
+ * @param metadata - the global metadata.
+ * @returns the problems found, one message each; empty when valid.
+ */
+export function validateGlobalPlan(planCount: number, metadata: Metadata): string[] {
+  const problems: string[] = [];
+  for (const [fqn, entry] of metadata.stateDictMetadata) {
+    if (entry.type !== "tensor" || entry.size.length === 0) continue;
+    let volume = 0;
+    entry.chunks.forEach((chunk, i) => {
+      const inBounds = chunk.offsets.every(
+        (off, d) => off >= 0 && chunk.sizes[d]! >= 0 && off + chunk.sizes[d]! <= entry.size[d]!,
+      );
+      if (!inBounds || chunk.offsets.length !== entry.size.length) {
+        problems.push(
+          `"${fqn}": chunk at [${chunk.offsets.join(", ")}] of size [${chunk.sizes.join(", ")}] is out of bounds [${entry.size.join(", ")}]`,
+        );
+      }
+      volume += numel(chunk.sizes);
+      for (let j = i + 1; j < entry.chunks.length; j++) {
+        const other = entry.chunks[j]!;
+        if (boxesOverlap(chunk, other)) {
+          problems.push(
+            `"${fqn}": chunks at [${chunk.offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
+          );
+        }
+      }
+    });
+    if (planCount > 1 && volume !== numel(entry.size)) {
+      problems.push(`"${fqn}": chunks cover ${volume} of ${numel(entry.size)} elements`);
+    }
+  }
+  return problems;
+}
+
+/** Options of {@link DefaultSavePlanner}. */
+export interface DefaultSavePlannerOptions {
+  /** Give replicated items to the lowest rank instead of the least-loaded one. @default false */
+  readonly saveToLowestRank?: boolean;
+}
+
+/**
+ * DCP's `DefaultSavePlanner`: flattens the state dict, plans one item per tensor, shard and
+ * value, deduplicates replicated items across ranks, validates the global plan and keeps the
+ * flatten mappings as planner data.
+ */
+export class DefaultSavePlanner implements SavePlanner {
+  readonly #options: DefaultSavePlannerOptions;
+  #flat = new Map<string, unknown>();
+  #mappings = new Map<string, ObjectPath>();
+  #encoded = new Map<string, Uint8Array>();
+
+  /** @param options - see {@link DefaultSavePlannerOptions}. */
+  constructor(options: DefaultSavePlannerOptions = {}) {
+    this.#options = options;
+  }
+
+  /** @inheritDoc */
+  setUpPlanner(stateDict: StateDict): void {
+    const { flat, mappings } = flattenStateDict(stateDict);
+    this.#flat = flat;
+    this.#mappings = mappings;
+    this.#encoded.clear();
+  }
+
+  /** @inheritDoc */
+  createLocalPlan(): SavePlan {
+    return { items: createWriteItems(this.#flat), plannerData: [...this.#mappings] };
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `INVALID_PLAN` when the plan fails {@link validateGlobalPlan}.
+   */
+  createGlobalPlan(allPlans: SavePlan[]): { plans: SavePlan[]; metadata: Metadata } {
+    const deduped = dedupSavePlans(allPlans, this.#options.saveToLowestRank ?? false);
+    const { plans, metadata } = createGlobalSavePlan(deduped);
+    for (const plan of allPlans)
+      for (const [fqn, path] of plan.plannerData ?? []) metadata.plannerData.set(fqn, path);
+    const problems = validateGlobalPlan(allPlans.length, metadata);
+    if (problems.length > 0) {
+      throw new CheckpointError("INVALID_PLAN", `Failed to validate global plan: ${problems.join("; ")}`);
+    }
+    return { plans: plans.map(({ plannerData: _, ...rest }) => rest), metadata };
+  }
+
+  /** @inheritDoc */
+  finishPlan(plan: SavePlan): SavePlan {
+    return plan;
+  }
+
+  /** @inheritDoc */
+  resolveData(item: WriteItem): Uint8Array {
+    const obj = this.#flat.get(item.index.fqn);
+    if (item.type === "bytes") {
+      let bytes = this.#encoded.get(item.index.fqn);
+      if (!bytes) {
+        bytes = encodeValue(obj, item.index.fqn);
+        this.#encoded.set(item.index.fqn, bytes);
+      }
+      return bytes;
+    }
+    if (item.type === "tensor") return tensorBytes(obj as Tensor);
+    if (!isShardedTensor(obj)) {
+      throw new CheckpointError(
+        "INVALID_STATE_DICT",
+        `Expected "${item.index.fqn}" to still be a sharded tensor while saving`,
+      );
+    }
+    const key = item.index.offset!.join(",");
+    const shard = obj.shards.find((s) => s.offsets.join(",") === key);
+    if (!shard) {
+      throw new CheckpointError(
+        "INVALID_STATE_DICT",
+        `Expected a shard of "${item.index.fqn}" at [${key}] while saving`,
+      );
+    }
+    return tensorBytes(shard.tensor);
+  }
+}

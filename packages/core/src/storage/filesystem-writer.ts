@@ -1,0 +1,418 @@
+import { randomUUID } from "node:crypto";
+import { crc32c } from "@node-rs/crc32";
+import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
+import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import { encodeMetadata } from "../formats/metadata-codec.js";
+import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "../formats/torch/torch-write.js";
+import { decodeValue } from "../formats/value-codec.js";
+import { DTYPE_BYTES } from "../model/dtype.js";
+import { numel } from "../model/tensor.js";
+import {
+  type Metadata,
+  metadataIndexKey,
+  type SavePlan,
+  type StorageMeta,
+  type WriteItem,
+  type WriteResult,
+} from "../plan/metadata.js";
+import type { SavePlanner } from "../plan/planner.js";
+import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
+import { LocalFileSystem } from "./local-file-system.js";
+import { forEachFile } from "./per-file.js";
+import type { ProgressCallback } from "./progress.js";
+import { readWholeFile } from "./read-whole-file.js";
+import type { StorageSetUp, StorageWriter } from "./storage.js";
+
+/** Name of the committed metadata file in a checkpoint folder. */
+export const METADATA_FILE = ".metadata";
+/**
+ * Name a save writes its metadata under before the atomic rename to {@link METADATA_FILE}: one
+ * per save (`.metadata.{saveTag}.tmp`), so concurrent saves to one id never share it.
+ *
+ * @param saveTag - the save's tag, as in its data file names.
+ */
+export function metadataTmpFile(saveTag: string): string {
+  return `.metadata.${saveTag}.tmp`;
+}
+/** Items smaller than this are gathered into one write with their neighbours (bytes). */
+export const SMALL_ITEM_BYTES = 1024 * 1024;
+/** Most bytes of small items gathered into one write. */
+export const WRITE_BATCH_BYTES = 8 * 1024 * 1024;
+/** Suffix of data files, as DCP's `DEFAULT_SUFFIX`. */
+export const DATA_FILE_SUFFIX = ".distcp";
+
+function itemBytes(item: WriteItem): number {
+  const td = item.tensorData;
+  return td ? numel(td.chunk.sizes) * DTYPE_BYTES[td.properties.dtype] : 0;
+}
+
+/**
+ * Splits a plan's items into `bins` files, as DCP's `_split_by_size_and_type`: with one bin, all
+ * items; otherwise bytes items go round-robin (`i % bins`) and tensors, largest first, each to the
+ * currently smallest bin. Inside every bin, bytes items come first. Bins may be empty.
+ *
+ * @param bins - the number of files, ≥ 1.
+ * @param items - the plan's items.
+ * @returns exactly `bins` lists.
+ */
+export function splitBySizeAndType(bins: number, items: readonly WriteItem[]): WriteItem[][] {
+  const bytesItems = items.filter((i) => i.type === "bytes");
+  const tensorItems = items.filter((i) => i.type !== "bytes");
+  if (bins === 1) return [[...bytesItems, ...tensorItems]];
+  const buckets: WriteItem[][] = Array.from({ length: bins }, () => []);
+  const sizes = new Array<number>(bins).fill(0);
+  bytesItems.forEach((item, i) => {
+    buckets[i % bins]!.push(item);
+  });
+  const sorted = [...tensorItems].sort((a, b) => itemBytes(b) - itemBytes(a));
+  for (const item of sorted) {
+    let smallest = 0;
+    for (let b = 1; b < bins; b++) if (sizes[b]! < sizes[smallest]!) smallest = b;
+    buckets[smallest]!.push(item);
+    sizes[smallest]! += itemBytes(item);
+  }
+  return buckets;
+}
+
+/**
+ * An item framed as PyTorch DCP writes it: a tensor chunk as a `torch.save` archive around its
+ * bytes (streamed, not copied), a value as the archive of its pickle.
+ */
+function torchFramed(item: WriteItem, data: Uint8Array): Uint8Array[] {
+  if (item.type === "bytes") return [torchValueArchive(decodeValue(data, item.index.fqn))];
+  const td = item.tensorData!;
+  const { prefix, suffix } = torchTensorArchive(td.properties.dtype, td.chunk.sizes, data);
+  return [prefix, data, suffix];
+}
+
+/** Options of {@link FileSystemWriter}. */
+export interface FileSystemWriterOptions {
+  /** The checkpoint folder (or URI, for another file system); created if missing. */
+  readonly path: string;
+  /** The storage backend. @default a {@link LocalFileSystem} */
+  readonly fs?: FileSystemBase;
+  /**
+   * Write exactly `threadCount` files per rank (empty ones too) instead of one file per item.
+   * @default true
+   */
+  readonly singleFilePerRank?: boolean;
+  /** Files each rank writes concurrently (and, with `singleFilePerRank`, its file count). @default 1 */
+  readonly threadCount?: number;
+  /** fsync every data file and `.metadata.tmp` before the commit. @default true */
+  readonly syncFiles?: boolean;
+  /**
+   * Replace an existing checkpoint at `path`. The old checkpoint stays loadable until the new
+   * `.metadata` replaces it in one atomic rename; its files are removed after that. When false,
+   * the save fails with `CHECKPOINT_EXISTS` if `.metadata` exists when it starts or when it
+   * commits (an exclusive create: of concurrent saves to one id exactly one commits, and the
+   * others remove their files). @default true
+   */
+  readonly overwrite?: boolean;
+  /** Called after each item is written, with its bytes. */
+  readonly onProgress?: ProgressCallback;
+  /**
+   * The on-disk format. `dcpjs`: raw items with a CRC-32C each, msgpack `.metadata`. `torch`:
+   * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
+   * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same.
+   * @default "dcpjs"
+   */
+  readonly format?: "dcpjs" | "torch";
+}
+
+/**
+ * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
+ * `{prefix}{n}.{saveTag}.distcp` (prefix `__{rank}_`; the save tag is new for every save, so a
+ * save never touches another save's files), bytes items first then tensors as raw little-endian
+ * bytes, each item's offset, length and CRC-32C recorded, and `.metadata` committed last by
+ * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
+ *
+ * Memory: items of {@link SMALL_ITEM_BYTES} or more are written straight from tensor memory;
+ * smaller ones are copied into one batch of at most {@link WRITE_BATCH_BYTES} per file being
+ * written; non-tensor values are encoded into new buffers.
+ */
+export class FileSystemWriter implements StorageWriter {
+  /** The backend. */
+  readonly fs: FileSystemBase;
+  /** The normalised checkpoint path. */
+  protected path: string;
+  /** Files per rank and write concurrency. */
+  readonly threadCount: number;
+  /** Whether to fsync. */
+  protected syncFiles: boolean;
+  readonly #singleFilePerRank: boolean;
+  readonly #overwrite: boolean;
+  readonly #onProgress: ProgressCallback | undefined;
+  readonly #format: "dcpjs" | "torch";
+  #saveId: string = randomUUID();
+  #rank = 0;
+
+  /**
+   * @param options - see {@link FileSystemWriterOptions}.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1
+   * or `format` is neither `dcpjs` nor `torch`.
+   */
+  constructor(options: FileSystemWriterOptions) {
+    this.fs = options.fs ?? new LocalFileSystem();
+    this.path = this.fs.initPath(options.path);
+    this.threadCount = options.threadCount ?? 1;
+    if (!Number.isSafeInteger(this.threadCount) || this.threadCount < 1) {
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected threadCount to be an integer >= 1, got ${options.threadCount}`,
+      );
+    }
+    this.syncFiles = options.syncFiles ?? true;
+    this.#singleFilePerRank = options.singleFilePerRank ?? true;
+    this.#overwrite = options.overwrite ?? true;
+    this.#onProgress = options.onProgress;
+    this.#format = options.format ?? "dcpjs";
+    if (this.#format !== "dcpjs" && this.#format !== "torch")
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected format "dcpjs" or "torch", got ${String(options.format)}`,
+      );
+  }
+
+  /** The checkpoint path this writer saves to. */
+  get checkpointPath(): string {
+    return this.path;
+  }
+
+  /** This save's tag in its file names: 12 hex digits of the save id, new on every `reset`. */
+  get saveTag(): string {
+    return this.#saveId.replaceAll("-", "").slice(0, 12);
+  }
+
+  /** @inheritDoc */
+  reset(checkpointId?: string): void {
+    if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
+    this.#saveId = randomUUID();
+  }
+
+  /** @inheritDoc */
+  setUpStorageWriter(setUp: StorageSetUp): void {
+    this.#rank = setUp.rank;
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `.metadata` exists and `overwrite` is false.
+   */
+  async prepareLocalPlan(plan: SavePlan): Promise<SavePlan> {
+    await this.fs.mkdir(this.path);
+    if (!this.#overwrite && (await this.fs.exists(this.fs.concatPath(this.path, METADATA_FILE)))) {
+      throw new CheckpointError(
+        "CHECKPOINT_EXISTS",
+        `Checkpoint already exists and overwrite=false: ${this.path}`,
+      );
+    }
+    return plan;
+  }
+
+  /** @inheritDoc Gives plan i the file prefix `__{i}_`. */
+  prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
+    return plans.map((plan, i) => ({ ...plan, storageData: { prefix: `__${i}_` } }));
+  }
+
+  /**
+   * @inheritDoc
+   * @throws {@link CheckpointError} from the backend (`IO_ERROR`, …) or `ABORTED` — the first
+   * failure in time; a file whose write fails is aborted (removed), this rank's finished files
+   * are removed, and the checkpoint is never committed.
+   */
+  async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
+    throwIfAborted(signal);
+    const prefix = plan.storageData?.prefix ?? `__${this.#rank}_`;
+    const buckets = this.#singleFilePerRank
+      ? splitBySizeAndType(this.threadCount, plan.items)
+      : plan.items.map((i) => [i]);
+    const written: string[] = [];
+    try {
+      const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
+        const relativePath = `${prefix}${n}.${this.saveTag}${DATA_FILE_SUFFIX}`;
+        const results = await this.#writeFile(relativePath, items, planner, linked);
+        written.push(relativePath);
+        return results;
+      });
+      return perFile.flat();
+    } catch (error) {
+      // The save will not commit: remove this rank's finished files too (the failed ones are aborted).
+      for (const file of written) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      throw error;
+    }
+  }
+
+  /**
+   * Writes one file: large items straight from tensor memory (the CRC-32C computed while the
+   * write is in flight), small ones gathered into one buffer of up to {@link WRITE_BATCH_BYTES}
+   * so that a state dict of many small tensors costs few writes, not one per item.
+   */
+  async #writeFile(
+    relativePath: string,
+    items: readonly WriteItem[],
+    planner: SavePlanner,
+    signal: AbortSignal,
+  ): Promise<WriteResult[]> {
+    throwIfAborted(signal);
+    const stream: FileWriteStream = await this.fs.createStream(
+      this.fs.concatPath(this.path, relativePath),
+      "wb",
+      { signal },
+    );
+    const results: WriteResult[] = [];
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    // One write may be in flight while the next batch is gathered and checksummed.
+    let pending: Promise<void> | undefined;
+    const flush = async () => {
+      if (batchBytes === 0) return;
+      const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      await pending;
+      pending = stream.write(data);
+      pending.catch(() => {}); // surfaced where it is awaited
+    };
+    try {
+      let offset = stream.tell();
+      for (const item of items) {
+        throwIfAborted(signal);
+        const data = planner.resolveData(item);
+        // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch).
+        const parts = this.#format === "torch" ? torchFramed(item, data) : [data];
+        let length = 0;
+        for (const part of parts) {
+          length += part.byteLength;
+          if (part.byteLength < SMALL_ITEM_BYTES) {
+            batch.push(part);
+            batchBytes += part.byteLength;
+            if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+          } else {
+            await flush();
+            await pending;
+            pending = stream.write(part);
+            pending.catch(() => {}); // surfaced where it is awaited
+          }
+        }
+        const crc = this.#format === "torch" ? {} : { crc32c: crc32c(data) };
+        results.push({
+          index: item.index,
+          sizeInBytes: length,
+          storageData: { relativePath, offset, length, ...crc },
+        });
+        offset += length;
+        this.#onProgress?.({ bytes: data.byteLength, items: 1 });
+      }
+      await flush();
+      await pending;
+      if (this.syncFiles) await stream.sync();
+      await stream.close();
+    } catch (error) {
+      await pending?.catch(() => {});
+      await stream.abort(error);
+      throw error;
+    }
+    return results;
+  }
+
+  /**
+   * @inheritDoc
+   * Writes `.metadata.{saveTag}.tmp` (fsynced when `syncFiles`) and renames it over `.metadata`
+   * in one atomic step — the commit point, as DCP's `_FileSystemWriter.finish`, with no delete
+   * before it, so a reader always finds the old or the new checkpoint. With `overwrite: false` the
+   * rename is exclusive. After the commit, the files of the checkpoint it replaced are removed;
+   * failures there are process warnings, never the save's error (it has committed).
+   * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `overwrite` is false and another save
+   * committed first (this save's files are removed); backend errors before the commit.
+   */
+  async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void> {
+    for (const r of results.flat()) metadata.storageData.set(metadataIndexKey(r.index), r.storageData);
+    metadata.storageMeta = this.storageMeta();
+    const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
+    const target = this.fs.concatPath(this.path, METADATA_FILE);
+    const ownFiles = new Set(results.flat().map((r) => r.storageData.relativePath));
+    try {
+      throwIfAborted(signal);
+      const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
+      try {
+        await stream.write(
+          this.#format === "torch" ? encodeTorchMetadata(metadata) : encodeMetadata(metadata),
+        );
+        if (this.syncFiles) await stream.sync();
+        await stream.close();
+      } catch (error) {
+        await stream.abort(error);
+        throw error;
+      }
+      throwIfAborted(signal);
+      const superseded = this.#overwrite ? await this.#committedFiles(target) : new Set<string>();
+      try {
+        await this.fs.rename(tmp, target, { overwrite: this.#overwrite });
+      } catch (error) {
+        if (error instanceof CheckpointError && error.code === "ALREADY_EXISTS") {
+          throw new CheckpointError(
+            "CHECKPOINT_EXISTS",
+            `Checkpoint already exists and overwrite=false: ${this.path} (another save committed first)`,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+      for (const file of superseded) {
+        if (!ownFiles.has(file)) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      }
+    } catch (error) {
+      // Not committed: this save's files are nobody's; leave the directory as it was.
+      await this.#removeQuietly(tmp);
+      for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      throw error;
+    }
+  }
+
+  /**
+   * @inheritDoc
+   * Reads `.metadata` and returns it when it references a file of this save (its save tag).
+   */
+  async committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
+    const file = this.fs.concatPath(this.path, METADATA_FILE);
+    const md = decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {}));
+    const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
+    return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
+  }
+
+  /** The data files of the checkpoint committed at `target`, or none when there is none (or it is unreadable). */
+  async #committedFiles(target: string): Promise<Set<string>> {
+    try {
+      const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target));
+      return new Set([...md.storageData.values()].map((i) => i.relativePath));
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) {
+        process.emitWarning(
+          `dcpjs: the checkpoint being replaced at ${target} is unreadable; its files stay`,
+          {
+            code: "DCPJS_CLEANUP",
+            detail: String(error),
+          },
+        );
+      }
+      return new Set();
+    }
+  }
+
+  async #removeQuietly(path: string): Promise<void> {
+    try {
+      await this.fs.rmFile(path);
+    } catch (error) {
+      if (!(error instanceof NotFoundError))
+        process.emitWarning(`dcpjs: could not remove ${path}`, {
+          code: "DCPJS_CLEANUP",
+          detail: String(error),
+        });
+    }
+  }
+
+  /** @inheritDoc */
+  storageMeta(): StorageMeta {
+    return { checkpointId: this.path, saveId: this.#saveId };
+  }
+}

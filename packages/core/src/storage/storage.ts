@@ -1,0 +1,108 @@
+import type { LoadPlan, Metadata, SavePlan, StorageMeta, WriteResult } from "../plan/metadata.js";
+import type { LoadPlanner, SavePlanner } from "../plan/planner.js";
+
+/** What a storage writer or reader learns about its rank before planning. */
+export interface StorageSetUp {
+  /** Whether this rank is the coordinator (writes `.metadata`). */
+  readonly isCoordinator: boolean;
+  /** This rank. */
+  readonly rank: number;
+  /** The number of ranks. */
+  readonly worldSize: number;
+}
+
+/**
+ * Writes a checkpoint's data and commits its metadata, as DCP's `StorageWriter`.
+ *
+ * Lifecycle: `reset` → `setUpStorageWriter` → `prepareLocalPlan` (every rank) →
+ * `prepareGlobalPlan` (coordinator) → `writeData` (every rank) → `finish` (coordinator, last).
+ */
+export interface StorageWriter {
+  /**
+   * Points the writer at a new checkpoint id and starts a new save.
+   * @param checkpointId - a path or URI; keeps the current one when omitted.
+   */
+  reset(checkpointId?: string): void;
+  /**
+   * Receives this rank's place in the group.
+   * @param setUp - coordinator flag, rank, world size.
+   */
+  setUpStorageWriter(setUp: StorageSetUp): void;
+  /**
+   * Storage-specific checks and changes to this rank's local plan (e.g. the overwrite guard).
+   * @param plan - the local plan.
+   */
+  prepareLocalPlan(plan: SavePlan): Promise<SavePlan>;
+  /**
+   * Storage-specific changes to the global plan (e.g. file prefixes), coordinator only.
+   * @param plans - one plan per rank.
+   */
+  prepareGlobalPlan(plans: SavePlan[]): SavePlan[];
+  /**
+   * Writes this rank's items.
+   * @param plan - this rank's final plan.
+   * @param planner - resolves each item's bytes.
+   * @param signal - aborts the write.
+   * @returns one result per item.
+   */
+  writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]>;
+  /**
+   * Commits the checkpoint (coordinator only): records where every item is in `metadata` and
+   * writes `.metadata` last, atomically.
+   * @param metadata - the global metadata; its `storageData` is filled in.
+   * @param results - every rank's write results.
+   * @param signal - aborts the commit.
+   */
+  finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void>;
+  /** Ids recorded in the metadata. */
+  storageMeta(): StorageMeta;
+  /**
+   * Optional: on a rank that lost contact with the coordinator after writing its data, the
+   * committed metadata if this save's commit happened anyway (it references this rank's files),
+   * else `undefined`. `save` asks it before reporting a `TIMEOUT` of the write step.
+   * @param signal - aborts the read.
+   */
+  committedMetadata?(signal?: AbortSignal): Promise<Metadata | undefined>;
+}
+
+/**
+ * Reads a checkpoint's metadata and data, as DCP's `StorageReader`.
+ *
+ * Lifecycle: `reset` → `readMetadata` → `setUpStorageReader` → `prepareLocalPlan` →
+ * `prepareGlobalPlan` (coordinator) → `readData`.
+ */
+export interface StorageReader {
+  /**
+   * Points the reader at a new checkpoint id and starts a new load.
+   * @param checkpointId - a path or URI; keeps the current one when omitted.
+   */
+  reset(checkpointId?: string): void;
+  /**
+   * Reads and verifies `.metadata`.
+   * @param signal - aborts the read.
+   */
+  readMetadata(signal?: AbortSignal): Promise<Metadata>;
+  /**
+   * Receives the metadata and this rank's place in the group.
+   * @param metadata - the checkpoint's metadata.
+   * @param setUp - coordinator flag, rank, world size.
+   */
+  setUpStorageReader(metadata: Metadata, setUp: StorageSetUp): void;
+  /**
+   * Storage-specific changes to this rank's local plan (e.g. sorting by file offset).
+   * @param plan - the local plan.
+   */
+  prepareLocalPlan(plan: LoadPlan): LoadPlan;
+  /**
+   * Storage-specific changes to the global plan, coordinator only.
+   * @param plans - one plan per rank.
+   */
+  prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[];
+  /**
+   * Reads this rank's items and hands them to the planner.
+   * @param plan - this rank's final plan.
+   * @param planner - receives bytes and tensors.
+   * @param signal - aborts the read.
+   */
+  readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void>;
+}
