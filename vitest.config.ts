@@ -15,6 +15,7 @@ export default defineConfig({
             "test/cli/**/*.test.ts",
             "test/tfjs/**/*.test.ts",
             "test/conformance/local.test.ts",
+            "test/conformance/memory.test.ts",
           ],
         },
       },

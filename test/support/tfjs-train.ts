@@ -4,6 +4,7 @@
 // and writes {losses, weights} to OUT: the last 5 losses and every final weight, as float32 bits.
 import { writeFile } from "node:fs/promises";
 import { save } from "@dcpjs/core";
+import "@dcpjs/s3"; // registers the s3:// storage backend, for CKPT URIs
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import {

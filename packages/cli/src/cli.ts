@@ -1,3 +1,5 @@
+// The s3:// storage backend registers itself on import: every command takes folders and s3:// URIs.
+import "@dcpjs/s3";
 import {
   CheckpointError,
   CheckpointException,

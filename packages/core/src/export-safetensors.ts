@@ -12,8 +12,8 @@ import { numel, type ShardedTensor, type Tensor, tensor, tensorBytes } from "./m
 import type { Metadata, TensorStorageMetadata } from "./plan/metadata.js";
 import type { FileSystemBase } from "./storage/filesystem-base.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
+import { createStorageReader, createStorageWriter } from "./storage/registry.js";
 import type { StorageReader } from "./storage/storage.js";
-import { createStorageReader, createStorageWriter } from "./storage/storage-router.js";
 
 /** The default largest output file, as Hugging Face's `max_shard_size="5GB"` (bytes). */
 export const DEFAULT_MAX_SHARD_SIZE = 5_000_000_000;

@@ -147,10 +147,14 @@ export {
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
-export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export {
   createStorageReader,
   createStorageWriter,
+  registerStorageBackend,
+  type StorageBackend,
   type StorageRouterOptions,
-} from "./storage/storage-router.js";
+  storageBackendFor,
+  unregisterStorageBackend,
+} from "./storage/registry.js";
+export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

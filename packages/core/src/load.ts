@@ -4,8 +4,8 @@ import type { StateDict } from "./model/state-dict.js";
 import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./plan/load-planner.js";
 import type { LoadPlan } from "./plan/metadata.js";
 import type { LoadPlanner } from "./plan/planner.js";
+import { createStorageReader } from "./storage/registry.js";
 import type { StorageReader } from "./storage/storage.js";
-import { createStorageReader } from "./storage/storage-router.js";
 
 /** Options of {@link load}. */
 export interface LoadOptions {

@@ -5,8 +5,8 @@ import type { StateDict } from "./model/state-dict.js";
 import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
 import type { SavePlanner } from "./plan/planner.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
+import { createStorageWriter } from "./storage/registry.js";
 import type { StorageWriter } from "./storage/storage.js";
-import { createStorageWriter } from "./storage/storage-router.js";
 
 /**
  * Checks that every rank saves to the same checkpoint: ranks of two jobs that met in one process

@@ -1,3 +1,6 @@
+// Importing @dcpjs/s3 registers the s3:// storage backend (./register.ts) with @dcpjs/core.
+import "./register.js";
+
 export {
   type ChecksumMode,
   createS3Client,
@@ -61,6 +64,7 @@ export {
   S3ReaderConstructor,
 } from "./readers/reader-constructor.js";
 export { SequentialS3Reader } from "./readers/sequential-reader.js";
+export { s3StorageBackend } from "./register.js";
 export { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 export { RENAME_DELETE_ATTEMPTS, S3FileSystem, type S3FileSystemOptions } from "./s3-file-system.js";
 export { S3StorageReader, type S3StorageReaderOptions } from "./s3-storage-reader.js";

@@ -143,7 +143,7 @@ let registered = false;
 /**
  * Routes `dcp://…` and `s3://…` URLs of `model.save(url)` and `tf.loadLayersModel(url)` to
  * {@link dcpjsIOHandler} (as TF.js's own `file://` and `indexeddb://` routers; `s3://` needs
- * `@dcpjs/s3` installed). Importing `@dcpjs/tfjs` calls it; calling it again does nothing.
+ * `@dcpjs/s3` installed and imported once, which registers its storage backend). Importing `@dcpjs/tfjs` calls it; calling it again does nothing.
  */
 export function registerDcpjsRouters(): void {
   if (registered) return;
