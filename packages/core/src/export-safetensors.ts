@@ -9,7 +9,7 @@ import {
 import { load } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import { numel, type ShardedTensor, type Tensor, tensor, tensorBytes } from "./model/tensor.js";
-import type { Metadata, TensorStorageMetadata } from "./plan/metadata.js";
+import { type Metadata, metadataIndexKey, type TensorStorageMetadata } from "./plan/metadata.js";
 import type { FileSystemBase } from "./storage/filesystem-base.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
@@ -198,7 +198,7 @@ export async function exportSafetensors(
     const byRank = new Map<number, Piece[][]>();
     for (const [fqn, entry] of tensorEntries) {
       for (const chunk of entry.chunks) {
-        const key = `${fqn}\u0000${chunk.offsets.join(",")}`;
+        const key = metadataIndexKey({ fqn, offset: chunk.offsets });
         const path = metadata.storageData.get(key)?.relativePath ?? "";
         const rank = Number(/(?:^|\/)__(\d+)_/.exec(path)?.[1] ?? 0);
         const shards = byRank.get(rank) ?? [[]];

@@ -59,6 +59,18 @@ export {
   isDType,
   type TypedArrayFor,
 } from "./model/dtype.js";
+export {
+  type Box,
+  type BoxIntersection,
+  boxesOverlap,
+  boxIntersection,
+  contiguousRun,
+  copyBox,
+  findChunk,
+  type OffsetKey,
+  offsetKey,
+  sameShape,
+} from "./model/geometry.js";
 export { type ChunkRange, chunkRange, type ShardTensorOptions, shardTensor } from "./model/sharding.js";
 export {
   type FlatStateDict,
@@ -71,7 +83,6 @@ export {
   unflattenStateDict,
 } from "./model/state-dict.js";
 export {
-  copyBox,
   emptyTensor,
   isShardedTensor,
   isTensor,
@@ -137,13 +148,20 @@ export type {
 } from "./storage/filesystem-base.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
 export {
-  DATA_FILE_SUFFIX,
   FileSystemWriter,
   type FileSystemWriterOptions,
-  METADATA_FILE,
-  metadataTmpFile,
   splitBySizeAndType,
 } from "./storage/filesystem-writer.js";
+export {
+  DATA_FILE_SUFFIX,
+  dataFileName,
+  isDataFile,
+  isMetadataTmpFile,
+  METADATA_FILE,
+  metadataTmpFile,
+  rankFilePrefix,
+  rankMetadataFile,
+} from "./storage/layout.js";
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
 export { readWholeFile } from "./storage/read-whole-file.js";

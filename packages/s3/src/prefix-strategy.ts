@@ -1,4 +1,4 @@
-import { CheckpointError } from "@dcpjs/core";
+import { CheckpointError, rankFilePrefix } from "@dcpjs/core";
 
 /**
  * Decides the key prefix of each rank's data files, as s3torchconnector's
@@ -31,7 +31,7 @@ function checkEpoch(epochNum: number | undefined): void {
 export class DefaultPrefixStrategy implements S3PrefixStrategy {
   /** @inheritDoc */
   generatePrefix(rank: number): string {
-    return `__${rank}_`;
+    return rankFilePrefix(rank);
   }
 }
 
@@ -116,7 +116,7 @@ export class NumericPrefixStrategy implements S3PrefixStrategy {
   generatePrefix(rank: number, worldSize: number): string {
     const map = this.prefixMap(this.#options.prefixCount ?? Math.max(worldSize, 1));
     const slot = ((rank % map.length) + map.length) % map.length;
-    return `${map[slot]}/${epochPart(this.#options.epochNum)}__${rank}_`;
+    return `${map[slot]}/${epochPart(this.#options.epochNum)}${rankFilePrefix(rank)}`;
   }
 }
 
@@ -169,6 +169,6 @@ export class RoundRobinPrefixStrategy implements S3PrefixStrategy {
   /** @inheritDoc */
   generatePrefix(rank: number): string {
     const n = this.#prefixes.length;
-    return `${this.#prefixes[((rank % n) + n) % n]}/${epochPart(this.#epochNum)}__${rank}_`;
+    return `${this.#prefixes[((rank % n) + n) % n]}/${epochPart(this.#epochNum)}${rankFilePrefix(rank)}`;
   }
 }

@@ -6,8 +6,11 @@ import {
   type FileEntry,
   type FileSystemBase,
   type FileSystemWriter,
+  isDataFile,
+  isMetadataTmpFile,
   METADATA_FILE,
   type Metadata,
+  metadataTmpFile,
   NotFoundError,
   readWholeFile,
   type StorageInfo,
@@ -40,9 +43,6 @@ async function committed(path: string): Promise<Metadata | undefined> {
     throw error;
   }
 }
-
-const isDataFile = (name: string) => /(^|\/)__\d+_\d+(\.[0-9a-f]{12})?\.distcp$/.test(name);
-const isTmp = (name: string) => /^(__\d+)?\.metadata(\.[\w-]+)?\.tmp$/.test(name);
 
 /** One checkpoint found by {@link listCheckpoints}. */
 export interface CheckpointListing {
@@ -151,7 +151,7 @@ export async function removeCheckpoint(
     referenced.set(i.relativePath, Math.max(referenced.get(i.relativePath) ?? 0, i.offset + i.length));
   for (const [name, size] of referenced) await rm(name, size);
   for (const e of entries)
-    if (!e.folder && !referenced.has(e.name) && (isDataFile(e.name) || isTmp(e.name)))
+    if (!e.folder && !referenced.has(e.name) && (isDataFile(e.name) || isMetadataTmpFile(e.name)))
       await rm(e.name, e.size);
   return { removed, bytes, uploads: 0 };
 }
@@ -210,7 +210,7 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
   const md = await committed(path);
   const referenced = new Set([...(md?.storageData.values() ?? [])].map((i: StorageInfo) => i.relativePath));
   for (const e of fs.list ? await fs.list(root) : []) {
-    if (e.folder || referenced.has(e.name) || !(isDataFile(e.name) || isTmp(e.name))) continue;
+    if (e.folder || referenced.has(e.name) || !(isDataFile(e.name) || isMetadataTmpFile(e.name))) continue;
     if (grace > 0 && now - e.modifiedMs < grace) continue; // maybe still being written
     if (!options.dryRun) await fs.rmFile(fs.concatPath(root, e.name));
     removed.push(e.name);
@@ -397,7 +397,7 @@ export async function copyCheckpoint(
   const files = pLimit(budget);
   await Promise.all([...byFile].map(([file, items]) => files(() => copyFile(file, items))));
   // Commit last: the metadata as it is (same format, same relative paths).
-  const tmp = to.fs.concatPath(to.root, ".metadata.cp.tmp");
+  const tmp = to.fs.concatPath(to.root, metadataTmpFile("cp"));
   const out = await to.fs.createStream(tmp, "wb");
   try {
     await out.write(metadataBytes);

@@ -3,6 +3,7 @@ import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, MetadataError } from "../errors.js";
 import { DTYPE_BYTES, isDType } from "../model/dtype.js";
+import { findChunk } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -257,11 +258,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
     if (typeof s[5] !== "number" || !Number.isInteger(s[5]) || s[5] < 0 || s[5] > 0xffffffff)
       fail(`expected a 32-bit CRC for "${fqn}"`);
     if (entry.type === "tensor") {
-      const chunk =
-        offset &&
-        entry.chunks.find(
-          (c) => c.offsets.join(",") === offset.join(",") && c.offsets.length === offset.length,
-        );
+      const chunk = offset && findChunk(entry.chunks, offset);
       if (!chunk) fail(`storage entry for "${fqn}" at [${offset?.join(", ")}] matches none of its chunks`);
       const expected = numel(chunk.sizes) * DTYPE_BYTES[entry.properties.dtype];
       if (s[4] !== expected)

@@ -1,5 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { allocateTypedArray, assertDType, DTYPE_BYTES, type DType, type TypedArrayFor } from "./dtype.js";
+import { copyBox, numel } from "./geometry.js";
 
 /**
  * A dense, contiguous, row-major tensor: dcpjs's stand-in for a CPU `torch.Tensor`.
@@ -40,16 +41,7 @@ export interface ShardedTensor {
   readonly shards: readonly Shard[];
 }
 
-/**
- * The number of elements of a tensor of `shape` (1 for a 0-d tensor).
- *
- * @param shape - dimensions in elements.
- */
-export function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+export { numel };
 
 /**
  * Whether `value` is a {@link Tensor}: an object with a dtype name, an integer shape array and an
@@ -141,86 +133,6 @@ export function emptyTensor<D extends DType>(
   shape: readonly number[],
 ): Tensor & { data: TypedArrayFor<D> } {
   return { dtype, shape: [...shape], data: allocateTypedArray(dtype, numel(shape)) };
-}
-
-/**
- * Copies an n-d box of elements from one contiguous row-major buffer into another.
- *
- * The box has size `lengths` and starts at `srcOffsets` in a source of shape `srcShape` and at
- * `dstOffsets` in a destination of shape `dstShape`. Trailing dimensions that are copied whole are
- * merged into one contiguous run, so a full copy is a single `set`. This is the primitive behind
- * resharding, as DCP's `narrow_tensor_by_index` + `copy_`.
- *
- * @param src - source bytes.
- * @param srcShape - source shape in elements.
- * @param srcOffsets - box start in the source, elements per dimension.
- * @param dst - destination bytes.
- * @param dstShape - destination shape in elements.
- * @param dstOffsets - box start in the destination, elements per dimension.
- * @param lengths - box size in elements per dimension.
- * @param elementBytes - bytes per element.
- */
-export function copyBox(
-  src: Uint8Array,
-  srcShape: readonly number[],
-  srcOffsets: readonly number[],
-  dst: Uint8Array,
-  dstShape: readonly number[],
-  dstOffsets: readonly number[],
-  lengths: readonly number[],
-  elementBytes: number,
-): void {
-  const ndim = lengths.length;
-  if (numel(lengths) === 0) return;
-  // Dimensions after k are copied whole on both sides, so together with dim k they form one
-  // contiguous run; dimensions before k are iterated.
-  let k = ndim - 1;
-  while (k > 0 && lengths[k] === srcShape[k] && lengths[k] === dstShape[k]) k--;
-  const outer = Math.max(k, 0);
-  let run = elementBytes;
-  for (let i = outer; i < ndim; i++) run *= lengths[i]!;
-  const srcStrides = stridesBytes(srcShape, elementBytes);
-  const dstStrides = stridesBytes(dstShape, elementBytes);
-  let srcBase = 0;
-  let dstBase = 0;
-  for (let i = 0; i < ndim; i++) {
-    srcBase += srcOffsets[i]! * srcStrides[i]!;
-    dstBase += dstOffsets[i]! * dstStrides[i]!;
-  }
-  if (outer === 0) {
-    dst.set(src.subarray(srcBase, srcBase + run), dstBase);
-    return;
-  }
-  // Buffer#copy is a native memcpy with no view object per run: much cheaper for short runs.
-  const source = Buffer.from(src.buffer, src.byteOffset, src.byteLength);
-  const idx = new Array<number>(outer).fill(0);
-  for (;;) {
-    let s = srcBase;
-    let t = dstBase;
-    for (let i = 0; i < outer; i++) {
-      s += idx[i]! * srcStrides[i]!;
-      t += idx[i]! * dstStrides[i]!;
-    }
-    source.copy(dst, t, s, s + run);
-    let j = outer - 1;
-    while (j >= 0) {
-      idx[j]!++;
-      if (idx[j]! < lengths[j]!) break;
-      idx[j] = 0;
-      j--;
-    }
-    if (j < 0) return;
-  }
-}
-
-function stridesBytes(shape: readonly number[], elementBytes: number): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = elementBytes;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i]!;
-  }
-  return strides;
 }
 
 /**

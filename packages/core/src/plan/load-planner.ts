@@ -1,5 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { decodeValue } from "../formats/value-codec.js";
+import { boxIntersection, findChunk, sameShape } from "../model/geometry.js";
 import {
   flattenStateDict,
   type ObjectPath,
@@ -16,7 +17,6 @@ import type {
   TensorStorageMetadata,
 } from "./metadata.js";
 import type { LoadPlanner } from "./planner.js";
-import { chunksOverlap } from "./save-planner.js";
 
 /**
  * The read items that fill `localChunks` of `fqn` from the checkpoint's chunks, as DCP's
@@ -36,22 +36,9 @@ export function createReadItemsForChunkList(
   const items: ReadItem[] = [];
   localChunks.forEach((shard, idx) => {
     checkpointMd.chunks.forEach((saved, storageIdx) => {
-      if (!chunksOverlap(shard, saved)) return;
-      const storageOffsets: number[] = [];
-      const destOffsets: number[] = [];
-      const lengths: number[] = [];
-      for (let d = 0; d < shard.offsets.length; d++) {
-        const so = saved.offsets[d]!;
-        const lo = shard.offsets[d]!;
-        lengths.push(Math.min(so + saved.sizes[d]!, lo + shard.sizes[d]!) - Math.max(lo, so));
-        if (so > lo) {
-          storageOffsets.push(0);
-          destOffsets.push(so - lo);
-        } else {
-          storageOffsets.push(lo - so);
-          destOffsets.push(0);
-        }
-      }
+      const meet = boxIntersection(shard, saved);
+      if (!meet) return;
+      const { storageOffsets, destOffsets, lengths } = meet;
       items.push({
         type: "tensor",
         destIndex: { fqn, offset: [...shard.offsets], index: idx },
@@ -113,7 +100,7 @@ export function createReadItems(
     );
   }
   const t = obj as Tensor | ShardedTensor;
-  if (t.shape.join(",") !== md.size.join(",") || t.shape.length !== md.size.length) {
+  if (!sameShape(t.shape, md.size)) {
     throw new CheckpointError(
       "SIZE_MISMATCH",
       `Size mismatch between saved [${md.size.join(", ")}] and current: [${t.shape.join(", ")}] for ${fqn}`,
@@ -214,12 +201,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
     const obj = this.#flat.get(fqn);
     if (isTensor(obj)) return obj;
     if (isShardedTensor(obj)) {
-      const key = item.destIndex.offset?.join(",");
-      const hinted = obj.shards[item.destIndex.index ?? -1];
-      const shard =
-        hinted && hinted.offsets.join(",") === key
-          ? hinted
-          : obj.shards.find((s) => s.offsets.join(",") === key);
+      const shard = findChunk(obj.shards, item.destIndex.offset ?? [], item.destIndex.index);
       if (shard) return shard.tensor;
     }
     throw new CheckpointError(

@@ -1,4 +1,5 @@
 import type { DType } from "../model/dtype.js";
+import { offsetKey } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
 
 /** An n-d box inside a global tensor, as DCP's `ChunkStorageMetadata`. */
@@ -58,7 +59,7 @@ export interface MetadataIndex {
  * @param index - the index.
  */
 export function metadataIndexKey(index: MetadataIndex): string {
-  return index.offset === null ? `${index.fqn}\u0000` : `${index.fqn}\u0000${index.offset.join(",")}`;
+  return index.offset === null ? `${index.fqn}\u0000` : `${index.fqn}\u0000${offsetKey(index.offset)}`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { CheckpointError } from "../errors.js";
 import { encodeValue } from "../formats/value-codec.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
+import { boxesOverlap, findChunk, sameShape } from "../model/geometry.js";
 import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
 import {
   isShardedTensor,
@@ -166,7 +167,7 @@ export function createGlobalSavePlan(allPlans: readonly SavePlan[]): {
       } else if (
         entry.type !== "tensor" ||
         entry.properties.dtype !== td.properties.dtype ||
-        entry.size.join(",") !== td.size.join(",")
+        !sameShape(entry.size, td.size)
       ) {
         const was =
           entry.type === "tensor"
@@ -191,14 +192,6 @@ export function createGlobalSavePlan(allPlans: readonly SavePlan[]): {
     storageMeta: {},
   };
   return { plans, metadata };
-}
-
-function boxesOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
-  for (let d = 0; d < a.offsets.length; d++) {
-    if (a.offsets[d]! >= b.offsets[d]! + b.sizes[d]! || b.offsets[d]! >= a.offsets[d]! + a.sizes[d]!)
-      return false;
-  }
-  return true;
 }
 
 /**
@@ -325,12 +318,11 @@ export class DefaultSavePlanner implements SavePlanner {
         `Expected "${item.index.fqn}" to still be a sharded tensor while saving`,
       );
     }
-    const key = item.index.offset!.join(",");
-    const shard = obj.shards.find((s) => s.offsets.join(",") === key);
+    const shard = findChunk(obj.shards, item.index.offset!);
     if (!shard) {
       throw new CheckpointError(
         "INVALID_STATE_DICT",
-        `Expected a shard of "${item.index.fqn}" at [${key}] while saving`,
+        `Expected a shard of "${item.index.fqn}" at [${item.index.offset!.join(", ")}] while saving`,
       );
     }
     return tensorBytes(shard.tensor);

@@ -12,9 +12,9 @@ import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoi
 import { readSafetensorsMetadata } from "../formats/safetensors/read-metadata.js";
 import { decodeTorchItem, unzstd } from "../formats/torch/torch-item.js";
 import { encodeValue } from "../formats/value-codec.js";
-import { contiguousRun } from "../model/contiguous-box.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { copyBox, type Tensor, tensorBytes } from "../model/tensor.js";
+import { contiguousRun, copyBox, findChunk, sameShape } from "../model/geometry.js";
+import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
   type LoadPlan,
   type Metadata,
@@ -25,7 +25,8 @@ import {
 } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
 import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
-import { METADATA_FILE, SMALL_ITEM_BYTES } from "./filesystem-writer.js";
+import { SMALL_ITEM_BYTES } from "./filesystem-writer.js";
+import { METADATA_FILE, rankMetadataFile } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
@@ -169,7 +170,7 @@ export class FileSystemReader implements StorageReader {
   async #rankMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
     const parts: Metadata[] = [];
     for (let rank = 0; rank < MAX_RANK_METADATA_FILES; rank++) {
-      const file = this.fs.concatPath(this.path, `__${rank}${METADATA_FILE}`);
+      const file = this.fs.concatPath(this.path, rankMetadataFile(rank));
       try {
         parts.push(decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {})));
       } catch (error) {
@@ -434,7 +435,7 @@ export class FileSystemReader implements StorageReader {
     if (
       item.kind !== "tensor" ||
       (entry?.type === "tensor" && entry.properties.dtype !== item.dtype) ||
-      item.shape.join(",") !== saved.sizes.join(",")
+      !sameShape(item.shape, saved.sizes)
     ) {
       throw new MetadataError(
         `Malformed torch item "${fqn}" in ${where}: expected a tensor of shape [${saved.sizes.join(", ")}] as the metadata says`,
@@ -489,17 +490,12 @@ export class FileSystemReader implements StorageReader {
 
   #savedChunk(item: ReadItem): TensorStorageMetadata["chunks"][number] {
     const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
-    const key = item.storageIndex.offset?.join(",");
-    const hinted = entry?.type === "tensor" ? entry.chunks[item.storageIndex.index ?? -1] : undefined;
+    const offsets = item.storageIndex.offset ?? [];
     const chunk =
-      hinted && hinted.offsets.join(",") === key
-        ? hinted
-        : entry?.type === "tensor"
-          ? entry.chunks.find((c) => c.offsets.join(",") === key)
-          : undefined;
-    if (!chunk || chunk.offsets.join(",") !== key) {
+      entry?.type === "tensor" ? findChunk(entry.chunks, offsets, item.storageIndex.index) : undefined;
+    if (!chunk) {
       throw new MetadataError(
-        `Malformed .metadata: no chunk of "${item.storageIndex.fqn}" at [${key ?? ""}]`,
+        `Malformed .metadata: no chunk of "${item.storageIndex.fqn}" at [${offsets.join(", ")}]`,
       );
     }
     return chunk;

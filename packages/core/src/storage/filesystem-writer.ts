@@ -17,29 +17,17 @@ import {
 } from "../plan/metadata.js";
 import type { SavePlanner } from "../plan/planner.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
+import { dataFileName, METADATA_FILE, metadataTmpFile, rankFilePrefix, saveTagSuffix } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 
-/** Name of the committed metadata file in a checkpoint folder. */
-export const METADATA_FILE = ".metadata";
-/**
- * Name a save writes its metadata under before the atomic rename to {@link METADATA_FILE}: one
- * per save (`.metadata.{saveTag}.tmp`), so concurrent saves to one id never share it.
- *
- * @param saveTag - the save's tag, as in its data file names.
- */
-export function metadataTmpFile(saveTag: string): string {
-  return `.metadata.${saveTag}.tmp`;
-}
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
 export const SMALL_ITEM_BYTES = 1024 * 1024;
 /** Most bytes of small items gathered into one write. */
 export const WRITE_BATCH_BYTES = 8 * 1024 * 1024;
-/** Suffix of data files, as DCP's `DEFAULT_SUFFIX`. */
-export const DATA_FILE_SUFFIX = ".distcp";
 
 function itemBytes(item: WriteItem): number {
   const td = item.tensorData;
@@ -211,7 +199,7 @@ export class FileSystemWriter implements StorageWriter {
 
   /** @inheritDoc Gives plan i the file prefix `__{i}_`. */
   prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
-    return plans.map((plan, i) => ({ ...plan, storageData: { prefix: `__${i}_` } }));
+    return plans.map((plan, i) => ({ ...plan, storageData: { prefix: rankFilePrefix(i) } }));
   }
 
   /**
@@ -222,14 +210,14 @@ export class FileSystemWriter implements StorageWriter {
    */
   async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
     throwIfAborted(signal);
-    const prefix = plan.storageData?.prefix ?? `__${this.#rank}_`;
+    const prefix = plan.storageData?.prefix ?? rankFilePrefix(this.#rank);
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, plan.items)
       : plan.items.map((i) => [i]);
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
-        const relativePath = `${prefix}${n}.${this.saveTag}${DATA_FILE_SUFFIX}`;
+        const relativePath = dataFileName(prefix, n, this.saveTag);
         const results = await this.#writeFile(relativePath, items, planner, linked);
         written.push(relativePath);
         return results;
@@ -376,7 +364,7 @@ export class FileSystemWriter implements StorageWriter {
   async committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
     const file = this.fs.concatPath(this.path, METADATA_FILE);
     const md = decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {}));
-    const mine = `.${this.saveTag}${DATA_FILE_SUFFIX}`;
+    const mine = saveTagSuffix(this.saveTag);
     return [...md.storageData.values()].some((i) => i.relativePath.endsWith(mine)) ? md : undefined;
   }
 

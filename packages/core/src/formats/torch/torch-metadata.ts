@@ -71,7 +71,15 @@ const METADATA_GLOBALS = new Map<string, PickleGlobal>([
       },
     },
   ],
-  ["torch.Size", { call: (args) => Array.from(args[0] as unknown[]) }],
+  [
+    "torch.Size",
+    {
+      call: (args) =>
+        Array.isArray(args[0])
+          ? [...args[0]]
+          : fail(`expected torch.Size of a tuple of integers, got ${typeof args[0]}`),
+    },
+  ],
   ["torch.serialization._get_layout", { call: (args) => String(args[0]) }],
   ...[
     "pathlib.PosixPath",

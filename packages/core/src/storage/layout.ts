@@ -1,0 +1,70 @@
+/**
+ * The checkpoint layout: every file name a checkpoint folder holds, in one place, for the writer,
+ * the reader, the backends' prefix strategies and the operations (`dcp ls`, `gc`, `cp`).
+ *
+ * ```
+ * .metadata                          the commit marker: written last, atomically
+ * .metadata.{saveTag}.tmp            a save's metadata before its rename over .metadata
+ * __{rank}.metadata                  per-rank metadata (PyTorch's use_collectives=False)
+ * {prefix}{n}.{saveTag}.distcp       data files; prefix `__{rank}_` (S3 strategies add folders)
+ * __{rank}_{n}.distcp                data files as PyTorch DCP names them (read, never written)
+ * ```
+ */
+
+/** Name of the committed metadata file in a checkpoint folder, as DCP's `.metadata`. */
+export const METADATA_FILE = ".metadata";
+
+/** Suffix of data files, as DCP's `DEFAULT_SUFFIX`. */
+export const DATA_FILE_SUFFIX = ".distcp";
+
+/**
+ * Name a save writes its metadata under before the atomic rename to {@link METADATA_FILE}: one
+ * per save, so concurrent saves to one id never share it.
+ *
+ * @param saveTag - the save's tag, as in its data file names.
+ */
+export function metadataTmpFile(saveTag: string): string {
+  return `.metadata.${saveTag}.tmp`;
+}
+
+/**
+ * The metadata file of one rank of a save without rank coordination, as PyTorch's
+ * `use_collectives=False` writes (`__{rank}.metadata`).
+ * @param rank - the rank.
+ */
+export function rankMetadataFile(rank: number): string {
+  return `__${rank}${METADATA_FILE}`;
+}
+
+/**
+ * The default data file prefix of a rank, as DCP's `__{rank}_`.
+ * @param rank - the rank.
+ */
+export function rankFilePrefix(rank: number): string {
+  return `__${rank}_`;
+}
+
+/**
+ * A data file's name relative to the checkpoint.
+ * @param prefix - the rank's prefix (see {@link rankFilePrefix}), perhaps under folders.
+ * @param n - the file's number within the rank.
+ * @param saveTag - the save's tag.
+ */
+export function dataFileName(prefix: string, n: number, saveTag: string): string {
+  return `${prefix}${n}.${saveTag}${DATA_FILE_SUFFIX}`;
+}
+
+/** The suffix every data file of one save ends with (`.{saveTag}.distcp`). */
+export function saveTagSuffix(saveTag: string): string {
+  return `.${saveTag}${DATA_FILE_SUFFIX}`;
+}
+
+/** Whether a name (perhaps under prefix folders) is a data file: dcpjs's or PyTorch's. */
+export function isDataFile(name: string): boolean {
+  return /(^|\/)__\d+_\d+(\.[0-9a-f]{12})?\.distcp$/.test(name);
+}
+
+/** Whether a name is a save's metadata before its commit (`.metadata.{tag}.tmp`, per rank too). */
+export function isMetadataTmpFile(name: string): boolean {
+  return /^(__\d+)?\.metadata(\.[\w-]+)?\.tmp$/.test(name);
+}
