@@ -162,9 +162,9 @@ describe("S3StorageWriter / S3StorageReader on a real S3 server", () => {
     const inner = S3ReaderConstructor.dcpOptimized();
     const recording: ReaderConstructor = {
       type: inner.type,
-      setItemRangesByFile: (...args) => inner.setItemRangesByFile!(...args),
-      create(target) {
-        const reader = inner.create(target);
+      capabilities: inner.capabilities!,
+      create(target, ranges) {
+        const reader = inner.create(target, ranges);
         const list: number[] = [];
         positions.push([target.uri, list]);
         return {

@@ -164,6 +164,18 @@ export {
 } from "./storage/layout.js";
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
+export {
+  type ByteRange,
+  DEFAULT_READ_CAPABILITIES,
+  type FileReadSchedule,
+  type ItemLocation,
+  type ReadCapabilities,
+  type ReadRun,
+  resolveReadCapabilities,
+  type ScheduledChunk,
+  scheduleReads,
+  splitIntoPieces,
+} from "./storage/read-schedule.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
 export {
   createStorageReader,

@@ -15,6 +15,7 @@ import {
   type FileReadStream,
   type FileSystemBase,
   type FileWriteStream,
+  type ReadCapabilities,
   type RenameOptions,
   type StreamMode,
   throwIfAborted,
@@ -67,12 +68,7 @@ export class S3FileSystem implements FileSystemBase {
   readonly readerConstructor: ReaderConstructor;
   /** The read cache `rb` streams go through, if any. */
   readonly readCache: S3ReadCache | undefined;
-  /**
-   * @inheritDoc
-   * `maxAttempts − 1` (9 by default): a response whose bytes fail their checksum (damaged in
-   * transit) is requested again, as a transport failure would be.
-   */
-  readonly rereadsOnMismatch: number;
+  readonly #rereadsOnMismatch: number;
 
   /**
    * @param options - see {@link S3FileSystemOptions}.
@@ -84,7 +80,7 @@ export class S3FileSystem implements FileSystemBase {
     this.client = options.client ?? createS3Client(options.clientConfig);
     this.readerConstructor = options.readerConstructor ?? S3ReaderConstructor.sequential();
     this.readCache = options.readCache;
-    this.rereadsOnMismatch = (options.clientConfig?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) - 1;
+    this.#rereadsOnMismatch = (options.clientConfig?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) - 1;
   }
 
   /**
@@ -111,12 +107,25 @@ export class S3FileSystem implements FileSystemBase {
       // Small ranges at random positions: plain ranged GETs, no read-ahead, no ranges needed up front.
       return options?.access === "random"
         ? new RangeBasedS3Reader(ref, 0)
-        : this.readerConstructor.create(ref);
+        : this.readerConstructor.create(ref, options?.ranges);
     }
     throw new CheckpointError(
       "INVALID_ARGUMENT",
       `Invalid mode=${JSON.stringify(mode)} mode argument: create_stream only supports rb (read mode) & wb (write mode)`,
     );
+  }
+
+  /**
+   * @inheritDoc
+   * The reader constructor's (the DCP-optimized one coalesces itself: one item per call, 8 MiB
+   * pieces), or with a read cache, pieces of one cache block; `rereadsOnMismatch` is
+   * `maxAttempts − 1` (9 by default): a response whose bytes fail their checksum (damaged in
+   * transit) is requested again, as a transport failure would be.
+   */
+  get readCapabilities(): Partial<ReadCapabilities> {
+    const rereadsOnMismatch = this.#rereadsOnMismatch;
+    if (this.readCache) return { pieceBytes: this.readCache.blockBytes, rereadsOnMismatch };
+    return { ...this.readerConstructor.capabilities, rereadsOnMismatch };
   }
 
   /** @inheritDoc Joins with one `/`, as `os.path.join`. */

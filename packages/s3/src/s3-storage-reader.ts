@@ -39,8 +39,6 @@ export interface S3StorageReaderOptions {
  * with one ranged GET and a partial load fetches only what it needs.
  */
 export class S3StorageReader extends FileSystemReader {
-  readonly #readerConstructor: ReaderConstructor;
-
   /** The read cache given by `cacheDir` (its `stats` count this process's hits and fetches), if any. */
   get readCache(): S3ReadCache | undefined {
     return (this.fs as S3FileSystem).readCache;
@@ -73,19 +71,15 @@ export class S3StorageReader extends FileSystemReader {
       ...(options.threadCount !== undefined ? { threadCount: options.threadCount } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-    this.#readerConstructor = readerConstructor;
   }
 
   /**
    * @inheritDoc
-   * Sorts the items by their offset in their file (stable; as s3torchconnector) and hands each
-   * file's ranges to the reader constructor.
+   * Sorts the items by their offset in their file (stable; as s3torchconnector). Each file's item
+   * ranges reach the reader constructor through the read schedule (`createStream(…, { ranges })`).
    */
   override prepareLocalPlan(plan: LoadPlan): LoadPlan {
     const items = [...plan.items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
-    this.#readerConstructor.setItemRangesByFile?.(items, this.storageData, (relativePath) =>
-      this.fs.concatPath(this.path, relativePath),
-    );
     return { ...plan, items };
   }
 

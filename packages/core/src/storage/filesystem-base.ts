@@ -1,3 +1,5 @@
+import type { ByteRange, DEFAULT_READ_CAPABILITIES, ReadCapabilities } from "./read-schedule.js";
+
 /** A stream that writes one data file front to back, counting the bytes it has taken. */
 export interface FileWriteStream {
   /**
@@ -22,14 +24,6 @@ export interface FileWriteStream {
 
 /** A stream that reads byte ranges of one data file. */
 export interface FileReadStream {
-  /**
-   * True when the reader must be asked for exactly one stored item per call (it coalesces
-   * requests itself, as the DCP-optimized S3 reader); otherwise a caller may read several
-   * neighbouring items with one call.
-   */
-  readonly itemReads?: boolean;
-  /** The size of the pieces a caller should split large reads into (`readInto` calls in parallel). */
-  readonly pieceBytes?: number;
   /**
    * Reads exactly `length` bytes at `offset`.
    * @param offset - byte offset in the file.
@@ -75,6 +69,12 @@ export interface CreateStreamOptions {
    * @default the backend's reader for checkpoint data
    */
   readonly access?: "random";
+  /**
+   * For `rb`: every byte range the caller will read, ascending and distinct (each stored item's,
+   * from the read schedule). A backend that fetches ahead or coalesces requests plans with them
+   * (s3torchconnector's DCP-optimized reader needs them); others ignore them.
+   */
+  readonly ranges?: readonly ByteRange[];
 }
 
 /** One entry of {@link FileSystemBase.list}. */
@@ -151,11 +151,12 @@ export interface FileSystemBase {
    */
   rmFile(path: string): Promise<void>;
   /**
-   * Optional capability: how many more times a reader may request bytes that failed their
-   * checksum, because a new request can bring intact bytes (damage in transit, as over HTTP).
-   * Absent or 0 where a second read returns the same bytes (a local disk).
+   * What this backend's read streams are good at (coalescing, piece size, rereads after a checksum
+   * mismatch); fields left out take {@link DEFAULT_READ_CAPABILITIES}'s. The reader asks this,
+   * never the backend's type.
+   * @default a local disk's
    */
-  readonly rereadsOnMismatch?: number;
+  readonly readCapabilities?: Partial<ReadCapabilities>;
   /**
    * Optional: what lies directly in a folder (or under an S3 prefix and `/`): files with their
    * size and modification time, and sub-folders (S3: common prefixes).

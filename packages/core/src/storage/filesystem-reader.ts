@@ -25,30 +25,24 @@ import {
 } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
 import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
-import { SMALL_ITEM_BYTES } from "./filesystem-writer.js";
 import { METADATA_FILE, rankMetadataFile } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
+import {
+  type FileReadSchedule,
+  type ReadCapabilities,
+  type ReadRun,
+  resolveReadCapabilities,
+  scheduleReads,
+} from "./read-schedule.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 
 /** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
 export const MAX_RANK_METADATA_FILES = 65_536;
-/** Saved chunks a reader has in flight per file (read ahead while earlier ones are verified). */
+/** Runs a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
-/**
- * Largest single read when the stream names no `pieceBytes`; bigger chunks are read in pieces of
- * this size, in parallel. Large local reads are cheapest (32 MiB: 0.81× the raw warm read, against
- * 0.62× with 8 MiB pieces).
- */
-export const READ_PIECE_BYTES = 32 * 1024 * 1024;
-/** Positional reads in flight per file (libuv's thread pool has 4 threads by default). */
-export const READ_PIECES_IN_FLIGHT = 4;
-/** Most bytes of neighbouring small chunks read with one call. */
-export const READ_BATCH_BYTES = 8 * 1024 * 1024;
-/** Largest gap between neighbouring small chunks that are still read with one call. */
-export const READ_GAP_BYTES = 64 * 1024;
 
 /** A run of saved chunks' bytes and, when a single chunk was read in place, the tensor it landed in. */
 interface FetchedChunk {
@@ -160,7 +154,8 @@ export class FileSystemReader implements StorageReader {
         return md;
       } catch (error) {
         // A damaged response (CRC trailer or pickle) is requested again where the backend says it helps.
-        if (!(error instanceof MetadataError) || attempt >= (this.fs.rereadsOnMismatch ?? 0)) throw error;
+        const rereads = resolveReadCapabilities(this.fs.readCapabilities).rereadsOnMismatch;
+        if (!(error instanceof MetadataError) || attempt >= rereads) throw error;
         bytes = await read();
       }
     }
@@ -210,55 +205,52 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * @inheritDoc
+   * The reads follow {@link scheduleReads} with the backend's {@link ReadCapabilities}; each file is
+   * opened with its item ranges (`createStream(path, "rb", { ranges })`).
    * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32C differs;
    * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`
    * when a data file is missing.
    */
   async readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
-    const byFile = new Map<string, ReadItem[]>();
-    for (const item of plan.items) {
-      const { relativePath } = this.storageInfo(item);
-      const list = byFile.get(relativePath);
-      if (list) list.push(item);
-      else byFile.set(relativePath, [item]);
-    }
-    await forEachFile([...byFile], this.#threadCount, signal, ([relativePath, items], _, linked) =>
-      this.#readFile(relativePath, items, planner, linked),
+    const capabilities = resolveReadCapabilities(this.fs.readCapabilities);
+    const schedules = scheduleReads(
+      plan.items,
+      (item) => {
+        const info = this.storageInfo(item);
+        return { ...info, key: metadataIndexKey(item.storageIndex) };
+      },
+      (chunk) => this.#directTarget(chunk.items, planner) !== undefined,
+      capabilities,
+    );
+    await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
+      this.#readFile(schedule, capabilities, planner, linked),
     );
   }
 
   /**
-   * Reads one file's items in offset order as a bounded pipeline: up to
-   * {@link READ_AHEAD_CHUNKS} saved chunks are read ahead (in pieces of the stream's `pieceBytes`, else {@link READ_PIECE_BYTES},
-   * {@link READ_PIECES_IN_FLIGHT} at once) while earlier ones are verified and delivered.
-   * A chunk that one read item copies whole into a contiguous part of its destination is read
-   * straight into the destination tensor; others go through a staging buffer and the n-d box copy.
+   * Reads one file's runs in order as a bounded pipeline: up to {@link READ_AHEAD_CHUNKS} runs
+   * are read ahead (in their pieces, `piecesInFlight` at once) while earlier ones are verified and
+   * delivered. A `direct` run lands in its destination tensor; others go through a (recycled)
+   * staging buffer and the n-d box copy.
    */
   async #readFile(
-    relativePath: string,
-    items: ReadItem[],
+    schedule: FileReadSchedule<ReadItem>,
+    capabilities: ReadCapabilities,
     planner: LoadPlanner,
     signal: AbortSignal,
   ): Promise<void> {
     throwIfAborted(signal);
-    const ordered = [...items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
-    const groups: ReadItem[][] = [];
-    for (const item of ordered) {
-      const last = groups.at(-1);
-      if (last && metadataIndexKey(last[0]!.storageIndex) === metadataIndexKey(item.storageIndex))
-        last.push(item);
-      else groups.push([item]);
-    }
+    const { relativePath, runs } = schedule;
     const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", {
       signal,
       within: this.path,
+      ranges: schedule.ranges,
     });
-    const runs = stream.itemReads ? groups.map((g) => [g]) : this.#runs(groups);
-    const pieces = pLimit(READ_PIECES_IN_FLIGHT);
+    const pieces = pLimit(capabilities.piecesInFlight);
     // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
     const spare: Uint8Array[] = [];
-    const fetch = (run: ReadItem[][]): Promise<FetchedChunk> => {
+    const fetch = (run: ReadRun<ReadItem>): Promise<FetchedChunk> => {
       const fetched = this.#fetchRun(stream, run, planner, pieces, spare, signal);
       // A read ahead may fail while an earlier one is awaited: it is surfaced when its turn
       // comes, or settled in `finally`, never left as an unhandled rejection.
@@ -282,17 +274,18 @@ export class FileSystemReader implements StorageReader {
             // Damage in transit (a backend that says so) is read again; damage at rest is not. A
             // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
             const damaged = error instanceof ChecksumMismatchError || error instanceof MetadataError;
-            if (!damaged || attempt >= (this.fs.rereadsOnMismatch ?? 0)) throw error;
+            if (!damaged || attempt >= capabilities.rereadsOnMismatch) throw error;
             fetched = await this.#refetch(relativePath, run, planner, pieces, signal);
           }
         }
-        run.forEach((group, i) => {
-          const info = this.storageInfo(group[0]!);
-          this.#deliver(group, payloads[i]!, info.itemFormat === "torch" ? undefined : fetched.dest, planner);
+        run.chunks.forEach((chunk, i) => {
+          const info = this.storageInfo(chunk.items[0]!);
+          this.#deliver(chunk.items, payloads[i]!, fetched.dest, planner);
           this.#onProgress?.({ bytes: info.length, items: 1 });
         });
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
-        if (!fetched.dest && run.every((g) => g[0]!.type === "tensor")) spare.push(fetched.staging);
+        if (!fetched.dest && run.chunks.every((c) => c.items[0]!.type === "tensor"))
+          spare.push(fetched.staging);
       }
     } finally {
       await Promise.allSettled(inFlight);
@@ -301,55 +294,19 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
-   * Gathers neighbouring small chunks (under {@link SMALL_ITEM_BYTES}, at most
-   * {@link READ_GAP_BYTES} apart) into runs of up to {@link READ_BATCH_BYTES} read with one call;
-   * every other chunk is a run of its own.
-   */
-  #runs(groups: ReadItem[][]): ReadItem[][][] {
-    const runs: ReadItem[][][] = [];
-    let runEnd = 0;
-    let runStart = 0;
-    for (const group of groups) {
-      const info = this.storageInfo(group[0]!);
-      const last = runs.at(-1);
-      const small = info.length < SMALL_ITEM_BYTES;
-      const lastSmall = last !== undefined && this.storageInfo(last.at(-1)![0]!).length < SMALL_ITEM_BYTES;
-      if (
-        last &&
-        small &&
-        lastSmall &&
-        info.offset >= runEnd &&
-        info.offset - runEnd <= READ_GAP_BYTES &&
-        info.offset + info.length - runStart <= READ_BATCH_BYTES
-      ) {
-        last.push(group);
-      } else {
-        runs.push([group]);
-        runStart = info.offset;
-      }
-      runEnd = Math.max(runEnd, info.offset + info.length);
-    }
-    return runs;
-  }
-
-  /**
-   * Reads a run of saved chunks with one call (in pieces): a single chunk that
-   * {@link FileSystemReader.#directTarget} allows goes straight into its destination, anything
-   * else into a (recycled) staging buffer.
+   * Reads a run with one call, or in its pieces in parallel where the stream has `readInto`: a
+   * `direct` run straight into its destination, anything else into a (recycled) staging buffer.
    */
   async #fetchRun(
     stream: FileReadStream,
-    run: ReadItem[][],
+    run: ReadRun<ReadItem>,
     planner: LoadPlanner,
     pieces: LimitFunction,
     spare: Uint8Array[],
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
-    const first = this.storageInfo(run[0]![0]!);
-    const last = this.storageInfo(run.at(-1)![0]!);
-    const offset = first.offset;
-    const length = Math.max(first.offset + first.length, last.offset + last.length) - offset;
-    const direct = run.length === 1 ? this.#directTarget(run[0]!, planner) : undefined;
+    const { offset, length } = run;
+    const direct = run.placement === "direct" ? this.#directTarget(run.chunks[0]!.items, planner) : undefined;
     let staging = direct?.bytes;
     if (!staging) {
       const reuse = spare.findIndex((b) => b.byteLength >= length);
@@ -359,12 +316,11 @@ export class FileSystemReader implements StorageReader {
     if (!stream.readInto) {
       bytes.set(await stream.read(offset, length, signal));
     } else {
-      const reads: Promise<void>[] = [];
-      const pieceBytes = stream.pieceBytes ?? READ_PIECE_BYTES;
-      for (let at = 0; at < length; at += pieceBytes) {
-        const piece = bytes.subarray(at, Math.min(at + pieceBytes, length));
-        reads.push(pieces(() => stream.readInto!(offset + at, piece, signal)));
-      }
+      const reads = run.pieces.map((p) =>
+        pieces(() =>
+          stream.readInto!(offset + p.offset, bytes.subarray(p.offset, p.offset + p.length), signal),
+        ),
+      );
       // Every piece settles before the run does (its buffer may be recycled); the first failure wins.
       const settled = await Promise.allSettled(reads);
       const failed = settled.find((s) => s.status === "rejected");
@@ -378,12 +334,12 @@ export class FileSystemReader implements StorageReader {
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */
-  #verify(run: ReadItem[][], fetched: FetchedChunk, relativePath: string): Uint8Array[] {
-    const start = this.storageInfo(run[0]![0]!).offset;
-    return run.map((group) => {
+  #verify(run: ReadRun<ReadItem>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
+    return run.chunks.map((chunk) => {
+      const group = chunk.items;
       const info = this.storageInfo(group[0]!);
       const where = `${relativePath} @ ${info.offset}+${info.length}`;
-      const bytes = fetched.bytes.subarray(info.offset - start, info.offset - start + info.length);
+      const bytes = fetched.bytes.subarray(info.offset - run.offset, info.offset - run.offset + info.length);
       if (info.itemFormat === "torch") {
         // zstd frames carry their own checksum check in fzstd only for content; the zip CRCs inside decide.
         const plain = info.transforms?.length ? unzstd(bytes, group[0]!.storageIndex.fqn, where) : bytes;
@@ -399,7 +355,7 @@ export class FileSystemReader implements StorageReader {
   /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */
   async #refetch(
     relativePath: string,
-    run: ReadItem[][],
+    run: ReadRun<ReadItem>,
     planner: LoadPlanner,
     pieces: LimitFunction,
     signal: AbortSignal,
@@ -420,7 +376,7 @@ export class FileSystemReader implements StorageReader {
    * A PyTorch item's payload: a tensor's C-order bytes (checked against the saved chunk's dtype and
    * shape), or a value re-encoded for the planner; its zip members' CRC-32s are verified.
    */
-  #unwrapTorchItem(group: ReadItem[], bytes: Uint8Array, where: string): Uint8Array {
+  #unwrapTorchItem(group: readonly ReadItem[], bytes: Uint8Array, where: string): Uint8Array {
     const { fqn } = group[0]!.storageIndex;
     const item = decodeTorchItem(bytes, fqn, where);
     if (group[0]!.type === "bytes") {
@@ -445,7 +401,10 @@ export class FileSystemReader implements StorageReader {
   }
 
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
-  #directTarget(group: ReadItem[], planner: LoadPlanner): { bytes: Uint8Array; dest: Tensor } | undefined {
+  #directTarget(
+    group: readonly ReadItem[],
+    planner: LoadPlanner,
+  ): { bytes: Uint8Array; dest: Tensor } | undefined {
     const item = group[0]!;
     if (group.length !== 1 || item.type !== "tensor") return undefined;
     if (this.storageInfo(item).itemFormat === "torch") return undefined; // framed: decoded first
@@ -462,7 +421,12 @@ export class FileSystemReader implements StorageReader {
   }
 
   /** Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in place into `dest`). */
-  #deliver(group: ReadItem[], bytes: Uint8Array, dest: Tensor | undefined, planner: LoadPlanner): void {
+  #deliver(
+    group: readonly ReadItem[],
+    bytes: Uint8Array,
+    dest: Tensor | undefined,
+    planner: LoadPlanner,
+  ): void {
     for (const item of group) {
       if (item.type === "bytes") {
         planner.loadBytes(item, bytes);

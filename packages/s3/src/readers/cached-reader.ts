@@ -9,12 +9,11 @@ export const BLOCKS_IN_FLIGHT = 4;
  * Reads an object through an {@link S3ReadCache}: one HEAD for its size and ETag, then every read
  * is served from the cache's aligned blocks, each fetched from S3 (a ranged GET with `If-Match`)
  * only when no process on this machine has it yet. Reads of neighbouring items may be combined by
- * the caller; large reads are split into block-sized pieces (`pieceBytes`) read in parallel.
+ * the caller; the file system declares `pieceBytes` of one block, so large reads arrive in
+ * block-sized pieces read in parallel.
  * Memory: up to {@link BLOCKS_IN_FLIGHT} blocks per read while it runs.
  */
 export class CachedS3Reader implements FileReadStream {
-  /** Callers split large reads into pieces of one block. */
-  readonly pieceBytes: number;
   #object: Promise<CachedObjectId> | undefined;
 
   /**
@@ -27,7 +26,6 @@ export class CachedS3Reader implements FileReadStream {
     private readonly cache: S3ReadCache,
   ) {
     assertObjectRef(ref);
-    this.pieceBytes = cache.blockBytes;
   }
 
   /** The object's ETag and size (one HEAD, shared by every read of this stream). */

@@ -16,7 +16,7 @@ export const DEFAULT_MAX_GAP_SIZE = 32 * 1024 * 1024;
  * GET, so the pieces of one large item download in parallel. @default 16 MiB
  */
 export const DEFAULT_PARALLEL_THRESHOLD = 16 * 1024 * 1024;
-/** The size of each ranged GET into a large item, as its `pieceBytes` (AWS's guidance: 8–16 MiB). */
+/** The size of each ranged GET into a large item: the reader constructor's `pieceBytes` (AWS's guidance: 8–16 MiB). */
 export const RANGE_GET_BYTES = 8 * 1024 * 1024;
 
 /** A byte range `[start, end)` of one stored item. */
@@ -98,10 +98,6 @@ export function coalesceRanges(
  * a large item into pieces downloads them in parallel.
  */
 export class DCPOptimizedS3Reader implements FileReadStream {
-  /** Asked for one item per call: it coalesces neighbouring items into one GET itself. */
-  readonly itemReads = true;
-  /** Large items are read in pieces of one ranged GET each. */
-  readonly pieceBytes = RANGE_GET_BYTES;
   readonly #serial = new Serialized();
   readonly #groups: RangeGroup[];
   readonly #items: { item: ItemRange; group: number }[];

@@ -1,16 +1,11 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import {
-  CheckpointError,
-  type FileReadStream,
-  metadataIndexKey,
-  type ReadItem,
-  type StorageInfo,
-} from "@dcpjs/core";
+import { type ByteRange, CheckpointError, type FileReadStream, type ReadCapabilities } from "@dcpjs/core";
 import {
   DCPOptimizedS3Reader,
   DEFAULT_MAX_GAP_SIZE,
   DEFAULT_PARALLEL_THRESHOLD,
   type ItemRange,
+  RANGE_GET_BYTES,
 } from "./dcp-optimized-reader.js";
 import { DEFAULT_RANGE_BUFFER_BYTES, RangeBasedS3Reader } from "./range-based-reader.js";
 import { SequentialS3Reader } from "./sequential-reader.js";
@@ -38,22 +33,17 @@ export interface ReaderConstructor {
   /** Which reader it makes. */
   readonly type: ReaderType;
   /**
+   * What its readers are good at, for the read scheduler (see `ReadCapabilities`); left out: a
+   * local disk's defaults (neighbouring small items coalesced by the caller).
+   */
+  readonly capabilities?: Partial<ReadCapabilities>;
+  /**
    * Makes a reader.
    * @param target - the object.
+   * @param ranges - the byte ranges the caller will read, ascending (from the read schedule via
+   * `createStream(path, "rb", { ranges })`); the DCP-optimized reader needs them.
    */
-  create(target: ReaderTarget): FileReadStream;
-  /**
-   * Receives the byte ranges each file will be read at (DCP-optimized only), from
-   * `S3StorageReader.prepareLocalPlan`; replaces earlier ranges.
-   * @param items - the plan's read items, sorted by offset.
-   * @param storageData - where each item is.
-   * @param fileUri - maps a relative path to the file's URI.
-   */
-  setItemRangesByFile?(
-    items: readonly ReadItem[],
-    storageData: ReadonlyMap<string, StorageInfo>,
-    fileUri: (relativePath: string) => string,
-  ): void;
+  create(target: ReaderTarget, ranges?: readonly ByteRange[]): FileReadStream;
 }
 
 /** Options of {@link S3ReaderConstructor.rangeBased}. */
@@ -75,7 +65,8 @@ export interface DcpOptimizedOptions {
 
 class DcpOptimizedConstructor implements ReaderConstructor {
   readonly type = "dcp_optimized" as const;
-  #ranges = new Map<string, ItemRange[]>();
+  /** It coalesces the item ranges itself: one item per call; large items in 8 MiB ranged pieces. */
+  readonly capabilities: Partial<ReadCapabilities> = { coalesce: false, pieceBytes: RANGE_GET_BYTES };
 
   constructor(
     private readonly maxGapSize: number,
@@ -89,39 +80,16 @@ class DcpOptimizedConstructor implements ReaderConstructor {
     }
   }
 
-  setItemRangesByFile(
-    items: readonly ReadItem[],
-    storageData: ReadonlyMap<string, StorageInfo>,
-    fileUri: (relativePath: string) => string,
-  ): void {
-    const ranges = new Map<string, ItemRange[]>();
-    if (items.length > 0 && storageData.size === 0) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        "storage_data must not be empty; the DCP-optimized reader needs the checkpoint's storage data",
-      );
-    }
-    for (const item of items) {
-      const info = storageData.get(metadataIndexKey(item.storageIndex));
-      if (!info) continue;
-      const uri = fileUri(info.relativePath);
-      const list = ranges.get(uri) ?? [];
-      list.push({ start: info.offset, end: info.offset + info.length });
-      ranges.set(uri, list);
-    }
-    this.#ranges = ranges;
-  }
-
-  create(target: ReaderTarget): FileReadStream {
+  create(target: ReaderTarget, ranges?: readonly ByteRange[]): FileReadStream {
     if (target.key.endsWith(".metadata")) return new SequentialS3Reader(target);
-    const ranges = this.#ranges.get(target.uri);
     if (!ranges) {
       throw new CheckpointError(
         "INVALID_ARGUMENT",
-        `No ranges found for ${target.uri}. Make sure range injection is used in 'S3StorageReader.prepareLocalPlan', or use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
+        `No ranges found for ${target.uri}. The DCP-optimized reader reads the ranges it is opened with (createStream(path, "rb", { ranges }), as FileSystemReader does); use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
       );
     }
-    return new DCPOptimizedS3Reader(target, ranges, this.maxGapSize, this.parallelThreshold);
+    const itemRanges: ItemRange[] = ranges.map((r) => ({ start: r.offset, end: r.offset + r.length }));
+    return new DCPOptimizedS3Reader(target, itemRanges, this.maxGapSize, this.parallelThreshold);
   }
 }
 
@@ -154,8 +122,8 @@ export const S3ReaderConstructor = {
   },
   /**
    * Coalesced ranged GETs over the items the load plan needs (the default of
-   * `S3StorageReader`); forward-only across items. Needs the ranges from
-   * `S3StorageReader.prepareLocalPlan`.
+   * `S3StorageReader`); forward-only across items. Needs the ranges a stream is opened with
+   * (`FileSystemReader` passes each file's item ranges).
    * @param options - `maxGapSize` (default 32 MiB), `parallelThreshold` (default 16 MiB).
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxGapSize` that is negative or not
    * a number (`null` included).
