@@ -1,7 +1,22 @@
-import { load, registerStorageBackend, save, unregisterStorageBackend } from "@dcpjs/core";
+import {
+  ChecksumMismatchError,
+  emptyTensor,
+  FileSystemReader,
+  FileSystemWriter,
+  type ItemFormat,
+  load,
+  registerItemFormat,
+  registerStorageBackend,
+  save,
+  shardTensor,
+  tensorBytes,
+  unregisterStorageBackend,
+} from "@dcpjs/core";
+import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryFileSystem, memoryBackend } from "../support/memory-file-system.js";
-import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
+import { allRanks } from "../support/ranks.js";
+import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { describeFileSystemConformance } from "./filesystem-conformance.js";
 
 const fs = new MemoryFileSystem();
@@ -38,5 +53,52 @@ describe("the storage registry", () => {
       code: "INVALID_ARGUMENT",
       message: expect.stringMatching(/install @dcpjs\/s3 and import it once/),
     });
+  });
+});
+
+describe("the item-format seam", () => {
+  /** A toy framing: every byte XORed with 0x5a, then its CRC-32C in the metadata. */
+  const XOR_FORMAT: ItemFormat = {
+    name: "xor-5a",
+    zeroCopy: false,
+    frame: (_item, payload) => {
+      const framed = payload.map((b) => b ^ 0x5a);
+      return { parts: [framed], info: { crc32c: crc32c(framed), itemFormat: "xor-5a" } };
+    },
+    unframe: (stored, info, _expect, fqn, where) => {
+      if (crc32c(stored) !== info.crc32c)
+        throw new ChecksumMismatchError(fqn, info.crc32c!, crc32c(stored), where);
+      return stored.map((b) => b ^ 0x5a);
+    },
+  };
+
+  it("a format registered by name frames on write and unframes and verifies on read, reshard included", async () => {
+    registerItemFormat(XOR_FORMAT);
+    const path = "mem://formats/xor";
+    const full = randomTensor("float32", [12, 8], 4);
+    await allRanks(2, (pg) =>
+      save(
+        { w: shardTensor(full, { rank: pg.rank, worldSize: pg.size }), step: 7 },
+        { storageWriter: new FileSystemWriter({ path, fs, format: "xor-5a" }), processGroup: pg },
+      ),
+    );
+    // The stored bytes are framed, not raw.
+    const data = [...fs.files].find(([k]) => k.startsWith(path) && k.endsWith(".distcp"))![1].bytes;
+    expect(Buffer.from(data).includes(Buffer.from(tensorBytes(full).subarray(0, 64)))).toBe(false);
+    const sd = { w: emptyTensor("float32", [12, 8]), step: 0 };
+    await load(sd, { storageReader: new FileSystemReader({ path, fs }) });
+    expect(sameTensor(sd.w, full)).toBe(true);
+    expect(sd.step).toBe(7);
+    // A flipped stored byte is found by the format's own check, naming the fqn.
+    for (const [k, f] of fs.files) if (k.startsWith(path) && k.endsWith(".distcp")) f.bytes[3]! ^= 1;
+    await expect(load(sd, { storageReader: new FileSystemReader({ path, fs }) })).rejects.toMatchObject({
+      failures: [expect.objectContaining({ code: "CHECKSUM_MISMATCH" })],
+    });
+  });
+
+  it("a writer naming an unregistered format is refused with INVALID_ARGUMENT", () => {
+    expect(() => new FileSystemWriter({ path: "mem://x", fs, format: "nope" })).toThrow(
+      /Expected format to be one of dcpjs, torch(, [\w-]+)*, got "nope"/,
+    );
   });
 });

@@ -27,6 +27,8 @@ export {
   VALUES_METADATA_KEY,
 } from "./export-safetensors.js";
 export { decodeCheckpointMetadata } from "./formats/checkpoint-metadata.js";
+export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
+export { itemFormatNamed, itemFormatOf, registerItemFormat } from "./formats/item-formats.js";
 export {
   assertSafeRelativePath,
   decodeMetadata,
@@ -34,6 +36,7 @@ export {
   METADATA_FORMAT,
   METADATA_FORMAT_VERSION,
 } from "./formats/metadata-codec.js";
+export { NATIVE_ITEM_FORMAT } from "./formats/native-item-format.js";
 export {
   DTYPE_TO_SAFETENSORS,
   MAX_SAFETENSORS_HEADER_BYTES,
@@ -48,6 +51,7 @@ export {
   SAFETENSORS_CHECKSUMS_FILE,
   SAFETENSORS_INDEX_FILE,
 } from "./formats/safetensors/read-metadata.js";
+export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
 export { decodeValue, encodeValue } from "./formats/value-codec.js";
 export { type LoadOptions, type LoadStateDictFromKeysOptions, load, loadStateDictFromKeys } from "./load.js";
 export {

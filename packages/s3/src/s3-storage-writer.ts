@@ -33,7 +33,7 @@ export interface S3StorageWriterOptions {
    * `torch` writes PyTorch DCP's own format (see `FileSystemWriterOptions.format`), which
    * s3torchconnector's `S3StorageReader` reads. @default "dcpjs"
    */
-  readonly format?: "dcpjs" | "torch";
+  readonly format?: "dcpjs" | "torch" | (string & {});
 }
 
 /**

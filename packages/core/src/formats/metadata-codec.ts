@@ -44,7 +44,11 @@ type EncodedStorage = [
   fileOffset: number,
   length: number,
   crc32c: number,
+  itemFormat?: string,
 ];
+
+/** Longest item format name a storage record may carry. */
+const MAX_ITEM_FORMAT_NAME = 64;
 
 /**
  * Encodes a checkpoint's metadata as the bytes of `.metadata`: a msgpack map (layout in
@@ -73,7 +77,10 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
           "INVALID_ARGUMENT",
           `Expected a CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
         );
-      storage.push([fqn, offset, info.relativePath, info.offset, info.length, info.crc32c]);
+      const record: EncodedStorage = [fqn, offset, info.relativePath, info.offset, info.length, info.crc32c];
+      // Items framed by another format (see ItemFormat) name it; dcpjs's own stay 6 long.
+      if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs") record.push(info.itemFormat);
+      storage.push(record);
     }
   }
   const body = encode({
@@ -245,8 +252,13 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   const storageData = new Map<string, StorageInfo>();
   if (!Array.isArray(top.storage)) fail("expected storage to be a list");
   for (const s of top.storage as unknown[]) {
-    if (!Array.isArray(s) || s.length !== 6)
-      fail("expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, crc32c]");
+    if (!Array.isArray(s) || (s.length !== 6 && s.length !== 7))
+      fail(
+        "expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, crc32c, itemFormat?]",
+      );
+    const itemFormat = s.length === 7 ? str(s[6], `the item format of "${s[0]}"`) : undefined;
+    if (itemFormat !== undefined && (itemFormat.length > MAX_ITEM_FORMAT_NAME || itemFormat === ""))
+      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters for "${s[0]}"`);
     const fqn = str(s[0], "an fqn");
     const entry = stateDictMetadata.get(fqn);
     if (!entry) fail(`storage entry for "${fqn}", which is not in stateDict`);
@@ -261,7 +273,8 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       const chunk = offset && findChunk(entry.chunks, offset);
       if (!chunk) fail(`storage entry for "${fqn}" at [${offset?.join(", ")}] matches none of its chunks`);
       const expected = numel(chunk.sizes) * DTYPE_BYTES[entry.properties.dtype];
-      if (s[4] !== expected)
+      // A framed item (another item format) is longer than its payload; its format checks it.
+      if (itemFormat === undefined && s[4] !== expected)
         fail(
           `expected "${fqn}" at [${offset!.join(", ")}] to be stored as ${expected} bytes, metadata says ${s[4]}`,
         );
@@ -275,6 +288,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       offset: s[3],
       length: s[4],
       crc32c: s[5],
+      ...(itemFormat !== undefined ? { itemFormat } : {}),
     });
   }
   for (const [fqn, entry] of stateDictMetadata) {

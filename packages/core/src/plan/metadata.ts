@@ -86,10 +86,11 @@ export interface StorageInfo {
    */
   readonly crc32c?: number;
   /**
-   * How the item's bytes are framed: absent for raw bytes (dcpjs, safetensors); `torch` for a
-   * `torch.save` archive (PyTorch DCP), verified by the CRC-32 of its zip members.
+   * How the item's bytes are framed — the name of an `ItemFormat`: absent (or `dcpjs`) for raw
+   * bytes (dcpjs, safetensors); `torch` for a `torch.save` archive (PyTorch DCP), verified by the
+   * CRC-32 of its zip members; another registered format's name.
    */
-  readonly itemFormat?: "torch";
+  readonly itemFormat?: string;
   /** Stream transforms applied to the item's bytes on write, undone in reverse on read (PyTorch's `stream.zstd/1`). */
   readonly transforms?: readonly string[];
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { crc32c } from "@node-rs/crc32";
 import pLimit, { type LimitFunction } from "p-limit";
 import {
   CheckpointError,
@@ -9,11 +8,11 @@ import {
   throwIfAborted,
 } from "../errors.js";
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
+import type { ItemExpectation } from "../formats/item-format.js";
+import { itemFormatOf } from "../formats/item-formats.js";
 import { readSafetensorsMetadata } from "../formats/safetensors/read-metadata.js";
-import { decodeTorchItem, unzstd } from "../formats/torch/torch-item.js";
-import { encodeValue } from "../formats/value-codec.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { contiguousRun, copyBox, findChunk, sameShape } from "../model/geometry.js";
+import { contiguousRun, copyBox, findChunk } from "../model/geometry.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
   type LoadPlan,
@@ -336,20 +335,20 @@ export class FileSystemReader implements StorageReader {
    */
   #verify(run: ReadRun<ReadItem>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
     return run.chunks.map((chunk) => {
-      const group = chunk.items;
-      const info = this.storageInfo(group[0]!);
+      const item = chunk.items[0]!;
+      const info = this.storageInfo(item);
       const where = `${relativePath} @ ${info.offset}+${info.length}`;
-      const bytes = fetched.bytes.subarray(info.offset - run.offset, info.offset - run.offset + info.length);
-      if (info.itemFormat === "torch") {
-        // zstd frames carry their own checksum check in fzstd only for content; the zip CRCs inside decide.
-        const plain = info.transforms?.length ? unzstd(bytes, group[0]!.storageIndex.fqn, where) : bytes;
-        return this.#unwrapTorchItem(group, plain, where);
-      }
-      const actual = info.crc32c === undefined ? undefined : crc32c(bytes);
-      if (actual !== info.crc32c)
-        throw new ChecksumMismatchError(group[0]!.storageIndex.fqn, info.crc32c!, actual!, where);
-      return bytes;
+      const stored = fetched.bytes.subarray(info.offset - run.offset, info.offset - run.offset + info.length);
+      return itemFormatOf(info).unframe(stored, info, this.#expectation(item), item.storageIndex.fqn, where);
     });
+  }
+
+  /** What a read item's stored payload must be: a value, or a tensor chunk of the metadata's dtype and shape. */
+  #expectation(item: ReadItem): ItemExpectation {
+    if (item.type === "bytes") return { kind: "value" };
+    const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
+    const dtype = entry?.type === "tensor" ? entry.properties.dtype : "uint8";
+    return { kind: "tensor", dtype, sizes: this.#savedChunk(item).sizes };
   }
 
   /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */
@@ -372,34 +371,6 @@ export class FileSystemReader implements StorageReader {
     }
   }
 
-  /**
-   * A PyTorch item's payload: a tensor's C-order bytes (checked against the saved chunk's dtype and
-   * shape), or a value re-encoded for the planner; its zip members' CRC-32s are verified.
-   */
-  #unwrapTorchItem(group: readonly ReadItem[], bytes: Uint8Array, where: string): Uint8Array {
-    const { fqn } = group[0]!.storageIndex;
-    const item = decodeTorchItem(bytes, fqn, where);
-    if (group[0]!.type === "bytes") {
-      if (item.kind !== "value")
-        throw new MetadataError(
-          `Malformed torch item "${fqn}" in ${where}: expected a value, found a tensor`,
-        );
-      return encodeValue(item.value, fqn);
-    }
-    const saved = this.#savedChunk(group[0]!);
-    const entry = this.metadata?.stateDictMetadata.get(fqn);
-    if (
-      item.kind !== "tensor" ||
-      (entry?.type === "tensor" && entry.properties.dtype !== item.dtype) ||
-      !sameShape(item.shape, saved.sizes)
-    ) {
-      throw new MetadataError(
-        `Malformed torch item "${fqn}" in ${where}: expected a tensor of shape [${saved.sizes.join(", ")}] as the metadata says`,
-      );
-    }
-    return item.bytes;
-  }
-
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
   #directTarget(
     group: readonly ReadItem[],
@@ -407,7 +378,7 @@ export class FileSystemReader implements StorageReader {
   ): { bytes: Uint8Array; dest: Tensor } | undefined {
     const item = group[0]!;
     if (group.length !== 1 || item.type !== "tensor") return undefined;
-    if (this.storageInfo(item).itemFormat === "torch") return undefined; // framed: decoded first
+    if (!itemFormatOf(this.storageInfo(item)).zeroCopy) return undefined; // framed: unframed first
     const saved = this.#savedChunk(item);
     if (item.lengths.some((l, d) => l !== saved.sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);

@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import type { ItemFormat } from "../formats/item-format.js";
+import { itemFormatNamed } from "../formats/item-formats.js";
 import { encodeMetadata } from "../formats/metadata-codec.js";
-import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "../formats/torch/torch-write.js";
-import { decodeValue } from "../formats/value-codec.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -62,17 +61,6 @@ export function splitBySizeAndType(bins: number, items: readonly WriteItem[]): W
   return buckets;
 }
 
-/**
- * An item framed as PyTorch DCP writes it: a tensor chunk as a `torch.save` archive around its
- * bytes (streamed, not copied), a value as the archive of its pickle.
- */
-function torchFramed(item: WriteItem, data: Uint8Array): Uint8Array[] {
-  if (item.type === "bytes") return [torchValueArchive(decodeValue(data, item.index.fqn))];
-  const td = item.tensorData!;
-  const { prefix, suffix } = torchTensorArchive(td.properties.dtype, td.chunk.sizes, data);
-  return [prefix, data, suffix];
-}
-
 /** Options of {@link FileSystemWriter}. */
 export interface FileSystemWriterOptions {
   /** The checkpoint folder (or URI, for another file system); created if missing. */
@@ -101,10 +89,11 @@ export interface FileSystemWriterOptions {
   /**
    * The on-disk format. `dcpjs`: raw items with a CRC-32C each, msgpack `.metadata`. `torch`:
    * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
-   * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same.
+   * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same. Any
+   * other name of a registered `ItemFormat` works too.
    * @default "dcpjs"
    */
-  readonly format?: "dcpjs" | "torch";
+  readonly format?: "dcpjs" | "torch" | (string & {});
 }
 
 /**
@@ -130,14 +119,14 @@ export class FileSystemWriter implements StorageWriter {
   readonly #singleFilePerRank: boolean;
   readonly #overwrite: boolean;
   readonly #onProgress: ProgressCallback | undefined;
-  readonly #format: "dcpjs" | "torch";
+  readonly #format: ItemFormat;
   #saveId: string = randomUUID();
   #rank = 0;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1
-   * or `format` is neither `dcpjs` nor `torch`.
+   * or `format` names no registered item format (`dcpjs`, `torch`, …).
    */
   constructor(options: FileSystemWriterOptions) {
     this.fs = options.fs ?? new LocalFileSystem();
@@ -153,12 +142,7 @@ export class FileSystemWriter implements StorageWriter {
     this.#singleFilePerRank = options.singleFilePerRank ?? true;
     this.#overwrite = options.overwrite ?? true;
     this.#onProgress = options.onProgress;
-    this.#format = options.format ?? "dcpjs";
-    if (this.#format !== "dcpjs" && this.#format !== "torch")
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected format "dcpjs" or "torch", got ${String(options.format)}`,
-      );
+    this.#format = itemFormatNamed(options.format ?? "dcpjs");
   }
 
   /** The checkpoint path this writer saves to. */
@@ -267,7 +251,7 @@ export class FileSystemWriter implements StorageWriter {
         throwIfAborted(signal);
         const data = planner.resolveData(item);
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch).
-        const parts = this.#format === "torch" ? torchFramed(item, data) : [data];
+        const { parts, info } = this.#format.frame(item, data);
         let length = 0;
         for (const part of parts) {
           length += part.byteLength;
@@ -282,11 +266,10 @@ export class FileSystemWriter implements StorageWriter {
             pending.catch(() => {}); // surfaced where it is awaited
           }
         }
-        const crc = this.#format === "torch" ? {} : { crc32c: crc32c(data) };
         results.push({
           index: item.index,
           sizeInBytes: length,
-          storageData: { relativePath, offset, length, ...crc },
+          storageData: { relativePath, offset, length, ...info },
         });
         offset += length;
         this.#onProgress?.({ bytes: data.byteLength, items: 1 });
@@ -323,9 +306,7 @@ export class FileSystemWriter implements StorageWriter {
       throwIfAborted(signal);
       const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
       try {
-        await stream.write(
-          this.#format === "torch" ? encodeTorchMetadata(metadata) : encodeMetadata(metadata),
-        );
+        await stream.write(this.#format.encodeMetadata?.(metadata) ?? encodeMetadata(metadata));
         if (this.syncFiles) await stream.sync();
         await stream.close();
       } catch (error) {
