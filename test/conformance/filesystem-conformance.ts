@@ -1,7 +1,6 @@
 import {
   CheckpointError,
   emptyTensor,
-  type FileSystemBase,
   FileSystemReader,
   FileSystemWriter,
   load,
@@ -9,6 +8,7 @@ import {
   save,
   shardTensor,
 } from "@dcpjs/core";
+import type { FileSystemBase } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { allRanks } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";

@@ -3,15 +3,17 @@ import {
   emptyTensor,
   FileSystemReader,
   FileSystemWriter,
-  type ItemFormat,
   load,
-  registerItemFormat,
-  registerStorageBackend,
   save,
   shardTensor,
   tensorBytes,
-  unregisterStorageBackend,
 } from "@dcpjs/core";
+import {
+  type ItemFormat,
+  registerItemFormat,
+  registerStorageBackend,
+  unregisterStorageBackend,
+} from "@dcpjs/core/extend";
 import { crc32c } from "@node-rs/crc32";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryFileSystem, memoryBackend } from "../support/memory-file-system.js";

@@ -4,13 +4,11 @@ import {
   emptyTensor,
   FileSystemWriter,
   load,
-  type SavePlan,
-  type SavePlanner,
   shardTensor,
   type Tensor,
   tensorBytes,
-  type WriteResult,
 } from "@dcpjs/core";
+import type { SavePlan, SavePlanner, WriteResult } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { allRanks } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";

@@ -1,15 +1,7 @@
 import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  CheckpointException,
-  decodeMetadata,
-  emptyTensor,
-  encodeMetadata,
-  load,
-  METADATA_FILE,
-  save,
-  type Tensor,
-} from "@dcpjs/core";
+import { CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
+import { decodeMetadata, encodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";

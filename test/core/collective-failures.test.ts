@@ -5,16 +5,12 @@ import {
   emptyTensor,
   FileSystemReader,
   FileSystemWriter,
-  type LoadPlan,
-  type LoadPlanner,
   load,
   type Metadata,
-  type SavePlan,
-  type SavePlanner,
   save,
   shardTensor,
-  type WriteResult,
 } from "@dcpjs/core";
+import type { LoadPlan, LoadPlanner, SavePlan, SavePlanner, WriteResult } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { runRanks } from "../support/ranks.js";
 import { randomTensor } from "../support/tensors.js";

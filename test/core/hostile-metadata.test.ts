@@ -4,14 +4,13 @@ import { join } from "node:path";
 import {
   CheckpointError,
   type CheckpointException,
-  decodeMetadata,
   emptyTensor,
   load,
   loadStateDictFromKeys,
-  METADATA_FILE,
   MetadataError,
   save,
 } from "@dcpjs/core";
+import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import fc from "fast-check";

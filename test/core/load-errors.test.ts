@@ -1,11 +1,5 @@
-import {
-  CheckpointException,
-  DefaultLoadPlanner,
-  emptyTensor,
-  FileSystemWriter,
-  load,
-  save,
-} from "@dcpjs/core";
+import { CheckpointException, emptyTensor, FileSystemWriter, load, save } from "@dcpjs/core";
+import { DefaultLoadPlanner } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";

@@ -1,16 +1,16 @@
+import type { Metadata } from "@dcpjs/core";
 import {
   type ChunkStorageMetadata,
   createGlobalSavePlan,
   createReadItemsForChunkList,
   createWriteItems,
   dedupSavePlans,
-  type Metadata,
   metadataIndexEquals,
   type SavePlan,
   type TensorStorageMetadata,
   validateGlobalPlan,
   type WriteItem,
-} from "@dcpjs/core";
+} from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 
 function md1d(size: number, chunkSizes: number[]): TensorStorageMetadata {

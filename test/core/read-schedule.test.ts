@@ -5,7 +5,7 @@ import {
   resolveReadCapabilities,
   scheduleReads,
   splitIntoPieces,
-} from "@dcpjs/core";
+} from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 
 const KiB = 1024;

@@ -6,13 +6,10 @@ import {
   emptyTensor,
   FileSystemWriter,
   load,
-  METADATA_FILE,
-  type SavePlan,
-  type SavePlanner,
   save,
   type Tensor,
-  type WriteResult,
 } from "@dcpjs/core";
+import { METADATA_FILE, type SavePlan, type SavePlanner, type WriteResult } from "@dcpjs/core/extend";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { describeCrashSafeOverwrite } from "../support/overwrite-suite.js";
 import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "../support/tensors.js";

@@ -1,6 +1,5 @@
 import { readdir } from "node:fs/promises";
 import {
-  DefaultLoadPlanner,
   type DType,
   emptyTensor,
   load,
@@ -12,6 +11,7 @@ import {
   sliceTensor,
   type Tensor,
 } from "@dcpjs/core";
+import { DefaultLoadPlanner } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { allRanks } from "../support/ranks.js";
 import { arange, randomTensor, sameTensor } from "../support/tensors.js";

@@ -13,13 +13,12 @@ import {
   load,
   loadStateDictFromKeys,
   MetadataError,
-  parseSafetensorsHeader,
-  SAFETENSORS_INDEX_FILE,
   type StateDict,
   save,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
+import { parseSafetensorsHeader, SAFETENSORS_INDEX_FILE } from "@dcpjs/core/extend";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";

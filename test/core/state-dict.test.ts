@@ -1,4 +1,5 @@
-import { emptyTensor, flattenStateDict, getElement, setElement, unflattenStateDict } from "@dcpjs/core";
+import { emptyTensor } from "@dcpjs/core";
+import { flattenStateDict, getElement, setElement, unflattenStateDict } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 
 const t = () => emptyTensor("float32", [2]);

@@ -1,4 +1,5 @@
-import { chunkRange, copyBox, emptyTensor, shardTensor, sliceTensor, tensor, tensorBytes } from "@dcpjs/core";
+import { chunkRange, emptyTensor, shardTensor, sliceTensor, tensor, tensorBytes } from "@dcpjs/core";
+import { copyBox } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { arange } from "../support/tensors.js";
 

@@ -7,14 +7,13 @@ import {
   createLocalProcessGroups,
   createStorageReader,
   emptyTensor,
-  flattenStateDict,
   load,
   loadStateDictFromKeys,
-  METADATA_FILE,
   MetadataError,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
+import { flattenStateDict, METADATA_FILE } from "@dcpjs/core/extend";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";

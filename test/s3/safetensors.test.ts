@@ -6,10 +6,10 @@ import {
   exportSafetensors,
   load,
   loadStateDictFromKeys,
-  parseSafetensorsHeader,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
+import { parseSafetensorsHeader } from "@dcpjs/core/extend";
 import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";

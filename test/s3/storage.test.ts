@@ -1,15 +1,14 @@
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import {
   CheckpointException,
-  DefaultLoadPlanner,
   emptyTensor,
-  type FileReadStream,
   load,
   type ProcessGroup,
   save,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
+import { DefaultLoadPlanner, type FileReadStream } from "@dcpjs/core/extend";
 import {
   BinaryPrefixStrategy,
   createS3Client,

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { flattenStateDict, loadStateDictFromKeys, type Tensor, tensorBytes } from "@dcpjs/core";
+import { loadStateDictFromKeys, type Tensor, tensorBytes } from "@dcpjs/core";
+import { flattenStateDict } from "@dcpjs/core/extend";
 import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";

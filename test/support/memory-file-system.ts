@@ -1,18 +1,15 @@
+import { CheckpointError, FileSystemReader, FileSystemWriter, NotFoundError } from "@dcpjs/core";
 import {
   assertReadRange,
-  CheckpointError,
   type CreateStreamOptions,
   type FileEntry,
   type FileReadStream,
   type FileSystemBase,
-  FileSystemReader,
-  FileSystemWriter,
   type FileWriteStream,
-  NotFoundError,
   type RenameOptions,
   type StorageBackend,
   type StreamMode,
-} from "@dcpjs/core";
+} from "@dcpjs/core/extend";
 
 /**
  * A whole storage backend in ~100 lines, to show (and test) that one is added by implementing

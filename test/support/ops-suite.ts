@@ -5,7 +5,8 @@ import {
   listCheckpoints,
   removeCheckpoint,
 } from "@dcpjs/cli";
-import { emptyTensor, type FileSystemBase, type FileSystemWriter, load, save } from "@dcpjs/core";
+import { emptyTensor, type FileSystemWriter, load, save } from "@dcpjs/core";
+import type { FileSystemBase } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "./child.js";
 import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "./tensors.js";

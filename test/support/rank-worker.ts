@@ -12,25 +12,27 @@
 import {
   CheckpointError,
   CheckpointException,
-  type CreateStreamOptions,
   createStorageReader,
   emptyTensor,
-  type FileSystemBase,
   FileSystemWriter,
-  type FileWriteStream,
   LocalFileSystem,
   load,
   loadStateDictFromKeys,
   type ProcessGroup,
-  type SavePlan,
-  type SavePlanner,
   type StateDict,
-  type StorageWriter,
   save,
   shardTensor,
   type Tensor,
-  type WriteResult,
 } from "@dcpjs/core";
+import type {
+  CreateStreamOptions,
+  FileSystemBase,
+  FileWriteStream,
+  SavePlan,
+  SavePlanner,
+  StorageWriter,
+  WriteResult,
+} from "@dcpjs/core/extend";
 import { fromEnv } from "@dcpjs/redis";
 import { S3FileSystem, S3StorageWriter } from "@dcpjs/s3";
 import { compareStateDicts } from "../../packages/cli/src/demo/verify.js";

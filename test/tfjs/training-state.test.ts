@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createLocalProcessGroups, decodeMetadata, METADATA_FILE, type StateDict, save } from "@dcpjs/core";
+import { createLocalProcessGroups, type StateDict, save } from "@dcpjs/core";
+import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { dcpjsIOHandler, loadTrainingState, restoreStateDict, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";

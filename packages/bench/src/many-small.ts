@@ -7,15 +7,14 @@ import {
   emptyTensor,
   FileSystemReader,
   FileSystemWriter,
-  flattenStateDict,
   isTensor,
   load,
   type StateDict,
   save,
   type Tensor,
   tensorBytes,
-  unflattenStateDict,
 } from "@dcpjs/core";
+import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { createS3Client, resolveTransferSettings, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";

@@ -7,7 +7,8 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { load, save, splitBySizeAndType, type Tensor, tensorBytes } from "@dcpjs/core";
+import { load, save, type Tensor, tensorBytes } from "@dcpjs/core";
+import { splitBySizeAndType } from "@dcpjs/core/extend";
 import {
   createS3Client,
   resolveTransferSettings,

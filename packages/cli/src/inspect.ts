@@ -1,4 +1,5 @@
-import { createStorageReader, type Metadata, metadataIndexKey } from "@dcpjs/core";
+import { createStorageReader, type Metadata } from "@dcpjs/core";
+import { metadataIndexKey } from "@dcpjs/core/extend";
 
 /** One row of `dcp inspect`. */
 export interface InspectEntry {

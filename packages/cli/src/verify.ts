@@ -5,11 +5,10 @@ import {
   DTYPE_BYTES,
   emptyTensor,
   load,
-  metadataIndexKey,
   numel,
-  type StorageReader,
   type Tensor,
 } from "@dcpjs/core";
+import { metadataIndexKey, type StorageReader } from "@dcpjs/core/extend";
 
 /** Most bytes of tensors `dcp verify` reads into memory at once (a larger tensor alone). */
 export const VERIFY_BATCH_BYTES = 256 * 1024 * 1024;

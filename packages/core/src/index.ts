@@ -1,8 +1,9 @@
+// @dcpjs/core — what a training program calls: save, load, asyncSave, tensors and their sharding,
+// process groups, the errors, and the local folder storage. The extension API (planners, storage
+// contracts and registry, item formats, codecs, the read scheduler, geometry, layout) is
+// "@dcpjs/core/extend"; everything else is internal.
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
-export { allGather, allReduce, reduceScatter } from "./distributed/collectives.js";
 export {
-  assertRoot,
-  assertScatterValues,
   createLocalProcessGroups,
   createSingleProcessGroup,
   type ProcessGroup,
@@ -15,77 +16,17 @@ export {
   MetadataError,
   NotFoundError,
   type RankFailure,
-  throwIfAborted,
-  toRankFailure,
 } from "./errors.js";
 export {
   DEFAULT_MAX_SHARD_SIZE,
-  EXPORT_BATCH_BYTES,
   type ExportSafetensorsOptions,
   type ExportSummary,
   exportSafetensors,
-  VALUES_METADATA_KEY,
 } from "./export-safetensors.js";
-export { decodeCheckpointMetadata } from "./formats/checkpoint-metadata.js";
-export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
-export { itemFormatNamed, itemFormatOf, registerItemFormat } from "./formats/item-formats.js";
-export {
-  assertSafeRelativePath,
-  decodeMetadata,
-  encodeMetadata,
-  METADATA_FORMAT,
-  METADATA_FORMAT_VERSION,
-} from "./formats/metadata-codec.js";
-export { NATIVE_ITEM_FORMAT } from "./formats/native-item-format.js";
-export {
-  DTYPE_TO_SAFETENSORS,
-  MAX_SAFETENSORS_HEADER_BYTES,
-  parseSafetensorsHeader,
-  SAFETENSORS_DTYPES,
-  type SafetensorsEntry,
-  type SafetensorsHeader,
-} from "./formats/safetensors/header.js";
-export {
-  DCP_SHARDING_INFO_KEY,
-  readSafetensorsMetadata,
-  SAFETENSORS_CHECKSUMS_FILE,
-  SAFETENSORS_INDEX_FILE,
-} from "./formats/safetensors/read-metadata.js";
-export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
-export { decodeValue, encodeValue } from "./formats/value-codec.js";
 export { type LoadOptions, type LoadStateDictFromKeysOptions, load, loadStateDictFromKeys } from "./load.js";
-export {
-  allocateTypedArray,
-  assertDType,
-  DTYPE_BYTES,
-  DTYPES,
-  type DType,
-  isDType,
-  type TypedArrayFor,
-} from "./model/dtype.js";
-export {
-  type Box,
-  type BoxIntersection,
-  boxesOverlap,
-  boxIntersection,
-  contiguousRun,
-  copyBox,
-  findChunk,
-  type OffsetKey,
-  offsetKey,
-  sameShape,
-} from "./model/geometry.js";
+export { DTYPE_BYTES, DTYPES, type DType, isDType } from "./model/dtype.js";
 export { type ChunkRange, chunkRange, type ShardTensorOptions, shardTensor } from "./model/sharding.js";
-export {
-  type FlatStateDict,
-  flattenStateDict,
-  getElement,
-  type ObjectPath,
-  type StateDict,
-  type StateDictLeaf,
-  setElement,
-  unflattenStateDict,
-} from "./model/state-dict.js";
+export type { StateDict, StateDictLeaf } from "./model/state-dict.js";
 export {
   emptyTensor,
   isShardedTensor,
@@ -97,98 +38,11 @@ export {
   type Tensor,
   tensor,
   tensorBytes,
-  validateTensor,
 } from "./model/tensor.js";
-export {
-  createReadItems,
-  createReadItemsForChunkList,
-  DefaultLoadPlanner,
-  type DefaultLoadPlannerOptions,
-  EmptyStateDictLoadPlanner,
-} from "./plan/load-planner.js";
-export {
-  type BytesStorageMetadata,
-  type ChunkStorageMetadata,
-  type LoadItemType,
-  type LoadPlan,
-  type Metadata,
-  type MetadataIndex,
-  metadataIndexEquals,
-  metadataIndexKey,
-  type ReadItem,
-  type SavePlan,
-  type StorageInfo,
-  type StorageMeta,
-  type StorageMetadataEntry,
-  type StoragePrefix,
-  type TensorProperties,
-  type TensorStorageMetadata,
-  type TensorWriteData,
-  type WriteItem,
-  type WriteItemType,
-  type WriteResult,
-} from "./plan/metadata.js";
-export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
-export {
-  chunksOverlap,
-  createGlobalSavePlan,
-  createWriteItems,
-  DCP_VERSION,
-  DefaultSavePlanner,
-  type DefaultSavePlannerOptions,
-  dedupSavePlans,
-  tensorStorageSize,
-  validateGlobalPlan,
-} from "./plan/save-planner.js";
+export type { Metadata } from "./plan/metadata.js";
 export { type SaveOptions, save } from "./save.js";
-export type {
-  CreateStreamOptions,
-  FileEntry,
-  FileReadStream,
-  FileSystemBase,
-  FileWriteStream,
-  RenameOptions,
-  StreamMode,
-} from "./storage/filesystem-base.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
-export {
-  FileSystemWriter,
-  type FileSystemWriterOptions,
-  splitBySizeAndType,
-} from "./storage/filesystem-writer.js";
-export {
-  DATA_FILE_SUFFIX,
-  dataFileName,
-  isDataFile,
-  isMetadataTmpFile,
-  METADATA_FILE,
-  metadataTmpFile,
-  rankFilePrefix,
-  rankMetadataFile,
-} from "./storage/layout.js";
+export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
-export {
-  type ByteRange,
-  DEFAULT_READ_CAPABILITIES,
-  type FileReadSchedule,
-  type ItemLocation,
-  type ReadCapabilities,
-  type ReadRun,
-  resolveReadCapabilities,
-  type ScheduledChunk,
-  scheduleReads,
-  splitIntoPieces,
-} from "./storage/read-schedule.js";
-export { readWholeFile } from "./storage/read-whole-file.js";
-export {
-  createStorageReader,
-  createStorageWriter,
-  registerStorageBackend,
-  type StorageBackend,
-  type StorageRouterOptions,
-  storageBackendFor,
-  unregisterStorageBackend,
-} from "./storage/registry.js";
-export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
-export { assertIntegerInRange, assertReadRange } from "./validate.js";
+export { createStorageReader, createStorageWriter, type StorageRouterOptions } from "./storage/registry.js";

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { assertRoot, assertScatterValues, CheckpointError, type ProcessGroup } from "@dcpjs/core";
+import { CheckpointError, type ProcessGroup } from "@dcpjs/core";
+import { assertRoot, assertScatterValues } from "@dcpjs/core/extend";
 import { Redis } from "ioredis";
 import { decodeWire, encodeWire } from "./wire-codec.js";
 

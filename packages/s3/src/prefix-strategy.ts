@@ -1,4 +1,5 @@
-import { CheckpointError, rankFilePrefix } from "@dcpjs/core";
+import { CheckpointError } from "@dcpjs/core";
+import { rankFilePrefix } from "@dcpjs/core/extend";
 
 /**
  * Decides the key prefix of each rank's data files, as s3torchconnector's

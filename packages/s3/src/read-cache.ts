@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { assertIntegerInRange, CheckpointError, throwIfAborted } from "@dcpjs/core";
+import { CheckpointError } from "@dcpjs/core";
+import { assertIntegerInRange, throwIfAborted } from "@dcpjs/core/extend";
 import cacache from "cacache";
 import lockfile from "proper-lockfile";
 

@@ -1,4 +1,4 @@
-import { registerStorageBackend, type StorageBackend } from "@dcpjs/core";
+import { registerStorageBackend, type StorageBackend } from "@dcpjs/core/extend";
 import { S3StorageReader } from "./s3-storage-reader.js";
 import { S3StorageWriter } from "./s3-storage-writer.js";
 import { isS3Uri } from "./s3-uri.js";

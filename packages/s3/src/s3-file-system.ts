@@ -8,8 +8,8 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
+import { CheckpointError } from "@dcpjs/core";
 import {
-  CheckpointError,
   type CreateStreamOptions,
   type FileEntry,
   type FileReadStream,
@@ -19,7 +19,7 @@ import {
   type RenameOptions,
   type StreamMode,
   throwIfAborted,
-} from "@dcpjs/core";
+} from "@dcpjs/core/extend";
 import pRetry from "p-retry";
 import {
   createS3Client,

@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { FileSystemReader, type LoadPlan, type ProgressCallback } from "@dcpjs/core";
+import { FileSystemReader, type ProgressCallback } from "@dcpjs/core";
+import type { LoadPlan } from "@dcpjs/core/extend";
 import type { S3ClientConfig } from "./client-config.js";
 import { S3ReadCache } from "./read-cache.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";

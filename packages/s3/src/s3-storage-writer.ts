@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { FileSystemWriter, type ProgressCallback, type SavePlan } from "@dcpjs/core";
+import { FileSystemWriter, type ProgressCallback } from "@dcpjs/core";
+import type { SavePlan } from "@dcpjs/core/extend";
 import type { S3ClientConfig } from "./client-config.js";
 import { DefaultPrefixStrategy, type S3PrefixStrategy } from "./prefix-strategy.js";
 import { S3FileSystem } from "./s3-file-system.js";

@@ -1,7 +1,6 @@
 import {
   createStorageReader,
   createStorageWriter,
-  flattenStateDict,
   isTensor,
   load,
   loadStateDictFromKeys,
@@ -10,6 +9,7 @@ import {
   type StateDict,
   save,
 } from "@dcpjs/core";
+import { flattenStateDict } from "@dcpjs/core/extend";
 import { humanModelsDir, readTfjsModelsIn } from "./tfjs-weights.js";
 import {
   buildTrainingState,

@@ -1,15 +1,14 @@
 import {
   DTYPE_BYTES,
   emptyTensor,
-  flattenStateDict,
   isTensor,
   numel,
   type ProcessGroup,
   type StateDict,
   shardTensor,
   type Tensor,
-  unflattenStateDict,
 } from "@dcpjs/core";
+import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { dequantize, type TfjsModelWeights } from "./tfjs-weights.js";
 
 /** Tensors of at least this many bytes are sharded across ranks; smaller ones are replicated. */

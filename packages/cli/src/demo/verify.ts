@@ -1,6 +1,5 @@
 import { isDeepStrictEqual } from "node:util";
 import {
-  flattenStateDict,
   isShardedTensor,
   isTensor,
   type StateDict,
@@ -8,6 +7,7 @@ import {
   type Tensor,
   tensorBytes,
 } from "@dcpjs/core";
+import { flattenStateDict } from "@dcpjs/core/extend";
 
 function sameBytes(a: Tensor, b: Tensor): boolean {
   return (

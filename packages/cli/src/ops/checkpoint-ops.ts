@@ -2,19 +2,21 @@ import {
   CheckpointError,
   createStorageReader,
   createStorageWriter,
+  type FileSystemWriter,
+  type Metadata,
+  NotFoundError,
+} from "@dcpjs/core";
+import {
   decodeCheckpointMetadata,
   type FileEntry,
   type FileSystemBase,
-  type FileSystemWriter,
   isDataFile,
   isMetadataTmpFile,
   METADATA_FILE,
-  type Metadata,
   metadataTmpFile,
-  NotFoundError,
   readWholeFile,
   type StorageInfo,
-} from "@dcpjs/core";
+} from "@dcpjs/core/extend";
 import { crc32c } from "@node-rs/crc32";
 import pLimit from "p-limit";
 

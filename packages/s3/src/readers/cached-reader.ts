@@ -1,4 +1,5 @@
-import { assertReadRange, CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import { CheckpointError } from "@dcpjs/core";
+import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core/extend";
 import { assertObjectRef, checkInside, getRange, headObject, type S3ObjectRef } from "../ranged-get.js";
 import type { CachedObjectId, S3ReadCache } from "../read-cache.js";
 

@@ -1,4 +1,4 @@
-import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core/extend";
 import { assertObjectRef, checkInside, getRange, headSize, type S3ObjectRef } from "../ranged-get.js";
 import { Serialized } from "./serialized.js";
 

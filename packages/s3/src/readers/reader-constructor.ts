@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { type ByteRange, CheckpointError, type FileReadStream, type ReadCapabilities } from "@dcpjs/core";
+import { CheckpointError } from "@dcpjs/core";
+import type { ByteRange, FileReadStream, ReadCapabilities } from "@dcpjs/core/extend";
 import {
   DCPOptimizedS3Reader,
   DEFAULT_MAX_GAP_SIZE,

@@ -1,4 +1,5 @@
-import { assertReadRange, CheckpointError, type FileReadStream, throwIfAborted } from "@dcpjs/core";
+import { CheckpointError } from "@dcpjs/core";
+import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core/extend";
 import {
   assertObjectRef,
   type CheckedBody,

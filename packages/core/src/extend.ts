@@ -1,0 +1,136 @@
+// @dcpjs/core/extend — the extension API: what a storage backend, an item format, a planner or a
+// process group is written against. A training program needs only "@dcpjs/core".
+export { allGather, allReduce, reduceScatter } from "./distributed/collectives.js";
+export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
+export { throwIfAborted, toRankFailure } from "./errors.js";
+export { EXPORT_BATCH_BYTES, VALUES_METADATA_KEY } from "./export-safetensors.js";
+export { decodeCheckpointMetadata, mergeRankMetadata } from "./formats/checkpoint-metadata.js";
+export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
+export { itemFormatNamed, itemFormatOf, registerItemFormat } from "./formats/item-formats.js";
+export {
+  assertSafeRelativePath,
+  decodeMetadata,
+  encodeMetadata,
+  METADATA_FORMAT,
+  METADATA_FORMAT_VERSION,
+} from "./formats/metadata-codec.js";
+export { NATIVE_ITEM_FORMAT } from "./formats/native-item-format.js";
+export {
+  DTYPE_TO_SAFETENSORS,
+  MAX_SAFETENSORS_HEADER_BYTES,
+  parseSafetensorsHeader,
+  SAFETENSORS_DTYPES,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+} from "./formats/safetensors/header.js";
+export {
+  DCP_SHARDING_INFO_KEY,
+  readSafetensorsMetadata,
+  SAFETENSORS_CHECKSUMS_FILE,
+  SAFETENSORS_INDEX_FILE,
+} from "./formats/safetensors/read-metadata.js";
+export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
+export { decodeValue, encodeValue } from "./formats/value-codec.js";
+export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
+export {
+  type Box,
+  type BoxIntersection,
+  boxesOverlap,
+  boxIntersection,
+  contiguousRun,
+  copyBox,
+  findChunk,
+  type OffsetKey,
+  offsetKey,
+  sameShape,
+} from "./model/geometry.js";
+export {
+  type FlatStateDict,
+  flattenStateDict,
+  getElement,
+  type ObjectPath,
+  setElement,
+  unflattenStateDict,
+} from "./model/state-dict.js";
+export { validateTensor } from "./model/tensor.js";
+export {
+  createReadItems,
+  createReadItemsForChunkList,
+  DefaultLoadPlanner,
+  type DefaultLoadPlannerOptions,
+  EmptyStateDictLoadPlanner,
+} from "./plan/load-planner.js";
+export {
+  type BytesStorageMetadata,
+  type ChunkStorageMetadata,
+  type LoadItemType,
+  type LoadPlan,
+  type MetadataIndex,
+  metadataIndexEquals,
+  metadataIndexKey,
+  type ReadItem,
+  type SavePlan,
+  type StorageInfo,
+  type StorageMeta,
+  type StorageMetadataEntry,
+  type StoragePrefix,
+  type TensorProperties,
+  type TensorStorageMetadata,
+  type TensorWriteData,
+  type WriteItem,
+  type WriteItemType,
+  type WriteResult,
+} from "./plan/metadata.js";
+export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
+export {
+  chunksOverlap,
+  createGlobalSavePlan,
+  createWriteItems,
+  DCP_VERSION,
+  DefaultSavePlanner,
+  type DefaultSavePlannerOptions,
+  dedupSavePlans,
+  tensorStorageSize,
+  validateGlobalPlan,
+} from "./plan/save-planner.js";
+export type {
+  CreateStreamOptions,
+  FileEntry,
+  FileReadStream,
+  FileSystemBase,
+  FileWriteStream,
+  RenameOptions,
+  StreamMode,
+} from "./storage/filesystem-base.js";
+export { splitBySizeAndType } from "./storage/filesystem-writer.js";
+export {
+  DATA_FILE_SUFFIX,
+  dataFileName,
+  isDataFile,
+  isMetadataTmpFile,
+  METADATA_FILE,
+  metadataTmpFile,
+  rankFilePrefix,
+  rankMetadataFile,
+} from "./storage/layout.js";
+export {
+  type ByteRange,
+  DEFAULT_READ_CAPABILITIES,
+  type FileReadSchedule,
+  type ItemLocation,
+  type ReadCapabilities,
+  type ReadRun,
+  resolveReadCapabilities,
+  type ScheduledChunk,
+  scheduleReads,
+  splitIntoPieces,
+} from "./storage/read-schedule.js";
+export { readWholeFile } from "./storage/read-whole-file.js";
+export {
+  registerStorageBackend,
+  type StorageBackend,
+  storageBackendFor,
+  unregisterStorageBackend,
+} from "./storage/registry.js";
+export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
+export { assertIntegerInRange, assertReadRange } from "./validate.js";
