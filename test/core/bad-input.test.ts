@@ -1,7 +1,13 @@
 import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
-import { decodeMetadata, encodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
+import {
+  decodeMetadata,
+  encodeMetadata,
+  METADATA_FILE,
+  type ObjectPath,
+  type StorageInfo,
+} from "@dcpjs/core/extend";
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
@@ -27,8 +33,19 @@ async function savedCheckpoint() {
   return { dir, a, b, target, data: join(dir, data) };
 }
 
-async function rewriteMetadata(dir: string, edit: (md: ReturnType<typeof decodeMetadata>) => void) {
-  const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+/** Metadata whose maps a test may change (decoded metadata is read-only). */
+interface EditableMetadata {
+  storageData: Map<string, StorageInfo>;
+  plannerData: Map<string, ObjectPath>;
+}
+
+async function rewriteMetadata(dir: string, edit: (md: EditableMetadata) => void) {
+  const decoded = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+  const md = {
+    ...decoded,
+    storageData: new Map(decoded.storageData),
+    plannerData: new Map(decoded.plannerData),
+  };
   edit(md);
   await writeFile(join(dir, METADATA_FILE), encodeMetadata(md));
 }

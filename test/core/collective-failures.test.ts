@@ -48,7 +48,7 @@ class FaultyWriter extends FileSystemWriter {
     this.#maybeFail("writeData");
     return super.writeData(plan, planner);
   }
-  override async finish(metadata: Metadata, results: WriteResult[][]): Promise<void> {
+  override async finish(metadata: Metadata, results: WriteResult[][]): Promise<Metadata> {
     this.#maybeFail("finish");
     return super.finish(metadata, results);
   }

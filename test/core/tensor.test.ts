@@ -26,9 +26,11 @@ describe("chunkRange / shardTensor (torch.chunk's split)", () => {
 
   it("rejects a dim outside the tensor and a rank outside the world", () => {
     expect(() => shardTensor(arange([2]), { dim: 1, rank: 0, worldSize: 1 })).toThrow(
-      /Expected dim to be in \[0, 1\)/,
+      /Expected `dim \(shape \[2\]\)` to be an integer between 0 and 0, got 1/,
     );
-    expect(() => shardTensor(arange([2]), { rank: 2, worldSize: 2 })).toThrow(/Expected rank/);
+    expect(() => shardTensor(arange([2]), { rank: 2, worldSize: 2 })).toThrow(
+      /Expected `rank` to be an integer between 0 and 1, got 2/,
+    );
   });
 });
 

@@ -101,7 +101,7 @@ describe("RedisProcessGroup on a real Redis server", () => {
   it("rejects bad options and a missing environment, naming what was expected", async () => {
     await expect(
       createRedisProcessGroup({ url: redisUrl(), groupId: "g", rank: 3, size: 3 }),
-    ).rejects.toThrow(/Expected rank \(RANK\) to be an integer in \[0, 3\), got 3/);
+    ).rejects.toThrow(/Expected `rank \(RANK\)` to be an integer between 0 and 2, got 3/);
     await expect(fromEnv({}, { WORLD_SIZE: "2", RANK: "0" })).rejects.toThrow(
       /Expected DCPJS_REDIS_URL or REDIS_URL/,
     );

@@ -14,6 +14,7 @@ import type { FileSystemBase } from "./storage/filesystem-base.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
 import type { StorageReader } from "./storage/storage.js";
+import { assertIntegerInRange } from "./validate.js";
 
 /** The default largest output file, as Hugging Face's `max_shard_size="5GB"` (bytes). */
 export const DEFAULT_MAX_SHARD_SIZE = 5_000_000_000;
@@ -170,11 +171,7 @@ export async function exportSafetensors(
   options: ExportSafetensorsOptions = {},
 ): Promise<ExportSummary> {
   const maxShardSize = options.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE;
-  if (!Number.isSafeInteger(maxShardSize) || maxShardSize < 1)
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected maxShardSize to be an integer >= 1 byte, got ${maxShardSize}`,
-    );
+  assertIntegerInRange("maxShardSize", maxShardSize, 1, Number.MAX_SAFE_INTEGER, " bytes");
   const { signal } = options;
   const reader = await createStorageReader(src);
   const fs = ((await createStorageWriter(dst)) as FileSystemWriter).fs;

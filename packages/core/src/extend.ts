@@ -61,7 +61,9 @@ export {
   EmptyStateDictLoadPlanner,
 } from "./plan/load-planner.js";
 export {
+  type BytesReadItem,
   type BytesStorageMetadata,
+  type BytesWriteItem,
   type ChunkStorageMetadata,
   type LoadItemType,
   type LoadPlan,
@@ -75,8 +77,10 @@ export {
   type StorageMetadataEntry,
   type StoragePrefix,
   type TensorProperties,
+  type TensorReadItem,
   type TensorStorageMetadata,
   type TensorWriteData,
+  type TensorWriteItem,
   type WriteItem,
   type WriteItemType,
   type WriteResult,

@@ -106,8 +106,7 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
         return results;
       },
       async (results) => {
-        await writer.finish(globalMetadata!, results, signal);
-        return globalMetadata!;
+        return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
       },
       coordinator,
     );

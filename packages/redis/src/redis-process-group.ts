@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { CheckpointError, type ProcessGroup } from "@dcpjs/core";
-import { assertRoot, assertScatterValues } from "@dcpjs/core/extend";
+import { assertIntegerInRange, assertRoot, assertScatterValues } from "@dcpjs/core/extend";
 import { Redis } from "ioredis";
 import { decodeWire, encodeWire } from "./wire-codec.js";
 
@@ -417,18 +417,8 @@ export class RedisProcessGroup implements ProcessGroup {
  */
 export async function createRedisProcessGroup(options: RedisProcessGroupOptions): Promise<RedisProcessGroup> {
   const { rank, size, groupId, jobId } = options;
-  if (!Number.isSafeInteger(size) || size < 1) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected size (WORLD_SIZE) to be an integer >= 1, got ${String(size)}`,
-    );
-  }
-  if (!Number.isSafeInteger(rank) || rank < 0 || rank >= size) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected rank (RANK) to be an integer in [0, ${size}), got ${String(rank)}`,
-    );
-  }
+  assertIntegerInRange("size (WORLD_SIZE)", size, 1);
+  assertIntegerInRange("rank (RANK)", rank, 0, size - 1);
   for (const [name, id] of [
     ["groupId", groupId],
     ["jobId", jobId],

@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { S3Client, type S3ClientConfig as SdkS3ClientConfig } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
+import { assertIntegerInRange } from "@dcpjs/core/extend";
 
 /** The multipart part size used when none is given: 8 MiB, as s3torchconnector and AWS guidance. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -82,15 +83,6 @@ export interface S3TransferSettings {
   readonly queueSize: number;
 }
 
-function checkInteger(name: string, value: number, min: number, max: number, unit = ""): void {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected \`${name}\` to be an integer between ${min}${unit} and ${max}${unit}, got ${String(value)} (${typeof value})`,
-    );
-  }
-}
-
 /**
  * Validates the config up front and resolves the transfer settings.
  *
@@ -101,18 +93,18 @@ function checkInteger(name: string, value: number, min: number, max: number, uni
  */
 export function resolveTransferSettings(config: S3ClientConfig = {}): S3TransferSettings {
   const partSize = config.partSize ?? DEFAULT_PART_SIZE_BYTES;
-  checkInteger("partSize", partSize, MIN_PART_SIZE_BYTES, MAX_PART_SIZE_BYTES, " bytes");
-  checkInteger("maxAttempts", config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 1, MAX_MAX_ATTEMPTS);
+  assertIntegerInRange("partSize", partSize, MIN_PART_SIZE_BYTES, MAX_PART_SIZE_BYTES, " bytes");
+  assertIntegerInRange("maxAttempts", config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 1, MAX_MAX_ATTEMPTS);
   const queueSize = config.queueSize ?? DEFAULT_QUEUE_SIZE;
-  checkInteger("queueSize", queueSize, 1, 10_000);
-  checkInteger("maxConcurrency", config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, 1, 100_000);
-  checkInteger(
+  assertIntegerInRange("queueSize", queueSize, 1, 10_000);
+  assertIntegerInRange("maxConcurrency", config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, 1, 100_000);
+  assertIntegerInRange(
     "connectionTimeoutMs",
     config.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
     1,
     3_600_000,
   );
-  checkInteger("socketTimeoutMs", config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS, 1, 3_600_000);
+  assertIntegerInRange("socketTimeoutMs", config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS, 1, 3_600_000);
   return { partSize, queueSize };
 }
 

@@ -1,5 +1,5 @@
 import { CheckpointError } from "@dcpjs/core";
-import { rankFilePrefix } from "@dcpjs/core/extend";
+import { assertIntegerInRange, rankFilePrefix } from "@dcpjs/core/extend";
 
 /**
  * Decides the key prefix of each rank's data files, as s3torchconnector's
@@ -20,12 +20,7 @@ function epochPart(epochNum: number | undefined): string {
 }
 
 function checkEpoch(epochNum: number | undefined): void {
-  if (epochNum !== undefined && !Number.isSafeInteger(epochNum)) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected epochNum to be an integer, got ${String(epochNum)}`,
-    );
-  }
+  if (epochNum !== undefined) assertIntegerInRange("epochNum", epochNum, Number.MIN_SAFE_INTEGER);
 }
 
 /** `__{rank}_`: DCP's own layout, every file at the checkpoint's root. */
@@ -68,29 +63,11 @@ export class NumericPrefixStrategy implements S3PrefixStrategy {
    * below 1, a non-integer `epochNum`, or a `prefixCount` that is not a positive integer.
    */
   constructor(base: number, options: NumericPrefixStrategyOptions = {}) {
-    if (!Number.isSafeInteger(base) || base < 2 || base > 36) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected base to be an integer in 2–36, got ${String(base)}`,
-      );
-    }
+    assertIntegerInRange("base", base, 2, 36);
     const min = options.minPrefixLength ?? 10;
-    if (!Number.isSafeInteger(min) || min < 1) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected minPrefixLength to be an integer >= 1, got ${String(min)}`,
-      );
-    }
+    assertIntegerInRange("minPrefixLength", min, 1);
     checkEpoch(options.epochNum);
-    if (
-      options.prefixCount !== undefined &&
-      (!Number.isSafeInteger(options.prefixCount) || options.prefixCount < 1)
-    ) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected prefixCount to be a positive integer, got ${String(options.prefixCount)}`,
-      );
-    }
+    if (options.prefixCount !== undefined) assertIntegerInRange("prefixCount", options.prefixCount, 1);
     this.#base = base;
     this.#options = options;
   }

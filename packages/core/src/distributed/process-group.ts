@@ -1,4 +1,5 @@
 import { CheckpointError } from "../errors.js";
+import { assertIntegerInRange } from "../validate.js";
 
 /**
  * The collectives dcpjs needs from a group of ranks, over values the group can carry (plain
@@ -48,9 +49,7 @@ export interface ProcessGroup {
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `root` is not a rank of the group.
  */
 export function assertRoot(root: number, size: number): void {
-  if (!Number.isInteger(root) || root < 0 || root >= size) {
-    throw new CheckpointError("INVALID_ARGUMENT", `Expected root to be a rank in [0, ${size}), got ${root}`);
-  }
+  assertIntegerInRange("root", root, 0, size - 1);
 }
 
 /**
@@ -148,12 +147,7 @@ class LocalProcessGroup implements ProcessGroup {
  * ```
  */
 export function createLocalProcessGroups(n: number): ProcessGroup[] {
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected the number of ranks to be an integer >= 1, got ${n}`,
-    );
-  }
+  assertIntegerInRange("number of ranks", n, 1);
   const rounds = new Map<number, Round>();
   return Array.from({ length: n }, (_, rank) => new LocalProcessGroup(rank, n, rounds));
 }

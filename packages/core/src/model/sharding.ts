@@ -1,4 +1,5 @@
 import { CheckpointError } from "../errors.js";
+import { assertIntegerInRange } from "../validate.js";
 import { DTYPE_BYTES } from "./dtype.js";
 import { numel, type ShardedTensor, sliceTensor, type Tensor } from "./tensor.js";
 
@@ -21,18 +22,8 @@ export interface ChunkRange {
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when rank or worldSize is out of range.
  */
 export function chunkRange(length: number, rank: number, worldSize: number): ChunkRange {
-  if (!Number.isSafeInteger(worldSize) || worldSize < 1) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected worldSize to be an integer >= 1, got ${worldSize}`,
-    );
-  }
-  if (!Number.isSafeInteger(rank) || rank < 0 || rank >= worldSize) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected rank to be an integer in [0, ${worldSize}), got ${rank}`,
-    );
-  }
+  assertIntegerInRange("worldSize", worldSize, 1);
+  assertIntegerInRange("rank", rank, 0, worldSize - 1);
   const chunk = Math.ceil(length / worldSize);
   const start = Math.min(rank * chunk, length);
   const end = Math.min(start + chunk, length);
@@ -69,12 +60,7 @@ export interface ShardTensorOptions {
  */
 export function shardTensor(full: Tensor, options: ShardTensorOptions): ShardedTensor {
   const dim = options.dim ?? 0;
-  if (!Number.isInteger(dim) || dim < 0 || dim >= full.shape.length) {
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected dim to be in [0, ${full.shape.length}) for shape [${full.shape.join(", ")}], got ${dim}`,
-    );
-  }
+  assertIntegerInRange(`dim (shape [${full.shape.join(", ")}])`, dim, 0, full.shape.length - 1);
   const length = full.shape[dim]!;
   const { start, size } = chunkRange(length, options.rank, options.worldSize);
   const base = { dtype: full.dtype, shape: [...full.shape] };

@@ -14,6 +14,8 @@ import type {
   LoadPlan,
   Metadata,
   ReadItem,
+  StorageMetadataEntry,
+  TensorReadItem,
   TensorStorageMetadata,
 } from "./metadata.js";
 import type { LoadPlanner } from "./planner.js";
@@ -32,8 +34,8 @@ export function createReadItemsForChunkList(
   fqn: string,
   checkpointMd: TensorStorageMetadata,
   localChunks: readonly ChunkStorageMetadata[],
-): ReadItem[] {
-  const items: ReadItem[] = [];
+): TensorReadItem[] {
+  const items: TensorReadItem[] = [];
   localChunks.forEach((shard, idx) => {
     checkpointMd.chunks.forEach((saved, storageIdx) => {
       const meet = boxIntersection(shard, saved);
@@ -68,11 +70,7 @@ function describeLeaf(obj: unknown): string {
  * "Size mismatch between saved … and current: … for …"), `DTYPE_MISMATCH` when the dtypes differ,
  * `INVALID_STATE_DICT` when a tensor meets a value or the reverse.
  */
-export function createReadItems(
-  fqn: string,
-  obj: unknown,
-  md: Metadata["stateDictMetadata"] extends Map<string, infer E> ? E : never,
-): ReadItem[] {
+export function createReadItems(fqn: string, obj: unknown, md: StorageMetadataEntry): ReadItem[] {
   const isTensorLike = isTensor(obj) || isShardedTensor(obj);
   if (md.type === "bytes") {
     if (isTensorLike) {
@@ -82,16 +80,7 @@ export function createReadItems(
       );
     }
     const index = { fqn, offset: null };
-    return [
-      {
-        type: "bytes",
-        destIndex: index,
-        destOffsets: [0],
-        storageIndex: index,
-        storageOffsets: [0],
-        lengths: [0],
-      },
-    ];
+    return [{ type: "bytes", destIndex: index, storageIndex: index }];
   }
   if (!isTensorLike) {
     throw new CheckpointError(

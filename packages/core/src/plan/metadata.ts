@@ -107,18 +107,21 @@ export interface StorageMeta {
   readonly format?: string;
 }
 
-/** A checkpoint's metadata, the content of `.metadata`; as DCP's `Metadata`. */
+/**
+ * A checkpoint's metadata, the content of `.metadata`; as DCP's `Metadata`. Built once and not
+ * changed: a step that adds to it (the writer's commit, the reader's load id) makes a new one.
+ */
 export interface Metadata {
   /** The DCP format version it follows (`"1.0.0"`). */
   readonly version: string;
   /** fqn → what was saved for it. */
-  readonly stateDictMetadata: Map<string, StorageMetadataEntry>;
+  readonly stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>;
   /** fqn → its path in the nested state dict (DCP keeps the flatten mappings here). */
-  readonly plannerData: Map<string, ObjectPath>;
+  readonly plannerData: ReadonlyMap<string, ObjectPath>;
   /** {@link metadataIndexKey} → where the item's bytes are. */
-  readonly storageData: Map<string, StorageInfo>;
+  readonly storageData: ReadonlyMap<string, StorageInfo>;
   /** Ids of the save. */
-  storageMeta: StorageMeta;
+  readonly storageMeta: StorageMeta;
 }
 
 /** The kind of a {@link WriteItem}, as DCP's `WriteItemType`. */
@@ -135,25 +138,41 @@ export interface TensorWriteData {
 }
 
 /** One item a rank plans to write, as DCP's `WriteItem`. */
-export interface WriteItem {
+export type WriteItem = TensorWriteItem | BytesWriteItem;
+
+/** A tensor, or one shard of a sharded tensor, to write: {@link WriteItem} with its tensor data. */
+export interface TensorWriteItem {
   /** Which item (fqn + chunk offsets). */
   readonly index: MetadataIndex;
-  /** Tensor, shard of a sharded tensor, or bytes (a non-tensor value). */
-  readonly type: WriteItemType;
-  /** Present for tensor and shard items. */
-  readonly tensorData?: TensorWriteData;
+  /** A whole tensor, or a shard of a sharded tensor. */
+  readonly type: "tensor" | "shard";
+  /** Its dtype, global shape and chunk. */
+  readonly tensorData: TensorWriteData;
+}
+
+/** A non-tensor value to write (msgpack bytes): {@link WriteItem} without tensor data. */
+export interface BytesWriteItem {
+  /** Which item (fqn, offset `null`). */
+  readonly index: MetadataIndex;
+  readonly type: "bytes";
+  readonly tensorData?: undefined;
 }
 
 /** The kind of a {@link ReadItem}, as DCP's `LoadItemType`. */
 export type LoadItemType = "tensor" | "bytes";
 
 /**
- * One copy a rank plans to make while loading: an n-d box from a saved chunk into a local
- * chunk, as DCP's `ReadItem`. Offsets are relative to each chunk; `lengths` is the box's size.
+ * One copy a rank plans to make while loading, as DCP's `ReadItem`: a tensor box
+ * ({@link TensorReadItem}) or a whole value ({@link BytesReadItem}).
  */
-export interface ReadItem {
-  /** Tensor box or bytes value. */
-  readonly type: LoadItemType;
+export type ReadItem = TensorReadItem | BytesReadItem;
+
+/**
+ * An n-d box from a saved chunk into a local chunk. Offsets are relative to each chunk; `lengths`
+ * is the box's size.
+ */
+export interface TensorReadItem {
+  readonly type: "tensor";
   /** The local chunk it lands in (fqn + local chunk offsets, hint = local chunk position). */
   readonly destIndex: MetadataIndex;
   /** Box start inside the local chunk, elements per dimension. */
@@ -164,6 +183,15 @@ export interface ReadItem {
   readonly storageOffsets: readonly number[];
   /** Box size, elements per dimension. */
   readonly lengths: readonly number[];
+}
+
+/** A non-tensor value read whole (offsets `null` in both indexes). */
+export interface BytesReadItem {
+  readonly type: "bytes";
+  /** Where it lands (fqn). */
+  readonly destIndex: MetadataIndex;
+  /** Where it was saved (fqn). */
+  readonly storageIndex: MetadataIndex;
 }
 
 /** Storage data a {@link SavePlan} carries from the global plan: the data-file name prefix. */

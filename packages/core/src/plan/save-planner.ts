@@ -285,9 +285,11 @@ export class DefaultSavePlanner implements SavePlanner {
    */
   createGlobalPlan(allPlans: SavePlan[]): { plans: SavePlan[]; metadata: Metadata } {
     const deduped = dedupSavePlans(allPlans, this.#options.saveToLowestRank ?? false);
-    const { plans, metadata } = createGlobalSavePlan(deduped);
-    for (const plan of allPlans)
-      for (const [fqn, path] of plan.plannerData ?? []) metadata.plannerData.set(fqn, path);
+    const global = createGlobalSavePlan(deduped);
+    const plannerData = new Map(global.metadata.plannerData);
+    for (const plan of allPlans) for (const [fqn, path] of plan.plannerData ?? []) plannerData.set(fqn, path);
+    const { plans } = global;
+    const metadata: Metadata = { ...global.metadata, plannerData };
     const problems = validateGlobalPlan(allPlans.length, metadata);
     if (problems.length > 0) {
       throw new CheckpointError("INVALID_PLAN", `Failed to validate global plan: ${problems.join("; ")}`);

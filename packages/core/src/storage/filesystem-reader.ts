@@ -23,6 +23,7 @@ import {
   type TensorStorageMetadata,
 } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
+import { assertIntegerInRange } from "../validate.js";
 import type { FileReadStream, FileSystemBase } from "./filesystem-base.js";
 import { METADATA_FILE, rankMetadataFile } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
@@ -80,7 +81,7 @@ export class FileSystemReader implements StorageReader {
   /** The normalised checkpoint path. */
   protected path: string;
   /** Where each item is, from the metadata. */
-  protected storageData: Map<string, StorageInfo> = new Map();
+  protected storageData: ReadonlyMap<string, StorageInfo> = new Map();
   /** The checkpoint's metadata. */
   protected metadata: Metadata | undefined;
   readonly #threadCount: number;
@@ -95,12 +96,7 @@ export class FileSystemReader implements StorageReader {
     this.fs = options.fs ?? new LocalFileSystem();
     this.path = this.fs.initPath(options.path);
     this.#threadCount = options.threadCount ?? 4;
-    if (!Number.isSafeInteger(this.#threadCount) || this.#threadCount < 1) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected threadCount to be an integer >= 1, got ${options.threadCount}`,
-      );
-    }
+    assertIntegerInRange("threadCount", this.#threadCount, 1);
     this.#onProgress = options.onProgress;
   }
 
@@ -149,8 +145,7 @@ export class FileSystemReader implements StorageReader {
     for (let attempt = 0; ; attempt++) {
       try {
         const md = decodeCheckpointMetadata(bytes);
-        md.storageMeta = { ...md.storageMeta, loadId: this.#loadId };
-        return md;
+        return { ...md, storageMeta: { ...md.storageMeta, loadId: this.#loadId } };
       } catch (error) {
         // A damaged response (CRC trailer or pickle) is requested again where the backend says it helps.
         const rereads = resolveReadCapabilities(this.fs.readCapabilities).rereadsOnMismatch;

@@ -15,6 +15,7 @@ import {
   type WriteResult,
 } from "../plan/metadata.js";
 import type { SavePlanner } from "../plan/planner.js";
+import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
 import { dataFileName, METADATA_FILE, metadataTmpFile, rankFilePrefix, saveTagSuffix } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
@@ -132,12 +133,7 @@ export class FileSystemWriter implements StorageWriter {
     this.fs = options.fs ?? new LocalFileSystem();
     this.path = this.fs.initPath(options.path);
     this.threadCount = options.threadCount ?? 1;
-    if (!Number.isSafeInteger(this.threadCount) || this.threadCount < 1) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected threadCount to be an integer >= 1, got ${options.threadCount}`,
-      );
-    }
+    assertIntegerInRange("threadCount", this.threadCount, 1);
     this.syncFiles = options.syncFiles ?? true;
     this.#singleFilePerRank = options.singleFilePerRank ?? true;
     this.#overwrite = options.overwrite ?? true;
@@ -296,9 +292,10 @@ export class FileSystemWriter implements StorageWriter {
    * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `overwrite` is false and another save
    * committed first (this save's files are removed); backend errors before the commit.
    */
-  async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void> {
-    for (const r of results.flat()) metadata.storageData.set(metadataIndexKey(r.index), r.storageData);
-    metadata.storageMeta = this.storageMeta();
+  async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
+    const storageData = new Map(metadata.storageData);
+    for (const r of results.flat()) storageData.set(metadataIndexKey(r.index), r.storageData);
+    const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
     const ownFiles = new Set(results.flat().map((r) => r.storageData.relativePath));
@@ -306,7 +303,7 @@ export class FileSystemWriter implements StorageWriter {
       throwIfAborted(signal);
       const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
       try {
-        await stream.write(this.#format.encodeMetadata?.(metadata) ?? encodeMetadata(metadata));
+        await stream.write(this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed));
         if (this.syncFiles) await stream.sync();
         await stream.close();
       } catch (error) {
@@ -336,6 +333,7 @@ export class FileSystemWriter implements StorageWriter {
       for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
       throw error;
     }
+    return committed;
   }
 
   /**

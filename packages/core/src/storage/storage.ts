@@ -47,13 +47,15 @@ export interface StorageWriter {
    */
   writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]>;
   /**
-   * Commits the checkpoint (coordinator only): records where every item is in `metadata` and
-   * writes `.metadata` last, atomically.
-   * @param metadata - the global metadata; its `storageData` is filled in.
+   * Commits the checkpoint (coordinator only): writes `.metadata` — the global metadata with
+   * where every item is and the save's ids — last, atomically.
+   * @param metadata - the global metadata from the planner (storage entries still empty).
    * @param results - every rank's write results.
    * @param signal - aborts the commit.
+   * @returns the metadata as committed (`save` returns it); a writer that returns nothing leaves
+   * `metadata` as the result.
    */
-  finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<void>;
+  finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata | undefined>;
   /** Ids recorded in the metadata. */
   storageMeta(): StorageMeta;
   /**

@@ -1,6 +1,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
 import type { ByteRange, FileReadStream, ReadCapabilities } from "@dcpjs/core/extend";
+import { assertIntegerInRange } from "@dcpjs/core/extend";
 import {
   DCPOptimizedS3Reader,
   DEFAULT_MAX_GAP_SIZE,
@@ -113,12 +114,7 @@ export const S3ReaderConstructor = {
    */
   rangeBased(options: RangeBasedOptions = {}): ReaderConstructor {
     const bufferSize = options.bufferSize ?? DEFAULT_RANGE_BUFFER_BYTES;
-    if (!Number.isSafeInteger(bufferSize) || bufferSize < 0) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected bufferSize to be an integer >= 0 bytes, got ${String(bufferSize)}`,
-      );
-    }
+    assertIntegerInRange("bufferSize", bufferSize, 0, Number.MAX_SAFE_INTEGER, " bytes");
     return { type: "range_based", create: (t) => new RangeBasedS3Reader(t, bufferSize) };
   },
   /**
