@@ -3,8 +3,8 @@ import { copyFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { compareStateDicts, humanModelsDir, readTfjsModelsIn, readTfjsModelWeights } from "@dcpjs/cli";
 import { emptyTensor } from "@dcpjs/core";
+import { compareStateDicts, humanModelsDir, readTfjsModelsIn, readTfjsModelWeights } from "@dcpjs/demo-kit";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 

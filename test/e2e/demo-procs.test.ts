@@ -3,7 +3,7 @@ import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { humanModelsDir } from "@dcpjs/cli";
+import { humanModelsDir } from "@dcpjs/demo-kit";
 import { describe, expect, it } from "vitest";
 import { redisUrl } from "../support/redis.js";
 import { tempDir } from "../support/tmp.js";

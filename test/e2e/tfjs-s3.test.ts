@@ -5,14 +5,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import "@dcpjs/s3";
 import "@dcpjs/tfjs";
+import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import {
-  buildModel,
-  float32Bits,
-  makeOptimizer,
-  trainingData,
-} from "../../packages/cli/src/train/train-model.js";
 import { exited, spawnTs } from "../support/child.js";
 import { redisUrl } from "../support/redis.js";
 import { freshUri, s3Env } from "../support/s3.js";

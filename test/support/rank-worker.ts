@@ -33,9 +33,9 @@ import type {
   StorageWriter,
   WriteResult,
 } from "@dcpjs/core/extend";
+import { compareStateDicts } from "@dcpjs/demo-kit";
 import { fromEnv } from "@dcpjs/redis";
 import { S3FileSystem, S3StorageWriter } from "@dcpjs/s3";
-import { compareStateDicts } from "../../packages/cli/src/demo/verify.js";
 import { randomTensor } from "./tensors.js";
 
 const env = process.env;

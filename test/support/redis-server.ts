@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { freePort } from "@dcpjs/cli";
+import { freePort } from "@dcpjs/demo-kit";
 
 const run = promisify(execFile);
 

@@ -5,14 +5,9 @@
 import { writeFile } from "node:fs/promises";
 import { save } from "@dcpjs/core";
 import "@dcpjs/s3"; // registers the s3:// storage backend, for CKPT URIs
+import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
-import {
-  buildModel,
-  float32Bits,
-  makeOptimizer,
-  trainingData,
-} from "../../packages/cli/src/train/train-model.js";
 
 const [mode, optimizerName, ckpt, out] = process.argv.slice(2) as [string, string, string, string];
 await tf.setBackend("cpu");

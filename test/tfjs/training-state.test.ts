@@ -2,15 +2,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createLocalProcessGroups, type StateDict, save } from "@dcpjs/core";
 import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
+import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { dcpjsIOHandler, loadTrainingState, restoreStateDict, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import {
-  buildModel,
-  float32Bits,
-  makeOptimizer,
-  trainingData,
-} from "../../packages/cli/src/train/train-model.js";
 import { exited, spawnTs } from "../support/child.js";
 import { tempDir } from "../support/tmp.js";
 

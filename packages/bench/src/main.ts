@@ -1,6 +1,6 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { positiveInt } from "@dcpjs/cli";
+import { positiveInt } from "@dcpjs/demo-kit";
 import { Command } from "commander";
 import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";

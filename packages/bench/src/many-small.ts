@@ -2,7 +2,6 @@ import { mkdir, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/cli";
 import {
   emptyTensor,
   FileSystemReader,
@@ -15,6 +14,7 @@ import {
   tensorBytes,
 } from "@dcpjs/core";
 import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
+import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/demo-kit";
 import { createS3Client, resolveTransferSettings, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";

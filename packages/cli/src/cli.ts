@@ -8,12 +8,12 @@ import {
   loadStateDictFromKeys,
   save,
 } from "@dcpjs/core";
+import { parseSize, positiveInt } from "@dcpjs/demo-kit";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { runDemo } from "./demo/run-demo.js";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
 import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } from "./ops/checkpoint-ops.js";
-import { parseSize, positiveInt } from "./options.js";
 import { verifyCheckpoint } from "./verify.js";
 
 const EXIT_CODES = "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";

@@ -3,25 +3,6 @@ import "@dcpjs/s3";
 
 export { type DemoOptions, type DemoSummary, runDemo } from "./demo/run-demo.js";
 export {
-  humanModelsDir,
-  type QuantizationRecord,
-  readTfjsModelsIn,
-  readTfjsModelWeights,
-  type TfjsModelWeights,
-} from "./demo/tfjs-weights.js";
-export {
-  buildTrainingState,
-  columnSharded,
-  emptyRankView,
-  type Placement,
-  rankView,
-  rowSharded,
-  SHARD_THRESHOLD_BYTES,
-  tensorByteLength,
-} from "./demo/training-state.js";
-export { type Comparison, compareStateDicts } from "./demo/verify.js";
-export { freePort } from "./free-port.js";
-export {
   describeCheckpoint,
   formatInspectTable,
   type InspectEntry,
@@ -40,5 +21,4 @@ export {
   type RemovalReport,
   removeCheckpoint,
 } from "./ops/checkpoint-ops.js";
-export { positiveInt } from "./options.js";
 export { VERIFY_BATCH_BYTES, type VerifyOptions, type VerifyReport, verifyCheckpoint } from "./verify.js";

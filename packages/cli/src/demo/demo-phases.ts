@@ -10,16 +10,17 @@ import {
   save,
 } from "@dcpjs/core";
 import { flattenStateDict } from "@dcpjs/core/extend";
-import { humanModelsDir, readTfjsModelsIn } from "./tfjs-weights.js";
 import {
   buildTrainingState,
   columnSharded,
+  compareStateDicts,
   emptyRankView,
+  humanModelsDir,
   rankView,
+  readTfjsModelsIn,
   rowSharded,
   tensorByteLength,
-} from "./training-state.js";
-import { compareStateDicts } from "./verify.js";
+} from "@dcpjs/demo-kit";
 
 /** The demo's three phases: a sharded save, a resharded load, a load of everything into one rank. */
 export type DemoPhase = "save" | "load" | "load-whole";

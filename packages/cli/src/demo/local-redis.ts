@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { CheckpointError } from "@dcpjs/core";
-import { freePort } from "../free-port.js";
+import { freePort } from "@dcpjs/demo-kit";
 
 /**
  * Starts a throw-away `redis-server` (no persistence) on a free loopback port for a demo run.

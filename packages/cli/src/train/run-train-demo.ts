@@ -2,10 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { startLocalRedis } from "../demo/local-redis.js";
-import { buildModel, float32Bits, makeOptimizer, trainingData } from "./train-model.js";
 import {
   checkpointOf,
   newestCommitted,

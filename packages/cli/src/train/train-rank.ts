@@ -1,9 +1,9 @@
 import { writeFile } from "node:fs/promises";
 import { asyncSave, createStorageReader, type ProcessGroup } from "@dcpjs/core";
+import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import type * as tf from "@tensorflow/tfjs-core";
 import type { LayersModel } from "@tensorflow/tfjs-layers";
-import { buildModel, float32Bits, makeOptimizer, trainingData } from "./train-model.js";
 
 /** What one training run is told (the same for every rank). */
 export interface TrainRunConfig {
