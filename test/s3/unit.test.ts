@@ -1,18 +1,20 @@
 import {
   BinaryPrefixStrategy,
-  coalesceRanges,
   createS3Client,
-  DCPOptimizedS3Reader,
   DefaultPrefixStrategy,
-  escapePath,
   HexPrefixStrategy,
   parseS3Uri,
-  RangeBasedS3Reader,
   RoundRobinPrefixStrategy,
-  resolveTransferSettings,
   S3ReaderConstructor,
-  SequentialS3Reader,
 } from "@dcpjs/s3";
+import {
+  coalesceRanges,
+  DCPOptimizedS3Reader,
+  escapePath,
+  RangeBasedS3Reader,
+  resolveTransferSettings,
+  SequentialS3Reader,
+} from "@dcpjs/s3/extend";
 import { describe, expect, it } from "vitest";
 
 describe("prefix strategies (s3torchconnector's vectors)", () => {

@@ -15,7 +15,8 @@ import {
 } from "@dcpjs/core";
 import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/demo-kit";
-import { createS3Client, resolveTransferSettings, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import { resolveTransferSettings } from "@dcpjs/s3/extend";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 

@@ -9,13 +9,8 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { load, save, type Tensor, tensorBytes } from "@dcpjs/core";
 import { splitBySizeAndType } from "@dcpjs/core/extend";
-import {
-  createS3Client,
-  resolveTransferSettings,
-  type S3ClientConfig,
-  S3StorageReader,
-  S3StorageWriter,
-} from "@dcpjs/s3";
+import { createS3Client, type S3ClientConfig, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import { resolveTransferSettings } from "@dcpjs/s3/extend";
 import pLimit from "p-limit";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
