@@ -1,11 +1,6 @@
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, throwIfAborted } from "./errors.js";
 import { DTYPE_TO_SAFETENSORS, SAFETENSORS_PREFIX_BYTES } from "./formats/safetensors/header.js";
-import {
-  DCP_SHARDING_INFO_KEY,
-  SAFETENSORS_CHECKSUMS_FILE,
-  SAFETENSORS_INDEX_FILE,
-} from "./formats/safetensors/read-metadata.js";
 import { load } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import { numel, type ShardedTensor, type Tensor, tensor, tensorBytes } from "./model/tensor.js";
@@ -13,6 +8,11 @@ import { type Metadata, metadataIndexKey, type TensorStorageMetadata } from "./p
 import type { FileSystemBase } from "./storage/filesystem-base.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
+import {
+  DCP_SHARDING_INFO_KEY,
+  SAFETENSORS_CHECKSUMS_FILE,
+  SAFETENSORS_INDEX_FILE,
+} from "./storage/safetensors-folder.js";
 import type { StorageReader } from "./storage/storage.js";
 import { assertIntegerInRange } from "./validate.js";
 

@@ -23,14 +23,7 @@ export {
   type SafetensorsEntry,
   type SafetensorsHeader,
 } from "./formats/safetensors/header.js";
-export {
-  DCP_SHARDING_INFO_KEY,
-  readSafetensorsMetadata,
-  SAFETENSORS_CHECKSUMS_FILE,
-  SAFETENSORS_INDEX_FILE,
-} from "./formats/safetensors/read-metadata.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
-export { decodeValue, encodeValue } from "./formats/value-codec.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
 export {
   type Box,
@@ -53,6 +46,7 @@ export {
   unflattenStateDict,
 } from "./model/state-dict.js";
 export { validateTensor } from "./model/tensor.js";
+export { decodeValue, encodeValue } from "./model/value-codec.js";
 export {
   createReadItems,
   createReadItemsForChunkList,
@@ -136,5 +130,11 @@ export {
   storageBackendFor,
   unregisterStorageBackend,
 } from "./storage/registry.js";
+export {
+  DCP_SHARDING_INFO_KEY,
+  readSafetensorsMetadata,
+  SAFETENSORS_CHECKSUMS_FILE,
+  SAFETENSORS_INDEX_FILE,
+} from "./storage/safetensors-folder.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

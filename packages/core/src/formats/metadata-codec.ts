@@ -4,6 +4,7 @@ import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, MetadataError } from "../errors.js";
 import { DTYPE_BYTES, isDType } from "../model/dtype.js";
 import { findChunk } from "../model/geometry.js";
+import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -13,7 +14,6 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../plan/metadata.js";
-import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "./msgpack-bounds.js";
 
 /** The `format` field of every dcpjs `.metadata` file. */
 export const METADATA_FORMAT = "dcpjs.metadata";

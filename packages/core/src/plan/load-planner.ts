@@ -1,5 +1,4 @@
 import { CheckpointError } from "../errors.js";
-import { decodeValue } from "../formats/value-codec.js";
 import { boxIntersection, findChunk, sameShape } from "../model/geometry.js";
 import {
   flattenStateDict,
@@ -9,6 +8,7 @@ import {
   unflattenStateDict,
 } from "../model/state-dict.js";
 import { emptyTensor, isShardedTensor, isTensor, type ShardedTensor, type Tensor } from "../model/tensor.js";
+import { decodeValue } from "../model/value-codec.js";
 import type {
   ChunkStorageMetadata,
   LoadPlan,

@@ -1,5 +1,4 @@
 import { CheckpointError } from "../errors.js";
-import { encodeValue } from "../formats/value-codec.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { boxesOverlap, findChunk, sameShape } from "../model/geometry.js";
 import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
@@ -11,6 +10,7 @@ import {
   tensorBytes,
   validateTensor,
 } from "../model/tensor.js";
+import { encodeValue } from "../model/value-codec.js";
 import {
   type ChunkStorageMetadata,
   type Metadata,

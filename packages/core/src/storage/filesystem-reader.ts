@@ -10,7 +10,6 @@ import {
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
-import { readSafetensorsMetadata } from "../formats/safetensors/read-metadata.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { contiguousRun, copyBox, findChunk } from "../model/geometry.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
@@ -37,6 +36,7 @@ import {
   scheduleReads,
 } from "./read-schedule.js";
 import { readWholeFile } from "./read-whole-file.js";
+import { readSafetensorsMetadata } from "./safetensors-folder.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 
 /** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */

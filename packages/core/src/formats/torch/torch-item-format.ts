@@ -1,7 +1,7 @@
 import { MetadataError } from "../../errors.js";
 import { sameShape } from "../../model/geometry.js";
+import { decodeValue, encodeValue } from "../../model/value-codec.js";
 import type { ItemFormat } from "../item-format.js";
-import { decodeValue, encodeValue } from "../value-codec.js";
 import { decodeTorchItem, unzstd } from "./torch-item.js";
 import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "./torch-write.js";
 

@@ -1,4 +1,10 @@
-import { MetadataError, NotFoundError } from "../../errors.js";
+import { MetadataError, NotFoundError } from "../errors.js";
+import { assertChunksTileAll, assertSafeRelativePath } from "../formats/metadata-codec.js";
+import {
+  MAX_SAFETENSORS_HEADER_BYTES,
+  parseSafetensorsHeader,
+  SAFETENSORS_PREFIX_BYTES,
+} from "../formats/safetensors/header.js";
 import {
   type ChunkStorageMetadata,
   type Metadata,
@@ -6,11 +12,9 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
   type TensorStorageMetadata,
-} from "../../plan/metadata.js";
-import type { FileSystemBase } from "../../storage/filesystem-base.js";
-import { readWholeFile } from "../../storage/read-whole-file.js";
-import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.js";
-import { MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader, SAFETENSORS_PREFIX_BYTES } from "./header.js";
+} from "../plan/metadata.js";
+import type { FileSystemBase } from "./filesystem-base.js";
+import { readWholeFile } from "./read-whole-file.js";
 
 /** The index file of a Hugging Face checkpoint split over several files. */
 export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
