@@ -1,7 +1,6 @@
 import { registerStorageBackend, type StorageBackend } from "@dcpjs/core/extend";
 import { S3StorageReader } from "./s3-storage-reader.js";
 import { S3StorageWriter } from "./s3-storage-writer.js";
-import { isS3Uri } from "./s3-uri.js";
 
 /**
  * The `s3://` backend of the storage registry: `S3StorageWriter` and `S3StorageReader` with the
@@ -10,7 +9,7 @@ import { isS3Uri } from "./s3-uri.js";
  */
 export const s3StorageBackend: StorageBackend = {
   name: "s3",
-  validateCheckpointId: isS3Uri,
+  validateCheckpointId: (id) => S3StorageWriter.validateCheckpointId(id),
   createWriter: (path, options) => new S3StorageWriter({ ...options, path }),
   createReader: (path, options) => new S3StorageReader({ ...options, path }),
 };

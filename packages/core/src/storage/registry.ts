@@ -1,6 +1,7 @@
 import { CheckpointError } from "../errors.js";
 import { FileSystemReader } from "./filesystem-reader.js";
 import { FileSystemWriter } from "./filesystem-writer.js";
+import { LocalFileSystem } from "./local-file-system.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageWriter } from "./storage.js";
 
@@ -45,10 +46,12 @@ export interface StorageBackend {
 /** Packages known to provide a scheme, named in the error when none is registered for it. */
 const KNOWN_PACKAGES: Readonly<Record<string, string>> = { s3: "@dcpjs/s3" };
 
-/** Local folders: any id without a `scheme://`. Asked last. */
+const localFileSystem = new LocalFileSystem();
+
+/** Local folders: any id without a `scheme://` (as `LocalFileSystem.validateCheckpointId` says). Asked last. */
 const LOCAL_BACKEND: StorageBackend = {
   name: "local",
-  validateCheckpointId: (id) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(id),
+  validateCheckpointId: (id) => localFileSystem.validateCheckpointId(id),
   createWriter: (path, options) => new FileSystemWriter({ ...options, path }),
   createReader: (path, options) => new FileSystemReader({ ...options, path }),
 };
