@@ -27,11 +27,30 @@ export async function bestOf(reps: number, fn: (rep: number) => Promise<number>)
   return best;
 }
 
-/** Times one async call in seconds. */
+/**
+ * The main thread's busy seconds (event-loop utilisation's active time) of each span measured
+ * by {@link timed}, keyed by the span's seconds, so that {@link report} can show them next to
+ * the row that reports those seconds.
+ */
+const busyBySeconds = new Map<number, number>();
+
+/**
+ * Times one async call in seconds, and records how long this process's main thread was busy
+ * meanwhile (`performance.eventLoopUtilization`): the headroom a 2-core machine has left.
+ */
 export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   await fn();
-  return (performance.now() - t0) / 1000;
+  const seconds = (performance.now() - t0) / 1000;
+  busyBySeconds.set(seconds, performance.eventLoopUtilization(elu0).active / 1000);
+  return seconds;
+}
+
+/** The main thread's busy seconds per GiB of a row timed by {@link timed}, if it was. */
+function busyPerGiB(row: Row): string {
+  const busy = busyBySeconds.get(row.seconds);
+  return busy === undefined || row.bytes === 0 ? "" : (busy / (row.bytes / 1024 ** 3)).toFixed(3);
 }
 
 /**
@@ -51,6 +70,11 @@ export function report(
   ratios: Record<string, number | null>,
   notes: readonly string[] = [],
 ): void {
+  // Every row timed in this process gets the main thread's busy seconds per GiB.
+  rows = rows.map((r) => {
+    const busy = busyPerGiB(r);
+    return busy === "" ? r : { ...r, extra: { ...r.extra, "main s/GiB": busy } };
+  });
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
   const header = ["", "MB", "s (best)", "MB/s", ...extraKeys];
   const body = rows.map((r) => [
