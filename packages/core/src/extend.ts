@@ -123,6 +123,7 @@ export {
   scheduleReads,
   splitIntoPieces,
 } from "./storage/read-schedule.js";
+export { readViaReadInto } from "./storage/read-via-read-into.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
 export {
   registerStorageBackend,

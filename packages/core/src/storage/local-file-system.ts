@@ -22,6 +22,7 @@ import type {
   RenameOptions,
   StreamMode,
 } from "./filesystem-base.js";
+import { readViaReadInto } from "./read-via-read-into.js";
 
 function isErrno(error: unknown, code: string): boolean {
   return typeof error === "object" && error !== null && (error as NodeJS.ErrnoException).code === code;
@@ -110,11 +111,8 @@ class LocalReadStream implements FileReadStream {
     private readonly handle: FileHandle,
   ) {}
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    assertReadRange(offset, length);
-    const out = new Uint8Array(length);
-    await this.readInto(offset, out, signal);
-    return out;
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    return readViaReadInto(this, offset, length, signal);
   }
 
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import { CheckpointError } from "@dcpjs/core";
-import { assertReadRange, type FileReadStream, throwIfAborted } from "@dcpjs/core/extend";
+import { assertReadRange, type FileReadStream, readViaReadInto, throwIfAborted } from "@dcpjs/core/extend";
 import { assertObjectRef, checkInside, getRange, headObject, type S3ObjectRef } from "../ranged-get.js";
 import type { CachedObjectId, S3ReadCache } from "../read-cache.js";
 
@@ -48,11 +48,8 @@ export class CachedS3Reader implements FileReadStream {
   }
 
   /** @inheritDoc */
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    assertReadRange(offset, length);
-    const out = new Uint8Array(length);
-    await this.readInto(offset, out, signal);
-    return out;
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    return readViaReadInto(this, offset, length, signal);
   }
 
   /** @inheritDoc Blocks are fetched (or read from disk) in parallel. */
