@@ -33,7 +33,11 @@ function plan(
   return scheduleReads(
     items,
     (i) => i,
-    (chunk) => direct(chunk.items.map((i) => i.name)),
+    // The target a direct run lands in: here just its item names.
+    (chunk) => {
+      const names = chunk.items.map((i) => i.name);
+      return direct(names) ? names : undefined;
+    },
     capabilities,
   ).map((f) => ({
     file: f.relativePath,
@@ -42,6 +46,7 @@ function plan(
       at: [r.offset, r.length],
       chunks: r.chunks.map((c) => c.items.map((i) => i.name).join("+")),
       placement: r.placement,
+      ...(r.target ? { target: r.target.join("+") } : {}),
       pieces: r.pieces.length,
     })),
   }));
@@ -131,7 +136,7 @@ describe("the read scheduler (storage/read-schedule.ts)", () => {
     expect(out[0]!.runs).toEqual([
       { at: [0, 10], chunks: ["a"], placement: "staged", pieces: 1 },
       { at: [10, 10], chunks: ["b"], placement: "staged", pieces: 1 },
-      { at: [20, 20 * MiB], chunks: ["big"], placement: "direct", pieces: 3 },
+      { at: [20, 20 * MiB], chunks: ["big"], placement: "direct", target: "big", pieces: 3 },
     ]);
   });
 

@@ -54,6 +54,12 @@ interface FetchedChunk {
   readonly dest: Tensor | undefined;
 }
 
+/** Where a stored chunk read by one item lands in place: the destination tensor and the bytes of it. */
+interface DirectTarget {
+  readonly bytes: Uint8Array;
+  readonly dest: Tensor;
+}
+
 /** Options of {@link FileSystemReader}. */
 export interface FileSystemReaderOptions {
   /** The checkpoint folder (or URI, for another file system). */
@@ -214,7 +220,7 @@ export class FileSystemReader implements StorageReader {
         const info = this.storageInfo(item);
         return { ...info, key: metadataIndexKey(item.storageIndex) };
       },
-      (chunk) => this.#directTarget(chunk.items, planner) !== undefined,
+      (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
     await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
@@ -229,7 +235,7 @@ export class FileSystemReader implements StorageReader {
    * staging buffer and the n-d box copy.
    */
   async #readFile(
-    schedule: FileReadSchedule<ReadItem>,
+    schedule: FileReadSchedule<ReadItem, DirectTarget>,
     capabilities: ReadCapabilities,
     planner: LoadPlanner,
     signal: AbortSignal,
@@ -244,8 +250,8 @@ export class FileSystemReader implements StorageReader {
     const pieces = pLimit(capabilities.piecesInFlight);
     // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
     const spare: Uint8Array[] = [];
-    const fetch = (run: ReadRun<ReadItem>): Promise<FetchedChunk> => {
-      const fetched = this.#fetchRun(stream, run, planner, pieces, spare, signal);
+    const fetch = (run: ReadRun<ReadItem, DirectTarget>): Promise<FetchedChunk> => {
+      const fetched = this.#fetchRun(stream, run, pieces, spare, signal);
       // A read ahead may fail while an earlier one is awaited: it is surfaced when its turn
       // comes, or settled in `finally`, never left as an unhandled rejection.
       fetched.catch(() => {});
@@ -269,7 +275,7 @@ export class FileSystemReader implements StorageReader {
             // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
             const damaged = error instanceof ChecksumMismatchError || error instanceof MetadataError;
             if (!damaged || attempt >= capabilities.rereadsOnMismatch) throw error;
-            fetched = await this.#refetch(relativePath, run, planner, pieces, signal);
+            fetched = await this.#refetch(relativePath, run, pieces, signal);
           }
         }
         run.chunks.forEach((chunk, i) => {
@@ -293,14 +299,13 @@ export class FileSystemReader implements StorageReader {
    */
   async #fetchRun(
     stream: FileReadStream,
-    run: ReadRun<ReadItem>,
-    planner: LoadPlanner,
+    run: ReadRun<ReadItem, DirectTarget>,
     pieces: LimitFunction,
     spare: Uint8Array[],
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
-    const direct = run.placement === "direct" ? this.#directTarget(run.chunks[0]!.items, planner) : undefined;
+    const direct = run.target;
     let staging = direct?.bytes;
     if (!staging) {
       const reuse = spare.findIndex((b) => b.byteLength >= length);
@@ -328,7 +333,7 @@ export class FileSystemReader implements StorageReader {
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */
-  #verify(run: ReadRun<ReadItem>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
+  #verify(run: ReadRun<ReadItem, DirectTarget>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
     return run.chunks.map((chunk) => {
       const item = chunk.items[0]!;
       const info = this.storageInfo(item);
@@ -349,8 +354,7 @@ export class FileSystemReader implements StorageReader {
   /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */
   async #refetch(
     relativePath: string,
-    run: ReadRun<ReadItem>,
-    planner: LoadPlanner,
+    run: ReadRun<ReadItem, DirectTarget>,
     pieces: LimitFunction,
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
@@ -360,17 +364,14 @@ export class FileSystemReader implements StorageReader {
       access: "random",
     });
     try {
-      return await this.#fetchRun(stream, run, planner, pieces, [], signal);
+      return await this.#fetchRun(stream, run, pieces, [], signal);
     } finally {
       await stream.close();
     }
   }
 
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
-  #directTarget(
-    group: readonly ReadItem[],
-    planner: LoadPlanner,
-  ): { bytes: Uint8Array; dest: Tensor } | undefined {
+  #directTarget(group: readonly ReadItem[], planner: LoadPlanner): DirectTarget | undefined {
     const item = group[0]!;
     if (group.length !== 1 || item.type !== "tensor") return undefined;
     if (!itemFormatOf(this.storageInfo(item)).zeroCopy) return undefined; // framed: unframed first

@@ -84,7 +84,7 @@ export interface ScheduledChunk<T> {
 }
 
 /** Stored items read with one call (perhaps in pieces). */
-export interface ReadRun<T> {
+export interface ReadRun<T, D = unknown> {
   /** The run's range: its first chunk's offset to its last chunk's end. */
   readonly offset: number;
   readonly length: number;
@@ -95,39 +95,41 @@ export interface ReadRun<T> {
    * staging buffer, then verified and copied (or decoded) into each destination.
    */
   readonly placement: "direct" | "staged";
+  /** For a `direct` run: where it lands, as the `direct` callback of {@link scheduleReads} gave it. */
+  readonly target?: D;
   /** The pieces the run is read in, relative to the run's offset, ascending (one when short). */
   readonly pieces: readonly ByteRange[];
 }
 
 /** Everything one data file is asked for. */
-export interface FileReadSchedule<T> {
+export interface FileReadSchedule<T, D = unknown> {
   /** The data file, relative to the checkpoint. */
   readonly relativePath: string;
   /** Every stored item's range in the file, ascending and distinct: handed to the backend. */
   readonly ranges: readonly ByteRange[];
   /** The runs, in file order. */
-  readonly runs: readonly ReadRun<T>[];
+  readonly runs: readonly ReadRun<T, D>[];
 }
 
 /**
  * Plans a rank's reads: items grouped by data file (files in first-seen order) and by stored item,
  * in offset order; neighbouring small stored items gathered into runs as `capabilities.coalesce`
- * allows; a run of one chunk that `direct` accepts marked for a straight read into its
- * destination; runs longer than `pieceBytes` split into pieces.
+ * allows; a run of one chunk for which `direct` names a target marked for a straight read into
+ * it; runs longer than `pieceBytes` split into pieces.
  *
  * @param items - the rank's read items.
  * @param locate - where an item's stored chunk is.
- * @param direct - whether a stored chunk (with the items that read it) may be read straight into
- * its destination; asked only for runs of one chunk.
+ * @param direct - where a stored chunk (with the items that read it) may be read straight to
+ * (e.g. its destination's memory), or undefined; asked once, only for runs of one chunk.
  * @param capabilities - the backend's (see {@link resolveReadCapabilities}).
  * @returns one schedule per data file.
  */
-export function scheduleReads<T>(
+export function scheduleReads<T, D>(
   items: readonly T[],
   locate: (item: T) => ItemLocation,
-  direct: (chunk: ScheduledChunk<T>) => boolean,
+  direct: (chunk: ScheduledChunk<T>) => D | undefined,
   capabilities: ReadCapabilities,
-): FileReadSchedule<T>[] {
+): FileReadSchedule<T, D>[] {
   const byFile = new Map<string, { location: ItemLocation; item: T }[]>();
   for (const item of items) {
     const location = locate(item);
@@ -154,12 +156,14 @@ export function scheduleReads<T>(
       const offset = run[0]!.offset;
       const end = run.reduce((e, c) => Math.max(e, c.offset + c.length), offset);
       const length = end - offset;
-      const placement: ReadRun<T>["placement"] = run.length === 1 && direct(run[0]!) ? "direct" : "staged";
+      const target = run.length === 1 ? direct(run[0]!) : undefined;
       return {
         offset,
         length,
         chunks: run.map(({ items, offset, length }) => ({ items, offset, length })),
-        placement,
+        ...(target === undefined
+          ? { placement: "staged" as const }
+          : { placement: "direct" as const, target }),
         pieces: splitIntoPieces(length, capabilities.pieceBytes),
       };
     });
