@@ -125,6 +125,20 @@ describe("the S3 read cache", () => {
     const keys = Object.keys(await cacache.ls(cacheDir)).map((k) => Number(k.split(":").at(-1)));
     expect(keys.sort()).toEqual([0, 2, 3]); // block 1 was the least recently used
     expect(cache.stats.evicted).toBe(1);
+    // Hits refresh a block's time without growing its index: one line per live block.
+    for (let i = 0; i < 5; i++) await cache.block(object, 0, fetch);
+    const lines = async (dir: string): Promise<number> => {
+      let n = 0;
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        n += e.isDirectory()
+          ? await lines(p)
+          : (await readFile(p, "utf8")).split("\n").filter(Boolean).length;
+      }
+      return n;
+    };
+    const indexDir = join(cacheDir, (await readdir(cacheDir)).find((d) => d.startsWith("index-"))!);
+    expect(await lines(indexDir)).toBe(3);
     // A full load through a small cache still loads exactly, and the cache ends within its bound.
     const reader = new S3StorageReader({
       path: uri,

@@ -220,8 +220,12 @@ export class S3ReadCache {
       return undefined;
     }
     this.stats.hits++;
-    // Least recently used: a new index line carries the time of this use.
-    await cacache.index.insert(this.dir, key, got.integrity, { size: got.data.byteLength }).catch(() => {});
+    // Least recently used: a new index line carries the time of this use; compacting the bucket
+    // keeps only the newest line per key, so a block read a thousand times stays one line.
+    await cacache.index
+      .insert(this.dir, key, got.integrity, { size: got.data.byteLength })
+      .then(() => cacache.index.compact(this.dir, key, (a, b) => a.key === b.key))
+      .catch(() => {});
     return got.data;
   }
 
