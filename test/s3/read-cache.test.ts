@@ -139,6 +139,17 @@ describe("the S3 read cache", () => {
     };
     const indexDir = join(cacheDir, (await readdir(cacheDir)).find((d) => d.startsWith("index-"))!);
     expect(await lines(indexDir)).toBe(3);
+    // Filled block by block by one process, a cache stays within its bound (passes run every eighth of it, or when over).
+    const small = new S3ReadCache({ dir: await tempDir(), maxBytes: 16 * 64 * 1024, blockBytes: 64 * 1024 });
+    const many = { etag: "many", size: 40 * 64 * 1024 };
+    let largest = 0;
+    for (let b = 0; b < 40; b++) {
+      await small.block(many, b, fetch);
+      await small.settled();
+      const held = Object.values(await cacache.ls(small.dir)).reduce((n, e) => n + (e.size ?? 0), 0);
+      largest = Math.max(largest, held);
+    }
+    expect(largest).toBe(small.maxBytes);
     // A full load through a small cache still loads exactly, and the cache ends within its bound.
     const reader = new S3StorageReader({
       path: uri,

@@ -19,8 +19,8 @@ export interface S3ReadCacheOptions {
   /** The cache folder on local disk; processes that give the same folder share the cache. */
   readonly dir: string;
   /**
-   * The most bytes of blocks kept; after each insertion the least recently used blocks are evicted
-   * until the cache fits (a block being read stays readable in memory).
+   * The most bytes of blocks kept: least recently used blocks are evicted until the cache fits (a
+   * block being read stays readable in memory); see {@link S3ReadCache} for when.
    * @default 10 GiB ({@link DEFAULT_CACHE_MAX_BYTES})
    */
   readonly maxBytes?: number;
@@ -81,8 +81,9 @@ const isCode = (error: unknown, ...codes: string[]) =>
  *   when its holder died) while the others wait and then read it from
  *   disk; in one process, concurrent reads of one block share one fetch;
  * - the cache stays within `maxBytes` by least-recently-used eviction (a hit refreshes the entry's
- *   time); the bound holds after each insertion, give or take the blocks other processes insert
- *   at the same moment.
+ *   time). A pass lists the whole index, so a process runs one when its running total passes the
+ *   bound or its inserts since its last pass reach `maxBytes / 8`: one process keeps the cache
+ *   within the bound; each other process inserting at the same time may add up to an eighth.
  * Keys change when an object is rewritten (its ETag changes), so a stale block is never served;
  * fetches send `If-Match` with the ETag, so bytes of a replaced object are never stored under the
  * old one.
@@ -101,6 +102,10 @@ export class S3ReadCache {
   readonly #inFlight = new Map<string, Promise<Uint8Array>>();
   #locks: Promise<string> | undefined;
   #eviction: Promise<void> = Promise.resolve();
+  /** Bytes in the cache as of this process's last eviction pass, plus its inserts since (undefined before the first pass). */
+  #estimate: number | undefined;
+  /** Bytes this process inserted since its last eviction pass. */
+  #sinceScan = 0;
 
   /**
    * @param options - see {@link S3ReadCacheOptions}.
@@ -185,7 +190,7 @@ export class S3ReadCache {
           this.stats.fetches++;
           this.stats.fetchedBytes += bytes.byteLength;
           await cacache.put(this.dir, key, bytes, { size: bytes.byteLength });
-          this.#evictSoon();
+          this.#evictSoon(bytes.byteLength);
           return bytes;
         } finally {
           await release().catch(() => {});
@@ -234,8 +239,18 @@ export class S3ReadCache {
     return this.#locks;
   }
 
-  /** Queues one eviction pass after the ones already queued (one at a time per process). */
-  #evictSoon(): void {
+  /**
+   * Counts an insertion and queues an eviction pass (one at a time per process) when this
+   * process's running total passes the bound, or its inserts since the last pass reach an eighth
+   * of it — a pass lists the whole index, so it does not run for every block of a large cache.
+   */
+  #evictSoon(inserted: number): void {
+    this.#sinceScan += inserted;
+    if (this.#estimate !== undefined) this.#estimate += inserted;
+    const due =
+      this.#estimate === undefined || this.#estimate > this.maxBytes || this.#sinceScan >= this.maxBytes / 8;
+    if (!due) return;
+    this.#sinceScan = 0;
     this.#eviction = this.#eviction.then(
       () => this.evict().then(() => {}),
       () => {},
@@ -244,12 +259,14 @@ export class S3ReadCache {
 
   /**
    * Evicts least recently used blocks until the cache holds at most `maxBytes`; content still
-   * referenced by a kept entry stays. Runs after each insertion; callable to trim by hand.
+   * referenced by a kept entry stays. Runs as insertions call for it (see the class); callable to
+   * trim by hand.
    * @returns the bytes evicted.
    */
   async evict(): Promise<number> {
     const entries = Object.values(await cacache.ls(this.dir)).filter((e) => e.key.startsWith("dcpjs-block:"));
     let total = entries.reduce((n, e) => n + (e.size ?? 0), 0);
+    this.#estimate = total;
     if (total <= this.maxBytes) return 0;
     entries.sort((a, b) => a.time - b.time);
     const kept = new Map<string, number>();
@@ -265,6 +282,7 @@ export class S3ReadCache {
       freed += e.size ?? 0;
       this.stats.evicted++;
     }
+    this.#estimate = total;
     return freed;
   }
 
