@@ -279,9 +279,8 @@ export class FileSystemReader implements StorageReader {
           }
         }
         run.chunks.forEach((chunk, i) => {
-          const info = this.storageInfo(chunk.items[0]!);
           this.#deliver(chunk.items, payloads[i]!, fetched.dest, planner);
-          this.#onProgress?.({ bytes: info.length, items: 1 });
+          this.#onProgress?.({ bytes: chunk.length, items: 1 });
         });
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
         if (!fetched.dest && run.chunks.every((c) => c.items[0]!.type === "tensor"))
