@@ -4,6 +4,7 @@ import {
   copyCheckpoint,
   listCheckpoints,
   removeCheckpoint,
+  verifyCheckpoint,
 } from "@dcpjs/cli";
 import { emptyTensor, type FileSystemWriter, load, save } from "@dcpjs/core";
 import type { FileSystemBase } from "@dcpjs/core/extend";
@@ -167,5 +168,25 @@ export function describeCheckpointOps(name: string, target: OpsTarget): void {
       }
       expect(beforeCommit).toBeGreaterThan(0); // the kills landed mid-copy, not only after it
     }, 120_000);
+
+    it("verify passes a sound checkpoint and names the one entry a flipped byte damaged", async () => {
+      const src = await target.fresh();
+      await save(seededState(9), { storageWriter: target.writer(src) });
+      expect(await verifyCheckpoint(src)).toMatchObject({ checked: 17, damaged: [], unchecksummed: 0 });
+      const fs = target.fs();
+      const file = (await names(fs, src)).find((n) => n.endsWith(".distcp"))!;
+      const r = await fs.createStream(fs.concatPath(src, file), "rb", { access: "random" });
+      const bytes = await r.read(0, await r.size());
+      await r.close();
+      bytes[bytes.length - 100]! ^= 0x04; // inside the last tensor of the file
+      await put(fs, fs.concatPath(src, file), bytes);
+      const report = await verifyCheckpoint(src);
+      expect(report.checked).toBe(17);
+      expect(report.damaged).toHaveLength(1);
+      expect(report.damaged[0]).toMatchObject({
+        code: "CHECKSUM_MISMATCH",
+        fqn: expect.stringMatching(/^w\d+$/),
+      });
+    });
   });
 }
