@@ -46,7 +46,7 @@ function plan(
       at: [r.offset, r.length],
       chunks: r.chunks.map((c) => c.items.map((i) => i.name).join("+")),
       placement: r.placement,
-      ...(r.target ? { target: r.target.join("+") } : {}),
+      ...(r.targets ? { targets: r.targets.map((t) => t.join("+")) } : {}),
       pieces: r.pieces.length,
     })),
   }));
@@ -126,6 +126,20 @@ describe("the read scheduler (storage/read-schedule.ts)", () => {
     ]);
   });
 
+  it("with scatter reads, a run of several chunks that all land in place is read straight into them", () => {
+    const items = [item("a", "f", 0, 100), item("b", "f", 164, 100), item("c", "f", 300, 100)];
+    const inPlace = (names: string[]) => names[0] !== "x";
+    expect(plan(items, resolveReadCapabilities({ scatterReads: true }), inPlace)[0]!.runs).toEqual([
+      { at: [0, 400], chunks: ["a", "b", "c"], placement: "direct", targets: ["a", "b", "c"], pieces: 1 },
+    ]);
+    // Without scatter reads, or when one chunk cannot land in place, the run is staged.
+    expect(plan(items, DEFAULT_READ_CAPABILITIES, inPlace)[0]!.runs[0]!.placement).toBe("staged");
+    const oneStaged = [...items, item("x", "f", 400, 10)];
+    expect(
+      plan(oneStaged, resolveReadCapabilities({ scatterReads: true }), inPlace)[0]!.runs[0]!.placement,
+    ).toBe("staged");
+  });
+
   it("a backend that coalesces itself (s3torchconnector's DCP-optimized reader) is asked for one item per call", () => {
     const caps = resolveReadCapabilities({ coalesce: false, pieceBytes: 8 * MiB });
     const out = plan(
@@ -136,7 +150,7 @@ describe("the read scheduler (storage/read-schedule.ts)", () => {
     expect(out[0]!.runs).toEqual([
       { at: [0, 10], chunks: ["a"], placement: "staged", pieces: 1 },
       { at: [10, 10], chunks: ["b"], placement: "staged", pieces: 1 },
-      { at: [20, 20 * MiB], chunks: ["big"], placement: "direct", target: "big", pieces: 3 },
+      { at: [20, 20 * MiB], chunks: ["big"], placement: "direct", targets: ["big"], pieces: 3 },
     ]);
   });
 

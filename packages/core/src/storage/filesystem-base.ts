@@ -43,6 +43,16 @@ export interface FileReadStream {
    */
   readInto?(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
+   * Reads the bytes at `offset` into `targets` back to back (a scatter read, as `readv(2)`):
+   * `targets[0]` gets the first `targets[0].byteLength` bytes, and so on. Required of the streams
+   * of a backend that declares `readCapabilities.scatterReads`.
+   * @param offset - byte offset in the file.
+   * @param targets - where the bytes go, in file order.
+   * @param signal - aborts the read.
+   * @throws {@link CheckpointError} `TRUNCATED` when the file ends before the last target is full.
+   */
+  readvInto?(offset: number, targets: readonly Uint8Array[], signal?: AbortSignal): Promise<void>;
+  /**
    * The file's size in bytes.
    * @param signal - aborts the request.
    */

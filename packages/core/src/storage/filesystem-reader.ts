@@ -44,15 +44,18 @@ export const MAX_RANK_METADATA_FILES = 65_536;
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
 
-/** A run of saved chunks' bytes and, when a single chunk was read in place, the tensor it landed in. */
+/** A fetched run: each chunk's stored bytes and, for a run read in place, the tensors they landed in. */
 interface FetchedChunk {
-  /** The run's bytes, from its first chunk's offset. */
-  readonly bytes: Uint8Array;
-  /** The whole buffer `bytes` lies in (recycled when it is a staging buffer). */
-  readonly staging: Uint8Array;
-  /** The tensor the bytes were read into, when read in place. */
-  readonly dest: Tensor | undefined;
+  /** Each chunk's stored bytes, in run order. */
+  readonly stored: readonly Uint8Array[];
+  /** The staging buffer they lie in, for a staged run (recycled). */
+  readonly staging: Uint8Array | undefined;
+  /** Each chunk's destination tensor, for a direct run. */
+  readonly dests: readonly Tensor[] | undefined;
 }
+
+/** Gap bytes between the items of a scatter read land here and are dropped (gaps are ≤ 64 KiB by default). */
+const discard = new Uint8Array(1024 * 1024);
 
 /** Where a stored chunk read by one item lands in place: the destination tensor and the bytes of it. */
 interface DirectTarget {
@@ -279,11 +282,11 @@ export class FileSystemReader implements StorageReader {
           }
         }
         run.chunks.forEach((chunk, i) => {
-          this.#deliver(chunk.items, payloads[i]!, fetched.dest, planner);
+          this.#deliver(chunk.items, payloads[i]!, fetched.dests?.[i], planner);
           this.#onProgress?.({ bytes: chunk.length, items: 1 });
         });
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
-        if (!fetched.dest && run.chunks.every((c) => c.items[0]!.type === "tensor"))
+        if (fetched.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
           spare.push(fetched.staging);
       }
     } finally {
@@ -293,8 +296,11 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
-   * Reads a run with one call, or in its pieces in parallel where the stream has `readInto`: a
-   * `direct` run straight into its destination, anything else into a (recycled) staging buffer.
+   * Reads a run: a `direct` run of one chunk straight into its destination (in pieces, in
+   * parallel), of several chunks with one scatter read into theirs; a `staged` run into a
+   * (recycled) staging buffer, in pieces where the stream has `readInto`.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when a backend declares `scatterReads` but
+   * its stream has no `readvInto`.
    */
   async #fetchRun(
     stream: FileReadStream,
@@ -304,13 +310,27 @@ export class FileSystemReader implements StorageReader {
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
-    const direct = run.target;
-    let staging = direct?.bytes;
-    if (!staging) {
-      const reuse = spare.findIndex((b) => b.byteLength >= length);
-      staging = reuse >= 0 ? spare.splice(reuse, 1)[0]! : Buffer.allocUnsafeSlow(length);
+    const targets = run.targets;
+    if (targets && targets.length > 1) {
+      if (!stream.readvInto)
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          "Expected readvInto on the streams of a backend that declares scatterReads, found none",
+        );
+      const buffers: Uint8Array[] = [];
+      let at = offset;
+      run.chunks.forEach((chunk, i) => {
+        for (let gap = chunk.offset - at; gap > 0; gap -= discard.byteLength)
+          buffers.push(discard.subarray(0, Math.min(gap, discard.byteLength)));
+        buffers.push(targets[i]!.bytes);
+        at = chunk.offset + chunk.length;
+      });
+      await stream.readvInto(offset, buffers, signal);
+      return { stored: targets.map((t) => t.bytes), staging: undefined, dests: targets.map((t) => t.dest) };
     }
-    const bytes = staging.subarray(0, length);
+    const direct = targets?.[0];
+    const staging = direct ? undefined : this.#stagingBuffer(spare, length);
+    const bytes = direct ? direct.bytes : staging!.subarray(0, length);
     if (!stream.readInto) {
       bytes.set(await stream.read(offset, length, signal));
     } else {
@@ -324,7 +344,15 @@ export class FileSystemReader implements StorageReader {
       const failed = settled.find((s) => s.status === "rejected");
       if (failed) throw failed.reason;
     }
-    return { bytes, staging, dest: direct?.dest };
+    if (direct) return { stored: [bytes], staging: undefined, dests: [direct.dest] };
+    const stored = run.chunks.map((c) => bytes.subarray(c.offset - offset, c.offset - offset + c.length));
+    return { stored, staging, dests: undefined };
+  }
+
+  /** A staging buffer of at least `length` bytes: a recycled one, else a new one. */
+  #stagingBuffer(spare: Uint8Array[], length: number): Uint8Array {
+    const reuse = spare.findIndex((b) => b.byteLength >= length);
+    return reuse >= 0 ? spare.splice(reuse, 1)[0]! : Buffer.allocUnsafeSlow(length);
   }
 
   /**
@@ -333,12 +361,17 @@ export class FileSystemReader implements StorageReader {
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */
   #verify(run: ReadRun<ReadItem, DirectTarget>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
-    return run.chunks.map((chunk) => {
+    return run.chunks.map((chunk, i) => {
       const item = chunk.items[0]!;
       const info = this.storageInfo(item);
       const where = `${relativePath} @ ${info.offset}+${info.length}`;
-      const stored = fetched.bytes.subarray(info.offset - run.offset, info.offset - run.offset + info.length);
-      return itemFormatOf(info).unframe(stored, info, this.#expectation(item), item.storageIndex.fqn, where);
+      return itemFormatOf(info).unframe(
+        fetched.stored[i]!,
+        info,
+        this.#expectation(item),
+        item.storageIndex.fqn,
+        where,
+      );
     });
   }
 

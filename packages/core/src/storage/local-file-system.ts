@@ -22,6 +22,7 @@ import type {
   RenameOptions,
   StreamMode,
 } from "./filesystem-base.js";
+import type { ReadCapabilities } from "./read-schedule.js";
 import { readViaReadInto } from "./read-via-read-into.js";
 
 function isErrno(error: unknown, code: string): boolean {
@@ -105,6 +106,9 @@ class LocalWriteStream implements FileWriteStream {
   }
 }
 
+/** Most buffers one `readv(2)` takes (Linux's `IOV_MAX`). */
+export const IOV_MAX = 1024;
+
 class LocalReadStream implements FileReadStream {
   constructor(
     private readonly path: string,
@@ -137,6 +141,38 @@ class LocalReadStream implements FileReadStream {
     }
   }
 
+  /** @inheritDoc `FileHandle.readv`, at most {@link IOV_MAX} buffers a call, continued after a short read. */
+  async readvInto(offset: number, targets: readonly Uint8Array[], signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    const total = targets.reduce((n, t) => n + t.byteLength, 0);
+    assertReadRange(offset, total);
+    let pending = targets.filter((t) => t.byteLength > 0);
+    let position = offset;
+    try {
+      while (pending.length > 0) {
+        const batch = pending.slice(0, IOV_MAX);
+        const { bytesRead } = await this.handle.readv(batch, position);
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        // Drop the buffers filled; a partly filled one continues where it stopped.
+        let left = bytesRead;
+        let filled = 0;
+        while (filled < pending.length && left >= pending[filled]!.byteLength)
+          left -= pending[filled++]!.byteLength;
+        pending = pending.slice(filled);
+        if (left > 0) pending[0] = pending[0]!.subarray(left);
+      }
+    } catch (error) {
+      throw ioError(error, "read", this.path);
+    }
+    if (position < offset + total) {
+      throw new CheckpointError(
+        "TRUNCATED",
+        `Expected ${total} bytes at offset ${offset} of ${this.path}, but the file ends after ${position - offset} of them`,
+      );
+    }
+  }
+
   async size(signal?: AbortSignal): Promise<number> {
     throwIfAborted(signal);
     try {
@@ -156,6 +192,9 @@ class LocalReadStream implements FileReadStream {
  * positional reads and writes on file handles, `fsync` on request, atomic `rename`.
  */
 export class LocalFileSystem implements FileSystemBase {
+  /** @inheritDoc The defaults (a local disk's), with scatter reads (`readv`). */
+  readonly readCapabilities: Partial<ReadCapabilities> = { scatterReads: true };
+
   /**
    * @inheritDoc
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a mode other than `rb`/`wb` (the

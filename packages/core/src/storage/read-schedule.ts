@@ -33,6 +33,11 @@ export interface ReadCapabilities {
   /** Pieces of one file in flight at once. */
   readonly piecesInFlight: number;
   /**
+   * Streams read one range into several buffers with one call (`readvInto`, a scatter read): a
+   * run of several stored items that all land in place is read straight into their destinations.
+   */
+  readonly scatterReads: boolean;
+  /**
    * How many more times a run whose bytes failed their checksum is requested (through a fresh
    * random-access stream): > 0 where a new request can bring intact bytes (damage in transit, as
    * over HTTP), 0 where a second read returns the same bytes (a local disk).
@@ -44,12 +49,13 @@ export interface ReadCapabilities {
  * The capabilities of a local disk, and the defaults of any field a backend leaves out: small
  * items (< 1 MiB) 64 KiB apart coalesced into reads of up to 8 MiB; pieces of 32 MiB (large local
  * reads are cheapest: 0.81× the raw warm read, against 0.62× with 8 MiB pieces), 4 in flight
- * (libuv's default thread pool); no rereads.
+ * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads.
  */
 export const DEFAULT_READ_CAPABILITIES: ReadCapabilities = {
   coalesce: { smallItemBytes: 1024 * 1024, gapBytes: 64 * 1024, batchBytes: 8 * 1024 * 1024 },
   pieceBytes: 32 * 1024 * 1024,
   piecesInFlight: 4,
+  scatterReads: false,
   rereadsOnMismatch: 0,
 };
 
@@ -91,12 +97,13 @@ export interface ReadRun<T, D = unknown> {
   /** The chunks, ascending. */
   readonly chunks: readonly ScheduledChunk<T>[];
   /**
-   * `direct`: one chunk read straight into its destination's memory; `staged`: read into a
-   * staging buffer, then verified and copied (or decoded) into each destination.
+   * `direct`: every chunk read straight into its destination's memory (one chunk: `readInto` in
+   * pieces; several: one scatter read); `staged`: read into a staging buffer, then verified and
+   * copied (or decoded) into each destination.
    */
   readonly placement: "direct" | "staged";
-  /** For a `direct` run: where it lands, as the `direct` callback of {@link scheduleReads} gave it. */
-  readonly target?: D;
+  /** For a `direct` run: where each chunk lands, as the `direct` callback of {@link scheduleReads} gave it. */
+  readonly targets?: readonly D[];
   /** The pieces the run is read in, relative to the run's offset, ascending (one when short). */
   readonly pieces: readonly ByteRange[];
 }
@@ -114,13 +121,14 @@ export interface FileReadSchedule<T, D = unknown> {
 /**
  * Plans a rank's reads: items grouped by data file (files in first-seen order) and by stored item,
  * in offset order; neighbouring small stored items gathered into runs as `capabilities.coalesce`
- * allows; a run of one chunk for which `direct` names a target marked for a straight read into
- * it; runs longer than `pieceBytes` split into pieces.
+ * allows; a run whose chunks all have a target (`direct`) marked for a straight read into them —
+ * a run of several chunks only where the backend has scatter reads; runs longer than `pieceBytes`
+ * split into pieces.
  *
  * @param items - the rank's read items.
  * @param locate - where an item's stored chunk is.
  * @param direct - where a stored chunk (with the items that read it) may be read straight to
- * (e.g. its destination's memory), or undefined; asked once, only for runs of one chunk.
+ * (e.g. its destination's memory), or undefined; asked at most once per chunk.
  * @param capabilities - the backend's (see {@link resolveReadCapabilities}).
  * @returns one schedule per data file.
  */
@@ -156,19 +164,31 @@ export function scheduleReads<T, D>(
       const offset = run[0]!.offset;
       const end = run.reduce((e, c) => Math.max(e, c.offset + c.length), offset);
       const length = end - offset;
-      const target = run.length === 1 ? direct(run[0]!) : undefined;
+      const targets = run.length === 1 || capabilities.scatterReads ? allTargets(run, direct) : undefined;
       return {
         offset,
         length,
         chunks: run.map(({ items, offset, length }) => ({ items, offset, length })),
-        ...(target === undefined
-          ? { placement: "staged" as const }
-          : { placement: "direct" as const, target }),
+        ...(targets ? { placement: "direct" as const, targets } : { placement: "staged" as const }),
         pieces: splitIntoPieces(length, capabilities.pieceBytes),
       };
     });
     return { relativePath, ranges, runs };
   });
+}
+
+/** Every chunk's target, or undefined as soon as one has none. */
+function allTargets<T, D>(
+  run: readonly ScheduledChunk<T>[],
+  direct: (c: ScheduledChunk<T>) => D | undefined,
+): D[] | undefined {
+  const targets: D[] = [];
+  for (const chunk of run) {
+    const target = direct(chunk);
+    if (target === undefined) return undefined;
+    targets.push(target);
+  }
+  return targets;
 }
 
 /** Neighbouring small chunks gathered into runs (see {@link ReadCapabilities.coalesce}); others alone. */
