@@ -71,8 +71,12 @@ export class CachedS3Reader implements FileReadStream {
       const to = Math.min(end, b * bs + bytes.byteLength);
       target.set(bytes.subarray(from - b * bs, to - b * bs), from - offset);
     };
-    for (let i = 0; i < blocks.length; i += BLOCKS_IN_FLIGHT)
-      await Promise.all(blocks.slice(i, i + BLOCKS_IN_FLIGHT).map(copyBlock));
+    for (let i = 0; i < blocks.length; i += BLOCKS_IN_FLIGHT) {
+      // Every block settles before the read does (the caller may reuse `target`); the first failure wins.
+      const settled = await Promise.allSettled(blocks.slice(i, i + BLOCKS_IN_FLIGHT).map(copyBlock));
+      const failed = settled.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+    }
   }
 
   /** @inheritDoc */
