@@ -7,6 +7,7 @@ import { CachedS3Reader } from "@dcpjs/s3/extend";
 import cacache from "cacache";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
+import { reports } from "../support/rank-jobs.js";
 import { freshUri, recordRequests, s3Env, s3Server, testClient } from "../support/s3.js";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -21,22 +22,13 @@ interface WorkerReport {
 /** Runs `n` cache-load-worker processes at once and returns their reports. */
 async function loadInProcesses(n: number, uri: string, cacheDir: string): Promise<WorkerReport[]> {
   Object.assign(process.env, s3Env());
-  const children = Array.from({ length: n }, () => spawnTs("cache-load-worker.ts", [uri, cacheDir]));
-  return Promise.all(
-    children.map(async (child) => {
-      let out = "";
-      let err = "";
-      child.stdout!.on("data", (d) => {
-        out += String(d);
-      });
-      child.stderr!.on("data", (d) => {
-        err += String(d);
-      });
-      const code = await exited(child);
-      if (code !== "0") throw new Error(`worker exited ${code}: ${err}`);
-      return JSON.parse(out.trim().split("\n").at(-1)!) as WorkerReport;
-    }),
+  const outcomes = await reports(
+    Array.from({ length: n }, () => spawnTs("cache-load-worker.ts", [uri, cacheDir])),
   );
+  return outcomes.map((o) => {
+    if (!o.report) throw new Error(`worker exited without a report: ${o.stderr}`);
+    return o.report as unknown as WorkerReport;
+  });
 }
 
 /** Bytes of every object under a checkpoint URI (its data files and `.metadata`). */

@@ -5,7 +5,6 @@ import { load } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import { numel, type ShardedTensor, type Tensor, tensor, tensorBytes } from "./model/tensor.js";
 import { type Metadata, metadataIndexKey, type TensorStorageMetadata } from "./plan/metadata.js";
-import type { FileSystemBase } from "./storage/filesystem-base.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
 import {
@@ -14,6 +13,7 @@ import {
   SAFETENSORS_INDEX_FILE,
 } from "./storage/safetensors-folder.js";
 import type { StorageReader } from "./storage/storage.js";
+import { writeWholeFile } from "./storage/write-whole-file.js";
 import { assertIntegerInRange } from "./validate.js";
 
 /** The default largest output file, as Hugging Face's `max_shard_size="5GB"` (bytes). */
@@ -129,22 +129,6 @@ function runs(pieces: readonly Piece[], limit: number): Piece[][] {
   return out;
 }
 
-async function writeFile(
-  fs: FileSystemBase,
-  path: string,
-  parts: () => AsyncIterable<Uint8Array>,
-): Promise<void> {
-  const stream = await fs.createStream(path, "wb");
-  try {
-    for await (const part of parts()) await stream.write(part);
-    await stream.sync();
-    await stream.close();
-  } catch (error) {
-    await stream.abort(error);
-    throw error;
-  }
-}
-
 /**
  * Exports a checkpoint (any format dcpjs reads) to safetensors, as Hugging Face lays it out:
  * consolidated files `model-0000k-of-0000N.safetensors` holding every tensor at its global shape,
@@ -242,25 +226,29 @@ export async function exportSafetensors(
   for (const file of files) {
     throwIfAborted(signal);
     const sums: Record<string, number> = {};
-    await writeFile(fs, fs.concatPath(root, file.name), async function* () {
-      yield encodeHeader(file.pieces, file.metadata);
-      for (const batch of runs(file.pieces, EXPORT_BATCH_BYTES)) {
-        const tensors = await loadPieces(reader, batch, arena, signal);
-        for (const [i, t] of tensors.entries()) {
-          const data = tensorBytes(t);
-          if (options.checksums) sums[batch[i]!.fqn] = crc32c(data);
-          bytes += data.byteLength;
-          yield data;
+    await writeWholeFile(
+      fs,
+      fs.concatPath(root, file.name),
+      (async function* () {
+        yield encodeHeader(file.pieces, file.metadata);
+        for (const batch of runs(file.pieces, EXPORT_BATCH_BYTES)) {
+          const tensors = await loadPieces(reader, batch, arena, signal);
+          for (const [i, t] of tensors.entries()) {
+            const data = tensorBytes(t);
+            if (options.checksums) sums[batch[i]!.fqn] = crc32c(data);
+            bytes += data.byteLength;
+            yield data;
+          }
         }
-      }
-    });
+      })(),
+    );
     checksums[file.name] = sums;
   }
   const written = files.map((f) => f.name);
   const writeJson = async (name: string, value: unknown) => {
-    await writeFile(fs, fs.concatPath(root, name), async function* () {
-      yield new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
-    });
+    await writeWholeFile(fs, fs.concatPath(root, name), [
+      new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`),
+    ]);
     written.push(name);
   };
   if (options.checksums)

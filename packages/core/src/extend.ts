@@ -138,4 +138,5 @@ export {
   SAFETENSORS_INDEX_FILE,
 } from "./storage/safetensors-folder.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
+export { type WriteWholeFileOptions, writeWholeFile } from "./storage/write-whole-file.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

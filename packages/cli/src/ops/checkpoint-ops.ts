@@ -16,6 +16,7 @@ import {
   metadataTmpFile,
   readWholeFile,
   type StorageInfo,
+  writeWholeFile,
 } from "@dcpjs/core/extend";
 import { crc32c } from "@node-rs/crc32";
 import pLimit from "p-limit";
@@ -400,15 +401,7 @@ export async function copyCheckpoint(
   await Promise.all([...byFile].map(([file, items]) => files(() => copyFile(file, items))));
   // Commit last: the metadata as it is (same format, same relative paths).
   const tmp = to.fs.concatPath(to.root, metadataTmpFile("cp"));
-  const out = await to.fs.createStream(tmp, "wb");
-  try {
-    await out.write(metadataBytes);
-    await out.sync();
-    await out.close();
-  } catch (error) {
-    await out.abort(error);
-    throw error;
-  }
+  await writeWholeFile(to.fs, tmp, [metadataBytes]);
   await to.fs.rename(tmp, to.fs.concatPath(to.root, METADATA_FILE));
   return { copied, skipped, bytes };
 }

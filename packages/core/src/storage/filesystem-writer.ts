@@ -23,6 +23,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
+import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
 export const SMALL_ITEM_BYTES = 1024 * 1024;
@@ -301,15 +302,8 @@ export class FileSystemWriter implements StorageWriter {
     const ownFiles = new Set(results.flat().map((r) => r.storageData.relativePath));
     try {
       throwIfAborted(signal);
-      const stream = await this.fs.createStream(tmp, "wb", signal ? { signal } : {});
-      try {
-        await stream.write(this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed));
-        if (this.syncFiles) await stream.sync();
-        await stream.close();
-      } catch (error) {
-        await stream.abort(error);
-        throw error;
-      }
+      const encoded = this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed);
+      await writeWholeFile(this.fs, tmp, [encoded], { sync: this.syncFiles, ...(signal ? { signal } : {}) });
       throwIfAborted(signal);
       const superseded = this.#overwrite ? await this.#committedFiles(target) : new Set<string>();
       try {
