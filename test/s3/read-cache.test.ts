@@ -142,6 +142,22 @@ describe("the S3 read cache", () => {
       largest = Math.max(largest, held);
     }
     expect(largest).toBe(small.maxBytes);
+    // Four fillers of one folder (each with its own running total, as four processes): at most
+    // an eighth of the bound more for each of the other three.
+    const shared = await tempDir();
+    const fillers = [0, 1, 2, 3].map(
+      () => new S3ReadCache({ dir: shared, maxBytes: 16 * 64 * 1024, blockBytes: 64 * 1024 }),
+    );
+    let peak = 0;
+    for (let b = 0; b < 80; b++) {
+      const filler = fillers[b % 4]!;
+      await filler.block({ etag: `filler-${b % 4}`, size: 20 * 64 * 1024 }, Math.floor(b / 4), fetch);
+      await filler.settled();
+      const held = Object.values(await cacache.ls(shared)).reduce((n, e) => n + (e.size ?? 0), 0);
+      peak = Math.max(peak, held);
+    }
+    expect(peak).toBeGreaterThanOrEqual(16 * 64 * 1024);
+    expect(peak).toBeLessThanOrEqual(16 * 64 * 1024 * (1 + 3 / 8));
     // A full load through a small cache still loads exactly, and the cache ends within its bound.
     const reader = new S3StorageReader({
       path: uri,
