@@ -126,9 +126,7 @@ describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified"
     await writeFile(file, bytes);
     const f = await failureOf(load({ t: { f32: emptyTensor("float32", [4, 3]) } }, { checkpointId: dir }));
     expect(f.code).toBe("CHECKSUM_MISMATCH");
-    expect(f.message).toMatch(
-      /^CRC-32C mismatch for "t\.f32" in __0_0\.distcp .*zip member .*data\/\d+, CRC-32/,
-    );
+    expect(f.message).toMatch(/^CRC-32 mismatch for "t\.f32" in __0_0\.distcp .*\(zip member .*data\/\d+\)/);
   });
 });
 

@@ -189,7 +189,7 @@ program
   )
   .argument("<src>", "the source: a folder or s3:// URI in any format dcpjs reads")
   .argument("<dst>", "the new checkpoint: a folder or s3:// URI")
-  .option("--to <format>", "dcpjs (CRC-32C per item) or torch (PyTorch DCP's own format)", "dcpjs")
+  .option("--to <format>", "dcpjs (CRC-32 per item) or torch (PyTorch DCP's own format)", "dcpjs")
   .addHelpText(
     "after",
     "\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert ./ckpt/step-100 ./for-pytorch --to torch\n  dcp convert s3://bucket/torch-ckpt ./ckpt --to dcpjs",

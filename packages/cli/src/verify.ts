@@ -8,7 +8,7 @@ import {
   numel,
   type Tensor,
 } from "@dcpjs/core";
-import { metadataIndexKey, type StorageReader } from "@dcpjs/core/extend";
+import { itemChecksum, metadataIndexKey, type StorageReader } from "@dcpjs/core/extend";
 
 /** Most bytes of tensors `dcp verify` reads into memory at once (a larger tensor alone). */
 export const VERIFY_BATCH_BYTES = 256 * 1024 * 1024;
@@ -68,7 +68,13 @@ export async function verifyCheckpoint(
       e.type === "bytes"
         ? [metadataIndexKey({ fqn, offset: null })]
         : e.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (keys.some((k) => metadata.storageData.get(k)?.crc32c === undefined)) unchecksummed++;
+    if (
+      keys.some((k) => {
+        const info = metadata.storageData.get(k);
+        return !info || !itemChecksum(info);
+      })
+    )
+      unchecksummed++;
     return e.type === "bytes" ? 0 : numel(e.size) * DTYPE_BYTES[e.properties.dtype];
   };
   const batches: (typeof entries)[] = [];

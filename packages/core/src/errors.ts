@@ -11,7 +11,7 @@
  * - `MALFORMED_DATA`: a stored value's bytes passed their checksum but do not decode.
  * - `UNSAFE_PATH`: metadata names a file outside the checkpoint folder (also through a link), or one that is not a regular file.
  * - `TRUNCATED`: a data file holds fewer bytes than the metadata says.
- * - `CHECKSUM_MISMATCH`: an item's CRC-32C differs from the one recorded at save time.
+ * - `CHECKSUM_MISMATCH`: an item's CRC-32 (CRC-32C in older checkpoints) differs from the one recorded at save time.
  * - `MISSING_KEY`: a state-dict key is absent from the checkpoint (strict load).
  * - `SIZE_MISMATCH`: a tensor's global shape differs from the saved one.
  * - `UNSUPPORTED_DTYPE`: a stored tensor has a dtype dcpjs has no type for (FP8, complex, wide unsigned).
@@ -72,30 +72,34 @@ export class CheckpointError extends Error {
   }
 }
 
-/** A stored item's bytes do not match their CRC-32C, or are fewer than the metadata says. */
+/** A stored item's bytes do not match their checksum (CRC-32, or CRC-32C), or are fewer than the metadata says. */
 export class ChecksumMismatchError extends CheckpointError {
   /** The fully-qualified name of the state-dict entry whose bytes are damaged. */
   readonly fqn: string;
-  /** The CRC-32C recorded in `.metadata` at save time. */
+  /** The checksum recorded at save time (unsigned 32-bit). */
   readonly expected: number;
-  /** The CRC-32C of the bytes read back. */
+  /** The checksum of the bytes read back (unsigned 32-bit). */
   readonly actual: number;
+  /** Which checksum: `CRC-32` (dcpjs since `.metadata` format version 2, zip members) or `CRC-32C`. */
+  readonly algorithm: string;
 
   /**
    * @param fqn - the entry's fully-qualified name.
-   * @param expected - the recorded CRC-32C (unsigned 32-bit).
-   * @param actual - the computed CRC-32C (unsigned 32-bit).
+   * @param expected - the recorded checksum (unsigned 32-bit).
+   * @param actual - the computed checksum (unsigned 32-bit).
    * @param where - a description of the location, e.g. `__0_0.distcp @ 128+64`.
+   * @param algorithm - the checksum's name in the message. @default "CRC-32C"
    */
-  constructor(fqn: string, expected: number, actual: number, where: string) {
+  constructor(fqn: string, expected: number, actual: number, where: string, algorithm = "CRC-32C") {
     super(
       "CHECKSUM_MISMATCH",
-      `CRC-32C mismatch for "${fqn}" in ${where}: expected 0x${hex32(expected)}, found 0x${hex32(actual)}`,
+      `${algorithm} mismatch for "${fqn}" in ${where}: expected 0x${hex32(expected)}, found 0x${hex32(actual)}`,
     );
     this.name = "ChecksumMismatchError";
     this.fqn = fqn;
     this.expected = expected;
     this.actual = actual;
+    this.algorithm = algorithm;
   }
 }
 

@@ -5,6 +5,16 @@ export { assertRoot, assertScatterValues } from "./distributed/process-group.js"
 export { throwIfAborted, toRankFailure } from "./errors.js";
 export { EXPORT_BATCH_BYTES, VALUES_METADATA_KEY } from "./export-safetensors.js";
 export { decodeCheckpointMetadata, mergeRankMetadata } from "./formats/checkpoint-metadata.js";
+export {
+  CHECKSUM_ALGORITHMS,
+  type ChecksumAlgorithm,
+  checksumFields,
+  checksumName,
+  computeChecksum,
+  ITEM_CHECKSUM_ALGORITHM,
+  type ItemChecksum,
+  itemChecksum,
+} from "./formats/checksum.js";
 export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
 export { itemFormatNamed, itemFormatOf, registerItemFormat } from "./formats/item-formats.js";
 export {

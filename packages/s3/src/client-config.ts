@@ -68,7 +68,7 @@ export interface S3ClientConfig {
   /**
    * When the SDK adds flexible checksums to requests. `WHEN_REQUIRED` is needed where the server
    * rejects `aws-chunked` streaming bodies: Ceph RGW (411 MissingContentLength), older MinIO, R2.
-   * dcpjs keeps its own CRC-32C per item in `.metadata` either way. @default the SDK's `WHEN_SUPPORTED`
+   * dcpjs keeps its own CRC-32 per item in `.metadata` either way. @default the SDK's `WHEN_SUPPORTED`
    */
   readonly requestChecksumCalculation?: ChecksumMode;
   /** When the SDK validates response checksums; see `requestChecksumCalculation`. @default the SDK's `WHEN_SUPPORTED` */

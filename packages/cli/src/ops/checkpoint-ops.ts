@@ -7,18 +7,20 @@ import {
   NotFoundError,
 } from "@dcpjs/core";
 import {
+  checksumName,
+  computeChecksum,
   decodeCheckpointMetadata,
   type FileEntry,
   type FileSystemBase,
   isDataFile,
   isMetadataTmpFile,
+  itemChecksum,
   METADATA_FILE,
   metadataTmpFile,
   readWholeFile,
   type StorageInfo,
   writeWholeFile,
 } from "@dcpjs/core/extend";
-import { crc32c } from "@node-rs/crc32";
 import pLimit from "p-limit";
 
 /**
@@ -256,9 +258,13 @@ export interface CopyOptions {
 /** The largest ranged read of `dcp cp` (bytes): items larger than this are read in pieces. */
 export const COPY_PIECE_BYTES = 8 * 1024 * 1024;
 
-/** Checks an item's bytes: its CRC-32C when it has one (PyTorch items carry their own zip CRCs). */
+/** Checks an item's bytes: its CRC when it has one (PyTorch items carry their own zip CRCs). */
 function intact(info: StorageInfo, bytes: Uint8Array): boolean {
-  return bytes.byteLength === info.length && (info.crc32c === undefined || crc32c(bytes) === info.crc32c);
+  const sum = itemChecksum(info);
+  return (
+    bytes.byteLength === info.length &&
+    (sum === undefined || computeChecksum(sum.algorithm, bytes) === sum.value)
+  );
 }
 
 /** One ranged read of a copy: bytes `[offset, offset + length)`, part of item `item` (or of a gap). */
@@ -293,7 +299,7 @@ function piecesOf(items: readonly { info: StorageInfo; fqn: string }[]): Piece[]
  * Copies a committed checkpoint between folders and S3 in any direction: every data file item by
  * item, as ranged reads of at most {@link COPY_PIECE_BYTES} within one budget of `concurrency`
  * reads in flight (each retried by the backend: S3 GETs resume from the first missing byte), each
- * item verified (length and CRC-32C) on arrival before its last piece is written; the
+ * item verified (length and CRC) on arrival before its last piece is written; the
  * destination's `.metadata` is written last (through a tmp and a rename), so a copy killed at any
  * point leaves nothing loadable there. Incremental: a destination file whose items all verify is
  * not copied again.
@@ -368,14 +374,15 @@ export async function copyCheckpoint(
         refill();
         const data = await pending.shift()!;
         if (piece.item) {
-          crc = itemBytes === 0 ? crc32c(data) : crc32c(data, crc);
+          const sum = itemChecksum(piece.item.info);
+          if (sum) crc = computeChecksum(sum.algorithm, data, itemBytes === 0 ? undefined : crc);
           itemBytes += data.byteLength;
           if (piece.last) {
             const { info, fqn } = piece.item;
-            if (itemBytes !== info.length || (info.crc32c !== undefined && crc !== info.crc32c)) {
+            if (itemBytes !== info.length || (sum !== undefined && crc !== sum.value)) {
               throw new CheckpointError(
                 "CHECKSUM_MISMATCH",
-                `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its CRC-32C; it does not: not copied`,
+                `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its ${sum ? checksumName(sum.algorithm) : "length"}; it does not: not copied`,
               );
             }
             crc = 0;

@@ -17,12 +17,12 @@ export interface FramedItem {
   /** Written back to back; a part may be the payload itself (not copied: large tensors stream). */
   readonly parts: readonly Uint8Array[];
   /** Besides the file, offset and length: the checksum and format name its storage entry keeps. */
-  readonly info: Pick<StorageInfo, "crc32c" | "itemFormat">;
+  readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "itemFormat">;
 }
 
 /**
  * How an item's bytes are framed in a data file, used by the writer (frame) and the reader
- * (locate and verify): dcpjs's raw little-endian bytes with a CRC-32C in the metadata, or
+ * (locate and verify): dcpjs's raw little-endian bytes with a CRC-32 in the metadata, or
  * PyTorch's `torch.save` archive per item. A format is added by implementing this and calling
  * `registerItemFormat`; the scheduler and the backends never see it.
  */

@@ -14,11 +14,21 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../plan/metadata.js";
+import {
+  CHECKSUM_ALGORITHMS,
+  type ChecksumAlgorithm,
+  checksumFields,
+  ITEM_CHECKSUM_ALGORITHM,
+  itemChecksum,
+} from "./checksum.js";
 
 /** The `format` field of every dcpjs `.metadata` file. */
 export const METADATA_FORMAT = "dcpjs.metadata";
-/** The metadata layout version this build writes and reads (see docs/format.md). */
-export const METADATA_FORMAT_VERSION = 1;
+/**
+ * The metadata layout version this build writes (see docs/format.md): 2, whose `checksum` field
+ * names the items' CRC (`crc32`). Version 1 (CRC-32C implied) is still read.
+ */
+export const METADATA_FORMAT_VERSION = 2;
 /** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the ~100 bytes per item written. */
 export const MAX_METADATA_BYTES = 1024 * 1024 * 1024;
 /** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
@@ -43,7 +53,7 @@ type EncodedStorage = [
   relativePath: string,
   fileOffset: number,
   length: number,
-  crc32c: number,
+  checksum: number,
   itemFormat?: string,
 ];
 
@@ -56,6 +66,8 @@ const MAX_ITEM_FORMAT_NAME = 64;
  *
  * @param metadata - the metadata, with storage data filled in.
  * @returns the file's bytes.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when an item has no checksum, or items
+ * record different algorithms (the file names one for all).
  */
 export function encodeMetadata(metadata: Metadata): Uint8Array {
   const stateDict: EncodedEntry[] = [];
@@ -67,17 +79,25 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     );
   }
   const storage: EncodedStorage[] = [];
+  let algorithm: ChecksumAlgorithm | undefined;
   for (const [fqn, e] of metadata.stateDictMetadata) {
     const offsets = e.type === "bytes" ? [null] : e.chunks.map((c) => [...c.offsets]);
     for (const offset of offsets) {
       const info = metadata.storageData.get(metadataIndexKey({ fqn, offset }));
       if (!info) continue;
-      if (info.crc32c === undefined)
+      const sum = itemChecksum(info);
+      if (sum === undefined)
         throw new CheckpointError(
           "INVALID_ARGUMENT",
-          `Expected a CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
+          `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
         );
-      const record: EncodedStorage = [fqn, offset, info.relativePath, info.offset, info.length, info.crc32c];
+      algorithm ??= sum.algorithm;
+      if (sum.algorithm !== algorithm)
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${algorithm}), "${fqn}" has ${sum.algorithm}`,
+        );
+      const record: EncodedStorage = [fqn, offset, info.relativePath, info.offset, info.length, sum.value];
       // Items framed by another format (see ItemFormat) name it; dcpjs's own stay 6 long.
       if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs") record.push(info.itemFormat);
       storage.push(record);
@@ -86,6 +106,7 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   const body = encode({
     format: METADATA_FORMAT,
     formatVersion: METADATA_FORMAT_VERSION,
+    checksum: algorithm ?? ITEM_CHECKSUM_ALGORITHM,
     version: metadata.version,
     stateDict,
     plannerData: [...metadata.plannerData].map(([fqn, path]) => [fqn, [...path]]),
@@ -186,11 +207,15 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("expected a map at the top level");
   const top = raw as Record<string, unknown>;
   if (top.format !== METADATA_FORMAT) fail(`expected format "${METADATA_FORMAT}", got ${show(top.format)}`);
-  if (top.formatVersion !== METADATA_FORMAT_VERSION) {
+  if (top.formatVersion !== 1 && top.formatVersion !== METADATA_FORMAT_VERSION) {
     fail(
-      `expected formatVersion ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by another dcpjs version?)`,
+      `expected formatVersion 1 or ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by a newer dcpjs?)`,
     );
   }
+  // Version 1 recorded CRC-32C for every item; version 2 names the algorithm.
+  const algorithm = top.formatVersion === 1 ? "crc32c" : top.checksum;
+  if (!CHECKSUM_ALGORITHMS.includes(algorithm as ChecksumAlgorithm))
+    fail(`expected checksum to be one of ${CHECKSUM_ALGORITHMS.join(", ")}, got ${show(algorithm)}`);
   const version = str(top.version, "version");
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
@@ -254,7 +279,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   for (const s of top.storage as unknown[]) {
     if (!Array.isArray(s) || (s.length !== 6 && s.length !== 7))
       fail(
-        "expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, crc32c, itemFormat?]",
+        "expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, checksum, itemFormat?]",
       );
     const itemFormat = s.length === 7 ? str(s[6], `the item format of "${s[0]}"`) : undefined;
     if (itemFormat !== undefined && (itemFormat.length > MAX_ITEM_FORMAT_NAME || itemFormat === ""))
@@ -287,7 +312,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
       relativePath,
       offset: s[3],
       length: s[4],
-      crc32c: s[5],
+      ...checksumFields(algorithm as ChecksumAlgorithm, s[5]),
       ...(itemFormat !== undefined ? { itemFormat } : {}),
     });
   }

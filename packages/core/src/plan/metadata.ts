@@ -72,7 +72,7 @@ export function metadataIndexEquals(a: MetadataIndex, b: MetadataIndex): boolean
   return metadataIndexKey(a) === metadataIndexKey(b);
 }
 
-/** Where one item's bytes are stored, as DCP's `_StorageInfo`, plus their CRC-32C. */
+/** Where one item's bytes are stored, as DCP's `_StorageInfo`, plus their checksum. */
 export interface StorageInfo {
   /** Path of the data file relative to the checkpoint, e.g. `__0_0.distcp`. */
   readonly relativePath: string;
@@ -81,8 +81,15 @@ export interface StorageInfo {
   /** The item's length in bytes. */
   readonly length: number;
   /**
-   * CRC-32C (Castagnoli) of the item's bytes, unsigned 32-bit. Absent only for items of formats
-   * without checksums (safetensors without a sidecar): those are checked by length alone.
+   * CRC-32 (IEEE, zlib's) of the item's bytes, unsigned 32-bit: what dcpjs writes. An entry has
+   * this or {@link StorageInfo.crc32c}, or neither for items of formats without checksums
+   * (safetensors without a sidecar, PyTorch's zip-framed items): those are checked by length and
+   * their format's own checks.
+   */
+  readonly crc32?: number;
+  /**
+   * CRC-32C (Castagnoli) of the item's bytes, unsigned 32-bit: what dcpjs checkpoints of `.metadata`
+   * format version 1 and safetensors checksum sidecars record.
    */
   readonly crc32c?: number;
   /**

@@ -77,7 +77,7 @@ export interface FileSystemReaderOptions {
 
 /**
  * Reads a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemReader`: items grouped
- * by data file and read in offset order, each item's length and CRC-32C verified before use, and
+ * by data file and read in offset order, each item's length and CRC verified before use, and
  * each read item's n-d box copied straight into the destination tensor.
  *
  * Memory: chunks read straight into their destination need none; others are staged, at most
@@ -210,7 +210,7 @@ export class FileSystemReader implements StorageReader {
    * @inheritDoc
    * The reads follow {@link scheduleReads} with the backend's {@link ReadCapabilities}; each file is
    * opened with its item ranges (`createStream(path, "rb", { ranges })`).
-   * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32C differs;
+   * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32 (or CRC-32C) differs;
    * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`
    * when a data file is missing.
    */
@@ -356,7 +356,7 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
-   * Checks every item of a fetched run — length and CRC-32C, or a PyTorch archive's CRC-32s — and
+   * Checks every item of a fetched run — length and CRC, or a PyTorch archive's CRC-32s — and
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */

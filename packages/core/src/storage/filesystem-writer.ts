@@ -89,7 +89,7 @@ export interface FileSystemWriterOptions {
   /** Called after each item is written, with its bytes. */
   readonly onProgress?: ProgressCallback;
   /**
-   * The on-disk format. `dcpjs`: raw items with a CRC-32C each, msgpack `.metadata`. `torch`:
+   * The on-disk format. `dcpjs`: raw items with a CRC-32 each, msgpack `.metadata`. `torch`:
    * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
    * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same. Any
    * other name of a registered `ItemFormat` works too.
@@ -102,7 +102,7 @@ export interface FileSystemWriterOptions {
  * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
  * `{prefix}{n}.{saveTag}.distcp` (prefix `__{rank}_`; the save tag is new for every save, so a
  * save never touches another save's files), bytes items first then tensors as raw little-endian
- * bytes, each item's offset, length and CRC-32C recorded, and `.metadata` committed last by
+ * bytes, each item's offset, length and CRC-32 recorded, and `.metadata` committed last by
  * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
  *
  * Memory: items of {@link SMALL_ITEM_BYTES} or more are written straight from tensor memory;
@@ -212,7 +212,7 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /**
-   * Writes one file: large items straight from tensor memory (the CRC-32C computed while the
+   * Writes one file: large items straight from tensor memory (the CRC-32 computed while the
    * write is in flight), small ones gathered into one buffer of up to {@link WRITE_BATCH_BYTES}
    * so that a state dict of many small tensors costs few writes, not one per item.
    */

@@ -115,7 +115,8 @@ export function verifiedMember(
       fqn,
       member.crc32,
       actual,
-      `${where} (zip member ${member.name}, CRC-32)`,
+      `${where} (zip member ${member.name})`,
+      "CRC-32",
     );
   }
   return member.data;

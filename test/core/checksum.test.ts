@@ -1,0 +1,150 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 as zlibCrc32 } from "node:zlib";
+import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/cli";
+import { emptyTensor, load, save } from "@dcpjs/core";
+import { decodeMetadata, encodeMetadata, METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
+import { decode, encode } from "@msgpack/msgpack";
+import { crc32c } from "@node-rs/crc32";
+import { describe, expect, it } from "vitest";
+import { randomTensor, sameTensor } from "../support/tensors.js";
+import { tempDir } from "../support/tmp.js";
+
+/** `.metadata` bytes for a msgpack body: the body and its CRC-32C trailer, as the writer seals it. */
+function seal(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(body.byteLength + 4);
+  out.set(body);
+  new DataView(out.buffer).setUint32(body.byteLength, crc32c(body), true);
+  return out;
+}
+
+const state = () => ({
+  w: randomTensor("float32", [64, 33], 1),
+  b: randomTensor("bfloat16", [17], 2),
+  step: 12,
+});
+const target = () => ({ w: emptyTensor("float32", [64, 33]), b: emptyTensor("bfloat16", [17]), step: 0 });
+
+/** Every storage entry of a checkpoint, with the bytes of its item. */
+async function items(dir: string): Promise<{ info: StorageInfo; bytes: Buffer }[]> {
+  const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+  return Promise.all(
+    [...md.storageData.values()].map(async (info) => ({
+      info,
+      bytes: (await readFile(join(dir, info.relativePath))).subarray(info.offset, info.offset + info.length),
+    })),
+  );
+}
+
+/**
+ * Rewrites a checkpoint's `.metadata` as dcpjs wrote it before format version 2: formatVersion 1,
+ * no `checksum` field, the CRC-32C of each item in its storage record.
+ */
+async function downgradeToVersion1(dir: string): Promise<void> {
+  const bytes = await readFile(join(dir, METADATA_FILE));
+  const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown>;
+  const storage = raw.storage as [string, unknown, string, number, number, number][];
+  for (const record of storage) {
+    const data = await readFile(join(dir, record[2]));
+    record[5] = crc32c(data.subarray(record[3], record[3] + record[4]));
+  }
+  raw.formatVersion = 1;
+  delete raw.checksum;
+  await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
+}
+
+/** Flips one bit inside the tensor `w`'s stored bytes. */
+async function damageW(dir: string): Promise<void> {
+  const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+  const info = md.storageData.get("w\u00000,0")!;
+  const file = join(dir, info.relativePath);
+  const data = await readFile(file);
+  data[info.offset + 100]! ^= 0x08;
+  await writeFile(file, data);
+}
+
+describe("item checksums: CRC-32 written, CRC-32 and CRC-32C verified", () => {
+  it("a save records every item's CRC-32 (zlib's, checked against node:zlib) under formatVersion 2", async () => {
+    const dir = await tempDir();
+    await save(state(), { checkpointId: dir });
+    const bytes = await readFile(join(dir, METADATA_FILE));
+    const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown>;
+    expect(raw).toMatchObject({ formatVersion: 2, checksum: "crc32" });
+    const all = await items(dir);
+    expect(all).toHaveLength(3);
+    for (const { info, bytes } of all) {
+      expect(info.crc32c).toBeUndefined();
+      expect(info.crc32).toBe(zlibCrc32(bytes));
+    }
+  });
+
+  it("a formatVersion 1 checkpoint (CRC-32C) loads, verifies and copies; a flipped bit names its CRC-32C", async () => {
+    const dir = await tempDir();
+    const saved = state();
+    await save(saved, { checkpointId: dir });
+    await downgradeToVersion1(dir);
+    for (const { info, bytes } of await items(dir)) {
+      expect(info.crc32).toBeUndefined();
+      expect(info.crc32c).toBe(crc32c(bytes));
+    }
+    const sd = target();
+    await load(sd, { checkpointId: dir });
+    expect(sameTensor(sd.w, saved.w) && sameTensor(sd.b, saved.b) && sd.step === 12).toBe(true);
+    expect(await verifyCheckpoint(dir)).toMatchObject({ checked: 3, damaged: [], unchecksummed: 0 });
+    const copy = await tempDir();
+    await copyCheckpoint(dir, copy);
+    // cp copies the committed .metadata as it is: the copy keeps its version and CRC-32Cs.
+    expect(await readFile(join(copy, METADATA_FILE))).toEqual(await readFile(join(dir, METADATA_FILE)));
+
+    await damageW(dir);
+    const failure = await load(target(), { checkpointId: dir }).then(
+      () => undefined,
+      (e: unknown) => e as { failures?: { error: Error & { code: string } }[] } & Error & { code?: string },
+    );
+    const root = failure?.failures?.[0]?.error ?? failure;
+    expect(root).toMatchObject({ code: "CHECKSUM_MISMATCH", fqn: "w", algorithm: "CRC-32C" });
+    expect(root?.message).toMatch(/^CRC-32C mismatch for "w" in __0_0\.[0-9a-f]{12}\.distcp @ \d+\+8448/);
+    await expect(copyCheckpoint(dir, await tempDir())).rejects.toThrow(/"w" .* to match its CRC-32C/);
+  });
+
+  it("a flipped bit in a current checkpoint names its CRC-32, in load, verify and cp", async () => {
+    const dir = await tempDir();
+    await save(state(), { checkpointId: dir });
+    await damageW(dir);
+    const report = await verifyCheckpoint(dir);
+    expect(report.damaged).toHaveLength(1);
+    expect(report.damaged[0]).toMatchObject({ fqn: "w", code: "CHECKSUM_MISMATCH" });
+    expect(report.damaged[0]!.message).toMatch(/^CRC-32 mismatch for "w"/);
+    await expect(copyCheckpoint(dir, await tempDir())).rejects.toThrow(/"w" .* to match its CRC-32;/);
+  });
+
+  it("refuses a formatVersion 2 file naming an unknown checksum, and a newer formatVersion", async () => {
+    const dir = await tempDir();
+    await save(state(), { checkpointId: dir });
+    const bytes = await readFile(join(dir, METADATA_FILE));
+    const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown>;
+    expect(() => decodeMetadata(seal(encode({ ...raw, checksum: "md5" })))).toThrow(
+      /expected checksum to be one of crc32, crc32c, got "md5"/,
+    );
+    expect(() => decodeMetadata(seal(encode({ ...raw, formatVersion: 3 })))).toThrow(
+      /expected formatVersion 1 or 2, got 3 \(written by a newer dcpjs\?\)/,
+    );
+  });
+
+  it("refuses to encode items that record different algorithms (one name covers the file)", async () => {
+    const dir = await tempDir();
+    await save(state(), { checkpointId: dir });
+    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+    const storageData = new Map(md.storageData);
+    const [key, info] = [...storageData][0]!;
+    storageData.set(key, {
+      relativePath: info.relativePath,
+      offset: info.offset,
+      length: info.length,
+      crc32c: 1,
+    });
+    expect(() => encodeMetadata({ ...md, storageData })).toThrow(
+      /^Expected every item of a dcpjs checkpoint to record one checksum algorithm \(crc32c?\), "\w+" has crc32c?$/,
+    );
+  });
+});
