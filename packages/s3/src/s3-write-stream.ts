@@ -117,6 +117,11 @@ export class S3WriteStream implements FileWriteStream {
     this.#checkFailure();
   }
 
+  /** @inheritDoc (the chunks are copied into whole parts, as {@link S3WriteStream.write} does) */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+    for (const chunk of chunks) await this.write(chunk);
+  }
+
   /** Writes one part into the pipe, waiting for it to drain (or the upload to fail). */
   async #push(part: Uint8Array): Promise<void> {
     if (!this.#pipe.write(part)) {

@@ -8,6 +8,13 @@ export interface FileWriteStream {
    * @param chunk - the bytes.
    */
   write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Appends several chunks, in order, as one vectored write where the backend has one (`pwritev`
+   * locally); optional — writers fall back to one {@link FileWriteStream.write} of their
+   * concatenation (a copy). The same reference rule as `write` holds for every chunk.
+   * @param chunks - the bytes, in file order; any number of them.
+   */
+  writev?(chunks: readonly Uint8Array[]): Promise<void>;
   /** Bytes written so far: the offset the next write lands at (as Python's `tell()`). */
   tell(): number;
   /** Makes the written bytes durable (fsync); a no-op where the backend has no such notion. */

@@ -27,7 +27,7 @@ import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
 export const SMALL_ITEM_BYTES = 1024 * 1024;
-/** Most bytes of small items gathered into one write. */
+/** Most bytes of small items gathered into one (vectored) write. */
 export const WRITE_BATCH_BYTES = 8 * 1024 * 1024;
 
 function itemBytes(item: WriteItem): number {
@@ -105,9 +105,10 @@ export interface FileSystemWriterOptions {
  * bytes, each item's offset, length and CRC-32 recorded, and `.metadata` committed last by
  * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
  *
- * Memory: items of {@link SMALL_ITEM_BYTES} or more are written straight from tensor memory;
- * smaller ones are copied into one batch of at most {@link WRITE_BATCH_BYTES} per file being
- * written; non-tensor values are encoded into new buffers.
+ * Memory: tensor items are written straight from tensor memory — smaller ones than
+ * {@link SMALL_ITEM_BYTES} gathered into vectored writes of at most {@link WRITE_BATCH_BYTES}, or
+ * copied into one batch of that size per file on a backend without `writev`; non-tensor values
+ * are encoded into new buffers.
  */
 export class FileSystemWriter implements StorageWriter {
   /** The backend. */
@@ -213,8 +214,9 @@ export class FileSystemWriter implements StorageWriter {
 
   /**
    * Writes one file: large items straight from tensor memory (the CRC-32 computed while the
-   * write is in flight), small ones gathered into one buffer of up to {@link WRITE_BATCH_BYTES}
-   * so that a state dict of many small tensors costs few writes, not one per item.
+   * write is in flight), small ones gathered into one vectored write of up to
+   * {@link WRITE_BATCH_BYTES} (one buffer where the backend has no `writev`) so that a state dict
+   * of many small tensors costs few writes, not one per item.
    */
   async #writeFile(
     relativePath: string,
@@ -235,11 +237,18 @@ export class FileSystemWriter implements StorageWriter {
     let pending: Promise<void> | undefined;
     const flush = async () => {
       if (batchBytes === 0) return;
-      const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      const chunks = batch;
+      const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
       await pending;
-      pending = stream.write(data);
+      // A vectored write from the items' own memory where the backend has one; else one copy.
+      pending =
+        chunks.length === 1
+          ? stream.write(chunks[0]!)
+          : stream.writev
+            ? stream.writev(chunks)
+            : stream.write(Buffer.concat(chunks, bytes));
       pending.catch(() => {}); // surfaced where it is awaited
     };
     try {

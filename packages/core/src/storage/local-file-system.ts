@@ -53,6 +53,15 @@ async function assertWithin(path: string, folder: string): Promise<void> {
   }
 }
 
+/** The chunks left after the first `skip` bytes of `chunks` (a partial first chunk as a view). */
+function skipBytes(chunks: readonly Uint8Array[], skip: number): Uint8Array[] {
+  let i = 0;
+  while (i < chunks.length && skip >= chunks[i]!.byteLength) skip -= chunks[i++]!.byteLength;
+  const rest = chunks.slice(i);
+  if (skip > 0) rest[0] = rest[0]!.subarray(skip);
+  return rest;
+}
+
 class LocalWriteStream implements FileWriteStream {
   #position = 0;
 
@@ -74,6 +83,25 @@ class LocalWriteStream implements FileWriteStream {
           position + done,
         );
         done += bytesWritten;
+      }
+    } catch (error) {
+      throw ioError(error, "write", this.path);
+    }
+  }
+
+  /** @inheritDoc (one `pwritev` per `IOV_MAX` chunks, in libuv; short writes are continued) */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+    const position = this.#position;
+    let total = 0;
+    for (const c of chunks) total += c.byteLength;
+    this.#position += total;
+    let done = 0;
+    let rest: readonly Uint8Array[] = chunks;
+    try {
+      while (done < total) {
+        const { bytesWritten } = await this.handle.writev(rest as Uint8Array[], position + done);
+        done += bytesWritten;
+        if (done < total) rest = skipBytes(rest, bytesWritten);
       }
     } catch (error) {
       throw ioError(error, "write", this.path);
