@@ -22,38 +22,65 @@ export interface LocalParams {
   readonly threadCount: number;
 }
 
-/** The machine's limit for a save: the same bytes written to one file with positional writes, then fsync. */
-async function rawWrite(path: string, tensors: readonly Tensor[]): Promise<number> {
-  await rm(path, { force: true });
-  return timed(async () => {
-    const fh = await open(path, "w");
-    let position = 0;
-    for (const t of tensors) {
-      const bytes = tensorBytes(t);
-      let done = 0;
-      while (done < bytes.byteLength)
-        done += (await fh.write(bytes, done, bytes.byteLength - done, position + done)).bytesWritten;
-      position += bytes.byteLength;
-    }
-    await fh.sync();
-    await fh.close();
-  });
+/** The raw baseline's files: `threads` of them, tensor i in file `i % threads`, back to back. */
+function rawLayout(
+  dir: string,
+  tensors: readonly Tensor[],
+  threads: number,
+): { path: string; tensors: Tensor[] }[] {
+  return Array.from({ length: threads }, (_, f) => ({
+    path: join(dir, `raw-${f}.bin`),
+    tensors: tensors.filter((_, i) => i % threads === f),
+  }));
 }
 
-/** The machine's limit for a load: the same bytes read from one file straight into preallocated tensors. */
-async function rawRead(path: string, tensors: readonly Tensor[]): Promise<number> {
-  return timed(async () => {
-    const fh = await open(path, "r");
-    let position = 0;
-    for (const t of tensors) {
-      const bytes = tensorBytes(t);
-      let done = 0;
-      while (done < bytes.byteLength)
-        done += (await fh.read(bytes, done, bytes.byteLength - done, position + done)).bytesRead;
-      position += bytes.byteLength;
-    }
-    await fh.close();
-  });
+/**
+ * The machine's limit for a save: the same bytes written from tensor memory and fsynced, as
+ * `threads` files written at once (one sequential stream each) — as many as dcpjs's threadCount.
+ */
+async function rawWrite(dir: string, tensors: readonly Tensor[], threads: number): Promise<number> {
+  const files = rawLayout(dir, tensors, threads);
+  await Promise.all(files.map((f) => rm(f.path, { force: true })));
+  return timed(() =>
+    Promise.all(
+      files.map(async (f) => {
+        const fh = await open(f.path, "w");
+        let position = 0;
+        for (const t of f.tensors) {
+          const bytes = tensorBytes(t);
+          let done = 0;
+          while (done < bytes.byteLength)
+            done += (await fh.write(bytes, done, bytes.byteLength - done, position + done)).bytesWritten;
+          position += bytes.byteLength;
+        }
+        await fh.sync();
+        await fh.close();
+      }),
+    ),
+  );
+}
+
+/**
+ * The machine's limit for a load: the same bytes read straight into preallocated tensors, from the
+ * files of {@link rawWrite} read at once (one sequential stream each).
+ */
+async function rawRead(dir: string, tensors: readonly Tensor[], threads: number): Promise<number> {
+  return timed(() =>
+    Promise.all(
+      rawLayout(dir, tensors, threads).map(async (f) => {
+        const fh = await open(f.path, "r");
+        let position = 0;
+        for (const t of f.tensors) {
+          const bytes = tensorBytes(t);
+          let done = 0;
+          while (done < bytes.byteLength)
+            done += (await fh.read(bytes, done, bytes.byteLength - done, position + done)).bytesRead;
+          position += bytes.byteLength;
+        }
+        await fh.close();
+      }),
+    ),
+  );
 }
 
 /** A PyTorch DCP to compare with: its label, interpreter and scratch folder. */
@@ -90,8 +117,8 @@ export async function localSave(p: LocalParams): Promise<void> {
   const times = { raw: Number.POSITIVE_INFINITY, ours: Number.POSITIVE_INFINITY };
   const peerTimes = peers.map(() => Number.POSITIVE_INFINITY);
   for (let rep = 0; rep < p.reps; rep++) {
-    times.raw = Math.min(times.raw, await rawWrite(join(p.dir, "raw.bin"), tensors));
-    await rm(join(p.dir, "raw.bin"), { force: true });
+    times.raw = Math.min(times.raw, await rawWrite(p.dir, tensors, p.threadCount));
+    for (const f of rawLayout(p.dir, tensors, p.threadCount)) await rm(f.path, { force: true });
     const ckpt = join(p.dir, "dcpjs");
     await rm(ckpt, { recursive: true, force: true });
     times.ours = Math.min(
@@ -113,7 +140,11 @@ export async function localSave(p: LocalParams): Promise<void> {
     }
   }
   const rows: Row[] = [
-    { name: "raw node:fs write + fsync", bytes, seconds: times.raw },
+    {
+      name: `raw node:fs write + fsync (${p.threadCount} file${p.threadCount > 1 ? "s" : ""})`,
+      bytes,
+      seconds: times.raw,
+    },
     { name: `dcpjs save (threadCount ${p.threadCount})`, bytes, seconds: times.ours },
     ...peers.map((peer, i) => ({ name: `${peer.label} save`, bytes, seconds: peerTimes[i]! })),
   ];
@@ -139,9 +170,9 @@ export async function localLoad(p: LocalParams): Promise<void> {
   const tensors = Object.values(stateDict);
   await rm(p.dir, { recursive: true, force: true });
   await mkdir(p.dir, { recursive: true });
-  const rawPath = join(p.dir, "raw.bin");
+  const rawFiles = rawLayout(p.dir, tensors, p.threadCount).map((f) => f.path);
   const ckpt = join(p.dir, "dcpjs");
-  await rawWrite(rawPath, tensors);
+  await rawWrite(p.dir, tensors, p.threadCount);
   await save(stateDict, { storageWriter: new FileSystemWriter({ path: ckpt, threadCount: p.threadCount }) });
   const peers = await torchPeers(p.dir);
   for (const peer of peers) {
@@ -155,7 +186,7 @@ export async function localLoad(p: LocalParams): Promise<void> {
   const target = emptyLike(stateDict);
   const targetTensors = Object.values(target) as Tensor[];
   const files = [
-    rawPath,
+    ...rawFiles,
     ...(await readdir(ckpt)).map((f) => join(ckpt, f)),
     ...(
       await Promise.all(peers.map(async (peer) => (await readdir(peer.dir)).map((f) => join(peer.dir, f))))
@@ -170,7 +201,7 @@ export async function localLoad(p: LocalParams): Promise<void> {
     };
     const raw = await bestOf(p.reps, async () => {
       await prepare();
-      return rawRead(rawPath, targetTensors);
+      return rawRead(p.dir, targetTensors, p.threadCount);
     });
     const ours = await bestOf(p.reps, async () => {
       await prepare();
@@ -193,7 +224,11 @@ export async function localLoad(p: LocalParams): Promise<void> {
       );
     }
     rows.push(
-      { name: `raw node:fs read (${cache})`, bytes, seconds: raw },
+      {
+        name: `raw node:fs read, ${p.threadCount} file${p.threadCount > 1 ? "s" : ""} (${cache})`,
+        bytes,
+        seconds: raw,
+      },
       { name: `dcpjs load (${cache})`, bytes, seconds: ours },
     );
     peers.forEach((peer, i) => {
