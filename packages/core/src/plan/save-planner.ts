@@ -104,14 +104,16 @@ export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[
  * @returns new plans holding the kept items, in their original order.
  */
 export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank = false): SavePlan[] {
+  if (allPlans.length === 1) return [{ ...allPlans[0]! }]; // one rank: nothing is replicated
   const holders = new Map<string, { item: WriteItem; plans: number[] }>();
+  const keys = allPlans.map((plan) => plan.items.map((item) => metadataIndexKey(item.index)));
   allPlans.forEach((plan, p) => {
-    for (const item of plan.items) {
-      const key = metadataIndexKey(item.index);
+    plan.items.forEach((item, i) => {
+      const key = keys[p]![i]!;
       const entry = holders.get(key);
       if (entry) entry.plans.push(p);
       else holders.set(key, { item, plans: [p] });
-    }
+    });
   });
   const planned = allPlans.map(() => 0);
   const owner = new Map<string, number>();
@@ -126,7 +128,7 @@ export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank =
   }
   return allPlans.map((plan, p) => ({
     ...plan,
-    items: plan.items.filter((item) => owner.get(metadataIndexKey(item.index)) === p),
+    items: plan.items.filter((_, i) => owner.get(keys[p]![i]!) === p),
   }));
 }
 

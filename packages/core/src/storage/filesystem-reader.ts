@@ -96,6 +96,9 @@ export class FileSystemReader implements StorageReader {
   readonly #threadCount: number;
   readonly #onProgress: ProgressCallback | undefined;
   #loadId: string = randomUUID();
+  /** Per read item: its storage entry and key, and its saved chunk (items are looked at several times). */
+  #locations = new WeakMap<ReadItem, { info: StorageInfo; key: string }>();
+  #chunks = new WeakMap<ReadItem, TensorStorageMetadata["chunks"][number]>();
 
   /**
    * @param options - see {@link FileSystemReaderOptions}.
@@ -183,6 +186,8 @@ export class FileSystemReader implements StorageReader {
   setUpStorageReader(metadata: Metadata, _setUp: StorageSetUp): void {
     this.metadata = metadata;
     this.storageData = metadata.storageData;
+    this.#locations = new WeakMap();
+    this.#chunks = new WeakMap();
   }
 
   /** @inheritDoc */
@@ -195,15 +200,25 @@ export class FileSystemReader implements StorageReader {
     return plans;
   }
 
-  /** Where the bytes of a read item's saved chunk are. */
+  /** Where the bytes of a read item's saved chunk are (looked up once per item). */
   protected storageInfo(item: ReadItem): StorageInfo {
-    const info = this.storageData.get(metadataIndexKey(item.storageIndex));
+    return this.#located(item).info;
+  }
+
+  /** A read item's storage entry and its key, from the metadata the first time, then from a cache. */
+  #located(item: ReadItem): { info: StorageInfo; key: string } {
+    let found = this.#locations.get(item);
+    if (found) return found;
+    const key = metadataIndexKey(item.storageIndex);
+    const info = this.storageData.get(key);
     if (!info) {
       throw new MetadataError(
         `Malformed .metadata: no storage entry for "${item.storageIndex.fqn}" at [${item.storageIndex.offset?.join(", ") ?? ""}]`,
       );
     }
-    return info;
+    found = { info, key };
+    this.#locations.set(item, found);
+    return found;
   }
 
   /**
@@ -220,8 +235,8 @@ export class FileSystemReader implements StorageReader {
     const schedules = scheduleReads(
       plan.items,
       (item) => {
-        const info = this.storageInfo(item);
-        return { ...info, key: metadataIndexKey(item.storageIndex) };
+        const { info, key } = this.#located(item);
+        return { relativePath: info.relativePath, offset: info.offset, length: info.length, key };
       },
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
@@ -452,6 +467,8 @@ export class FileSystemReader implements StorageReader {
   }
 
   #savedChunk(item: ReadItem): TensorStorageMetadata["chunks"][number] {
+    const cached = this.#chunks.get(item);
+    if (cached) return cached;
     const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
     const offsets = item.storageIndex.offset ?? [];
     const chunk =
@@ -461,6 +478,7 @@ export class FileSystemReader implements StorageReader {
         `Malformed .metadata: no chunk of "${item.storageIndex.fqn}" at [${offsets.join(", ")}]`,
       );
     }
+    this.#chunks.set(item, chunk);
     return chunk;
   }
 }
