@@ -51,7 +51,7 @@ export async function reshard(tensors: number, tensorMib: number, reps: number, 
     ],
     { "resharded / plain": plain / resharded },
     [
-      "each column rank needs part of every saved row chunk, so it reads and verifies every chunk whole (an item's CRC covers it whole): 3 ranks read 3x the bytes of the plain load",
+      "each column rank needs part of every saved row chunk, whose CRC covers it whole: the in-process ranks read and verify each chunk once between them (shared chunk reads), then each copies its column strip out of it",
       `shape per tensor: [${(stateDict.w0 as Tensor).shape.join(", ")}]`,
     ],
   );

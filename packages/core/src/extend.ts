@@ -147,6 +147,15 @@ export {
   SAFETENSORS_CHECKSUMS_FILE,
   SAFETENSORS_INDEX_FILE,
 } from "./storage/safetensors-folder.js";
+export {
+  PROCESS_ID,
+  planSharedReads,
+  type ReadPlanData,
+  SHARED_READ_BYTES,
+  SharedChunkReads,
+  type SharedFetch,
+  sharedReadBytesHeld,
+} from "./storage/shared-chunk-reads.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export { type WriteWholeFileOptions, writeWholeFile } from "./storage/write-whole-file.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

@@ -81,7 +81,7 @@ export class S3StorageReader extends FileSystemReader {
    */
   override prepareLocalPlan(plan: LoadPlan): LoadPlan {
     const items = [...plan.items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
-    return { ...plan, items };
+    return super.prepareLocalPlan({ ...plan, items });
   }
 
   /** @inheritDoc Validates `s3://` URIs only. */

@@ -37,12 +37,26 @@ import {
 } from "./read-schedule.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { readSafetensorsMetadata } from "./safetensors-folder.js";
+import {
+  PROCESS_ID,
+  planSharedReads,
+  type ReadPlanData,
+  SHARED_READ_BYTES,
+  SharedChunkReads,
+} from "./shared-chunk-reads.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 
 /** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
 export const MAX_RANK_METADATA_FILES = 65_536;
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
+
+/** A run read and verified, ready to deliver: each chunk's payload, and what was fetched (or the shared chunk's key). */
+interface ReadyRun {
+  readonly payloads: Uint8Array[];
+  readonly fetched?: FetchedChunk;
+  readonly shared?: string;
+}
 
 /** A fetched run: each chunk's stored bytes and, for a run read in place, the tensors they landed in. */
 interface FetchedChunk {
@@ -73,6 +87,12 @@ export interface FileSystemReaderOptions {
   readonly threadCount?: number;
   /** Called after each item is read and verified, with its bytes. */
   readonly onProgress?: ProgressCallback;
+  /**
+   * Most bytes of saved chunks shared between the ranks of this process (in-process ranks that
+   * reshard) held at once; past it a rank reads a chunk for itself. 0 turns sharing off.
+   * @default {@link SHARED_READ_BYTES} (256 MiB)
+   */
+  readonly sharedReadBytes?: number;
 }
 
 /**
@@ -80,9 +100,13 @@ export interface FileSystemReaderOptions {
  * by data file and read in offset order, each item's length and CRC verified before use, and
  * each read item's n-d box copied straight into the destination tensor.
  *
+ * Ranks of one process (`createLocalProcessGroups`) that need boxes of the same saved chunk —
+ * a resharded load — read and verify it once between them: the first reads it, the others copy
+ * their boxes from that copy, which is dropped when the last is done.
+ *
  * Memory: chunks read straight into their destination need none; others are staged, at most
  * {@link READ_AHEAD_CHUNKS} per file being read (`threadCount` files at once), each the size of
- * its saved chunk.
+ * its saved chunk; shared chunks count against `sharedReadBytes` for the whole process instead.
  */
 export class FileSystemReader implements StorageReader {
   /** The backend. */
@@ -95,6 +119,7 @@ export class FileSystemReader implements StorageReader {
   protected metadata: Metadata | undefined;
   readonly #threadCount: number;
   readonly #onProgress: ProgressCallback | undefined;
+  readonly #sharedReadBytes: number;
   #loadId: string = randomUUID();
   /** Per read item: its storage entry and key, and its saved chunk (items are looked at several times). */
   #locations = new WeakMap<ReadItem, { info: StorageInfo; key: string }>();
@@ -110,6 +135,8 @@ export class FileSystemReader implements StorageReader {
     this.#threadCount = options.threadCount ?? 4;
     assertIntegerInRange("threadCount", this.#threadCount, 1);
     this.#onProgress = options.onProgress;
+    this.#sharedReadBytes = options.sharedReadBytes ?? SHARED_READ_BYTES;
+    assertIntegerInRange("sharedReadBytes", this.#sharedReadBytes, 0);
   }
 
   /** The checkpoint path this reader loads from. */
@@ -190,14 +217,18 @@ export class FileSystemReader implements StorageReader {
     this.#chunks = new WeakMap();
   }
 
-  /** @inheritDoc */
+  /** @inheritDoc Tags the plan with this process ({@link PROCESS_ID}), for shared chunk reads. */
   prepareLocalPlan(plan: LoadPlan): LoadPlan {
-    return plan;
+    const data: ReadPlanData = { ...(plan.storageData as object | undefined), process: PROCESS_ID };
+    return { ...plan, storageData: data };
   }
 
-  /** @inheritDoc */
+  /**
+   * @inheritDoc Marks the saved chunks that several ranks of one process read
+   * ({@link planSharedReads}): each is then read and verified once for all of them.
+   */
   prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
-    return plans;
+    return planSharedReads(plans, (item) => metadataIndexKey(item.storageIndex));
   }
 
   /** Where the bytes of a read item's saved chunk are (looked up once per item). */
@@ -241,22 +272,30 @@ export class FileSystemReader implements StorageReader {
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
-    await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
-      this.#readFile(schedule, capabilities, planner, linked),
-    );
+    const shared = (plan.storageData as ReadPlanData | undefined)?.shared;
+    const sharing = shared ? new SharedChunkReads(shared, this.#sharedReadBytes) : undefined;
+    try {
+      await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
+        this.#readFile(schedule, capabilities, planner, linked, sharing),
+      );
+    } finally {
+      sharing?.releaseAll();
+    }
   }
 
   /**
    * Reads one file's runs in order as a bounded pipeline: up to {@link READ_AHEAD_CHUNKS} runs
-   * are read ahead (in their pieces, `piecesInFlight` at once) while earlier ones are verified and
+   * are read ahead (in their pieces, `piecesInFlight` at once) and verified while earlier ones are
    * delivered. A `direct` run lands in its destination tensor; others go through a (recycled)
-   * staging buffer and the n-d box copy.
+   * staging buffer and the n-d box copy — or, for a saved chunk shared with other ranks of this
+   * process, through the one copy read for all of them (`sharing`).
    */
   async #readFile(
     schedule: FileReadSchedule<ReadItem, DirectTarget>,
     capabilities: ReadCapabilities,
     planner: LoadPlanner,
     signal: AbortSignal,
+    sharing: SharedChunkReads | undefined,
   ): Promise<void> {
     throwIfAborted(signal);
     const { relativePath, runs } = schedule;
@@ -268,41 +307,59 @@ export class FileSystemReader implements StorageReader {
     const pieces = pLimit(capabilities.piecesInFlight);
     // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
     const spare: Uint8Array[] = [];
-    const fetch = (run: ReadRun<ReadItem, DirectTarget>): Promise<FetchedChunk> => {
-      const fetched = this.#fetchRun(stream, run, pieces, spare, signal);
+    /** Reads a run and checks it; a run that fails its check is read again where the backend says it helps. */
+    const verified = async (
+      run: ReadRun<ReadItem, DirectTarget>,
+      buffers: Uint8Array[],
+    ): Promise<ReadyRun> => {
+      let fetched = await this.#fetchRun(stream, run, pieces, buffers, signal);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return { payloads: this.#verify(run, fetched, relativePath), fetched };
+        } catch (error) {
+          // Damage in transit (a backend that says so) is read again; damage at rest is not. A
+          // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
+          const damaged = error instanceof ChecksumMismatchError || error instanceof MetadataError;
+          if (!damaged || attempt >= capabilities.rereadsOnMismatch) throw error;
+          fetched = await this.#refetch(relativePath, run, pieces, signal);
+        }
+      }
+    };
+    const fetch = (run: ReadRun<ReadItem, DirectTarget>): Promise<ReadyRun> => {
+      const key =
+        sharing && run.placement === "staged" && run.chunks.length === 1
+          ? this.#located(run.chunks[0]!.items[0]!).key
+          : undefined;
+      const ready =
+        key !== undefined && sharing!.shares(key)
+          ? sharing!
+              .get(key, run.length, async (buffers) => {
+                const { payloads, fetched } = await verified(run, buffers);
+                return { payload: payloads[0]!, staging: fetched?.staging };
+              })
+              .then((payload) => ({ payloads: [payload], shared: key }))
+          : verified(run, spare);
       // A read ahead may fail while an earlier one is awaited: it is surfaced when its turn
       // comes, or settled in `finally`, never left as an unhandled rejection.
-      fetched.catch(() => {});
-      return fetched;
+      ready.catch(() => {});
+      return ready;
     };
-    const inFlight: Promise<FetchedChunk>[] = [];
+    const inFlight: Promise<ReadyRun>[] = [];
     try {
       let next = 0;
       while (next < runs.length && inFlight.length < READ_AHEAD_CHUNKS) inFlight.push(fetch(runs[next++]!));
       for (const run of runs) {
-        let fetched = await inFlight.shift()!;
+        const ready = await inFlight.shift()!;
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
-        let payloads: Uint8Array[];
-        for (let attempt = 0; ; attempt++) {
-          try {
-            payloads = this.#verify(run, fetched, relativePath);
-            break;
-          } catch (error) {
-            // Damage in transit (a backend that says so) is read again; damage at rest is not. A
-            // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
-            const damaged = error instanceof ChecksumMismatchError || error instanceof MetadataError;
-            if (!damaged || attempt >= capabilities.rereadsOnMismatch) throw error;
-            fetched = await this.#refetch(relativePath, run, pieces, signal);
-          }
-        }
         run.chunks.forEach((chunk, i) => {
-          this.#deliver(chunk.items, payloads[i]!, fetched.dests?.[i], planner);
+          this.#deliver(chunk.items, ready.payloads[i]!, ready.fetched?.dests?.[i], planner);
           this.#onProgress?.({ bytes: chunk.length, items: 1 });
         });
+        if (ready.shared !== undefined) sharing!.release(ready.shared);
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
-        if (fetched.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
-          spare.push(fetched.staging);
+        else if (ready.fetched?.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
+          spare.push(ready.fetched.staging);
       }
     } finally {
       await Promise.allSettled(inFlight);

@@ -1,0 +1,170 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  CheckpointException,
+  emptyTensor,
+  FileSystemReader,
+  LocalFileSystem,
+  load,
+  save,
+  shardTensor,
+  type Tensor,
+} from "@dcpjs/core";
+import {
+  type CreateStreamOptions,
+  decodeMetadata,
+  type FileReadStream,
+  METADATA_FILE,
+  sharedReadBytesHeld,
+} from "@dcpjs/core/extend";
+import { describe, expect, it } from "vitest";
+import { allRanks, runRanks } from "../support/ranks.js";
+import { randomTensor, sameTensor } from "../support/tensors.js";
+import { tempDir } from "../support/tmp.js";
+
+/** A LocalFileSystem that counts the data bytes its read streams deliver. */
+class ByteCountingFileSystem extends LocalFileSystem {
+  bytesRead = 0;
+
+  override async createStream(
+    path: string,
+    mode: "rb",
+    options?: CreateStreamOptions,
+  ): Promise<FileReadStream>;
+  override async createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<never>;
+  override async createStream(path: string, mode: "rb" | "wb", options?: CreateStreamOptions) {
+    const stream = (await super.createStream(path, mode as "rb", options)) as FileReadStream;
+    if (!path.endsWith(".distcp")) return stream;
+    const count = (n: number) => {
+      this.bytesRead += n;
+    };
+    return {
+      ...stream,
+      size: () => stream.size(),
+      close: () => stream.close(),
+      read: async (offset: number, length: number, signal?: AbortSignal) => {
+        const bytes = await stream.read(offset, length, signal);
+        count(bytes.byteLength);
+        return bytes;
+      },
+      ...(stream.readInto
+        ? {
+            readInto: async (offset: number, target: Uint8Array, signal?: AbortSignal) => {
+              await stream.readInto!(offset, target, signal);
+              count(target.byteLength);
+            },
+          }
+        : {}),
+      ...(stream.readvInto
+        ? {
+            readvInto: async (offset: number, targets: Uint8Array[], signal?: AbortSignal) => {
+              await stream.readvInto!(offset, targets, signal);
+              count(targets.reduce((n, t) => n + t.byteLength, 0));
+            },
+          }
+        : {}),
+    } as FileReadStream;
+  }
+}
+
+// Two [2048, 1024] float32 tensors (8 MiB each) saved by 4 ranks in row chunks of 2 MiB: each
+// chunk is a run of its own (1 MiB and larger are not coalesced), so it can be shared.
+const SHAPE = [2048, 1024];
+const full = { a: randomTensor("float32", SHAPE, 1), b: randomTensor("float32", SHAPE, 2) };
+const DATA_BYTES = 2 * 2048 * 1024 * 4;
+
+async function rowCheckpoint(): Promise<string> {
+  const dir = await tempDir();
+  await allRanks(4, (pg) =>
+    save(
+      Object.fromEntries(
+        Object.entries(full).map(([k, t]) => [k, shardTensor(t, { dim: 0, rank: pg.rank, worldSize: 4 })]),
+      ),
+      { checkpointId: dir, processGroup: pg },
+    ),
+  );
+  return dir;
+}
+
+/** Rank r of 3's column shards, empty. */
+const columns = (rank: number) =>
+  Object.fromEntries(
+    Object.keys(full).map((k) => [
+      k,
+      shardTensor(emptyTensor("float32", SHAPE), { dim: 1, rank, worldSize: 3 }),
+    ]),
+  );
+
+/** Whether rank r's column shards hold the saved tensors' columns. */
+function holdsColumns(sd: Record<string, unknown>, rank: number): boolean {
+  return Object.entries(full).every(([k, t]) => {
+    const shard = (sd[k] as { shards: { tensor: Tensor }[] }).shards[0]!.tensor;
+    const expected = shardTensor(t, { dim: 1, rank, worldSize: 3 }).shards[0]!.tensor;
+    return sameTensor(shard, expected);
+  });
+}
+
+describe("in-process ranks share the saved chunks they all read", () => {
+  it("3 column ranks of a 4-rank row checkpoint read each saved chunk once between them, bit-exact", async () => {
+    const dir = await rowCheckpoint();
+    const fs = new ByteCountingFileSystem();
+    const sds = [0, 1, 2].map(columns);
+    await allRanks(3, (pg) =>
+      load(sds[pg.rank]!, { storageReader: new FileSystemReader({ path: dir, fs }), processGroup: pg }),
+    );
+    expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
+    expect(fs.bytesRead).toBe(DATA_BYTES); // not 3x: every chunk is read (and checked) once
+    expect(sharedReadBytesHeld()).toBe(0); // and dropped once every rank was done with it
+  });
+
+  it("with sharedReadBytes 0 every rank reads every chunk itself, with the same result", async () => {
+    const dir = await rowCheckpoint();
+    const fs = new ByteCountingFileSystem();
+    const sds = [0, 1, 2].map(columns);
+    await allRanks(3, (pg) =>
+      load(sds[pg.rank]!, {
+        storageReader: new FileSystemReader({ path: dir, fs, sharedReadBytes: 0 }),
+        processGroup: pg,
+      }),
+    );
+    expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
+    expect(fs.bytesRead).toBe(3 * DATA_BYTES);
+  });
+
+  it("a budget of one chunk shares what fits and reads the rest per rank, with the same result", async () => {
+    const dir = await rowCheckpoint();
+    const fs = new ByteCountingFileSystem();
+    const sds = [0, 1, 2].map(columns);
+    await allRanks(3, (pg) =>
+      load(sds[pg.rank]!, {
+        storageReader: new FileSystemReader({ path: dir, fs, sharedReadBytes: 2 * 1024 * 1024 }),
+        processGroup: pg,
+      }),
+    );
+    expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
+    expect(fs.bytesRead).toBeGreaterThan(DATA_BYTES);
+    expect(fs.bytesRead).toBeLessThan(3 * DATA_BYTES);
+    expect(sharedReadBytesHeld()).toBe(0);
+  });
+
+  it("a flipped bit in a shared chunk fails every rank with its CRC-32 mismatch, naming the fqn", async () => {
+    const dir = await rowCheckpoint();
+    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+    const info = md.storageData.get("b\u0000512,0")!;
+    const file = join(dir, info.relativePath);
+    const data = await readFile(file);
+    data[info.offset + 4096]! ^= 0x01;
+    await writeFile(file, data);
+    const settled = await runRanks(3, (pg) =>
+      load(columns(pg.rank), { storageReader: new FileSystemReader({ path: dir }), processGroup: pg }),
+    );
+    for (const s of settled) {
+      expect(s.status).toBe("rejected");
+      const e = (s as PromiseRejectedResult).reason;
+      expect(e).toBeInstanceOf(CheckpointException);
+      const root = (e as CheckpointException).failures[0]!.error;
+      expect(root).toMatchObject({ code: "CHECKSUM_MISMATCH", fqn: "b" });
+    }
+    expect(sharedReadBytesHeld()).toBe(0);
+  });
+});
