@@ -3,7 +3,13 @@ import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/cli";
 import { emptyTensor, load, save } from "@dcpjs/core";
-import { decodeMetadata, encodeMetadata, METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
+import {
+  decodeMetadata,
+  encodeMetadata,
+  METADATA_FILE,
+  metadataIndexKey,
+  type StorageInfo,
+} from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
@@ -38,19 +44,35 @@ async function items(dir: string): Promise<{ info: StorageInfo; bytes: Buffer }[
 
 /**
  * Rewrites a checkpoint's `.metadata` as dcpjs wrote it before format version 2: formatVersion 1,
- * no `checksum` field, the CRC-32C of each item in its storage record.
+ * records as arrays, no `checksum` field, the CRC-32C of each item in its storage record.
  */
 async function downgradeToVersion1(dir: string): Promise<void> {
-  const bytes = await readFile(join(dir, METADATA_FILE));
-  const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown>;
-  const storage = raw.storage as [string, unknown, string, number, number, number][];
-  for (const record of storage) {
-    const data = await readFile(join(dir, record[2]));
-    record[5] = crc32c(data.subarray(record[3], record[3] + record[4]));
+  const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+  const storage: unknown[] = [];
+  const stateDict: unknown[] = [];
+  for (const [fqn, e] of md.stateDictMetadata) {
+    stateDict.push(
+      e.type === "bytes"
+        ? [fqn, null, null, null]
+        : [fqn, e.properties.dtype, e.size, e.chunks.map((c) => [c.offsets, c.sizes])],
+    );
+    for (const offset of e.type === "bytes" ? [null] : e.chunks.map((c) => c.offsets)) {
+      const info = md.storageData.get(metadataIndexKey({ fqn, offset }))!;
+      const data = await readFile(join(dir, info.relativePath));
+      const crc = crc32c(data.subarray(info.offset, info.offset + info.length));
+      storage.push([fqn, offset, info.relativePath, info.offset, info.length, crc]);
+    }
   }
-  raw.formatVersion = 1;
-  delete raw.checksum;
-  await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
+  const v1 = {
+    format: "dcpjs.metadata",
+    formatVersion: 1,
+    version: md.version,
+    stateDict,
+    plannerData: [...md.plannerData],
+    storage,
+    storageMeta: { ...md.storageMeta },
+  };
+  await writeFile(join(dir, METADATA_FILE), seal(encode(v1)));
 }
 
 /** Flips one bit inside the tensor `w`'s stored bytes. */

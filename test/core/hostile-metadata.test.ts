@@ -9,12 +9,14 @@ import {
   loadStateDictFromKeys,
   MetadataError,
   save,
+  shardTensor,
 } from "@dcpjs/core";
 import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { allRanks } from "../support/ranks.js";
 import { randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -26,16 +28,43 @@ function seal(body: Uint8Array): Uint8Array {
   return out;
 }
 
-/** A real checkpoint's metadata, decoded to its raw msgpack structure for editing. */
-async function rawMetadata() {
+/**
+ * A real checkpoint's metadata, decoded to its raw msgpack structure for editing (layout version
+ * 2: columns; docs/format.md). Entries: "a" (float32 [4, 4]; two chunks of 2 rows when `twoChunks`),
+ * "list.0" (int8 [3]), "list.1" and "step" (values).
+ */
+async function rawMetadata(twoChunks = false) {
   const dir = await tempDir();
-  await save(
-    { a: randomTensor("float32", [4, 4], 1), list: [randomTensor("int8", [3], 2), 7], step: 3 },
-    { checkpointId: dir },
-  );
+  const a = randomTensor("float32", [4, 4], 1);
+  const state = { list: [randomTensor("int8", [3], 2), 7], step: 3 };
+  if (twoChunks) {
+    const halves = [0, 1].map((rank) => shardTensor(a, { dim: 0, rank, worldSize: 2 }));
+    await allRanks(2, (pg) =>
+      save({ a: halves[pg.rank]!, ...state }, { checkpointId: dir, processGroup: pg }),
+    );
+  } else {
+    await save({ a, ...state }, { checkpointId: dir });
+  }
   const bytes = await readFile(join(dir, METADATA_FILE));
-  const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown[]>;
+  // biome-ignore lint/suspicious/noExplicitAny: a hand-edited msgpack body
+  const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, any>;
   return { dir, raw, bytes };
+}
+
+/** Sets element `i` of a little-endian float64 column, in place. */
+function setF64(column: Uint8Array, i: number, value: number): void {
+  new DataView(column.buffer, column.byteOffset, column.byteLength).setFloat64(i * 8, value, true);
+}
+
+/** The index of an entry's first storage record: records follow the entries, a chunk or a value each. */
+// biome-ignore lint/suspicious/noExplicitAny: a hand-edited msgpack body
+function recordOf(raw: Record<string, any>, fqn: string): number {
+  const fqns = raw.entries.fqn as string[];
+  const dtype = raw.entries.dtype as Uint8Array;
+  const chunks = new DataView(raw.entries.chunks.buffer, raw.entries.chunks.byteOffset);
+  let record = 0;
+  for (let i = 0; fqns[i] !== fqn; i++) record += dtype[i] === 0xff ? 1 : chunks.getUint32(i * 4, true);
+  return record;
 }
 
 /** Decodes `bytes` and returns the MetadataError it must throw, checking time and heap growth. */
@@ -75,8 +104,9 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
 
   it("refuses a plannerData index of 4,294,967,294 (loadStateDictFromKeys does not crash)", async () => {
     const { dir, raw } = await rawMetadata();
-    const entry = (raw.plannerData as [string, unknown[]][]).find(([, path]) => typeof path[1] === "number")!;
-    entry[1][1] = 4_294_967_294;
+    const paths = raw.entries.path as unknown[];
+    const path = paths.find((p): p is unknown[] => Array.isArray(p) && typeof p[1] === "number")!;
+    path[1] = 4_294_967_294;
     await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
     const error = await loadStateDictFromKeys({ checkpointId: dir }).then(
       () => undefined,
@@ -88,33 +118,39 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
 
   it("refuses a value whose length is 2^32 or more", async () => {
     const { raw } = await rawMetadata();
-    const storage = raw.storage as unknown[][];
-    const value = storage.find((s) => s[1] === null)!;
-    value[4] = 2 ** 40;
+    setF64(raw.storage.length, recordOf(raw, "step"), 2 ** 40);
     expect(refused(seal(encode(raw))).message).toMatch(
       /to be at most \d+ bytes, metadata says 1099511627776/,
     );
   });
 
+  it("refuses columns of the wrong length, data file indices out of range, and non-integer sizes", async () => {
+    const { raw } = await rawMetadata();
+    const length = raw.storage.length as Uint8Array;
+    expect(
+      refused(seal(encode({ ...raw, storage: { ...raw.storage, length: length.subarray(8) } }))).message,
+    ).toMatch(/expected storage.length to hold 4 numbers of 8 bytes, got 24 bytes/);
+    const file = raw.storage.file as Uint8Array;
+    new DataView(file.buffer, file.byteOffset).setUint32(0, 7, true);
+    expect(refused(seal(encode(raw))).message).toMatch(/expected a data file index below 1 for "a", got 7/);
+    new DataView(file.buffer, file.byteOffset).setUint32(0, 0, true);
+    setF64(raw.entries.size, 0, 2.5);
+    expect(refused(seal(encode(raw))).message).toMatch(/entries.size to hold non-negative integers, got 2.5/);
+  });
+
   it("refuses chunks that leave a gap in a tensor, and chunks that overlap", async () => {
     const { raw } = await rawMetadata();
-    const a = (raw.stateDict as unknown[][]).find((e) => e[0] === "a")!;
-    a[2] = [5, 4]; // one row that no chunk holds
+    setF64(raw.entries.size, 0, 5); // "a" is [5, 4]: one row that no chunk holds
     expect(refused(seal(encode(raw))).message).toMatch(
       /hold 16 elements, expected 20 \(a gap or an overlap\)/,
     );
-    a[2] = [4, 4];
-    a[3] = [
-      [
-        [0, 0],
-        [3, 4],
-      ],
-      [
-        [2, 0],
-        [1, 4],
-      ],
-    ];
-    expect(refused(seal(encode(raw))).message).toMatch(/overlap|no storage entry|matches none/);
+    // "a" saved as two chunks of rows [0, 2) and [2, 4); make them [0, 3) and [2, 3).
+    const two = await rawMetadata(true);
+    setF64(two.raw.chunks.sizes, 0, 3);
+    setF64(two.raw.chunks.sizes, 2, 1);
+    setF64(two.raw.storage.length, recordOf(two.raw, "a"), 48);
+    setF64(two.raw.storage.length, recordOf(two.raw, "a") + 1, 16);
+    expect(refused(seal(encode(two.raw))).message).toMatch(/chunks of "a" at \[0, 0\] and \[2, 0\] overlap/);
   });
 
   it("fuzzed metadata (random byte edits of a real file, CRC resealed) gives only MetadataError, fast", async () => {

@@ -1,9 +1,7 @@
-import { constants as bufferConstants } from "node:buffer";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, MetadataError } from "../errors.js";
-import { DTYPE_BYTES, isDType } from "../model/dtype.js";
-import { findChunk } from "../model/geometry.js";
+import { DTYPE_BYTES, type DType, isDType } from "../model/dtype.js";
 import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
@@ -20,97 +18,193 @@ import {
   ITEM_CHECKSUM_ALGORITHM,
   itemChecksum,
 } from "./checksum.js";
+import {
+  assertChunksTile,
+  assertSafeRelativePath,
+  checkFqn,
+  fail,
+  isCount,
+  MAX_ITEM_BYTES,
+  MAX_ITEM_FORMAT_NAME,
+  MAX_TILING_COMPARISONS,
+  show,
+  str,
+} from "./metadata-checks.js";
+import { decodeMetadataV1 } from "./metadata-v1.js";
+
+export {
+  assertChunksTileAll,
+  assertSafeRelativePath,
+  MAX_ITEM_BYTES,
+  MAX_TILING_COMPARISONS,
+} from "./metadata-checks.js";
 
 /** The `format` field of every dcpjs `.metadata` file. */
 export const METADATA_FORMAT = "dcpjs.metadata";
 /**
- * The metadata layout version this build writes (see docs/format.md): 2, whose `checksum` field
- * names the items' CRC (`crc32`). Version 1 (CRC-32C implied) is still read.
+ * The metadata layout version this build writes (see docs/format.md): 2, columns of typed
+ * numbers, its `checksum` field naming the items' CRC (`crc32`). Version 1 (records as arrays,
+ * CRC-32C implied) is still read.
  */
 export const METADATA_FORMAT_VERSION = 2;
-/** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the ~100 bytes per item written. */
+/** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the ~40 bytes per item written. */
 export const MAX_METADATA_BYTES = 1024 * 1024 * 1024;
-/** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
-export const MAX_ITEM_BYTES = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER);
-/**
- * Most pairwise chunk comparisons the tiling check makes for one checkpoint. DCP-style shardings
- * need about one per chunk; a file needing more is refused rather than checked slowly.
- */
-export const MAX_TILING_COMPARISONS = 1 << 24;
 /** Bytes of the CRC-32C trailer after the msgpack body. */
 const TRAILER_BYTES = 4;
+/** `entries.dtype` of a non-tensor value. */
+const VALUE_DTYPE = 0xff;
+/** Most dimensions a tensor may have in `.metadata` (one byte; torch allows 64). */
+const MAX_NDIM = 0xfe;
 
-// The encoder hands the metadata's own (read-only) arrays to msgpack: it only reads them.
-type EncodedEntry = [
-  fqn: string,
-  dtype: string | null,
-  size: readonly number[] | null,
-  chunks: (readonly [readonly number[], readonly number[]])[] | null,
-];
-type EncodedStorage = [
-  fqn: string,
-  offset: readonly number[] | null,
-  relativePath: string,
-  fileOffset: number,
-  length: number,
-  checksum: number,
-  itemFormat?: string,
-];
+/** Little-endian columns of unsigned 8-bit, unsigned 32-bit and float64 numbers, grown as written. */
+class ColumnWriter {
+  #bytes = new Uint8Array(1024);
+  #view = new DataView(this.#bytes.buffer);
+  #length = 0;
 
-/** Longest item format name a storage record may carry. */
-const MAX_ITEM_FORMAT_NAME = 64;
+  constructor(private readonly width: 1 | 4 | 8) {}
+
+  push(v: number): void {
+    if (this.#length + this.width > this.#bytes.byteLength) {
+      const grown = new Uint8Array(this.#bytes.byteLength * 2);
+      grown.set(this.#bytes);
+      this.#bytes = grown;
+      this.#view = new DataView(grown.buffer);
+    }
+    if (this.width === 1) this.#view.setUint8(this.#length, v);
+    else if (this.width === 4) this.#view.setUint32(this.#length, v, true);
+    else this.#view.setFloat64(this.#length, v, true);
+    this.#length += this.width;
+  }
+
+  bytes(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+}
 
 /**
- * Encodes a checkpoint's metadata as the bytes of `.metadata`: a msgpack map (layout in
- * docs/format.md) followed by the CRC-32C of that map, 4 bytes little-endian.
+ * Encodes a checkpoint's metadata as the bytes of `.metadata`: a msgpack map in columns (layout
+ * version 2, docs/format.md) followed by the CRC-32C of that map, 4 bytes little-endian.
  *
- * @param metadata - the metadata, with storage data filled in.
+ * @param metadata - the metadata, with storage data filled in for every chunk and value.
  * @returns the file's bytes.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` when an item has no checksum, or items
- * record different algorithms (the file names one for all).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when an item has no storage entry or no
+ * checksum, items record different checksum algorithms (the file names one for all), or a tensor
+ * has more than 254 dimensions.
  */
 export function encodeMetadata(metadata: Metadata): Uint8Array {
-  const stateDict: EncodedEntry[] = [];
-  for (const [fqn, e] of metadata.stateDictMetadata) {
-    stateDict.push(
-      e.type === "bytes"
-        ? [fqn, null, null, null]
-        : [fqn, e.properties.dtype, e.size, e.chunks.map((c) => [c.offsets, c.sizes] as const)],
-    );
-  }
-  const storage: EncodedStorage[] = [];
+  const fqns: string[] = [];
+  const dtypes: string[] = [];
+  const dtypeIndex = new Map<string, number>();
+  const entryDtype = new ColumnWriter(1);
+  const entryNdim = new ColumnWriter(1);
+  const entrySize = new ColumnWriter(8);
+  const entryChunks = new ColumnWriter(4);
+  const paths: (ObjectPath | true | null)[] = [];
+  const chunkOffsets = new ColumnWriter(8);
+  const chunkSizes = new ColumnWriter(8);
+  const files: string[] = [];
+  const fileIndex = new Map<string, number>();
+  const storageFile = new ColumnWriter(4);
+  const storageOffset = new ColumnWriter(8);
+  const storageLength = new ColumnWriter(8);
+  const storageChecksum = new ColumnWriter(4);
+  const itemFormats: [number, string][] = [];
+  let records = 0;
   let algorithm: ChecksumAlgorithm | undefined;
+
+  const record = (fqn: string, info: StorageInfo | undefined) => {
+    if (!info)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected a storage entry for every item, "${fqn}" has none`,
+      );
+    const sum = itemChecksum(info);
+    if (sum === undefined)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
+      );
+    algorithm ??= sum.algorithm;
+    if (sum.algorithm !== algorithm)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${algorithm}), "${fqn}" has ${sum.algorithm}`,
+      );
+    let file = fileIndex.get(info.relativePath);
+    if (file === undefined) {
+      file = files.push(info.relativePath) - 1;
+      fileIndex.set(info.relativePath, file);
+    }
+    storageFile.push(file);
+    storageOffset.push(info.offset);
+    storageLength.push(info.length);
+    storageChecksum.push(sum.value);
+    // Items framed by another format (see ItemFormat) name it.
+    if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs")
+      itemFormats.push([records, info.itemFormat]);
+    records++;
+  };
+
   for (const [fqn, e] of metadata.stateDictMetadata) {
-    const offsets = e.type === "bytes" ? [null] : e.chunks.map((c) => c.offsets);
-    for (const offset of offsets) {
-      const info = metadata.storageData.get(metadataIndexKey({ fqn, offset }));
-      if (!info) continue;
-      const sum = itemChecksum(info);
-      if (sum === undefined)
-        throw new CheckpointError(
-          "INVALID_ARGUMENT",
-          `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
-        );
-      algorithm ??= sum.algorithm;
-      if (sum.algorithm !== algorithm)
-        throw new CheckpointError(
-          "INVALID_ARGUMENT",
-          `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${algorithm}), "${fqn}" has ${sum.algorithm}`,
-        );
-      const record: EncodedStorage = [fqn, offset, info.relativePath, info.offset, info.length, sum.value];
-      // Items framed by another format (see ItemFormat) name it; dcpjs's own stay 6 long.
-      if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs") record.push(info.itemFormat);
-      storage.push(record);
+    fqns.push(fqn);
+    const path = metadata.plannerData.get(fqn);
+    paths.push(path === undefined ? null : path.length === 1 && path[0] === fqn ? true : path);
+    if (e.type === "bytes") {
+      entryDtype.push(VALUE_DTYPE);
+      entryNdim.push(0);
+      entryChunks.push(0);
+      record(fqn, metadata.storageData.get(metadataIndexKey({ fqn, offset: null })));
+      continue;
+    }
+    let d = dtypeIndex.get(e.properties.dtype);
+    if (d === undefined) {
+      d = dtypes.push(e.properties.dtype) - 1;
+      dtypeIndex.set(e.properties.dtype, d);
+    }
+    if (e.size.length > MAX_NDIM)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected at most ${MAX_NDIM} dimensions, "${fqn}" has ${e.size.length}`,
+      );
+    entryDtype.push(d);
+    entryNdim.push(e.size.length);
+    for (const s of e.size) entrySize.push(s);
+    entryChunks.push(e.chunks.length);
+    for (const c of e.chunks) {
+      for (const o of c.offsets) chunkOffsets.push(o);
+      for (const s of c.sizes) chunkSizes.push(s);
+      record(fqn, metadata.storageData.get(metadataIndexKey({ fqn, offset: c.offsets })));
     }
   }
+  const plannerExtra: [string, ObjectPath][] = [];
+  for (const [fqn, path] of metadata.plannerData)
+    if (!metadata.stateDictMetadata.has(fqn)) plannerExtra.push([fqn, path]);
+
   const body = encode({
     format: METADATA_FORMAT,
     formatVersion: METADATA_FORMAT_VERSION,
     checksum: algorithm ?? ITEM_CHECKSUM_ALGORITHM,
     version: metadata.version,
-    stateDict,
-    plannerData: [...metadata.plannerData],
-    storage,
+    dtypes,
+    entries: {
+      fqn: fqns,
+      dtype: entryDtype.bytes(),
+      ndim: entryNdim.bytes(),
+      size: entrySize.bytes(),
+      chunks: entryChunks.bytes(),
+      path: paths,
+    },
+    chunks: { offsets: chunkOffsets.bytes(), sizes: chunkSizes.bytes() },
+    files,
+    storage: {
+      file: storageFile.bytes(),
+      offset: storageOffset.bytes(),
+      length: storageLength.bytes(),
+      checksum: storageChecksum.bytes(),
+      itemFormats,
+    },
+    plannerExtra,
     storageMeta: { ...metadata.storageMeta },
   });
   const out = new Uint8Array(body.byteLength + TRAILER_BYTES);
@@ -119,64 +213,11 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   return out;
 }
 
-function fail(message: string): never {
-  throw new MetadataError(`Malformed .metadata: ${message}`);
-}
-
-function isCount(v: unknown): v is number {
-  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-}
-
-/** A short rendering of a decoded value for messages (at most 120 characters). */
-function show(v: unknown): string {
-  const text = JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x)) ?? String(v);
-  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
-}
-
-function counts(v: unknown, what: string): number[] {
-  if (!Array.isArray(v) || !v.every(isCount))
-    fail(`expected ${what} to be a list of non-negative integers, got ${show(v)}`);
-  return v as number[];
-}
-
-function str(v: unknown, what: string): string {
-  if (typeof v !== "string") fail(`expected ${what} to be a string, got ${typeof v}`);
-  return v;
-}
-
-function checkFqn(fqn: string): string {
-  if (fqn === "__proto__") fail(`expected state-dict keys other than "__proto__"`);
-  return fqn;
-}
-
 /**
- * Checks that a stored relative path stays inside the checkpoint: non-empty `/`-separated
- * segments, none of them `.` or `..`, no leading `/`, backslash, drive letter or NUL.
- *
- * @param relativePath - the path from the metadata.
- * @throws {@link MetadataError} `UNSAFE_PATH` otherwise.
- */
-export function assertSafeRelativePath(relativePath: string): void {
-  const segments = relativePath.split("/");
-  const bad =
-    relativePath.length === 0 ||
-    relativePath.includes("\\") ||
-    relativePath.includes("\u0000") ||
-    /^[A-Za-z]:/.test(relativePath) ||
-    segments.some((s) => s === "" || s === "." || s === "..");
-  if (bad) {
-    throw new MetadataError(
-      `Expected data file paths inside the checkpoint folder (relative, no "." or ".." segments), found ${show(relativePath)}`,
-      { code: "UNSAFE_PATH" },
-    );
-  }
-}
-
-/**
- * Decodes and validates `.metadata` bytes written by {@link encodeMetadata}: the CRC-32C trailer,
- * the format and version, every field's type, chunk ranks and bounds, storage entries for every
- * chunk and value, item lengths that match their chunks, safe relative paths, and no `__proto__`
- * keys.
+ * Decodes and validates `.metadata` bytes written by {@link encodeMetadata} (layout version 2) or
+ * by dcpjs before it (version 1): the CRC-32C trailer, the format and version, every field's type,
+ * chunk ranks and bounds, chunks that tile their tensor, storage entries for every chunk and
+ * value, item lengths that match their chunks, safe relative paths, and no `__proto__` keys.
  *
  * @param bytes - the file's bytes.
  * @returns the metadata.
@@ -207,194 +248,191 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("expected a map at the top level");
   const top = raw as Record<string, unknown>;
   if (top.format !== METADATA_FORMAT) fail(`expected format "${METADATA_FORMAT}", got ${show(top.format)}`);
-  if (top.formatVersion !== 1 && top.formatVersion !== METADATA_FORMAT_VERSION) {
+  if (top.formatVersion === 1) return decodeMetadataV1(top, "crc32c"); // CRC-32C implied
+  if (top.formatVersion !== METADATA_FORMAT_VERSION) {
     fail(
       `expected formatVersion 1 or ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by a newer dcpjs?)`,
     );
   }
-  // Version 1 recorded CRC-32C for every item; version 2 names the algorithm.
-  const algorithm = top.formatVersion === 1 ? "crc32c" : top.checksum;
-  if (!CHECKSUM_ALGORITHMS.includes(algorithm as ChecksumAlgorithm))
-    fail(`expected checksum to be one of ${CHECKSUM_ALGORITHMS.join(", ")}, got ${show(algorithm)}`);
+  if (!CHECKSUM_ALGORITHMS.includes(top.checksum as ChecksumAlgorithm))
+    fail(`expected checksum to be one of ${CHECKSUM_ALGORITHMS.join(", ")}, got ${show(top.checksum)}`);
+  return decodeColumns(top, top.checksum as ChecksumAlgorithm);
+}
+
+/** A map field of the body. */
+function map(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array)
+    fail(`expected ${what} to be a map`);
+  return v as Record<string, unknown>;
+}
+
+/** A list field of the body. */
+function list(v: unknown, what: string, length?: number): unknown[] {
+  if (!Array.isArray(v)) fail(`expected ${what} to be a list`);
+  if (length !== undefined && v.length !== length)
+    fail(`expected ${what} to have ${length} elements, got ${v.length}`);
+  return v;
+}
+
+/** A little-endian column of `count` numbers of `width` bytes: a reader of its elements. */
+function column(v: unknown, what: string, width: 1 | 4 | 8, count: number): (i: number) => number {
+  if (!(v instanceof Uint8Array)) fail(`expected ${what} to be binary`);
+  if (v.byteLength !== count * width)
+    fail(`expected ${what} to hold ${count} numbers of ${width} bytes, got ${v.byteLength} bytes`);
+  const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
+  if (width === 1) return (i) => view.getUint8(i);
+  if (width === 4) return (i) => view.getUint32(i * 4, true);
+  return (i) => {
+    const x = view.getFloat64(i * 8, true);
+    if (!isCount(x)) fail(`expected ${what} to hold non-negative integers, got ${x}`);
+    return x;
+  };
+}
+
+/** Checks a `plannerData` path (1 to 64 keys and list indices below `entries`). */
+function checkPath(fqn: string, v: unknown, entries: number): ObjectPath {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_MSGPACK_DEPTH)
+    fail(`expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${show(v)}`);
+  for (const step of v) {
+    if (typeof step === "string") checkFqn(step);
+    else if (isCount(step) && step >= entries)
+      fail(`expected list indices below ${entries} in the path of "${fqn}", got ${step}`);
+    else if (!isCount(step)) fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
+  }
+  return v as ObjectPath;
+}
+
+/** Decodes the columns of a version 2 body (see {@link encodeMetadata} and docs/format.md). */
+function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorithm): Metadata {
   const version = str(top.version, "version");
+  const dtypes = list(top.dtypes, "dtypes").map((d) => {
+    if (!isDType(d)) fail(`expected a dtype name in dtypes, got ${show(d)}`);
+    return d as DType;
+  });
+  const entries = map(top.entries, "entries");
+  const fqns = list(entries.fqn, "entries.fqn");
+  const n = fqns.length;
+  const dtypeOf = column(entries.dtype, "entries.dtype", 1, n);
+  const ndimOf = column(entries.ndim, "entries.ndim", 1, n);
+  const chunksOf = column(entries.chunks, "entries.chunks", 4, n);
+  const paths = list(entries.path, "entries.path", n);
+  let dims = 0;
+  let chunkCount = 0;
+  let chunkDims = 0;
+  let values = 0;
+  for (let i = 0; i < n; i++) {
+    if (dtypeOf(i) === VALUE_DTYPE) values++;
+    dims += ndimOf(i);
+    chunkCount += chunksOf(i);
+    chunkDims += chunksOf(i) * ndimOf(i);
+  }
+  const sizeOf = column(entries.size, "entries.size", 8, dims);
+  const chunks = map(top.chunks, "chunks");
+  const offsetAt = column(chunks.offsets, "chunks.offsets", 8, chunkDims);
+  const chunkSizeAt = column(chunks.sizes, "chunks.sizes", 8, chunkDims);
+  const files = list(top.files, "files").map((f) => {
+    const path = str(f, "a data file path");
+    assertSafeRelativePath(path);
+    return path;
+  });
+  const storage = map(top.storage, "storage");
+  const records = chunkCount + values;
+  const fileOf = column(storage.file, "storage.file", 4, records);
+  const fileOffsetOf = column(storage.offset, "storage.offset", 8, records);
+  const lengthOf = column(storage.length, "storage.length", 8, records);
+  const checksumOf = column(storage.checksum, "storage.checksum", 4, records);
+  const formats = new Map<number, string>();
+  for (const f of list(storage.itemFormats, "storage.itemFormats")) {
+    if (!Array.isArray(f) || f.length !== 2 || !isCount(f[0]) || f[0] >= records)
+      fail(`expected each of storage.itemFormats to be [record below ${records}, name], got ${show(f)}`);
+    const name = str(f[1], "an item format name");
+    if (name.length === 0 || name.length > MAX_ITEM_FORMAT_NAME)
+      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters, got ${show(name)}`);
+    formats.set(f[0], name);
+  }
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
+  const storageData = new Map<string, StorageInfo>();
+  const plannerData = new Map<string, ObjectPath>();
   let tilingBudget = MAX_TILING_COMPARISONS;
-  if (!Array.isArray(top.stateDict)) fail("expected stateDict to be a list");
-  for (const e of top.stateDict as unknown[]) {
-    if (!Array.isArray(e) || e.length !== 4)
-      fail("expected each stateDict entry to be [fqn, dtype, size, chunks]");
-    const fqn = checkFqn(str(e[0], "an fqn"));
+  let dim = 0;
+  let chunkDim = 0;
+  let rec = 0;
+  const store = (fqn: string, offset: number[] | null, expected: number | undefined) => {
+    const file = fileOf(rec);
+    if (file >= files.length)
+      fail(`expected a data file index below ${files.length} for "${fqn}", got ${file}`);
+    const length = lengthOf(rec);
+    const itemFormat = formats.get(rec);
+    // A framed item (another item format) is longer than its payload; its format checks it.
+    if (expected !== undefined && itemFormat === undefined && length !== expected)
+      fail(
+        `expected "${fqn}" at [${offset!.join(", ")}] to be stored as ${expected} bytes, metadata says ${length}`,
+      );
+    if (offset === null && length > MAX_ITEM_BYTES)
+      fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${length}`);
+    const info: { -readonly [K in keyof StorageInfo]: StorageInfo[K] } =
+      algorithm === "crc32"
+        ? { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32: checksumOf(rec) }
+        : { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32c: checksumOf(rec) };
+    if (itemFormat !== undefined) info.itemFormat = itemFormat;
+    storageData.set(metadataIndexKey({ fqn, offset }), info);
+    rec++;
+  };
+  for (let i = 0; i < n; i++) {
+    const fqn = checkFqn(str(fqns[i], "an fqn"));
     if (stateDictMetadata.has(fqn)) fail(`duplicate entry "${fqn}"`);
-    if (e[1] === null) {
+    const path = paths[i];
+    if (path === true) plannerData.set(fqn, [fqn]);
+    else if (path !== null) plannerData.set(fqn, checkPath(fqn, path, n));
+    const d = dtypeOf(i);
+    const ndim = ndimOf(i);
+    const count = chunksOf(i);
+    if (d === VALUE_DTYPE) {
+      if (ndim !== 0 || count !== 0) fail(`expected the value "${fqn}" to have no dimensions and no chunks`);
       stateDictMetadata.set(fqn, { type: "bytes" });
+      store(fqn, null, undefined);
       continue;
     }
-    if (!isDType(e[1])) fail(`expected a dtype for "${fqn}", got ${show(e[1])}`);
-    const size = counts(e[2], `the size of "${fqn}"`);
-    if (!Array.isArray(e[3])) fail(`expected a chunk list for "${fqn}"`);
-    const chunks: ChunkStorageMetadata[] = (e[3] as unknown[]).map((c) => {
-      if (!Array.isArray(c) || c.length !== 2) fail(`expected each chunk of "${fqn}" to be [offsets, sizes]`);
-      const offsets = counts(c[0], `chunk offsets of "${fqn}"`);
-      const sizes = counts(c[1], `chunk sizes of "${fqn}"`);
-      if (offsets.length !== size.length || sizes.length !== size.length) {
-        fail(`expected chunks of "${fqn}" to have ${size.length} dims like its size [${size.join(", ")}]`);
+    if (d >= dtypes.length) fail(`expected a dtype index below ${dtypes.length} for "${fqn}", got ${d}`);
+    const dtype = dtypes[d]!;
+    const size: number[] = [];
+    for (let k = 0; k < ndim; k++) size.push(sizeOf(dim++));
+    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
+      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
+    const chunkList: ChunkStorageMetadata[] = [];
+    for (let c = 0; c < count; c++) {
+      const offsets: number[] = [];
+      const sizes: number[] = [];
+      for (let k = 0; k < ndim; k++) {
+        offsets.push(offsetAt(chunkDim));
+        sizes.push(chunkSizeAt(chunkDim++));
       }
-      if (offsets.some((o, d) => o + sizes[d]! > size[d]!)) {
+      if (offsets.some((o, k) => o + sizes[k]! > size[k]!)) {
         fail(
           `chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] lies outside "${fqn}" [${size.join(", ")}]`,
         );
       }
-      if (numel(sizes) * DTYPE_BYTES[e[1] as keyof typeof DTYPE_BYTES] > MAX_ITEM_BYTES)
+      const itemBytes = numel(sizes) * DTYPE_BYTES[dtype];
+      if (itemBytes > MAX_ITEM_BYTES)
         fail(`chunk at [${offsets.join(", ")}] of "${fqn}" is larger than ${MAX_ITEM_BYTES} bytes`);
-      return { offsets, sizes };
-    });
-    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[e[1]]))
-      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
-    tilingBudget -= assertChunksTile(fqn, size, chunks, tilingBudget);
-    stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype: e[1] }, size, chunks });
+      chunkList.push({ offsets, sizes });
+      store(fqn, offsets, itemBytes);
+    }
+    tilingBudget -= assertChunksTile(fqn, size, chunkList, tilingBudget);
+    stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype }, size, chunks: chunkList });
   }
-
-  const plannerData = new Map<string, ObjectPath>();
-  if (!Array.isArray(top.plannerData)) fail("expected plannerData to be a list");
-  for (const p of top.plannerData as unknown[]) {
-    if (!Array.isArray(p) || p.length !== 2 || !Array.isArray(p[1]))
-      fail("expected each plannerData entry to be [fqn, path]");
+  for (const p of list(top.plannerExtra, "plannerExtra")) {
+    if (!Array.isArray(p) || p.length !== 2) fail("expected each plannerExtra entry to be [fqn, path]");
     const fqn = checkFqn(str(p[0], "an fqn"));
-    const path = p[1] as unknown[];
-    if (path.length === 0 || path.length > MAX_MSGPACK_DEPTH)
-      fail(`expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${path.length}`);
-    for (const step of path) {
-      if (typeof step === "string") checkFqn(step);
-      else if (isCount(step) && step >= top.plannerData.length)
-        fail(`expected list indices below ${top.plannerData.length} in the path of "${fqn}", got ${step}`);
-      else if (!isCount(step))
-        fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
-    }
-    plannerData.set(fqn, path as ObjectPath);
+    plannerData.set(fqn, checkPath(fqn, p[1], n));
   }
 
-  const storageData = new Map<string, StorageInfo>();
-  const safePaths = new Set<string>();
-  if (!Array.isArray(top.storage)) fail("expected storage to be a list");
-  for (const s of top.storage as unknown[]) {
-    if (!Array.isArray(s) || (s.length !== 6 && s.length !== 7))
-      fail(
-        "expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, checksum, itemFormat?]",
-      );
-    const itemFormat = s.length === 7 ? str(s[6], `the item format of "${s[0]}"`) : undefined;
-    if (itemFormat !== undefined && (itemFormat.length > MAX_ITEM_FORMAT_NAME || itemFormat === ""))
-      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters for "${s[0]}"`);
-    const fqn = str(s[0], "an fqn");
-    const entry = stateDictMetadata.get(fqn);
-    if (!entry) fail(`storage entry for "${fqn}", which is not in stateDict`);
-    const offset = s[1] === null ? null : counts(s[1], `the storage offset of "${fqn}"`);
-    const relativePath = str(s[2], `the relative path of "${fqn}"`);
-    if (!safePaths.has(relativePath)) {
-      assertSafeRelativePath(relativePath);
-      safePaths.add(relativePath); // most items share a few files: check each path once
-    }
-    if (!isCount(s[3]) || !isCount(s[4]))
-      fail(`expected byte offset and length of "${fqn}" to be non-negative integers`);
-    if (typeof s[5] !== "number" || !Number.isInteger(s[5]) || s[5] < 0 || s[5] > 0xffffffff)
-      fail(`expected a 32-bit CRC for "${fqn}"`);
-    if (entry.type === "tensor") {
-      const chunk = offset && findChunk(entry.chunks, offset);
-      if (!chunk) fail(`storage entry for "${fqn}" at [${offset?.join(", ")}] matches none of its chunks`);
-      const expected = numel(chunk.sizes) * DTYPE_BYTES[entry.properties.dtype];
-      // A framed item (another item format) is longer than its payload; its format checks it.
-      if (itemFormat === undefined && s[4] !== expected)
-        fail(
-          `expected "${fqn}" at [${offset!.join(", ")}] to be stored as ${expected} bytes, metadata says ${s[4]}`,
-        );
-    } else if (offset !== null) {
-      fail(`expected no offset for the value "${fqn}"`);
-    } else if (s[4] > MAX_ITEM_BYTES) {
-      fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${s[4]}`);
-    }
-    const info: { -readonly [K in keyof StorageInfo]: StorageInfo[K] } =
-      algorithm === "crc32"
-        ? { relativePath, offset: s[3], length: s[4], crc32: s[5] }
-        : { relativePath, offset: s[3], length: s[4], crc32c: s[5] };
-    if (itemFormat !== undefined) info.itemFormat = itemFormat;
-    storageData.set(metadataIndexKey({ fqn, offset }), info);
-  }
-  for (const [fqn, entry] of stateDictMetadata) {
-    const keys =
-      entry.type === "bytes"
-        ? [metadataIndexKey({ fqn, offset: null })]
-        : entry.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (keys.some((k) => !storageData.has(k))) fail(`"${fqn}" has a chunk with no storage entry`);
-  }
-
-  const sm = top.storageMeta;
-  if (typeof sm !== "object" || sm === null || Array.isArray(sm)) fail("expected storageMeta to be a map");
-  const { checkpointId, saveId } = sm as Record<string, unknown>;
+  const sm = map(top.storageMeta, "storageMeta");
+  const { checkpointId, saveId } = sm;
   const storageMeta = {
     ...(typeof checkpointId === "string" ? { checkpointId } : {}),
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
   return { version, stateDictMetadata, plannerData, storageData, storageMeta };
-}
-
-/**
- * Checks that every tensor's chunks tile it exactly (no gap, no overlap), within
- * {@link MAX_TILING_COMPARISONS} comparisons in all, as {@link decodeMetadata} does.
- *
- * @param stateDictMetadata - the entries to check.
- * @throws {@link MetadataError} on a gap, an overlap, or too many comparisons.
- */
-export function assertChunksTileAll(stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>): void {
-  let budget = MAX_TILING_COMPARISONS;
-  for (const [fqn, e] of stateDictMetadata)
-    if (e.type === "tensor") budget -= assertChunksTile(fqn, e.size, e.chunks, budget);
-}
-
-/** Whether two boxes share at least one element (empty boxes share none). */
-function boxesOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
-  return a.offsets.every((o, d) => {
-    const bo = b.offsets[d]!;
-    return o < bo + b.sizes[d]! && bo < o + a.sizes[d]! && a.sizes[d]! > 0 && b.sizes[d]! > 0;
-  });
-}
-
-/**
- * Checks that a tensor's chunks (already inside its bounds) tile it exactly: their volumes add up
- * to its element count and no two overlap, so every element comes from exactly one chunk, as
- * DCP's `_validate_global_plan` checks at save time. Sorted by the first dimension, each chunk is
- * compared only with those starting before it ends there.
- *
- * @returns the comparisons made.
- * @throws {@link MetadataError} on a gap, an overlap, or more than `budget` comparisons.
- */
-function assertChunksTile(
-  fqn: string,
-  size: readonly number[],
-  chunks: readonly ChunkStorageMetadata[],
-  budget: number,
-): number {
-  const volume = chunks.reduce((sum, c) => sum + numel(c.sizes), 0);
-  if (volume !== numel(size)) {
-    fail(
-      `the chunks of "${fqn}" [${size.join(", ")}] hold ${volume} elements, expected ${numel(size)} (a gap or an overlap)`,
-    );
-  }
-  // One chunk (in bounds, checked by the caller) holding every element tiles its tensor.
-  if (size.length === 0 || chunks.length === 1) return 0;
-  const sorted = [...chunks].sort((a, b) => a.offsets[0]! - b.offsets[0]!);
-  let comparisons = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    const a = sorted[i]!;
-    const end = a.offsets[0]! + a.sizes[0]!;
-    for (let j = i + 1; j < sorted.length && sorted[j]!.offsets[0]! < end; j++) {
-      if (++comparisons > budget)
-        fail(`checking that the chunks tile their tensors takes over ${MAX_TILING_COMPARISONS} comparisons`);
-      if (boxesOverlap(a, sorted[j]!)) {
-        fail(
-          `chunks of "${fqn}" at [${a.offsets.join(", ")}] and [${sorted[j]!.offsets.join(", ")}] overlap`,
-        );
-      }
-    }
-  }
-  return comparisons;
 }

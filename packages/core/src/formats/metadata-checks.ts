@@ -1,0 +1,132 @@
+import { constants as bufferConstants } from "node:buffer";
+import { MetadataError } from "../errors.js";
+import { numel } from "../model/tensor.js";
+import type { ChunkStorageMetadata, StorageMetadataEntry } from "../plan/metadata.js";
+
+// The checks every .metadata decoder (each layout version) applies, with their messages.
+
+/** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
+export const MAX_ITEM_BYTES = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER);
+/**
+ * Most pairwise chunk comparisons the tiling check makes for one checkpoint. DCP-style shardings
+ * need about one per chunk; a file needing more is refused rather than checked slowly.
+ */
+export const MAX_TILING_COMPARISONS = 1 << 24;
+/** Longest item format name a storage record may carry. */
+export const MAX_ITEM_FORMAT_NAME = 64;
+
+/** @throws {@link MetadataError} `MALFORMED_METADATA` with `message`. */
+export function fail(message: string): never {
+  throw new MetadataError(`Malformed .metadata: ${message}`);
+}
+
+export function isCount(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** A short rendering of a decoded value for messages (at most 120 characters). */
+export function show(v: unknown): string {
+  const text = JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x)) ?? String(v);
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+export function counts(v: unknown, what: string): number[] {
+  if (!Array.isArray(v) || !v.every(isCount))
+    fail(`expected ${what} to be a list of non-negative integers, got ${show(v)}`);
+  return v as number[];
+}
+
+export function str(v: unknown, what: string): string {
+  if (typeof v !== "string") fail(`expected ${what} to be a string, got ${typeof v}`);
+  return v;
+}
+
+export function checkFqn(fqn: string): string {
+  if (fqn === "__proto__") fail(`expected state-dict keys other than "__proto__"`);
+  return fqn;
+}
+
+/**
+ * Checks that a stored relative path stays inside the checkpoint: non-empty `/`-separated
+ * segments, none of them `.` or `..`, no leading `/`, backslash, drive letter or NUL.
+ *
+ * @param relativePath - the path from the metadata.
+ * @throws {@link MetadataError} `UNSAFE_PATH` otherwise.
+ */
+export function assertSafeRelativePath(relativePath: string): void {
+  const segments = relativePath.split("/");
+  const bad =
+    relativePath.length === 0 ||
+    relativePath.includes("\\") ||
+    relativePath.includes("\u0000") ||
+    /^[A-Za-z]:/.test(relativePath) ||
+    segments.some((s) => s === "" || s === "." || s === "..");
+  if (bad) {
+    throw new MetadataError(
+      `Expected data file paths inside the checkpoint folder (relative, no "." or ".." segments), found ${show(relativePath)}`,
+      { code: "UNSAFE_PATH" },
+    );
+  }
+}
+
+/**
+ * Checks that every tensor's chunks tile it exactly (no gap, no overlap), within
+ * {@link MAX_TILING_COMPARISONS} comparisons in all, as {@link decodeMetadata} does.
+ *
+ * @param stateDictMetadata - the entries to check.
+ * @throws {@link MetadataError} on a gap, an overlap, or too many comparisons.
+ */
+export function assertChunksTileAll(stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>): void {
+  let budget = MAX_TILING_COMPARISONS;
+  for (const [fqn, e] of stateDictMetadata)
+    if (e.type === "tensor") budget -= assertChunksTile(fqn, e.size, e.chunks, budget);
+}
+
+/** Whether two boxes share at least one element (empty boxes share none). */
+function boxesOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata): boolean {
+  return a.offsets.every((o, d) => {
+    const bo = b.offsets[d]!;
+    return o < bo + b.sizes[d]! && bo < o + a.sizes[d]! && a.sizes[d]! > 0 && b.sizes[d]! > 0;
+  });
+}
+
+/**
+ * Checks that a tensor's chunks (already inside its bounds) tile it exactly: their volumes add up
+ * to its element count and no two overlap, so every element comes from exactly one chunk, as
+ * DCP's `_validate_global_plan` checks at save time. Sorted by the first dimension, each chunk is
+ * compared only with those starting before it ends there.
+ *
+ * @returns the comparisons made.
+ * @throws {@link MetadataError} on a gap, an overlap, or more than `budget` comparisons.
+ */
+export function assertChunksTile(
+  fqn: string,
+  size: readonly number[],
+  chunks: readonly ChunkStorageMetadata[],
+  budget: number,
+): number {
+  const volume = chunks.reduce((sum, c) => sum + numel(c.sizes), 0);
+  if (volume !== numel(size)) {
+    fail(
+      `the chunks of "${fqn}" [${size.join(", ")}] hold ${volume} elements, expected ${numel(size)} (a gap or an overlap)`,
+    );
+  }
+  // One chunk (in bounds, checked by the caller) holding every element tiles its tensor.
+  if (size.length === 0 || chunks.length === 1) return 0;
+  const sorted = [...chunks].sort((a, b) => a.offsets[0]! - b.offsets[0]!);
+  let comparisons = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const a = sorted[i]!;
+    const end = a.offsets[0]! + a.sizes[0]!;
+    for (let j = i + 1; j < sorted.length && sorted[j]!.offsets[0]! < end; j++) {
+      if (++comparisons > budget)
+        fail(`checking that the chunks tile their tensors takes over ${MAX_TILING_COMPARISONS} comparisons`);
+      if (boxesOverlap(a, sorted[j]!)) {
+        fail(
+          `chunks of "${fqn}" at [${a.offsets.join(", ")}] and [${sorted[j]!.offsets.join(", ")}] overlap`,
+        );
+      }
+    }
+  }
+  return comparisons;
+}
