@@ -36,21 +36,24 @@ export function createReadItemsForChunkList(
   localChunks: readonly ChunkStorageMetadata[],
 ): TensorReadItem[] {
   const items: TensorReadItem[] = [];
-  localChunks.forEach((shard, idx) => {
-    checkpointMd.chunks.forEach((saved, storageIdx) => {
+  for (let idx = 0; idx < localChunks.length; idx++) {
+    const shard = localChunks[idx]!;
+    const destOffset = [...shard.offsets]; // the caller's shard may change; the metadata's chunks do not
+    for (let storageIdx = 0; storageIdx < checkpointMd.chunks.length; storageIdx++) {
+      const saved = checkpointMd.chunks[storageIdx]!;
       const meet = boxIntersection(shard, saved);
-      if (!meet) return;
+      if (!meet) continue;
       const { storageOffsets, destOffsets, lengths } = meet;
       items.push({
         type: "tensor",
-        destIndex: { fqn, offset: [...shard.offsets], index: idx },
+        destIndex: { fqn, offset: destOffset, index: idx },
         destOffsets,
-        storageIndex: { fqn, offset: [...saved.offsets], index: storageIdx },
+        storageIndex: { fqn, offset: saved.offsets, index: storageIdx },
         storageOffsets,
         lengths,
       });
-    });
-  });
+    }
+  }
   return items;
 }
 
@@ -158,7 +161,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
         if (this.#options.allowPartialLoad) continue;
         throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
       }
-      items.push(...createReadItems(fqn, obj, entry));
+      for (const item of createReadItems(fqn, obj, entry)) items.push(item);
     }
     return { items };
   }

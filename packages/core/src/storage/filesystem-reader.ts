@@ -217,8 +217,12 @@ export class FileSystemReader implements StorageReader {
     this.#chunks = new WeakMap();
   }
 
-  /** @inheritDoc Tags the plan with this process ({@link PROCESS_ID}), for shared chunk reads. */
+  /**
+   * @inheritDoc Tags the plan with this process ({@link PROCESS_ID}), for shared chunk reads —
+   * where the backend's streams may skip ranges (`readCapabilities.skipsRanges`).
+   */
   prepareLocalPlan(plan: LoadPlan): LoadPlan {
+    if (!resolveReadCapabilities(this.fs.readCapabilities).skipsRanges) return plan;
     const data: ReadPlanData = { ...(plan.storageData as object | undefined), process: PROCESS_ID };
     return { ...plan, storageData: data };
   }
@@ -272,7 +276,9 @@ export class FileSystemReader implements StorageReader {
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
-    const shared = (plan.storageData as ReadPlanData | undefined)?.shared;
+    const shared = capabilities.skipsRanges
+      ? (plan.storageData as ReadPlanData | undefined)?.shared
+      : undefined;
     const sharing = shared ? new SharedChunkReads(shared, this.#sharedReadBytes) : undefined;
     try {
       await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>

@@ -43,13 +43,20 @@ export interface ReadCapabilities {
    * over HTTP), 0 where a second read returns the same bytes (a local disk).
    */
   readonly rereadsOnMismatch: number;
+  /**
+   * A stream may be asked for only some of the ranges it was opened with: the ranks of one process
+   * then share saved chunks (a chunk another rank read is not read again). `false` for streams that
+   * read their ranges strictly in turn, as s3torchconnector's DCP-optimized reader.
+   */
+  readonly skipsRanges: boolean;
 }
 
 /**
  * The capabilities of a local disk, and the defaults of any field a backend leaves out: small
  * items (< 1 MiB) 64 KiB apart coalesced into reads of up to 8 MiB; pieces of 32 MiB (large local
  * reads are cheapest: 0.81× the raw warm read, against 0.62× with 8 MiB pieces), 4 in flight
- * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads.
+ * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads;
+ * ranges may be skipped.
  */
 export const DEFAULT_READ_CAPABILITIES: ReadCapabilities = {
   coalesce: { smallItemBytes: 1024 * 1024, gapBytes: 64 * 1024, batchBytes: 8 * 1024 * 1024 },
@@ -57,6 +64,7 @@ export const DEFAULT_READ_CAPABILITIES: ReadCapabilities = {
   piecesInFlight: 4,
   scatterReads: false,
   rereadsOnMismatch: 0,
+  skipsRanges: true,
 };
 
 /**

@@ -67,8 +67,15 @@ export interface DcpOptimizedOptions {
 
 class DcpOptimizedConstructor implements ReaderConstructor {
   readonly type = "dcp_optimized" as const;
-  /** It coalesces the item ranges itself: one item per call; large items in 8 MiB ranged pieces. */
-  readonly capabilities: Partial<ReadCapabilities> = { coalesce: false, pieceBytes: RANGE_GET_BYTES };
+  /**
+   * It coalesces the item ranges itself: one item per call; large items in 8 MiB ranged pieces;
+   * every range it was opened with is read, in turn.
+   */
+  readonly capabilities: Partial<ReadCapabilities> = {
+    coalesce: false,
+    pieceBytes: RANGE_GET_BYTES,
+    skipsRanges: false,
+  };
 
   constructor(
     private readonly maxGapSize: number,
