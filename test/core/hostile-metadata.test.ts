@@ -104,9 +104,10 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
 
   it("refuses a plannerData index of 4,294,967,294 (loadStateDictFromKeys does not crash)", async () => {
     const { dir, raw } = await rawMetadata();
-    const paths = raw.entries.path as unknown[];
-    const path = paths.find((p): p is unknown[] => Array.isArray(p) && typeof p[1] === "number")!;
-    path[1] = 4_294_967_294;
+    // "list.0" is stored as a mask (the fqn split at its dots, step 1 a list index): write it out.
+    const at = (raw.entries.fqn as string[]).indexOf("list.0");
+    expect(raw.entries.path[at]).toBe(2);
+    raw.entries.path[at] = ["list", 4_294_967_294];
     await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
     const error = await loadStateDictFromKeys({ checkpointId: dir }).then(
       () => undefined,
@@ -114,6 +115,20 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     );
     expect(error).toBeInstanceOf(CheckpointError);
     expect(JSON.stringify((error as CheckpointException).failures ?? error)).toMatch(/list indices below/);
+  });
+
+  it("refuses a path mask that marks a key as a list index, or that yields __proto__", async () => {
+    const { raw } = await rawMetadata();
+    const at = (raw.entries.fqn as string[]).indexOf("list.0");
+    raw.entries.path[at] = 1; // "list" is a key, not an index
+    expect(refused(seal(encode(raw))).message).toMatch(
+      /expected step 0 of "list.0" to be a list index, got "list"/,
+    );
+    raw.entries.path[at] = 4; // three steps for a two-step fqn
+    expect(refused(seal(encode(raw))).message).toMatch(/expected a path mask of 2 steps for "list.0", got 4/);
+    raw.entries.fqn[at] = "list.__proto__";
+    raw.entries.path[at] = 0;
+    expect(refused(seal(encode(raw))).message).toMatch(/__proto__/);
   });
 
   it("refuses a value whose length is 2^32 or more", async () => {

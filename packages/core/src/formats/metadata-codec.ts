@@ -100,7 +100,7 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   const entryNdim = new ColumnWriter(1);
   const entrySize = new ColumnWriter(8);
   const entryChunks = new ColumnWriter(4);
-  const paths: (ObjectPath | true | null)[] = [];
+  const paths: (ObjectPath | number | true | null)[] = [];
   const chunkOffsets = new ColumnWriter(8);
   const chunkSizes = new ColumnWriter(8);
   const files: string[] = [];
@@ -149,7 +149,7 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   for (const [fqn, e] of metadata.stateDictMetadata) {
     fqns.push(fqn);
     const path = metadata.plannerData.get(fqn);
-    paths.push(path === undefined ? null : path.length === 1 && path[0] === fqn ? true : path);
+    paths.push(path === undefined ? null : encodePath(fqn, path));
     if (e.type === "bytes") {
       entryDtype.push(VALUE_DTYPE);
       entryNdim.push(0);
@@ -289,6 +289,52 @@ function column(v: unknown, what: string, width: 1 | 4 | 8, count: number): (i: 
   };
 }
 
+/** Most steps a path written as a mask may have (a mask is a safe integer). */
+const MAX_MASK_STEPS = 53;
+
+/**
+ * A flatten mapping as `.metadata` stores it: `true` for `[fqn]`; a number when the path is the
+ * fqn split at its dots — bit i set where step i is a list index (DCP's fqns join the steps with
+ * dots, so nested keys repeat the fqn's pieces); else the path itself.
+ */
+function encodePath(fqn: string, path: ObjectPath): ObjectPath | number | true {
+  if (path.length === 1 && path[0] === fqn) return true;
+  const parts = fqn.split(".");
+  if (parts.length !== path.length || parts.length > MAX_MASK_STEPS) return path;
+  let mask = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const step = path[i]!;
+    if (typeof step === "number") {
+      if (String(step) !== parts[i]) return path;
+      mask += 2 ** i;
+    } else if (step !== parts[i]) return path;
+  }
+  return mask;
+}
+
+/** The path a mask stands for (see {@link encodePath}), with the checks {@link checkPath} makes. */
+function splitPath(fqn: string, mask: number, entries: number): ObjectPath {
+  if (!isCount(mask) || mask >= 2 ** MAX_MASK_STEPS)
+    fail(`expected a path mask for "${fqn}", got ${show(mask)}`);
+  const path: (string | number)[] = fqn.split(".");
+  if (path.length > MAX_MSGPACK_DEPTH || mask >= 2 ** path.length)
+    fail(`expected a path mask of ${path.length} steps for "${fqn}", got ${mask}`);
+  for (let i = 0; i < path.length; i++) {
+    const part = path[i] as string;
+    if (part === "__proto__") checkFqn(part);
+    if (mask % 2 === 1) {
+      const index = Number(part);
+      if (!/^(0|[1-9][0-9]*)$/.test(part) || !isCount(index))
+        fail(`expected step ${i} of "${fqn}" to be a list index, got ${show(part)}`);
+      if (index >= entries)
+        fail(`expected list indices below ${entries} in the path of "${fqn}", got ${index}`);
+      path[i] = index;
+    }
+    mask = Math.floor(mask / 2);
+  }
+  return path;
+}
+
 /** Checks a `plannerData` path (1 to 64 keys and list indices below `entries`). */
 function checkPath(fqn: string, v: unknown, entries: number): ObjectPath {
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_MSGPACK_DEPTH)
@@ -384,6 +430,7 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
     if (stateDictMetadata.has(fqn)) fail(`duplicate entry "${fqn}"`);
     const path = paths[i];
     if (path === true) plannerData.set(fqn, [fqn]);
+    else if (typeof path === "number") plannerData.set(fqn, splitPath(fqn, path, n));
     else if (path !== null) plannerData.set(fqn, checkPath(fqn, path, n));
     const d = dtypeOf(i);
     const ndim = ndimOf(i);
