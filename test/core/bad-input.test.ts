@@ -11,6 +11,7 @@ import {
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
+import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -95,12 +96,8 @@ describe("malformed or hostile .metadata", () => {
     await writeFile(join(dir, METADATA_FILE), flipped);
     expect((await loadFailure(target(), dir)).message).toMatch(/CRC-32C of the body/);
 
-    const { crc32c } = await import("@node-rs/crc32");
     const body = encode({ format: "dcpjs.metadata", formatVersion: 1, version: "1.0.0", stateDict: "oops" });
-    const framed = Buffer.alloc(body.length + 4);
-    framed.set(body);
-    framed.writeUInt32LE(crc32c(body), body.length);
-    await writeFile(join(dir, METADATA_FILE), framed);
+    await writeFile(join(dir, METADATA_FILE), sealMetadata(body));
     const f = await loadFailure(target(), dir);
     expect(f.code).toBe("MALFORMED_METADATA");
     expect(f.message).toMatch(/expected stateDict to be a list/);

@@ -13,16 +13,9 @@ import {
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
+import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
-
-/** `.metadata` bytes for a msgpack body: the body and its CRC-32C trailer, as the writer seals it. */
-function seal(body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(body.byteLength + 4);
-  out.set(body);
-  new DataView(out.buffer).setUint32(body.byteLength, crc32c(body), true);
-  return out;
-}
 
 const state = () => ({
   w: randomTensor("float32", [64, 33], 1),
@@ -72,7 +65,7 @@ async function downgradeToVersion1(dir: string): Promise<void> {
     storage,
     storageMeta: { ...md.storageMeta },
   };
-  await writeFile(join(dir, METADATA_FILE), seal(encode(v1)));
+  await writeFile(join(dir, METADATA_FILE), sealMetadata(encode(v1)));
 }
 
 /** Flips one bit inside the tensor `w`'s stored bytes. */
@@ -145,10 +138,10 @@ describe("item checksums: CRC-32 written, CRC-32 and CRC-32C verified", () => {
     await save(state(), { checkpointId: dir });
     const bytes = await readFile(join(dir, METADATA_FILE));
     const raw = decode(bytes.subarray(0, bytes.byteLength - 4)) as Record<string, unknown>;
-    expect(() => decodeMetadata(seal(encode({ ...raw, checksum: "md5" })))).toThrow(
+    expect(() => decodeMetadata(sealMetadata(encode({ ...raw, checksum: "md5" })))).toThrow(
       /expected checksum to be one of crc32, crc32c, got "md5"/,
     );
-    expect(() => decodeMetadata(seal(encode({ ...raw, formatVersion: 3 })))).toThrow(
+    expect(() => decodeMetadata(sealMetadata(encode({ ...raw, formatVersion: 3 })))).toThrow(
       /expected formatVersion 1 or 2, got 3 \(written by a newer dcpjs\?\)/,
     );
   });

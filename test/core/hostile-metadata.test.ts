@@ -13,20 +13,12 @@ import {
 } from "@dcpjs/core";
 import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
-import { crc32c } from "@node-rs/crc32";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { allRanks } from "../support/ranks.js";
+import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
-
-/** `.metadata` bytes for a msgpack body: the body and its CRC-32C trailer, as the writer seals it. */
-function seal(body: Uint8Array): Uint8Array {
-  const out = new Uint8Array(body.byteLength + 4);
-  out.set(body);
-  new DataView(out.buffer).setUint32(body.byteLength, crc32c(body), true);
-  return out;
-}
 
 /**
  * A real checkpoint's metadata, decoded to its raw msgpack structure for editing (layout version
@@ -87,11 +79,11 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
   it("refuses a msgpack bomb of nested array16 headers (300 KB) in under 100 ms and 64 MiB", () => {
     const body = new Uint8Array(300_000);
     for (let i = 0; i + 3 <= body.length; i += 3) body.set([0xdc, 0xff, 0xff], i);
-    expect(refused(seal(body)).message).toMatch(/declares 65535 elements|nesting at most/);
+    expect(refused(sealMetadata(body)).message).toMatch(/declares 65535 elements|nesting at most/);
   });
 
   it("refuses a container that declares more elements than bytes are left", () => {
-    expect(refused(seal(Uint8Array.from([0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01]))).message).toMatch(
+    expect(refused(sealMetadata(Uint8Array.from([0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01]))).message).toMatch(
       /declares 2147483647 elements, but only 1 bytes are left/,
     );
   });
@@ -99,7 +91,7 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
   it("refuses 100,000 levels of nesting with a typed error, not a RangeError", () => {
     const body = new Uint8Array(100_001).fill(0x91);
     body[100_000] = 0xc0;
-    expect(refused(seal(body)).message).toMatch(/nesting at most 64 deep/);
+    expect(refused(sealMetadata(body)).message).toMatch(/nesting at most 64 deep/);
   });
 
   it("refuses a plannerData index of 4,294,967,294 (loadStateDictFromKeys does not crash)", async () => {
@@ -108,7 +100,7 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     const at = (raw.entries.fqn as string[]).indexOf("list.0");
     expect(raw.entries.path[at]).toBe(2);
     raw.entries.path[at] = ["list", 4_294_967_294];
-    await writeFile(join(dir, METADATA_FILE), seal(encode(raw)));
+    await writeFile(join(dir, METADATA_FILE), sealMetadata(encode(raw)));
     const error = await loadStateDictFromKeys({ checkpointId: dir }).then(
       () => undefined,
       (e: unknown) => e,
@@ -121,20 +113,22 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     const { raw } = await rawMetadata();
     const at = (raw.entries.fqn as string[]).indexOf("list.0");
     raw.entries.path[at] = 1; // "list" is a key, not an index
-    expect(refused(seal(encode(raw))).message).toMatch(
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
       /expected step 0 of "list.0" to be a list index, got "list"/,
     );
     raw.entries.path[at] = 4; // three steps for a two-step fqn
-    expect(refused(seal(encode(raw))).message).toMatch(/expected a path mask of 2 steps for "list.0", got 4/);
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
+      /expected a path mask of 2 steps for "list.0", got 4/,
+    );
     raw.entries.fqn[at] = "list.__proto__";
     raw.entries.path[at] = 0;
-    expect(refused(seal(encode(raw))).message).toMatch(/__proto__/);
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(/__proto__/);
   });
 
   it("refuses a value whose length is 2^32 or more", async () => {
     const { raw } = await rawMetadata();
     setF64(raw.storage.length, recordOf(raw, "step"), 2 ** 40);
-    expect(refused(seal(encode(raw))).message).toMatch(
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
       /to be at most \d+ bytes, metadata says 1099511627776/,
     );
   });
@@ -143,20 +137,25 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     const { raw } = await rawMetadata();
     const length = raw.storage.length as Uint8Array;
     expect(
-      refused(seal(encode({ ...raw, storage: { ...raw.storage, length: length.subarray(8) } }))).message,
+      refused(sealMetadata(encode({ ...raw, storage: { ...raw.storage, length: length.subarray(8) } })))
+        .message,
     ).toMatch(/expected storage.length to hold 4 numbers of 8 bytes, got 24 bytes/);
     const file = raw.storage.file as Uint8Array;
     new DataView(file.buffer, file.byteOffset).setUint32(0, 7, true);
-    expect(refused(seal(encode(raw))).message).toMatch(/expected a data file index below 1 for "a", got 7/);
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
+      /expected a data file index below 1 for "a", got 7/,
+    );
     new DataView(file.buffer, file.byteOffset).setUint32(0, 0, true);
     setF64(raw.entries.size, 0, 2.5);
-    expect(refused(seal(encode(raw))).message).toMatch(/entries.size to hold non-negative integers, got 2.5/);
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
+      /entries.size to hold non-negative integers, got 2.5/,
+    );
   });
 
   it("refuses chunks that leave a gap in a tensor, and chunks that overlap", async () => {
     const { raw } = await rawMetadata();
     setF64(raw.entries.size, 0, 5); // "a" is [5, 4]: one row that no chunk holds
-    expect(refused(seal(encode(raw))).message).toMatch(
+    expect(refused(sealMetadata(encode(raw))).message).toMatch(
       /hold 16 elements, expected 20 \(a gap or an overlap\)/,
     );
     // "a" saved as two chunks of rows [0, 2) and [2, 4); make them [0, 3) and [2, 3).
@@ -165,7 +164,9 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     setF64(two.raw.chunks.sizes, 2, 1);
     setF64(two.raw.storage.length, recordOf(two.raw, "a"), 48);
     setF64(two.raw.storage.length, recordOf(two.raw, "a") + 1, 16);
-    expect(refused(seal(encode(two.raw))).message).toMatch(/chunks of "a" at \[0, 0\] and \[2, 0\] overlap/);
+    expect(refused(sealMetadata(encode(two.raw))).message).toMatch(
+      /chunks of "a" at \[0, 0\] and \[2, 0\] overlap/,
+    );
   });
 
   it("fuzzed metadata (random byte edits of a real file, CRC resealed) gives only MetadataError, fast", async () => {
@@ -181,7 +182,7 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
           const mutated = new Uint8Array(body);
           for (const [at, value] of edits) mutated[at] = value;
           try {
-            decodeMetadata(seal(mutated));
+            decodeMetadata(sealMetadata(mutated));
           } catch (error) {
             expect(error).toBeInstanceOf(MetadataError);
           }
@@ -202,7 +203,7 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
           return; // not encodable: nothing to decode
         }
         try {
-          decodeMetadata(seal(body));
+          decodeMetadata(sealMetadata(body));
         } catch (error) {
           expect(error).toBeInstanceOf(MetadataError);
         }
