@@ -147,6 +147,44 @@ describe("in-process ranks share the saved chunks they all read", () => {
     expect(sharedReadBytesHeld()).toBe(0);
   });
 
+  it("a rank that reads a shared chunk itself (in place) lets it go: held bytes stay near the read-ahead, not the checkpoint", async () => {
+    // 8 tensors of 8 MiB saved in 4 row chunks each: 32 chunks of 2 MiB, 64 MiB in all.
+    const dir = await tempDir();
+    const big = Object.fromEntries(
+      Array.from({ length: 8 }, (_, i) => [`t${i}`, randomTensor("float32", SHAPE, 10 + i)]),
+    );
+    await allRanks(4, (pg) =>
+      save(
+        Object.fromEntries(
+          Object.entries(big).map(([k, t]) => [k, shardTensor(t, { dim: 0, rank: pg.rank, worldSize: 4 })]),
+        ),
+        { checkpointId: dir, processGroup: pg },
+      ),
+    );
+    // Rank 0 loads whole tensors (every saved chunk lands in place); rank 1 a column shard of each
+    // (every chunk staged and shared with rank 0).
+    const whole = Object.fromEntries(Object.keys(big).map((k) => [k, emptyTensor("float32", SHAPE)]));
+    const half = Object.fromEntries(
+      Object.keys(big).map((k) => [
+        k,
+        shardTensor(emptyTensor("float32", SHAPE), { dim: 1, rank: 1, worldSize: 2 }),
+      ]),
+    );
+    let most = 0;
+    const onProgress = () => {
+      most = Math.max(most, sharedReadBytesHeld());
+    };
+    await allRanks(2, (pg) =>
+      load(pg.rank === 0 ? whole : half, {
+        storageReader: new FileSystemReader({ path: dir, onProgress }),
+        processGroup: pg,
+      }),
+    );
+    expect(Object.entries(big).every(([k, t]) => sameTensor(whole[k] as Tensor, t))).toBe(true);
+    expect(most).toBeLessThanOrEqual(16 * 2 * 1024 * 1024); // at most half the chunks at once, never all 32
+    expect(sharedReadBytesHeld()).toBe(0);
+  });
+
   it("a flipped bit in a shared chunk fails every rank with its CRC-32 mismatch, naming the fqn", async () => {
     const dir = await rowCheckpoint();
     const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));

@@ -51,7 +51,7 @@ export const MAX_RANK_METADATA_FILES = 65_536;
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
 
-/** A run read and verified, ready to deliver: each chunk's payload, and what was fetched (or the shared chunk's key). */
+/** A run read and verified, ready to deliver: each chunk's payload, and what this rank fetched (or the shared chunk's key). */
 interface ReadyRun {
   readonly payloads: Uint8Array[];
   readonly fetched?: FetchedChunk;
@@ -280,6 +280,13 @@ export class FileSystemReader implements StorageReader {
       ? (plan.storageData as ReadPlanData | undefined)?.shared
       : undefined;
     const sharing = shared ? new SharedChunkReads(shared, this.#sharedReadBytes) : undefined;
+    // Chunks this rank reads itself (in place, or with their neighbours) are let go at once, so
+    // the other ranks neither read them for it nor keep a copy waiting for it.
+    if (sharing)
+      for (const schedule of schedules)
+        for (const run of schedule.runs)
+          if (this.#sharedKey(run, sharing) === undefined)
+            for (const chunk of run.chunks) sharing.release(this.#located(chunk.items[0]!).key);
     try {
       await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
         this.#readFile(schedule, capabilities, planner, linked, sharing),
@@ -332,12 +339,9 @@ export class FileSystemReader implements StorageReader {
       }
     };
     const fetch = (run: ReadRun<ReadItem, DirectTarget>): Promise<ReadyRun> => {
-      const key =
-        sharing && run.placement === "staged" && run.chunks.length === 1
-          ? this.#located(run.chunks[0]!.items[0]!).key
-          : undefined;
+      const key = this.#sharedKey(run, sharing);
       const ready =
-        key !== undefined && sharing!.shares(key)
+        key !== undefined
           ? sharing!
               .get(key, run.length, async (buffers) => {
                 const { payloads, fetched } = await verified(run, buffers);
@@ -364,13 +368,23 @@ export class FileSystemReader implements StorageReader {
         });
         if (ready.shared !== undefined) sharing!.release(ready.shared);
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
-        else if (ready.fetched?.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
+        if (ready.fetched?.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
           spare.push(ready.fetched.staging);
       }
     } finally {
       await Promise.allSettled(inFlight);
       await stream.close();
     }
+  }
+
+  /** The saved chunk a run reads through `sharing` (a lone staged chunk other ranks share), if any. */
+  #sharedKey(
+    run: ReadRun<ReadItem, DirectTarget>,
+    sharing: SharedChunkReads | undefined,
+  ): string | undefined {
+    if (!sharing || run.placement !== "staged" || run.chunks.length !== 1) return undefined;
+    const key = this.#located(run.chunks[0]!.items[0]!).key;
+    return sharing.shares(key) ? key : undefined;
   }
 
   /**
