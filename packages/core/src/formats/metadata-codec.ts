@@ -47,7 +47,7 @@ export const METADATA_FORMAT = "dcpjs.metadata";
  * CRC-32C implied) is still read.
  */
 export const METADATA_FORMAT_VERSION = 2;
-/** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the ~40 bytes per item written. */
+/** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the tens to hundreds of bytes per item written. */
 export const MAX_METADATA_BYTES = 1024 * 1024 * 1024;
 /** Bytes of the CRC-32C trailer after the msgpack body. */
 const TRAILER_BYTES = 4;
