@@ -95,7 +95,9 @@ let heldBytes = 0;
 
 /** A shared chunk read: its verified payload and the staging buffer it lies in (reused afterwards). */
 export interface SharedFetch {
+  /** The chunk's verified payload (a view of `staging` for dcpjs's own items). */
   readonly payload: Uint8Array;
+  /** The buffer it was read into, reused for a later shared read once every rank is done; none when read in place. */
   readonly staging: Uint8Array | undefined;
 }
 
