@@ -53,7 +53,7 @@ async function assertWithin(path: string, folder: string): Promise<void> {
   }
 }
 
-/** The chunks left after the first `skip` bytes of `chunks` (a partial first chunk as a view). */
+/** The buffers left after the first `skip` bytes of `chunks` (a partial first one as a view): what a short vectored read or write continues with. */
 function skipBytes(chunks: readonly Uint8Array[], skip: number): Uint8Array[] {
   let i = 0;
   while (i < chunks.length && skip >= chunks[i]!.byteLength) skip -= chunks[i++]!.byteLength;
@@ -183,12 +183,7 @@ class LocalReadStream implements FileReadStream {
         if (bytesRead === 0) break;
         position += bytesRead;
         // Drop the buffers filled; a partly filled one continues where it stopped.
-        let left = bytesRead;
-        let filled = 0;
-        while (filled < pending.length && left >= pending[filled]!.byteLength)
-          left -= pending[filled++]!.byteLength;
-        pending = pending.slice(filled);
-        if (left > 0) pending[0] = pending[0]!.subarray(left);
+        pending = skipBytes(pending, bytesRead);
       }
     } catch (error) {
       throw ioError(error, "read", this.path);
