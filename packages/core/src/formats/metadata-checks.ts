@@ -1,7 +1,9 @@
 import { constants as bufferConstants } from "node:buffer";
 import { MetadataError } from "../errors.js";
+import { MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
+import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
-import type { ChunkStorageMetadata, StorageMetadataEntry } from "../plan/metadata.js";
+import type { ChunkStorageMetadata, StorageMeta, StorageMetadataEntry } from "../plan/metadata.js";
 
 // The checks every .metadata decoder (each layout version) applies, with their messages.
 
@@ -129,4 +131,39 @@ export function assertChunksTile(
     }
   }
   return comparisons;
+}
+
+/** A map field of the body (not a list, not binary). */
+export function map(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array)
+    fail(`expected ${what} to be a map`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Checks a `plannerData` path: 1 to 64 steps, each a key (not `__proto__`) or a list index below
+ * `entries`.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` otherwise.
+ */
+export function checkPath(fqn: string, v: unknown, entries: number): ObjectPath {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_MSGPACK_DEPTH)
+    fail(
+      `expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${Array.isArray(v) ? v.length : show(v)}`,
+    );
+  for (const step of v) {
+    if (typeof step === "string") checkFqn(step);
+    else if (isCount(step) && step >= entries)
+      fail(`expected list indices below ${entries} in the path of "${fqn}", got ${step}`);
+    else if (!isCount(step)) fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
+  }
+  return v as ObjectPath;
+}
+
+/** `storageMeta`: its `checkpointId` and `saveId` where they are strings; other fields are dropped. */
+export function decodeStorageMeta(v: unknown): StorageMeta {
+  const { checkpointId, saveId } = map(v, "storageMeta");
+  return {
+    ...(typeof checkpointId === "string" ? { checkpointId } : {}),
+    ...(typeof saveId === "string" ? { saveId } : {}),
+  };
 }

@@ -22,11 +22,14 @@ import {
   assertChunksTile,
   assertSafeRelativePath,
   checkFqn,
+  checkPath,
+  decodeStorageMeta,
   fail,
   isCount,
   MAX_ITEM_BYTES,
   MAX_ITEM_FORMAT_NAME,
   MAX_TILING_COMPARISONS,
+  map,
   show,
   str,
 } from "./metadata-checks.js";
@@ -248,7 +251,7 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("expected a map at the top level");
   const top = raw as Record<string, unknown>;
   if (top.format !== METADATA_FORMAT) fail(`expected format "${METADATA_FORMAT}", got ${show(top.format)}`);
-  if (top.formatVersion === 1) return decodeMetadataV1(top, "crc32c"); // CRC-32C implied
+  if (top.formatVersion === 1) return decodeMetadataV1(top); // CRC-32C implied
   if (top.formatVersion !== METADATA_FORMAT_VERSION) {
     fail(
       `expected formatVersion 1 or ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by a newer dcpjs?)`,
@@ -257,13 +260,6 @@ export function decodeMetadata(bytes: Uint8Array): Metadata {
   if (!CHECKSUM_ALGORITHMS.includes(top.checksum as ChecksumAlgorithm))
     fail(`expected checksum to be one of ${CHECKSUM_ALGORITHMS.join(", ")}, got ${show(top.checksum)}`);
   return decodeColumns(top, top.checksum as ChecksumAlgorithm);
-}
-
-/** A map field of the body. */
-function map(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array)
-    fail(`expected ${what} to be a map`);
-  return v as Record<string, unknown>;
 }
 
 /** A list field of the body. */
@@ -333,19 +329,6 @@ function splitPath(fqn: string, mask: number, entries: number): ObjectPath {
     mask = Math.floor(mask / 2);
   }
   return path;
-}
-
-/** Checks a `plannerData` path (1 to 64 keys and list indices below `entries`). */
-function checkPath(fqn: string, v: unknown, entries: number): ObjectPath {
-  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_MSGPACK_DEPTH)
-    fail(`expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${show(v)}`);
-  for (const step of v) {
-    if (typeof step === "string") checkFqn(step);
-    else if (isCount(step) && step >= entries)
-      fail(`expected list indices below ${entries} in the path of "${fqn}", got ${step}`);
-    else if (!isCount(step)) fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
-  }
-  return v as ObjectPath;
 }
 
 /** Decodes the columns of a version 2 body (see {@link encodeMetadata} and docs/format.md). */
@@ -475,11 +458,11 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
     plannerData.set(fqn, checkPath(fqn, p[1], n));
   }
 
-  const sm = map(top.storageMeta, "storageMeta");
-  const { checkpointId, saveId } = sm;
-  const storageMeta = {
-    ...(typeof checkpointId === "string" ? { checkpointId } : {}),
-    ...(typeof saveId === "string" ? { saveId } : {}),
+  return {
+    version,
+    stateDictMetadata,
+    plannerData,
+    storageData,
+    storageMeta: decodeStorageMeta(top.storageMeta),
   };
-  return { version, stateDictMetadata, plannerData, storageData, storageMeta };
 }

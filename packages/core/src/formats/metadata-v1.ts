@@ -1,6 +1,5 @@
 import { DTYPE_BYTES, isDType } from "../model/dtype.js";
 import { findChunk } from "../model/geometry.js";
-import { MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -10,12 +9,13 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../plan/metadata.js";
-import type { ChecksumAlgorithm } from "./checksum.js";
 import {
   assertChunksTile,
   assertSafeRelativePath,
   checkFqn,
+  checkPath,
   counts,
+  decodeStorageMeta,
   fail,
   isCount,
   MAX_ITEM_BYTES,
@@ -32,10 +32,9 @@ import {
  * its trailer, format and version were checked.
  *
  * @param top - the decoded msgpack map.
- * @param algorithm - the items' checksum algorithm (`crc32c` for files of version 1).
  * @throws {@link MetadataError} as `decodeMetadata`.
  */
-export function decodeMetadataV1(top: Record<string, unknown>, algorithm: ChecksumAlgorithm): Metadata {
+export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
   const version = str(top.version, "version");
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
@@ -81,17 +80,7 @@ export function decodeMetadataV1(top: Record<string, unknown>, algorithm: Checks
     if (!Array.isArray(p) || p.length !== 2 || !Array.isArray(p[1]))
       fail("expected each plannerData entry to be [fqn, path]");
     const fqn = checkFqn(str(p[0], "an fqn"));
-    const path = p[1] as unknown[];
-    if (path.length === 0 || path.length > MAX_MSGPACK_DEPTH)
-      fail(`expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${path.length}`);
-    for (const step of path) {
-      if (typeof step === "string") checkFqn(step);
-      else if (isCount(step) && step >= top.plannerData.length)
-        fail(`expected list indices below ${top.plannerData.length} in the path of "${fqn}", got ${step}`);
-      else if (!isCount(step))
-        fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
-    }
-    plannerData.set(fqn, path as ObjectPath);
+    plannerData.set(fqn, checkPath(fqn, p[1], top.plannerData.length));
   }
 
   const storageData = new Map<string, StorageInfo>();
@@ -132,12 +121,13 @@ export function decodeMetadataV1(top: Record<string, unknown>, algorithm: Checks
     } else if (s[4] > MAX_ITEM_BYTES) {
       fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${s[4]}`);
     }
-    const info: { -readonly [K in keyof StorageInfo]: StorageInfo[K] } =
-      algorithm === "crc32"
-        ? { relativePath, offset: s[3], length: s[4], crc32: s[5] }
-        : { relativePath, offset: s[3], length: s[4], crc32c: s[5] };
-    if (itemFormat !== undefined) info.itemFormat = itemFormat;
-    storageData.set(metadataIndexKey({ fqn, offset }), info);
+    storageData.set(metadataIndexKey({ fqn, offset }), {
+      relativePath,
+      offset: s[3],
+      length: s[4],
+      crc32c: s[5], // version 1 recorded CRC-32C
+      ...(itemFormat !== undefined ? { itemFormat } : {}),
+    });
   }
   for (const [fqn, entry] of stateDictMetadata) {
     const keys =
@@ -147,12 +137,11 @@ export function decodeMetadataV1(top: Record<string, unknown>, algorithm: Checks
     if (keys.some((k) => !storageData.has(k))) fail(`"${fqn}" has a chunk with no storage entry`);
   }
 
-  const sm = top.storageMeta;
-  if (typeof sm !== "object" || sm === null || Array.isArray(sm)) fail("expected storageMeta to be a map");
-  const { checkpointId, saveId } = sm as Record<string, unknown>;
-  const storageMeta = {
-    ...(typeof checkpointId === "string" ? { checkpointId } : {}),
-    ...(typeof saveId === "string" ? { saveId } : {}),
+  return {
+    version,
+    stateDictMetadata,
+    plannerData,
+    storageData,
+    storageMeta: decodeStorageMeta(top.storageMeta),
   };
-  return { version, stateDictMetadata, plannerData, storageData, storageMeta };
 }
