@@ -4,6 +4,8 @@
  * matched by, and the one hint-first chunk lookup.
  */
 
+import { type StridedCopy, stridedCopy } from "./strided-copy.js";
+
 /**
  * The number of elements of a tensor of `shape` (1 for a 0-d tensor).
  *
@@ -162,10 +164,28 @@ export function copyBox(
   lengths: readonly number[],
   elementBytes: number,
 ): void {
+  const copy = boxCopy(srcShape, srcOffsets, dstShape, dstOffsets, lengths, elementBytes);
+  if (copy) stridedCopy(src, dst, copy);
+}
+
+/**
+ * The runs that copy an n-d box between two row-major buffers (see {@link copyBox} for the
+ * parameters): trailing dimensions copied whole on both sides merge with the last partial one
+ * into one run; the dimensions before it are iterated. `undefined` for an empty box.
+ *
+ * @returns the copy, with its size in bytes.
+ */
+export function boxCopy(
+  srcShape: readonly number[],
+  srcOffsets: readonly number[],
+  dstShape: readonly number[],
+  dstOffsets: readonly number[],
+  lengths: readonly number[],
+  elementBytes: number,
+): (StridedCopy & { readonly bytes: number }) | undefined {
   const ndim = lengths.length;
-  if (numel(lengths) === 0) return;
-  // Dimensions after k are copied whole on both sides, so together with dim k they form one
-  // contiguous run; dimensions before k are iterated.
+  const bytes = numel(lengths) * elementBytes;
+  if (bytes === 0) return undefined;
   let k = ndim - 1;
   while (k > 0 && lengths[k] === srcShape[k] && lengths[k] === dstShape[k]) k--;
   const outer = Math.max(k, 0);
@@ -179,30 +199,15 @@ export function copyBox(
     srcBase += srcOffsets[i]! * srcStrides[i]!;
     dstBase += dstOffsets[i]! * dstStrides[i]!;
   }
-  if (outer === 0) {
-    dst.set(src.subarray(srcBase, srcBase + run), dstBase);
-    return;
-  }
-  // Buffer#copy is a native memcpy with no view object per run: much cheaper for short runs.
-  const source = Buffer.from(src.buffer, src.byteOffset, src.byteLength);
-  const idx = new Array<number>(outer).fill(0);
-  for (;;) {
-    let s = srcBase;
-    let t = dstBase;
-    for (let i = 0; i < outer; i++) {
-      s += idx[i]! * srcStrides[i]!;
-      t += idx[i]! * dstStrides[i]!;
-    }
-    source.copy(dst, t, s, s + run);
-    let j = outer - 1;
-    while (j >= 0) {
-      idx[j]!++;
-      if (idx[j]! < lengths[j]!) break;
-      idx[j] = 0;
-      j--;
-    }
-    if (j < 0) return;
-  }
+  return {
+    bytes,
+    run,
+    srcBase,
+    dstBase,
+    counts: lengths.slice(0, outer),
+    srcStrides: srcStrides.slice(0, outer),
+    dstStrides: dstStrides.slice(0, outer),
+  };
 }
 
 function stridesBytes(shape: readonly number[], elementBytes: number): number[] {
