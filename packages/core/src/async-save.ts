@@ -32,8 +32,12 @@ export interface AsyncSaveResult {
 const SINGLE_PROCESS_KEY = {};
 const inFlight = new WeakMap<object, Promise<unknown>>();
 
+/** A copy of a tensor's bytes, in shared memory: the background save checksums it on worker threads. */
 function stagedTensor(t: Tensor): Tensor {
-  return { dtype: t.dtype, shape: [...t.shape], data: tensorBytes(t).slice() };
+  const bytes = tensorBytes(t);
+  const data = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  data.set(bytes);
+  return { dtype: t.dtype, shape: [...t.shape], data };
 }
 
 function stagingBytes(value: unknown): number {

@@ -38,6 +38,7 @@ export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dty
 export {
   type Box,
   type BoxIntersection,
+  boxCopy,
   boxesOverlap,
   boxIntersection,
   contiguousRun,
@@ -55,6 +56,7 @@ export {
   setElement,
   unflattenStateDict,
 } from "./model/state-dict.js";
+export { type StridedCopy, stridedCopy } from "./model/strided-copy.js";
 export { validateTensor } from "./model/tensor.js";
 export { decodeValue, encodeValue } from "./model/value-codec.js";
 export {
@@ -156,6 +158,21 @@ export {
   type SharedFetch,
   sharedReadBytesHeld,
 } from "./storage/shared-chunk-reads.js";
+export {
+  keepStaging,
+  releaseStaging,
+  STAGING_KEEP_BYTES,
+  STAGING_KEEP_MS,
+  stagingBytesKept,
+  takeStaging,
+} from "./storage/staging-buffers.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
+export {
+  checksumOnWorker,
+  copyOnWorker,
+  runsOffThread,
+  WORKER_MIN_BYTES,
+  workerTasksRun,
+} from "./storage/worker-pool.js";
 export { type WriteWholeFileOptions, writeWholeFile } from "./storage/write-whole-file.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

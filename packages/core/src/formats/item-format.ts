@@ -30,8 +30,11 @@ export interface ItemFormat {
   /** Its name: `FileSystemWriter`'s `format` option and `StorageInfo.itemFormat` (dcpjs's own: `dcpjs`). */
   readonly name: string;
   /**
-   * Stored tensor items are exactly their C-order payload, so a read may land straight in the
-   * destination tensor (and be verified there).
+   * Stored tensor items are exactly their C-order payload, checked by their storage entry's
+   * checksum alone (`itemChecksum`; written as `ITEM_CHECKSUM_ALGORITHM`): so a read may land
+   * straight in the destination tensor (and be verified there), and readers and writers may
+   * compute that checksum on a worker thread instead of calling `unframe` / `frame` for a large
+   * tensor item in shared memory.
    */
   readonly zeroCopy: boolean;
   /**

@@ -68,28 +68,36 @@ export type TypedArrayFor<D extends DType> = D extends "float64"
  *
  * @param dtype - the element type.
  * @param numel - the number of elements.
+ * @param shared - on a `SharedArrayBuffer`, which worker threads can read and write without a
+ * copy (readers check and copy tensors there off the main thread). @default false
  * @returns `Float64Array`, `Float32Array`, `Uint16Array` (float16/bfloat16), `BigInt64Array`,
  * `Int32Array`, `Int16Array`, `Int8Array` or `Uint8Array` (uint8/bool).
  */
-export function allocateTypedArray<D extends DType>(dtype: D, numel: number): TypedArrayFor<D> {
+export function allocateTypedArray<D extends DType>(
+  dtype: D,
+  numel: number,
+  shared = false,
+): TypedArrayFor<D> {
+  const bytes = numel * DTYPE_BYTES[dtype];
+  const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
   switch (dtype) {
     case "float64":
-      return new Float64Array(numel) as TypedArrayFor<D>;
+      return new Float64Array(buffer) as TypedArrayFor<D>;
     case "float32":
-      return new Float32Array(numel) as TypedArrayFor<D>;
+      return new Float32Array(buffer) as TypedArrayFor<D>;
     case "float16":
     case "bfloat16":
-      return new Uint16Array(numel) as TypedArrayFor<D>;
+      return new Uint16Array(buffer) as TypedArrayFor<D>;
     case "int64":
-      return new BigInt64Array(numel) as TypedArrayFor<D>;
+      return new BigInt64Array(buffer) as TypedArrayFor<D>;
     case "int32":
-      return new Int32Array(numel) as TypedArrayFor<D>;
+      return new Int32Array(buffer) as TypedArrayFor<D>;
     case "int16":
-      return new Int16Array(numel) as TypedArrayFor<D>;
+      return new Int16Array(buffer) as TypedArrayFor<D>;
     case "int8":
-      return new Int8Array(numel) as TypedArrayFor<D>;
+      return new Int8Array(buffer) as TypedArrayFor<D>;
     default:
-      return new Uint8Array(numel) as TypedArrayFor<D>;
+      return new Uint8Array(buffer) as TypedArrayFor<D>;
   }
 }
 

@@ -122,7 +122,10 @@ export function tensor(dtype: DType, shape: readonly number[], data?: ArrayBuffe
 }
 
 /**
- * Allocates a zero-filled tensor (like `torch.zeros` / DCP's `torch.empty` for a fresh load).
+ * Allocates a zero-filled tensor (like `torch.zeros` / DCP's `torch.empty` for a fresh load), on a
+ * `SharedArrayBuffer`: a load checks and copies large items into it on worker threads, off the
+ * main thread (typed arrays on shared memory behave as others, except that `postMessage` shares
+ * rather than copies them).
  *
  * @param dtype - the element type.
  * @param shape - dimensions in elements.
@@ -132,7 +135,7 @@ export function emptyTensor<D extends DType>(
   dtype: D,
   shape: readonly number[],
 ): Tensor & { data: TypedArrayFor<D> } {
-  return { dtype, shape: [...shape], data: allocateTypedArray(dtype, numel(shape)) };
+  return { dtype, shape: [...shape], data: allocateTypedArray(dtype, numel(shape), true) };
 }
 
 /**

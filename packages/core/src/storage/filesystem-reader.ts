@@ -8,10 +8,12 @@ import {
   throwIfAborted,
 } from "../errors.js";
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
+import { checksumName, itemChecksum } from "../formats/checksum.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { contiguousRun, copyBox, findChunk } from "../model/geometry.js";
+import { boxCopy, contiguousRun, findChunk } from "../model/geometry.js";
+import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
   type LoadPlan,
@@ -44,7 +46,9 @@ import {
   SHARED_READ_BYTES,
   SharedChunkReads,
 } from "./shared-chunk-reads.js";
+import { keepStaging, takeStaging } from "./staging-buffers.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
+import { checksumOnWorker, copyOnWorker, resolveWorkerMinBytes, runsOffThread } from "./worker-pool.js";
 
 /** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
 export const MAX_RANK_METADATA_FILES = 65_536;
@@ -93,6 +97,13 @@ export interface FileSystemReaderOptions {
    * @default {@link SHARED_READ_BYTES} (256 MiB)
    */
   readonly sharedReadBytes?: number;
+  /**
+   * The smallest item checksum or box copy (bytes) run on a worker thread rather than the main
+   * thread — where the bytes lie in shared memory: staging buffers of tensor items, and tensors
+   * from `emptyTensor`. `Infinity` keeps every checksum and copy on the calling thread.
+   * @default {@link WORKER_MIN_BYTES} (1 MiB)
+   */
+  readonly workerMinBytes?: number;
 }
 
 /**
@@ -120,6 +131,7 @@ export class FileSystemReader implements StorageReader {
   readonly #threadCount: number;
   readonly #onProgress: ProgressCallback | undefined;
   readonly #sharedReadBytes: number;
+  readonly #workerMinBytes: number;
   #loadId: string = randomUUID();
   /** Per read item: its storage entry and key, and its saved chunk (items are looked at several times). */
   #locations = new WeakMap<ReadItem, { info: StorageInfo; key: string }>();
@@ -127,7 +139,8 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * @param options - see {@link FileSystemReaderOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1,
+   * `sharedReadBytes` not an integer ≥ 0, or `workerMinBytes` not a number ≥ 0.
    */
   constructor(options: FileSystemReaderOptions) {
     this.fs = options.fs ?? new LocalFileSystem();
@@ -137,6 +150,7 @@ export class FileSystemReader implements StorageReader {
     this.#onProgress = options.onProgress;
     this.#sharedReadBytes = options.sharedReadBytes ?? SHARED_READ_BYTES;
     assertIntegerInRange("sharedReadBytes", this.#sharedReadBytes, 0);
+    this.#workerMinBytes = resolveWorkerMinBytes(options.workerMinBytes);
   }
 
   /** The checkpoint path this reader loads from. */
@@ -318,17 +332,12 @@ export class FileSystemReader implements StorageReader {
       ranges: schedule.ranges,
     });
     const pieces = pLimit(capabilities.piecesInFlight);
-    // Staging buffers are recycled: fresh ones cost page faults, and at most READ_AHEAD_CHUNKS are in use.
-    const spare: Uint8Array[] = [];
     /** Reads a run and checks it; a run that fails its check is read again where the backend says it helps. */
-    const verified = async (
-      run: ReadRun<ReadItem, DirectTarget>,
-      buffers: Uint8Array[],
-    ): Promise<ReadyRun> => {
-      let fetched = await this.#fetchRun(stream, run, pieces, buffers, signal);
+    const verified = async (run: ReadRun<ReadItem, DirectTarget>): Promise<ReadyRun> => {
+      let fetched = await this.#fetchRun(stream, run, pieces, signal);
       for (let attempt = 0; ; attempt++) {
         try {
-          return { payloads: this.#verify(run, fetched, relativePath), fetched };
+          return { payloads: await this.#verify(run, fetched, relativePath), fetched };
         } catch (error) {
           // Damage in transit (a backend that says so) is read again; damage at rest is not. A
           // PyTorch archive damaged in its zip structure reads as malformed rather than mismatched.
@@ -343,12 +352,12 @@ export class FileSystemReader implements StorageReader {
       const ready =
         key !== undefined
           ? sharing!
-              .get(key, run.length, async (buffers) => {
-                const { payloads, fetched } = await verified(run, buffers);
+              .get(key, run.length, async () => {
+                const { payloads, fetched } = await verified(run);
                 return { payload: payloads[0]!, staging: fetched?.staging };
               })
               .then((payload) => ({ payloads: [payload], shared: key }))
-          : verified(run, spare);
+          : verified(run);
       // A read ahead may fail while an earlier one is awaited: it is surfaced when its turn
       // comes, or settled in `finally`, never left as an unhandled rejection.
       ready.catch(() => {});
@@ -362,14 +371,14 @@ export class FileSystemReader implements StorageReader {
         const ready = await inFlight.shift()!;
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
-        run.chunks.forEach((chunk, i) => {
-          this.#deliver(chunk.items, ready.payloads[i]!, ready.fetched?.dests?.[i], planner);
+        for (const [i, chunk] of run.chunks.entries()) {
+          const copying = this.#deliver(chunk.items, ready.payloads[i]!, ready.fetched?.dests?.[i], planner);
+          if (copying) await copying;
           this.#onProgress?.({ bytes: chunk.length, items: 1 });
-        });
+        }
         if (ready.shared !== undefined) sharing!.release(ready.shared);
         // Decoded values may be views of the staging buffer: only recycle it when it held tensors only.
-        if (ready.fetched?.staging && run.chunks.every((c) => c.items[0]!.type === "tensor"))
-          spare.push(ready.fetched.staging);
+        if (ready.fetched?.staging && tensorsOnly(run)) keepStaging(ready.fetched.staging);
       }
     } finally {
       await Promise.allSettled(inFlight);
@@ -398,7 +407,6 @@ export class FileSystemReader implements StorageReader {
     stream: FileReadStream,
     run: ReadRun<ReadItem, DirectTarget>,
     pieces: LimitFunction,
-    spare: Uint8Array[],
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
@@ -421,7 +429,13 @@ export class FileSystemReader implements StorageReader {
       return { stored: targets.map((t) => t.bytes), staging: undefined, dests: targets.map((t) => t.dest) };
     }
     const direct = targets?.[0];
-    const staging = direct ? undefined : this.#stagingBuffer(spare, length);
+    // Tensor items are staged in shared memory (checked and copied on worker threads), in a kept
+    // buffer where one fits; other items in a plain buffer, as decoded values may view it.
+    const staging = direct
+      ? undefined
+      : tensorsOnly(run)
+        ? takeStaging(length)
+        : Buffer.allocUnsafeSlow(length);
     const bytes = direct ? direct.bytes : staging!.subarray(0, length);
     if (!stream.readInto) {
       bytes.set(await stream.read(offset, length, signal));
@@ -441,30 +455,42 @@ export class FileSystemReader implements StorageReader {
     return { stored, staging, dests: undefined };
   }
 
-  /** A staging buffer of at least `length` bytes: a recycled one, else a new one. */
-  #stagingBuffer(spare: Uint8Array[], length: number): Uint8Array {
-    const reuse = spare.findIndex((b) => b.byteLength >= length);
-    return reuse >= 0 ? spare.splice(reuse, 1)[0]! : Buffer.allocUnsafeSlow(length);
-  }
-
   /**
    * Checks every item of a fetched run — length and CRC, or a PyTorch archive's CRC-32s — and
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */
-  #verify(run: ReadRun<ReadItem, DirectTarget>, fetched: FetchedChunk, relativePath: string): Uint8Array[] {
-    return run.chunks.map((chunk, i) => {
+  async #verify(
+    run: ReadRun<ReadItem, DirectTarget>,
+    fetched: FetchedChunk,
+    relativePath: string,
+  ): Promise<Uint8Array[]> {
+    let offThread = false;
+    const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
       const item = chunk.items[0]!;
       const info = this.storageInfo(item);
+      const stored = fetched.stored[i]!;
       const where = `${relativePath} @ ${info.offset}+${info.length}`;
-      return itemFormatOf(info).unframe(
-        fetched.stored[i]!,
-        info,
-        this.#expectation(item),
-        item.storageIndex.fqn,
-        where,
-      );
+      const format = itemFormatOf(info);
+      const sum = itemChecksum(info);
+      // A zero-copy item is checked by its entry's checksum alone, which a worker thread may compute.
+      if (format.zeroCopy && sum && runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
+        offThread = true;
+        return checksumOnWorker(sum.algorithm, stored).then((actual) => {
+          if (actual !== sum.value)
+            throw new ChecksumMismatchError(
+              item.storageIndex.fqn,
+              sum.value,
+              actual,
+              where,
+              checksumName(sum.algorithm),
+            );
+          return stored;
+        });
+      }
+      return format.unframe(stored, info, this.#expectation(item), item.storageIndex.fqn, where);
     });
+    return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
   }
 
   /** What a read item's stored payload must be: a value, or a tensor chunk of the metadata's dtype and shape. */
@@ -488,7 +514,7 @@ export class FileSystemReader implements StorageReader {
       access: "random",
     });
     try {
-      return await this.#fetchRun(stream, run, pieces, [], signal);
+      return await this.#fetchRun(stream, run, pieces, signal);
     } finally {
       await stream.close();
     }
@@ -511,13 +537,17 @@ export class FileSystemReader implements StorageReader {
     };
   }
 
-  /** Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in place into `dest`). */
+  /**
+   * Hands a verified chunk to the planner: values decoded, tensor boxes copied (unless read in
+   * place into `dest`) — on a worker thread where both sides lie in shared memory.
+   */
   #deliver(
     group: readonly ReadItem[],
     bytes: Uint8Array,
     dest: Tensor | undefined,
     planner: LoadPlanner,
-  ): void {
+  ): Promise<void> | undefined {
+    let copies: Promise<void>[] | undefined;
     for (const item of group) {
       if (item.type === "bytes") {
         planner.loadBytes(item, bytes);
@@ -529,18 +559,28 @@ export class FileSystemReader implements StorageReader {
       }
       const saved = this.#savedChunk(item);
       const target = planner.resolveTensor(item);
-      copyBox(
-        bytes,
+      const copy = boxCopy(
         saved.sizes,
         item.storageOffsets,
-        tensorBytes(target),
         target.shape,
         item.destOffsets,
         item.lengths,
         DTYPE_BYTES[target.dtype],
       );
+      if (!copy) {
+        planner.commitTensor(item, target);
+        continue;
+      }
+      const into = tensorBytes(target);
+      if (runsOffThread(this.#workerMinBytes, copy.bytes, bytes, into)) {
+        copies ??= [];
+        copies.push(copyOnWorker(bytes, into, copy).then(() => planner.commitTensor(item, target)));
+        continue;
+      }
+      stridedCopy(bytes, into, copy);
       planner.commitTensor(item, target);
     }
+    return copies && Promise.all(copies).then(() => {});
   }
 
   #savedChunk(item: ReadItem): TensorStorageMetadata["chunks"][number] {
@@ -558,4 +598,9 @@ export class FileSystemReader implements StorageReader {
     this.#chunks.set(item, chunk);
     return chunk;
   }
+}
+
+/** Whether every chunk of a run is a tensor's: its staging buffer then holds no decoded value's bytes, so it may lie in shared memory and be kept for reuse. */
+function tensorsOnly(run: ReadRun<ReadItem, DirectTarget>): boolean {
+  return run.chunks.every((c) => c.items[0]!.type === "tensor");
 }

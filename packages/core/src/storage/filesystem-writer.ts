@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import { checksumFields, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import type { ItemFormat } from "../formats/item-format.js";
 import { itemFormatNamed } from "../formats/item-formats.js";
 import { encodeMetadata } from "../formats/metadata-codec.js";
@@ -23,6 +24,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
+import { checksumOnWorker, resolveWorkerMinBytes, runsOffThread } from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -96,6 +98,14 @@ export interface FileSystemWriterOptions {
    * @default "dcpjs"
    */
   readonly format?: "dcpjs" | "torch" | (string & {});
+  /**
+   * The smallest tensor item (bytes) whose checksum is computed on a worker thread, while it is
+   * written, rather than on the main thread — where the tensor lies in shared memory
+   * (`emptyTensor`, `asyncSave`'s staged copies) and the format stores items as they are
+   * (`zeroCopy`). `Infinity` keeps every checksum on the calling thread.
+   * @default {@link WORKER_MIN_BYTES} (1 MiB)
+   */
+  readonly workerMinBytes?: number;
 }
 
 /**
@@ -123,13 +133,15 @@ export class FileSystemWriter implements StorageWriter {
   readonly #overwrite: boolean;
   readonly #onProgress: ProgressCallback | undefined;
   readonly #format: ItemFormat;
+  readonly #workerMinBytes: number;
   #saveId: string = randomUUID();
   #rank = 0;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1
-   * or `format` names no registered item format (`dcpjs`, `torch`, …).
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1,
+   * `format` names no registered item format (`dcpjs`, `torch`, …), or `workerMinBytes` is not a
+   * number ≥ 0.
    */
   constructor(options: FileSystemWriterOptions) {
     this.fs = options.fs ?? new LocalFileSystem();
@@ -141,6 +153,7 @@ export class FileSystemWriter implements StorageWriter {
     this.#overwrite = options.overwrite ?? true;
     this.#onProgress = options.onProgress;
     this.#format = itemFormatNamed(options.format ?? "dcpjs");
+    this.#workerMinBytes = resolveWorkerMinBytes(options.workerMinBytes);
   }
 
   /** The checkpoint path this writer saves to. */
@@ -256,8 +269,18 @@ export class FileSystemWriter implements StorageWriter {
       for (const item of items) {
         throwIfAborted(signal);
         const data = planner.resolveData(item);
-        // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch).
-        const { parts, info } = this.#format.frame(item, data);
+        // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
+        // large tensor in shared memory stored as it is gets its checksum on a worker thread,
+        // computed while it is written.
+        const offThread =
+          this.#format.zeroCopy &&
+          item.type !== "bytes" &&
+          runsOffThread(this.#workerMinBytes, data.byteLength, data);
+        const checksum = offThread ? checksumOnWorker(ITEM_CHECKSUM_ALGORITHM, data) : undefined;
+        checksum?.catch(() => {}); // surfaced where it is awaited
+        const { parts, info } = checksum
+          ? { parts: [data], info: undefined }
+          : this.#format.frame(item, data);
         let length = 0;
         for (const part of parts) {
           length += part.byteLength;
@@ -272,10 +295,11 @@ export class FileSystemWriter implements StorageWriter {
             pending.catch(() => {}); // surfaced where it is awaited
           }
         }
+        const recorded = checksum ? checksumFields(ITEM_CHECKSUM_ALGORITHM, await checksum) : info;
         results.push({
           index: item.index,
           sizeInBytes: length,
-          storageData: { relativePath, offset, length, ...info },
+          storageData: { relativePath, offset, length, ...recorded },
         });
         offset += length;
         this.#onProgress?.({ bytes: data.byteLength, items: 1 });

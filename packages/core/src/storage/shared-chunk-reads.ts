@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { LoadPlan } from "../plan/metadata.js";
+import { keepStaging } from "./staging-buffers.js";
 
 /**
  * This process's id. A reader puts it in its rank's local load plan, so the coordinator sees which
@@ -83,11 +84,10 @@ interface Entry {
   held: number;
 }
 
-/** A load's shared chunks in this process, the ranks taking part, and staging buffers to reuse. */
+/** A load's shared chunks in this process, and the ranks taking part. */
 interface LoadRecord {
   readonly entries: Map<string, Entry>;
   participants: number;
-  readonly spare: Uint8Array[];
 }
 
 const loads = new Map<string, LoadRecord>();
@@ -97,16 +97,16 @@ let heldBytes = 0;
 export interface SharedFetch {
   /** The chunk's verified payload (a view of `staging` for dcpjs's own items). */
   readonly payload: Uint8Array;
-  /** The buffer it was read into, reused for a later shared read once every rank is done; none when read in place. */
+  /** The buffer it was read into, kept for a later read (`keepStaging`) once every rank is done; none when read in place. */
   readonly staging: Uint8Array | undefined;
 }
 
 /**
  * One rank's view of the chunks it shares with the other ranks of its process in one load: the
  * first rank to need a chunk reads and verifies it (with `fetch`) for all of them; the others wait
- * for those bytes; the bytes are dropped (their buffer kept for the next shared read, up to a
- * quarter of `budgetBytes` of buffers) when every rank is done with them. While the process holds `budgetBytes` of shared chunks, a rank
- * reads a further chunk for itself (correct, slower).
+ * for those bytes; the bytes are dropped (their buffer kept for a later read, see
+ * `staging-buffers.ts`) when every rank is done with them. While the process holds `budgetBytes`
+ * of shared chunks, a rank reads a further chunk for itself (correct, slower).
  */
 export class SharedChunkReads {
   readonly #load: string;
@@ -123,7 +123,7 @@ export class SharedChunkReads {
   constructor(shared: NonNullable<ReadPlanData["shared"]>, budgetBytes: number) {
     let record = loads.get(shared.load);
     if (!record) {
-      record = { entries: new Map(), participants: 0, spare: [] };
+      record = { entries: new Map(), participants: 0 };
       loads.set(shared.load, record);
     }
     record.participants++;
@@ -143,20 +143,16 @@ export class SharedChunkReads {
    * or by this rank alone when the process holds its budget of shared bytes.
    * @param key - the chunk's key.
    * @param length - its stored bytes.
-   * @param fetch - reads and verifies it, into a buffer taken from `spare` or a new one.
+   * @param fetch - reads and verifies it (into a staging buffer from `takeStaging`).
    * @throws what `fetch` throws — for every rank waiting on the chunk (the chunk's own error).
    */
-  async get(
-    key: string,
-    length: number,
-    fetch: (spare: Uint8Array[]) => Promise<SharedFetch>,
-  ): Promise<Uint8Array> {
+  async get(key: string, length: number, fetch: () => Promise<SharedFetch>): Promise<Uint8Array> {
     const entry = this.#entry(key);
     if (!entry.payload) {
-      if (entry.remaining < 2 || heldBytes + length > this.#budget) return (await fetch([])).payload;
+      if (entry.remaining < 2 || heldBytes + length > this.#budget) return (await fetch()).payload;
       entry.held = length;
       heldBytes += length;
-      entry.payload = fetch(this.#record.spare).then((f) => {
+      entry.payload = fetch().then((f) => {
         if (f.staging) entry.staging = f.staging;
         return f.payload;
       });
@@ -189,10 +185,8 @@ export class SharedChunkReads {
     heldBytes -= entry.held;
     entry.held = 0;
     this.#record.entries.delete(key);
-    // Its buffer is kept for the next shared read (fresh ones cost page faults), up to a quarter of the budget.
-    const spare = this.#record.spare;
-    const kept = spare.reduce((n, b) => n + b.byteLength, 0);
-    if (entry.staging && kept + entry.staging.byteLength <= this.#budget / 4) spare.push(entry.staging);
+    // Its buffer is kept for a later read (fresh ones cost page faults).
+    if (entry.staging) keepStaging(entry.staging);
   }
 
   #entry(key: string): Entry {

@@ -1,0 +1,28 @@
+// The task a worker thread of storage/worker-pool.ts runs. Plain JavaScript (JSDoc-typed), so
+// that it loads as it is — from the sources (tests, benchmarks) as from dist — with no
+// TypeScript loader in the worker.
+import { crc32, crc32c } from "@node-rs/crc32";
+import { stridedCopy } from "../model/strided-copy.js";
+
+/**
+ * A task: the CRC of some bytes, or a box copy between two buffers. Its buffers are views of
+ * `SharedArrayBuffer`s, which reach the worker shared, not copied.
+ *
+ * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array }
+ *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }} OffloadTask
+ */
+
+/**
+ * Runs one task.
+ *
+ * @param {OffloadTask} task - the task.
+ * @returns {number | undefined} the unsigned 32-bit CRC of a `checksum` task; nothing for a `copy`.
+ */
+export default function runTask(task) {
+  if (task.kind === "copy") {
+    stridedCopy(task.src, task.dst, task.copy);
+    return undefined;
+  }
+  const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
+  return task.algorithm === "crc32" ? crc32(bytes) : crc32c(bytes);
+}

@@ -1,0 +1,90 @@
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
+import { CheckpointError } from "../errors.js";
+import type { ChecksumAlgorithm } from "../formats/checksum.js";
+import type { StridedCopy } from "../model/strided-copy.js";
+import type { OffloadTask } from "./offload-worker.js";
+
+/**
+ * The smallest checksum or box copy (bytes) a reader hands to a worker thread: a round trip to a
+ * worker costs ≈ 65 µs, about a 1 MiB CRC-32 on the calling thread. 1 MiB.
+ */
+export const WORKER_MIN_BYTES = 1024 * 1024;
+
+/**
+ * A reader's or writer's `workerMinBytes` option, checked: {@link WORKER_MIN_BYTES} when absent.
+ *
+ * @param value - the option.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when it is not a number ≥ 0 (`Infinity` is one).
+ */
+export function resolveWorkerMinBytes(value: number | undefined): number {
+  if (value === undefined) return WORKER_MIN_BYTES;
+  if (typeof value !== "number" || !(value >= 0))
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected workerMinBytes to be a number ≥ 0 (or Infinity), got ${String(value)}`,
+    );
+  return value;
+}
+
+/** How long an idle worker thread waits for the next task before it exits (ms). */
+const WORKER_IDLE_MS = 10_000;
+
+let pool: Piscina<OffloadTask, number | undefined> | undefined;
+let tasksRun = 0;
+
+/**
+ * The process's worker threads (`piscina`), started on first use: at most one per core; idle
+ * threads do not keep the process alive and exit after {@link WORKER_IDLE_MS}.
+ */
+function workers(): Piscina<OffloadTask, number | undefined> {
+  pool ??= new Piscina({
+    filename: new URL("./offload-worker.js", import.meta.url).href,
+    minThreads: 0,
+    maxThreads: availableParallelism(),
+    idleTimeout: WORKER_IDLE_MS,
+  });
+  return pool;
+}
+
+/**
+ * Whether a task of `bytes` bytes over these buffers runs on a worker thread: when it is at least
+ * `minBytes` and every buffer lies in a `SharedArrayBuffer` — memory a worker reads and writes
+ * without a copy (`emptyTensor` allocates there; so do readers' staging buffers for tensor items).
+ *
+ * @param minBytes - the smallest task handed to a worker (bytes); `Infinity`: none.
+ * @param bytes - the task's size (bytes).
+ * @param buffers - the memory it reads and writes.
+ */
+export function runsOffThread(minBytes: number, bytes: number, ...buffers: Uint8Array[]): boolean {
+  return bytes >= minBytes && buffers.every((b) => b.buffer instanceof SharedArrayBuffer);
+}
+
+/**
+ * The checksum of bytes in shared memory, computed on a worker thread.
+ *
+ * @param algorithm - which CRC.
+ * @param bytes - the bytes, in a `SharedArrayBuffer`.
+ * @returns the unsigned 32-bit CRC.
+ */
+export async function checksumOnWorker(algorithm: ChecksumAlgorithm, bytes: Uint8Array): Promise<number> {
+  tasksRun++;
+  return (await workers().run({ kind: "checksum", algorithm, bytes })) as number;
+}
+
+/**
+ * Carries out a box copy (from `boxCopy`) between buffers in shared memory on a worker thread.
+ *
+ * @param src - the source bytes, in a `SharedArrayBuffer`.
+ * @param dst - the destination bytes, in a `SharedArrayBuffer`.
+ * @param copy - the runs; they must lie inside both buffers.
+ */
+export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: StridedCopy): Promise<void> {
+  tasksRun++;
+  await workers().run({ kind: "copy", src, dst, copy });
+}
+
+/** Checksums and copies handed to worker threads by this process so far (for tests and benchmarks). */
+export function workerTasksRun(): number {
+  return tasksRun;
+}
