@@ -34,7 +34,7 @@ let pool: Piscina<OffloadTask, number | undefined> | undefined;
 let tasksRun = 0;
 
 /**
- * The process's worker threads (`piscina`), started on first use: at most one per core; idle
+ * The process's worker threads (`piscina`), started on first use: one per core (fewer left the copies of a resharded load waiting on one worker while a core idled); idle
  * threads do not keep the process alive and exit after {@link WORKER_IDLE_MS}.
  */
 function workers(): Piscina<OffloadTask, number | undefined> {
@@ -43,6 +43,9 @@ function workers(): Piscina<OffloadTask, number | undefined> {
     minThreads: 0,
     maxThreads: availableParallelism(),
     idleTimeout: WORKER_IDLE_MS,
+    // The worker's code is plain JavaScript: it needs none of this process's flags or loaders
+    // (a TypeScript loader would add ≈ 0.5 s to each worker's start).
+    execArgv: [],
   });
   return pool;
 }
