@@ -13,6 +13,9 @@ import {
   tensorBytes,
 } from "@dcpjs/core";
 import {
+  checksumOnWorker,
+  computeChecksum,
+  copyOnWorker,
   decodeMetadata,
   keepStaging,
   METADATA_FILE,
@@ -181,6 +184,21 @@ describe("saves checksum large shared-memory tensors on worker threads while wri
     await load(target, { checkpointId: dir });
     expect(sameTensor(target.a, saved.a)).toBe(true);
     expect(target.step).toBe(3);
+  });
+
+  it("refuses work on a worker whose buffers are not shared (a worker would write into a copy)", async () => {
+    const plain = new Uint8Array(64);
+    const shared = new Uint8Array(new SharedArrayBuffer(64));
+    const copy = { run: 64, srcBase: 0, dstBase: 0, counts: [], srcStrides: [], dstStrides: [] };
+    await expect(copyOnWorker(shared, plain, copy)).rejects.toThrow(
+      /Expected the destination of a copy on a worker thread in a SharedArrayBuffer, got an ArrayBuffer/,
+    );
+    await expect(checksumOnWorker("crc32", plain)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    shared.fill(7);
+    const into = new Uint8Array(new SharedArrayBuffer(64));
+    await copyOnWorker(shared, into, copy);
+    expect(into.every((b) => b === 7)).toBe(true);
+    expect(await checksumOnWorker("crc32", shared)).toBe(computeChecksum("crc32", shared));
   });
 
   it("rejects a workerMinBytes that is not a number ≥ 0", () => {

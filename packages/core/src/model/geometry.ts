@@ -169,11 +169,17 @@ export function copyBox(
 }
 
 /**
- * The runs that copy an n-d box between two row-major buffers (see {@link copyBox} for the
- * parameters): trailing dimensions copied whole on both sides merge with the last partial one
- * into one run; the dimensions before it are iterated. `undefined` for an empty box.
+ * The runs that copy an n-d box between two row-major buffers, for {@link stridedCopy} (on this
+ * thread, as {@link copyBox} does, or on a worker): trailing dimensions copied whole on both sides
+ * merge with the last partial one into one run; the dimensions before it are iterated.
  *
- * @returns the copy, with its size in bytes.
+ * @param srcShape - source shape in elements.
+ * @param srcOffsets - box start in the source, elements per dimension.
+ * @param dstShape - destination shape in elements.
+ * @param dstOffsets - box start in the destination, elements per dimension.
+ * @param lengths - box size in elements per dimension.
+ * @param elementBytes - bytes per element.
+ * @returns the copy, with `bytes`, its size in bytes; `undefined` for an empty box.
  */
 export function boxCopy(
   srcShape: readonly number[],

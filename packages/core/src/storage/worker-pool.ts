@@ -69,8 +69,10 @@ export function runsOffThread(minBytes: number, bytes: number, ...buffers: Uint8
  * @param algorithm - which CRC.
  * @param bytes - the bytes, in a `SharedArrayBuffer`.
  * @returns the unsigned 32-bit CRC.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
  */
 export async function checksumOnWorker(algorithm: ChecksumAlgorithm, bytes: Uint8Array): Promise<number> {
+  assertShared("bytes to checksum", bytes);
   tasksRun++;
   return (await workers().run({ kind: "checksum", algorithm, bytes })) as number;
 }
@@ -81,8 +83,12 @@ export async function checksumOnWorker(algorithm: ChecksumAlgorithm, bytes: Uint
  * @param src - the source bytes, in a `SharedArrayBuffer`.
  * @param dst - the destination bytes, in a `SharedArrayBuffer`.
  * @param copy - the runs; they must lie inside both buffers.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `src` or `dst` is not in a
+ * `SharedArrayBuffer` (a worker would copy into a copy of it).
  */
 export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: StridedCopy): Promise<void> {
+  assertShared("the source of a copy", src);
+  assertShared("the destination of a copy", dst);
   tasksRun++;
   await workers().run({ kind: "copy", src, dst, copy });
 }
@@ -90,4 +96,12 @@ export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: Strid
 /** Checksums and copies handed to worker threads by this process so far (for tests and benchmarks). */
 export function workerTasksRun(): number {
   return tasksRun;
+}
+
+function assertShared(what: string, bytes: Uint8Array): void {
+  if (!(bytes.buffer instanceof SharedArrayBuffer))
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected ${what} on a worker thread in a SharedArrayBuffer, got an ${bytes.buffer.constructor.name}`,
+    );
 }
