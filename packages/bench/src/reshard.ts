@@ -51,7 +51,7 @@ export async function reshard(tensors: number, tensorMib: number, reps: number, 
     ],
     { "resharded / plain": plain / resharded },
     [
-      "each column rank needs part of every saved row chunk, whose CRC covers it whole: the in-process ranks read and verify each chunk once between them (shared chunk reads), then each copies its column strip out of it",
+      "each column rank needs part of every saved row chunk, whose CRC covers it whole: the in-process ranks read and verify each chunk once between them (shared chunk reads), then each copies its column strip out of it — CRCs and copies on worker threads (tensors from emptyTensor lie in shared memory)",
       `shape per tensor: [${(stateDict.w0 as Tensor).shape.join(", ")}]`,
     ],
   );
