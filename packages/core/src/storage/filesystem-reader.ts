@@ -48,7 +48,13 @@ import {
 } from "./shared-chunk-reads.js";
 import { keepStaging, takeStaging } from "./staging-buffers.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
-import { checksumOnWorker, copyOnWorker, resolveWorkerMinBytes, runsOffThread } from "./worker-pool.js";
+import {
+  checksumOnWorker,
+  copyOnWorker,
+  resolveWorkerMinBytes,
+  runsOffThread,
+  startWorkers,
+} from "./worker-pool.js";
 
 /** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
 export const MAX_RANK_METADATA_FILES = 65_536;
@@ -290,6 +296,8 @@ export class FileSystemReader implements StorageReader {
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
+    // Large items will be checked on worker threads: start one while the first reads run.
+    if (schedules.some((s) => s.runs.some((run) => run.length >= this.#workerMinBytes))) startWorkers();
     const shared = capabilities.skipsRanges
       ? (plan.storageData as ReadPlanData | undefined)?.shared
       : undefined;

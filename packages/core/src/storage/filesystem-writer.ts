@@ -24,7 +24,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import { checksumOnWorker, resolveWorkerMinBytes, runsOffThread } from "./worker-pool.js";
+import { checksumOnWorker, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -209,6 +209,8 @@ export class FileSystemWriter implements StorageWriter {
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, plan.items)
       : plan.items.map((i) => [i]);
+    // Large tensors will be checksummed on worker threads: start one while the first writes run.
+    if (this.#format.zeroCopy && plan.items.some((i) => itemBytes(i) >= this.#workerMinBytes)) startWorkers();
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {

@@ -27,8 +27,12 @@ export function resolveWorkerMinBytes(value: number | undefined): number {
   return value;
 }
 
-/** How long an idle worker thread waits for the next task before it exits (ms). */
-const WORKER_IDLE_MS = 10_000;
+/**
+ * How long an idle worker thread waits for the next task before it exits (ms): long enough to
+ * outlast the gaps between the saves and loads of a busy process (a worker costs ≈ 40–50 ms to
+ * start). Idle workers never keep the process alive.
+ */
+const WORKER_IDLE_MS = 60_000;
 
 let pool: Piscina<OffloadTask, number | undefined> | undefined;
 let tasksRun = 0;
@@ -49,6 +53,19 @@ function workers(): Piscina<OffloadTask, number | undefined> {
   });
   return pool;
 }
+
+/**
+ * Starts the first worker thread now, if none is running, so that it is ready by the time a
+ * save's or a load's first large item is checked (its ≈ 40–50 ms start overlaps the reads and
+ * writes). Readers and writers call it when a plan has an item of `workerMinBytes` or more.
+ */
+export function startWorkers(): void {
+  const pool = workers();
+  if (pool.threads.length > 0) return;
+  pool.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP }).catch(() => {});
+}
+
+const WARM_UP = new Uint8Array(new SharedArrayBuffer(1));
 
 /**
  * Whether a task of `bytes` bytes over these buffers runs on a worker thread: when it is at least
