@@ -145,7 +145,7 @@ describe("the worker threads", () => {
     const printed = performance.now();
     expect(line).toBe("tasks 2 ok true"); // the save's CRC and the load's, both on workers
     expect(await exited(child)).toBe("0");
-    // Idle workers exit after 10 s; a process they held would end no sooner.
+    // Idle workers exit after 60 s; a process they held would end no sooner.
     expect(performance.now() - printed).toBeLessThan(5_000);
   });
 });
