@@ -297,7 +297,7 @@ export class FileSystemReader implements StorageReader {
       capabilities,
     );
     // Large items will be checked on worker threads: start one while the first reads run.
-    if (schedules.some((s) => s.runs.some((run) => run.length >= this.#workerMinBytes))) startWorkers();
+    if (schedules.some((s) => s.runs.some((run) => this.#checkedOffThread(run)))) startWorkers();
     const shared = capabilities.skipsRanges
       ? (plan.storageData as ReadPlanData | undefined)?.shared
       : undefined;
@@ -392,6 +392,13 @@ export class FileSystemReader implements StorageReader {
       await Promise.allSettled(inFlight);
       await stream.close();
     }
+  }
+
+  /** Whether a run's items will be checked on a worker thread: large, and landing in shared memory (a staging buffer for tensors, or shared destination tensors). */
+  #checkedOffThread(run: ReadRun<ReadItem, DirectTarget>): boolean {
+    if (run.targets)
+      return runsOffThread(this.#workerMinBytes, run.length, ...run.targets.map((t) => t.bytes));
+    return run.length >= this.#workerMinBytes && tensorsOnly(run);
   }
 
   /** The saved chunk a run reads through `sharing` (a lone staged chunk other ranks share), if any. */

@@ -209,8 +209,13 @@ export class FileSystemWriter implements StorageWriter {
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, plan.items)
       : plan.items.map((i) => [i]);
-    // Large tensors will be checksummed on worker threads: start one while the first writes run.
-    if (this.#format.zeroCopy && plan.items.some((i) => itemBytes(i) >= this.#workerMinBytes)) startWorkers();
+    // Large tensors in shared memory will be checksummed on worker threads: start one while the
+    // first writes run.
+    const offThread = (i: WriteItem) =>
+      i.type !== "bytes" &&
+      itemBytes(i) >= this.#workerMinBytes &&
+      runsOffThread(this.#workerMinBytes, itemBytes(i), planner.resolveData(i));
+    if (this.#format.zeroCopy && plan.items.some(offThread)) startWorkers();
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
