@@ -108,6 +108,30 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
     expect((root as Error).message).toContain(info.relativePath);
   });
 
+  it("a read checked partly on a worker and partly here fails with the first mismatch, leaving no unhandled rejection", async () => {
+    // Two small neighbours read with one scatter read: "a" into shared memory (checked on a
+    // worker, workerMinBytes 0), "b" into a plain ArrayBuffer (checked here). Both are damaged.
+    const dir = await tempDir();
+    const small = { a: randomTensor("float32", [256], 3), b: randomTensor("float32", [256], 4) };
+    await save(small, { checkpointId: dir });
+    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+    for (const key of ["a\u0000", "b\u0000"]) {
+      const info = [...md.storageData].find(([k]) => k.startsWith(key))![1];
+      const file = join(dir, info.relativePath);
+      const data = await readFile(file);
+      data[info.offset + 5]! ^= 0x01;
+      await writeFile(file, data);
+    }
+    const target = { a: emptyTensor("float32", [256]), b: tensor("float32", [256]) };
+    const error = await load(target, {
+      storageReader: new FileSystemReader({ path: dir, workerMinBytes: 0 }),
+    }).catch((e: unknown) => e);
+    const root = (error as CheckpointException).failures[0]!.error;
+    expect(root).toMatchObject({ code: "CHECKSUM_MISMATCH", fqn: "b" });
+    // The worker's rejection for "a" arrives later; vitest fails the run on an unhandled one.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  });
+
   it("in-process ranks resharding through shared chunks get bit-exact column shards with copies on workers", async () => {
     const dir = await tempDir();
     await allRanks(4, (pg) =>

@@ -491,7 +491,7 @@ export class FileSystemReader implements StorageReader {
       // A zero-copy item is checked by its entry's checksum alone, which a worker thread may compute.
       if (format.zeroCopy && sum && runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
         offThread = true;
-        return checksumOnWorker(sum.algorithm, stored).then((actual) => {
+        const checked = checksumOnWorker(sum.algorithm, stored).then((actual) => {
           if (actual !== sum.value)
             throw new ChecksumMismatchError(
               item.storageIndex.fqn,
@@ -502,6 +502,9 @@ export class FileSystemReader implements StorageReader {
             );
           return stored;
         });
+        // Surfaced by Promise.all below — or dropped when a later item fails first, synchronously.
+        checked.catch(() => {});
+        return checked;
       }
       return format.unframe(stored, info, this.#expectation(item), item.storageIndex.fqn, where);
     });
@@ -588,8 +591,10 @@ export class FileSystemReader implements StorageReader {
       }
       const into = tensorBytes(target);
       if (runsOffThread(this.#workerMinBytes, copy.bytes, bytes, into)) {
+        const copied = copyOnWorker(bytes, into, copy).then(() => planner.commitTensor(item, target));
+        copied.catch(() => {}); // surfaced by Promise.all below, or dropped when a later item throws first
         copies ??= [];
-        copies.push(copyOnWorker(bytes, into, copy).then(() => planner.commitTensor(item, target)));
+        copies.push(copied);
         continue;
       }
       stridedCopy(bytes, into, copy);

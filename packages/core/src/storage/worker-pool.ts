@@ -38,8 +38,10 @@ let pool: Piscina<OffloadTask, number | undefined> | undefined;
 let tasksRun = 0;
 
 /**
- * The process's worker threads (`piscina`), started on first use: one per core (fewer left the copies of a resharded load waiting on one worker while a core idled); idle
- * threads do not keep the process alive and exit after {@link WORKER_IDLE_MS}.
+ * The process's worker threads (`piscina`), started on first use: up to one per core (with one
+ * fewer, a resharded load's copies queued on a single worker while a core idled: 0.54× a plain
+ * load against 0.73×); idle threads do not keep the process alive and exit after
+ * {@link WORKER_IDLE_MS}.
  */
 function workers(): Piscina<OffloadTask, number | undefined> {
   pool ??= new Piscina({
@@ -60,9 +62,9 @@ function workers(): Piscina<OffloadTask, number | undefined> {
  * writes). Readers and writers call it when a plan has an item of `workerMinBytes` or more.
  */
 export function startWorkers(): void {
-  const pool = workers();
-  if (pool.threads.length > 0) return;
-  pool.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP }).catch(() => {});
+  const threads = workers();
+  if (threads.threads.length > 0) return;
+  threads.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP }).catch(() => {});
 }
 
 const WARM_UP = new Uint8Array(new SharedArrayBuffer(1));
