@@ -13,6 +13,7 @@ import {
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
+import { flipStoredBits } from "../support/damage.js";
 import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -70,12 +71,7 @@ async function downgradeToVersion1(dir: string): Promise<void> {
 
 /** Flips one bit inside the tensor `w`'s stored bytes. */
 async function damageW(dir: string): Promise<void> {
-  const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
-  const info = md.storageData.get("w\u00000,0")!;
-  const file = join(dir, info.relativePath);
-  const data = await readFile(file);
-  data[info.offset + 100]! ^= 0x08;
-  await writeFile(file, data);
+  await flipStoredBits(dir, "w\u00000,0", 100, 0x08);
 }
 
 describe("item checksums: CRC-32 written, CRC-32 and CRC-32C verified", () => {

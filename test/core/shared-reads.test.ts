@@ -1,5 +1,3 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import {
   CheckpointException,
   emptyTensor,
@@ -10,14 +8,9 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import {
-  type CreateStreamOptions,
-  decodeMetadata,
-  type FileReadStream,
-  METADATA_FILE,
-  sharedReadBytesHeld,
-} from "@dcpjs/core/extend";
+import { type CreateStreamOptions, type FileReadStream, sharedReadBytesHeld } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
+import { flipStoredBits } from "../support/damage.js";
 import { allRanks, runRanks } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -187,12 +180,7 @@ describe("in-process ranks share the saved chunks they all read", () => {
 
   it("a flipped bit in a shared chunk fails every rank with its CRC-32 mismatch, naming the fqn", async () => {
     const dir = await rowCheckpoint();
-    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
-    const info = md.storageData.get("b\u0000512,0")!;
-    const file = join(dir, info.relativePath);
-    const data = await readFile(file);
-    data[info.offset + 4096]! ^= 0x01;
-    await writeFile(file, data);
+    await flipStoredBits(dir, "b\u0000512,0", 4096);
     const settled = await runRanks(3, (pg) =>
       load(columns(pg.rank), { storageReader: new FileSystemReader({ path: dir }), processGroup: pg }),
     );

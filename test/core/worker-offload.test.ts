@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   asyncSave,
@@ -29,6 +29,7 @@ import {
 } from "@dcpjs/core/extend";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
+import { flipStoredBits } from "../support/damage.js";
 import { allRanks } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -90,12 +91,7 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
 
   it("a flipped bit in an item checked on a worker fails the load with its CRC-32 mismatch, fqn and file", async () => {
     const dir = await checkpoint();
-    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
-    const info = md.storageData.get("b\u00000,0")!;
-    const file = join(dir, info.relativePath);
-    const data = await readFile(file);
-    data[info.offset + 123_457]! ^= 0x10;
-    await writeFile(file, data);
+    const info = await flipStoredBits(dir, "b\u00000,0", 123_457, 0x10);
     const before = workerTasksRun();
     const error = await load(
       { a: emptyTensor("float32", SHAPE), b: emptyTensor("float32", SHAPE) },
@@ -114,14 +110,7 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
     const dir = await tempDir();
     const small = { a: randomTensor("float32", [256], 3), b: randomTensor("float32", [256], 4) };
     await save(small, { checkpointId: dir });
-    const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
-    for (const key of ["a\u0000", "b\u0000"]) {
-      const info = [...md.storageData].find(([k]) => k.startsWith(key))![1];
-      const file = join(dir, info.relativePath);
-      const data = await readFile(file);
-      data[info.offset + 5]! ^= 0x01;
-      await writeFile(file, data);
-    }
+    for (const key of ["a\u0000", "b\u0000"]) await flipStoredBits(dir, key, 5);
     const target = { a: emptyTensor("float32", [256]), b: tensor("float32", [256]) };
     const error = await load(target, {
       storageReader: new FileSystemReader({ path: dir, workerMinBytes: 0 }),
