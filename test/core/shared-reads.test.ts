@@ -4,14 +4,13 @@ import {
   FileSystemReader,
   LocalFileSystem,
   load,
-  save,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
 import { type CreateStreamOptions, type FileReadStream, sharedReadBytesHeld } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { flipStoredBits } from "../support/damage.js";
-import { allRanks, runRanks } from "../support/ranks.js";
+import { allRanks, runRanks, saveShards } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -68,14 +67,7 @@ const DATA_BYTES = 2 * 2048 * 1024 * 4;
 
 async function rowCheckpoint(): Promise<string> {
   const dir = await tempDir();
-  await allRanks(4, (pg) =>
-    save(
-      Object.fromEntries(
-        Object.entries(full).map(([k, t]) => [k, shardTensor(t, { dim: 0, rank: pg.rank, worldSize: 4 })]),
-      ),
-      { checkpointId: dir, processGroup: pg },
-    ),
-  );
+  await saveShards(full, dir, 4);
   return dir;
 }
 
@@ -146,14 +138,7 @@ describe("in-process ranks share the saved chunks they all read", () => {
     const big = Object.fromEntries(
       Array.from({ length: 8 }, (_, i) => [`t${i}`, randomTensor("float32", SHAPE, 10 + i)]),
     );
-    await allRanks(4, (pg) =>
-      save(
-        Object.fromEntries(
-          Object.entries(big).map(([k, t]) => [k, shardTensor(t, { dim: 0, rank: pg.rank, worldSize: 4 })]),
-        ),
-        { checkpointId: dir, processGroup: pg },
-      ),
-    );
+    await saveShards(big, dir, 4);
     // Rank 0 loads whole tensors (every saved chunk lands in place); rank 1 a column shard of each
     // (every chunk staged and shared with rank 0).
     const whole = Object.fromEntries(Object.keys(big).map((k) => [k, emptyTensor("float32", SHAPE)]));

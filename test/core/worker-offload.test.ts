@@ -30,7 +30,7 @@ import {
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
 import { flipStoredBits } from "../support/damage.js";
-import { allRanks } from "../support/ranks.js";
+import { allRanks, saveShards } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -123,14 +123,7 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
 
   it("in-process ranks resharding through shared chunks get bit-exact column shards with copies on workers", async () => {
     const dir = await tempDir();
-    await allRanks(4, (pg) =>
-      save(
-        Object.fromEntries(
-          Object.entries(saved).map(([k, t]) => [k, shardTensor(t, { dim: 0, rank: pg.rank, worldSize: 4 })]),
-        ),
-        { checkpointId: dir, processGroup: pg },
-      ),
-    );
+    await saveShards(saved, dir, 4);
     const targets = [0, 1, 2].map((rank) =>
       Object.fromEntries(
         Object.keys(saved).map((k) => [
