@@ -211,11 +211,9 @@ export class FileSystemWriter implements StorageWriter {
       : plan.items.map((i) => [i]);
     // Large tensors in shared memory will be checksummed on worker threads: start one while the
     // first writes run.
-    const offThread = (i: WriteItem) =>
-      i.type !== "bytes" &&
-      itemBytes(i) >= this.#workerMinBytes &&
-      runsOffThread(this.#workerMinBytes, itemBytes(i), planner.resolveData(i));
-    if (this.#format.zeroCopy && plan.items.some(offThread)) startWorkers();
+    const large = (i: WriteItem) => i.type !== "bytes" && itemBytes(i) >= this.#workerMinBytes;
+    if (plan.items.some((i) => large(i) && this.#checksumOffThread(i, planner.resolveData(i))))
+      startWorkers();
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
@@ -279,11 +277,9 @@ export class FileSystemWriter implements StorageWriter {
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        const offThread =
-          this.#format.zeroCopy &&
-          item.type !== "bytes" &&
-          runsOffThread(this.#workerMinBytes, data.byteLength, data);
-        const checksum = offThread ? checksumOnWorker(ITEM_CHECKSUM_ALGORITHM, data) : undefined;
+        const checksum = this.#checksumOffThread(item, data)
+          ? checksumOnWorker(ITEM_CHECKSUM_ALGORITHM, data)
+          : undefined;
         checksum?.catch(() => {}); // surfaced where it is awaited
         const { parts, info } = checksum
           ? { parts: [data], info: undefined }
@@ -321,6 +317,18 @@ export class FileSystemWriter implements StorageWriter {
       throw error;
     }
     return results;
+  }
+
+  /**
+   * Whether an item's checksum is computed on a worker thread: a tensor of `workerMinBytes` or
+   * more, in shared memory, in a format that stores it as it is (`zeroCopy`).
+   */
+  #checksumOffThread(item: WriteItem, data: Uint8Array): boolean {
+    return (
+      this.#format.zeroCopy &&
+      item.type !== "bytes" &&
+      runsOffThread(this.#workerMinBytes, data.byteLength, data)
+    );
   }
 
   /**
