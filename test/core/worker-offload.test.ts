@@ -236,6 +236,8 @@ describe("staging buffers are kept between reads, within a bound, and let go whe
     expect(takeStaging(4000)).toBe(large);
     expect(stagingBytesKept()).toBe(0);
     expect(takeStaging(10)).not.toBe(small); // none kept: a new one
+    keepStaging(new Uint8Array(100)); // not shared memory: not one of takeStaging's, not kept
+    expect(stagingBytesKept()).toBe(0);
   });
 
   it(`keeps at most STAGING_KEEP_BYTES and lets every buffer go ${STAGING_KEEP_MS} ms after the last one kept`, () => {

@@ -362,7 +362,8 @@ export class FileSystemReader implements StorageReader {
           ? sharing!
               .get(key, run.length, async () => {
                 const { payloads, fetched } = await verified(run);
-                return { payload: payloads[0]!, staging: fetched?.staging };
+                // Only a tensor's staging buffer may be kept for reuse (a planner may keep a value's bytes).
+                return { payload: payloads[0]!, staging: tensorsOnly(run) ? fetched?.staging : undefined };
               })
               .then((payload) => ({ payloads: [payload], shared: key }))
           : verified(run);

@@ -37,11 +37,13 @@ export function takeStaging(length: number): Uint8Array {
 
 /**
  * Keeps a staging buffer nothing refers to any more for a later {@link takeStaging}, unless
- * that would keep more than {@link STAGING_KEEP_BYTES}.
+ * that would keep more than {@link STAGING_KEEP_BYTES}, or it is not in shared memory (then it
+ * is not one of {@link takeStaging}'s, and is left to the garbage collector).
  *
  * @param buffer - a buffer from {@link takeStaging}, whose bytes no item's value still views.
  */
 export function keepStaging(buffer: Uint8Array): void {
+  if (!(buffer.buffer instanceof SharedArrayBuffer)) return;
   if (keptBytes + buffer.byteLength > STAGING_KEEP_BYTES) return;
   kept.push(buffer);
   keptBytes += buffer.byteLength;
