@@ -145,11 +145,13 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
 });
 
 describe("the worker threads", () => {
-  it("do not keep a process alive: it ends as soon as its work is done, not when idle workers exit", async () => {
-    const child = spawnTs("./offload-child.ts", [await tempDir()]);
-    const line = await waitForLine(child, /^tasks /);
+  it("start only when an item will be checked on one, and do not keep a process alive", async () => {
+    const child = spawnTs("./offload-child.ts", [await tempDir(), await tempDir()]);
+    const plain = waitForLine(child, /^plain: /);
+    const line = await waitForLine(child, /^shared: /);
     const printed = performance.now();
-    expect(line).toBe("tasks 2 ok true"); // the save's CRC and the load's, both on workers
+    expect(await plain).toBe("plain: threads 0 tasks 0"); // 4 MiB in plain ArrayBuffers: main thread only
+    expect(line).toBe("shared: threads true tasks 2 ok true"); // the save's CRC and the load's, on workers
     expect(await exited(child)).toBe("0");
     // Idle workers exit after 60 s; a process they held would end no sooner.
     expect(performance.now() - printed).toBeLessThan(5_000);

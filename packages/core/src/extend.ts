@@ -173,6 +173,7 @@ export {
   runsOffThread,
   WORKER_MIN_BYTES,
   workerTasksRun,
+  workerThreadsRunning,
 } from "./storage/worker-pool.js";
 export { type WriteWholeFileOptions, writeWholeFile } from "./storage/write-whole-file.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

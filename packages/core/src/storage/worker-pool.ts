@@ -112,6 +112,11 @@ export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: Strid
   await workers().run({ kind: "copy", src, dst, copy });
 }
 
+/** Worker threads running in this process now (for tests and benchmarks). */
+export function workerThreadsRunning(): number {
+  return pool?.threads.length ?? 0;
+}
+
 /** Checksums and copies handed to worker threads by this process so far (for tests and benchmarks). */
 export function workerTasksRun(): number {
   return tasksRun;
