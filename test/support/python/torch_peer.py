@@ -103,6 +103,15 @@ def check(d, expected_file):
     print(json.dumps({"ok": not mismatches, "mismatches": mismatches}))
 
 
+def _exit_rank():
+    """Ends a spawned rank at once, its work flushed: gloo's C++ teardown at interpreter exit can
+    still abort a rank after the barrier ("terminate called without an active exception", seen in
+    CI on 2026-11-30), which mp.spawn reports as a failed rank."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _free_port():
     import socket
     with socket.socket() as s:
@@ -141,6 +150,7 @@ def _dist_rank(rank, world, d, port):
     dcp.save(sd, checkpoint_id=d)
     dist.barrier()  # every rank done before any tears gloo down (else a rank may abort at exit)
     dist.destroy_process_group()
+    _exit_rank()
 
 
 def _check_dist_rank(rank, world, d, expected_file, port, out_file):
@@ -160,9 +170,11 @@ def _check_dist_rank(rank, world, d, expected_file, port, out_file):
     dcp.load(target, checkpoint_id=d)
     mismatches = [k for k, t in target.items() if hexof(t.full_tensor()) != expected[k]["hex"]]
     if rank == 0:
-        json.dump({"mismatches": mismatches, "loaded": sorted(target)}, open(out_file, "w"))
+        with open(out_file, "w") as f:
+            json.dump({"mismatches": mismatches, "loaded": sorted(target)}, f)
     dist.barrier()  # every rank done before any tears gloo down (else a rank may abort at exit)
     dist.destroy_process_group()
+    _exit_rank()
 
 
 def check_dist(d, expected_file):
