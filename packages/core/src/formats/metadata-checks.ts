@@ -3,7 +3,12 @@ import { MetadataError } from "../errors.js";
 import { MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
-import type { ChunkStorageMetadata, StorageMeta, StorageMetadataEntry } from "../plan/metadata.js";
+import {
+  type ChunkStorageMetadata,
+  metadataIndexKey,
+  type StorageMeta,
+  type StorageMetadataEntry,
+} from "../plan/metadata.js";
 
 // The checks every .metadata decoder (each layout version) applies, with their messages.
 
@@ -166,4 +171,25 @@ export function decodeStorageMeta(v: unknown): StorageMeta {
     ...(typeof checkpointId === "string" ? { checkpointId } : {}),
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
+}
+
+/**
+ * The first state-dict entry whose value, or one of whose chunks, has no storage entry — what
+ * every decoder refuses, each with its own message. `undefined` when every item can be found.
+ *
+ * @param stateDictMetadata - the entries by fqn.
+ * @param storageData - the storage entries by `metadataIndexKey`.
+ */
+export function entryWithoutStorage(
+  stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>,
+  storageData: ReadonlyMap<string, unknown>,
+): string | undefined {
+  for (const [fqn, entry] of stateDictMetadata) {
+    const keys =
+      entry.type === "bytes"
+        ? [metadataIndexKey({ fqn, offset: null })]
+        : entry.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
+    if (keys.some((k) => !storageData.has(k))) return fqn;
+  }
+  return undefined;
 }

@@ -16,6 +16,7 @@ import {
   checkPath,
   counts,
   decodeStorageMeta,
+  entryWithoutStorage,
   fail,
   isCount,
   MAX_ITEM_BYTES,
@@ -129,13 +130,8 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
       ...(itemFormat !== undefined ? { itemFormat } : {}),
     });
   }
-  for (const [fqn, entry] of stateDictMetadata) {
-    const keys =
-      entry.type === "bytes"
-        ? [metadataIndexKey({ fqn, offset: null })]
-        : entry.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (keys.some((k) => !storageData.has(k))) fail(`"${fqn}" has a chunk with no storage entry`);
-  }
+  const missing = entryWithoutStorage(stateDictMetadata, storageData);
+  if (missing !== undefined) fail(`"${missing}" has a chunk with no storage entry`);
 
   return {
     version,

@@ -8,6 +8,7 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../../plan/metadata.js";
+import { entryWithoutStorage } from "../metadata-checks.js";
 import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.js";
 import { type PickleGlobal, PyObject, PyTuple, unpickle } from "./pickle-reader.js";
 
@@ -243,13 +244,8 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
       ...(known.length > 0 ? { transforms: known } : {}),
     });
   }
-  for (const [fqn, e] of stateDictMetadata) {
-    const keys =
-      e.type === "bytes"
-        ? [metadataIndexKey({ fqn, offset: null })]
-        : e.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (keys.some((k) => !storageData.has(k))) fail(`"${fqn}" has a chunk with no storage entry`);
-  }
+  const missing = entryWithoutStorage(stateDictMetadata, storageData);
+  if (missing !== undefined) fail(`"${missing}" has a chunk with no storage entry`);
   const version = f.get("version");
   return {
     version: typeof version === "string" ? version : "1.0.0",
