@@ -89,46 +89,45 @@ function holdsColumns(sd: Record<string, unknown>, rank: number): boolean {
   });
 }
 
+/**
+ * Loads 3 in-process ranks' column shards from a row checkpoint, each rank with its own reader
+ * (`sharedReadBytes` as given) over one byte-counting file system.
+ */
+async function loadColumns(
+  dir: string,
+  sharedReadBytes?: number,
+): Promise<{ sds: Record<string, unknown>[]; bytesRead: number }> {
+  const fs = new ByteCountingFileSystem();
+  const sds = [0, 1, 2].map(columns);
+  const options = sharedReadBytes === undefined ? {} : { sharedReadBytes };
+  await allRanks(3, (pg) =>
+    load(sds[pg.rank]!, {
+      storageReader: new FileSystemReader({ path: dir, fs, ...options }),
+      processGroup: pg,
+    }),
+  );
+  return { sds, bytesRead: fs.bytesRead };
+}
+
 describe("in-process ranks share the saved chunks they all read", () => {
   it("3 column ranks of a 4-rank row checkpoint read each saved chunk once between them, bit-exact", async () => {
-    const dir = await rowCheckpoint();
-    const fs = new ByteCountingFileSystem();
-    const sds = [0, 1, 2].map(columns);
-    await allRanks(3, (pg) =>
-      load(sds[pg.rank]!, { storageReader: new FileSystemReader({ path: dir, fs }), processGroup: pg }),
-    );
+    const { sds, bytesRead } = await loadColumns(await rowCheckpoint());
     expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
-    expect(fs.bytesRead).toBe(DATA_BYTES); // not 3x: every chunk is read (and checked) once
+    expect(bytesRead).toBe(DATA_BYTES); // not 3x: every chunk is read (and checked) once
     expect(sharedReadBytesHeld()).toBe(0); // and dropped once every rank was done with it
   });
 
   it("with sharedReadBytes 0 every rank reads every chunk itself, with the same result", async () => {
-    const dir = await rowCheckpoint();
-    const fs = new ByteCountingFileSystem();
-    const sds = [0, 1, 2].map(columns);
-    await allRanks(3, (pg) =>
-      load(sds[pg.rank]!, {
-        storageReader: new FileSystemReader({ path: dir, fs, sharedReadBytes: 0 }),
-        processGroup: pg,
-      }),
-    );
+    const { sds, bytesRead } = await loadColumns(await rowCheckpoint(), 0);
     expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
-    expect(fs.bytesRead).toBe(3 * DATA_BYTES);
+    expect(bytesRead).toBe(3 * DATA_BYTES);
   });
 
   it("a budget of one chunk shares what fits and reads the rest per rank, with the same result", async () => {
-    const dir = await rowCheckpoint();
-    const fs = new ByteCountingFileSystem();
-    const sds = [0, 1, 2].map(columns);
-    await allRanks(3, (pg) =>
-      load(sds[pg.rank]!, {
-        storageReader: new FileSystemReader({ path: dir, fs, sharedReadBytes: 2 * 1024 * 1024 }),
-        processGroup: pg,
-      }),
-    );
+    const { sds, bytesRead } = await loadColumns(await rowCheckpoint(), 2 * 1024 * 1024);
     expect(sds.every((sd, r) => holdsColumns(sd, r))).toBe(true);
-    expect(fs.bytesRead).toBeGreaterThan(DATA_BYTES);
-    expect(fs.bytesRead).toBeLessThan(3 * DATA_BYTES);
+    expect(bytesRead).toBeGreaterThan(DATA_BYTES);
+    expect(bytesRead).toBeLessThan(3 * DATA_BYTES);
     expect(sharedReadBytesHeld()).toBe(0);
   });
 
