@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FileSystemReader, FileSystemWriter, load, save, type Tensor, tensorBytes } from "@dcpjs/core";
@@ -35,28 +35,43 @@ function rawLayout(
 }
 
 /**
+ * Streams every raw file at once, one sequential stream each: `io` moves bytes between a tensor
+ * and its place in the file (returning how many it moved) until each tensor is done.
+ */
+function rawStreams(
+  files: readonly { path: string; tensors: Tensor[] }[],
+  flags: "w" | "r",
+  io: (fh: FileHandle, bytes: Uint8Array, done: number, position: number) => Promise<number>,
+): Promise<number> {
+  return timed(() =>
+    Promise.all(
+      files.map(async (f) => {
+        const fh = await open(f.path, flags);
+        let position = 0;
+        for (const t of f.tensors) {
+          const bytes = tensorBytes(t);
+          let done = 0;
+          while (done < bytes.byteLength) done += await io(fh, bytes, done, position + done);
+          position += bytes.byteLength;
+        }
+        if (flags === "w") await fh.sync();
+        await fh.close();
+      }),
+    ),
+  );
+}
+
+/**
  * The machine's limit for a save: the same bytes written from tensor memory and fsynced, as
  * `threads` files written at once (one sequential stream each) — as many as dcpjs's threadCount.
  */
 async function rawWrite(dir: string, tensors: readonly Tensor[], threads: number): Promise<number> {
   const files = rawLayout(dir, tensors, threads);
   await Promise.all(files.map((f) => rm(f.path, { force: true })));
-  return timed(() =>
-    Promise.all(
-      files.map(async (f) => {
-        const fh = await open(f.path, "w");
-        let position = 0;
-        for (const t of f.tensors) {
-          const bytes = tensorBytes(t);
-          let done = 0;
-          while (done < bytes.byteLength)
-            done += (await fh.write(bytes, done, bytes.byteLength - done, position + done)).bytesWritten;
-          position += bytes.byteLength;
-        }
-        await fh.sync();
-        await fh.close();
-      }),
-    ),
+  return rawStreams(
+    files,
+    "w",
+    async (fh, bytes, done, at) => (await fh.write(bytes, done, bytes.byteLength - done, at)).bytesWritten,
   );
 }
 
@@ -65,21 +80,10 @@ async function rawWrite(dir: string, tensors: readonly Tensor[], threads: number
  * files of {@link rawWrite} read at once (one sequential stream each).
  */
 async function rawRead(dir: string, tensors: readonly Tensor[], threads: number): Promise<number> {
-  return timed(() =>
-    Promise.all(
-      rawLayout(dir, tensors, threads).map(async (f) => {
-        const fh = await open(f.path, "r");
-        let position = 0;
-        for (const t of f.tensors) {
-          const bytes = tensorBytes(t);
-          let done = 0;
-          while (done < bytes.byteLength)
-            done += (await fh.read(bytes, done, bytes.byteLength - done, position + done)).bytesRead;
-          position += bytes.byteLength;
-        }
-        await fh.close();
-      }),
-    ),
+  return rawStreams(
+    rawLayout(dir, tensors, threads),
+    "r",
+    async (fh, bytes, done, at) => (await fh.read(bytes, done, bytes.byteLength - done, at)).bytesRead,
   );
 }
 
