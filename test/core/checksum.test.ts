@@ -8,6 +8,8 @@ import {
   encodeMetadata,
   METADATA_FILE,
   metadataIndexKey,
+  runningChecksums,
+  runningChecksumsOnWorker,
   type StorageInfo,
 } from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
@@ -86,6 +88,21 @@ describe("item checksums: CRC-32 written, CRC-32 and CRC-32C verified", () => {
     for (const { info, bytes } of all) {
       expect(info.crc32c).toBeUndefined();
       expect(info.crc32).toBe(zlibCrc32(bytes));
+    }
+  });
+
+  it("running checksums: one per block, the last the whole CRC, each a start for the next blocks; equal on a worker", async () => {
+    const bytes = new Uint8Array(new SharedArrayBuffer(10_000));
+    bytes.set(randomTensor("uint8", [10_000], 4).data as Uint8Array);
+    for (const algorithm of ["crc32", "crc32c"] as const) {
+      const running = runningChecksums(algorithm, bytes, 4096);
+      expect(running).toHaveLength(3);
+      const whole = algorithm === "crc32" ? zlibCrc32(bytes) : crc32c(Buffer.from(bytes.buffer));
+      expect(running[2]).toBe(whole);
+      // Blocks 1–2 alone, started from block 0's running value, end where the whole item does.
+      expect(runningChecksums(algorithm, bytes.subarray(4096), 4096, running[0])).toEqual(running.slice(1));
+      expect(runningChecksums(algorithm, bytes, Number.POSITIVE_INFINITY)).toEqual([whole]);
+      expect(await runningChecksumsOnWorker(algorithm, bytes, 4096)).toEqual(running);
     }
   });
 

@@ -152,6 +152,53 @@ describe("hostile .metadata gets a coded MetadataError within time and memory bo
     );
   });
 
+  it("reads storage.blocks' running checksums, and refuses a zero block size, miscounted or misplaced ones", async () => {
+    const { raw } = await rawMetadata();
+    const a = recordOf(raw, "a"); // float32 [4, 4]: 64 bytes, 4 blocks of 16
+    const u32 = (...values: number[]) => {
+      const bytes = new Uint8Array(values.length * 4);
+      values.forEach((v, i) => {
+        new DataView(bytes.buffer).setUint32(i * 4, v, true);
+      });
+      return bytes;
+    };
+    const withBlocks = (blocks: Record<string, unknown>) =>
+      sealMetadata(encode({ ...raw, storage: { ...raw.storage, blocks } }));
+    const good = { bytes: 16, records: u32(a), running: u32(1, 2, 3) };
+    const md = decodeMetadata(withBlocks(good));
+    expect(md.storageData.get("a\u00000,0")?.checksumBlocks).toEqual({ blockBytes: 16, running: [1, 2, 3] });
+    expect(refused(withBlocks({ ...good, bytes: 0 })).message).toMatch(
+      /expected storage.blocks.bytes to be a positive integer, got 0/,
+    );
+    expect(refused(withBlocks({ ...good, running: u32(1, 2) })).message).toMatch(
+      /to hold the 3 checksums of record 0, 2 left/,
+    );
+    expect(refused(withBlocks({ ...good, running: u32(1, 2, 3, 4) })).message).toMatch(
+      /expected 3 running checksums in storage.blocks.running, got 4/,
+    );
+    expect(refused(withBlocks({ ...good, records: u32(a, a) })).message).toMatch(
+      /expected storage.blocks.records to ascend below 4, got 0 after 0/,
+    );
+    expect(refused(withBlocks({ ...good, records: u32(9) })).message).toMatch(/to ascend below 4, got 9/);
+    expect(refused(withBlocks({ ...good, bytes: 64 })).message).toMatch(
+      /running checksums only for items over 64 bytes, record 0 has 64/,
+    );
+    expect(refused(withBlocks({ ...good, running: "x" })).message).toMatch(
+      /storage.blocks.running to be binary/,
+    );
+    expect(
+      refused(
+        sealMetadata(
+          encode({ ...raw, storage: { ...raw.storage, itemFormats: [[a, "torch"]], blocks: good } }),
+        ),
+      ).message,
+    ).toMatch(/expected no running checksums for record 0, framed as torch/);
+    setF64(raw.storage.length, recordOf(raw, "step"), 64); // a value of 4 blocks
+    expect(refused(withBlocks({ ...good, records: u32(recordOf(raw, "step")) })).message).toMatch(
+      /expected no running checksums for the value "step"/,
+    );
+  });
+
   it("refuses chunks that leave a gap in a tensor, and chunks that overlap", async () => {
     const { raw } = await rawMetadata();
     setF64(raw.entries.size, 0, 5); // "a" is [5, 4]: one row that no chunk holds

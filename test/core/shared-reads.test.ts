@@ -2,62 +2,17 @@ import {
   CheckpointException,
   emptyTensor,
   FileSystemReader,
-  LocalFileSystem,
   load,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { type CreateStreamOptions, type FileReadStream, sharedReadBytesHeld } from "@dcpjs/core/extend";
+import { sharedReadBytesHeld } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
+import { ByteCountingFileSystem } from "../support/byte-counting-fs.js";
 import { flipStoredBits } from "../support/damage.js";
 import { allRanks, runRanks, saveShards } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
-
-/** A LocalFileSystem that counts the data bytes its read streams deliver. */
-class ByteCountingFileSystem extends LocalFileSystem {
-  bytesRead = 0;
-
-  override async createStream(
-    path: string,
-    mode: "rb",
-    options?: CreateStreamOptions,
-  ): Promise<FileReadStream>;
-  override async createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<never>;
-  override async createStream(path: string, mode: "rb" | "wb", options?: CreateStreamOptions) {
-    const stream = (await super.createStream(path, mode as "rb", options)) as FileReadStream;
-    if (!path.endsWith(".distcp")) return stream;
-    const count = (n: number) => {
-      this.bytesRead += n;
-    };
-    return {
-      ...stream,
-      size: () => stream.size(),
-      close: () => stream.close(),
-      read: async (offset: number, length: number, signal?: AbortSignal) => {
-        const bytes = await stream.read(offset, length, signal);
-        count(bytes.byteLength);
-        return bytes;
-      },
-      ...(stream.readInto
-        ? {
-            readInto: async (offset: number, target: Uint8Array, signal?: AbortSignal) => {
-              await stream.readInto!(offset, target, signal);
-              count(target.byteLength);
-            },
-          }
-        : {}),
-      ...(stream.readvInto
-        ? {
-            readvInto: async (offset: number, targets: Uint8Array[], signal?: AbortSignal) => {
-              await stream.readvInto!(offset, targets, signal);
-              count(targets.reduce((n, t) => n + t.byteLength, 0));
-            },
-          }
-        : {}),
-    } as FileReadStream;
-  }
-}
 
 // Two [2048, 1024] float32 tensors (8 MiB each) saved by 4 ranks in row chunks of 2 MiB: each
 // chunk is a run of its own (1 MiB and larger are not coalesced), so it can be shared.

@@ -276,6 +276,41 @@ describe("S3StorageWriter / S3StorageReader on a real S3 server", () => {
     expect(requested).toEqual(expected);
   });
 
+  it("dcpOptimized: a rank of a finer row sharding fetches only the 1 MiB checksum blocks its rows lie in, bit-exact", async () => {
+    // [4096, 1024] float32 saved by 2 ranks: two 8 MiB row chunks, 8 blocks each. Rank 1 of 3 needs
+    // rows 1366–2731: bytes 5,595,136 on of chunk 0 (blocks 5–7) and up to 2,801,664 of chunk 1 (blocks 0–2).
+    const uri = freshUri();
+    const client = testClient();
+    const w = randomTensor("float32", [4096, 1024], 9);
+    const [md] = await allRanks(2, (pg) =>
+      save(
+        { w: shardTensor(w, { rank: pg.rank, worldSize: 2 }) },
+        { storageWriter: new S3StorageWriter({ path: uri, client }), processGroup: pg },
+      ),
+    );
+    const reading = testClient();
+    const log = recordRequests(reading);
+    const target = { w: shardTensor(emptyTensor("float32", [4096, 1024]), { rank: 1, worldSize: 3 }) };
+    await load(target, {
+      storageReader: new S3StorageReader({ path: uri, client: reading }),
+    });
+    expect(
+      sameTensor(target.w.shards[0]!.tensor, shardTensor(w, { rank: 1, worldSize: 3 }).shards[0]!.tensor),
+    ).toBe(true);
+    const at = (rows: number) => md!.storageData.get(`w\u0000${rows},0`)!.offset;
+    expect(
+      log
+        .filter((r) => r.command === "GetObjectCommand" && r.key?.endsWith(".distcp"))
+        .map((r) => r.range)
+        .sort(),
+    ).toEqual(
+      [
+        `bytes=${at(0) + 5 * MiB}-${at(0) + 8 * MiB - 1}`,
+        `bytes=${at(2048)}-${at(2048) + 3 * MiB - 1}`,
+      ].sort(),
+    );
+  });
+
   it("an aborted save leaves no .metadata and no multipart upload behind", async () => {
     const uri = freshUri();
     const controller = new AbortController();

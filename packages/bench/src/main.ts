@@ -85,12 +85,15 @@ program
 
 program
   .command("reshard")
-  .description("saved by 4 ranks (rows), loaded by 3 (columns), vs a plain load")
+  .description(
+    "saved by 4 ranks (rows), loaded by 3 in-process ranks (columns) and by 3 ranks alone (rows, folder and S3), vs plain loads",
+  )
   .option("--tensors <n>", "tensors", positiveInt, 16)
   .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--no-s3", "skip the S3 rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) => reshard(o.tensors, o.tensorMib, o.reps, o.dir));
+  .action((o) => reshard({ tensors: o.tensors, tensorMib: o.tensorMib, reps: o.reps, dir: o.dir, s3: o.s3 }));
 
 program
   .command("s3-cache")

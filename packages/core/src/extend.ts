@@ -6,14 +6,20 @@ export { throwIfAborted, toRankFailure } from "./errors.js";
 export { EXPORT_BATCH_BYTES, VALUES_METADATA_KEY } from "./export-safetensors.js";
 export { decodeCheckpointMetadata, mergeRankMetadata } from "./formats/checkpoint-metadata.js";
 export {
+  assertRunningChecksums,
+  blockChecksumFields,
   CHECKSUM_ALGORITHMS,
+  CHECKSUM_BLOCK_BYTES,
   type ChecksumAlgorithm,
+  type ChecksumBlocks,
   checksumFields,
   checksumName,
   computeChecksum,
   ITEM_CHECKSUM_ALGORITHM,
   type ItemChecksum,
   itemChecksum,
+  runningBefore,
+  runningChecksums,
 } from "./formats/checksum.js";
 export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
 export { itemFormatNamed, itemFormatOf, registerItemFormat } from "./formats/item-formats.js";
@@ -170,6 +176,7 @@ export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/stora
 export {
   checksumOnWorker,
   copyOnWorker,
+  runningChecksumsOnWorker,
   runsOffThread,
   WORKER_MIN_BYTES,
   workerTasksRun,

@@ -1,5 +1,8 @@
 import { crc32, crc32c } from "@node-rs/crc32";
+import { ChecksumMismatchError } from "../errors.js";
 import type { StorageInfo } from "../plan/metadata.js";
+
+export { runningChecksums } from "./running-checksums.js";
 
 /**
  * The per-item checksum algorithms a storage entry may record: `crc32` (IEEE 802.3, zlib's and
@@ -37,6 +40,30 @@ export function computeChecksum(algorithm: ChecksumAlgorithm, bytes: Uint8Array,
 }
 
 /**
+ * Block size of the running checksums dcpjs records for items longer than one block (bytes): a
+ * reader that needs only part of such an item reads and verifies only the blocks it touches.
+ * 1 MiB: 4 bytes of `.metadata` per MiB stored; a partial read fetches at most one block more
+ * than it needs at each end.
+ */
+export const CHECKSUM_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * The running checksum of an item at each block boundary — what lets a reader verify a part of
+ * the item: bytes `[i·blockBytes, j·blockBytes)` (or to the item's end) are checked by computing
+ * their CRC starting from `running[i − 1]` (from scratch for `i = 0`) and comparing it with
+ * `running[j − 1]` (the item's own checksum at its end).
+ */
+export interface ChecksumBlocks {
+  /** Block size (bytes), > 0. */
+  readonly blockBytes: number;
+  /**
+   * The item's running CRC after each of its blocks but the last (whose running CRC is the item's
+   * checksum): `ceil(length / blockBytes) − 1` unsigned 32-bit values.
+   */
+  readonly running: readonly number[];
+}
+
+/**
  * The display name of an algorithm in messages: `CRC-32` or `CRC-32C`.
  *
  * @param algorithm - the algorithm.
@@ -68,4 +95,65 @@ export function checksumFields(
   value: number,
 ): Pick<StorageInfo, "crc32" | "crc32c"> {
   return algorithm === "crc32" ? { crc32: value } : { crc32c: value };
+}
+
+/**
+ * The storage-entry fields that record an item's checksum from its {@link runningChecksums}: the
+ * checksum (the last running value) and, for an item of more than one block, `checksumBlocks`.
+ *
+ * @param algorithm - which CRC.
+ * @param running - the item's running checksums, one per block of `blockBytes`.
+ * @param blockBytes - the block size they were computed with (bytes).
+ */
+export function blockChecksumFields(
+  algorithm: ChecksumAlgorithm,
+  running: readonly number[],
+  blockBytes: number,
+): Pick<StorageInfo, "crc32" | "crc32c" | "checksumBlocks"> {
+  const fields = checksumFields(algorithm, running.at(-1)!);
+  if (running.length < 2) return fields;
+  return { ...fields, checksumBlocks: { blockBytes, running: running.slice(0, -1) } };
+}
+
+/**
+ * Checks the running checksums computed over blocks `first, first + 1, …` of an item against those
+ * its storage entry records (`checksumBlocks`, and the item's checksum at its end).
+ *
+ * @param sum - the item's checksum.
+ * @param blocks - its recorded running checksums, if any (else the item is one block).
+ * @param first - the first block read (0 for a whole item).
+ * @param running - the running checksums computed, one per block read (`runningChecksums` started
+ * from {@link runningBefore}).
+ * @param fqn - for the message.
+ * @param where - `file @ offset+length`, for the message.
+ * @throws {@link ChecksumMismatchError} at the first block whose running checksum differs; its
+ * message names the block when the item has several.
+ */
+export function assertRunningChecksums(
+  sum: ItemChecksum,
+  blocks: ChecksumBlocks | undefined,
+  first: number,
+  running: readonly number[],
+  fqn: string,
+  where: string,
+): void {
+  const last = blocks?.running.length ?? 0;
+  for (let i = 0; i < running.length; i++) {
+    const block = first + i;
+    const expected = block < last ? blocks!.running[block]! : sum.value;
+    if (running[i] === expected) continue;
+    const at = last > 0 ? `${where}, running checksum at the end of block ${block} of ${last + 1}` : where;
+    throw new ChecksumMismatchError(fqn, expected, running[i]!, at, checksumName(sum.algorithm));
+  }
+}
+
+/**
+ * The running checksum to start from when verifying an item from block `first` on: the one
+ * recorded at the end of block `first − 1`, or undefined (from scratch) for the first block.
+ *
+ * @param blocks - the item's running checksums.
+ * @param first - the first block read.
+ */
+export function runningBefore(blocks: ChecksumBlocks | undefined, first: number): number | undefined {
+  return first === 0 ? undefined : blocks!.running[first - 1];
 }

@@ -16,8 +16,8 @@ export type ItemExpectation =
 export interface FramedItem {
   /** Written back to back; a part may be the payload itself (not copied: large tensors stream). */
   readonly parts: readonly Uint8Array[];
-  /** Besides the file, offset and length: the checksum and format name its storage entry keeps. */
-  readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "itemFormat">;
+  /** Besides the file, offset and length: the checksum (with its running values per block, if any) and format name its storage entry keeps. */
+  readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "checksumBlocks" | "itemFormat">;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 import {
   CHECKSUM_ALGORITHMS,
   type ChecksumAlgorithm,
+  type ChecksumBlocks,
   ITEM_CHECKSUM_ALGORITHM,
   itemChecksum,
 } from "./checksum.js";
@@ -92,8 +93,8 @@ class ColumnWriter {
  * @param metadata - the metadata, with storage data filled in for every chunk and value.
  * @returns the file's bytes.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when an item has no storage entry or no
- * checksum, items record different checksum algorithms (the file names one for all), or a tensor
- * has more than 254 dimensions.
+ * checksum, items record different checksum algorithms or running-checksum block sizes (the file
+ * names one of each for all), or a tensor has more than 254 dimensions.
  */
 export function encodeMetadata(metadata: Metadata): Uint8Array {
   const fqns: string[] = [];
@@ -113,6 +114,9 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   const storageLength = new ColumnWriter(8);
   const storageChecksum = new ColumnWriter(4);
   const itemFormats: [number, string][] = [];
+  const blockRecords = new ColumnWriter(4);
+  const blockRunning = new ColumnWriter(4);
+  let blockBytes: number | undefined;
   let records = 0;
   let algorithm: ChecksumAlgorithm | undefined;
 
@@ -146,6 +150,16 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     // Items framed by another format (see ItemFormat) name it.
     if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs")
       itemFormats.push([records, info.itemFormat]);
+    if (info.checksumBlocks) {
+      blockBytes ??= info.checksumBlocks.blockBytes;
+      if (info.checksumBlocks.blockBytes !== blockBytes)
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected every item's running checksums to use one block size (${blockBytes} bytes), "${fqn}" uses ${info.checksumBlocks.blockBytes}`,
+        );
+      blockRecords.push(records);
+      for (const r of info.checksumBlocks.running) blockRunning.push(r);
+    }
     records++;
   };
 
@@ -206,6 +220,9 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
       length: storageLength.bytes(),
       checksum: storageChecksum.bytes(),
       itemFormats,
+      ...(blockBytes !== undefined
+        ? { blocks: { bytes: blockBytes, records: blockRecords.bytes(), running: blockRunning.bytes() } }
+        : {}),
     },
     plannerExtra,
     storageMeta: { ...metadata.storageMeta },
@@ -379,6 +396,7 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
       fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters, got ${show(name)}`);
     formats.set(f[0], name);
   }
+  const blocksOf = decodeBlocks(storage.blocks, records, lengthOf, formats);
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
   const storageData = new Map<string, StorageInfo>();
@@ -405,6 +423,11 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
         ? { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32: checksumOf(rec) }
         : { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32c: checksumOf(rec) };
     if (itemFormat !== undefined) info.itemFormat = itemFormat;
+    const blocks = blocksOf.get(rec);
+    if (blocks) {
+      if (offset === null) fail(`expected no running checksums for the value "${fqn}"`);
+      info.checksumBlocks = blocks;
+    }
     storageData.set(metadataIndexKey({ fqn, offset }), info);
     rec++;
   };
@@ -465,4 +488,57 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
     storageData,
     storageMeta: decodeStorageMeta(top.storageMeta),
   };
+}
+
+/**
+ * Decodes `storage.blocks` (optional in layout version 2): `{ bytes, records, running }` — the block
+ * size, the records (ascending) that have running checksums, and their values, each record's
+ * `ceil(length / bytes) − 1` in turn. Only raw items (no item format) longer than one block have them.
+ *
+ * @returns each such record's running checksums; empty when the field is absent.
+ */
+function decodeBlocks(
+  v: unknown,
+  records: number,
+  lengthOf: (i: number) => number,
+  formats: ReadonlyMap<number, string>,
+): Map<number, ChecksumBlocks> {
+  const out = new Map<number, ChecksumBlocks>();
+  if (v === undefined) return out;
+  const blocks = map(v, "storage.blocks");
+  const blockBytes = blocks.bytes;
+  if (!isCount(blockBytes) || blockBytes === 0)
+    fail(`expected storage.blocks.bytes to be a positive integer, got ${show(blockBytes)}`);
+  if (!(blocks.records instanceof Uint8Array) || blocks.records.byteLength % 4 !== 0)
+    fail("expected storage.blocks.records to be binary, 4 bytes per record");
+  if (!(blocks.running instanceof Uint8Array) || blocks.running.byteLength % 4 !== 0)
+    fail("expected storage.blocks.running to be binary, 4 bytes per checksum");
+  const recordAt = column(blocks.records, "storage.blocks.records", 4, blocks.records.byteLength / 4);
+  const available = blocks.running.byteLength / 4;
+  const runningAt = column(blocks.running, "storage.blocks.running", 4, available);
+  let used = 0;
+  let previous = -1;
+  for (let i = 0; i < blocks.records.byteLength / 4; i++) {
+    const rec = recordAt(i);
+    if (rec <= previous || rec >= records)
+      fail(`expected storage.blocks.records to ascend below ${records}, got ${rec} after ${previous}`);
+    previous = rec;
+    if (formats.has(rec))
+      fail(`expected no running checksums for record ${rec}, framed as ${formats.get(rec)}`);
+    const length = lengthOf(rec);
+    if (length <= blockBytes)
+      fail(`expected running checksums only for items over ${blockBytes} bytes, record ${rec} has ${length}`);
+    const count = Math.ceil(length / blockBytes) - 1;
+    if (used + count > available)
+      fail(
+        `expected storage.blocks.running to hold the ${count} checksums of record ${rec}, ${available - used} left`,
+      );
+    const running: number[] = [];
+    for (let k = 0; k < count; k++) running.push(runningAt(used + k));
+    used += count;
+    out.set(rec, { blockBytes, running });
+  }
+  if (used !== available)
+    fail(`expected ${used} running checksums in storage.blocks.running, got ${available}`);
+  return out;
 }

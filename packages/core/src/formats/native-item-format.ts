@@ -1,31 +1,42 @@
-import { ChecksumMismatchError } from "../errors.js";
 import {
+  assertRunningChecksums,
+  blockChecksumFields,
+  CHECKSUM_BLOCK_BYTES,
   checksumFields,
-  checksumName,
   computeChecksum,
   ITEM_CHECKSUM_ALGORITHM,
   itemChecksum,
+  runningChecksums,
 } from "./checksum.js";
 import type { ItemFormat } from "./item-format.js";
 
 /**
  * dcpjs's own item framing: an item is its raw bytes (a tensor chunk's C-order little-endian
  * bytes, a value's codec bytes); the CRC-32 of those bytes lives in the metadata's storage entry
- * (the CRC-32C for checkpoints written before `.metadata` format version 2, still verified).
+ * (the CRC-32C for checkpoints written before `.metadata` format version 2, still verified) —
+ * for a tensor item of more than {@link CHECKSUM_BLOCK_BYTES}, with its running CRC-32 at each
+ * block boundary (`checksumBlocks`), so that a reader can verify the blocks it reads of it alone.
  */
 export const NATIVE_ITEM_FORMAT: ItemFormat = {
   name: "dcpjs",
   zeroCopy: true,
-  frame: (_item, payload) => ({
+  frame: (item, payload) => ({
     parts: [payload],
-    info: checksumFields(ITEM_CHECKSUM_ALGORITHM, computeChecksum(ITEM_CHECKSUM_ALGORITHM, payload)),
+    info:
+      item.type === "bytes"
+        ? checksumFields(ITEM_CHECKSUM_ALGORITHM, computeChecksum(ITEM_CHECKSUM_ALGORITHM, payload))
+        : blockChecksumFields(
+            ITEM_CHECKSUM_ALGORITHM,
+            runningChecksums(ITEM_CHECKSUM_ALGORITHM, payload, CHECKSUM_BLOCK_BYTES),
+            CHECKSUM_BLOCK_BYTES,
+          ),
   }),
   unframe(stored, info, _expect, fqn, where) {
     const sum = itemChecksum(info);
     if (sum === undefined) return stored;
-    const actual = computeChecksum(sum.algorithm, stored);
-    if (actual !== sum.value)
-      throw new ChecksumMismatchError(fqn, sum.value, actual, where, checksumName(sum.algorithm));
+    const blocks = info.checksumBlocks;
+    const running = runningChecksums(sum.algorithm, stored, blocks?.blockBytes ?? Number.POSITIVE_INFINITY);
+    assertRunningChecksums(sum, blocks, 0, running, fqn, where);
     return stored;
   },
 };

@@ -138,6 +138,33 @@ export function contiguousRun(
 }
 
 /**
+ * The span of elements an n-d box covers in a row-major tensor: from its first element to just
+ * past its last (the elements between its rows included). What a reader of part of a saved chunk
+ * must fetch at least.
+ *
+ * @param shape - the tensor's shape.
+ * @param offsets - the box's start per dimension.
+ * @param lengths - the box's size per dimension.
+ * @returns `[start, end)` in elements; `undefined` for an empty box.
+ */
+export function boxSpan(
+  shape: readonly number[],
+  offsets: readonly number[],
+  lengths: readonly number[],
+): { start: number; end: number } | undefined {
+  if (lengths.some((l) => l === 0)) return undefined;
+  let start = 0;
+  let last = 0;
+  let stride = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    start += offsets[i]! * stride;
+    last += (offsets[i]! + lengths[i]! - 1) * stride;
+    stride *= shape[i]!;
+  }
+  return { start, end: last + 1 };
+}
+
+/**
  * Copies an n-d box of elements from one contiguous row-major buffer into another.
  *
  * The box has size `lengths` and starts at `srcOffsets` in a source of shape `srcShape` and at

@@ -1,3 +1,4 @@
+import type { ChecksumBlocks } from "../formats/checksum.js";
 import type { DType } from "../model/dtype.js";
 import { offsetKey } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
@@ -92,6 +93,13 @@ export interface StorageInfo {
    * format version 1 and safetensors checksum sidecars record.
    */
   readonly crc32c?: number;
+  /**
+   * The item's running checksum at each block boundary, for items longer than one block: a reader
+   * that needs only some of its bytes (a few rows of a saved chunk) reads and verifies just the
+   * blocks they lie in. Recorded by dcpjs for raw items (no `itemFormat`) since `.metadata`
+   * format 2's `storage.blocks`; absent otherwise (the item is then read whole).
+   */
+  readonly checksumBlocks?: ChecksumBlocks;
   /**
    * How the item's bytes are framed — the name of an `ItemFormat`: absent (or `dcpjs`) for raw
    * bytes (dcpjs, safetensors); `torch` for a `torch.save` archive (PyTorch DCP), verified by the

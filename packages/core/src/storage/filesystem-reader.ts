@@ -8,11 +8,16 @@ import {
   throwIfAborted,
 } from "../errors.js";
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
-import { checksumName, itemChecksum } from "../formats/checksum.js";
+import {
+  assertRunningChecksums,
+  itemChecksum,
+  runningBefore,
+  runningChecksums,
+} from "../formats/checksum.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { boxCopy, contiguousRun, findChunk } from "../model/geometry.js";
+import { boxCopy, boxSpan, contiguousRun, findChunk } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
@@ -49,9 +54,9 @@ import {
 import { keepStaging, takeStaging } from "./staging-buffers.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import {
-  checksumOnWorker,
   copyOnWorker,
   resolveWorkerMinBytes,
+  runningChecksumsOnWorker,
   runsOffThread,
   startWorkers,
 } from "./worker-pool.js";
@@ -85,6 +90,23 @@ const discard = new Uint8Array(1024 * 1024);
 interface DirectTarget {
   readonly bytes: Uint8Array;
   readonly dest: Tensor;
+}
+
+/**
+ * What a read item reads of its saved chunk: its storage entry, and the bytes `[start, end)` of
+ * the stored item — all of it, or (`first` > 0 or `end` < length) only the checksum blocks the
+ * item's box lies in. `key` names what is read: items with one key are served by one read.
+ */
+interface ItemRead {
+  readonly info: StorageInfo;
+  /** The saved chunk's key (`metadataIndexKey`). */
+  readonly chunk: string;
+  /** What is read: the chunk's key, or for a part, the chunk's key and the part's start. */
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+  /** The first checksum block read (`start / blockBytes`). */
+  readonly first: number;
 }
 
 /** Options of {@link FileSystemReader}. */
@@ -139,8 +161,8 @@ export class FileSystemReader implements StorageReader {
   readonly #sharedReadBytes: number;
   readonly #workerMinBytes: number;
   #loadId: string = randomUUID();
-  /** Per read item: its storage entry and key, and its saved chunk (items are looked at several times). */
-  #locations = new WeakMap<ReadItem, { info: StorageInfo; key: string }>();
+  /** Per read item: what it reads, and its saved chunk (items are looked at several times). */
+  #locations = new WeakMap<ReadItem, ItemRead>();
   #chunks = new WeakMap<ReadItem, TensorStorageMetadata["chunks"][number]>();
 
   /**
@@ -249,10 +271,16 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * @inheritDoc Marks the saved chunks that several ranks of one process read
-   * ({@link planSharedReads}): each is then read and verified once for all of them.
+   * ({@link planSharedReads}): each is then read and verified once for all of them — whole, where
+   * their parts (see {@link FileSystemReader}) would add up to at least the whole chunk.
    */
   prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
-    return planSharedReads(plans, (item) => metadataIndexKey(item.storageIndex));
+    for (const plan of plans) this.#locateAll(plan.items);
+    const whole = wholeForProcesses(plans, (item) => this.#located(item));
+    plans.forEach((plan, rank) => {
+      this.#locateAll(plan.items, whole[rank]);
+    });
+    return planSharedReads(plans, (item) => this.#located(item).key);
   }
 
   /** Where the bytes of a read item's saved chunk are (looked up once per item). */
@@ -260,8 +288,8 @@ export class FileSystemReader implements StorageReader {
     return this.#located(item).info;
   }
 
-  /** A read item's storage entry and its key, from the metadata the first time, then from a cache. */
-  #located(item: ReadItem): { info: StorageInfo; key: string } {
+  /** What a read item reads: from the metadata the first time (the whole stored item, unless {@link #locateAll} chose part of it), then from a cache. */
+  #located(item: ReadItem): ItemRead {
     let found = this.#locations.get(item);
     if (found) return found;
     const key = metadataIndexKey(item.storageIndex);
@@ -271,9 +299,51 @@ export class FileSystemReader implements StorageReader {
         `Malformed .metadata: no storage entry for "${item.storageIndex.fqn}" at [${item.storageIndex.offset?.join(", ") ?? ""}]`,
       );
     }
-    found = { info, key };
+    found = { info, chunk: key, key, start: 0, end: info.length, first: 0 };
     this.#locations.set(item, found);
     return found;
+  }
+
+  /**
+   * Decides what each of a plan's items reads: a tensor item that is the plan's only reader of its
+   * saved chunk, and needs fewer of its checksum blocks (`StorageInfo.checksumBlocks`) than it has,
+   * reads and verifies only those blocks — e.g. the rows of a row-wise saved chunk that a rank with
+   * a finer row sharding loads. Other items read their stored item whole.
+   */
+  #locateAll(items: readonly ReadItem[], wholeChunks?: { has(chunk: string): boolean }): void {
+    // Only items of more than one checksum block can read part of theirs.
+    const blocked = items.filter((item) => this.#located(item).info.checksumBlocks !== undefined);
+    const readers = new Map<string, number>();
+    for (const item of blocked) {
+      const { chunk } = this.#located(item);
+      readers.set(chunk, (readers.get(chunk) ?? 0) + 1);
+    }
+    for (const item of blocked) {
+      const { info, chunk } = this.#located(item);
+      const whole: ItemRead = { info, chunk, key: chunk, start: 0, end: info.length, first: 0 };
+      const part =
+        readers.get(chunk) === 1 && !wholeChunks?.has(chunk) ? this.#partOf(item, info) : undefined;
+      this.#locations.set(item, part ? { ...whole, ...part, key: `${chunk}#${part.start}` } : whole);
+    }
+  }
+
+  /** The checksum blocks of its stored item a tensor item's box lies in, when they are fewer than all. */
+  #partOf(item: ReadItem, info: StorageInfo): Pick<ItemRead, "start" | "end" | "first"> | undefined {
+    const blocks = info.checksumBlocks;
+    if (!blocks || item.type !== "tensor" || !itemChecksum(info) || !itemFormatOf(info).zeroCopy)
+      return undefined;
+    const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
+    if (entry?.type !== "tensor") return undefined;
+    const span = boxSpan(this.#savedChunk(item).sizes, item.storageOffsets, item.lengths);
+    if (!span) return undefined;
+    const elementBytes = DTYPE_BYTES[entry.properties.dtype];
+    const first = Math.floor((span.start * elementBytes) / blocks.blockBytes);
+    const start = first * blocks.blockBytes;
+    const end = Math.min(
+      Math.ceil((span.end * elementBytes) / blocks.blockBytes) * blocks.blockBytes,
+      info.length,
+    );
+    return end - start < info.length ? { start, end, first } : undefined;
   }
 
   /**
@@ -287,20 +357,23 @@ export class FileSystemReader implements StorageReader {
   async readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
     const capabilities = resolveReadCapabilities(this.fs.readCapabilities);
+    const shared = capabilities.skipsRanges
+      ? (plan.storageData as ReadPlanData | undefined)?.shared
+      : undefined;
+    // Chunks shared with other ranks of this process are read whole, once (as the coordinator chose).
+    const sharedChunks = shared?.readers;
+    this.#locateAll(plan.items, sharedChunks && { has: (chunk) => sharedChunks[chunk] !== undefined });
     const schedules = scheduleReads(
       plan.items,
       (item) => {
-        const { info, key } = this.#located(item);
-        return { relativePath: info.relativePath, offset: info.offset, length: info.length, key };
+        const { info, key, start, end } = this.#located(item);
+        return { relativePath: info.relativePath, offset: info.offset + start, length: end - start, key };
       },
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
     // Large items will be checked on worker threads: start one while the first reads run.
     if (schedules.some((s) => s.runs.some((run) => this.#checkedOffThread(run)))) startWorkers();
-    const shared = capabilities.skipsRanges
-      ? (plan.storageData as ReadPlanData | undefined)?.shared
-      : undefined;
     const sharing = shared ? new SharedChunkReads(shared, this.#sharedReadBytes) : undefined;
     // Chunks this rank reads itself (in place, or with their neighbours) are let go at once, so
     // the other ranks neither read them for it nor keep a copy waiting for it.
@@ -484,30 +557,39 @@ export class FileSystemReader implements StorageReader {
     let offThread = false;
     const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
       const item = chunk.items[0]!;
-      const info = this.storageInfo(item);
+      const { info, start, end, first } = this.#located(item);
       const stored = fetched.stored[i]!;
-      const where = `${relativePath} @ ${info.offset}+${info.length}`;
+      const fqn = item.storageIndex.fqn;
       const format = itemFormatOf(info);
       const sum = itemChecksum(info);
-      // A zero-copy item is checked by its entry's checksum alone, which a worker thread may compute.
-      if (format.zeroCopy && sum && runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
-        offThread = true;
-        const checked = checksumOnWorker(sum.algorithm, stored).then((actual) => {
-          if (actual !== sum.value)
-            throw new ChecksumMismatchError(
-              item.storageIndex.fqn,
-              sum.value,
-              actual,
-              where,
-              checksumName(sum.algorithm),
-            );
+      const partial = end - start < info.length;
+      const where = partial
+        ? `${relativePath} @ ${info.offset + start}+${end - start} (of the item @ ${info.offset}+${info.length})`
+        : `${relativePath} @ ${info.offset}+${info.length}`;
+      // A zero-copy item is checked by its entry's checksum alone (its running checksums at block
+      // ends, where it has them: a partial read is checked by those of the blocks it read), which
+      // a worker thread may compute.
+      if (
+        format.zeroCopy &&
+        sum &&
+        (partial || runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
+      ) {
+        const blocks = info.checksumBlocks;
+        const blockBytes = blocks?.blockBytes ?? Number.POSITIVE_INFINITY;
+        const previous = runningBefore(blocks, first);
+        const check = (running: readonly number[]) => {
+          assertRunningChecksums(sum, blocks, first, running, fqn, where);
           return stored;
-        });
+        };
+        if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
+          return check(runningChecksums(sum.algorithm, stored, blockBytes, previous));
+        offThread = true;
+        const checked = runningChecksumsOnWorker(sum.algorithm, stored, blockBytes, previous).then(check);
         // Surfaced by Promise.all below — or dropped when a later item fails first, synchronously.
         checked.catch(() => {});
         return checked;
       }
-      return format.unframe(stored, info, this.#expectation(item), item.storageIndex.fqn, where);
+      return format.unframe(stored, info, this.#expectation(item), fqn, where);
     });
     return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
   }
@@ -543,7 +625,8 @@ export class FileSystemReader implements StorageReader {
   #directTarget(group: readonly ReadItem[], planner: LoadPlanner): DirectTarget | undefined {
     const item = group[0]!;
     if (group.length !== 1 || item.type !== "tensor") return undefined;
-    if (!itemFormatOf(this.storageInfo(item)).zeroCopy) return undefined; // framed: unframed first
+    const { info, start, end } = this.#located(item);
+    if (!itemFormatOf(info).zeroCopy || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
     const saved = this.#savedChunk(item);
     if (item.lengths.some((l, d) => l !== saved.sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);
@@ -578,7 +661,7 @@ export class FileSystemReader implements StorageReader {
       }
       const saved = this.#savedChunk(item);
       const target = planner.resolveTensor(item);
-      const copy = boxCopy(
+      const box = boxCopy(
         saved.sizes,
         item.storageOffsets,
         target.shape,
@@ -586,10 +669,13 @@ export class FileSystemReader implements StorageReader {
         item.lengths,
         DTYPE_BYTES[target.dtype],
       );
-      if (!copy) {
+      if (!box) {
         planner.commitTensor(item, target);
         continue;
       }
+      // `bytes` start at byte `start` of the stored chunk when only some of its blocks were read.
+      const { start } = this.#located(item);
+      const copy = start === 0 ? box : { ...box, srcBase: box.srcBase - start };
       const into = tensorBytes(target);
       if (runsOffThread(this.#workerMinBytes, copy.bytes, bytes, into)) {
         const copied = copyOnWorker(bytes, into, copy).then(() => planner.commitTensor(item, target));
@@ -619,6 +705,43 @@ export class FileSystemReader implements StorageReader {
     this.#chunks.set(item, chunk);
     return chunk;
   }
+}
+
+/**
+ * The saved chunks that ranks of one process read whole, once between them, rather than each its
+ * part: those two or more of its ranks read, whose parts add up to at least the chunk's length.
+ *
+ * @param plans - every rank's plan, tagged with its process (`prepareLocalPlan`).
+ * @param located - what an item reads on its own.
+ * @returns per rank, the whole-chunk keys it reads whole.
+ */
+function wholeForProcesses(plans: readonly LoadPlan[], located: (item: ReadItem) => ItemRead): Set<string>[] {
+  const whole = plans.map(() => new Set<string>());
+  const byProcess = new Map<string, Map<string, { ranks: number[]; bytes: number; length: number }>>();
+  plans.forEach((plan, rank) => {
+    const process = (plan.storageData as ReadPlanData | undefined)?.process;
+    if (process === undefined) return;
+    let chunks = byProcess.get(process);
+    if (!chunks) {
+      chunks = new Map();
+      byProcess.set(process, chunks);
+    }
+    for (const item of plan.items) {
+      const read = located(item);
+      if (read.info.checksumBlocks === undefined) continue; // read whole in any case
+      let c = chunks.get(read.chunk);
+      if (!c) {
+        c = { ranks: [], bytes: 0, length: read.info.length };
+        chunks.set(read.chunk, c);
+      }
+      if (c.ranks.at(-1) !== rank) c.ranks.push(rank);
+      c.bytes += read.end - read.start;
+    }
+  });
+  for (const chunks of byProcess.values())
+    for (const [chunk, c] of chunks)
+      if (c.ranks.length > 1 && c.bytes >= c.length) for (const rank of c.ranks) whole[rank]!.add(chunk);
+  return whole;
 }
 
 /** Whether every chunk of a run is a tensor's: its staging buffer then holds no decoded value's bytes, so it may lie in shared memory and be kept for reuse. */

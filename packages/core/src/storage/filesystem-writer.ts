@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import { checksumFields, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
+import { blockChecksumFields, CHECKSUM_BLOCK_BYTES, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import type { ItemFormat } from "../formats/item-format.js";
 import { itemFormatNamed } from "../formats/item-formats.js";
 import { encodeMetadata } from "../formats/metadata-codec.js";
@@ -24,7 +24,12 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import { checksumOnWorker, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
+import {
+  resolveWorkerMinBytes,
+  runningChecksumsOnWorker,
+  runsOffThread,
+  startWorkers,
+} from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -278,7 +283,7 @@ export class FileSystemWriter implements StorageWriter {
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
         const checksum = this.#checksumOffThread(item, data)
-          ? checksumOnWorker(ITEM_CHECKSUM_ALGORITHM, data)
+          ? runningChecksumsOnWorker(ITEM_CHECKSUM_ALGORITHM, data, CHECKSUM_BLOCK_BYTES)
           : undefined;
         checksum?.catch(() => {}); // surfaced where it is awaited
         const { parts, info } = checksum
@@ -298,7 +303,9 @@ export class FileSystemWriter implements StorageWriter {
             pending.catch(() => {}); // surfaced where it is awaited
           }
         }
-        const recorded = checksum ? checksumFields(ITEM_CHECKSUM_ALGORITHM, await checksum) : info;
+        const recorded = checksum
+          ? blockChecksumFields(ITEM_CHECKSUM_ALGORITHM, await checksum, CHECKSUM_BLOCK_BYTES)
+          : info;
         results.push({
           index: item.index,
           sizeInBytes: length,

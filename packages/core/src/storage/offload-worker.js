@@ -1,14 +1,14 @@
 // The task a worker thread of storage/worker-pool.ts runs. Plain JavaScript (JSDoc-typed), so
 // that it loads as it is — from the sources (tests, benchmarks) as from dist — with no
 // TypeScript loader in the worker.
-import { crc32, crc32c } from "@node-rs/crc32";
+import { runningChecksums } from "../formats/running-checksums.js";
 import { stridedCopy } from "../model/strided-copy.js";
 
 /**
- * A task: the CRC of some bytes, or a box copy between two buffers. Its buffers are views of
- * `SharedArrayBuffer`s, which reach the worker shared, not copied.
+ * A task: the running CRCs of some bytes (see `runningChecksums`), or a box copy between two
+ * buffers. Its buffers are views of `SharedArrayBuffer`s, which reach the worker shared, not copied.
  *
- * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array }
+ * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
  *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }} OffloadTask
  */
 
@@ -16,13 +16,12 @@ import { stridedCopy } from "../model/strided-copy.js";
  * Runs one task.
  *
  * @param {OffloadTask} task - the task.
- * @returns {number | undefined} the unsigned 32-bit CRC of a `checksum` task; nothing for a `copy`.
+ * @returns {number[] | undefined} the running CRCs of a `checksum` task; nothing for a `copy`.
  */
 export default function runTask(task) {
   if (task.kind === "copy") {
     stridedCopy(task.src, task.dst, task.copy);
     return undefined;
   }
-  const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
-  return task.algorithm === "crc32" ? crc32(bytes) : crc32c(bytes);
+  return runningChecksums(task.algorithm, task.bytes, task.blockBytes, task.previous);
 }

@@ -34,7 +34,7 @@ export function resolveWorkerMinBytes(value: number | undefined): number {
  */
 const WORKER_IDLE_MS = 60_000;
 
-let pool: Piscina<OffloadTask, number | undefined> | undefined;
+let pool: Piscina<OffloadTask, number[] | undefined> | undefined;
 let tasksRun = 0;
 
 /**
@@ -43,7 +43,7 @@ let tasksRun = 0;
  * load against 0.73×); idle threads do not keep the process alive and exit after
  * {@link WORKER_IDLE_MS}.
  */
-function workers(): Piscina<OffloadTask, number | undefined> {
+function workers(): Piscina<OffloadTask, number[] | undefined> {
   pool ??= new Piscina({
     filename: new URL("./offload-worker.js", import.meta.url).href,
     minThreads: 0,
@@ -64,7 +64,7 @@ function workers(): Piscina<OffloadTask, number | undefined> {
 export function startWorkers(): void {
   const threads = workers();
   if (threads.threads.length > 0) return;
-  threads.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP }).catch(() => {});
+  threads.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP, blockBytes: Infinity }).catch(() => {});
 }
 
 const WARM_UP = new Uint8Array(new SharedArrayBuffer(1));
@@ -91,9 +91,33 @@ export function runsOffThread(minBytes: number, bytes: number, ...buffers: Uint8
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
  */
 export async function checksumOnWorker(algorithm: ChecksumAlgorithm, bytes: Uint8Array): Promise<number> {
+  return (await runningChecksumsOnWorker(algorithm, bytes, Number.POSITIVE_INFINITY))[0]!;
+}
+
+/**
+ * The running checksums of bytes in shared memory at each block end (`runningChecksums`),
+ * computed on a worker thread.
+ *
+ * @param algorithm - which CRC.
+ * @param bytes - the bytes, in a `SharedArrayBuffer`.
+ * @param blockBytes - block size (bytes), > 0; `Infinity` for one block.
+ * @param previous - the running checksum of the bytes before these; absent: from scratch.
+ * @returns one unsigned 32-bit CRC per block.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
+ */
+export async function runningChecksumsOnWorker(
+  algorithm: ChecksumAlgorithm,
+  bytes: Uint8Array,
+  blockBytes: number,
+  previous?: number,
+): Promise<number[]> {
   assertShared("bytes to checksum", bytes);
   tasksRun++;
-  return (await workers().run({ kind: "checksum", algorithm, bytes })) as number;
+  const task: OffloadTask =
+    previous === undefined
+      ? { kind: "checksum", algorithm, bytes, blockBytes }
+      : { kind: "checksum", algorithm, bytes, blockBytes, previous };
+  return (await workers().run(task)) as number[];
 }
 
 /**
