@@ -23,7 +23,7 @@ export const NATIVE_ITEM_FORMAT: ItemFormat = {
   frame: (item, payload) => ({
     parts: [payload],
     info:
-      item.type === "bytes"
+      item.type === "bytes" || payload.byteLength <= CHECKSUM_BLOCK_BYTES
         ? checksumFields(ITEM_CHECKSUM_ALGORITHM, computeChecksum(ITEM_CHECKSUM_ALGORITHM, payload))
         : blockChecksumFields(
             ITEM_CHECKSUM_ALGORITHM,
@@ -35,7 +35,9 @@ export const NATIVE_ITEM_FORMAT: ItemFormat = {
     const sum = itemChecksum(info);
     if (sum === undefined) return stored;
     const blocks = info.checksumBlocks;
-    const running = runningChecksums(sum.algorithm, stored, blocks?.blockBytes ?? Number.POSITIVE_INFINITY);
+    const running = blocks
+      ? runningChecksums(sum.algorithm, stored, blocks.blockBytes)
+      : [computeChecksum(sum.algorithm, stored)];
     assertRunningChecksums(sum, blocks, 0, running, fqn, where);
     return stored;
   },
