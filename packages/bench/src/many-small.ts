@@ -18,7 +18,7 @@ import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/demo-kit";
 import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { resolveTransferSettings } from "@dcpjs/s3/extend";
-import { type Row, report, timed } from "./report.js";
+import { gcMsOf, type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 import { runPython, torchVenvPython } from "./system.js";
 
@@ -171,7 +171,9 @@ export async function manySmall(p: ManySmallParams): Promise<void> {
     ...(venv ? [{ name: "PyTorch DCP 2.13 load (warm)", bytes, seconds: torchLoad }] : []),
   );
   ratios["local per-item save overhead µs (target ≤ 5)"] = ((ours - raw) / items) * 1e6;
+  ratios["  of it, garbage collection µs (save)"] = ((gcMsOf(ours) ?? 0) / items) * 1e3;
   ratios["local per-item load overhead µs (target ≤ 5)"] = ((oursLoad - rawRead) / items) * 1e6;
+  ratios["  of it, garbage collection µs (load)"] = ((gcMsOf(oursLoad) ?? 0) / items) * 1e3;
   if (venv) {
     ratios["dcpjs / PyTorch DCP 2.13 save"] = torchSave / ours;
     ratios["dcpjs / PyTorch DCP 2.13 load"] = torchLoad / oursLoad;

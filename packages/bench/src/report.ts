@@ -1,3 +1,5 @@
+import { PerformanceObserver } from "node:perf_hooks";
+
 /** One measured row of a benchmark table. */
 export interface Row {
   /** What was measured. */
@@ -28,29 +30,57 @@ export async function bestOf(reps: number, fn: (rep: number) => Promise<number>)
 }
 
 /**
- * The main thread's busy seconds (event-loop utilisation's active time) of each span measured
- * by {@link timed}, keyed by the span's seconds, so that {@link report} can show them next to
- * the row that reports those seconds.
+ * The main thread's busy seconds (event-loop utilisation's active time) and garbage-collection
+ * milliseconds of each span measured by {@link timed}, keyed by the span's seconds, so that
+ * {@link report} can show them next to the row that reports those seconds.
  */
-const busyBySeconds = new Map<number, number>();
+const spans = new Map<number, { busy: number; gcMs: number }>();
+
+/** Garbage collections of this process while a {@link timed} span runs: [start, duration] in ms. */
+const collections: [number, number][] = [];
+let spansOpen = 0;
+new PerformanceObserver((list) => {
+  if (spansOpen === 0) return;
+  for (const e of list.getEntries()) collections.push([e.startTime, e.duration]);
+}).observe({ entryTypes: ["gc"] });
 
 /**
  * Times one async call in seconds, and records how long this process's main thread was busy
- * meanwhile (`performance.eventLoopUtilization`): the headroom a 2-core machine has left.
+ * meanwhile (`performance.eventLoopUtilization`: the headroom a 2-core machine has left) and how
+ * long V8's garbage collections took (`PerformanceObserver` `gc` entries in the span).
  */
 export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  spansOpen++;
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
-  await fn();
-  const seconds = (performance.now() - t0) / 1000;
-  busyBySeconds.set(seconds, performance.eventLoopUtilization(elu0).active / 1000);
+  let t1: number;
+  let busy: number;
+  try {
+    await fn();
+    t1 = performance.now();
+    busy = performance.eventLoopUtilization(elu0).active / 1000;
+    // The observer hears of a collection a moment after it: let the last ones arrive.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } finally {
+    spansOpen--;
+  }
+  const seconds = (t1 - t0) / 1000;
+  let gcMs = 0;
+  for (const [start, duration] of collections) if (start >= t0 && start < t1) gcMs += duration;
+  if (spansOpen === 0) collections.length = 0;
+  spans.set(seconds, { busy, gcMs });
   return seconds;
+}
+
+/** The garbage-collection milliseconds of a span timed by {@link timed} (by its seconds), if it was. */
+export function gcMsOf(seconds: number): number | undefined {
+  return spans.get(seconds)?.gcMs;
 }
 
 /** The main thread's busy seconds per GiB of a row timed by {@link timed}, if it was. */
 function busyPerGiB(row: Row): string {
-  const busy = busyBySeconds.get(row.seconds);
-  return busy === undefined || row.bytes === 0 ? "" : (busy / (row.bytes / 1024 ** 3)).toFixed(3);
+  const span = spans.get(row.seconds);
+  return span === undefined || row.bytes === 0 ? "" : (span.busy / (row.bytes / 1024 ** 3)).toFixed(3);
 }
 
 /**
@@ -70,10 +100,13 @@ export function report(
   ratios: Record<string, number | null>,
   notes: readonly string[] = [],
 ): void {
-  // Every row timed in this process gets the main thread's busy seconds per GiB.
+  // Every row timed in this process gets the main thread's busy seconds per GiB and its GC time.
   rows = rows.map((r) => {
     const busy = busyPerGiB(r);
-    return busy === "" ? r : { ...r, extra: { ...r.extra, "main s/GiB": busy } };
+    const gcMs = gcMsOf(r.seconds);
+    return busy === ""
+      ? r
+      : { ...r, extra: { ...r.extra, "main s/GiB": busy, "GC ms": (gcMs ?? 0).toFixed(0) } };
   });
   const extraKeys = [...new Set(rows.flatMap((r) => Object.keys(r.extra ?? {})))];
   const header = ["", "MB", "s (best)", "MB/s", ...extraKeys];

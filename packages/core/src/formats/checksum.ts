@@ -125,7 +125,8 @@ export function blockChecksumFields(
  * @param running - the running checksums computed, one per block read (`runningChecksums` started
  * from {@link runningBefore}).
  * @param fqn - for the message.
- * @param where - `file @ offset+length`, for the message.
+ * @param where - `file @ offset+length`, for the message (or a function that builds it, called
+ * only on a mismatch).
  * @throws {@link ChecksumMismatchError} at the first block whose running checksum differs; its
  * message names the block when the item has several.
  */
@@ -135,14 +136,15 @@ export function assertRunningChecksums(
   first: number,
   running: readonly number[],
   fqn: string,
-  where: string,
+  where: string | (() => string),
 ): void {
   const last = blocks?.running.length ?? 0;
   for (let i = 0; i < running.length; i++) {
     const block = first + i;
     const expected = block < last ? blocks!.running[block]! : sum.value;
     if (running[i] === expected) continue;
-    const at = last > 0 ? `${where}, running checksum at the end of block ${block} of ${last + 1}` : where;
+    const file = typeof where === "string" ? where : where();
+    const at = last > 0 ? `${file}, running checksum at the end of block ${block} of ${last + 1}` : file;
     throw new ChecksumMismatchError(fqn, expected, running[i]!, at, checksumName(sum.algorithm));
   }
 }

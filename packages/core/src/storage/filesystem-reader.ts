@@ -10,6 +10,8 @@ import {
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
 import {
   assertRunningChecksums,
+  checksumName,
+  computeChecksum,
   itemChecksum,
   runningBefore,
   runningChecksums,
@@ -563,33 +565,37 @@ export class FileSystemReader implements StorageReader {
       const format = itemFormatOf(info);
       const sum = itemChecksum(info);
       const partial = end - start < info.length;
-      const where = partial
-        ? `${relativePath} @ ${info.offset + start}+${end - start} (of the item @ ${info.offset}+${info.length})`
-        : `${relativePath} @ ${info.offset}+${info.length}`;
-      // A zero-copy item is checked by its entry's checksum alone (its running checksums at block
-      // ends, where it has them: a partial read is checked by those of the blocks it read), which
-      // a worker thread may compute.
-      if (
-        format.zeroCopy &&
-        sum &&
-        (partial || runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
-      ) {
+      // Built only for a message (a string per item costs as much as a small item's CRC).
+      const where = () =>
+        partial
+          ? `${relativePath} @ ${info.offset + start}+${end - start} (of the item @ ${info.offset}+${info.length})`
+          : `${relativePath} @ ${info.offset}+${info.length}`;
+      // A zero-copy item is checked by its entry's checksum alone — its running checksums at
+      // block ends where it has them (a partial read by those of the blocks it read) — which a
+      // worker thread may compute.
+      if (format.zeroCopy && sum) {
         const blocks = info.checksumBlocks;
+        const onWorker = runsOffThread(this.#workerMinBytes, stored.byteLength, stored);
+        if (!blocks && !onWorker) {
+          const actual = computeChecksum(sum.algorithm, stored);
+          if (actual !== sum.value)
+            throw new ChecksumMismatchError(fqn, sum.value, actual, where(), checksumName(sum.algorithm));
+          return stored;
+        }
         const blockBytes = blocks?.blockBytes ?? Number.POSITIVE_INFINITY;
         const previous = runningBefore(blocks, first);
         const check = (running: readonly number[]) => {
           assertRunningChecksums(sum, blocks, first, running, fqn, where);
           return stored;
         };
-        if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
-          return check(runningChecksums(sum.algorithm, stored, blockBytes, previous));
+        if (!onWorker) return check(runningChecksums(sum.algorithm, stored, blockBytes, previous));
         offThread = true;
         const checked = runningChecksumsOnWorker(sum.algorithm, stored, blockBytes, previous).then(check);
         // Surfaced by Promise.all below — or dropped when a later item fails first, synchronously.
         checked.catch(() => {});
         return checked;
       }
-      return format.unframe(stored, info, this.#expectation(item), fqn, where);
+      return format.unframe(stored, info, this.#expectation(item), fqn, where());
     });
     return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
   }
