@@ -1,5 +1,14 @@
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
-import { CheckpointError, type CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
+import {
+  CheckpointError,
+  type CheckpointException,
+  createLocalProcessGroups,
+  emptyTensor,
+  load,
+  save,
+  shardTensor,
+  type Tensor,
+} from "@dcpjs/core";
 import { parseS3Uri, S3ReaderConstructor, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { FAULTS, type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
@@ -126,6 +135,53 @@ describe("S3 through a fault-injecting proxy in front of the real server", () =>
       storageReader: new S3StorageReader({ path: uri, client, clientConfig: { maxAttempts: 2 } }),
     }).catch((e: unknown) => e);
     expect((error as CheckpointException).failures[0]!.code).toBe("CHECKSUM_MISMATCH");
+  }, 60_000);
+
+  it("a partial read (a finer row sharding's blocks) damaged in transit is requested again; damaged at rest, its block is named", async () => {
+    // [4096, 1024] float32 saved by 2 ranks; rank 1 of 3 reads blocks 5–7 of chunk 0 and 0–2 of chunk 1.
+    const uri = freshUri();
+    const w = randomTensor("float32", [4096, 1024], 11);
+    await Promise.all(
+      createLocalProcessGroups(2).map((pg) =>
+        save(
+          { w: shardTensor(w, { rank: pg.rank, worldSize: 2 }) },
+          { storageWriter: new S3StorageWriter({ path: uri, client: testClient() }), processGroup: pg },
+        ),
+      ),
+    );
+    const expected = shardTensor(w, { rank: 1, worldSize: 3 }).shards[0]!.tensor;
+    const rowShard = () => ({
+      w: shardTensor(emptyTensor("float32", [4096, 1024]), { rank: 1, worldSize: 3 }),
+    });
+    const flips = () => proxy.stats.faults.flip ?? 0;
+    // The first response of each data file damaged: both parts are read again, and the load is exact.
+    const damaged = new Set<string>();
+    proxy.setFault((req) => {
+      if (req.method !== "GET" || !req.url.includes(".distcp")) return undefined;
+      const file = req.url.split("?")[0]!;
+      if (damaged.has(file)) return undefined;
+      damaged.add(file);
+      return "flip";
+    });
+    const before = flips();
+    const sd = rowShard();
+    await load(sd, { storageReader: new S3StorageReader({ path: uri, client: proxiedClient() }) });
+    expect(flips() - before).toBe(2);
+    expect(sameTensor(sd.w.shards[0]!.tensor, expected)).toBe(true);
+    // Every response damaged: CHECKSUM_MISMATCH, naming the part and its block.
+    proxy.setFault((req) => (req.method === "GET" && req.url.includes(".distcp") ? "flip" : undefined));
+    const error = await load(rowShard(), {
+      storageReader: new S3StorageReader({
+        path: uri,
+        client: proxiedClient({ maxAttempts: 2 }),
+        clientConfig: { maxAttempts: 2 },
+      }),
+    }).catch((e: unknown) => e);
+    const root = (error as CheckpointException).failures[0]!.error;
+    expect(root).toMatchObject({ code: "CHECKSUM_MISMATCH", fqn: "w" });
+    expect((root as Error).message).toMatch(
+      /\(of the item @ \d+\+8388608\), running checksum at the end of block \d of 8/,
+    );
   }, 60_000);
 
   it("a lost CreateMultipartUpload response leaves no orphan upload behind the successful save", async () => {
