@@ -18,17 +18,17 @@ import {
 } from "../formats/checksum.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
-import { DTYPE_BYTES } from "../model/dtype.js";
+import { DTYPE_BYTES, type DType } from "../model/dtype.js";
 import { boxCopy, boxSpan, contiguousRun, findChunk } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
+  type ChunkStorageMetadata,
   type LoadPlan,
   type Metadata,
   metadataIndexKey,
   type ReadItem,
   type StorageInfo,
-  type TensorStorageMetadata,
 } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
@@ -95,12 +95,17 @@ interface DirectTarget {
 }
 
 /**
- * What a read item reads of its saved chunk: its storage entry, and the bytes `[start, end)` of
- * the stored item — all of it, or (`first` > 0 or `end` < length) only the checksum blocks the
- * item's box lies in. `key` names what is read: items with one key are served by one read.
+ * A read item and what it reads of its saved chunk: its storage entry, and the bytes
+ * `[start, end)` of the stored item — all of it, or (`first` > 0 or `end` < length) only the
+ * checksum blocks the item's box lies in — at `offset` in `relativePath` (the scheduler's
+ * `ItemLocation`). `key` names what is read: items with one key are served by one read. Built
+ * once per item; the schedule carries it, so nothing is looked up twice.
  */
 interface ItemRead {
+  readonly item: ReadItem;
   readonly info: StorageInfo;
+  /** For a tensor item: its saved chunk and the entry's dtype. */
+  readonly saved: { readonly chunk: ChunkStorageMetadata; readonly dtype: DType } | undefined;
   /** The saved chunk's key (`metadataIndexKey`). */
   readonly chunk: string;
   /** What is read: the chunk's key, or for a part, the chunk's key and the part's start. */
@@ -109,6 +114,10 @@ interface ItemRead {
   readonly end: number;
   /** The first checksum block read (`start / blockBytes`). */
   readonly first: number;
+  /** The data file, and the file range read: `info.offset + start`, `end − start` bytes. */
+  readonly relativePath: string;
+  readonly offset: number;
+  readonly length: number;
 }
 
 /** Options of {@link FileSystemReader}. */
@@ -163,9 +172,8 @@ export class FileSystemReader implements StorageReader {
   readonly #sharedReadBytes: number;
   readonly #workerMinBytes: number;
   #loadId: string = randomUUID();
-  /** Per read item: what it reads, and its saved chunk (items are looked at several times). */
+  /** Per read item: what it reads (planning looks at items several times). */
   #locations = new WeakMap<ReadItem, ItemRead>();
-  #chunks = new WeakMap<ReadItem, TensorStorageMetadata["chunks"][number]>();
 
   /**
    * @param options - see {@link FileSystemReaderOptions}.
@@ -258,7 +266,6 @@ export class FileSystemReader implements StorageReader {
     this.metadata = metadata;
     this.storageData = metadata.storageData;
     this.#locations = new WeakMap();
-    this.#chunks = new WeakMap();
   }
 
   /**
@@ -301,7 +308,8 @@ export class FileSystemReader implements StorageReader {
         `Malformed .metadata: no storage entry for "${item.storageIndex.fqn}" at [${item.storageIndex.offset?.join(", ") ?? ""}]`,
       );
     }
-    found = { info, chunk: key, key, start: 0, end: info.length, first: 0 };
+    const saved = item.type === "tensor" ? this.#savedChunk(item) : undefined;
+    found = wholeRead(item, info, key, saved);
     this.#locations.set(item, found);
     return found;
   }
@@ -312,40 +320,19 @@ export class FileSystemReader implements StorageReader {
    * reads and verifies only those blocks — e.g. the rows of a row-wise saved chunk that a rank with
    * a finer row sharding loads. Other items read their stored item whole.
    */
-  #locateAll(items: readonly ReadItem[], wholeChunks?: { has(chunk: string): boolean }): void {
+  #locateAll(items: readonly ReadItem[], wholeChunks?: { has(chunk: string): boolean }): ItemRead[] {
+    const reads = items.map((item) => this.#located(item));
     // Only items of more than one checksum block can read part of theirs.
-    const blocked = items.filter((item) => this.#located(item).info.checksumBlocks !== undefined);
+    const blocked = reads.filter((r) => r.info.checksumBlocks !== undefined);
+    if (blocked.length === 0) return reads;
     const readers = new Map<string, number>();
-    for (const item of blocked) {
-      const { chunk } = this.#located(item);
-      readers.set(chunk, (readers.get(chunk) ?? 0) + 1);
+    for (const { chunk } of blocked) readers.set(chunk, (readers.get(chunk) ?? 0) + 1);
+    for (const r of blocked) {
+      const whole = wholeRead(r.item, r.info, r.chunk, r.saved);
+      const part = readers.get(r.chunk) === 1 && !wholeChunks?.has(r.chunk) ? partOf(whole) : undefined;
+      this.#locations.set(r.item, part ?? whole);
     }
-    for (const item of blocked) {
-      const { info, chunk } = this.#located(item);
-      const whole: ItemRead = { info, chunk, key: chunk, start: 0, end: info.length, first: 0 };
-      const part =
-        readers.get(chunk) === 1 && !wholeChunks?.has(chunk) ? this.#partOf(item, info) : undefined;
-      this.#locations.set(item, part ? { ...whole, ...part, key: `${chunk}#${part.start}` } : whole);
-    }
-  }
-
-  /** The checksum blocks of its stored item a tensor item's box lies in, when they are fewer than all. */
-  #partOf(item: ReadItem, info: StorageInfo): Pick<ItemRead, "start" | "end" | "first"> | undefined {
-    const blocks = info.checksumBlocks;
-    if (!blocks || item.type !== "tensor" || !itemChecksum(info) || !itemFormatOf(info).zeroCopy)
-      return undefined;
-    const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
-    if (entry?.type !== "tensor") return undefined;
-    const span = boxSpan(this.#savedChunk(item).sizes, item.storageOffsets, item.lengths);
-    if (!span) return undefined;
-    const elementBytes = DTYPE_BYTES[entry.properties.dtype];
-    const first = Math.floor((span.start * elementBytes) / blocks.blockBytes);
-    const start = first * blocks.blockBytes;
-    const end = Math.min(
-      Math.ceil((span.end * elementBytes) / blocks.blockBytes) * blocks.blockBytes,
-      info.length,
-    );
-    return end - start < info.length ? { start, end, first } : undefined;
+    return items.map((item) => this.#located(item));
   }
 
   /**
@@ -364,13 +351,13 @@ export class FileSystemReader implements StorageReader {
       : undefined;
     // Chunks shared with other ranks of this process are read whole, once (as the coordinator chose).
     const sharedChunks = shared?.readers;
-    this.#locateAll(plan.items, sharedChunks && { has: (chunk) => sharedChunks[chunk] !== undefined });
-    const schedules = scheduleReads(
+    const reads = this.#locateAll(
       plan.items,
-      (item) => {
-        const { info, key, start, end } = this.#located(item);
-        return { relativePath: info.relativePath, offset: info.offset + start, length: end - start, key };
-      },
+      sharedChunks && { has: (chunk) => sharedChunks[chunk] !== undefined },
+    );
+    const schedules = scheduleReads(
+      reads,
+      (r) => r,
       (chunk) => this.#directTarget(chunk.items, planner),
       capabilities,
     );
@@ -383,7 +370,7 @@ export class FileSystemReader implements StorageReader {
       for (const schedule of schedules)
         for (const run of schedule.runs)
           if (this.#sharedKey(run, sharing) === undefined)
-            for (const chunk of run.chunks) sharing.release(this.#located(chunk.items[0]!).key);
+            for (const chunk of run.chunks) sharing.release(chunk.items[0]!.key);
     try {
       await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
         this.#readFile(schedule, capabilities, planner, linked, sharing),
@@ -401,7 +388,7 @@ export class FileSystemReader implements StorageReader {
    * process, through the one copy read for all of them (`sharing`).
    */
   async #readFile(
-    schedule: FileReadSchedule<ReadItem, DirectTarget>,
+    schedule: FileReadSchedule<ItemRead, DirectTarget>,
     capabilities: ReadCapabilities,
     planner: LoadPlanner,
     signal: AbortSignal,
@@ -416,7 +403,7 @@ export class FileSystemReader implements StorageReader {
     });
     const pieces = pLimit(capabilities.piecesInFlight);
     /** Reads a run and checks it; a run that fails its check is read again where the backend says it helps. */
-    const verified = async (run: ReadRun<ReadItem, DirectTarget>): Promise<ReadyRun> => {
+    const verified = async (run: ReadRun<ItemRead, DirectTarget>): Promise<ReadyRun> => {
       let fetched = await this.#fetchRun(stream, run, pieces, signal);
       for (let attempt = 0; ; attempt++) {
         try {
@@ -430,7 +417,7 @@ export class FileSystemReader implements StorageReader {
         }
       }
     };
-    const fetch = (run: ReadRun<ReadItem, DirectTarget>): Promise<ReadyRun> => {
+    const fetch = (run: ReadRun<ItemRead, DirectTarget>): Promise<ReadyRun> => {
       const key = this.#sharedKey(run, sharing);
       const ready =
         key !== undefined
@@ -471,7 +458,7 @@ export class FileSystemReader implements StorageReader {
   }
 
   /** Whether a run's items will be checked on a worker thread: large, and landing in shared memory (a staging buffer for tensors, or shared destination tensors). */
-  #checkedOffThread(run: ReadRun<ReadItem, DirectTarget>): boolean {
+  #checkedOffThread(run: ReadRun<ItemRead, DirectTarget>): boolean {
     if (run.targets)
       return runsOffThread(this.#workerMinBytes, run.length, ...run.targets.map((t) => t.bytes));
     return run.length >= this.#workerMinBytes && tensorsOnly(run);
@@ -479,11 +466,11 @@ export class FileSystemReader implements StorageReader {
 
   /** The saved chunk a run reads through `sharing` (a lone staged chunk other ranks share), if any. */
   #sharedKey(
-    run: ReadRun<ReadItem, DirectTarget>,
+    run: ReadRun<ItemRead, DirectTarget>,
     sharing: SharedChunkReads | undefined,
   ): string | undefined {
     if (!sharing || run.placement !== "staged" || run.chunks.length !== 1) return undefined;
-    const key = this.#located(run.chunks[0]!.items[0]!).key;
+    const { key } = run.chunks[0]!.items[0]!;
     return sharing.shares(key) ? key : undefined;
   }
 
@@ -496,7 +483,7 @@ export class FileSystemReader implements StorageReader {
    */
   async #fetchRun(
     stream: FileReadStream,
-    run: ReadRun<ReadItem, DirectTarget>,
+    run: ReadRun<ItemRead, DirectTarget>,
     pieces: LimitFunction,
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
@@ -552,14 +539,14 @@ export class FileSystemReader implements StorageReader {
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
    */
   async #verify(
-    run: ReadRun<ReadItem, DirectTarget>,
+    run: ReadRun<ItemRead, DirectTarget>,
     fetched: FetchedChunk,
     relativePath: string,
   ): Promise<Uint8Array[]> {
     let offThread = false;
     const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
-      const item = chunk.items[0]!;
-      const { info, start, end, first } = this.#located(item);
+      const read = chunk.items[0]!;
+      const { item, info, start, end, first } = read;
       const stored = fetched.stored[i]!;
       const fqn = item.storageIndex.fqn;
       const format = itemFormatOf(info);
@@ -595,23 +582,15 @@ export class FileSystemReader implements StorageReader {
         checked.catch(() => {});
         return checked;
       }
-      return format.unframe(stored, info, this.#expectation(item), fqn, where());
+      return format.unframe(stored, info, expectation(read), fqn, where());
     });
     return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
-  }
-
-  /** What a read item's stored payload must be: a value, or a tensor chunk of the metadata's dtype and shape. */
-  #expectation(item: ReadItem): ItemExpectation {
-    if (item.type === "bytes") return { kind: "value" };
-    const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
-    const dtype = entry?.type === "tensor" ? entry.properties.dtype : "uint8";
-    return { kind: "tensor", dtype, sizes: this.#savedChunk(item).sizes };
   }
 
   /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */
   async #refetch(
     relativePath: string,
-    run: ReadRun<ReadItem, DirectTarget>,
+    run: ReadRun<ItemRead, DirectTarget>,
     pieces: LimitFunction,
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
@@ -628,13 +607,12 @@ export class FileSystemReader implements StorageReader {
   }
 
   /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
-  #directTarget(group: readonly ReadItem[], planner: LoadPlanner): DirectTarget | undefined {
-    const item = group[0]!;
-    if (group.length !== 1 || item.type !== "tensor") return undefined;
-    const { info, start, end } = this.#located(item);
+  #directTarget(group: readonly ItemRead[], planner: LoadPlanner): DirectTarget | undefined {
+    const { item, info, saved, start, end } = group[0]!;
+    if (group.length !== 1 || item.type !== "tensor" || !saved) return undefined;
     if (!itemFormatOf(info).zeroCopy || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
-    const saved = this.#savedChunk(item);
-    if (item.lengths.some((l, d) => l !== saved.sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
+    const sizes = saved.chunk.sizes;
+    if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);
     const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
     if (!run) return undefined;
@@ -650,13 +628,13 @@ export class FileSystemReader implements StorageReader {
    * place into `dest`) — on a worker thread where both sides lie in shared memory.
    */
   #deliver(
-    group: readonly ReadItem[],
+    group: readonly ItemRead[],
     bytes: Uint8Array,
     dest: Tensor | undefined,
     planner: LoadPlanner,
   ): Promise<void> | undefined {
     let copies: Promise<void>[] | undefined;
-    for (const item of group) {
+    for (const { item, saved, start } of group) {
       if (item.type === "bytes") {
         planner.loadBytes(item, bytes);
         continue;
@@ -665,10 +643,9 @@ export class FileSystemReader implements StorageReader {
         planner.commitTensor(item, dest);
         continue;
       }
-      const saved = this.#savedChunk(item);
       const target = planner.resolveTensor(item);
       const box = boxCopy(
-        saved.sizes,
+        saved!.chunk.sizes,
         item.storageOffsets,
         target.shape,
         item.destOffsets,
@@ -680,7 +657,6 @@ export class FileSystemReader implements StorageReader {
         continue;
       }
       // `bytes` start at byte `start` of the stored chunk when only some of its blocks were read.
-      const { start } = this.#located(item);
       const copy = start === 0 ? box : { ...box, srcBase: box.srcBase - start };
       const into = tensorBytes(target);
       if (runsOffThread(this.#workerMinBytes, copy.bytes, bytes, into)) {
@@ -696,20 +672,18 @@ export class FileSystemReader implements StorageReader {
     return copies && Promise.all(copies).then(() => {});
   }
 
-  #savedChunk(item: ReadItem): TensorStorageMetadata["chunks"][number] {
-    const cached = this.#chunks.get(item);
-    if (cached) return cached;
+  /** A tensor read item's saved chunk and dtype, from the metadata. */
+  #savedChunk(item: ReadItem): NonNullable<ItemRead["saved"]> {
     const entry = this.metadata?.stateDictMetadata.get(item.storageIndex.fqn);
     const offsets = item.storageIndex.offset ?? [];
     const chunk =
       entry?.type === "tensor" ? findChunk(entry.chunks, offsets, item.storageIndex.index) : undefined;
-    if (!chunk) {
+    if (!chunk || entry?.type !== "tensor") {
       throw new MetadataError(
         `Malformed .metadata: no chunk of "${item.storageIndex.fqn}" at [${offsets.join(", ")}]`,
       );
     }
-    this.#chunks.set(item, chunk);
-    return chunk;
+    return { chunk, dtype: entry.properties.dtype };
   }
 }
 
@@ -751,6 +725,59 @@ function wholeForProcesses(plans: readonly LoadPlan[], located: (item: ReadItem)
 }
 
 /** Whether every chunk of a run is a tensor's: its staging buffer then holds no decoded value's bytes, so it may lie in shared memory and be kept for reuse. */
-function tensorsOnly(run: ReadRun<ReadItem, DirectTarget>): boolean {
-  return run.chunks.every((c) => c.items[0]!.type === "tensor");
+function tensorsOnly(run: ReadRun<ItemRead, DirectTarget>): boolean {
+  return run.chunks.every((c) => c.items[0]!.item.type === "tensor");
+}
+
+/** An item's read of its whole stored item. */
+function wholeRead(item: ReadItem, info: StorageInfo, chunk: string, saved: ItemRead["saved"]): ItemRead {
+  return {
+    item,
+    info,
+    saved,
+    chunk,
+    key: chunk,
+    start: 0,
+    end: info.length,
+    first: 0,
+    relativePath: info.relativePath,
+    offset: info.offset,
+    length: info.length,
+  };
+}
+
+/**
+ * The read of only the checksum blocks of its stored item that a tensor item's box lies in, when
+ * they are fewer than all; undefined otherwise (read it whole).
+ */
+function partOf(whole: ItemRead): ItemRead | undefined {
+  const { item, info, saved } = whole;
+  const blocks = info.checksumBlocks;
+  if (!blocks || item.type !== "tensor" || !saved || !itemChecksum(info) || !itemFormatOf(info).zeroCopy)
+    return undefined;
+  const span = boxSpan(saved.chunk.sizes, item.storageOffsets, item.lengths);
+  if (!span) return undefined;
+  const elementBytes = DTYPE_BYTES[saved.dtype];
+  const first = Math.floor((span.start * elementBytes) / blocks.blockBytes);
+  const start = first * blocks.blockBytes;
+  const end = Math.min(
+    Math.ceil((span.end * elementBytes) / blocks.blockBytes) * blocks.blockBytes,
+    info.length,
+  );
+  if (end - start >= info.length) return undefined;
+  return {
+    ...whole,
+    key: `${whole.chunk}#${start}`,
+    start,
+    end,
+    first,
+    offset: info.offset + start,
+    length: end - start,
+  };
+}
+
+/** What a read item's stored payload must be: a value, or a tensor chunk of the metadata's dtype and shape. */
+function expectation({ item, saved }: ItemRead): ItemExpectation {
+  if (item.type === "bytes" || !saved) return { kind: "value" };
+  return { kind: "tensor", dtype: saved.dtype, sizes: saved.chunk.sizes };
 }
