@@ -150,9 +150,14 @@ export interface FileSystemReaderOptions {
  * by data file and read in offset order, each item's length and CRC verified before use, and
  * each read item's n-d box copied straight into the destination tensor.
  *
+ * A rank that needs only some of a saved chunk's 1 MiB checksum blocks (the rows of a row-wise
+ * chunk, for a finer row sharding) reads those blocks alone and verifies them against the running
+ * CRCs its storage entry records (`StorageInfo.checksumBlocks`): a ranged GET on S3.
+ *
  * Ranks of one process (`createLocalProcessGroups`) that need boxes of the same saved chunk —
- * a resharded load — read and verify it once between them: the first reads it, the others copy
- * their boxes from that copy, which is dropped when the last is done.
+ * a resharded load — read and verify it once between them (unless their parts add up to less
+ * than the chunk): the first reads it, the others copy their boxes from that copy, which is
+ * dropped when the last is done.
  *
  * Memory: chunks read straight into their destination need none; others are staged, at most
  * {@link READ_AHEAD_CHUNKS} per file being read (`threadCount` files at once), each the size of
