@@ -10,7 +10,6 @@ import {
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
 import {
   assertRunningChecksums,
-  checksumName,
   computeChecksum,
   itemChecksum,
   runningBefore,
@@ -328,16 +327,17 @@ export class FileSystemReader implements StorageReader {
   #locateAll(items: readonly ReadItem[], wholeChunks?: { has(chunk: string): boolean }): ItemRead[] {
     const reads = items.map((item) => this.#located(item));
     // Only items of more than one checksum block can read part of theirs.
-    const blocked = reads.filter((r) => r.info.checksumBlocks !== undefined);
-    if (blocked.length === 0) return reads;
     const readers = new Map<string, number>();
-    for (const { chunk } of blocked) readers.set(chunk, (readers.get(chunk) ?? 0) + 1);
-    for (const r of blocked) {
+    for (const r of reads) if (r.info.checksumBlocks) readers.set(r.chunk, (readers.get(r.chunk) ?? 0) + 1);
+    if (readers.size === 0) return reads;
+    return reads.map((r) => {
+      if (!r.info.checksumBlocks) return r;
       const whole = wholeRead(r.item, r.info, r.chunk, r.saved);
       const part = readers.get(r.chunk) === 1 && !wholeChunks?.has(r.chunk) ? partOf(whole) : undefined;
-      this.#locations.set(r.item, part ?? whole);
-    }
-    return items.map((item) => this.#located(item));
+      const read = part ?? whole;
+      this.#locations.set(r.item, read);
+      return read;
+    });
   }
 
   /**
@@ -567,20 +567,18 @@ export class FileSystemReader implements StorageReader {
       // worker thread may compute.
       if (format.zeroCopy && sum) {
         const blocks = info.checksumBlocks;
-        const onWorker = runsOffThread(this.#workerMinBytes, stored.byteLength, stored);
-        if (!blocks && !onWorker) {
-          const actual = computeChecksum(sum.algorithm, stored);
-          if (actual !== sum.value)
-            throw new ChecksumMismatchError(fqn, sum.value, actual, where(), checksumName(sum.algorithm));
-          return stored;
-        }
         const blockBytes = blocks?.blockBytes ?? Number.POSITIVE_INFINITY;
         const previous = runningBefore(blocks, first);
         const check = (running: readonly number[]) => {
           assertRunningChecksums(sum, blocks, first, running, fqn, where);
           return stored;
         };
-        if (!onWorker) return check(runningChecksums(sum.algorithm, stored, blockBytes, previous));
+        if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
+          return check(
+            blocks
+              ? runningChecksums(sum.algorithm, stored, blockBytes, previous)
+              : [computeChecksum(sum.algorithm, stored)],
+          );
         offThread = true;
         const checked = runningChecksumsOnWorker(sum.algorithm, stored, blockBytes, previous).then(check);
         // Surfaced by Promise.all below — or dropped when a later item fails first, synchronously.
