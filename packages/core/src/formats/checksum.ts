@@ -1,8 +1,9 @@
 import { crc32, crc32c } from "@node-rs/crc32";
 import { ChecksumMismatchError } from "../errors.js";
 import type { StorageInfo } from "../plan/metadata.js";
+import { runningChecksums } from "./running-checksums.js";
 
-export { runningChecksums } from "./running-checksums.js";
+export { runningChecksums };
 
 /**
  * The per-item checksum algorithms a storage entry may record: `crc32` (IEEE 802.3, zlib's and
@@ -158,4 +159,31 @@ export function assertRunningChecksums(
  */
 export function runningBefore(blocks: ChecksumBlocks | undefined, first: number): number | undefined {
   return first === 0 ? undefined : blocks!.running[first - 1];
+}
+
+/**
+ * Checks an item's bytes — all of it (`first` 0), or its blocks from `first` on — on this thread:
+ * their running checksums (one CRC call for an item recorded without blocks), compared by
+ * {@link assertRunningChecksums}.
+ *
+ * @param sum - the item's checksum.
+ * @param blocks - its recorded running checksums, if any.
+ * @param first - the first block the bytes start at.
+ * @param bytes - the bytes read: whole blocks from `first` on (to the item's end, or a block end).
+ * @param fqn - for the message.
+ * @param where - for the message, as {@link assertRunningChecksums}.
+ * @throws {@link ChecksumMismatchError} as {@link assertRunningChecksums}.
+ */
+export function assertItemBlocks(
+  sum: ItemChecksum,
+  blocks: ChecksumBlocks | undefined,
+  first: number,
+  bytes: Uint8Array,
+  fqn: string,
+  where: string | (() => string),
+): void {
+  const running = blocks
+    ? runningChecksums(sum.algorithm, bytes, blocks.blockBytes, runningBefore(blocks, first))
+    : [computeChecksum(sum.algorithm, bytes)];
+  assertRunningChecksums(sum, blocks, first, running, fqn, where);
 }

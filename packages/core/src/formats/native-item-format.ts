@@ -1,5 +1,5 @@
 import {
-  assertRunningChecksums,
+  assertItemBlocks,
   blockChecksumFields,
   CHECKSUM_BLOCK_BYTES,
   checksumFields,
@@ -34,11 +34,7 @@ export const NATIVE_ITEM_FORMAT: ItemFormat = {
   unframe(stored, info, _expect, fqn, where) {
     const sum = itemChecksum(info);
     if (sum === undefined) return stored;
-    const blocks = info.checksumBlocks;
-    const running = blocks
-      ? runningChecksums(sum.algorithm, stored, blocks.blockBytes)
-      : [computeChecksum(sum.algorithm, stored)];
-    assertRunningChecksums(sum, blocks, 0, running, fqn, where);
+    assertItemBlocks(sum, info.checksumBlocks, 0, stored, fqn, where);
     return stored;
   },
 };

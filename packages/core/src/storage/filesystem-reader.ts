@@ -9,11 +9,10 @@ import {
 } from "../errors.js";
 import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
 import {
+  assertItemBlocks,
   assertRunningChecksums,
-  computeChecksum,
   itemChecksum,
   runningBefore,
-  runningChecksums,
 } from "../formats/checksum.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
@@ -567,20 +566,20 @@ export class FileSystemReader implements StorageReader {
       // worker thread may compute.
       if (format.zeroCopy && sum) {
         const blocks = info.checksumBlocks;
-        const blockBytes = blocks?.blockBytes ?? Number.POSITIVE_INFINITY;
-        const previous = runningBefore(blocks, first);
-        const check = (running: readonly number[]) => {
+        if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
+          assertItemBlocks(sum, blocks, first, stored, fqn, where);
+          return stored;
+        }
+        offThread = true;
+        const checked = runningChecksumsOnWorker(
+          sum.algorithm,
+          stored,
+          blocks?.blockBytes ?? Number.POSITIVE_INFINITY,
+          runningBefore(blocks, first),
+        ).then((running) => {
           assertRunningChecksums(sum, blocks, first, running, fqn, where);
           return stored;
-        };
-        if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored))
-          return check(
-            blocks
-              ? runningChecksums(sum.algorithm, stored, blockBytes, previous)
-              : [computeChecksum(sum.algorithm, stored)],
-          );
-        offThread = true;
-        const checked = runningChecksumsOnWorker(sum.algorithm, stored, blockBytes, previous).then(check);
+        });
         // Surfaced by Promise.all below — or dropped when a later item fails first, synchronously.
         checked.catch(() => {});
         return checked;
