@@ -184,17 +184,24 @@ describe("S3 through a fault-injecting proxy in front of the real server", () =>
     );
   }, 60_000);
 
-  it("a lost CreateMultipartUpload response leaves no orphan upload behind the successful save", async () => {
+  it("lost CreateMultipartUpload responses leave no orphan upload behind the successful save, even when an abort's response is lost too", async () => {
+    // Two strays (the first two CreateMultipartUpload answers lost), and the answer to the first
+    // abort of a stray lost: its retry finds the upload gone (NoSuchUpload), and the other stray
+    // must still be aborted.
     const client = proxiedClient();
     const uri = freshUri();
-    let lost = 0;
-    proxy.setFault((req) =>
-      req.method === "POST" && /[?&]uploads(&|=|$)/.test(req.url) && lost++ === 0
-        ? "lost-response"
-        : undefined,
-    );
+    let creates = 0;
+    let aborts = 0;
+    proxy.setFault((req) => {
+      if (req.method === "POST" && /[?&]uploads(&|=|$)/.test(req.url))
+        return creates++ < 2 ? "lost-response" : undefined;
+      if (req.method === "DELETE" && req.url.includes("uploadId="))
+        return aborts++ === 0 ? "lost-response" : undefined;
+      return undefined;
+    });
     await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
-    expect(lost).toBeGreaterThan(1); // the SDK retried it
+    expect(creates).toBe(3); // the SDK retried it twice
+    expect(aborts).toBeGreaterThanOrEqual(3); // two strays, one abort retried
     expect(await openUploads(uri)).toEqual([]);
     const sd = target();
     await load(sd, { storageReader: new S3StorageReader({ path: uri, client }) });

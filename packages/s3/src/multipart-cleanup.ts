@@ -49,8 +49,12 @@ export async function abortIncompleteUploads(
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
  * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it.
+ * An upload that is gone by the time it is aborted (`NoSuchUpload`: a retried abort whose first
+ * answer was lost) is skipped; an abort that fails does not stop the others.
+ *
  * @returns the keys whose uploads were aborted (a key once per upload).
- * @throws the SDK's errors, unmapped.
+ * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
+ *   trying every other upload.
  */
 export async function abortUploadsUnder(
   client: S3Client,
@@ -59,6 +63,7 @@ export async function abortUploadsUnder(
   filter: { readonly exactKey?: string; readonly startedBefore?: Date } = {},
 ): Promise<string[]> {
   const aborted: string[] = [];
+  let first: { readonly error: unknown } | undefined;
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
   for (;;) {
@@ -73,14 +78,21 @@ export async function abortUploadsUnder(
     for (const u of page.Uploads ?? []) {
       if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
       if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
-      await client.send(
-        new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
-      );
-      aborted.push(u.Key!);
+      try {
+        await client.send(
+          new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
+        );
+        aborted.push(u.Key!);
+      } catch (error) {
+        // Gone already: a retried abort whose first answer was lost, or another cleaner.
+        if ((error as { name?: string }).name === "NoSuchUpload") continue;
+        first ??= { error };
+      }
     }
     if (!page.IsTruncated) break;
     keyMarker = page.NextKeyMarker;
     uploadIdMarker = page.NextUploadIdMarker;
   }
+  if (first) throw first.error;
   return aborted;
 }
