@@ -208,6 +208,27 @@ describe("S3 through a fault-injecting proxy in front of the real server", () =>
     expect(sameState(sd, state())).toBe(true);
   }, 60_000);
 
+  it("overwrite: false: a lost answer to the commit's PUT of .metadata is found to be this save's own, not CHECKPOINT_EXISTS", async () => {
+    const client = proxiedClient();
+    const uri = freshUri();
+    let puts = 0;
+    proxy.setFault((req) =>
+      req.method === "PUT" && req.url.split("?")[0]!.endsWith("/.metadata") && puts++ === 0
+        ? "lost-response"
+        : undefined,
+    );
+    await save(state(), { storageWriter: new S3StorageWriter({ path: uri, client, overwrite: false }) });
+    expect(puts).toBe(2); // the SDK retried it, and S3 refused the retry (412)
+    const sd = target();
+    await load(sd, { storageReader: new S3StorageReader({ path: uri, client }) });
+    expect(sameState(sd, state())).toBe(true);
+    // Another save's .metadata at that key is still CHECKPOINT_EXISTS.
+    const other = await save(state(), {
+      storageWriter: new S3StorageWriter({ path: uri, client, overwrite: false }),
+    }).catch((e: unknown) => e);
+    expect((other as CheckpointException).failures[0]!.code).toBe("CHECKPOINT_EXISTS");
+  }, 60_000);
+
   it("a stalled server ends a save and a load within the configured timeouts, with a typed IO_ERROR", async () => {
     const client = proxiedClient({ socketTimeoutMs: 500, maxAttempts: 2 });
     const uri = freshUri();

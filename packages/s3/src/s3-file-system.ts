@@ -144,7 +144,8 @@ export class S3FileSystem implements FileSystemBase {
    * exclusive (`overwrite: false`) as a GetObject of the source (checked against its length and
    * MD5 ETag) and a PutObject with `Content-MD5` and `If-None-Match: *`, which S3 refuses with
    * 412 when the key exists (meant for small files such as `.metadata`: the body passes through
-   * memory). Then DeleteObject of the
+   * memory; when a retried PUT is refused, the key holding exactly these bytes is this rename's own
+   * PUT whose first answer was lost, and the rename succeeds). Then DeleteObject of the
    * source, retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most
    * 5 s). The copy is the commit: a delete that still fails is a process warning (code
    * `DCPJS_CLEANUP`), not an error, and leaves the source behind.
@@ -161,9 +162,10 @@ export class S3FileSystem implements FileSystemBase {
         `Source and destination buckets cannot be different (rename does not support cross-buckets operations): ${src.bucket} → ${dst.bucket}`,
       );
     }
+    let body: Uint8Array | undefined;
     try {
       if (options?.overwrite === false) {
-        const body = await this.#getVerified(src.bucket, src.key, path);
+        body = await this.#getVerified(src.bucket, src.key, path);
         await this.client.send(
           new PutObjectCommand({
             Bucket: dst.bucket,
@@ -185,11 +187,15 @@ export class S3FileSystem implements FileSystemBase {
     } catch (error) {
       const { name, status } = s3ErrorInfo(error);
       if (status === 412 || name === "PreconditionFailed") {
-        throw new CheckpointError("ALREADY_EXISTS", `Expected no object at ${newPath}, found one`, {
-          cause: error,
-        });
+        // A retried PUT whose first answer was lost finds its own object: the same bytes are ours.
+        if (!(await this.#holds(dst.bucket, dst.key, newPath, body!))) {
+          throw new CheckpointError("ALREADY_EXISTS", `Expected no object at ${newPath}, found one`, {
+            cause: error,
+          });
+        }
+      } else {
+        throw toCheckpointError(error, "copy", path);
       }
-      throw toCheckpointError(error, "copy", path);
     }
     try {
       await pRetry(() => this.client.send(new DeleteObjectCommand({ Bucket: src.bucket, Key: src.key })), {
@@ -204,6 +210,16 @@ export class S3FileSystem implements FileSystemBase {
         code: "DCPJS_CLEANUP",
         detail: String(toCheckpointError(error, "delete", path).message),
       });
+    }
+  }
+
+  /** Whether the object at `key` holds exactly `bytes` (false when it is gone or differs). */
+  async #holds(bucket: string, key: string, uri: string, bytes: Uint8Array): Promise<boolean> {
+    try {
+      return Buffer.from(await this.#getVerified(bucket, key, uri)).equals(bytes);
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw toCheckpointError(error, "read", uri);
     }
   }
 
