@@ -104,6 +104,28 @@ describe("checksums and box copies run on worker threads where the bytes lie in 
     expect((root as Error).message).toContain(info.relativePath);
   });
 
+  it("small items read with one scatter read into shared memory are checked by one worker task, bit-exact; a damaged one is named", async () => {
+    // 128 × 16 KiB: one run of 2 MiB (items under 1 MiB are gathered), read into emptyTensor targets.
+    const dir = await tempDir();
+    const small: Record<string, ReturnType<typeof randomTensor>> = {};
+    for (let i = 0; i < 128; i++) small[`t${i}`] = randomTensor("float32", [4096], 100 + i);
+    await save(small, { checkpointId: dir });
+    const targets = () =>
+      Object.fromEntries(Object.keys(small).map((k) => [k, emptyTensor("float32", [4096])]));
+    const sd = targets();
+    let before = workerTasksRun();
+    await load(sd, { checkpointId: dir });
+    expect(workerTasksRun() - before).toBe(1);
+    for (const k of Object.keys(small)) expect(sameTensor(sd[k]!, small[k]!)).toBe(true);
+    const info = await flipStoredBits(dir, "t77\u00000", 999, 0x04);
+    before = workerTasksRun();
+    const error = await load(targets(), { checkpointId: dir }).catch((e: unknown) => e);
+    expect(workerTasksRun() - before).toBe(1);
+    const root = (error as CheckpointException).failures[0]!.error;
+    expect(root).toMatchObject({ code: "CHECKSUM_MISMATCH", fqn: "t77", algorithm: "CRC-32" });
+    expect((root as Error).message).toContain(`${info.relativePath} @ ${info.offset}+16384`);
+  });
+
   it("a read checked partly on a worker and partly here fails with the first mismatch, leaving no unhandled rejection", async () => {
     // Two small neighbours read with one scatter read: "a" into shared memory (checked on a
     // worker, workerMinBytes 0), "b" into a plain ArrayBuffer (checked here). Both are damaged.

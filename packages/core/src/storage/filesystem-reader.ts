@@ -11,6 +11,7 @@ import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoi
 import {
   assertItemBlocks,
   assertRunningChecksums,
+  type ItemChecksum,
   itemChecksum,
   runningBefore,
 } from "../formats/checksum.js";
@@ -54,6 +55,7 @@ import {
 import { keepStaging, takeStaging } from "./staging-buffers.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import {
+  checksumsOnWorker,
   copyOnWorker,
   resolveWorkerMinBytes,
   runningChecksumsOnWorker,
@@ -136,7 +138,8 @@ export interface FileSystemReaderOptions {
   readonly sharedReadBytes?: number;
   /**
    * The smallest item checksum or box copy (bytes) run on a worker thread rather than the main
-   * thread — where the bytes lie in shared memory: staging buffers of tensor items, and tensors
+   * thread, and the smallest read run of small items whose checksums one worker task computes —
+   * where the bytes lie in shared memory: staging buffers of tensor items, and tensors
    * from `emptyTensor`. `Infinity` keeps every checksum and copy on the calling thread.
    * @default {@link WORKER_MIN_BYTES} (1 MiB)
    */
@@ -547,6 +550,8 @@ export class FileSystemReader implements StorageReader {
     fetched: FetchedChunk,
     relativePath: string,
   ): Promise<Uint8Array[]> {
+    const together = this.#checkedTogether(run, fetched, relativePath);
+    if (together) return together;
     let offThread = false;
     const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
       const read = chunk.items[0]!;
@@ -587,6 +592,44 @@ export class FileSystemReader implements StorageReader {
       return format.unframe(stored, info, expectation(read), fqn, where());
     });
     return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
+  }
+
+  /**
+   * Checks a run of several small zero-copy items with one worker task (their CRCs, one round
+   * trip), when the run is at least `workerMinBytes` and every item lies in shared memory and is
+   * read whole with one checksum algorithm; otherwise undefined (checked item by item).
+   * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn (the promise rejects).
+   */
+  #checkedTogether(
+    run: ReadRun<ItemRead, DirectTarget>,
+    fetched: FetchedChunk,
+    relativePath: string,
+  ): Promise<Uint8Array[]> | undefined {
+    if (run.chunks.length < 2 || !runsOffThread(this.#workerMinBytes, run.length, ...fetched.stored))
+      return undefined;
+    const sums: ItemChecksum[] = [];
+    for (const chunk of run.chunks) {
+      const { info } = chunk.items[0]!;
+      const sum = itemChecksum(info);
+      // Items with running checksums (longer than a block) are checked block by block, alone.
+      if (!sum || info.checksumBlocks || !itemFormatOf(info).zeroCopy) return undefined;
+      if (sums.length > 0 && sum.algorithm !== sums[0]!.algorithm) return undefined;
+      sums.push(sum);
+    }
+    return checksumsOnWorker(sums[0]!.algorithm, fetched.stored).then((values) => {
+      run.chunks.forEach((chunk, i) => {
+        const { item, info } = chunk.items[0]!;
+        assertRunningChecksums(
+          sums[i]!,
+          undefined,
+          0,
+          [values[i]!],
+          item.storageIndex.fqn,
+          () => `${relativePath} @ ${info.offset}+${info.length}`,
+        );
+      });
+      return fetched.stored as Uint8Array[];
+    });
   }
 
   /** Reads a run again through a fresh random-access stream (a new request), after its bytes failed their checksum. */

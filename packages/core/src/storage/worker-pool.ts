@@ -121,6 +121,25 @@ export async function runningChecksumsOnWorker(
 }
 
 /**
+ * The checksums of several parts in shared memory — e.g. the small items of one read run —
+ * computed by one worker task: one round trip (≈ 65 µs) for all of them instead of a CRC each on
+ * the calling thread.
+ *
+ * @param algorithm - which CRC.
+ * @param parts - the bytes of each part, each in a `SharedArrayBuffer`.
+ * @returns one unsigned 32-bit CRC per part, in order.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when a part is not in a `SharedArrayBuffer`.
+ */
+export async function checksumsOnWorker(
+  algorithm: ChecksumAlgorithm,
+  parts: readonly Uint8Array[],
+): Promise<number[]> {
+  for (const part of parts) assertShared("bytes to checksum", part);
+  tasksRun++;
+  return (await workers().run({ kind: "checksums", algorithm, parts })) as number[];
+}
+
+/**
  * Carries out a box copy (from `boxCopy`) between buffers in shared memory on a worker thread.
  *
  * @param src - the source bytes, in a `SharedArrayBuffer`.
