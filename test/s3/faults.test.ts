@@ -1,4 +1,4 @@
-import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import {
   CheckpointError,
   type CheckpointException,
@@ -9,7 +9,13 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { parseS3Uri, S3ReaderConstructor, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import {
+  abortIncompleteUploads,
+  parseS3Uri,
+  S3ReaderConstructor,
+  S3StorageReader,
+  S3StorageWriter,
+} from "@dcpjs/s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { FAULTS, type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
 import { freshUri, s3Server, testClient } from "../support/s3.js";
@@ -206,6 +212,28 @@ describe("S3 through a fault-injecting proxy in front of the real server", () =>
     const sd = target();
     await load(sd, { storageReader: new S3StorageReader({ path: uri, client }) });
     expect(sameState(sd, state())).toBe(true);
+  }, 60_000);
+
+  it("an abort of an upload that keeps failing does not stop the others: they are aborted, then its error is thrown", async () => {
+    const uri = freshUri();
+    const { bucket, key } = parseS3Uri(uri);
+    const ids: string[] = [];
+    for (const name of ["a.distcp", "b.distcp", "c.distcp"]) {
+      const out = await testClient().send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${key}/${name}` }),
+      );
+      ids.push(out.UploadId!);
+    }
+    proxy.setFault((req) =>
+      req.method === "DELETE" && req.url.includes(`uploadId=${ids[0]}`) ? "500" : undefined,
+    );
+    const error = await abortIncompleteUploads(uri, { client: proxiedClient({ maxAttempts: 2 }) }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CheckpointError);
+    proxy.setFault(() => undefined);
+    expect(await openUploads(uri)).toEqual([`${key}/a.distcp`]);
+    expect(await abortIncompleteUploads(uri, { client: testClient() })).toEqual([`${key}/a.distcp`]);
   }, 60_000);
 
   it("overwrite: false: a lost answer to the commit's PUT of .metadata is found to be this save's own, not CHECKPOINT_EXISTS", async () => {

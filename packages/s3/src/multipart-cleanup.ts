@@ -44,14 +44,13 @@ export async function abortIncompleteUploads(
 
 /**
  * Aborts the incomplete multipart uploads whose keys start with `prefix` (or equal `exactKey`).
+ * An upload that is gone by the time it is aborted (`NoSuchUpload`: a retried abort whose first
+ * answer was lost) is skipped; an abort that fails does not stop the others.
  *
  * @param client - the client.
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
  * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it.
- * An upload that is gone by the time it is aborted (`NoSuchUpload`: a retried abort whose first
- * answer was lost) is skipped; an abort that fails does not stop the others.
- *
  * @returns the keys whose uploads were aborted (a key once per upload).
  * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
  *   trying every other upload.

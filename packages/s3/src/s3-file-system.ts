@@ -188,7 +188,7 @@ export class S3FileSystem implements FileSystemBase {
       const { name, status } = s3ErrorInfo(error);
       if (status === 412 || name === "PreconditionFailed") {
         // A retried PUT whose first answer was lost finds its own object: the same bytes are ours.
-        if (!(await this.#holds(dst.bucket, dst.key, newPath, body!))) {
+        if (body === undefined || !(await this.#holds(dst.bucket, dst.key, newPath, body))) {
           throw new CheckpointError("ALREADY_EXISTS", `Expected no object at ${newPath}, found one`, {
             cause: error,
           });

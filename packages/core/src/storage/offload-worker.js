@@ -6,7 +6,8 @@ import { stridedCopy } from "../model/strided-copy.js";
 
 /**
  * A task: the running CRCs of some bytes (see `runningChecksums`), the CRCs of several parts (one
- * each, from scratch), or a box copy between two buffers. Its buffers are views of `SharedArrayBuffer`s, which reach the worker shared, not copied.
+ * each, from scratch), or a box copy between two buffers. Its buffers are views of
+ * `SharedArrayBuffer`s, which reach the worker shared, not copied.
  *
  * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
