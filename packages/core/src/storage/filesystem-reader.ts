@@ -555,17 +555,13 @@ export class FileSystemReader implements StorageReader {
     let offThread = false;
     const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
       const read = chunk.items[0]!;
-      const { item, info, start, end, first } = read;
+      const { item, info, first } = read;
       const stored = fetched.stored[i]!;
       const fqn = item.storageIndex.fqn;
       const format = itemFormatOf(info);
       const sum = itemChecksum(info);
-      const partial = end - start < info.length;
       // Built only for a message (a string per item costs as much as a small item's CRC).
-      const where = () =>
-        partial
-          ? `${relativePath} @ ${info.offset + start}+${end - start} (of the item @ ${info.offset}+${info.length})`
-          : `${relativePath} @ ${info.offset}+${info.length}`;
+      const where = () => whereRead(relativePath, read);
       // A zero-copy item is checked by its entry's checksum alone — its running checksums at
       // block ends where it has them (a partial read by those of the blocks it read) — which a
       // worker thread may compute.
@@ -618,15 +614,9 @@ export class FileSystemReader implements StorageReader {
     }
     return checksumsOnWorker(sums[0]!.algorithm, fetched.stored).then((values) => {
       run.chunks.forEach((chunk, i) => {
-        const { item, info } = chunk.items[0]!;
-        assertRunningChecksums(
-          sums[i]!,
-          undefined,
-          0,
-          [values[i]!],
-          item.storageIndex.fqn,
-          () => `${relativePath} @ ${info.offset}+${info.length}`,
-        );
+        const read = chunk.items[0]!;
+        const where = () => whereRead(relativePath, read);
+        assertRunningChecksums(sums[i]!, undefined, 0, [values[i]!], read.item.storageIndex.fqn, where);
       });
       return fetched.stored as Uint8Array[];
     });
@@ -822,6 +812,13 @@ function partOf(whole: ItemRead): ItemRead | undefined {
 }
 
 /** What a read item's stored payload must be: a value, or a tensor chunk of the metadata's dtype and shape. */
+/** Where a read lies, for a message: `file @ offset+length`, and the whole item's range for a part of it. */
+function whereRead(relativePath: string, { info, start, end }: ItemRead): string {
+  return end - start < info.length
+    ? `${relativePath} @ ${info.offset + start}+${end - start} (of the item @ ${info.offset}+${info.length})`
+    : `${relativePath} @ ${info.offset}+${info.length}`;
+}
+
 function expectation({ item, saved }: ItemRead): ItemExpectation {
   if (item.type === "bytes" || !saved) return { kind: "value" };
   return { kind: "tensor", dtype: saved.dtype, sizes: saved.chunk.sizes };
