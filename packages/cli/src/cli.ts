@@ -3,15 +3,17 @@ import "@dcpjs/s3";
 import {
   CheckpointError,
   CheckpointException,
+  DEFAULT_LIST_DEPTH,
   exportSafetensors,
   FileSystemWriter,
+  listCheckpoints,
   loadStateDictFromKeys,
   save,
 } from "@dcpjs/core";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
-import { collectGarbage, copyCheckpoint, listCheckpoints, removeCheckpoint } from "./ops/checkpoint-ops.js";
+import { collectGarbage, copyCheckpoint, removeCheckpoint } from "./ops/checkpoint-ops.js";
 import { parseSize, positiveInt } from "./options.js";
 import { verifyCheckpoint } from "./verify.js";
 
@@ -138,12 +140,29 @@ program
 
 program
   .command("ls")
-  .description("list the checkpoints at and under a folder or s3:// prefix, newest first")
+  .description(
+    "list the checkpoints at and under a folder or s3:// prefix (searching sub-folders), newest first",
+  )
   .argument("<path>", "a folder or s3:// prefix (e.g. a run's folder of step checkpoints)")
+  .option(
+    "--depth <n>",
+    "search at most n folder levels below <path> (1: <path> and its direct sub-folders)",
+    positiveInt,
+    DEFAULT_LIST_DEPTH,
+  )
   .option("--json", "print JSON")
-  .addHelpText("after", `\nExamples:\n  dcp ls ./checkpoints\n  dcp ls s3://bucket/run-7 --json${EXIT_CODES}`)
-  .action(async (path: string, opts: { json?: boolean }) => {
-    const found = await listCheckpoints(path);
+  .addHelpText(
+    "after",
+    `\nExamples:\n  dcp ls ./checkpoints\n  dcp ls ./runs --depth 2\n  dcp ls s3://bucket/run-7 --json${EXIT_CODES}`,
+  )
+  .action(async (path: string, opts: { depth: number; json?: boolean }) => {
+    const searched: string[] = [];
+    const found = await listCheckpoints(path, {
+      recursive: true,
+      maxDepth: opts.depth,
+      includeIncomplete: true,
+      onFolder: (folder) => searched.push(folder),
+    });
     if (opts.json) return console.log(JSON.stringify(found, null, 2));
     for (const c of found) {
       const when = c.modifiedMs ? new Date(c.modifiedMs).toISOString() : "-";
@@ -151,8 +170,15 @@ program
         `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ranks ${c.ranks.join(",") || "-"}  ${String(c.entries).padStart(6)} entries  ${(c.bytes / 1e6).toFixed(1).padStart(9)} MB  ${when}  ${c.id}`,
       );
     }
-    if (found.length === 0) console.log(`no checkpoints at ${path}`);
+    if (found.length === 0) console.log(noCheckpointsMessage(path, searched, opts.depth));
   });
+
+/** What `dcp ls` says when it finds nothing: the folders it searched (the first few) and how deep. */
+function noCheckpointsMessage(path: string, searched: readonly string[], depth: number): string {
+  const shown = searched.slice(0, 10).join(", ");
+  const more = searched.length > 10 ? ` and ${searched.length - 10} more` : "";
+  return `no checkpoints at or under ${path} (searched ${searched.length} folder${searched.length === 1 ? "" : "s"}, ${depth} level${depth === 1 ? "" : "s"} deep: ${shown}${more})`;
+}
 
 program
   .command("rm")

@@ -4,6 +4,13 @@
 // "@dcpjs/core/extend"; everything else is internal.
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
 export {
+  type CheckpointListing,
+  DEFAULT_LIST_DEPTH,
+  type ListCheckpointsOptions,
+  latestCheckpoint,
+  listCheckpoints,
+} from "./checkpoints.js";
+export {
   createLocalProcessGroups,
   createSingleProcessGroup,
   type ProcessGroup,

@@ -1,5 +1,7 @@
 import {
   CheckpointError,
+  type CheckpointListing,
+  listCheckpoints as coreListCheckpoints,
   createStorageReader,
   createStorageWriter,
   type FileSystemWriter,
@@ -10,7 +12,6 @@ import {
   checksumName,
   computeChecksum,
   decodeCheckpointMetadata,
-  type FileEntry,
   type FileSystemBase,
   isDataFile,
   isMetadataTmpFile,
@@ -49,65 +50,18 @@ async function committed(path: string): Promise<Metadata | undefined> {
   }
 }
 
-/** One checkpoint found by {@link listCheckpoints}. */
-export interface CheckpointListing {
-  /** Its path or URI. */
-  readonly id: string;
-  /** `committed` (a `.metadata` is there) or `incomplete` (data files without one). */
-  readonly state: "committed" | "incomplete";
-  /** `dcpjs`, `torch` or `safetensors` (committed only). */
-  readonly format?: string;
-  /** Ranks that wrote data files, from their names (`__{rank}_`). */
-  readonly ranks: number[];
-  readonly entries: number;
-  /** Bytes of its data files (as referenced, for a committed checkpoint; as found, otherwise). */
-  readonly bytes: number;
-  /** When it was committed (the `.metadata`'s time) or last written, ms since the epoch. */
-  readonly modifiedMs: number;
-}
-
-async function describe(id: string, files: readonly FileEntry[]): Promise<CheckpointListing | undefined> {
-  const meta = files.find((f) => f.name === METADATA_FILE);
-  const data = files.filter((f) => !f.folder && isDataFile(f.name));
-  const md = meta || files.some((f) => f.name.endsWith(".safetensors")) ? await committed(id) : undefined;
-  if (!md && data.length === 0) return undefined;
-  const infos = md ? [...md.storageData.values()] : [];
-  const paths = md ? [...new Set(infos.map((i) => i.relativePath))] : data.map((f) => f.name);
-  const ranks = [
-    ...new Set(paths.map((p) => Number(/(?:^|\/)__(\d+)_/.exec(p)?.[1])).filter((r) => Number.isInteger(r))),
-  ].sort((a, b) => a - b);
-  return {
-    id,
-    state: md ? "committed" : "incomplete",
-    ...(md ? { format: md.storageMeta.format ?? "dcpjs" } : {}),
-    ranks,
-    entries: md ? md.stateDictMetadata.size : 0,
-    bytes: md ? infos.reduce((n, i) => n + i.length, 0) : data.reduce((n, f) => n + f.size, 0),
-    modifiedMs: Math.max(meta?.modifiedMs ?? 0, ...files.map((f) => f.modifiedMs)),
-  };
-}
+export type { CheckpointListing } from "@dcpjs/core";
 
 /**
- * The checkpoints at `path` and directly under it (a folder or `s3://` prefix holding one
- * checkpoint per step): committed or incomplete, format, ranks, entries, bytes and time, newest
- * first.
+ * The checkpoints at `path` and directly under it (a run's folder of step checkpoints), committed
+ * and incomplete, newest first: `@dcpjs/core`'s {@link coreListCheckpoints} one level deep, as
+ * `gc --keep-last` sees a run.
  *
  * @param path - a folder or `s3://` prefix.
- * @throws {@link CheckpointError} for a malformed `.metadata` and backend errors.
+ * @throws as `@dcpjs/core`'s `listCheckpoints`.
  */
-export async function listCheckpoints(path: string): Promise<CheckpointListing[]> {
-  const { fs, root } = await locate(path);
-  if (!fs.list) throw new CheckpointError("INVALID_ARGUMENT", `Expected a backend that can list ${path}`);
-  const out: CheckpointListing[] = [];
-  const top = await fs.list(root);
-  const self = await describe(path, top);
-  if (self) out.push(self);
-  for (const f of top.filter((e) => e.folder)) {
-    const id = fs.concatPath(root, f.name);
-    const found = await describe(id, await fs.list(id));
-    if (found) out.push(found);
-  }
-  return out.sort((a, b) => b.modifiedMs - a.modifiedMs);
+export function listCheckpoints(path: string): Promise<CheckpointListing[]> {
+  return coreListCheckpoints(path, { includeIncomplete: true });
 }
 
 /** What {@link removeCheckpoint} and {@link collectGarbage} removed (or, dry, would remove). */

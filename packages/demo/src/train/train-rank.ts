@@ -1,5 +1,5 @@
 import { writeFile } from "node:fs/promises";
-import { asyncSave, createStorageReader, type ProcessGroup } from "@dcpjs/core";
+import { asyncSave, createStorageReader, latestCheckpoint, type ProcessGroup } from "@dcpjs/core";
 import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import type * as tf from "@tensorflow/tfjs-core";
@@ -86,7 +86,8 @@ export async function trainRanks(
   let start = 0;
   let from = "";
   if (config.mode === "resume") {
-    const found = await newestCommitted(config.to, config.every, config.steps);
+    // What a training program calls after a crash: the newest committed checkpoint under the run.
+    const found = await latestCheckpoint(config.to);
     if (!found) throw new Error(`Expected a committed checkpoint under ${config.to}, found none`);
     from = found;
     const restored = await Promise.all(
