@@ -1,10 +1,13 @@
 import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { emptyTensor, latestCheckpoint, listCheckpoints, load, save, type Tensor, tensor } from "@dcpjs/core";
 import { S3FileSystem } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { freshUri, s3Env, testClient } from "../support/s3.js";
+import { tempDir } from "../support/tmp.js";
 
 const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
 
@@ -64,5 +67,35 @@ describe("listCheckpoints and latestCheckpoint on S3 (the registered s3:// backe
     expect(none.stdout.trim()).toBe(
       `no checkpoints at or under ${root} (searched 3 folders, 2 levels deep: ${root}, ${root}/b, ${root}/b/ckpt)`,
     );
+  });
+});
+
+describe("dcp on S3: its own process", () => {
+  const dcp = (args: string[], env: NodeJS.ProcessEnv) =>
+    promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", CLI, ...args], {
+      env,
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+
+  it("prints no AWS SDK Node-version warning, though the environment does not silence it", async () => {
+    const uri = freshUri("quiet");
+    await save({ step: 1 }, { checkpointId: uri });
+    const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...env } = { ...process.env, ...s3Env() };
+    const r = await dcp(["ls", uri], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^committed/);
+    expect(r.stderr).toBe(""); // on Node < 22 the SDK would print its NodeVersionSupportWarning here
+  });
+
+  it("an error from below dcpjs (the read cache's ENOTDIR) is one line, exit 1, never a stack", async () => {
+    const uri = freshUri("cache");
+    await save({ step: 1 }, { checkpointId: uri });
+    const cacheDir = await tempDir();
+    await writeFile(join(cacheDir, "index-v5"), "not a folder"); // cacache's index folder
+    const r = await dcp(["verify", uri, "--cache-dir", cacheDir], { ...process.env, ...s3Env() });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split("\n")).toEqual([expect.stringMatching(/^dcp: .*ENOTDIR/)]);
   });
 });

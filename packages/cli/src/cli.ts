@@ -1,5 +1,8 @@
+// First: the AWS SDK's Node-version warning is silenced before any S3 client exists.
+import "./quiet-aws-sdk.js";
 // The s3:// storage backend registers itself on import: every command takes folders and s3:// URIs.
 import "@dcpjs/s3";
+import { readFileSync, statSync } from "node:fs";
 import {
   CheckpointError,
   CheckpointException,
@@ -11,18 +14,30 @@ import {
   save,
 } from "@dcpjs/core";
 import cliProgress from "cli-progress";
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
+import { formatBytes, plural } from "./format.js";
 import { formatInspectTable, inspectCheckpoint } from "./inspect.js";
 import { collectGarbage, copyCheckpoint, removeCheckpoint } from "./ops/checkpoint-ops.js";
-import { parseSize, positiveInt } from "./options.js";
-import { verifyCheckpoint } from "./verify.js";
+import { nonNegativeInt, parseSize, positiveInt } from "./options.js";
+import { type VerifyReport, verifyCheckpoint } from "./verify.js";
 
 const EXIT_CODES = "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+).version;
 
 const program = new Command()
   .name("dcp")
   .description("dcpjs: distributed checkpoints for TypeScript (PyTorch DCP's format and semantics)")
-  .showHelpAfterError();
+  .version(VERSION, "-V, --version", "print the version of @dcpjs/cli")
+  // Usage errors throw (exit 2 below) instead of exiting; commander's message is printed once, as "dcp: …".
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(`dcp: ${text.replace(/^error: /, "")}`) })
+  .addHelpText(
+    "after",
+    `${EXIT_CODES}\n\nEnvironment: the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,\nAWS_PROFILE) and S3_ENDPOINT for s3:// paths. dcp sets AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true\nfor itself, silencing the AWS SDK's Node-version warning (set it to false to see it); in your own\nprograms, set that variable to true in the environment to silence it.`,
+  );
 
 program
   .command("inspect")
@@ -69,7 +84,7 @@ program
         checksums: opts.checksums ?? false,
       });
       console.log(
-        `exported ${s.tensors} tensors (${(s.bytes / 1e6).toFixed(1)} MB) and ${s.values} values to ${dst}: ${s.files.join(", ")}`,
+        `exported ${plural(s.tensors, "tensor")} (${formatBytes(s.bytes)}) and ${plural(s.values, "value")} to ${dst}: ${s.files.join(", ")}`,
       );
     },
   );
@@ -96,7 +111,7 @@ program
       : new FileSystemWriter({ path: dst, format });
     const md = await save(sd, { storageWriter });
     console.log(
-      `converted ${md.stateDictMetadata.size} entries from ${src} into the ${format} checkpoint ${dst}`,
+      `converted ${plural(md.stateDictMetadata.size, "entry")} from ${src} into the ${format} checkpoint ${dst}`,
     );
   });
 
@@ -107,36 +122,59 @@ program
   .option("--json", "print JSON")
   .option("--no-progress", "do not draw a progress bar")
   .option("--cache-dir <dir>", "read an s3:// checkpoint through this machine-local cache folder")
+  .option("--entries", "print every entry and what checked it")
   .addHelpText(
     "after",
-    `\nExamples:\n  dcp verify ./checkpoints/step-100\n  dcp verify s3://bucket/run-7/step-100 --json\n  dcp verify s3://bucket/run-7/step-100 --cache-dir /var/cache/dcpjs${EXIT_CODES}`,
+    `\nWhat checks an entry: the CRC-32 dcpjs records for each item (CRC-32C where recorded so), the zip\nCRC-32 of every member of a PyTorch item, a safetensors folder's CRC sidecar (sidecar CRC-32C), or\nnothing but its length (length only).\n\nExamples:\n  dcp verify ./checkpoints/step-100\n  dcp verify ./checkpoints/step-100 --entries\n  dcp verify s3://bucket/run-7/step-100 --json\n  dcp verify s3://bucket/run-7/step-100 --cache-dir /var/cache/dcpjs${EXIT_CODES}`,
   )
-  .action(async (path: string, opts: { json?: boolean; progress: boolean; cacheDir?: string }) => {
-    const bar =
-      opts.progress && !opts.json && process.stderr.isTTY === true
-        ? new cliProgress.SingleBar(
-            { format: "verify {bar} {percentage}% | ETA {eta_formatted}", stream: process.stderr },
-            cliProgress.Presets.shades_classic,
-          )
-        : undefined;
-    bar?.start(1, 0);
-    const report = await verifyCheckpoint(path, {
-      ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
-      onProgress: (done, total) => {
-        bar?.setTotal(Math.max(total, 1));
-        bar?.update(done);
-      },
-    });
-    bar?.stop();
-    if (opts.json) console.log(JSON.stringify(report, null, 2));
-    else {
-      for (const d of report.damaged) console.error(`damaged: ${d.fqn}: ${d.code}: ${d.message}`);
-      console.log(
-        `${report.checked} entries checked, ${report.damaged.length} damaged; ${report.unchecksummed} read without a checksum (length only)`,
-      );
-    }
-    if (report.damaged.length > 0) process.exitCode = 1;
-  });
+  .action(
+    async (
+      path: string,
+      opts: { json?: boolean; progress: boolean; cacheDir?: string; entries?: boolean },
+    ) => {
+      if (opts.cacheDir !== undefined) assertFolderOrAbsent("--cache-dir", opts.cacheDir);
+      const bar =
+        opts.progress && !opts.json && process.stderr.isTTY === true
+          ? new cliProgress.SingleBar(
+              { format: "verify {bar} {percentage}% | ETA {eta_formatted}", stream: process.stderr },
+              cliProgress.Presets.shades_classic,
+            )
+          : undefined;
+      bar?.start(1, 0);
+      const report = await verifyCheckpoint(path, {
+        ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
+        onProgress: (done, total) => {
+          bar?.setTotal(Math.max(total, 1));
+          bar?.update(done);
+        },
+      });
+      bar?.stop();
+      if (opts.json) console.log(JSON.stringify(report, null, 2));
+      else {
+        for (const d of report.damaged) console.error(`damaged: ${d.fqn}: ${d.code}: ${d.message}`);
+        if (opts.entries) console.log(formatCheckedEntries(report));
+        const by = Object.entries(report.checkedBy)
+          .map(([checker, n]) => `${n} by ${checker}`)
+          .join(", ");
+        console.log(
+          `${plural(report.checked, "entry")} checked, ${report.damaged.length} damaged${by ? `: ${by}` : ""}`,
+        );
+      }
+      if (report.damaged.length > 0) process.exitCode = 1;
+    },
+  );
+
+/** `dcp verify --entries`: a table of every entry, what checked it, and whether it is damaged. */
+function formatCheckedEntries(report: VerifyReport): string {
+  const damaged = new Set(report.damaged.map((d) => d.fqn));
+  const width = Math.max(3, ...report.entries.map((e) => e.fqn.length));
+  const checkerWidth = Math.max(10, ...report.entries.map((e) => e.checkedBy.length));
+  const rows = report.entries.map(
+    (e) =>
+      `${e.fqn.padEnd(width)}  ${e.checkedBy.padEnd(checkerWidth)}  ${damaged.has(e.fqn) ? "damaged" : "ok"}`,
+  );
+  return [`${"fqn".padEnd(width)}  ${"checked by".padEnd(checkerWidth)}  result`, ...rows].join("\n");
+}
 
 program
   .command("ls")
@@ -167,7 +205,7 @@ program
     for (const c of found) {
       const when = c.modifiedMs ? new Date(c.modifiedMs).toISOString() : "-";
       console.log(
-        `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ranks ${c.ranks.join(",") || "-"}  ${String(c.entries).padStart(6)} entries  ${(c.bytes / 1e6).toFixed(1).padStart(9)} MB  ${when}  ${c.id}`,
+        `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ${plural(c.ranks.length, "rank").padStart(9)}  ${plural(c.entries, "entry").padStart(13)}  ${formatBytes(c.bytes).padStart(9)}  ${when}  ${c.id}`,
       );
     }
     if (found.length === 0) console.log(noCheckpointsMessage(path, searched, opts.depth));
@@ -177,7 +215,7 @@ program
 function noCheckpointsMessage(path: string, searched: readonly string[], depth: number): string {
   const shown = searched.slice(0, 10).join(", ");
   const more = searched.length > 10 ? ` and ${searched.length - 10} more` : "";
-  return `no checkpoints at or under ${path} (searched ${searched.length} folder${searched.length === 1 ? "" : "s"}, ${depth} level${depth === 1 ? "" : "s"} deep: ${shown}${more})`;
+  return `no checkpoints at or under ${path} (searched ${plural(searched.length, "folder")}, ${plural(depth, "level")} deep: ${shown}${more})`;
 }
 
 program
@@ -195,7 +233,7 @@ program
     console.log(
       opts.json
         ? JSON.stringify(r)
-        : `removed ${r.removed.length} files (${(r.bytes / 1e6).toFixed(1)} MB) from ${path}`,
+        : `removed ${plural(r.removed.length, "file")} (${formatBytes(r.bytes)}) from ${path}`,
     );
   });
 
@@ -208,8 +246,8 @@ program
   .option("--dry-run", "only report")
   .option(
     "--grace <seconds>",
-    "leave files younger than this (a save may be writing them)",
-    positiveInt,
+    "leave files younger than this (a save may be writing them); 0 collects now",
+    nonNegativeInt,
     3600,
   )
   .option(
@@ -232,7 +270,7 @@ program
       if (opts.json) return console.log(JSON.stringify({ dryRun: opts.dryRun ?? false, ...r }));
       for (const f of r.removed) console.log(`${opts.dryRun ? "would remove" : "removed"} ${f}`);
       console.log(
-        `${opts.dryRun ? "would free" : "freed"} ${(r.bytes / 1e6).toFixed(1)} MB in ${r.removed.length} entries; ${r.uploads} multipart uploads aborted`,
+        `${opts.dryRun ? "would free" : "freed"} ${formatBytes(r.bytes)} in ${plural(r.removed.length, "entry")}; ${plural(r.uploads, "multipart upload")} aborted`,
       );
     },
   );
@@ -256,6 +294,7 @@ program
       dst: string,
       opts: { concurrency: number; json?: boolean; progress: boolean; cacheDir?: string },
     ) => {
+      if (opts.cacheDir !== undefined) assertFolderOrAbsent("--cache-dir", opts.cacheDir);
       const bar = opts.progress && !opts.json && process.stderr.isTTY === true ? progressBar() : undefined;
       const r = await copyCheckpoint(src, dst, {
         concurrency: opts.concurrency,
@@ -266,7 +305,7 @@ program
       console.log(
         opts.json
           ? JSON.stringify(r)
-          : `copied ${r.copied.length} data files (${(r.bytes / 1e6).toFixed(1)} MB), skipped ${r.skipped.length} already intact, committed ${dst}`,
+          : `copied ${plural(r.copied.length, "data file")} (${formatBytes(r.bytes)}), skipped ${r.skipped.length} already intact, committed ${dst}`,
       );
     },
   );
@@ -309,20 +348,50 @@ program
     for (const k of keys) console.log(`  ${k}`);
   });
 
-// `pnpm start -- --to DIR` hands the script a literal `--`; drop it so the options after it count.
-const args = process.argv.slice(2);
-const dashes = args.indexOf("--");
-if (dashes >= 0) args.splice(dashes, 1);
+/**
+ * Refuses an option naming a folder that is something else (a file): the read cache would fail
+ * deep inside with a raw `ENOTDIR`.
+ */
+function assertFolderOrAbsent(option: string, path: string): void {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat && !stat.isDirectory())
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected ${option} to be a folder (or a path to create one), got a file: ${path}`,
+    );
+}
 
-try {
-  await program.parseAsync(args, { from: "user" });
-} catch (error) {
-  if (error instanceof CheckpointException) {
-    console.error(`dcp: ${error.message}`);
-  } else if (error instanceof CheckpointError) {
-    console.error(`dcp: ${error.code}: ${error.message}`);
-  } else {
-    console.error(error);
+// Each usage error ends with a one-line hint instead of the whole help.
+program.showHelpAfterError("(dcp --help for usage)");
+for (const command of program.commands)
+  command.showHelpAfterError(`(dcp ${command.name()} --help for usage)`);
+
+// `pnpm dcp -- ls DIR` hands the script a literal leading `--`; drop it so the command after it counts.
+const args = process.argv.slice(2);
+if (args[0] === "--") args.shift();
+process.exitCode = await runCli(args);
+
+/**
+ * Runs the program and returns the exit code: 0 done (and for --help, --version); 1 a damaged or
+ * failed checkpoint or operation; 2 bad arguments (commander's usage errors, `INVALID_ARGUMENT`).
+ * Known errors are one line, `dcp: CODE: message`; only an unexpected error prints its stack.
+ */
+async function runCli(args: string[]): Promise<number> {
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return Number(process.exitCode ?? 0);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2; // commander printed it
+    if (error instanceof CheckpointException) console.error(`dcp: ${error.message}`);
+    else if (error instanceof CheckpointError) console.error(`dcp: ${error.code}: ${error.message}`);
+    else if (isSystemError(error))
+      console.error(`dcp: ${error.message.startsWith(error.code) ? "" : `${error.code}: `}${error.message}`);
+    else console.error(error);
+    return error instanceof CheckpointError && error.code === "INVALID_ARGUMENT" ? 2 : 1;
   }
-  process.exitCode = error instanceof CheckpointError && error.code === "INVALID_ARGUMENT" ? 2 : 1;
+}
+
+/** An error of Node's own (`ENOENT`, `ENOTDIR`, `ECONNREFUSED`, …): its code and message say it all. */
+function isSystemError(error: unknown): error is Error & { code: string } {
+  return error instanceof Error && typeof (error as { code?: unknown }).code === "string";
 }

@@ -20,4 +20,10 @@ export {
   type RemovalReport,
   removeCheckpoint,
 } from "./ops/checkpoint-ops.js";
-export { VERIFY_BATCH_BYTES, type VerifyOptions, type VerifyReport, verifyCheckpoint } from "./verify.js";
+export {
+  type EntryChecker,
+  VERIFY_BATCH_BYTES,
+  type VerifyOptions,
+  type VerifyReport,
+  verifyCheckpoint,
+} from "./verify.js";

@@ -1,5 +1,6 @@
 import { createStorageReader, type Metadata } from "@dcpjs/core";
 import { metadataIndexKey } from "@dcpjs/core/extend";
+import { formatBytes, plural } from "./format.js";
 
 /** One row of `dcp inspect`. */
 export interface InspectEntry {
@@ -105,6 +106,6 @@ export function formatInspectTable(report: InspectReport): string {
     line(header),
     ...rows.map(line),
     "",
-    `${t.entries} entries (${t.tensors} tensors, ${t.values} values), ${t.bytes} bytes in ${t.files} data files; format ${report.format}, DCP version ${report.version}`,
+    `${plural(t.entries, "entry")} (${plural(t.tensors, "tensor")}, ${plural(t.values, "value")}), ${formatBytes(t.bytes)} in ${plural(t.files, "data file")}; format ${report.format}, DCP version ${report.version}`,
   ].join("\n");
 }

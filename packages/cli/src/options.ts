@@ -13,6 +13,19 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/**
+ * Parses a command-line value as an integer ≥ 0 (a commander option parser), e.g. `--grace 0`.
+ *
+ * @param value - the raw value.
+ * @throws `InvalidArgumentError` (commander's) saying what was expected and found.
+ */
+export function nonNegativeInt(value: string): number {
+  const n = value.trim() === "" ? Number.NaN : Number(value);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new InvalidArgumentError(`Expected an integer >= 0, got ${value}`);
+  return n;
+}
+
 const UNITS: Readonly<Record<string, number>> = {
   "": 1,
   B: 1,

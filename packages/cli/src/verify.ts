@@ -8,19 +8,55 @@ import {
   numel,
   type Tensor,
 } from "@dcpjs/core";
-import { itemChecksum, metadataIndexKey, type StorageReader } from "@dcpjs/core/extend";
+import {
+  checksumName,
+  itemChecksum,
+  metadataIndexKey,
+  type StorageInfo,
+  type StorageReader,
+} from "@dcpjs/core/extend";
 
 /** Most bytes of tensors `dcp verify` reads into memory at once (a larger tensor alone). */
 export const VERIFY_BATCH_BYTES = 256 * 1024 * 1024;
+
+/**
+ * What checked an entry's bytes when it was read: the CRC its storage entry records (`CRC-32`, as
+ * dcpjs writes, or `CRC-32C`); the zip CRC-32 of every member of a PyTorch item; a safetensors
+ * folder's CRC sidecar (`dcp export --checksums`); or nothing but the length.
+ */
+export type EntryChecker =
+  | "CRC-32"
+  | "CRC-32C"
+  | "zip CRC-32"
+  | "sidecar CRC-32C"
+  | "sidecar CRC-32"
+  | "length only";
 
 /** What {@link verifyCheckpoint} found. */
 export interface VerifyReport {
   /** Entries (tensors and values) read. */
   readonly checked: number;
-  /** Entries whose items were read without a checksum (safetensors without a CRC sidecar). */
+  /** Entries read with their length as the only check (safetensors without a CRC sidecar). */
   readonly unchecksummed: number;
+  /** Entries by what checked them, e.g. `{ "zip CRC-32": 10 }`. */
+  readonly checkedBy: Readonly<Partial<Record<EntryChecker, number>>>;
+  /** Every entry and what checked it, in the metadata's order. */
+  readonly entries: readonly { readonly fqn: string; readonly checkedBy: EntryChecker }[];
   /** Every damaged entry, with the error code and message of its read. */
   readonly damaged: { fqn: string; code: string; message: string }[];
+}
+
+/**
+ * What checks one stored item on a read: its recorded CRC (a safetensors folder's comes from the
+ * sidecar), else a PyTorch item's zip CRCs, else only its length.
+ */
+function checkerOf(info: StorageInfo | undefined, format: string | undefined): EntryChecker {
+  const sum = info && itemChecksum(info);
+  if (sum) {
+    const crc = checksumName(sum.algorithm) as "CRC-32" | "CRC-32C";
+    return format === "safetensors" ? `sidecar ${crc}` : crc;
+  }
+  return info?.itemFormat === "torch" ? "zip CRC-32" : "length only";
 }
 
 /** Options of {@link verifyCheckpoint}. */
@@ -42,8 +78,9 @@ function rootOf(error: unknown): { code: string; message: string } {
 
 /**
  * Reads every item of a checkpoint — tensors in batches of at most {@link VERIFY_BATCH_BYTES} —
- * and checks each one's length and checksum (CRC-32C; safetensors items by length unless a CRC
- * sidecar is there); the metadata's own checks (chunks tile every tensor, paths, limits) run when
+ * and checks each one's length and checksum (the CRC-32 dcpjs records; a PyTorch item's zip
+ * CRC-32s; safetensors items by length unless a CRC sidecar is there), reporting which checked each
+ * entry; the metadata's own checks (chunks tile every tensor, paths, limits) run when
  * it is read. A batch that fails is read again entry by entry, so every damaged fqn is named.
  *
  * @param checkpointId - a folder or `s3://` URI, in any format dcpjs reads.
@@ -62,19 +99,19 @@ export async function verifyCheckpoint(
       : await createStorageReader(checkpointId);
   const metadata = await reader.readMetadata();
   const entries = [...metadata.stateDictMetadata];
-  let unchecksummed = 0;
+  const format = metadata.storageMeta.format;
+  const checkedBy: Partial<Record<EntryChecker, number>> = {};
+  const checkers: { fqn: string; checkedBy: EntryChecker }[] = [];
   const bytesOf = ([fqn, e]: (typeof entries)[number]) => {
     const keys =
       e.type === "bytes"
         ? [metadataIndexKey({ fqn, offset: null })]
         : e.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (
-      keys.some((k) => {
-        const info = metadata.storageData.get(k);
-        return !info || !itemChecksum(info);
-      })
-    )
-      unchecksummed++;
+    // An entry of several chunks is as checked as its least checked chunk.
+    const kinds = keys.map((k) => checkerOf(metadata.storageData.get(k), format));
+    const checker = kinds.includes("length only") ? "length only" : (kinds[0] ?? "length only");
+    checkedBy[checker] = (checkedBy[checker] ?? 0) + 1;
+    checkers.push({ fqn, checkedBy: checker });
     return e.type === "bytes" ? 0 : numel(e.size) * DTYPE_BYTES[e.properties.dtype];
   };
   const batches: (typeof entries)[] = [];
@@ -118,5 +155,11 @@ export async function verifyCheckpoint(
     }
     options.onProgress?.(done, total);
   }
-  return { checked: entries.length, unchecksummed, damaged };
+  return {
+    checked: entries.length,
+    unchecksummed: checkedBy["length only"] ?? 0,
+    checkedBy,
+    entries: checkers,
+    damaged,
+  };
 }
