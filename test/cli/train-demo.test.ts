@@ -5,14 +5,14 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 
-const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+const DEMO = fileURLToPath(new URL("../../packages/demo/src/cli.ts", import.meta.url));
 
-describe("dcp demo --train (TF.js training, killed and resumed in a new process)", () => {
+describe("dcp-demo --train (TF.js training, killed and resumed in a new process)", () => {
   it("resumes from the newest committed checkpoint and matches the uninterrupted run bit for bit", async () => {
     const to = join(await tempDir(), "train");
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ["--import", "tsx", "--conditions=@dcpjs/source", CLI, "demo", "--train", "--to", to, "--no-progress"],
+      ["--import", "tsx", "--conditions=@dcpjs/source", DEMO, "--train", "--to", to, "--no-progress"],
       { maxBuffer: 16 << 20 },
     );
     expect(stdout).toMatch(/killed after step 12/);

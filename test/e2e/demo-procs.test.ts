@@ -8,9 +8,9 @@ import { describe, expect, it } from "vitest";
 import { redisUrl } from "../support/redis.js";
 import { tempDir } from "../support/tmp.js";
 
-const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+const DEMO = fileURLToPath(new URL("../../packages/demo/src/cli.ts", import.meta.url));
 
-describe("dcp demo --procs (ranks as real processes meeting in Redis)", () => {
+describe("dcp-demo --procs (ranks as real processes meeting in Redis)", () => {
   it("saves with 3 processes, loads with 2 and 1, and verifies every tensor", async () => {
     const models = await tempDir("models-");
     for (const name of ["age", "emotion"]) {
@@ -24,8 +24,7 @@ describe("dcp demo --procs (ranks as real processes meeting in Redis)", () => {
         "--import",
         "tsx",
         "--conditions=@dcpjs/source",
-        CLI,
-        "demo",
+        DEMO,
         "--procs",
         "3",
         "--load-ranks",

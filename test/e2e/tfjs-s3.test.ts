@@ -13,7 +13,7 @@ import { redisUrl } from "../support/redis.js";
 import { freshUri, s3Env } from "../support/s3.js";
 import { tempDir } from "../support/tmp.js";
 
-const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+const DEMO = fileURLToPath(new URL("../../packages/demo/src/cli.ts", import.meta.url));
 
 beforeAll(async () => {
   Object.assign(process.env, s3Env());
@@ -47,15 +47,14 @@ describe("@dcpjs/tfjs on the S3 server", () => {
     expect(predict(loaded)).toEqual(predict(model));
   });
 
-  it("dcp demo --train --procs 2 --to s3://… resumes bit-identically through Redis", async () => {
+  it("dcp-demo --train --procs 2 --to s3://… resumes bit-identically through Redis", async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [
         "--import",
         "tsx",
         "--conditions=@dcpjs/source",
-        CLI,
-        "demo",
+        DEMO,
         "--train",
         "--procs",
         "2",

@@ -1,7 +1,6 @@
 // The s3:// storage backend registers itself on import: every operation takes folders and s3:// URIs.
 import "@dcpjs/s3";
 
-export { type DemoOptions, type DemoSummary, runDemo } from "./demo/run-demo.js";
 export {
   describeCheckpoint,
   formatInspectTable,

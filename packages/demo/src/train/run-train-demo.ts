@@ -66,7 +66,7 @@ function stepBar(enabled: boolean, name: string, total: number) {
   };
 }
 
-/** Runs one phase as child processes of `dcp demo-train-rank` and resolves when all have exited. */
+/** Runs one phase as child processes of `dcp-demo demo-train-rank` and resolves when all have exited. */
 function runChildren(
   config: TrainRunConfig,
   ranks: number,

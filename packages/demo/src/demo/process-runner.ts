@@ -24,7 +24,7 @@ export interface PhaseProcessOptions {
 }
 
 /**
- * Runs one demo phase as `ranks` separate processes of this CLI (`dcp demo-rank`), which meet
+ * Runs one demo phase as `ranks` separate processes of `dcp-demo` (`dcp-demo demo-rank`), which meet
  * in Redis through the environment (`RANK`, `WORLD_SIZE`, `DCPJS_REDIS_URL`, `DCPJS_GROUP_ID`).
  *
  * @param phase - the phase.

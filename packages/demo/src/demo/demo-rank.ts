@@ -14,7 +14,7 @@ function send(message: RankMessage): Promise<void> {
 }
 
 /**
- * The body of one `dcp demo --procs` rank process: reads `DCP_DEMO_PHASE`, `DCP_DEMO_TO`,
+ * The body of one `dcp-demo --procs` rank process: reads `DCP_DEMO_PHASE`, `DCP_DEMO_TO`,
  * `DCP_DEMO_MODELS`, `DCP_DEMO_THREAD_COUNT`, joins the Redis group from the environment
  * (`RANK`, `WORLD_SIZE`, `DCPJS_REDIS_URL`, `DCPJS_GROUP_ID`), runs the phase, and reports progress
  * and its outcome to the parent over IPC.

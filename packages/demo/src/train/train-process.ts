@@ -4,7 +4,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { type TrainRunConfig, trainRanks } from "./train-rank.js";
 
 /**
- * The body of `dcp demo-train-rank`: reads its {@link TrainRunConfig} from `DCP_TRAIN_CONFIG`,
+ * The body of `dcp-demo demo-train-rank`: reads its {@link TrainRunConfig} from `DCP_TRAIN_CONFIG`,
  * runs `DCP_TRAIN_RANKS` in-process ranks (or, with `RANK` / `WORLD_SIZE` / `DCPJS_REDIS_URL`,
  * one rank of a Redis group), and reports each step to its parent over IPC.
  */
