@@ -3,9 +3,11 @@
  * checks them (test/packaging/packed-install.test.ts). The HTML comment on the line(s) before a
  * block's fence:
  *
- * - `<!-- run -->`: a complete program; type-checked and run (in a fresh folder, with the suite's
- *   S3 and Redis in the environment). An ` ```text ` block marked `<!-- output -->` after it is the
- *   output it must print, exactly.
+ * - `<!-- run -->`: a complete program; type-checked and run in a fresh folder, as one rank
+ *   (`RANK=0 WORLD_SIZE=1`, a fresh `DCPJS_GROUP_ID`), with the suite's S3 server and Redis in the
+ *   standard variables, and `s3://bucket/` — the docs' name for "your bucket" — pointing at a
+ *   fresh prefix of the suite's bucket. A block marked `<!-- output -->` after it (```text) is
+ *   what it must print, exactly.
  * - `<!-- fragment -->`, optionally with TypeScript in the comment (`<!-- fragment` … `-->`): a piece
  *   of a program; type-checked, not run, with the comment's TypeScript placed before it — the
  *   declarations of what the prose around it assumes (`declare const stateDict: StateDict;`).

@@ -4,6 +4,7 @@
 // `nodenext`), the complete programs run, and the `dcp` command run from the installed CLI.
 // doc-blocks.ts says how a block is marked as a program or a fragment.
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -11,7 +12,7 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { redisUrl } from "../support/redis.js";
-import { s3Env } from "../support/s3.js";
+import { s3Env, s3Server } from "../support/s3.js";
 import { type DocBlock, extractDocBlocks } from "./doc-blocks.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -24,6 +25,16 @@ interface Ran {
   readonly stderr: string;
 }
 
+/**
+ * This process's environment without the `npm_*` variables that `pnpm test` sets (npm would
+ * warn about pnpm's own settings), plus `extra`.
+ */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k)) env[k] = v;
+  return { ...env, ...extra };
+}
+
 /** Runs a command to its end, never throwing; `timeoutMs` kills it (generous: a hang, not a speed). */
 function exec(
   command: string,
@@ -33,7 +44,7 @@ function exec(
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       cwd: options.cwd,
-      env: options.env ?? process.env,
+      env: options.env ?? cleanEnv(),
       stdio: ["ignore", "pipe", "pipe"],
       timeout: options.timeoutMs ?? 120_000,
     });
@@ -141,7 +152,12 @@ describe("the packed packages, installed with npm into a fresh project", () => {
       const name = blockName(block);
       const prelude = block.prelude ? `${block.prelude}\n` : "";
       codeStart.set(name, prelude.split("\n").length);
-      await writeFile(join(project, "src", `${name}.ts`), `${prelude}${block.code}export {};\n`);
+      // A program's "s3://bucket/" (the docs' "your bucket") is a fresh prefix of the suite's bucket.
+      const code =
+        block.kind === "run"
+          ? block.code.replaceAll("s3://bucket/", `s3://${s3Server().bucket}/tests/${randomUUID()}/`)
+          : block.code;
+      await writeFile(join(project, "src", `${name}.ts`), `${prelude}${code}export {};\n`);
     }
     tscResult = await exec(process.execPath, [TSC, "-p", ".", "--pretty", "false"], { cwd: project });
   }, 600_000);
@@ -151,8 +167,9 @@ describe("the packed packages, installed with npm into a fresh project", () => {
   });
 
   it("installs every public package from its tarball, with every dependency resolved", async () => {
+    // npm ls exits 1 and names what is missing, invalid or extraneous.
     const ls = await exec("npm", ["ls", "--all"], { cwd: project });
-    expect(ls.stderr, ls.stdout).toBe("");
+    expect(ls.stderr).toBe("");
     expect(ls.code).toBe(0);
   });
 
@@ -190,7 +207,13 @@ describe("the packed packages, installed with npm into a fresh project", () => {
     async (_, block) => {
       const cwd = join(work, "runs", blockName(block));
       await mkdir(cwd, { recursive: true });
-      const env = { ...process.env, ...s3Env(), DCPJS_REDIS_URL: redisUrl() };
+      const env = cleanEnv({
+        ...s3Env(),
+        DCPJS_REDIS_URL: redisUrl(),
+        DCPJS_GROUP_ID: `docs-${randomUUID()}`,
+        RANK: "0",
+        WORLD_SIZE: "1",
+      });
       const r = await exec(process.execPath, [join(project, "dist", `${blockName(block)}.js`)], { cwd, env });
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
@@ -200,7 +223,7 @@ describe("the packed packages, installed with npm into a fresh project", () => {
 
   describe("the dcp command of the installed @dcpjs/cli", () => {
     it("prints its help", async () => {
-      const r = await exec("npx", ["--no", "dcp", "--help"], { cwd: project });
+      const r = await exec("npx", ["--no", "--", "dcp", "--help"], { cwd: project });
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^Usage: dcp /);
@@ -212,10 +235,20 @@ await save({ w: tensor("float32", [4, 4], Float32Array.from({ length: 16 }, (_, 
       const saved = await exec(process.execPath, ["--input-type=module", "-e", save], { cwd: project });
       expect(saved.stderr).toBe("");
       expect(saved.code).toBe(0);
-      const r = await exec("npx", ["--no", "dcp", "verify", "./ckpt/cli"], { cwd: project });
+      const r = await exec("npx", ["--no", "--", "dcp", "verify", "./ckpt/cli"], { cwd: project });
       expect(r.stderr).toBe("");
       expect(r.code).toBe(0);
-      expect(r.stdout).toContain("w");
+      expect(r.stdout).toMatch(/\b0 damaged\b/);
+
+      // …and finds a flipped byte in it.
+      const dir = join(project, "ckpt", "cli");
+      const [data] = (await readdir(dir)).filter((f) => f.endsWith(".distcp"));
+      const bytes = await readFile(join(dir, data!));
+      bytes[0]! ^= 0xff;
+      await writeFile(join(dir, data!), bytes);
+      const damaged = await exec("npx", ["--no", "--", "dcp", "verify", "./ckpt/cli"], { cwd: project });
+      expect(damaged.code).toBe(1);
+      expect(damaged.stdout + damaged.stderr).toContain("CHECKSUM_MISMATCH");
     });
   });
 });
