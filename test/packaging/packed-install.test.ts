@@ -190,6 +190,22 @@ main();
     expect(r.stdout).toBe("5 6\n");
   });
 
+  it("has the installed libraries name their dependencies by caret ranges, so an app's own copy is shared", async () => {
+    // An exact pin gives a second copy of a package the app also installs: the AWS SDK, or
+    // @dcpjs/core itself — whose storage registry `import "@dcpjs/s3"` must register into.
+    // (@dcpjs/cli is an application; its pins are its own.)
+    const pinned: string[] = [];
+    for (const name of ["core", "s3", "redis", "tfjs"]) {
+      const manifest = JSON.parse(
+        await readFile(join(project, "node_modules", "@dcpjs", name, "package.json"), "utf8"),
+      ) as { dependencies?: Record<string, string> };
+      for (const [dep, range] of Object.entries(manifest.dependencies ?? {})) {
+        if (!range.startsWith("^")) pinned.push(`@dcpjs/${name} → ${dep}@${range}`);
+      }
+    }
+    expect(pinned).toEqual([]);
+  });
+
   it("gives the app and @dcpjs/s3 one copy of @aws-sdk/client-s3 when the app installs the SDK itself", () => {
     const fromApp = createRequire(join(project, "package.json")).resolve("@aws-sdk/client-s3");
     const fromS3 = createRequire(join(project, "node_modules", "@dcpjs", "s3", "package.json")).resolve(
