@@ -29,6 +29,8 @@ export default defineConfig({
             "test/conformance/s3.test.ts",
             "test/redis/**/*.test.ts",
             "test/e2e/**/*.test.ts",
+            // Packs and installs the packages, and runs the docs' programs against the services.
+            "test/packaging/**/*.test.ts",
           ],
           globalSetup: ["test/support/services-global-setup.ts"],
         },
