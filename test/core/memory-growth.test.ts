@@ -1,8 +1,10 @@
 import { spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { emptyTensor, load, save } from "@dcpjs/core";
-import { collectWorkerHeaps, workerThreadsRunning } from "@dcpjs/core/extend";
+import { collectWorkerHeaps, WORKER_COLLECT_MS, workerThreadsRunning } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 
@@ -69,5 +71,33 @@ describe("the worker threads do not keep the shared memory they were handed", ()
     expect(await collectWorkerHeaps()).toBe(true);
     expect(runInNewContext("typeof gc")).toBe("undefined");
     expect(typeof globalThis.gc).toBe("undefined");
+  });
+
+  it("what a load and a save handed the workers is let go once the pool has been idle WORKER_COLLECT_MS", async () => {
+    setFlagsFromString("--expose-gc"); // this thread's collector, as the workers take theirs
+    const gc = runInNewContext("gc") as () => void;
+    setFlagsFromString("--no-expose-gc");
+    const arrayBuffers = () => {
+      gc();
+      return process.memoryUsage().arrayBuffers;
+    };
+    const dir = await tempDir();
+    const fresh = () => ({
+      a: emptyTensor("float32", [2048, 1024]), // 8 MiB each, 24 MiB in all: under one WORKER_GC_BYTES
+      b: emptyTensor("float32", [2048, 1024]),
+      c: emptyTensor("float32", [2048, 1024]),
+    });
+    await save(fresh(), { checkpointId: dir }); // the workers start, and collect when idle
+    await sleep(WORKER_COLLECT_MS * 3);
+    const before = arrayBuffers();
+    await save(fresh(), { checkpointId: dir });
+    await load(fresh(), { checkpointId: dir });
+    // 48 MiB of tensors, dropped; poll (V8 frees array buffers on a background thread).
+    let held = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 50 && held > 8 * MiB; i++) {
+      await sleep(WORKER_COLLECT_MS);
+      held = arrayBuffers() - before;
+    }
+    expect(Math.round(held / MiB)).toBeLessThanOrEqual(8); // without the idle collection: 24
   });
 });
