@@ -175,9 +175,11 @@ export {
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export {
   checksumOnWorker,
+  collectWorkerHeaps,
   copyOnWorker,
   runningChecksumsOnWorker,
   runsOffThread,
+  WORKER_COLLECT_MS,
   WORKER_MIN_BYTES,
   workerTasksRun,
   workerThreadsRunning,

@@ -1,27 +1,83 @@
 // The task a worker thread of storage/worker-pool.ts runs. Plain JavaScript (JSDoc-typed), so
 // that it loads as it is — from the sources (tests, benchmarks) as from dist — with no
 // TypeScript loader in the worker.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { runningChecksums } from "../formats/running-checksums.js";
 import { stridedCopy } from "../model/strided-copy.js";
 
 /**
  * A task: the running CRCs of some bytes (see `runningChecksums`), the CRCs of several parts (one
- * each, from scratch), or a box copy between two buffers. Its buffers are views of
- * `SharedArrayBuffer`s, which reach the worker shared, not copied.
+ * each, from scratch), a box copy between two buffers, or a collection of this thread's whole
+ * heap (`collect`, sent by the pool once it is idle). Its buffers are views of
+ * `SharedArrayBuffer`s, which reach the worker shared, not copied. `epoch` counts the new shared
+ * memory the pool has handed out (see `worker-pool.ts`): a task that brings a later one than the
+ * thread last saw has the thread collect its young objects first.
  *
- * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
+ * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
- *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }} OffloadTask
+ *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
+ *   | { readonly kind: "collect" }} OffloadTask
  */
+
+/**
+ * This thread's garbage collector: V8's `gc` — the process's own when it runs with `--expose-gc`,
+ * else taken from a fresh `vm` context created while the flag is set for that moment alone
+ * (nodejs/node#16595; the flag is process-wide, so it is set back at once and no context created
+ * later sees it); `undefined` where the runtime offers neither.
+ *
+ * @returns {((type: "minor" | "major") => void) | undefined} a collection of the young
+ *   generation (≈ 0.1 ms here) or of the whole heap (2–10 ms).
+ */
+function garbageCollector() {
+  /** @type {unknown} */
+  let gc = globalThis.gc;
+  if (typeof gc !== "function")
+    try {
+      setFlagsFromString("--expose-gc");
+      try {
+        gc = runInNewContext("gc");
+      } finally {
+        setFlagsFromString("--no-expose-gc");
+      }
+    } catch {
+      return undefined;
+    }
+  if (typeof gc !== "function") return undefined;
+  const collect = gc;
+  return (type) => collect({ type });
+}
+
+const collectGarbage = garbageCollector();
+
+/** The latest `epoch` a task brought this thread. */
+let epochSeen = 0;
 
 /**
  * Runs one task.
  *
+ * Why a worker collects at all: a `SharedArrayBuffer`'s memory lives while any thread holds an
+ * object for it, and V8 counts shared memory as no thread's external memory
+ * (`BackingStore::PerIsolateAccountingLength` is 0 for it), so only a thread's own allocations
+ * start its collections — and a thread that only checks and copies shared memory allocates a few
+ * KiB per task: left alone, it kept every buffer it was ever handed until it exited. Here, the
+ * earlier tasks' objects are garbage when the next task starts; a task of a new `epoch` collects
+ * them (young generation: they are never promoted, since no collection ran while they lived
+ * but the ones here), and `collect` collects everything.
+ *
  * @param {OffloadTask} task - the task.
- * @returns {number[] | undefined} the running CRCs of a `checksum` task, a CRC per part of a
- *   `checksums` task; nothing for a `copy`.
+ * @returns {number[] | boolean | undefined} the running CRCs of a `checksum` task, a CRC per part of a
+ *   `checksums` task; nothing for a `copy`; for a `collect`, whether this thread could collect.
  */
 export default function runTask(task) {
+  if (task.kind === "collect") {
+    collectGarbage?.("major");
+    return collectGarbage !== undefined;
+  }
+  if (task.epoch > epochSeen) {
+    epochSeen = task.epoch;
+    collectGarbage?.("minor");
+  }
   if (task.kind === "copy") {
     stridedCopy(task.src, task.dst, task.copy);
     return undefined;

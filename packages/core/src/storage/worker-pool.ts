@@ -34,8 +34,32 @@ export function resolveWorkerMinBytes(value: number | undefined): number {
  */
 const WORKER_IDLE_MS = 60_000;
 
-let pool: Piscina<OffloadTask, number[] | undefined> | undefined;
+/**
+ * How long the pool waits, once no task is in flight, before it has each worker thread collect its
+ * heap (ms): a worker keeps every `SharedArrayBuffer` it was handed alive until it collects
+ * (`offload-worker.js`), so this is how long the memory of tensors and staging buffers a load or
+ * save let go can outlive it. Long enough not to fall between the tasks of one save or load.
+ */
+export const WORKER_COLLECT_MS = 200;
+
+/**
+ * New shared memory handed to the workers (bytes of `SharedArrayBuffer`s no task brought before)
+ * between two collections of their young objects: each worker collects (≈ 0.1 ms) before its
+ * next task, so the buffers the process has let go meanwhile do not pile up in them while tasks
+ * keep coming. 32 MiB.
+ */
+export const WORKER_GC_BYTES = 32 * 1024 * 1024;
+
+let pool: Piscina<OffloadTask, number[] | boolean | undefined> | undefined;
 let tasksRun = 0;
+let inFlight = 0;
+/** Whether tasks have handed shared memory to the workers since their last collection. */
+let handed = false;
+let collectTimer: NodeJS.Timeout | undefined;
+/** The buffers tasks have brought so far, and the new bytes among them since the epoch began. */
+const known = new WeakSet<ArrayBufferLike>();
+let newBytes = 0;
+let epoch = 0;
 
 /**
  * The process's worker threads (`piscina`), started on first use: up to one per core (with one
@@ -43,7 +67,7 @@ let tasksRun = 0;
  * load against 0.73×); idle threads do not keep the process alive and exit after
  * {@link WORKER_IDLE_MS}.
  */
-function workers(): Piscina<OffloadTask, number[] | undefined> {
+function workers(): Piscina<OffloadTask, number[] | boolean | undefined> {
   pool ??= new Piscina({
     filename: new URL("./offload-worker.js", import.meta.url).href,
     minThreads: 0,
@@ -64,7 +88,9 @@ function workers(): Piscina<OffloadTask, number[] | undefined> {
 export function startWorkers(): void {
   const threads = workers();
   if (threads.threads.length > 0) return;
-  threads.run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP, blockBytes: Infinity }).catch(() => {});
+  threads
+    .run({ kind: "checksum", algorithm: "crc32", bytes: WARM_UP, blockBytes: Infinity, epoch: 0 })
+    .catch(() => {});
 }
 
 const WARM_UP = new Uint8Array(new SharedArrayBuffer(1));
@@ -112,12 +138,11 @@ export async function runningChecksumsOnWorker(
   previous?: number,
 ): Promise<number[]> {
   assertShared("bytes to checksum", bytes);
-  tasksRun++;
   const task: OffloadTask =
     previous === undefined
-      ? { kind: "checksum", algorithm, bytes, blockBytes }
-      : { kind: "checksum", algorithm, bytes, blockBytes, previous };
-  return (await workers().run(task)) as number[];
+      ? { kind: "checksum", algorithm, bytes, blockBytes, epoch: epochFor(bytes) }
+      : { kind: "checksum", algorithm, bytes, blockBytes, previous, epoch: epochFor(bytes) };
+  return (await runOnWorker(task)) as number[];
 }
 
 /**
@@ -135,8 +160,7 @@ export async function checksumsOnWorker(
   parts: readonly Uint8Array[],
 ): Promise<number[]> {
   for (const part of parts) assertShared("bytes to checksum", part);
-  tasksRun++;
-  return (await workers().run({ kind: "checksums", algorithm, parts })) as number[];
+  return (await runOnWorker({ kind: "checksums", algorithm, parts, epoch: epochFor(...parts) })) as number[];
 }
 
 /**
@@ -151,8 +175,69 @@ export async function checksumsOnWorker(
 export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: StridedCopy): Promise<void> {
   assertShared("the source of a copy", src);
   assertShared("the destination of a copy", dst);
+  await runOnWorker({ kind: "copy", src, dst, copy, epoch: epochFor(src, dst) });
+}
+
+/**
+ * The epoch a task over these buffers carries: a new one each time {@link WORKER_GC_BYTES} of
+ * buffers no earlier task brought have been handed out — the memory that can become garbage.
+ * Buffers used again (kept staging buffers, a tensor checked block by block) count once.
+ */
+function epochFor(...views: Uint8Array[]): number {
+  for (const { buffer } of views) {
+    if (known.has(buffer)) continue;
+    known.add(buffer);
+    newBytes += buffer.byteLength;
+  }
+  if (newBytes >= WORKER_GC_BYTES) {
+    newBytes = 0;
+    epoch++;
+  }
+  return epoch;
+}
+
+/**
+ * Runs a task on a worker thread; once none is in flight for {@link WORKER_COLLECT_MS}, every
+ * worker collects its heap, letting go of the shared memory the tasks brought.
+ */
+async function runOnWorker(task: OffloadTask): Promise<number[] | boolean | undefined> {
   tasksRun++;
-  await workers().run({ kind: "copy", src, dst, copy });
+  inFlight++;
+  handed = true;
+  try {
+    return await workers().run(task);
+  } finally {
+    if (--inFlight === 0) {
+      if (collectTimer) collectTimer.refresh();
+      else {
+        collectTimer = setTimeout(collectIdleWorkers, WORKER_COLLECT_MS);
+        collectTimer.unref();
+      }
+    }
+  }
+}
+
+/** The idle collection: every worker collects, unless a task came since (its end comes back here). */
+function collectIdleWorkers(): void {
+  collectTimer = undefined;
+  if (inFlight > 0 || !handed) return;
+  collectWorkerHeaps().catch(() => {});
+}
+
+/**
+ * Has each worker thread running now collect its whole heap, letting go of every
+ * `SharedArrayBuffer` its earlier tasks brought — what the pool does by itself
+ * {@link WORKER_COLLECT_MS} after its last task (for tests and benchmarks). One `collect` task
+ * per thread: an idle pool hands one to each (piscina gives a task to a thread that has none).
+ *
+ * @returns whether every one could: `false` where the runtime offers no garbage collector to
+ *   call (then that memory is let go only when an idle worker exits).
+ */
+export async function collectWorkerHeaps(): Promise<boolean> {
+  handed = false;
+  const threads = workerThreadsRunning();
+  const done = await Promise.all(Array.from({ length: threads }, () => workers().run({ kind: "collect" })));
+  return done.every((d) => d === true);
 }
 
 /** Worker threads running in this process now (for tests and benchmarks). */
