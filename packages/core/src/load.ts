@@ -36,7 +36,8 @@ export interface LoadOptions {
  * @param options - see {@link LoadOptions}.
  * @throws {@link CheckpointException} on every rank when any rank fails; its `failures` name the
  * failing ranks and carry codes such as `INCOMPLETE_CHECKPOINT`, `MISSING_KEY`,
- * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`.
+ * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`; its
+ * own `code` is the code they share (one process: the rank's own code), else `COLLECTIVE_FAILED`.
  * @example
  * ```ts
  * const target = { model: { w: emptyTensor("float32", [2, 2]) }, step: 0 };
