@@ -159,7 +159,8 @@ describe("RedisProcessGroup on a real Redis server", () => {
       expect((s as PromiseRejectedResult).reason).toMatchObject({
         // Only rank 1 failed: the exception carries its code (COLLECTIVE_FAILED only for mixed codes).
         code: "INVALID_STATE_DICT",
-        step: "write",
+        // A function is refused when the state dict is planned, before anything is written.
+        step: "plan",
         failures: [{ rank: 1, code: "INVALID_STATE_DICT" }],
       });
   });

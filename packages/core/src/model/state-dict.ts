@@ -1,5 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { isShardedTensor, isTensor, type ShardedTensor, type Tensor } from "./tensor.js";
+import { assertStateDictValue } from "./value-codec.js";
 
 /**
  * A state dict: nested plain objects and arrays whose leaves are {@link Tensor}s,
@@ -55,7 +56,9 @@ function isTerminalList(list: readonly unknown[]): boolean {
  * @param stateDict - the nested state dict.
  * @returns the flat map and the path of each fqn.
  * @throws {@link CheckpointError} `INVALID_STATE_DICT` when two paths flatten to the same fqn
- * (e.g. `{ "a.b": 1, a: { b: 2 } }`), or a key is `__proto__`.
+ * (e.g. `{ "a.b": 1, a: { b: 2 } }`), a key is `__proto__`, or a leaf is neither a tensor nor a
+ * value that round-trips as itself (a bare `Float32Array`, a `Map`, a class instance, a
+ * function…: see {@link assertStateDictValue}), naming its fqn and what to use instead.
  */
 export function flattenStateDict(stateDict: StateDict): FlatStateDict {
   const flat = new Map<string, StateDictLeaf>();
@@ -86,6 +89,7 @@ export function flattenStateDict(stateDict: StateDict): FlatStateDict {
         `Expected unique flattened keys, but "${fqn}" comes from both [${mappings.get(fqn)!.join(", ")}] and [${path.join(", ")}]`,
       );
     }
+    if (!isTensor(value) && !isShardedTensor(value)) assertStateDictValue(value, fqn);
     flat.set(fqn, value);
     mappings.set(fqn, path);
   };
