@@ -1,4 +1,4 @@
-import { CheckpointError, emptyTensor, load, save, shardTensor } from "@dcpjs/core";
+import { CheckpointError, emptyTensor, load, type StateDict, save, shardTensor } from "@dcpjs/core";
 import { createRedisProcessGroup, decodeWire, encodeWire, fromEnv } from "@dcpjs/redis";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
@@ -152,7 +152,10 @@ describe("RedisProcessGroup on a real Redis server", () => {
     const failing = await groups(2);
     const settled = await Promise.allSettled(
       failing.map((pg) =>
-        save(pg.rank === 1 ? { bad: () => 0 } : { v: 1 }, { checkpointId: dir, processGroup: pg }),
+        save(pg.rank === 1 ? ({ bad: () => 0 } as unknown as StateDict) : { v: 1 }, {
+          checkpointId: dir,
+          processGroup: pg,
+        }),
       ),
     );
     for (const s of settled)
