@@ -1,6 +1,6 @@
 import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { CheckpointException, emptyTensor, load, save, type Tensor } from "@dcpjs/core";
+import { CheckpointException, emptyTensor, load, type StateDict, save, type Tensor } from "@dcpjs/core";
 import {
   decodeMetadata,
   encodeMetadata,
@@ -15,7 +15,7 @@ import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
-async function loadFailure(sd: Record<string, unknown>, dir: string) {
+async function loadFailure(sd: StateDict, dir: string) {
   const e = await load(sd, { checkpointId: dir }).then(
     () => undefined,
     (error: unknown) => error,
@@ -143,9 +143,8 @@ describe("malformed or hostile .metadata", () => {
 describe("a save that dies before the commit", () => {
   it("leaves no .metadata when one rank fails, and the folder is refused as incomplete", async () => {
     const dir = await tempDir();
-    const e = await save({ ok: randomTensor("float32", [4]), bad: () => 1 }, { checkpointId: dir }).catch(
-      (x: unknown) => x,
-    );
+    const bad = { ok: randomTensor("float32", [4]), bad: () => 1 } as unknown as StateDict;
+    const e = await save(bad, { checkpointId: dir }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(CheckpointException);
     expect(await readdir(dir)).not.toContain(METADATA_FILE);
     const f = await loadFailure({ ok: emptyTensor("float32", [4]) }, dir);

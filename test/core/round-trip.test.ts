@@ -4,6 +4,7 @@ import {
   isTensor,
   load,
   loadStateDictFromKeys,
+  type StateDict,
   save,
   type Tensor,
   tensor,
@@ -58,7 +59,7 @@ describe("single-rank round trip on the local file system", () => {
       nested: { deep: { list: [1, [2, 3], "x"] } },
     };
     await save({ ...values, w: randomTensor("float32", [4]) }, { checkpointId: dir });
-    const dst: Record<string, unknown> = {
+    const dst: StateDict = {
       step: 0,
       lr: 0,
       name: "",

@@ -10,6 +10,7 @@ import {
   load,
   loadStateDictFromKeys,
   MetadataError,
+  type StateDict,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
@@ -260,7 +261,7 @@ describe('dcpjs writes PyTorch DCP\'s format (format: "torch"), which torch 2.13
     const { FileSystemWriter, save } = await import("@dcpjs/core");
     await Promise.all(
       createLocalProcessGroups(4).map((pg) => {
-        const sd: Record<string, unknown> = { ...values };
+        const sd: StateDict = { ...values };
         for (const [k, t] of Object.entries(full))
           sd[k] =
             t.shape.length > 0 && t.shape[0]! >= 4 ? shardTensor(t, { rank: pg.rank, worldSize: 4 }) : t;

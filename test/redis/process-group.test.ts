@@ -1,4 +1,4 @@
-import { CheckpointError, emptyTensor, load, save, shardTensor } from "@dcpjs/core";
+import { CheckpointError, emptyTensor, load, type StateDict, save, shardTensor } from "@dcpjs/core";
 import { createRedisProcessGroup, decodeWire, encodeWire, fromEnv } from "@dcpjs/redis";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
@@ -152,13 +152,18 @@ describe("RedisProcessGroup on a real Redis server", () => {
     const failing = await groups(2);
     const settled = await Promise.allSettled(
       failing.map((pg) =>
-        save(pg.rank === 1 ? { bad: () => 0 } : { v: 1 }, { checkpointId: dir, processGroup: pg }),
+        save(pg.rank === 1 ? ({ bad: () => 0 } as unknown as StateDict) : { v: 1 }, {
+          checkpointId: dir,
+          processGroup: pg,
+        }),
       ),
     );
     for (const s of settled)
       expect((s as PromiseRejectedResult).reason).toMatchObject({
-        code: "COLLECTIVE_FAILED",
-        step: "write",
+        // Only rank 1 failed: the exception carries its code (COLLECTIVE_FAILED only for mixed codes).
+        code: "INVALID_STATE_DICT",
+        // A function is refused when the state dict is planned, before anything is written.
+        step: "plan",
         failures: [{ rank: 1, code: "INVALID_STATE_DICT" }],
       });
   });

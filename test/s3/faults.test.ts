@@ -5,6 +5,7 @@ import {
   createLocalProcessGroups,
   emptyTensor,
   load,
+  type StateDict,
   save,
   shardTensor,
   type Tensor,
@@ -23,19 +24,19 @@ import { randomTensor, sameTensor } from "../support/tensors.js";
 
 const MiB = 1024 * 1024;
 const state = () => {
-  const sd: Record<string, unknown> = {
+  const sd: StateDict = {
     big: randomTensor("float32", [3 * MiB], 1), // 12 MiB: a multipart upload, large ranged reads
     config: { lr: 0.5, name: "faults" },
   };
   for (let i = 0; i < 12; i++) sd[`small${i}`] = randomTensor("int32", [1000 + i], i + 2);
   return sd;
 };
-const target = (): Record<string, unknown> => {
-  const sd: Record<string, unknown> = { big: emptyTensor("float32", [3 * MiB]), config: { lr: 0, name: "" } };
+const target = (): StateDict => {
+  const sd: StateDict = { big: emptyTensor("float32", [3 * MiB]), config: { lr: 0, name: "" } };
   for (let i = 0; i < 12; i++) sd[`small${i}`] = emptyTensor("int32", [1000 + i]);
   return sd;
 };
-const sameState = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+const sameState = (a: StateDict, b: StateDict) =>
   Object.keys(b).every((k) =>
     k === "config"
       ? JSON.stringify(a[k]) === JSON.stringify(b[k])

@@ -1,4 +1,12 @@
-import { DTYPE_BYTES, type DType, emptyTensor, numel, type Tensor, tensorBytes } from "@dcpjs/core";
+import {
+  DTYPE_BYTES,
+  type DType,
+  emptyTensor,
+  numel,
+  type StateDict,
+  type Tensor,
+  tensorBytes,
+} from "@dcpjs/core";
 
 /** A deterministic pseudo-random tensor (every byte drawn from a seeded generator). */
 export function randomTensor(dtype: DType, shape: readonly number[], seed = 1): Tensor {
@@ -37,21 +45,21 @@ export function byteSize(dtype: DType, shape: readonly number[]): number {
 export const SEEDED_TENSORS = 16;
 
 /** The state dict of seed `seed`: `w0`…`w15` (float32 [256, 256]) and `seed`. */
-export function seededState(seed: number): Record<string, unknown> {
-  const sd: Record<string, unknown> = { seed };
+export function seededState(seed: number): StateDict {
+  const sd: StateDict = { seed };
   for (let i = 0; i < SEEDED_TENSORS; i++) sd[`w${i}`] = randomTensor("float32", [256, 256], seed * 100 + i);
   return sd;
 }
 
 /** An empty target for {@link seededState}. */
-export function seededTarget(): Record<string, unknown> {
-  const sd: Record<string, unknown> = { seed: -1 };
+export function seededTarget(): StateDict {
+  const sd: StateDict = { seed: -1 };
   for (let i = 0; i < SEEDED_TENSORS; i++) sd[`w${i}`] = emptyTensor("float32", [256, 256]);
   return sd;
 }
 
 /** The seed whose state `loaded` equals exactly, or undefined when it matches none of `seeds`. */
-export function whichSeed(loaded: Record<string, unknown>, seeds: readonly number[]): number | undefined {
+export function whichSeed(loaded: StateDict, seeds: readonly number[]): number | undefined {
   return seeds.find((seed) => {
     const want = seededState(seed);
     return (

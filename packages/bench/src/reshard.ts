@@ -5,6 +5,7 @@ import {
   emptyTensor,
   FileSystemReader,
   load,
+  type StateDict,
   save,
   shardTensor,
   type Tensor,
@@ -118,7 +119,7 @@ export async function reshard(p: ReshardParams): Promise<void> {
 async function alone(
   reps: number,
   reader: (onProgress: (p: { bytes: number }) => void) => StorageReader,
-  view: (rank: number, world: number, dim: number, empty: boolean) => Record<string, unknown>,
+  view: (rank: number, world: number, dim: number, empty: boolean) => StateDict,
 ): Promise<{ plain: number; resharded: number; rows(where: string, bytes: number): Row[] }> {
   let fetched = 0;
   const onProgress = ({ bytes }: { bytes: number }) => {

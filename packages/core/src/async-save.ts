@@ -1,6 +1,7 @@
 import { CheckpointError } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./model/tensor.js";
+import { assertStateDictValue } from "./model/value-codec.js";
 import type { Metadata } from "./plan/metadata.js";
 import { type SaveOptions, save } from "./save.js";
 
@@ -77,7 +78,18 @@ function stage(value: unknown): unknown {
       });
     return out;
   }
-  return structuredClone(value);
+  // A value the save will refuse (a function, a class instance…) is passed on as it is, so that
+  // every rank's plan step refuses it (INVALID_STATE_DICT) rather than this rank alone failing here.
+  return isCloneable(value) ? structuredClone(value) : value;
+}
+
+function isCloneable(value: unknown): boolean {
+  try {
+    assertStateDictValue(value, "");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

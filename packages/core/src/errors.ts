@@ -18,7 +18,8 @@
  * - `DTYPE_MISMATCH`: a tensor's dtype differs from the saved one.
  * - `INVALID_PLAN`: the global save plan fails validation (bounds, overlap, coverage).
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.
- * - `COLLECTIVE_FAILED`: a step failed on one or more ranks ({@link CheckpointException}).
+ * - `COLLECTIVE_FAILED`: a step failed on one or more ranks whose errors do not share one code
+ *   ({@link CheckpointException}; when they do, the exception carries that code instead).
  * - `ACCESS_DENIED`: the storage refused the credentials or the permission (S3 401/403).
  * - `TIMEOUT`: ranks did not arrive at a collective in time, or the group's server did not answer (a multi-process group).
  * - `GROUP_CONFLICT`: two processes claimed one rank of a process group (two jobs on one group id).
@@ -150,6 +151,15 @@ export interface RankFailure {
  *
  * As DCP's `CheckpointException`: `failures` names exactly the ranks that failed and why.
  * The step is `"plan"`, `"write"` or `"read"`, as in DCP's `_DistWrapper`.
+ *
+ * Its `code` is the root cause where callers look: when every failing rank threw a
+ * {@link CheckpointError} with the same code — always so for a one-process `save`/`load`, whose
+ * one rank is the only failure — `code` is that code (`MISSING_KEY`, `CHECKSUM_MISMATCH`,
+ * `ACCESS_DENIED`…), so a retry policy keyed on `code` needs no unwrapping. When the codes differ,
+ * or a rank threw something other than a `CheckpointError`, `code` is `COLLECTIVE_FAILED`. Either
+ * way it stays a `CheckpointException` (test `instanceof` to know a collective step failed), and
+ * `failures` keep each rank's own code and message. Every rank derives `code` from the same
+ * failures, so every rank throws the same code.
  */
 export class CheckpointException extends CheckpointError {
   /** The collective step that failed: `plan`, `write`, `read`, or `metadata`. */
@@ -166,7 +176,7 @@ export class CheckpointException extends CheckpointError {
     const detail = sorted.map((f) => `rank ${f.rank}: ${f.name}: ${f.message}`).join("; ");
     const first = sorted[0]?.error;
     super(
-      "COLLECTIVE_FAILED",
+      sharedCode(sorted) ?? "COLLECTIVE_FAILED",
       `Checkpoint step "${step}" failed on rank(s) [${sorted.map((f) => f.rank).join(", ")}]: ${detail}`,
       first === undefined ? undefined : { cause: first },
     );
@@ -179,6 +189,12 @@ export class CheckpointException extends CheckpointError {
   get failedRanks(): number[] {
     return this.failures.map((f) => f.rank);
   }
+}
+
+/** The code every failure carries, or undefined when they differ or one has none. */
+function sharedCode(failures: readonly RankFailure[]): CheckpointErrorCode | undefined {
+  const code = failures[0]?.code;
+  return code !== undefined && failures.every((f) => f.code === code) ? code : undefined;
 }
 
 /**

@@ -3,6 +3,7 @@ import { CheckpointError, throwIfAborted } from "./errors.js";
 import { DTYPE_TO_SAFETENSORS, SAFETENSORS_PREFIX_BYTES } from "./formats/safetensors/header.js";
 import { load } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
+import type { StateDict } from "./model/state-dict.js";
 import { numel, type ShardedTensor, type Tensor, tensor, tensorBytes } from "./model/tensor.js";
 import { type Metadata, metadataIndexKey, type TensorStorageMetadata } from "./plan/metadata.js";
 import type { FileSystemWriter } from "./storage/filesystem-writer.js";
@@ -271,7 +272,7 @@ async function exportValues(
   keys: readonly string[],
   signal?: AbortSignal,
 ): Promise<string> {
-  const target: Record<string, unknown> = Object.fromEntries(keys.map((k) => [k, null]));
+  const target: StateDict = Object.fromEntries(keys.map((k) => [k, null]));
   await load(target, { storageReader: reader, ...(signal ? { signal } : {}) });
   return JSON.stringify(target, (_k, v: unknown) =>
     typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? Array.from(v) : v,

@@ -64,7 +64,7 @@ export {
 } from "./model/state-dict.js";
 export { type StridedCopy, stridedCopy } from "./model/strided-copy.js";
 export { validateTensor } from "./model/tensor.js";
-export { decodeValue, encodeValue } from "./model/value-codec.js";
+export { assertStateDictValue, decodeValue, encodeValue } from "./model/value-codec.js";
 export {
   createReadItems,
   createReadItemsForChunkList,

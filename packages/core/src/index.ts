@@ -30,10 +30,16 @@ export {
   type ExportSummary,
   exportSafetensors,
 } from "./export-safetensors.js";
-export { type LoadOptions, type LoadStateDictFromKeysOptions, load, loadStateDictFromKeys } from "./load.js";
+export {
+  type Loaded,
+  type LoadOptions,
+  type LoadStateDictFromKeysOptions,
+  load,
+  loadStateDictFromKeys,
+} from "./load.js";
 export { DTYPE_BYTES, DTYPES, type DType, isDType } from "./model/dtype.js";
 export { type ChunkRange, chunkRange, type ShardTensorOptions, shardTensor } from "./model/sharding.js";
-export type { StateDict, StateDictLeaf } from "./model/state-dict.js";
+export type { StateDict, StateDictEntry, StateDictLeaf, StateDictValue } from "./model/state-dict.js";
 export {
   emptyTensor,
   isShardedTensor,

@@ -1,6 +1,7 @@
 import { allGather, reduceScatter } from "./distributed/collectives.js";
 import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
 import type { StateDict } from "./model/state-dict.js";
+import type { ShardedTensor, Tensor } from "./model/tensor.js";
 import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./plan/load-planner.js";
 import type { LoadPlan } from "./plan/metadata.js";
 import type { LoadPlanner } from "./plan/planner.js";
@@ -32,18 +33,23 @@ export interface LoadOptions {
  * size), reads and verifies them, and writes them into its tensors' memory; non-tensor values are
  * replaced in the state dict.
  *
+ * @typeParam T - the state dict's own type, kept: the promise resolves to the same object, filled in.
  * @param stateDict - this rank's state dict, with tensors of the saved global shapes and dtypes.
  * @param options - see {@link LoadOptions}.
+ * @returns `stateDict` itself, once loaded (typed `T`; the values in it are those saved).
  * @throws {@link CheckpointException} on every rank when any rank fails; its `failures` name the
  * failing ranks and carry codes such as `INCOMPLETE_CHECKPOINT`, `MISSING_KEY`,
- * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`.
+ * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`; its
+ * own `code` is the code they share (one process: the rank's own code), else `COLLECTIVE_FAILED`.
  * @example
  * ```ts
- * const target = { model: { w: emptyTensor("float32", [2, 2]) }, step: 0 };
- * await load(target, { checkpointId: "./ckpt/step-100" });
+ * const target = await load(
+ *   { model: { w: emptyTensor("float32", [2, 2]) }, step: 0 },
+ *   { checkpointId: "./ckpt/step-100" },
+ * ); // target.step: number, target.model.w: Tensor
  * ```
  */
-export async function load(stateDict: StateDict, options: LoadOptions): Promise<void> {
+export async function load<T extends StateDict>(stateDict: T, options: LoadOptions): Promise<T> {
   const pg = options.processGroup ?? createSingleProcessGroup();
   const coordinator = options.coordinatorRank ?? 0;
   const isCoordinator = pg.rank === coordinator;
@@ -65,7 +71,26 @@ export async function load(stateDict: StateDict, options: LoadOptions): Promise<
     coordinator,
   );
   await allGather(pg, "read", async () => reader.readData(planner.finishPlan(plan), planner, signal));
+  return stateDict;
 }
+
+/**
+ * The type of a state dict as {@link loadStateDictFromKeys} returns it, from the type it was
+ * saved with: every {@link ShardedTensor} (and {@link Tensor}) a whole `Tensor` of the saved dtype
+ * and global shape, values as they are, nesting kept (`readonly` dropped: the result is fresh).
+ * `Loaded<StateDict>` — the default — describes any loaded state dict.
+ *
+ * @typeParam T - the saved state dict's type (or any part of it).
+ */
+export type Loaded<T> = T extends Tensor | ShardedTensor
+  ? Tensor
+  : T extends Uint8Array | Date
+    ? T
+    : T extends readonly (infer E)[]
+      ? Loaded<E>[]
+      : T extends object
+        ? { -readonly [K in keyof T]: Loaded<T[K]> }
+        : T;
 
 /** Options of {@link loadStateDictFromKeys}. */
 export interface LoadStateDictFromKeysOptions extends Omit<LoadOptions, "planner"> {
@@ -78,12 +103,27 @@ export interface LoadStateDictFromKeysOptions extends Omit<LoadOptions, "planner
  * `_load_state_dict_from_keys` (with `_EmptyStateDictLoadPlanner`): every tensor whole, of its
  * saved dtype and global shape; every value as saved; nested as saved.
  *
+ * The result's type: `Loaded<StateDict>` by default (any leaf a `Tensor` or a value: narrow with
+ * `isTensor`); with a type parameter, the shape you expect, as saved — e.g. the type of the state
+ * dict you passed to `save` — whose sharded tensors become whole `Tensor`s ({@link Loaded}).
+ * The type parameter is not checked against the checkpoint: it is your statement of what it holds
+ * (validate it yourself when the checkpoint may come from elsewhere).
+ *
+ * @typeParam T - the expected shape, as saved. @default StateDict
  * @param options - see {@link LoadStateDictFromKeysOptions}.
  * @returns the state dict.
  * @throws {@link CheckpointException} as {@link load}.
+ * @example
+ * ```ts
+ * const sd = await loadStateDictFromKeys<{ model: { w: Tensor }; step: number }>({ checkpointId: "./ckpt/step-100" });
+ * sd.model.w.shape; // a Tensor, no cast
+ * sd.step; // number
+ * ```
  */
-export async function loadStateDictFromKeys(options: LoadStateDictFromKeysOptions): Promise<StateDict> {
+export async function loadStateDictFromKeys<T extends StateDict = StateDict>(
+  options: LoadStateDictFromKeysOptions,
+): Promise<Loaded<T>> {
   const planner = new EmptyStateDictLoadPlanner(options.keys);
   await load({}, { ...options, planner });
-  return planner.result;
+  return planner.result as Loaded<T>;
 }

@@ -1,6 +1,6 @@
 import { allReduce, reduceScatter } from "./distributed/collectives.js";
 import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
-import { CheckpointError, throwIfAborted } from "./errors.js";
+import { CheckpointError, CheckpointException, throwIfAborted } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
 import type { SavePlanner } from "./plan/planner.js";
@@ -53,8 +53,9 @@ export interface SaveOptions {
  * @param options - see {@link SaveOptions}.
  * @returns the committed metadata (the same on every rank).
  * @throws {@link CheckpointException} on every rank when any rank fails in any step; its
- * `failures` name the failing ranks (step `plan` or `write`); `GROUP_CONFLICT` (step `plan`) when
- * ranks save to different checkpoint ids. A rank that loses contact with
+ * `failures` name the failing ranks (step `plan` or `write`), and its `code` is their shared code
+ * (one process: the rank's own code, e.g. `INVALID_STATE_DICT`), else `COLLECTIVE_FAILED`;
+ * `GROUP_CONFLICT` (step `plan`) when ranks save to different checkpoint ids. A rank that loses contact with
  * the coordinator after writing its data (a `TIMEOUT`) first asks the writer whether the commit
  * happened anyway ({@link StorageWriter.committedMetadata}), and returns that metadata if so.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when neither `checkpointId` nor
@@ -112,7 +113,9 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
     );
   } catch (error) {
     // The coordinator may have committed and died before telling us: a committed save is a success.
-    const lostContact = error instanceof CheckpointError && error.code === "TIMEOUT";
+    // Only the group's own timeout (not a rank's TIMEOUT carried by a CheckpointException).
+    const lostContact =
+      error instanceof CheckpointError && !(error instanceof CheckpointException) && error.code === "TIMEOUT";
     if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
       const committed = await writer.committedMetadata(signal).catch(() => undefined);
       if (committed) return committed;

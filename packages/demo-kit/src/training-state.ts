@@ -5,6 +5,7 @@ import {
   numel,
   type ProcessGroup,
   type StateDict,
+  type StateDictEntry,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
@@ -31,7 +32,7 @@ export function tensorByteLength(t: Tensor): number {
 export function buildTrainingState(models: readonly TfjsModelWeights[], step = 1000): StateDict {
   const model: Record<string, Record<string, Tensor>> = {};
   const state: Record<string, Record<string, { exp_avg: Tensor; exp_avg_sq: Tensor }>> = {};
-  const quantization: Record<string, unknown> = {};
+  const quantization: Record<string, StateDictEntry> = {};
   for (const m of models) {
     model[m.name] = Object.fromEntries(m.weights);
     const moments: Record<string, { exp_avg: Tensor; exp_avg_sq: Tensor }> = {};

@@ -9,6 +9,7 @@ import { S3StorageWriter } from "./s3-storage-writer.js";
  */
 export const s3StorageBackend: StorageBackend = {
   name: "s3",
+  checkpointIdForm: "s3://BUCKET/PREFIX",
   validateCheckpointId: (id) => S3StorageWriter.validateCheckpointId(id),
   createWriter: (path, options) => new S3StorageWriter({ ...options, path }),
   createReader: (path, options) => new S3StorageReader({ ...options, path }),

@@ -2,6 +2,7 @@ import {
   CheckpointError,
   isShardedTensor,
   isTensor,
+  type Loaded,
   type LoadStateDictFromKeysOptions,
   loadStateDictFromKeys,
   type ShardedTensor,
@@ -37,10 +38,16 @@ interface OptimizerState {
   hidden: Record<string, Tensor>;
 }
 
-/** What {@link restoreStateDict} returns. */
-export interface RestoredState {
+/**
+ * What {@link restoreStateDict} and {@link loadTrainingState} return.
+ *
+ * @typeParam E - the type of the `extra` saved with the state (unchecked, as
+ * `loadStateDictFromKeys`'s type parameter): its sharded tensors come back whole `Tensor`s.
+ * @default `StateDict | undefined` (undefined when the state was saved without `extra`)
+ */
+export interface RestoredState<E extends StateDict | undefined = StateDict | undefined> {
   /** The `extra` values saved with the state (as loaded). */
-  readonly extra: StateDict | undefined;
+  readonly extra: Loaded<E>;
 }
 
 type LayerVariableLike = LayersModel["weights"][number];
@@ -185,6 +192,7 @@ function expectTensor(value: unknown, what: string): Tensor {
  * on bit-identically to a run that never stopped (tested for sgd, momentum, adam, adamax,
  * rmsprop, adagrad and adadelta).
  *
+ * @typeParam E - the type of the saved `extra` (unchecked; see {@link RestoredState}).
  * @param model - a model of the same architecture as the saved one.
  * @param stateDict - the loaded state dict.
  * @param options - `optimizer`: the (new) optimizer of the same class to restore into.
@@ -193,11 +201,11 @@ function expectTensor(value: unknown, what: string): Tensor {
  * `SIZE_MISMATCH` for another shape, `DTYPE_MISMATCH` for a dtype TF.js does not train with,
  * `INVALID_STATE_DICT` for an optimizer of another class or a state dict without an optimizer.
  */
-export async function restoreStateDict(
+export async function restoreStateDict<E extends StateDict | undefined = StateDict | undefined>(
   model: LayersModel,
   stateDict: StateDict,
   options: { readonly optimizer?: tf.Optimizer } = {},
-): Promise<RestoredState> {
+): Promise<RestoredState<E>> {
   const weights = keyedWeights(model);
   const layers = ((stateDict.model as StateDict | undefined)?.layers ?? {}) as Record<
     string,
@@ -236,7 +244,7 @@ export async function restoreStateDict(
       ),
     );
   }
-  return { extra: stateDict.extra as StateDict | undefined };
+  return { extra: stateDict.extra as Loaded<E> };
 }
 
 async function restoreOptimizer(
@@ -298,20 +306,24 @@ export interface LoadTrainingStateOptions extends LoadStateDictFromKeysOptions {
  * Loads a training state saved from {@link toStateDict} — on any number of ranks, whatever the
  * number that saved it — and restores it into the model and optimizer.
  *
+ * @typeParam E - the type of the `extra` you saved (unchecked: your statement of what the
+ * checkpoint holds, as `loadStateDictFromKeys<T>`); its sharded tensors come back whole `Tensor`s.
+ * @default `StateDict | undefined`
  * @param model - a model of the same architecture.
  * @param options - the checkpoint (id or reader), process group, and optimizer.
  * @returns the saved `extra` values.
  * @throws the errors of `loadStateDictFromKeys` and {@link restoreStateDict}.
  * @example
  * ```ts
- * const { extra } = await loadTrainingState(model, { checkpointId: "./ckpt/epoch-3", optimizer });
+ * const { extra } = await loadTrainingState<{ epoch: number }>(model, { checkpointId: "./ckpt/epoch-3", optimizer });
+ * extra.epoch; // number, no cast
  * ```
  */
-export async function loadTrainingState(
+export async function loadTrainingState<E extends StateDict | undefined = StateDict | undefined>(
   model: LayersModel,
   options: LoadTrainingStateOptions,
-): Promise<RestoredState> {
+): Promise<RestoredState<E>> {
   const { optimizer, ...load } = options;
   const sd = await loadStateDictFromKeys(load);
-  return restoreStateDict(model, sd, optimizer ? { optimizer } : {});
+  return restoreStateDict<E>(model, sd, optimizer ? { optimizer } : {});
 }

@@ -1,12 +1,41 @@
 import { CheckpointError } from "../errors.js";
 import { isShardedTensor, isTensor, type ShardedTensor, type Tensor } from "./tensor.js";
+import { assertStateDictValue } from "./value-codec.js";
+
+/**
+ * A value a state dict holds besides tensors — one that comes back from a load as itself, of the
+ * same type: a number (`-0`, `NaN` and infinities included), string, boolean, `null`, a `bigint`
+ * from -2^63 to 2^64-1, a `Uint8Array`, a valid `Date`, or an array of these. `undefined` is
+ * accepted and comes back as `null`. Anything else — a bare `Float32Array` (use `tensor(...)`),
+ * a `Buffer`, `DataView`, `Map`, `Set`, class instance, function or symbol — is refused with
+ * `INVALID_STATE_DICT` by `save` and `load`, and by this type where TypeScript can tell.
+ */
+export type StateDictValue =
+  | number
+  | string
+  | boolean
+  | null
+  | undefined
+  | bigint
+  | Uint8Array
+  | Date
+  | readonly StateDictValue[];
+
+/** What a state dict holds under a key: a tensor, a sharded tensor, a value, or more nesting. */
+export type StateDictEntry =
+  | Tensor
+  | ShardedTensor
+  | StateDictValue
+  | readonly StateDictEntry[]
+  | { readonly [key: string]: StateDictEntry };
 
 /**
  * A state dict: nested plain objects and arrays whose leaves are {@link Tensor}s,
- * {@link ShardedTensor}s, or msgpack-encodable values (numbers, strings, booleans, null, bigint,
- * `Uint8Array`, and arrays/objects without tensors).
+ * {@link ShardedTensor}s, or {@link StateDictValue}s. Object type literals and type aliases fit
+ * it; an `interface` does not (TypeScript gives interfaces no index signature) — declare the shape
+ * with `type` instead.
  */
-export type StateDict = { [key: string]: unknown };
+export type StateDict = { [key: string]: StateDictEntry };
 
 /** A leaf of a flattened state dict. */
 export type StateDictLeaf = Tensor | ShardedTensor | unknown;
@@ -55,7 +84,9 @@ function isTerminalList(list: readonly unknown[]): boolean {
  * @param stateDict - the nested state dict.
  * @returns the flat map and the path of each fqn.
  * @throws {@link CheckpointError} `INVALID_STATE_DICT` when two paths flatten to the same fqn
- * (e.g. `{ "a.b": 1, a: { b: 2 } }`), or a key is `__proto__`.
+ * (e.g. `{ "a.b": 1, a: { b: 2 } }`), a key is `__proto__`, or a leaf is neither a tensor nor a
+ * value that round-trips as itself (a bare `Float32Array`, a `Map`, a class instance, a
+ * function…: see {@link assertStateDictValue}), naming its fqn and what to use instead.
  */
 export function flattenStateDict(stateDict: StateDict): FlatStateDict {
   const flat = new Map<string, StateDictLeaf>();
@@ -86,6 +117,7 @@ export function flattenStateDict(stateDict: StateDict): FlatStateDict {
         `Expected unique flattened keys, but "${fqn}" comes from both [${mappings.get(fqn)!.join(", ")}] and [${path.join(", ")}]`,
       );
     }
+    if (!isTensor(value) && !isShardedTensor(value)) assertStateDictValue(value, fqn);
     flat.set(fqn, value);
     mappings.set(fqn, path);
   };

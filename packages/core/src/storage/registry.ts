@@ -30,6 +30,13 @@ export interface StorageBackend {
    */
   validateCheckpointId(checkpointId: string): boolean;
   /**
+   * The form of the ids it takes, for messages, e.g. `s3://BUCKET/PREFIX`. When its scheme is
+   * that of an id no backend takes, the error says the id is malformed ("Expected
+   * s3://BUCKET/PREFIX, got s3://") rather than that no backend is registered.
+   * @default `${name}://…` for an id whose scheme is the backend's name
+   */
+  readonly checkpointIdForm?: string;
+  /**
    * The writer for a checkpoint id it validated.
    * @param checkpointId - the id.
    * @param options - see {@link StorageRouterOptions}.
@@ -83,12 +90,19 @@ export function unregisterStorageBackend(name: string): boolean {
   return at >= 0;
 }
 
+/** An id's `scheme` (before `://`), lower-cased; empty without one. */
+function schemeOf(id: string): string {
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(id)?.[1]?.toLowerCase() ?? "";
+}
+
 /**
  * The backend that takes a checkpoint id: the registered ones, newest first, then local folders.
  *
  * @param checkpointId - a path or URI.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a missing or empty id, and for an id
- * with a scheme no registered backend takes (naming the package to install and import, when known).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a missing or empty id; for an id a
+ * registered backend of its scheme refuses ("Expected s3://BUCKET/PREFIX, got s3://", from
+ * {@link StorageBackend.checkpointIdForm}); and for an id with a scheme no registered backend
+ * takes (naming the package to install and import, when known).
  */
 export function storageBackendFor(checkpointId: string | undefined): StorageBackend {
   if (typeof checkpointId !== "string" || checkpointId.length === 0) {
@@ -99,7 +113,14 @@ export function storageBackendFor(checkpointId: string | undefined): StorageBack
   }
   const backend = [...backends, LOCAL_BACKEND].find((b) => b.validateCheckpointId(checkpointId));
   if (backend) return backend;
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(checkpointId)?.[1]?.toLowerCase() ?? "";
+  const scheme = schemeOf(checkpointId);
+  const owner = backends.find((b) => schemeOf(b.checkpointIdForm ?? `${b.name}://`) === scheme);
+  if (owner) {
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected ${owner.checkpointIdForm ?? `${scheme}://…`}, got ${checkpointId} (the ${owner.name} backend does not take it)`,
+    );
+  }
   const known = KNOWN_PACKAGES[scheme];
   throw new CheckpointError(
     "INVALID_ARGUMENT",
