@@ -8,6 +8,7 @@ import {
   MetadataError,
 } from "@dcpjs/core";
 import { METADATA_FILE, metadataIndexKey, parseSafetensorsHeader } from "@dcpjs/core/extend";
+import { encode } from "@msgpack/msgpack";
 import { crc32 } from "@node-rs/crc32";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -16,6 +17,7 @@ import { TORCH_ITEM_FORMAT } from "../../packages/core/src/formats/torch/torch-i
 import { decodeTorchMetadata } from "../../packages/core/src/formats/torch/torch-metadata.js";
 import { encodeTorchMetadata } from "../../packages/core/src/formats/torch/torch-write.js";
 import { DecodeBudget, decodeLimits } from "../../packages/core/src/model/decode-budget.js";
+import { assertMsgpackWithinLimits } from "../../packages/core/src/model/msgpack-bounds.js";
 import { tempDir } from "../support/tmp.js";
 
 // Hostile inputs for every decoder of untrusted bytes (issue #21): each is refused with a coded
@@ -609,5 +611,20 @@ describe("the decode budget", () => {
       for (let i = 0; i < 10_000; i++) budget.nodes();
     }).toThrow(/Malformed x: expected to decode within 0 ms, it takes longer/);
     expect(new MetadataError("x")).toBeInstanceOf(CheckpointError); // the fuzz oracle
+  });
+
+  it("is the one msgpack's walk charges: a value per element, the bytes of each string", () => {
+    const limits = { nodes: 10, bytes: 100, ms: 60_000, depth: 64 };
+    const many = encode(new Array(20).fill(0));
+    expect(() => assertMsgpackWithinLimits(many, "v", new DecodeBudget("v", 0, limits))).toThrow(
+      /Malformed v: expected at most 10 values/,
+    );
+    const long = encode(["x".repeat(200)]);
+    expect(() => assertMsgpackWithinLimits(long, "v", new DecodeBudget("v", 0, limits))).toThrow(
+      /Malformed v: expected at most 100 bytes of decoded data/,
+    );
+    expect(() =>
+      assertMsgpackWithinLimits(encode([1, "ab"]), "v", new DecodeBudget("v", 0, limits)),
+    ).not.toThrow();
   });
 });
