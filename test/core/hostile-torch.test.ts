@@ -286,6 +286,57 @@ describe("a pickle's shared references and deep keys are bounded (PyTorch .metad
     expect(error.message).toMatch(/the input expands to more/);
   });
 
+  it("refuses 100,000 storage_data entries sharing one 1 MiB relative path through the memo (each is checked)", () => {
+    const META = "torch.distributed.checkpoint.metadata";
+    const setState = (...pairs: number[][]) => [OP.EMPTY_DICT, OP.MARK, ...pairs.flat(), OP.SETITEMS];
+    const newObj = (module: string, name: string) => [...GLOBAL(module, name), OP.EMPTY_TUPLE, 0x81];
+    const head = [
+      ...OP.PROTO4,
+      ...newObj(META, "Metadata"),
+      OP.EMPTY_DICT,
+      ...str("state_dict_metadata"),
+      OP.EMPTY_DICT,
+      OP.SETITEM,
+      ...str("storage_data"),
+      OP.EMPTY_DICT,
+      OP.MARK,
+      ...GLOBAL(META, "MetadataIndex"),
+      OP.MEMOIZE, // memo 0: the class
+      OP.EMPTY_TUPLE,
+      0x81,
+      ...setState(str("fqn"), str("w")),
+      OP.MEMOIZE, // memo 1: the key's state
+      0x62, // BUILD
+      ...newObj("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+      OP.EMPTY_DICT,
+      OP.MARK,
+      ...str("relative_path"),
+      0x58,
+      ...u32(2 ** 20),
+    ];
+    const tail = [
+      ...str("offset"),
+      OP.BININT1,
+      0,
+      ...str("length"),
+      OP.BININT1,
+      0,
+      OP.SETITEMS,
+      0x62,
+      OP.MEMOIZE, // memo 2: the storage record
+    ];
+    for (let i = 0; i < 100_000; i++)
+      tail.push(OP.BINGET, 0, OP.EMPTY_TUPLE, 0x81, OP.BINGET, 1, 0x62, OP.BINGET, 2);
+    tail.push(OP.SETITEMS, OP.SETITEM, 0x62, OP.STOP);
+    const bytes = Buffer.concat([
+      Uint8Array.from(head),
+      new Uint8Array(2 ** 20).fill(0x61),
+      Uint8Array.from(tail),
+    ]);
+    const error = refusedWithin(() => decodeTorchMetadata(bytes));
+    expect(error.message).toMatch(/expected at most \d+ bytes of decoded data/);
+  });
+
   it("refuses a value that shares one 1 MiB bytes object 1,000 times (1 GiB once expanded)", () => {
     const head = [...OP.PROTO4, OP.EMPTY_LIST, OP.BINBYTES, ...u32(2 ** 20)];
     const tail: number[] = [OP.MEMOIZE, OP.APPEND, OP.MARK];

@@ -180,6 +180,7 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
   if (!(sdm instanceof Map)) fail("expected state_dict_metadata to be a dict");
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
   for (const [fqn, entry] of sdm as Map<unknown, unknown>) {
+    budget.nodes();
     if (typeof fqn !== "string") fail("expected string fqns");
     if (fqn === "__proto__") fail('expected fqns other than "__proto__"');
     if (entry instanceof PyObject && entry.cls === "BytesStorageMetadata") {
@@ -236,11 +237,16 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
     const fqn = i.get("fqn");
     const offset = i.get("offset");
     if (typeof fqn !== "string") fail("expected a MetadataIndex fqn");
+    // Keys and storage records may all share one long fqn or path through the memo: each is
+    // checked and copied into a key once per entry, so each is charged once per entry.
+    budget.nodes();
+    budget.bytes((fqn as string).length);
     const s = fields(objectOf(info, "_StorageInfo", `the storage of "${fqn}"`));
     const relativePath = s.get("relative_path");
     const at = s.get("offset");
     const length = s.get("length");
     if (typeof relativePath !== "string") fail(`expected a relative path for "${fqn}"`);
+    budget.bytes((relativePath as string).length);
     assertSafeRelativePath(relativePath as string);
     if (
       !Number.isSafeInteger(at) ||
