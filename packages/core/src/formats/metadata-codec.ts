@@ -1,6 +1,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, MetadataError } from "../errors.js";
+import { type DecodeBudget, decodeGuarded } from "../model/decode-budget.js";
 import { DTYPE_BYTES, type DType, isDType } from "../model/dtype.js";
 import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
@@ -241,10 +242,16 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
  *
  * @param bytes - the file's bytes.
  * @returns the metadata.
- * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found, or
- * `UNSAFE_PATH` for a path escaping the checkpoint folder.
+ * The msgpack is walked within a {@link DecodeBudget} before it is decoded.
+ *
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found (also for
+ * anything else a decoder would throw), or `UNSAFE_PATH` for a path escaping the checkpoint folder.
  */
 export function decodeMetadata(bytes: Uint8Array): Metadata {
+  return decodeGuarded(".metadata", () => decodeChecked(bytes));
+}
+
+function decodeChecked(bytes: Uint8Array): Metadata {
   if (bytes.byteLength > MAX_METADATA_BYTES)
     fail(`expected at most ${MAX_METADATA_BYTES} bytes, got ${bytes.byteLength}`);
   if (bytes.byteLength <= TRAILER_BYTES)

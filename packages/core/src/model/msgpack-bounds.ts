@@ -1,7 +1,8 @@
 import { MetadataError } from "../errors.js";
+import { DecodeBudget, MAX_DECODE_DEPTH } from "./decode-budget.js";
 
-/** Deepest nesting of arrays and maps accepted in `.metadata` and in stored values. */
-export const MAX_MSGPACK_DEPTH = 64;
+/** Deepest nesting of arrays and maps accepted in `.metadata` and in stored values: {@link MAX_DECODE_DEPTH}. */
+export const MAX_MSGPACK_DEPTH = MAX_DECODE_DEPTH;
 
 /** Bytes of each fixed-size msgpack format (0 where the size is read from the header). */
 function fixedSize(tag: number): number {
@@ -60,19 +61,22 @@ const VARIABLE = new Map<number, readonly [1 | 2 | 4, number, "bytes" | "values"
  * a decoder would turn into a memory or stack bomb: containers that declare more elements than
  * the bytes left could hold (each element takes at least one byte), strings, binaries and
  * extensions longer than the bytes left, nesting deeper than `maxDepth`, an invalid tag, or bytes
- * after the one top-level value. Time and memory are linear in `bytes.byteLength` (the walk keeps
- * one counter per open container).
+ * after the one top-level value — and charges `budget` what the decoder will make: a node per
+ * value, the bytes of each string, binary and extension. Time and memory are linear in
+ * `bytes.byteLength` (the walk keeps one counter per open container).
  *
  * @param bytes - the msgpack bytes.
  * @param what - names the input in the error, e.g. `.metadata`.
- * @param maxDepth - deepest nesting of arrays and maps. @default {@link MAX_MSGPACK_DEPTH}
+ * @param budget - the decode's budget, whose depth limit bounds the nesting of arrays and maps.
+ * @default a new {@link DecodeBudget} for the input's size (depth {@link MAX_MSGPACK_DEPTH})
  * @throws {@link MetadataError} `MALFORMED_METADATA` saying which limit was crossed and where.
  */
 export function assertMsgpackWithinLimits(
   bytes: Uint8Array,
   what: string,
-  maxDepth: number = MAX_MSGPACK_DEPTH,
+  budget: DecodeBudget = new DecodeBudget(what, bytes.byteLength),
 ): void {
+  const maxDepth = budget.limits.depth;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.byteLength;
   const open: number[] = []; // values still expected by each open container
@@ -105,11 +109,14 @@ export function assertMsgpackWithinLimits(
         const n =
           width === 1 ? view.getUint8(at + 1) : width === 2 ? view.getUint16(at + 1) : view.getUint32(at + 1);
         size = 1 + width + extra;
-        if (counts === "bytes") size += n;
-        else children = counts === "pairs" ? 2 * n : n;
+        if (counts === "bytes") {
+          size += n;
+          budget.bytes(n);
+        } else children = counts === "pairs" ? 2 * n : n;
       }
     }
     need(size);
+    budget.nodes();
     at += size;
     pending -= 1;
     if (open.length > 0) open[open.length - 1]! -= 1;

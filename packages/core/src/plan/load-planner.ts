@@ -1,4 +1,5 @@
 import { CheckpointError } from "../errors.js";
+import type { DType } from "../model/dtype.js";
 import { boxIntersection, findChunk, sameShape } from "../model/geometry.js";
 import {
   flattenStateDict,
@@ -241,9 +242,26 @@ export class EmptyStateDictLoadPlanner extends DefaultLoadPlanner {
     const flat = new Map<string, unknown>();
     for (const [fqn, entry] of metadata.stateDictMetadata) {
       if (!selected(fqn, this.#keys)) continue;
-      flat.set(fqn, entry.type === "tensor" ? emptyTensor(entry.properties.dtype, entry.size) : null);
+      flat.set(fqn, entry.type === "tensor" ? allocated(fqn, entry.properties.dtype, entry.size) : null);
     }
     const built = unflattenStateDict(flat, metadata.plannerData);
     super.setUpPlanner(built, metadata, isCoordinator);
+  }
+}
+
+/**
+ * A zeroed tensor for `fqn` as the checkpoint declares it.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` naming the fqn when it cannot be allocated
+ * (more bytes than one buffer holds, or than memory has), instead of a bare `RangeError`.
+ */
+function allocated(fqn: string, dtype: DType, size: readonly number[]): Tensor {
+  try {
+    return emptyTensor(dtype, size);
+  } catch (cause) {
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected "${fqn}" (${dtype} [${size.join(", ")}]) to fit in memory, but allocating it failed (${String(cause)})`,
+      { cause },
+    );
   }
 }

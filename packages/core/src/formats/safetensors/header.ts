@@ -1,4 +1,5 @@
 import { CheckpointError, MetadataError } from "../../errors.js";
+import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
 import { DTYPE_BYTES, type DType } from "../../model/dtype.js";
 
 /** Bytes of the little-endian u64 that starts a safetensors file (the header's length). */
@@ -83,6 +84,36 @@ function topLevelKeys(text: string): string[] {
   return keys;
 }
 
+/**
+ * Charges `budget` for JSON text before it is parsed: a node per value (each `{`, `[` and `,`
+ * outside strings), its characters as bytes, and refuses nesting deeper than the budget's depth —
+ * so that `JSON.parse` never builds more than the budget allows.
+ */
+function chargeJson(text: string, budget: DecodeBudget): void {
+  budget.bytes(text.length);
+  let depth = 0;
+  let nodes = 1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      i++;
+      while (i < text.length && text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c ? 2 : 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      budget.depth(++depth);
+      nodes++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    } else if (c === 0x2c) {
+      nodes++;
+    }
+    if (nodes >= 4096) {
+      budget.nodes(nodes);
+      nodes = 0;
+    }
+  }
+  budget.nodes(nodes);
+}
+
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
@@ -98,11 +129,24 @@ function isCount(v: unknown): v is number {
  * @param fileSize - the file's size in bytes.
  * @param file - the file's name, for errors.
  * @returns the tensors in file order and the metadata.
- * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found;
- * {@link CheckpointError} `UNSUPPORTED_DTYPE` for a dtype dcpjs has no type for (FP8, complex,
- * unsigned > 8 bits), naming the tensor.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found, or when
+ * the JSON is nested deeper or holds more values than its {@link DecodeBudget} allows (checked
+ * before parsing); {@link CheckpointError} `UNSUPPORTED_DTYPE` for a dtype dcpjs has no type for
+ * (FP8, complex, unsigned > 8 bits), naming the tensor.
  */
 export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, file: string): SafetensorsHeader {
+  const what = `safetensors file ${file}`;
+  return decodeGuarded(what, () =>
+    parseWithin(json, fileSize, file, new DecodeBudget(what, json.byteLength)),
+  );
+}
+
+function parseWithin(
+  json: Uint8Array,
+  fileSize: number,
+  file: string,
+  budget: DecodeBudget,
+): SafetensorsHeader {
   const fail = (message: string): never => {
     throw new MetadataError(`Malformed safetensors file ${file}: ${message}`);
   };
@@ -116,6 +160,7 @@ export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, file:
   }
   if (!text.startsWith("{"))
     fail(`expected the header to begin with "{", got ${JSON.stringify(text.slice(0, 8))}`);
+  chargeJson(text, budget);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

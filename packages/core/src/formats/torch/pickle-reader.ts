@@ -1,10 +1,14 @@
 import { MetadataError } from "../../errors.js";
+import { DecodeBudget } from "../../model/decode-budget.js";
 
 /** Most entries of the unpickler's stack and memo (each). */
 export const MAX_PICKLE_ENTRIES = 1_000_000;
 
 /** A Python tuple (a frozen array, told apart from a list). */
-export class PyTuple extends Array<unknown> {}
+export class PyTuple extends Array<unknown> {
+  /** Tuples nested in it, itself included (1 for a tuple of no tuples): known when it is made, as tuples are immutable. */
+  nesting = 1;
+}
 
 /** A Python object of an allowlisted class, as NEWOBJ + BUILD leave it: its class path and its state. */
 export class PyObject {
@@ -21,8 +25,11 @@ export class PyObject {
 
 /** What a pickled global resolves to: how it is called (REDUCE), instantiated (NEWOBJ), or used as a value. */
 export interface PickleGlobal {
-  /** REDUCE: the global called with these arguments. */
-  readonly call?: (args: readonly unknown[]) => unknown;
+  /**
+   * REDUCE: the global called with these arguments; whatever it copies or walks it charges to
+   * `budget` (the unpickler has charged one node per argument).
+   */
+  readonly call?: (args: readonly unknown[], budget: DecodeBudget) => unknown;
   /** NEWOBJ: a new, empty instance (filled by BUILD). */
   readonly newObject?: () => PyObject;
   /** The global used as a value (a dtype, a storage class). */
@@ -37,13 +44,77 @@ export interface UnpickleOptions {
   readonly persistentLoad?: (pid: unknown) => unknown;
   /** Names the input in errors, e.g. `.metadata`. */
   readonly what: string;
+  /**
+   * The decode's budget, shared with the walks over the result.
+   * @default a new {@link DecodeBudget} for the input's size
+   */
+  readonly budget?: DecodeBudget;
+}
+
+/** One step of the walk that turns a tuple key into text: a tuple and the next element to write. */
+interface KeyFrame {
+  readonly items: readonly unknown[];
+  next: number;
+}
+
+/** JSON text of a scalar element of a tuple key (a bigint as its decimal string); undefined for anything else. */
+function scalarKeyText(v: unknown): string | undefined {
+  if (v === null || typeof v === "boolean" || typeof v === "number" || typeof v === "string")
+    return JSON.stringify(v);
+  if (typeof v === "bigint") return `"${v}"`;
+  return undefined;
+}
+
+/**
+ * The text a tuple dict key is kept under: the JSON of its elements (`(1, "a")` → `[1,"a"]`,
+ * bigints as decimal strings), built without recursion and within `budget` — every element
+ * visited is a node, however often the memo shares it, and every character a byte — so that a
+ * key that is a DAG of shared tuples cannot expand exponentially.
+ *
+ * @param key - the tuple.
+ * @param budget - the decode's budget.
+ * @returns the key's text.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` past the budget, for nesting deeper than its
+ * depth, or for an element other than None, a bool, a number, a string or a tuple.
+ */
+export function tupleKeyText(key: PyTuple, budget: DecodeBudget): string {
+  const out: string[] = ["["];
+  const frames: KeyFrame[] = [{ items: key, next: 0 }];
+  budget.nodes();
+  while (frames.length > 0) {
+    const frame = frames.at(-1)!;
+    if (frame.next === frame.items.length) {
+      out.push("]");
+      frames.pop();
+      continue;
+    }
+    if (frame.next > 0) out.push(",");
+    const v = frame.items[frame.next++];
+    budget.nodes();
+    if (v instanceof PyTuple) {
+      budget.depth(frames.length + 1);
+      out.push("[");
+      frames.push({ items: v, next: 0 });
+      continue;
+    }
+    if (typeof v === "string") budget.bytes(v.length);
+    const text = scalarKeyText(v);
+    if (text === undefined)
+      return budget.fail("expected a dict key of None, bools, numbers, strings and tuples of them");
+    budget.bytes(text.length);
+    out.push(text);
+  }
+  return out.join("");
 }
 
 /**
  * A restricted unpickler for the pickles torch writes (protocols 2–5): only the opcodes of
  * `.metadata` files and `torch.save` archives; globals resolved only through an allowlist (never
  * looked up by name); dict keys kept in `Map`s (never object keys); stack and memo bounded by
- * {@link MAX_PICKLE_ENTRIES}; every length checked against the bytes left, before allocating.
+ * {@link MAX_PICKLE_ENTRIES}; every length checked against the bytes left, before allocating;
+ * every value pushed (a memo reference too) and every byte of text or binary charged to the
+ * decode's {@link DecodeBudget}; a tuple key turned into text ({@link tupleKeyText}) within it,
+ * and an unhashable key (a list, a dict) refused.
  * Python values become: None → null, bool, int → number (bigint beyond 2⁵³), float → number,
  * str → string, bytes → Uint8Array, list → array, tuple → {@link PyTuple}, dict → Map.
  *
@@ -51,7 +122,8 @@ export interface UnpickleOptions {
  * @param options - the allowlist, the persistent-id hook and the input's name.
  * @returns the unpickled value.
  * @throws {@link MetadataError} `MALFORMED_METADATA` naming an unknown opcode, a global outside the
- * allowlist (`module.name`), a crossed limit, or truncated input, with the byte offset.
+ * allowlist (`module.name`), a crossed limit, or truncated input, with the byte offset; or when
+ * the input expands beyond its budget.
  */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -60,6 +132,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   const marks: number[] = [];
   const memo = new Map<number, unknown>();
   const decoder = new TextDecoder("utf-8", { fatal: true });
+  const budget = options.budget ?? new DecodeBudget(options.what, bytes.byteLength);
   let at = 0;
   const fail = (message: string): never => {
     throw new MetadataError(`Malformed ${options.what}: ${message} (at byte ${at})`);
@@ -91,6 +164,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
     return Number(v);
   };
   const text = (n: number) => {
+    budget.bytes(n);
     try {
       return decoder.decode(take(n));
     } catch {
@@ -103,6 +177,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
     return text(stop - at + 1).slice(0, -1);
   };
   const push = (v: unknown) => {
+    budget.nodes();
     if (stack.length >= MAX_PICKLE_ENTRIES) fail(`the stack grew beyond ${MAX_PICKLE_ENTRIES} entries`);
     stack.push(v);
   };
@@ -135,8 +210,28 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
     for (let i = 0; i + 1 < items.length; i += 2)
       (target as Map<unknown, unknown>).set(keyOf(items[i]), items[i + 1]);
   };
-  const keyOf = (k: unknown) =>
-    k instanceof PyTuple ? JSON.stringify(k, (_x, v) => (typeof v === "bigint" ? String(v) : v)) : k;
+  const keyOf = (k: unknown) => {
+    if (k instanceof PyTuple) return tupleKeyText(k, budget);
+    if (Array.isArray(k) || k instanceof Map)
+      fail(`an unhashable dict key (a ${Array.isArray(k) ? "list" : "dict"})`);
+    return k;
+  };
+  /** A tuple of `items`, refused when tuples nest deeper than the budget's depth (a key is then never walked). */
+  const tuple = (items: readonly unknown[]): PyTuple => {
+    const t = new PyTuple();
+    let nesting = 1;
+    for (const v of items) {
+      t.push(v);
+      if (v instanceof PyTuple && v.nesting >= nesting) nesting = v.nesting + 1;
+    }
+    if (nesting > budget.limits.depth) fail(`expected tuples nested at most ${budget.limits.depth} deep`);
+    t.nesting = nesting;
+    return t;
+  };
+  const copy = (raw: Uint8Array) => {
+    budget.bytes(raw.byteLength);
+    return new Uint8Array(raw);
+  };
   const int = (raw: Uint8Array): number | bigint => {
     if (raw.length === 0) return 0;
     let v = 0n;
@@ -208,38 +303,38 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
         push(text(u32()));
         break;
       case 0x43: // SHORT_BINBYTES
-        push(new Uint8Array(take(u8())));
+        push(copy(take(u8())));
         break;
       case 0x42: // BINBYTES
-        push(new Uint8Array(take(u32())));
+        push(copy(take(u32())));
         break;
       case 0x8e: // BINBYTES8
-        push(new Uint8Array(take(u64())));
+        push(copy(take(u64())));
         break;
       case 0x29: // EMPTY_TUPLE
         push(new PyTuple());
         break;
       case 0x85: // TUPLE1
-        push(PyTuple.from([pop()]));
+        push(tuple([pop()]));
         break;
       case 0x86: {
         // TUPLE2
         const b = pop();
-        push(PyTuple.from([pop(), b]));
+        push(tuple([pop(), b]));
         break;
       }
       case 0x87: {
         // TUPLE3
         const c = pop();
         const b = pop();
-        push(PyTuple.from([pop(), b, c]));
+        push(tuple([pop(), b, c]));
         break;
       }
       case 0x28: // MARK
         marks.push(stack.length);
         break;
       case 0x74: // TUPLE
-        push(PyTuple.from(popMark()));
+        push(tuple(popMark()));
         break;
       case 0x5d: // EMPTY_LIST
         push([]);
@@ -344,7 +439,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
         const g = pop() as PickleGlobal;
         if (!(args instanceof PyTuple)) fail("REDUCE needs an argument tuple");
         if (typeof g?.call !== "function") fail("REDUCE of something that cannot be called");
-        push(g.call!(args as PyTuple));
+        budget.nodes((args as PyTuple).length);
+        push(g.call!(args as PyTuple, budget));
         break;
       }
       case 0x81: {

@@ -1,5 +1,7 @@
 import { MetadataError } from "../../errors.js";
-import { sameShape } from "../../model/geometry.js";
+import { DecodeBudget } from "../../model/decode-budget.js";
+import { DTYPE_BYTES } from "../../model/dtype.js";
+import { numel, sameShape } from "../../model/geometry.js";
 import { decodeValue, encodeValue } from "../../model/value-codec.js";
 import type { ItemFormat } from "../item-format.js";
 import { decodeTorchItem, unzstd } from "./torch-item.js";
@@ -24,9 +26,12 @@ export const TORCH_ITEM_FORMAT: ItemFormat = {
     return { parts: [prefix, payload, suffix], info: { itemFormat: "torch" } };
   },
   unframe(stored, info, expect, fqn, where) {
+    // One budget for the item, sized by the larger of its stored bytes and the tensor it holds.
+    const expected = expect.kind === "tensor" ? numel(expect.sizes) * DTYPE_BYTES[expect.dtype] : 0;
+    const budget = new DecodeBudget(`torch item "${fqn}" in ${where}`, Math.max(stored.byteLength, expected));
     // zstd frames are undone first; the zip CRCs inside decide whether the bytes are intact.
-    const plain = info.transforms?.length ? unzstd(stored, fqn, where) : stored;
-    const item = decodeTorchItem(plain, fqn, where);
+    const plain = info.transforms?.length ? unzstd(stored, fqn, where, budget) : stored;
+    const item = decodeTorchItem(plain, fqn, where, budget);
     if (expect.kind === "value") {
       if (item.kind !== "value")
         throw new MetadataError(

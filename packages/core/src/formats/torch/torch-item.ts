@@ -1,8 +1,10 @@
 import { decompress } from "fzstd";
 import { CheckpointError, MetadataError } from "../../errors.js";
+import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
 import { DTYPE_BYTES, type DType } from "../../model/dtype.js";
 import { type PickleGlobal, PyTuple, unpickle } from "./pickle-reader.js";
 import { readZip, verifiedMember } from "./torch-zip.js";
+import { chargeZstdFrames } from "./zstd-bounds.js";
 
 /** torch's legacy typed-storage classes (the `storage_type` of a persistent id) and their dtypes. */
 const STORAGE_DTYPES: Readonly<Record<string, DType | undefined>> = {
@@ -30,7 +32,8 @@ class TensorRef {
   ) {}
 }
 
-const toNumbers = (v: unknown, what: string): number[] => {
+const toNumbers = (v: unknown, what: string, budget: DecodeBudget): number[] => {
+  if (Array.isArray(v)) budget.nodes(v.length);
   if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0))
     throw new MetadataError(`Malformed torch item: expected ${what} to be a tuple of non-negative integers`);
   return v as number[];
@@ -41,15 +44,19 @@ const ITEM_GLOBALS = new Map<string, PickleGlobal>([
   [
     "torch._utils._rebuild_tensor_v2",
     {
-      call: (args) => {
+      call: (args, budget) => {
         const [storage, offset, size, stride] = args as unknown[];
-        if (typeof offset !== "number")
-          throw new MetadataError("Malformed torch item: a storage offset that is not an integer");
+        if (!Number.isSafeInteger(offset) || (offset as number) < 0)
+          throw new MetadataError(
+            "Malformed torch item: a storage offset that is not a non-negative integer",
+          );
+        if (typeof storage !== "object" || storage === null || !("bytes" in storage))
+          throw new MetadataError("Malformed torch item: a tensor whose storage is not a persistent storage");
         return new TensorRef(
           storage as TensorRef["storage"],
-          offset,
-          toNumbers(size, "a size"),
-          toNumbers(stride, "a stride"),
+          offset as number,
+          toNumbers(size, "a size", budget),
+          toNumbers(stride, "a stride", budget),
         );
       },
     },
@@ -71,11 +78,18 @@ export type TorchItem =
     }
   | { readonly kind: "value"; readonly value: unknown };
 
-/** The tensor's elements in C order: a view when the stride is contiguous, else a gathered copy. */
-function contiguousBytes(t: TensorRef, fqn: string): Uint8Array {
+/**
+ * The tensor's elements in C order: a view when the stride is contiguous, else a gathered copy,
+ * whose bytes are charged to `budget` before it is allocated (a zero stride repeats one element).
+ */
+function contiguousBytes(t: TensorRef, fqn: string, budget: DecodeBudget): Uint8Array {
   const dtype = t.storage.dtype!;
   const es = DTYPE_BYTES[dtype];
   const count = t.shape.reduce((a, b) => a * b, 1);
+  if (!Number.isSafeInteger(count * es))
+    throw new MetadataError(
+      `Malformed torch item "${fqn}": a shape [${t.shape.join(", ")}] of more bytes than a safe integer counts`,
+    );
   if (count === 0) return new Uint8Array(0);
   const last = t.offset + t.shape.reduce((sum, s, d) => sum + (s - 1) * t.stride[d]!, 0);
   if (t.stride.length !== t.shape.length || (last + 1) * es > t.storage.bytes.byteLength) {
@@ -88,6 +102,8 @@ function contiguousBytes(t: TensorRef, fqn: string): Uint8Array {
   }
   if (contiguous) return t.storage.bytes.subarray(t.offset * es, (t.offset + count) * es);
   // A strided view (e.g. transposed): gather element by element, odometer-style.
+  budget.bytes(count * es);
+  budget.nodes(count);
   const out = new Uint8Array(count * es);
   const index = new Array<number>(t.shape.length).fill(0);
   for (let i = 0; i < count; i++) {
@@ -102,24 +118,37 @@ function contiguousBytes(t: TensorRef, fqn: string): Uint8Array {
   return out;
 }
 
-/** Deepest nesting of a value in a BYTE_IO item. */
-const MAX_VALUE_DEPTH = 64;
+/** A dict key as the property name it becomes: strings as they are, others as `String` gives. */
+function keyName(k: unknown, budget: DecodeBudget): string {
+  if (typeof k === "string") return k;
+  if (k instanceof Uint8Array) budget.bytes(4 * k.byteLength);
+  return String(k);
+}
 
-/** A Python value (from a BYTE_IO item) as a JS value: tuples as arrays, dicts as null-prototype objects. */
-function toJs(v: unknown, fqn: string, depth = 0): unknown {
-  if (depth > MAX_VALUE_DEPTH)
-    throw new MetadataError(`Malformed torch item "${fqn}": a value nested deeper than ${MAX_VALUE_DEPTH}`);
+/**
+ * A Python value (from a BYTE_IO item) as a JS value: tuples as arrays, dicts as null-prototype
+ * objects. Every value visited is charged to `budget` — a value the memo shares, each time it is
+ * reached — and every string, binary and tensor copy its bytes (they are copied or encoded again
+ * downstream), so that a DAG of shared references cannot expand exponentially.
+ */
+function toJs(v: unknown, fqn: string, budget: DecodeBudget, depth = 0): unknown {
+  budget.nodes();
+  budget.depth(depth);
   if (v instanceof TensorRef) {
     if (!v.storage.dtype) throw unsupported(fqn, v.storage.storageType);
-    return { dtype: v.storage.dtype, shape: v.shape, data: new Uint8Array(contiguousBytes(v, fqn)) };
+    const bytes = contiguousBytes(v, fqn, budget);
+    budget.bytes(bytes.byteLength);
+    return { dtype: v.storage.dtype, shape: v.shape, data: new Uint8Array(bytes) };
   }
+  if (typeof v === "string") budget.bytes(v.length);
+  if (v instanceof Uint8Array) budget.bytes(v.byteLength);
   if (v instanceof Map) {
     const o = Object.create(null) as Record<string, unknown>;
-    for (const [k, x] of v) o[String(k)] = toJs(x, fqn, depth + 1);
+    for (const [k, x] of v) o[keyName(k, budget)] = toJs(x, fqn, budget, depth + 1);
     return o;
   }
-  if (v instanceof Set) return [...v].map((x) => toJs(x, fqn, depth + 1));
-  if (Array.isArray(v)) return Array.from(v, (x) => toJs(x, fqn, depth + 1));
+  if (v instanceof Set) return Array.from(v, (x) => toJs(x, fqn, budget, depth + 1));
+  if (Array.isArray(v)) return Array.from(v, (x) => toJs(x, fqn, budget, depth + 1));
   if (v !== null && typeof v === "object" && !(v instanceof Uint8Array))
     throw new CheckpointError("INVALID_STATE_DICT", `Value "${fqn}" holds an object dcpjs cannot represent`);
   return v;
@@ -143,16 +172,29 @@ function unsupported(fqn: string, what: string): CheckpointError {
  * @param bytes - the item's bytes.
  * @param fqn - its entry, for errors.
  * @param where - its file and range, for errors.
+ * @param budget - the decode's budget (the zip, the pickle and the walk over its value).
+ * @default a new {@link DecodeBudget} for the item's size
  * @throws {@link ChecksumMismatchError} naming the fqn when a member's CRC-32 differs;
- * {@link MetadataError} for a malformed archive or pickle (a refused global is named);
- * `UNSUPPORTED_DTYPE` for complex storages.
+ * {@link MetadataError} for a malformed or ambiguous archive or pickle (a refused global is named),
+ * one that expands beyond its budget, or anything else it would throw; `UNSUPPORTED_DTYPE` for
+ * complex storages.
  */
-export function decodeTorchItem(bytes: Uint8Array, fqn: string, where: string): TorchItem {
-  const members = readZip(bytes, `"${fqn}" in ${where}`);
+export function decodeTorchItem(
+  bytes: Uint8Array,
+  fqn: string,
+  where: string,
+  budget: DecodeBudget = new DecodeBudget(`torch item "${fqn}" in ${where}`, bytes.byteLength),
+): TorchItem {
+  return decodeGuarded(budget.what, () => decodeWithin(bytes, fqn, where, budget));
+}
+
+function decodeWithin(bytes: Uint8Array, fqn: string, where: string, budget: DecodeBudget): TorchItem {
+  const members = readZip(bytes, `"${fqn}" in ${where}`, budget);
   const storages = new Map<string, TensorRef["storage"]>();
-  const value = unpickle(verifiedMember(members, "/data.pkl", fqn, where), {
+  const value = unpickle(verifiedMember(members, "data.pkl", fqn, where), {
     globals: ITEM_GLOBALS,
-    what: `torch item "${fqn}" in ${where}`,
+    what: budget.what,
+    budget,
     persistentLoad: (pid) => {
       if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
         throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
@@ -163,7 +205,7 @@ export function decodeTorchItem(bytes: Uint8Array, fqn: string, where: string): 
       const key = pid[2];
       let storage = storages.get(key);
       if (!storage) {
-        storage = { ...type, bytes: verifiedMember(members, `/data/${key}`, fqn, where) };
+        storage = { ...type, bytes: verifiedMember(members, `data/${key}`, fqn, where) };
         storages.set(key, storage);
       }
       return storage;
@@ -175,22 +217,31 @@ export function decodeTorchItem(bytes: Uint8Array, fqn: string, where: string): 
       kind: "tensor",
       dtype: value.storage.dtype,
       shape: value.shape,
-      bytes: contiguousBytes(value, fqn),
+      bytes: contiguousBytes(value, fqn, budget),
     };
   }
-  return { kind: "value", value: toJs(value, fqn) };
+  return { kind: "value", value: toJs(value, fqn, budget) };
 }
 
 /**
- * Undoes PyTorch's `stream.zstd/1` transform (a zstd frame around the item), with `fzstd`.
+ * Undoes PyTorch's `stream.zstd/1` transform (a zstd frame around the item), with `fzstd` — after
+ * charging `budget` the most the frames can allocate ({@link chargeZstdFrames}), so that a small
+ * frame declaring gigabytes is refused before anything is allocated.
  *
  * @param bytes - the stored item.
  * @param fqn - its entry, for errors.
  * @param where - its file and range, for errors.
+ * @param budget - the item's decode budget. @default a new {@link DecodeBudget} for `bytes`
  * @throws {@link MetadataError} when the bytes are not a valid zstd frame (the zip CRCs inside then
- * catch damage the frame itself does not).
+ * catch damage the frame itself does not), or may expand beyond the budget.
  */
-export function unzstd(bytes: Uint8Array, fqn: string, where: string): Uint8Array {
+export function unzstd(
+  bytes: Uint8Array,
+  fqn: string,
+  where: string,
+  budget: DecodeBudget = new DecodeBudget(`torch item "${fqn}" in ${where}`, bytes.byteLength),
+): Uint8Array {
+  chargeZstdFrames(bytes, budget);
   try {
     return decompress(bytes);
   } catch (cause) {

@@ -1,5 +1,7 @@
 import { CheckpointError, MetadataError } from "../../errors.js";
-import { DTYPES, type DType } from "../../model/dtype.js";
+import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
+import { DTYPE_BYTES, DTYPES, type DType } from "../../model/dtype.js";
+import { numel } from "../../model/geometry.js";
 import type { ObjectPath } from "../../model/state-dict.js";
 import {
   type ChunkStorageMetadata,
@@ -75,13 +77,21 @@ const METADATA_GLOBALS = new Map<string, PickleGlobal>([
   [
     "torch.Size",
     {
-      call: (args) =>
-        Array.isArray(args[0])
-          ? [...args[0]]
-          : fail(`expected torch.Size of a tuple of integers, got ${typeof args[0]}`),
+      call: (args, budget) => {
+        if (!Array.isArray(args[0]))
+          fail(`expected torch.Size of a tuple of integers, got ${typeof args[0]}`);
+        budget.nodes((args[0] as unknown[]).length);
+        return [...(args[0] as unknown[])];
+      },
     },
   ],
-  ["torch.serialization._get_layout", { call: (args) => String(args[0]) }],
+  [
+    "torch.serialization._get_layout",
+    {
+      call: (args) =>
+        typeof args[0] === "string" ? args[0] : fail(`expected a layout name, got ${typeof args[0]}`),
+    },
+  ],
   ...[
     "pathlib.PosixPath",
     "pathlib.PurePosixPath",
@@ -90,10 +100,16 @@ const METADATA_GLOBALS = new Map<string, PickleGlobal>([
     "pathlib._local.PosixPath",
   ].map(
     (p) =>
-      [p, { call: (args: readonly unknown[]) => args.join("/").replace(/^\/\//, "/") }] as [
-        string,
-        PickleGlobal,
-      ],
+      [
+        p,
+        {
+          call: (args: readonly unknown[], budget: DecodeBudget) => {
+            if (!args.every((a) => typeof a === "string")) fail(`expected ${p} of strings`);
+            budget.bytes(args.reduce((n: number, a) => n + (a as string).length + 1, 0));
+            return args.join("/").replace(/^\/\//, "/");
+          },
+        },
+      ] as [string, PickleGlobal],
   ),
   ...TORCH_DTYPES.map((d) => [`torch.${d}`, { value: { torchDtype: d } }] as [string, PickleGlobal]),
 ]);
@@ -114,7 +130,8 @@ function fields(o: PyObject): Map<unknown, unknown> {
   return s as Map<unknown, unknown>;
 }
 
-function counts(v: unknown, what: string): number[] {
+function counts(v: unknown, what: string, budget: DecodeBudget): number[] {
+  if (Array.isArray(v)) budget.nodes(v.length);
   if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0))
     fail(`expected ${what} to be a torch.Size of non-negative integers`);
   return v as number[];
@@ -143,11 +160,18 @@ function dtypeOf(properties: unknown, fqn: string): DType {
  * @returns the metadata (`storageMeta.format` is `"torch"`).
  * @throws {@link MetadataError} `MALFORMED_METADATA` for anything outside the allowlist or the
  * expected shapes, `UNSAFE_PATH` for an escaping path; `UNSUPPORTED_DTYPE` naming the fqn of a
- * complex, wide unsigned or float8 tensor.
+ * complex, wide unsigned or float8 tensor. Everything is decoded within one
+ * {@link DecodeBudget} (values, bytes, time: {@link decodeLimits}); whatever else would escape
+ * (a `RangeError`) is a `MALFORMED_METADATA` too.
  */
 export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
+  const what = ".metadata (PyTorch DCP)";
+  return decodeGuarded(what, () => decodeWithin(bytes, new DecodeBudget(what, bytes.byteLength)));
+}
+
+function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
   const top = objectOf(
-    unpickle(bytes, { globals: METADATA_GLOBALS, what: ".metadata (PyTorch DCP)" }),
+    unpickle(bytes, { globals: METADATA_GLOBALS, what: budget.what, budget }),
     "Metadata",
     "the top level",
   );
@@ -156,6 +180,7 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
   if (!(sdm instanceof Map)) fail("expected state_dict_metadata to be a dict");
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
   for (const [fqn, entry] of sdm as Map<unknown, unknown>) {
+    budget.nodes();
     if (typeof fqn !== "string") fail("expected string fqns");
     if (fqn === "__proto__") fail('expected fqns other than "__proto__"');
     if (entry instanceof PyObject && entry.cls === "BytesStorageMetadata") {
@@ -163,13 +188,14 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
       continue;
     }
     const e = fields(objectOf(entry, "TensorStorageMetadata", `"${fqn}"`));
-    const size = counts(e.get("size"), `the size of "${fqn}"`);
+    const size = counts(e.get("size"), `the size of "${fqn}"`, budget);
     const chunks = e.get("chunks");
     if (!Array.isArray(chunks)) fail(`expected a chunk list for "${fqn}"`);
+    budget.nodes((chunks as unknown[]).length);
     const list: ChunkStorageMetadata[] = (chunks as unknown[]).map((c) => {
       const cf = fields(objectOf(c, "ChunkStorageMetadata", `a chunk of "${fqn}"`));
-      const offsets = counts(cf.get("offsets"), `chunk offsets of "${fqn}"`);
-      const sizes = counts(cf.get("sizes"), `chunk sizes of "${fqn}"`);
+      const offsets = counts(cf.get("offsets"), `chunk offsets of "${fqn}"`, budget);
+      const sizes = counts(cf.get("sizes"), `chunk sizes of "${fqn}"`, budget);
       if (
         offsets.length !== size.length ||
         sizes.length !== size.length ||
@@ -178,12 +204,10 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
         fail(`a chunk of "${fqn}" lies outside [${size.join(", ")}]`);
       return { offsets, sizes };
     });
-    stateDictMetadata.set(fqn as string, {
-      type: "tensor",
-      properties: { dtype: dtypeOf(e.get("properties"), fqn as string) },
-      size,
-      chunks: list,
-    });
+    const dtype = dtypeOf(e.get("properties"), fqn as string);
+    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
+      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
+    stateDictMetadata.set(fqn as string, { type: "tensor", properties: { dtype }, size, chunks: list });
   }
   assertChunksTileAll(stateDictMetadata);
 
@@ -192,6 +216,7 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
   if (pd instanceof Map) {
     for (const [fqn, path] of pd) {
       if (typeof fqn !== "string" || !Array.isArray(path) || path.length === 0 || path.length > 64) continue;
+      budget.nodes(path.length);
       if (
         !path.every(
           (s) =>
@@ -212,11 +237,16 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
     const fqn = i.get("fqn");
     const offset = i.get("offset");
     if (typeof fqn !== "string") fail("expected a MetadataIndex fqn");
+    // Keys and storage records may all share one long fqn or path through the memo: each is
+    // checked and copied into a key once per entry, so each is charged once per entry.
+    budget.nodes();
+    budget.bytes((fqn as string).length);
     const s = fields(objectOf(info, "_StorageInfo", `the storage of "${fqn}"`));
     const relativePath = s.get("relative_path");
     const at = s.get("offset");
     const length = s.get("length");
     if (typeof relativePath !== "string") fail(`expected a relative path for "${fqn}"`);
+    budget.bytes((relativePath as string).length);
     assertSafeRelativePath(relativePath as string);
     if (
       !Number.isSafeInteger(at) ||
@@ -228,13 +258,16 @@ export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
     const transforms = s.get("transform_descriptors");
     const known = Array.isArray(transforms) ? transforms.filter((t) => t === ZSTD_TRANSFORM) : [];
     if (Array.isArray(transforms) && known.length !== transforms.length) {
+      // Named by their top-level strings only: a nested DAG is never expanded into a message.
+      const named = transforms.slice(0, 8).map((t) => (typeof t === "string" ? t.slice(0, 64) : typeof t));
       fail(
-        `"${fqn}" is stored through the stream transforms ${JSON.stringify(transforms)}; dcpjs undoes ${ZSTD_TRANSFORM} only`,
+        `"${fqn}" is stored through the stream transforms ${JSON.stringify(named)}; dcpjs undoes ${ZSTD_TRANSFORM} only`,
       );
     }
     const key = metadataIndexKey({
       fqn: fqn as string,
-      offset: offset === null || offset === undefined ? null : counts(offset, `the index of "${fqn}"`),
+      offset:
+        offset === null || offset === undefined ? null : counts(offset, `the index of "${fqn}"`, budget),
     });
     storageData.set(key, {
       relativePath: relativePath as string,
