@@ -23,7 +23,13 @@ export {
   type ExportSummary,
   exportSafetensors,
 } from "./export-safetensors.js";
-export { type LoadOptions, type LoadStateDictFromKeysOptions, load, loadStateDictFromKeys } from "./load.js";
+export {
+  LOAD_SUPERSEDED_RETRIES,
+  type LoadOptions,
+  type LoadStateDictFromKeysOptions,
+  load,
+  loadStateDictFromKeys,
+} from "./load.js";
 export { DTYPE_BYTES, DTYPES, type DType, isDType } from "./model/dtype.js";
 export { type ChunkRange, chunkRange, type ShardTensorOptions, shardTensor } from "./model/sharding.js";
 export type { StateDict, StateDictLeaf } from "./model/state-dict.js";
