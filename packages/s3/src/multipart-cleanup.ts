@@ -11,6 +11,11 @@ export interface AbortIncompleteUploadsOptions {
   readonly clientConfig?: S3ClientConfig;
   /** Only abort uploads started before this time. @default now (all of them) */
   readonly startedBefore?: Date;
+  /**
+   * Uploads to keep, by key (the object key in the bucket): `dcp gc` keeps those of a save whose
+   * lease is live. @default none kept
+   */
+  readonly keep?: (key: string) => boolean;
 }
 
 /**
@@ -34,6 +39,7 @@ export async function abortIncompleteUploads(
   try {
     return await abortUploadsUnder(client, bucket, prefix, {
       startedBefore: options.startedBefore ?? new Date(),
+      ...(options.keep ? { keep: options.keep } : {}),
     });
   } catch (error) {
     throw toCheckpointError(error, "abort the multipart uploads under", uri);
@@ -50,7 +56,8 @@ export async function abortIncompleteUploads(
  * @param client - the client.
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
- * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it.
+ * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it;
+ *   `keep`: not the keys it accepts.
  * @returns the keys whose uploads were aborted (a key once per upload).
  * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
  *   trying every other upload.
@@ -59,7 +66,11 @@ export async function abortUploadsUnder(
   client: S3Client,
   bucket: string,
   prefix: string,
-  filter: { readonly exactKey?: string; readonly startedBefore?: Date } = {},
+  filter: {
+    readonly exactKey?: string;
+    readonly startedBefore?: Date;
+    readonly keep?: (key: string) => boolean;
+  } = {},
 ): Promise<string[]> {
   const aborted: string[] = [];
   let first: { readonly error: unknown } | undefined;
@@ -77,6 +88,7 @@ export async function abortUploadsUnder(
     for (const u of page.Uploads ?? []) {
       if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
       if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
+      if (filter.keep?.(u.Key ?? "")) continue;
       try {
         await client.send(
           new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
