@@ -12,10 +12,12 @@ export interface AbortIncompleteUploadsOptions {
   /** Only abort uploads started before this time. @default now (all of them) */
   readonly startedBefore?: Date;
   /**
-   * Uploads to keep, by key (the object key in the bucket): `dcp gc` keeps those of a save whose
-   * lease is live. @default none kept
+   * Which uploads to keep: called once per listed page of uploads, after that page was listed,
+   * with its keys (object keys in the bucket); returns those to keep. `dcp gc` keeps the uploads of
+   * a save whose lease is live, reading the leases after the uploads were listed (a save writes its
+   * lease before it starts an upload). @default none kept
    */
-  readonly keep?: (key: string) => boolean;
+  readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function abortIncompleteUploads(
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
  * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it;
- *   `keep`: not the keys it accepts.
+ *   `keep`: not the keys it returns for each page (asked after the page is listed).
  * @returns the keys whose uploads were aborted (a key once per upload).
  * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
  *   trying every other upload.
@@ -69,7 +71,7 @@ export async function abortUploadsUnder(
   filter: {
     readonly exactKey?: string;
     readonly startedBefore?: Date;
-    readonly keep?: (key: string) => boolean;
+    readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
   } = {},
 ): Promise<string[]> {
   const aborted: string[] = [];
@@ -85,10 +87,11 @@ export async function abortUploadsUnder(
         ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
       }),
     );
+    const kept = filter.keep ? await filter.keep((page.Uploads ?? []).map((u) => u.Key ?? "")) : undefined;
     for (const u of page.Uploads ?? []) {
+      if (kept?.has(u.Key ?? "")) continue;
       if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
       if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
-      if (filter.keep?.(u.Key ?? "")) continue;
       try {
         await client.send(
           new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),

@@ -289,7 +289,11 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
       uploads = (
         await abortIncompleteUploads(path, {
           startedBefore: new Date(now - grace),
-          keep: inFlight,
+          // Leases read again after each page of uploads is listed: a save leases before it uploads.
+          keep: async (keys) => {
+            const live = await liveLeases(fs, root, Date.now());
+            return new Set(keys.filter((k) => live.has(saveTagOf(k) ?? "")));
+          },
         })
       ).length;
   }
