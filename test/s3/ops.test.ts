@@ -32,3 +32,35 @@ describe("dcp cp across backends", () => {
     expect(whichSeed(sd, [5])).toBe(5);
   });
 });
+
+describe("dcp gc and a save in flight on S3", () => {
+  it("gc at grace 0 keeps the multipart upload of a save whose lease is live, and aborts one without a lease", async () => {
+    const { collectGarbage } = await import("@dcpjs/cli");
+    const { saveLeaseFile, writeWholeFile } = await import("@dcpjs/core/extend");
+    const { ListMultipartUploadsCommand } = await import("@aws-sdk/client-s3");
+    const { parseS3Uri } = await import("@dcpjs/s3");
+    const uri = freshUri();
+    const fs = new S3FileSystem({ client: testClient(), clientConfig: { partSize: 5 * 1024 * 1024 } });
+    const uploads = async () => {
+      const { bucket, key } = parseS3Uri(uri);
+      const page = await testClient().send(
+        new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${key}/` }),
+      );
+      return (page.Uploads ?? []).map((u) => u.Key!.split("/").at(-1)).sort();
+    };
+    // Two saves writing a data file bigger than a part (a multipart upload in progress): one leased.
+    await writeWholeFile(fs, fs.concatPath(uri, saveLeaseFile("00000000000a")), [new Uint8Array(1)]);
+    const leased = await fs.createStream(fs.concatPath(uri, "__0_0.00000000000a.distcp"), "wb");
+    const dead = await fs.createStream(fs.concatPath(uri, "__0_0.00000000000b.distcp"), "wb");
+    for (const s of [leased, dead]) await s.write(new Uint8Array(11 * 1024 * 1024));
+    await expect
+      .poll(uploads, { timeout: 20_000 })
+      .toEqual(["__0_0.00000000000a.distcp", "__0_0.00000000000b.distcp"]);
+    const r = await collectGarbage(uri, { graceMs: 0 });
+    expect(r.uploads).toBe(1);
+    expect(await uploads()).toEqual(["__0_0.00000000000a.distcp"]);
+    await leased.close(); // the leased save's file completes
+    await dead.abort();
+    expect((await fs.list(uri)).map((e) => e.name)).toContain("__0_0.00000000000a.distcp");
+  });
+});

@@ -7,6 +7,13 @@
  * - `ALREADY_EXISTS`: an exclusive rename found its target in place (a storage backend's code).
  * - `INCOMPLETE_CHECKPOINT`: the checkpoint folder has no `.metadata` (never committed).
  * - `NOT_FOUND`: a file or object the checkpoint refers to does not exist.
+ * - `CHECKPOINT_SUPERSEDED`: a data file a load needed was removed because a newer save committed
+ *   at the same id after the load read `.metadata` (the committed `.metadata` no longer refers to
+ *   it). `load` starts again on the newer checkpoint by itself (every rank together) and reports
+ *   this only when overwrites kept outrunning it; a damaged checkpoint stays `NOT_FOUND`.
+ * - `SAVE_FILES_LOST`: just before its commit, a save found one of its own data files missing or
+ *   of another size than it wrote (removed by `dcp gc` or another process while it ran); nothing
+ *   was committed and the checkpoint it would have replaced is untouched.
  * - `MALFORMED_METADATA`: `.metadata` is not a valid dcpjs metadata file, or crosses a decoder limit.
  * - `MALFORMED_DATA`: a stored value's bytes passed their checksum but do not decode.
  * - `UNSAFE_PATH`: metadata names a file outside the checkpoint folder (also through a link), or one that is not a regular file.
@@ -33,6 +40,8 @@ export type CheckpointErrorCode =
   | "ALREADY_EXISTS"
   | "INCOMPLETE_CHECKPOINT"
   | "NOT_FOUND"
+  | "CHECKPOINT_SUPERSEDED"
+  | "SAVE_FILES_LOST"
   | "MALFORMED_METADATA"
   | "MALFORMED_DATA"
   | "UNSAFE_PATH"

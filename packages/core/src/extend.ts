@@ -124,10 +124,15 @@ export {
   dataFileName,
   isDataFile,
   isMetadataTmpFile,
+  isSaveLeaseFile,
   METADATA_FILE,
   metadataTmpFile,
   rankFilePrefix,
   rankMetadataFile,
+  SAVE_LEASE_EXPIRY_MS,
+  SAVE_LEASE_RENEW_MS,
+  saveLeaseFile,
+  saveTagOf,
 } from "./storage/layout.js";
 export {
   type ByteRange,

@@ -32,6 +32,7 @@ export {
 } from "./export-safetensors.js";
 export {
   type Loaded,
+  LOAD_SUPERSEDED_RETRIES,
   type LoadOptions,
   type LoadStateDictFromKeysOptions,
   load,

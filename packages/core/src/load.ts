@@ -1,5 +1,6 @@
 import { allGather, reduceScatter } from "./distributed/collectives.js";
 import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
+import { CheckpointException, throwIfAborted } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { ShardedTensor, Tensor } from "./model/tensor.js";
 import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./plan/load-planner.js";
@@ -39,8 +40,12 @@ export interface LoadOptions {
  * @returns `stateDict` itself, once loaded (typed `T`; the values in it are those saved).
  * @throws {@link CheckpointException} on every rank when any rank fails; its `failures` name the
  * failing ranks and carry codes such as `INCOMPLETE_CHECKPOINT`, `MISSING_KEY`,
- * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`; its
- * own `code` is the code they share (one process: the rank's own code), else `COLLECTIVE_FAILED`.
+ * `SIZE_MISMATCH`, `DTYPE_MISMATCH`, `CHECKSUM_MISMATCH`, `TRUNCATED`, `MALFORMED_METADATA`;
+ * `CHECKPOINT_SUPERSEDED` only when newer saves committed at this id while it read
+ * {@link LOAD_SUPERSEDED_RETRIES} + 1 times in a row — each time, every rank starts again on the
+ * newer checkpoint, so a load racing an overwrite returns the old or the new checkpoint whole. Its
+ * own `code` is the code the failures share (one process: the rank's own code), else
+ * `COLLECTIVE_FAILED`.
  * @example
  * ```ts
  * const target = await load(
@@ -58,20 +63,44 @@ export async function load<T extends StateDict>(stateDict: T, options: LoadOptio
   const planner = options.planner ?? new DefaultLoadPlanner();
   const { signal } = options;
 
-  const plan = await reduceScatter<LoadPlan, LoadPlan>(
-    pg,
-    "plan",
-    async () => {
-      const metadata = await reader.readMetadata(signal);
-      planner.setUpPlanner(stateDict, metadata, isCoordinator);
-      reader.setUpStorageReader(metadata, { isCoordinator, rank: pg.rank, worldSize: pg.size });
-      return reader.prepareLocalPlan(planner.createLocalPlan());
-    },
-    async (all) => reader.prepareGlobalPlan(planner.createGlobalPlan(all)),
-    coordinator,
+  // A newer save that commits at this id while the load runs removes the files the load planned
+  // from: every rank then sees the same CHECKPOINT_SUPERSEDED failures and starts again together.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const plan = await reduceScatter<LoadPlan, LoadPlan>(
+        pg,
+        "plan",
+        async () => {
+          const metadata = await reader.readMetadata(signal);
+          planner.setUpPlanner(stateDict, metadata, isCoordinator);
+          reader.setUpStorageReader(metadata, { isCoordinator, rank: pg.rank, worldSize: pg.size });
+          return reader.prepareLocalPlan(planner.createLocalPlan());
+        },
+        async (all) => reader.prepareGlobalPlan(planner.createGlobalPlan(all)),
+        coordinator,
+      );
+      await allGather(pg, "read", async () => reader.readData(planner.finishPlan(plan), planner, signal));
+      return stateDict;
+    } catch (error) {
+      if (attempt >= LOAD_SUPERSEDED_RETRIES || !supersededEverywhere(error)) throw error;
+      throwIfAborted(signal);
+    }
+  }
+}
+
+/**
+ * How many times {@link load} starts again when a newer save commits at the checkpoint id while
+ * it reads (`CHECKPOINT_SUPERSEDED` on every failing rank); past it, that error is thrown.
+ */
+export const LOAD_SUPERSEDED_RETRIES = 10;
+
+/** Whether a collective failed on every failing rank only because the checkpoint was superseded. */
+function supersededEverywhere(error: unknown): boolean {
+  return (
+    error instanceof CheckpointException &&
+    error.failures.length > 0 &&
+    error.failures.every((f) => f.code === "CHECKPOINT_SUPERSEDED")
   );
-  await allGather(pg, "read", async () => reader.readData(planner.finishPlan(plan), planner, signal));
-  return stateDict;
 }
 
 /**

@@ -11,6 +11,13 @@ export interface AbortIncompleteUploadsOptions {
   readonly clientConfig?: S3ClientConfig;
   /** Only abort uploads started before this time. @default now (all of them) */
   readonly startedBefore?: Date;
+  /**
+   * Which uploads to keep: called once per listed page of uploads, after that page was listed,
+   * with its keys (object keys in the bucket); returns those to keep. `dcp gc` keeps the uploads of
+   * a save whose lease is live, reading the leases after the uploads were listed (a save writes its
+   * lease before it starts an upload). @default none kept
+   */
+  readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
 }
 
 /**
@@ -34,6 +41,7 @@ export async function abortIncompleteUploads(
   try {
     return await abortUploadsUnder(client, bucket, prefix, {
       startedBefore: options.startedBefore ?? new Date(),
+      ...(options.keep ? { keep: options.keep } : {}),
     });
   } catch (error) {
     throw toCheckpointError(error, "abort the multipart uploads under", uri);
@@ -50,7 +58,8 @@ export async function abortIncompleteUploads(
  * @param client - the client.
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
- * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it.
+ * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it;
+ *   `keep`: not the keys it returns for each page (asked after the page is listed).
  * @returns the keys whose uploads were aborted (a key once per upload).
  * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
  *   trying every other upload.
@@ -59,7 +68,11 @@ export async function abortUploadsUnder(
   client: S3Client,
   bucket: string,
   prefix: string,
-  filter: { readonly exactKey?: string; readonly startedBefore?: Date } = {},
+  filter: {
+    readonly exactKey?: string;
+    readonly startedBefore?: Date;
+    readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+  } = {},
 ): Promise<string[]> {
   const aborted: string[] = [];
   let first: { readonly error: unknown } | undefined;
@@ -74,7 +87,9 @@ export async function abortUploadsUnder(
         ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
       }),
     );
+    const kept = filter.keep ? await filter.keep((page.Uploads ?? []).map((u) => u.Key ?? "")) : undefined;
     for (const u of page.Uploads ?? []) {
+      if (kept?.has(u.Key ?? "")) continue;
       if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
       if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
       try {

@@ -15,11 +15,14 @@ import {
   type FileSystemBase,
   isDataFile,
   isMetadataTmpFile,
+  isSaveLeaseFile,
   itemChecksum,
   METADATA_FILE,
   metadataTmpFile,
   readWholeFile,
+  SAVE_LEASE_EXPIRY_MS,
   type StorageInfo,
+  saveTagOf,
   writeWholeFile,
 } from "@dcpjs/core/extend";
 import pLimit from "p-limit";
@@ -119,30 +122,65 @@ export async function removeCheckpoint(
 export interface GarbageOptions {
   /** Only report. @default false */
   readonly dryRun?: boolean;
-  /** Leave files younger than this alone (a save may be writing them), in ms. @default 3600000 (1 hour) */
+  /**
+   * Leave files younger than this alone (ms): leftovers of a save whose lease is gone. Files of a
+   * save in flight are kept whatever their age, by its lease ({@link SAVE_LEASE_EXPIRY_MS}).
+   * @default 3600000 (1 hour)
+   */
   readonly graceMs?: number;
-  /** Treat `path` as a run prefix: keep its newest N committed checkpoints, remove the older ones. */
+  /**
+   * Treat `path` as a run prefix: keep its newest N committed checkpoints (N ≥ 1: the newest is
+   * never removed), remove the older ones.
+   */
   readonly keepLast?: number;
 }
 
 /**
+ * The save tags whose lease is live in a folder: listed after the files they protect were, so that
+ * a file seen there whose save holds a lease is seen with it (a save writes its lease before its
+ * first data file and removes it only after its commit or failure).
+ */
+async function liveLeases(fs: FileSystemBase, root: string, now: number): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (const e of fs.list ? await fs.list(root) : []) {
+    const tag = isSaveLeaseFile(e.name) ? saveTagOf(e.name) : undefined;
+    if (tag && now - e.modifiedMs < SAVE_LEASE_EXPIRY_MS) live.add(tag);
+  }
+  return live;
+}
+
+/**
  * Finds and removes what crashed or superseded saves left in a checkpoint folder: data files that
- * no committed `.metadata` references, `.metadata.*.tmp` files, and (S3) incomplete multipart
- * uploads under the prefix — each only when older than the grace period. With `keepLast`, `path`
- * is a run prefix whose older committed checkpoints are removed whole (and every checkpoint
- * folder is collected).
+ * no committed `.metadata` references, `.metadata.*.tmp` files, expired save leases, and (S3)
+ * incomplete multipart uploads under the prefix — each only when older than the grace period and
+ * not of a save in flight. A save in flight holds a lease (`.save.{saveTag}.lease`, written
+ * before its first data file, renewed while it writes, removed after its commit): every file and
+ * upload of its tag is kept, whatever the grace, while the lease is younger than
+ * {@link SAVE_LEASE_EXPIRY_MS}. The folder is listed first, its leases and `.metadata` read after,
+ * so a file a save commits while gc runs is seen referenced or leased, never as garbage. With
+ * `keepLast`, `path` is a run prefix whose older committed checkpoints are removed whole (and
+ * every checkpoint folder is collected); a checkpoint a save is writing is left alone.
  *
  * @param path - a checkpoint folder, or with `keepLast` a run prefix.
  * @param options - see {@link GarbageOptions}.
- * @throws backend errors; a malformed `.metadata` (nothing is removed from that folder).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `keepLast` is not an integer ≥ 1 or
+ * `graceMs` not a number ≥ 0; backend errors; a malformed `.metadata` (nothing is removed from that
+ * folder).
  */
 export async function collectGarbage(path: string, options: GarbageOptions = {}): Promise<RemovalReport> {
   const grace = options.graceMs ?? 3_600_000;
+  if (!(grace >= 0))
+    throw new CheckpointError("INVALID_ARGUMENT", `Expected graceMs to be a number ≥ 0, got ${grace}`);
   const now = Date.now();
   const removed: string[] = [];
   let bytes = 0;
   let uploads = 0;
   if (options.keepLast !== undefined) {
+    if (!Number.isInteger(options.keepLast) || options.keepLast < 1)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected keepLast to be an integer ≥ 1 (the newest committed checkpoint is always kept), got ${options.keepLast}`,
+      );
     const found = await listCheckpoints(path);
     const keep = new Set(
       found
@@ -150,6 +188,7 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
         .slice(0, options.keepLast)
         .map((c) => c.id),
     );
+    const { fs } = await locate(path);
     for (const c of found) {
       if (keep.has(c.id)) {
         const { keepLast: _, ...inside } = options;
@@ -157,28 +196,60 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
         removed.push(...r.removed);
         bytes += r.bytes;
         uploads += r.uploads;
-      } else if (c.state === "committed" || now - c.modifiedMs >= grace) {
-        if (!options.dryRun) await removeCheckpoint(c.id, { force: true });
-        removed.push(c.id);
-        bytes += c.bytes;
+        continue;
       }
+      if (c.state !== "committed" && now - c.modifiedMs < grace) continue;
+      // A save writing there (a new checkpoint, or an overwrite of an old one) keeps it whole; an
+      // incomplete one that has committed since it was listed is newer than the kept ones.
+      const root = (await locate(c.id)).root;
+      if ((await liveLeases(fs, root, now)).size > 0) continue;
+      if (c.state !== "committed" && (await committed(c.id))) continue;
+      if (!options.dryRun) await removeCheckpoint(c.id, { force: true });
+      removed.push(c.id);
+      bytes += c.bytes;
     }
     return { removed, bytes, uploads };
   }
   const { fs, root } = await locate(path);
+  // Order matters: files first, then leases, then .metadata (see above).
+  const entries = fs.list ? await fs.list(root) : [];
+  const leased = await liveLeases(fs, root, now);
   const md = await committed(path);
   const referenced = new Set([...(md?.storageData.values() ?? [])].map((i: StorageInfo) => i.relativePath));
-  for (const e of fs.list ? await fs.list(root) : []) {
-    if (e.folder || referenced.has(e.name) || !(isDataFile(e.name) || isMetadataTmpFile(e.name))) continue;
-    if (grace > 0 && now - e.modifiedMs < grace) continue; // maybe still being written
-    if (!options.dryRun) await fs.rmFile(fs.concatPath(root, e.name));
+  const inFlight = (name: string) => {
+    const tag = saveTagOf(name);
+    return tag !== undefined && leased.has(tag);
+  };
+  for (const e of entries) {
+    if (e.folder || referenced.has(e.name)) continue;
+    const lease = isSaveLeaseFile(e.name);
+    if (!(lease || isDataFile(e.name) || isMetadataTmpFile(e.name)) || inFlight(e.name)) continue;
+    // An expired lease is a dead save's; other files may still be written by a save without one.
+    if (lease ? now - e.modifiedMs < SAVE_LEASE_EXPIRY_MS : grace > 0 && now - e.modifiedMs < grace) continue;
+    if (!options.dryRun) {
+      try {
+        await fs.rmFile(fs.concatPath(root, e.name));
+      } catch (error) {
+        if (error instanceof NotFoundError) continue; // removed meanwhile (a commit removing what it replaced)
+        throw error;
+      }
+    }
     removed.push(e.name);
     bytes += e.size;
   }
   if (path.startsWith("s3://")) {
     const { abortIncompleteUploads } = await import("@dcpjs/s3");
     if (!options.dryRun)
-      uploads = (await abortIncompleteUploads(path, { startedBefore: new Date(now - grace) })).length;
+      uploads = (
+        await abortIncompleteUploads(path, {
+          startedBefore: new Date(now - grace),
+          // Leases read again after each page of uploads is listed: a save leases before it uploads.
+          keep: async (keys) => {
+            const live = await liveLeases(fs, root, Date.now());
+            return new Set(keys.filter((k) => live.has(saveTagOf(k) ?? "")));
+          },
+        })
+      ).length;
   }
   return { removed, bytes, uploads };
 }

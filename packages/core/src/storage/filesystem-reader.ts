@@ -11,6 +11,7 @@ import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoi
 import {
   assertItemBlocks,
   assertRunningChecksums,
+  computeChecksum,
   type ItemChecksum,
   itemChecksum,
   runningBefore,
@@ -178,6 +179,11 @@ export class FileSystemReader implements StorageReader {
   readonly #sharedReadBytes: number;
   readonly #workerMinBytes: number;
   #loadId: string = randomUUID();
+  /**
+   * Which committed checkpoint `readMetadata` read from `.metadata`: its save id, or its length
+   * and CRC-32 when it has none (PyTorch's); undefined for per-rank metadata and safetensors.
+   */
+  #committed: string | undefined;
   /** Per read item: what it reads (planning looks at items several times). */
   #locations = new WeakMap<ReadItem, ItemRead>();
 
@@ -217,6 +223,7 @@ export class FileSystemReader implements StorageReader {
    */
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     throwIfAborted(signal);
+    this.#committed = undefined;
     const file = this.fs.concatPath(this.path, METADATA_FILE);
     const read = () => readWholeFile(this.fs, file, signal ? { signal } : {});
     let bytes: Uint8Array;
@@ -242,6 +249,7 @@ export class FileSystemReader implements StorageReader {
     for (let attempt = 0; ; attempt++) {
       try {
         const md = decodeCheckpointMetadata(bytes);
+        this.#committed = md.storageMeta.saveId ?? `${bytes.byteLength}:${computeChecksum("crc32", bytes)}`;
         return { ...md, storageMeta: { ...md.storageMeta, loadId: this.#loadId } };
       } catch (error) {
         // A damaged response (CRC trailer or pickle) is requested again where the backend says it helps.
@@ -275,21 +283,32 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
-   * @inheritDoc Tags the plan with this process ({@link PROCESS_ID}), for shared chunk reads —
-   * where the backend's streams may skip ranges (`readCapabilities.skipsRanges`).
+   * @inheritDoc Tags the plan with the committed checkpoint this rank read (its save id), so that
+   * the coordinator can check every rank read the same one; and with this process
+   * ({@link PROCESS_ID}), for shared chunk reads — where the backend's streams may skip ranges
+   * (`readCapabilities.skipsRanges`).
    */
   prepareLocalPlan(plan: LoadPlan): LoadPlan {
-    if (!resolveReadCapabilities(this.fs.readCapabilities).skipsRanges) return plan;
-    const data: ReadPlanData = { ...(plan.storageData as object | undefined), process: PROCESS_ID };
+    const process = resolveReadCapabilities(this.fs.readCapabilities).skipsRanges;
+    if (!process && this.#committed === undefined) return plan;
+    const data: ReadPlanData & CommittedPlanData = {
+      ...(plan.storageData as object | undefined),
+      ...(process ? { process: PROCESS_ID } : {}),
+      ...(this.#committed !== undefined ? { committed: this.#committed } : {}),
+    };
     return { ...plan, storageData: data };
   }
 
   /**
-   * @inheritDoc Marks the saved chunks that several ranks of one process read
-   * ({@link planSharedReads}): each is then read and verified once for all of them — whole, where
-   * their parts (see {@link FileSystemReader}) would add up to at least the whole chunk.
+   * @inheritDoc Checks that every rank read the same committed checkpoint, then marks the saved
+   * chunks that several ranks of one process read ({@link planSharedReads}): each is then read and
+   * verified once for all of them — whole, where their parts (see {@link FileSystemReader}) would
+   * add up to at least the whole chunk.
+   * @throws {@link CheckpointError} `CHECKPOINT_SUPERSEDED` when ranks read `.metadata` of
+   * different saves (one committed between their reads): `load` starts again on every rank.
    */
   prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
+    assertOneCommit(this.path, plans);
     for (const plan of plans) this.#locateAll(plan.items);
     const whole = wholeForProcesses(plans, (item) => this.#located(item));
     plans.forEach((plan, rank) => {
@@ -348,7 +367,8 @@ export class FileSystemReader implements StorageReader {
    * opened with its item ranges (`createStream(path, "rb", { ranges })`).
    * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32 (or CRC-32C) differs;
    * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`
-   * when a data file is missing.
+   * when a data file is missing; `CHECKPOINT_SUPERSEDED` when it is missing because a newer save
+   * committed at this id (`.metadata` no longer refers to it).
    */
   async readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
@@ -379,11 +399,38 @@ export class FileSystemReader implements StorageReader {
           if (this.#sharedKey(run, sharing) === undefined)
             for (const chunk of run.chunks) sharing.release(chunk.items[0]!.key);
     try {
-      await forEachFile(schedules, this.#threadCount, signal, (schedule, _, linked) =>
-        this.#readFile(schedule, capabilities, planner, linked, sharing),
-      );
+      await forEachFile(schedules, this.#threadCount, signal, async (schedule, _, linked) => {
+        try {
+          await this.#readFile(schedule, capabilities, planner, linked, sharing);
+        } catch (error) {
+          if (error instanceof NotFoundError) throw await this.#supersededOr(error, schedule.relativePath);
+          throw error;
+        }
+      });
     } finally {
       sharing?.releaseAll();
+    }
+  }
+
+  /**
+   * Why a data file was not found: when the committed `.metadata` no longer refers to it (a newer
+   * save committed at this id and removed the files it replaced), a `CHECKPOINT_SUPERSEDED` error
+   * that `load` answers by starting again; otherwise (the checkpoint is damaged or gone) `missing`
+   * itself.
+   */
+  async #supersededOr(missing: NotFoundError, relativePath: string): Promise<CheckpointError> {
+    if (this.#committed === undefined) return missing;
+    try {
+      const file = this.fs.concatPath(this.path, METADATA_FILE);
+      const now = decodeCheckpointMetadata(await readWholeFile(this.fs, file));
+      if ([...now.storageData.values()].some((i) => i.relativePath === relativePath)) return missing;
+      return new CheckpointError(
+        "CHECKPOINT_SUPERSEDED",
+        `Expected ${relativePath} of the checkpoint at ${this.path} that this load read, but a newer save committed there and removed it (the committed .metadata no longer refers to it)`,
+        { cause: missing },
+      );
+    } catch {
+      return missing; // no committed checkpoint there any more (removed), or unreadable: report the file
     }
   }
 
@@ -719,6 +766,28 @@ export class FileSystemReader implements StorageReader {
       );
     }
     return { chunk, dtype: entry.properties.dtype };
+  }
+}
+
+/** What {@link FileSystemReader.prepareLocalPlan} adds to a plan: the committed checkpoint the rank read. */
+interface CommittedPlanData {
+  readonly committed?: string;
+}
+
+/**
+ * Checks that every rank planned from the same committed `.metadata` (the tags of
+ * `prepareLocalPlan`): ranks that read it at different moments while an overwrite committed would
+ * otherwise load a mix of two checkpoints.
+ * @throws {@link CheckpointError} `CHECKPOINT_SUPERSEDED` naming the first rank that differs.
+ */
+function assertOneCommit(path: string, plans: readonly LoadPlan[]): void {
+  const seen = plans.map((p) => (p.storageData as CommittedPlanData | undefined)?.committed);
+  const other = seen.findIndex((c) => c !== seen[0]);
+  if (other > 0) {
+    throw new CheckpointError(
+      "CHECKPOINT_SUPERSEDED",
+      `Expected every rank to load one committed checkpoint at ${path}, but rank 0 read the .metadata of save ${seen[0]} and rank ${other} that of ${seen[other]} (a newer save committed between their reads)`,
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
 import { blockChecksumFields, CHECKSUM_BLOCK_BYTES, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
@@ -18,7 +19,16 @@ import {
 import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
-import { dataFileName, METADATA_FILE, metadataTmpFile, rankFilePrefix, saveTagSuffix } from "./layout.js";
+import {
+  dataFileName,
+  METADATA_FILE,
+  metadataTmpFile,
+  rankFilePrefix,
+  SAVE_LEASE_RENEW_MS,
+  saveLeaseFile,
+  saveTagOf,
+  saveTagSuffix,
+} from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
@@ -111,7 +121,17 @@ export interface FileSystemWriterOptions {
    * @default {@link WORKER_MIN_BYTES} (1 MiB)
    */
   readonly workerMinBytes?: number;
+  /**
+   * How often (ms) each rank renews its save lease (`.save.{saveTag}.lease`, see
+   * {@link saveLeaseFile}) while it writes its data files. gc keeps every file of a save whose
+   * lease is younger than {@link SAVE_LEASE_EXPIRY_MS}.
+   * @default {@link SAVE_LEASE_RENEW_MS} (30 s)
+   */
+  readonly leaseRenewMs?: number;
 }
+
+/** Own data files whose sizes are checked at once before a commit. */
+const COMMIT_CHECKS_IN_FLIGHT = 16;
 
 /**
  * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
@@ -139,14 +159,15 @@ export class FileSystemWriter implements StorageWriter {
   readonly #onProgress: ProgressCallback | undefined;
   readonly #format: ItemFormat;
   readonly #workerMinBytes: number;
+  readonly #leaseRenewMs: number;
   #saveId: string = randomUUID();
   #rank = 0;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `threadCount` is not an integer ≥ 1,
-   * `format` names no registered item format (`dcpjs`, `torch`, …), or `workerMinBytes` is not a
-   * number ≥ 0.
+   * `format` names no registered item format (`dcpjs`, `torch`, …), `workerMinBytes` is not a
+   * number ≥ 0, or `leaseRenewMs` not a number > 0.
    */
   constructor(options: FileSystemWriterOptions) {
     this.fs = options.fs ?? new LocalFileSystem();
@@ -159,6 +180,12 @@ export class FileSystemWriter implements StorageWriter {
     this.#onProgress = options.onProgress;
     this.#format = itemFormatNamed(options.format ?? "dcpjs");
     this.#workerMinBytes = resolveWorkerMinBytes(options.workerMinBytes);
+    this.#leaseRenewMs = options.leaseRenewMs ?? SAVE_LEASE_RENEW_MS;
+    if (!(this.#leaseRenewMs > 0))
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected leaseRenewMs to be a number > 0, got ${this.#leaseRenewMs}`,
+      );
   }
 
   /** The checkpoint path this writer saves to. */
@@ -219,6 +246,8 @@ export class FileSystemWriter implements StorageWriter {
     const large = (i: WriteItem) => i.type !== "bytes" && itemBytes(i) >= this.#workerMinBytes;
     if (plan.items.some((i) => large(i) && this.#checksumOffThread(i, planner.resolveData(i))))
       startWorkers();
+    // The lease goes first: gc keeps the files of a save whose lease is live.
+    const lease = plan.items.length > 0 ? await this.#takeLease(signal) : undefined;
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
@@ -227,12 +256,59 @@ export class FileSystemWriter implements StorageWriter {
         written.push(relativePath);
         return results;
       });
+      await lease?.stop();
       return perFile.flat();
     } catch (error) {
-      // The save will not commit: remove this rank's finished files too (the failed ones are aborted).
+      // The save will not commit: remove this rank's finished files too (the failed ones are
+      // aborted), then its lease.
+      await lease?.stop();
       for (const file of written) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      if (lease) await this.#removeQuietly(lease.path);
       throw error;
     }
+  }
+
+  /**
+   * Writes this rank's save lease and renews it every `leaseRenewMs` until `stop` (which waits
+   * for a renewal in flight, so that none lands after it). A failed renewal is a process warning:
+   * the commit's own check of the files still guards the save.
+   */
+  async #takeLease(signal: AbortSignal | undefined): Promise<{ path: string; stop(): Promise<void> }> {
+    const path = this.fs.concatPath(this.path, saveLeaseFile(this.saveTag));
+    const write = () =>
+      writeWholeFile(
+        this.fs,
+        path,
+        [
+          Buffer.from(
+            `${JSON.stringify({ saveId: this.#saveId, rank: this.#rank, at: new Date().toISOString() })}\n`,
+          ),
+        ],
+        { sync: false },
+      );
+    throwIfAborted(signal);
+    await write();
+    let renewing: Promise<void> | undefined;
+    const timer = setInterval(() => {
+      renewing ??= write()
+        .catch((error) =>
+          process.emitWarning(`dcpjs: could not renew the save lease ${path}`, {
+            code: "DCPJS_LEASE",
+            detail: String(error),
+          }),
+        )
+        .finally(() => {
+          renewing = undefined;
+        });
+    }, this.#leaseRenewMs);
+    timer.unref();
+    return {
+      path,
+      stop: async () => {
+        clearInterval(timer);
+        await renewing;
+      },
+    };
   }
 
   /**
@@ -340,13 +416,17 @@ export class FileSystemWriter implements StorageWriter {
 
   /**
    * @inheritDoc
-   * Writes `.metadata.{saveTag}.tmp` (fsynced when `syncFiles`) and renames it over `.metadata`
-   * in one atomic step — the commit point, as DCP's `_FileSystemWriter.finish`, with no delete
+   * Writes `.metadata.{saveTag}.tmp` (fsynced when `syncFiles`), checks that every data file of
+   * the save is there with the size it was written with, and renames the tmp over `.metadata` in
+   * one atomic step — the commit point, as DCP's `_FileSystemWriter.finish`, with no delete
    * before it, so a reader always finds the old or the new checkpoint. With `overwrite: false` the
-   * rename is exclusive. After the commit, the files of the checkpoint it replaced are removed;
-   * failures there are process warnings, never the save's error (it has committed).
+   * rename is exclusive. After the commit, the files of the checkpoint it replaced are removed,
+   * then every rank's save lease; failures there are process warnings, never the save's error (it
+   * has committed).
    * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `overwrite` is false and another save
-   * committed first (this save's files are removed); backend errors before the commit.
+   * committed first (this save's files are removed); `SAVE_FILES_LOST` when a data file of this
+   * save is missing or of another size than written (removed under it, e.g. by `dcp gc`): nothing
+   * is committed, the checkpoint in place stays as it was; backend errors before the commit.
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
     const storageData = new Map(metadata.storageData);
@@ -354,13 +434,25 @@ export class FileSystemWriter implements StorageWriter {
     const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
-    const ownFiles = new Set(results.flat().map((r) => r.storageData.relativePath));
+    const sizes = new Map<string, number>();
+    for (const { storageData: d } of results.flat())
+      sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
+    const ownFiles = new Set(sizes.keys());
+    const leases = new Set([this.saveTag]);
+    for (const file of ownFiles) {
+      const tag = saveTagOf(file);
+      if (tag) leases.add(tag);
+    }
+    const removeLeases = async () => {
+      for (const tag of leases) await this.#removeQuietly(this.fs.concatPath(this.path, saveLeaseFile(tag)));
+    };
     try {
       throwIfAborted(signal);
       const encoded = this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed);
       await writeWholeFile(this.fs, tmp, [encoded], { sync: this.syncFiles, ...(signal ? { signal } : {}) });
       throwIfAborted(signal);
       const superseded = this.#overwrite ? await this.#committedFiles(target) : new Set<string>();
+      await this.#assertFilesWritten(sizes, signal);
       try {
         await this.fs.rename(tmp, target, { overwrite: this.#overwrite });
       } catch (error) {
@@ -380,9 +472,53 @@ export class FileSystemWriter implements StorageWriter {
       // Not committed: this save's files are nobody's; leave the directory as it was.
       await this.#removeQuietly(tmp);
       for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      await removeLeases();
       throw error;
     }
+    await removeLeases();
     return committed;
+  }
+
+  /**
+   * Checks, just before the commit, that every data file of this save is there with the size it
+   * was written with: a file removed or replaced under the save (by `dcp gc` with a grace shorter
+   * than the save, by hand) would otherwise be committed as a checkpoint nothing can load — and
+   * the commit would remove the checkpoint it replaced.
+   * @throws {@link CheckpointError} `SAVE_FILES_LOST` naming the first file missing or of another size.
+   */
+  async #assertFilesWritten(sizes: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<void> {
+    const limit = pLimit(COMMIT_CHECKS_IN_FLIGHT);
+    const found = await Promise.all(
+      [...sizes].map(([file, expected]) =>
+        limit(async () => {
+          const path = this.fs.concatPath(this.path, file);
+          let size: number;
+          try {
+            const stream = await this.fs.createStream(path, "rb", {
+              access: "random",
+              ...(signal ? { signal } : {}),
+            });
+            try {
+              size = await stream.size(signal);
+            } finally {
+              await stream.close();
+            }
+          } catch (error) {
+            if (error instanceof NotFoundError) return { file, expected, size: undefined, error };
+            throw error;
+          }
+          return { file, expected, size, error: undefined };
+        }),
+      ),
+    );
+    const lost = found.find((f) => f.size !== f.expected);
+    if (lost) {
+      throw new CheckpointError(
+        "SAVE_FILES_LOST",
+        `Expected ${lost.file} of this save in ${this.path} to hold ${lost.expected} bytes before the commit, found ${lost.size === undefined ? "no such file" : `${lost.size} bytes`}: it was removed or replaced while the save ran (dcp gc with a grace shorter than the save?); nothing was committed`,
+        lost.error ? { cause: lost.error } : undefined,
+      );
+    }
   }
 
   /**

@@ -8,6 +8,8 @@
  * __{rank}.metadata                  per-rank metadata (PyTorch's use_collectives=False)
  * {prefix}{n}.{saveTag}.distcp       data files; prefix `__{rank}_` (S3 strategies add folders)
  * __{rank}_{n}.distcp                data files as PyTorch DCP names them (read, never written)
+ * .save.{saveTag}.lease              a save in flight: written before its first data file, renewed
+ *                                    while it writes, removed at its commit or failure (gc honours it)
  * ```
  */
 
@@ -67,4 +69,49 @@ export function isDataFile(name: string): boolean {
 /** Whether a name is a save's metadata before its commit (`.metadata.{tag}.tmp`, per rank too). */
 export function isMetadataTmpFile(name: string): boolean {
   return /^(__\d+)?\.metadata(\.[\w-]+)?\.tmp$/.test(name);
+}
+
+/**
+ * How often a save renews its lease while it writes its data files (ms): the lease file is
+ * written again, so its modification time moves on.
+ */
+export const SAVE_LEASE_RENEW_MS = 30_000;
+
+/**
+ * How long a save lease stays live without being renewed (ms): gc keeps every file of a save
+ * whose lease was written or renewed less than this long ago, whatever its grace period; an older
+ * lease is a save that died (killed, or its process stopped), and its files and the lease are
+ * collected as any leftover. One hour: a lease is renewed while its rank writes, not while it
+ * waits for slower ranks and the commit, so this bounds that wait.
+ */
+export const SAVE_LEASE_EXPIRY_MS = 3_600_000;
+
+/**
+ * The lease a save in flight keeps in the checkpoint folder (`.save.{saveTag}.lease`): written
+ * before its first data file, renewed every {@link SAVE_LEASE_RENEW_MS} while the rank writes, and
+ * removed once the save commits or fails. gc never removes a file of a save whose lease is live.
+ *
+ * @param saveTag - the save's tag, as in its data file names.
+ */
+export function saveLeaseFile(saveTag: string): string {
+  return `.save.${saveTag}.lease`;
+}
+
+/** Whether a name is a save lease (`.save.{saveTag}.lease`). */
+export function isSaveLeaseFile(name: string): boolean {
+  return /^\.save\.[0-9a-f]{12}\.lease$/.test(name);
+}
+
+/**
+ * The save tag in a file name of one save: a data file (`…{n}.{saveTag}.distcp`), a metadata tmp
+ * (`.metadata.{saveTag}.tmp`) or a lease (`.save.{saveTag}.lease`); undefined for other names
+ * (PyTorch's untagged data files, `.metadata`).
+ *
+ * @param name - a name relative to the checkpoint, perhaps under prefix folders.
+ */
+export function saveTagOf(name: string): string | undefined {
+  return /(?:^|\/)(?:__\d+_\d+\.([0-9a-f]{12})\.distcp|(?:__\d+)?\.metadata\.([0-9a-f]{12})\.tmp|\.save\.([0-9a-f]{12})\.lease)$/
+    .exec(name)
+    ?.slice(1)
+    .find((t) => t !== undefined);
 }
