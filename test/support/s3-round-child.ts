@@ -1,6 +1,6 @@
 // Child process for the CPU-starved S3 tests: saves a state dict to argv[2] through the S3
 // endpoint argv[3] (a fault proxy) and, with argv[4] = "load", loads it back with each reader and
-// compares every byte. Prints "ok", or "failed <CODE…>" for a typed failure. It has NO
+// compares every byte. Prints "ok", or "failed <CODE…> | <message>" for a typed failure. It has NO
 // uncaughtException / unhandledRejection listener on purpose: an error nobody handles kills it
 // (exit code 1, the stack on stderr), which is what the tests look for.
 import { CheckpointError, CheckpointException, load, save } from "@dcpjs/core";
@@ -14,9 +14,14 @@ const clientConfig = {
   connectionTimeoutMs: 5000,
   partSize: 5 * 1024 * 1024,
 };
+/** "CODE[,CODE…] | the first failure's message", one line; an untyped error is rethrown. */
 const codes = (error: unknown): string => {
-  if (error instanceof CheckpointException) return error.failures.map((f) => f.code).join(",");
-  if (error instanceof CheckpointError) return error.code;
+  if (error instanceof CheckpointException) {
+    const first = error.failures[0]?.error;
+    const message = first instanceof Error ? first.message : String(first);
+    return `${error.failures.map((f) => f.code).join(",")} | ${message.replaceAll("\n", " ")}`;
+  }
+  if (error instanceof CheckpointError) return `${error.code} | ${error.message.replaceAll("\n", " ")}`;
   throw error; // untyped: let it kill the process, loudly
 };
 try {

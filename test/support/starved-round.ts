@@ -5,7 +5,7 @@ import { starveCpu } from "./cpu-starve.js";
 export interface StarvedRound {
   /** Its exit code (1: an uncaught exception), or its signal, or "timeout" when it was killed. */
   readonly exit: string;
-  /** Its last stdout line: "ok", "failed <CODES>" or "mismatch". */
+  /** Its last stdout line: "ok", "failed <CODES> | <message>" or "mismatch". */
   readonly result: string;
   /** Its stderr (an uncaught exception's stack lands here). */
   readonly stderr: string;
