@@ -10,7 +10,7 @@ import { runStarvedRound } from "../support/starved-round.js";
 // and flipped bytes); DCPJS_STARVED_MATRIX=full runs every kind at 5 % and 25 % (about 4½ minutes).
 const full = process.env.DCPJS_STARVED_MATRIX === "full";
 const kinds: readonly Fault[] = full
-  ? [...FAULTS, "reset-mid-request"]
+  ? [...FAULTS, "reset-mid-request", "reset-after"]
   : ["reset-mid", "lost-response", "reset-mid-request", "503", "flip"];
 const rates = full ? [0.05, 0.25] : [0.25];
 

@@ -46,12 +46,12 @@ describe("no uncaught exception from any socket of the S3 client", () => {
   }, 30_000);
 
   it("a CPU-starved process with no uncaughtException listener, its UploadParts reset at 50 %: 10 rounds, each commits byte-exact or fails typed, none dies", async () => {
-    // Half the rounds reset the connection while the part is being sent, half once S3 has it (the
-    // response is lost); the saver is held to ~25 % of a CPU by SIGSTOP/SIGCONT.
-    const kinds: Fault[] = ["reset-mid-request", "lost-response"];
+    // The connection is reset while the part is being sent, once S3 has it (the response is lost),
+    // or right after the response; the saver is held to ~25 % of a CPU by SIGSTOP/SIGCONT.
+    const kinds: Fault[] = ["reset-mid-request", "lost-response", "reset-after"];
     const outcomes: string[] = [];
     for (let round = 0; round < 10; round++) {
-      const fault = kinds[round % 2]!;
+      const fault = kinds[round % kinds.length]!;
       proxy.setFault((req) =>
         req.method === "PUT" && req.url.includes("partNumber=") && Math.random() < 0.5 ? fault : undefined,
       );

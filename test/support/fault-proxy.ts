@@ -16,7 +16,9 @@ import type { AddressInfo, Socket } from "node:net";
  * Body faults apply to GET responses with a body; for others the request passes unchanged.
  * Not in {@link FAULTS} (the matrix of faults.test.ts), for requests that carry a body:
  * - `reset-mid-request`: takes half the request body (an UploadPart's, a PUT's), then RST while
- *   the client is still sending; a request without a body is reset before any response.
+ *   the client is still sending; a request without a body is reset before any response;
+ * - `reset-after`: forwards, sends the whole response, then RST (a keep-alive connection the
+ *   server drops abruptly right after answering).
  */
 export type Fault =
   | "500"
@@ -29,7 +31,8 @@ export type Fault =
   | "long"
   | "flip"
   | "stall"
-  | "reset-mid-request";
+  | "reset-mid-request"
+  | "reset-after";
 
 /** Every fault kind. */
 export const FAULTS: readonly Fault[] = [
@@ -165,6 +168,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (fault === "lost-response") {
       count();
       req.socket.resetAndDestroy();
+      return;
+    }
+    if (fault === "reset-after") {
+      count();
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body, () => req.socket.resetAndDestroy());
       return;
     }
     const { status, headers } = answer;
