@@ -25,13 +25,15 @@ const steps = {
 
 describe("an abort settles a save stalled in its commit", () => {
   it.each(Object.entries(steps))(
-    "%s stalled: the save rejects with ABORTED < 1 s after the abort, and the old checkpoint (or none) is what loads",
+    "%s stalled: the save rejects with ABORTED < 1 s after the abort, the old checkpoint (or none) is what loads, and its files stay only if the rename may have happened",
     async (step, stalls) => {
       // Long timeouts: only the abort can end the stalled request.
       const client = testClient({ endpoint: proxy.endpoint, socketTimeoutMs: 60_000, maxAttempts: 3 });
       const uri = freshUri();
       const exclusive = step.includes("overwrite: false");
       if (!exclusive) await save(roundState(), { storageWriter: new S3StorageWriter({ path: uri, client }) });
+      const dataFiles = async () => (await listKeys(testClient(), uri)).filter((k) => k.endsWith(".distcp"));
+      const oldFiles = await dataFiles();
       const controller = new AbortController();
       let abortedAt: number | undefined;
       proxy.setFault((req) => {
@@ -65,6 +67,13 @@ describe("an abort settles a save stalled in its commit", () => {
         expect(["NOT_FOUND", "INCOMPLETE_CHECKPOINT"]).toContain(code);
         expect(await listKeys(testClient(), uri)).not.toContain(".metadata");
       } else expect(sameRoundState(sd, roundState())).toBe(true);
+      // The tmp is gone; the save's own data files are removed when the abort came before the
+      // rename, and kept when it came while the rename was in flight (it may have taken effect).
+      const keys = await listKeys(testClient(), uri);
+      expect(keys.filter((k) => k.includes(".metadata.") && k.endsWith(".tmp"))).toEqual([]);
+      const ownFiles = (await dataFiles()).filter((f) => !oldFiles.includes(f));
+      if (step.includes("HEAD")) expect(ownFiles).toEqual([]);
+      else expect(ownFiles.length).toBeGreaterThan(0);
     },
     60_000,
   );
