@@ -35,8 +35,8 @@ async function run(file: string, args: string[]): Promise<{ exit: string; out: s
 
 describe("no uncaught exception from any socket of the S3 client", () => {
   it("a socket failing after its response ended, before the keep-alive pool took it back, closes — a bare agent's kills the process", async () => {
-    // The window Node's HTTP client leaves without an 'error' listener, hit on purpose: a write
-    // failing there is what killed CPU-starved savers with "Unhandled 'error' event … write ECONNRESET".
+    // The window Node's HTTP client leaves without an 'error' listener, hit on purpose: an error
+    // there is the "Unhandled 'error' event … write ECONNRESET" reported from CPU-starved savers.
     const bare = await run("socket-window-child.ts", ["plain"]);
     expect(bare.exit).toBe("1");
     expect(bare.err).toMatch(/Unhandled 'error' event[\s\S]*write ECONNRESET/);

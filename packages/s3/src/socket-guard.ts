@@ -8,10 +8,11 @@ const guarded = new WeakSet<Duplex>();
 /**
  * Gives a socket an `error` listener for its whole life, which closes it. Node's HTTP client
  * listens to a socket only while a request uses it: between a response's end and the keep-alive
- * pool taking the socket back, or when a write still in flight fails after the request settled (a
- * reset while the process was starved of CPU), the `error` has no listener and would be thrown as an
- * uncaught exception. A request in flight still hears its socket's errors through Node's own
- * listener, as before. Idempotent.
+ * pool taking the socket back (a window Node's own source marks as a TODO), an `error` — a write
+ * failing with `ECONNRESET` after the request settled — has no listener and is thrown as an
+ * uncaught exception, the crash seen in savers starved of CPU while their connections were reset.
+ * A request in flight still hears its socket's errors through Node's own listener, as before.
+ * Idempotent.
  *
  * @param socket - a socket (or any duplex stream) an agent created.
  * @returns the same socket.
