@@ -14,6 +14,11 @@ import type { AddressInfo, Socket } from "node:net";
  * - `flip`: one body byte flipped, length unchanged;
  * - `stall`: never answers (the connection stays open until the client gives up).
  * Body faults apply to GET responses with a body; for others the request passes unchanged.
+ * Not in {@link FAULTS} (the matrix of faults.test.ts), for requests that carry a body:
+ * - `reset-mid-request`: takes half the request body (an UploadPart's, a PUT's), then RST while
+ *   the client is still sending; a request without a body is reset before any response;
+ * - `reset-after`: forwards, sends the whole response, then RST (a keep-alive connection the
+ *   server drops abruptly right after answering).
  */
 export type Fault =
   | "500"
@@ -25,7 +30,9 @@ export type Fault =
   | "short"
   | "long"
   | "flip"
-  | "stall";
+  | "stall"
+  | "reset-mid-request"
+  | "reset-after";
 
 /** Every fault kind. */
 export const FAULTS: readonly Fault[] = [
@@ -116,6 +123,23 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       req.resume(); // take the body, never answer
       return;
     }
+    if (fault === "reset-mid-request") {
+      count();
+      const length = Number(req.headers["content-length"] ?? 0);
+      let seen = 0;
+      const reset = () => req.socket.resetAndDestroy();
+      if (!(length > 1)) {
+        await drain(req);
+        reset();
+        return;
+      }
+      req.on("data", (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen >= length / 2 && !req.socket.destroyed) reset();
+      });
+      req.on("error", () => {});
+      return;
+    }
     if (fault === "500" || fault === "503") {
       count();
       await drain(req);
@@ -144,6 +168,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (fault === "lost-response") {
       count();
       req.socket.resetAndDestroy();
+      return;
+    }
+    if (fault === "reset-after") {
+      count();
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body, () => req.socket.resetAndDestroy());
       return;
     }
     const { status, headers } = answer;

@@ -1,8 +1,7 @@
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import { S3Client, type S3ClientConfig as SdkS3ClientConfig } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
 import { assertIntegerInRange } from "@dcpjs/core/extend";
+import { GuardedHttpAgent, GuardedHttpsAgent } from "./socket-guard.js";
 
 /** The multipart part size used when none is given: 8 MiB, as s3torchconnector and AWS guidance. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -110,7 +109,9 @@ export function resolveTransferSettings(config: S3ClientConfig = {}): S3Transfer
 
 /**
  * Builds an `S3Client` from a {@link S3ClientConfig}: keep-alive agents sized to
- * `maxConcurrency`, connection and socket-idle timeouts, path-style addressing for custom endpoints, the SDK's credential chain.
+ * `maxConcurrency` whose sockets handle their `error` events for their whole life (a reset after a
+ * request settled closes the socket, never the process: {@link GuardedHttpAgent}), connection and
+ * socket-idle timeouts, path-style addressing for custom endpoints, the SDK's credential chain.
  *
  * @param config - the config.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link resolveTransferSettings}.
@@ -125,8 +126,9 @@ export function createS3Client(config: S3ClientConfig = {}): S3Client {
     forcePathStyle: config.forcePathStyle ?? endpoint !== undefined,
     maxAttempts: config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
     requestHandler: {
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+      // Every socket listens to its errors for its whole life: none can crash the process.
+      httpAgent: new GuardedHttpAgent({ keepAlive: true, maxSockets }),
+      httpsAgent: new GuardedHttpsAgent({ keepAlive: true, maxSockets }),
       connectionTimeout: config.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
       socketTimeout: config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS,
     },

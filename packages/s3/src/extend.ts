@@ -1,6 +1,6 @@
 // @dcpjs/s3/extend — what a custom S3 reader or an S3-like backend is built from: checked and
 // resumable ranged GETs, the readers themselves, the range coalescing, the read cache's pieces,
-// the error mapping, the URI helpers and the multipart write stream.
+// the error mapping, the URI helpers, the multipart write stream and the socket-guarding agents.
 export { resolveTransferSettings, type S3TransferSettings } from "./client-config.js";
 export {
   type CheckedBody,
@@ -28,3 +28,4 @@ export { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 export { RENAME_DELETE_ATTEMPTS } from "./s3-file-system.js";
 export { escapePath, joinS3Path } from "./s3-uri.js";
 export { S3WriteStream } from "./s3-write-stream.js";
+export { GuardedHttpAgent, GuardedHttpsAgent, guardSocket } from "./socket-guard.js";

@@ -121,7 +121,12 @@ async function openChecked(
   } catch (error) {
     throw toCheckpointError(error, "read", ref.uri);
   }
-  const body = response.Body as unknown as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+  const body = response.Body as unknown as
+    | (AsyncIterable<Uint8Array> & { destroy?: () => void; on?: (event: "error", f: () => void) => void })
+    | undefined;
+  // Its errors reach the reader through the iterator; one after the reader stopped (a reset of a
+  // body it dropped) must not be thrown as an unhandled 'error' event.
+  body?.on?.("error", () => {});
   const where = range ? `${ref.uri} (${range})` : ref.uri;
   const expected = start === undefined ? (expectedLength ?? response.ContentLength) : end! - start;
   if (expected === undefined || response.ContentLength !== expected || !body) {

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -72,6 +73,23 @@ const removeEntry = cacache.rm.entry as unknown as (
 const isCode = (error: unknown, ...codes: string[]) =>
   typeof error === "object" && error !== null && codes.includes((error as { code?: string }).code ?? "");
 
+/** Checked up front, so that a wrong path fails as an argument, not as `ENOTDIR` mid-load. */
+function assertFolderOrMissing(dir: string): void {
+  let got: string;
+  try {
+    if (statSync(dir).isDirectory()) return;
+    got = "a file";
+  } catch (error) {
+    if (isCode(error, "ENOENT")) return; // created on first use
+    if (!isCode(error, "ENOTDIR")) throw error;
+    got = "a path through a file";
+  }
+  throw new CheckpointError(
+    "INVALID_ARGUMENT",
+    `Expected cache dir ${dir} to be a folder (or not to exist yet), got ${got}`,
+  );
+}
+
 /**
  * A machine-local cache of S3 object bytes, in aligned blocks keyed by ETag, size and block index:
  * - storage is `cacache` (content-addressed; atomic writes through a temporary file and a rename;
@@ -109,8 +127,9 @@ export class S3ReadCache {
 
   /**
    * @param options - see {@link S3ReadCacheOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty `dir`, `maxBytes` < 1, a
-   * `blockBytes` outside 64 KiB – 1 GiB or a `lockStaleMs` < 2,000.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty `dir`, a `dir` that is a file
+   * or lies under one (a missing folder is created on first use), `maxBytes` < 1, a `blockBytes`
+   * outside 64 KiB – 1 GiB or a `lockStaleMs` < 2,000.
    */
   constructor(options: S3ReadCacheOptions) {
     if (typeof options.dir !== "string" || options.dir === "")
@@ -118,6 +137,7 @@ export class S3ReadCache {
         "INVALID_ARGUMENT",
         `Expected cache dir to be a folder path, got ${options.dir}`,
       );
+    assertFolderOrMissing(options.dir);
     this.dir = options.dir;
     this.maxBytes = options.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
     this.blockBytes = options.blockBytes ?? DEFAULT_CACHE_BLOCK_BYTES;

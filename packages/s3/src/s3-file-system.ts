@@ -148,7 +148,9 @@ export class S3FileSystem implements FileSystemBase {
    * PUT whose first answer was lost, and the rename succeeds). Then DeleteObject of the
    * source, retried {@link RENAME_DELETE_ATTEMPTS} times with random exponential backoff (at most
    * 5 s). The copy is the commit: a delete that still fails is a process warning (code
-   * `DCPJS_CLEANUP`), not an error, and leaves the source behind.
+   * `DCPJS_CLEANUP`), not an error, and leaves the source behind. `signal` reaches every request:
+   * an abort settles the rename at once with `ABORTED` (whether an in-flight copy or PUT took
+   * effect is then unknown; after the copy, an aborted delete is the warning above).
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the buckets differ; `ALREADY_EXISTS`
    * for an exclusive rename onto an existing key; {@link NotFoundError} when the source does not
    * exist; other mapped S3 errors.
@@ -162,10 +164,13 @@ export class S3FileSystem implements FileSystemBase {
         `Source and destination buckets cannot be different (rename does not support cross-buckets operations): ${src.bucket} → ${dst.bucket}`,
       );
     }
+    const signal = options?.signal;
+    throwIfAborted(signal);
+    const send = signal ? { abortSignal: signal } : {};
     let body: Uint8Array | undefined;
     try {
       if (options?.overwrite === false) {
-        body = await this.#getVerified(src.bucket, src.key, path);
+        body = await this.#getVerified(src.bucket, src.key, path, signal);
         await this.client.send(
           new PutObjectCommand({
             Bucket: dst.bucket,
@@ -174,6 +179,7 @@ export class S3FileSystem implements FileSystemBase {
             IfNoneMatch: "*",
             ContentMD5: createHash("md5").update(body).digest("base64"),
           }),
+          send,
         );
       } else {
         await this.client.send(
@@ -182,13 +188,14 @@ export class S3FileSystem implements FileSystemBase {
             Key: dst.key,
             CopySource: `${src.bucket}/${escapePath(src.key)}`,
           }),
+          send,
         );
       }
     } catch (error) {
       const { name, status } = s3ErrorInfo(error);
       if (status === 412 || name === "PreconditionFailed") {
         // A retried PUT whose first answer was lost finds its own object: the same bytes are ours.
-        if (body === undefined || !(await this.#holds(dst.bucket, dst.key, newPath, body))) {
+        if (body === undefined || !(await this.#holds(dst.bucket, dst.key, newPath, body, signal))) {
           throw new CheckpointError("ALREADY_EXISTS", `Expected no object at ${newPath}, found one`, {
             cause: error,
           });
@@ -198,13 +205,17 @@ export class S3FileSystem implements FileSystemBase {
       }
     }
     try {
-      await pRetry(() => this.client.send(new DeleteObjectCommand({ Bucket: src.bucket, Key: src.key })), {
-        retries: RENAME_DELETE_ATTEMPTS - 1,
-        factor: 2,
-        minTimeout: 500,
-        maxTimeout: 5000,
-        randomize: true,
-      });
+      await pRetry(
+        () => this.client.send(new DeleteObjectCommand({ Bucket: src.bucket, Key: src.key }), send),
+        {
+          ...(signal ? { signal } : {}),
+          retries: RENAME_DELETE_ATTEMPTS - 1,
+          factor: 2,
+          minTimeout: 500,
+          maxTimeout: 5000,
+          randomize: true,
+        },
+      );
     } catch (error) {
       process.emitWarning(`dcpjs: renamed ${path} to ${newPath}, but could not delete the source`, {
         code: "DCPJS_CLEANUP",
@@ -214,9 +225,15 @@ export class S3FileSystem implements FileSystemBase {
   }
 
   /** Whether the object at `key` holds exactly `bytes` (false when it is gone or differs). */
-  async #holds(bucket: string, key: string, uri: string, bytes: Uint8Array): Promise<boolean> {
+  async #holds(
+    bucket: string,
+    key: string,
+    uri: string,
+    bytes: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
     try {
-      return Buffer.from(await this.#getVerified(bucket, key, uri)).equals(bytes);
+      return Buffer.from(await this.#getVerified(bucket, key, uri, signal)).equals(bytes);
     } catch (error) {
       if (isNotFound(error)) return false;
       throw toCheckpointError(error, "read", uri);
@@ -228,10 +245,18 @@ export class S3FileSystem implements FileSystemBase {
    * for single-part uploads without KMS — against its MD5; retried within the client's
    * `maxAttempts` when a check fails.
    */
-  async #getVerified(bucket: string, key: string, uri: string): Promise<Uint8Array> {
+  async #getVerified(
+    bucket: string,
+    key: string,
+    uri: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
     const attempts = Math.max(1, await this.client.config.maxAttempts());
     for (let attempt = 1; ; attempt++) {
-      const got = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const got = await this.client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key }),
+        signal ? { abortSignal: signal } : {},
+      );
       const body = await got.Body!.transformToByteArray();
       const etag = got.ETag?.replaceAll('"', "");
       const md5 = /^[0-9a-f]{32}$/i.test(etag ?? "") ? createHash("md5").update(body).digest("hex") : etag;

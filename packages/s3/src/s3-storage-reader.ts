@@ -48,7 +48,8 @@ export class S3StorageReader extends FileSystemReader {
   /**
    * @param options - see {@link S3StorageReaderOptions}.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a path that is not `s3://bucket/…`,
-   * an out-of-range client config or cache bound, or an empty `cacheDir`.
+   * an out-of-range client config or cache bound, or a `cacheDir` that is empty, a file or a path
+   * through a file.
    */
   constructor(options: S3StorageReaderOptions) {
     parseS3Uri(options.path);

@@ -6,7 +6,7 @@ import { CheckpointError } from "@dcpjs/core";
 import type { FileWriteStream } from "@dcpjs/core/extend";
 import type { S3TransferSettings } from "./client-config.js";
 import { abortUploadsUnder } from "./multipart-cleanup.js";
-import { toCheckpointError } from "./s3-errors.js";
+import { s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 
 /**
  * Writes one object as a streaming multipart upload (lib-storage `Upload`), as s3torchconnector's
@@ -126,7 +126,7 @@ export class S3WriteStream implements FileWriteStream {
   async #push(part: Uint8Array): Promise<void> {
     if (!this.#pipe.write(part)) {
       await Promise.race([once(this.#pipe, "drain"), this.#done]).catch((error: unknown) => {
-        throw toCheckpointError(error, "upload", this.uri);
+        throw this.#toError(error);
       });
     }
     this.#checkFailure();
@@ -135,7 +135,27 @@ export class S3WriteStream implements FileWriteStream {
   #checkFailure(): void {
     if (this.signal?.aborted)
       throw new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: this.signal.reason });
-    if (this.#failure !== undefined) throw toCheckpointError(this.#failure, "upload", this.uri);
+    if (this.#failure !== undefined) throw this.#toError(this.#failure);
+  }
+
+  /**
+   * A failure of the upload as the caller sees it: `ABORTED` only when this stream's signal fired.
+   * An abort nobody here asked for — lib-storage's `AbortError`, a request cut short — is an
+   * `IO_ERROR` naming what S3 said (`NoSuchUpload` when someone else, such as `dcp gc`, aborted
+   * the multipart upload).
+   */
+  #toError(error: unknown): CheckpointError {
+    if (this.signal?.aborted)
+      return new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: this.signal.reason });
+    const mapped = toCheckpointError(error, "upload", this.uri);
+    if (mapped.code !== "ABORTED") return mapped;
+    const { name } = s3ErrorInfo(error);
+    const message = error instanceof Error ? error.message : String(error);
+    return new CheckpointError(
+      "IO_ERROR",
+      `Failed to upload ${this.uri}: it was stopped though its signal did not fire (${name}: ${message})`,
+      { cause: error },
+    );
   }
 
   /** @inheritDoc */
@@ -171,7 +191,7 @@ export class S3WriteStream implements FileWriteStream {
     try {
       await this.#done;
     } catch (error) {
-      throw toCheckpointError(error, "upload", this.uri);
+      throw this.#toError(error);
     } finally {
       this.signal?.removeEventListener("abort", this.#onAbort);
     }

@@ -114,6 +114,12 @@ export interface RenameOptions {
    * concurrent exclusive renames to one path exactly one succeeds. @default true
    */
   readonly overwrite?: boolean;
+  /**
+   * Aborts the rename's requests (a backend whose rename is several requests, as S3's copy or
+   * PUT). A rename aborted while its replacing step was in flight may or may not have happened.
+   * @default none
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**

@@ -422,7 +422,9 @@ export class FileSystemWriter implements StorageWriter {
    * before it, so a reader always finds the old or the new checkpoint. With `overwrite: false` the
    * rename is exclusive. After the commit, the files of the checkpoint it replaced are removed,
    * then every rank's save lease; failures there are process warnings, never the save's error (it
-   * has committed).
+   * has committed). `signal` reaches every step (the read of the replaced `.metadata`, the
+   * rename), so an abort ends a stalled one; aborted while the rename was in flight (it may have
+   * happened), the save's data files are kept, so a `.metadata` never names missing files.
    * @throws {@link CheckpointError} `CHECKPOINT_EXISTS` when `overwrite` is false and another save
    * committed first (this save's files are removed); `SAVE_FILES_LOST` when a data file of this
    * save is missing or of another size than written (removed under it, e.g. by `dcp gc`): nothing
@@ -446,15 +448,18 @@ export class FileSystemWriter implements StorageWriter {
     const removeLeases = async () => {
       for (const tag of leases) await this.#removeQuietly(this.fs.concatPath(this.path, saveLeaseFile(tag)));
     };
+    let renaming = false;
     try {
       throwIfAborted(signal);
       const encoded = this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed);
       await writeWholeFile(this.fs, tmp, [encoded], { sync: this.syncFiles, ...(signal ? { signal } : {}) });
       throwIfAborted(signal);
-      const superseded = this.#overwrite ? await this.#committedFiles(target) : new Set<string>();
+      const superseded = this.#overwrite ? await this.#committedFiles(target, signal) : new Set<string>();
       await this.#assertFilesWritten(sizes, signal);
+      throwIfAborted(signal);
+      renaming = true;
       try {
-        await this.fs.rename(tmp, target, { overwrite: this.#overwrite });
+        await this.fs.rename(tmp, target, { overwrite: this.#overwrite, ...(signal ? { signal } : {}) });
       } catch (error) {
         if (error instanceof CheckpointError && error.code === "ALREADY_EXISTS") {
           throw new CheckpointError(
@@ -469,9 +474,13 @@ export class FileSystemWriter implements StorageWriter {
         if (!ownFiles.has(file)) await this.#removeQuietly(this.fs.concatPath(this.path, file));
       }
     } catch (error) {
-      // Not committed: this save's files are nobody's; leave the directory as it was.
+      // Not committed: this save's files are nobody's; leave the directory as it was. Aborted
+      // mid-rename, the commit may have happened: the data files stay (an unreferenced one is
+      // `dcp gc`'s), so that a .metadata never names missing files.
       await this.#removeQuietly(tmp);
-      for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      if (!(renaming && signal?.aborted)) {
+        for (const file of ownFiles) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+      }
       await removeLeases();
       throw error;
     }
@@ -533,11 +542,12 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /** The data files of the checkpoint committed at `target`, or none when there is none (or it is unreadable). */
-  async #committedFiles(target: string): Promise<Set<string>> {
+  async #committedFiles(target: string, signal: AbortSignal | undefined): Promise<Set<string>> {
     try {
-      const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target));
+      const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target, signal ? { signal } : {}));
       return new Set([...md.storageData.values()].map((i) => i.relativePath));
     } catch (error) {
+      throwIfAborted(signal);
       if (!(error instanceof NotFoundError)) {
         process.emitWarning(
           `dcpjs: the checkpoint being replaced at ${target} is unreadable; its files stay`,

@@ -1,0 +1,37 @@
+import { abortIncompleteUploads } from "@dcpjs/s3";
+import { beforeAll, describe, expect, it } from "vitest";
+import { freshUri, s3Env, s3Server, testClient } from "../support/s3.js";
+import { runStarvedRound } from "../support/starved-round.js";
+
+beforeAll(() => {
+  Object.assign(process.env, s3Env()); // the children build their clients from the standard variables
+});
+
+describe("ABORTED only when the caller's signal fired", () => {
+  it("a CPU-starved save whose multipart uploads someone else aborts (as gc does) fails IO_ERROR naming NoSuchUpload, never ABORTED", async () => {
+    const outcomes: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      const uri = freshUri();
+      let running = true;
+      // "gc": abort every incomplete upload under the checkpoint, over and over, while the save runs.
+      const gc = (async () => {
+        let aborted = 0;
+        while (running) {
+          aborted += (await abortIncompleteUploads(uri, { client: testClient() }).catch(() => [])).length;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return aborted;
+      })();
+      const { exit, result, stderr } = await runStarvedRound(uri, s3Server().endpoint, "save");
+      running = false;
+      const aborted = await gc;
+      expect({ exit, stderr }).toEqual({ exit: "0", stderr: "" });
+      if (aborted > 0) {
+        expect(result).toMatch(/^failed /);
+        expect(result).toMatch(/^failed IO_ERROR \| .*NoSuchUpload/);
+      }
+      outcomes.push(`${result} (${aborted} aborted)`);
+    }
+    console.log(outcomes);
+  }, 200_000);
+});

@@ -1,0 +1,38 @@
+import { emptyTensor, type Tensor } from "@dcpjs/core";
+import { randomTensor, sameTensor } from "./tensors.js";
+
+const MiB = 1024 * 1024;
+
+/**
+ * The state dict of the CPU-starved S3 rounds: two 6 MiB tensors (with `threadCount: 2` and
+ * 5 MiB parts, two multipart uploads of 2 parts each), 8 small ones and a value.
+ */
+export function roundState(): Record<string, unknown> {
+  const sd: Record<string, unknown> = {
+    a: randomTensor("float32", [1.5 * MiB], 1),
+    b: randomTensor("float32", [1.5 * MiB], 2),
+    config: { lr: 0.5, name: "starved" },
+  };
+  for (let i = 0; i < 8; i++) sd[`small${i}`] = randomTensor("int32", [1000 + i], i + 3);
+  return sd;
+}
+
+/** An empty state dict shaped as {@link roundState}, to load into. */
+export function roundTarget(): Record<string, unknown> {
+  const sd: Record<string, unknown> = {
+    a: emptyTensor("float32", [1.5 * MiB]),
+    b: emptyTensor("float32", [1.5 * MiB]),
+    config: { lr: 0, name: "" },
+  };
+  for (let i = 0; i < 8; i++) sd[`small${i}`] = emptyTensor("int32", [1000 + i]);
+  return sd;
+}
+
+/** Whether `a` holds exactly `b`'s bytes and values. */
+export function sameRoundState(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  return Object.keys(b).every((k) =>
+    k === "config"
+      ? JSON.stringify(a[k]) === JSON.stringify(b[k])
+      : sameTensor(a[k] as Tensor, b[k] as Tensor),
+  );
+}
