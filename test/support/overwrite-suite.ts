@@ -4,6 +4,7 @@ import {
   emptyTensor,
   load,
   type ShardedTensor,
+  type StateDict,
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
@@ -56,7 +57,7 @@ async function saveInChild(path: string, seed: number, holdMs = 0): Promise<stri
 async function loadedSeedTwoRanks(path: string): Promise<number | undefined> {
   const groups = createLocalProcessGroups(2);
   const targets = groups.map((pg) => {
-    const sd: Record<string, unknown> = { seed: -1 };
+    const sd: StateDict = { seed: -1 };
     for (let i = 0; i < SEEDED_TENSORS; i++)
       sd[`w${i}`] = shardTensor(emptyTensor("float32", [256, 256]), { dim: 0, rank: pg.rank, worldSize: 2 });
     return sd;

@@ -1,4 +1,4 @@
-import { emptyTensor, type Tensor } from "@dcpjs/core";
+import { emptyTensor, type StateDict, type Tensor } from "@dcpjs/core";
 import { randomTensor, sameTensor } from "./tensors.js";
 
 const MiB = 1024 * 1024;
@@ -7,8 +7,8 @@ const MiB = 1024 * 1024;
  * The state dict of the CPU-starved S3 rounds: two 6 MiB tensors (with `threadCount: 2` and
  * 5 MiB parts, two multipart uploads of 2 parts each), 8 small ones and a value.
  */
-export function roundState(): Record<string, unknown> {
-  const sd: Record<string, unknown> = {
+export function roundState(): StateDict {
+  const sd: StateDict = {
     a: randomTensor("float32", [1.5 * MiB], 1),
     b: randomTensor("float32", [1.5 * MiB], 2),
     config: { lr: 0.5, name: "starved" },
@@ -18,8 +18,8 @@ export function roundState(): Record<string, unknown> {
 }
 
 /** An empty state dict shaped as {@link roundState}, to load into. */
-export function roundTarget(): Record<string, unknown> {
-  const sd: Record<string, unknown> = {
+export function roundTarget(): StateDict {
+  const sd: StateDict = {
     a: emptyTensor("float32", [1.5 * MiB]),
     b: emptyTensor("float32", [1.5 * MiB]),
     config: { lr: 0, name: "" },
@@ -29,7 +29,7 @@ export function roundTarget(): Record<string, unknown> {
 }
 
 /** Whether `a` holds exactly `b`'s bytes and values. */
-export function sameRoundState(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+export function sameRoundState(a: StateDict, b: StateDict): boolean {
   return Object.keys(b).every((k) =>
     k === "config"
       ? JSON.stringify(a[k]) === JSON.stringify(b[k])

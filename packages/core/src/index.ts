@@ -31,8 +31,8 @@ export {
   exportSafetensors,
 } from "./export-safetensors.js";
 export {
-  type Loaded,
   LOAD_SUPERSEDED_RETRIES,
+  type Loaded,
   type LoadOptions,
   type LoadStateDictFromKeysOptions,
   load,
