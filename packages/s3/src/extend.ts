@@ -28,3 +28,10 @@ export { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 export { RENAME_DELETE_ATTEMPTS } from "./s3-file-system.js";
 export { escapePath, joinS3Path } from "./s3-uri.js";
 export { S3WriteStream } from "./s3-write-stream.js";
+export {
+  isThrottle,
+  type ResolvedThrottleOptions,
+  resolveThrottleOptions,
+  throttleDelayMs,
+  throttleKey,
+} from "./throttle.js";
