@@ -1,5 +1,5 @@
 import { AimdLimiter, type AimdSlot } from "@dcpjs/s3";
-import { resolveThrottleOptions, throttleDelayMs, throttleKey } from "@dcpjs/s3/extend";
+import { isThrottle, resolveThrottleOptions, throttleDelayMs, throttleKey } from "@dcpjs/s3/extend";
 import { describe, expect, it } from "vitest";
 
 const take = (l: AimdLimiter, n: number): AimdSlot[] =>
@@ -122,6 +122,16 @@ describe("throttle backoff and options", () => {
       expect.objectContaining({ code: "INVALID_ARGUMENT" }),
     );
     expect(() => new AimdLimiter({ max: 0 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+  });
+
+  it("takes 503 (any code), 429 and throttling codes for throttles, nothing else", () => {
+    expect(isThrottle({ name: "SlowDown", $metadata: { httpStatusCode: 503 } })).toBe(true);
+    expect(isThrottle({ name: "ServiceUnavailable", $metadata: { httpStatusCode: 503 } })).toBe(true);
+    expect(isThrottle({ name: "TooManyRequests", $metadata: { httpStatusCode: 429 } })).toBe(true);
+    expect(isThrottle({ name: "SlowDown" })).toBe(true);
+    expect(isThrottle({ name: "InternalError", $metadata: { httpStatusCode: 500 } })).toBe(false);
+    expect(isThrottle(Object.assign(new Error("reset"), { code: "ECONNRESET" }))).toBe(false);
+    expect(isThrottle(undefined)).toBe(false);
   });
 
   it("keys limiters by bucket and the key's prefix", () => {

@@ -38,10 +38,15 @@ export interface ThrottleOptions {
 
 /** {@link ThrottleOptions} resolved and validated. */
 export interface ResolvedThrottleOptions {
+  /** The limiter's ceiling and starting limit, per bucket and prefix. */
   readonly maxConcurrency: number;
+  /** The limiter's floor. */
   readonly minConcurrency: number;
+  /** First backoff ceiling, ms. */
   readonly baseDelayMs: number;
+  /** Largest backoff ceiling, ms. */
   readonly maxDelayMs: number;
+  /** How long one request may stay throttled, ms. */
   readonly timeoutMs: number;
 }
 
