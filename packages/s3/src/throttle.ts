@@ -362,9 +362,10 @@ export function throttleS3Client(client: S3Client, options: ThrottleOptions = {}
       const key = throttleKey(input.Bucket, input.Key ?? input.Prefix);
       const limiter = limiterFor(key);
       const signal = context.__smithy_context?.abortSignal;
-      const started = Date.now();
+      let started: number | undefined; // the first attempt's start: a wait in the queue before it does not count
       for (let attempt = 1; ; attempt++) {
         const slot = await limiter.acquire(signal);
+        started ??= Date.now();
         try {
           const out = await next(args);
           slot.release("success");
