@@ -106,6 +106,7 @@ program
   .option("--thread-count <n>", "files (objects) per rank", positiveInt, 4)
   .option("--rates <list>", "SlowDown fractions, comma-separated", "0.5,0.8")
   .option("--no-baseline", "skip the rows with throttle: false")
+  .option("--adaptive", 'add rows with the SDK\'s retryMode "adaptive" (throttle: false)', false)
   .action((o) =>
     s3Throttle({
       tensors: o.tensors,
@@ -114,6 +115,7 @@ program
       threadCount: o.threadCount,
       rates: String(o.rates).split(",").map(Number),
       baseline: o.baseline,
+      adaptive: o.adaptive,
     }),
   );
 

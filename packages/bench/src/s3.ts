@@ -1,16 +1,12 @@
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { load, save, type Tensor, tensorBytes } from "@dcpjs/core";
 import { splitBySizeAndType } from "@dcpjs/core/extend";
 import {
   createS3Client,
+  DEFAULT_MAX_ATTEMPTS,
   type S3ClientConfig,
   S3StorageReader,
   S3StorageWriter,
@@ -265,12 +261,15 @@ export interface S3ThrottleParams {
   readonly rates: readonly number[];
   /** Also run every rate with `throttle: false` (the SDK's standard retry mode alone). */
   readonly baseline: boolean;
+  /** Also run every rate with `throttle: false` and the SDK's `retryMode: "adaptive"` (its client-side rate limiter). */
+  readonly adaptive: boolean;
 }
 
 /**
  * `s3-throttle`: one save+load round through the fault proxy, clean and with a share of requests
  * answered `503 SlowDown`, with dcpjs's throttling (AIMD per prefix, jittered backoff) and, as
- * the baseline, without it (`throttle: false`); reports each round's time over the clean one.
+ * the baseline, without it (`throttle: false`), and optionally with the SDK's adaptive retry mode
+ * instead; reports each round's time over the clean one.
  */
 export async function s3Throttle(p: S3ThrottleParams): Promise<void> {
   const server = await benchServer();
@@ -279,14 +278,16 @@ export async function s3Throttle(p: S3ThrottleParams): Promise<void> {
     const { stateDict, bytes } = float32StateDict(p.tensors, p.tensorMib);
     const rows: Row[] = [];
     const ratios: Record<string, number | null> = {};
-    const modes = p.baseline ? (["dcpjs", "sdk"] as const) : (["dcpjs"] as const);
+    const modes: ("dcpjs" | "sdk" | "adaptive")[] = ["dcpjs"];
+    if (p.baseline) modes.push("sdk");
+    if (p.adaptive) modes.push("adaptive");
     for (const mode of modes) {
       let clean = Number.NaN;
       for (const rate of [0, ...p.rates]) {
         const config: S3ClientConfig = {
           ...server.config,
           endpoint: proxy.endpoint,
-          ...(mode === "sdk" ? { throttle: false } : {}),
+          ...(mode !== "dcpjs" ? { throttle: false } : {}),
         };
         let best = Number.POSITIVE_INFINITY;
         let worst = 0;
@@ -295,7 +296,17 @@ export async function s3Throttle(p: S3ThrottleParams): Promise<void> {
         const requests0 = proxy.stats.requests;
         const faults0 = proxy.stats.faults["503"] ?? 0;
         for (let rep = 0; rep < p.reps; rep++) {
-          const client = createS3Client(config);
+          const client =
+            mode === "adaptive"
+              ? new S3Client({
+                  region: config.region!,
+                  endpoint: proxy.endpoint,
+                  forcePathStyle: true,
+                  credentials: config.credentials!,
+                  maxAttempts: DEFAULT_MAX_ATTEMPTS,
+                  retryMode: "adaptive",
+                })
+              : createS3Client(config);
           const prefix = `throttle-${Date.now()}-${rep}`;
           const uri = `s3://${BENCH_BUCKET}/${prefix}/dcpjs`;
           const target = emptyLike(stateDict);
@@ -328,7 +339,12 @@ export async function s3Throttle(p: S3ThrottleParams): Promise<void> {
           client.destroy();
         }
         if (rate === 0) clean = best;
-        const name = `${mode === "dcpjs" ? "dcpjs throttling" : "SDK standard retry (throttle: false)"} at ${rate * 100} % SlowDown`;
+        const label = {
+          dcpjs: "dcpjs throttling",
+          sdk: "SDK standard retry (throttle: false)",
+          adaptive: 'SDK retryMode "adaptive"',
+        }[mode];
+        const name = `${label} at ${rate * 100} % SlowDown`;
         rows.push({
           name,
           bytes,
