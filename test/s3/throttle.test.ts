@@ -1,9 +1,11 @@
+import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { emptyTensor, load, save, type Tensor } from "@dcpjs/core";
 import {
   type S3ClientConfig,
   S3ReaderConstructor,
   S3StorageReader,
   S3StorageWriter,
+  throttleS3Client,
   throttleState,
 } from "@dcpjs/s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -102,4 +104,29 @@ describe("S3 under a 503 SlowDown storm (through the fault proxy)", () => {
     // The SDK's own retries did not start the budget over: a few dozen attempts, not maxAttempts × that.
     expect(proxy.stats.requests - before).toBeLessThan(200);
   }, 60_000);
+
+  it("your own client gets the same handling from throttleS3Client; throttle: false builds a client without it", async () => {
+    const server = s3Server();
+    const mine = throttleS3Client(
+      new S3Client({
+        endpoint: proxy.endpoint,
+        region: server.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        maxAttempts: 1,
+      }),
+      { timeoutMs: 300 },
+    );
+    proxy.setFault(slowDown(1));
+    try {
+      const error = await mine
+        .send(new HeadObjectCommand({ Bucket: server.bucket, Key: "tests/throttled/x" }))
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({ name: "ThrottledError", code: "IO_ERROR" });
+    } finally {
+      proxy.setFault(() => undefined);
+    }
+    expect(throttleState(mine).get(`${server.bucket}/tests/throttled/`)!.throttled).toBeGreaterThan(1);
+    expect(throttleState(proxied({ throttle: false })).size).toBe(0);
+  });
 });
