@@ -8,7 +8,7 @@ import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
 import { reshard } from "./reshard.js";
-import { s3Load, s3Save } from "./s3.js";
+import { s3Load, s3Save, s3Throttle } from "./s3.js";
 
 const program = new Command()
   .name("pnpm bench")
@@ -94,6 +94,30 @@ program
   .option("--no-s3", "skip the S3 rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .action((o) => reshard({ tensors: o.tensors, tensorMib: o.tensorMib, reps: o.reps, dir: o.dir, s3: o.s3 }));
+
+program
+  .command("s3-throttle")
+  .description(
+    "save+load rounds through the fault proxy, clean and with 50 % / 80 % of requests answered 503 SlowDown, with dcpjs's throttling and without",
+  )
+  .option("--tensors <n>", "tensors", positiveInt, 16)
+  .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 8)
+  .option("--reps <n>", "rounds per row (best of N)", positiveInt, 1)
+  .option("--thread-count <n>", "files (objects) per rank", positiveInt, 4)
+  .option("--rates <list>", "SlowDown fractions, comma-separated", "0.5,0.8")
+  .option("--no-baseline", "skip the rows with throttle: false")
+  .option("--adaptive", 'add rows with the SDK\'s retryMode "adaptive" (throttle: false)', false)
+  .action((o) =>
+    s3Throttle({
+      tensors: o.tensors,
+      tensorMib: o.tensorMib,
+      reps: o.reps,
+      threadCount: o.threadCount,
+      rates: String(o.rates).split(",").map(Number),
+      baseline: o.baseline,
+      adaptive: o.adaptive,
+    }),
+  );
 
 program
   .command("s3-cache")

@@ -1,17 +1,20 @@
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { load, save, type Tensor, tensorBytes } from "@dcpjs/core";
 import { splitBySizeAndType } from "@dcpjs/core/extend";
-import { createS3Client, type S3ClientConfig, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
+import {
+  createS3Client,
+  DEFAULT_MAX_ATTEMPTS,
+  type S3ClientConfig,
+  S3StorageReader,
+  S3StorageWriter,
+  throttleState,
+} from "@dcpjs/s3";
 import { resolveTransferSettings } from "@dcpjs/s3/extend";
 import pLimit from "p-limit";
+import { startFaultProxy } from "../../../test/support/fault-proxy.js";
 import { type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 import { emptyLike, float32StateDict } from "./state.js";
@@ -245,3 +248,128 @@ async function benchS3(mode: "save" | "load", p: S3Params): Promise<void> {
 export const s3Save = (p: S3Params) => benchS3("save", p);
 /** `s3-load`: dcpjs's load from S3 vs concurrent ranged GETs and boto3. */
 export const s3Load = (p: S3Params) => benchS3("load", p);
+
+/** Parameters of the SlowDown benchmark. */
+export interface S3ThrottleParams {
+  readonly tensors: number;
+  readonly tensorMib: number;
+  /** Rounds per row (best of N). */
+  readonly reps: number;
+  /** Files (objects) per rank, uploaded and read concurrently. */
+  readonly threadCount: number;
+  /** Fractions of requests answered `503 SlowDown`, besides the clean round. */
+  readonly rates: readonly number[];
+  /** Also run every rate with `throttle: false` (the SDK's standard retry mode alone). */
+  readonly baseline: boolean;
+  /** Also run every rate with `throttle: false` and the SDK's `retryMode: "adaptive"` (its client-side rate limiter). */
+  readonly adaptive: boolean;
+}
+
+/**
+ * `s3-throttle`: one save+load round through the fault proxy, clean and with a share of requests
+ * answered `503 SlowDown`, with dcpjs's throttling (AIMD per prefix, jittered backoff) and, as
+ * the baseline, without it (`throttle: false`), and optionally with the SDK's adaptive retry mode
+ * instead; reports each round's time over the clean one.
+ */
+export async function s3Throttle(p: S3ThrottleParams): Promise<void> {
+  const server = await benchServer();
+  const proxy = await startFaultProxy(server.config.endpoint!);
+  try {
+    const { stateDict, bytes } = float32StateDict(p.tensors, p.tensorMib);
+    const rows: Row[] = [];
+    const ratios: Record<string, number | null> = {};
+    const modes: ("dcpjs" | "sdk" | "adaptive")[] = ["dcpjs"];
+    if (p.baseline) modes.push("sdk");
+    if (p.adaptive) modes.push("adaptive");
+    for (const mode of modes) {
+      let clean = Number.NaN;
+      for (const rate of [0, ...p.rates]) {
+        const config: S3ClientConfig = {
+          ...server.config,
+          endpoint: proxy.endpoint,
+          ...(mode !== "dcpjs" ? { throttle: false } : {}),
+        };
+        let best = Number.POSITIVE_INFINITY;
+        let worst = 0;
+        let outcome = "ok";
+        let lowest = "";
+        const requests0 = proxy.stats.requests;
+        const faults0 = proxy.stats.faults["503"] ?? 0;
+        for (let rep = 0; rep < p.reps; rep++) {
+          const client =
+            mode === "adaptive"
+              ? new S3Client({
+                  region: config.region!,
+                  endpoint: proxy.endpoint,
+                  forcePathStyle: true,
+                  credentials: config.credentials!,
+                  maxAttempts: DEFAULT_MAX_ATTEMPTS,
+                  retryMode: "adaptive",
+                })
+              : createS3Client(config);
+          const prefix = `throttle-${Date.now()}-${rep}`;
+          const uri = `s3://${BENCH_BUCKET}/${prefix}/dcpjs`;
+          const target = emptyLike(stateDict);
+          proxy.setFault(() => (Math.random() < rate ? "503" : undefined));
+          const t0 = performance.now();
+          try {
+            await save(stateDict, {
+              storageWriter: new S3StorageWriter({ path: uri, client, threadCount: p.threadCount }),
+            });
+            await load(target, {
+              storageReader: new S3StorageReader({ path: uri, client, threadCount: p.threadCount }),
+            });
+            const seconds = (performance.now() - t0) / 1000;
+            best = Math.min(best, seconds);
+            worst = Math.max(worst, seconds);
+            const ok = Object.entries(stateDict).every(([k, t]) =>
+              Buffer.from(tensorBytes(t)).equals(tensorBytes(target[k] as Tensor)),
+            );
+            if (!ok) throw new Error("loaded tensors differ from the saved ones");
+          } catch (error) {
+            const e = error as { code?: string; failures?: { code?: string }[] };
+            const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+            outcome = `${e.failures?.[0]?.code ?? e.code ?? String(error)} after ${seconds} s`;
+          } finally {
+            proxy.setFault(() => undefined);
+          }
+          const limiters = [...throttleState(client).values()];
+          if (limiters.length > 0) lowest = String(Math.min(...limiters.map((l) => l.lowest)));
+          await deletePrefix(client, prefix);
+          client.destroy();
+        }
+        if (rate === 0) clean = best;
+        const label = {
+          dcpjs: "dcpjs throttling",
+          sdk: "SDK standard retry (throttle: false)",
+          adaptive: 'SDK retryMode "adaptive"',
+        }[mode];
+        const name = `${label} at ${rate * 100} % SlowDown`;
+        rows.push({
+          name,
+          bytes,
+          seconds: best,
+          extra: {
+            "× clean": (best / clean).toFixed(2),
+            "worst s": worst.toFixed(2),
+            requests: String(proxy.stats.requests - requests0),
+            "503s": String((proxy.stats.faults["503"] ?? 0) - faults0),
+            "lowest limit": lowest,
+            outcome,
+          },
+        });
+        if (rate > 0)
+          ratios[`${mode} ${rate * 100} % / clean (lower is better)`] = Number.isFinite(best)
+            ? best / clean
+            : null;
+      }
+    }
+    report("s3-throttle", { ...p, rates: p.rates.join(","), bytes, server: server.backend }, rows, ratios, [
+      "one round = save + load of the same state dict through the fault proxy (503 answered at once, the request body drained)",
+      "rows are the best of the reps that succeeded (worst s: the slowest that succeeded); outcome names the last failure",
+    ]);
+  } finally {
+    await proxy.close();
+    await server.stop();
+  }
+}

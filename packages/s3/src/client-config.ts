@@ -2,6 +2,7 @@ import { S3Client, type S3ClientConfig as SdkS3ClientConfig } from "@aws-sdk/cli
 import { CheckpointError } from "@dcpjs/core";
 import { assertIntegerInRange } from "@dcpjs/core/extend";
 import { GuardedHttpAgent, GuardedHttpsAgent } from "./socket-guard.js";
+import { resolveThrottleOptions, type ThrottleOptions, throttleS3Client } from "./throttle.js";
 
 /** The multipart part size used when none is given: 8 MiB, as s3torchconnector and AWS guidance. */
 export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
@@ -72,6 +73,13 @@ export interface S3ClientConfig {
   readonly requestChecksumCalculation?: ChecksumMode;
   /** When the SDK validates response checksums; see `requestChecksumCalculation`. @default the SDK's `WHEN_SUPPORTED` */
   readonly responseChecksumValidation?: ChecksumMode;
+  /**
+   * How the client answers S3 throttling (503 `SlowDown`, 429): per bucket and prefix, fewer
+   * requests in flight (AIMD) and retries with jittered exponential backoff, up to a deadline
+   * (see {@link ThrottleOptions}); `false` leaves throttles to the SDK's standard retry mode.
+   * @default {} (throttling on, its ceiling `maxConcurrency`)
+   */
+  readonly throttle?: ThrottleOptions | false;
 }
 
 /** The transfer settings dcpjs itself uses, resolved and validated. */
@@ -87,8 +95,8 @@ export interface S3TransferSettings {
  *
  * @param config - the config.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `partSize` is outside 5 MiB–5 GiB,
- * `maxAttempts` outside 1–64, `queueSize` / `maxConcurrency` below 1, or a timeout outside
- * 1 ms–1 h.
+ * `maxAttempts` outside 1–64, `queueSize` / `maxConcurrency` below 1, a timeout outside
+ * 1 ms–1 h, or `throttle` options out of range.
  */
 export function resolveTransferSettings(config: S3ClientConfig = {}): S3TransferSettings {
   const partSize = config.partSize ?? DEFAULT_PART_SIZE_BYTES;
@@ -104,6 +112,8 @@ export function resolveTransferSettings(config: S3ClientConfig = {}): S3Transfer
     3_600_000,
   );
   assertIntegerInRange("socketTimeoutMs", config.socketTimeoutMs ?? DEFAULT_SOCKET_TIMEOUT_MS, 1, 3_600_000);
+  if (config.throttle !== false)
+    resolveThrottleOptions(config.throttle, config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY);
   return { partSize, queueSize };
 }
 
@@ -111,7 +121,8 @@ export function resolveTransferSettings(config: S3ClientConfig = {}): S3Transfer
  * Builds an `S3Client` from a {@link S3ClientConfig}: keep-alive agents sized to
  * `maxConcurrency` whose sockets handle their `error` events for their whole life (a reset after a
  * request settled closes the socket, never the process: {@link GuardedHttpAgent}), connection and
- * socket-idle timeouts, path-style addressing for custom endpoints, the SDK's credential chain.
+ * socket-idle timeouts, path-style addressing for custom endpoints, the SDK's credential chain,
+ * and throttling handled per bucket and prefix ({@link throttleS3Client}) unless `throttle` is `false`.
  *
  * @param config - the config.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link resolveTransferSettings}.
@@ -141,5 +152,7 @@ export function createS3Client(config: S3ClientConfig = {}): S3Client {
       ? { responseChecksumValidation: config.responseChecksumValidation }
       : {}),
   };
-  return new S3Client(sdk);
+  const client = new S3Client(sdk);
+  if (config.throttle !== false) throttleS3Client(client, { maxConcurrency: maxSockets, ...config.throttle });
+  return client;
 }

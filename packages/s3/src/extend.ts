@@ -29,3 +29,10 @@ export { RENAME_DELETE_ATTEMPTS } from "./s3-file-system.js";
 export { escapePath, joinS3Path } from "./s3-uri.js";
 export { S3WriteStream } from "./s3-write-stream.js";
 export { GuardedHttpAgent, GuardedHttpsAgent, guardSocket } from "./socket-guard.js";
+export {
+  isThrottle,
+  type ResolvedThrottleOptions,
+  resolveThrottleOptions,
+  throttleDelayMs,
+  throttleKey,
+} from "./throttle.js";

@@ -48,3 +48,17 @@ export { S3FileSystem, type S3FileSystemOptions } from "./s3-file-system.js";
 export { S3StorageReader, type S3StorageReaderOptions } from "./s3-storage-reader.js";
 export { S3StorageWriter, type S3StorageWriterOptions } from "./s3-storage-writer.js";
 export { isS3Uri, parseS3Uri, type S3Location } from "./s3-uri.js";
+export {
+  AimdLimiter,
+  type AimdLimiterOptions,
+  type AimdOutcome,
+  type AimdSlot,
+  DEFAULT_THROTTLE_BASE_DELAY_MS,
+  DEFAULT_THROTTLE_MAX_DELAY_MS,
+  DEFAULT_THROTTLE_TIMEOUT_MS,
+  ThrottledError,
+  type ThrottleOptions,
+  type ThrottleState,
+  throttleS3Client,
+  throttleState,
+} from "./throttle.js";

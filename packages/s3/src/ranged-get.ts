@@ -7,6 +7,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
 import { s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
+import { ThrottledError } from "./throttle.js";
 
 /** An object to read: the client, its bucket and key, and its URI for messages. */
 export interface S3ObjectRef {
@@ -71,10 +72,11 @@ function maxAttemptsOf(client: S3Client): Promise<number> {
 
 /**
  * Whether a failed GET (or its body) is worth another attempt: transport or length faults, not the
- * caller's abort, and not a failed `If-Match` (the object was replaced; asking again cannot help).
+ * caller's abort, not a failed `If-Match` (the object was replaced; asking again cannot help), and
+ * not a {@link ThrottledError} (the client's throttling already retried it for its whole budget).
  */
 function retryable(error: unknown, signal: AbortSignal | undefined): boolean {
-  if (signal?.aborted || !(error instanceof CheckpointError)) return false;
+  if (signal?.aborted || !(error instanceof CheckpointError) || error instanceof ThrottledError) return false;
   if (s3ErrorInfo(error.cause).status === 412) return false;
   return error.code === "IO_ERROR" || error.code === "TRUNCATED" || error.code === "ABORTED";
 }
