@@ -19,6 +19,7 @@ import {
 } from "@dcpjs/core";
 import { flattenStateDict, SAFETENSORS_DTYPES } from "@dcpjs/core/extend";
 import { beforeAll, describe, expect, it } from "vitest";
+import { decodeTorchItem } from "../../packages/core/src/formats/torch/torch-item.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { allRanks } from "../support/ranks.js";
 import { hexOf, randomTensor, sameTensor } from "../support/tensors.js";
@@ -235,7 +236,11 @@ describe("a checkpoint with a dtype dcpjs cannot hold fails only the loads that 
 
     const all = await failureOf(loadStateDictFromKeys({ checkpointId: dir }));
     expect(all.code).toBe("UNSUPPORTED_DTYPE");
-    expect(all.message).toMatch(/"b".*torch\.qint8/);
+    expect(all.message).toMatch(/"(b|c|q)".*torch\.(quint8|bits8|qint8)/);
+
+    const quantized = await failureOf(loadStateDictFromKeys({ checkpointId: dir, keys: ["q"] }));
+    expect(quantized.code).toBe("UNSUPPORTED_DTYPE");
+    expect(quantized.message).toMatch(/"q".*torch\.qint8/);
 
     const asked = await failureOf(loadStateDictFromKeys({ checkpointId: dir, keys: ["a", "c"] }));
     expect(asked.code).toBe("UNSUPPORTED_DTYPE");
@@ -245,10 +250,24 @@ describe("a checkpoint with a dtype dcpjs cannot hold fails only the loads that 
       load({ a: emptyTensor("float32", [3, 4]), b: emptyTensor("uint8", [2, 3]) }, { checkpointId: dir }),
     );
     expect(withB.code).toBe("UNSUPPORTED_DTYPE");
-    expect(withB.message).toMatch(/"b".*torch\.qint8/);
+    expect(withB.message).toMatch(/"b".*torch\.quint8/);
 
     const exported = await failureOf(exportSafetensors(dir, join(dir, "..", "st")));
     expect(exported.code).toBe("UNSUPPORTED_DTYPE");
+  }, 600_000);
+
+  it("a quantized tensor's torch.save archive is refused as UNSUPPORTED_DTYPE naming the item and torch.qint8", async () => {
+    const { dir } = await unknownCheckpoint();
+    const bytes = new Uint8Array(await readFile(join(dir, "..", "q.pt")));
+    let error: unknown;
+    try {
+      decodeTorchItem(bytes, "q", "q.pt");
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect((error as CheckpointError).code).toBe("UNSUPPORTED_DTYPE");
+    expect((error as CheckpointError).message).toMatch(/"q".*torch\.qint8/);
   }, 600_000);
 });
 

@@ -9,10 +9,11 @@
                             hand-written file of the FP6 types (F6_E2M3, F6_E3M2: the library reads
                             them but writes none); DIR/expected.json {name: {dtype, shape, hex}} as the
                             file says (safetensors names, value-counting shapes)
-  torch-unknown DIR         dcp.save {a, b, c, step}, then rewrite .metadata as if b were torch.qint8
-                            and c torch.bits8 (dtypes dcpjs cannot hold; torch's DCP cannot save them
-                            itself, so the pickle is edited); checks that torch's dcp.load of {a} still
-                            works; DIR/../expected-unknown.json
+  torch-unknown DIR         dcp.save {a, b, c, q, step} with q a quantized qint8 tensor, then rewrite
+                            .metadata as if b were torch.quint8 and c torch.bits8 (dtypes dcpjs cannot
+                            hold; torch's DCP cannot save those plain, so the pickle is edited); checks
+                            that torch's dcp.load of {a} still works; DIR/../expected-unknown.json, and
+                            DIR/../q.pt (torch.save of q)
   st-check DIR EXPECTED     every *.safetensors in DIR through safetensors.deserialize (the Rust
                             library's own validation, every dtype) and, where safetensors.torch maps
                             the dtype, load_file; compare with EXPECTED
@@ -164,17 +165,19 @@ def torch_unknown(d):
 
     g = torch.Generator().manual_seed(5)
     sd = {"a": torch.randn(3, 4, generator=g), "b": torch.arange(6, dtype=torch.uint8).reshape(2, 3),
-          "c": torch.arange(4, dtype=torch.uint8), "step": 7}
+          "c": torch.arange(4, dtype=torch.uint8), "step": 7,
+          "q": torch.quantize_per_tensor(torch.randn(4, generator=g), 0.1, 0, torch.qint8)}
     dcp.save(sd, checkpoint_id=d, no_dist=True)
     path = os.path.join(d, ".metadata")
     md = pickle.load(open(path, "rb"))
-    md.state_dict_metadata["b"].properties.dtype = torch.qint8
+    md.state_dict_metadata["b"].properties.dtype = torch.quint8
     md.state_dict_metadata["c"].properties.dtype = torch.bits8
     pickle.dump(md, open(path, "wb"))
     target = {"a": torch.zeros(3, 4)}
     dcp.load(target, checkpoint_id=d, no_dist=True)
     assert torch.equal(target["a"], sd["a"])
     json.dump({"a": describe({"a": sd["a"]})["a"]}, open(os.path.join(d, "..", "expected-unknown.json"), "w"))
+    torch.save(sd["q"], os.path.join(d, "..", "q.pt"))
     return {"ok": True, "torch_loads_a": True}
 
 

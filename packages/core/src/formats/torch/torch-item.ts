@@ -27,6 +27,15 @@ const STORAGE_DTYPES: Readonly<Record<string, DType | undefined>> = {
   QUInt2x4Storage: undefined,
 };
 
+/** torch's quantized storage classes and the dtype each holds. */
+const QUANTIZED: Readonly<Record<string, string>> = {
+  QInt8Storage: "torch.qint8",
+  QUInt8Storage: "torch.quint8",
+  QInt32Storage: "torch.qint32",
+  QUInt4x2Storage: "torch.quint4x2",
+  QUInt2x4Storage: "torch.quint2x4",
+};
+
 /** torch dtypes an item may name (`_rebuild_tensor_v3`): dcpjs's, and the quantized ones it refuses. */
 const ITEM_DTYPES = [...DTYPES, "qint8", "quint8", "qint32", "quint4x2", "quint2x4"];
 
@@ -68,7 +77,7 @@ const ITEM_GLOBALS = new Map<string, PickleGlobal>([
           throw new MetadataError("Malformed torch item: a tensor whose storage is not a persistent storage");
         const typed = storage as TensorRef["storage"];
         return new TensorRef(
-          typed.dtype ? { dtype: typed.dtype } : { name: typed.storageType },
+          typed.dtype ? { dtype: typed.dtype } : { name: QUANTIZED[typed.storageType] ?? typed.storageType },
           typed,
           offset as number,
           toNumbers(size, "a size", budget),
@@ -103,8 +112,32 @@ const ITEM_GLOBALS = new Map<string, PickleGlobal>([
       },
     },
   ],
+  [
+    // A quantized tensor (qint8, quint8, qint32, quint4x2, quint2x4): recognised so that it is
+    // refused as UNSUPPORTED_DTYPE naming its fqn and dtype, not as an unknown global.
+    "torch._utils._rebuild_qtensor",
+    {
+      call: (args) => {
+        const storage = args[0] as Partial<TensorRef["storage"]> | undefined;
+        const type = typeof storage?.storageType === "string" ? storage.storageType : "";
+        const name = QUANTIZED[type] ?? "a quantized dtype";
+        return new TensorRef(
+          { name },
+          { dtype: undefined, storageType: type, bytes: new Uint8Array(0) },
+          0,
+          [],
+          [],
+        );
+      },
+    },
+  ],
   ["torch._utils._rebuild_parameter", { call: (args) => args[0] }],
   ["collections.OrderedDict", { call: () => new Map() }],
+  // The quantization schemes a _rebuild_qtensor names (inert values; the tensor is refused).
+  ...["per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric"].map(
+    (q) => [`torch.${q}`, { value: { qscheme: q } }] as [string, PickleGlobal],
+  ),
+  ["torch.per_channel_affine_float_qparams", { value: { qscheme: "per_channel_affine_float_qparams" } }],
   ["torch.storage.UntypedStorage", { value: { storageType: "UntypedStorage", dtype: undefined } }],
   ...ITEM_DTYPES.map((d) => [`torch.${d}`, { value: { torchDtype: d } }] as [string, PickleGlobal]),
   ...Object.entries(STORAGE_DTYPES).map(
