@@ -20,6 +20,7 @@ import {
 import { flattenStateDict, SAFETENSORS_DTYPES } from "@dcpjs/core/extend";
 import { beforeAll, describe, expect, it } from "vitest";
 import { decodeTorchItem } from "../../packages/core/src/formats/torch/torch-item.js";
+import { torchTensorArchive } from "../../packages/core/src/formats/torch/torch-write.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { allRanks } from "../support/ranks.js";
 import { hexOf, randomTensor, sameTensor } from "../support/tensors.js";
@@ -93,6 +94,21 @@ describe("the dtype table", () => {
       "complex128",
     ]);
   });
+});
+
+describe("torch items of every dtype torch has", () => {
+  it.each(DTYPES.filter((d) => !d.startsWith("float6_")))(
+    "%s: the archive dcpjs writes decodes to the same dtype, shape and bytes",
+    (dtype) => {
+      const t = randomTensor(dtype, [3, 2], 5);
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      const { prefix, suffix } = torchTensorArchive(dtype, [3, 2], bytes);
+      const item = decodeTorchItem(new Uint8Array(Buffer.concat([prefix, bytes, suffix])), "w", "f");
+      if (item.kind !== "tensor") throw new Error("expected a tensor item");
+      expect({ dtype: item.dtype, shape: [...item.shape] }).toEqual({ dtype, shape: [3, 2] });
+      expect(Buffer.from(item.bytes).equals(Buffer.from(bytes))).toBe(true);
+    },
+  );
 });
 
 describe("golden table: torch 2.13 dcp.save → dcpjs load → dcpjs save (format torch) → torch 2.13 dcp.load", () => {
