@@ -259,11 +259,30 @@ describe("malformed safetensors headers get a coded MetadataError", () => {
     expect(e.message).toMatch(message);
   });
 
-  it("refuses invalid UTF-8 and FP8 (UNSUPPORTED_DTYPE, naming the tensor)", () => {
+  it("refuses invalid UTF-8, and F4 whose last dimension splits no pair of values (UNSUPPORTED_DTYPE, naming the tensor)", () => {
     expect(() => parseSafetensorsHeader(new Uint8Array([0x7b, 0xff, 0x7d]), 11, "f")).toThrow(/UTF-8/);
-    const e = refused('{"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}', 2);
+    const e = refused('{"w":{"dtype":"F4","shape":[4,3],"data_offsets":[0,6]}}', 6);
     expect(e.code).toBe("UNSUPPORTED_DTYPE");
-    expect(e.message).toMatch(/Tensor "w" in f\.safetensors is F8_E4M3/);
+    expect(e.message).toMatch(/"w" in f\.safetensors \(F4 \[4, 3\]\).*multiple of 2/);
+  });
+
+  it("reads FP8 and packed sub-byte dtypes, the shape in dcpjs elements (F4 [4, 6] is float4_e2m1fn_x2 [4, 3])", () => {
+    const parse = (json: string, bytes: number) => {
+      const b = new TextEncoder().encode(json);
+      return parseSafetensorsHeader(b, 8 + b.byteLength + bytes, "f.safetensors").entries[0]!;
+    };
+    expect(parse('{"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}', 2)).toMatchObject({
+      dtype: "float8_e4m3fn",
+      shape: [2],
+    });
+    expect(parse('{"w":{"dtype":"F4","shape":[4,6],"data_offsets":[0,12]}}', 12)).toMatchObject({
+      dtype: "float4_e2m1fn_x2",
+      shape: [4, 3],
+    });
+    expect(parse('{"w":{"dtype":"F6_E3M2","shape":[8],"data_offsets":[0,6]}}', 6)).toMatchObject({
+      dtype: "float6_e3m2fn_x4",
+      shape: [2],
+    });
   });
 
   it("refuses a header length beyond the file before reading it", async () => {

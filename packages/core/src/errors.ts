@@ -21,7 +21,7 @@
  * - `CHECKSUM_MISMATCH`: an item's CRC-32 (CRC-32C in older checkpoints) differs from the one recorded at save time.
  * - `MISSING_KEY`: a state-dict key is absent from the checkpoint (strict load).
  * - `SIZE_MISMATCH`: a tensor's global shape differs from the saved one.
- * - `UNSUPPORTED_DTYPE`: a stored tensor has a dtype dcpjs has no type for (FP8, complex, wide unsigned).
+ * - `UNSUPPORTED_DTYPE`: a tensor has a dtype dcpjs has no type for (quantized `qint8` …, `bits8` …), or that the format written lacks (FP6 in torch, complex32/complex128 in safetensors).
  * - `DTYPE_MISMATCH`: a tensor's dtype differs from the saved one.
  * - `INVALID_PLAN`: the global save plan fails validation (bounds, overlap, coverage).
  * - `ABORTED`: the operation was aborted through its `AbortSignal`.

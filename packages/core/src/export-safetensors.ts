@@ -1,6 +1,6 @@
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, throwIfAborted } from "./errors.js";
-import { DTYPE_TO_SAFETENSORS, SAFETENSORS_PREFIX_BYTES } from "./formats/safetensors/header.js";
+import { SAFETENSORS_PREFIX_BYTES, toSafetensors } from "./formats/safetensors/header.js";
 import { load } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import type { StateDict } from "./model/state-dict.js";
@@ -72,8 +72,7 @@ function encodeHeader(pieces: readonly Piece[], metadata: Record<string, string>
   for (const p of pieces) {
     const shape = p.chunk ? p.chunk.sizes : p.entry.size;
     header[p.fqn] = {
-      dtype: DTYPE_TO_SAFETENSORS[p.entry.properties.dtype],
-      shape: [...shape],
+      ...toSafetensors(p.entry.properties.dtype, shape, p.fqn),
       data_offsets: [at, at + p.bytes],
     };
     at += p.bytes;
@@ -147,7 +146,9 @@ function runs(pieces: readonly Piece[], limit: number): Piece[][] {
  * @param dst - the destination folder or `s3://` prefix.
  * @param options - see {@link ExportSafetensorsOptions}.
  * @returns what was written.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxShardSize` below 1; the errors of
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxShardSize` below 1;
+ * `UNSUPPORTED_DTYPE` naming the tensor, before anything is written, for a dtype safetensors lacks
+ * (`complex32`, `complex128`) or one dcpjs cannot hold (`torch.qint8` …); the errors of
  * reading the source (`INCOMPLETE_CHECKPOINT`, `CHECKSUM_MISMATCH`, …) and of the destination.
  */
 export async function exportSafetensors(
@@ -164,12 +165,19 @@ export async function exportSafetensors(
   await fs.mkdir(root);
   reader.reset(src);
   const metadata: Metadata = await reader.readMetadata(signal);
+  for (const [fqn, stored] of metadata.unsupportedDtypes ?? [])
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" to be saved in a dtype dcpjs can hold, got ${stored}`,
+    );
 
   const bytesOf = (e: TensorStorageMetadata, sizes: readonly number[]) =>
     numel(sizes) * DTYPE_BYTES[e.properties.dtype];
   const tensorEntries = [...metadata.stateDictMetadata].filter(
     (x): x is [string, TensorStorageMetadata] => x[1].type === "tensor",
   );
+  // Every dtype safetensors has, checked before a file is written.
+  for (const [fqn, e] of tensorEntries) toSafetensors(e.properties.dtype, e.size, fqn);
   const valueKeys = [...metadata.stateDictMetadata].filter(([, e]) => e.type === "bytes").map(([k]) => k);
   const valuesJson = valueKeys.length > 0 ? await exportValues(reader, valueKeys, signal) : undefined;
 

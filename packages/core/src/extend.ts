@@ -36,8 +36,10 @@ export {
   MAX_SAFETENSORS_HEADER_BYTES,
   parseSafetensorsHeader,
   SAFETENSORS_DTYPES,
+  SAFETENSORS_VALUES_PER_ELEMENT,
   type SafetensorsEntry,
   type SafetensorsHeader,
+  toSafetensors,
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";

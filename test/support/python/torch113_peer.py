@@ -1,6 +1,7 @@
 """torch 1.13 (Debian's python3-torch, run with /usr/bin/python3.11) as a peer of dcpjs's reader.
 
-  save DIR   save_state_dict (single file per rank) of flat tensors of every dtype, a transposed view,
+  save DIR   save_state_dict (single file per rank) of flat tensors of every dtype (complex64 and
+             complex128 among them), a transposed view,
              0-d and empty tensors, values, and a nested dict holding a tensor (1.13 pickles it as ONE
              bytes item); writes DIR/../expected-113.json. Prints one JSON line.
 
@@ -67,6 +68,8 @@ def main():
         "scalar": torch.tensor(3.0),
         "empty": torch.zeros(0, 2),
         "transposed": base.t(),
+        "c64": torch.complex(torch.randn(5, generator=g), torch.tensor([0.0, -0.0, float("inf"), float("nan"), 1e-45])),
+        "c128": torch.randn(2, 3, generator=g, dtype=torch.complex128),
         "step": 42,
         "name": "torch 1.13",
         "nested": {"lr": 0.5, "w": torch.arange(4, dtype=torch.float32)},

@@ -151,7 +151,8 @@ export class DefaultLoadPlanner implements LoadPlanner {
   /**
    * @inheritDoc
    * @throws {@link CheckpointError} `MISSING_KEY` ("Missing key in checkpoint state_dict: …")
-   * when a key is absent and partial loads are not allowed; see {@link createReadItems} for the rest.
+   * when a key is absent and partial loads are not allowed; `UNSUPPORTED_DTYPE` naming the fqn and
+   * the stored dtype when a key asks for a tensor dcpjs cannot hold (even with partial loads); see {@link createReadItems} for the rest.
    */
   createLocalPlan(): LoadPlan {
     const md = this.metadata!;
@@ -159,6 +160,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
     for (const [fqn, obj] of this.#flat) {
       const entry = md.stateDictMetadata.get(fqn);
       if (!entry) {
+        assertHeld(md, fqn);
         if (this.#options.allowPartialLoad) continue;
         throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
       }
@@ -208,6 +210,23 @@ export class DefaultLoadPlanner implements LoadPlanner {
 }
 
 /**
+ * Fails a load that asks for `fqn` when the checkpoint saved it in a dtype dcpjs cannot hold
+ * ({@link Metadata.unsupportedDtypes}); loads that do not ask for it are unaffected, as in DCP.
+ *
+ * @param md - the checkpoint's metadata.
+ * @param fqn - the key asked for.
+ * @throws {@link CheckpointError} `UNSUPPORTED_DTYPE` naming the fqn and the stored dtype.
+ */
+function assertHeld(md: Metadata, fqn: string): void {
+  const stored = md.unsupportedDtypes?.get(fqn);
+  if (stored !== undefined)
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" to be saved in a dtype dcpjs can hold, got ${stored} (load the other keys with loadStateDictFromKeys({ keys }) or a state dict without it)`,
+    );
+}
+
+/**
  * Whether `fqn` is selected by `keys`: equal to a key, or below it (`key.` prefix).
  */
 function selected(fqn: string, keys: readonly string[] | undefined): boolean {
@@ -225,7 +244,8 @@ export class EmptyStateDictLoadPlanner extends DefaultLoadPlanner {
 
   /**
    * @param keys - load only these fqns and what lies below them (`"model"` selects
-   * `"model.w"`); all when omitted.
+   * `"model.w"`); all when omitted. The load fails with `UNSUPPORTED_DTYPE` when they select a
+   * tensor saved in a dtype dcpjs cannot hold ({@link Metadata.unsupportedDtypes}).
    */
   constructor(keys?: readonly string[]) {
     super({ allowPartialLoad: false });
@@ -240,6 +260,8 @@ export class EmptyStateDictLoadPlanner extends DefaultLoadPlanner {
   /** @inheritDoc */
   override setUpPlanner(_stateDict: StateDict, metadata: Metadata, isCoordinator: boolean): void {
     const flat = new Map<string, unknown>();
+    for (const fqn of metadata.unsupportedDtypes?.keys() ?? [])
+      if (selected(fqn, this.#keys)) assertHeld(metadata, fqn);
     for (const [fqn, entry] of metadata.stateDictMetadata) {
       if (!selected(fqn, this.#keys)) continue;
       flat.set(fqn, entry.type === "tensor" ? allocated(fqn, entry.properties.dtype, entry.size) : null);

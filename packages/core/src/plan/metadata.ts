@@ -137,6 +137,12 @@ export interface Metadata {
   readonly storageData: ReadonlyMap<string, StorageInfo>;
   /** Ids of the save. */
   readonly storageMeta: StorageMeta;
+  /**
+   * fqn → the stored dtype's name (e.g. `torch.qint8`) of each saved tensor whose dtype dcpjs
+   * cannot hold: left out of the other maps, so a load that does not ask for it succeeds, and one
+   * that does fails with `UNSUPPORTED_DTYPE` naming both. Absent when there is none.
+   */
+  readonly unsupportedDtypes?: ReadonlyMap<string, string>;
 }
 
 /** The kind of a {@link WriteItem}, as DCP's `WriteItemType`. */

@@ -80,7 +80,8 @@ async function safetensorsFiles(fs: FileSystemBase, folder: string, signal?: Abo
  * @param signal - aborts the reads.
  * @returns the metadata, or `undefined` when the folder holds no safetensors files.
  * @throws {@link MetadataError} for a malformed header, index or sidecar, a dtype that differs
- * between shards, or chunks that do not tile a tensor; `UNSUPPORTED_DTYPE` for FP8 and others.
+ * between shards, or chunks that do not tile a tensor; `UNSUPPORTED_DTYPE` for an F4/F6 tensor
+ * whose last dimension does not split into whole packed elements.
  */
 export async function readSafetensorsMetadata(
   fs: FileSystemBase,

@@ -7,7 +7,11 @@ export const SAFETENSORS_PREFIX_BYTES = 8;
 /** Largest header accepted, as the safetensors library: 100 MB. */
 export const MAX_SAFETENSORS_HEADER_BYTES = 100_000_000;
 
-/** safetensors dtype names ↔ dcpjs (torch) dtypes, as `safetensors/torch.py::_TYPES`. */
+/**
+ * safetensors dtype names → dcpjs (torch) dtypes: all 22 of safetensors 0.8's `Dtype` enum, named
+ * as `safetensors/torch.py` maps them (`F8_E8M0` → `float8_e8m0fnu`, `F4` → `float4_e2m1fn_x2`);
+ * the FP6 types, which torch lacks, as `float6_e2m3fn_x4` / `float6_e3m2fn_x4`.
+ */
 export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = {
   F64: "float64",
   F32: "float32",
@@ -19,29 +23,75 @@ export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = {
   I8: "int8",
   U8: "uint8",
   BOOL: "bool",
+  U16: "uint16",
+  U32: "uint32",
+  U64: "uint64",
+  C64: "complex64",
+  F8_E4M3: "float8_e4m3fn",
+  F8_E4M3FNUZ: "float8_e4m3fnuz",
+  F8_E5M2: "float8_e5m2",
+  F8_E5M2FNUZ: "float8_e5m2fnuz",
+  F8_E8M0: "float8_e8m0fnu",
+  F4: "float4_e2m1fn_x2",
+  F6_E2M3: "float6_e2m3fn_x4",
+  F6_E3M2: "float6_e3m2fn_x4",
 };
 
-/** The safetensors name of each dcpjs dtype. */
-export const DTYPE_TO_SAFETENSORS: Readonly<Record<DType, string>> = Object.fromEntries(
+/**
+ * The safetensors name of each dcpjs dtype that safetensors has (all but `complex32` and
+ * `complex128`).
+ */
+export const DTYPE_TO_SAFETENSORS: Readonly<Partial<Record<DType, string>>> = Object.fromEntries(
   Object.entries(SAFETENSORS_DTYPES).map(([k, v]) => [v, k]),
-) as Record<DType, string>;
+) as Partial<Record<DType, string>>;
 
-/** safetensors dtypes that exist but have no dcpjs dtype (refused with `UNSUPPORTED_DTYPE`). */
-const KNOWN_UNSUPPORTED = new Set([
-  "F8_E4M3",
-  "F8_E4M3FNUZ",
-  "F8_E5M2",
-  "F8_E5M2FNUZ",
-  "C64",
-  "U64",
-  "U32",
-  "U16",
-]);
+/**
+ * Values per dcpjs element of the packed sub-byte dtypes, whose safetensors shape counts values
+ * where torch's (and dcpjs's) counts packed elements: the last dimension differs by this factor
+ * (an `F4` tensor of shape `[4, 6]` is `float4_e2m1fn_x2` `[4, 3]`, as `safetensors/torch.py`).
+ */
+export const SAFETENSORS_VALUES_PER_ELEMENT: Readonly<Partial<Record<DType, number>>> = {
+  float4_e2m1fn_x2: 2,
+  float6_e2m3fn_x4: 4,
+  float6_e3m2fn_x4: 4,
+};
+
+/**
+ * The safetensors dtype name and shape of a dcpjs tensor (or chunk), for a header.
+ *
+ * @param dtype - its dtype.
+ * @param shape - its shape in dcpjs elements.
+ * @param fqn - its name, for errors.
+ * @returns the name and the shape in values (the last dimension multiplied for packed types).
+ * @throws {@link CheckpointError} `UNSUPPORTED_DTYPE` for `complex32`/`complex128` (safetensors
+ * has no such type) and for a 0-d packed sub-byte tensor (its values have no last dimension).
+ */
+export function toSafetensors(
+  dtype: DType,
+  shape: readonly number[],
+  fqn: string,
+): { dtype: string; shape: number[] } {
+  const name = DTYPE_TO_SAFETENSORS[dtype];
+  if (name === undefined)
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" to have a dtype safetensors has, got ${dtype} (save it as dcpjs or torch)`,
+    );
+  const k = SAFETENSORS_VALUES_PER_ELEMENT[dtype] ?? 1;
+  if (k === 1) return { dtype: name, shape: [...shape] };
+  if (shape.length === 0)
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" (${dtype}) to have at least one dimension for safetensors' ${name}, got a 0-d tensor`,
+    );
+  return { dtype: name, shape: [...shape.slice(0, -1), shape[shape.length - 1]! * k] };
+}
 
 /** One tensor of a safetensors file, validated. */
 export interface SafetensorsEntry {
   readonly name: string;
   readonly dtype: DType;
+  /** In dcpjs elements: for `F4`/`F6_*`, the file's last dimension divided by the values per element. */
   readonly shape: readonly number[];
   /** Byte offset in the file (past the header) and length. */
   readonly offset: number;
@@ -131,8 +181,8 @@ function isCount(v: unknown): v is number {
  * @returns the tensors in file order and the metadata.
  * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found, or when
  * the JSON is nested deeper or holds more values than its {@link DecodeBudget} allows (checked
- * before parsing); {@link CheckpointError} `UNSUPPORTED_DTYPE` for a dtype dcpjs has no type for
- * (FP8, complex, unsigned > 8 bits), naming the tensor.
+ * before parsing); {@link CheckpointError} `UNSUPPORTED_DTYPE` naming the tensor for an `F4`/`F6`
+ * tensor whose last dimension does not split into whole packed elements.
  */
 export function parseSafetensorsHeader(json: Uint8Array, fileSize: number, file: string): SafetensorsHeader {
   const what = `safetensors file ${file}`;
@@ -194,16 +244,12 @@ function parseWithin(
     }
     const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== "object" || e === null) fail(`expected an object for tensor ${JSON.stringify(name)}`);
-    const dtype = typeof e.dtype === "string" ? SAFETENSORS_DTYPES[e.dtype] : undefined;
-    if (!dtype) {
-      if (typeof e.dtype === "string" && KNOWN_UNSUPPORTED.has(e.dtype)) {
-        throw new CheckpointError(
-          "UNSUPPORTED_DTYPE",
-          `Tensor ${JSON.stringify(name)} in ${file} is ${String(e.dtype)}, which dcpjs cannot hold (it has ${Object.keys(SAFETENSORS_DTYPES).join(", ")})`,
-        );
-      }
+    const dtype =
+      typeof e.dtype === "string" && Object.hasOwn(SAFETENSORS_DTYPES, e.dtype)
+        ? SAFETENSORS_DTYPES[e.dtype]
+        : undefined;
+    if (!dtype)
       fail(`expected a safetensors dtype for ${JSON.stringify(name)}, got ${JSON.stringify(e.dtype)}`);
-    }
     if (!Array.isArray(e.shape) || !e.shape.every(isCount) || e.shape.length > 64)
       fail(`expected the shape of ${JSON.stringify(name)} to be a list of non-negative integers`);
     const offsets = e.data_offsets;
@@ -214,12 +260,19 @@ function parseWithin(
       offsets[0]! > offsets[1]!
     )
       fail(`expected data_offsets of ${JSON.stringify(name)} to be [begin, end] with begin <= end`);
-    const shape = e.shape as number[];
+    const values = e.shape as number[];
     const [begin, end] = offsets as [number, number];
+    const k = SAFETENSORS_VALUES_PER_ELEMENT[dtype!] ?? 1;
+    if (k > 1 && (values.length === 0 || values[values.length - 1]! % k !== 0))
+      throw new CheckpointError(
+        "UNSUPPORTED_DTYPE",
+        `Expected the last dimension of ${JSON.stringify(name)} in ${file} (${e.dtype} [${values.join(", ")}]) to be a multiple of ${k}, as dcpjs holds ${e.dtype} as ${dtype} (${k} values per element)`,
+      );
+    const shape = k === 1 ? values : [...values.slice(0, -1), values[values.length - 1]! / k];
     const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype!];
     if (end - begin !== expected) {
       fail(
-        `${JSON.stringify(name)} is ${e.dtype} [${shape.join(", ")}]: expected ${expected} bytes, data_offsets span ${end - begin}`,
+        `${JSON.stringify(name)} is ${e.dtype} [${values.join(", ")}]: expected ${expected} bytes, data_offsets span ${end - begin}`,
       );
     }
     if (end > bufferLength)

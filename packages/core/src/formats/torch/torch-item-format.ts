@@ -5,7 +5,12 @@ import { numel, sameShape } from "../../model/geometry.js";
 import { decodeValue, encodeValue } from "../../model/value-codec.js";
 import type { ItemFormat } from "../item-format.js";
 import { decodeTorchItem, unzstd } from "./torch-item.js";
-import { encodeTorchMetadata, torchTensorArchive, torchValueArchive } from "./torch-write.js";
+import {
+  assertTorchDtype,
+  encodeTorchMetadata,
+  torchTensorArchive,
+  torchValueArchive,
+} from "./torch-write.js";
 
 /**
  * PyTorch DCP's item framing: each item a `torch.save` archive (a STORED zip) — a tensor chunk
@@ -22,6 +27,7 @@ export const TORCH_ITEM_FORMAT: ItemFormat = {
         info: { itemFormat: "torch" },
       };
     const td = item.tensorData!;
+    assertTorchDtype(td.properties.dtype, item.index.fqn);
     const { prefix, suffix } = torchTensorArchive(td.properties.dtype, td.chunk.sizes, payload);
     return { parts: [prefix, payload, suffix], info: { itemFormat: "torch" } };
   },

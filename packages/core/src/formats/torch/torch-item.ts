@@ -1,7 +1,7 @@
 import { decompress } from "fzstd";
 import { CheckpointError, MetadataError } from "../../errors.js";
 import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
-import { DTYPE_BYTES, type DType } from "../../model/dtype.js";
+import { DTYPE_BYTES, DTYPES, type DType, isDType } from "../../model/dtype.js";
 import { type PickleGlobal, PyTuple, unpickle } from "./pickle-reader.js";
 import { readZip, verifiedMember } from "./torch-zip.js";
 import { chargeZstdFrames } from "./zstd-bounds.js";
@@ -18,13 +18,36 @@ const STORAGE_DTYPES: Readonly<Record<string, DType | undefined>> = {
   CharStorage: "int8",
   ByteStorage: "uint8",
   BoolStorage: "bool",
-  ComplexFloatStorage: undefined,
-  ComplexDoubleStorage: undefined,
+  ComplexFloatStorage: "complex64",
+  ComplexDoubleStorage: "complex128",
+  QInt8Storage: undefined,
+  QUInt8Storage: undefined,
+  QInt32Storage: undefined,
+  QUInt4x2Storage: undefined,
+  QUInt2x4Storage: undefined,
 };
+
+/** torch's quantized storage classes and the dtype each holds. */
+const QUANTIZED: Readonly<Record<string, string>> = {
+  QInt8Storage: "torch.qint8",
+  QUInt8Storage: "torch.quint8",
+  QInt32Storage: "torch.qint32",
+  QUInt4x2Storage: "torch.quint4x2",
+  QUInt2x4Storage: "torch.quint2x4",
+};
+
+/** torch dtypes an item may name (`_rebuild_tensor_v3`): dcpjs's, and the quantized ones it refuses. */
+const ITEM_DTYPES = [...DTYPES, "qint8", "quint8", "qint32", "quint4x2", "quint2x4"];
+
+/** The element type of a tensor: a dcpjs dtype, or the torch name of one dcpjs cannot hold. */
+type ElementType =
+  | { readonly dtype: DType; readonly name?: undefined }
+  | { readonly dtype?: undefined; readonly name: string };
 
 /** A tensor as `torch._utils._rebuild_tensor_v2` describes it: a storage and a strided view of it. */
 class TensorRef {
   constructor(
+    readonly element: ElementType,
     readonly storage: { dtype: DType | undefined; storageType: string; bytes: Uint8Array },
     readonly offset: number,
     readonly shape: number[],
@@ -52,7 +75,35 @@ const ITEM_GLOBALS = new Map<string, PickleGlobal>([
           );
         if (typeof storage !== "object" || storage === null || !("bytes" in storage))
           throw new MetadataError("Malformed torch item: a tensor whose storage is not a persistent storage");
+        const typed = storage as TensorRef["storage"];
         return new TensorRef(
+          typed.dtype ? { dtype: typed.dtype } : { name: QUANTIZED[typed.storageType] ?? typed.storageType },
+          typed,
+          offset as number,
+          toNumbers(size, "a size", budget),
+          toNumbers(stride, "a stride", budget),
+        );
+      },
+    },
+  ],
+  [
+    // torch ≥ 2.1 for dtypes without a legacy storage class: an UntypedStorage (its size in
+    // bytes) and the dtype as the 7th argument; the offset still counts elements.
+    "torch._utils._rebuild_tensor_v3",
+    {
+      call: (args, budget) => {
+        const [storage, offset, size, stride, , , dtype] = args as unknown[];
+        if (!Number.isSafeInteger(offset) || (offset as number) < 0)
+          throw new MetadataError(
+            "Malformed torch item: a storage offset that is not a non-negative integer",
+          );
+        if (typeof storage !== "object" || storage === null || !("bytes" in storage))
+          throw new MetadataError("Malformed torch item: a tensor whose storage is not a persistent storage");
+        const name = ((dtype as PickleGlobal | undefined)?.value as { torchDtype?: string } | undefined)
+          ?.torchDtype;
+        if (!name) throw new MetadataError("Malformed torch item: _rebuild_tensor_v3 without a dtype");
+        return new TensorRef(
+          isDType(name) ? { dtype: name } : { name: `torch.${name}` },
           storage as TensorRef["storage"],
           offset as number,
           toNumbers(size, "a size", budget),
@@ -61,8 +112,34 @@ const ITEM_GLOBALS = new Map<string, PickleGlobal>([
       },
     },
   ],
+  [
+    // A quantized tensor (qint8, quint8, qint32, quint4x2, quint2x4): recognised so that it is
+    // refused as UNSUPPORTED_DTYPE naming its fqn and dtype, not as an unknown global.
+    "torch._utils._rebuild_qtensor",
+    {
+      call: (args) => {
+        const storage = args[0] as Partial<TensorRef["storage"]> | undefined;
+        const type = typeof storage?.storageType === "string" ? storage.storageType : "";
+        const name = QUANTIZED[type] ?? "a quantized dtype";
+        return new TensorRef(
+          { name },
+          { dtype: undefined, storageType: type, bytes: new Uint8Array(0) },
+          0,
+          [],
+          [],
+        );
+      },
+    },
+  ],
   ["torch._utils._rebuild_parameter", { call: (args) => args[0] }],
   ["collections.OrderedDict", { call: () => new Map() }],
+  // The quantization schemes a _rebuild_qtensor names (inert values; the tensor is refused).
+  ...["per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric"].map(
+    (q) => [`torch.${q}`, { value: { qscheme: q } }] as [string, PickleGlobal],
+  ),
+  ["torch.per_channel_affine_float_qparams", { value: { qscheme: "per_channel_affine_float_qparams" } }],
+  ["torch.storage.UntypedStorage", { value: { storageType: "UntypedStorage", dtype: undefined } }],
+  ...ITEM_DTYPES.map((d) => [`torch.${d}`, { value: { torchDtype: d } }] as [string, PickleGlobal]),
   ...Object.entries(STORAGE_DTYPES).map(
     ([name, dtype]) => [`torch.${name}`, { value: { storageType: name, dtype } }] as [string, PickleGlobal],
   ),
@@ -83,8 +160,7 @@ export type TorchItem =
  * whose bytes are charged to `budget` before it is allocated (a zero stride repeats one element).
  */
 function contiguousBytes(t: TensorRef, fqn: string, budget: DecodeBudget): Uint8Array {
-  const dtype = t.storage.dtype!;
-  const es = DTYPE_BYTES[dtype];
+  const es = DTYPE_BYTES[t.element.dtype!];
   const count = t.shape.reduce((a, b) => a * b, 1);
   if (!Number.isSafeInteger(count * es))
     throw new MetadataError(
@@ -135,10 +211,10 @@ function toJs(v: unknown, fqn: string, budget: DecodeBudget, depth = 0): unknown
   budget.nodes();
   budget.depth(depth);
   if (v instanceof TensorRef) {
-    if (!v.storage.dtype) throw unsupported(fqn, v.storage.storageType);
+    if (!v.element.dtype) throw unsupported(fqn, v.element.name);
     const bytes = contiguousBytes(v, fqn, budget);
     budget.bytes(bytes.byteLength);
-    return { dtype: v.storage.dtype, shape: v.shape, data: new Uint8Array(bytes) };
+    return { dtype: v.element.dtype, shape: v.shape, data: new Uint8Array(bytes) };
   }
   if (typeof v === "string") budget.bytes(v.length);
   if (v instanceof Uint8Array) budget.bytes(v.byteLength);
@@ -176,8 +252,8 @@ function unsupported(fqn: string, what: string): CheckpointError {
  * @default a new {@link DecodeBudget} for the item's size
  * @throws {@link ChecksumMismatchError} naming the fqn when a member's CRC-32 differs;
  * {@link MetadataError} for a malformed or ambiguous archive or pickle (a refused global is named),
- * one that expands beyond its budget, or anything else it would throw; `UNSUPPORTED_DTYPE` for
- * complex storages.
+ * one that expands beyond its budget, or anything else it would throw; `UNSUPPORTED_DTYPE` naming
+ * the fqn for quantized storages and dtypes (`qint8` …).
  */
 export function decodeTorchItem(
   bytes: Uint8Array,
@@ -212,10 +288,10 @@ function decodeWithin(bytes: Uint8Array, fqn: string, where: string, budget: Dec
     },
   });
   if (value instanceof TensorRef) {
-    if (!value.storage.dtype) throw unsupported(fqn, value.storage.storageType);
+    if (!value.element.dtype) throw unsupported(fqn, value.element.name);
     return {
       kind: "tensor",
-      dtype: value.storage.dtype,
+      dtype: value.element.dtype,
       shape: value.shape,
       bytes: contiguousBytes(value, fqn, budget),
     };

@@ -1,4 +1,4 @@
-import { CheckpointError, MetadataError } from "../../errors.js";
+import { MetadataError } from "../../errors.js";
 import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
 import { DTYPE_BYTES, DTYPES, type DType } from "../../model/dtype.js";
 import { numel } from "../../model/geometry.js";
@@ -20,12 +20,25 @@ export const ZSTD_TRANSFORM = "stream.zstd/1";
 /** The first byte of a pickle (PROTO): how a PyTorch `.metadata` is told from a dcpjs one. */
 export const PICKLE_PROTO = 0x80;
 
-/** torch dtypes dcpjs holds ({@link DTYPES}); the others exist in torch and are named in `UNSUPPORTED_DTYPE` errors. */
-const HELD = new Set<string>(DTYPES);
+/** torch dtypes dcpjs holds: every {@link DTYPES} entry but safetensors' FP6, which torch lacks. */
+const HELD = new Set<string>(DTYPES.filter((d) => !d.startsWith("float6_")));
+/** Every dtype torch 2.13 names: those dcpjs holds, and the rest, recorded as unsupported entries. */
 const TORCH_DTYPES = [
-  ...DTYPES,
-  ...["complex64", "complex128", "complex32", "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2"],
-  ...["float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "qint8", "quint8", "qint32"],
+  ...HELD,
+  ...[
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "bits8",
+    "bits16",
+    "bits1x8",
+    "bits2x4",
+    "bits4x2",
+  ],
+  ...["uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7"],
+  ...["int1", "int2", "int3", "int4", "int5", "int6", "int7"],
 ];
 
 /** The DCP metadata classes under the three module paths they have had (1.13, 2.0–2.5, 2.6+). */
@@ -137,15 +150,14 @@ function counts(v: unknown, what: string, budget: DecodeBudget): number[] {
   return v as number[];
 }
 
-function dtypeOf(properties: unknown, fqn: string): DType {
+/** A tensor entry's dtype: one dcpjs holds, or the torch name of one it does not. */
+function dtypeOf(properties: unknown, fqn: string): { dtype: DType } | { unsupported: string } {
   const p = objectOf(properties, "TensorProperties", `the properties of "${fqn}"`);
   const raw =
     p.state instanceof PyTuple ? p.state[0] : p.state instanceof Map ? p.state.get("dtype") : undefined;
   const name = ((raw as PickleGlobal | undefined)?.value as { torchDtype?: string } | undefined)?.torchDtype;
   if (!name) return fail(`expected a dtype for "${fqn}"`);
-  if (!HELD.has(name))
-    throw new CheckpointError("UNSUPPORTED_DTYPE", `"${fqn}" is torch.${name}, which dcpjs has no dtype for`);
-  return name as DType;
+  return HELD.has(name) ? { dtype: name as DType } : { unsupported: `torch.${name}` };
 }
 
 /**
@@ -159,8 +171,9 @@ function dtypeOf(properties: unknown, fqn: string): DType {
  * @param bytes - the file's bytes.
  * @returns the metadata (`storageMeta.format` is `"torch"`).
  * @throws {@link MetadataError} `MALFORMED_METADATA` for anything outside the allowlist or the
- * expected shapes, `UNSAFE_PATH` for an escaping path; `UNSUPPORTED_DTYPE` naming the fqn of a
- * complex, wide unsigned or float8 tensor. Everything is decoded within one
+ * expected shapes, `UNSAFE_PATH` for an escaping path. A tensor of a dtype dcpjs cannot hold
+ * (quantized, `bits8` …) is left out of `stateDictMetadata` and `storageData` and recorded in
+ * `unsupportedDtypes`, so that only a load asking for it fails (as DCP). Everything is decoded within one
  * {@link DecodeBudget} (values, bytes, time: {@link decodeLimits}); whatever else would escape
  * (a `RangeError`) is a `MALFORMED_METADATA` too.
  */
@@ -179,6 +192,7 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
   const sdm = f.get("state_dict_metadata");
   if (!(sdm instanceof Map)) fail("expected state_dict_metadata to be a dict");
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
+  const unsupportedDtypes = new Map<string, string>();
   for (const [fqn, entry] of sdm as Map<unknown, unknown>) {
     budget.nodes();
     if (typeof fqn !== "string") fail("expected string fqns");
@@ -204,7 +218,12 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
         fail(`a chunk of "${fqn}" lies outside [${size.join(", ")}]`);
       return { offsets, sizes };
     });
-    const dtype = dtypeOf(e.get("properties"), fqn as string);
+    const held = dtypeOf(e.get("properties"), fqn as string);
+    if ("unsupported" in held) {
+      unsupportedDtypes.set(fqn as string, held.unsupported);
+      continue;
+    }
+    const { dtype } = held;
     if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
       fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
     stateDictMetadata.set(fqn as string, { type: "tensor", properties: { dtype }, size, chunks: list });
@@ -237,6 +256,7 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
     const fqn = i.get("fqn");
     const offset = i.get("offset");
     if (typeof fqn !== "string") fail("expected a MetadataIndex fqn");
+    if (unsupportedDtypes.has(fqn as string)) continue;
     // Keys and storage records may all share one long fqn or path through the memo: each is
     // checked and copied into a key once per entry, so each is charged once per entry.
     budget.nodes();
@@ -286,5 +306,6 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
     plannerData,
     storageData,
     storageMeta: { format: "torch" },
+    ...(unsupportedDtypes.size > 0 ? { unsupportedDtypes } : {}),
   };
 }

@@ -1,4 +1,5 @@
 import { crc32 } from "@node-rs/crc32";
+import { CheckpointError } from "../../errors.js";
 import type { DType } from "../../model/dtype.js";
 import { type Metadata, metadataIndexKey } from "../../plan/metadata.js";
 import {
@@ -13,7 +14,8 @@ import {
 } from "./pickle-writer.js";
 import { layoutZip, type ZipMemberSpec } from "./torch-zip-writer.js";
 
-const STORAGE_CLASS: Readonly<Record<DType, string>> = {
+/** torch's legacy typed-storage class of each dtype that has one (`_rebuild_tensor_v2` archives). */
+const STORAGE_CLASS: Readonly<Partial<Record<DType, string>>> = {
   float64: "DoubleStorage",
   float32: "FloatStorage",
   float16: "HalfStorage",
@@ -24,7 +26,27 @@ const STORAGE_CLASS: Readonly<Record<DType, string>> = {
   int8: "CharStorage",
   uint8: "ByteStorage",
   bool: "BoolStorage",
+  complex64: "ComplexFloatStorage",
+  complex128: "ComplexDoubleStorage",
 };
+
+/** dcpjs dtypes torch has no dtype for (safetensors' FP6): refused by the torch format. */
+const NOT_IN_TORCH: ReadonlySet<DType> = new Set<DType>(["float6_e2m3fn_x4", "float6_e3m2fn_x4"]);
+
+/**
+ * Checks that torch has `dtype`, before it is written in the torch format.
+ *
+ * @param dtype - the dtype.
+ * @param fqn - the tensor, for the error.
+ * @throws {@link CheckpointError} `UNSUPPORTED_DTYPE` for the FP6 types, which torch lacks.
+ */
+export function assertTorchDtype(dtype: DType, fqn: string): void {
+  if (NOT_IN_TORCH.has(dtype))
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" to have a dtype torch has, got ${dtype} (save it as dcpjs or safetensors)`,
+    );
+}
 
 const ARCHIVE = "archive";
 const small = (name: string, text: string): ZipMemberSpec => {
@@ -40,33 +62,52 @@ const member = (name: string, data: Uint8Array): ZipMemberSpec => ({
 
 /**
  * The `torch.save(tensor)` archive of one tensor chunk, as PyTorch DCP writes each item: a STORED
- * zip with `data.pkl` (`_rebuild_tensor_v2` over a typed storage, C-order strides), `byteorder`,
- * the payload `data/0` aligned to 64 bytes, and `version`. The caller streams `prefix`, the
- * tensor's own bytes (no copy), then `suffix`.
+ * zip with `data.pkl`, `byteorder`, the payload `data/0` aligned to 64 bytes, and `version`. As
+ * torch 2.13 pickles it: `_rebuild_tensor_v2` over a legacy typed storage for the dtypes that have
+ * one (float64 … bool, complex64, complex128); `_rebuild_tensor_v3` over an `UntypedStorage` with
+ * the dtype named for the rest (uint16/32/64, complex32, FP8, FP4). C-order strides. The caller
+ * streams `prefix`, the tensor's own bytes (no copy), then `suffix`.
  *
  * @param dtype - the chunk's dtype.
  * @param sizes - the chunk's shape.
  * @param data - its C-order bytes (only read, for the CRC-32).
+ * @throws {@link CheckpointError} `UNSUPPORTED_DTYPE` for the FP6 types, which torch lacks.
  */
 export function torchTensorArchive(
   dtype: DType,
   sizes: readonly number[],
   data: Uint8Array,
 ): { prefix: Uint8Array; suffix: Uint8Array; length: number } {
+  assertTorchDtype(dtype, "a tensor");
   const numel = sizes.reduce((a, b) => a * b, 1);
   const stride = sizes.map((_, d) => sizes.slice(d + 1).reduce((a, b) => a * b, 1));
-  const pkl = pickle(
-    new PyReduce(new PyGlobal("torch._utils", "_rebuild_tensor_v2"), [
-      new PyPersistentId(
-        new PyTupleValue(["storage", new PyGlobal("torch", STORAGE_CLASS[dtype]), "0", "cpu", numel]),
-      ),
-      0,
-      new PyTupleValue([...sizes]),
-      new PyTupleValue(stride),
-      false,
-      new PyReduce(new PyGlobal("collections", "OrderedDict"), []),
-    ]),
-  );
+  const legacy = STORAGE_CLASS[dtype];
+  const view = [0, new PyTupleValue([...sizes]), new PyTupleValue(stride), false];
+  const hooks = new PyReduce(new PyGlobal("collections", "OrderedDict"), []);
+  const pkl = legacy
+    ? pickle(
+        new PyReduce(new PyGlobal("torch._utils", "_rebuild_tensor_v2"), [
+          new PyPersistentId(new PyTupleValue(["storage", new PyGlobal("torch", legacy), "0", "cpu", numel])),
+          ...view,
+          hooks,
+        ]),
+      )
+    : pickle(
+        new PyReduce(new PyGlobal("torch._utils", "_rebuild_tensor_v3"), [
+          new PyPersistentId(
+            new PyTupleValue([
+              "storage",
+              new PyGlobal("torch.storage", "UntypedStorage"),
+              "0",
+              "cpu",
+              data.byteLength,
+            ]),
+          ),
+          ...view,
+          hooks,
+          new PyGlobal("torch", dtype),
+        ]),
+      );
   return layoutZip([
     member("data.pkl", pkl),
     small("byteorder", "little"),
@@ -103,6 +144,7 @@ const size = (dims: readonly number[]) =>
  * `_StorageInfo`, `torch.Size`, dtypes, `_get_layout` and `_MEM_FORMAT_ENCODING` — no `pathlib`,
  * so a restricted loader accepts it (torch itself does a raw `pickle.load`).
  *
+ * @throws {@link CheckpointError} `UNSUPPORTED_DTYPE` naming a tensor of a dtype torch lacks (FP6).
  * @param metadata - the metadata, with storage data filled in.
  * @returns the file's bytes.
  */
@@ -124,6 +166,7 @@ export function encodeTorchMetadata(metadata: Metadata): Uint8Array {
     if (e.type === "bytes") {
       stateDict.push([fqn, new PyNewObj(cls("BytesStorageMetadata"))]);
     } else {
+      assertTorchDtype(e.properties.dtype, fqn);
       stateDict.push([
         fqn,
         new PyNewObj(cls("TensorStorageMetadata"), {
