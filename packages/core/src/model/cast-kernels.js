@@ -2,6 +2,7 @@
 // from dist, with no TypeScript loader: see storage/offload-worker.js. The typed front of it is
 // model/cast.ts.
 import { stridedCopy } from "./strided-copy.js";
+
 //
 // Element casts as torch 2.13's `Tensor.copy_` does them on x86-64 (c10's `static_cast`s), checked
 // bit for bit against torch by test/core/cast.test.ts (test/support/python/cast_peer.py):
@@ -41,22 +42,34 @@ import { stridedCopy } from "./strided-copy.js";
  */
 
 const TWO32 = 4294967296;
+const TWO63 = 2 ** 63;
 const scratch = new DataView(new ArrayBuffer(8));
 
-/** The float32 nearest a number (ties to even), as its bits. */
+/**
+ * The float32 nearest a number (ties to even), as its bits.
+ * @param {number} x
+ * @returns {number}
+ */
 function f32Bits(x) {
   scratch.setFloat32(0, x, true);
   return scratch.getUint32(0, true);
 }
 
-/** Rounds a non-negative number to an integer, ties to even. */
+/**
+ * Rounds a non-negative number to an integer, ties to even.
+ * @param {number} m
+ * @returns {number}
+ */
 function rint(m) {
   const f = Math.floor(m);
   const d = m - f;
   return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
 }
 
-/** float16 bits of a float32 value (round to nearest even; overflow to ±Inf), as c10's `fp16_ieee_from_fp32_value`. */
+/** float16 bits of a float32 value (round to nearest even; overflow to ±Inf), as c10's `fp16_ieee_from_fp32_value`.
+ * @param {number} x
+ * @returns {number}
+ */
 function halfFromFloat(x) {
   const bits = f32Bits(x);
   const sign = (bits >>> 16) & 0x8000;
@@ -66,7 +79,11 @@ function halfFromFloat(x) {
   return sign | (((abs - 0x38000000 + 0xfff + ((abs >>> 13) & 1)) >>> 13) & 0x7fff);
 }
 
-/** A float16's value. */
+/**
+ * A float16's value.
+ * @param {number} h - its bits.
+ * @returns {number}
+ */
 function halfValue(h) {
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
@@ -76,7 +93,10 @@ function halfValue(h) {
   return s * (1024 + m) * 2 ** (e - 25);
 }
 
-/** bfloat16 bits of a float32 value (round to nearest even), as c10's `round_to_nearest_even`. */
+/** bfloat16 bits of a float32 value (round to nearest even), as c10's `round_to_nearest_even`.
+ * @param {number} x
+ * @returns {number}
+ */
 function bf16FromFloat(x) {
   const bits = f32Bits(x);
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
@@ -85,6 +105,9 @@ function bf16FromFloat(x) {
 /**
  * The float32 nearest (ties to even) a 64-bit integer given as its halves: once, not through a
  * float64 (which would round twice).
+ * @param {number} hi - the high 32 bits (signed for int64, unsigned for uint64).
+ * @param {number} lo - the low 32 bits, unsigned.
+ * @returns {number}
  */
 function f32OfInt64(hi, lo) {
   if (hi >= -0x200000 && hi < 0x200000) return Math.fround(hi * TWO32 + lo); // |n| < 2^53: exact first
@@ -100,21 +123,34 @@ function f32OfInt64(hi, lo) {
   return Math.fround(negative ? -value : value);
 }
 
-/** The int64 halves of a float truncated toward zero; INT64_MIN when NaN or out of range (x86-64's cvttsd2si). */
+/** The int64 halves of a float truncated toward zero; INT64_MIN when NaN or out of range (x86-64's cvttsd2si).
+ * @param {number} x
+ * @returns {[number, number]} the signed high and unsigned low 32 bits.
+ */
 function int64Halves(x) {
-  if (!(x > -9223372036854777856 && x < 9223372036854775808)) return [-0x80000000, 0];
+  if (!(x >= -TWO63 && x < TWO63)) return [-0x80000000, 0];
   const t = Math.trunc(x);
   const hi = Math.floor(t / TWO32);
   return [hi, t - hi * TWO32];
 }
 
-/** The int32 a float truncates to; INT32_MIN when NaN or out of range (x86-64's cvttss2si). */
+/** The int32 a float truncates to; INT32_MIN when NaN or out of range (x86-64's cvttss2si).
+ * @param {number} x
+ * @returns {number}
+ */
 function int32Of(x) {
   return x > -2147483649 && x < 2147483648 ? Math.trunc(x) | 0 : -0x80000000;
 }
 
-/** A float codec built from float32 values (float16, bfloat16, float8): its bits from a float, a NaN. */
+/**
+ * The writers of a float codec built from float32 values (float16, bfloat16, float8).
+ * @param {number} bytes - 1 or 2.
+ * @param {(x: number) => number} encode - the bits of a float32 value (not NaN).
+ * @param {(bits: number, src: string) => number} nan - the bits of a NaN given as float32 bits, cast from `src`.
+ * @returns {Pick<ElementCodec, "fromFloat" | "fromNaN" | "fromInt" | "fromInt64">}
+ */
 function fromFloat32(bytes, encode, nan) {
+  /** @type {(v: DataView, o: number, b: number) => void} */
   const put = bytes === 1 ? (v, o, b) => v.setUint8(o, b) : (v, o, b) => v.setUint16(o, b, true);
   return {
     fromFloat: (v, o, x) => put(v, o, encode(Math.fround(x))),
@@ -124,7 +160,16 @@ function fromFloat32(bytes, encode, nan) {
   };
 }
 
-/** An integer codec: `wrap` maps an exact integer to the stored one; `ofFloat` a float (not NaN) to it. */
+/**
+ * An integer codec.
+ * @param {number} bytes - bytes per element.
+ * @param {(v: DataView, o: number) => number} get - reads one.
+ * @param {(v: DataView, o: number, n: number) => void} set - writes one.
+ * @param {(n: number) => number} wrap - an exact integer to the stored one.
+ * @param {(x: number) => number} ofFloat - a float (not NaN) to the stored one.
+ * @param {number} nan - what a NaN becomes.
+ * @returns {ElementCodec}
+ */
 function integer(bytes, get, set, wrap, ofFloat, nan) {
   return {
     kind: "int",
@@ -137,10 +182,18 @@ function integer(bytes, get, set, wrap, ofFloat, nan) {
   };
 }
 
-/** The low 32 bits (unsigned) of a float's int64 truncation (0 out of int64 range or NaN). */
+/**
+ * The low 32 bits (unsigned) of a float's int64 truncation (0 out of int64 range or NaN).
+ * @param {number} x
+ * @returns {number}
+ */
 const lowOfInt64 = (x) => int64Halves(x)[1];
 
-/** float32 NaN bits of a float64 NaN: sign and top payload bits, quieted (x86-64's cvtsd2ss). */
+/** float32 NaN bits of a float64 NaN: sign and top payload bits, quieted (x86-64's cvtsd2ss).
+ * @param {DataView} v
+ * @param {number} o
+ * @returns {number}
+ */
 function nanOfFloat64(v, o) {
   const hi = v.getUint32(o + 4, true);
   return ((hi & 0x80000000) | 0x7fc00000 | ((hi & 0xfffff) << 3) | (v.getUint32(o, true) >>> 29)) >>> 0;
@@ -181,7 +234,11 @@ const CODECS = {
       return (((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13)) >>> 0;
     },
     // F16C's vcvtps2ph: quieted, the payload's top bits kept.
-    ...fromFloat32(2, halfFromFloat, (bits) => ((bits >>> 16) & 0x8000) | 0x7e00 | ((bits & 0x7fffff) >>> 13)),
+    ...fromFloat32(
+      2,
+      halfFromFloat,
+      (bits) => ((bits >>> 16) & 0x8000) | 0x7e00 | ((bits & 0x7fffff) >>> 13),
+    ),
   },
   bfloat16: {
     kind: "float",
@@ -219,12 +276,54 @@ const CODECS = {
       v.setInt32(o + 4, hi | 0, true);
     },
   },
-  int32: integer(4, (v, o) => v.getInt32(o, true), (v, o, n) => v.setInt32(o, n, true), (n) => n | 0, int32Of, -0x80000000),
-  int16: integer(2, (v, o) => v.getInt16(o, true), (v, o, n) => v.setInt16(o, n, true), (n) => (n << 16) >> 16, int32Of, 0),
-  int8: integer(1, (v, o) => v.getInt8(o), (v, o, n) => v.setInt8(o, n), (n) => (n << 24) >> 24, int32Of, 0),
-  uint8: integer(1, (v, o) => v.getUint8(o), (v, o, n) => v.setUint8(o, n), (n) => n & 0xff, lowOfInt64, 0),
-  uint16: integer(2, (v, o) => v.getUint16(o, true), (v, o, n) => v.setUint16(o, n, true), (n) => n & 0xffff, int32Of, 0),
-  uint32: integer(4, (v, o) => v.getUint32(o, true), (v, o, n) => v.setUint32(o, n, true), (n) => n >>> 0, lowOfInt64, 0),
+  int32: integer(
+    4,
+    (v, o) => v.getInt32(o, true),
+    (v, o, n) => v.setInt32(o, n, true),
+    (n) => n | 0,
+    int32Of,
+    -0x80000000,
+  ),
+  int16: integer(
+    2,
+    (v, o) => v.getInt16(o, true),
+    (v, o, n) => v.setInt16(o, n, true),
+    (n) => (n << 16) >> 16,
+    int32Of,
+    0,
+  ),
+  int8: integer(
+    1,
+    (v, o) => v.getInt8(o),
+    (v, o, n) => v.setInt8(o, n),
+    (n) => (n << 24) >> 24,
+    int32Of,
+    0,
+  ),
+  uint8: integer(
+    1,
+    (v, o) => v.getUint8(o),
+    (v, o, n) => v.setUint8(o, n),
+    (n) => n & 0xff,
+    lowOfInt64,
+    0,
+  ),
+  uint16: integer(
+    2,
+    (v, o) => v.getUint16(o, true),
+    (v, o, n) => v.setUint16(o, n, true),
+    (n) => n & 0xffff,
+    int32Of,
+    0,
+  ),
+  uint32: integer(
+    4,
+    (v, o) => v.getUint32(o, true),
+    (v, o, n) => v.setUint32(o, n, true),
+    (n) => n >>> 0,
+    lowOfInt64,
+    0,
+  ),
   bool: {
     kind: "bool",
     bytes: 1,
@@ -236,12 +335,12 @@ const CODECS = {
   },
 };
 CODECS.uint64 = {
-  ...CODECS.int64,
+  .../** @type {ElementCodec} */ (CODECS.int64),
   high: (v, o) => v.getUint32(o + 4, true),
   // The compilers' float → uint64 on x86-64: cvttsd2si of x, or of x − 2^63 with the top bit flipped.
   fromFloat: (v, o, x) => {
-    const big = x >= 9223372036854775808;
-    const [hi, lo] = int64Halves(big ? x - 9223372036854775808 : x);
+    const big = x >= TWO63;
+    const [hi, lo] = int64Halves(big ? x - TWO63 : x);
     v.setUint32(o, lo, true);
     v.setInt32(o + 4, big ? hi ^ -0x80000000 : hi, true);
   },
@@ -259,7 +358,9 @@ function float8(f) {
   const { mbits, bias, max, fnuz, inf } = f;
   const minNormal = 2 ** (1 - bias);
   const tiny = 2 ** (1 - bias - mbits);
+  /** @type {(negative: boolean) => number} */
   const nan = (negative) => (fnuz ? 0x80 : negative ? 0xff : 0x7f);
+  /** @type {(negative: boolean) => number} */
   const overflow = (negative) => (inf ? (negative ? 0xfc : 0x7c) : nan(negative));
   /** @type {number[]} */
   const values = [];
@@ -267,16 +368,17 @@ function float8(f) {
     const sign = b & 0x80 ? -1 : 1;
     const e = (b & 0x7f) >>> mbits;
     const m = b & ((1 << mbits) - 1);
-    if (fnuz ? b === 0x80 : inf ? e === (1 << f.ebits) - 1 && m !== 0 : (b & 0x7f) === 0x7f) values.push(Number.NaN);
+    if (fnuz ? b === 0x80 : inf ? e === (1 << f.ebits) - 1 && m !== 0 : (b & 0x7f) === 0x7f)
+      values.push(Number.NaN);
     else if (inf && e === (1 << f.ebits) - 1) values.push(sign * Number.POSITIVE_INFINITY);
     else values.push(sign * (e === 0 ? m * tiny : (2 ** mbits + m) * 2 ** (e - bias - mbits)));
   }
-  /** Bits of a float32 value, rounded to nearest even. */
+  /** @type {(x: number) => number} bits of a float32 value, rounded to nearest even. */
   const encode = (x) => {
     const negative = x < 0 || Object.is(x, -0);
     const a = Math.abs(x);
     if (a === Number.POSITIVE_INFINITY) return overflow(negative);
-    const quantum = a < minNormal ? tiny : 2 ** (((f32Bits(a) >>> 23) - 127) - mbits);
+    const quantum = a < minNormal ? tiny : 2 ** ((f32Bits(a) >>> 23) - 127 - mbits);
     const q = rint(a / quantum) * quantum;
     if (q > max) return overflow(negative);
     const s = negative && !(fnuz && q === 0) ? 0x80 : 0;
@@ -288,11 +390,15 @@ function float8(f) {
     kind: "float",
     bytes: 1,
     read: (v, o) => /** @type {number} */ (values[v.getUint8(o)]),
-    ...fromFloat32(1, encode, nan),
+    ...fromFloat32(1, encode, (bits) => nan(bits >= 0x80000000)),
   };
 }
 
-/** float8_e8m0fnu: an unsigned power of two, 2^(b − 127); 0xff is NaN. From a float: the exponent, rounded to nearest (ties to even) on the mantissa. */
+/**
+ * float8_e8m0fnu: an unsigned power of two, 2^(b − 127); 0xff is NaN. From a float: the exponent,
+ * rounded to nearest (ties to even) on the mantissa.
+ * @type {ElementCodec}
+ */
 const e8m0 = {
   kind: "float",
   bytes: 1,
@@ -302,7 +408,7 @@ const e8m0 = {
   },
   ...fromFloat32(
     1,
-    (x) => {
+    /** @param {number} x */ (x) => {
       const bits = f32Bits(x);
       const e = (bits >>> 23) & 0xff;
       if (e === 0xff) return 0xff;
@@ -362,7 +468,7 @@ function elementCast(src, from, to) {
     case "float":
       return (sv, s, dv, d) => {
         const x = from.read(sv, s);
-        if (x === x) to.fromFloat(dv, d, x);
+        if (!Number.isNaN(x)) to.fromFloat(dv, d, x);
         else to.fromNaN(dv, d, nanBits(sv, s), src);
       };
     case "int64": {
