@@ -40,6 +40,7 @@ export {
   type SafetensorsHeader,
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
+export { boxCast, castBox, castRefusal, type ElementBox } from "./model/cast.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
 export {
   type Box,
@@ -179,6 +180,7 @@ export {
 } from "./storage/staging-buffers.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export {
+  castOnWorker,
   checksumOnWorker,
   collectWorkerHeaps,
   copyOnWorker,

@@ -5,9 +5,14 @@
                    representable floats, values that round twice) as its bytes, and for each
                    (source, destination) pair the bytes `torch.empty(n, dtype=dst).copy_(src)`
                    gives. Also copies each table tiled 67 times (the vectorised loop and its
-                   scalar tail) and element by element (the scalar loop): a cell where the three
-                   disagree is listed in "divergent" (torch's own result depends on the path there).
-Prints one JSON line: {"ok": true, "cells": N, "divergent": [...]}.
+                   scalar tail) and element by element: a cell where they disagree is listed in
+                   "divergent" with every result seen (torch's own result depends on its loop there).
+  save DIR         dcp.save a state dict of bfloat16, float16, float64, int64, int32, uint8 and bool
+                   tensors of special values (2-d, 8 rows) and write DIR/../saved.json
+                   {fqn: {dtype, shape, hex}}
+  load DIR SPEC OUT   dcp.load DIR into zeroed targets SPEC {fqn: dtype} (its reader's copy_ casts)
+                   and write OUT {fqn: {dtype, shape, hex}}
+Prints one JSON line: {"ok": true, ...}.
 """
 import json
 import math
@@ -125,14 +130,59 @@ def table(out_file):
                 seen |= {bytes.fromhex(hexof(tiled[r, i : i + 1])).hex() for r in range(67)}
                 seen.add(hexof(single[i : i + 1]))
                 if len(seen) > 1:
-                    divergent.append([s, d, i, hexof(src[i : i + 1]), sorted(seen)])
+                    divergent.append({"src": s, "dst": d, "index": i, "seen": sorted(seen)})
             results[s][d] = hexof(whole)
     json.dump({"sources": sources, "results": results, "divergent": divergent, "unsupported": unsupported},
               open(out_file, "w"))
-    print(json.dumps({"ok": True, "cells": cells, "divergent": divergent[:50], "divergentCount": len(divergent),
-                      "unsupported": unsupported}))
+    print(json.dumps({"ok": True, "cells": cells, "divergent": len(divergent), "unsupported": unsupported}))
+
+
+def saved_state():
+    specials = f64_values()
+    rows = 8
+    n = (specials.numel() // rows) * rows
+    base = specials[:n].view(rows, -1)
+    return {
+        "bf16": base.to(torch.bfloat16),
+        "f16": base.to(torch.float16),
+        "f64": base,
+        "i64": source("int64")[:40].view(8, 5),
+        "i32": source("int32")[:40].view(8, 5),
+        "u8": source("uint8")[:40].view(8, 5),
+        "b": torch.tensor([True, False] * 20).view(8, 5),
+    }
+
+
+def described(sd):
+    return {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape), "hex": hexof(v)}
+            for k, v in sd.items()}
+
+
+def save(d):
+    import os
+    import torch.distributed.checkpoint as dcp
+
+    sd = saved_state()
+    dcp.save(sd, checkpoint_id=d, no_dist=True)
+    json.dump(described(sd), open(os.path.join(os.path.dirname(d), "saved.json"), "w"))
+    print(json.dumps({"ok": True}))
+
+
+def load(d, spec_file, out_file):
+    import torch.distributed.checkpoint as dcp
+
+    spec = json.load(open(spec_file))
+    meta = dcp.FileSystemReader(d).read_metadata().state_dict_metadata
+    sd = {k: torch.zeros(tuple(meta[k].size), dtype=dt(v)) for k, v in spec.items()}
+    dcp.load(sd, checkpoint_id=d, no_dist=True)
+    json.dump(described(sd), open(out_file, "w"))
+    print(json.dumps({"ok": True}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "table":
         table(sys.argv[2])
+    elif sys.argv[1] == "save":
+        save(sys.argv[2])
+    elif sys.argv[1] == "load":
+        load(sys.argv[2], sys.argv[3], sys.argv[4])

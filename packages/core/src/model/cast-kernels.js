@@ -43,6 +43,12 @@ import { stridedCopy } from "./strided-copy.js";
 
 const TWO32 = 4294967296;
 const TWO63 = 2 ** 63;
+/**
+ * The float32 bits c10 widens the NaN of float8_e4m3fnuz, float8_e5m2fnuz and float8_e8m0fnu to
+ * (a signalling NaN); torch 2.13 casts that NaN to integers as 0, other NaNs as the x86-64
+ * "integer indefinite".
+ */
+const FNUZ_NAN = 0x7f800001;
 const scratch = new DataView(new ArrayBuffer(8));
 
 /**
@@ -176,7 +182,7 @@ function integer(bytes, get, set, wrap, ofFloat, nan) {
     bytes,
     read: get,
     fromFloat: (v, o, x) => set(v, o, ofFloat(x)),
-    fromNaN: (v, o) => set(v, o, nan),
+    fromNaN: (v, o, bits) => set(v, o, bits === FNUZ_NAN ? 0 : nan),
     fromInt: (v, o, n) => set(v, o, wrap(n)),
     fromInt64: (v, o, _hi, lo) => set(v, o, wrap(lo)),
   };
@@ -262,9 +268,9 @@ const CODECS = {
       v.setUint32(o, lo, true);
       v.setInt32(o + 4, hi, true);
     },
-    fromNaN: (v, o) => {
+    fromNaN: (v, o, bits) => {
       v.setUint32(o, 0, true);
-      v.setInt32(o + 4, -0x80000000, true);
+      v.setInt32(o + 4, bits === FNUZ_NAN ? 0 : -0x80000000, true);
     },
     fromInt: (v, o, n) => {
       const hi = Math.floor(n / TWO32);
@@ -356,12 +362,15 @@ CODECS.uint64 = {
  */
 function float8(f) {
   const { mbits, bias, max, fnuz, inf } = f;
+  /** @type {(negative: boolean) => number} ±max: torch's float8_e4m3fn saturates (±Inf too); the fnuz types overflow to their NaN */
+  const saturate = (negative) => (fnuz ? 0x80 : (negative ? 0x80 : 0) | 0x7e);
   const minNormal = 2 ** (1 - bias);
   const tiny = 2 ** (1 - bias - mbits);
   /** @type {(negative: boolean) => number} */
   const nan = (negative) => (fnuz ? 0x80 : negative ? 0xff : 0x7f);
   /** @type {(negative: boolean) => number} */
-  const overflow = (negative) => (inf ? (negative ? 0xfc : 0x7c) : nan(negative));
+  const overflow = (negative) => (inf ? (negative ? 0xfc : 0x7c) : saturate(negative));
+
   /** @type {number[]} */
   const values = [];
   for (let b = 0; b < 256; b++) {
@@ -390,13 +399,19 @@ function float8(f) {
     kind: "float",
     bytes: 1,
     read: (v, o) => /** @type {number} */ (values[v.getUint8(o)]),
+    // Its NaN as float32 bits: the mantissa moved up, quieted; the fnuz NaN as c10 makes it, 0x7f800001.
+    nanBits: (v, o) => {
+      const b = v.getUint8(o);
+      if (fnuz) return FNUZ_NAN;
+      return (((b & 0x80) << 24) | 0x7fc00000 | ((b & ((1 << mbits) - 1)) << (23 - mbits))) >>> 0;
+    },
     ...fromFloat32(1, encode, (bits) => nan(bits >= 0x80000000)),
   };
 }
 
 /**
  * float8_e8m0fnu: an unsigned power of two, 2^(b − 127); 0xff is NaN. From a float: the exponent,
- * rounded to nearest (ties to even) on the mantissa.
+ * rounded to nearest on the mantissa, ties up.
  * @type {ElementCodec}
  */
 const e8m0 = {
@@ -406,6 +421,7 @@ const e8m0 = {
     const b = v.getUint8(o);
     return b === 0xff ? Number.NaN : 2 ** (b - 127);
   },
+  nanBits: () => FNUZ_NAN,
   ...fromFloat32(
     1,
     /** @param {number} x */ (x) => {
@@ -413,7 +429,7 @@ const e8m0 = {
       const e = (bits >>> 23) & 0xff;
       if (e === 0xff) return 0xff;
       const m = bits & 0x7fffff;
-      const up = m > 0x400000 || (m === 0x400000 && (e & 1) === 1);
+      const up = m >= 0x400000;
       return up ? Math.min(e + 1, 0xff) : e;
     },
     () => 0xff,
