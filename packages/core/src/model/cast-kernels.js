@@ -85,12 +85,28 @@ function halfFromFloat(x) {
   return sign | (((abs - 0x38000000 + 0xfff + ((abs >>> 13) & 1)) >>> 13) & 0x7fff);
 }
 
+/** @type {Float32Array | undefined} every float16's value, by its bits (built on first use: 256 KiB) */
+let halfValues;
+
 /**
- * A float16's value.
+ * A float16's value, from a table.
  * @param {number} h - its bits.
  * @returns {number}
  */
 function halfValue(h) {
+  if (!halfValues) {
+    halfValues = new Float32Array(65536);
+    for (let b = 0; b < 65536; b++) halfValues[b] = halfValueOf(b);
+  }
+  return /** @type {number} */ (halfValues[h]);
+}
+
+/**
+ * A float16's value, computed.
+ * @param {number} h - its bits.
+ * @returns {number}
+ */
+function halfValueOf(h) {
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
   const s = h & 0x8000 ? -1 : 1;
@@ -497,6 +513,25 @@ function elementCast(src, from, to) {
 }
 
 /**
+ * bfloat16 → float32 (exact: the bits moved up) over typed arrays, where both runs are aligned.
+ * @param {Uint8Array} src
+ * @param {number} so - the run's first source byte.
+ * @param {Uint8Array} dst
+ * @param {number} dof - the run's first destination byte.
+ * @param {number} count - elements.
+ * @returns {boolean} whether it cast them (false: misaligned, cast element by element).
+ */
+function widenBf16(src, so, dst, dof, count) {
+  const a = src.byteOffset + so;
+  const b = dst.byteOffset + dof;
+  if (a % 2 !== 0 || b % 4 !== 0) return false;
+  const from = new Uint16Array(src.buffer, a, count);
+  const to = new Uint32Array(dst.buffer, b, count);
+  for (let i = 0; i < count; i++) to[i] = /** @type {number} */ (from[i]) << 16;
+  return true;
+}
+
+/**
  * Casts a box of elements from one row-major buffer into another of another dtype: the
  * {@link import("./strided-copy.js").StridedCopy} given in elements (`run`, bases and strides
  * count elements, not bytes).
@@ -527,6 +562,7 @@ export function castBox(srcDtype, src, dstDtype, dst, copy) {
     return;
   }
   const one = elementCast(srcDtype, from, to);
+  const fast = srcDtype === "bfloat16" && dstDtype === "float32" ? widenBf16 : undefined;
   const sv = new DataView(src.buffer, src.byteOffset, src.byteLength);
   const dv = new DataView(dst.buffer, dst.byteOffset, dst.byteLength);
   const sb = from.bytes;
@@ -544,7 +580,8 @@ export function castBox(srcDtype, src, dstDtype, dst, copy) {
     }
     let so = s * sb;
     let dof = t * db;
-    for (let e = 0; e < run; e++, so += sb, dof += db) one(sv, so, dv, dof);
+    if (!fast?.(src, so, dst, dof, run))
+      for (let e = 0; e < run; e++, so += sb, dof += db) one(sv, so, dv, dof);
     let j = outer - 1;
     while (j >= 0) {
       const next = /** @type {number} */ (idx[j]) + 1;
