@@ -461,6 +461,46 @@ Object.assign(CODECS, {
 });
 
 /**
+ * A complex dtype: two `part`s, real then imaginary (torch's layout). A real value cast to it
+ * fills the real part and zeroes the imaginary one, as `copy_`.
+ *
+ * @param {string} partName - the part's dtype.
+ * @returns {ElementCodec & { part: string }}
+ */
+function complex(partName) {
+  const part = /** @type {ElementCodec} */ (CODECS[partName]);
+  const pb = part.bytes;
+  return {
+    kind: "complex",
+    part: partName,
+    bytes: 2 * pb,
+    read: part.read,
+    fromFloat: (v, o, x) => {
+      part.fromFloat(v, o, x);
+      part.fromFloat(v, o + pb, 0);
+    },
+    fromNaN: (v, o, bits, src) => {
+      part.fromNaN(v, o, bits, src);
+      part.fromFloat(v, o + pb, 0);
+    },
+    fromInt: (v, o, n) => {
+      part.fromInt(v, o, n);
+      part.fromFloat(v, o + pb, 0);
+    },
+    fromInt64: (v, o, hi, lo) => {
+      part.fromInt64(v, o, hi, lo);
+      part.fromFloat(v, o + pb, 0);
+    },
+  };
+}
+
+Object.assign(CODECS, {
+  complex32: complex("float16"),
+  complex64: complex("float32"),
+  complex128: complex("float64"),
+});
+
+/**
  * The codec of a dtype, by torch's name; `undefined` for one no cast handles.
  *
  * @param {string} dtype - torch's name (`"bfloat16"`).
@@ -497,6 +537,22 @@ export function castRefusal(src, dst) {
 function elementCast(src, from, to) {
   const nanBits = from.nanBits ?? (() => 0x7fc00000);
   switch (from.kind) {
+    case "complex": {
+      // complex → complex (castRefusal refuses complex → real): part by part.
+      const fromPart = /** @type {string} */ (/** @type {{ part?: string }} */ (from).part);
+      const toPart = /** @type {string} */ (/** @type {{ part?: string }} */ (to).part);
+      const one = elementCast(
+        fromPart,
+        /** @type {ElementCodec} */ (CODECS[fromPart]),
+        /** @type {ElementCodec} */ (CODECS[toPart]),
+      );
+      const sp = from.bytes / 2;
+      const dp = to.bytes / 2;
+      return (sv, s, dv, d) => {
+        one(sv, s, dv, d);
+        one(sv, s + sp, dv, d + dp);
+      };
+    }
     case "float":
       return (sv, s, dv, d) => {
         const x = from.read(sv, s);
