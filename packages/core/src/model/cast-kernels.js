@@ -1,9 +1,18 @@
 // Plain JavaScript (JSDoc-typed) so that worker threads load it as it is, from the sources as
 // from dist, with no TypeScript loader: see storage/offload-worker.js. The typed front of it is
 // model/cast.ts.
+
+import { FLOAT8_CODECS, FNUZ_NAN } from "./cast-float8.js";
+import {
+  bf16FromFloat,
+  bf16Value,
+  f32OfInt64,
+  fromFloat32,
+  halfFromFloat,
+  halfValue,
+} from "./cast-floats.js";
 import { stridedCopy } from "./strided-copy.js";
 
-//
 // Element casts as torch 2.13's `Tensor.copy_` does them on x86-64 (c10's `static_cast`s), checked
 // bit for bit against torch by test/core/cast.test.ts (test/support/python/cast_peer.py):
 //   - float → float: round to nearest, ties to even. float16, bfloat16 and the float8 types are
@@ -12,7 +21,8 @@ import { stridedCopy } from "./strided-copy.js";
 //   - float → int: truncation toward zero. Out of range, or NaN (C++ undefined behaviour): what
 //     x86-64's `cvtt` instructions give and torch 2.13 returns — the "integer indefinite"
 //     INT32_MIN for int32, int16 and int8 (their low bits: 0 for int16 and int8 once outside
-//     int32), INT64_MIN for int64; uint8 and the wider unsigned types go through int64, wrapped.
+//     int32), INT64_MIN for int64; uint8 and uint32 the int64 result wrapped, uint16 as int16,
+//     uint64 the compilers' two-step conversion (docs/format.md, "Cast on load", lists them).
 //   - int → float: round to nearest, ties to even, once (int64 → float32 too); → float16,
 //     bfloat16, float8: through float32.
 //   - int → int: two's complement wrap (the low bits).
@@ -28,7 +38,7 @@ import { stridedCopy } from "./strided-copy.js";
  * @property {"float" | "int" | "int64" | "bool" | "complex"} kind - how its values are read.
  * @property {number} bytes - bytes per element.
  * @property {(v: DataView, o: number) => number} read - the value at byte `o` (for `int64`: the low
- *   32 bits, signed; NaN stands for a NaN whose sign `negative` tells).
+ *   32 bits, signed; for a complex dtype, its real part).
  * @property {(v: DataView, o: number) => number} [high] - `int64`/`uint64`: the high 32 bits.
  * @property {(v: DataView, o: number) => number} [nanBits] - a float's NaN at byte `o` as the bits of
  *   the float32 NaN torch widens or narrows it to (sign and payload kept).
@@ -43,108 +53,6 @@ import { stridedCopy } from "./strided-copy.js";
 
 const TWO32 = 4294967296;
 const TWO63 = 2 ** 63;
-/**
- * The float32 bits c10 widens the NaN of float8_e4m3fnuz, float8_e5m2fnuz and float8_e8m0fnu to
- * (a signalling NaN); torch 2.13 casts that NaN to integers as 0, other NaNs as the x86-64
- * "integer indefinite".
- */
-const FNUZ_NAN = 0x7f800001;
-const scratch = new DataView(new ArrayBuffer(8));
-
-/**
- * The float32 nearest a number (ties to even), as its bits.
- * @param {number} x
- * @returns {number}
- */
-function f32Bits(x) {
-  scratch.setFloat32(0, x, true);
-  return scratch.getUint32(0, true);
-}
-
-/**
- * Rounds a non-negative number to an integer, ties to even.
- * @param {number} m
- * @returns {number}
- */
-function rint(m) {
-  const f = Math.floor(m);
-  const d = m - f;
-  return d > 0.5 || (d === 0.5 && f % 2 === 1) ? f + 1 : f;
-}
-
-/** float16 bits of a float32 value (round to nearest even; overflow to ±Inf), as c10's `fp16_ieee_from_fp32_value`.
- * @param {number} x
- * @returns {number}
- */
-function halfFromFloat(x) {
-  const bits = f32Bits(x);
-  const sign = (bits >>> 16) & 0x8000;
-  const abs = bits & 0x7fffffff;
-  if (abs >= 0x477ff000) return sign | 0x7c00; // ≥ 65520: rounds to Inf
-  if (abs < 0x38800000) return sign | rint(Math.abs(x) * 2 ** 24); // subnormal (may round up to the first normal)
-  return sign | (((abs - 0x38000000 + 0xfff + ((abs >>> 13) & 1)) >>> 13) & 0x7fff);
-}
-
-/** @type {Float32Array | undefined} every float16's value, by its bits (built on first use: 256 KiB) */
-let halfValues;
-
-/**
- * A float16's value, from a table.
- * @param {number} h - its bits.
- * @returns {number}
- */
-function halfValue(h) {
-  if (!halfValues) {
-    halfValues = new Float32Array(65536);
-    for (let b = 0; b < 65536; b++) halfValues[b] = halfValueOf(b);
-  }
-  return /** @type {number} */ (halfValues[h]);
-}
-
-/**
- * A float16's value, computed.
- * @param {number} h - its bits.
- * @returns {number}
- */
-function halfValueOf(h) {
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  const s = h & 0x8000 ? -1 : 1;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
-  return s * (1024 + m) * 2 ** (e - 25);
-}
-
-/** bfloat16 bits of a float32 value (round to nearest even), as c10's `round_to_nearest_even`.
- * @param {number} x
- * @returns {number}
- */
-function bf16FromFloat(x) {
-  const bits = f32Bits(x);
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/**
- * The float32 nearest (ties to even) a 64-bit integer given as its halves: once, not through a
- * float64 (which would round twice).
- * @param {number} hi - the high 32 bits (signed for int64, unsigned for uint64).
- * @param {number} lo - the low 32 bits, unsigned.
- * @returns {number}
- */
-function f32OfInt64(hi, lo) {
-  if (hi >= -0x200000 && hi < 0x200000) return Math.fround(hi * TWO32 + lo); // |n| < 2^53: exact first
-  const big = (BigInt(hi) << 32n) | BigInt(lo); // hi signed for int64, unsigned for uint64
-  const negative = big < 0n;
-  const a = negative ? -big : big;
-  const shift = a.toString(2).length - 24;
-  let q = a >> BigInt(shift);
-  const r = a - (q << BigInt(shift));
-  const half = 1n << BigInt(shift - 1);
-  if (r > half || (r === half && (q & 1n) === 1n)) q++;
-  const value = Number(q) * 2 ** shift;
-  return Math.fround(negative ? -value : value);
-}
-
 /** The int64 halves of a float truncated toward zero; INT64_MIN when NaN or out of range (x86-64's cvttsd2si).
  * @param {number} x
  * @returns {[number, number]} the signed high and unsigned low 32 bits.
@@ -162,24 +70,6 @@ function int64Halves(x) {
  */
 function int32Of(x) {
   return x > -2147483649 && x < 2147483648 ? Math.trunc(x) | 0 : -0x80000000;
-}
-
-/**
- * The writers of a float codec built from float32 values (float16, bfloat16, float8).
- * @param {number} bytes - 1 or 2.
- * @param {(x: number) => number} encode - the bits of a float32 value (not NaN).
- * @param {(bits: number, src: string) => number} nan - the bits of a NaN given as float32 bits, cast from `src`.
- * @returns {Pick<ElementCodec, "fromFloat" | "fromNaN" | "fromInt" | "fromInt64">}
- */
-function fromFloat32(bytes, encode, nan) {
-  /** @type {(v: DataView, o: number, b: number) => void} */
-  const put = bytes === 1 ? (v, o, b) => v.setUint8(o, b) : (v, o, b) => v.setUint16(o, b, true);
-  return {
-    fromFloat: (v, o, x) => put(v, o, encode(Math.fround(x))),
-    fromNaN: (v, o, bits, src) => put(v, o, nan(bits, src)),
-    fromInt: (v, o, n) => put(v, o, encode(Math.fround(n))),
-    fromInt64: (v, o, hi, lo) => put(v, o, encode(f32OfInt64(hi, lo))),
-  };
 }
 
 /**
@@ -265,10 +155,7 @@ const CODECS = {
   bfloat16: {
     kind: "float",
     bytes: 2,
-    read: (v, o) => {
-      scratch.setUint32(0, v.getUint16(o, true) << 16, true);
-      return scratch.getFloat32(0, true);
-    },
+    read: (v, o) => bf16Value(v.getUint16(o, true)),
     nanBits: (v, o) => (v.getUint16(o, true) << 16) >>> 0,
     // c10's round_to_nearest_even gives 0x7fc0 for any NaN; its vectorised float32 path (the one
     // torch takes for float32 at every length) 0xffff.
@@ -368,97 +255,7 @@ CODECS.uint64 = {
   },
 };
 
-/**
- * A float8 format: `ebits` exponent and `mbits` mantissa bits, `bias`; `max` its largest finite
- * value; `fnuz`: no −0 and a single NaN, 0x80 (AMD's "finite, no unsigned zero"); `inf`: it has
- * ±Inf (e5m2), else a value rounding past `max` is NaN.
- *
- * @param {{ ebits: number, mbits: number, bias: number, max: number, fnuz: boolean, inf: boolean }} f
- * @returns {ElementCodec}
- */
-function float8(f) {
-  const { mbits, bias, max, fnuz, inf } = f;
-  /** @type {(negative: boolean) => number} ±max: torch's float8_e4m3fn saturates (±Inf too); the fnuz types overflow to their NaN */
-  const saturate = (negative) => (fnuz ? 0x80 : (negative ? 0x80 : 0) | 0x7e);
-  const minNormal = 2 ** (1 - bias);
-  const tiny = 2 ** (1 - bias - mbits);
-  /** @type {(negative: boolean) => number} */
-  const nan = (negative) => (fnuz ? 0x80 : negative ? 0xff : 0x7f);
-  /** @type {(negative: boolean) => number} */
-  const overflow = (negative) => (inf ? (negative ? 0xfc : 0x7c) : saturate(negative));
-
-  /** @type {number[]} */
-  const values = [];
-  for (let b = 0; b < 256; b++) {
-    const sign = b & 0x80 ? -1 : 1;
-    const e = (b & 0x7f) >>> mbits;
-    const m = b & ((1 << mbits) - 1);
-    if (fnuz ? b === 0x80 : inf ? e === (1 << f.ebits) - 1 && m !== 0 : (b & 0x7f) === 0x7f)
-      values.push(Number.NaN);
-    else if (inf && e === (1 << f.ebits) - 1) values.push(sign * Number.POSITIVE_INFINITY);
-    else values.push(sign * (e === 0 ? m * tiny : (2 ** mbits + m) * 2 ** (e - bias - mbits)));
-  }
-  /** @type {(x: number) => number} bits of a float32 value, rounded to nearest even. */
-  const encode = (x) => {
-    const negative = x < 0 || Object.is(x, -0);
-    const a = Math.abs(x);
-    if (a === Number.POSITIVE_INFINITY) return overflow(negative);
-    const quantum = a < minNormal ? tiny : 2 ** ((f32Bits(a) >>> 23) - 127 - mbits);
-    const q = rint(a / quantum) * quantum;
-    if (q > max) return overflow(negative);
-    const s = negative && !(fnuz && q === 0) ? 0x80 : 0;
-    if (q < minNormal) return s | (q / tiny);
-    const e = (f32Bits(q) >>> 23) - 127;
-    return s | ((e + bias) << mbits) | (q / 2 ** (e - mbits) - 2 ** mbits);
-  };
-  return {
-    kind: "float",
-    bytes: 1,
-    read: (v, o) => /** @type {number} */ (values[v.getUint8(o)]),
-    // Its NaN as float32 bits: the mantissa moved up, quieted; the fnuz NaN as c10 makes it, 0x7f800001.
-    nanBits: (v, o) => {
-      const b = v.getUint8(o);
-      if (fnuz) return FNUZ_NAN;
-      return (((b & 0x80) << 24) | 0x7fc00000 | ((b & ((1 << mbits) - 1)) << (23 - mbits))) >>> 0;
-    },
-    ...fromFloat32(1, encode, (bits) => nan(bits >= 0x80000000)),
-  };
-}
-
-/**
- * float8_e8m0fnu: an unsigned power of two, 2^(b − 127); 0xff is NaN. From a float: the exponent,
- * rounded to nearest on the mantissa, ties up.
- * @type {ElementCodec}
- */
-const e8m0 = {
-  kind: "float",
-  bytes: 1,
-  read: (v, o) => {
-    const b = v.getUint8(o);
-    return b === 0xff ? Number.NaN : 2 ** (b - 127);
-  },
-  nanBits: () => FNUZ_NAN,
-  ...fromFloat32(
-    1,
-    /** @param {number} x */ (x) => {
-      const bits = f32Bits(x);
-      const e = (bits >>> 23) & 0xff;
-      if (e === 0xff) return 0xff;
-      const m = bits & 0x7fffff;
-      const up = m >= 0x400000;
-      return up ? Math.min(e + 1, 0xff) : e;
-    },
-    () => 0xff,
-  ),
-};
-
-Object.assign(CODECS, {
-  float8_e4m3fn: float8({ ebits: 4, mbits: 3, bias: 7, max: 448, fnuz: false, inf: false }),
-  float8_e4m3fnuz: float8({ ebits: 4, mbits: 3, bias: 8, max: 240, fnuz: true, inf: false }),
-  float8_e5m2: float8({ ebits: 5, mbits: 2, bias: 15, max: 57344, fnuz: false, inf: true }),
-  float8_e5m2fnuz: float8({ ebits: 5, mbits: 2, bias: 16, max: 57344, fnuz: true, inf: false }),
-  float8_e8m0fnu: e8m0,
-});
+Object.assign(CODECS, FLOAT8_CODECS);
 
 /**
  * A complex dtype: two `part`s, real then imaginary (torch's layout). A real value cast to it
