@@ -232,15 +232,25 @@ describe("cast on load of dcpjs checkpoints", () => {
       tensorBytes(expected),
       boxCast([1024, 1536], [0, 0], [1024, 1536], [0, 0], [1024, 1536])!,
     );
-    for (const workerMinBytes of [Number.POSITIVE_INFINITY, 0]) {
+    /** Row shards of `dtype` on 4 ranks, each reading its own blocks; and the worker tasks the load ran. */
+    const loadShards = async (dtype: DType, workerMinBytes: number) => {
+      const before = workerTasksRun();
       const loaded = await allRanks(4, async (pg) => {
         const target = {
-          w: shardTensor(emptyTensor("float32", full.shape), { dim: 0, rank: pg.rank, worldSize: pg.size }),
+          w: shardTensor(emptyTensor(dtype, full.shape), { dim: 0, rank: pg.rank, worldSize: pg.size }),
         };
         const storageReader = new FileSystemReader({ path: dir, workerMinBytes, sharedReadBytes: 0 });
         await load(target, { storageReader, processGroup: pg });
         return target.w;
       });
+      return { loaded, tasks: workerTasksRun() - before };
+    };
+    // The same load without a cast hands its box copies to workers: the casting one hands its casts.
+    const copies = (await loadShards("bfloat16", 0)).tasks;
+    expect(copies).toBeGreaterThan(0);
+    for (const workerMinBytes of [Number.POSITIVE_INFINITY, 0]) {
+      const { loaded, tasks } = await loadShards("float32", workerMinBytes);
+      expect(tasks).toBe(workerMinBytes === 0 ? copies : 0);
       for (const st of loaded)
         for (const shard of st.shards) {
           const rows = shard.tensor.shape[0]!;
