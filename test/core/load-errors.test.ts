@@ -45,10 +45,10 @@ describe("load planning errors", () => {
     expect(f.message).toBe("Size mismatch between saved [4, 2] and current: [2, 4] for w");
   });
 
-  it("reports a dtype mismatch", async () => {
+  it("reports a dtype mismatch under strictDtype (by default the target loads cast, as DCP)", async () => {
     const dir = await tempDir();
     await save({ w: randomTensor("float32", [4]) }, { checkpointId: dir });
-    const f = await failure(load({ w: emptyTensor("int32", [4]) }, { checkpointId: dir }));
+    const f = await failure(load({ w: emptyTensor("int32", [4]) }, { checkpointId: dir, strictDtype: true }));
     expect(f.code).toBe("DTYPE_MISMATCH");
     expect(f.message).toMatch(/saved float32 and current: int32 for w/);
   });

@@ -42,6 +42,7 @@ export {
   toSafetensors,
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
+export { boxCast, castBox, castRefusal, type ElementBox } from "./model/cast.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
 export {
   type Box,
@@ -181,6 +182,7 @@ export {
 } from "./storage/staging-buffers.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
 export {
+  castOnWorker,
   checksumOnWorker,
   collectWorkerHeaps,
   copyOnWorker,

@@ -18,8 +18,16 @@ export interface LoadOptions {
   readonly checkpointId?: string;
   /** The storage to read through. @default chosen from `checkpointId` */
   readonly storageReader?: StorageReader;
-  /** The planner. @default a new {@link DefaultLoadPlanner} (strict) */
+  /** The planner. @default a new {@link DefaultLoadPlanner} (strict about keys; `strictDtype` as given) */
   readonly planner?: LoadPlanner;
+  /**
+   * Refuse (`DTYPE_MISMATCH`) a target tensor whose dtype differs from the saved one. By default
+   * it is loaded cast, as DCP's `dcp.load` does (its reader ends in `target.copy_(saved)`): a
+   * `bfloat16` checkpoint loads into `float32` tensors, with torch's `copy_` semantics (see
+   * docs/format.md, "Cast on load"). Applies to the default planner; with `planner`, set
+   * `DefaultLoadPlannerOptions.strictDtype` on it instead. @default false
+   */
+  readonly strictDtype?: boolean;
   /** This rank's process group. @default a single-rank group */
   readonly processGroup?: ProcessGroup;
   /** The rank that plans globally. @default 0 */
@@ -35,7 +43,8 @@ export interface LoadOptions {
  * replaced in the state dict.
  *
  * @typeParam T - the state dict's own type, kept: the promise resolves to the same object, filled in.
- * @param stateDict - this rank's state dict, with tensors of the saved global shapes and dtypes.
+ * @param stateDict - this rank's state dict, with tensors of the saved global shapes (of the saved
+ * dtypes, or of others to load cast: see {@link LoadOptions.strictDtype}).
  * @param options - see {@link LoadOptions}.
  * @returns `stateDict` itself, once loaded (typed `T`; the values in it are those saved).
  * @throws {@link CheckpointException} on every rank when any rank fails; its `failures` name the
@@ -60,7 +69,9 @@ export async function load<T extends StateDict>(stateDict: T, options: LoadOptio
   const isCoordinator = pg.rank === coordinator;
   const reader = options.storageReader ?? (await createStorageReader(options.checkpointId));
   reader.reset(options.checkpointId);
-  const planner = options.planner ?? new DefaultLoadPlanner();
+  const planner =
+    options.planner ??
+    new DefaultLoadPlanner(options.strictDtype !== undefined ? { strictDtype: options.strictDtype } : {});
   const { signal } = options;
 
   // A newer save that commits at this id while the load runs removes the files the load planned
@@ -122,7 +133,7 @@ export type Loaded<T> = T extends Tensor | ShardedTensor
         : T;
 
 /** Options of {@link loadStateDictFromKeys}. */
-export interface LoadStateDictFromKeysOptions extends Omit<LoadOptions, "planner"> {
+export interface LoadStateDictFromKeysOptions extends Omit<LoadOptions, "planner" | "strictDtype"> {
   /** Load only these fqns and what lies below them; all when omitted. */
   readonly keys?: readonly string[];
 }

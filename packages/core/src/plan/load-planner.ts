@@ -1,4 +1,5 @@
 import { CheckpointError } from "../errors.js";
+import { castRefusal } from "../model/cast.js";
 import type { DType } from "../model/dtype.js";
 import { boxIntersection, findChunk, sameShape } from "../model/geometry.js";
 import {
@@ -67,14 +68,24 @@ function describeLeaf(obj: unknown): string {
 /**
  * The read items for one flattened state-dict entry, as DCP's `create_default_local_load_plan`.
  *
+ * A destination tensor of another dtype than the saved one is loaded with a cast (as DCP, whose
+ * reader ends in `target.copy_(saved)`), unless `strictDtype`.
+ *
  * @param fqn - the entry.
  * @param obj - the destination leaf.
  * @param md - what the checkpoint holds for it.
+ * @param strictDtype - refuse a destination of another dtype instead of casting. @default false
  * @throws {@link CheckpointError} `SIZE_MISMATCH` when the global shapes differ (DCP's
- * "Size mismatch between saved … and current: … for …"), `DTYPE_MISMATCH` when the dtypes differ,
- * `INVALID_STATE_DICT` when a tensor meets a value or the reverse.
+ * "Size mismatch between saved … and current: … for …"); `DTYPE_MISMATCH` when the dtypes differ
+ * and `strictDtype` is set, or the saved dtype cannot be cast to the destination's (complex to
+ * real); `INVALID_STATE_DICT` when a tensor meets a value or the reverse.
  */
-export function createReadItems(fqn: string, obj: unknown, md: StorageMetadataEntry): ReadItem[] {
+export function createReadItems(
+  fqn: string,
+  obj: unknown,
+  md: StorageMetadataEntry,
+  strictDtype = false,
+): ReadItem[] {
   const isTensorLike = isTensor(obj) || isShardedTensor(obj);
   if (md.type === "bytes") {
     if (isTensorLike) {
@@ -100,10 +111,12 @@ export function createReadItems(fqn: string, obj: unknown, md: StorageMetadataEn
     );
   }
   if (t.dtype !== md.properties.dtype) {
-    throw new CheckpointError(
-      "DTYPE_MISMATCH",
-      `Dtype mismatch between saved ${md.properties.dtype} and current: ${t.dtype} for ${fqn}`,
-    );
+    const refusal = strictDtype ? "strictDtype is set" : castRefusal(md.properties.dtype, t.dtype);
+    if (refusal !== undefined)
+      throw new CheckpointError(
+        "DTYPE_MISMATCH",
+        `Dtype mismatch between saved ${md.properties.dtype} and current: ${t.dtype} for ${fqn} (${refusal})`,
+      );
   }
   const local: ChunkStorageMetadata[] = isShardedTensor(t)
     ? t.shards.map((s) => ({ offsets: s.offsets, sizes: s.tensor.shape }))
@@ -118,6 +131,12 @@ export interface DefaultLoadPlannerOptions {
    * `allow_partial_load`). @default false
    */
   readonly allowPartialLoad?: boolean;
+  /**
+   * Refuse (`DTYPE_MISMATCH`) a destination tensor whose dtype differs from the saved one, instead
+   * of loading it cast with torch's `copy_` semantics (as DCP does; see docs/format.md, "Cast on
+   * load"). @default false
+   */
+  readonly strictDtype?: boolean;
 }
 
 /**
@@ -164,7 +183,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
         if (this.#options.allowPartialLoad) continue;
         throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
       }
-      for (const item of createReadItems(fqn, obj, entry)) items.push(item);
+      for (const item of createReadItems(fqn, obj, entry, this.#options.strictDtype)) items.push(item);
     }
     return { items };
   }

@@ -18,6 +18,7 @@ import {
 } from "../formats/checksum.js";
 import type { ItemExpectation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
+import { boxCast, castBox } from "../model/cast.js";
 import { DTYPE_BYTES, type DType } from "../model/dtype.js";
 import { boxCopy, boxSpan, contiguousRun, findChunk } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
@@ -56,6 +57,7 @@ import {
 import { keepStaging, takeStaging } from "./staging-buffers.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
 import {
+  castOnWorker,
   checksumsOnWorker,
   copyOnWorker,
   resolveWorkerMinBytes,
@@ -696,6 +698,7 @@ export class FileSystemReader implements StorageReader {
     const sizes = saved.chunk.sizes;
     if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);
+    if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
     const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
     if (!run) return undefined;
     const elementBytes = DTYPE_BYTES[dest.dtype];
@@ -726,6 +729,14 @@ export class FileSystemReader implements StorageReader {
         continue;
       }
       const target = planner.resolveTensor(item);
+      if (target.dtype !== saved!.dtype) {
+        const cast = this.#cast(item, saved!, start, bytes, target, planner);
+        if (cast) {
+          copies ??= [];
+          copies.push(cast);
+        }
+        continue;
+      }
       const box = boxCopy(
         saved!.chunk.sizes,
         item.storageOffsets,
@@ -752,6 +763,39 @@ export class FileSystemReader implements StorageReader {
       planner.commitTensor(item, target);
     }
     return copies && Promise.all(copies).then(() => {});
+  }
+
+  /**
+   * Delivers a tensor item's box into a target of another dtype, cast as torch's `copy_` does
+   * (model/cast.ts) — on a worker thread where both sides lie in shared memory and the box is at
+   * least `workerMinBytes` of the target; returns the worker's promise then.
+   */
+  #cast(
+    item: ReadItem & { type: "tensor" },
+    saved: NonNullable<ItemRead["saved"]>,
+    start: number,
+    bytes: Uint8Array,
+    target: Tensor,
+    planner: LoadPlanner,
+  ): Promise<void> | undefined {
+    const box = boxCast(saved.chunk.sizes, item.storageOffsets, target.shape, item.destOffsets, item.lengths);
+    if (!box) {
+      planner.commitTensor(item, target);
+      return undefined;
+    }
+    // `bytes` start at byte `start` of the stored chunk (a whole number of elements: blocks are).
+    const cast = start === 0 ? box : { ...box, srcBase: box.srcBase - start / DTYPE_BYTES[saved.dtype] };
+    const into = tensorBytes(target);
+    if (runsOffThread(this.#workerMinBytes, box.elements * DTYPE_BYTES[target.dtype], bytes, into)) {
+      const done = castOnWorker(saved.dtype, bytes, target.dtype, into, cast).then(() =>
+        planner.commitTensor(item, target),
+      );
+      done.catch(() => {}); // surfaced by the caller's Promise.all, or dropped when a later item throws first
+      return done;
+    }
+    castBox(saved.dtype, bytes, target.dtype, into, cast);
+    planner.commitTensor(item, target);
+    return undefined;
   }
 
   /** A tensor read item's saved chunk and dtype, from the metadata. */

@@ -4,11 +4,13 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { runningChecksums } from "../formats/running-checksums.js";
+import { castBox } from "../model/cast-kernels.js";
 import { stridedCopy } from "../model/strided-copy.js";
 
 /**
  * A task: the running CRCs of some bytes (see `runningChecksums`), the CRCs of several parts (one
- * each, from scratch), a box copy between two buffers, or a collection of this thread's whole
+ * each, from scratch), a box copy between two buffers, a box cast between buffers of two dtypes
+ * (`castBox`, its box in elements), or a collection of this thread's whole
  * heap (`collect`, sent by the pool once it is idle). Its buffers are views of
  * `SharedArrayBuffer`s, which reach the worker shared, not copied. `epoch` counts the new shared
  * memory the pool has handed out (see `worker-pool.ts`): a task that brings a later one than the
@@ -16,7 +18,8 @@ import { stridedCopy } from "../model/strided-copy.js";
  *
  * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
- *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
+ *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }
+ *   | { readonly kind: "cast", readonly srcDtype: string, readonly src: Uint8Array, readonly dstDtype: string, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
  *   | { readonly kind: "collect" }} OffloadTask
  */
 
@@ -67,7 +70,7 @@ let epochSeen = 0;
  *
  * @param {OffloadTask} task - the task.
  * @returns {number[] | boolean | undefined} the running CRCs of a `checksum` task, a CRC per part of a
- *   `checksums` task; nothing for a `copy`; for a `collect`, whether this thread could collect.
+ *   `checksums` task; nothing for a `copy` or a `cast`; for a `collect`, whether this thread could collect.
  */
 export default function runTask(task) {
   if (task.kind === "collect") {
@@ -80,6 +83,10 @@ export default function runTask(task) {
   }
   if (task.kind === "copy") {
     stridedCopy(task.src, task.dst, task.copy);
+    return undefined;
+  }
+  if (task.kind === "cast") {
+    castBox(task.srcDtype, task.src, task.dstDtype, task.dst, task.copy);
     return undefined;
   }
   // One block per part: one CRC each.

@@ -179,6 +179,30 @@ export async function copyOnWorker(src: Uint8Array, dst: Uint8Array, copy: Strid
 }
 
 /**
+ * Carries out a box cast (from `boxCast`: in elements) between buffers of two dtypes in shared
+ * memory on a worker thread, as `castBox` does on the calling thread.
+ *
+ * @param srcDtype - the source's dtype (torch's name).
+ * @param src - the source bytes, in a `SharedArrayBuffer`.
+ * @param dstDtype - the destination's dtype.
+ * @param dst - the destination bytes, in a `SharedArrayBuffer`.
+ * @param copy - the box, in elements; it must lie inside both buffers.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `src` or `dst` is not in a
+ * `SharedArrayBuffer`; the worker's Error when the pair cannot be cast (`castRefusal`).
+ */
+export async function castOnWorker(
+  srcDtype: string,
+  src: Uint8Array,
+  dstDtype: string,
+  dst: Uint8Array,
+  copy: StridedCopy,
+): Promise<void> {
+  assertShared("the source of a cast", src);
+  assertShared("the destination of a cast", dst);
+  await runOnWorker({ kind: "cast", srcDtype, src, dstDtype, dst, copy, epoch: epochFor(src, dst) });
+}
+
+/**
  * The epoch a task over these buffers carries: a new one each time {@link WORKER_GC_BYTES} of
  * buffers no earlier task brought have been handed out — the memory that can become garbage.
  * Buffers used again (kept staging buffers, a tensor checked block by block) count once.
@@ -245,7 +269,7 @@ export function workerThreadsRunning(): number {
   return pool?.threads.length ?? 0;
 }
 
-/** Checksums and copies handed to worker threads by this process so far (for tests and benchmarks). */
+/** Checksums, copies and casts handed to worker threads by this process so far (for tests and benchmarks). */
 export function workerTasksRun(): number {
   return tasksRun;
 }
