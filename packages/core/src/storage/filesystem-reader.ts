@@ -16,10 +16,10 @@ import {
   itemChecksum,
   runningBefore,
 } from "../formats/checksum.js";
-import type { ItemExpectation } from "../formats/item-format.js";
+import type { ItemExpectation, PayloadLocation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { DTYPE_BYTES, type DType } from "../model/dtype.js";
-import { boxCopy, boxSpan, contiguousRun, findChunk } from "../model/geometry.js";
+import { boxCopy, boxSpan, contiguousRun, findChunk, numel } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
@@ -84,15 +84,22 @@ interface FetchedChunk {
   readonly staging: Uint8Array | undefined;
   /** Each chunk's destination tensor, for a direct run. */
   readonly dests: readonly Tensor[] | undefined;
+  /** For a framed item read in place: the checksum its frame records over the payload read. */
+  readonly payloadSum?: PayloadLocation;
 }
 
 /** Gap bytes between the items of a scatter read land here and are dropped (gaps are ≤ 64 KiB by default). */
 const discard = new Uint8Array(1024 * 1024);
 
+/** Largest frame (stored bytes beyond the payload) read ahead of a framed item's payload: 1 MiB; an item with more is read whole. */
+const MAX_FRAME_BYTES = 1024 * 1024;
+
 /** Where a stored chunk read by one item lands in place: the destination tensor and the bytes of it. */
 interface DirectTarget {
   readonly bytes: Uint8Array;
   readonly dest: Tensor;
+  /** The stored item is framed around these bytes ({@link ItemFormat.payloadFrame}): read its frame first. */
+  readonly framed?: true;
 }
 
 /**
@@ -385,7 +392,7 @@ export class FileSystemReader implements StorageReader {
     const schedules = scheduleReads(
       reads,
       (r) => r,
-      (chunk) => this.#directTarget(chunk.items, planner),
+      (chunk) => this.#directTarget(chunk.items, planner, capabilities.skipsRanges),
       capabilities,
     );
     // Large items will be checked on worker threads: start one while the first reads run.
@@ -542,7 +549,13 @@ export class FileSystemReader implements StorageReader {
     signal: AbortSignal,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
-    const targets = run.targets;
+    const framed = run.targets?.some((t) => t.framed) ?? false;
+    if (framed && run.targets!.length === 1) {
+      const inPlace = await this.#fetchInPlace(stream, run, run.targets![0]!, pieces, signal);
+      if (inPlace) return inPlace;
+    }
+    // A framed item not read in place (or among others) is staged whole and unframed.
+    const targets = framed ? undefined : run.targets;
     if (targets && targets.length > 1) {
       if (!stream.readvInto)
         throw new CheckpointError(
@@ -588,6 +601,48 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
+   * Reads a framed tensor item straight into its destination: its first and last `length −
+   * payload` bytes (the frame), then — where the format finds its payload there — the payload into
+   * `target`, in pieces; undefined (read it whole instead) where it does not.
+   */
+  async #fetchInPlace(
+    stream: FileReadStream,
+    run: ReadRun<ItemRead, DirectTarget>,
+    target: DirectTarget,
+    pieces: LimitFunction,
+    signal: AbortSignal,
+  ): Promise<FetchedChunk | undefined> {
+    const read = run.chunks[0]!.items[0]!;
+    const frame = itemFormatOf(read.info).payloadFrame!;
+    const { offset, length } = run;
+    const payload = target.bytes.byteLength;
+    const frameBytes = length - payload;
+    if (frameBytes <= 0 || frameBytes > MAX_FRAME_BYTES) return undefined;
+    const readAt = async (at: number, into: Uint8Array) => {
+      if (stream.readInto) await stream.readInto(offset + at, into, signal);
+      else into.set(await stream.read(offset + at, into.byteLength, signal));
+    };
+    const head = new Uint8Array(frameBytes);
+    const tail = new Uint8Array(frameBytes);
+    await Promise.all([readAt(0, head), readAt(length - frameBytes, tail)]);
+    const expect = expectation(read);
+    if (expect.kind !== "tensor") return undefined;
+    const fqn = read.item.storageIndex.fqn;
+    const at = frame.locate(head, tail, read.info, expect, fqn, whereRead(read.relativePath, read));
+    if (!at) return undefined;
+    const pieceBytes = run.pieces[0]!.length || payload;
+    const reads: Promise<void>[] = [];
+    for (let p = 0; p < payload; p += pieceBytes) {
+      const part = target.bytes.subarray(p, Math.min(payload, p + pieceBytes));
+      reads.push(pieces(() => readAt(at.offset + p, part)));
+    }
+    // Every piece settles before the run does; the first failure wins.
+    const failed = (await Promise.allSettled(reads)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return { stored: [target.bytes], staging: undefined, dests: [target.dest], payloadSum: at };
+  }
+
+  /**
    * Checks every item of a fetched run — length and CRC, or a PyTorch archive's CRC-32s — and
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
@@ -606,14 +661,18 @@ export class FileSystemReader implements StorageReader {
       const stored = fetched.stored[i]!;
       const fqn = item.storageIndex.fqn;
       const format = itemFormatOf(info);
-      const sum = itemChecksum(info);
+      // A framed item read in place is checked by the checksum its frame records over the payload.
+      const inPlace = fetched.payloadSum;
+      const sum = inPlace?.checksum ?? itemChecksum(info);
       // Built only for a message (a string per item costs as much as a small item's CRC).
-      const where = () => whereRead(relativePath, read);
+      const where = inPlace
+        ? () => `${whereRead(relativePath, read)} (${inPlace.what})`
+        : () => whereRead(relativePath, read);
       // A zero-copy item is checked by its entry's checksum alone — its running checksums at
       // block ends where it has them (a partial read by those of the blocks it read) — which a
       // worker thread may compute.
-      if (format.zeroCopy && sum) {
-        const blocks = info.checksumBlocks;
+      if ((format.zeroCopy || inPlace) && sum) {
+        const blocks = inPlace ? undefined : info.checksumBlocks;
         if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
           assertItemBlocks(sum, blocks, first, stored, fqn, where);
           return stored;
@@ -688,20 +747,38 @@ export class FileSystemReader implements StorageReader {
     }
   }
 
-  /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
-  #directTarget(group: readonly ItemRead[], planner: LoadPlanner): DirectTarget | undefined {
+  /**
+   * The destination bytes when a chunk is read by one item, whole, into a contiguous run of its
+   * destination — a framed item's only where `inPlace` (its frame is read before its payload:
+   * not for streams that read their ranges strictly in turn).
+   */
+  #directTarget(
+    group: readonly ItemRead[],
+    planner: LoadPlanner,
+    inPlace: boolean,
+  ): DirectTarget | undefined {
     const { item, info, saved, start, end } = group[0]!;
     if (group.length !== 1 || item.type !== "tensor" || !saved) return undefined;
-    if (!itemFormatOf(info).zeroCopy || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
+    const format = itemFormatOf(info);
+    const payload = numel(saved.chunk.sizes) * DTYPE_BYTES[saved.dtype];
+    // A framed item whose payload may be the tensor's bytes as they are: its frame is read first.
+    const framed =
+      inPlace &&
+      !format.zeroCopy &&
+      format.payloadFrame !== undefined &&
+      payload >= format.payloadFrame.minBytes;
+    if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
     const sizes = saved.chunk.sizes;
     if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);
     const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
     if (!run) return undefined;
+    if (framed && dest.dtype !== saved.dtype) return undefined;
     const elementBytes = DTYPE_BYTES[dest.dtype];
     return {
       bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
       dest,
+      ...(framed ? { framed: true as const } : {}),
     };
   }
 
