@@ -158,6 +158,7 @@ export async function convertCheckpoint(
   const results: WriteResult[] = [];
   let version = "1.0.0";
   let bytes = 0;
+  let finishing = false;
   try {
     for (const [index, batch] of batches.entries()) {
       throwIfAborted(signal);
@@ -190,9 +191,11 @@ export async function convertCheckpoint(
       storageData: new Map(),
       storageMeta: writer.storageMeta(),
     };
+    finishing = true;
     await writer.finish(merged, [results], signal);
   } catch (error) {
-    await removeWritten(writer, results);
+    // A failed commit cleans up after itself (and keeps the files where the commit may have happened).
+    if (!finishing) await removeWritten(writer, results);
     throw error;
   }
   return { entries: stateDictMetadata.size, bytes, batches: batches.length };
