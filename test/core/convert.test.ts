@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,7 @@ import {
   type Tensor,
 } from "@dcpjs/core";
 import { describe, expect, it } from "vitest";
+import { exited } from "../support/child.js";
 import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -83,6 +84,14 @@ describe("convertCheckpoint streams in batches", () => {
     const want = flat(await loadStateDictFromKeys({ checkpointId: src }));
     const torch = join(root, "torch");
     await convertCheckpoint(src, torch, { to: "torch", windowBytes: 1 });
+    // one save in batches: batch b's files are __{b}_{n}.{saveTag}.distcp, one tag, one .metadata
+    const files = (await readdir(torch)).filter((f) => f.endsWith(".distcp")).sort();
+    const tags = new Set(files.map((f) => /^__\d+_0\.([0-9a-f]{12})\.distcp$/.exec(f)?.[1]));
+    expect(tags.size).toBe(1);
+    expect([...tags][0]).toBeDefined();
+    expect(files.map((f) => Number(/^__(\d+)_/.exec(f)![1])).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: files.length }, (_, i) => i),
+    );
     const back = join(root, "back");
     await convertCheckpoint(torch, back, { windowBytes: 1 });
     expect(flat(await loadStateDictFromKeys({ checkpointId: back }))).toEqual(want);
@@ -106,6 +115,47 @@ describe("convertCheckpoint streams in batches", () => {
     expect((failed as CheckpointError).code).toBe("ABORTED");
     expect((await readdir(dst)).filter((f) => f.endsWith(".distcp") || f === ".metadata")).toEqual([]);
   });
+
+  it("a dcp convert killed at any point leaves nothing loadable, or the whole checkpoint", async () => {
+    const root = await tempDir();
+    const src = join(root, "src");
+    const sd: StateDict = {};
+    for (let i = 0; i < 64; i++) sd[`w${i}`] = randomTensor("float32", [256, 256], i + 1); // 256 KiB each
+    await save(sd, { checkpointId: src });
+    const want = flat(await loadStateDictFromKeys({ checkpointId: src }));
+    const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 4; trial++) {
+      const dst = join(root, `dst-${trial}`);
+      const child = spawn(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "--conditions=@dcpjs/source",
+          CLI,
+          "convert",
+          src,
+          dst,
+          "--to",
+          "torch",
+          "--window",
+          "256KiB",
+        ],
+        { stdio: "ignore" },
+      );
+      // from before the first batch to after the commit (the whole run takes about 1 s here)
+      await new Promise((r) => setTimeout(r, 300 + trial * 250 + Math.random() * 250));
+      child.kill("SIGKILL");
+      await exited(child);
+      const outcome = await loadStateDictFromKeys({ checkpointId: dst }).then(
+        (got) => (JSON.stringify(flat(got)) === JSON.stringify(want) ? "complete" : "wrong"),
+        (e: { failures?: { code: string }[]; code?: string }) => e.failures?.[0]?.code ?? e.code ?? "?",
+      );
+      outcomes.push(outcome);
+    }
+    for (const o of outcomes) expect(["complete", "INCOMPLETE_CHECKPOINT"]).toContain(o);
+  }, 120_000);
 
   it("refuses a window that is not an integer ≥ 1", async () => {
     const e = await convertCheckpoint("/nowhere", "/nowhere-2", { windowBytes: 0 }).catch((x: unknown) => x);
