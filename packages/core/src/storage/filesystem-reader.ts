@@ -91,6 +91,15 @@ interface FetchedChunk {
 /** Gap bytes between the items of a scatter read land here and are dropped (gaps are ≤ 64 KiB by default). */
 const discard = new Uint8Array(1024 * 1024);
 
+/** A framed item's first and last `length − payload` bytes. */
+interface ItemFrame {
+  readonly head: Uint8Array;
+  readonly tail: Uint8Array;
+}
+
+/** Framed items whose frames are read ahead of their runs, per file (at most this many frames in memory). */
+const FRAMES_AHEAD = 16;
+
 /** Largest frame (stored bytes beyond the payload) read ahead of a framed item's payload: 1 MiB; an item with more is read whole. */
 const MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -463,9 +472,25 @@ export class FileSystemReader implements StorageReader {
       ranges: schedule.ranges,
     });
     const pieces = pLimit(capabilities.piecesInFlight);
+    // The frames of framed items read in place are read ahead of their runs (small reads that
+    // would otherwise queue behind the payloads in flight and stall each run's payload read).
+    const frames = new Map<ReadRun<ItemRead, DirectTarget>, Promise<ItemFrame>>();
+    let framesRead = 0;
+    const frameAhead = (upTo: number) => {
+      for (; framesRead < Math.min(upTo, runs.length); framesRead++) {
+        const run = runs[framesRead]!;
+        const frame =
+          run.targets?.length === 1 && run.targets[0]!.framed && this.#readFrame(stream, run, signal);
+        if (!frame) continue;
+        frame.catch(() => {}); // surfaced when its run is fetched, or dropped with the file's reads
+        frames.set(run, frame);
+      }
+    };
     /** Reads a run and checks it; a run that fails its check is read again where the backend says it helps. */
     const verified = async (run: ReadRun<ItemRead, DirectTarget>): Promise<ReadyRun> => {
-      let fetched = await this.#fetchRun(stream, run, pieces, signal);
+      const frame = frames.get(run);
+      frames.delete(run);
+      let fetched = await this.#fetchRun(stream, run, pieces, signal, frame);
       for (let attempt = 0; ; attempt++) {
         try {
           return { payloads: await this.#verify(run, fetched, relativePath), fetched };
@@ -498,9 +523,11 @@ export class FileSystemReader implements StorageReader {
     const inFlight: Promise<ReadyRun>[] = [];
     try {
       let next = 0;
+      frameAhead(FRAMES_AHEAD);
       while (next < runs.length && inFlight.length < READ_AHEAD_CHUNKS) inFlight.push(fetch(runs[next++]!));
       for (const run of runs) {
         const ready = await inFlight.shift()!;
+        frameAhead(next + FRAMES_AHEAD);
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
         for (const [i, chunk] of run.chunks.entries()) {
@@ -514,6 +541,7 @@ export class FileSystemReader implements StorageReader {
       }
     } finally {
       await Promise.allSettled(inFlight);
+      await Promise.allSettled(frames.values()); // frames read ahead of runs never fetched
       await stream.close();
     }
   }
@@ -547,11 +575,12 @@ export class FileSystemReader implements StorageReader {
     run: ReadRun<ItemRead, DirectTarget>,
     pieces: LimitFunction,
     signal: AbortSignal,
+    frame?: Promise<ItemFrame>,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
     const framed = run.targets?.some((t) => t.framed) ?? false;
     if (framed && run.targets!.length === 1) {
-      const inPlace = await this.#fetchInPlace(stream, run, run.targets![0]!, pieces, signal);
+      const inPlace = await this.#fetchInPlace(stream, run, run.targets![0]!, pieces, signal, frame);
       if (inPlace) return inPlace;
     }
     // A framed item not read in place (or among others) is staged whole and unframed.
@@ -601,6 +630,27 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
+   * A framed item's frame: its first and last `length − payload` bytes; undefined when that is
+   * not between 1 byte and {@link MAX_FRAME_BYTES} (the item is then read whole).
+   */
+  #readFrame(
+    stream: FileReadStream,
+    run: ReadRun<ItemRead, DirectTarget>,
+    signal: AbortSignal,
+  ): Promise<ItemFrame> | undefined {
+    const { offset, length } = run;
+    const frameBytes = length - run.targets![0]!.bytes.byteLength;
+    if (frameBytes <= 0 || frameBytes > MAX_FRAME_BYTES) return undefined;
+    const readAt = async (at: number, into: Uint8Array) => {
+      if (stream.readInto) await stream.readInto(offset + at, into, signal);
+      else into.set(await stream.read(offset + at, into.byteLength, signal));
+    };
+    const head = new Uint8Array(frameBytes);
+    const tail = new Uint8Array(frameBytes);
+    return Promise.all([readAt(0, head), readAt(length - frameBytes, tail)]).then(() => ({ head, tail }));
+  }
+
+  /**
    * Reads a framed tensor item straight into its destination: its first and last `length −
    * payload` bytes (the frame), then — where the format finds its payload there — the payload into
    * `target`, in pieces; undefined (read it whole instead) where it does not.
@@ -611,20 +661,19 @@ export class FileSystemReader implements StorageReader {
     target: DirectTarget,
     pieces: LimitFunction,
     signal: AbortSignal,
+    ahead: Promise<ItemFrame> | undefined,
   ): Promise<FetchedChunk | undefined> {
     const read = run.chunks[0]!.items[0]!;
     const frame = itemFormatOf(read.info).payloadFrame!;
-    const { offset, length } = run;
+    const { offset } = run;
     const payload = target.bytes.byteLength;
-    const frameBytes = length - payload;
-    if (frameBytes <= 0 || frameBytes > MAX_FRAME_BYTES) return undefined;
+    const framed = ahead ?? this.#readFrame(stream, run, signal);
+    if (!framed) return undefined;
+    const { head, tail } = await framed;
     const readAt = async (at: number, into: Uint8Array) => {
       if (stream.readInto) await stream.readInto(offset + at, into, signal);
       else into.set(await stream.read(offset + at, into.byteLength, signal));
     };
-    const head = new Uint8Array(frameBytes);
-    const tail = new Uint8Array(frameBytes);
-    await Promise.all([readAt(0, head), readAt(length - frameBytes, tail)]);
     const expect = expectation(read);
     if (expect.kind !== "tensor") return undefined;
     const fqn = read.item.storageIndex.fqn;
