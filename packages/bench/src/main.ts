@@ -136,7 +136,13 @@ program
   .option("--tensor-mib <n>", "MiB per tensor", positiveInt, 32)
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .option("--s3", "also measure an S3 save (the test suite's server)", false)
-  .action((o) => memory(o.tensors, o.tensorMib, o.dir, o.s3));
+  .option(
+    "--convert-gib <n>",
+    "GiB of the torch checkpoint the convert row converts to safetensors",
+    positiveInt,
+    4,
+  )
+  .action((o) => memory(o.tensors, o.tensorMib, o.dir, o.s3, o.convertGib));
 
 program
   .command("formats")

@@ -22,15 +22,40 @@ const run = promisify(execFile);
 const SELF = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
 
+/** The convert row's tensors: 64 MiB each (the largest tensor, subtracted from its peak). */
+const CONVERT_TENSOR_MIB = 64;
+
+type Mode = "save" | "load" | "s3-save" | "export" | "make-torch" | "convert";
+
 /** In a child process: allocate (and touch) the state dict, note RSS, save or load, report peak RSS beyond it. */
-async function child(
-  mode: "save" | "load" | "s3-save" | "export",
-  dir: string,
-  tensors: number,
-  tensorMib: number,
-): Promise<void> {
+async function child(mode: Mode, dir: string, tensors: number, tensorMib: number): Promise<void> {
   const bytes = tensors * tensorMib * MiB;
   let sd: Record<string, Tensor>;
+  if (mode === "make-torch") {
+    // A torch-format checkpoint of `tensors` distinct entries that are views of one buffer, so
+    // that making it holds one tensor's memory, not the checkpoint's.
+    const shared = emptyTensor("float32", [(tensorMib * MiB) / 4]);
+    (shared.data as Float32Array).forEach((_, i, a) => {
+      a[i] = i % 4093;
+    });
+    const views: Record<string, Tensor> = {};
+    for (let i = 0; i < tensors; i++) views[`layers.${i}.weight`] = shared;
+    await save(views, { storageWriter: new FileSystemWriter({ path: dir, format: "torch" }) });
+    return;
+  }
+  if (mode === "convert") {
+    // The torch checkpoint made above, converted to safetensors with the default window.
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    const parts = sampleMemory();
+    const t0 = performance.now();
+    const { convertCheckpoint } = await import("@dcpjs/core");
+    await convertCheckpoint(dir, `${dir}-safetensors`, { to: "safetensors" });
+    const seconds = (performance.now() - t0) / 1000;
+    const peak = process.resourceUsage().maxRSS * 1024;
+    console.log(JSON.stringify({ before, peak, seconds, bytes, ...parts() }));
+    return;
+  }
   if (mode === "export") {
     // The checkpoint saved by the "save" measurement, exported to safetensors: no state dict in memory.
     global.gc?.();
@@ -111,18 +136,20 @@ export async function memory(
   tensorMib: number,
   dir: string,
   withS3: boolean,
+  convertGib = 4,
 ): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const ckpt = join(dir, "ckpt");
   const measure = async (
-    mode: "save" | "load" | "s3-save" | "export",
+    mode: Mode,
     target = ckpt,
     env: Record<string, string> = {},
+    [n, mib] = [tensors, tensorMib],
   ) => {
     const { stdout } = await run(
       process.execPath,
-      [...process.execArgv, "--expose-gc", SELF, "child", mode, target, String(tensors), String(tensorMib)],
+      [...process.execArgv, "--expose-gc", SELF, "child", mode, target, String(n), String(mib)],
       { maxBuffer: 1 << 20, env: { ...process.env, ...env } },
     );
     return JSON.parse(stdout.trim().split("\n").at(-1)!) as {
@@ -137,6 +164,17 @@ export async function memory(
   const s = await measure("save");
   const l = await measure("load");
   const x = await measure("export");
+  // A torch checkpoint of convertGib GiB in 64 MiB tensors → safetensors (made first, not measured).
+  const torchCkpt = join(dir, "torch-ckpt");
+  const convertShape: [number, number] = [(convertGib * 1024) / CONVERT_TENSOR_MIB, CONVERT_TENSOR_MIB];
+  await rm(ckpt, { recursive: true, force: true });
+  await rm(`${ckpt}-safetensors`, { recursive: true, force: true });
+  await run(
+    process.execPath,
+    [...process.execArgv, SELF, "child", "make-torch", torchCkpt, ...convertShape.map(String)],
+    { maxBuffer: 1 << 20 },
+  );
+  const c = await measure("convert", torchCkpt, {}, convertShape);
   const beyond = (m: typeof s) => (m.peak - m.before) / MiB;
   const s3 = withS3 ? await measureS3Save(measure) : undefined;
   const row = (name: string, m: typeof s) => ({
@@ -157,6 +195,7 @@ export async function memory(
       row("save", s),
       row("load", l),
       row("export to safetensors", x),
+      row(`convert torch → safetensors (${convertShape[0]} × ${CONVERT_TENSOR_MIB} MiB)`, c),
       ...(s3 ? [row("S3 save (threadCount 1, 8 MiB parts × 4)", s3)] : []),
     ],
     {
@@ -164,6 +203,8 @@ export async function memory(
       "load: peak RSS beyond the state dict, MiB (target ≤ 256)": beyond(l),
       "export: peak RSS beyond the process, MiB (stated bound: max(largest tensor, 256 MiB) + metadata)":
         beyond(x),
+      [`convert ${convertGib} GiB torch → safetensors: peak RSS beyond the process and the largest tensor (${CONVERT_TENSOR_MIB} MiB), MiB (target ≤ 512; window 256 MiB)`]:
+        beyond(c) - CONVERT_TENSOR_MIB,
       ...(s3
         ? {
             "S3 save: peak RSS beyond the state dict, MiB (stated bound: live parts (2×4+5)×8 = 104, + ≈ 100 for sent parts not yet collected and the heaps; was 653)":
@@ -202,10 +243,5 @@ async function measureS3Save(
 }
 
 if (process.argv[2] === "child") {
-  await child(
-    process.argv[3] as "save" | "load" | "s3-save" | "export",
-    process.argv[4]!,
-    Number(process.argv[5]),
-    Number(process.argv[6]),
-  );
+  await child(process.argv[3] as Mode, process.argv[4]!, Number(process.argv[5]), Number(process.argv[6]));
 }

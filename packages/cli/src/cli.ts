@@ -6,12 +6,12 @@ import { readFileSync, statSync } from "node:fs";
 import {
   CheckpointError,
   CheckpointException,
+  convertCheckpoint,
+  DEFAULT_CONVERT_WINDOW_BYTES,
   DEFAULT_LIST_DEPTH,
   exportSafetensors,
   FileSystemWriter,
   listCheckpoints,
-  loadStateDictFromKeys,
-  save,
 } from "@dcpjs/core";
 import cliProgress from "cli-progress";
 import { Command, CommanderError } from "commander";
@@ -92,27 +92,44 @@ program
 program
   .command("convert")
   .description(
-    "convert a checkpoint (dcpjs, PyTorch DCP, or a safetensors folder) into dcpjs's or PyTorch's format",
+    "convert a checkpoint (dcpjs, PyTorch DCP, or a safetensors folder) into dcpjs's or PyTorch's format, or safetensors",
   )
   .argument("<src>", "the source: a folder or s3:// URI in any format dcpjs reads")
   .argument("<dst>", "the new checkpoint: a folder or s3:// URI")
-  .option("--to <format>", "dcpjs (CRC-32 per item) or torch (PyTorch DCP's own format)", "dcpjs")
+  .option(
+    "--to <format>",
+    "dcpjs (CRC-32 per item), torch (PyTorch DCP's own format) or safetensors (Hugging Face layout)",
+    "dcpjs",
+  )
+  .option(
+    "--window <size>",
+    "most tensor bytes held at once beyond the largest tensor, e.g. 256MB, 1GB (default 256MiB)",
+    parseSize,
+    DEFAULT_CONVERT_WINDOW_BYTES,
+  )
   .addHelpText(
     "after",
-    "\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert ./ckpt/step-100 ./for-pytorch --to torch\n  dcp convert s3://bucket/torch-ckpt ./ckpt --to dcpjs",
+    "\nMemory: entries are loaded and written in batches of at most --window bytes of tensors (a larger\ntensor alone), so a conversion holds the window plus the largest tensor, never the whole checkpoint;\n.metadata (or the safetensors index) is written last: an interrupted conversion leaves nothing loadable.\n\nExamples:\n  dcp convert ./hf/model ./ckpt/imported\n  dcp convert ./ckpt/step-100 ./for-pytorch --to torch\n  dcp convert s3://bucket/torch-ckpt ./ckpt --to dcpjs --window 64MB\n  dcp convert ./for-pytorch ./hf --to safetensors",
   )
-  .action(async (src: string, dst: string, opts: { to: string }) => {
-    if (opts.to !== "dcpjs" && opts.to !== "torch")
-      throw new CheckpointError("INVALID_ARGUMENT", `Expected --to dcpjs or torch, got ${opts.to}`);
+  .action(async (src: string, dst: string, opts: { to: string; window: number }) => {
+    if (opts.to !== "dcpjs" && opts.to !== "torch" && opts.to !== "safetensors")
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected --to dcpjs, torch or safetensors, got ${opts.to}`,
+      );
     const format = opts.to;
-    const sd = await loadStateDictFromKeys({ checkpointId: src });
-    const storageWriter = dst.startsWith("s3://")
-      ? new (await import("@dcpjs/s3")).S3StorageWriter({ path: dst, format })
-      : new FileSystemWriter({ path: dst, format });
-    const md = await save(sd, { storageWriter });
-    console.log(
-      `converted ${plural(md.stateDictMetadata.size, "entry")} from ${src} into the ${format} checkpoint ${dst}`,
-    );
+    const storageWriter =
+      format === "safetensors"
+        ? undefined
+        : dst.startsWith("s3://")
+          ? new (await import("@dcpjs/s3")).S3StorageWriter({ path: dst, format })
+          : new FileSystemWriter({ path: dst, format });
+    const s = await convertCheckpoint(src, dst, {
+      to: format,
+      windowBytes: opts.window,
+      ...(storageWriter ? { storageWriter } : {}),
+    });
+    console.log(`converted ${plural(s.entries, "entry")} from ${src} into the ${format} checkpoint ${dst}`);
   });
 
 program

@@ -40,6 +40,21 @@ export interface ExportSafetensorsOptions {
   readonly sharded?: boolean;
   /** Also write `model.safetensors.crc32c.json`: the CRC-32C of every tensor, checked by every later load. @default false */
   readonly checksums?: boolean;
+  /**
+   * Most bytes of tensors loaded at once (bytes), beyond the largest single tensor: a batch of
+   * tensors summing to at most this is loaded, then written. @default 268435456 (256 MiB, {@link EXPORT_BATCH_BYTES})
+   */
+  readonly batchBytes?: number;
+  /**
+   * Called once each batch is handed to the file, while it is still held (progress; memory
+   * checks); a promise it returns is awaited before the next batch is loaded.
+   */
+  readonly onBatch?: (batch: {
+    readonly index: number;
+    readonly count: number;
+    readonly keys: readonly string[];
+    readonly bytes: number;
+  }) => void | Promise<void>;
   /** Aborts the export; files already written stay (the index, written last, does not). */
   readonly signal?: AbortSignal;
 }
@@ -53,6 +68,8 @@ export interface ExportSummary {
   readonly bytes: number;
   /** Non-tensor values put in `__metadata__` under {@link VALUES_METADATA_KEY}. */
   readonly values: number;
+  /** Batches the tensors were loaded in. */
+  readonly batches: number;
 }
 
 /** One tensor (or chunk) to write: its name, dtype, shape and where it comes from. */
@@ -137,16 +154,17 @@ function runs(pieces: readonly Piece[], limit: number): Piece[][] {
  * `float32 → F32` … `bool → BOOL`. Non-tensor values go into the first file's `__metadata__` as
  * one JSON string under `dcpjs_values` (bigints as decimal strings, bytes as arrays of numbers).
  *
- * Memory: tensors are loaded in batches of at most {@link EXPORT_BATCH_BYTES} (a larger tensor
- * alone) into one reused buffer of max(largest tensor, 256 MiB), so the export holds that much
- * tensor data plus the metadata (and on S3 the upload's parts); files are written front to back
- * (local folders and S3 alike).
+ * Memory: tensors are loaded in batches of at most `batchBytes` (default
+ * {@link EXPORT_BATCH_BYTES}, 256 MiB; a larger tensor alone) into one reused buffer the size of
+ * the largest batch — at most max(largest tensor, `batchBytes`) plus 8-byte padding — so the
+ * export holds that much tensor data plus the metadata (and on S3 the upload's parts); files are
+ * written front to back (local folders and S3 alike).
  *
  * @param src - the checkpoint: a folder or `s3://` URI.
  * @param dst - the destination folder or `s3://` prefix.
  * @param options - see {@link ExportSafetensorsOptions}.
  * @returns what was written.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxShardSize` below 1;
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxShardSize` or `batchBytes` below 1;
  * `UNSUPPORTED_DTYPE` naming the tensor, before anything is written, for a dtype safetensors lacks
  * (`complex32`, `complex128`) or one dcpjs cannot hold (`torch.qint8` …); the errors of
  * reading the source (`INCOMPLETE_CHECKPOINT`, `CHECKSUM_MISMATCH`, …) and of the destination.
@@ -158,7 +176,9 @@ export async function exportSafetensors(
 ): Promise<ExportSummary> {
   const maxShardSize = options.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE;
   assertIntegerInRange("maxShardSize", maxShardSize, 1, Number.MAX_SAFE_INTEGER, " bytes");
-  const { signal } = options;
+  const batchBytes = options.batchBytes ?? EXPORT_BATCH_BYTES;
+  assertIntegerInRange("batchBytes", batchBytes, 1, Number.MAX_SAFE_INTEGER, " bytes");
+  const { signal, onBatch } = options;
   const reader = await createStorageReader(src);
   const fs = ((await createStorageWriter(dst)) as FileSystemWriter).fs;
   const root = fs.initPath(dst);
@@ -229,10 +249,17 @@ export async function exportSafetensors(
 
   const checksums: Record<string, Record<string, number>> = {};
   let bytes = 0;
-  // One buffer for every batch: a batch is at most EXPORT_BATCH_BYTES, or one larger piece.
-  const largest = Math.max(0, ...files.flatMap((f) => f.pieces.map((p) => Math.ceil(p.bytes / 8) * 8)));
-  const arena = Buffer.allocUnsafeSlow(Math.max(largest, EXPORT_BATCH_BYTES + 8 * 1024));
-  for (const file of files) {
+  // One buffer for every batch: a batch is at most `batchBytes`, or one larger piece (each piece
+  // 8-byte aligned in it: at most 7 bytes of padding per piece).
+  const batches = files.map((f) => runs(f.pieces, batchBytes));
+  const arenaBytes = Math.max(
+    0,
+    ...batches.flat().map((b) => b.reduce((n, p) => n + Math.ceil(p.bytes / 8) * 8, 0)),
+  );
+  const arena = Buffer.allocUnsafeSlow(arenaBytes);
+  const count = batches.reduce((n, b) => n + b.length, 0);
+  let index = 0;
+  for (const [f, file] of files.entries()) {
     throwIfAborted(signal);
     const sums: Record<string, number> = {};
     await writeWholeFile(
@@ -240,14 +267,17 @@ export async function exportSafetensors(
       fs.concatPath(root, file.name),
       (async function* () {
         yield encodeHeader(file.pieces, file.metadata);
-        for (const batch of runs(file.pieces, EXPORT_BATCH_BYTES)) {
+        for (const batch of batches[f]!) {
           const tensors = await loadPieces(reader, batch, arena, signal);
+          let held = 0;
           for (const [i, t] of tensors.entries()) {
             const data = tensorBytes(t);
             if (options.checksums) sums[batch[i]!.fqn] = crc32c(data);
             bytes += data.byteLength;
+            held += data.byteLength;
             yield data;
           }
+          await onBatch?.({ index: index++, count, keys: batch.map((p) => p.fqn), bytes: held });
         }
       })(),
     );
@@ -271,6 +301,7 @@ export async function exportSafetensors(
     tensors: files.reduce((n, f) => n + f.pieces.length, 0),
     bytes,
     values: valueKeys.length,
+    batches: count,
   };
 }
 

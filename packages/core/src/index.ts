@@ -11,6 +11,14 @@ export {
   listCheckpoints,
 } from "./checkpoints.js";
 export {
+  type ConvertBatch,
+  type ConvertFormat,
+  type ConvertOptions,
+  type ConvertSummary,
+  convertCheckpoint,
+  DEFAULT_CONVERT_WINDOW_BYTES,
+} from "./convert.js";
+export {
   createLocalProcessGroups,
   createSingleProcessGroup,
   type ProcessGroup,

@@ -1,5 +1,6 @@
 import type { DType } from "../model/dtype.js";
 import type { Metadata, StorageInfo, WriteItem } from "../plan/metadata.js";
+import type { ItemChecksum } from "./checksum.js";
 
 /** What a read item expects to find in its stored bytes. */
 export type ItemExpectation =
@@ -20,6 +21,47 @@ export interface FramedItem {
   readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "checksumBlocks" | "itemFormat">;
 }
 
+/** Where a framed tensor item's payload lies in its stored bytes ({@link PayloadFrame.locate}). */
+export interface PayloadLocation {
+  /** The payload's first byte in the stored item. */
+  readonly offset: number;
+  /** The checksum the frame records over exactly the payload. */
+  readonly checksum: ItemChecksum;
+  /** What records it, for messages (e.g. `zip member archive/data/0`). */
+  readonly what: string;
+}
+
+/**
+ * For a format whose stored tensor items hold the tensor's C-order bytes as they are inside a
+ * frame (PyTorch's STORED zip): lets a reader read an item's frame first, then its payload straight
+ * into the destination tensor — no staging copy — and check the payload there against the
+ * checksum the frame records.
+ */
+export interface PayloadFrame {
+  /** Smallest payload read this way (bytes); smaller items are read whole and unframed. */
+  readonly minBytes: number;
+  /**
+   * Where the payload lies, from the item's first and last `length − payload` bytes (which hold
+   * the whole frame); undefined when it is not exactly the tensor's C-order bytes in one place or
+   * the frame is not well-formed — the item is then read whole and {@link ItemFormat.unframe}d,
+   * which reports any damage.
+   * @param head - the stored item's first bytes.
+   * @param tail - its last bytes.
+   * @param info - its storage entry.
+   * @param expect - the tensor the read item expects.
+   * @param fqn - for messages.
+   * @param where - `file @ offset+length`, for messages.
+   */
+  locate(
+    head: Uint8Array,
+    tail: Uint8Array,
+    info: StorageInfo,
+    expect: Extract<ItemExpectation, { kind: "tensor" }>,
+    fqn: string,
+    where: string,
+  ): PayloadLocation | undefined;
+}
+
 /**
  * How an item's bytes are framed in a data file, used by the writer (frame) and the reader
  * (locate and verify): dcpjs's raw little-endian bytes with a CRC-32 in the metadata, or
@@ -37,6 +79,8 @@ export interface ItemFormat {
    * tensor item in shared memory.
    */
   readonly zeroCopy: boolean;
+  /** Set where tensor items are framed around their payload as it is: see {@link PayloadFrame}. */
+  readonly payloadFrame?: PayloadFrame;
   /**
    * Frames one item for writing.
    * @param item - the write item.

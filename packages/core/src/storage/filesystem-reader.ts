@@ -16,11 +16,11 @@ import {
   itemChecksum,
   runningBefore,
 } from "../formats/checksum.js";
-import type { ItemExpectation } from "../formats/item-format.js";
+import type { ItemExpectation, PayloadLocation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { boxCast, castBox } from "../model/cast.js";
 import { DTYPE_BYTES, type DType } from "../model/dtype.js";
-import { boxCopy, boxSpan, contiguousRun, findChunk } from "../model/geometry.js";
+import { boxCopy, boxSpan, contiguousRun, findChunk, numel } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import {
@@ -86,15 +86,31 @@ interface FetchedChunk {
   readonly staging: Uint8Array | undefined;
   /** Each chunk's destination tensor, for a direct run. */
   readonly dests: readonly Tensor[] | undefined;
+  /** For a framed item read in place: the checksum its frame records over the payload read. */
+  readonly payloadSum?: PayloadLocation;
 }
 
 /** Gap bytes between the items of a scatter read land here and are dropped (gaps are ≤ 64 KiB by default). */
 const discard = new Uint8Array(1024 * 1024);
 
+/** A framed item's first and last `length − payload` bytes. */
+interface ItemFrame {
+  readonly head: Uint8Array;
+  readonly tail: Uint8Array;
+}
+
+/** Framed items whose frames are read ahead of their runs, per file (at most this many frames in memory). */
+const FRAMES_AHEAD = 16;
+
+/** Largest frame (stored bytes beyond the payload) read ahead of a framed item's payload: 1 MiB; an item with more is read whole. */
+const MAX_FRAME_BYTES = 1024 * 1024;
+
 /** Where a stored chunk read by one item lands in place: the destination tensor and the bytes of it. */
 interface DirectTarget {
   readonly bytes: Uint8Array;
   readonly dest: Tensor;
+  /** The stored item is framed around these bytes ({@link ItemFormat.payloadFrame}): read its frame first. */
+  readonly framed?: true;
 }
 
 /**
@@ -387,7 +403,7 @@ export class FileSystemReader implements StorageReader {
     const schedules = scheduleReads(
       reads,
       (r) => r,
-      (chunk) => this.#directTarget(chunk.items, planner),
+      (chunk) => this.#directTarget(chunk.items, planner, capabilities.skipsRanges),
       capabilities,
     );
     // Large items will be checked on worker threads: start one while the first reads run.
@@ -458,9 +474,25 @@ export class FileSystemReader implements StorageReader {
       ranges: schedule.ranges,
     });
     const pieces = pLimit(capabilities.piecesInFlight);
+    // The frames of framed items read in place are read ahead of their runs (small reads that
+    // would otherwise queue behind the payloads in flight and stall each run's payload read).
+    const frames = new Map<ReadRun<ItemRead, DirectTarget>, Promise<ItemFrame>>();
+    let framesRead = 0;
+    const frameAhead = (upTo: number) => {
+      for (; framesRead < Math.min(upTo, runs.length); framesRead++) {
+        const run = runs[framesRead]!;
+        const frame =
+          run.targets?.length === 1 && run.targets[0]!.framed && this.#readFrame(stream, run, signal);
+        if (!frame) continue;
+        frame.catch(() => {}); // surfaced when its run is fetched, or dropped with the file's reads
+        frames.set(run, frame);
+      }
+    };
     /** Reads a run and checks it; a run that fails its check is read again where the backend says it helps. */
     const verified = async (run: ReadRun<ItemRead, DirectTarget>): Promise<ReadyRun> => {
-      let fetched = await this.#fetchRun(stream, run, pieces, signal);
+      const frame = frames.get(run);
+      frames.delete(run);
+      let fetched = await this.#fetchRun(stream, run, pieces, signal, frame);
       for (let attempt = 0; ; attempt++) {
         try {
           return { payloads: await this.#verify(run, fetched, relativePath), fetched };
@@ -493,9 +525,11 @@ export class FileSystemReader implements StorageReader {
     const inFlight: Promise<ReadyRun>[] = [];
     try {
       let next = 0;
+      frameAhead(FRAMES_AHEAD);
       while (next < runs.length && inFlight.length < READ_AHEAD_CHUNKS) inFlight.push(fetch(runs[next++]!));
       for (const run of runs) {
         const ready = await inFlight.shift()!;
+        frameAhead(next + FRAMES_AHEAD);
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
         for (const [i, chunk] of run.chunks.entries()) {
@@ -509,6 +543,7 @@ export class FileSystemReader implements StorageReader {
       }
     } finally {
       await Promise.allSettled(inFlight);
+      await Promise.allSettled(frames.values()); // frames read ahead of runs never fetched
       await stream.close();
     }
   }
@@ -542,9 +577,16 @@ export class FileSystemReader implements StorageReader {
     run: ReadRun<ItemRead, DirectTarget>,
     pieces: LimitFunction,
     signal: AbortSignal,
+    frame?: Promise<ItemFrame>,
   ): Promise<FetchedChunk> {
     const { offset, length } = run;
-    const targets = run.targets;
+    const framed = run.targets?.some((t) => t.framed) ?? false;
+    if (framed && run.targets!.length === 1) {
+      const inPlace = await this.#fetchInPlace(stream, run, run.targets![0]!, pieces, signal, frame);
+      if (inPlace) return inPlace;
+    }
+    // A framed item not read in place (or among others) is staged whole and unframed.
+    const targets = framed ? undefined : run.targets;
     if (targets && targets.length > 1) {
       if (!stream.readvInto)
         throw new CheckpointError(
@@ -590,6 +632,68 @@ export class FileSystemReader implements StorageReader {
   }
 
   /**
+   * A framed item's frame: its first and last `length − payload` bytes; undefined when that is
+   * not between 1 byte and {@link MAX_FRAME_BYTES} (the item is then read whole).
+   */
+  #readFrame(
+    stream: FileReadStream,
+    run: ReadRun<ItemRead, DirectTarget>,
+    signal: AbortSignal,
+  ): Promise<ItemFrame> | undefined {
+    const { offset, length } = run;
+    const frameBytes = length - run.targets![0]!.bytes.byteLength;
+    if (frameBytes <= 0 || frameBytes > MAX_FRAME_BYTES) return undefined;
+    const readAt = async (at: number, into: Uint8Array) => {
+      if (stream.readInto) await stream.readInto(offset + at, into, signal);
+      else into.set(await stream.read(offset + at, into.byteLength, signal));
+    };
+    const head = new Uint8Array(frameBytes);
+    const tail = new Uint8Array(frameBytes);
+    return Promise.all([readAt(0, head), readAt(length - frameBytes, tail)]).then(() => ({ head, tail }));
+  }
+
+  /**
+   * Reads a framed tensor item straight into its destination: its first and last `length −
+   * payload` bytes (the frame), then — where the format finds its payload there — the payload into
+   * `target`, in pieces; undefined (read it whole instead) where it does not.
+   */
+  async #fetchInPlace(
+    stream: FileReadStream,
+    run: ReadRun<ItemRead, DirectTarget>,
+    target: DirectTarget,
+    pieces: LimitFunction,
+    signal: AbortSignal,
+    ahead: Promise<ItemFrame> | undefined,
+  ): Promise<FetchedChunk | undefined> {
+    const read = run.chunks[0]!.items[0]!;
+    const frame = itemFormatOf(read.info).payloadFrame!;
+    const { offset } = run;
+    const payload = target.bytes.byteLength;
+    const framed = ahead ?? this.#readFrame(stream, run, signal);
+    if (!framed) return undefined;
+    const { head, tail } = await framed;
+    const readAt = async (at: number, into: Uint8Array) => {
+      if (stream.readInto) await stream.readInto(offset + at, into, signal);
+      else into.set(await stream.read(offset + at, into.byteLength, signal));
+    };
+    const expect = expectation(read);
+    if (expect.kind !== "tensor") return undefined;
+    const fqn = read.item.storageIndex.fqn;
+    const at = frame.locate(head, tail, read.info, expect, fqn, whereRead(read.relativePath, read));
+    if (!at) return undefined;
+    const pieceBytes = run.pieces[0]!.length || payload;
+    const reads: Promise<void>[] = [];
+    for (let p = 0; p < payload; p += pieceBytes) {
+      const part = target.bytes.subarray(p, Math.min(payload, p + pieceBytes));
+      reads.push(pieces(() => readAt(at.offset + p, part)));
+    }
+    // Every piece settles before the run does; the first failure wins.
+    const failed = (await Promise.allSettled(reads)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return { stored: [target.bytes], staging: undefined, dests: [target.dest], payloadSum: at };
+  }
+
+  /**
    * Checks every item of a fetched run — length and CRC, or a PyTorch archive's CRC-32s — and
    * returns each item's payload (PyTorch archives unwrapped).
    * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
@@ -608,14 +712,18 @@ export class FileSystemReader implements StorageReader {
       const stored = fetched.stored[i]!;
       const fqn = item.storageIndex.fqn;
       const format = itemFormatOf(info);
-      const sum = itemChecksum(info);
+      // A framed item read in place is checked by the checksum its frame records over the payload.
+      const inPlace = fetched.payloadSum;
+      const sum = inPlace?.checksum ?? itemChecksum(info);
       // Built only for a message (a string per item costs as much as a small item's CRC).
-      const where = () => whereRead(relativePath, read);
+      const where = inPlace
+        ? () => `${whereRead(relativePath, read)} (${inPlace.what})`
+        : () => whereRead(relativePath, read);
       // A zero-copy item is checked by its entry's checksum alone — its running checksums at
       // block ends where it has them (a partial read by those of the blocks it read) — which a
       // worker thread may compute.
-      if (format.zeroCopy && sum) {
-        const blocks = info.checksumBlocks;
+      if ((format.zeroCopy || inPlace) && sum) {
+        const blocks = inPlace ? undefined : info.checksumBlocks;
         if (!runsOffThread(this.#workerMinBytes, stored.byteLength, stored)) {
           assertItemBlocks(sum, blocks, first, stored, fqn, where);
           return stored;
@@ -690,21 +798,39 @@ export class FileSystemReader implements StorageReader {
     }
   }
 
-  /** The destination bytes when a chunk is read by one item, whole, into a contiguous run of its destination. */
-  #directTarget(group: readonly ItemRead[], planner: LoadPlanner): DirectTarget | undefined {
+  /**
+   * The destination bytes when a chunk is read by one item, whole, into a contiguous run of its
+   * destination — a framed item's only where `inPlace` (its frame is read before its payload:
+   * not for streams that read their ranges strictly in turn).
+   */
+  #directTarget(
+    group: readonly ItemRead[],
+    planner: LoadPlanner,
+    inPlace: boolean,
+  ): DirectTarget | undefined {
     const { item, info, saved, start, end } = group[0]!;
     if (group.length !== 1 || item.type !== "tensor" || !saved) return undefined;
-    if (!itemFormatOf(info).zeroCopy || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
+    const format = itemFormatOf(info);
+    const payload = numel(saved.chunk.sizes) * DTYPE_BYTES[saved.dtype];
+    // A framed item whose payload may be the tensor's bytes as they are: its frame is read first.
+    const framed =
+      inPlace &&
+      !format.zeroCopy &&
+      format.payloadFrame !== undefined &&
+      payload >= format.payloadFrame.minBytes;
+    if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
     const sizes = saved.chunk.sizes;
     if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
     const dest = planner.resolveTensor(item);
     if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
     const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
     if (!run) return undefined;
+    if (framed && dest.dtype !== saved.dtype) return undefined;
     const elementBytes = DTYPE_BYTES[dest.dtype];
     return {
       bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
       dest,
+      ...(framed ? { framed: true as const } : {}),
     };
   }
 

@@ -4,7 +4,7 @@ import { DTYPE_BYTES } from "../../model/dtype.js";
 import { numel, sameShape } from "../../model/geometry.js";
 import { decodeValue, encodeValue } from "../../model/value-codec.js";
 import type { ItemFormat } from "../item-format.js";
-import { decodeTorchItem, unzstd } from "./torch-item.js";
+import { decodeTorchItem, locateTorchPayload, unzstd } from "./torch-item.js";
 import {
   assertTorchDtype,
   encodeTorchMetadata,
@@ -13,13 +13,37 @@ import {
 } from "./torch-write.js";
 
 /**
+ * Smallest torch tensor item read straight into its destination (its frame first, then its
+ * payload in place): 256 KiB. Smaller ones are read whole (one request) and decoded.
+ */
+export const TORCH_IN_PLACE_MIN_BYTES = 256 * 1024;
+
+/**
  * PyTorch DCP's item framing: each item a `torch.save` archive (a STORED zip) — a tensor chunk
  * around its bytes (streamed, not copied), a value as the archive of its pickle — perhaps through
  * `stream.zstd/1`; verified on read by the zip members' CRC-32s; `.metadata` as PyTorch's pickle.
+ * A large tensor item that is not zstd-framed is read straight into its destination where its
+ * payload is the tensor's C-order bytes ({@link ItemFormat.payloadFrame}), and checked there
+ * against its member's CRC-32.
  */
 export const TORCH_ITEM_FORMAT: ItemFormat = {
   name: "torch",
   zeroCopy: false,
+  // A tensor's bytes are one STORED zip member, checked by its CRC-32: large ones are read in place.
+  payloadFrame: {
+    minBytes: TORCH_IN_PLACE_MIN_BYTES,
+    locate(head, tail, info, expect, fqn, where) {
+      if (info.transforms?.length) return undefined;
+      const at = locateTorchPayload(head, tail, info.length, expect.dtype, expect.sizes, fqn, where);
+      return (
+        at && {
+          offset: at.offset,
+          checksum: { algorithm: "crc32", value: at.crc32 },
+          what: `zip member ${at.member}`,
+        }
+      );
+    },
+  },
   frame(item, payload) {
     if (item.type === "bytes")
       return {

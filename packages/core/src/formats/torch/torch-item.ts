@@ -3,7 +3,7 @@ import { CheckpointError, MetadataError } from "../../errors.js";
 import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
 import { DTYPE_BYTES, DTYPES, type DType, isDType } from "../../model/dtype.js";
 import { type PickleGlobal, PyTuple, unpickle } from "./pickle-reader.js";
-import { readZip, verifiedMember } from "./torch-zip.js";
+import { ARCHIVE_HOLE, partialArchive, readZip, verifiedMember } from "./torch-zip.js";
 import { chargeZstdFrames } from "./zstd-bounds.js";
 
 /** torch's legacy typed-storage classes (the `storage_type` of a persistent id) and their dtypes. */
@@ -297,6 +297,82 @@ function decodeWithin(bytes: Uint8Array, fqn: string, where: string, budget: Dec
     };
   }
   return { kind: "value", value: toJs(value, fqn, budget) };
+}
+
+/** Where a torch tensor item's payload lies in its archive, and the CRC-32 its member records. */
+export interface TorchPayload {
+  /** The payload's first byte in the stored item. */
+  readonly offset: number;
+  /** The CRC-32 the central directory records for it. */
+  readonly crc32: number;
+  /** Its member's name, for messages (e.g. `archive/data/0`). */
+  readonly member: string;
+}
+
+/**
+ * Where the tensor's bytes lie in a torch item of `length` bytes read only in part — its first and
+ * last `length − payload` bytes — when they are exactly its C-order payload: the archive is
+ * well-formed as far as {@link readZip} can tell without the payload (the payload's member is the
+ * only one in the bytes not read), `data.pkl` passes its CRC-32 and unpickles to a tensor of
+ * `dtype` and `sizes` whose storage is that member, whole, at offset 0 with C-order strides.
+ * Anything else — a strided view, a storage larger than the tensor, another layout, damage —
+ * gives undefined: read the item whole and decode it ({@link decodeTorchItem}), which reports
+ * what is wrong. The payload itself is checked by the caller, against the returned CRC-32.
+ *
+ * @param head - the item's first bytes (at least as many as precede the payload).
+ * @param tail - its last bytes (at least as many as follow the payload).
+ * @param length - the stored item's bytes.
+ * @param dtype - the entry's dtype.
+ * @param sizes - the saved chunk's shape.
+ * @param fqn - its entry, for the decode's budget.
+ * @param where - its file and range.
+ */
+export function locateTorchPayload(
+  head: Uint8Array,
+  tail: Uint8Array,
+  length: number,
+  dtype: DType,
+  sizes: readonly number[],
+  fqn: string,
+  where: string,
+): TorchPayload | undefined {
+  const payload = sizes.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+  const budget = new DecodeBudget(`torch item "${fqn}" in ${where}`, head.byteLength + tail.byteLength);
+  try {
+    return decodeGuarded(budget.what, () => {
+      const members = readZip(partialArchive(head, tail, length), `"${fqn}" in ${where}`, budget);
+      let storage: { key: string; dtype: DType | undefined } | undefined;
+      const value = unpickle(verifiedMember(members, "data.pkl", fqn, where), {
+        globals: ITEM_GLOBALS,
+        what: budget.what,
+        budget,
+        persistentLoad: (pid) => {
+          if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
+            throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
+          const type = (pid[1] as PickleGlobal | undefined)?.value as
+            | { dtype: DType | undefined }
+            | undefined;
+          if (storage && storage.key !== pid[2])
+            throw new MetadataError(`Malformed torch item "${fqn}": more than one storage`);
+          storage = { key: pid[2], dtype: type?.dtype };
+          return { storageType: "", dtype: type?.dtype, bytes: ARCHIVE_HOLE };
+        },
+      });
+      // The storage is one member of exactly the payload's size: it then covers every byte not read.
+      const member = storage && members.get(`data/${storage.key}`);
+      if (!(value instanceof TensorRef) || !member || member.size !== payload) return undefined;
+      if (value.storage.dtype !== dtype || value.offset !== 0 || value.shape.length !== sizes.length)
+        return undefined;
+      for (let d = sizes.length - 1, expect = 1; d >= 0; d--) {
+        if (value.shape[d] !== sizes[d]) return undefined;
+        if (sizes[d] !== 1 && value.stride[d] !== expect) return undefined;
+        expect *= sizes[d]!;
+      }
+      return { offset: member.start, crc32: member.crc32, member: member.name };
+    });
+  } catch {
+    return undefined;
+  }
 }
 
 /**

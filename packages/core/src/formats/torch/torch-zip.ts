@@ -5,10 +5,62 @@ import type { DecodeBudget } from "../../model/decode-budget.js";
 /** One member of a STORED zip, as its central directory describes it. */
 export interface ZipMember {
   readonly name: string;
-  /** The member's bytes (a view of the archive). */
+  /** The member's bytes (a view of the archive; {@link ARCHIVE_HOLE} where they were not read). */
   readonly data: Uint8Array;
+  /** Its data's first byte in the archive, and its bytes. */
+  readonly start: number;
+  readonly size: number;
   /** CRC-32 recorded in the central directory. */
   readonly crc32: number;
+}
+
+/**
+ * An archive's bytes as {@link readZip} reads them: its length, little-endian fields at offsets,
+ * and views of ranges — of a whole archive in memory, or of one read only in part
+ * ({@link partialArchive}).
+ */
+export interface ArchiveBytes {
+  readonly byteLength: number;
+  readonly view: Pick<DataView, "getUint16" | "getUint32" | "getBigUint64">;
+  subarray(start: number, end: number): Uint8Array;
+}
+
+/** The data of a member that lies (partly) in the bytes a {@link partialArchive} did not read. */
+export const ARCHIVE_HOLE: Uint8Array = new Uint8Array(0);
+
+/**
+ * An archive of `length` bytes of which only the first and last bytes were read — `head` at 0,
+ * `tail` ending at `length` — as {@link readZip} reads it: a field in the bytes between them
+ * throws a {@link MetadataError}; a range that is not within one of them is {@link ARCHIVE_HOLE}.
+ *
+ * @param head - the archive's first bytes.
+ * @param tail - its last bytes.
+ * @param length - its length (bytes).
+ */
+export function partialArchive(head: Uint8Array, tail: Uint8Array, length: number): ArchiveBytes {
+  const tailAt = length - tail.byteLength;
+  const headView = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const tailView = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
+  const field =
+    <T>(get: (v: DataView, at: number) => T, size: number) =>
+    (at: number): T => {
+      if (at >= 0 && at + size <= head.byteLength) return get(headView, at);
+      if (at >= tailAt && at + size <= length) return get(tailView, at - tailAt);
+      throw new MetadataError(`Malformed torch item: a field at ${at} lies in the bytes not read`);
+    };
+  return {
+    byteLength: length,
+    view: {
+      getUint16: field((v, at) => v.getUint16(at, true), 2),
+      getUint32: field((v, at) => v.getUint32(at, true), 4),
+      getBigUint64: field((v, at) => v.getBigUint64(at, true), 8),
+    },
+    subarray(start, end) {
+      if (start >= 0 && end <= head.byteLength) return head.subarray(start, end);
+      if (start >= tailAt && end <= length) return tail.subarray(start - tailAt, end - tailAt);
+      return ARCHIVE_HOLE;
+    },
+  };
 }
 
 /** A member's place in the archive: its local record (header and data) and its name. */
@@ -28,14 +80,26 @@ interface Extent {
  * record, members outside the archive's folder (the first member's, as torch reads it). Every
  * field is read within the bytes that hold it (a zip64 extra field within its own length).
  *
- * @param bytes - the whole archive.
+ * @param archive - the whole archive, or one read in part ({@link partialArchive}).
  * @param what - names it in errors (fqn and file).
  * @param budget - the decode's budget, charged a node per member.
  * @returns the members by their path inside the archive's folder (`data.pkl`, `data/0`).
  * @throws {@link MetadataError} `MALFORMED_METADATA` for a damaged, compressed or ambiguous archive.
  */
-export function readZip(bytes: Uint8Array, what: string, budget: DecodeBudget): Map<string, ZipMember> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+export function readZip(
+  archive: Uint8Array | ArchiveBytes,
+  what: string,
+  budget: DecodeBudget,
+): Map<string, ZipMember> {
+  const bytes: ArchiveBytes =
+    archive instanceof Uint8Array
+      ? {
+          byteLength: archive.byteLength,
+          view: new DataView(archive.buffer, archive.byteOffset, archive.byteLength),
+          subarray: (start, end) => archive.subarray(start, end),
+        }
+      : archive;
+  const { view } = bytes;
   const fail = (m: string): never => {
     throw new MetadataError(`Malformed torch item ${what}: ${m}`);
   };
@@ -127,7 +191,7 @@ export function readZip(bytes: Uint8Array, what: string, budget: DecodeBudget): 
       fail(`member ${name} lies outside the archive's folder ${folder || "(none)"}`);
     const path = name.slice(slash + 1);
     if (members.has(path)) fail(`member ${name} appears twice (ambiguous: readers may take either)`);
-    members.set(path, { name, data: bytes.subarray(start, start + size), crc32: crc });
+    members.set(path, { name, data: bytes.subarray(start, start + size), start, size, crc32: crc });
     extents.push({ name, from: local, to: start + size });
     at = extraEnd + commentLen;
   }
@@ -160,8 +224,8 @@ interface CentralEntry {
  * descriptor (bit 3, as torch writes), a descriptor whose CRC-32 differs.
  */
 function checkLocalHeader(
-  view: DataView,
-  bytes: Uint8Array,
+  view: ArchiveBytes["view"],
+  bytes: ArchiveBytes,
   local: number,
   c: CentralEntry,
   fail: (m: string) => never,
