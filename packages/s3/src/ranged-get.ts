@@ -121,7 +121,7 @@ async function openChecked(
       signal ? { abortSignal: signal } : {},
     );
   } catch (error) {
-    throw toCheckpointError(error, "read", ref.uri);
+    throw toCheckpointError(error, "read", ref.uri, signal);
   }
   const body = response.Body as unknown as
     | (AsyncIterable<Uint8Array> & { destroy?: () => void; on?: (event: "error", f: () => void) => void })
@@ -147,7 +147,7 @@ async function openChecked(
       try {
         r = await iterator.next();
       } catch (error) {
-        throw toCheckpointError(error, "read", where);
+        throw toCheckpointError(error, "read", where, signal);
       }
       if (r.done) {
         if (received !== expected)
@@ -304,7 +304,7 @@ export async function headObject(
     );
     return { size: head.ContentLength ?? 0, etag: head.ETag };
   } catch (error) {
-    throw toCheckpointError(error, "stat", ref.uri);
+    throw toCheckpointError(error, "stat", ref.uri, signal);
   }
 }
 
