@@ -322,6 +322,10 @@ export async function headSize(ref: S3ObjectRef, signal?: AbortSignal): Promise<
 /**
  * Checks that `[offset, offset + length)` lies inside an object of `size` bytes.
  *
+ * @param uri - the object's `s3://` URI, for the message.
+ * @param size - the object's size in bytes.
+ * @param offset - the first byte wanted.
+ * @param length - how many bytes, from `offset`.
  * @throws {@link CheckpointError} `TRUNCATED` otherwise.
  */
 export function checkInside(uri: string, size: number, offset: number, length: number): void {

@@ -7,7 +7,11 @@ interface SdkError {
   readonly $metadata?: { readonly httpStatusCode?: number };
 }
 
-/** The S3 error code (e.g. `NoSuchKey`) and HTTP status of an SDK error. */
+/**
+ * The S3 error code (e.g. `NoSuchKey`) and HTTP status of an SDK error.
+ *
+ * @param error - what the SDK threw (anything: a non-object gives `Error` and no status).
+ */
 export function s3ErrorInfo(error: unknown): { name: string; status: number | undefined } {
   const e = (typeof error === "object" && error !== null ? error : {}) as SdkError;
   return { name: e.Code ?? e.name ?? "Error", status: e.$metadata?.httpStatusCode };
