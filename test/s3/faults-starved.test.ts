@@ -1,3 +1,4 @@
+import { appendFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAULTS, type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
 import { freshUri, s3Env, s3Server } from "../support/s3.js";
@@ -13,6 +14,8 @@ const kinds: readonly Fault[] = full
   ? [...FAULTS, "reset-mid-request", "reset-after"]
   : ["reset-mid", "lost-response", "reset-mid-request", "503", "flip"];
 const rates = full ? [0.05, 0.25] : [0.25];
+/** DCPJS_STARVED_REPORT=file appends one line per round: kind, rate, faults injected, result. */
+const report = process.env.DCPJS_STARVED_REPORT;
 
 let proxy: FaultProxy;
 beforeAll(async () => {
@@ -44,6 +47,8 @@ describe("the fault matrix with the client CPU-starved", () => {
         expect(result).toMatch(/^(ok|failed [A-Z_,]+ \| .*)$/);
         // The round met its fault: a round that injected none would prove nothing.
         expect(injected).toBeGreaterThan(0);
+        // Opt-in record of each round (for the figures in docs/s3.md), not test output.
+        if (report) await appendFile(report, `${fault}\t${rate}\t${injected}\t${result}\n`);
       },
       180_000,
     );
