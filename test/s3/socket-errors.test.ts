@@ -45,32 +45,29 @@ describe("no uncaught exception from any socket of the S3 client", () => {
     expect([ours.exit, ours.out.trim()]).toEqual(["0", "survived"]);
   }, 30_000);
 
-  it("a CPU-starved process with no uncaughtException listener, its UploadParts reset at 50 %: 10 rounds, each commits byte-exact or fails typed, none dies", async () => {
+  it("a CPU-starved process with no uncaughtException listener, its UploadParts reset at 50 %: 10 rounds, none dies, each commits byte-exact", async () => {
     // The connection is reset while the part is being sent, once S3 has it (the response is lost),
-    // or right after the response; the saver is held to ~25 % of a CPU by SIGSTOP/SIGCONT.
+    // or right after the response; the saver is held to ~25 % of a CPU by SIGSTOP/SIGCONT. Its
+    // client makes up to 30 attempts per request, so that a part reset at 50 % is retried until
+    // it lands (0.5^30 per part): every round must commit.
     const kinds: Fault[] = ["reset-mid-request", "lost-response", "reset-after"];
-    const outcomes: string[] = [];
     for (let round = 0; round < 10; round++) {
       const fault = kinds[round % kinds.length]!;
       proxy.setFault((req) =>
         req.method === "PUT" && req.url.includes("partNumber=") && Math.random() < 0.5 ? fault : undefined,
       );
       const uri = freshUri();
-      const { exit, result, stderr } = await runStarvedRound(uri, proxy.endpoint, "save");
+      const { exit, result, stderr } = await runStarvedRound(uri, proxy.endpoint, "save", 40_000, 30);
       proxy.setFault(() => undefined);
-      expect({ round, exit, stderr: stderr.includes("Unhandled") ? stderr : "" }).toEqual({
+      expect({ round, exit, stderr: stderr.includes("Unhandled") ? stderr : "", result }).toEqual({
         round,
         exit: "0",
         stderr: "",
+        result: "ok",
       });
-      expect(result).toMatch(/^(ok|failed [A-Z_,]+ \| .*)$/);
-      if (result === "ok") {
-        const sd = roundTarget();
-        await load(sd, { storageReader: new S3StorageReader({ path: uri, client: testClient() }) });
-        expect(sameRoundState(sd, roundState())).toBe(true);
-      }
-      outcomes.push(result);
+      const sd = roundTarget();
+      await load(sd, { storageReader: new S3StorageReader({ path: uri, client: testClient() }) });
+      expect(sameRoundState(sd, roundState())).toBe(true);
     }
-    expect(outcomes.filter((o) => o === "ok").length).toBeGreaterThan(0);
-  }, 240_000);
+  }, 300_000);
 });

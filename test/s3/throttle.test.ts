@@ -5,9 +5,11 @@ import {
   S3ReaderConstructor,
   S3StorageReader,
   S3StorageWriter,
+  THROTTLE_MAX_PREFIXES,
   throttleS3Client,
   throttleState,
 } from "@dcpjs/s3";
+import { headObject } from "@dcpjs/s3/extend";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
 import { freshUri, s3Server, testClient } from "../support/s3.js";
@@ -84,7 +86,7 @@ describe("S3 under a 503 SlowDown storm (through the fault proxy)", () => {
     }
   }, 150_000);
 
-  it("at 100 %: the save fails with a ThrottledError (IO_ERROR) once throttle.timeoutMs has passed, naming SlowDown", async () => {
+  it("at 100 %: the save fails with a ThrottledError (code THROTTLED) once throttle.timeoutMs has passed, naming SlowDown", async () => {
     const client = proxied({ throttle: { timeoutMs: 1500 } });
     const uri = freshUri();
     proxy.setFault(slowDown(1));
@@ -94,7 +96,9 @@ describe("S3 under a 503 SlowDown storm (through the fault proxy)", () => {
         (e: unknown) => e,
       );
       const root = (error as { failures?: { error: unknown }[] }).failures?.[0]?.error ?? error;
-      expect(root).toMatchObject({ name: "ThrottledError", code: "IO_ERROR" });
+      expect(root).toMatchObject({ name: "ThrottledError", code: "THROTTLED" });
+      // Its own code reaches the caller: a retry policy keyed on code tells it from a transport failure.
+      expect((error as { code?: string }).code).toBe("THROTTLED");
       expect((root as Error).message).toMatch(
         /SlowDown \(503\).*throttle\.timeoutMs|throttle\.timeoutMs.*SlowDown \(503\)/,
       );
@@ -122,11 +126,91 @@ describe("S3 under a 503 SlowDown storm (through the fault proxy)", () => {
       const error = await mine
         .send(new HeadObjectCommand({ Bucket: server.bucket, Key: "tests/throttled/x" }))
         .catch((e: unknown) => e);
-      expect(error).toMatchObject({ name: "ThrottledError", code: "IO_ERROR" });
+      expect(error).toMatchObject({ name: "ThrottledError", code: "THROTTLED" });
     } finally {
       proxy.setFault(() => undefined);
     }
     expect(throttleState(mine).get(`${server.bucket}/tests/throttled/`)!.throttled).toBeGreaterThan(1);
     expect(throttleState(proxied({ throttle: false })).size).toBe(0);
   });
+
+  it("an AbortSignal settles a request waiting for a throttle slot, and one backing off, at once; nothing is left behind", async () => {
+    const server = s3Server();
+    // One slot, pauses of up to a minute: only the abort can end either wait soon.
+    const client = proxied({
+      throttle: { maxConcurrency: 1, baseDelayMs: 60_000, maxDelayMs: 60_000, timeoutMs: 600_000 },
+    });
+    // dcpjs's HEAD (as a load's size check sends it): the SDK's abort error mapped with the signal.
+    const head = (key: string, signal: AbortSignal) =>
+      headObject(
+        {
+          client,
+          bucket: server.bucket,
+          key: `tests/abort-throttle/${key}`,
+          uri: `s3://${server.bucket}/${key}`,
+        },
+        signal,
+      ).then(
+        () => expect.unreachable("expected a rejection"),
+        (e: unknown) => ({ error: e as { code?: string; name?: string }, at: performance.now() }),
+      );
+    const limiter = () => throttleState(client).get(`${server.bucket}/tests/abort-throttle/`)!;
+    const until = async (ok: () => boolean) => {
+      for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(ok()).toBe(true);
+    };
+    proxy.setFault(slowDown(1));
+    try {
+      // The first request is answered 503 and backs off; the second waits for the one slot.
+      const first = new AbortController();
+      const second = new AbortController();
+      const backingOff = head("a", first.signal);
+      await until(() => limiter()?.throttled === 1);
+      // The backing-off request gave its slot back; hold it with a stalled request, so the next waits.
+      proxy.setFault(() => "stall");
+      const stalled = new AbortController();
+      const holding = head("b", stalled.signal);
+      await until(() => limiter().inFlight === 1);
+      const waiting = head("c", second.signal);
+      await until(() => limiter().waiting === 1);
+      const requests = proxy.stats.requests;
+      let at = performance.now();
+      second.abort();
+      const waited = await waiting;
+      expect(waited.error.code).toBe("ABORTED");
+      expect(waited.at - at).toBeLessThan(5_000); // generous: the wait it ends lasts minutes
+      expect(limiter().waiting).toBe(0);
+      at = performance.now();
+      first.abort();
+      const backedOff = await backingOff;
+      expect(backedOff.error.code).toBe("ABORTED");
+      expect(backedOff.at - at).toBeLessThan(5_000);
+      stalled.abort();
+      await holding;
+      // Nothing left behind: no slot held, nobody waiting, no request sent after the aborts.
+      await new Promise((r) => setTimeout(r, 300));
+      expect([limiter().inFlight, limiter().waiting]).toEqual([0, 0]);
+      expect(proxy.stats.requests).toBe(requests);
+    } finally {
+      proxy.setFault(() => undefined);
+    }
+  }, 30_000);
+
+  it(`a client keeps at most THROTTLE_MAX_PREFIXES limiters: idle ones at their ceiling are dropped, oldest first`, async () => {
+    const server = s3Server();
+    const client = testClient();
+    const n = THROTTLE_MAX_PREFIXES + 50;
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < n; i = next++)
+        await client
+          .send(new HeadObjectCommand({ Bucket: server.bucket, Key: `tests/many-prefixes/${i}/x` }))
+          .catch(() => undefined); // NotFound: the request is what counts
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    const state = throttleState(client);
+    expect(state.size).toBeLessThanOrEqual(THROTTLE_MAX_PREFIXES);
+    expect(state.has(`${server.bucket}/tests/many-prefixes/0/`)).toBe(false); // the oldest went first
+    expect(state.has(`${server.bucket}/tests/many-prefixes/${n - 1}/`)).toBe(true);
+  }, 60_000);
 });

@@ -1,3 +1,4 @@
+import { CheckpointError } from "@dcpjs/core";
 import {
   BinaryPrefixStrategy,
   createS3Client,
@@ -14,6 +15,7 @@ import {
   RangeBasedS3Reader,
   resolveTransferSettings,
   SequentialS3Reader,
+  toCheckpointError,
 } from "@dcpjs/s3/extend";
 import { describe, expect, it } from "vitest";
 
@@ -161,5 +163,32 @@ describe("reader argument checks (s3torchconnector's errors)", () => {
       expect(error).toMatchObject({ code: "INVALID_ARGUMENT" });
       expect((error as Error).message).toMatch(/^Expected `length` to be an integer >= 0 bytes, got -1/);
     }
+  });
+});
+
+describe("S3 errors: ABORTED only when the caller's signal fired", () => {
+  const sdkAbort = () => Object.assign(new Error("Request aborted"), { name: "AbortError" });
+  const ours = () => new CheckpointError("ABORTED", "Aborted while waiting for an S3 request slot");
+  const uri = "s3://b/k";
+
+  it("an SDK or lib-storage AbortError nobody here asked for is an IO_ERROR naming it", () => {
+    for (const signal of [undefined, new AbortController().signal]) {
+      for (const error of [sdkAbort(), ours()]) {
+        const mapped = toCheckpointError(error, "read", uri, signal);
+        expect(mapped.code).toBe("IO_ERROR");
+        expect(mapped.message).toMatch(
+          /^Failed to read s3:\/\/b\/k: the request was stopped though the caller's signal did not fire/,
+        );
+        expect(mapped.cause).toBe(error);
+      }
+    }
+  });
+
+  it("the same errors are ABORTED when the caller's signal fired", () => {
+    const controller = new AbortController();
+    controller.abort();
+    expect(toCheckpointError(sdkAbort(), "list", uri, controller.signal).code).toBe("ABORTED");
+    const own = ours();
+    expect(toCheckpointError(own, "list", uri, controller.signal)).toBe(own);
   });
 });

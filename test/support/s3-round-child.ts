@@ -1,15 +1,17 @@
 // Child process for the CPU-starved S3 tests: saves a state dict to argv[2] through the S3
 // endpoint argv[3] (a fault proxy) and, with argv[4] = "load", loads it back with each reader and
-// compares every byte. Prints "ok", or "failed <CODE…> | <message>" for a typed failure. It has NO
-// uncaughtException / unhandledRejection listener on purpose: an error nobody handles kills it
+// compares every byte; argv[5], if given, is the client's maxAttempts (default the library's).
+// Prints "ok", or "failed <CODE…> | <message>" for a typed failure. It has NO uncaughtException / unhandledRejection listener on purpose: an error nobody handles kills it
 // (exit code 1, the stack on stderr), which is what the tests look for.
 import { CheckpointError, CheckpointException, load, save } from "@dcpjs/core";
 import { S3ReaderConstructor, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { roundState, roundTarget, sameRoundState } from "./s3-round-state.js";
 
 const [uri, endpoint, mode] = [process.argv[2]!, process.argv[3]!, process.argv[4] ?? "save"];
+const maxAttempts = process.argv[5] ? Number(process.argv[5]) : undefined;
 const clientConfig = {
   endpoint,
+  ...(maxAttempts ? { maxAttempts } : {}),
   socketTimeoutMs: 5000,
   connectionTimeoutMs: 5000,
   partSize: 5 * 1024 * 1024,

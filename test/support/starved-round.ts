@@ -20,14 +20,21 @@ export interface StarvedRound {
  * @param endpoint - the S3 endpoint the child uses (a fault proxy).
  * @param mode - `save`, or `load` to load it back too.
  * @param timeoutMs - when the child is killed. @default 40,000
+ * @param maxAttempts - the child's client `maxAttempts`. @default the library's (10)
  */
 export async function runStarvedRound(
   uri: string,
   endpoint: string,
   mode: "save" | "load",
   timeoutMs = 40_000,
+  maxAttempts?: number,
 ): Promise<StarvedRound> {
-  const child = spawnTs("s3-round-child.ts", [uri, endpoint, mode]);
+  const child = spawnTs("s3-round-child.ts", [
+    uri,
+    endpoint,
+    mode,
+    ...(maxAttempts ? [String(maxAttempts)] : []),
+  ]);
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d) => {

@@ -31,6 +31,9 @@
  * - `TIMEOUT`: ranks did not arrive at a collective in time, or the group's server did not answer (a multi-process group).
  * - `GROUP_CONFLICT`: two processes claimed one rank of a process group (two jobs on one group id).
  * - `SAVE_IN_PROGRESS`: an `asyncSave` is still running and the new one was told not to wait.
+ * - `THROTTLED`: the storage kept asking for fewer requests (S3 `503 SlowDown`, `429`) for longer
+ *   than the client's throttling deadline (`@dcpjs/s3`'s `throttle.timeoutMs`, 120 s by default)
+ *   allowed; the request was retried with backoff all that time. Retry later, or slower — not at once.
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
 export type CheckpointErrorCode =
@@ -58,6 +61,7 @@ export type CheckpointErrorCode =
   | "TIMEOUT"
   | "GROUP_CONFLICT"
   | "SAVE_IN_PROGRESS"
+  | "THROTTLED"
   | "IO_ERROR";
 
 /**

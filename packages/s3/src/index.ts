@@ -56,6 +56,7 @@ export {
   DEFAULT_THROTTLE_BASE_DELAY_MS,
   DEFAULT_THROTTLE_MAX_DELAY_MS,
   DEFAULT_THROTTLE_TIMEOUT_MS,
+  THROTTLE_MAX_PREFIXES,
   ThrottledError,
   type ThrottleOptions,
   type ThrottleState,

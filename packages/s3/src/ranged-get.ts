@@ -121,7 +121,7 @@ async function openChecked(
       signal ? { abortSignal: signal } : {},
     );
   } catch (error) {
-    throw toCheckpointError(error, "read", ref.uri);
+    throw toCheckpointError(error, "read", ref.uri, signal);
   }
   const body = response.Body as unknown as
     | (AsyncIterable<Uint8Array> & { destroy?: () => void; on?: (event: "error", f: () => void) => void })
@@ -147,7 +147,7 @@ async function openChecked(
       try {
         r = await iterator.next();
       } catch (error) {
-        throw toCheckpointError(error, "read", where);
+        throw toCheckpointError(error, "read", where, signal);
       }
       if (r.done) {
         if (received !== expected)
@@ -304,7 +304,7 @@ export async function headObject(
     );
     return { size: head.ContentLength ?? 0, etag: head.ETag };
   } catch (error) {
-    throw toCheckpointError(error, "stat", ref.uri);
+    throw toCheckpointError(error, "stat", ref.uri, signal);
   }
 }
 
@@ -322,6 +322,10 @@ export async function headSize(ref: S3ObjectRef, signal?: AbortSignal): Promise<
 /**
  * Checks that `[offset, offset + length)` lies inside an object of `size` bytes.
  *
+ * @param uri - the object's `s3://` URI, for the message.
+ * @param size - the object's size in bytes.
+ * @param offset - the first byte wanted.
+ * @param length - how many bytes, from `offset`.
  * @throws {@link CheckpointError} `TRUNCATED` otherwise.
  */
 export function checkInside(uri: string, size: number, offset: number, length: number): void {

@@ -201,7 +201,7 @@ export class S3FileSystem implements FileSystemBase {
           });
         }
       } else {
-        throw toCheckpointError(error, "copy", path);
+        throw toCheckpointError(error, "copy", path, signal);
       }
     }
     try {
@@ -219,7 +219,7 @@ export class S3FileSystem implements FileSystemBase {
     } catch (error) {
       process.emitWarning(`dcpjs: renamed ${path} to ${newPath}, but could not delete the source`, {
         code: "DCPJS_CLEANUP",
-        detail: String(toCheckpointError(error, "delete", path).message),
+        detail: String(toCheckpointError(error, "delete", path, signal).message),
       });
     }
   }
@@ -236,7 +236,7 @@ export class S3FileSystem implements FileSystemBase {
       return Buffer.from(await this.#getVerified(bucket, key, uri, signal)).equals(bytes);
     } catch (error) {
       if (isNotFound(error)) return false;
-      throw toCheckpointError(error, "read", uri);
+      throw toCheckpointError(error, "read", uri, signal);
     }
   }
 
@@ -312,7 +312,7 @@ export class S3FileSystem implements FileSystemBase {
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (error) {
-      throw toCheckpointError(error, "list", path);
+      throw toCheckpointError(error, "list", path, signal);
     }
     return entries;
   }

@@ -6,7 +6,7 @@ import { CheckpointError } from "@dcpjs/core";
 import type { FileWriteStream } from "@dcpjs/core/extend";
 import type { S3TransferSettings } from "./client-config.js";
 import { abortUploadsUnder } from "./multipart-cleanup.js";
-import { s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
+import { toCheckpointError } from "./s3-errors.js";
 
 /**
  * Writes one object as a streaming multipart upload (lib-storage `Upload`), as s3torchconnector's
@@ -147,15 +147,7 @@ export class S3WriteStream implements FileWriteStream {
   #toError(error: unknown): CheckpointError {
     if (this.signal?.aborted)
       return new CheckpointError("ABORTED", `Upload of ${this.uri} aborted`, { cause: this.signal.reason });
-    const mapped = toCheckpointError(error, "upload", this.uri);
-    if (mapped.code !== "ABORTED") return mapped;
-    const { name } = s3ErrorInfo(error);
-    const message = error instanceof Error ? error.message : String(error);
-    return new CheckpointError(
-      "IO_ERROR",
-      `Failed to upload ${this.uri}: it was stopped though its signal did not fire (${name}: ${message})`,
-      { cause: error },
-    );
+    return toCheckpointError(error, "upload", this.uri, this.signal);
   }
 
   /** @inheritDoc */

@@ -12,6 +12,12 @@ export const DEFAULT_THROTTLE_BASE_DELAY_MS = 50;
 export const DEFAULT_THROTTLE_MAX_DELAY_MS = 2_000;
 /** How long one request keeps retrying while S3 throttles it before it fails (ms). */
 export const DEFAULT_THROTTLE_TIMEOUT_MS = 120_000;
+/**
+ * Limiters (bucket-and-prefix entries) a client keeps before it drops those that hold nothing
+ * worth keeping — no request in flight or waiting, the limit back at its ceiling — oldest first:
+ * a long-lived client writing to ever new prefixes does not grow without bound.
+ */
+export const THROTTLE_MAX_PREFIXES = 1024;
 
 /**
  * How dcpjs answers S3 throttling (`503 SlowDown`, any 503, `429`), after AWS's guidance for S3
@@ -31,7 +37,7 @@ export interface ThrottleOptions {
   readonly maxDelayMs?: number;
   /**
    * Milliseconds one request may keep being throttled, from its first attempt, before it fails
-   * with a {@link ThrottledError} (`IO_ERROR`, not retried by any outer loop). @default 120000
+   * with a {@link ThrottledError} (code `THROTTLED`, not retried by any outer loop). @default 120000
    */
   readonly timeoutMs?: number;
 }
@@ -82,7 +88,12 @@ export type AimdOutcome = "success" | "throttled" | "other";
 
 /** A place among the requests in flight; release it exactly once. */
 export interface AimdSlot {
-  /** Gives the place back; `success` may raise the limit, `throttled` lower it, `other` neither. */
+  /**
+   * Gives the place back (a second call does nothing) and lets the first waiter in.
+   *
+   * @param outcome - how the request ended: `success` counts toward raising the limit by one,
+   *   `throttled` halves it (once per window), `other` (a reset, a 500) changes neither.
+   */
   release(outcome: AimdOutcome): void;
 }
 
@@ -268,8 +279,10 @@ export function isThrottle(error: unknown): boolean {
 }
 
 /**
- * S3 kept throttling one request for longer than {@link ThrottleOptions.timeoutMs}: an
- * `IO_ERROR` that no outer retry loop repeats (the throttling loop already waited its budget).
+ * S3 kept throttling one request for longer than {@link ThrottleOptions.timeoutMs}: code
+ * `THROTTLED` (its own, so that a retry policy keyed on `code` can tell "the store asks for
+ * fewer requests" from a transport failure), which no outer retry loop repeats (the throttling
+ * loop already waited its budget).
  */
 export class ThrottledError extends CheckpointError {
   /**
@@ -278,7 +291,7 @@ export class ThrottledError extends CheckpointError {
    * the SDK's own retry does not take it for a transient fault and start over).
    */
   constructor(message: string, options?: { cause?: unknown }) {
-    super("IO_ERROR", message, options);
+    super("THROTTLED", message, options);
     this.name = "ThrottledError";
   }
 }
@@ -301,8 +314,9 @@ export function throttleKey(bucket: string | undefined, key: string | undefined)
 }
 
 /**
- * The limiters a throttled client has made so far (one per bucket and prefix), to observe:
- * `limit`, `lowest`, `decreases`, `throttled`.
+ * The limiters a throttled client holds (one per bucket and prefix it sent to; beyond
+ * {@link THROTTLE_MAX_PREFIXES}, idle ones at their ceiling are dropped), to observe: `limit`,
+ * `lowest`, `decreases`, `throttled`.
  *
  * @param client - a client passed to {@link throttleS3Client} (or built by `createS3Client`).
  * @returns an empty map for a client without throttling.
@@ -320,6 +334,18 @@ interface ThrottleArgs {
 interface MiddlewareContext {
   readonly commandName?: string;
   readonly __smithy_context?: { readonly abortSignal?: AbortSignal };
+}
+
+/**
+ * Drops, oldest first, the limiters that remember nothing a new one would not (no request in
+ * flight or waiting, the limit at its ceiling) until fewer than {@link THROTTLE_MAX_PREFIXES}
+ * remain or none is left to drop.
+ */
+function dropIdle(limiters: Map<string, AimdLimiter>, max: number): void {
+  for (const [key, l] of limiters) {
+    if (limiters.size < THROTTLE_MAX_PREFIXES) return;
+    if (l.inFlight === 0 && l.waiting === 0 && l.limit === max) limiters.delete(key);
+  }
 }
 
 /** A request body that can be sent again: none, a string, or bytes (not a stream). */
@@ -350,6 +376,7 @@ export function throttleS3Client(client: S3Client, options: ThrottleOptions = {}
   const limiterFor = (key: string) => {
     let l = limiters.get(key);
     if (!l) {
+      if (limiters.size >= THROTTLE_MAX_PREFIXES) dropIdle(limiters, o.maxConcurrency);
       l = new AimdLimiter({ max: o.maxConcurrency, min: o.minConcurrency });
       limiters.set(key, l);
     }
