@@ -58,6 +58,7 @@ export {
 } from "./model/geometry.js";
 export {
   type FlatStateDict,
+  type FlattenOptions,
   flattenStateDict,
   getElement,
   type ObjectPath,
