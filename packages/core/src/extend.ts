@@ -1,5 +1,7 @@
 // @dcpjs/core/extend — the extension API: what a storage backend, an item format, a planner or a
 // process group is written against. A training program needs only "@dcpjs/core".
+
+export { isDamagedMetadataError } from "./checkpoints.js";
 export { allGather, allReduce, reduceScatter } from "./distributed/collectives.js";
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted, toRankFailure } from "./errors.js";
