@@ -70,7 +70,9 @@ export function listCheckpoints(path: string): Promise<CheckpointListing[]> {
 
 /** What {@link removeCheckpoint} and {@link collectGarbage} removed (or, dry, would remove). */
 export interface RemovalReport {
+  /** The files removed (names in the checkpoint), or with `keepLast` the checkpoints removed whole (ids). */
   readonly removed: string[];
+  /** Bytes removed (of the files as listed, or of the checkpoints' data files). */
   readonly bytes: number;
   /** Incomplete multipart uploads aborted (S3). */
   readonly uploads: number;

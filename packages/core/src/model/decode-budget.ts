@@ -95,6 +95,7 @@ export class DecodeBudget {
   readonly #deadline: number;
 
   /**
+   * Starts a budget: its clock runs from here.
    * @param what - names the input in errors.
    * @param inputBytes - the input's size in bytes, which sets the limits.
    * @param limits - the bounds. @default decodeLimits(inputBytes)
