@@ -11,11 +11,10 @@ import {
   save,
   shardTensor,
 } from "@dcpjs/core";
-import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
+import { DecodeLimitError, decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
 import { decode, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DecodeLimitError } from "../../packages/core/src/model/decode-budget.js";
 import { allRanks } from "../support/ranks.js";
 import { sealMetadata } from "../support/seal-metadata.js";
 import { randomTensor } from "../support/tensors.js";

@@ -44,6 +44,7 @@ export {
   toSafetensors,
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
+export { type DecodeLimit, DecodeLimitError } from "./model/decode-budget.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
 export {
   type Box,
