@@ -601,7 +601,7 @@ describe(
           bounded(() => decodeTorchMetadata(pkl));
           bounded(() => decodeTorchItem(zip([{ name: "archive/data.pkl", data: pkl }]), "v", "f"));
         }),
-        fuzz(200),
+        fuzz(150),
       );
     });
 
