@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { save, tensor } from "@dcpjs/core";
+import { METADATA_FILE } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 
@@ -41,6 +42,28 @@ describe("dcp ls", () => {
       state: string;
     }[];
     expect(json.map((c) => c.state)).toEqual(["committed", "committed", "committed", "committed"]);
+  });
+
+  it("shows a damaged checkpoint as damaged, with its code, and lists the others", async () => {
+    const dir = await tempDir();
+    for (const step of [1, 2])
+      await save({ w: tensor("float32", [1]), step }, { checkpointId: join(dir, "run", `step-${step}`) });
+    await writeFile(join(dir, "run", "step-2", METADATA_FILE), "not a .metadata");
+    const lines = (await dcp(["ls", "run"], dir)).stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines.find((l) => l.includes("step-2"))).toMatch(
+      /^damaged .*run\/step-2 {2}\(MALFORMED_METADATA\)$/,
+    );
+    expect(lines.find((l) => l.includes("step-1"))).toMatch(/^committed .*run\/step-1$/);
+    const json = JSON.parse((await dcp(["ls", "run", "--json"], dir)).stdout) as {
+      id: string;
+      state: string;
+      error?: { code: string };
+    }[];
+    expect(json.find((c) => c.id.endsWith("step-2"))).toMatchObject({
+      state: "damaged",
+      error: { code: "MALFORMED_METADATA" },
+    });
   });
 
   it("says which folders it searched when it finds none (and how deep)", async () => {

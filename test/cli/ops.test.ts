@@ -1,8 +1,11 @@
 import { execFile, spawn } from "node:child_process";
+import { readdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { collectGarbage, removeCheckpoint } from "@dcpjs/cli";
 import { FileSystemWriter, LocalFileSystem, load, save } from "@dcpjs/core";
+import { METADATA_FILE, SAVE_LEASE_EXPIRY_MS, saveLeaseFile } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { exited } from "../support/child.js";
 import { describeCheckpointOps } from "../support/ops-suite.js";
@@ -13,6 +16,59 @@ describeCheckpointOps("a local folder", {
   fresh: async () => join(await tempDir(), "ckpt"),
   fs: () => new LocalFileSystem(),
   writer: (path) => new FileSystemWriter({ path }),
+});
+
+/** A lease a killed save left behind: its rank died, so it was never removed, and it has expired. */
+async function expiredLease(dir: string, tag: string): Promise<string> {
+  const lease = join(dir, saveLeaseFile(tag));
+  await writeFile(lease, "");
+  const then = (Date.now() - SAVE_LEASE_EXPIRY_MS - 60_000) / 1000;
+  await utimes(lease, then, then);
+  return lease;
+}
+
+describe("removing a checkpoint leaves its folder empty of dcpjs files", () => {
+  it("dcp rm removes an expired save lease too", async () => {
+    const dir = join(await tempDir(), "ckpt");
+    await save(seededState(1), { checkpointId: dir });
+    await expiredLease(dir, "0123456789ab");
+    const r = await removeCheckpoint(dir);
+    expect(r.removed).toContain(".save.0123456789ab.lease");
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("gc --keep-last removes an older checkpoint whole, its expired lease included", async () => {
+    const run = join(await tempDir(), "run");
+    await save(seededState(1), { checkpointId: join(run, "step-1") });
+    await save(seededState(2), { checkpointId: join(run, "step-2") });
+    const t = Date.now() / 1000;
+    await utimes(join(run, "step-1", METADATA_FILE), t - 60, t - 60);
+    await expiredLease(join(run, "step-1"), "0123456789ab");
+    const r = await collectGarbage(run, { keepLast: 1, graceMs: 0 });
+    expect(r.removed).toEqual([join(run, "step-1")]);
+    expect(await readdir(join(run, "step-1"))).toEqual([]);
+    expect((await readdir(join(run, "step-2"))).length).toBeGreaterThan(0);
+  });
+
+  it("a damaged checkpoint: rm refuses without --force (naming the code), removes it whole with it; gc --keep-last leaves it", async () => {
+    const run = join(await tempDir(), "run");
+    await save(seededState(1), { checkpointId: join(run, "step-1") });
+    await save(seededState(2), { checkpointId: join(run, "step-2") });
+    await save(seededState(3), { checkpointId: join(run, "step-3") });
+    const t = Date.now() / 1000;
+    await writeFile(join(run, "step-1", METADATA_FILE), "damaged");
+    await utimes(join(run, "step-1", METADATA_FILE), t - 120, t - 120);
+    await utimes(join(run, "step-2", METADATA_FILE), t - 60, t - 60);
+    const gc = await collectGarbage(run, { keepLast: 1, graceMs: 0 });
+    expect(gc.removed).toEqual([join(run, "step-2")]);
+    expect(await readdir(join(run, "step-1"))).toContain(METADATA_FILE);
+    await expect(removeCheckpoint(join(run, "step-1"))).rejects.toMatchObject({
+      code: "MALFORMED_METADATA",
+      message: expect.stringMatching(/use --force to remove the damaged checkpoint/),
+    });
+    await removeCheckpoint(join(run, "step-1"), { force: true });
+    expect(await readdir(join(run, "step-1"))).toEqual([]);
+  });
 });
 
 describe("the dcp ls / rm / gc / cp commands", () => {

@@ -74,6 +74,38 @@ describe("listCheckpoints", () => {
   });
 });
 
+describe("a damaged checkpoint under the root", () => {
+  it("is listed as damaged with its error's code, and latestCheckpoint skips it for the next newest", async () => {
+    const run = join(await tempDir(), "run");
+    for (const step of [5, 10, 15]) await saveStep(join(run, `step-${step}`), step);
+    const t = Date.UTC(2026, 0, 1);
+    for (const step of [5, 10, 15]) await commitAt(join(run, `step-${step}`), t + step * 1000);
+    // The newest checkpoint's .metadata is damaged (a truncated copy, a disk error): it does not read.
+    await writeFile(join(run, "step-15", METADATA_FILE), new Uint8Array([1, 2, 3]));
+    await commitAt(join(run, "step-15"), t + 15_000);
+
+    const found = await listCheckpoints(run);
+    expect(found.map((c) => [c.id.slice(run.length + 1), c.state])).toEqual([
+      ["step-15", "damaged"],
+      ["step-10", "committed"],
+      ["step-5", "committed"],
+    ]);
+    expect(found[0]).toMatchObject({
+      error: { code: "MALFORMED_METADATA", message: expect.stringMatching(/^Malformed \.metadata/) },
+      ranks: [0],
+      entries: 0,
+      step: 15,
+      modifiedMs: t + 15_000,
+    });
+    expect(found[1]!.error).toBeUndefined();
+    expect(await latestCheckpoint(run)).toBe(join(run, "step-10"));
+    // Nested below the root too (recursive), next to a checkpoint that reads.
+    const deep = await listCheckpoints(join(run, ".."), { recursive: true });
+    expect(deep.filter((c) => c.state === "damaged").map((c) => c.id)).toEqual([join(run, "step-15")]);
+    expect(await latestCheckpoint(join(run, ".."), { recursive: true })).toBe(join(run, "step-10"));
+  });
+});
+
 describe("latestCheckpoint", () => {
   it("after a save killed mid-write (a real process) is the newest committed checkpoint, never the half one", async () => {
     const run = join(await tempDir(), "run");

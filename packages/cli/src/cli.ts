@@ -222,7 +222,7 @@ program
     for (const c of found) {
       const when = c.modifiedMs ? new Date(c.modifiedMs).toISOString() : "-";
       console.log(
-        `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ${plural(c.ranks.length, "rank").padStart(9)}  ${plural(c.entries, "entry").padStart(13)}  ${formatBytes(c.bytes).padStart(9)}  ${when}  ${c.id}`,
+        `${c.state.padEnd(10)} ${(c.format ?? "-").padEnd(11)} ${plural(c.ranks.length, "rank").padStart(9)}  ${plural(c.entries, "entry").padStart(13)}  ${formatBytes(c.bytes).padStart(9)}  ${when}  ${c.id}${c.error ? `  (${c.error.code})` : ""}`,
       );
     }
     if (found.length === 0) console.log(noCheckpointsMessage(path, searched, opts.depth));

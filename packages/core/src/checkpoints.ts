@@ -1,4 +1,4 @@
-import { CheckpointError, throwIfAborted } from "./errors.js";
+import { CheckpointError, type CheckpointErrorCode, throwIfAborted } from "./errors.js";
 import type { Metadata } from "./plan/metadata.js";
 import type { FileEntry, FileSystemBase } from "./storage/filesystem-base.js";
 import { FileSystemReader } from "./storage/filesystem-reader.js";
@@ -11,14 +11,18 @@ export interface CheckpointListing {
   readonly id: string;
   /**
    * `committed` (a `.metadata` — or PyTorch's per-rank `__N.metadata`, or a safetensors folder —
-   * is there: it loads) or `incomplete` (data files without one: a save killed, or still running).
+   * is there and reads: it loads), `damaged` (one is there but does not read: see
+   * {@link CheckpointListing.error}) or `incomplete` (data files without one: a save killed, or
+   * still running).
    */
-  readonly state: "committed" | "incomplete";
+  readonly state: "committed" | "damaged" | "incomplete";
+  /** Why a `damaged` checkpoint's metadata does not read: the error's code and message. */
+  readonly error?: { readonly code: CheckpointErrorCode; readonly message: string };
   /** `dcpjs`, `torch` or `safetensors` (committed only). */
   readonly format?: string;
   /** Ranks that wrote data files, from their names (`__{rank}_`). */
   readonly ranks: readonly number[];
-  /** Entries of its state dict (fqns); 0 when incomplete. */
+  /** Entries of its state dict (fqns); 0 when incomplete or damaged. */
   readonly entries: number;
   /** Bytes of its data files (as referenced, for a committed checkpoint; as found, otherwise). */
   readonly bytes: number;
@@ -77,14 +81,49 @@ function commitFiles(files: readonly FileEntry[]): FileEntry[] {
   return files.filter((f) => !f.folder && f.name.endsWith(".safetensors"));
 }
 
-/** The committed metadata of `id`, or undefined when it is not committed. */
-async function committedMetadata(id: string, signal: AbortSignal | undefined): Promise<Metadata | undefined> {
+/**
+ * Codes that say a metadata file's content is damaged (it will not read, however often it is
+ * read again) — unlike a backend's failure (`IO_ERROR`, `ACCESS_DENIED`, `TIMEOUT`…), which is
+ * thrown: skipping a checkpoint because the storage failed once would resume from an older one.
+ */
+const DAMAGE_CODES: ReadonlySet<CheckpointErrorCode> = new Set([
+  "MALFORMED_METADATA",
+  "MALFORMED_DATA",
+  "UNSAFE_PATH",
+  "TRUNCATED",
+  "CHECKSUM_MISMATCH",
+]);
+
+/**
+ * Whether an error reading a checkpoint's metadata says the file itself is damaged
+ * (`MALFORMED_METADATA`, `UNSAFE_PATH`, `TRUNCATED`, `CHECKSUM_MISMATCH`, `MALFORMED_DATA`) rather
+ * than that the storage failed.
+ *
+ * @param error - what reading the metadata threw.
+ */
+export function isDamagedMetadataError(error: unknown): error is CheckpointError {
+  return error instanceof CheckpointError && DAMAGE_CODES.has(error.code);
+}
+
+/** The committed metadata of `id`, undefined when it is not committed, or the error that says it is damaged. */
+async function committedMetadata(
+  id: string,
+  signal: AbortSignal | undefined,
+): Promise<Metadata | CheckpointError | undefined> {
   try {
     return await (await createStorageReader(id)).readMetadata(signal);
   } catch (error) {
     if (error instanceof CheckpointError && error.code === "INCOMPLETE_CHECKPOINT") return undefined;
+    if (isDamagedMetadataError(error)) return error;
     throw error;
   }
+}
+
+/** The ranks that wrote data files, from their names (`__{rank}_`), ascending. */
+function ranksOf(paths: readonly string[]): number[] {
+  return [
+    ...new Set(paths.map((p) => Number(/(?:^|\/)__(\d+)_/.exec(p)?.[1])).filter((r) => Number.isInteger(r))),
+  ].sort((a, b) => a - b);
 }
 
 /** What the folder `id` holds as a checkpoint, or undefined when it holds none. */
@@ -94,15 +133,26 @@ async function describeFolder(
   signal: AbortSignal | undefined,
 ): Promise<CheckpointListing | undefined> {
   const commit = commitFiles(files);
-  const md = commit.length > 0 ? await committedMetadata(id, signal) : undefined;
+  const read = commit.length > 0 ? await committedMetadata(id, signal) : undefined;
   const data = files.filter((f) => !f.folder && isDataFile(f.name));
+  const step = stepOf(id);
+  if (read instanceof CheckpointError) {
+    return {
+      id,
+      state: "damaged",
+      error: { code: read.code, message: read.message },
+      ranks: ranksOf(data.map((f) => f.name)),
+      entries: 0,
+      bytes: data.reduce((n, f) => n + f.size, 0),
+      modifiedMs: Math.max(0, ...commit.map((f) => f.modifiedMs)),
+      ...(step !== undefined ? { step } : {}),
+    };
+  }
+  const md = read;
   if (!md && data.length === 0) return undefined;
   const infos = md ? [...md.storageData.values()] : [];
   const paths = md ? [...new Set(infos.map((i) => i.relativePath))] : data.map((f) => f.name);
-  const ranks = [
-    ...new Set(paths.map((p) => Number(/(?:^|\/)__(\d+)_/.exec(p)?.[1])).filter((r) => Number.isInteger(r))),
-  ].sort((a, b) => a - b);
-  const step = stepOf(id);
+  const ranks = ranksOf(paths);
   return {
     id,
     state: md ? "committed" : "incomplete",
@@ -133,16 +183,19 @@ async function listingFileSystem(
  * The checkpoints at and under `root` — a folder, or a prefix of any registered backend
  * (`s3://bucket/run` once `@dcpjs/s3` is imported) — newest first: by commit time (the metadata
  * file's), then by the step number in the name (S3's times have 1 s resolution), then by id.
- * Committed checkpoints only unless `includeIncomplete`. By default `root` and its direct
- * sub-folders are looked at (a run's folder of step checkpoints); `recursive` searches deeper.
- * Each committed one's metadata is read (one read per checkpoint).
+ * Committed checkpoints only unless `includeIncomplete`; a damaged one — its metadata file is
+ * there but does not read (`MALFORMED_METADATA`, `CHECKSUM_MISMATCH`…) — is listed as `damaged`
+ * with its error's code, so that one damaged old checkpoint neither hides the others nor stops a
+ * resume. By default `root` and its direct sub-folders are looked at (a run's folder of step
+ * checkpoints); `recursive` searches deeper. Each committed one's metadata is read (one read per
+ * checkpoint).
  *
  * @param root - a folder or a backend's prefix.
  * @param options - see {@link ListCheckpointsOptions}.
  * @returns the checkpoints found, newest first; `[]` when none (or `root` does not exist).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxDepth` that is not an integer ≥ 1,
- * or a backend that cannot list; {@link MetadataError} for a malformed metadata file; backend
- * errors; `ABORTED` when `signal` aborts.
+ * or a backend that cannot list; backend errors (a storage failure is thrown, never taken for a
+ * damaged checkpoint); `ABORTED` when `signal` aborts.
  */
 export async function listCheckpoints(
   root: string,
@@ -165,12 +218,15 @@ export async function listCheckpoints(
       if (f.folder && !f.name.startsWith(".")) await search(fs.concatPath(id, f.name), depth + 1);
   };
   await search(root, 0);
-  return found.filter((c) => options.includeIncomplete === true || c.state === "committed").sort(newestFirst);
+  return found
+    .filter((c) => options.includeIncomplete === true || c.state !== "incomplete")
+    .sort(newestFirst);
 }
 
 /**
  * The newest committed checkpoint at or under `root` — what a training program resumes from
- * after a crash: a save killed before its commit is never returned. Ordered as
+ * after a crash: a save killed before its commit is never returned, nor a damaged checkpoint
+ * (its metadata does not read; the next newest is returned). Ordered as
  * {@link listCheckpoints} orders them (commit time, then the step number in the name).
  *
  * @param root - a folder or a backend's prefix (e.g. a run's folder of `step-N` checkpoints).
@@ -182,5 +238,5 @@ export async function latestCheckpoint(
   root: string,
   options: Pick<ListCheckpointsOptions, "recursive" | "maxDepth" | "signal"> = {},
 ): Promise<string | undefined> {
-  return (await listCheckpoints(root, options))[0]?.id;
+  return (await listCheckpoints(root, options)).find((c) => c.state === "committed")?.id;
 }

@@ -1,5 +1,7 @@
 // @dcpjs/core/extend — the extension API: what a storage backend, an item format, a planner or a
 // process group is written against. A training program needs only "@dcpjs/core".
+
+export { isDamagedMetadataError } from "./checkpoints.js";
 export { allGather, allReduce, reduceScatter } from "./distributed/collectives.js";
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted, toRankFailure } from "./errors.js";
@@ -43,6 +45,7 @@ export {
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
 export { boxCast, castBox, castRefusal, type ElementBox } from "./model/cast.js";
+export { type DecodeLimit, DecodeLimitError } from "./model/decode-budget.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
 export {
   type Box,
@@ -59,6 +62,7 @@ export {
 } from "./model/geometry.js";
 export {
   type FlatStateDict,
+  type FlattenOptions,
   flattenStateDict,
   getElement,
   type ObjectPath,

@@ -13,6 +13,7 @@ import {
   computeChecksum,
   decodeCheckpointMetadata,
   type FileSystemBase,
+  isDamagedMetadataError,
   isDataFile,
   isMetadataTmpFile,
   isSaveLeaseFile,
@@ -69,7 +70,9 @@ export function listCheckpoints(path: string): Promise<CheckpointListing[]> {
 
 /** What {@link removeCheckpoint} and {@link collectGarbage} removed (or, dry, would remove). */
 export interface RemovalReport {
+  /** The files removed (names in the checkpoint), or with `keepLast` the checkpoints removed whole (ids). */
   readonly removed: string[];
+  /** Bytes removed (of the files as listed, or of the checkpoints' data files). */
   readonly bytes: number;
   /** Incomplete multipart uploads aborted (S3). */
   readonly uploads: number;
@@ -77,20 +80,36 @@ export interface RemovalReport {
 
 /**
  * Removes a checkpoint safely: its `.metadata` first — so no reader ever finds half of it — then
- * the data files it references, then leftovers of other saves (`__*.distcp`, `.metadata.*.tmp`).
+ * the data files it references, then leftovers of other saves (`__*.distcp`, `.metadata.*.tmp`)
+ * and save leases (`.save.*.lease`), so that the folder is left empty of dcpjs files.
  *
  * @param path - the checkpoint.
- * @param options - `force`: remove what is there even without a committed checkpoint.
+ * @param options - `force`: remove what is there even without a committed checkpoint, or with a
+ * damaged one (its `.metadata` does not read: removed with every data file).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `path` holds no committed checkpoint and
- * `force` is not set.
+ * `force` is not set; the damaged metadata's code (`MALFORMED_METADATA`…) when it does not read
+ * and `force` is not set; backend errors.
  */
 export async function removeCheckpoint(
   path: string,
   options: { readonly force?: boolean } = {},
 ): Promise<RemovalReport> {
   const { fs, root } = await locate(path);
-  const md = await committed(path);
-  if (!md && !options.force)
+  let md: Metadata | undefined;
+  let damaged = false;
+  try {
+    md = await committed(path);
+  } catch (error) {
+    if (!isDamagedMetadataError(error)) throw error;
+    if (!options.force)
+      throw new CheckpointError(
+        error.code,
+        `${error.message} (use --force to remove the damaged checkpoint at ${path})`,
+        { cause: error },
+      );
+    damaged = true;
+  }
+  if (!md && !damaged && !options.force)
     throw new CheckpointError(
       "INVALID_ARGUMENT",
       `Expected a committed checkpoint at ${path}, found none (use --force to remove what is there)`,
@@ -107,13 +126,17 @@ export async function removeCheckpoint(
       if (!(error instanceof NotFoundError)) throw error;
     }
   };
-  if (md) await rm(METADATA_FILE, entries.find((e) => e.name === METADATA_FILE)?.size ?? 0);
+  if (md || damaged) await rm(METADATA_FILE, entries.find((e) => e.name === METADATA_FILE)?.size ?? 0);
   const referenced = new Map<string, number>();
   for (const i of md?.storageData.values() ?? [])
     referenced.set(i.relativePath, Math.max(referenced.get(i.relativePath) ?? 0, i.offset + i.length));
   for (const [name, size] of referenced) await rm(name, size);
   for (const e of entries)
-    if (!e.folder && !referenced.has(e.name) && (isDataFile(e.name) || isMetadataTmpFile(e.name)))
+    if (
+      !e.folder &&
+      !referenced.has(e.name) &&
+      (isDataFile(e.name) || isMetadataTmpFile(e.name) || isSaveLeaseFile(e.name))
+    )
       await rm(e.name, e.size);
   return { removed, bytes, uploads: 0 };
 }
@@ -159,7 +182,8 @@ async function liveLeases(fs: FileSystemBase, root: string, now: number): Promis
  * {@link SAVE_LEASE_EXPIRY_MS}. The folder is listed first, its leases and `.metadata` read after,
  * so a file a save commits while gc runs is seen referenced or leased, never as garbage. With
  * `keepLast`, `path` is a run prefix whose older committed checkpoints are removed whole (and
- * every checkpoint folder is collected); a checkpoint a save is writing is left alone.
+ * every checkpoint folder is collected, its expired leases too); a checkpoint a save is writing is
+ * left alone, and so is a damaged one (its `.metadata` does not read).
  *
  * @param path - a checkpoint folder, or with `keepLast` a run prefix.
  * @param options - see {@link GarbageOptions}.
@@ -198,6 +222,8 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
         uploads += r.uploads;
         continue;
       }
+      // A damaged checkpoint is left for a person to look at (`dcp rm --force` removes it).
+      if (c.state === "damaged") continue;
       if (c.state !== "committed" && now - c.modifiedMs < grace) continue;
       // A save writing there (a new checkpoint, or an overwrite of an old one) keeps it whole; an
       // incomplete one that has committed since it was listed is newer than the kept ones.

@@ -1,5 +1,5 @@
 import { MetadataError } from "../errors.js";
-import { DecodeBudget, MAX_DECODE_DEPTH } from "./decode-budget.js";
+import { DecodeBudget, DecodeLimitError, MAX_DECODE_DEPTH } from "./decode-budget.js";
 
 /** Deepest nesting of arrays and maps accepted in `.metadata` and in stored values: {@link MAX_DECODE_DEPTH}. */
 export const MAX_MSGPACK_DEPTH = MAX_DECODE_DEPTH;
@@ -69,7 +69,8 @@ const VARIABLE = new Map<number, readonly [1 | 2 | 4, number, "bytes" | "values"
  * @param what - names the input in the error, e.g. `.metadata`.
  * @param budget - the decode's budget, whose depth limit bounds the nesting of arrays and maps.
  * @default a new {@link DecodeBudget} for the input's size (depth {@link MAX_MSGPACK_DEPTH})
- * @throws {@link MetadataError} `MALFORMED_METADATA` saying which limit was crossed and where.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying which limit was crossed and where — a
+ * {@link DecodeLimitError} naming the bound for too deep a nesting or a crossed budget.
  */
 export function assertMsgpackWithinLimits(
   bytes: Uint8Array,
@@ -121,7 +122,11 @@ export function assertMsgpackWithinLimits(
     pending -= 1;
     if (open.length > 0) open[open.length - 1]! -= 1;
     if (children > 0) {
-      if (open.length >= maxDepth) refuse(`expected nesting at most ${maxDepth} deep`);
+      if (open.length >= maxDepth)
+        throw new DecodeLimitError(
+          "depth",
+          `Malformed ${what}: expected nesting at most ${maxDepth} deep (at byte ${at} of ${end})`,
+        );
       if (pending + children > end - at) {
         refuse(`a container declares ${children} elements, but only ${end - at} bytes are left`);
       }

@@ -51,6 +51,17 @@ export interface FlatStateDict {
   readonly mappings: Map<string, ObjectPath>;
 }
 
+/** Options of {@link flattenStateDict}. */
+export interface FlattenOptions {
+  /**
+   * Refuse an element of a descended list that yields no entry — an empty object, or an object of
+   * empty objects — as a save must: it saves nothing, so the list could not be rebuilt on load
+   * (its later indices would point past what was saved, which a `.metadata` decoder refuses, and
+   * the element itself would be lost). A load target may hold one. @default false
+   */
+  readonly refuseEmptyInLists?: boolean;
+}
+
 /** Keys that would change an object's prototype when assigned; never accepted in a path. */
 const UNSAFE_KEYS = new Set(["__proto__"]);
 
@@ -82,13 +93,15 @@ function isTerminalList(list: readonly unknown[]): boolean {
  * with `.` (array indices as decimal numbers).
  *
  * @param stateDict - the nested state dict.
+ * @param options - see {@link FlattenOptions}. @default {}
  * @returns the flat map and the path of each fqn.
  * @throws {@link CheckpointError} `INVALID_STATE_DICT` when two paths flatten to the same fqn
  * (e.g. `{ "a.b": 1, a: { b: 2 } }`), a key is `__proto__`, or a leaf is neither a tensor nor a
  * value that round-trips as itself (a bare `Float32Array`, a `Map`, a class instance, a
- * function…: see {@link assertStateDictValue}), naming its fqn and what to use instead.
+ * function…: see {@link assertStateDictValue}), naming its fqn and what to use instead; with
+ * `refuseEmptyInLists`, when an element of a descended list yields no entry (`{ xs: [{}, 0] }`).
  */
-export function flattenStateDict(stateDict: StateDict): FlatStateDict {
+export function flattenStateDict(stateDict: StateDict, options: FlattenOptions = {}): FlatStateDict {
   const flat = new Map<string, StateDictLeaf>();
   const mappings = new Map<string, ObjectPath>();
   const visit = (path: (string | number)[], value: unknown): void => {
@@ -106,7 +119,18 @@ export function flattenStateDict(stateDict: StateDict): FlatStateDict {
     }
     if (Array.isArray(value) && !isTerminalList(value)) {
       value.forEach((v, i) => {
+        const before = flat.size;
         visit([...path, i], v);
+        if (options.refuseEmptyInLists && flat.size === before) {
+          const what =
+            Object.keys(v as object).length === 0
+              ? "an empty object"
+              : "an object holding only empty objects";
+          throw new CheckpointError(
+            "INVALID_STATE_DICT",
+            `Expected "${[...path, i].join(".")}", an element of a list, to hold a tensor or a value, got ${what}: it saves no entry, so the list could not be rebuilt on load — remove it from the list, or put null or a value in its place`,
+          );
+        }
       });
       return;
     }

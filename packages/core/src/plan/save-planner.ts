@@ -270,7 +270,8 @@ export class DefaultSavePlanner implements SavePlanner {
 
   /** @inheritDoc */
   setUpPlanner(stateDict: StateDict): void {
-    const { flat, mappings } = flattenStateDict(stateDict);
+    // An empty object in a list would save nothing and leave the list unrebuildable: refused.
+    const { flat, mappings } = flattenStateDict(stateDict, { refuseEmptyInLists: true });
     this.#flat = flat;
     this.#mappings = mappings;
     this.#encoded.clear();

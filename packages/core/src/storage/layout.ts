@@ -56,17 +56,27 @@ export function dataFileName(prefix: string, n: number, saveTag: string): string
   return `${prefix}${n}.${saveTag}${DATA_FILE_SUFFIX}`;
 }
 
-/** The suffix every data file of one save ends with (`.{saveTag}.distcp`). */
+/**
+ * The suffix every data file of one save ends with (`.{saveTag}.distcp`).
+ * @param saveTag - the save's tag.
+ */
 export function saveTagSuffix(saveTag: string): string {
   return `.${saveTag}${DATA_FILE_SUFFIX}`;
 }
 
-/** Whether a name (perhaps under prefix folders) is a data file: dcpjs's or PyTorch's. */
+/**
+ * Whether a name (perhaps under prefix folders) is a data file: dcpjs's (`__{rank}_{n}.{saveTag}.distcp`)
+ * or PyTorch's (`__{rank}_{n}.distcp`).
+ * @param name - a file name relative to the checkpoint.
+ */
 export function isDataFile(name: string): boolean {
   return /(^|\/)__\d+_\d+(\.[0-9a-f]{12})?\.distcp$/.test(name);
 }
 
-/** Whether a name is a save's metadata before its commit (`.metadata.{tag}.tmp`, per rank too). */
+/**
+ * Whether a name is a save's metadata before its commit (`.metadata.{tag}.tmp`, per rank too).
+ * @param name - a file name relative to the checkpoint.
+ */
 export function isMetadataTmpFile(name: string): boolean {
   return /^(__\d+)?\.metadata(\.[\w-]+)?\.tmp$/.test(name);
 }
@@ -97,7 +107,10 @@ export function saveLeaseFile(saveTag: string): string {
   return `.save.${saveTag}.lease`;
 }
 
-/** Whether a name is a save lease (`.save.{saveTag}.lease`). */
+/**
+ * Whether a name is a save lease (`.save.{saveTag}.lease`, see {@link saveLeaseFile}).
+ * @param name - a file name relative to the checkpoint (a lease lies at its top).
+ */
 export function isSaveLeaseFile(name: string): boolean {
   return /^\.save\.[0-9a-f]{12}\.lease$/.test(name);
 }

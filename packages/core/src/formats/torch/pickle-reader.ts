@@ -1,5 +1,5 @@
 import { MetadataError } from "../../errors.js";
-import { DecodeBudget } from "../../model/decode-budget.js";
+import { DecodeBudget, DecodeLimitError } from "../../model/decode-budget.js";
 
 /** Most entries of the unpickler's stack and memo (each). */
 export const MAX_PICKLE_ENTRIES = 1_000_000;
@@ -122,8 +122,9 @@ export function tupleKeyText(key: PyTuple, budget: DecodeBudget): string {
  * @param options - the allowlist, the persistent-id hook and the input's name.
  * @returns the unpickled value.
  * @throws {@link MetadataError} `MALFORMED_METADATA` naming an unknown opcode, a global outside the
- * allowlist (`module.name`), a crossed limit, or truncated input, with the byte offset; or when
- * the input expands beyond its budget.
+ * allowlist (`module.name`), a crossed limit, or truncated input, with the byte offset; a
+ * {@link DecodeLimitError} naming the bound when tuples nest too deep or the input expands beyond
+ * its budget.
  */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -224,7 +225,11 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
       t.push(v);
       if (v instanceof PyTuple && v.nesting >= nesting) nesting = v.nesting + 1;
     }
-    if (nesting > budget.limits.depth) fail(`expected tuples nested at most ${budget.limits.depth} deep`);
+    if (nesting > budget.limits.depth)
+      throw new DecodeLimitError(
+        "depth",
+        `Malformed ${options.what}: expected tuples nested at most ${budget.limits.depth} deep (at byte ${at})`,
+      );
     t.nesting = nesting;
     return t;
   };

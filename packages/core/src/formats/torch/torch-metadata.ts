@@ -169,6 +169,8 @@ function dtypeOf(properties: unknown, fqn: string): { dtype: DType } | { unsuppo
  * refused by name.
  *
  * @param bytes - the file's bytes.
+ * @param budget - the decode's budget (e.g. to see what an input used). @default a new
+ * {@link DecodeBudget} for the file's size
  * @returns the metadata (`storageMeta.format` is `"torch"`).
  * @throws {@link MetadataError} `MALFORMED_METADATA` for anything outside the allowlist or the
  * expected shapes, `UNSAFE_PATH` for an escaping path. A tensor of a dtype dcpjs cannot hold
@@ -177,9 +179,11 @@ function dtypeOf(properties: unknown, fqn: string): { dtype: DType } | { unsuppo
  * {@link DecodeBudget} (values, bytes, time: {@link decodeLimits}); whatever else would escape
  * (a `RangeError`) is a `MALFORMED_METADATA` too.
  */
-export function decodeTorchMetadata(bytes: Uint8Array): Metadata {
-  const what = ".metadata (PyTorch DCP)";
-  return decodeGuarded(what, () => decodeWithin(bytes, new DecodeBudget(what, bytes.byteLength)));
+export function decodeTorchMetadata(
+  bytes: Uint8Array,
+  budget: DecodeBudget = new DecodeBudget(".metadata (PyTorch DCP)", bytes.byteLength),
+): Metadata {
+  return decodeGuarded(budget.what, () => decodeWithin(bytes, budget));
 }
 
 function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
