@@ -49,6 +49,8 @@ def write(d):
     o_s = scales(g, 2, 3)
     down = fp8(g, 130, 129)
     down_s = scales(g, 2, 2).to(torch.bfloat16)
+    gate = fp8(g, 1100, 1000)  # 4.4 MB as float32: its FP8 → float32 cast runs on a worker thread
+    gate_s = scales(g, 9, 8)
     first = {
         "model.layers.0.mlp.up_proj.weight": up,
         "model.layers.0.mlp.up_proj.weight_scale_inv": up_s,
@@ -59,6 +61,8 @@ def write(d):
         "model.layers.0.self_attn.o_proj.weight": o,
         "model.layers.1.mlp.down_proj.weight": down,
         "model.layers.1.mlp.down_proj.weight_scale_inv": down_s,
+        "model.layers.1.mlp.gate_proj.weight": gate,
+        "model.layers.1.mlp.gate_proj.weight_scale_inv": gate_s,
         "model.embed_tokens.weight": torch.randn(10, 8, generator=g),
     }
     os.makedirs(d, exist_ok=True)

@@ -26,6 +26,19 @@ export interface QuantizedHuggingFaceStorageReaderOptions extends FileSystemRead
   readonly blockSize?: number;
 }
 
+/** A float32 tensor whose (zeroed, shared) memory is allocated when its `data` is first used. */
+function lazyFloat32(shape: readonly number[]): Tensor {
+  let data: Float32Array | undefined;
+  return {
+    dtype: "float32",
+    shape: [...shape],
+    get data(): Float32Array {
+      data ??= emptyTensor("float32", shape).data;
+      return data;
+    },
+  };
+}
+
 /** A weight's scales, decoded to float32 (their bits kept for NaNs), and their grid. */
 interface Scales {
   readonly fqn: string;
@@ -61,8 +74,9 @@ interface Scales {
  * `strictDtype` refuses an FP8 weight for a float32 target before this reader sees it: leave it
  * unset.
  *
- * Cost: a float32 copy of each dequantized target tensor while its items are read, and each
- * scale tensor, read whole; the products are computed on the calling thread.
+ * Cost: a float32 copy of each dequantized target tensor from the delivery of its first item to
+ * that of its last, and each scale tensor of the plan, read whole; the FP8 → float32 conversion
+ * runs on worker threads as any cast on load, the products on the calling thread.
  *
  * @example
  * ```ts
@@ -128,14 +142,16 @@ export class QuantizedHuggingFaceStorageReader extends FileSystemReader {
     const scales = new Map<string, Scales>();
     for (const fqn of quantized) scales.set(fqn, await this.#readScales(fqn, signal));
 
-    // One float32 copy per target tensor, shared by its items, dropped when the last is in.
+    // One float32 copy per target tensor, shared by its items: allocated when the first of them
+    // is delivered (the read scheduler resolves every item up front, looking at dtype and shape
+    // only), dropped when the last is in, so that only the items being read hold one.
     const copies = new Map<Tensor, { copy: Tensor; pending: number }>();
     for (const item of plan.items) {
       if (!quantized.has(item.storageIndex.fqn)) continue;
       const target = planner.resolveTensor(item);
       const entry = copies.get(target);
       if (entry) entry.pending++;
-      else copies.set(target, { copy: emptyTensor("float32", target.shape), pending: 1 });
+      else copies.set(target, { copy: lazyFloat32(target.shape), pending: 1 });
     }
     const isQuantized = (item: ReadItem) => item.type === "tensor" && quantized.has(item.storageIndex.fqn);
     const resolveTensor = (item: ReadItem): Tensor => {
