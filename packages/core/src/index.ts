@@ -67,4 +67,9 @@ export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesy
 export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
+export {
+  QuantizedHuggingFaceStorageReader,
+  type QuantizedHuggingFaceStorageReaderOptions,
+  WEIGHT_SCALE_INV_SUFFIX,
+} from "./storage/quantized-hf-reader.js";
 export { createStorageReader, createStorageWriter, type StorageRouterOptions } from "./storage/registry.js";

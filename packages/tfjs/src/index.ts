@@ -9,11 +9,12 @@ export {
   registerDcpjsRouters,
   TFJS_ARTIFACTS_FORMAT,
 } from "./io-handler.js";
-export { fromTf, toTf } from "./tensors.js";
+export { type CastTensor, fromTf, type TfDType, type ToTfOptions, toTf } from "./tensors.js";
 export {
   type LoadTrainingStateOptions,
   loadTrainingState,
   type RestoredState,
+  type RestoreStateDictOptions,
   restoreStateDict,
   type ToStateDictOptions,
   toStateDict,

@@ -11,6 +11,7 @@ import {
   tensorBytes,
 } from "@dcpjs/core";
 import * as tf from "@tensorflow/tfjs-core";
+import { type CastTensor, type TfDType, toTf } from "./tensors.js";
 
 /** The `format` value of a checkpoint written by {@link dcpjsIOHandler}. */
 export const TFJS_ARTIFACTS_FORMAT = "dcpjs.tfjs-artifacts/1";
@@ -24,6 +25,13 @@ export interface DcpjsIOHandlerOptions {
   readonly save?: Omit<SaveOptions, "checkpointId">;
   /** Options for the load (process group, storage reader, signal…); `checkpointId` is the handler's. */
   readonly load?: Omit<LoadOptions, "checkpointId" | "planner">;
+  /**
+   * Receives each weight saved in another dtype than its weight spec's (a `bfloat16`, `float16`
+   * or FP8 checkpoint loaded into a `float32` model), which the load casts with torch's `copy_`
+   * semantics — `weight` is the weight's name in the model; with `load.strictDtype` such a weight
+   * is refused (`DTYPE_MISMATCH`) instead. @default none
+   */
+  readonly onCast?: (cast: CastTensor & { readonly weight: string }) => void;
 }
 
 const TF_TO_DCPJS = { float32: "float32", int32: "int32", bool: "bool" } as const;
@@ -119,7 +127,20 @@ export function dcpjsIOHandler(checkpointId: string, options: DcpjsIOHandlerOpti
           `Expected ${specs.length} weight tensors, the checkpoint holds ${weights.length}`,
         );
       }
-      const buffers = weights.map((t) => tensorBytes(t as Tensor).slice().buffer);
+      const buffers = (weights as Tensor[]).map((t, k) => {
+        const spec = specs[k]!;
+        const to = TF_TO_DCPJS[spec.dtype as keyof typeof TF_TO_DCPJS] as TfDType | undefined;
+        if (spec.quantization || to === undefined || t.dtype === to) return tensorBytes(t).slice().buffer;
+        // Saved in another dtype (e.g. a bf16 copy of the model): cast as `dcp.load` casts.
+        const value = toTf(t, `weights.${k}`, {
+          to,
+          ...(options.load?.strictDtype ? { strictDtype: true } : {}),
+          onCast: (c) => options.onCast?.({ ...c, weight: spec.name }),
+        });
+        const data = value.dataSync();
+        value.dispose();
+        return (data as Float32Array | Int32Array | Uint8Array).slice().buffer as ArrayBuffer;
+      });
       const parse = (key: string) => JSON.parse(sd[key] as string) as unknown;
       const artifacts: tf.io.ModelArtifacts = {
         modelTopology: parse("modelTopology") as object,

@@ -12,7 +12,7 @@ import {
 } from "@dcpjs/core";
 import * as tf from "@tensorflow/tfjs-core";
 import type { LayersModel } from "@tensorflow/tfjs-layers";
-import { fromTf, toTf } from "./tensors.js";
+import { type CastTensor, fromTf, type TfDType, toTf } from "./tensors.js";
 
 /** Options of {@link toStateDict}. */
 export interface ToStateDictOptions {
@@ -48,6 +48,23 @@ interface OptimizerState {
 export interface RestoredState<E extends StateDict | undefined = StateDict | undefined> {
   /** The `extra` values saved with the state (as loaded). */
   readonly extra: Loaded<E>;
+  /**
+   * The tensors saved in another dtype than their TF.js variable's (a `bfloat16`, `float16` or
+   * FP8 checkpoint restored into a `float32` model), which were cast on load with torch's `copy_`
+   * semantics — in restore order (weights, optimizer slots, hidden accumulators); empty when none was.
+   */
+  readonly cast: readonly CastTensor[];
+}
+
+/** Options of {@link restoreStateDict}. */
+export interface RestoreStateDictOptions {
+  /** The (new) optimizer of the same class to restore into. @default none (weights only) */
+  readonly optimizer?: tf.Optimizer;
+  /**
+   * Refuse (`DTYPE_MISMATCH`) a tensor saved in another dtype than its TF.js variable's instead of
+   * casting it (as `load`'s `strictDtype`). @default false
+   */
+  readonly strictDtype?: boolean;
 }
 
 type LayerVariableLike = LayersModel["weights"][number];
@@ -193,19 +210,32 @@ function expectTensor(value: unknown, what: string): Tensor {
  * rmsprop, adagrad and adadelta).
  *
  * @typeParam E - the type of the saved `extra` (unchecked; see {@link RestoredState}).
+ *
+ * A tensor saved in another dtype than its variable's — a `bfloat16`, `float16` or FP8 checkpoint
+ * restored into a `float32` model — is cast as DCP's `dcp.load` casts into its target (torch's
+ * `copy_`: round to nearest even, FP8 decoded exactly), and listed in the result's `cast`.
+ *
  * @param model - a model of the same architecture as the saved one.
  * @param stateDict - the loaded state dict.
- * @param options - `optimizer`: the (new) optimizer of the same class to restore into.
- * @returns the saved `extra` values.
+ * @param options - the optimizer to restore into, and `strictDtype`.
+ * @returns the saved `extra` values, and the tensors cast.
  * @throws {@link CheckpointError} `MISSING_KEY` for a weight the checkpoint lacks,
- * `SIZE_MISMATCH` for another shape, `DTYPE_MISMATCH` for a dtype TF.js does not train with,
+ * `SIZE_MISMATCH` for another shape, `DTYPE_MISMATCH` for a dtype that cannot be cast to the
+ * variable's (complex) or any other with `strictDtype`,
  * `INVALID_STATE_DICT` for an optimizer of another class or a state dict without an optimizer.
  */
 export async function restoreStateDict<E extends StateDict | undefined = StateDict | undefined>(
   model: LayersModel,
   stateDict: StateDict,
-  options: { readonly optimizer?: tf.Optimizer } = {},
+  options: RestoreStateDictOptions = {},
 ): Promise<RestoredState<E>> {
+  const cast: CastTensor[] = [];
+  const convert = (t: Tensor, name: string, to: string) =>
+    toTf(t, name, {
+      to: to as TfDType,
+      ...(options.strictDtype ? { strictDtype: true } : {}),
+      onCast: (c) => cast.push(c),
+    });
   const weights = keyedWeights(model);
   const layers = ((stateDict.model as StateDict | undefined)?.layers ?? {}) as Record<
     string,
@@ -223,7 +253,7 @@ export async function restoreStateDict<E extends StateDict | undefined = StateDi
         `Expected "model.${key}" of shape [${variable.shape.join(", ")}], the checkpoint has [${t.shape.join(", ")}]`,
       );
     }
-    const value = toTf(t, `model.${key}`);
+    const value = convert(t, `model.${key}`, variable.dtype);
     variable.write(value);
     value.dispose();
   }
@@ -242,15 +272,17 @@ export async function restoreStateDict<E extends StateDict | undefined = StateDi
         weights.map((w) => w.key),
         weights.map((w) => w.variable.name),
       ),
+      convert,
     );
   }
-  return { extra: stateDict.extra as Loaded<E> };
+  return { extra: stateDict.extra as Loaded<E>, cast };
 }
 
 async function restoreOptimizer(
   optimizer: tf.Optimizer,
   state: OptimizerState,
   toName: (key: string) => string,
+  convert: (t: Tensor, name: string, to: string) => tf.Tensor,
 ): Promise<void> {
   const className = optimizer.getClassName();
   if (state.className !== className) {
@@ -260,12 +292,17 @@ async function restoreOptimizer(
     );
   }
   const names = state.slotNames ?? [];
+  // Optimizer slots are float32 variables in TF.js.
   const slots = (state.slots ?? []).map((s, k) =>
-    toTf(expectTensor(s, `optimizer.slots.${k}`), `optimizer.slots.${k}`),
+    convert(expectTensor(s, `optimizer.slots.${k}`), `optimizer.slots.${k}`, "float32"),
   );
   const hidden = state.hidden ?? {};
   const assign = (variable: tf.Variable, key: string) => {
-    const value = toTf(expectTensor(hidden[key], `optimizer.hidden.${key}`), `optimizer.hidden.${key}`);
+    const value = convert(
+      expectTensor(hidden[key], `optimizer.hidden.${key}`),
+      `optimizer.hidden.${key}`,
+      variable.dtype,
+    );
     variable.assign(value);
     value.dispose();
   };
@@ -300,6 +337,8 @@ async function restoreOptimizer(
 export interface LoadTrainingStateOptions extends LoadStateDictFromKeysOptions {
   /** The optimizer to restore into. @default none (weights only) */
   readonly optimizer?: tf.Optimizer;
+  /** Refuse a tensor saved in another dtype than its variable's instead of casting it (see {@link restoreStateDict}). @default false */
+  readonly strictDtype?: boolean;
 }
 
 /**
@@ -311,7 +350,8 @@ export interface LoadTrainingStateOptions extends LoadStateDictFromKeysOptions {
  * @default `StateDict | undefined`
  * @param model - a model of the same architecture.
  * @param options - the checkpoint (id or reader), process group, and optimizer.
- * @returns the saved `extra` values.
+ * @returns the saved `extra` values, and the tensors cast into their variable's dtype (a `bfloat16`,
+ * `float16` or FP8 checkpoint into a `float32` model; see {@link restoreStateDict}).
  * @throws the errors of `loadStateDictFromKeys` and {@link restoreStateDict}.
  * @example
  * ```ts
@@ -323,7 +363,10 @@ export async function loadTrainingState<E extends StateDict | undefined = StateD
   model: LayersModel,
   options: LoadTrainingStateOptions,
 ): Promise<RestoredState<E>> {
-  const { optimizer, ...load } = options;
+  const { optimizer, strictDtype, ...load } = options;
   const sd = await loadStateDictFromKeys(load);
-  return restoreStateDict<E>(model, sd, optimizer ? { optimizer } : {});
+  return restoreStateDict<E>(model, sd, {
+    ...(optimizer ? { optimizer } : {}),
+    ...(strictDtype ? { strictDtype } : {}),
+  });
 }
