@@ -97,8 +97,21 @@ export async function startRedisServer(
         } catch {
           // already gone
         }
+        // Wait for it to exit (at most 5 s): a server still shutting down writes its log and
+        // removes its pidfile in `dir`, and an rm racing it failed with ENOTEMPTY.
+        for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
       }
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     },
   };
+}
+
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
