@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   CheckpointError,
   CheckpointException,
+  convertCheckpoint,
   DTYPE_BYTES,
   DTYPES,
   type DType,
@@ -194,7 +195,9 @@ describe("golden table: safetensors 0.8 save_file → dcpjs load → dcpjs save 
       const own = join(root, `${group}-dcpjs`);
       await save(sd, { checkpointId: own });
       const out = join(root, `${group}-export`);
-      await exportSafetensors(own, out);
+      // What `dcp convert --to safetensors` runs, in small batches (a 4 KiB window) so that the
+      // streaming path carries every dtype.
+      await convertCheckpoint(own, out, { to: "safetensors", windowBytes: 4096 });
       const r = await runPeer<Check>("dtypes_peer.py", ["st-check", out, expectedFile]);
       expect(r.mismatches).toEqual([]);
       expect([r.checked, r.load_file]).toEqual([count, viaLoadFile]);
