@@ -219,6 +219,45 @@ describe("cast on load, as DCP's dcp.load (its reader ends in target.copy_(saved
   });
 });
 
+describe("casts that cannot be", () => {
+  it("complex → real through load is DTYPE_MISMATCH naming the tensor and both dtypes", async () => {
+    const dir = join(await tempDir(), "ckpt");
+    await save({ z: randomTensor("complex64", [4], 3) }, { checkpointId: dir });
+    await expect(load({ z: emptyTensor("float32", [4]) }, { checkpointId: dir })).rejects.toMatchObject({
+      code: "DTYPE_MISMATCH",
+      message: expect.stringMatching(/complex64.*float32.*\bz\b/),
+    });
+  });
+
+  it("a planner whose resolveTensor hands the reader an uncastable target gets a coded DTYPE_MISMATCH, never a bare Error", async () => {
+    const dir = join(await tempDir(), "ckpt");
+    await save({ z: randomTensor("complex64", [4], 3) }, { checkpointId: dir });
+    const wrong = emptyTensor("float32", [4]);
+    class WrongTarget extends DefaultLoadPlanner {
+      override resolveTensor(): Tensor {
+        return wrong;
+      }
+    }
+    const error = await load(
+      { z: emptyTensor("complex64", [4]) },
+      { checkpointId: dir, planner: new WrongTarget() },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: "DTYPE_MISMATCH", message: expect.stringContaining('"z"') });
+    expect(() =>
+      castBox(
+        "complex64",
+        new Uint8Array(8),
+        "float32",
+        new Uint8Array(4),
+        boxCast([1], [0], [1], [0], [1])!,
+      ),
+    ).toThrow(expect.objectContaining({ code: "DTYPE_MISMATCH" }));
+  });
+});
+
 describe("cast on load of dcpjs checkpoints", () => {
   it("a part of a large bf16 chunk (its checksum blocks alone) lands cast in row shards, on and off worker threads", async () => {
     const dir = join(await tempDir(), "ckpt");

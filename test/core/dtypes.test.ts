@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   CheckpointError,
@@ -273,6 +273,14 @@ describe("a checkpoint with a dtype dcpjs cannot hold fails only the loads that 
 
     const exported = await failureOf(exportSafetensors(dir, join(dir, "..", "st")));
     expect(exported.code).toBe("UNSUPPORTED_DTYPE");
+    // A conversion would drop those tensors: refused, in every output format, before writing.
+    for (const to of ["dcpjs", "torch", "safetensors"] as const) {
+      const out = join(dir, "..", `converted-${to}`);
+      const converted = await failureOf(convertCheckpoint(dir, out, { to }));
+      expect(converted.code, to).toBe("UNSUPPORTED_DTYPE");
+      expect(converted.message, to).toMatch(/torch\.(quint8|bits8|qint8)/);
+      expect(await readdir(out).catch(() => []), to).toEqual([]);
+    }
   }, 600_000);
 
   it("a quantized tensor's torch.save archive is refused as UNSUPPORTED_DTYPE naming the item and torch.qint8", async () => {

@@ -114,8 +114,10 @@ function entryBytes(metadata: Metadata, fqn: string, entry: StorageMetadataEntry
  * @param options - see {@link ConvertOptions}.
  * @returns what was converted.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, an
- * unknown `to`, or a torch output to a URI without `storageWriter`; `ABORTED`; the errors of
- * reading the source and writing the destination.
+ * unknown `to`, or a torch output to a URI without `storageWriter`; `UNSUPPORTED_DTYPE`, before
+ * anything is written, when the source holds a tensor of a dtype dcpjs cannot hold (quantized
+ * `torch.qint8` …), which the output would otherwise lack; `ABORTED`; the errors of reading the
+ * source and writing the destination.
  */
 export async function convertCheckpoint(
   src: string,
@@ -144,6 +146,12 @@ export async function convertCheckpoint(
   const reader = await createStorageReader(src);
   reader.reset(src);
   const source = await reader.readMetadata(signal);
+  // A tensor dcpjs cannot hold would be left out of the output: refused, as exportSafetensors does.
+  for (const [fqn, stored] of source.unsupportedDtypes ?? [])
+    throw new CheckpointError(
+      "UNSUPPORTED_DTYPE",
+      `Expected "${fqn}" to be saved in a dtype dcpjs can hold, got ${stored}: converting would drop it`,
+    );
   const batches = planBatches(
     [...source.stateDictMetadata].map(([fqn, entry]) => ({ fqn, bytes: entryBytes(source, fqn, entry) })),
     window,

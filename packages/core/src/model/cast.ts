@@ -4,6 +4,7 @@
  * (the element casts live in model/cast-kernels.js, plain JavaScript that worker threads run).
  */
 
+import { CheckpointError } from "../errors.js";
 import { castBox as castBoxKernel, castRefusal as castRefusalKernel } from "./cast-kernels.js";
 import { boxCopy } from "./geometry.js";
 import type { StridedCopy } from "./strided-copy.js";
@@ -63,7 +64,8 @@ export function boxCast(
  * @param dstDtype - the destination's dtype.
  * @param dst - the destination bytes.
  * @param box - the box ({@link boxCast}); its elements must lie inside both buffers.
- * @throws Error when {@link castRefusal} refuses the pair (planners check that first).
+ * @throws {@link CheckpointError} `DTYPE_MISMATCH` when {@link castRefusal} refuses the pair
+ * (complex → real, a dtype with no cast such as FP4), before anything is written.
  */
 export function castBox(
   srcDtype: string,
@@ -72,5 +74,24 @@ export function castBox(
   dst: Uint8Array,
   box: StridedCopy,
 ): void {
+  assertCastable(srcDtype, dstDtype);
   castBoxKernel(srcDtype, src, dstDtype, dst, box);
+}
+
+/**
+ * Refuses a pair {@link castRefusal} refuses, as a coded error — what a reader checks before it
+ * hands a cast to a worker thread, whose own refusal would be an uncoded `Error`.
+ *
+ * @param srcDtype - the saved dtype.
+ * @param dstDtype - the target's dtype.
+ * @param fqn - the tensor, named in the message when given.
+ * @throws {@link CheckpointError} `DTYPE_MISMATCH` naming both dtypes and why.
+ */
+export function assertCastable(srcDtype: string, dstDtype: string, fqn?: string): void {
+  const reason = castRefusal(srcDtype, dstDtype);
+  if (reason !== undefined)
+    throw new CheckpointError(
+      "DTYPE_MISMATCH",
+      `Expected ${fqn === undefined ? "a target" : `"${fqn}"`} of a dtype ${srcDtype} can be cast to, got ${dstDtype}: ${reason}`,
+    );
 }

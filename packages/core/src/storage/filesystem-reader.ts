@@ -18,7 +18,7 @@ import {
 } from "../formats/checksum.js";
 import type { ItemExpectation, PayloadLocation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
-import { boxCast, castBox } from "../model/cast.js";
+import { assertCastable, boxCast, castBox } from "../model/cast.js";
 import { DTYPE_BYTES, type DType } from "../model/dtype.js";
 import { boxCopy, boxSpan, contiguousRun, findChunk, numel } from "../model/geometry.js";
 import { stridedCopy } from "../model/strided-copy.js";
@@ -825,7 +825,6 @@ export class FileSystemReader implements StorageReader {
     if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
     const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
     if (!run) return undefined;
-    if (framed && dest.dtype !== saved.dtype) return undefined;
     const elementBytes = DTYPE_BYTES[dest.dtype];
     return {
       bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
@@ -904,6 +903,7 @@ export class FileSystemReader implements StorageReader {
     target: Tensor,
     planner: LoadPlanner,
   ): Promise<void> | undefined {
+    assertCastable(saved.dtype, target.dtype, item.destIndex.fqn);
     const box = boxCast(saved.chunk.sizes, item.storageOffsets, target.shape, item.destOffsets, item.lengths);
     if (!box) {
       planner.commitTensor(item, target);
