@@ -1,6 +1,6 @@
 import { allGather, reduceScatter } from "./distributed/collectives.js";
 import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
-import { CheckpointException, throwIfAborted } from "./errors.js";
+import { CheckpointError, CheckpointException, throwIfAborted } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { ShardedTensor, Tensor } from "./model/tensor.js";
 import { DefaultLoadPlanner, EmptyStateDictLoadPlanner } from "./plan/load-planner.js";
@@ -25,7 +25,8 @@ export interface LoadOptions {
    * it is loaded cast, as DCP's `dcp.load` does (its reader ends in `target.copy_(saved)`): a
    * `bfloat16` checkpoint loads into `float32` tensors, with torch's `copy_` semantics (see
    * docs/format.md, "Cast on load"). Applies to the default planner; with `planner`, set
-   * `DefaultLoadPlannerOptions.strictDtype` on it instead. @default false
+   * `DefaultLoadPlannerOptions.strictDtype` on it instead (both given: `INVALID_ARGUMENT`).
+   * @default false
    */
   readonly strictDtype?: boolean;
   /** This rank's process group. @default a single-rank group */
@@ -54,7 +55,8 @@ export interface LoadOptions {
  * {@link LOAD_SUPERSEDED_RETRIES} + 1 times in a row — each time, every rank starts again on the
  * newer checkpoint, so a load racing an overwrite returns the old or the new checkpoint whole. Its
  * own `code` is the code the failures share (one process: the rank's own code), else
- * `COLLECTIVE_FAILED`.
+ * `COLLECTIVE_FAILED`. A {@link CheckpointError} `INVALID_ARGUMENT`, before any step, when both
+ * `planner` and `strictDtype` are given.
  * @example
  * ```ts
  * const target = await load(
@@ -64,6 +66,11 @@ export interface LoadOptions {
  * ```
  */
 export async function load<T extends StateDict>(stateDict: T, options: LoadOptions): Promise<T> {
+  if (options.planner !== undefined && options.strictDtype !== undefined)
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      "Expected strictDtype or planner, got both: strictDtype applies to the default planner; set DefaultLoadPlannerOptions.strictDtype on yours",
+    );
   const pg = options.processGroup ?? createSingleProcessGroup();
   const coordinator = options.coordinatorRank ?? 0;
   const isCoordinator = pg.rank === coordinator;
@@ -164,6 +171,8 @@ export async function loadStateDictFromKeys<T extends StateDict = StateDict>(
   options: LoadStateDictFromKeysOptions,
 ): Promise<Loaded<T>> {
   const planner = new EmptyStateDictLoadPlanner(options.keys);
-  await load({}, { ...options, planner });
+  // Its tensors take the saved dtypes: a `strictDtype` passed through (an untyped caller) has no say.
+  const { strictDtype: _, ...rest } = options as LoadStateDictFromKeysOptions & { strictDtype?: boolean };
+  await load({}, { ...rest, planner });
   return planner.result as Loaded<T>;
 }
