@@ -264,6 +264,27 @@ export function decodeTorchItem(
   return decodeGuarded(budget.what, () => decodeWithin(bytes, fqn, where, budget));
 }
 
+/**
+ * A torch item's persistent id, `("storage", StorageType, key, location, numel)` as `torch.save`
+ * pickles it: the member key of its storage and the storage type (undefined for a type the pickle
+ * globals did not resolve).
+ *
+ * @param pid - what the pickle's `BINPERSID` carried.
+ * @param fqn - the item, for messages.
+ * @throws {@link MetadataError} for any other persistent id.
+ */
+function storageId(
+  pid: unknown,
+  fqn: string,
+): { key: string; type: { storageType: string; dtype: DType | undefined } | undefined } {
+  if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
+    throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
+  const type = (pid[1] as PickleGlobal | undefined)?.value as
+    | { storageType: string; dtype: DType | undefined }
+    | undefined;
+  return { key: pid[2], type };
+}
+
 function decodeWithin(bytes: Uint8Array, fqn: string, where: string, budget: DecodeBudget): TorchItem {
   const members = readZip(bytes, `"${fqn}" in ${where}`, budget);
   const storages = new Map<string, TensorRef["storage"]>();
@@ -272,13 +293,8 @@ function decodeWithin(bytes: Uint8Array, fqn: string, where: string, budget: Dec
     what: budget.what,
     budget,
     persistentLoad: (pid) => {
-      if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
-        throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
-      const type = (pid[1] as PickleGlobal | undefined)?.value as
-        | { storageType: string; dtype: DType | undefined }
-        | undefined;
+      const { key, type } = storageId(pid, fqn);
       if (!type) throw new MetadataError(`Malformed torch item "${fqn}": a storage of an unknown type`);
-      const key = pid[2];
       let storage = storages.get(key);
       if (!storage) {
         storage = { ...type, bytes: verifiedMember(members, `data/${key}`, fqn, where) };
@@ -347,14 +363,10 @@ export function locateTorchPayload(
         what: budget.what,
         budget,
         persistentLoad: (pid) => {
-          if (!(pid instanceof PyTuple) || pid[0] !== "storage" || typeof pid[2] !== "string")
-            throw new MetadataError(`Malformed torch item "${fqn}": an unknown persistent id`);
-          const type = (pid[1] as PickleGlobal | undefined)?.value as
-            | { dtype: DType | undefined }
-            | undefined;
-          if (storage && storage.key !== pid[2])
+          const { key, type } = storageId(pid, fqn);
+          if (storage && storage.key !== key)
             throw new MetadataError(`Malformed torch item "${fqn}": more than one storage`);
-          storage = { key: pid[2], dtype: type?.dtype };
+          storage = { key, dtype: type?.dtype };
           return { storageType: "", dtype: type?.dtype, bytes: ARCHIVE_HOLE };
         },
       });
