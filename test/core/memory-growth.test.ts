@@ -43,13 +43,13 @@ function runChild(nodeFlags: readonly string[], args: readonly string[]): Promis
   });
 }
 
-function expectNoGrowth(report: Report, rounds: number): void {
+function expectNoGrowth(report: Report, rounds: number, rssMiB = 32): void {
   expect(report.intact).toBe(true);
   expect(report.tasks).toBeGreaterThanOrEqual(4 * rounds); // every save's and load's two CRCs, on workers
   const mib = (n: number) => Math.round(n / MiB);
   // Without the workers' collections: RSS +300 MiB after 200 rounds (+80 MiB after 60).
   expect(mib(report.last.arrayBuffers - report.tenth.arrayBuffers)).toBeLessThanOrEqual(32);
-  expect(mib(report.last.rss - report.tenth.rss)).toBeLessThanOrEqual(32);
+  expect(mib(report.last.rss - report.tenth.rss)).toBeLessThanOrEqual(rssMiB);
 }
 
 describe("the worker threads do not keep the shared memory they were handed", () => {
@@ -58,7 +58,10 @@ describe("the worker threads do not keep the shared memory they were handed", ()
   });
 
   it("so too when the process has no --expose-gc (the workers take a collector of their own)", async () => {
-    expectNoGrowth(await runChild([], [await tempDir(), "vm-gc", "60"]), 60); // without the fix: +80 MiB
+    // Without the fix: arrayBuffers +76 MiB, RSS +80 MiB. This child cannot collect its own main
+    // thread between rounds (no gc()), so its RSS also holds the main thread's garbage (+49 MiB
+    // once in CI): the workers' memory is judged by arrayBuffers (≤ 32 MiB), RSS only for a leak.
+    expectNoGrowth(await runChild([], [await tempDir(), "vm-gc", "60"]), 60, 96);
   });
 
   it("the workers collect without --expose-gc and leave the flag off for everything else", async () => {
