@@ -2,7 +2,6 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   CheckpointError,
-  CheckpointException,
   convertCheckpoint,
   DTYPE_BYTES,
   DTYPES,
@@ -22,6 +21,7 @@ import { flattenStateDict, SAFETENSORS_DTYPES } from "@dcpjs/core/extend";
 import { beforeAll, describe, expect, it } from "vitest";
 import { decodeTorchItem } from "../../packages/core/src/formats/torch/torch-item.js";
 import { torchTensorArchive } from "../../packages/core/src/formats/torch/torch-write.js";
+import { failureOf } from "../support/failure.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { allRanks } from "../support/ranks.js";
 import { hexOf, randomTensor, sameTensor } from "../support/tensors.js";
@@ -33,17 +33,6 @@ type Check = { ok: boolean; mismatches: string[]; checked: number; load_file?: n
 beforeAll(async () => {
   await torchPython();
 }, 600_000);
-
-async function failureOf(p: Promise<unknown>): Promise<CheckpointError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(CheckpointError);
-  return e instanceof CheckpointException
-    ? (e.failures[0]!.error as CheckpointError)
-    : (e as CheckpointError);
-}
 
 /** The typed array, bytes per element and array elements per tensor element of every dtype. */
 const TABLE: Record<DType, [new (n: number) => ArrayBufferView, number, number]> = {

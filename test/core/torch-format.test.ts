@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { describeCheckpoint } from "@dcpjs/cli";
 import {
   CheckpointError,
-  CheckpointException,
   createLocalProcessGroups,
   createStorageReader,
   emptyTensor,
@@ -17,6 +16,7 @@ import {
 import { flattenStateDict, METADATA_FILE } from "@dcpjs/core/extend";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
+import { failureOf } from "../support/failure.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -36,17 +36,6 @@ async function torchCheckpoint(
   await runPeer("torch_peer.py", ["save", dir, mode]);
   const expected = JSON.parse(await readFile(join(root, `expected-${mode}.json`), "utf8")) as Expected;
   return { dir, expected };
-}
-
-async function failureOf(p: Promise<unknown>): Promise<CheckpointError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(CheckpointError);
-  return e instanceof CheckpointException
-    ? (e.failures[0]!.error as CheckpointError)
-    : (e as CheckpointError);
 }
 
 describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified", () => {

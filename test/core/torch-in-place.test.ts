@@ -1,8 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  CheckpointError,
-  CheckpointException,
   emptyTensor,
   FileSystemReader,
   FileSystemWriter,
@@ -14,6 +12,7 @@ import {
 } from "@dcpjs/core";
 import type { CreateStreamOptions, FileReadStream } from "@dcpjs/core/extend";
 import { beforeAll, describe, expect, it } from "vitest";
+import { failureOf } from "../support/failure.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -69,17 +68,6 @@ function readsOf(fs: RecordingFileSystem, t: Tensor, others: readonly Tensor[]) 
     intoDest: fs.reads.filter((r) => r.buffer === mine).reduce((n, r) => n + r.length, 0),
     longestElsewhere: Math.max(0, ...fs.reads.filter((r) => !dests.has(r.buffer)).map((r) => r.length)),
   };
-}
-
-async function failureOf(p: Promise<unknown>): Promise<CheckpointError> {
-  const e = await p.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  expect(e).toBeInstanceOf(CheckpointError);
-  return e instanceof CheckpointException
-    ? (e.failures[0]!.error as CheckpointError)
-    : (e as CheckpointError);
 }
 
 describe("torch tensor items are read straight into their tensors", () => {
