@@ -116,6 +116,7 @@ export {
   tensorStorageSize,
   validateGlobalPlan,
 } from "./plan/save-planner.js";
+export { type RetryOptions, type RetryPolicy, retry } from "./retry.js";
 export type {
   CreateStreamOptions,
   FileEntry,

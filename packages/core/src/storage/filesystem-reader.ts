@@ -7,7 +7,6 @@ import {
   NotFoundError,
   throwIfAborted,
 } from "../errors.js";
-import { decodeCheckpointMetadata, mergeRankMetadata } from "../formats/checkpoint-metadata.js";
 import {
   assertItemBlocks,
   assertRunningChecksums,
@@ -38,6 +37,7 @@ import { METADATA_FILE, rankMetadataFile } from "./layout.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
+import { committedRefersTo, readCheckpointMetadata } from "./read-checkpoint-metadata.js";
 import {
   type FileReadSchedule,
   type ReadCapabilities,
@@ -45,8 +45,6 @@ import {
   resolveReadCapabilities,
   scheduleReads,
 } from "./read-schedule.js";
-import { readWholeFile } from "./read-whole-file.js";
-import { readSafetensorsMetadata } from "./safetensors-folder.js";
 import {
   PROCESS_ID,
   planSharedReads,
@@ -66,8 +64,6 @@ import {
   startWorkers,
 } from "./worker-pool.js";
 
-/** Most `__{rank}.metadata` files read from a checkpoint saved without rank coordination. */
-export const MAX_RANK_METADATA_FILES = 65_536;
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified). */
 export const READ_AHEAD_CHUNKS = 4;
 
@@ -240,57 +236,10 @@ export class FileSystemReader implements StorageReader {
    * save never committed) nor a safetensors file; {@link MetadataError} when it is malformed.
    */
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
-    throwIfAborted(signal);
     this.#committed = undefined;
-    const file = this.fs.concatPath(this.path, METADATA_FILE);
-    const read = () => readWholeFile(this.fs, file, signal ? { signal } : {});
-    let bytes: Uint8Array;
-    try {
-      bytes = await read();
-    } catch (error) {
-      if (error instanceof NotFoundError) {
-        // Saved without rank coordination (PyTorch's use_collectives=False): __{rank}.metadata files.
-        const perRank = await this.#rankMetadata(signal);
-        if (perRank) return { ...perRank, storageMeta: { ...perRank.storageMeta, loadId: this.#loadId } };
-        // Not a dcpjs checkpoint: perhaps a folder of safetensors files (Hugging Face layout).
-        const safetensors = await readSafetensorsMetadata(this.fs, this.path, signal);
-        if (safetensors)
-          return { ...safetensors, storageMeta: { ...safetensors.storageMeta, loadId: this.#loadId } };
-        throw new CheckpointError(
-          "INCOMPLETE_CHECKPOINT",
-          `Expected a committed checkpoint at ${this.path} (a ${METADATA_FILE} file), found none: the save did not complete, or the path is wrong`,
-          { cause: error },
-        );
-      }
-      throw error;
-    }
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const md = decodeCheckpointMetadata(bytes);
-        this.#committed = md.storageMeta.saveId ?? `${bytes.byteLength}:${computeChecksum("crc32", bytes)}`;
-        return { ...md, storageMeta: { ...md.storageMeta, loadId: this.#loadId } };
-      } catch (error) {
-        // A damaged response (CRC trailer or pickle) is requested again where the backend says it helps.
-        const rereads = resolveReadCapabilities(this.fs.readCapabilities).rereadsOnMismatch;
-        if (!(error instanceof MetadataError) || attempt >= rereads) throw error;
-        bytes = await read();
-      }
-    }
-  }
-
-  /** The merged `__{rank}.metadata` files (ranks 0, 1, … until one is missing), or undefined when there is none. */
-  async #rankMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
-    const parts: Metadata[] = [];
-    for (let rank = 0; rank < MAX_RANK_METADATA_FILES; rank++) {
-      const file = this.fs.concatPath(this.path, rankMetadataFile(rank));
-      try {
-        parts.push(decodeCheckpointMetadata(await readWholeFile(this.fs, file, signal ? { signal } : {})));
-      } catch (error) {
-        if (error instanceof NotFoundError) break;
-        throw error;
-      }
-    }
-    return parts.length > 0 ? mergeRankMetadata(parts) : undefined;
+    const { metadata, committed } = await readCheckpointMetadata(this.fs, this.path, signal);
+    this.#committed = committed;
+    return { ...metadata, storageMeta: { ...metadata.storageMeta, loadId: this.#loadId } };
   }
 
   /** @inheritDoc */
@@ -438,18 +387,12 @@ export class FileSystemReader implements StorageReader {
    */
   async #supersededOr(missing: NotFoundError, relativePath: string): Promise<CheckpointError> {
     if (this.#committed === undefined) return missing;
-    try {
-      const file = this.fs.concatPath(this.path, METADATA_FILE);
-      const now = decodeCheckpointMetadata(await readWholeFile(this.fs, file));
-      if ([...now.storageData.values()].some((i) => i.relativePath === relativePath)) return missing;
-      return new CheckpointError(
-        "CHECKPOINT_SUPERSEDED",
-        `Expected ${relativePath} of the checkpoint at ${this.path} that this load read, but a newer save committed there and removed it (the committed .metadata no longer refers to it)`,
-        { cause: missing },
-      );
-    } catch {
-      return missing; // no committed checkpoint there any more (removed), or unreadable: report the file
-    }
+    if ((await committedRefersTo(this.fs, this.path, relativePath)) !== false) return missing;
+    return new CheckpointError(
+      "CHECKPOINT_SUPERSEDED",
+      `Expected ${relativePath} of the checkpoint at ${this.path} that this load read, but a newer save committed there and removed it (the committed .metadata no longer refers to it)`,
+      { cause: missing },
+    );
   }
 
   /**
