@@ -142,6 +142,7 @@ export {
   saveLeaseFile,
   saveTagOf,
 } from "./storage/layout.js";
+export { prefetchInOrder } from "./storage/ordered-prefetch.js";
 export {
   type ByteRange,
   DEFAULT_READ_CAPABILITIES,
