@@ -91,6 +91,45 @@ export interface S3TransferSettings {
 }
 
 /**
+ * The attempts per request a config asks for — the one place `S3ClientConfig.maxAttempts` is read:
+ * the client {@link createS3Client} builds gets it, and {@link maxAttemptsOf} reads it back.
+ *
+ * @param config - the config.
+ * @returns `maxAttempts`, else {@link DEFAULT_MAX_ATTEMPTS} (10, s3torchconnector's default).
+ */
+export function configuredMaxAttempts(config: S3ClientConfig = {}): number {
+  return config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+}
+
+/** Attempts used when a client's `maxAttempts` provider fails or gives no number (the SDK's default). */
+const FALLBACK_MAX_ATTEMPTS = 3;
+
+const attemptsByClient = new WeakMap<S3Client, Promise<number>>();
+
+/**
+ * A client's `maxAttempts` (the SDK's config provider), read once per client — the attempts that
+ * dcpjs's own retries (a ranged GET resumed, a verified GET) allow in all, on top of the SDK's
+ * retries of each request, as its standard retry mode counts them.
+ *
+ * @param client - any `S3Client` (built by {@link createS3Client} or not).
+ * @returns an integer ≥ 1: the client's `maxAttempts` (rounded up, at least 1), or 3 (the SDK's
+ *   default) when its provider fails or answers no finite number.
+ */
+export function maxAttemptsOf(client: S3Client): Promise<number> {
+  let attempts = attemptsByClient.get(client);
+  if (!attempts) {
+    const provider = client.config.maxAttempts as unknown as (() => Promise<number>) | number | undefined;
+    attempts = Promise.resolve(typeof provider === "function" ? provider() : provider).then(
+      (n) =>
+        typeof n === "number" && Number.isFinite(n) ? Math.max(1, Math.ceil(n)) : FALLBACK_MAX_ATTEMPTS,
+      () => FALLBACK_MAX_ATTEMPTS,
+    );
+    attemptsByClient.set(client, attempts);
+  }
+  return attempts;
+}
+
+/**
  * Validates the config up front and resolves the transfer settings.
  *
  * @param config - the config.
@@ -101,7 +140,7 @@ export interface S3TransferSettings {
 export function resolveTransferSettings(config: S3ClientConfig = {}): S3TransferSettings {
   const partSize = config.partSize ?? DEFAULT_PART_SIZE_BYTES;
   assertIntegerInRange("partSize", partSize, MIN_PART_SIZE_BYTES, MAX_PART_SIZE_BYTES, " bytes");
-  assertIntegerInRange("maxAttempts", config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, 1, MAX_MAX_ATTEMPTS);
+  assertIntegerInRange("maxAttempts", configuredMaxAttempts(config), 1, MAX_MAX_ATTEMPTS);
   const queueSize = config.queueSize ?? DEFAULT_QUEUE_SIZE;
   assertIntegerInRange("queueSize", queueSize, 1, 10_000);
   assertIntegerInRange("maxConcurrency", config.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, 1, 100_000);
@@ -135,7 +174,7 @@ export function createS3Client(config: S3ClientConfig = {}): S3Client {
   const sdk: SdkS3ClientConfig = {
     region: config.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
     forcePathStyle: config.forcePathStyle ?? endpoint !== undefined,
-    maxAttempts: config.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    maxAttempts: configuredMaxAttempts(config),
     requestHandler: {
       // Every socket listens to its errors for its whole life: none can crash the process.
       httpAgent: new GuardedHttpAgent({ keepAlive: true, maxSockets }),

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -6,7 +5,9 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { CheckpointError } from "@dcpjs/core";
+import { maxAttemptsOf } from "./client-config.js";
 import { s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
+import { retryS3, S3_RETRY_MIN_DELAY_MS } from "./s3-retry.js";
 import { ThrottledError } from "./throttle.js";
 
 /** An object to read: the client, its bucket and key, and its URI for messages. */
@@ -52,24 +53,6 @@ export interface CheckedBody {
   destroy(): void;
 }
 
-/** The longest pause between two attempts of a ranged GET whose body failed (ms). */
-export const MAX_BODY_RETRY_DELAY_MS = 5_000;
-/** The first pause between attempts (ms); it doubles each time, with jitter. */
-export const BODY_RETRY_BASE_DELAY_MS = 100;
-
-const attemptsByClient = new WeakMap<S3Client, Promise<number>>();
-
-/** The client's `maxAttempts` (its config provider), cached per client. */
-function maxAttemptsOf(client: S3Client): Promise<number> {
-  let attempts = attemptsByClient.get(client);
-  if (!attempts) {
-    const provider = client.config.maxAttempts as unknown as (() => Promise<number>) | number | undefined;
-    attempts = Promise.resolve(typeof provider === "function" ? provider() : (provider ?? 3)).catch(() => 3);
-    attemptsByClient.set(client, attempts);
-  }
-  return attempts;
-}
-
 /**
  * Whether a failed GET (or its body) is worth another attempt: transport or length faults, not the
  * caller's abort, not a failed `If-Match` (the object was replaced; asking again cannot help), and
@@ -88,16 +71,6 @@ function rootCause(error: unknown, signal: AbortSignal | undefined, where: strin
       cause: error,
     });
   return error;
-}
-
-/** Waits before attempt `failures + 1`: exponential from {@link BODY_RETRY_BASE_DELAY_MS}, with jitter. */
-async function backoff(failures: number, signal: AbortSignal | undefined): Promise<void> {
-  const ms = Math.min(MAX_BODY_RETRY_DELAY_MS, BODY_RETRY_BASE_DELAY_MS * 2 ** (failures - 1));
-  try {
-    await sleep(ms * (0.5 + Math.random() / 2), undefined, signal ? { signal } : {});
-  } catch (cause) {
-    throw new CheckpointError("ABORTED", "The operation was aborted", { cause: signal?.reason ?? cause });
-  }
 }
 
 /** One GET and its checked body, without retries. */
@@ -177,9 +150,10 @@ async function openChecked(
  * Sends a GET for `[start, end)` (or the whole object when `start` is undefined) and checks its
  * `Content-Length`; the returned body then checks that no byte is missing or extra. A GET that
  * fails — in its response or in the middle of its body (reset, truncation, a wrong length) — is
- * retried from the first byte not yet delivered, as a ranged GET, with exponential backoff and
- * jitter (from {@link BODY_RETRY_BASE_DELAY_MS} to {@link MAX_BODY_RETRY_DELAY_MS}), up to the
- * client's `maxAttempts` in all (on top of the SDK's own retries of each request).
+ * retried from the first byte not yet delivered, as a ranged GET, under the one retry policy
+ * ({@link retryS3}: exponential backoff with jitter, an abortable pause), up to the client's
+ * `maxAttempts` ({@link maxAttemptsOf}) in all — the GET and every resume of its body share them —
+ * on top of the SDK's own retries of each request.
  *
  * @param ref - the object.
  * @param start - first byte, inclusive; whole object when undefined.
@@ -199,30 +173,35 @@ export async function getChecked(
 ): Promise<CheckedBody> {
   const attempts = await maxAttemptsOf(ref.client);
   const where = start === undefined ? ref.uri : `${ref.uri} (bytes=${start}-${end! - 1})`;
+  // One budget for the GET and every resume of its body: `attempts` in all, and the backoff goes on
+  // growing from one step to the next (each step is a `retryS3` of its own: the reads are pulled).
   let failures = 0;
-  const again = async (error: unknown) => {
-    if (!retryable(error, signal) || ++failures >= attempts) throw rootCause(error, signal, where);
-    await backoff(failures, signal);
-  };
-  let body: CheckedBody | undefined;
-  while (!body) {
+  const step = async <T>(operation: () => Promise<T>): Promise<T> => {
     try {
-      body = await openChecked(ref, start, end, expectedLength, signal);
+      return await retryS3(operation, {
+        attempts: attempts - failures,
+        minDelayMs: S3_RETRY_MIN_DELAY_MS * 2 ** failures,
+        shouldRetry: (error) => retryable(error, signal),
+        onRetry: () => void failures++,
+        ...(signal ? { signal } : {}),
+      });
     } catch (error) {
-      await again(error);
+      throw rootCause(error, signal, where);
     }
-  }
+  };
+  const body = await step(() => openChecked(ref, start, end, expectedLength, signal));
   const base = start ?? 0;
   const total = body.length;
   let received = 0;
   let current: CheckedBody | undefined = body;
   return {
     length: total,
-    async next() {
-      for (;;) {
+    next: () =>
+      step(async () => {
         try {
           if (!current) {
             if (received === total) return undefined;
+            // Resume from the first byte not yet delivered.
             current = await openChecked(ref, base + received, base + total, undefined, signal);
           }
           const chunk = await current.next();
@@ -231,10 +210,9 @@ export async function getChecked(
         } catch (error) {
           current?.destroy();
           current = undefined;
-          await again(error);
+          throw error;
         }
-      }
-    },
+      }),
     destroy() {
       current?.destroy();
       current = undefined;

@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CheckpointError } from "@dcpjs/core";
-import { assertIntegerInRange, throwIfAborted } from "@dcpjs/core/extend";
+import { assertIntegerInRange } from "@dcpjs/core/extend";
 import cacache from "cacache";
 import lockfile from "proper-lockfile";
+import { retryS3 } from "./s3-retry.js";
 
 /** The cache's size bound when none is given: 10 GiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
@@ -14,6 +14,18 @@ export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
 export const DEFAULT_CACHE_BLOCK_BYTES = 8 * 1024 * 1024;
 /** A lock on a block whose holder has not refreshed it for this long is taken over, by default (ms). */
 export const CACHE_LOCK_STALE_MS = 30_000;
+
+/** The first pause while another process fetches a block, before looking again (ms); it doubles. */
+const LOCK_WAIT_MIN_MS = 5;
+/** The longest pause while another process fetches a block (ms). */
+const LOCK_WAIT_MAX_MS = 100;
+
+/** Another process holds a block's lock (it is fetching the block): wait, then look again. */
+class BlockLocked extends Error {
+  constructor(cause: unknown) {
+    super("The block is being fetched by another process", { cause });
+  }
+}
 
 /** Options of {@link S3ReadCache}. */
 export interface S3ReadCacheOptions {
@@ -188,21 +200,25 @@ export class S3ReadCache {
     const cached = await this.#get(key, length);
     if (cached) return cached;
     const lockPath = join(await this.#lockDir(), createHash("sha256").update(key).digest("hex"));
-    for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
-      throwIfAborted(signal);
-      let release: (() => Promise<void>) | undefined;
-      try {
-        release = await lockfile.lock(lockPath, {
-          realpath: false,
-          stale: this.lockStaleMs,
-          retries: 0,
-          // Another process took the lock over as stale: at worst the block is fetched twice.
-          onCompromised: () => {},
-        });
-      } catch (error) {
-        if (!isCode(error, "ELOCKED")) throw error;
-      }
-      if (release) {
+    return retryS3(
+      async (attempt) => {
+        if (attempt > 1) {
+          // Another process was fetching it: it may be on disk now.
+          const filled = await this.#get(key, length);
+          if (filled) return filled;
+        }
+        let release: () => Promise<void>;
+        try {
+          release = await lockfile.lock(lockPath, {
+            realpath: false,
+            stale: this.lockStaleMs,
+            retries: 0,
+            // Another process took the lock over as stale: at worst the block is fetched twice.
+            onCompromised: () => {},
+          });
+        } catch (error) {
+          throw isCode(error, "ELOCKED") ? new BlockLocked(error) : error;
+        }
         try {
           const again = await this.#get(key, length);
           if (again) return again;
@@ -215,16 +231,18 @@ export class S3ReadCache {
         } finally {
           await release().catch(() => {});
         }
-      }
-      // Another process is fetching it: wait, then look again.
-      try {
-        await sleep(wait, undefined, signal ? { signal } : {});
-      } catch (cause) {
-        throw new CheckpointError("ABORTED", "The operation was aborted", { cause: signal?.reason ?? cause });
-      }
-      const filled = await this.#get(key, length);
-      if (filled) return filled;
-    }
+      },
+      {
+        // No bound on attempts: the wait ends when the holder stores the block, or its lock goes
+        // stale (`lockStaleMs`) and is taken over.
+        attempts: Number.MAX_SAFE_INTEGER,
+        minDelayMs: LOCK_WAIT_MIN_MS,
+        maxDelayMs: LOCK_WAIT_MAX_MS,
+        jitter: false,
+        shouldRetry: (error) => error instanceof BlockLocked,
+        ...(signal ? { signal } : {}),
+      },
+    );
   }
 
   /** The block from disk, verified (SHA-512 and length), its time refreshed; undefined on a miss. */

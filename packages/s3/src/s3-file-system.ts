@@ -20,10 +20,10 @@ import {
   type StreamMode,
   throwIfAborted,
 } from "@dcpjs/core/extend";
-import pRetry from "p-retry";
 import {
+  configuredMaxAttempts,
   createS3Client,
-  DEFAULT_MAX_ATTEMPTS,
+  maxAttemptsOf,
   resolveTransferSettings,
   type S3ClientConfig,
   type S3TransferSettings,
@@ -33,11 +33,14 @@ import { CachedS3Reader } from "./readers/cached-reader.js";
 import { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
 import { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
+import { retryS3 } from "./s3-retry.js";
 import { escapePath, isS3Uri, joinS3Path, parseS3Uri } from "./s3-uri.js";
 import { S3WriteStream } from "./s3-write-stream.js";
 
 /** Attempts of the DeleteObject that completes a rename, as s3torchconnector (tenacity, 3 attempts). */
 export const RENAME_DELETE_ATTEMPTS = 3;
+/** The first pause before the rename's DeleteObject is tried again (ms); it doubles, up to 5 s, with jitter. */
+const RENAME_DELETE_MIN_DELAY_MS = 500;
 
 /** Options of {@link S3FileSystem}. */
 export interface S3FileSystemOptions {
@@ -80,7 +83,7 @@ export class S3FileSystem implements FileSystemBase {
     this.client = options.client ?? createS3Client(options.clientConfig);
     this.readerConstructor = options.readerConstructor ?? S3ReaderConstructor.sequential();
     this.readCache = options.readCache;
-    this.#rereadsOnMismatch = (options.clientConfig?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS) - 1;
+    this.#rereadsOnMismatch = configuredMaxAttempts(options.clientConfig) - 1;
   }
 
   /**
@@ -205,15 +208,13 @@ export class S3FileSystem implements FileSystemBase {
       }
     }
     try {
-      await pRetry(
+      await retryS3(
         () => this.client.send(new DeleteObjectCommand({ Bucket: src.bucket, Key: src.key }), send),
         {
+          attempts: RENAME_DELETE_ATTEMPTS,
+          minDelayMs: RENAME_DELETE_MIN_DELAY_MS,
+          shouldRetry: () => true,
           ...(signal ? { signal } : {}),
-          retries: RENAME_DELETE_ATTEMPTS - 1,
-          factor: 2,
-          minTimeout: 500,
-          maxTimeout: 5000,
-          randomize: true,
         },
       );
     } catch (error) {
@@ -242,8 +243,9 @@ export class S3FileSystem implements FileSystemBase {
 
   /**
    * GETs a small object whole, checked against its length and — when its ETag is a plain MD5, as
-   * for single-part uploads without KMS — against its MD5; retried within the client's
-   * `maxAttempts` when a check fails.
+   * for single-part uploads without KMS — against its MD5; a response that fails a check is
+   * requested again under the one retry policy ({@link retryS3}), within the client's
+   * `maxAttempts` ({@link maxAttemptsOf}).
    */
   async #getVerified(
     bucket: string,
@@ -251,23 +253,28 @@ export class S3FileSystem implements FileSystemBase {
     uri: string,
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
-    const attempts = Math.max(1, await this.client.config.maxAttempts());
-    for (let attempt = 1; ; attempt++) {
-      const got = await this.client.send(
-        new GetObjectCommand({ Bucket: bucket, Key: key }),
-        signal ? { abortSignal: signal } : {},
-      );
-      const body = await got.Body!.transformToByteArray();
-      const etag = got.ETag?.replaceAll('"', "");
-      const md5 = /^[0-9a-f]{32}$/i.test(etag ?? "") ? createHash("md5").update(body).digest("hex") : etag;
-      if (body.byteLength === got.ContentLength && md5 === etag) return body;
-      if (attempt >= attempts) {
+    return retryS3(
+      async () => {
+        const got = await this.client.send(
+          new GetObjectCommand({ Bucket: bucket, Key: key }),
+          signal ? { abortSignal: signal } : {},
+        );
+        const body = await got.Body!.transformToByteArray();
+        const etag = got.ETag?.replaceAll('"', "");
+        const md5 = /^[0-9a-f]{32}$/i.test(etag ?? "") ? createHash("md5").update(body).digest("hex") : etag;
+        if (body.byteLength === got.ContentLength && md5 === etag) return body;
         throw new CheckpointError(
           "TRUNCATED",
           `Expected ${got.ContentLength} bytes of ${uri} with MD5 ${etag}, got ${body.byteLength} with ${md5}`,
         );
-      }
-    }
+      },
+      {
+        attempts: await maxAttemptsOf(this.client),
+        // Only a response that fails its checks is asked for again; the SDK retried the request itself.
+        shouldRetry: (error) => error instanceof CheckpointError && error.code === "TRUNCATED",
+        ...(signal ? { signal } : {}),
+      },
+    );
   }
 
   /**

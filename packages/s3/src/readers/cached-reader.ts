@@ -1,10 +1,21 @@
 import { CheckpointError } from "@dcpjs/core";
-import { assertReadRange, type FileReadStream, readViaReadInto, throwIfAborted } from "@dcpjs/core/extend";
+import {
+  assertReadRange,
+  type FileReadStream,
+  prefetchInOrder,
+  readViaReadInto,
+  throwIfAborted,
+} from "@dcpjs/core/extend";
 import { assertObjectRef, checkInside, getRange, headObject, type S3ObjectRef } from "../ranged-get.js";
 import type { CachedObjectId, S3ReadCache } from "../read-cache.js";
 
 /** Blocks one read fetches (or reads from disk) at once. */
 export const BLOCKS_IN_FLIGHT = 4;
+
+/** The numbers of the blocks of `blockBytes` that `[offset, end)` touches, in order. */
+function* blocksOf(offset: number, end: number, blockBytes: number): Generator<number> {
+  for (let b = Math.floor(offset / blockBytes); b * blockBytes < end; b++) yield b;
+}
 
 /**
  * Reads an object through an {@link S3ReadCache}: one HEAD for its size and ETag, then every read
@@ -52,7 +63,10 @@ export class CachedS3Reader implements FileReadStream {
     return readViaReadInto(this, offset, length, signal);
   }
 
-  /** @inheritDoc Blocks are fetched (or read from disk) in parallel. */
+  /**
+   * @inheritDoc Blocks are fetched (or read from disk) in order, up to {@link BLOCKS_IN_FLIGHT} at
+   * once (core's `prefetchInOrder`), each copied into `target` as it arrives.
+   */
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     assertReadRange(offset, target.byteLength);
     throwIfAborted(signal);
@@ -63,20 +77,15 @@ export class CachedS3Reader implements FileReadStream {
     const fetch = (start: number, end: number) => getRange(ref, start, end, signal);
     const bs = this.cache.blockBytes;
     const end = offset + target.byteLength;
-    const blocks: number[] = [];
-    for (let b = Math.floor(offset / bs); b * bs < end; b++) blocks.push(b);
     const copyBlock = async (b: number) => {
       const bytes = await this.cache.block(object, b, fetch, signal);
       const from = Math.max(offset, b * bs);
       const to = Math.min(end, b * bs + bytes.byteLength);
       target.set(bytes.subarray(from - b * bs, to - b * bs), from - offset);
     };
-    for (let i = 0; i < blocks.length; i += BLOCKS_IN_FLIGHT) {
-      // Every block settles before the read does (the caller may reuse `target`); the first failure wins.
-      const settled = await Promise.allSettled(blocks.slice(i, i + BLOCKS_IN_FLIGHT).map(copyBlock));
-      const failed = settled.find((r) => r.status === "rejected");
-      if (failed) throw failed.reason;
-    }
+    // Every block in flight settles before the read does (the caller may reuse `target`); the
+    // first failure in order wins.
+    for await (const _ of prefetchInOrder(blocksOf(offset, end, bs), copyBlock, BLOCKS_IN_FLIGHT));
   }
 
   /** @inheritDoc */
