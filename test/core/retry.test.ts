@@ -1,5 +1,6 @@
 import { retry } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
+import { exited, spawnTs, waitForLine } from "../support/child.js";
 
 describe("retry, the one retry policy", () => {
   it("tries again while shouldRetry agrees, then returns the first success", async () => {
@@ -61,5 +62,11 @@ describe("retry, the one retry policy", () => {
     await expect(retry(async () => 1, { attempts: 0, shouldRetry: () => true })).rejects.toThrow(
       "Expected attempts to be an integer ≥ 1, got 0",
     );
+  });
+
+  it("keeps the process alive while it pauses between attempts", async () => {
+    const child = spawnTs("retry-alone-child.ts", []);
+    await expect(waitForLine(child, /^ok$/)).resolves.toBe("ok");
+    expect(await exited(child)).toBe("0");
   });
 });

@@ -76,7 +76,8 @@ export async function retry<T>(
         maxTimeout: options.maxDelayMs ?? 5000,
         factor: options.factor ?? 2,
         randomize: options.jitter ?? true,
-        unref: true,
+        // The pause keeps the process alive (no `unref`): a process whose only pending work is a
+        // retry would otherwise exit in the middle of it, with code 0 and the promise unsettled.
         ...(signal ? { signal } : {}),
         shouldRetry: async ({ error, attemptNumber }) => {
           const again = await shouldRetry(unwrap(error), attemptNumber);
