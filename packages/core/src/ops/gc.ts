@@ -112,7 +112,7 @@ export async function collectGarbage(path: string, options: GarbageOptions = {})
         (c.state === "committed" || now - c.modifiedMs >= grace) &&
         // A save writing there (a new checkpoint, or an overwrite of an old one) keeps it whole; an
         // incomplete one that has committed since it was listed is newer than the kept ones.
-        (await liveLeases(fs, locate(c.id).root, now, signal)).size === 0 &&
+        (await liveLeases(fs, fs.initPath(c.id), now, signal)).size === 0 &&
         (c.state === "committed" || !(await committedMetadata(c.id, signal)))
       ) {
         if (!options.dryRun) await removeCheckpoint(c.id, { force: true, ...(signal ? { signal } : {}) });

@@ -211,9 +211,9 @@ export function storageBackendFor(checkpointId: string | undefined): StorageBack
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}, and for a
  * read-only backend ("Expected a writable backend…").
  */
-export async function createStorageWriter(
+export async function createStorageWriter<O extends StorageWriterRouterOptions = StorageWriterRouterOptions>(
   checkpointId: string | undefined,
-  options: StorageWriterRouterOptions = {},
+  options: O = {} as O,
 ): Promise<StorageWriter> {
   const backend = storageBackendFor(checkpointId);
   if (!backend.createWriter)
@@ -233,12 +233,12 @@ export async function createStorageWriter(
  * the backend's own options, passed through (S3's `readerConstructor`, …).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}.
  */
-export async function createStorageReader(
+export async function createStorageReader<O extends StorageRouterOptions = StorageRouterOptions>(
   checkpointId: string | undefined,
-  options: StorageRouterOptions = {},
+  options: O = {} as O,
 ): Promise<StorageReader> {
   const backend = storageBackendFor(checkpointId);
-  const { overwrite: _, format: __, ...readerOptions } = options;
+  const { overwrite: _, format: __, ...readerOptions } = options as StorageRouterOptions;
   return backend.createReader(checkpointId!, readerOptions);
 }
 
