@@ -2,7 +2,14 @@
 // inspect, verify, copy, remove, gc, convert and the cleanup of stray uploads. Each takes a
 // folder or a URI of any registered backend (`s3://` once `@dcpjs/s3` is imported), typed
 // `readonly` options with `onProgress` and an `AbortSignal`, and returns a typed report.
-export { type CleanupUploadsOptions, cleanupUploads } from "./cleanup-uploads.js";
+
+export {
+  type CheckpointListing,
+  DEFAULT_LIST_DEPTH,
+  type ListCheckpointsOptions,
+  latestCheckpoint,
+  listCheckpoints,
+} from "../checkpoints.js"; // list lives beside save: a training program resumes with latestCheckpoint
 export {
   type ConvertBatch,
   type ConvertFormat,
@@ -10,7 +17,8 @@ export {
   type ConvertSummary,
   convertCheckpoint,
   DEFAULT_CONVERT_WINDOW_BYTES,
-} from "./convert.js";
+} from "../convert.js"; // convert (and `dcp export`) lives beside save and load, as DCP's format utilities
+export { type CleanupUploadsOptions, cleanupUploads } from "./cleanup-uploads.js";
 export { COPY_PIECE_BYTES, type CopyOptions, type CopyReport, copyCheckpoint } from "./copy.js";
 export { collectGarbage, type GarbageOptions } from "./gc.js";
 export {
@@ -20,13 +28,6 @@ export {
   type InspectReport,
   inspectCheckpoint,
 } from "./inspect.js";
-export {
-  type CheckpointListing,
-  DEFAULT_LIST_DEPTH,
-  type ListCheckpointsOptions,
-  latestCheckpoint,
-  listCheckpoints,
-} from "./list.js";
 export type { OperationProgress } from "./progress.js";
 export { type RemovalReport, type RemoveOptions, removeCheckpoint } from "./remove.js";
 export {
