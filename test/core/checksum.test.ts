@@ -1,7 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
-import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/cli";
 import { emptyTensor, load, save } from "@dcpjs/core";
 import {
   decodeMetadata,
@@ -12,6 +11,7 @@ import {
   runningChecksumsOnWorker,
   type StorageInfo,
 } from "@dcpjs/core/extend";
+import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";

@@ -1,6 +1,5 @@
 import { readdir, rm, truncate, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { collectGarbage } from "@dcpjs/cli";
 import {
   CheckpointError,
   CheckpointException,
@@ -26,6 +25,7 @@ import {
   saveTagOf,
   type WriteResult,
 } from "@dcpjs/core/extend";
+import { collectGarbage } from "@dcpjs/core/ops";
 import { describe, expect, it } from "vitest";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";

@@ -28,6 +28,9 @@ describe("a checkpoint id its registered backend refuses says what is wrong with
     registerStorageBackend({
       name: "mem",
       validateCheckpointId: (id) => /^mem:\/\/[a-z]+/.test(id),
+      fileSystem: () => {
+        throw new Error("unused");
+      },
       createWriter: (path) => new FileSystemWriter({ path }),
       createReader: () => {
         throw new Error("unused");

@@ -3,7 +3,6 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { describeCheckpoint, verifyCheckpoint } from "@dcpjs/cli";
 import {
   CheckpointError,
   createLocalProcessGroups,
@@ -19,6 +18,7 @@ import {
   type Tensor,
 } from "@dcpjs/core";
 import { parseSafetensorsHeader, SAFETENSORS_INDEX_FILE } from "@dcpjs/core/extend";
+import { describeCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";

@@ -1,6 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describeCheckpoint } from "@dcpjs/cli";
 import {
   CheckpointError,
   createLocalProcessGroups,
@@ -14,6 +13,7 @@ import {
   type Tensor,
 } from "@dcpjs/core";
 import { flattenStateDict, METADATA_FILE } from "@dcpjs/core/extend";
+import { describeCheckpoint } from "@dcpjs/core/ops";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { failureOf } from "../support/failure.js";

@@ -16,7 +16,7 @@ describeCheckpointOps("the S3 server", {
 describe("dcp cp across backends", () => {
   it("folder → S3 → folder, bit-exact; a second copy to S3 transfers nothing", async () => {
     const { join } = await import("node:path");
-    const { copyCheckpoint } = await import("@dcpjs/cli");
+    const { copyCheckpoint } = await import("@dcpjs/core/ops");
     const { load, save } = await import("@dcpjs/core");
     const { tempDir } = await import("../support/tmp.js");
     const { seededState, seededTarget, whichSeed } = await import("../support/tensors.js");
@@ -35,7 +35,7 @@ describe("dcp cp across backends", () => {
 
 describe("dcp gc and a save in flight on S3", () => {
   it("gc at grace 0 keeps the multipart upload of a save whose lease is live, and aborts one without a lease", async () => {
-    const { collectGarbage } = await import("@dcpjs/cli");
+    const { collectGarbage } = await import("@dcpjs/core/ops");
     const { saveLeaseFile, writeWholeFile } = await import("@dcpjs/core/extend");
     const { ListMultipartUploadsCommand } = await import("@aws-sdk/client-s3");
     const { parseS3Uri } = await import("@dcpjs/s3");

@@ -217,7 +217,7 @@ describe("the S3 read cache", () => {
 
 describe("dcp verify and dcp cp with --cache-dir", () => {
   it("verify fills the cache with every object; cp from S3 then copies bit-exactly through it", async () => {
-    const { copyCheckpoint, verifyCheckpoint } = await import("@dcpjs/cli");
+    const { copyCheckpoint, verifyCheckpoint } = await import("@dcpjs/core/ops");
     Object.assign(process.env, s3Env());
     const uri = await savedCheckpoint(4);
     const cacheDir = await tempDir();

@@ -2,8 +2,9 @@
 // with a grace of argv[3] ms — and, when argv[4] is given, `keepLast` argv[4] on a run prefix —
 // pass after pass until it is killed, printing "pass" after each and "error CODE message" for a
 // pass that failed.
-import { collectGarbage } from "@dcpjs/cli";
+
 import { CheckpointError } from "@dcpjs/core";
+import { collectGarbage } from "@dcpjs/core/ops";
 import "@dcpjs/s3";
 
 const [path, graceMs, keepLast] = [process.argv[2]!, Number(process.argv[3]), process.argv[4]];

@@ -117,6 +117,7 @@ export function memoryBackend(fs: MemoryFileSystem): StorageBackend {
   return {
     name: "mem",
     validateCheckpointId: (id) => fs.validateCheckpointId(id),
+    fileSystem: (path) => ({ fs, path: fs.initPath(path) }),
     createWriter: (path, options) => new FileSystemWriter({ ...options, path, fs }),
     createReader: (path, options) => new FileSystemReader({ ...options, path, fs }),
   };

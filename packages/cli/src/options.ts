@@ -1,4 +1,27 @@
+import { statSync } from "node:fs";
+import { CheckpointError } from "@dcpjs/core";
 import { InvalidArgumentError } from "commander";
+
+/** The exit codes, as the help of `dcp` and its commands states them. */
+export const EXIT_CODES =
+  "\nExit codes: 0 done; 1 a damaged or failed checkpoint or operation; 2 bad arguments.";
+
+/**
+ * Refuses an option naming a folder that is something else (a file): the read cache would fail
+ * deep inside with a raw `ENOTDIR`.
+ *
+ * @param option - the option's name, for the message (`--cache-dir`).
+ * @param path - its value.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `path` is there and not a folder.
+ */
+export function assertFolderOrAbsent(option: string, path: string): void {
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat && !stat.isDirectory())
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected ${option} to be a folder (or a path to create one), got a file: ${path}`,
+    );
+}
 
 /**
  * Parses a command-line value as an integer ≥ 1 (a commander option parser).

@@ -1,9 +1,8 @@
 import { CheckpointError, type CheckpointErrorCode, throwIfAborted } from "./errors.js";
 import type { Metadata } from "./plan/metadata.js";
 import type { FileEntry, FileSystemBase } from "./storage/filesystem-base.js";
-import { FileSystemReader } from "./storage/filesystem-reader.js";
 import { isDataFile, METADATA_FILE } from "./storage/layout.js";
-import { createStorageReader } from "./storage/registry.js";
+import { createStorageReader, storageBackendFor } from "./storage/registry.js";
 
 /** One checkpoint found by {@link listCheckpoints}. */
 export interface CheckpointListing {
@@ -166,15 +165,13 @@ async function describeFolder(
 }
 
 /** The file system of the backend registered for `root` (local folders, `s3://` once `@dcpjs/s3` is imported, …). */
-async function listingFileSystem(
-  root: string,
-): Promise<FileSystemBase & Required<Pick<FileSystemBase, "list">>> {
-  const reader = await createStorageReader(root);
-  const fs = reader instanceof FileSystemReader ? reader.fs : undefined;
-  if (!fs?.list)
+function listingFileSystem(root: string): FileSystemBase & Required<Pick<FileSystemBase, "list">> {
+  const backend = storageBackendFor(root);
+  const { fs } = backend.fileSystem(root);
+  if (!fs.list)
     throw new CheckpointError(
       "INVALID_ARGUMENT",
-      `Expected a storage backend that can list folders for ${root}, got one without (${reader.constructor.name})`,
+      `Expected a storage backend that can list folders for ${root}, got one without (${backend.name})`,
     );
   return fs as FileSystemBase & Required<Pick<FileSystemBase, "list">>;
 }
@@ -205,7 +202,7 @@ export async function listCheckpoints(
   const maxDepth = options.recursive ? (options.maxDepth ?? DEFAULT_LIST_DEPTH) : 1;
   if (!Number.isSafeInteger(maxDepth) || maxDepth < 1)
     throw new CheckpointError("INVALID_ARGUMENT", `Expected maxDepth to be an integer >= 1, got ${maxDepth}`);
-  const fs = await listingFileSystem(root);
+  const fs = listingFileSystem(root);
   const found: CheckpointListing[] = [];
   const search = async (id: string, depth: number): Promise<void> => {
     throwIfAborted(signal);

@@ -43,16 +43,22 @@ export interface ConvertOptions {
   readonly windowBytes?: number;
   /**
    * The writer of a dcpjs or torch output (e.g. an `S3StorageWriter` with `format`).
-   * @default a {@link FileSystemWriter} of the format `to` for a local folder, else the registry's writer for `dst` (dcpjs only)
+   * @default the writer of the format `to` that the backend registered for `dst` gives (a {@link FileSystemWriter} for a folder)
    */
   readonly storageWriter?: StorageWriter;
   /** safetensors output: largest output file (bytes). @default 5000000000 */
   readonly maxShardSize?: number;
+  /** safetensors output: the `save_distributed` layout (see `ExportSafetensorsOptions.sharded`). @default false */
+  readonly sharded?: boolean;
+  /** safetensors output: also write the CRC-32C sidecar (see `ExportSafetensorsOptions.checksums`). @default false */
+  readonly checksums?: boolean;
   /**
    * Called once each batch is written, while it is still held (progress; memory checks); a
    * promise it returns is awaited before the next batch is loaded.
    */
   readonly onBatch?: (batch: ConvertBatch) => void | Promise<void>;
+  /** Called once each batch is written, with the batches written so far and in all. */
+  readonly onProgress?: (done: number, total: number) => void;
   /** Aborts the conversion; nothing is committed (data files already written stay, unreferenced). */
   readonly signal?: AbortSignal;
 }
@@ -65,6 +71,8 @@ export interface ConvertSummary {
   readonly bytes: number;
   /** Batches it was loaded and written in. */
   readonly batches: number;
+  /** safetensors output: the files written, relative to the destination. */
+  readonly files?: readonly string[];
 }
 
 /**
@@ -114,7 +122,7 @@ function entryBytes(metadata: Metadata, fqn: string, entry: StorageMetadataEntry
  * @param options - see {@link ConvertOptions}.
  * @returns what was converted.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, an
- * unknown `to`, or a torch output to a URI without `storageWriter`; `UNSUPPORTED_DTYPE`, before
+ * unknown `to`, or a read-only destination backend; `UNSUPPORTED_DTYPE`, before
  * anything is written, when the source holds a tensor of a dtype dcpjs cannot hold (quantized
  * `torch.qint8` …), which the output would otherwise lack; `ABORTED`; the errors of reading the
  * source and writing the destination.
@@ -127,15 +135,24 @@ export async function convertCheckpoint(
   const to = options.to ?? "dcpjs";
   const window = options.windowBytes ?? DEFAULT_CONVERT_WINDOW_BYTES;
   assertIntegerInRange("windowBytes", window, 1, Number.MAX_SAFE_INTEGER, " bytes");
-  const { signal, onBatch } = options;
+  const { signal, onProgress } = options;
+  const onBatch =
+    options.onBatch || onProgress
+      ? async (batch: ConvertBatch) => {
+          await options.onBatch?.(batch);
+          onProgress?.(batch.index + 1, batch.count);
+        }
+      : undefined;
   if (to === "safetensors") {
     const s = await exportSafetensors(src, dst, {
       batchBytes: window,
       ...(options.maxShardSize !== undefined ? { maxShardSize: options.maxShardSize } : {}),
+      ...(options.sharded !== undefined ? { sharded: options.sharded } : {}),
+      ...(options.checksums !== undefined ? { checksums: options.checksums } : {}),
       ...(signal ? { signal } : {}),
       ...(onBatch ? { onBatch } : {}),
     });
-    return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches };
+    return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches, files: s.files };
   }
   if (to !== "dcpjs" && to !== "torch")
     throw new CheckpointError(
@@ -209,14 +226,9 @@ export async function convertCheckpoint(
   return { entries: stateDictMetadata.size, bytes, batches: batches.length };
 }
 
-/** The writer of a dcpjs or torch output at `dst` when none is given. */
-async function defaultWriter(dst: string, format: "dcpjs" | "torch"): Promise<StorageWriter> {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(dst)) return new FileSystemWriter({ path: dst, format });
-  if (format === "dcpjs") return createStorageWriter(dst);
-  throw new CheckpointError(
-    "INVALID_ARGUMENT",
-    `Expected a storageWriter of format torch for ${dst} (the registry's writers write dcpjs's format), got none`,
-  );
+/** The writer of a dcpjs or torch output at `dst` when none is given: its backend's, of that format. */
+function defaultWriter(dst: string, format: "dcpjs" | "torch"): Promise<StorageWriter> {
+  return createStorageWriter(dst, { format });
 }
 
 /** Removes the data files of the batches written before a failure (a FileSystemWriter's; others are left to `dcp gc`). */

@@ -158,8 +158,13 @@ export {
 export { readViaReadInto } from "./storage/read-via-read-into.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
 export {
+  type BackendFileSystemOptions,
+  backendFileSystem,
+  type CleanupUploadsOptions,
   registerStorageBackend,
   type StorageBackend,
+  type StorageReaderRouterOptions,
+  type StorageWriterRouterOptions,
   storageBackendFor,
   unregisterStorageBackend,
 } from "./storage/registry.js";

@@ -23,7 +23,12 @@ export {
 export { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 export type { ReaderTarget } from "./readers/reader-constructor.js";
 export { SequentialS3Reader } from "./readers/sequential-reader.js";
-export { s3StorageBackend } from "./register.js";
+export {
+  type S3BackendFileSystemOptions,
+  type S3BackendReaderOptions,
+  type S3BackendWriterOptions,
+  s3StorageBackend,
+} from "./register.js";
 export { isNotFound, s3ErrorInfo, toCheckpointError } from "./s3-errors.js";
 export { RENAME_DELETE_ATTEMPTS } from "./s3-file-system.js";
 export { escapePath, joinS3Path } from "./s3-uri.js";

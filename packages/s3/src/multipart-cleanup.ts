@@ -1,4 +1,5 @@
 import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { throwIfAborted } from "@dcpjs/core/extend";
 import { createS3Client, type S3ClientConfig } from "./client-config.js";
 import { toCheckpointError } from "./s3-errors.js";
 import { parseS3Uri } from "./s3-uri.js";
@@ -18,6 +19,8 @@ export interface AbortIncompleteUploadsOptions {
    * lease before it starts an upload). @default none kept
    */
   readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Stops before each listing and abort (and cancels the request in flight); throws `ABORTED`. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -29,7 +32,8 @@ export interface AbortIncompleteUploadsOptions {
  * @param uri - the checkpoint's `s3://bucket/prefix`.
  * @param options - see {@link AbortIncompleteUploadsOptions}.
  * @returns the keys whose uploads were aborted.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a bad URI, and mapped S3 errors.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a bad URI, `ABORTED` when `signal`
+ * aborts, and mapped S3 errors.
  */
 export async function abortIncompleteUploads(
   uri: string,
@@ -42,8 +46,10 @@ export async function abortIncompleteUploads(
     return await abortUploadsUnder(client, bucket, prefix, {
       startedBefore: options.startedBefore ?? new Date(),
       ...(options.keep ? { keep: options.keep } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
   } catch (error) {
+    throwIfAborted(options.signal);
     throw toCheckpointError(error, "abort the multipart uploads under", uri);
   } finally {
     if (!options.client) client.destroy();
@@ -59,7 +65,8 @@ export async function abortIncompleteUploads(
  * @param bucket - the bucket.
  * @param prefix - the key prefix to list.
  * @param filter - `exactKey`: only that key; `startedBefore`: only uploads initiated before it;
- *   `keep`: not the keys it returns for each page (asked after the page is listed).
+ *   `keep`: not the keys it returns for each page (asked after the page is listed); `signal`:
+ *   stops before each request and cancels the one in flight.
  * @returns the keys whose uploads were aborted (a key once per upload).
  * @throws the SDK's errors, unmapped: a failed listing at once, else the first failed abort after
  *   trying every other upload.
@@ -72,13 +79,16 @@ export async function abortUploadsUnder(
     readonly exactKey?: string;
     readonly startedBefore?: Date;
     readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+    readonly signal?: AbortSignal;
   } = {},
 ): Promise<string[]> {
   const aborted: string[] = [];
   let first: { readonly error: unknown } | undefined;
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
+  const abortSignal = filter.signal;
   for (;;) {
+    throwIfAborted(abortSignal);
     const page = await client.send(
       new ListMultipartUploadsCommand({
         Bucket: bucket,
@@ -86,15 +96,18 @@ export async function abortUploadsUnder(
         ...(keyMarker ? { KeyMarker: keyMarker } : {}),
         ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
       }),
+      abortSignal ? { abortSignal } : {},
     );
     const kept = filter.keep ? await filter.keep((page.Uploads ?? []).map((u) => u.Key ?? "")) : undefined;
     for (const u of page.Uploads ?? []) {
       if (kept?.has(u.Key ?? "")) continue;
       if (filter.startedBefore && u.Initiated && u.Initiated > filter.startedBefore) continue;
       if (filter.exactKey !== undefined && u.Key !== filter.exactKey) continue;
+      throwIfAborted(abortSignal);
       try {
         await client.send(
           new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }),
+          abortSignal ? { abortSignal } : {},
         );
         aborted.push(u.Key!);
       } catch (error) {

@@ -1,11 +1,12 @@
 import { CheckpointError } from "../errors.js";
+import type { FileSystemBase } from "./filesystem-base.js";
 import { FileSystemReader } from "./filesystem-reader.js";
 import { FileSystemWriter } from "./filesystem-writer.js";
 import { LocalFileSystem } from "./local-file-system.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageWriter } from "./storage.js";
 
-/** Options `save`, `load` and the CLI pass to whichever backend a checkpoint id resolves to. */
+/** Options `save`, `load` and the operations pass to whichever backend a checkpoint id resolves to. */
 export interface StorageRouterOptions {
   /** Files per rank written (and read) concurrently. @default 1 for writers, 4 for readers */
   readonly threadCount?: number;
@@ -13,15 +14,62 @@ export interface StorageRouterOptions {
   readonly overwrite?: boolean;
   /** Called after each item is written or read. */
   readonly onProgress?: ProgressCallback;
+  /**
+   * Writers only: the on-disk format (`dcpjs`, `torch`, …; see `FileSystemWriterOptions.format`).
+   * @default "dcpjs"
+   */
+  readonly format?: "dcpjs" | "torch" | (string & {});
+  /**
+   * Readers only: a machine-local read cache folder, for a backend that has one (S3's
+   * `S3ReadCache`); a backend without one ignores it. @default no cache
+   */
+  readonly cacheDir?: string;
+}
+
+/** What a {@link StorageBackend}'s writer factory takes: the router's options without `cacheDir`. */
+export type StorageWriterRouterOptions = Omit<StorageRouterOptions, "cacheDir">;
+
+/** What a {@link StorageBackend}'s reader factory takes: the router's options without `overwrite` and `format`. */
+export type StorageReaderRouterOptions = Omit<StorageRouterOptions, "overwrite" | "format">;
+
+/** Options of {@link StorageBackend.fileSystem}. */
+export interface BackendFileSystemOptions {
+  /**
+   * A machine-local read cache folder that `rb` streams read through, for a backend that has
+   * one (S3's); a backend without one ignores it. @default no cache
+   */
+  readonly cacheDir?: string;
+}
+
+/** Options of {@link StorageBackend.cleanupUploads}. */
+export interface CleanupUploadsOptions {
+  /** Only uploads started before this time. @default now (all of them) */
+  readonly startedBefore?: Date;
+  /**
+   * Which uploads to keep: called once per listed page of uploads with their keys (object keys);
+   * returns those to keep (`dcp gc` keeps those of a save whose lease is live). @default none kept
+   */
+  readonly keep?: (keys: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Stops between pages and requests; throws `ABORTED`. */
+  readonly signal?: AbortSignal;
 }
 
 /**
- * A storage backend as the registry knows it: which checkpoint ids it takes and how to make its
- * writer and reader, as DCP's `_storage_setup` asks each candidate's `validate_checkpoint_id` and
- * tfjs's `router_registry` asks each router. A backend package registers itself on import
- * ({@link registerStorageBackend}); core names none but the local folder.
+ * A storage backend as the registry knows it: which checkpoint ids it takes, its file system, and
+ * how to make its writer and reader, as DCP's `_storage_setup` asks each candidate's
+ * `validate_checkpoint_id` and tfjs's `router_registry` asks each router. A backend package
+ * registers itself on import ({@link registerStorageBackend}); core names none but the local
+ * folder. The operations (`@dcpjs/core/ops`) work on any backend through {@link fileSystem}.
+ *
+ * @typeParam W - its writer factory's options: the router's, plus its own (S3's `prefixStrategy`, …).
+ * @typeParam R - its reader factory's options: the router's, plus its own (S3's `readerConstructor`, …).
+ * @typeParam F - its file system's options: the router's, plus its own.
  */
-export interface StorageBackend {
+export interface StorageBackend<
+  W extends StorageWriterRouterOptions = StorageWriterRouterOptions,
+  R extends StorageReaderRouterOptions = StorageReaderRouterOptions,
+  F extends BackendFileSystemOptions = BackendFileSystemOptions,
+> {
   /** Its name, for messages and for replacing a registration (e.g. `s3`, `local`). */
   readonly name: string;
   /**
@@ -37,17 +85,37 @@ export interface StorageBackend {
    */
   readonly checkpointIdForm?: string;
   /**
-   * The writer for a checkpoint id it validated.
-   * @param checkpointId - the id.
-   * @param options - see {@link StorageRouterOptions}.
+   * Whether it only reads (an HTTP server's files): it has no {@link createWriter}, and a save
+   * or an operation that writes is refused with `INVALID_ARGUMENT`. @default false
    */
-  createWriter(checkpointId: string, options: StorageRouterOptions): StorageWriter;
+  readonly readOnly?: boolean;
+  /**
+   * Its file system and the checkpoint's path on it (normalised, as `fs.initPath` gives it), for
+   * the operations that list, read, copy and remove files.
+   * @param checkpointId - an id it validated (a checkpoint, or a folder or prefix above some).
+   * @param options - its file system options (`cacheDir`, …).
+   */
+  fileSystem(checkpointId: string, options?: F): { fs: FileSystemBase; path: string };
+  /**
+   * The writer for a checkpoint id it validated; absent on a read-only backend.
+   * @param checkpointId - the id.
+   * @param options - see {@link StorageRouterOptions}, and its own.
+   */
+  createWriter?(checkpointId: string, options: W): StorageWriter;
   /**
    * The reader for a checkpoint id it validated.
    * @param checkpointId - the id.
-   * @param options - see {@link StorageRouterOptions} (`overwrite` is not passed).
+   * @param options - see {@link StorageRouterOptions} (`overwrite` and `format` are not passed), and its own.
    */
-  createReader(checkpointId: string, options: Omit<StorageRouterOptions, "overwrite">): StorageReader;
+  createReader(checkpointId: string, options: R): StorageReader;
+  /**
+   * Aborts the incomplete uploads a killed save left under a checkpoint (S3's multipart
+   * uploads); absent on a backend that has none.
+   * @param checkpointId - the checkpoint.
+   * @param options - see {@link CleanupUploadsOptions}.
+   * @returns the keys whose uploads were aborted.
+   */
+  cleanupUploads?(checkpointId: string, options: CleanupUploadsOptions): Promise<string[]>;
 }
 
 /** Packages known to provide a scheme, named in the error when none is registered for it. */
@@ -59,8 +127,9 @@ const localFileSystem = new LocalFileSystem();
 const LOCAL_BACKEND: StorageBackend = {
   name: "local",
   validateCheckpointId: (id) => localFileSystem.validateCheckpointId(id),
+  fileSystem: (path) => ({ fs: localFileSystem, path: localFileSystem.initPath(path) }),
   createWriter: (path, options) => new FileSystemWriter({ ...options, path }),
-  createReader: (path, options) => new FileSystemReader({ ...options, path }),
+  createReader: (path, { cacheDir: _, ...options }) => new FileSystemReader({ ...options, path }),
 };
 
 const backends: StorageBackend[] = [];
@@ -73,7 +142,8 @@ const backends: StorageBackend[] = [];
  * @param backend - see {@link StorageBackend}.
  * @example `registerStorageBackend({ name: "mem", validateCheckpointId: (id) => id.startsWith("mem://"), … })`
  */
-export function registerStorageBackend(backend: StorageBackend): void {
+// biome-ignore lint/suspicious/noExplicitAny: a backend's own options are its own; the registry passes them through.
+export function registerStorageBackend(backend: StorageBackend<any, any, any>): void {
   const at = backends.findIndex((b) => b.name === backend.name);
   if (at >= 0) backends.splice(at, 1);
   backends.unshift(backend);
@@ -136,29 +206,53 @@ export function storageBackendFor(checkpointId: string | undefined): StorageBack
  *
  * @param checkpointId - a local path or a URI a registered backend takes (`s3://…` once
  * `@dcpjs/s3` is imported).
- * @param options - thread count, overwrite, progress (see {@link StorageRouterOptions}).
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}.
+ * @param options - thread count, overwrite, progress, format (see {@link StorageRouterOptions}),
+ * and the backend's own options, passed through (S3's `prefixStrategy`, …).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}, and for a
+ * read-only backend ("Expected a writable backend…").
  */
-export async function createStorageWriter(
+export async function createStorageWriter<O extends StorageWriterRouterOptions = StorageWriterRouterOptions>(
   checkpointId: string | undefined,
-  options: StorageRouterOptions = {},
+  options: O = {} as O,
 ): Promise<StorageWriter> {
   const backend = storageBackendFor(checkpointId);
-  return backend.createWriter(checkpointId!, options);
+  if (!backend.createWriter)
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected a writable backend for ${checkpointId}, got the read-only ${backend.name} backend`,
+    );
+  const { cacheDir: _, ...writerOptions } = options as StorageRouterOptions;
+  return backend.createWriter(checkpointId!, writerOptions);
 }
 
 /**
  * The storage reader for a checkpoint id; see {@link createStorageWriter}.
  *
  * @param checkpointId - a local path or a URI a registered backend takes.
- * @param options - thread count and progress (see {@link StorageRouterOptions}).
+ * @param options - thread count, progress and read cache (see {@link StorageRouterOptions}), and
+ * the backend's own options, passed through (S3's `readerConstructor`, …).
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}.
  */
-export async function createStorageReader(
+export async function createStorageReader<O extends StorageRouterOptions = StorageRouterOptions>(
   checkpointId: string | undefined,
-  options: StorageRouterOptions = {},
+  options: O = {} as O,
 ): Promise<StorageReader> {
   const backend = storageBackendFor(checkpointId);
-  const { overwrite: _, ...readerOptions } = options;
+  const { overwrite: _, format: __, ...readerOptions } = options as StorageRouterOptions;
   return backend.createReader(checkpointId!, readerOptions);
+}
+
+/**
+ * The file system of the backend a checkpoint id resolves to, and the id's path on it: what the
+ * operations (`@dcpjs/core/ops`) list, read, copy and remove through.
+ *
+ * @param checkpointId - a local path or a URI a registered backend takes.
+ * @param options - see {@link BackendFileSystemOptions}.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` as {@link storageBackendFor}.
+ */
+export function backendFileSystem(
+  checkpointId: string | undefined,
+  options: BackendFileSystemOptions = {},
+): { fs: FileSystemBase; path: string } {
+  return storageBackendFor(checkpointId).fileSystem(checkpointId!, options);
 }

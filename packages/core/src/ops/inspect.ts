@@ -1,21 +1,22 @@
-import { createStorageReader, type Metadata } from "@dcpjs/core";
-import { metadataIndexKey } from "@dcpjs/core/extend";
-import { formatBytes, plural } from "./format.js";
+import { type Metadata, metadataIndexKey } from "../plan/metadata.js";
+import { createStorageReader } from "../storage/registry.js";
 
-/** One row of `dcp inspect`. */
+/** One entry of a checkpoint as {@link inspectCheckpoint} describes it (a row of `dcp inspect`). */
 export interface InspectEntry {
   readonly fqn: string;
   readonly kind: "tensor" | "value";
   readonly dtype: string | null;
   readonly shape: number[] | null;
+  /** DCP's chunks (saved boxes) of the tensor; 1 for a value. */
   readonly chunks: number;
+  /** Stored bytes of its items. */
   readonly bytes: number;
 }
 
-/** What `dcp inspect` reports about a checkpoint. */
+/** What {@link inspectCheckpoint} reports about a checkpoint. */
 export interface InspectReport {
   readonly checkpointId: string;
-  /** The on-disk format: `dcpjs` or `safetensors`. */
+  /** The on-disk format: `dcpjs`, `torch` or `safetensors`. */
   readonly format: string;
   readonly version: string;
   readonly entries: InspectEntry[];
@@ -28,8 +29,14 @@ export interface InspectReport {
   };
 }
 
+/** Options of {@link inspectCheckpoint}. */
+export interface InspectOptions {
+  /** Aborts the metadata read; throws `ABORTED`. */
+  readonly signal?: AbortSignal;
+}
+
 /**
- * Describes a checkpoint from its `.metadata`: every entry (fqn, dtype, global shape, chunk count,
+ * Describes a checkpoint from its metadata: every entry (fqn, dtype, global shape, chunk count,
  * stored bytes) and totals.
  *
  * @param metadata - the checkpoint's metadata.
@@ -73,39 +80,17 @@ export function describeCheckpoint(metadata: Metadata, checkpointId: string): In
 }
 
 /**
- * Reads a checkpoint's metadata and describes it; see {@link describeCheckpoint}.
+ * Reads a checkpoint's metadata (one read) and describes it; see {@link describeCheckpoint}.
  *
- * @param checkpointId - a folder or `s3://` URI.
- * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is no `.metadata`, or a
- * {@link MetadataError} when it is malformed.
+ * @param checkpointId - a folder or a URI of any registered backend, in any format dcpjs reads.
+ * @param options - see {@link InspectOptions}.
+ * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is no metadata, a
+ * {@link MetadataError} when it is malformed, `ABORTED`.
  */
-export async function inspectCheckpoint(checkpointId: string): Promise<InspectReport> {
+export async function inspectCheckpoint(
+  checkpointId: string,
+  options: InspectOptions = {},
+): Promise<InspectReport> {
   const reader = await createStorageReader(checkpointId);
-  return describeCheckpoint(await reader.readMetadata(), checkpointId);
-}
-
-/**
- * Formats a report as a fixed-width table with a totals line.
- *
- * @param report - from {@link inspectCheckpoint}.
- */
-export function formatInspectTable(report: InspectReport): string {
-  const rows = report.entries.map((e) => [
-    e.fqn,
-    e.dtype ?? "value",
-    e.shape ? `[${e.shape.join(", ")}]` : "-",
-    String(e.chunks),
-    String(e.bytes),
-  ]);
-  const header = ["fqn", "dtype", "shape", "chunks", "bytes"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) =>
-    r.map((c, i) => (i >= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
-  const t = report.totals;
-  return [
-    line(header),
-    ...rows.map(line),
-    "",
-    `${plural(t.entries, "entry")} (${plural(t.tensors, "tensor")}, ${plural(t.values, "value")}), ${formatBytes(t.bytes)} in ${plural(t.files, "data file")}; format ${report.format}, DCP version ${report.version}`,
-  ].join("\n");
+  return describeCheckpoint(await reader.readMetadata(options.signal), checkpointId);
 }

@@ -1,28 +1,19 @@
-import {
-  CheckpointError,
-  CheckpointException,
-  createStorageReader,
-  DTYPE_BYTES,
-  emptyTensor,
-  load,
-  numel,
-  type Tensor,
-} from "@dcpjs/core";
-import {
-  checksumName,
-  itemChecksum,
-  metadataIndexKey,
-  type StorageInfo,
-  type StorageReader,
-} from "@dcpjs/core/extend";
+import { CheckpointError, CheckpointException, throwIfAborted } from "../errors.js";
+import { checksumName, itemChecksum } from "../formats/checksum.js";
+import { load } from "../load.js";
+import { DTYPE_BYTES } from "../model/dtype.js";
+import { emptyTensor, numel, type Tensor } from "../model/tensor.js";
+import { metadataIndexKey, type StorageInfo } from "../plan/metadata.js";
+import { createStorageReader } from "../storage/registry.js";
+import type { OperationProgress } from "./progress.js";
 
-/** Most bytes of tensors `dcp verify` reads into memory at once (a larger tensor alone). */
+/** Most bytes of tensors {@link verifyCheckpoint} reads into memory at once (a larger tensor alone). */
 export const VERIFY_BATCH_BYTES = 256 * 1024 * 1024;
 
 /**
  * What checked an entry's bytes when it was read: the CRC its storage entry records (`CRC-32`, as
  * dcpjs writes, or `CRC-32C`); the zip CRC-32 of every member of a PyTorch item; a safetensors
- * folder's CRC sidecar (`dcp export --checksums`); or nothing but the length.
+ * folder's CRC sidecar (`dcp convert --to safetensors --checksums`); or nothing but the length.
  */
 export type EntryChecker =
   | "CRC-32"
@@ -46,6 +37,19 @@ export interface VerifyReport {
   readonly damaged: { fqn: string; code: string; message: string }[];
 }
 
+/** Options of {@link verifyCheckpoint}. */
+export interface VerifyOptions {
+  /** Called after each batch with the tensor bytes read so far and in all. */
+  readonly onProgress?: OperationProgress;
+  /**
+   * A read cache folder, for a backend that has one (S3's `S3ReadCache`): what this machine
+   * fetched before is read from disk (and still verified). @default no cache
+   */
+  readonly cacheDir?: string;
+  /** Aborts the verification; throws `ABORTED` (no report). */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * What checks one stored item on a read: its recorded CRC (a safetensors folder's comes from the
  * sidecar), else a PyTorch item's zip CRCs, else only its length.
@@ -59,17 +63,7 @@ function checkerOf(info: StorageInfo | undefined, format: string | undefined): E
   return info?.itemFormat === "torch" ? "zip CRC-32" : "length only";
 }
 
-/** Options of {@link verifyCheckpoint}. */
-export interface VerifyOptions {
-  /** Called after each batch with the tensor bytes read so far and in all. */
-  readonly onProgress?: (bytes: number, total: number) => void;
-  /**
-   * A read cache folder for an `s3://` checkpoint ({@link S3ReadCache}): what this machine fetched
-   * before is read from disk (and still verified). @default no cache
-   */
-  readonly cacheDir?: string;
-}
-
+/** The code and message of the error that failed a read (a rank's, for a {@link CheckpointException}). */
 function rootOf(error: unknown): { code: string; message: string } {
   const e = error instanceof CheckpointException ? (error.failures[0]?.error ?? error) : error;
   if (e instanceof CheckpointError) return { code: e.code, message: e.message };
@@ -83,26 +77,30 @@ function rootOf(error: unknown): { code: string; message: string } {
  * entry; the metadata's own checks (chunks tile every tensor, paths, limits) run when
  * it is read. A batch that fails is read again entry by entry, so every damaged fqn is named.
  *
- * @param checkpointId - a folder or `s3://` URI, in any format dcpjs reads.
+ * @param checkpointId - a folder or a URI of any registered backend, in any format dcpjs reads.
  * @param options - see {@link VerifyOptions}.
  * @returns the report; `damaged` is empty for a sound checkpoint.
  * @throws {@link CheckpointError} when the metadata itself cannot be read (`INCOMPLETE_CHECKPOINT`,
- * `MALFORMED_METADATA`, …).
+ * `MALFORMED_METADATA`, …); `ABORTED`.
  */
 export async function verifyCheckpoint(
   checkpointId: string,
   options: VerifyOptions = {},
 ): Promise<VerifyReport> {
-  const reader: StorageReader =
-    options.cacheDir !== undefined && checkpointId.startsWith("s3://")
-      ? new (await import("@dcpjs/s3")).S3StorageReader({ path: checkpointId, cacheDir: options.cacheDir })
-      : await createStorageReader(checkpointId);
-  const metadata = await reader.readMetadata();
+  const { signal } = options;
+  const reader = await createStorageReader(
+    checkpointId,
+    options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {},
+  );
+  const metadata = await reader.readMetadata(signal);
   const entries = [...metadata.stateDictMetadata];
   const format = metadata.storageMeta.format;
   const checkedBy: Partial<Record<EntryChecker, number>> = {};
   const checkers: { fqn: string; checkedBy: EntryChecker }[] = [];
-  const bytesOf = ([fqn, e]: (typeof entries)[number]) => {
+  const tensorBytes = ([, e]: (typeof entries)[number]) =>
+    e.type === "bytes" ? 0 : numel(e.size) * DTYPE_BYTES[e.properties.dtype];
+  const bytesOf = (entry: (typeof entries)[number]) => {
+    const [fqn, e] = entry;
     const keys =
       e.type === "bytes"
         ? [metadataIndexKey({ fqn, offset: null })]
@@ -112,7 +110,7 @@ export async function verifyCheckpoint(
     const checker = kinds.includes("length only") ? "length only" : (kinds[0] ?? "length only");
     checkedBy[checker] = (checkedBy[checker] ?? 0) + 1;
     checkers.push({ fqn, checkedBy: checker });
-    return e.type === "bytes" ? 0 : numel(e.size) * DTYPE_BYTES[e.properties.dtype];
+    return tensorBytes(entry);
   };
   const batches: (typeof entries)[] = [];
   let bytes = 0;
@@ -129,26 +127,23 @@ export async function verifyCheckpoint(
     const target: Record<string, Tensor | null> = {};
     for (const [fqn, e] of batch)
       target[fqn] = e.type === "bytes" ? null : emptyTensor(e.properties.dtype, e.size);
-    await load(target, { storageReader: reader, checkpointId });
+    await load(target, { storageReader: reader, checkpointId, ...(signal ? { signal } : {}) });
   };
   const damaged: VerifyReport["damaged"] = [];
-  const total = entries.reduce(
-    (n, e) => n + (e[1].type === "bytes" ? 0 : numel(e[1].size) * DTYPE_BYTES[e[1].properties.dtype]),
-    0,
-  );
+  const total = entries.reduce((n, e) => n + tensorBytes(e), 0);
   let done = 0;
   for (const batch of batches) {
-    done += batch.reduce(
-      (n, e) => n + (e[1].type === "bytes" ? 0 : numel(e[1].size) * DTYPE_BYTES[e[1].properties.dtype]),
-      0,
-    );
+    throwIfAborted(signal);
+    done += batch.reduce((n, e) => n + tensorBytes(e), 0);
     try {
       await read(batch);
     } catch {
       for (const entry of batch) {
+        throwIfAborted(signal);
         try {
           await read([entry]);
         } catch (error) {
+          throwIfAborted(signal);
           damaged.push({ fqn: entry[0], ...rootOf(error) });
         }
       }
