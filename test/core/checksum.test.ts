@@ -3,15 +3,13 @@ import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/cli";
 import { emptyTensor, load, save } from "@dcpjs/core";
+import { METADATA_FILE, metadataIndexKey, type StorageInfo } from "@dcpjs/core/extend";
 import {
   decodeMetadata,
   encodeMetadata,
-  METADATA_FILE,
-  metadataIndexKey,
   runningChecksums,
   runningChecksumsOnWorker,
-  type StorageInfo,
-} from "@dcpjs/core/extend";
+} from "@dcpjs/core/testing";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
