@@ -97,9 +97,9 @@ async function rawDownload(
                 new GetObjectCommand({ Bucket: BENCH_BUCKET, Key: k.key, Range: `bytes=${at}-${end - 1}` }),
               );
               let pos = at;
-              for await (const chunk of r.Body as AsyncIterable<Uint8Array>) {
-                targets[i]!.set(chunk, pos);
-                pos += chunk.byteLength;
+              for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
+                targets[i]!.set(piece, pos);
+                pos += piece.byteLength;
               }
               if (pos !== end) throw new Error(`short range ${k.key} ${at}-${end}: ${pos}`);
             }),
