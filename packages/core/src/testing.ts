@@ -1,9 +1,9 @@
 // @dcpjs/core/testing — internals the test suite and the benchmarks reach for: the process-global
 // counters and pools a test watches (worker threads, staging buffers, shared reads), the read
-// scheduler, the save planner's steps, the codecs. Not published: package.json exports this
-// subpath under the "@dcpjs/source" condition only, which vitest, `tsc -p test` and `pnpm bench`
-// set and an installed package does not. Nothing here is a promise. One `export … from` per
-// module, in module order.
+// scheduler, the save planner's steps, the codecs. Not published: the build leaves it out of
+// dist (tsconfig.json), and package.json exports this subpath under the "@dcpjs/source" condition
+// only, which vitest, `tsc -p test` and `pnpm bench` set. Nothing here is a promise. One
+// `export … from` per module, in module order.
 
 export { CHECKSUM_BLOCK_BYTES, runningChecksums } from "./formats/checksum.js";
 export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
