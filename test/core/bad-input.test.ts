@@ -1,13 +1,8 @@
 import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CheckpointException, emptyTensor, load, type StateDict, save, type Tensor } from "@dcpjs/core";
-import {
-  decodeMetadata,
-  encodeMetadata,
-  METADATA_FILE,
-  type ObjectPath,
-  type StorageInfo,
-} from "@dcpjs/core/extend";
+import { METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
+import { decodeMetadata, encodeMetadata, type ObjectPath } from "@dcpjs/core/testing";
 import { encode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";

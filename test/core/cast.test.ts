@@ -4,6 +4,7 @@ import { join } from "node:path";
 import {
   type CheckpointError,
   CheckpointException,
+  DefaultLoadPlanner,
   type DType,
   emptyTensor,
   FileSystemReader,
@@ -15,14 +16,8 @@ import {
   type Tensor,
   tensorBytes,
 } from "@dcpjs/core";
-import {
-  boxCast,
-  castBox,
-  castOnWorker,
-  castRefusal,
-  DefaultLoadPlanner,
-  workerTasksRun,
-} from "@dcpjs/core/extend";
+import { boxCast, castBox, castRefusal } from "@dcpjs/core/extend";
+import { castOnWorker, workerTasksRun } from "@dcpjs/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { allRanks } from "../support/ranks.js";

@@ -2,16 +2,14 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { emptyTensor, load, save } from "@dcpjs/core";
+import { METADATA_FILE, metadataIndexKey, type StorageInfo } from "@dcpjs/core/extend";
+import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import {
   decodeMetadata,
   encodeMetadata,
-  METADATA_FILE,
-  metadataIndexKey,
   runningChecksums,
   runningChecksumsOnWorker,
-  type StorageInfo,
-} from "@dcpjs/core/extend";
-import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
+} from "@dcpjs/core/testing";
 import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";

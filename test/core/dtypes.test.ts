@@ -17,7 +17,8 @@ import {
   sliceTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { flattenStateDict, SAFETENSORS_DTYPES } from "@dcpjs/core/extend";
+import { flattenStateDict } from "@dcpjs/core/extend";
+import { SAFETENSORS_DTYPES } from "@dcpjs/core/testing";
 import { beforeAll, describe, expect, it } from "vitest";
 import { decodeTorchItem } from "../../packages/core/src/formats/torch/torch-item.js";
 import { torchTensorArchive } from "../../packages/core/src/formats/torch/torch-write.js";

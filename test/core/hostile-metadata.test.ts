@@ -11,7 +11,8 @@ import {
   save,
   shardTensor,
 } from "@dcpjs/core";
-import { DecodeLimitError, decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
+import { DecodeLimitError, METADATA_FILE } from "@dcpjs/core/extend";
+import { decodeMetadata } from "@dcpjs/core/testing";
 import { decode, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";

@@ -7,13 +7,8 @@ import {
   type Metadata,
   MetadataError,
 } from "@dcpjs/core";
-import {
-  decodeCheckpointMetadata,
-  encodeMetadata,
-  METADATA_FILE,
-  metadataIndexKey,
-  parseSafetensorsHeader,
-} from "@dcpjs/core/extend";
+import { decodeCheckpointMetadata, METADATA_FILE, metadataIndexKey } from "@dcpjs/core/extend";
+import { encodeMetadata, parseSafetensorsHeader } from "@dcpjs/core/testing";
 import { encode } from "@msgpack/msgpack";
 import { crc32 } from "@node-rs/crc32";
 import fc from "fast-check";

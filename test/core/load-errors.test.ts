@@ -1,5 +1,11 @@
-import { CheckpointException, emptyTensor, FileSystemWriter, load, save } from "@dcpjs/core";
-import { DefaultLoadPlanner } from "@dcpjs/core/extend";
+import {
+  CheckpointException,
+  DefaultLoadPlanner,
+  emptyTensor,
+  FileSystemWriter,
+  load,
+  save,
+} from "@dcpjs/core";
 import { describe, expect, it } from "vitest";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -26,6 +32,25 @@ describe("load planning errors", () => {
     await load(sd, { checkpointId: dir, planner: new DefaultLoadPlanner({ allowPartialLoad: true }) });
     expect(sameTensor(sd.w, w)).toBe(true);
     expect(sd.extra).toBe(1);
+  });
+
+  it("skips a key the checkpoint lacks with load's own allowPartialLoad (DCP's allow_partial_load), and refuses it beside a planner", async () => {
+    const dir = await tempDir();
+    const w = randomTensor("float32", [4]);
+    await save({ w }, { checkpointId: dir });
+    const sd = { w: emptyTensor("float32", [4]), extra: 1 };
+    await load(sd, { checkpointId: dir, allowPartialLoad: true });
+    expect(sameTensor(sd.w, w)).toBe(true);
+    expect(sd.extra).toBe(1);
+
+    const strict = await failure(
+      load({ w: emptyTensor("float32", [4]), extra: 1 }, { checkpointId: dir, allowPartialLoad: false }),
+    );
+    expect(strict.code).toBe("MISSING_KEY");
+
+    await expect(
+      load(sd, { checkpointId: dir, planner: new DefaultLoadPlanner(), allowPartialLoad: true }),
+    ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringContaining("got both") });
   });
 
   it("loads a subset of a checkpoint (weights only)", async () => {

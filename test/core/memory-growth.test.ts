@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { emptyTensor, load, save } from "@dcpjs/core";
-import { collectWorkerHeaps, WORKER_COLLECT_MS, workerThreadsRunning } from "@dcpjs/core/extend";
+import { collectWorkerHeaps, WORKER_COLLECT_MS, workerThreadsRunning } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../support/tmp.js";
 

@@ -4,6 +4,7 @@ import {
   CheckpointError,
   CheckpointException,
   createLocalProcessGroups,
+  DefaultLoadPlanner,
   FileSystemReader,
   FileSystemWriter,
   LOAD_SUPERSEDED_RETRIES,
@@ -14,18 +15,17 @@ import {
 } from "@dcpjs/core";
 import {
   type CreateStreamOptions,
-  DefaultLoadPlanner,
   type FileReadStream,
   type FileWriteStream,
   isSaveLeaseFile,
   type LoadPlan,
   type LoadPlanner,
   SAVE_LEASE_EXPIRY_MS,
-  saveLeaseFile,
   saveTagOf,
   type WriteResult,
 } from "@dcpjs/core/extend";
 import { collectGarbage } from "@dcpjs/core/ops";
+import { saveLeaseFile } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";

@@ -8,15 +8,8 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import {
-  CHECKSUM_BLOCK_BYTES,
-  decodeMetadata,
-  encodeMetadata,
-  METADATA_FILE,
-  metadataIndexKey,
-  type StorageInfo,
-  workerTasksRun,
-} from "@dcpjs/core/extend";
+import { METADATA_FILE, metadataIndexKey, type StorageInfo } from "@dcpjs/core/extend";
+import { CHECKSUM_BLOCK_BYTES, decodeMetadata, encodeMetadata, workerTasksRun } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { ByteCountingFileSystem } from "../support/byte-counting-fs.js";
 import { flipStoredBits } from "../support/damage.js";

@@ -1,16 +1,13 @@
 import type { Metadata } from "@dcpjs/core";
+import type { ChunkStorageMetadata, SavePlan, TensorStorageMetadata, WriteItem } from "@dcpjs/core/extend";
 import {
-  type ChunkStorageMetadata,
   createGlobalSavePlan,
   createReadItemsForChunkList,
   createWriteItems,
   dedupSavePlans,
   metadataIndexEquals,
-  type SavePlan,
-  type TensorStorageMetadata,
   validateGlobalPlan,
-  type WriteItem,
-} from "@dcpjs/core/extend";
+} from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 
 function md1d(size: number, chunkSizes: number[]): TensorStorageMetadata {

@@ -1,11 +1,11 @@
+import type { ReadCapabilities } from "@dcpjs/core/extend";
 import {
   DEFAULT_READ_CAPABILITIES,
   type ItemLocation,
-  type ReadCapabilities,
   resolveReadCapabilities,
   scheduleReads,
   splitIntoPieces,
-} from "@dcpjs/core/extend";
+} from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 
 const KiB = 1024;

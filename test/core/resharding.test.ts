@@ -1,5 +1,6 @@
 import { readdir } from "node:fs/promises";
 import {
+  DefaultLoadPlanner,
   type DType,
   emptyTensor,
   load,
@@ -11,7 +12,6 @@ import {
   sliceTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { DefaultLoadPlanner } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { allRanks } from "../support/ranks.js";
 import { arange, randomTensor, sameTensor } from "../support/tensors.js";

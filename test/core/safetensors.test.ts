@@ -17,8 +17,8 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { parseSafetensorsHeader, SAFETENSORS_INDEX_FILE } from "@dcpjs/core/extend";
 import { describeCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
+import { parseSafetensorsHeader, SAFETENSORS_INDEX_FILE } from "@dcpjs/core/testing";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";

@@ -6,7 +6,7 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { sharedReadBytesHeld } from "@dcpjs/core/extend";
+import { sharedReadBytesHeld } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { ByteCountingFileSystem } from "../support/byte-counting-fs.js";
 import { flipStoredBits } from "../support/damage.js";

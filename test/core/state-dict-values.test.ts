@@ -12,7 +12,8 @@ import {
   tensor,
   tensorBytes,
 } from "@dcpjs/core";
-import { flattenStateDict, getElement } from "@dcpjs/core/extend";
+import { flattenStateDict } from "@dcpjs/core/extend";
+import { getElement } from "@dcpjs/core/testing";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { randomTensor } from "../support/tensors.js";

@@ -1,5 +1,6 @@
 import { emptyTensor } from "@dcpjs/core";
-import { flattenStateDict, getElement, setElement, unflattenStateDict } from "@dcpjs/core/extend";
+import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
+import { getElement, setElement } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 
 const t = () => emptyTensor("float32", [2]);

@@ -1,5 +1,5 @@
 import { chunkRange, emptyTensor, shardTensor, sliceTensor, tensor, tensorBytes } from "@dcpjs/core";
-import { copyBox } from "@dcpjs/core/extend";
+import { copyBox } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { arange } from "../support/tensors.js";
 

@@ -12,13 +12,12 @@ import {
   tensor,
   tensorBytes,
 } from "@dcpjs/core";
+import { computeChecksum, METADATA_FILE } from "@dcpjs/core/extend";
 import {
   checksumOnWorker,
-  computeChecksum,
   copyOnWorker,
   decodeMetadata,
   keepStaging,
-  METADATA_FILE,
   releaseStaging,
   STAGING_KEEP_BYTES,
   STAGING_KEEP_MS,
@@ -26,7 +25,7 @@ import {
   takeStaging,
   WORKER_MIN_BYTES,
   workerTasksRun,
-} from "@dcpjs/core/extend";
+} from "@dcpjs/core/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
 import { flipStoredBits } from "../support/damage.js";

@@ -9,7 +9,7 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { parseSafetensorsHeader } from "@dcpjs/core/extend";
+import { parseSafetensorsHeader } from "@dcpjs/core/testing";
 import { S3ReaderConstructor, S3StorageReader } from "@dcpjs/s3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runPeer, torchPython } from "../support/python-peer.js";

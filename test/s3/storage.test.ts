@@ -1,6 +1,7 @@
 import { ListMultipartUploadsCommand } from "@aws-sdk/client-s3";
 import {
   CheckpointException,
+  DefaultLoadPlanner,
   emptyTensor,
   load,
   type ProcessGroup,
@@ -8,7 +9,7 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { DefaultLoadPlanner, type FileReadStream } from "@dcpjs/core/extend";
+import type { FileReadStream } from "@dcpjs/core/extend";
 import {
   BinaryPrefixStrategy,
   createS3Client,

@@ -1,5 +1,5 @@
 import { AimdLimiter, type AimdSlot } from "@dcpjs/s3";
-import { isThrottle, resolveThrottleOptions, throttleDelayMs, throttleKey } from "@dcpjs/s3/extend";
+import { isThrottle, resolveThrottleOptions, throttleDelayMs, throttleKey } from "@dcpjs/s3/testing";
 import { describe, expect, it } from "vitest";
 
 const take = (l: AimdLimiter, n: number): AimdSlot[] =>

@@ -9,14 +9,12 @@ import {
   S3ReaderConstructor,
 } from "@dcpjs/s3";
 import {
-  coalesceRanges,
   DCPOptimizedS3Reader,
-  escapePath,
   RangeBasedS3Reader,
-  resolveTransferSettings,
   SequentialS3Reader,
   toCheckpointError,
 } from "@dcpjs/s3/extend";
+import { coalesceRanges, escapePath, resolveTransferSettings } from "@dcpjs/s3/testing";
 import { describe, expect, it } from "vitest";
 
 describe("prefix strategies (s3torchconnector's vectors)", () => {

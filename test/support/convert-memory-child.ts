@@ -7,7 +7,7 @@
 
 import { setImmediate as tick } from "node:timers/promises";
 import { type ConvertFormat, convertCheckpoint } from "@dcpjs/core";
-import { collectWorkerHeaps, releaseStaging } from "@dcpjs/core/extend";
+import { collectWorkerHeaps, releaseStaging } from "@dcpjs/core/testing";
 
 const [src, dst, to, window] = process.argv.slice(2) as [string, string, ConvertFormat, string];
 const gc = globalThis.gc;

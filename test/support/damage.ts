@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { decodeMetadata, METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
+import { METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
+import { decodeMetadata } from "@dcpjs/core/testing";
 
 /**
  * Flips bits of one stored item of a local dcpjs checkpoint, in place.

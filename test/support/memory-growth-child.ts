@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { emptyTensor, load, loadStateDictFromKeys, type ShardedTensor, save, type Tensor } from "@dcpjs/core";
-import { WORKER_COLLECT_MS, workerTasksRun } from "@dcpjs/core/extend";
+import { WORKER_COLLECT_MS, workerTasksRun } from "@dcpjs/core/testing";
 import { allRanks } from "./ranks.js";
 
 const [dir, how, rounds] = process.argv.slice(2) as [string, string | undefined, string | undefined];

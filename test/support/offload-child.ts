@@ -2,7 +2,7 @@
 // tensors lie in plain ArrayBuffers (checked on the main thread), then the CRCs of tensors from
 // emptyTensor on workers. Then it just ends: the idle workers must not keep it alive.
 import { emptyTensor, load, save, tensor } from "@dcpjs/core";
-import { workerTasksRun, workerThreadsRunning } from "@dcpjs/core/extend";
+import { workerTasksRun, workerThreadsRunning } from "@dcpjs/core/testing";
 
 const [plainDir, sharedDir] = process.argv.slice(2) as [string, string];
 const plain = tensor("float32", [1024, 1024]);

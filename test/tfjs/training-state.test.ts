@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createLocalProcessGroups, type StateDict, save } from "@dcpjs/core";
-import { decodeMetadata, METADATA_FILE } from "@dcpjs/core/extend";
+import { METADATA_FILE } from "@dcpjs/core/extend";
+import { decodeMetadata } from "@dcpjs/core/testing";
 import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { dcpjsIOHandler, loadTrainingState, restoreStateDict, toStateDict } from "@dcpjs/tfjs";
 import * as tf from "@tensorflow/tfjs";

@@ -17,7 +17,7 @@ import {
 import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/demo-kit";
 import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
-import { resolveTransferSettings } from "@dcpjs/s3/extend";
+import { resolveTransferSettings } from "@dcpjs/s3/testing";
 import { gcMsOf, type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 import { runPython, torchVenvPython } from "./system.js";

@@ -10,7 +10,8 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { CHECKSUM_BLOCK_BYTES, type StorageReader } from "@dcpjs/core/extend";
+import type { StorageReader } from "@dcpjs/core/extend";
+import { CHECKSUM_BLOCK_BYTES } from "@dcpjs/core/testing";
 import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { type Row, report, timed } from "./report.js";
 import { deletePrefix } from "./s3.js";

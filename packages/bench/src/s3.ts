@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { load, save, type Tensor, tensorBytes } from "@dcpjs/core";
-import { splitBySizeAndType } from "@dcpjs/core/extend";
+import { splitBySizeAndType } from "@dcpjs/core/testing";
 import {
   createS3Client,
   DEFAULT_MAX_ATTEMPTS,
@@ -12,7 +12,7 @@ import {
   S3StorageWriter,
   throttleState,
 } from "@dcpjs/s3";
-import { resolveTransferSettings } from "@dcpjs/s3/extend";
+import { resolveTransferSettings } from "@dcpjs/s3/testing";
 import pLimit from "p-limit";
 import { startFaultProxy } from "../../../test/support/fault-proxy.js";
 import { type Row, report, timed } from "./report.js";
@@ -97,9 +97,9 @@ async function rawDownload(
                 new GetObjectCommand({ Bucket: BENCH_BUCKET, Key: k.key, Range: `bytes=${at}-${end - 1}` }),
               );
               let pos = at;
-              for await (const chunk of r.Body as AsyncIterable<Uint8Array>) {
-                targets[i]!.set(chunk, pos);
-                pos += chunk.byteLength;
+              for await (const piece of r.Body as AsyncIterable<Uint8Array>) {
+                targets[i]!.set(piece, pos);
+                pos += piece.byteLength;
               }
               if (pos !== end) throw new Error(`short range ${k.key} ${at}-${end}: ${pos}`);
             }),

@@ -1,7 +1,7 @@
 // @dcpjs/core — what a training program calls: save, load, asyncSave, tensors and their sharding,
-// process groups, the errors, and the local folder storage. The extension API (planners, storage
-// contracts and registry, item formats, codecs, the read scheduler, geometry, layout) is
-// "@dcpjs/core/extend"; everything else is internal.
+// process groups, the errors, the local folder storage, and DCP's default planners. The
+// extension API (planner and storage contracts, the storage registry, item formats, the DCP data
+// model, the checkpoint layout) is "@dcpjs/core/extend"; everything else is internal.
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
 export {
   type CheckpointListing,
@@ -61,7 +61,9 @@ export {
   tensor,
   tensorBytes,
 } from "./model/tensor.js";
+export { DefaultLoadPlanner, type DefaultLoadPlannerOptions } from "./plan/load-planner.js";
 export type { Metadata } from "./plan/metadata.js";
+export { DefaultSavePlanner, type DefaultSavePlannerOptions } from "./plan/save-planner.js";
 export { type SaveOptions, save } from "./save.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
 export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";

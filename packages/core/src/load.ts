@@ -29,6 +29,14 @@ export interface LoadOptions {
    * @default false
    */
   readonly strictDtype?: boolean;
+  /**
+   * Skip state-dict keys the checkpoint does not have, leaving them as they are, instead of failing
+   * with `MISSING_KEY` (DCP's `allow_partial_load`). Applies to the default planner; with
+   * `planner`, set `DefaultLoadPlannerOptions.allowPartialLoad` on it instead (both given:
+   * `INVALID_ARGUMENT`).
+   * @default false
+   */
+  readonly allowPartialLoad?: boolean;
   /** This rank's process group. @default a single-rank group */
   readonly processGroup?: ProcessGroup;
   /** The rank that plans globally. @default 0 */
@@ -55,8 +63,8 @@ export interface LoadOptions {
  * {@link LOAD_SUPERSEDED_RETRIES} + 1 times in a row — each time, every rank starts again on the
  * newer checkpoint, so a load racing an overwrite returns the old or the new checkpoint whole. Its
  * own `code` is the code the failures share (one process: the rank's own code), else
- * `COLLECTIVE_FAILED`. A {@link CheckpointError} `INVALID_ARGUMENT`, before any step, when both
- * `planner` and `strictDtype` are given.
+ * `COLLECTIVE_FAILED`. A {@link CheckpointError} `INVALID_ARGUMENT`, before any step, when
+ * `planner` is given with `strictDtype` or `allowPartialLoad`.
  * @example
  * ```ts
  * const target = await load(
@@ -71,6 +79,11 @@ export async function load<T extends StateDict>(stateDict: T, options: LoadOptio
       "INVALID_ARGUMENT",
       "Expected strictDtype or planner, got both: strictDtype applies to the default planner; set DefaultLoadPlannerOptions.strictDtype on yours",
     );
+  if (options.planner !== undefined && options.allowPartialLoad !== undefined)
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      "Expected allowPartialLoad or planner, got both: allowPartialLoad applies to the default planner; set DefaultLoadPlannerOptions.allowPartialLoad on yours",
+    );
   const pg = options.processGroup ?? createSingleProcessGroup();
   const coordinator = options.coordinatorRank ?? 0;
   const isCoordinator = pg.rank === coordinator;
@@ -78,7 +91,10 @@ export async function load<T extends StateDict>(stateDict: T, options: LoadOptio
   reader.reset(options.checkpointId);
   const planner =
     options.planner ??
-    new DefaultLoadPlanner(options.strictDtype !== undefined ? { strictDtype: options.strictDtype } : {});
+    new DefaultLoadPlanner({
+      ...(options.strictDtype !== undefined && { strictDtype: options.strictDtype }),
+      ...(options.allowPartialLoad !== undefined && { allowPartialLoad: options.allowPartialLoad }),
+    });
   const { signal } = options;
 
   // A newer save that commits at this id while the load runs removes the files the load planned

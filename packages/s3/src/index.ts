@@ -1,6 +1,6 @@
 // @dcpjs/s3 — checkpoints on S3 and S3-compatible stores, as s3torchconnector's DCP module.
 // Importing it registers the s3:// storage backend (./register.ts) with @dcpjs/core. The pieces a
-// custom reader or backend is built from (ranged GETs, the readers, error mapping, URI helpers)
+// custom reader or backend is built from (ranged GETs, the readers, error mapping, socket guards)
 // are "@dcpjs/s3/extend".
 import "./register.js";
 

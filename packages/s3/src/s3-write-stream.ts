@@ -87,24 +87,24 @@ export class S3WriteStream implements FileWriteStream {
   }
 
   /** @inheritDoc */
-  async write(chunk: Uint8Array): Promise<void> {
+  async write(bytes: Uint8Array): Promise<void> {
     if (this.#closed)
       throw new CheckpointError("INVALID_ARGUMENT", `Cannot write to ${this.uri} after close`);
     this.#checkFailure();
-    this.#written += chunk.byteLength;
-    // Hand lib-storage whole parts only: its chunker concatenates whatever a part straddles, so
+    this.#written += bytes.byteLength;
+    // Hand lib-storage whole parts only: it concatenates whatever a part straddles, so
     // one large item arriving after a few small ones would otherwise be copied whole.
     const part = this.#partSize;
     let at = 0;
-    while (at < chunk.byteLength) {
-      if (this.#staged === 0 && chunk.byteLength - at >= part) {
-        await this.#push(chunk.subarray(at, at + part)); // straight from the caller's memory
+    while (at < bytes.byteLength) {
+      if (this.#staged === 0 && bytes.byteLength - at >= part) {
+        await this.#push(bytes.subarray(at, at + part)); // straight from the caller's memory
         at += part;
         continue;
       }
       this.#stage ??= Buffer.allocUnsafe(part);
-      const n = Math.min(part - this.#staged, chunk.byteLength - at);
-      this.#stage.set(chunk.subarray(at, at + n), this.#staged);
+      const n = Math.min(part - this.#staged, bytes.byteLength - at);
+      this.#stage.set(bytes.subarray(at, at + n), this.#staged);
       this.#staged += n;
       at += n;
       if (this.#staged === part) {
@@ -117,9 +117,9 @@ export class S3WriteStream implements FileWriteStream {
     this.#checkFailure();
   }
 
-  /** @inheritDoc (the chunks are copied into whole parts, as {@link S3WriteStream.write} does) */
-  async writev(chunks: readonly Uint8Array[]): Promise<void> {
-    for (const chunk of chunks) await this.write(chunk);
+  /** @inheritDoc (the buffers are copied into whole parts, as {@link S3WriteStream.write} does) */
+  async writev(parts: readonly Uint8Array[]): Promise<void> {
+    for (const part of parts) await this.write(part);
   }
 
   /** Writes one part into the pipe, waiting for it to drain (or the upload to fail). */

@@ -9,8 +9,8 @@ export { runningChecksums };
  * The per-item checksum algorithms a storage entry may record: `crc32` (IEEE 802.3, zlib's and
  * zip's), which dcpjs writes since `.metadata` format version 2, and `crc32c` (Castagnoli), which
  * version 1 checkpoints and safetensors checksum sidecars carry. Both are 32-bit CRCs with the same
- * detection of burst errors up to 32 bits; CRC-32 is computed 2–3.5× faster here
- * (`@node-rs/crc32`, PCLMULQDQ: 13.5 GB/s against 5.5 GB/s on this project's machine kind).
+ * detection of burst errors up to 32 bits; CRC-32 is the faster of the two here (`@node-rs/crc32`,
+ * PCLMULQDQ; figures in docs/benchmarks.md).
  */
 export type ChecksumAlgorithm = "crc32" | "crc32c";
 

@@ -3,18 +3,18 @@ import type { ByteRange, DEFAULT_READ_CAPABILITIES, ReadCapabilities } from "./r
 /** A stream that writes one data file front to back, counting the bytes it has taken. */
 export interface FileWriteStream {
   /**
-   * Appends bytes. The stream may keep a reference to `chunk` until {@link FileWriteStream.close}
+   * Appends bytes. The stream may keep a reference to `bytes` until {@link FileWriteStream.close}
    * resolves, so the caller must not change it before then.
-   * @param chunk - the bytes.
+   * @param bytes - the bytes.
    */
-  write(chunk: Uint8Array): Promise<void>;
+  write(bytes: Uint8Array): Promise<void>;
   /**
-   * Appends several chunks, in order, as one vectored write where the backend has one (`pwritev`
+   * Appends several buffers, in order, as one vectored write where the backend has one (`pwritev`
    * locally); optional — writers fall back to one {@link FileWriteStream.write} of their
-   * concatenation (a copy). The same reference rule as `write` holds for every chunk.
-   * @param chunks - the bytes, in file order; any number of them.
+   * concatenation (a copy). The same reference rule as `write` holds for every buffer.
+   * @param parts - the bytes, in file order; any number of buffers.
    */
-  writev?(chunks: readonly Uint8Array[]): Promise<void>;
+  writev?(parts: readonly Uint8Array[]): Promise<void>;
   /** Bytes written so far: the offset the next write lands at (as Python's `tell()`). */
   tell(): number;
   /** Makes the written bytes durable (fsync); a no-op where the backend has no such notion. */

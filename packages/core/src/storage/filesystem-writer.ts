@@ -336,18 +336,18 @@ export class FileSystemWriter implements StorageWriter {
     let pending: Promise<void> | undefined;
     const flush = async () => {
       if (batchBytes === 0) return;
-      const chunks = batch;
+      const parts = batch;
       const bytes = batchBytes;
       batch = [];
       batchBytes = 0;
       await pending;
       // A vectored write from the items' own memory where the backend has one; else one copy.
       pending =
-        chunks.length === 1
-          ? stream.write(chunks[0]!)
+        parts.length === 1
+          ? stream.write(parts[0]!)
           : stream.writev
-            ? stream.writev(chunks)
-            : stream.write(Buffer.concat(chunks, bytes));
+            ? stream.writev(parts)
+            : stream.write(Buffer.concat(parts, bytes));
       pending.catch(() => {}); // surfaced where it is awaited
     };
     try {

@@ -53,11 +53,11 @@ async function assertWithin(path: string, folder: string): Promise<void> {
   }
 }
 
-/** The buffers left after the first `skip` bytes of `chunks` (a partial first one as a view): what a short vectored read or write continues with. */
-function skipBytes(chunks: readonly Uint8Array[], skip: number): Uint8Array[] {
+/** The buffers left after the first `skip` bytes of `parts` (a partial first one as a view): what a short vectored read or write continues with. */
+function skipBytes(parts: readonly Uint8Array[], skip: number): Uint8Array[] {
   let i = 0;
-  while (i < chunks.length && skip >= chunks[i]!.byteLength) skip -= chunks[i++]!.byteLength;
-  const rest = chunks.slice(i);
+  while (i < parts.length && skip >= parts[i]!.byteLength) skip -= parts[i++]!.byteLength;
+  const rest = parts.slice(i);
   if (skip > 0) rest[0] = rest[0]!.subarray(skip);
   return rest;
 }
@@ -70,16 +70,16 @@ class LocalWriteStream implements FileWriteStream {
     private readonly handle: FileHandle,
   ) {}
 
-  async write(chunk: Uint8Array): Promise<void> {
+  async write(bytes: Uint8Array): Promise<void> {
     const position = this.#position;
-    this.#position += chunk.byteLength;
+    this.#position += bytes.byteLength;
     let done = 0;
     try {
-      while (done < chunk.byteLength) {
+      while (done < bytes.byteLength) {
         const { bytesWritten } = await this.handle.write(
-          chunk,
+          bytes,
           done,
-          chunk.byteLength - done,
+          bytes.byteLength - done,
           position + done,
         );
         done += bytesWritten;
@@ -89,14 +89,14 @@ class LocalWriteStream implements FileWriteStream {
     }
   }
 
-  /** @inheritDoc (one `pwritev` per `IOV_MAX` chunks, in libuv; short writes are continued) */
-  async writev(chunks: readonly Uint8Array[]): Promise<void> {
+  /** @inheritDoc (one `pwritev` per `IOV_MAX` buffers, in libuv; short writes are continued) */
+  async writev(parts: readonly Uint8Array[]): Promise<void> {
     const position = this.#position;
     let total = 0;
-    for (const c of chunks) total += c.byteLength;
+    for (const c of parts) total += c.byteLength;
     this.#position += total;
     let done = 0;
-    let rest: readonly Uint8Array[] = chunks;
+    let rest: readonly Uint8Array[] = parts;
     try {
       while (done < total) {
         const { bytesWritten } = await this.handle.writev(rest as Uint8Array[], position + done);

@@ -30,7 +30,7 @@ import { stridedCopy } from "../model/strided-copy.js";
  * later sees it); `undefined` where the runtime offers neither.
  *
  * @returns {((type: "minor" | "major") => void) | undefined} a collection of the young
- *   generation (≈ 0.1 ms here) or of the whole heap (2–10 ms).
+ *   generation (cheap) or of the whole heap (costlier; figures in docs/benchmarks.md).
  */
 function garbageCollector() {
   /** @type {unknown} */

@@ -54,7 +54,7 @@ export interface ReadCapabilities {
 /**
  * The capabilities of a local disk, and the defaults of any field a backend leaves out: small
  * items (< 1 MiB) 64 KiB apart coalesced into reads of up to 8 MiB; pieces of 32 MiB (large local
- * reads are cheapest: 0.81× the raw warm read, against 0.62× with 8 MiB pieces), 4 in flight
+ * reads are cheapest with them, see docs/benchmarks.md), 4 in flight
  * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads;
  * ranges may be skipped.
  */

@@ -1,8 +1,8 @@
 /**
  * Staging buffers for tensor items, kept between reads: a fresh buffer costs a page fault per
- * 4 KiB page on first use (a 512 MiB resharded load spent ≈ 20 ms of its main thread allocating
- * and more in the kernel), so buffers a read is done with are kept for the next — across ranks,
- * files and loads of this process — up to {@link STAGING_KEEP_BYTES}, and let go
+ * 4 KiB page on first use (a resharded load's main thread spent measurable time allocating, and
+ * more in the kernel: docs/benchmarks.md), so buffers a read is done with are kept for the next —
+ * across ranks, files and loads of this process — up to {@link STAGING_KEEP_BYTES}, and let go
  * {@link STAGING_KEEP_MS} after the last one was kept. They lie in shared memory, where worker
  * threads check and copy their bytes (`worker-pool.ts`).
  */

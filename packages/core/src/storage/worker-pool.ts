@@ -7,7 +7,7 @@ import type { OffloadTask } from "./offload-worker.js";
 
 /**
  * The smallest checksum or box copy (bytes) a reader hands to a worker thread: a round trip to a
- * worker costs ≈ 65 µs, about a 1 MiB CRC-32 on the calling thread. 1 MiB.
+ * worker costs about as much as a 1 MiB CRC-32 on the calling thread (docs/benchmarks.md). 1 MiB.
  */
 export const WORKER_MIN_BYTES = 1024 * 1024;
 
@@ -29,8 +29,8 @@ export function resolveWorkerMinBytes(value: number | undefined): number {
 
 /**
  * How long an idle worker thread waits for the next task before it exits (ms): long enough to
- * outlast the gaps between the saves and loads of a busy process (a worker costs ≈ 40–50 ms to
- * start). Idle workers never keep the process alive.
+ * outlast the gaps between the saves and loads of a busy process (a worker is slow to start, see
+ * docs/benchmarks.md). Idle workers never keep the process alive.
  */
 const WORKER_IDLE_MS = 60_000;
 
@@ -44,7 +44,7 @@ export const WORKER_COLLECT_MS = 200;
 
 /**
  * New shared memory handed to the workers (bytes of `SharedArrayBuffer`s no task brought before)
- * between two collections of their young objects: each worker collects (≈ 0.1 ms) before its
+ * between two collections of their young objects: each worker collects (cheaply) before its
  * next task, so the buffers the process has let go meanwhile do not pile up in them while tasks
  * keep coming. 32 MiB.
  */
@@ -63,8 +63,8 @@ let epoch = 0;
 
 /**
  * The process's worker threads (`piscina`), started on first use: up to one per core (with one
- * fewer, a resharded load's copies queued on a single worker while a core idled: 0.54× a plain
- * load against 0.73×); idle threads do not keep the process alive and exit after
+ * fewer, a resharded load's copies queued on a single worker while a core idled, see
+ * docs/benchmarks.md); idle threads do not keep the process alive and exit after
  * {@link WORKER_IDLE_MS}.
  */
 function workers(): Piscina<OffloadTask, number[] | boolean | undefined> {
@@ -74,7 +74,7 @@ function workers(): Piscina<OffloadTask, number[] | boolean | undefined> {
     maxThreads: availableParallelism(),
     idleTimeout: WORKER_IDLE_MS,
     // The worker's code is plain JavaScript: it needs none of this process's flags or loaders
-    // (a TypeScript loader would add ≈ 0.5 s to each worker's start).
+    // (a TypeScript loader would slow each worker's start).
     execArgv: [],
   });
   return pool;
@@ -82,7 +82,7 @@ function workers(): Piscina<OffloadTask, number[] | boolean | undefined> {
 
 /**
  * Starts the first worker thread now, if none is running, so that it is ready by the time a
- * save's or a load's first large item is checked (its ≈ 40–50 ms start overlaps the reads and
+ * save's or a load's first large item is checked (its start overlaps the reads and
  * writes). Readers and writers call it when a plan has an item of `workerMinBytes` or more.
  */
 export function startWorkers(): void {
@@ -147,7 +147,7 @@ export async function runningChecksumsOnWorker(
 
 /**
  * The checksums of several parts in shared memory — e.g. the small items of one read run —
- * computed by one worker task: one round trip (≈ 65 µs) for all of them instead of a CRC each on
+ * computed by one worker task: one round trip for all of them instead of a CRC each on
  * the calling thread.
  *
  * @param algorithm - which CRC.

@@ -1,0 +1,50 @@
+// @dcpjs/core/testing — internals the test suite and the benchmarks reach for: the process-global
+// counters and pools a test watches (worker threads, staging buffers, shared reads), the read
+// scheduler, the save planner's steps, the codecs. Not published: the build leaves it out of
+// dist (tsconfig.json), and package.json exports this subpath under the "@dcpjs/source" condition
+// only, which vitest, `tsc -p test` and `pnpm bench` set. Nothing here is a promise. One
+// `export … from` per module, in module order.
+
+export { CHECKSUM_BLOCK_BYTES, runningChecksums } from "./formats/checksum.js";
+export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
+export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensors/header.js";
+export { copyBox } from "./model/geometry.js";
+export { getElement, type ObjectPath, setElement } from "./model/state-dict.js";
+export { createReadItemsForChunkList } from "./plan/load-planner.js";
+export { metadataIndexEquals } from "./plan/metadata.js";
+export {
+  createGlobalSavePlan,
+  createWriteItems,
+  dedupSavePlans,
+  validateGlobalPlan,
+} from "./plan/save-planner.js";
+export { splitBySizeAndType } from "./storage/filesystem-writer.js";
+export { saveLeaseFile } from "./storage/layout.js";
+export {
+  DEFAULT_READ_CAPABILITIES,
+  type ItemLocation,
+  resolveReadCapabilities,
+  scheduleReads,
+  splitIntoPieces,
+} from "./storage/read-schedule.js";
+export { SAFETENSORS_INDEX_FILE } from "./storage/safetensors-folder.js";
+export { sharedReadBytesHeld } from "./storage/shared-chunk-reads.js";
+export {
+  keepStaging,
+  releaseStaging,
+  STAGING_KEEP_BYTES,
+  STAGING_KEEP_MS,
+  stagingBytesKept,
+  takeStaging,
+} from "./storage/staging-buffers.js";
+export {
+  castOnWorker,
+  checksumOnWorker,
+  collectWorkerHeaps,
+  copyOnWorker,
+  runningChecksumsOnWorker,
+  WORKER_COLLECT_MS,
+  WORKER_MIN_BYTES,
+  workerTasksRun,
+  workerThreadsRunning,
+} from "./storage/worker-pool.js";
