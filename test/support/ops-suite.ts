@@ -6,8 +6,8 @@ import {
   removeCheckpoint,
   verifyCheckpoint,
 } from "@dcpjs/cli";
-import { emptyTensor, type FileSystemWriter, load, save } from "@dcpjs/core";
-import type { FileSystemBase } from "@dcpjs/core/extend";
+import { emptyTensor, load, save } from "@dcpjs/core";
+import type { FileSystemBase, StorageWriter } from "@dcpjs/core/extend";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "./child.js";
 import { randomTensor, sameTensor, seededState, seededTarget, whichSeed } from "./tensors.js";
@@ -17,7 +17,7 @@ export interface OpsTarget {
   fresh(): Promise<string>;
   fs(): FileSystemBase;
   /** A writer for `path` (the backend's own). */
-  writer(path: string): FileSystemWriter;
+  writer(path: string): StorageWriter;
 }
 
 const names = async (fs: FileSystemBase, path: string) => (await fs.list!(path)).map((e) => e.name).sort();

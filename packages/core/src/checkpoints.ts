@@ -1,9 +1,9 @@
 import { CheckpointError, type CheckpointErrorCode, throwIfAborted } from "./errors.js";
 import type { Metadata } from "./plan/metadata.js";
 import type { FileEntry, FileSystemBase } from "./storage/filesystem-base.js";
-import { FileSystemReader } from "./storage/filesystem-reader.js";
 import { isDataFile, METADATA_FILE } from "./storage/layout.js";
 import { createStorageReader } from "./storage/registry.js";
+import { isFileSystemBacked } from "./storage/storage.js";
 
 /** One checkpoint found by {@link listCheckpoints}. */
 export interface CheckpointListing {
@@ -170,7 +170,7 @@ async function listingFileSystem(
   root: string,
 ): Promise<FileSystemBase & Required<Pick<FileSystemBase, "list">>> {
   const reader = await createStorageReader(root);
-  const fs = reader instanceof FileSystemReader ? reader.fs : undefined;
+  const fs = isFileSystemBacked(reader) ? reader.fs : undefined;
   if (!fs?.list)
     throw new CheckpointError(
       "INVALID_ARGUMENT",

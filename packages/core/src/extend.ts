@@ -145,13 +145,14 @@ export {
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
 export {
   type ByteRange,
+  type CoalesceRule,
   DEFAULT_READ_CAPABILITIES,
   type FileReadSchedule,
   type ItemLocation,
   type ReadCapabilities,
   type ReadRun,
   resolveReadCapabilities,
-  type ScheduledChunk,
+  type StoredRange,
   scheduleReads,
   splitIntoPieces,
 } from "./storage/read-schedule.js";

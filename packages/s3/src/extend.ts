@@ -1,6 +1,7 @@
 // @dcpjs/s3/extend — what a custom S3 reader or an S3-like backend is built from: checked and
-// resumable ranged GETs, the readers themselves, the range coalescing, the read cache's pieces,
-// the error mapping, the URI helpers, the multipart write stream and the socket-guarding agents.
+// resumable ranged GETs, the readers themselves, the DCP-optimized coalescing rule (data the read
+// scheduler applies), the read cache's pieces, the error mapping, the URI helpers, the multipart
+// write stream and the socket-guarding agents.
 export { resolveTransferSettings, type S3TransferSettings } from "./client-config.js";
 export {
   type CheckedBody,
@@ -14,11 +15,11 @@ export {
 export type { CachedObjectId } from "./read-cache.js";
 export { BLOCKS_IN_FLIGHT, CachedS3Reader } from "./readers/cached-reader.js";
 export {
-  coalesceRanges,
   DCPOptimizedS3Reader,
-  type ItemRange,
+  dcpOptimizedRule,
+  MAX_RUN_BYTES,
   RANGE_GET_BYTES,
-  type RangeGroup,
+  type RunRange,
 } from "./readers/dcp-optimized-reader.js";
 export { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 export type { ReaderTarget } from "./readers/reader-constructor.js";
