@@ -171,6 +171,27 @@ describe("reader argument checks (s3torchconnector's errors)", () => {
     }
   });
 
+  it("the DCP-optimized reader refuses a read outside the runs it was opened with, before any request", async () => {
+    const reader = new DCPOptimizedS3Reader(ref, [
+      { start: 0, end: 4 },
+      { start: 10, end: 20 },
+    ]);
+    expect(reader.runs).toEqual([
+      { start: 0, end: 4 },
+      { start: 10, end: 20 },
+    ]);
+    for (const [offset, length] of [
+      [2, 4],
+      [4, 2],
+      [18, 4],
+    ] as const) {
+      const error = await reader.read(offset, length).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "INVALID_ARGUMENT" });
+      expect((error as Error).message).toMatch(/^Expected a range inside one of the runs/);
+    }
+    expect(await reader.size()).toBe(20);
+  });
+
   it("every reader rejects read(0, -1) with INVALID_ARGUMENT before any request", async () => {
     for (const reader of [
       new DCPOptimizedS3Reader(ref, [{ start: 0, end: 4 }]),
