@@ -24,7 +24,7 @@ const item = (name: string, relativePath: string, offset: number, length: number
   key,
 });
 
-/** The schedule of `items` as plain vectors: per file, its ranges and its runs' names, placement and pieces. */
+/** The schedule of `items` as plain vectors: per file, its stored ranges (distinct) and its runs' names, placement and pieces. */
 function plan(
   items: Item[],
   capabilities: ReadCapabilities,
@@ -34,17 +34,17 @@ function plan(
     items,
     (i) => i,
     // The target a direct run lands in: here just its item names.
-    (chunk) => {
-      const names = chunk.items.map((i) => i.name);
+    (range) => {
+      const names = range.items.map((i) => i.name);
       return direct(names) ? names : undefined;
     },
     capabilities,
   ).map((f) => ({
     file: f.relativePath,
-    ranges: f.ranges.map((r) => [r.offset, r.length]),
+    ranges: f.runs.flatMap((r) => r.ranges.map((s) => [s.offset, s.length])),
     runs: f.runs.map((r) => ({
       at: [r.offset, r.length],
-      chunks: r.chunks.map((c) => c.items.map((i) => i.name).join("+")),
+      chunks: r.ranges.map((c) => c.items.map((i) => i.name).join("+")),
       placement: r.placement,
       ...(r.targets ? { targets: r.targets.map((t) => t.join("+")) } : {}),
       pieces: r.pieces.length,
@@ -140,17 +140,51 @@ describe("the read scheduler (storage/read-schedule.ts)", () => {
     ).toBe("staged");
   });
 
-  it("a backend that coalesces itself (s3torchconnector's DCP-optimized reader) is asked for one item per call", () => {
-    const caps = resolveReadCapabilities({ coalesce: false, pieceBytes: 8 * MiB });
-    const out = plan(
-      [item("a", "f", 0, 10), item("b", "f", 10, 10), item("big", "f", 20, 20 * MiB)],
-      caps,
-      (names) => names[0] === "big",
-    );
-    expect(out[0]!.runs).toEqual([
-      { at: [0, 10], chunks: ["a"], placement: "staged", pieces: 1 },
-      { at: [10, 10], chunks: ["b"], placement: "staged", pieces: 1 },
-      { at: [20, 20 * MiB], chunks: ["big"], placement: "direct", targets: ["big"], pieces: 3 },
+  it("s3torchconnector's DCP-optimized rule as data: small neighbours within the gap share a run, a large item is alone in pieces", () => {
+    const caps = resolveReadCapabilities({
+      coalesce: { smallItemBytes: 16 * MiB, gapBytes: 32 * MiB, batchBytes: 32 * MiB },
+      pieceBytes: 8 * MiB,
+    });
+    const items = [
+      item("a", "f", 0, 10),
+      item("b", "f", 10 + 16 * MiB, 10), // 16 MiB apart: within maxGapSize, joins
+      item("mid", "f", 64 * MiB, 12 * MiB), // small (< 16 MiB), longer than a piece: one call, alone (batch)
+      item("big", "f", 76 * MiB, 20 * MiB), // ≥ smallItemBytes: alone, 8 MiB pieces
+    ];
+    expect(plan(items, caps, (names) => names[0] === "big")[0]!.runs).toEqual([
+      { at: [0, 20 + 16 * MiB], chunks: ["a", "b"], placement: "staged", pieces: 1 },
+      { at: [64 * MiB, 12 * MiB], chunks: ["mid"], placement: "staged", pieces: 1 },
+      { at: [76 * MiB, 20 * MiB], chunks: ["big"], placement: "direct", targets: ["big"], pieces: 3 },
+    ]);
+    // parallelThreshold Infinity: every item is small, read whole with one call.
+    const whole = resolveReadCapabilities({
+      ...caps,
+      coalesce: { ...caps.coalesce, smallItemBytes: Infinity },
+    });
+    expect(plan([items[3]!], whole)[0]!.runs[0]!.pieces).toBe(1);
+    // maxGapSize 0: only touching neighbours share a run.
+    const tight = resolveReadCapabilities({ ...caps, coalesce: { ...caps.coalesce, gapBytes: 0 } });
+    const touching = [item("x", "f", 0, 10), item("y", "f", 10, 10), item("z", "f", 21, 10)];
+    expect(plan(touching, tight)[0]!.runs.map((r) => r.chunks)).toEqual([["x", "y"], ["z"]]);
+  });
+
+  it("the batch bound caps a run of small items, gaps included", () => {
+    const caps = resolveReadCapabilities({
+      coalesce: { smallItemBytes: MiB, gapBytes: Infinity, batchBytes: 100 },
+    });
+    const items = [
+      item("a", "f", 0, 40),
+      item("b", "f", 50, 40),
+      item("c", "f", 95, 10),
+      item("d", "f", 500, 1),
+    ];
+    expect(plan(items, caps)[0]!.runs.map((r) => [r.chunks, r.at])).toEqual([
+      [
+        ["a", "b"],
+        [0, 90],
+      ],
+      [["c"], [95, 10]],
+      [["d"], [500, 1]],
     ]);
   });
 

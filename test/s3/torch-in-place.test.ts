@@ -17,7 +17,7 @@ describe("large torch items on the S3 server", () => {
   it.each([
     // reads each large contiguous item's frame, then its payload straight into the tensor
     ["sequential", () => S3ReaderConstructor.sequential()],
-    // reads its ranges strictly in turn: every item whole, then unframed
+    // one GET per run of small items (staged, then unframed); a lone large item's frame, then its payload in place
     ["dcpOptimized", () => S3ReaderConstructor.dcpOptimized()],
   ])(
     "load bit-exact through the %s reader (contiguous, bf16, a view of a larger storage, transposed)",

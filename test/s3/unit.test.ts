@@ -1,4 +1,5 @@
 import { CheckpointError } from "@dcpjs/core";
+import { resolveReadCapabilities, scheduleReads } from "@dcpjs/core/testing";
 import {
   BinaryPrefixStrategy,
   createS3Client,
@@ -14,7 +15,7 @@ import {
   SequentialS3Reader,
   toCheckpointError,
 } from "@dcpjs/s3/extend";
-import { coalesceRanges, escapePath, resolveTransferSettings } from "@dcpjs/s3/testing";
+import { escapePath, resolveTransferSettings } from "@dcpjs/s3/testing";
 import { describe, expect, it } from "vitest";
 
 describe("prefix strategies (s3torchconnector's vectors)", () => {
@@ -106,6 +107,23 @@ describe("client config validation", () => {
 
 describe("range coalescing (DCP-optimized reader)", () => {
   const r = (start: number, end: number) => ({ start, end });
+  /** The runs the read scheduler makes of `ranges` by the DCP-optimized rule (the stream is opened with them). */
+  const coalesceRanges = (ranges: { start: number; end: number }[], maxGapSize: number) => {
+    const { capabilities } = S3ReaderConstructor.dcpOptimized({ maxGapSize });
+    const items = ranges.map((x, i) => ({
+      relativePath: "f",
+      offset: x.start,
+      length: x.end - x.start,
+      key: `${i}`,
+    }));
+    const [file] = scheduleReads(
+      items,
+      (i) => i,
+      () => undefined,
+      resolveReadCapabilities(capabilities),
+    );
+    return file!.runs.map((run) => ({ start: run.offset, end: run.offset + run.length, items: run.ranges }));
+  };
   it("groups neighbours within the gap and splits beyond it", () => {
     const groups = coalesceRanges([r(0, 10), r(10, 20), r(25, 30), r(100, 110)], 5);
     expect(groups.map((g) => [g.start, g.end, g.items.length])).toEqual([
@@ -116,12 +134,13 @@ describe("range coalescing (DCP-optimized reader)", () => {
   });
 
   it("drops empty ranges, merges identical ones, rejects overlapping and unsorted ones", () => {
-    expect(coalesceRanges([r(0, 0), r(0, 10), r(0, 10), r(10, 10)], 0).map((g) => g.items.length)).toEqual([
-      1,
-    ]);
-    expect(() => coalesceRanges([r(0, 10), r(5, 15)], 0)).toThrow(/^Overlapping ranges: 0-10 and 5-15/);
-    expect(() => coalesceRanges([r(10, 20), r(0, 5)], 0)).toThrow(/^Unsorted ranges/);
-    expect(() => coalesceRanges([r(5, 2)], 0)).toThrow(/^Invalid range/);
+    const client = createS3Client({ endpoint: "http://127.0.0.1:9", region: "us-east-1" });
+    const ref = { client, bucket: "b", key: "k/__0_0.distcp", uri: "s3://b/k/__0_0.distcp" };
+    const opened = (runs: { start: number; end: number }[]) => new DCPOptimizedS3Reader(ref, runs).runs;
+    expect(opened([r(0, 0), r(0, 10), r(0, 10), r(10, 10)]).map((g) => [g.start, g.end])).toEqual([[0, 10]]);
+    expect(() => opened([r(0, 10), r(5, 15)])).toThrow(/^Overlapping ranges: 0-10 and 5-15/);
+    expect(() => opened([r(10, 20), r(0, 5)])).toThrow(/^Unsorted ranges/);
+    expect(() => opened([r(5, 2)])).toThrow(/^Invalid range/);
   });
 });
 
@@ -149,6 +168,27 @@ describe("reader argument checks (s3torchconnector's errors)", () => {
       expect(() => new RangeBasedS3Reader(bad, 0)).toThrow(message);
       expect(() => new SequentialS3Reader(bad)).toThrow(message);
     }
+  });
+
+  it("the DCP-optimized reader refuses a read outside the runs it was opened with, before any request", async () => {
+    const reader = new DCPOptimizedS3Reader(ref, [
+      { start: 0, end: 4 },
+      { start: 10, end: 20 },
+    ]);
+    expect(reader.runs).toEqual([
+      { start: 0, end: 4 },
+      { start: 10, end: 20 },
+    ]);
+    for (const [offset, length] of [
+      [2, 4],
+      [4, 2],
+      [18, 4],
+    ] as const) {
+      const error = await reader.read(offset, length).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: "INVALID_ARGUMENT" });
+      expect((error as Error).message).toMatch(/^Expected a range inside one of the runs/);
+    }
+    expect(await reader.size()).toBe(20);
   });
 
   it("every reader rejects read(0, -1) with INVALID_ARGUMENT before any request", async () => {

@@ -1,5 +1,5 @@
-import { emptyTensor, type FileSystemWriter, load, save } from "@dcpjs/core";
-import type { FileSystemBase } from "@dcpjs/core/extend";
+import { emptyTensor, load, save } from "@dcpjs/core";
+import type { FileSystemBase, StorageWriter } from "@dcpjs/core/extend";
 import {
   COPY_PIECE_BYTES,
   collectGarbage,
@@ -17,7 +17,7 @@ export interface OpsTarget {
   fresh(): Promise<string>;
   fs(): FileSystemBase;
   /** A writer for `path` (the backend's own). */
-  writer(path: string): FileSystemWriter;
+  writer(path: string): StorageWriter;
 }
 
 const names = async (fs: FileSystemBase, path: string) => (await fs.list!(path)).map((e) => e.name).sort();

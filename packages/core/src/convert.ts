@@ -9,7 +9,7 @@ import type { SavePlanner } from "./plan/planner.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
 import { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
-import type { StorageWriter } from "./storage/storage.js";
+import { isFileSystemBacked, type StorageWriter } from "./storage/storage.js";
 import { collectWorkerHeaps, workerThreadsRunning } from "./storage/worker-pool.js";
 import { assertIntegerInRange } from "./validate.js";
 
@@ -231,9 +231,9 @@ function defaultWriter(dst: string, format: "dcpjs" | "torch"): Promise<StorageW
   return createStorageWriter(dst, { format });
 }
 
-/** Removes the data files of the batches written before a failure (a FileSystemWriter's; others are left to `dcp gc`). */
+/** Removes the data files of the batches written before a failure (a writer over a file system, `FileSystemBacked`; others are left to `dcp gc`). */
 async function removeWritten(writer: StorageWriter, results: readonly WriteResult[]): Promise<void> {
-  if (!(writer instanceof FileSystemWriter)) return;
+  if (!isFileSystemBacked(writer)) return;
   const root = writer.checkpointPath;
   for (const file of new Set(results.map((r) => r.storageData.relativePath)))
     await writer.fs.rmFile(writer.fs.concatPath(root, file)).catch(() => {});

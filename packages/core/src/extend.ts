@@ -59,7 +59,7 @@ export {
   saveTagOf,
 } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
-export type { ByteRange, ReadCapabilities } from "./storage/read-schedule.js";
+export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
 export {

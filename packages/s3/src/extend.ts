@@ -11,7 +11,12 @@ export {
   type S3ObjectRef,
 } from "./ranged-get.js";
 export { CachedS3Reader } from "./readers/cached-reader.js";
-export { DCPOptimizedS3Reader } from "./readers/dcp-optimized-reader.js";
+export {
+  DCPOptimizedS3Reader,
+  dcpOptimizedRule,
+  MAX_RUN_BYTES,
+  type RunRange,
+} from "./readers/dcp-optimized-reader.js";
 export { RangeBasedS3Reader } from "./readers/range-based-reader.js";
 export type { ReaderTarget } from "./readers/reader-constructor.js";
 export { SequentialS3Reader } from "./readers/sequential-reader.js";

@@ -107,10 +107,10 @@ export class S3FileSystem implements FileSystemBase {
     if (mode === "rb") {
       const ref = { client: this.client, bucket, key, uri: path };
       if (this.readCache) return new CachedS3Reader(ref, this.readCache);
-      // Small ranges at random positions: plain ranged GETs, no read-ahead, no ranges needed up front.
+      // Small ranges at random positions: plain ranged GETs, no read-ahead, no runs needed up front.
       return options?.access === "random"
         ? new RangeBasedS3Reader(ref, 0)
-        : this.readerConstructor.create(ref, options?.ranges);
+        : this.readerConstructor.create(ref, options?.runs);
     }
     throw new CheckpointError(
       "INVALID_ARGUMENT",
@@ -120,8 +120,8 @@ export class S3FileSystem implements FileSystemBase {
 
   /**
    * @inheritDoc
-   * The reader constructor's (the DCP-optimized one coalesces itself: one item per call, 8 MiB
-   * pieces), or with a read cache, pieces of one cache block; `rereadsOnMismatch` is
+   * The reader constructor's (the DCP-optimized one states s3torchconnector's coalescing rule and
+   * 8 MiB pieces), or with a read cache, pieces of one cache block; `rereadsOnMismatch` is
    * `maxAttempts − 1` (9 by default): a response whose bytes fail their checksum (damaged in
    * transit) is requested again, as a transport failure would be.
    */
@@ -352,8 +352,6 @@ export class S3FileSystem implements FileSystemBase {
     }
   }
 
-  /** @inheritDoc True for a parsable `s3://` URI. */
-  validateCheckpointId(checkpointId: string): boolean {
-    return isS3Uri(checkpointId);
-  }
+  /** @inheritDoc True for a parsable `s3://` URI: {@link isS3Uri}, the one check. */
+  readonly validateCheckpointId: (checkpointId: string) => boolean = isS3Uri;
 }

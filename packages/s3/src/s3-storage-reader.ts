@@ -1,11 +1,18 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { FileSystemReader, type ProgressCallback } from "@dcpjs/core";
-import type { LoadPlan } from "@dcpjs/core/extend";
+import { FileSystemReader, type Metadata, type ProgressCallback } from "@dcpjs/core";
+import {
+  type LoadPlan,
+  type LoadPlanner,
+  metadataIndexKey,
+  type StorageInfo,
+  type StorageReader,
+  type StorageSetUp,
+} from "@dcpjs/core/extend";
 import type { S3ClientConfig } from "./client-config.js";
 import { S3ReadCache } from "./read-cache.js";
 import { type ReaderConstructor, S3ReaderConstructor } from "./readers/reader-constructor.js";
 import { S3FileSystem } from "./s3-file-system.js";
-import { isS3Uri, parseS3Uri } from "./s3-uri.js";
+import { assertS3CheckpointId, isS3Uri } from "./s3-uri.js";
 
 /** Options of {@link S3StorageReader}. */
 export interface S3StorageReaderOptions {
@@ -35,15 +42,23 @@ export interface S3StorageReaderOptions {
 
 /**
  * Loads checkpoints from S3, as s3torchconnector's `S3StorageReader`: DCP's `FileSystemReader`
- * over an {@link S3FileSystem} whose local plan is sorted by file offset, and whose item ranges
- * are handed to the reader constructor so the DCP-optimized reader fetches neighbouring items
- * with one ranged GET and a partial load fetches only what it needs.
+ * over an {@link S3FileSystem} (composed, not extended) whose local plan is sorted by file offset.
+ * The reader constructor's coalescing rule is applied by the read schedule, whose runs reach the
+ * reader it makes, so the DCP-optimized reader fetches neighbouring items with one ranged GET and
+ * a partial load fetches only what it needs.
  */
-export class S3StorageReader extends FileSystemReader {
-  /** The read cache given by `cacheDir` (its `stats` count this process's hits and fetches), if any. */
-  get readCache(): S3ReadCache | undefined {
-    return (this.fs as S3FileSystem).readCache;
-  }
+export class S3StorageReader implements StorageReader {
+  /**
+   * Whether a checkpoint id is an `s3://` URI this reader accepts ({@link isS3Uri}, the one check).
+   * @param checkpointId - the id.
+   */
+  static readonly validateCheckpointId: (checkpointId: string) => boolean = isS3Uri;
+
+  /** The backend. */
+  readonly fs: S3FileSystem;
+  readonly #reader: FileSystemReader;
+  /** Where each item is, from the metadata of the current load (for the offset order of the local plan). */
+  #storageData: ReadonlyMap<string, StorageInfo> = new Map();
 
   /**
    * @param options - see {@link S3StorageReaderOptions}.
@@ -52,7 +67,7 @@ export class S3StorageReader extends FileSystemReader {
    * through a file.
    */
   constructor(options: S3StorageReaderOptions) {
-    parseS3Uri(options.path);
+    assertS3CheckpointId(options.path);
     const readerConstructor = options.readerConstructor ?? S3ReaderConstructor.dcpOptimized();
     const readCache =
       options.cacheDir !== undefined
@@ -61,41 +76,66 @@ export class S3StorageReader extends FileSystemReader {
             ...(options.cacheMaxBytes !== undefined ? { maxBytes: options.cacheMaxBytes } : {}),
           })
         : undefined;
-    const fs = new S3FileSystem({
+    this.fs = new S3FileSystem({
       ...(options.client ? { client: options.client } : {}),
       ...(options.clientConfig ? { clientConfig: options.clientConfig } : {}),
       readerConstructor,
       ...(readCache ? { readCache } : {}),
     });
-    super({
+    this.#reader = new FileSystemReader({
       path: options.path,
-      fs,
+      fs: this.fs,
       ...(options.threadCount !== undefined ? { threadCount: options.threadCount } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
   }
 
-  /**
-   * @inheritDoc
-   * Sorts the items by their offset in their file (stable; as s3torchconnector). Each file's item
-   * ranges reach the reader constructor through the read schedule (`createStream(…, { ranges })`).
-   */
-  override prepareLocalPlan(plan: LoadPlan): LoadPlan {
-    const items = [...plan.items].sort((a, b) => this.storageInfo(a).offset - this.storageInfo(b).offset);
-    return super.prepareLocalPlan({ ...plan, items });
+  /** The read cache given by `cacheDir` (its `stats` count this process's hits and fetches), if any. */
+  get readCache(): S3ReadCache | undefined {
+    return this.fs.readCache;
+  }
+
+  /** The checkpoint URI this reader loads from. */
+  get checkpointPath(): string {
+    return this.#reader.checkpointPath;
   }
 
   /** @inheritDoc Validates `s3://` URIs only. */
-  override reset(checkpointId?: string): void {
-    if (checkpointId !== undefined) parseS3Uri(checkpointId);
-    super.reset(checkpointId);
+  reset(checkpointId?: string): void {
+    assertS3CheckpointId(checkpointId);
+    this.#reader.reset(checkpointId);
+  }
+
+  /** @inheritDoc */
+  readMetadata(signal?: AbortSignal): Promise<Metadata> {
+    return this.#reader.readMetadata(signal);
+  }
+
+  /** @inheritDoc */
+  setUpStorageReader(metadata: Metadata, setUp: StorageSetUp): void {
+    this.#storageData = metadata.storageData;
+    this.#reader.setUpStorageReader(metadata, setUp);
   }
 
   /**
-   * Whether a checkpoint id is an `s3://` URI this reader accepts.
-   * @param checkpointId - the id.
+   * @inheritDoc
+   * Sorts the items by their offset in their file (stable; as s3torchconnector). Each file's runs
+   * reach the reader constructor through the read schedule (`createStream(…, { runs })`).
    */
-  static validateCheckpointId(checkpointId: string): boolean {
-    return isS3Uri(checkpointId);
+  prepareLocalPlan(plan: LoadPlan): LoadPlan {
+    const offset = (item: LoadPlan["items"][number]) =>
+      this.#storageData.get(metadataIndexKey(item.storageIndex))?.offset ?? Number.POSITIVE_INFINITY;
+    const items = [...plan.items].sort((a, b) => offset(a) - offset(b) || 0);
+    return this.#reader.prepareLocalPlan({ ...plan, items });
+  }
+
+  /** @inheritDoc */
+  prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
+    return this.#reader.prepareGlobalPlan(plans);
+  }
+
+  /** @inheritDoc */
+  readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
+    return this.#reader.readData(plan, planner, signal);
   }
 }

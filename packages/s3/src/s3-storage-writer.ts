@@ -1,10 +1,17 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import { FileSystemWriter, type ProgressCallback } from "@dcpjs/core";
-import type { SavePlan } from "@dcpjs/core/extend";
+import { FileSystemWriter, type Metadata, type ProgressCallback } from "@dcpjs/core";
+import type {
+  SavePlan,
+  SavePlanner,
+  StorageMeta,
+  StorageSetUp,
+  StorageWriter,
+  WriteResult,
+} from "@dcpjs/core/extend";
 import type { S3ClientConfig } from "./client-config.js";
 import { DefaultPrefixStrategy, type S3PrefixStrategy } from "./prefix-strategy.js";
 import { S3FileSystem } from "./s3-file-system.js";
-import { isS3Uri, parseS3Uri } from "./s3-uri.js";
+import { assertS3CheckpointId, isS3Uri } from "./s3-uri.js";
 
 /** Options of {@link S3StorageWriter}. */
 export interface S3StorageWriterOptions {
@@ -39,11 +46,20 @@ export interface S3StorageWriterOptions {
 
 /**
  * Saves checkpoints to S3, as s3torchconnector's `S3StorageWriter`: DCP's `FileSystemWriter`
- * over an {@link S3FileSystem} (streaming multipart uploads, no fsync), with each rank's file
- * prefix chosen by a prefix strategy in the global plan. `.metadata` is committed last by
- * uploading `.metadata.{saveTag}.tmp` and renaming it (copy + delete).
+ * (composed, not extended) over an {@link S3FileSystem} (streaming multipart uploads, no fsync),
+ * with each rank's file prefix chosen by a prefix strategy in the global plan. `.metadata` is
+ * committed last by uploading `.metadata.{saveTag}.tmp` and renaming it (copy + delete).
  */
-export class S3StorageWriter extends FileSystemWriter {
+export class S3StorageWriter implements StorageWriter {
+  /**
+   * Whether a checkpoint id is an `s3://` URI this writer accepts ({@link isS3Uri}, the one check).
+   * @param checkpointId - the id.
+   */
+  static readonly validateCheckpointId: (checkpointId: string) => boolean = isS3Uri;
+
+  /** The backend. */
+  readonly fs: S3FileSystem;
+  readonly #writer: FileSystemWriter;
   readonly #prefixStrategy: S3PrefixStrategy;
 
   /**
@@ -52,35 +68,69 @@ export class S3StorageWriter extends FileSystemWriter {
    * out-of-range client config, or a `threadCount` below 1.
    */
   constructor(options: S3StorageWriterOptions) {
-    parseS3Uri(options.path);
+    assertS3CheckpointId(options.path);
     const { client, clientConfig, prefixStrategy, ...rest } = options;
-    super({
-      ...rest,
-      fs: new S3FileSystem({ ...(client ? { client } : {}), ...(clientConfig ? { clientConfig } : {}) }),
-      syncFiles: false,
-    });
+    this.fs = new S3FileSystem({ ...(client ? { client } : {}), ...(clientConfig ? { clientConfig } : {}) });
+    this.#writer = new FileSystemWriter({ ...rest, fs: this.fs, syncFiles: false });
     this.#prefixStrategy = prefixStrategy ?? new DefaultPrefixStrategy();
   }
 
-  /** @inheritDoc Gives plan i the prefix `prefixStrategy.generatePrefix(i, plans.length)`. */
-  override prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
-    return plans.map((plan, i) => ({
-      ...plan,
-      storageData: { prefix: this.#prefixStrategy.generatePrefix(i, plans.length) },
-    }));
+  /** The checkpoint URI this writer saves to. */
+  get checkpointPath(): string {
+    return this.#writer.checkpointPath;
+  }
+
+  /** Files per rank and upload concurrency. */
+  get threadCount(): number {
+    return this.#writer.threadCount;
+  }
+
+  /** This save's tag in its object names: 12 hex digits, new on every `reset`. */
+  get saveTag(): string {
+    return this.#writer.saveTag;
   }
 
   /** @inheritDoc Validates `s3://` URIs only. */
-  override reset(checkpointId?: string): void {
-    if (checkpointId !== undefined) parseS3Uri(checkpointId);
-    super.reset(checkpointId);
+  reset(checkpointId?: string): void {
+    assertS3CheckpointId(checkpointId);
+    this.#writer.reset(checkpointId);
   }
 
-  /**
-   * Whether a checkpoint id is an `s3://` URI this writer accepts.
-   * @param checkpointId - the id.
-   */
-  static validateCheckpointId(checkpointId: string): boolean {
-    return isS3Uri(checkpointId);
+  /** @inheritDoc */
+  setUpStorageWriter(setUp: StorageSetUp): void {
+    this.#writer.setUpStorageWriter(setUp);
+  }
+
+  /** @inheritDoc The overwrite guard (`CHECKPOINT_EXISTS`). */
+  prepareLocalPlan(plan: SavePlan): Promise<SavePlan> {
+    return this.#writer.prepareLocalPlan(plan);
+  }
+
+  /** @inheritDoc Gives plan i the prefix `prefixStrategy.generatePrefix(i, plans.length)`. */
+  prepareGlobalPlan(plans: SavePlan[]): SavePlan[] {
+    return this.#writer.prepareGlobalPlan(plans).map((plan, i) => ({
+      ...plan,
+      storageData: { ...plan.storageData, prefix: this.#prefixStrategy.generatePrefix(i, plans.length) },
+    }));
+  }
+
+  /** @inheritDoc */
+  writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
+    return this.#writer.writeData(plan, planner, signal);
+  }
+
+  /** @inheritDoc */
+  finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
+    return this.#writer.finish(metadata, results, signal);
+  }
+
+  /** @inheritDoc */
+  storageMeta(): StorageMeta {
+    return this.#writer.storageMeta();
+  }
+
+  /** @inheritDoc */
+  committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
+    return this.#writer.committedMetadata(signal);
   }
 }

@@ -36,7 +36,10 @@ export function parseS3Uri(uri: string): S3Location {
 }
 
 /**
- * Whether `uri` is a valid `s3://` URI, as s3torchconnector's `validate_checkpoint_id`.
+ * Whether a checkpoint id is an `s3://` URI the S3 backend accepts, as s3torchconnector's
+ * `validate_checkpoint_id`: the one check behind `S3FileSystem.validateCheckpointId`,
+ * `S3StorageWriter.validateCheckpointId`, `S3StorageReader.validateCheckpointId` and the `s3://`
+ * registration.
  *
  * @param uri - a checkpoint id.
  */
@@ -47,6 +50,17 @@ export function isS3Uri(uri: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Refuses a checkpoint id that is not an `s3://` URI — what the S3 writer and reader check on
+ * construction and on `reset`.
+ *
+ * @param checkpointId - a checkpoint id; `undefined` (keep the current one) passes.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT`, as {@link parseS3Uri}.
+ */
+export function assertS3CheckpointId(checkpointId: string | undefined): void {
+  if (checkpointId !== undefined) parseS3Uri(checkpointId);
 }
 
 /**

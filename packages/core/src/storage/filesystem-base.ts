@@ -87,11 +87,14 @@ export interface CreateStreamOptions {
    */
   readonly access?: "random";
   /**
-   * For `rb`: every byte range the caller will read, ascending and distinct (each stored item's,
-   * from the read schedule). A backend that fetches ahead or coalesces requests plans with them
-   * (s3torchconnector's DCP-optimized reader needs them); others ignore them.
+   * For `rb`: the read runs of the file, in file order, as the read schedule made them by the
+   * backend's own rule (`readCapabilities.coalesce`): each is asked for with one call (a large
+   * stored item's run: in pieces inside it); some may not be asked for at all (a saved chunk
+   * another rank of this process reads). A backend that plans its requests up front uses them
+   * (s3torchconnector's DCP-optimized reader: one ranged GET per call inside a run); others
+   * ignore them.
    */
-  readonly ranges?: readonly ByteRange[];
+  readonly runs?: readonly ByteRange[];
 }
 
 /** One entry of {@link FileSystemBase.list}. */
@@ -174,9 +177,11 @@ export interface FileSystemBase {
    */
   rmFile(path: string): Promise<void>;
   /**
-   * What this backend's read streams are good at (coalescing, piece size, rereads after a checksum
-   * mismatch); fields left out take {@link DEFAULT_READ_CAPABILITIES}'s. The reader asks this,
-   * never the backend's type.
+   * What this backend's read streams are good at, as data: its coalescing rule (which neighbouring
+   * small items one call reads, the gap and batch bounds), the piece size of large items, scatter
+   * reads, rereads after a checksum mismatch. Fields left out take
+   * {@link DEFAULT_READ_CAPABILITIES}'s. The read scheduler applies the rule and hands the
+   * backend the resulting runs (`createStream(path, "rb", { runs })`); nothing asks the backend's type.
    * @default a local disk's
    */
   readonly readCapabilities?: Partial<ReadCapabilities>;

@@ -252,15 +252,12 @@ export class FileSystemReader implements StorageReader {
   /**
    * @inheritDoc Tags the plan with the committed checkpoint this rank read (its save id), so that
    * the coordinator can check every rank read the same one; and with this process
-   * ({@link PROCESS_ID}), for shared chunk reads — where the backend's streams may skip ranges
-   * (`readCapabilities.skipsRanges`).
+   * ({@link PROCESS_ID}), for shared chunk reads.
    */
   prepareLocalPlan(plan: LoadPlan): LoadPlan {
-    const process = resolveReadCapabilities(this.fs.readCapabilities).skipsRanges;
-    if (!process && this.#committed === undefined) return plan;
     const data: ReadPlanData & CommittedPlanData = {
       ...(plan.storageData as object | undefined),
-      ...(process ? { process: PROCESS_ID } : {}),
+      process: PROCESS_ID,
       ...(this.#committed !== undefined ? { committed: this.#committed } : {}),
     };
     return { ...plan, storageData: data };
@@ -331,7 +328,7 @@ export class FileSystemReader implements StorageReader {
   /**
    * @inheritDoc
    * The reads follow {@link scheduleReads} with the backend's {@link ReadCapabilities}; each file is
-   * opened with its item ranges (`createStream(path, "rb", { ranges })`).
+   * opened with its runs (`createStream(path, "rb", { runs })`).
    * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32 (or CRC-32C) differs;
    * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`
    * when a data file is missing; `CHECKPOINT_SUPERSEDED` when it is missing because a newer save
@@ -340,9 +337,7 @@ export class FileSystemReader implements StorageReader {
   async readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
     const capabilities = resolveReadCapabilities(this.fs.readCapabilities);
-    const shared = capabilities.skipsRanges
-      ? (plan.storageData as ReadPlanData | undefined)?.shared
-      : undefined;
+    const shared = (plan.storageData as ReadPlanData | undefined)?.shared;
     // Chunks shared with other ranks of this process are read whole, once (as the coordinator chose).
     const sharedChunks = shared?.readers;
     const reads = this.#locateAll(
@@ -352,7 +347,7 @@ export class FileSystemReader implements StorageReader {
     const schedules = scheduleReads(
       reads,
       (r) => r,
-      (chunk) => this.#directTarget(chunk.items, planner, capabilities.skipsRanges),
+      (range) => this.#directTarget(range.items, planner),
       capabilities,
     );
     // Large items will be checked on worker threads: start one while the first reads run.
@@ -364,7 +359,7 @@ export class FileSystemReader implements StorageReader {
       for (const schedule of schedules)
         for (const run of schedule.runs)
           if (this.#sharedKey(run, sharing) === undefined)
-            for (const chunk of run.chunks) sharing.release(chunk.items[0]!.key);
+            for (const chunk of run.ranges) sharing.release(chunk.items[0]!.key);
     try {
       await forEachFile(schedules, this.#threadCount, signal, async (schedule, _, linked) => {
         try {
@@ -414,7 +409,7 @@ export class FileSystemReader implements StorageReader {
     const stream = await this.fs.createStream(this.fs.concatPath(this.path, relativePath), "rb", {
       signal,
       within: this.path,
-      ranges: schedule.ranges,
+      runs: schedule.runs,
     });
     const pieces = pLimit(capabilities.piecesInFlight);
     // The frames of framed items read in place are read ahead of their runs (small reads that
@@ -475,7 +470,7 @@ export class FileSystemReader implements StorageReader {
         frameAhead(next + FRAMES_AHEAD);
         if (next < runs.length) inFlight.push(fetch(runs[next++]!));
         throwIfAborted(signal);
-        for (const [i, chunk] of run.chunks.entries()) {
+        for (const [i, chunk] of run.ranges.entries()) {
           const copying = this.#deliver(chunk.items, ready.payloads[i]!, ready.fetched?.dests?.[i], planner);
           if (copying) await copying;
           this.#onProgress?.({ bytes: chunk.length, items: 1 });
@@ -503,8 +498,8 @@ export class FileSystemReader implements StorageReader {
     run: ReadRun<ItemRead, DirectTarget>,
     sharing: SharedChunkReads | undefined,
   ): string | undefined {
-    if (!sharing || run.placement !== "staged" || run.chunks.length !== 1) return undefined;
-    const { key } = run.chunks[0]!.items[0]!;
+    if (!sharing || run.placement !== "staged" || run.ranges.length !== 1) return undefined;
+    const { key } = run.ranges[0]!.items[0]!;
     return sharing.shares(key) ? key : undefined;
   }
 
@@ -538,7 +533,7 @@ export class FileSystemReader implements StorageReader {
         );
       const buffers: Uint8Array[] = [];
       let at = offset;
-      run.chunks.forEach((chunk, i) => {
+      run.ranges.forEach((chunk, i) => {
         for (let gap = chunk.offset - at; gap > 0; gap -= discard.byteLength)
           buffers.push(discard.subarray(0, Math.min(gap, discard.byteLength)));
         buffers.push(targets[i]!.bytes);
@@ -570,7 +565,7 @@ export class FileSystemReader implements StorageReader {
       if (failed) throw failed.reason;
     }
     if (direct) return { stored: [bytes], staging: undefined, dests: [direct.dest] };
-    const stored = run.chunks.map((c) => bytes.subarray(c.offset - offset, c.offset - offset + c.length));
+    const stored = run.ranges.map((c) => bytes.subarray(c.offset - offset, c.offset - offset + c.length));
     return { stored, staging, dests: undefined };
   }
 
@@ -608,7 +603,7 @@ export class FileSystemReader implements StorageReader {
     signal: AbortSignal,
     ahead: Promise<ItemFrame> | undefined,
   ): Promise<FetchedChunk | undefined> {
-    const read = run.chunks[0]!.items[0]!;
+    const read = run.ranges[0]!.items[0]!;
     const frame = itemFormatOf(read.info).payloadFrame!;
     const { offset } = run;
     const payload = target.bytes.byteLength;
@@ -649,7 +644,7 @@ export class FileSystemReader implements StorageReader {
     const together = this.#checkedTogether(run, fetched, relativePath);
     if (together) return together;
     let offThread = false;
-    const payloads = run.chunks.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
+    const payloads = run.ranges.map((chunk, i): Uint8Array | Promise<Uint8Array> => {
       const read = chunk.items[0]!;
       const { item, info, first } = read;
       const stored = fetched.stored[i]!;
@@ -701,10 +696,10 @@ export class FileSystemReader implements StorageReader {
     fetched: FetchedChunk,
     relativePath: string,
   ): Promise<Uint8Array[]> | undefined {
-    if (run.chunks.length < 2 || !runsOffThread(this.#workerMinBytes, run.length, ...fetched.stored))
+    if (run.ranges.length < 2 || !runsOffThread(this.#workerMinBytes, run.length, ...fetched.stored))
       return undefined;
     const sums: ItemChecksum[] = [];
-    for (const chunk of run.chunks) {
+    for (const chunk of run.ranges) {
       const { info } = chunk.items[0]!;
       const sum = itemChecksum(info);
       // Items with running checksums (longer than a block) are checked block by block, alone.
@@ -713,7 +708,7 @@ export class FileSystemReader implements StorageReader {
       sums.push(sum);
     }
     return checksumsOnWorker(sums[0]!.algorithm, fetched.stored).then((values) => {
-      run.chunks.forEach((chunk, i) => {
+      run.ranges.forEach((chunk, i) => {
         const read = chunk.items[0]!;
         const where = () => whereRead(relativePath, read);
         assertRunningChecksums(sums[i]!, undefined, 0, [values[i]!], read.item.storageIndex.fqn, where);
@@ -743,24 +738,16 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * The destination bytes when a chunk is read by one item, whole, into a contiguous run of its
-   * destination — a framed item's only where `inPlace` (its frame is read before its payload:
-   * not for streams that read their ranges strictly in turn).
+   * destination — a framed item's too (its frame is read before its payload).
    */
-  #directTarget(
-    group: readonly ItemRead[],
-    planner: LoadPlanner,
-    inPlace: boolean,
-  ): DirectTarget | undefined {
+  #directTarget(group: readonly ItemRead[], planner: LoadPlanner): DirectTarget | undefined {
     const { item, info, saved, start, end } = group[0]!;
     if (group.length !== 1 || item.type !== "tensor" || !saved) return undefined;
     const format = itemFormatOf(info);
     const payload = numel(saved.chunk.sizes) * DTYPE_BYTES[saved.dtype];
     // A framed item whose payload may be the tensor's bytes as they are: its frame is read first.
     const framed =
-      inPlace &&
-      !format.zeroCopy &&
-      format.payloadFrame !== undefined &&
-      payload >= format.payloadFrame.minBytes;
+      !format.zeroCopy && format.payloadFrame !== undefined && payload >= format.payloadFrame.minBytes;
     if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
     const sizes = saved.chunk.sizes;
     if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
@@ -943,7 +930,7 @@ function wholeForProcesses(plans: readonly LoadPlan[], located: (item: ReadItem)
 
 /** Whether every chunk of a run is a tensor's: its staging buffer then holds no decoded value's bytes, so it may lie in shared memory and be kept for reuse. */
 function tensorsOnly(run: ReadRun<ItemRead, DirectTarget>): boolean {
-  return run.chunks.every((c) => c.items[0]!.item.type === "tensor");
+  return run.ranges.every((c) => c.items[0]!.item.type === "tensor");
 }
 
 /** An item's read of its whole stored item. */

@@ -1,9 +1,12 @@
 /**
  * The read scheduler: a pure function from a rank's read items to what each data file is asked
- * for — the item ranges a backend may plan with, the runs read with one call, the pieces a long
- * run is split into, and which runs go straight into their destination. Every decision about
- * coalescing and splitting lives here; backends state what they are good at in
- * {@link ReadCapabilities} and receive the ranges explicitly (`createStream(path, "rb", { ranges })`).
+ * for — the stored ranges, the runs read with one call each, the pieces a large stored item is
+ * split into, and which runs go straight into their destination. Every decision about coalescing
+ * and splitting lives here: a backend states its rule as data in {@link ReadCapabilities} and
+ * receives the runs (`createStream(path, "rb", { runs })`), never the ranges to coalesce again.
+ *
+ * Terms: a *chunk* is DCP's (a saved box of a tensor); a {@link StoredRange} is where one stored
+ * item lies in its file; a {@link ReadRun} is neighbouring stored ranges read with one call.
  */
 
 /** A byte range of a file: `[offset, offset + length)`. */
@@ -15,20 +18,33 @@ export interface ByteRange {
 }
 
 /**
+ * Which stored items are read together, as data: neighbouring small items — each shorter than
+ * `smallItemBytes`, at most `gapBytes` apart — join one run of at most `batchBytes` (its first
+ * byte to its last, gaps included), read with one call; a stored item of `smallItemBytes` or more
+ * is a run of its own, read in pieces of {@link ReadCapabilities.pieceBytes}. s3torchconnector's
+ * DCP-optimized reader is this rule with `maxGapSize` as `gapBytes` and `parallelThreshold` as
+ * `smallItemBytes` (see `S3ReaderConstructor.dcpOptimized`).
+ */
+export interface CoalesceRule {
+  /** Stored items shorter than this (bytes) are small: coalesced, and read with one call. `Infinity`: every item. */
+  readonly smallItemBytes: number;
+  /** The largest gap (bytes) between two neighbours of one run; `Infinity` allowed. */
+  readonly gapBytes: number;
+  /** The longest run of small items (bytes, gaps included): bounds the memory one run is staged in. */
+  readonly batchBytes: number;
+}
+
+/**
  * What a backend's read streams are good at: one typed flags object (as unstorage's driver
  * flags), read by the scheduler and the reader, never by a branch on the backend's type.
  */
 export interface ReadCapabilities {
+  /** The coalescing rule: which neighbouring stored items one call reads ({@link CoalesceRule}). */
+  readonly coalesce: CoalesceRule;
   /**
-   * Neighbouring small items are read with one call: items under `smallItemBytes`, at most
-   * `gapBytes` apart, up to `batchBytes` per call. `false` when the stream coalesces the item
-   * ranges itself (it is then asked for one item per call, in offset order, as s3torchconnector's
-   * DCP-optimized reader expects).
+   * Largest single read (`readInto`) of a stored item of at least `coalesce.smallItemBytes`: such
+   * an item is read in pieces of this size (in parallel, `piecesInFlight` at once).
    */
-  readonly coalesce:
-    | { readonly smallItemBytes: number; readonly gapBytes: number; readonly batchBytes: number }
-    | false;
-  /** Largest single read into a buffer (`readInto`); longer runs are split into pieces of this size. */
   readonly pieceBytes: number;
   /** Pieces of one file in flight at once. */
   readonly piecesInFlight: number;
@@ -43,20 +59,13 @@ export interface ReadCapabilities {
    * over HTTP), 0 where a second read returns the same bytes (a local disk).
    */
   readonly rereadsOnMismatch: number;
-  /**
-   * A stream may be asked for only some of the ranges it was opened with: the ranks of one process
-   * then share saved chunks (a chunk another rank read is not read again). `false` for streams that
-   * read their ranges strictly in turn, as s3torchconnector's DCP-optimized reader.
-   */
-  readonly skipsRanges: boolean;
 }
 
 /**
  * The capabilities of a local disk, and the defaults of any field a backend leaves out: small
- * items (< 1 MiB) 64 KiB apart coalesced into reads of up to 8 MiB; pieces of 32 MiB (large local
- * reads are cheapest with them, see docs/benchmarks.md), 4 in flight
- * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads;
- * ranges may be skipped.
+ * items (< 1 MiB) 64 KiB apart coalesced into reads of up to 8 MiB; large items in pieces of
+ * 32 MiB (large local reads are cheapest in pieces this size: see docs/benchmarks.md), 4 in flight
+ * (libuv's default thread pool); no scatter reads (`LocalFileSystem` declares them); no rereads.
  */
 export const DEFAULT_READ_CAPABILITIES: ReadCapabilities = {
   coalesce: { smallItemBytes: 1024 * 1024, gapBytes: 64 * 1024, batchBytes: 8 * 1024 * 1024 },
@@ -64,7 +73,6 @@ export const DEFAULT_READ_CAPABILITIES: ReadCapabilities = {
   piecesInFlight: 4,
   scatterReads: false,
   rereadsOnMismatch: 0,
-  skipsRanges: true,
 };
 
 /**
@@ -88,31 +96,31 @@ export interface ItemLocation {
   readonly key: string;
 }
 
-/** One stored item and the read items served from it. */
-export interface ScheduledChunk<T> {
+/** Where one stored item (or the part of it that is read) lies in its file, and the read items it serves. */
+export interface StoredRange<T> extends ByteRange {
   /** The read items (one or more: several local shards may need one saved chunk). */
   readonly items: readonly T[];
-  /** Its range in the file. */
-  readonly offset: number;
-  readonly length: number;
 }
 
-/** Stored items read with one call (perhaps in pieces). */
-export interface ReadRun<T, D = unknown> {
-  /** The run's range: its first chunk's offset to its last chunk's end. */
+/** Stored ranges read with one call (a large stored item: in pieces): one coalesced fetch. */
+export interface ReadRun<T, D = unknown> extends ByteRange {
+  /** The run's range: its first stored range's offset to its last one's end (gaps included). */
   readonly offset: number;
   readonly length: number;
-  /** The chunks, ascending. */
-  readonly chunks: readonly ScheduledChunk<T>[];
+  /** The stored ranges, ascending. */
+  readonly ranges: readonly StoredRange<T>[];
   /**
-   * `direct`: every chunk read straight into its destination's memory (one chunk: `readInto` in
-   * pieces; several: one scatter read); `staged`: read into a staging buffer, then verified and
+   * `direct`: every stored range read straight into its destination's memory (one: `readInto`
+   * in pieces; several: one scatter read); `staged`: read into a staging buffer, then verified and
    * copied (or decoded) into each destination.
    */
   readonly placement: "direct" | "staged";
-  /** For a `direct` run: where each chunk lands, as the `direct` callback of {@link scheduleReads} gave it. */
+  /** For a `direct` run: where each stored range lands, as the `direct` callback of {@link scheduleReads} gave it. */
   readonly targets?: readonly D[];
-  /** The pieces the run is read in, relative to the run's offset, ascending (one when short). */
+  /**
+   * The pieces the run is read in, relative to the run's offset, ascending: one for a run of small
+   * items (one call), `pieceBytes` each for a large stored item.
+   */
   readonly pieces: readonly ByteRange[];
 }
 
@@ -120,30 +128,28 @@ export interface ReadRun<T, D = unknown> {
 export interface FileReadSchedule<T, D = unknown> {
   /** The data file, relative to the checkpoint. */
   readonly relativePath: string;
-  /** Every stored item's range in the file, ascending and distinct: handed to the backend. */
-  readonly ranges: readonly ByteRange[];
-  /** The runs, in file order. */
+  /** The runs, in file order: handed to the backend (`createStream(path, "rb", { runs })`). */
   readonly runs: readonly ReadRun<T, D>[];
 }
 
 /**
  * Plans a rank's reads: items grouped by data file (files in first-seen order) and by stored item,
- * in offset order; neighbouring small stored items gathered into runs as `capabilities.coalesce`
- * allows; a run whose chunks all have a target (`direct`) marked for a straight read into them —
- * a run of several chunks only where the backend has scatter reads; runs longer than `pieceBytes`
- * split into pieces.
+ * in offset order; neighbouring small stored items gathered into runs by `capabilities.coalesce`;
+ * a run whose stored ranges all have a target (`direct`) marked for a straight read into them —
+ * a run of several only where the backend has scatter reads; a large stored item's run split
+ * into pieces of `pieceBytes`.
  *
  * @param items - the rank's read items.
  * @param locate - where an item's stored chunk is.
- * @param direct - where a stored chunk (with the items that read it) may be read straight to
- * (e.g. its destination's memory), or undefined; asked at most once per chunk.
+ * @param direct - where a stored range (with the items that read it) may be read straight to
+ * (e.g. its destination's memory), or undefined; asked at most once per stored range.
  * @param capabilities - the backend's (see {@link resolveReadCapabilities}).
  * @returns one schedule per data file.
  */
 export function scheduleReads<T, D>(
   items: readonly T[],
   locate: (item: T) => ItemLocation,
-  direct: (chunk: ScheduledChunk<T>) => D | undefined,
+  direct: (range: StoredRange<T>) => D | undefined,
   capabilities: ReadCapabilities,
 ): FileReadSchedule<T, D>[] {
   const byFile = new Map<string, { location: ItemLocation; item: T }[]>();
@@ -153,77 +159,78 @@ export function scheduleReads<T, D>(
     if (list) list.push({ location, item });
     else byFile.set(location.relativePath, [{ location, item }]);
   }
+  const rule = capabilities.coalesce;
   return [...byFile].map(([relativePath, located]) => {
     const sorted = [...located].sort((a, b) => a.location.offset - b.location.offset);
-    const chunks: (ScheduledChunk<T> & { key: string; items: T[] })[] = [];
+    const stored: (StoredRange<T> & { key: string; items: T[] })[] = [];
     for (const { location, item } of sorted) {
-      const last = chunks.at(-1);
+      const last = stored.at(-1);
       if (last && last.key === location.key) last.items.push(item);
       else
-        chunks.push({ key: location.key, items: [item], offset: location.offset, length: location.length });
+        stored.push({ key: location.key, items: [item], offset: location.offset, length: location.length });
     }
-    const ranges: ByteRange[] = [];
-    for (const c of chunks) {
-      const prev = ranges.at(-1);
-      if (!prev || prev.offset !== c.offset || prev.length !== c.length)
-        ranges.push({ offset: c.offset, length: c.length });
-    }
-    const runs = gatherRuns(chunks, capabilities).map((run) => {
+    const runs = gatherRuns(stored, rule).map((run) => {
       const offset = run[0]!.offset;
-      const end = run.reduce((e, c) => Math.max(e, c.offset + c.length), offset);
+      const end = run.reduce((e, r) => Math.max(e, r.offset + r.length), offset);
       const length = end - offset;
       const targets = run.length === 1 || capabilities.scatterReads ? allTargets(run, direct) : undefined;
+      const large = run.length === 1 && !isSmall(run[0]!, rule);
       return {
         offset,
         length,
-        chunks: run.map(({ items, offset, length }) => ({ items, offset, length })),
+        ranges: run.map(({ items, offset, length }) => ({ items, offset, length })),
         ...(targets ? { placement: "direct" as const, targets } : { placement: "staged" as const }),
-        pieces: splitIntoPieces(length, capabilities.pieceBytes),
+        pieces: large ? splitIntoPieces(length, capabilities.pieceBytes) : [{ offset: 0, length }],
       };
     });
-    return { relativePath, ranges, runs };
+    return { relativePath, runs };
   });
 }
 
-/** Every chunk's target, or undefined as soon as one has none. */
+/** Whether a stored range is small under `rule` (coalesced, read with one call). */
+function isSmall(range: ByteRange, rule: CoalesceRule): boolean {
+  return range.length < rule.smallItemBytes;
+}
+
+/** Every stored range's target, or undefined as soon as one has none. */
 function allTargets<T, D>(
-  run: readonly ScheduledChunk<T>[],
-  direct: (c: ScheduledChunk<T>) => D | undefined,
+  run: readonly StoredRange<T>[],
+  direct: (range: StoredRange<T>) => D | undefined,
 ): D[] | undefined {
   const targets: D[] = [];
-  for (const chunk of run) {
-    const target = direct(chunk);
+  for (const range of run) {
+    const target = direct(range);
     if (target === undefined) return undefined;
     targets.push(target);
   }
   return targets;
 }
 
-/** Neighbouring small chunks gathered into runs (see {@link ReadCapabilities.coalesce}); others alone. */
-function gatherRuns<C extends ByteRange>(chunks: readonly C[], capabilities: ReadCapabilities): C[][] {
-  const rule = capabilities.coalesce;
-  if (!rule) return chunks.map((c) => [c]);
-  const runs: C[][] = [];
+/**
+ * Stored ranges (ascending) gathered into runs by `rule` (see {@link CoalesceRule}): a small range
+ * joins the run before it when that run's last range is small too, the gap is at most `gapBytes`,
+ * the two do not overlap and the run stays within `batchBytes`; any other range starts a run.
+ */
+function gatherRuns<R extends ByteRange>(ranges: readonly R[], rule: CoalesceRule): R[][] {
+  const runs: R[][] = [];
   let runStart = 0;
   let runEnd = 0;
-  for (const c of chunks) {
+  for (const r of ranges) {
     const last = runs.at(-1);
-    const small = c.length < rule.smallItemBytes;
-    const lastSmall = last !== undefined && last.at(-1)!.length < rule.smallItemBytes;
     if (
       last &&
-      small &&
-      lastSmall &&
-      c.offset >= runEnd &&
-      c.offset - runEnd <= rule.gapBytes &&
-      c.offset + c.length - runStart <= rule.batchBytes
+      isSmall(r, rule) &&
+      isSmall(last.at(-1)!, rule) &&
+      r.offset >= runEnd &&
+      r.offset - runEnd <= rule.gapBytes &&
+      r.offset + r.length - runStart <= rule.batchBytes
     ) {
-      last.push(c);
+      last.push(r);
     } else {
-      runs.push([c]);
-      runStart = c.offset;
+      runs.push([r]);
+      runStart = r.offset;
     }
-    runEnd = Math.max(runEnd, c.offset + c.length);
+    runEnd = Math.max(runEnd, r.offset + r.length);
   }
   return runs;
 }

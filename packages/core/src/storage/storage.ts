@@ -1,5 +1,6 @@
 import type { LoadPlan, Metadata, SavePlan, StorageMeta, WriteResult } from "../plan/metadata.js";
 import type { LoadPlanner, SavePlanner } from "../plan/planner.js";
+import type { FileSystemBase } from "./filesystem-base.js";
 
 /** What a storage writer or reader learns about its rank before planning. */
 export interface StorageSetUp {
@@ -107,4 +108,28 @@ export interface StorageReader {
    * @param signal - aborts the read.
    */
   readData(plan: LoadPlan, planner: LoadPlanner, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * A storage writer or reader that works through a {@link FileSystemBase} — `FileSystemWriter`,
+ * `FileSystemReader`, and those that compose them (`S3StorageWriter`, `S3StorageReader`) — and
+ * says so: its file system and its normalised checkpoint path.
+ */
+export interface FileSystemBacked {
+  /** The backend. */
+  readonly fs: FileSystemBase;
+  /** The normalised checkpoint path. */
+  readonly checkpointPath: string;
+}
+
+/**
+ * Whether a storage writer or reader exposes its file system ({@link FileSystemBacked}): a
+ * structural check, so that one composing a `FileSystemWriter` or `FileSystemReader` counts too.
+ * @param storage - a writer or reader.
+ */
+export function isFileSystemBacked<S extends StorageWriter | StorageReader>(
+  storage: S,
+): storage is S & FileSystemBacked {
+  const { fs, checkpointPath } = storage as Partial<FileSystemBacked>;
+  return typeof fs?.createStream === "function" && typeof checkpointPath === "string";
 }

@@ -6,7 +6,8 @@ import {
   DCPOptimizedS3Reader,
   DEFAULT_MAX_GAP_SIZE,
   DEFAULT_PARALLEL_THRESHOLD,
-  type ItemRange,
+  dcpOptimizedRule,
+  type MAX_RUN_BYTES,
   RANGE_GET_BYTES,
 } from "./dcp-optimized-reader.js";
 import { DEFAULT_RANGE_BUFFER_BYTES, RangeBasedS3Reader } from "./range-based-reader.js";
@@ -35,17 +36,17 @@ export interface ReaderConstructor {
   /** Which reader it makes. */
   readonly type: ReaderType;
   /**
-   * What its readers are good at, for the read scheduler (see `ReadCapabilities`); left out: a
-   * local disk's defaults (neighbouring small items coalesced by the caller).
+   * What its readers are good at, for the read scheduler (see `ReadCapabilities`): its coalescing
+   * rule as data, its piece size; left out: a local disk's defaults.
    */
   readonly capabilities?: Partial<ReadCapabilities>;
   /**
    * Makes a reader.
    * @param target - the object.
-   * @param ranges - the byte ranges the caller will read, ascending (from the read schedule via
-   * `createStream(path, "rb", { ranges })`); the DCP-optimized reader needs them.
+   * @param runs - the read runs the caller will ask for, ascending (from the read schedule via
+   * `createStream(path, "rb", { runs })`); the DCP-optimized reader needs them.
    */
-  create(target: ReaderTarget, ranges?: readonly ByteRange[]): FileReadStream;
+  create(target: ReaderTarget, runs?: readonly ByteRange[]): FileReadStream;
 }
 
 /** Options of {@link S3ReaderConstructor.rangeBased}. */
@@ -60,7 +61,8 @@ export interface DcpOptimizedOptions {
   readonly maxGapSize?: number;
   /**
    * Items of at least this many bytes are not coalesced; pieces of them are fetched by parallel
-   * ranged GETs straight into the destination (`Infinity` turns this off). @default 16 MiB
+   * ranged GETs straight into the destination (`Infinity` turns this off: every item is then
+   * fetched whole with its neighbours). @default 16 MiB
    */
   readonly parallelThreshold?: number;
 }
@@ -68,37 +70,37 @@ export interface DcpOptimizedOptions {
 class DcpOptimizedConstructor implements ReaderConstructor {
   readonly type = "dcp_optimized" as const;
   /**
-   * It coalesces the item ranges itself: one item per call; large items in 8 MiB ranged pieces;
-   * every range it was opened with is read, in turn.
+   * Its coalescing rule, which the read scheduler applies ({@link dcpOptimizedRule}): neighbours
+   * within `maxGapSize` share one GET, items of `parallelThreshold` or more are fetched in
+   * {@link RANGE_GET_BYTES} pieces.
    */
-  readonly capabilities: Partial<ReadCapabilities> = {
-    coalesce: false,
-    pieceBytes: RANGE_GET_BYTES,
-    skipsRanges: false,
-  };
+  readonly capabilities: Partial<ReadCapabilities>;
 
-  constructor(
-    private readonly maxGapSize: number,
-    private readonly parallelThreshold: number,
-  ) {
+  constructor(maxGapSize: number, parallelThreshold: number) {
     if (typeof maxGapSize !== "number" || Number.isNaN(maxGapSize) || maxGapSize < 0) {
       throw new CheckpointError(
         "INVALID_ARGUMENT",
         `Expected maxGapSize to be a number >= 0 (or Infinity), got ${String(maxGapSize)}`,
       );
     }
+    this.capabilities = {
+      coalesce: dcpOptimizedRule(maxGapSize, parallelThreshold),
+      pieceBytes: RANGE_GET_BYTES,
+    };
   }
 
-  create(target: ReaderTarget, ranges?: readonly ByteRange[]): FileReadStream {
+  create(target: ReaderTarget, runs?: readonly ByteRange[]): FileReadStream {
     if (target.key.endsWith(".metadata")) return new SequentialS3Reader(target);
-    if (!ranges) {
+    if (!runs) {
       throw new CheckpointError(
         "INVALID_ARGUMENT",
-        `No ranges found for ${target.uri}. The DCP-optimized reader reads the ranges it is opened with (createStream(path, "rb", { ranges }), as FileSystemReader does); use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
+        `No ranges found for ${target.uri}. The DCP-optimized reader reads the runs it is opened with (createStream(path, "rb", { runs }), as FileSystemReader does); use S3ReaderConstructor.sequential() or rangeBased() for custom read patterns.`,
       );
     }
-    const itemRanges: ItemRange[] = ranges.map((r) => ({ start: r.offset, end: r.offset + r.length }));
-    return new DCPOptimizedS3Reader(target, itemRanges, this.maxGapSize, this.parallelThreshold);
+    return new DCPOptimizedS3Reader(
+      target,
+      runs.map((r) => ({ start: r.offset, end: r.offset + r.length })),
+    );
   }
 }
 
@@ -126,8 +128,11 @@ export const S3ReaderConstructor = {
   },
   /**
    * Coalesced ranged GETs over the items the load plan needs (the default of
-   * `S3StorageReader`); forward-only across items. Needs the ranges a stream is opened with
-   * (`FileSystemReader` passes each file's item ranges).
+   * `S3StorageReader`): one GET per run of neighbouring items whose gaps are at most
+   * `maxGapSize` (runs of at most {@link MAX_RUN_BYTES}), parallel 8 MiB GETs into an item of
+   * `parallelThreshold` or more. The rule is data (`capabilities.coalesce`) that the read
+   * scheduler applies; the streams are opened with the resulting runs (`FileSystemReader` passes
+   * each file's).
    * @param options - `maxGapSize` (default 32 MiB), `parallelThreshold` (default 16 MiB).
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `maxGapSize` that is negative or not
    * a number (`null` included).
