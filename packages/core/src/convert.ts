@@ -1,5 +1,6 @@
 import { CheckpointError, throwIfAborted } from "./errors.js";
-import { exportSafetensors } from "./export-safetensors.js";
+import { writeWithFormat } from "./export-safetensors.js";
+import { checkpointFormatNamed } from "./formats/checkpoint-formats.js";
 import { loadStateDictFromKeys } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import type { ObjectPath } from "./model/state-dict.js";
@@ -16,8 +17,8 @@ import { assertIntegerInRange } from "./validate.js";
 /** Default {@link ConvertOptions.windowBytes}: most bytes of tensors a conversion holds at once, beyond the largest tensor. 256 MiB. */
 export const DEFAULT_CONVERT_WINDOW_BYTES = 256 * 1024 * 1024;
 
-/** The formats {@link convertCheckpoint} writes. */
-export type ConvertFormat = "dcpjs" | "torch" | "safetensors";
+/** The formats {@link convertCheckpoint} writes: the built-in ones, or another registered checkpoint format's name. */
+export type ConvertFormat = "dcpjs" | "torch" | "safetensors" | (string & {});
 
 /** One batch of a conversion, as {@link ConvertOptions.onBatch} reports it. */
 export interface ConvertBatch {
@@ -33,7 +34,7 @@ export interface ConvertBatch {
 
 /** Options of {@link convertCheckpoint}. */
 export interface ConvertOptions {
-  /** The output format. @default "dcpjs" */
+  /** The output format: a registered checkpoint format's name. @default "dcpjs" */
   readonly to?: ConvertFormat;
   /**
    * Most bytes of tensors held at once (bytes), beyond the largest single tensor: entries are
@@ -106,15 +107,16 @@ function entryBytes(metadata: Metadata, fqn: string, entry: StorageMetadataEntry
  * batch `b`'s data files with the prefix the writer gives plan `b` of as many plans as batches
  * (`__{b}_…`), and one `.metadata` merged from every batch committed last — so a conversion that
  * is killed or fails leaves nothing loadable (the data files already written are unreferenced:
- * removed on failure for a {@link FileSystemWriter}, else `dcp gc`'s). safetensors output:
- * {@link exportSafetensors} with the same window; its index is written last.
+ * removed on failure for a {@link FileSystemWriter}, else `dcp gc`'s). The output of a format with
+ * its own writer (safetensors: `writeSafetensorsFolder`, as DCP's `HuggingFaceStorageWriter`) is
+ * written by it, with the same window; safetensors' index is written last.
  *
  * @param src - the checkpoint to read.
  * @param dst - the new checkpoint's folder or URI.
  * @param options - see {@link ConvertOptions}.
  * @returns what was converted.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, an
- * unknown `to`, or a torch output to a URI without `storageWriter`; `UNSUPPORTED_DTYPE`, before
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, a
+ * `to` no registered checkpoint format is called, or a torch output to a URI without `storageWriter`; `UNSUPPORTED_DTYPE`, before
  * anything is written, when the source holds a tensor of a dtype dcpjs cannot hold (quantized
  * `torch.qint8` …), which the output would otherwise lack; `ABORTED`; the errors of reading the
  * source and writing the destination.
@@ -128,8 +130,9 @@ export async function convertCheckpoint(
   const window = options.windowBytes ?? DEFAULT_CONVERT_WINDOW_BYTES;
   assertIntegerInRange("windowBytes", window, 1, Number.MAX_SAFE_INTEGER, " bytes");
   const { signal, onBatch } = options;
-  if (to === "safetensors") {
-    const s = await exportSafetensors(src, dst, {
+  const format = checkpointFormatNamed(to);
+  if (format.write) {
+    const s = await writeWithFormat(format, src, dst, {
       batchBytes: window,
       ...(options.maxShardSize !== undefined ? { maxShardSize: options.maxShardSize } : {}),
       ...(signal ? { signal } : {}),
@@ -137,11 +140,6 @@ export async function convertCheckpoint(
     });
     return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches };
   }
-  if (to !== "dcpjs" && to !== "torch")
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected to to be dcpjs, torch or safetensors, got ${String(to)}`,
-    );
   const writer = options.storageWriter ?? (await defaultWriter(dst, to));
   const reader = await createStorageReader(src);
   reader.reset(src);
@@ -209,13 +207,13 @@ export async function convertCheckpoint(
   return { entries: stateDictMetadata.size, bytes, batches: batches.length };
 }
 
-/** The writer of a dcpjs or torch output at `dst` when none is given. */
-async function defaultWriter(dst: string, format: "dcpjs" | "torch"): Promise<StorageWriter> {
+/** The writer of an output of `format` (one `FileSystemWriter` writes) at `dst` when none is given. */
+async function defaultWriter(dst: string, format: string): Promise<StorageWriter> {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(dst)) return new FileSystemWriter({ path: dst, format });
   if (format === "dcpjs") return createStorageWriter(dst);
   throw new CheckpointError(
     "INVALID_ARGUMENT",
-    `Expected a storageWriter of format torch for ${dst} (the registry's writers write dcpjs's format), got none`,
+    `Expected a storageWriter of format ${format} for ${dst} (the registry's writers write dcpjs's format), got none`,
   );
 }
 

@@ -6,6 +6,21 @@ export { allGather, allReduce, reduceScatter } from "./distributed/collectives.j
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted, toRankFailure } from "./errors.js";
 export { EXPORT_BATCH_BYTES, VALUES_METADATA_KEY } from "./export-safetensors.js";
+export type {
+  CheckpointFile,
+  CheckpointFolder,
+  CheckpointFormat,
+  CheckpointOutput,
+  CheckpointSource,
+  CheckpointWriteBatch,
+  CheckpointWriteOptions,
+  CheckpointWriteSummary,
+} from "./formats/checkpoint-format.js";
+export {
+  checkpointFormatNamed,
+  checkpointFormats,
+  registerCheckpointFormat,
+} from "./formats/checkpoint-formats.js";
 export { decodeCheckpointMetadata, mergeRankMetadata } from "./formats/checkpoint-metadata.js";
 export {
   assertRunningChecksums,
@@ -44,6 +59,7 @@ export {
   toSafetensors,
 } from "./formats/safetensors/header.js";
 export { TORCH_ITEM_FORMAT } from "./formats/torch/torch-item-format.js";
+export { type MetadataLimits, validateMetadata } from "./formats/validate-metadata.js";
 export { boxCast, castBox, castRefusal, type ElementBox } from "./model/cast.js";
 export { type DecodeLimit, DecodeLimitError } from "./model/decode-budget.js";
 export { allocateTypedArray, assertDType, type TypedArrayFor } from "./model/dtype.js";
