@@ -49,6 +49,10 @@ export interface ConvertOptions {
   readonly storageWriter?: StorageWriter;
   /** safetensors output: largest output file (bytes). @default 5000000000 */
   readonly maxShardSize?: number;
+  /** safetensors output: the `save_distributed` layout (each saved chunk as saved, `DCP_SHARDING_INFO`, no index). @default false */
+  readonly sharded?: boolean;
+  /** safetensors output: also write `model.safetensors.crc32c.json` (every tensor's CRC-32C, checked by later loads). @default false */
+  readonly checksums?: boolean;
   /**
    * Called once each batch is written, while it is still held (progress; memory checks); a
    * promise it returns is awaited before the next batch is loaded.
@@ -66,6 +70,8 @@ export interface ConvertSummary {
   readonly bytes: number;
   /** Batches it was loaded and written in. */
   readonly batches: number;
+  /** The files written, relative to `dst`, by a format with its own writer (safetensors: the index and sidecar included). */
+  readonly files?: readonly string[];
 }
 
 /**
@@ -135,10 +141,12 @@ export async function convertCheckpoint(
     const s = await writeWithFormat(format, src, dst, {
       batchBytes: window,
       ...(options.maxShardSize !== undefined ? { maxShardSize: options.maxShardSize } : {}),
+      ...(options.sharded !== undefined ? { sharded: options.sharded } : {}),
+      ...(options.checksums !== undefined ? { checksums: options.checksums } : {}),
       ...(signal ? { signal } : {}),
       ...(onBatch ? { onBatch } : {}),
     });
-    return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches };
+    return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches, files: s.files };
   }
   const writer = options.storageWriter ?? (await defaultWriter(dst, to));
   const reader = await createStorageReader(src);
