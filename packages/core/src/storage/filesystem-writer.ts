@@ -108,7 +108,8 @@ export interface FileSystemWriterOptions {
    * The on-disk format. `dcpjs`: raw items with a CRC-32 each, msgpack `.metadata`. `torch`:
    * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
    * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same. Any
-   * other name of a registered `ItemFormat` works too.
+   * other registered `CheckpointFormat` that encodes `.metadata`, or `ItemFormat` (in dcpjs's
+   * `.metadata`), works too.
    * @default "dcpjs"
    */
   readonly format?: "dcpjs" | "torch" | (string & {});
