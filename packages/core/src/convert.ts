@@ -1,5 +1,6 @@
 import { CheckpointError, throwIfAborted } from "./errors.js";
-import { exportSafetensors } from "./export-safetensors.js";
+import { writeWithFormat } from "./export-safetensors.js";
+import { checkpointFormatNamed } from "./formats/checkpoint-formats.js";
 import { loadStateDictFromKeys } from "./load.js";
 import { DTYPE_BYTES } from "./model/dtype.js";
 import type { ObjectPath } from "./model/state-dict.js";
@@ -16,8 +17,8 @@ import { assertIntegerInRange } from "./validate.js";
 /** Default {@link ConvertOptions.windowBytes}: most bytes of tensors a conversion holds at once, beyond the largest tensor. 256 MiB. */
 export const DEFAULT_CONVERT_WINDOW_BYTES = 256 * 1024 * 1024;
 
-/** The formats {@link convertCheckpoint} writes. */
-export type ConvertFormat = "dcpjs" | "torch" | "safetensors";
+/** The formats {@link convertCheckpoint} writes: the built-in ones, or another registered checkpoint format's name. */
+export type ConvertFormat = "dcpjs" | "torch" | "safetensors" | (string & {});
 
 /** One batch of a conversion, as {@link ConvertOptions.onBatch} reports it. */
 export interface ConvertBatch {
@@ -33,7 +34,7 @@ export interface ConvertBatch {
 
 /** Options of {@link convertCheckpoint}. */
 export interface ConvertOptions {
-  /** The output format. @default "dcpjs" */
+  /** The output format: a registered checkpoint format's name. @default "dcpjs" */
   readonly to?: ConvertFormat;
   /**
    * Most bytes of tensors held at once (bytes), beyond the largest single tensor: entries are
@@ -48,9 +49,9 @@ export interface ConvertOptions {
   readonly storageWriter?: StorageWriter;
   /** safetensors output: largest output file (bytes). @default 5000000000 */
   readonly maxShardSize?: number;
-  /** safetensors output: the `save_distributed` layout (see `ExportSafetensorsOptions.sharded`). @default false */
+  /** safetensors output: the `save_distributed` layout (each saved chunk as saved, `DCP_SHARDING_INFO`, no index). @default false */
   readonly sharded?: boolean;
-  /** safetensors output: also write the CRC-32C sidecar (see `ExportSafetensorsOptions.checksums`). @default false */
+  /** safetensors output: also write `model.safetensors.crc32c.json` (every tensor's CRC-32C, checked by later loads). @default false */
   readonly checksums?: boolean;
   /**
    * Called once each batch is written, while it is still held (progress; memory checks); a
@@ -71,7 +72,7 @@ export interface ConvertSummary {
   readonly bytes: number;
   /** Batches it was loaded and written in. */
   readonly batches: number;
-  /** safetensors output: the files written, relative to the destination. */
+  /** The files written, relative to `dst`, by a format with its own writer (safetensors: the index and sidecar included). */
   readonly files?: readonly string[];
 }
 
@@ -114,15 +115,16 @@ function entryBytes(metadata: Metadata, fqn: string, entry: StorageMetadataEntry
  * batch `b`'s data files with the prefix the writer gives plan `b` of as many plans as batches
  * (`__{b}_…`), and one `.metadata` merged from every batch committed last — so a conversion that
  * is killed or fails leaves nothing loadable (the data files already written are unreferenced:
- * removed on failure for a {@link FileSystemWriter}, else `dcp gc`'s). safetensors output:
- * {@link exportSafetensors} with the same window; its index is written last.
+ * removed on failure for a {@link FileSystemWriter}, else `dcp gc`'s). The output of a format with
+ * its own writer (safetensors: `writeSafetensorsFolder`, as DCP's `HuggingFaceStorageWriter`) is
+ * written by it, with the same window; safetensors' index is written last.
  *
  * @param src - the checkpoint to read.
  * @param dst - the new checkpoint's folder or URI.
  * @param options - see {@link ConvertOptions}.
  * @returns what was converted.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, an
- * unknown `to`, or a read-only destination backend; `UNSUPPORTED_DTYPE`, before
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` for a `windowBytes` not an integer ≥ 1, a
+ * `to` no registered checkpoint format is called, or a read-only destination backend; `UNSUPPORTED_DTYPE`, before
  * anything is written, when the source holds a tensor of a dtype dcpjs cannot hold (quantized
  * `torch.qint8` …), which the output would otherwise lack; `ABORTED`; the errors of reading the
  * source and writing the destination.
@@ -143,8 +145,9 @@ export async function convertCheckpoint(
           onProgress?.(batch.index + 1, batch.count);
         }
       : undefined;
-  if (to === "safetensors") {
-    const s = await exportSafetensors(src, dst, {
+  const format = checkpointFormatNamed(to);
+  if (format.write) {
+    const s = await writeWithFormat(format, src, dst, {
       batchBytes: window,
       ...(options.maxShardSize !== undefined ? { maxShardSize: options.maxShardSize } : {}),
       ...(options.sharded !== undefined ? { sharded: options.sharded } : {}),
@@ -154,11 +157,6 @@ export async function convertCheckpoint(
     });
     return { entries: s.tensors + s.values, bytes: s.bytes, batches: s.batches, files: s.files };
   }
-  if (to !== "dcpjs" && to !== "torch")
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected to to be dcpjs, torch or safetensors, got ${String(to)}`,
-    );
   const writer = options.storageWriter ?? (await defaultWriter(dst, to));
   const reader = await createStorageReader(src);
   reader.reset(src);
@@ -226,8 +224,8 @@ export async function convertCheckpoint(
   return { entries: stateDictMetadata.size, bytes, batches: batches.length };
 }
 
-/** The writer of a dcpjs or torch output at `dst` when none is given: its backend's, of that format. */
-function defaultWriter(dst: string, format: "dcpjs" | "torch"): Promise<StorageWriter> {
+/** The writer of an output of `format` (one `FileSystemWriter` writes) at `dst` when none is given: its backend's. */
+function defaultWriter(dst: string, format: string): Promise<StorageWriter> {
   return createStorageWriter(dst, { format });
 }
 

@@ -5,6 +5,21 @@
 export { isDamagedMetadataError } from "./checkpoints.js";
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted } from "./errors.js";
+export type {
+  CheckpointFile,
+  CheckpointFolder,
+  CheckpointFormat,
+  CheckpointOutput,
+  CheckpointSource,
+  CheckpointWriteBatch,
+  CheckpointWriteOptions,
+  CheckpointWriteSummary,
+} from "./formats/checkpoint-format.js";
+export {
+  checkpointFormatNamed,
+  checkpointFormats,
+  registerCheckpointFormat,
+} from "./formats/checkpoint-formats.js";
 export { decodeCheckpointMetadata } from "./formats/checkpoint-metadata.js";
 export {
   type ChecksumAlgorithm,
@@ -15,6 +30,7 @@ export {
 } from "./formats/checksum.js";
 export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
 export { registerItemFormat } from "./formats/item-formats.js";
+export { type MetadataLimits, validateMetadata } from "./formats/validate-metadata.js";
 export { boxCast, castBox, castRefusal, type ElementBox } from "./model/cast.js";
 export { type DecodeLimit, DecodeLimitError } from "./model/decode-budget.js";
 export {

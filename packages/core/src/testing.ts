@@ -8,6 +8,7 @@
 export { CHECKSUM_BLOCK_BYTES, runningChecksums } from "./formats/checksum.js";
 export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
 export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensors/header.js";
+export { encodeTorchMetadata } from "./formats/torch/torch-write.js";
 export { copyBox } from "./model/geometry.js";
 export { getElement, type ObjectPath, setElement } from "./model/state-dict.js";
 export { createReadItemsForChunkList } from "./plan/load-planner.js";
@@ -20,6 +21,7 @@ export {
 } from "./plan/save-planner.js";
 export { splitBySizeAndType } from "./storage/filesystem-writer.js";
 export { saveLeaseFile } from "./storage/layout.js";
+export { readCheckpointMetadata } from "./storage/read-checkpoint-metadata.js";
 export {
   DEFAULT_READ_CAPABILITIES,
   type ItemLocation,

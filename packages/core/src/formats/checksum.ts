@@ -1,6 +1,6 @@
 import { crc32, crc32c } from "@node-rs/crc32";
 import { ChecksumMismatchError } from "../errors.js";
-import type { StorageInfo } from "../plan/metadata.js";
+import type { ChecksumBlocks, StorageInfo } from "../plan/metadata.js";
 import { runningChecksums } from "./running-checksums.js";
 
 export { runningChecksums };
@@ -48,21 +48,7 @@ export function computeChecksum(algorithm: ChecksumAlgorithm, bytes: Uint8Array,
  */
 export const CHECKSUM_BLOCK_BYTES = 1024 * 1024;
 
-/**
- * The running checksum of an item at each block boundary — what lets a reader verify a part of
- * the item: bytes `[i·blockBytes, j·blockBytes)` (or to the item's end) are checked by computing
- * their CRC starting from `running[i − 1]` (from scratch for `i = 0`) and comparing it with
- * `running[j − 1]` (the item's own checksum at its end).
- */
-export interface ChecksumBlocks {
-  /** Block size (bytes), > 0. */
-  readonly blockBytes: number;
-  /**
-   * The item's running CRC after each of its blocks but the last (whose running CRC is the item's
-   * checksum): `ceil(length / blockBytes) − 1` unsigned 32-bit values.
-   */
-  readonly running: readonly number[];
-}
+export type { ChecksumBlocks } from "../plan/metadata.js";
 
 /**
  * The display name of an algorithm in messages: `CRC-32` or `CRC-32C`.

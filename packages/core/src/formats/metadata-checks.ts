@@ -1,16 +1,9 @@
 import { constants as bufferConstants } from "node:buffer";
 import { MetadataError } from "../errors.js";
-import { MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
-import type { ObjectPath } from "../model/state-dict.js";
 import { numel } from "../model/tensor.js";
-import {
-  type ChunkStorageMetadata,
-  metadataIndexKey,
-  type StorageMeta,
-  type StorageMetadataEntry,
-} from "../plan/metadata.js";
+import type { ChunkStorageMetadata, StorageMeta, StorageMetadataEntry } from "../plan/metadata.js";
 
-// The checks every .metadata decoder (each layout version) applies, with their messages.
+// The pieces every metadata decoder and `validateMetadata` share: bounds, messages, field readers.
 
 /** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
 export const MAX_ITEM_BYTES = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER);
@@ -48,11 +41,6 @@ export function str(v: unknown, what: string): string {
   return v;
 }
 
-export function checkFqn(fqn: string): string {
-  if (fqn === "__proto__") fail(`expected state-dict keys other than "__proto__"`);
-  return fqn;
-}
-
 /**
  * Checks that a stored relative path stays inside the checkpoint: non-empty `/`-separated
  * segments, none of them `.` or `..`, no leading `/`, backslash, drive letter or NUL.
@@ -74,19 +62,6 @@ export function assertSafeRelativePath(relativePath: string): void {
       { code: "UNSAFE_PATH" },
     );
   }
-}
-
-/**
- * Checks that every tensor's chunks tile it exactly (no gap, no overlap), within
- * {@link MAX_TILING_COMPARISONS} comparisons in all, as {@link decodeMetadata} does.
- *
- * @param stateDictMetadata - the entries to check.
- * @throws {@link MetadataError} on a gap, an overlap, or too many comparisons.
- */
-export function assertChunksTileAll(stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>): void {
-  let budget = MAX_TILING_COMPARISONS;
-  for (const [fqn, e] of stateDictMetadata)
-    if (e.type === "tensor") budget -= assertChunksTile(fqn, e.size, e.chunks, budget);
 }
 
 /** Whether two boxes share at least one element (empty boxes share none). */
@@ -145,25 +120,6 @@ export function map(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/**
- * Checks a `plannerData` path: 1 to 64 steps, each a key (not `__proto__`) or a list index below
- * `entries`.
- * @throws {@link MetadataError} `MALFORMED_METADATA` otherwise.
- */
-export function checkPath(fqn: string, v: unknown, entries: number): ObjectPath {
-  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_MSGPACK_DEPTH)
-    fail(
-      `expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${Array.isArray(v) ? v.length : show(v)}`,
-    );
-  for (const step of v) {
-    if (typeof step === "string") checkFqn(step);
-    else if (isCount(step) && step >= entries)
-      fail(`expected list indices below ${entries} in the path of "${fqn}", got ${step}`);
-    else if (!isCount(step)) fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
-  }
-  return v as ObjectPath;
-}
-
 /** `storageMeta`: its `checkpointId` and `saveId` where they are strings; other fields are dropped. */
 export function decodeStorageMeta(v: unknown): StorageMeta {
   const { checkpointId, saveId } = map(v, "storageMeta");
@@ -171,25 +127,4 @@ export function decodeStorageMeta(v: unknown): StorageMeta {
     ...(typeof checkpointId === "string" ? { checkpointId } : {}),
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
-}
-
-/**
- * The first state-dict entry whose value, or one of whose chunks, has no storage entry — what
- * every decoder refuses, each with its own message. `undefined` when every item can be found.
- *
- * @param stateDictMetadata - the entries by fqn.
- * @param storageData - the storage entries by `metadataIndexKey`.
- */
-export function entryWithoutStorage(
-  stateDictMetadata: ReadonlyMap<string, StorageMetadataEntry>,
-  storageData: ReadonlyMap<string, unknown>,
-): string | undefined {
-  for (const [fqn, entry] of stateDictMetadata) {
-    const keys =
-      entry.type === "bytes"
-        ? [metadataIndexKey({ fqn, offset: null })]
-        : entry.chunks.map((c) => metadataIndexKey({ fqn, offset: c.offsets }));
-    if (keys.some((k) => !storageData.has(k))) return fqn;
-  }
-  return undefined;
 }

@@ -2,10 +2,9 @@ import { decode, encode } from "@msgpack/msgpack";
 import { crc32c } from "@node-rs/crc32";
 import { CheckpointError, MetadataError } from "../errors.js";
 import { type DecodeBudget, decodeGuarded } from "../model/decode-budget.js";
-import { DTYPE_BYTES, type DType, isDType } from "../model/dtype.js";
+import { type DType, isDType } from "../model/dtype.js";
 import { assertMsgpackWithinLimits, MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
 import type { ObjectPath } from "../model/state-dict.js";
-import { numel } from "../model/tensor.js";
 import {
   type ChunkStorageMetadata,
   type Metadata,
@@ -16,33 +15,14 @@ import {
 import {
   CHECKSUM_ALGORITHMS,
   type ChecksumAlgorithm,
-  type ChecksumBlocks,
   ITEM_CHECKSUM_ALGORITHM,
   itemChecksum,
 } from "./checksum.js";
-import {
-  assertChunksTile,
-  assertSafeRelativePath,
-  checkFqn,
-  checkPath,
-  decodeStorageMeta,
-  fail,
-  isCount,
-  MAX_ITEM_BYTES,
-  MAX_ITEM_FORMAT_NAME,
-  MAX_TILING_COMPARISONS,
-  map,
-  show,
-  str,
-} from "./metadata-checks.js";
+import { decodeStorageMeta, fail, isCount, map, show, str } from "./metadata-checks.js";
 import { decodeMetadataV1 } from "./metadata-v1.js";
+import { validateMetadata } from "./validate-metadata.js";
 
-export {
-  assertChunksTileAll,
-  assertSafeRelativePath,
-  MAX_ITEM_BYTES,
-  MAX_TILING_COMPARISONS,
-} from "./metadata-checks.js";
+export { assertSafeRelativePath, MAX_ITEM_BYTES, MAX_TILING_COMPARISONS } from "./metadata-checks.js";
 
 /** The `format` field of every dcpjs `.metadata` file. */
 export const METADATA_FORMAT = "dcpjs.metadata";
@@ -236,22 +216,33 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
 
 /**
  * Decodes and validates `.metadata` bytes written by {@link encodeMetadata} (layout version 2) or
- * by dcpjs before it (version 1): the CRC-32C trailer, the format and version, every field's type,
- * chunk ranks and bounds, chunks that tile their tensor, storage entries for every chunk and
- * value, item lengths that match their chunks, safe relative paths, and no `__proto__` keys.
+ * by dcpjs before it (version 1): {@link decodeRawMetadata}, then `validateMetadata` (chunk
+ * bounds and tiling, storage entries for every chunk and value, item lengths, safe relative
+ * paths, no `__proto__` keys).
  *
  * @param bytes - the file's bytes.
  * @returns the metadata.
- * The msgpack is walked within a {@link DecodeBudget} before it is decoded.
- *
  * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found (also for
  * anything else a decoder would throw), or `UNSAFE_PATH` for a path escaping the checkpoint folder.
  */
 export function decodeMetadata(bytes: Uint8Array): Metadata {
-  return decodeGuarded(".metadata", () => decodeChecked(bytes));
+  return decodeGuarded(".metadata", () => validateMetadata(decodeUnchecked(bytes)));
 }
 
-function decodeChecked(bytes: Uint8Array): Metadata {
+/**
+ * Decodes `.metadata` bytes of layout version 2 or 1 into raw metadata, checking only the file's
+ * own structure — the CRC-32C trailer, the format and version, every field's type, column lengths
+ * and indices — and walking the msgpack within a {@link DecodeBudget} first; the metadata itself is
+ * `validateMetadata`'s to check (the dcpjs checkpoint format's decoder).
+ *
+ * @param bytes - the file's bytes.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found.
+ */
+export function decodeRawMetadata(bytes: Uint8Array): Metadata {
+  return decodeGuarded(".metadata", () => decodeUnchecked(bytes));
+}
+
+function decodeUnchecked(bytes: Uint8Array): Metadata {
   if (bytes.byteLength > MAX_METADATA_BYTES)
     fail(`expected at most ${MAX_METADATA_BYTES} bytes, got ${bytes.byteLength}`);
   if (bytes.byteLength <= TRAILER_BYTES)
@@ -332,8 +323,8 @@ function encodePath(fqn: string, path: ObjectPath): ObjectPath | number | true {
   return mask;
 }
 
-/** The path a mask stands for (see {@link encodePath}), with the checks {@link checkPath} makes. */
-function splitPath(fqn: string, mask: number, entries: number): ObjectPath {
+/** The path a mask stands for (see {@link encodePath}); `validateMetadata` checks it as any path. */
+function splitPath(fqn: string, mask: number): ObjectPath {
   if (!isCount(mask) || mask >= 2 ** MAX_MASK_STEPS)
     fail(`expected a path mask for "${fqn}", got ${show(mask)}`);
   const path: (string | number)[] = fqn.split(".");
@@ -341,13 +332,10 @@ function splitPath(fqn: string, mask: number, entries: number): ObjectPath {
     fail(`expected a path mask of ${path.length} steps for "${fqn}", got ${mask}`);
   for (let i = 0; i < path.length; i++) {
     const part = path[i] as string;
-    if (part === "__proto__") checkFqn(part);
     if (mask % 2 === 1) {
       const index = Number(part);
       if (!/^(0|[1-9][0-9]*)$/.test(part) || !isCount(index))
         fail(`expected step ${i} of "${fqn}" to be a list index, got ${show(part)}`);
-      if (index >= entries)
-        fail(`expected list indices below ${entries} in the path of "${fqn}", got ${index}`);
       path[i] = index;
     }
     mask = Math.floor(mask / 2);
@@ -383,11 +371,7 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
   const chunks = map(top.chunks, "chunks");
   const offsetAt = column(chunks.offsets, "chunks.offsets", 8, chunkDims);
   const chunkSizeAt = column(chunks.sizes, "chunks.sizes", 8, chunkDims);
-  const files = list(top.files, "files").map((f) => {
-    const path = str(f, "a data file path");
-    assertSafeRelativePath(path);
-    return path;
-  });
+  const files = list(top.files, "files").map((f) => str(f, "a data file path"));
   const storage = map(top.storage, "storage");
   const records = chunkCount + values;
   const fileOf = column(storage.file, "storage.file", 4, records);
@@ -398,68 +382,52 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
   for (const f of list(storage.itemFormats, "storage.itemFormats")) {
     if (!Array.isArray(f) || f.length !== 2 || !isCount(f[0]) || f[0] >= records)
       fail(`expected each of storage.itemFormats to be [record below ${records}, name], got ${show(f)}`);
-    const name = str(f[1], "an item format name");
-    if (name.length === 0 || name.length > MAX_ITEM_FORMAT_NAME)
-      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters, got ${show(name)}`);
-    formats.set(f[0], name);
+    formats.set(f[0], str(f[1], "an item format name"));
   }
   const blocksOf = decodeBlocks(storage.blocks, records, lengthOf, formats);
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
   const storageData = new Map<string, StorageInfo>();
   const plannerData = new Map<string, ObjectPath>();
-  let tilingBudget = MAX_TILING_COMPARISONS;
   let dim = 0;
   let chunkDim = 0;
   let rec = 0;
-  const store = (fqn: string, offset: number[] | null, expected: number | undefined) => {
+  const store = (fqn: string, offset: number[] | null) => {
     const file = fileOf(rec);
     if (file >= files.length)
       fail(`expected a data file index below ${files.length} for "${fqn}", got ${file}`);
     const length = lengthOf(rec);
     const itemFormat = formats.get(rec);
-    // A framed item (another item format) is longer than its payload; its format checks it.
-    if (expected !== undefined && itemFormat === undefined && length !== expected)
-      fail(
-        `expected "${fqn}" at [${offset!.join(", ")}] to be stored as ${expected} bytes, metadata says ${length}`,
-      );
-    if (offset === null && length > MAX_ITEM_BYTES)
-      fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${length}`);
     const info: { -readonly [K in keyof StorageInfo]: StorageInfo[K] } =
       algorithm === "crc32"
         ? { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32: checksumOf(rec) }
         : { relativePath: files[file]!, offset: fileOffsetOf(rec), length, crc32c: checksumOf(rec) };
     if (itemFormat !== undefined) info.itemFormat = itemFormat;
     const blocks = blocksOf.get(rec);
-    if (blocks) {
-      if (offset === null) fail(`expected no running checksums for the value "${fqn}"`);
-      info.checksumBlocks = blocks;
-    }
+    if (blocks) info.checksumBlocks = blocks;
     storageData.set(metadataIndexKey({ fqn, offset }), info);
     rec++;
   };
   for (let i = 0; i < n; i++) {
-    const fqn = checkFqn(str(fqns[i], "an fqn"));
+    const fqn = str(fqns[i], "an fqn");
     if (stateDictMetadata.has(fqn)) fail(`duplicate entry "${fqn}"`);
     const path = paths[i];
     if (path === true) plannerData.set(fqn, [fqn]);
-    else if (typeof path === "number") plannerData.set(fqn, splitPath(fqn, path, n));
-    else if (path !== null) plannerData.set(fqn, checkPath(fqn, path, n));
+    else if (typeof path === "number") plannerData.set(fqn, splitPath(fqn, path));
+    else if (path !== null) plannerData.set(fqn, path as ObjectPath);
     const d = dtypeOf(i);
     const ndim = ndimOf(i);
     const count = chunksOf(i);
     if (d === VALUE_DTYPE) {
       if (ndim !== 0 || count !== 0) fail(`expected the value "${fqn}" to have no dimensions and no chunks`);
       stateDictMetadata.set(fqn, { type: "bytes" });
-      store(fqn, null, undefined);
+      store(fqn, null);
       continue;
     }
     if (d >= dtypes.length) fail(`expected a dtype index below ${dtypes.length} for "${fqn}", got ${d}`);
     const dtype = dtypes[d]!;
     const size: number[] = [];
     for (let k = 0; k < ndim; k++) size.push(sizeOf(dim++));
-    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
-      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
     const chunkList: ChunkStorageMetadata[] = [];
     for (let c = 0; c < count; c++) {
       const offsets: number[] = [];
@@ -468,24 +436,14 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
         offsets.push(offsetAt(chunkDim));
         sizes.push(chunkSizeAt(chunkDim++));
       }
-      if (offsets.some((o, k) => o + sizes[k]! > size[k]!)) {
-        fail(
-          `chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] lies outside "${fqn}" [${size.join(", ")}]`,
-        );
-      }
-      const itemBytes = numel(sizes) * DTYPE_BYTES[dtype];
-      if (itemBytes > MAX_ITEM_BYTES)
-        fail(`chunk at [${offsets.join(", ")}] of "${fqn}" is larger than ${MAX_ITEM_BYTES} bytes`);
       chunkList.push({ offsets, sizes });
-      store(fqn, offsets, itemBytes);
+      store(fqn, offsets);
     }
-    tilingBudget -= assertChunksTile(fqn, size, chunkList, tilingBudget);
     stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype }, size, chunks: chunkList });
   }
   for (const p of list(top.plannerExtra, "plannerExtra")) {
     if (!Array.isArray(p) || p.length !== 2) fail("expected each plannerExtra entry to be [fqn, path]");
-    const fqn = checkFqn(str(p[0], "an fqn"));
-    plannerData.set(fqn, checkPath(fqn, p[1], n));
+    plannerData.set(str(p[0], "an fqn"), p[1] as ObjectPath);
   }
 
   return {
@@ -509,8 +467,8 @@ function decodeBlocks(
   records: number,
   lengthOf: (i: number) => number,
   formats: ReadonlyMap<number, string>,
-): Map<number, ChecksumBlocks> {
-  const out = new Map<number, ChecksumBlocks>();
+): Map<number, NonNullable<StorageInfo["checksumBlocks"]>> {
+  const out = new Map<number, NonNullable<StorageInfo["checksumBlocks"]>>();
   if (v === undefined) return out;
   const blocks = map(v, "storage.blocks");
   const blockBytes = blocks.bytes;

@@ -1,7 +1,6 @@
-import { DTYPE_BYTES, isDType } from "../model/dtype.js";
+import { isDType } from "../model/dtype.js";
 import { findChunk } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
-import { numel } from "../model/tensor.js";
 import {
   type ChunkStorageMetadata,
   type Metadata,
@@ -9,28 +8,13 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../plan/metadata.js";
-import {
-  assertChunksTile,
-  assertSafeRelativePath,
-  checkFqn,
-  checkPath,
-  counts,
-  decodeStorageMeta,
-  entryWithoutStorage,
-  fail,
-  isCount,
-  MAX_ITEM_BYTES,
-  MAX_ITEM_FORMAT_NAME,
-  MAX_TILING_COMPARISONS,
-  show,
-  str,
-} from "./metadata-checks.js";
+import { counts, decodeStorageMeta, fail, isCount, show, str } from "./metadata-checks.js";
 
 /**
  * Decodes the body of a `.metadata` file of layout version 1 — records as arrays: `stateDict`
  * `[fqn, dtype, size, chunks]`, `plannerData` `[fqn, path]`, `storage`
  * `[fqn, offsets, relativePath, offset, length, checksum, itemFormat?]` (docs/format.md) — after
- * its trailer, format and version were checked.
+ * its trailer, format and version were checked, into raw metadata (`validateMetadata` checks it).
  *
  * @param top - the decoded msgpack map.
  * @throws {@link MetadataError} as `decodeMetadata`.
@@ -39,12 +23,11 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
   const version = str(top.version, "version");
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
-  let tilingBudget = MAX_TILING_COMPARISONS;
   if (!Array.isArray(top.stateDict)) fail("expected stateDict to be a list");
   for (const e of top.stateDict as unknown[]) {
     if (!Array.isArray(e) || e.length !== 4)
       fail("expected each stateDict entry to be [fqn, dtype, size, chunks]");
-    const fqn = checkFqn(str(e[0], "an fqn"));
+    const fqn = str(e[0], "an fqn");
     if (stateDictMetadata.has(fqn)) fail(`duplicate entry "${fqn}"`);
     if (e[1] === null) {
       stateDictMetadata.set(fqn, { type: "bytes" });
@@ -55,23 +38,11 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
     if (!Array.isArray(e[3])) fail(`expected a chunk list for "${fqn}"`);
     const chunks: ChunkStorageMetadata[] = (e[3] as unknown[]).map((c) => {
       if (!Array.isArray(c) || c.length !== 2) fail(`expected each chunk of "${fqn}" to be [offsets, sizes]`);
-      const offsets = counts(c[0], `chunk offsets of "${fqn}"`);
-      const sizes = counts(c[1], `chunk sizes of "${fqn}"`);
-      if (offsets.length !== size.length || sizes.length !== size.length) {
-        fail(`expected chunks of "${fqn}" to have ${size.length} dims like its size [${size.join(", ")}]`);
-      }
-      if (offsets.some((o, d) => o + sizes[d]! > size[d]!)) {
-        fail(
-          `chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] lies outside "${fqn}" [${size.join(", ")}]`,
-        );
-      }
-      if (numel(sizes) * DTYPE_BYTES[e[1] as keyof typeof DTYPE_BYTES] > MAX_ITEM_BYTES)
-        fail(`chunk at [${offsets.join(", ")}] of "${fqn}" is larger than ${MAX_ITEM_BYTES} bytes`);
-      return { offsets, sizes };
+      return {
+        offsets: counts(c[0], `chunk offsets of "${fqn}"`),
+        sizes: counts(c[1], `chunk sizes of "${fqn}"`),
+      };
     });
-    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[e[1]]))
-      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
-    tilingBudget -= assertChunksTile(fqn, size, chunks, tilingBudget);
     stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype: e[1] }, size, chunks });
   }
 
@@ -80,12 +51,10 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
   for (const p of top.plannerData as unknown[]) {
     if (!Array.isArray(p) || p.length !== 2 || !Array.isArray(p[1]))
       fail("expected each plannerData entry to be [fqn, path]");
-    const fqn = checkFqn(str(p[0], "an fqn"));
-    plannerData.set(fqn, checkPath(fqn, p[1], top.plannerData.length));
+    plannerData.set(str(p[0], "an fqn"), p[1] as ObjectPath);
   }
 
   const storageData = new Map<string, StorageInfo>();
-  const safePaths = new Set<string>();
   if (!Array.isArray(top.storage)) fail("expected storage to be a list");
   for (const s of top.storage as unknown[]) {
     if (!Array.isArray(s) || (s.length !== 6 && s.length !== 7))
@@ -93,35 +62,17 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
         "expected each storage entry to be [fqn, offset, relativePath, fileOffset, length, checksum, itemFormat?]",
       );
     const itemFormat = s.length === 7 ? str(s[6], `the item format of "${s[0]}"`) : undefined;
-    if (itemFormat !== undefined && (itemFormat.length > MAX_ITEM_FORMAT_NAME || itemFormat === ""))
-      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters for "${s[0]}"`);
     const fqn = str(s[0], "an fqn");
     const entry = stateDictMetadata.get(fqn);
     if (!entry) fail(`storage entry for "${fqn}", which is not in stateDict`);
     const offset = s[1] === null ? null : counts(s[1], `the storage offset of "${fqn}"`);
     const relativePath = str(s[2], `the relative path of "${fqn}"`);
-    if (!safePaths.has(relativePath)) {
-      assertSafeRelativePath(relativePath);
-      safePaths.add(relativePath); // most items share a few files: check each path once
-    }
     if (!isCount(s[3]) || !isCount(s[4]))
       fail(`expected byte offset and length of "${fqn}" to be non-negative integers`);
     if (typeof s[5] !== "number" || !Number.isInteger(s[5]) || s[5] < 0 || s[5] > 0xffffffff)
       fail(`expected a 32-bit CRC for "${fqn}"`);
-    if (entry.type === "tensor") {
-      const chunk = offset && findChunk(entry.chunks, offset);
-      if (!chunk) fail(`storage entry for "${fqn}" at [${offset?.join(", ")}] matches none of its chunks`);
-      const expected = numel(chunk.sizes) * DTYPE_BYTES[entry.properties.dtype];
-      // A framed item (another item format) is longer than its payload; its format checks it.
-      if (itemFormat === undefined && s[4] !== expected)
-        fail(
-          `expected "${fqn}" at [${offset!.join(", ")}] to be stored as ${expected} bytes, metadata says ${s[4]}`,
-        );
-    } else if (offset !== null) {
-      fail(`expected no offset for the value "${fqn}"`);
-    } else if (s[4] > MAX_ITEM_BYTES) {
-      fail(`expected the value "${fqn}" to be at most ${MAX_ITEM_BYTES} bytes, metadata says ${s[4]}`);
-    }
+    if (entry.type === "tensor" ? !(offset && findChunk(entry.chunks, offset)) : offset !== null)
+      fail(`storage entry for "${fqn}" at [${offset?.join(", ")}] matches none of its chunks`);
     storageData.set(metadataIndexKey({ fqn, offset }), {
       relativePath,
       offset: s[3],
@@ -130,9 +81,6 @@ export function decodeMetadataV1(top: Record<string, unknown>): Metadata {
       ...(itemFormat !== undefined ? { itemFormat } : {}),
     });
   }
-  const missing = entryWithoutStorage(stateDictMetadata, storageData);
-  if (missing !== undefined) fail(`"${missing}" has a chunk with no storage entry`);
-
   return {
     version,
     stateDictMetadata,

@@ -1,4 +1,3 @@
-import type { ChecksumBlocks } from "../formats/checksum.js";
 import type { DType } from "../model/dtype.js";
 import { offsetKey } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
@@ -71,6 +70,22 @@ export function metadataIndexKey(index: MetadataIndex): string {
  */
 export function metadataIndexEquals(a: MetadataIndex, b: MetadataIndex): boolean {
   return metadataIndexKey(a) === metadataIndexKey(b);
+}
+
+/**
+ * The running checksum of an item at each block boundary — what lets a reader verify a part of
+ * the item: bytes `[i·blockBytes, j·blockBytes)` (or to the item's end) are checked by computing
+ * their CRC starting from `running[i − 1]` (from scratch for `i = 0`) and comparing it with
+ * `running[j − 1]` (the item's own checksum at its end).
+ */
+export interface ChecksumBlocks {
+  /** Block size (bytes), > 0. */
+  readonly blockBytes: number;
+  /**
+   * The item's running CRC after each of its blocks but the last (whose running CRC is the item's
+   * checksum): `ceil(length / blockBytes) − 1` unsigned 32-bit values.
+   */
+  readonly running: readonly number[];
 }
 
 /** Where one item's bytes are stored, as DCP's `_StorageInfo`, plus their checksum. */

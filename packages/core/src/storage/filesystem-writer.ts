@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
+import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
 import { blockChecksumFields, CHECKSUM_BLOCK_BYTES, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import type { ItemFormat } from "../formats/item-format.js";
-import { itemFormatNamed } from "../formats/item-formats.js";
-import { encodeMetadata } from "../formats/metadata-codec.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -109,7 +108,8 @@ export interface FileSystemWriterOptions {
    * The on-disk format. `dcpjs`: raw items with a CRC-32 each, msgpack `.metadata`. `torch`:
    * PyTorch DCP's own — every item a `torch.save` archive (zip CRC-32s), a pickled `.metadata` —
    * which `torch.distributed.checkpoint.load` (2.6+) reads. Layout and commit are the same. Any
-   * other name of a registered `ItemFormat` works too.
+   * other registered `CheckpointFormat` that encodes `.metadata`, or `ItemFormat` (in dcpjs's
+   * `.metadata`), works too.
    * @default "dcpjs"
    */
   readonly format?: "dcpjs" | "torch" | (string & {});
@@ -158,6 +158,7 @@ export class FileSystemWriter implements StorageWriter {
   readonly #overwrite: boolean;
   readonly #onProgress: ProgressCallback | undefined;
   readonly #format: ItemFormat;
+  readonly #encodeMetadata: WriteFormat["encodeMetadata"];
   readonly #workerMinBytes: number;
   readonly #leaseRenewMs: number;
   #saveId: string = randomUUID();
@@ -178,7 +179,9 @@ export class FileSystemWriter implements StorageWriter {
     this.#singleFilePerRank = options.singleFilePerRank ?? true;
     this.#overwrite = options.overwrite ?? true;
     this.#onProgress = options.onProgress;
-    this.#format = itemFormatNamed(options.format ?? "dcpjs");
+    ({ itemFormat: this.#format, encodeMetadata: this.#encodeMetadata } = writeFormatNamed(
+      options.format ?? "dcpjs",
+    ));
     this.#workerMinBytes = resolveWorkerMinBytes(options.workerMinBytes);
     this.#leaseRenewMs = options.leaseRenewMs ?? SAVE_LEASE_RENEW_MS;
     if (!(this.#leaseRenewMs > 0))
@@ -451,7 +454,7 @@ export class FileSystemWriter implements StorageWriter {
     let renaming = false;
     try {
       throwIfAborted(signal);
-      const encoded = this.#format.encodeMetadata?.(committed) ?? encodeMetadata(committed);
+      const encoded = this.#encodeMetadata(committed);
       await writeWholeFile(this.fs, tmp, [encoded], { sync: this.syncFiles, ...(signal ? { signal } : {}) });
       throwIfAborted(signal);
       const superseded = this.#overwrite ? await this.#committedFiles(target, signal) : new Set<string>();

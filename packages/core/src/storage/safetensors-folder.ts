@@ -1,79 +1,19 @@
-import { MetadataError, NotFoundError } from "../errors.js";
-import { assertChunksTileAll, assertSafeRelativePath } from "../formats/metadata-codec.js";
-import {
-  MAX_SAFETENSORS_HEADER_BYTES,
-  parseSafetensorsHeader,
-  SAFETENSORS_PREFIX_BYTES,
-} from "../formats/safetensors/header.js";
-import {
-  type ChunkStorageMetadata,
-  type Metadata,
-  metadataIndexKey,
-  type StorageInfo,
-  type StorageMetadataEntry,
-  type TensorStorageMetadata,
-} from "../plan/metadata.js";
+import { readSafetensorsFolder } from "../formats/safetensors/folder-reader.js";
+import { validateMetadata } from "../formats/validate-metadata.js";
+import type { Metadata } from "../plan/metadata.js";
 import type { FileSystemBase } from "./filesystem-base.js";
-import { readWholeFile } from "./read-whole-file.js";
+import { checkpointFolder } from "./read-checkpoint-metadata.js";
 
-/** The index file of a Hugging Face checkpoint split over several files. */
-export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
-/** The optional sidecar `dcp export --checksums` writes: CRC-32C of every tensor, per file. */
-export const SAFETENSORS_CHECKSUMS_FILE = "model.safetensors.crc32c.json";
-/** The `__metadata__` key with DCP's sharding info (`{fqn: {saved_offsets}}`), as torch's HF writer. */
-export const DCP_SHARDING_INFO_KEY = "DCP_SHARDING_INFO";
-
-async function readJson(
-  fs: FileSystemBase,
-  path: string,
-  signal?: AbortSignal,
-): Promise<unknown | undefined> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readWholeFile(fs, path, { ...(signal ? { signal } : {}), access: "random" });
-  } catch (error) {
-    if (error instanceof NotFoundError) return undefined;
-    throw error;
-  }
-  try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown;
-  } catch (cause) {
-    throw new MetadataError(`Malformed ${path}: expected UTF-8 JSON`, { cause });
-  }
-}
-
-/** The safetensors files of a folder: the index's weight map, else a listing. */
-async function safetensorsFiles(fs: FileSystemBase, folder: string, signal?: AbortSignal): Promise<string[]> {
-  const index = await readJson(fs, fs.concatPath(folder, SAFETENSORS_INDEX_FILE), signal);
-  if (index !== undefined) {
-    const map = (index as { weight_map?: unknown }).weight_map;
-    if (typeof map !== "object" || map === null || Array.isArray(map))
-      throw new MetadataError(`Malformed ${SAFETENSORS_INDEX_FILE}: expected a weight_map object`);
-    const files = [...new Set(Object.values(map as Record<string, unknown>))];
-    for (const f of files) {
-      if (typeof f !== "string" || !f.endsWith(".safetensors"))
-        throw new MetadataError(
-          `Malformed ${SAFETENSORS_INDEX_FILE}: expected .safetensors file names, got ${JSON.stringify(f)}`,
-        );
-      assertSafeRelativePath(f);
-    }
-    return (files as string[]).sort();
-  }
-  if (!fs.list) return [];
-  return (await fs.list(folder, signal))
-    .filter((f) => !f.folder && f.name.endsWith(".safetensors"))
-    .map((f) => f.name)
-    .sort();
-}
+export {
+  DCP_SHARDING_INFO_KEY,
+  SAFETENSORS_CHECKSUMS_FILE,
+  SAFETENSORS_INDEX_FILE,
+} from "../formats/safetensors/folder-reader.js";
 
 /**
- * Builds checkpoint metadata from a folder of `*.safetensors` files, with the semantics of DCP's
- * `HuggingFaceStorageReader`: the files are those of `model.safetensors.index.json`, else every
- * `*.safetensors` in the folder; each tensor is a chunk at the offsets `DCP_SHARDING_INFO` gives
- * (sharded files), else at offset 0; a tensor's global size is the largest offset + shape. Every
- * header is validated (see `parseSafetensorsHeader`), and the chunks must tile each tensor. When
- * `model.safetensors.crc32c.json` is there, every tensor read is checked against it; otherwise
- * integrity is by length and structure only (safetensors has no checksum).
+ * Builds checkpoint metadata from a folder of `*.safetensors` files through a backend: the
+ * safetensors checkpoint format's reader (`readSafetensorsFolder`, as DCP's
+ * `HuggingFaceStorageReader`), checked by `validateMetadata`.
  *
  * @param fs - the backend.
  * @param folder - the folder (or S3 prefix).
@@ -88,92 +28,6 @@ export async function readSafetensorsMetadata(
   folder: string,
   signal?: AbortSignal,
 ): Promise<Metadata | undefined> {
-  const files = await safetensorsFiles(fs, folder, signal);
-  if (files.length === 0) return undefined;
-  const sidecar = (await readJson(fs, fs.concatPath(folder, SAFETENSORS_CHECKSUMS_FILE), signal)) as
-    | { files?: Record<string, Record<string, number>> }
-    | undefined;
-  const tensors = new Map<
-    string,
-    { dtype: TensorStorageMetadata["properties"]["dtype"]; chunks: ChunkStorageMetadata[] }
-  >();
-  const storageData = new Map<string, StorageInfo>();
-  for (const file of files) {
-    const path = fs.concatPath(folder, file);
-    const stream = await fs.createStream(path, "rb", { ...(signal ? { signal } : {}), access: "random" });
-    let header: ReturnType<typeof parseSafetensorsHeader>;
-    try {
-      const size = await stream.size(signal);
-      if (size < SAFETENSORS_PREFIX_BYTES)
-        throw new MetadataError(`Malformed safetensors file ${file}: ${size} bytes`);
-      const prefix = await stream.read(0, SAFETENSORS_PREFIX_BYTES, signal);
-      const length = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
-      if (length > BigInt(Math.min(MAX_SAFETENSORS_HEADER_BYTES, size - SAFETENSORS_PREFIX_BYTES))) {
-        throw new MetadataError(
-          `Malformed safetensors file ${file}: the header claims ${length} bytes; at most ${Math.min(MAX_SAFETENSORS_HEADER_BYTES, size - SAFETENSORS_PREFIX_BYTES)} are possible`,
-        );
-      }
-      header = parseSafetensorsHeader(
-        await stream.read(SAFETENSORS_PREFIX_BYTES, Number(length), signal),
-        size,
-        file,
-      );
-    } finally {
-      await stream.close();
-    }
-    const shardingText = header.metadata.get(DCP_SHARDING_INFO_KEY);
-    let sharding: Record<string, { saved_offsets?: unknown }> = {};
-    if (shardingText !== undefined) {
-      try {
-        sharding = JSON.parse(shardingText) as typeof sharding;
-      } catch (cause) {
-        throw new MetadataError(`Malformed ${DCP_SHARDING_INFO_KEY} in ${file}: not JSON`, { cause });
-      }
-    }
-    for (const e of header.entries) {
-      const saved = Object.hasOwn(sharding, e.name) ? sharding[e.name]?.saved_offsets : undefined;
-      const offsets = saved === undefined ? e.shape.map(() => 0) : saved;
-      if (
-        !Array.isArray(offsets) ||
-        offsets.length !== e.shape.length ||
-        !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
-      ) {
-        throw new MetadataError(
-          `Malformed ${DCP_SHARDING_INFO_KEY} in ${file}: expected saved_offsets of ${JSON.stringify(e.name)} to be ${e.shape.length} non-negative integers`,
-        );
-      }
-      const entry = tensors.get(e.name) ?? { dtype: e.dtype, chunks: [] };
-      if (entry.dtype !== e.dtype)
-        throw new MetadataError(
-          `Malformed safetensors folder: ${JSON.stringify(e.name)} is ${entry.dtype} in one file and ${e.dtype} in ${file}`,
-        );
-      entry.chunks.push({ offsets: offsets as number[], sizes: [...e.shape] });
-      tensors.set(e.name, entry);
-      const key = metadataIndexKey({ fqn: e.name, offset: offsets as number[] });
-      if (storageData.has(key))
-        throw new MetadataError(
-          `Malformed safetensors folder: ${JSON.stringify(e.name)} at [${offsets.join(", ")}] is in two files`,
-        );
-      const crc = sidecar?.files?.[file]?.[e.name];
-      storageData.set(key, {
-        relativePath: file,
-        offset: e.offset,
-        length: e.length,
-        ...(typeof crc === "number" ? { crc32c: crc } : {}),
-      });
-    }
-  }
-  const stateDictMetadata = new Map<string, StorageMetadataEntry>();
-  for (const [fqn, { dtype, chunks }] of tensors) {
-    const size = chunks[0]!.sizes.map((_, d) => Math.max(...chunks.map((c) => c.offsets[d]! + c.sizes[d]!)));
-    stateDictMetadata.set(fqn, { type: "tensor", properties: { dtype }, size, chunks });
-  }
-  assertChunksTileAll(stateDictMetadata);
-  return {
-    version: "1.0.0",
-    stateDictMetadata,
-    plannerData: new Map(),
-    storageData,
-    storageMeta: { checkpointId: folder, format: "safetensors" },
-  };
+  const metadata = await readSafetensorsFolder(checkpointFolder(fs, folder, signal));
+  return metadata && validateMetadata(metadata, { what: "safetensors folder" });
 }

@@ -5,12 +5,7 @@ import { numel, sameShape } from "../../model/geometry.js";
 import { decodeValue, encodeValue } from "../../model/value-codec.js";
 import type { ItemFormat } from "../item-format.js";
 import { decodeTorchItem, locateTorchPayload, unzstd } from "./torch-item.js";
-import {
-  assertTorchDtype,
-  encodeTorchMetadata,
-  torchTensorArchive,
-  torchValueArchive,
-} from "./torch-write.js";
+import { assertTorchDtype, torchTensorArchive, torchValueArchive } from "./torch-write.js";
 
 /**
  * Smallest torch tensor item read straight into its destination (its frame first, then its
@@ -76,5 +71,4 @@ export const TORCH_ITEM_FORMAT: ItemFormat = {
     }
     return item.bytes;
   },
-  encodeMetadata: encodeTorchMetadata,
 };

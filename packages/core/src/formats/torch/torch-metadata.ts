@@ -1,7 +1,6 @@
 import { MetadataError } from "../../errors.js";
 import { DecodeBudget, decodeGuarded } from "../../model/decode-budget.js";
-import { DTYPE_BYTES, DTYPES, type DType } from "../../model/dtype.js";
-import { numel } from "../../model/geometry.js";
+import { DTYPES, type DType } from "../../model/dtype.js";
 import type { ObjectPath } from "../../model/state-dict.js";
 import {
   type ChunkStorageMetadata,
@@ -10,14 +9,13 @@ import {
   type StorageInfo,
   type StorageMetadataEntry,
 } from "../../plan/metadata.js";
-import { entryWithoutStorage } from "../metadata-checks.js";
-import { assertChunksTileAll, assertSafeRelativePath } from "../metadata-codec.js";
+import { validateMetadata } from "../validate-metadata.js";
 import { type PickleGlobal, PyObject, PyTuple, unpickle } from "./pickle-reader.js";
 
 /** PyTorch's zstd stream transform (`torch.distributed.checkpoint._extension.ZStandard`). */
 export const ZSTD_TRANSFORM = "stream.zstd/1";
 
-/** The first byte of a pickle (PROTO): how a PyTorch `.metadata` is told from a dcpjs one. */
+/** The first byte of a pickle (PROTO): PyTorch DCP's `.metadata` magic, checked by its checkpoint format. */
 export const PICKLE_PROTO = 0x80;
 
 /** torch dtypes dcpjs holds: every {@link DTYPES} entry but safetensors' FP6, which torch lacks. */
@@ -160,9 +158,29 @@ function dtypeOf(properties: unknown, fqn: string): { dtype: DType } | { unsuppo
   return HELD.has(name) ? { dtype: name as DType } : { unsupported: `torch.${name}` };
 }
 
+/** What PyTorch DCP's metadata is called in messages. */
+export const TORCH_METADATA_WHAT = ".metadata (PyTorch DCP)";
+
 /**
- * Decodes a PyTorch DCP `.metadata` — a pickle, from torch 1.13 through 2.13 — into dcpjs's
- * `Metadata`, with a restricted unpickler: only the opcodes torch writes, globals only from an
+ * Decodes and validates a PyTorch DCP `.metadata`: {@link decodeRawTorchMetadata}, then
+ * `validateMetadata` (chunk bounds and tiling, storage entries, safe paths, planner paths).
+ *
+ * @param bytes - the file's bytes.
+ * @param budget - the decode's budget. @default a new {@link DecodeBudget} for the file's size
+ * @throws {@link MetadataError} as {@link decodeRawTorchMetadata} and `validateMetadata`.
+ */
+export function decodeTorchMetadata(
+  bytes: Uint8Array,
+  budget: DecodeBudget = new DecodeBudget(TORCH_METADATA_WHAT, bytes.byteLength),
+): Metadata {
+  return decodeGuarded(budget.what, () =>
+    validateMetadata(decodeWithin(bytes, budget), { what: TORCH_METADATA_WHAT }),
+  );
+}
+
+/**
+ * Decodes a PyTorch DCP `.metadata` — a pickle, from torch 1.13 through 2.13 — into dcpjs's raw
+ * `Metadata` (checked by `validateMetadata`), with a restricted unpickler: only the opcodes torch writes, globals only from an
  * allowlist (the DCP metadata classes under all three of their module paths, `torch.Size`,
  * dtypes, layouts, memory formats, `pathlib` paths as strings). Items are marked as `torch.save`
  * archives (verified by their zip CRC-32 when read); stream transforms (`stream.zstd/1`) are
@@ -179,9 +197,9 @@ function dtypeOf(properties: unknown, fqn: string): { dtype: DType } | { unsuppo
  * {@link DecodeBudget} (values, bytes, time: {@link decodeLimits}); whatever else would escape
  * (a `RangeError`) is a `MALFORMED_METADATA` too.
  */
-export function decodeTorchMetadata(
+export function decodeRawTorchMetadata(
   bytes: Uint8Array,
-  budget: DecodeBudget = new DecodeBudget(".metadata (PyTorch DCP)", bytes.byteLength),
+  budget: DecodeBudget = new DecodeBudget(TORCH_METADATA_WHAT, bytes.byteLength),
 ): Metadata {
   return decodeGuarded(budget.what, () => decodeWithin(bytes, budget));
 }
@@ -200,7 +218,6 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
   for (const [fqn, entry] of sdm as Map<unknown, unknown>) {
     budget.nodes();
     if (typeof fqn !== "string") fail("expected string fqns");
-    if (fqn === "__proto__") fail('expected fqns other than "__proto__"');
     if (entry instanceof PyObject && entry.cls === "BytesStorageMetadata") {
       stateDictMetadata.set(fqn as string, { type: "bytes" });
       continue;
@@ -213,41 +230,23 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
     const list: ChunkStorageMetadata[] = (chunks as unknown[]).map((c) => {
       const cf = fields(objectOf(c, "ChunkStorageMetadata", `a chunk of "${fqn}"`));
       const offsets = counts(cf.get("offsets"), `chunk offsets of "${fqn}"`, budget);
-      const sizes = counts(cf.get("sizes"), `chunk sizes of "${fqn}"`, budget);
-      if (
-        offsets.length !== size.length ||
-        sizes.length !== size.length ||
-        offsets.some((o, d) => o + sizes[d]! > size[d]!)
-      )
-        fail(`a chunk of "${fqn}" lies outside [${size.join(", ")}]`);
-      return { offsets, sizes };
+      return { offsets, sizes: counts(cf.get("sizes"), `chunk sizes of "${fqn}"`, budget) };
     });
     const held = dtypeOf(e.get("properties"), fqn as string);
     if ("unsupported" in held) {
       unsupportedDtypes.set(fqn as string, held.unsupported);
       continue;
     }
-    const { dtype } = held;
-    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
-      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
-    stateDictMetadata.set(fqn as string, { type: "tensor", properties: { dtype }, size, chunks: list });
+    stateDictMetadata.set(fqn as string, { type: "tensor", properties: held, size, chunks: list });
   }
-  assertChunksTileAll(stateDictMetadata);
 
   const plannerData = new Map<string, ObjectPath>();
   const pd = f.get("planner_data");
   if (pd instanceof Map) {
     for (const [fqn, path] of pd) {
-      if (typeof fqn !== "string" || !Array.isArray(path) || path.length === 0 || path.length > 64) continue;
+      // DCP's flatten mappings are fqn → tuple of steps; anything else is not a path.
+      if (typeof fqn !== "string" || !Array.isArray(path) || path.length === 0) continue;
       budget.nodes(path.length);
-      if (
-        !path.every(
-          (s) =>
-            (typeof s === "string" && s !== "__proto__") ||
-            (Number.isSafeInteger(s) && (s as number) >= 0 && (s as number) < pd.size),
-        )
-      )
-        fail(`expected the planner path of "${fqn}" to be keys and small indices`);
       plannerData.set(fqn, Array.from(path) as ObjectPath);
     }
   }
@@ -271,7 +270,6 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
     const length = s.get("length");
     if (typeof relativePath !== "string") fail(`expected a relative path for "${fqn}"`);
     budget.bytes((relativePath as string).length);
-    assertSafeRelativePath(relativePath as string);
     if (
       !Number.isSafeInteger(at) ||
       !Number.isSafeInteger(length) ||
@@ -301,8 +299,6 @@ function decodeWithin(bytes: Uint8Array, budget: DecodeBudget): Metadata {
       ...(known.length > 0 ? { transforms: known } : {}),
     });
   }
-  const missing = entryWithoutStorage(stateDictMetadata, storageData);
-  if (missing !== undefined) fail(`"${missing}" has a chunk with no storage entry`);
   const version = f.get("version");
   return {
     version: typeof version === "string" ? version : "1.0.0",

@@ -1,0 +1,134 @@
+import { MetadataError } from "../errors.js";
+import { DTYPE_BYTES, isDType } from "../model/dtype.js";
+import { numel } from "../model/geometry.js";
+import { MAX_MSGPACK_DEPTH } from "../model/msgpack-bounds.js";
+import { type Metadata, metadataIndexKey } from "../plan/metadata.js";
+import {
+  assertChunksTile,
+  assertSafeRelativePath,
+  isCount,
+  MAX_ITEM_BYTES,
+  MAX_ITEM_FORMAT_NAME,
+  MAX_TILING_COMPARISONS,
+  show,
+} from "./metadata-checks.js";
+
+/** The bounds {@link validateMetadata} holds every format's metadata to. */
+export interface MetadataLimits {
+  /** What the metadata is called in messages (`Malformed {what}: …`). @default ".metadata" */
+  readonly what?: string;
+  /** Largest stored item (bytes). @default {@link MAX_ITEM_BYTES} */
+  readonly maxItemBytes?: number;
+  /** Most pairwise chunk comparisons of the tiling check, for the whole checkpoint. @default {@link MAX_TILING_COMPARISONS} */
+  readonly maxTilingComparisons?: number;
+}
+
+/**
+ * Checks a decoded checkpoint's metadata — whatever format it came from — before anything uses
+ * it: no `__proto__` key or path step; every tensor of a known dtype, its size and its chunks
+ * counts of as many dimensions, its bytes a safe integer, its chunks inside it and tiling it
+ * exactly (as DCP's `_validate_global_plan`); every chunk and value with a storage entry at a safe
+ * relative path; a raw item (no item format) exactly as long as its chunk, no stored item over
+ * `maxItemBytes`, item format names of 1 to 64 characters, running checksums on tensor items only;
+ * planner paths of 1 to 64 steps, each a key or a list index below the entry count.
+ *
+ * @param metadata - raw metadata from a format's decoder.
+ * @param limits - see {@link MetadataLimits}.
+ * @returns `metadata`, unchanged.
+ * @throws {@link MetadataError} `MALFORMED_METADATA` saying what was expected and found, or
+ * `UNSAFE_PATH` for a data file path escaping the checkpoint folder.
+ */
+export function validateMetadata(metadata: Metadata, limits: MetadataLimits = {}): Metadata {
+  const what = limits.what ?? ".metadata";
+  const maxItemBytes = limits.maxItemBytes ?? MAX_ITEM_BYTES;
+  const fail = (message: string): never => {
+    throw new MetadataError(`Malformed ${what}: ${message}`);
+  };
+  const key = (k: unknown, where: string): string => {
+    if (typeof k !== "string") fail(`expected ${where} to be strings, got ${show(k)}`);
+    if (k === "__proto__") fail(`expected ${where} other than "__proto__"`);
+    return k as string;
+  };
+  const counts = (v: unknown, where: string, ndim: number): readonly number[] => {
+    if (!Array.isArray(v) || v.length !== ndim || !v.every(isCount))
+      fail(`expected ${where} to be ${ndim} non-negative integers, got ${show(v)}`);
+    return v as number[];
+  };
+  const { stateDictMetadata: entries, storageData, plannerData } = metadata;
+  for (const fqn of metadata.unsupportedDtypes?.keys() ?? []) key(fqn, "state-dict keys");
+  let tilingBudget = limits.maxTilingComparisons ?? MAX_TILING_COMPARISONS;
+  for (const [fqn, entry] of entries) {
+    key(fqn, "state-dict keys");
+    if (entry.type === "bytes") {
+      const info = storageData.get(metadataIndexKey({ fqn, offset: null }));
+      if (!info) fail(`"${fqn}" has a chunk with no storage entry`);
+      if (info!.length > maxItemBytes)
+        fail(
+          `expected the value "${fqn}" to be at most ${maxItemBytes} bytes, metadata says ${info!.length}`,
+        );
+      if (info!.checksumBlocks) fail(`expected no running checksums for the value "${fqn}"`);
+      continue;
+    }
+    if (entry.type !== "tensor" || !isDType(entry.properties?.dtype))
+      fail(`expected a tensor or a value for "${fqn}", got ${show(entry)}`);
+    const { dtype } = entry.properties;
+    if (!Array.isArray(entry.size) || !entry.size.every(isCount) || entry.size.length > MAX_MSGPACK_DEPTH)
+      fail(`expected the size of "${fqn}" to be at most ${MAX_MSGPACK_DEPTH} non-negative integers`);
+    const size = entry.size;
+    if (!Number.isSafeInteger(numel(size) * DTYPE_BYTES[dtype]))
+      fail(`"${fqn}" of size [${size.join(", ")}] has more bytes than a safe integer counts`);
+    if (!Array.isArray(entry.chunks)) fail(`expected a chunk list for "${fqn}"`);
+    for (const c of entry.chunks) {
+      const offsets = counts(c.offsets, `chunk offsets of "${fqn}"`, size.length);
+      const sizes = counts(c.sizes, `chunk sizes of "${fqn}"`, size.length);
+      if (offsets.some((o, d) => o + sizes[d]! > size[d]!))
+        fail(
+          `chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] lies outside "${fqn}" [${size.join(", ")}]`,
+        );
+      const info = storageData.get(metadataIndexKey({ fqn, offset: offsets }));
+      if (!info) fail(`"${fqn}" has a chunk with no storage entry`);
+      const expected = numel(sizes) * DTYPE_BYTES[dtype];
+      // A framed item (another item format) is longer than its payload; its format checks it.
+      if (info!.itemFormat === undefined && info!.length !== expected)
+        fail(
+          `expected "${fqn}" at [${offsets.join(", ")}] to be stored as ${expected} bytes, metadata says ${info!.length}`,
+        );
+      if (info!.length > maxItemBytes)
+        fail(
+          `expected "${fqn}" at [${offsets.join(", ")}] to be stored in at most ${maxItemBytes} bytes, metadata says ${info!.length}`,
+        );
+    }
+    tilingBudget -= assertChunksTile(fqn, size, entry.chunks, tilingBudget);
+  }
+  const safePaths = new Set<string>();
+  for (const info of storageData.values()) {
+    if (!isCount(info.offset) || !isCount(info.length))
+      fail(
+        `expected byte offsets and lengths to be non-negative integers, got ${info.offset}+${info.length}`,
+      );
+    const f = info.itemFormat;
+    if (f !== undefined && (typeof f !== "string" || f.length === 0 || f.length > MAX_ITEM_FORMAT_NAME))
+      fail(`expected an item format name of 1 to ${MAX_ITEM_FORMAT_NAME} characters, got ${show(f)}`);
+    if (!safePaths.has(info.relativePath)) {
+      assertSafeRelativePath(info.relativePath);
+      safePaths.add(info.relativePath); // most items share a few files: each path is checked once
+    }
+  }
+  // List indices above the entry count would make a loader build huge sparse lists.
+  const indices = Math.max(entries.size, plannerData.size);
+  for (const [fqn, path] of plannerData) {
+    key(fqn, "planner data keys");
+    if (!Array.isArray(path) || path.length === 0 || path.length > MAX_MSGPACK_DEPTH)
+      fail(
+        `expected a path of 1 to ${MAX_MSGPACK_DEPTH} steps for "${fqn}", got ${Array.isArray(path) ? path.length : show(path)}`,
+      );
+    for (const step of path) {
+      if (typeof step === "string") key(step, `path steps of "${fqn}"`);
+      else if (!isCount(step))
+        fail(`expected path steps of "${fqn}" to be keys or indices, got ${show(step)}`);
+      else if (step >= indices)
+        fail(`expected list indices below ${indices} in the path of "${fqn}", got ${step}`);
+    }
+  }
+  return metadata;
+}
