@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   createLocalProcessGroups,
@@ -133,11 +133,23 @@ describe("@dcpjs/http", () => {
     expectSame(got as StateDict, { "big.a": sd["big.a"]!, small: sd.small! });
     expect(hub.requests.length).toBeGreaterThan(1);
     for (const r of hub.requests) expect(r.headers.authorization).toBe("Bearer secret");
+    // preconditions go to the origin whose ETag was pinned (the CDN), not to the Hub's resolve
+    for (const r of hub.requests) expect(r.headers["if-match"]).toBeUndefined();
     expect(cdn.requests.length).toBeGreaterThan(0);
     for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
     // the first request resolves main; every later one the commit it named
     expect(hub.requests[0]!.path).toContain("/resolve/main/");
     for (const r of hub.requests.slice(1)) expect(r.path).toContain(`/resolve/${commit}/`);
+    // a listing is the Hub's tree API (every page; LFS files with their real size)
+    const fs = new HttpFileSystem({ hfEndpoint: hub.origin });
+    const listed = await fs.list("hf://org/model");
+    const local = (await readdir(join(repo, "org", "model"))).sort();
+    expect(listed.map((e) => e.name).sort()).toEqual(local);
+    const shard = listed.find((e) => e.name.endsWith(".safetensors"))!;
+    const { size } = await import("node:fs/promises").then((m) =>
+      m.stat(join(repo, "org", "model", shard.name)),
+    );
+    expect(shard.size).toBe(size);
     // the same through the registry, with HF_ENDPOINT
     const before = process.env.HF_ENDPOINT;
     process.env.HF_ENDPOINT = hub.origin;

@@ -2,7 +2,7 @@
 // Last-Modified, If-Match, If-Range), emulates the Hugging Face Hub's resolve → CDN redirect, and
 // injects faults on demand: a server that ignores Range, 503 + Retry-After, a broken body, a stall.
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, normalize } from "node:path";
@@ -90,6 +90,17 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
     let path = decodeURIComponent(url.pathname);
     const hub = options.hub;
     if (hub) {
+      const api = /^\/api\/models\/([^/]+)\/([^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(path);
+      if (api)
+        return tree(
+          res,
+          seen,
+          api[1]!,
+          api[2]!,
+          api[4] ?? "",
+          Number(url.searchParams.get("cursor") ?? 0),
+          req,
+        );
       const m = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.*)$/.exec(path);
       if (m) {
         const [, org, repo, rev, file] = m;
@@ -179,6 +190,39 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
         resolve();
       });
     });
+  }
+
+  /** The Hub's tree API over the folder: two entries a page (a `Link` to the next); LFS sizes for safetensors files. */
+  async function tree(
+    res: ServerResponse,
+    seen: SeenRequest,
+    org: string,
+    repo: string,
+    sub: string,
+    cursor: number,
+    req: IncomingMessage,
+  ): Promise<void> {
+    const dir = join(options.root, org, repo, normalize(sub));
+    const names = (await readdir(dir, { withFileTypes: true }).catch(() => undefined))?.sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    );
+    if (names === undefined) return end(res, seen, 404);
+    const page = await Promise.all(
+      names.slice(cursor, cursor + 2).map(async (d) => {
+        const path = sub === "" ? d.name : `${sub}/${d.name}`;
+        if (d.isDirectory()) return { type: "directory", path, oid: "0" };
+        const size = (await stat(join(dir, d.name))).size;
+        return d.name.endsWith(".safetensors")
+          ? { type: "file", path, size: 134, oid: "0", lfs: { oid: "0", size, pointerSize: 134 } }
+          : { type: "file", path, size, oid: "0" };
+      }),
+    );
+    if (cursor + 2 < names.length)
+      res.setHeader("link", `<${req.url!.split("?")[0]}?cursor=${cursor + 2}>; rel="next"`);
+    res.setHeader("content-type", "application/json");
+    seen.status = 200;
+    res.writeHead(200);
+    res.end(JSON.stringify(page));
   }
 
   function takeFault(path: string, applies: (fault: Fault) => boolean): Fault | undefined {
