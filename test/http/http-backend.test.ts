@@ -146,9 +146,7 @@ describe("@dcpjs/http", () => {
     const local = (await readdir(join(repo, "org", "model"))).sort();
     expect(listed.map((e) => e.name).sort()).toEqual(local);
     const shard = listed.find((e) => e.name.endsWith(".safetensors"))!;
-    const { size } = await import("node:fs/promises").then((m) =>
-      m.stat(join(repo, "org", "model", shard.name)),
-    );
+    const { size } = await stat(join(repo, "org", "model", shard.name));
     expect(shard.size).toBe(size);
     // the same through the registry, with HF_ENDPOINT
     const before = process.env.HF_ENDPOINT;
