@@ -117,6 +117,7 @@ export class HttpClient {
   readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
+  readonly #small = new Map<string, Uint8Array>();
   #warned = false;
 
   /** @param options - the resolved options (see `resolveHttpOptions`). */
@@ -137,6 +138,21 @@ export class HttpClient {
   /** The commit a revision was pinned to, for a URL under it (undefined before the Hub named one). */
   commitFor(url: string): string | undefined {
     return this.#pins.find((p) => url.startsWith(p.atRevision))?.commit;
+  }
+
+  /** Forgets every pinned identity, kept small file and pinned commit: the next contact pins afresh. */
+  forget(): void {
+    this.#identities.clear();
+    this.#small.clear();
+    for (const pin of this.#pins) pin.commit = undefined;
+  }
+
+  /**
+   * A small file's whole bytes, kept from its first contact (a file no longer than the probe) for
+   * every later stream of this file system: `.metadata`, indexes and sidecars are fetched once.
+   */
+  wholeFile(url: string): Uint8Array | undefined {
+    return this.#small.get(url);
   }
 
   /** The identity pinned for a file, if it was contacted. */
@@ -190,7 +206,8 @@ export class HttpClient {
             const total = contentLength(response);
             this.#check(url, response, total);
             if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
-            this.#warnRangeIgnored(url);
+            // a whole file answered to a range that covers it all is no waste
+            if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
             skip = start;
           } else {
             throw statusError(response, url, action);
@@ -254,6 +271,7 @@ export class HttpClient {
               `Expected ${head.byteLength} bytes from ${displayUrl(url)}, got ${got} before the body ended`,
               { retryable: true },
             );
+          if (head.byteLength === size) this.#small.set(url, head);
           return { size, head };
         },
       ),

@@ -57,7 +57,7 @@ export class HttpReadStream implements FileReadStream {
   /** @inheritDoc */
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     assertRange(offset, target.byteLength);
-    const head = this.#head;
+    const head = this.#head ?? this.client.wholeFile(this.url);
     if (head !== undefined && offset + target.byteLength <= head.byteLength) {
       target.set(head.subarray(offset, offset + target.byteLength));
       return;
