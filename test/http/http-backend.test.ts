@@ -213,6 +213,15 @@ describe("@dcpjs/http", () => {
     expect(resumed, JSON.stringify(data.map((r) => [r.headers.range, r.status]))).toBeDefined();
   });
 
+  it("bytes damaged in transit (.metadata, data) are requested again", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const server = await serve({ root });
+    server.fault(".metadata", { kind: "flip" });
+    server.fault(".distcp", { kind: "flip" }, 2);
+    expectSame(await load(target(), { checkpointId: `${server.origin}/ckpt` }), sd);
+    expect(server.requests.filter((r) => r.path.endsWith(".metadata")).length).toBe(2);
+  });
+
   it("a stalled body fails after timeoutMs and is retried", async () => {
     const { root, sd } = await savedCheckpoint();
     const server = await serve({ root });

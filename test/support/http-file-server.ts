@@ -2,7 +2,7 @@
 // Last-Modified, If-Match, If-Range), emulates the Hugging Face Hub's resolve → CDN redirect, and
 // injects faults on demand: a server that ignores Range, 503 + Retry-After, a broken body, a stall.
 import { createReadStream } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { open, readdir, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, normalize } from "node:path";
@@ -21,6 +21,8 @@ export type Fault =
   | { readonly kind: "status"; readonly status: number; readonly retryAfter?: string }
   /** Sends the headers and this many body bytes, then destroys the socket. */
   | { readonly kind: "truncate"; readonly afterBytes: number }
+  /** Sends the body with its middle byte inverted (damage in transit). */
+  | { readonly kind: "flip" }
   /** Sends the headers, then nothing. */
   | { readonly kind: "stall" }
   /** Destroys the socket before answering. */
@@ -160,7 +162,11 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
     const bodyFault =
       req.method === "HEAD"
         ? undefined
-        : takeFault(path, (f) => f.kind === "stall" || (f.kind === "truncate" && length > f.afterBytes));
+        : takeFault(
+            path,
+            (f) =>
+              f.kind === "stall" || f.kind === "flip" || (f.kind === "truncate" && length > f.afterBytes),
+          );
     res.setHeader("content-length", length);
     seen.status = status;
     res.writeHead(status);
@@ -171,6 +177,18 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
     if (bodyFault?.kind === "stall") {
       res.flushHeaders();
       await new Promise<void>((resolve) => res.on("close", resolve));
+      return;
+    }
+    if (bodyFault?.kind === "flip") {
+      const bytes = Buffer.alloc(length);
+      const handle = await open(file, "r");
+      try {
+        await handle.read(bytes, 0, length, start);
+      } finally {
+        await handle.close();
+      }
+      bytes[Math.floor(length / 2)]! ^= 0xff;
+      res.end(bytes);
       return;
     }
     const limit = bodyFault?.kind === "truncate" ? Math.min(bodyFault.afterBytes, length) : length;

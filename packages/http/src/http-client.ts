@@ -117,7 +117,6 @@ export class HttpClient {
   readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
-  readonly #small = new Map<string, Uint8Array>();
   #warned = false;
 
   /** @param options - the resolved options (see `resolveHttpOptions`). */
@@ -140,19 +139,10 @@ export class HttpClient {
     return this.#pins.find((p) => url.startsWith(p.atRevision))?.commit;
   }
 
-  /** Forgets every pinned identity, kept small file and pinned commit: the next contact pins afresh. */
+  /** Forgets every pinned identity and pinned commit: the next contact pins afresh. */
   forget(): void {
     this.#identities.clear();
-    this.#small.clear();
     for (const pin of this.#pins) pin.commit = undefined;
-  }
-
-  /**
-   * A small file's whole bytes, kept from its first contact (a file no longer than the probe) for
-   * every later stream of this file system: `.metadata`, indexes and sidecars are fetched once.
-   */
-  wholeFile(url: string): Uint8Array | undefined {
-    return this.#small.get(url);
   }
 
   /** The identity pinned for a file, if it was contacted. */
@@ -271,7 +261,6 @@ export class HttpClient {
               `Expected ${head.byteLength} bytes from ${displayUrl(url)}, got ${got} before the body ended`,
               { retryable: true },
             );
-          if (head.byteLength === size) this.#small.set(url, head);
           return { size, head };
         },
       ),
