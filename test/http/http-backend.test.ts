@@ -222,6 +222,14 @@ describe("@dcpjs/http", () => {
     expect(server.requests.filter((r) => r.path.endsWith(".metadata")).length).toBe(2);
   });
 
+  it("a server that answers less of a range than asked (a capped 206) is asked for the rest", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const server = await serve({ root, maxRangeBytes: 256 * 1024 });
+    const reader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxAttempts: 1 });
+    expectSame(await load(target(), { storageReader: reader }), sd);
+    expect(server.requests.filter((r) => r.path.endsWith(".distcp")).length).toBeGreaterThan(12);
+  });
+
   it("a stalled body fails after timeoutMs and is retried", async () => {
     const { root, sd } = await savedCheckpoint();
     const server = await serve({ root });

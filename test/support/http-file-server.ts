@@ -41,6 +41,8 @@ export interface HttpFileServerOptions {
   readonly hub?: { readonly commit: string; cdnOrigin?: string; readonly revisions?: readonly string[] };
   /** Serve the folder under `/cdn/` too (the CDN origin of a {@link HttpFileServerOptions.hub} on another server). @default false */
   readonly cdn?: boolean;
+  /** Answer at most this many bytes of a range (as CDNs that cap a range's length). @default no cap */
+  readonly maxRangeBytes?: number;
   /** Leave out ETag (then Last-Modified and length identify a file). @default false */
   readonly noEtag?: boolean;
 }
@@ -154,6 +156,7 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
         res.setHeader("content-range", `bytes */${info.size}`);
         return end(res, seen, 416);
       }
+      if (options.maxRangeBytes !== undefined) endByte = Math.min(endByte, start + options.maxRangeBytes - 1);
       status = 206;
       res.setHeader("content-range", `bytes ${start}-${endByte}/${info.size}`);
     }

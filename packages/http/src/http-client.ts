@@ -169,56 +169,61 @@ export class HttpClient {
     if (size !== undefined && offset + length > size) throw truncated(url, offset, length, size);
     if (length === 0) return;
     const cursor = new TargetCursor(targets);
-    await this.#retrying(url, action, signal, () =>
-      this.#exchange(
-        url,
-        "GET",
-        () => `bytes=${offset + cursor.done}-${offset + length - 1}`,
-        action,
-        signal,
-        async (response, touch) => {
-          const start = offset + cursor.done;
-          const want = length - cursor.done;
-          let skip = 0;
-          if (response.status === 206) {
-            const range = parseContentRange(response.headers.get("content-range"));
-            this.#check(url, response, range?.total);
-            if (range?.start !== start || range.end !== start + want - 1) {
+    // Each exchange delivers what its answer holds: all that is wanted, or (a server that caps
+    // ranges) a first part, after which the rest is asked for with a fresh retry budget.
+    while (cursor.done < length) {
+      await this.#retrying(url, action, signal, () =>
+        this.#exchange(
+          url,
+          "GET",
+          () => `bytes=${offset + cursor.done}-${offset + length - 1}`,
+          action,
+          signal,
+          async (response, touch) => {
+            const start = offset + cursor.done;
+            let want = length - cursor.done;
+            let skip = 0;
+            if (response.status === 206) {
+              const range = parseContentRange(response.headers.get("content-range"));
+              this.#check(url, response, range?.total);
               if (range?.total !== undefined && offset + length > range.total)
                 throw truncated(url, offset, length, range.total);
+              if (
+                range?.start === undefined ||
+                range.end === undefined ||
+                range.start > start ||
+                range.end < start
+              ) {
+                throw new HttpRequestError(
+                  "IO_ERROR",
+                  `Expected Content-Range bytes ${start}-${start + want - 1}/… from ${displayUrl(url)}, got ${response.headers.get("content-range")}`,
+                  { retryable: true, status: 206 },
+                );
+              }
+              skip = start - range.start;
+              want = Math.min(want, range.end - start + 1);
+            } else if (response.status === 200) {
+              const total = contentLength(response);
+              this.#check(url, response, total);
+              if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
+              // a whole file answered to a range that covers it all is no waste
+              if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
+              skip = start;
+            } else {
+              throw statusError(response, url, action);
+            }
+            const exact = response.status === 206 && skip === 0 && cursor.done + want === length;
+            const got = await pump(response, skip, want, (chunk) => cursor.write(chunk), touch, exact);
+            if (got < want)
               throw new HttpRequestError(
                 "IO_ERROR",
-                `Expected Content-Range bytes ${start}-${start + want - 1}/… from ${displayUrl(url)}, got ${response.headers.get("content-range")}`,
-                { retryable: true, status: 206 },
+                `Expected ${want} bytes from ${displayUrl(url)} at ${start}, got ${got} before the body ended (resumed from there)`,
+                { retryable: true },
               );
-            }
-          } else if (response.status === 200) {
-            const total = contentLength(response);
-            this.#check(url, response, total);
-            if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
-            // a whole file answered to a range that covers it all is no waste
-            if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
-            skip = start;
-          } else {
-            throw statusError(response, url, action);
-          }
-          const got = await pump(
-            response,
-            skip,
-            want,
-            (chunk) => cursor.write(chunk),
-            touch,
-            response.status === 206,
-          );
-          if (got < want)
-            throw new HttpRequestError(
-              "IO_ERROR",
-              `Expected ${want} bytes from ${displayUrl(url)} at ${start}, got ${got} before the body ended (resumed from there)`,
-              { retryable: true },
-            );
-        },
-      ),
-    );
+          },
+        ),
+      );
+    }
   }
 
   /**
