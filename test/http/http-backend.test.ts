@@ -148,15 +148,26 @@ describe("@dcpjs/http", () => {
     const shard = listed.find((e) => e.name.endsWith(".safetensors"))!;
     const { size } = await stat(join(repo, "org", "model", shard.name));
     expect(shard.size).toBe(size);
-    // the same through the registry, with HF_ENDPOINT
-    const before = process.env.HF_ENDPOINT;
+    // the same through the registry, with HF_ENDPOINT and HF_TOKEN
+    const before = { endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN };
     process.env.HF_ENDPOINT = hub.origin;
+    process.env.HF_TOKEN = "from-env";
+    hub.requests.length = 0;
+    cdn.requests.length = 0;
     try {
       const again = await loadStateDictFromKeys({ checkpointId: "hf://org/model@main", keys: ["small"] });
       expect(hexOf(again.small as Tensor)).toBe(hexOf(sd.small as Tensor));
+      expect(hub.requests.length).toBeGreaterThan(0);
+      for (const r of hub.requests) expect(r.headers.authorization).toBe("Bearer from-env");
+      for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
     } finally {
-      if (before === undefined) delete process.env.HF_ENDPOINT;
-      else process.env.HF_ENDPOINT = before;
+      for (const [name, value] of [
+        ["HF_ENDPOINT", before.endpoint],
+        ["HF_TOKEN", before.token],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
     }
   });
 
