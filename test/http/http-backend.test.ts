@@ -137,6 +137,8 @@ describe("@dcpjs/http", () => {
     for (const r of hub.requests) expect(r.headers["if-match"]).toBeUndefined();
     expect(cdn.requests.length).toBeGreaterThan(0);
     for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
+    // a file's CDN URL, once it answered, is used directly: the Hub sees a request or so per file
+    expect(hub.requests.length).toBeLessThan(cdn.requests.length);
     // the first request resolves main; every later one the commit it named
     expect(hub.requests[0]!.path).toContain("/resolve/main/");
     for (const r of hub.requests.slice(1)) expect(r.path).toContain(`/resolve/${commit}/`);
@@ -169,6 +171,26 @@ describe("@dcpjs/http", () => {
         else process.env[name] = value;
       }
     }
+  });
+
+  it("an expired CDN URL (403 where a file's CDN URL was used directly) is resolved through the Hub again", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const repo = join(root, "hub");
+    await exportSafetensors(join(root, "ckpt"), join(repo, "org", "model"));
+    const cdn = await serve({ root: repo, cdn: true });
+    const hub = await serve({ root: repo, hub: { commit: "c".repeat(40), cdnOrigin: cdn.origin } });
+    // the shard's first answer comes the long way; its second request, direct, finds the URL expired
+    cdn.fault("-of-00001.safetensors", { kind: "status", status: 403 }, 1, 1);
+    const reader = new HttpStorageReader({
+      url: "hf://org/model",
+      hfEndpoint: hub.origin,
+      maxConnections: 1,
+    });
+    const got = await loadStateDictFromKeys({ storageReader: reader, keys: ["big.b"] });
+    expect(hexOf(got["big.b"] as Tensor)).toBe(hexOf(sd["big.b"] as Tensor));
+    expect(cdn.requests.some((r) => r.status === 403)).toBe(true);
+    const shardResolves = hub.requests.filter((r) => r.path.endsWith("-of-00001.safetensors"));
+    expect(shardResolves.length).toBe(2);
   });
 
   it("a data file replaced mid-load is SOURCE_CHANGED naming it, never mixed bytes", async () => {

@@ -55,8 +55,8 @@ export interface HttpFileServer {
   readonly requests: SeenRequest[];
   /** Requests being answered right now. */
   inFlight(): number;
-  /** Queues a fault for the next request whose path contains `match` (and, if given, that is ranged). */
-  fault(match: string, fault: Fault, times?: number): void;
+  /** Queues a fault for the next `times` requests whose path contains `match`, after `after` such requests went through. */
+  fault(match: string, fault: Fault, times?: number, after?: number): void;
   /** Changes `ignoreRange` on the fly. */
   setIgnoreRange(on: boolean): void;
   /** Called before a file is served (e.g. to replace it mid-load). */
@@ -70,14 +70,14 @@ export interface HttpFileServer {
  */
 export async function startHttpFileServer(options: HttpFileServerOptions): Promise<HttpFileServer> {
   const requests: SeenRequest[] = [];
-  const faults: { match: string; fault: Fault; times: number }[] = [];
+  const faults: { match: string; fault: Fault; times: number; after: number }[] = [];
   let ignoreRange = options.ignoreRange ?? false;
   let active = 0;
   const handle: HttpFileServer = {
     origin: "",
     requests,
     inFlight: () => active,
-    fault: (match, fault, times = 1) => faults.push({ match, fault, times }),
+    fault: (match, fault, times = 1, after = 0) => faults.push({ match, fault, times, after }),
     setIgnoreRange: (on) => {
       ignoreRange = on;
     },
@@ -249,6 +249,10 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
   function takeFault(path: string, applies: (fault: Fault) => boolean): Fault | undefined {
     const at = faults.findIndex((f) => path.includes(f.match) && applies(f.fault));
     if (at < 0) return undefined;
+    if (faults[at]!.after > 0) {
+      faults[at]!.after--;
+      return undefined;
+    }
     const entry = faults[at]!;
     if (--entry.times <= 0) faults.splice(at, 1);
     return entry.fault;

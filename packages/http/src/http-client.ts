@@ -117,6 +117,8 @@ export class HttpClient {
   readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
+  /** Per file: where a redirect to another origin led (the CDN URL), once it answered. */
+  readonly #located = new Map<string, string>();
   #warned = false;
 
   /** @param options - the resolved options (see `resolveHttpOptions`). */
@@ -142,6 +144,7 @@ export class HttpClient {
   /** Forgets every pinned identity and pinned commit: the next contact pins afresh. */
   forget(): void {
     this.#identities.clear();
+    this.#located.clear();
     for (const pin of this.#pins) pin.commit = undefined;
   }
 
@@ -460,7 +463,12 @@ export class HttpClient {
     });
   }
 
-  /** Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. */
+  /**
+   * Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. Where a redirect led
+   * to another origin (the Hub's CDN) and that answered, later requests for the file go there
+   * directly, as hf_transfer ranges against the CDN URL it resolved once; an answer there of
+   * 401/403/404/410 or a redirect (an expired signed URL) sends the request the long way again.
+   */
   async #fetchFollowing(
     url: string,
     method: "GET" | "HEAD",
@@ -469,24 +477,27 @@ export class HttpClient {
     stopAtOtherOrigin: boolean,
   ): Promise<Response> {
     const origin = new URL(url).origin;
+    const located = stopAtOtherOrigin ? undefined : this.#located.get(url);
+    if (located !== undefined) {
+      const response = await this.#send(url, located, origin, method, range, signal);
+      if (!REDIRECTS.has(response.status) && ![401, 403, 404, 410].includes(response.status)) return response;
+      await response.body?.cancel().catch(() => {});
+      this.#located.delete(url);
+    }
     let target = this.#pinned(url);
     for (let hop = 0; ; hop++) {
-      const sameOrigin = new URL(target).origin === origin;
-      const response = await fetch(target, {
-        method,
-        redirect: "manual",
-        signal,
-        headers: {
-          "accept-encoding": "identity",
-          ...(sameOrigin ? this.#credentials(url) : {}),
-          ...(range !== undefined ? { range } : {}),
-          ...preconditionHeaders(this.#identities.get(url), range !== undefined, new URL(target).origin),
-        },
-      });
+      const response = await this.#send(url, target, origin, method, range, signal);
       this.#learnCommit(url, response);
-      if (!REDIRECTS.has(response.status)) return response;
-      const location = response.headers.get("location");
-      if (location === null) return response;
+      const location = REDIRECTS.has(response.status) ? response.headers.get("location") : null;
+      if (location === null) {
+        if (
+          hop > 0 &&
+          new URL(target).origin !== origin &&
+          (response.status === 200 || response.status === 206)
+        )
+          this.#located.set(url, target);
+        return response;
+      }
       const next = new URL(location, target).href;
       if (stopAtOtherOrigin && new URL(next).origin !== origin) return response;
       await response.body?.cancel().catch(() => {});
@@ -498,6 +509,29 @@ export class HttpClient {
         );
       target = next;
     }
+  }
+
+  /** One request for the file `url` to `target`: credentials only to `url`'s origin, preconditions only to the pinned one. */
+  #send(
+    url: string,
+    target: string,
+    origin: string,
+    method: "GET" | "HEAD",
+    range: string | undefined,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const to = new URL(target).origin;
+    return fetch(target, {
+      method,
+      redirect: "manual",
+      signal,
+      headers: {
+        "accept-encoding": "identity",
+        ...(to === origin ? this.#credentials(url) : {}),
+        ...(range !== undefined ? { range } : {}),
+        ...preconditionHeaders(this.#identities.get(url), range !== undefined, to),
+      },
+    });
   }
 
   /** Extra headers and the token, for requests to the URL's own origin. */
