@@ -91,6 +91,23 @@ describe("@dcpjs/http", () => {
     for (const r of data.slice(1)) expect(r.headers["if-match"]).toMatch(/^"/);
   });
 
+  it("keeps at most maxConnections requests in flight per origin, for all the ranks of a process together", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const server = await serve({ root });
+    const full = sd["big.a"] as Tensor;
+    await Promise.all(
+      createLocalProcessGroups(3).map(async (pg) => {
+        const mine = shardTensor(emptyTensor("float32", [768, 512]), { rank: pg.rank, worldSize: 3 });
+        const storageReader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxConnections: 2 });
+        await load({ "big.a": mine }, { storageReader, processGroup: pg });
+        expect(hexOf(mine.shards[0]!.tensor)).toBe(
+          hexOf(shardTensor(full, { rank: pg.rank, worldSize: 3 }).shards[0]!.tensor),
+        );
+      }),
+    );
+    expect(server.peakInFlight()).toBeLessThanOrEqual(2);
+  });
+
   it("loads a sharded safetensors folder through its index, and a single model.safetensors", async () => {
     const { root, sd } = await savedCheckpoint();
     await exportSafetensors(join(root, "ckpt"), join(root, "sharded"), { maxShardSize: 2 * 1024 * 1024 });

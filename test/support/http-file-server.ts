@@ -55,6 +55,8 @@ export interface HttpFileServer {
   readonly requests: SeenRequest[];
   /** Requests being answered right now. */
   inFlight(): number;
+  /** The most requests answered at once so far. */
+  peakInFlight(): number;
   /** Queues a fault for the next `times` requests whose path contains `match`, after `after` such requests went through. */
   fault(match: string, fault: Fault, times?: number, after?: number): void;
   /** Changes `ignoreRange` on the fly. */
@@ -73,10 +75,12 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
   const faults: { match: string; fault: Fault; times: number; after: number }[] = [];
   let ignoreRange = options.ignoreRange ?? false;
   let active = 0;
+  let peak = 0;
   const handle: HttpFileServer = {
     origin: "",
     requests,
     inFlight: () => active,
+    peakInFlight: () => peak,
     fault: (match, fault, times = 1, after = 0) => faults.push({ match, fault, times, after }),
     setIgnoreRange: (on) => {
       ignoreRange = on;
@@ -267,7 +271,15 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
     };
     requests.push(seen);
     active++;
-    res.on("close", () => active--);
+    peak = Math.max(peak, active);
+    // done when its last byte is handed to the socket (before the client can have read it), or when cut
+    let done = false;
+    const settle = () => {
+      if (!done) active--;
+      done = true;
+    };
+    res.on("finish", settle);
+    res.on("close", settle);
     serve(req, res, seen).catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -20,6 +20,9 @@ export const MAX_REDIRECTS = 10;
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Per `maxConnections` and origin: the requests in flight, for the whole process. */
+const LIMITS = new Map<string, LimitFunction>();
+
 /** Why the stall timer stopped an attempt. */
 class StallTimeout extends Error {}
 
@@ -114,7 +117,6 @@ async function pump(
 export class HttpClient {
   /** The options every request follows. */
   readonly options: ResolvedHttpOptions;
-  readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
   /** Per file: where a redirect to another origin led (the CDN URL), once it answered. */
@@ -555,12 +557,13 @@ export class HttpClient {
     if (pin) pin.commit = encodeURIComponent(commit);
   }
 
+  /** The origin's limiter, shared by every client of the process with this `maxConnections` (one budget, not one per rank). */
   #limitFor(url: string): LimitFunction {
-    const origin = new URL(url).origin;
-    let limit = this.#limits.get(origin);
+    const key = `${this.options.maxConnections} ${new URL(url).origin}`;
+    let limit = LIMITS.get(key);
     if (limit === undefined) {
       limit = pLimit(this.options.maxConnections);
-      this.#limits.set(origin, limit);
+      LIMITS.set(key, limit);
     }
     return limit;
   }
