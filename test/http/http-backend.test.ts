@@ -330,6 +330,9 @@ describe("@dcpjs/http", () => {
     expect((await failureOf(fs.createStream(`${server.origin}/x`, "wb"))).code).toBe("INVALID_ARGUMENT");
     expect(await fs.exists(`${server.origin}/ckpt/.metadata`)).toBe(true);
     expect(await fs.exists(`${server.origin}/ckpt/nope`)).toBe(false);
+    // a server that refuses HEAD is asked for the first byte
+    server.fault(".metadata", { kind: "status", status: 405 });
+    expect(await new HttpFileSystem().exists(`${server.origin}/ckpt/.metadata`)).toBe(true);
     const reader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxConnections: 1 });
     expectSame(await load(target(), { storageReader: reader }), sd);
     const data = server.requests.filter((r) => r.path.endsWith(".distcp"));
