@@ -14,6 +14,7 @@ import {
 } from "./file-identity.js";
 import { displayUrl, HttpRequestError, sourceChanged, statusError, transportError } from "./http-errors.js";
 import type { ResolvedHttpOptions } from "./http-options.js";
+import { pump, TargetCursor } from "./response-body.js";
 
 /** Redirects followed per request, as browsers and undici (`redirect: "follow"`) allow. */
 export const MAX_REDIRECTS = 10;
@@ -34,80 +35,6 @@ interface RevisionPin {
   readonly atRevision: string;
   /** The commit (`X-Repo-Commit`), once seen. */
   commit: string | undefined;
-}
-
-/** Fills a list of buffers back to back; `done` bytes so far (kept across resumed attempts). */
-class TargetCursor {
-  done = 0;
-  #index = 0;
-  #within = 0;
-  constructor(readonly targets: readonly Uint8Array[]) {}
-
-  write(chunk: Uint8Array): void {
-    let from = 0;
-    while (from < chunk.byteLength) {
-      const target = this.targets[this.#index]!;
-      const n = Math.min(target.byteLength - this.#within, chunk.byteLength - from);
-      target.set(chunk.subarray(from, from + n), this.#within);
-      from += n;
-      this.#within += n;
-      this.done += n;
-      if (this.#within === target.byteLength) {
-        this.#index++;
-        this.#within = 0;
-        while (this.#index < this.targets.length && this.targets[this.#index]!.byteLength === 0)
-          this.#index++;
-      }
-    }
-  }
-}
-
-/**
- * Reads `want` bytes of a body after skipping `skip`, handing them to `sink`; cancels the rest.
- * @returns the bytes delivered (fewer than `want` when the body ended early).
- */
-async function pump(
-  response: Response,
-  skip: number,
-  want: number,
-  sink: (chunk: Uint8Array) => void,
-  touch: () => void,
-  exact = false,
-): Promise<number> {
-  if (want === 0 || response.body === null) {
-    await response.body?.cancel().catch(() => {});
-    return 0;
-  }
-  const reader = response.body.getReader();
-  let delivered = 0;
-  let ended = false;
-  try {
-    while (delivered < want) {
-      const { done, value } = await reader.read();
-      if (done) {
-        ended = true;
-        break;
-      }
-      touch();
-      let chunk = value;
-      if (skip > 0) {
-        if (chunk.byteLength <= skip) {
-          skip -= chunk.byteLength;
-          continue;
-        }
-        chunk = chunk.subarray(skip);
-        skip = 0;
-      }
-      if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
-      sink(chunk);
-      delivered += chunk.byteLength;
-    }
-    // A body that should end here is read to its end, so its connection is kept for the next request.
-    if (exact && !ended && delivered === want) ended = (await reader.read()).done === true;
-  } finally {
-    if (!ended) await reader.cancel().catch(() => {});
-  }
-  return delivered;
 }
 
 /**
