@@ -36,6 +36,13 @@ export class TargetCursor {
 
 /**
  * Reads `want` bytes of a body after skipping `skip`, handing them to `sink`; cancels the rest.
+ * @param response - the response whose body is read.
+ * @param skip - bytes dropped first (the offset wanted, in a whole-file 200).
+ * @param want - bytes handed to `sink`.
+ * @param sink - takes each piece, in order.
+ * @param touch - called on every piece received (resets the stall timer).
+ * @param exact - the body should end right after `want` bytes: read it to its end so the
+ *   connection is kept for the next request. @default false
  * @returns the bytes delivered (fewer than `want` when the body ended early).
  */
 export async function pump(
