@@ -20,6 +20,11 @@ export default defineConfig({
         },
       },
       {
+        // The HTTP backend against loopback servers the tests start themselves.
+        extends: true,
+        test: { name: "http", include: ["test/http/**/*.test.ts"] },
+      },
+      {
         // Everything that needs real services (an S3 server, Redis): started once by the global setup.
         extends: true,
         test: {

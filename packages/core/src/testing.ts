@@ -29,6 +29,7 @@ export {
   scheduleReads,
   splitIntoPieces,
 } from "./storage/read-schedule.js";
+export { storageBackendFor } from "./storage/registry.js";
 export { SAFETENSORS_INDEX_FILE } from "./storage/safetensors-folder.js";
 export { sharedReadBytesHeld } from "./storage/shared-chunk-reads.js";
 export {
