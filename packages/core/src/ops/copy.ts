@@ -1,24 +1,34 @@
 import pLimit from "p-limit";
-import { CheckpointError, throwIfAborted } from "../errors.js";
+import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import { checksumName, computeChecksum, itemChecksum } from "../formats/checksum.js";
-import type { StorageInfo } from "../plan/metadata.js";
-import type { FileSystemBase } from "../storage/filesystem-base.js";
+import { itemChecksum } from "../formats/checksum.js";
+import { readSafetensorsFolder } from "../formats/safetensors/folder-reader.js";
+import { validateMetadata } from "../formats/validate-metadata.js";
 import { METADATA_FILE, metadataTmpFile } from "../storage/layout.js";
-import { prefetchInOrder } from "../storage/ordered-prefetch.js";
-import { readWholeFile } from "../storage/read-whole-file.js";
+import { checkpointFolder } from "../storage/read-checkpoint-metadata.js";
 import { writeWholeFile } from "../storage/write-whole-file.js";
+import { type CopyRun, copyFile, type FileItem, type FileToCopy } from "./copy-files.js";
+import { type CopyPlan, type CopyVerification, planSafetensorsCopy } from "./copy-safetensors.js";
 import { locate } from "./locate.js";
 import type { OperationProgress } from "./progress.js";
 
+export { COPY_PIECE_BYTES } from "./copy-files.js";
+export { type CopyVerification, REPOSITORY_FILE_PATTERN } from "./copy-safetensors.js";
+
 /** What {@link copyCheckpoint} did. */
 export interface CopyReport {
-  /** Data files copied. */
+  /** Data files copied (DCP's data files, a safetensors repository's shards). */
   readonly copied: string[];
   /** Data files skipped because the destination already held them intact. */
   readonly skipped: string[];
-  /** Item bytes copied. */
+  /** Item (tensor) bytes copied. */
   readonly bytes: number;
+  /** What the source was: a DCP checkpoint (`.metadata` committed last) or a safetensors repository (its index committed last). */
+  readonly layout: "dcp" | "safetensors";
+  /** The other files written, in order, the commit last: a repository's config and tokenizer files, the sidecar, the index; `.metadata`. */
+  readonly files: string[];
+  /** How the data files were verified (see {@link CopyVerification}). */
+  readonly verifiedBy: CopyVerification;
 }
 
 /** Options of {@link copyCheckpoint}. */
@@ -30,7 +40,7 @@ export interface CopyOptions {
    */
   readonly concurrency?: number;
   /**
-   * Called as bytes are copied (or found intact and skipped), with the data files' bytes done
+   * Called as bytes are copied (or found intact and skipped), with the files' bytes done
    * so far and in all.
    */
   readonly onProgress?: OperationProgress;
@@ -43,67 +53,59 @@ export interface CopyOptions {
   readonly signal?: AbortSignal;
 }
 
-/** The largest ranged read of {@link copyCheckpoint} (bytes): items larger than this are read in pieces. */
-export const COPY_PIECE_BYTES = 8 * 1024 * 1024;
-
-/** One item of a data file: where it is stored, and its entry's fqn (for messages). */
-interface FileItem {
-  readonly info: StorageInfo;
-  readonly fqn: string;
-}
-
-/** Checks an item's bytes: its CRC when it has one (PyTorch items carry their own zip CRCs). */
-function intact(info: StorageInfo, bytes: Uint8Array): boolean {
-  const sum = itemChecksum(info);
-  return (
-    bytes.byteLength === info.length &&
-    (sum === undefined || computeChecksum(sum.algorithm, bytes) === sum.value)
-  );
-}
-
-/** One ranged read of a copy: bytes `[offset, offset + length)`, part of item `item` (or of a gap). */
-interface Piece {
-  readonly offset: number;
-  readonly length: number;
-  readonly item: FileItem | undefined;
-  /** The item's last piece: its CRC is checked after it. */
-  readonly last: boolean;
-}
-
-/** A file's reads, in file order: each item (and each gap between items) cut into pieces. */
-function piecesOf(items: readonly FileItem[]): Piece[] {
-  const pieces: Piece[] = [];
-  const cut = (offset: number, length: number, item: Piece["item"]) => {
-    if (length === 0 && item) pieces.push({ offset, length: 0, item, last: true });
-    for (let at = 0; at < length; at += COPY_PIECE_BYTES) {
-      const n = Math.min(COPY_PIECE_BYTES, length - at);
-      pieces.push({ offset: offset + at, length: n, item, last: at + n === length });
-    }
-  };
-  let at = 0;
-  for (const item of items) {
-    if (item.info.offset > at) cut(at, item.info.offset - at, undefined); // bytes between items, as they are
-    cut(item.info.offset, item.info.length, item);
-    at = Math.max(at, item.info.offset + item.info.length);
+/** The copy of a DCP checkpoint: its data files item by item, its `.metadata` as it is, last. */
+function planDcpCopy(metadataBytes: Uint8Array): CopyPlan {
+  const md = decodeCheckpointMetadata(metadataBytes);
+  const byFile = new Map<string, FileItem[]>();
+  let unchecked = false;
+  for (const [key, info] of md.storageData) {
+    const list = byFile.get(info.relativePath) ?? [];
+    list.push({ info, fqn: key.split("\u0000")[0]! });
+    byFile.set(info.relativePath, list);
+    unchecked ||= itemChecksum(info) === undefined;
   }
-  return pieces;
+  const data = [...byFile].map(
+    ([file, items]): FileToCopy => ({
+      file,
+      items,
+      size: items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0),
+    }),
+  );
+  return {
+    layout: "dcp",
+    data,
+    extras: [],
+    commit: [{ name: METADATA_FILE, bytes: metadataBytes }],
+    verifiedBy: unchecked ? "lengths" : "checksums",
+  };
 }
 
 /**
- * Copies a committed checkpoint between any two registered backends (folders, `s3://`, …) in any
- * direction: every data file item by item, as ranged reads of at most {@link COPY_PIECE_BYTES}
- * within one budget of `concurrency` reads in flight (each retried by the backend: S3 GETs resume
- * from the first missing byte), read ahead of the writes in order (`prefetchInOrder`), each item
- * verified (length and CRC) on arrival before its last piece is written; the destination's
- * `.metadata` is written last (through a tmp and a rename), so a copy killed at any point leaves
- * nothing loadable there. Incremental: a destination file whose items all verify is not copied again.
+ * Copies a committed checkpoint between any two registered backends (folders, `s3://`, …; from
+ * `http(s)://` and `hf://` once `@dcpjs/http` is imported) in any direction: every data file item
+ * by item, as ranged reads of at most {@link COPY_PIECE_BYTES} within one budget of `concurrency`
+ * reads in flight (each retried by the backend: S3 GETs resume from the first missing byte), read
+ * ahead of the writes in order (`prefetchInOrder`), each item verified (length and CRC) on arrival
+ * before its last piece is written. Incremental: a destination file whose items all verify is not
+ * copied again.
  *
- * @param src - the source checkpoint.
+ * A DCP checkpoint (dcpjs's or PyTorch's `.metadata`) is committed by its `.metadata`, written
+ * last (through a tmp and a rename), so a copy killed at any point leaves nothing loadable there.
+ * A safetensors repository (no `.metadata`; `model.safetensors.index.json` or `*.safetensors`, as
+ * DCP's `HuggingFaceStorageReader` reads it) is copied as one: every header parsed and each
+ * file's size checked against header + data, every tensor checked against the CRC-32C sidecar
+ * `model.safetensors.crc32c.json` when there is one, the repository's small files copied when the
+ * source lists them (see `planSafetensorsCopy`), then the sidecar and the index, written last (no
+ * `.metadata` is invented).
+ *
+ * @param src - the source checkpoint or repository.
  * @param dst - the destination folder or prefix (of a writable backend).
  * @param options - see {@link CopyOptions}.
- * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` for a source without `.metadata`;
- * `CHECKSUM_MISMATCH` naming the fqn when a source item is damaged (nothing is committed);
- * `INVALID_ARGUMENT` for a read-only destination; `ABORTED`.
+ * @returns what was copied, and how it was verified.
+ * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` for a source with neither `.metadata`
+ * nor safetensors files; `CHECKSUM_MISMATCH` naming the fqn and file when a source item is damaged
+ * (nothing is committed); `MALFORMED_METADATA` naming the file for a safetensors file whose header
+ * or size is wrong (a truncated shard); `INVALID_ARGUMENT` for a read-only destination; `ABORTED`.
  */
 export async function copyCheckpoint(
   src: string,
@@ -113,103 +115,66 @@ export async function copyCheckpoint(
   const { signal } = options;
   const from = locate(src, options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {});
   const to = locate(dst, { writable: true });
-  const metadataBytes = await readWholeFile(from.fs, from.fs.concatPath(from.root, METADATA_FILE), {
-    access: "random",
-  });
-  const md = decodeCheckpointMetadata(metadataBytes);
-  const byFile = new Map<string, FileItem[]>();
-  for (const [key, info] of md.storageData) {
-    const list = byFile.get(info.relativePath) ?? [];
-    list.push({ info, fqn: key.split("\u0000")[0]! });
-    byFile.set(info.relativePath, list);
+  const folder = checkpointFolder(from.fs, from.root, signal);
+  const metadataBytes = await folder.readFile(METADATA_FILE, { random: true });
+  let plan: CopyPlan;
+  if (metadataBytes !== undefined) plan = planDcpCopy(metadataBytes);
+  else {
+    const found = await readSafetensorsFolder(folder);
+    if (found === undefined)
+      throw new CheckpointError(
+        "INCOMPLETE_CHECKPOINT",
+        `Expected a committed checkpoint at ${src} (a ${METADATA_FILE} file, or a safetensors repository), found none: the save did not complete, or the path is wrong`,
+        { cause: new NotFoundError(from.fs.concatPath(from.root, METADATA_FILE)) },
+      );
+    const metadata = validateMetadata(found, { what: "safetensors folder" });
+    plan = await planSafetensorsCopy(from, folder, metadata, signal);
   }
-  const sizeOf = (items: readonly FileItem[]) =>
-    items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0);
-  const total = [...byFile.values()].reduce((n, items) => n + sizeOf(items), 0);
+  const all = [...plan.data, ...plan.extras];
+  const total = all.reduce((n, f) => n + f.size, 0);
   let done = 0;
-  const progress = (n: number) => {
-    done += n;
-    options.onProgress?.(done, total);
+  const budget = options.concurrency ?? 8;
+  const run: CopyRun = {
+    src,
+    from,
+    to,
+    reads: pLimit(budget),
+    readAhead: budget,
+    progress: (n) => {
+      done += n;
+      options.onProgress?.(done, total);
+    },
+    signal,
   };
   const copied: string[] = [];
   const skipped: string[] = [];
+  const files: string[] = [];
   let bytes = 0;
-  const budget = options.concurrency ?? 8;
-  const reads = pLimit(budget);
-  const readAll = async (fs: FileSystemBase, path: string, items: readonly FileItem[]) => {
-    const stream = await fs.createStream(path, "rb", { access: "random" });
-    try {
-      return await Promise.all(
-        items.map(({ info }) => reads(() => stream.read(info.offset, info.length, signal))),
-      );
-    } finally {
-      await stream.close();
-    }
-  };
-  const copyFile = async (file: string, items: FileItem[]) => {
+  const perFile = pLimit(budget);
+  await Promise.all([
+    ...plan.data.map((f) =>
+      perFile(async () => {
+        const r = await copyFile(run, f);
+        if (r.copied) {
+          copied.push(f.file);
+          bytes += r.itemBytes;
+        } else skipped.push(f.file);
+      }),
+    ),
+    ...plan.extras.map((f) =>
+      perFile(async () => {
+        await copyFile(run, f);
+        files.push(f.file);
+      }),
+    ),
+  ]);
+  // Commit last: each file through a tmp and a rename, as it is (same relative paths).
+  for (const { name, bytes: content } of plan.commit) {
     throwIfAborted(signal);
-    items.sort((a, b) => a.info.offset - b.info.offset);
-    const target = to.fs.concatPath(to.root, file);
-    // Incremental: the destination file already holds every item intact.
-    const existing = await readAll(to.fs, target, items).catch(() => undefined);
-    if (existing?.every((b, i) => intact(items[i]!.info, b))) {
-      skipped.push(file);
-      progress(sizeOf(items));
-      return;
-    }
-    const source = await from.fs.createStream(from.fs.concatPath(from.root, file), "rb", {
-      access: "random",
-    });
-    const out = await to.fs.createStream(target, "wb");
-    const pieces = piecesOf(items);
-    try {
-      let crc = 0;
-      let itemBytes = 0;
-      let at = 0;
-      // Reads run ahead of the writes by at most `budget` pieces of this file (backpressure).
-      for await (const data of prefetchInOrder(
-        pieces,
-        (p) => reads(() => source.read(p.offset, p.length, signal)),
-        budget,
-      )) {
-        throwIfAborted(signal);
-        const piece = pieces[at++]!;
-        if (piece.item) {
-          const sum = itemChecksum(piece.item.info);
-          if (sum) crc = computeChecksum(sum.algorithm, data, itemBytes === 0 ? undefined : crc);
-          itemBytes += data.byteLength;
-          if (piece.last) {
-            const { info, fqn } = piece.item;
-            if (itemBytes !== info.length || (sum !== undefined && crc !== sum.value)) {
-              throw new CheckpointError(
-                "CHECKSUM_MISMATCH",
-                `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its ${sum ? checksumName(sum.algorithm) : "length"}; it does not: not copied`,
-              );
-            }
-            crc = 0;
-            itemBytes = 0;
-          }
-          bytes += data.byteLength;
-        }
-        progress(data.byteLength);
-        await out.write(data);
-      }
-      await out.sync();
-      await out.close();
-      copied.push(file);
-    } catch (error) {
-      await out.abort(error);
-      throw error;
-    } finally {
-      await source.close();
-    }
-  };
-  const files = pLimit(budget);
-  await Promise.all([...byFile].map(([file, items]) => files(() => copyFile(file, items))));
-  throwIfAborted(signal);
-  // Commit last: the metadata as it is (same format, same relative paths).
-  const tmp = to.fs.concatPath(to.root, metadataTmpFile("cp"));
-  await writeWholeFile(to.fs, tmp, [metadataBytes]);
-  await to.fs.rename(tmp, to.fs.concatPath(to.root, METADATA_FILE));
-  return { copied, skipped, bytes };
+    const tmp = to.fs.concatPath(to.root, name === METADATA_FILE ? metadataTmpFile("cp") : `${name}.cp.tmp`);
+    await writeWholeFile(to.fs, tmp, [content], signal ? { signal } : {});
+    await to.fs.rename(tmp, to.fs.concatPath(to.root, name));
+    files.push(name);
+  }
+  return { copied, skipped, bytes, layout: plan.layout, files, verifiedBy: plan.verifiedBy };
 }
