@@ -96,7 +96,11 @@ function planDcpCopy(metadataBytes: Uint8Array): CopyPlan {
  * file's size checked against header + data, every tensor checked against the CRC-32C sidecar
  * `model.safetensors.crc32c.json` when there is one, the repository's small files copied when the
  * source lists them (see `planSafetensorsCopy`), then the sidecar and the index, written last (no
- * `.metadata` is invented).
+ * `.metadata` is invented). A repository copy that fails removes the files it wrote (a folder of
+ * shards without its index would be read by listing); one killed before its index leaves shards
+ * that a listing reader would find, so take a destination without the index as incomplete.
+ *
+ * The first file that fails stops the others; they settle before its error is thrown.
  *
  * @param src - the source checkpoint or repository.
  * @param dst - the destination folder or prefix (of a writable backend).
@@ -134,6 +138,8 @@ export async function copyCheckpoint(
   const total = all.reduce((n, f) => n + f.size, 0);
   let done = 0;
   const budget = options.concurrency ?? 8;
+  // The first failure stops the other files' copies (they settle before this throws).
+  const stop = new AbortController();
   const run: CopyRun = {
     src,
     from,
@@ -144,30 +150,38 @@ export async function copyCheckpoint(
       done += n;
       options.onProgress?.(done, total);
     },
-    signal,
+    signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal,
   };
   const copied: string[] = [];
   const skipped: string[] = [];
   const files: string[] = [];
   let bytes = 0;
+  let failure: { error: unknown } | undefined;
   const perFile = pLimit(budget);
-  await Promise.all([
-    ...plan.data.map((f) =>
-      perFile(async () => {
+  const each = (f: FileToCopy, data: boolean) =>
+    perFile(async () => {
+      if (failure) return;
+      try {
         const r = await copyFile(run, f);
-        if (r.copied) {
+        if (!data) files.push(f.file);
+        else if (r.copied) {
           copied.push(f.file);
           bytes += r.itemBytes;
         } else skipped.push(f.file);
-      }),
-    ),
-    ...plan.extras.map((f) =>
-      perFile(async () => {
-        await copyFile(run, f);
-        files.push(f.file);
-      }),
-    ),
-  ]);
+      } catch (error) {
+        failure ??= { error };
+        stop.abort(error);
+      }
+    });
+  await Promise.all([...plan.data.map((f) => each(f, true)), ...plan.extras.map((f) => each(f, false))]);
+  if (failure) {
+    // A repository without its index is read by listing its *.safetensors: what this copy wrote goes.
+    if (plan.layout === "safetensors")
+      await Promise.all(
+        [...copied, ...files].map((f) => to.fs.rmFile(to.fs.concatPath(to.root, f)).catch(() => {})),
+      );
+    throw failure.error;
+  }
   // Commit last: each file through a tmp and a rename, as it is (same relative paths).
   for (const { name, bytes: content } of plan.commit) {
     throwIfAborted(signal);

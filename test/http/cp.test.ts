@@ -1,0 +1,210 @@
+import { readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  emptyTensor,
+  exportSafetensors,
+  load,
+  loadStateDictFromKeys,
+  type StateDict,
+  save,
+  type Tensor,
+} from "@dcpjs/core";
+import { copyCheckpoint } from "@dcpjs/core/ops";
+import "@dcpjs/http";
+import { afterEach, describe, expect, it } from "vitest";
+import { failureOf } from "../support/failure.js";
+import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
+import { hexOf, randomTensor } from "../support/tensors.js";
+import { tempDir } from "../support/tmp.js";
+
+const servers: HttpFileServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function serve(options: Parameters<typeof startHttpFileServer>[0]): Promise<HttpFileServer> {
+  const server = await startHttpFileServer(options);
+  servers.push(server);
+  return server;
+}
+
+/** Two 1.5 MiB tensors, a 10 MiB one (read in two pieces) and a small one. */
+function state(): Record<string, Tensor> {
+  return {
+    "big.a": randomTensor("float32", [768, 512], 1),
+    "big.b": randomTensor("float32", [768, 512], 2),
+    huge: randomTensor("float32", [2560, 1024], 3),
+    small: randomTensor("int64", [10], 4),
+  };
+}
+
+/** A DCP checkpoint at `{root}/ckpt` exported as a sharded safetensors repository at `{root}/{repo}`. */
+async function repository(root: string, repo: string, checksums: boolean): Promise<Record<string, Tensor>> {
+  const sd = state();
+  await save(sd, { checkpointId: join(root, "ckpt") });
+  await exportSafetensors(join(root, "ckpt"), join(root, repo), { maxShardSize: 4 * 1024 * 1024, checksums });
+  return sd;
+}
+
+async function expectLoads(checkpointId: string, sd: Record<string, Tensor>): Promise<void> {
+  const got = await loadStateDictFromKeys({ checkpointId, keys: Object.keys(sd) });
+  for (const [k, t] of Object.entries(sd)) expect(hexOf(got[k] as Tensor), k).toBe(hexOf(t));
+}
+
+const shardsOf = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith(".safetensors")).sort();
+
+describe("dcp cp from http(s):// and hf://", () => {
+  it("copies a safetensors repository over http:// to a folder: every shard verified by the sidecar, the index last, no .metadata", async () => {
+    const root = await tempDir();
+    const sd = await repository(root, "repo", true);
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const seen: [number, number][] = [];
+    const r = await copyCheckpoint(`${server.origin}/repo`, dst, {
+      concurrency: 3,
+      onProgress: (done, total) => seen.push([done, total]),
+    });
+    const shards = await shardsOf(join(root, "repo"));
+    expect(shards.length).toBeGreaterThan(1);
+    expect(r.layout).toBe("safetensors");
+    expect(r.verifiedBy).toBe("checksums");
+    expect(r.copied.sort()).toEqual(shards);
+    expect(r.skipped).toEqual([]);
+    expect(r.bytes).toBe(Object.values(sd).reduce((n, t) => n + t.data.byteLength, 0));
+    expect(r.files.at(-1)).toBe("model.safetensors.index.json");
+    expect(r.files).toContain("model.safetensors.crc32c.json");
+    // byte-exact files, the same names; nothing invented
+    expect((await readdir(dst)).sort()).toEqual((await readdir(join(root, "repo"))).sort());
+    for (const f of await readdir(dst))
+      expect(Buffer.compare(await readFile(join(dst, f)), await readFile(join(root, "repo", f))), f).toBe(0);
+    await expectLoads(dst, sd);
+    // progress never goes down and ends at the total
+    for (let i = 1; i < seen.length; i++) expect(seen[i]![0]).toBeGreaterThanOrEqual(seen[i - 1]![0]);
+    expect(seen.at(-1)![0]).toBe(seen.at(-1)![1]);
+    // again: every shard found intact, nothing copied
+    const again = await copyCheckpoint(`${server.origin}/repo`, dst);
+    expect(again.copied).toEqual([]);
+    expect(again.skipped.sort()).toEqual(shards);
+    await expectLoads(dst, sd);
+  });
+
+  it("a flipped byte in a shard on the server fails CHECKSUM_MISMATCH naming the file; nothing is committed", async () => {
+    const root = await tempDir();
+    await repository(root, "repo", true);
+    const [shard] = await shardsOf(join(root, "repo"));
+    const bytes = await readFile(join(root, "repo", shard!));
+    bytes[bytes.byteLength - 100]! ^= 0x04;
+    await writeFile(join(root, "repo", shard!), bytes);
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const error = await failureOf(copyCheckpoint(`${server.origin}/repo`, dst));
+    expect(error.code).toBe("CHECKSUM_MISMATCH");
+    expect(error.message).toContain(shard!);
+    const left = await readdir(dst).catch(() => []);
+    expect(left).not.toContain("model.safetensors.index.json");
+    expect(left).not.toContain(".metadata");
+    // what the copy wrote before it failed is removed: no partial repository to list either
+    expect(left.filter((f) => f.endsWith(".safetensors"))).toEqual([]);
+  });
+
+  it("without a sidecar: a truncated shard fails naming it (its header's size); nothing is committed", async () => {
+    const root = await tempDir();
+    const sd = await repository(root, "repo", false);
+    const server = await serve({ root });
+    const whole = join(await tempDir(), "whole");
+    const r = await copyCheckpoint(`${server.origin}/repo`, whole);
+    expect(r.verifiedBy).toBe("headers");
+    expect(r.files).toEqual(["model.safetensors.index.json"]);
+    await expectLoads(whole, sd);
+    const shards = await shardsOf(join(root, "repo"));
+    const shard = shards.at(-1)!;
+    const { size } = await import("node:fs/promises").then((m) => m.stat(join(root, "repo", shard)));
+    await truncate(join(root, "repo", shard), size - 1000);
+    const dst = join(await tempDir(), "copy");
+    const error = await failureOf(copyCheckpoint(`${server.origin}/repo`, dst));
+    expect(error.code).toBe("MALFORMED_METADATA");
+    expect(error.message).toContain(shard);
+    const left = await readdir(dst).catch(() => []);
+    expect(left).not.toContain("model.safetensors.index.json");
+    expect(left).not.toContain(".metadata");
+  });
+
+  it("copies hf://org/model with its config and tokenizer files (not other weights), pinned through the Hub's redirects", async () => {
+    const root = await tempDir();
+    const repo = join(root, "hub", "org", "model");
+    const sd = state();
+    await save(sd, { checkpointId: join(root, "ckpt") });
+    await exportSafetensors(join(root, "ckpt"), repo, { maxShardSize: 4 * 1024 * 1024, checksums: true });
+    await writeFile(join(repo, "config.json"), JSON.stringify({ model_type: "test" }));
+    await writeFile(join(repo, "tokenizer.json"), JSON.stringify({ vocab: { a: 1 } }));
+    await writeFile(join(repo, "pytorch_model.bin"), new Uint8Array(1000));
+    const cdn = await serve({ root: join(root, "hub"), cdn: true });
+    const hub = await serve({
+      root: join(root, "hub"),
+      hub: { commit: "0123456789abcdef0123456789abcdef01234567", cdnOrigin: cdn.origin },
+    });
+    const before = process.env.HF_ENDPOINT;
+    process.env.HF_ENDPOINT = hub.origin;
+    try {
+      const dst = join(await tempDir(), "copy");
+      const r = await copyCheckpoint("hf://org/model", dst);
+      expect(r.files).toEqual(
+        expect.arrayContaining(["config.json", "tokenizer.json", "model.safetensors.crc32c.json"]),
+      );
+      expect(r.files.at(-1)).toBe("model.safetensors.index.json");
+      const got = (await readdir(dst)).sort();
+      expect(got).not.toContain("pytorch_model.bin");
+      expect(got).not.toContain(".metadata");
+      expect(got).toEqual((await readdir(repo)).filter((f) => f !== "pytorch_model.bin").sort());
+      expect(await readFile(join(dst, "config.json"), "utf8")).toBe(JSON.stringify({ model_type: "test" }));
+      await expectLoads(dst, sd);
+    } finally {
+      if (before === undefined) delete process.env.HF_ENDPOINT;
+      else process.env.HF_ENDPOINT = before;
+    }
+  });
+
+  it("copies a DCP checkpoint over http:// as from a folder: .metadata last, byte-exact", async () => {
+    const root = await tempDir();
+    const sd: StateDict = { ...state(), step: 7 };
+    await save(sd, { checkpointId: join(root, "ckpt") });
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const r = await copyCheckpoint(`${server.origin}/ckpt`, dst);
+    expect(r.layout).toBe("dcp");
+    expect(r.files).toEqual([".metadata"]);
+    expect(r.copied.length).toBeGreaterThan(0);
+    const target: StateDict = {
+      "big.a": emptyTensor("float32", [768, 512]),
+      "big.b": emptyTensor("float32", [768, 512]),
+      huge: emptyTensor("float32", [2560, 1024]),
+      small: emptyTensor("int64", [10]),
+      step: 0,
+    };
+    await load(target, { checkpointId: dst });
+    expect(target.step).toBe(7);
+    for (const k of ["big.a", "big.b", "huge", "small"])
+      expect(hexOf(target[k] as Tensor), k).toBe(hexOf(sd[k] as Tensor));
+  });
+
+  it("an aborted copy throws ABORTED and commits nothing", async () => {
+    const root = await tempDir();
+    await repository(root, "repo", true);
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const controller = new AbortController();
+    const error = await failureOf(
+      copyCheckpoint(`${server.origin}/repo`, dst, {
+        concurrency: 1,
+        signal: controller.signal,
+        onProgress: (done) => {
+          if (done > 0) controller.abort();
+        },
+      }),
+    );
+    expect(error.code).toBe("ABORTED");
+    const left = await readdir(dst).catch(() => []);
+    expect(left).not.toContain("model.safetensors.index.json");
+    expect(left.filter((f) => f.endsWith(".safetensors"))).toEqual([]);
+  });
+});
