@@ -1,5 +1,8 @@
+import { execFile } from "node:child_process";
 import { readdir, readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import {
   emptyTensor,
   exportSafetensors,
@@ -206,5 +209,29 @@ describe("dcp cp from http(s):// and hf://", () => {
     const left = await readdir(dst).catch(() => []);
     expect(left).not.toContain("model.safetensors.index.json");
     expect(left.filter((f) => f.endsWith(".safetensors"))).toEqual([]);
+  });
+
+  it("dcp cp copies an http:// repository and says how it verified it; its help names http(s):// and hf://", async () => {
+    const CLI = fileURLToPath(new URL("../../packages/cli/src/cli.ts", import.meta.url));
+    const dcp = (...args: string[]) =>
+      promisify(execFile)(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", CLI, ...args]);
+    const help = (await dcp("cp", "--help")).stdout;
+    expect(help).toContain("http(s)://");
+    expect(help).toContain("hf://");
+    const root = await tempDir();
+    const sd = await repository(root, "repo", true);
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const r = JSON.parse((await dcp("cp", `${server.origin}/repo`, dst, "--json")).stdout) as {
+      layout: string;
+      verifiedBy: string;
+      copied: string[];
+    };
+    expect(r).toMatchObject({ layout: "safetensors", verifiedBy: "checksums" });
+    expect(r.copied.sort()).toEqual(await shardsOf(join(root, "repo")));
+    await expectLoads(dst, sd);
+    expect((await dcp("cp", `${server.origin}/repo`, dst)).stdout).toMatch(
+      /copied 0 data files .*verified by checksums.*skipped \d+ already intact, 2 other files, committed/,
+    );
   });
 });

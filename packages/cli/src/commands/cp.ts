@@ -28,15 +28,23 @@ function progressBar() {
 }
 
 /**
- * Adds `dcp cp`: a verified, incremental copy committed last.
+ * Adds `dcp cp`: a verified, incremental copy committed last — of a DCP checkpoint (`.metadata`
+ * last) or a safetensors repository (every shard checked against the `--checksums` sidecar when
+ * there is one, else its header and size; the index last), from a folder, `s3://`, `http(s)://` or
+ * `hf://` to a folder or `s3://`.
  *
  * @param program - the `dcp` program.
  */
 export function addCopyCommand(program: Command): void {
   program
     .command("cp")
-    .description("copy a checkpoint between folders and S3, every item verified, committed last, incremental")
-    .argument("<src>", "the checkpoint")
+    .description(
+      "copy a checkpoint or safetensors repository to a folder or S3 (from a folder, S3, http(s):// or hf://), every item verified, committed last, incremental",
+    )
+    .argument(
+      "<src>",
+      "the checkpoint or repository: a folder, s3://, http(s):// or hf://ORG/REPO[@REV][/SUB]",
+    )
     .argument("<dst>", "the destination folder or s3:// prefix")
     .option("--concurrency <n>", "ranged reads in flight, over all files (8 MiB each)", positiveInt, 8)
     .option("--cache-dir <dir>", "read an s3:// source through this machine-local cache folder")
@@ -44,7 +52,17 @@ export function addCopyCommand(program: Command): void {
     .option("--no-progress", "do not draw a progress bar")
     .addHelpText(
       "after",
-      `\nExamples:\n  dcp cp ./checkpoints/step-100 s3://bucket/run-7/step-100\n  dcp cp s3://bucket/run-7/step-100 ./local-copy   # again: copies nothing${EXIT_CODES}`,
+      `\nA safetensors repository (no .metadata) is copied whole: its shards, model.safetensors.index.json
+(written last), the CRC-32C sidecar of \`dcp export --checksums\` when present (every tensor checked
+against it; otherwise each shard's header is parsed and its size checked), and the config and
+tokenizer files beside them when the source lists them (hf:// through the Hub's tree API).
+hf:// reads HF_ENDPOINT and HF_TOKEN.
+
+Examples:
+  dcp cp ./checkpoints/step-100 s3://bucket/run-7/step-100
+  dcp cp s3://bucket/run-7/step-100 ./local-copy   # again: copies nothing
+  dcp cp https://models.example.com/llama ./llama
+  dcp cp hf://org/model s3://bucket/models/model${EXIT_CODES}`,
     )
     .action(
       async (
@@ -63,7 +81,7 @@ export function addCopyCommand(program: Command): void {
         console.log(
           opts.json
             ? JSON.stringify(r)
-            : `copied ${plural(r.copied.length, "data file")} (${formatBytes(r.bytes)}), skipped ${r.skipped.length} already intact, committed ${dst}`,
+            : `copied ${plural(r.copied.length, "data file")} (${formatBytes(r.bytes)}, verified by ${r.verifiedBy}), skipped ${r.skipped.length} already intact${r.layout === "safetensors" ? `, ${plural(r.files.length, "other file")}` : ""}, committed ${dst}`,
         );
       },
     );
