@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -12,11 +12,13 @@ import {
   save,
   type Tensor,
 } from "@dcpjs/core";
+import { flattenStateDict } from "@dcpjs/core/extend";
 import { copyCheckpoint } from "@dcpjs/core/ops";
 import "@dcpjs/http";
 import { afterEach, describe, expect, it } from "vitest";
 import { failureOf } from "../support/failure.js";
 import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
+import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
@@ -88,6 +90,29 @@ describe("dcp cp from http(s):// and hf://", () => {
     const again = await copyCheckpoint(`${server.origin}/repo`, dst);
     expect(again.copied).toEqual([]);
     expect(again.skipped.sort()).toEqual(shards);
+    await expectLoads(dst, sd);
+  });
+
+  it("copies a single-file repository (model.safetensors, no index) found without a listing", async () => {
+    const root = await tempDir();
+    const sd = state();
+    await save(sd, { checkpointId: join(root, "ckpt") });
+    await exportSafetensors(join(root, "ckpt"), join(root, "single"));
+    await rename(
+      join(root, "single", "model-00001-of-00001.safetensors"),
+      join(root, "single", "model.safetensors"),
+    );
+    await rm(join(root, "single", "model.safetensors.index.json"));
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const r = await copyCheckpoint(`${server.origin}/single`, dst);
+    expect(r).toMatchObject({
+      layout: "safetensors",
+      copied: ["model.safetensors"],
+      files: [],
+      verifiedBy: "headers",
+    });
+    expect(await readdir(dst)).toEqual(["model.safetensors"]);
     await expectLoads(dst, sd);
   });
 
@@ -189,6 +214,28 @@ describe("dcp cp from http(s):// and hf://", () => {
     for (const k of ["big.a", "big.b", "huge", "small"])
       expect(hexOf(target[k] as Tensor), k).toBe(hexOf(sd[k] as Tensor));
   });
+
+  it("copies a torch-written DCP checkpoint over http:// as from a folder: every entry bit-exact", async () => {
+    await torchPython();
+    const root = await tempDir();
+    await runPeer("torch_peer.py", ["save", join(root, "ckpt"), "single"]);
+    const expected = JSON.parse(await readFile(join(root, "expected-single.json"), "utf8")) as Record<
+      string,
+      { hex: string } | { value: unknown }
+    >;
+    const server = await serve({ root });
+    const dst = join(await tempDir(), "copy");
+    const r = await copyCheckpoint(`${server.origin}/ckpt`, dst);
+    expect(r).toMatchObject({ layout: "dcp", files: [".metadata"] });
+    expect(
+      Buffer.compare(await readFile(join(dst, ".metadata")), await readFile(join(root, "ckpt", ".metadata"))),
+    ).toBe(0);
+    const flat = flattenStateDict(await loadStateDictFromKeys({ checkpointId: dst })).flat;
+    for (const [fqn, e] of Object.entries(expected)) {
+      if ("hex" in e) expect(hexOf(flat.get(fqn) as Tensor), fqn).toBe(e.hex);
+      else expect(flat.get(fqn), fqn).toEqual(e.value);
+    }
+  }, 600_000);
 
   it("an aborted copy throws ABORTED and commits nothing", async () => {
     const root = await tempDir();
