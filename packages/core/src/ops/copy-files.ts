@@ -6,7 +6,7 @@ import type { LimitFunction } from "p-limit";
 import { CheckpointError, throwIfAborted } from "../errors.js";
 import { checksumName, computeChecksum, itemChecksum } from "../formats/checksum.js";
 import type { StorageInfo } from "../plan/metadata.js";
-import type { FileSystemBase, FileWriteStream } from "../storage/filesystem-base.js";
+import type { FileReadStream, FileSystemBase, FileWriteStream } from "../storage/filesystem-base.js";
 import { prefetchInOrder } from "../storage/ordered-prefetch.js";
 import type { Located } from "./locate.js";
 
@@ -53,15 +53,6 @@ export interface CopyRun {
 /** How the copy of one file went: copied (and how many item bytes) or kept. */
 export type FileCopied = { readonly copied: true; readonly itemBytes: number } | { readonly copied: false };
 
-/** Checks an item's bytes: its CRC when it has one (PyTorch items carry their own zip CRCs). */
-function intact(info: StorageInfo, bytes: Uint8Array): boolean {
-  const sum = itemChecksum(info);
-  return (
-    bytes.byteLength === info.length &&
-    (sum === undefined || computeChecksum(sum.algorithm, bytes) === sum.value)
-  );
-}
-
 /** One ranged read of a copy: bytes `[offset, offset + length)`, part of item `item` (or of a gap). */
 interface Piece {
   readonly offset: number;
@@ -91,18 +82,59 @@ function piecesOf(items: readonly FileItem[], size: number): Piece[] {
   return pieces;
 }
 
-/** Bytes `[offset, offset + length)` of every item of a file, under the read budget. */
-async function readItems(
+/**
+ * Checks the items of a file as its pieces arrive, in order: each item's length, and its checksum
+ * (a running CRC over its pieces) when it has one — PyTorch items carry their own zip CRCs.
+ */
+class ItemChecker {
+  #crc = 0;
+  #bytes = 0;
+
+  /**
+   * Takes one piece's bytes.
+   * @returns the item that ended with this piece and does not match its length or checksum; undefined otherwise.
+   */
+  take(piece: Piece, data: Uint8Array): { item: FileItem; what: string } | undefined {
+    if (!piece.item) return undefined;
+    const sum = itemChecksum(piece.item.info);
+    if (sum) this.#crc = computeChecksum(sum.algorithm, data, this.#bytes === 0 ? undefined : this.#crc);
+    this.#bytes += data.byteLength;
+    if (!piece.last) return undefined;
+    const ok = this.#bytes === piece.item.info.length && (sum === undefined || this.#crc === sum.value);
+    this.#crc = 0;
+    this.#bytes = 0;
+    return ok ? undefined : { item: piece.item, what: sum ? checksumName(sum.algorithm) : "length" };
+  }
+}
+
+/** Reads `pieces` of `path` in order under the read budget, `readAhead` ahead. */
+function readPieces(
+  run: CopyRun,
+  stream: FileReadStream,
+  pieces: readonly Piece[],
+): AsyncGenerator<Uint8Array> {
+  return prefetchInOrder(
+    pieces,
+    (p) => run.reads(() => stream.read(p.offset, p.length, run.signal)),
+    run.readAhead,
+  );
+}
+
+/** Whether every item of a file at `path` matches its length and checksum, read in pieces (bounded memory). */
+async function itemsIntact(
   run: CopyRun,
   fs: FileSystemBase,
   path: string,
   items: readonly FileItem[],
-): Promise<Uint8Array[]> {
+): Promise<boolean> {
   const stream = await fs.createStream(path, "rb", { access: "random" });
   try {
-    return await Promise.all(
-      items.map(({ info }) => run.reads(() => stream.read(info.offset, info.length, run.signal))),
-    );
+    const pieces = piecesOf(items, 0).filter((p) => p.item !== undefined);
+    const checker = new ItemChecker();
+    let at = 0;
+    for await (const data of readPieces(run, stream, pieces))
+      if (checker.take(pieces[at++]!, data) !== undefined) return false;
+    return true;
   } finally {
     await stream.close();
   }
@@ -133,8 +165,7 @@ async function keptAtDestination(run: CopyRun, plan: FileToCopy, target: string)
       }
       if (ours.byteLength !== theirs.byteLength || !ours.every((b, i) => b === theirs[i])) return false;
     }
-    const existing = await readItems(run, to.fs, target, plan.items);
-    return existing.every((b, i) => intact(plan.items[i]!.info, b));
+    return await itemsIntact(run, to.fs, target, plan.items);
   } catch (error) {
     throwIfAborted(signal);
     if (error instanceof CheckpointError && error.code === "ABORTED") throw error;
@@ -176,39 +207,26 @@ export async function copyFile(run: CopyRun, plan: FileToCopy): Promise<FileCopi
   }
   let itemBytes = 0;
   try {
-    let crc = 0;
-    let bytesOfItem = 0;
+    const checker = new ItemChecker();
     let at = 0;
     // Reads run ahead of the writes by at most `readAhead` pieces of this file (backpressure).
-    for await (const data of prefetchInOrder(
-      pieces,
-      (p) => run.reads(() => source.read(p.offset, p.length, signal)),
-      run.readAhead,
-    )) {
+    for await (const data of readPieces(run, source, pieces)) {
       throwIfAborted(signal);
       const piece = pieces[at++]!;
-      if (piece.item) {
-        const sum = itemChecksum(piece.item.info);
-        if (sum) crc = computeChecksum(sum.algorithm, data, bytesOfItem === 0 ? undefined : crc);
-        bytesOfItem += data.byteLength;
-        if (piece.last) {
-          const { info, fqn } = piece.item;
-          if (bytesOfItem !== info.length || (sum !== undefined && crc !== sum.value)) {
-            throw new CheckpointError(
-              "CHECKSUM_MISMATCH",
-              `Expected "${fqn}" in ${src}/${file} @ ${info.offset}+${info.length} to match its ${sum ? checksumName(sum.algorithm) : "length"}; it does not: not copied`,
-            );
-          }
-          crc = 0;
-          bytesOfItem = 0;
-        }
-        itemBytes += data.byteLength;
-      } else if (data.byteLength !== piece.length) {
+      const bad = checker.take(piece, data);
+      if (bad) {
+        const { item, what } = bad;
+        throw new CheckpointError(
+          "CHECKSUM_MISMATCH",
+          `Expected "${item.fqn}" in ${src}/${file} @ ${item.info.offset}+${item.info.length} to match its ${what}; it does not: not copied`,
+        );
+      }
+      if (piece.item) itemBytes += data.byteLength;
+      else if (data.byteLength !== piece.length)
         throw new CheckpointError(
           "TRUNCATED",
           `Expected ${piece.length} bytes at ${piece.offset} of ${src}/${file}, got ${data.byteLength}: not copied`,
         );
-      }
       run.progress(data.byteLength);
       await out.write(data);
     }
