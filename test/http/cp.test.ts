@@ -13,7 +13,7 @@ import {
   type Tensor,
 } from "@dcpjs/core";
 import { flattenStateDict } from "@dcpjs/core/extend";
-import { copyCheckpoint } from "@dcpjs/core/ops";
+import { COPY_PIECE_BYTES, copyCheckpoint } from "@dcpjs/core/ops";
 import "@dcpjs/http";
 import { afterEach, describe, expect, it } from "vitest";
 import { failureOf } from "../support/failure.js";
@@ -83,6 +83,14 @@ describe("dcp cp from http(s):// and hf://", () => {
     for (const f of await readdir(dst))
       expect(Buffer.compare(await readFile(join(dst, f)), await readFile(join(root, "repo", f))), f).toBe(0);
     await expectLoads(dst, sd);
+    // bounded memory: every read is a ranged GET of at most one piece (the 10 MiB tensor takes two)
+    const ranges = server.requests
+      .map((q) => /^bytes=(\d+)-(\d+)$/.exec(String(q.headers.range ?? "")))
+      .filter((m) => m !== null)
+      .map((m) => Number(m[2]) - Number(m[1]) + 1);
+    expect(ranges.length).toBeGreaterThan(0);
+    expect(Math.max(...ranges)).toBeLessThanOrEqual(COPY_PIECE_BYTES);
+    expect(server.requests.every((q) => q.method !== "GET" || q.headers.range !== undefined)).toBe(true);
     // progress never goes down and ends at the total
     for (let i = 1; i < seen.length; i++) expect(seen[i]![0]).toBeGreaterThanOrEqual(seen[i - 1]![0]);
     expect(seen.at(-1)![0]).toBe(seen.at(-1)![1]);

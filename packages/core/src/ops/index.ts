@@ -19,7 +19,14 @@ export {
   DEFAULT_CONVERT_WINDOW_BYTES,
 } from "../convert.js"; // convert (and `dcp export`) lives beside save and load, as DCP's format utilities
 export { type CleanupUploadsOptions, cleanupUploads } from "./cleanup-uploads.js";
-export { COPY_PIECE_BYTES, type CopyOptions, type CopyReport, copyCheckpoint } from "./copy.js";
+export {
+  COPY_PIECE_BYTES,
+  type CopyOptions,
+  type CopyReport,
+  type CopyVerification,
+  copyCheckpoint,
+  REPOSITORY_FILE_PATTERN,
+} from "./copy.js";
 export { collectGarbage, type GarbageOptions } from "./gc.js";
 export {
   describeCheckpoint,
