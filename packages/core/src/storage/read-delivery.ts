@@ -91,10 +91,8 @@ export function deliverPayload(
       continue;
     }
     const target = planner.resolveTensor(item);
-    const copying =
-      target.dtype !== saved!.dtype
-        ? castInto(item, saved!, start, bytes, target, planner, workerMinBytes)
-        : copyInto(item, saved!, start, bytes, target, planner, workerMinBytes);
+    const box: BoxDelivery = { item, saved: saved!, start, bytes, target, planner, workerMinBytes };
+    const copying = target.dtype !== saved!.dtype ? castInto(box) : copyInto(box);
     if (copying) {
       copying.catch(() => {}); // surfaced by Promise.all below, or dropped when a later item throws first
       copies ??= [];
@@ -104,16 +102,20 @@ export function deliverPayload(
   return copies && Promise.all(copies).then(() => {});
 }
 
+/** One tensor item's box to deliver: from its payload (from byte `start` of the stored chunk) into `target`. */
+interface BoxDelivery {
+  readonly item: ReadItem & { type: "tensor" };
+  readonly saved: SavedChunk;
+  readonly start: number;
+  readonly bytes: Uint8Array;
+  readonly target: Tensor;
+  readonly planner: LoadPlanner;
+  readonly workerMinBytes: number;
+}
+
 /** A tensor item's box copied into its target of the saved dtype; a worker's promise where it runs on one. */
-function copyInto(
-  item: ReadItem & { type: "tensor" },
-  saved: SavedChunk,
-  start: number,
-  bytes: Uint8Array,
-  target: Tensor,
-  planner: LoadPlanner,
-  workerMinBytes: number,
-): Promise<void> | undefined {
+function copyInto(d: BoxDelivery): Promise<void> | undefined {
+  const { item, saved, start, bytes, target, planner } = d;
   const box = boxCopy(
     saved.chunk.sizes,
     item.storageOffsets,
@@ -129,7 +131,7 @@ function copyInto(
   // `bytes` start at byte `start` of the stored chunk when only some of its blocks were read.
   const copy = start === 0 ? box : { ...box, srcBase: box.srcBase - start };
   const into = tensorBytes(target);
-  if (runsOffThread(workerMinBytes, copy.bytes, bytes, into))
+  if (runsOffThread(d.workerMinBytes, copy.bytes, bytes, into))
     return copyOnWorker(bytes, into, copy).then(() => planner.commitTensor(item, target));
   stridedCopy(bytes, into, copy);
   planner.commitTensor(item, target);
@@ -139,17 +141,10 @@ function copyInto(
 /**
  * A tensor item's box cast into a target of another dtype, as torch's `copy_` does (model/cast.ts);
  * a worker's promise where it runs on one (the box at least `workerMinBytes` of the target).
- * @throws {@link CheckpointError} `DTYPE_MISMATCH` when the dtypes do not cast.
+ * @throws {@link CheckpointError} when the dtypes do not cast (`assertCastable`).
  */
-function castInto(
-  item: ReadItem & { type: "tensor" },
-  saved: SavedChunk,
-  start: number,
-  bytes: Uint8Array,
-  target: Tensor,
-  planner: LoadPlanner,
-  workerMinBytes: number,
-): Promise<void> | undefined {
+function castInto(d: BoxDelivery): Promise<void> | undefined {
+  const { item, saved, start, bytes, target, planner } = d;
   assertCastable(saved.dtype, target.dtype, item.destIndex.fqn);
   const box = boxCast(saved.chunk.sizes, item.storageOffsets, target.shape, item.destOffsets, item.lengths);
   if (!box) {
@@ -159,7 +154,7 @@ function castInto(
   // `bytes` start at byte `start` of the stored chunk (a whole number of elements: blocks are).
   const cast = start === 0 ? box : { ...box, srcBase: box.srcBase - start / DTYPE_BYTES[saved.dtype] };
   const into = tensorBytes(target);
-  if (runsOffThread(workerMinBytes, box.elements * DTYPE_BYTES[target.dtype], bytes, into))
+  if (runsOffThread(d.workerMinBytes, box.elements * DTYPE_BYTES[target.dtype], bytes, into))
     return castOnWorker(saved.dtype, bytes, target.dtype, into, cast).then(() =>
       planner.commitTensor(item, target),
     );
