@@ -1,7 +1,7 @@
-// One read pipeline per data file: runs fetched (read-fetch.ts) in order with a bounded read-ahead window
-// (prefetchInOrder), framed items' frames read ahead of their runs, each run verified by its item
-// format and fetched again on a mismatch where the backend says that helps, staging buffers
-// recycled once a run is delivered.
+// One read pipeline per data file: runs fetched (read-fetch.ts) in order with a bounded read-ahead
+// window (prefetchInOrder), framed items' frames read ahead of their runs, each run verified by its
+// item format and fetched again on a mismatch where the backend says that helps (retry), staging
+// buffers recycled once a run is delivered.
 import pLimit from "p-limit";
 import { ChecksumMismatchError, MetadataError, throwIfAborted } from "../errors.js";
 import type { ChecksumOffload, StoredRead } from "../formats/item-format.js";
@@ -112,15 +112,21 @@ export async function* readRuns(
   const verified = async (run: ScheduledRun): Promise<ReadyRun> => {
     const frame = frames.get(run);
     frames.delete(run);
-    let fetched = await fetchRun(stream, run, pieces, signal, frame);
+    const fetched = await fetchRun(stream, run, pieces, signal, frame);
+    try {
+      return { run, payloads: await verifyRun(run, fetched, relativePath, offload), fetched };
+    } catch (error) {
+      if (capabilities.rereadsOnMismatch === 0 || !damagedInTransit(error)) throw error;
+    }
+    // Read again through a fresh stream (a new request) — only once the first read failed, so a
+    // run that verifies pays nothing for the policy. No pause between attempts, so no signal for
+    // one: each attempt's reads honour `signal` themselves and fail with this project's ABORTED.
     return retry(
-      async (attempt) => {
-        if (attempt > 1) fetched = await refetch(run);
-        return { run, payloads: await verifyRun(run, fetched, relativePath, offload), fetched };
+      async () => {
+        const again = await refetch(run);
+        return { run, payloads: await verifyRun(run, again, relativePath, offload), fetched: again };
       },
-      // No pause between attempts, so no signal for one: each attempt's reads honour `signal`
-      // themselves and fail with this project's ABORTED.
-      { attempts: capabilities.rereadsOnMismatch + 1, minDelayMs: 0, shouldRetry: damagedInTransit },
+      { attempts: capabilities.rereadsOnMismatch, minDelayMs: 0, shouldRetry: damagedInTransit },
     );
   };
   const fetch = (run: ScheduledRun, index: number): Promise<ReadyRun> => {
