@@ -9,7 +9,7 @@ import {
 import type { ChecksumOffload, StoredRead } from "../../packages/core/src/formats/item-format.js";
 import { NATIVE_ITEM_FORMAT } from "../../packages/core/src/formats/native-item-format.js";
 import { verifyChecksum } from "../../packages/core/src/formats/native-item-verify.js";
-import type { StorageInfo } from "../../packages/core/src/plan/metadata.js";
+import type { StorageInfo, WriteItem } from "../../packages/core/src/plan/metadata.js";
 
 /** An offload that runs "on a worker" (here: a microtask) from `minBytes` on, counting its tasks. */
 function offload(minBytes: number) {
@@ -102,5 +102,18 @@ describe("the native item format verifies what a reader read", () => {
     const sum = { algorithm: "crc32" as const, value: computeChecksum("crc32", data) };
     expect(verifyChecksum(data, sum, undefined, 0, "x", () => "here", o)).toBe(data);
     expect(() => verifyChecksum(flipped(data, 1), sum, undefined, 0, "x", () => "here", o)).toThrow(/here/);
+  });
+
+  it("frames a large tensor on a worker while it is written, recording what frame would", async () => {
+    const { o, tasks } = offload(100);
+    const data = bytes(3 * 1024 * 1024 + 5);
+    const tensor = { type: "tensor", index: { fqn: "x", offset: [0] } } as unknown as WriteItem;
+    const onWorker = NATIVE_ITEM_FORMAT.frameOnWorker!(tensor, data, o)!;
+    expect(onWorker.parts).toEqual([data]);
+    expect(await onWorker.info).toEqual(NATIVE_ITEM_FORMAT.frame(tensor, data).info);
+    expect(tasks).toEqual(["running"]);
+    const value = { type: "bytes", index: { fqn: "s", offset: null } } as unknown as WriteItem;
+    expect(NATIVE_ITEM_FORMAT.frameOnWorker!(value, data, o)).toBeUndefined();
+    expect(NATIVE_ITEM_FORMAT.frameOnWorker!(tensor, data.subarray(0, 99), o)).toBeUndefined();
   });
 });
