@@ -1,6 +1,6 @@
 import type { DType } from "../model/dtype.js";
 import type { Metadata, StorageInfo, WriteItem } from "../plan/metadata.js";
-import type { ItemChecksum } from "./checksum.js";
+import type { ChecksumAlgorithm, ItemChecksum } from "./checksum.js";
 
 /** What a read item expects to find in its stored bytes. */
 export type ItemExpectation =
@@ -29,6 +29,55 @@ export interface PayloadLocation {
   readonly checksum: ItemChecksum;
   /** What records it, for messages (e.g. `zip member archive/data/0`). */
   readonly what: string;
+}
+
+/**
+ * Where an item format may compute checksums off the calling thread: handed in by the reader (its
+ * worker pool), so that formats never reach into storage.
+ */
+export interface ChecksumOffload {
+  /**
+   * Whether a check of `bytes` over these buffers runs on a worker thread (large enough, and every
+   * buffer in shared memory).
+   * @param bytes - the check's size (bytes).
+   * @param buffers - the memory it reads.
+   */
+  runsOffThread(bytes: number, ...buffers: Uint8Array[]): boolean;
+  /**
+   * The running checksums of `bytes` at each block end, on a worker thread.
+   * @param algorithm - which CRC.
+   * @param bytes - in shared memory.
+   * @param blockBytes - block size (bytes); `Infinity` for one block.
+   * @param previous - the running checksum before these bytes; absent: from scratch.
+   */
+  runningChecksums(
+    algorithm: ChecksumAlgorithm,
+    bytes: Uint8Array,
+    blockBytes: number,
+    previous?: number,
+  ): Promise<number[]>;
+  /**
+   * Each part's checksum, computed by one worker task (one round trip for all).
+   * @param algorithm - which CRC.
+   * @param parts - each in shared memory.
+   */
+  checksums(algorithm: ChecksumAlgorithm, parts: readonly Uint8Array[]): Promise<number[]>;
+}
+
+/** A stored item read — whole, or the checksum blocks of it from `first` on — to verify. */
+export interface StoredRead {
+  /** The bytes read. */
+  readonly stored: Uint8Array;
+  /** The item's storage entry. */
+  readonly info: StorageInfo;
+  /** What the read item expects. */
+  readonly expect: ItemExpectation;
+  /** The checksum block `stored` starts at (0: the item's start; > 0 only for `zeroCopy` formats). */
+  readonly first: number;
+  /** For messages. */
+  readonly fqn: string;
+  /** `file @ offset+length`, for messages (built only for one). */
+  readonly where: () => string;
 }
 
 /**
@@ -72,11 +121,9 @@ export interface ItemFormat {
   /** Its name: `FileSystemWriter`'s `format` option and `StorageInfo.itemFormat` (dcpjs's own: `dcpjs`). */
   readonly name: string;
   /**
-   * Stored tensor items are exactly their C-order payload, checked by their storage entry's
-   * checksum alone (`itemChecksum`; written as `ITEM_CHECKSUM_ALGORITHM`): so a read may land
-   * straight in the destination tensor (and be verified there), and readers and writers may
-   * compute that checksum on a worker thread instead of calling `unframe` / `frame` for a large
-   * tensor item in shared memory.
+   * Stored tensor items are exactly their C-order payload: the scheduler's hint that a read may
+   * land straight in the destination tensor, or read only some checksum blocks of an item (the
+   * format's {@link ItemFormat.verify} then checks it there).
    */
   readonly zeroCopy: boolean;
   /** Set where tensor items are framed around their payload as it is: see {@link PayloadFrame}. */
@@ -87,6 +134,20 @@ export interface ItemFormat {
    * @param payload - its bytes: a tensor chunk's C-order bytes, or a value's codec bytes.
    */
   frame(item: WriteItem, payload: Uint8Array): FramedItem;
+  /**
+   * Frames one item whose checksum a worker thread computes while it is written (a large tensor in
+   * shared memory, in a format that stores it as it is); undefined where the format would not —
+   * the writer then calls {@link ItemFormat.frame}.
+   * @param item - the write item.
+   * @param payload - its bytes.
+   * @param offload - the writer's worker threads.
+   * @returns the parts to write, and what the storage entry records once the worker is done.
+   */
+  frameOnWorker?(
+    item: WriteItem,
+    payload: Uint8Array,
+    offload: ChecksumOffload,
+  ): { readonly parts: readonly Uint8Array[]; readonly info: Promise<FramedItem["info"]> } | undefined;
   /**
    * The payload of a stored item — a tensor chunk's C-order bytes, or a value's codec bytes —
    * after checking it (its CRC, or the format's own checks).
@@ -104,6 +165,29 @@ export interface ItemFormat {
     fqn: string,
     where: string,
   ): Uint8Array;
+  /**
+   * Checks a stored read and returns its payload, as {@link ItemFormat.unframe} (which a format
+   * without it is read by) — perhaps on a worker thread through `offload`, the promise then
+   * rejecting on damage. A `zeroCopy` format verifies partial reads (`first` > 0) here.
+   * @param read - what was read.
+   * @param offload - the reader's worker threads.
+   * @throws `ChecksumMismatchError` for damaged bytes; {@link MetadataError} for a malformed frame.
+   */
+  verify?(read: StoredRead, offload: ChecksumOffload): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Checks the stored items of one read run (several items read with one call) together — e.g.
+   * their CRCs by one worker task — and returns their payloads; undefined where it would not (they
+   * are then checked one by one).
+   * @param reads - the run's items, each read whole.
+   * @param offload - the reader's worker threads.
+   * @param runBytes - the run's bytes, gaps included.
+   * @throws `ChecksumMismatchError` (the promise rejects) naming the first damaged item.
+   */
+  verifyRun?(
+    reads: readonly StoredRead[],
+    offload: ChecksumOffload,
+    runBytes: number,
+  ): Promise<Uint8Array[]> | undefined;
   /**
    * The `.metadata` file a checkpoint of this format carries (default: dcpjs's msgpack encoding).
    * @param metadata - the global metadata, storage entries filled in.

@@ -9,13 +9,16 @@ import {
   runningChecksums,
 } from "./checksum.js";
 import type { ItemFormat } from "./item-format.js";
+import { frameNativeOnWorker, verifyNativeItem, verifyNativeRun } from "./native-item-verify.js";
 
 /**
  * dcpjs's own item framing: an item is its raw bytes (a tensor chunk's C-order little-endian
  * bytes, a value's codec bytes); the CRC-32 of those bytes lives in the metadata's storage entry
  * (the CRC-32C for checkpoints written before `.metadata` format version 2, still verified) —
  * for a tensor item of more than {@link CHECKSUM_BLOCK_BYTES}, with its running CRC-32 at each
- * block boundary (`checksumBlocks`), so that a reader can verify the blocks it reads of it alone.
+ * block boundary (`checksumBlocks`), so that a reader can verify the blocks it reads of it alone
+ * ({@link verifyNativeItem}: on a worker thread where large; small items of a run together), and
+ * large tensor items are checksummed on a worker thread while written ({@link frameNativeOnWorker}).
  */
 export const NATIVE_ITEM_FORMAT: ItemFormat = {
   name: "dcpjs",
@@ -31,10 +34,13 @@ export const NATIVE_ITEM_FORMAT: ItemFormat = {
             CHECKSUM_BLOCK_BYTES,
           ),
   }),
+  frameOnWorker: frameNativeOnWorker,
   unframe(stored, info, _expect, fqn, where) {
     const sum = itemChecksum(info);
     if (sum === undefined) return stored;
     assertItemBlocks(sum, info.checksumBlocks, 0, stored, fqn, where);
     return stored;
   },
+  verify: verifyNativeItem,
+  verifyRun: verifyNativeRun,
 };

@@ -3,8 +3,7 @@ import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import { blockChecksumFields, CHECKSUM_BLOCK_BYTES, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
-import type { ItemFormat } from "../formats/item-format.js";
+import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -33,12 +32,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import {
-  resolveWorkerMinBytes,
-  runningChecksumsOnWorker,
-  runsOffThread,
-  startWorkers,
-} from "./worker-pool.js";
+import { checksumOffload, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -160,6 +154,8 @@ export class FileSystemWriter implements StorageWriter {
   readonly #format: ItemFormat;
   readonly #encodeMetadata: WriteFormat["encodeMetadata"];
   readonly #workerMinBytes: number;
+  /** Where the item format may checksum large items (`ItemFormat.frameOnWorker`). */
+  readonly #offload: ChecksumOffload;
   readonly #leaseRenewMs: number;
   #saveId: string = randomUUID();
   #rank = 0;
@@ -183,6 +179,7 @@ export class FileSystemWriter implements StorageWriter {
       options.format ?? "dcpjs",
     ));
     this.#workerMinBytes = resolveWorkerMinBytes(options.workerMinBytes);
+    this.#offload = checksumOffload(this.#workerMinBytes);
     this.#leaseRenewMs = options.leaseRenewMs ?? SAVE_LEASE_RENEW_MS;
     if (!(this.#leaseRenewMs > 0))
       throw new CheckpointError(
@@ -361,13 +358,8 @@ export class FileSystemWriter implements StorageWriter {
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        const checksum = this.#checksumOffThread(item, data)
-          ? runningChecksumsOnWorker(ITEM_CHECKSUM_ALGORITHM, data, CHECKSUM_BLOCK_BYTES)
-          : undefined;
-        checksum?.catch(() => {}); // surfaced where it is awaited
-        const { parts, info } = checksum
-          ? { parts: [data], info: undefined }
-          : this.#format.frame(item, data);
+        const { parts, info } =
+          this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data);
         let length = 0;
         for (const part of parts) {
           length += part.byteLength;
@@ -382,9 +374,7 @@ export class FileSystemWriter implements StorageWriter {
             pending.catch(() => {}); // surfaced where it is awaited
           }
         }
-        const recorded = checksum
-          ? blockChecksumFields(ITEM_CHECKSUM_ALGORITHM, await checksum, CHECKSUM_BLOCK_BYTES)
-          : info;
+        const recorded = info instanceof Promise ? await info : info;
         results.push({
           index: item.index,
           sizeInBytes: length,
@@ -406,12 +396,12 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /**
-   * Whether an item's checksum is computed on a worker thread: a tensor of `workerMinBytes` or
-   * more, in shared memory, in a format that stores it as it is (`zeroCopy`).
+   * Whether an item's checksum may be computed on a worker thread: a tensor of `workerMinBytes` or
+   * more, in shared memory, in a format that frames on workers (`ItemFormat.frameOnWorker`).
    */
   #checksumOffThread(item: WriteItem, data: Uint8Array): boolean {
     return (
-      this.#format.zeroCopy &&
+      this.#format.frameOnWorker !== undefined &&
       item.type !== "bytes" &&
       runsOffThread(this.#workerMinBytes, data.byteLength, data)
     );

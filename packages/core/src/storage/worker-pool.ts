@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import { CheckpointError } from "../errors.js";
 import type { ChecksumAlgorithm } from "../formats/checksum.js";
+import type { ChecksumOffload } from "../formats/item-format.js";
 import type { StridedCopy } from "../model/strided-copy.js";
 import type { OffloadTask } from "./offload-worker.js";
 
@@ -280,4 +281,17 @@ function assertShared(what: string, bytes: Uint8Array): void {
       "INVALID_ARGUMENT",
       `Expected ${what} on a worker thread in a SharedArrayBuffer, got an ${bytes.buffer.constructor.name}`,
     );
+}
+
+/**
+ * The worker pool as item formats see it when they verify what a reader read
+ * (`ItemFormat.verify`): tasks of at least `minBytes` over shared memory run on a worker thread.
+ * @param minBytes - the smallest task handed to a worker (bytes); `Infinity`: none.
+ */
+export function checksumOffload(minBytes: number): ChecksumOffload {
+  return {
+    runsOffThread: (bytes, ...buffers) => runsOffThread(minBytes, bytes, ...buffers),
+    runningChecksums: runningChecksumsOnWorker,
+    checksums: checksumsOnWorker,
+  };
 }
