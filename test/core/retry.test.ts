@@ -43,7 +43,7 @@ describe("retry, the one retry policy", () => {
     expect(calls).toBe(1);
   });
 
-  it("ends the pause when the signal aborts, rejecting with its reason", async () => {
+  it("ends the pause when the signal aborts, rejecting with ABORTED caused by its reason — before an attempt too", async () => {
     const controller = new AbortController();
     const reason = new Error("stop");
     const started = performance.now();
@@ -54,8 +54,16 @@ describe("retry, the one retry policy", () => {
       },
       { attempts: 3, minDelayMs: 10_000, shouldRetry: () => true, signal: controller.signal },
     );
-    await expect(failure).rejects.toBe(reason);
+    await expect(failure).rejects.toMatchObject({ code: "ABORTED", cause: reason });
     expect(performance.now() - started).toBeLessThan(5_000);
+    let calls = 0;
+    const never = retry(async () => ++calls, {
+      attempts: 2,
+      shouldRetry: () => true,
+      signal: controller.signal,
+    });
+    await expect(never).rejects.toMatchObject({ code: "ABORTED" });
+    expect(calls).toBe(0);
   });
 
   it("refuses attempts below 1", async () => {

@@ -3,6 +3,7 @@
 // p-retry's loop — `shouldRetry`, exponential backoff with jitter, an abortable pause — with the
 // attempt count stated once by the caller.
 import pRetry from "p-retry";
+import { type CheckpointError, throwIfAborted } from "./errors.js";
 
 /** How often and how patiently a failed operation is tried again. */
 export interface RetryPolicy {
@@ -27,7 +28,7 @@ export interface RetryOptions extends RetryPolicy {
   readonly shouldRetry: (error: unknown, attempt: number) => boolean | Promise<boolean>;
   /** Called after a failure that will be retried, before the pause (to log, or to reset state). */
   readonly onRetry?: (error: unknown, attempt: number) => void | Promise<void>;
-  /** Aborts the pause between attempts; the rejection is then the signal's reason. */
+  /** Aborts the pause between attempts; the rejection is then the library's `ABORTED`. */
   readonly signal?: AbortSignal;
 }
 
@@ -48,8 +49,8 @@ const unwrap = (error: unknown): unknown => (error instanceof Thrown ? error.val
  * @param operation - one attempt; receives its number (1-based).
  * @param options - the {@link RetryPolicy}, `shouldRetry`, `onRetry` and `signal`.
  * @returns what the first successful attempt returned.
- * @throws the last attempt's error, or `signal.reason` when the signal aborts before an attempt or
- *   during a pause. A `TypeError` that is not a network error is never retried (p-retry's rule:
+ * @throws the last attempt's error; a {@link CheckpointError} `ABORTED` (its cause the signal's
+ *   reason) when the signal aborts before an attempt or during a pause. A `TypeError` that is not a network error is never retried (p-retry's rule:
  *   it is a bug, not a fault).
  */
 export async function retry<T>(
@@ -60,7 +61,7 @@ export async function retry<T>(
   if (!Number.isInteger(attempts) || attempts < 1) {
     throw new RangeError(`Expected attempts to be an integer ≥ 1, got ${attempts}`);
   }
-  signal?.throwIfAborted();
+  throwIfAborted(signal);
   try {
     return await pRetry(
       async (attempt) => {
@@ -87,6 +88,7 @@ export async function retry<T>(
       },
     );
   } catch (error) {
+    if (signal?.aborted && error === signal.reason) throwIfAborted(signal);
     throw unwrap(error);
   }
 }
