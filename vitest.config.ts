@@ -35,6 +35,15 @@ export default defineConfig({
           globalSetup: ["test/support/services-global-setup.ts"],
         },
       },
+      {
+        // HTTP(S) loads against Debian's nginx on loopback, serving the fixtures (started once).
+        extends: true,
+        test: {
+          name: "http",
+          include: ["test/http/**/*.test.ts"],
+          globalSetup: ["test/support/http-global-setup.ts"],
+        },
+      },
     ],
   },
 });
