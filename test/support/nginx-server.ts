@@ -83,7 +83,7 @@ async function hasNginx(): Promise<boolean> {
 
 /** The config: no root paths anywhere (pid, logs, temp folders all under `dir`). */
 function config(dir: string, root: string, port: number, hubPort: number): string {
-  const resolve = String.raw`~^/(?<org>[^/]+)/(?<repo>[^/]+)/resolve/(?<rev>[^/]+)/(?<file>.+)$`;
+  const resolve = "~^/(?<org>[^/]+)/(?<repo>[^/]+)/resolve/(?<rev>[^/]+)/(?<file>.+)$";
   // Workers of a root master run as `nobody` unless told otherwise, and cannot read a mkdtemp folder.
   const user = process.getuid?.() === 0 ? "user root;" : "";
   return `
