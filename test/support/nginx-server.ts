@@ -53,7 +53,7 @@ export interface NginxServer {
   readonly accessLogPath: string;
   /** Every access-log line so far, parsed. */
   accessLog(): Promise<AccessLine[]>;
-  /** Stops nginx (by its PID) and removes its folder, the served root included. */
+  /** Stops nginx (by its PID) and removes its folder (the served root too, unless it was given). */
   stop(): Promise<void>;
 }
 
