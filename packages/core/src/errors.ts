@@ -34,6 +34,9 @@
  * - `THROTTLED`: the storage kept asking for fewer requests (S3 `503 SlowDown`, `429`) for longer
  *   than the client's throttling deadline (`@dcpjs/s3`'s `throttle.timeoutMs`, 120 s by default)
  *   allowed; the request was retried with backoff all that time. Retry later, or slower — not at once.
+ * - `SOURCE_CHANGED`: a file read over HTTP was replaced while it was being read (its ETag, or
+ *   Last-Modified and length, differ from those pinned on first contact; a 412 to `If-Match`):
+ *   nothing of the newer file was used. Load again to read the new version.
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
 export type CheckpointErrorCode =
@@ -62,6 +65,7 @@ export type CheckpointErrorCode =
   | "GROUP_CONFLICT"
   | "SAVE_IN_PROGRESS"
   | "THROTTLED"
+  | "SOURCE_CHANGED"
   | "IO_ERROR";
 
 /**

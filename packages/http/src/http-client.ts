@@ -1,0 +1,491 @@
+// Every request of the HTTP backend: manual redirects (Range kept, credentials only to the first
+// origin), a bounded number in flight per origin, a stall timeout, the pinned identity sent as
+// preconditions and checked on every response, resumed bodies and retries through core's `retry`.
+import { setTimeout as delay } from "node:timers/promises";
+import { CheckpointError } from "@dcpjs/core";
+import { retry } from "@dcpjs/core/extend";
+import pLimit, { type LimitFunction } from "p-limit";
+import {
+  type FileIdentity,
+  identityChange,
+  identityOf,
+  parseContentRange,
+  preconditionHeaders,
+} from "./file-identity.js";
+import { displayUrl, HttpRequestError, sourceChanged, statusError, transportError } from "./http-errors.js";
+import type { ResolvedHttpOptions } from "./http-options.js";
+
+/** Redirects followed per request, as browsers and undici (`redirect: "follow"`) allow. */
+export const MAX_REDIRECTS = 10;
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** Why the stall timer stopped an attempt. */
+class StallTimeout extends Error {}
+
+/** A Hub revision that is rewritten to the commit the Hub names, once it names one. */
+interface RevisionPin {
+  /** `{endpoint}/{repo}/resolve/`. */
+  readonly base: string;
+  /** `{base}{revision}/`: URLs under it are pinned. */
+  readonly atRevision: string;
+  /** The commit (`X-Repo-Commit`), once seen. */
+  commit: string | undefined;
+}
+
+/** Fills a list of buffers back to back; `done` bytes so far (kept across resumed attempts). */
+class TargetCursor {
+  done = 0;
+  #index = 0;
+  #within = 0;
+  constructor(readonly targets: readonly Uint8Array[]) {}
+
+  write(chunk: Uint8Array): void {
+    let from = 0;
+    while (from < chunk.byteLength) {
+      const target = this.targets[this.#index]!;
+      const n = Math.min(target.byteLength - this.#within, chunk.byteLength - from);
+      target.set(chunk.subarray(from, from + n), this.#within);
+      from += n;
+      this.#within += n;
+      this.done += n;
+      if (this.#within === target.byteLength) {
+        this.#index++;
+        this.#within = 0;
+        while (this.#index < this.targets.length && this.targets[this.#index]!.byteLength === 0)
+          this.#index++;
+      }
+    }
+  }
+}
+
+/**
+ * Reads `want` bytes of a body after skipping `skip`, handing them to `sink`; cancels the rest.
+ * @returns the bytes delivered (fewer than `want` when the body ended early).
+ */
+async function pump(
+  response: Response,
+  skip: number,
+  want: number,
+  sink: (chunk: Uint8Array) => void,
+  touch: () => void,
+  exact = false,
+): Promise<number> {
+  if (want === 0 || response.body === null) {
+    await response.body?.cancel().catch(() => {});
+    return 0;
+  }
+  const reader = response.body.getReader();
+  let delivered = 0;
+  let ended = false;
+  try {
+    while (delivered < want) {
+      const { done, value } = await reader.read();
+      if (done) {
+        ended = true;
+        break;
+      }
+      touch();
+      let chunk = value;
+      if (skip > 0) {
+        if (chunk.byteLength <= skip) {
+          skip -= chunk.byteLength;
+          continue;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
+      }
+      if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
+      sink(chunk);
+      delivered += chunk.byteLength;
+    }
+    // A body that should end here is read to its end, so its connection is kept for the next request.
+    if (exact && !ended && delivered === want) ended = (await reader.read()).done === true;
+  } finally {
+    if (!ended) await reader.cancel().catch(() => {});
+  }
+  return delivered;
+}
+
+/**
+ * The HTTP requests of one {@link HttpFileSystem}: pinned identities and revisions live here, so
+ * every stream of the file system sees the same versions.
+ */
+export class HttpClient {
+  readonly options: ResolvedHttpOptions;
+  readonly #limits = new Map<string, LimitFunction>();
+  readonly #identities = new Map<string, FileIdentity>();
+  readonly #pins: RevisionPin[] = [];
+  #warned = false;
+
+  constructor(options: ResolvedHttpOptions) {
+    this.options = options;
+  }
+
+  /**
+   * Pins the Hub revision under `atRevision` to the commit the Hub names on its first answer.
+   * @param base - `{endpoint}/{repo}/resolve/`.
+   * @param atRevision - `{base}{revision}/`.
+   */
+  pinRevision(base: string, atRevision: string): void {
+    if (!this.#pins.some((p) => p.atRevision === atRevision))
+      this.#pins.push({ base, atRevision, commit: undefined });
+  }
+
+  /** The commit a revision was pinned to, for a URL under it (undefined before the Hub named one). */
+  commitFor(url: string): string | undefined {
+    return this.#pins.find((p) => url.startsWith(p.atRevision))?.commit;
+  }
+
+  /** The identity pinned for a file, if it was contacted. */
+  identity(url: string): FileIdentity | undefined {
+    return this.#identities.get(url);
+  }
+
+  /**
+   * Reads `[offset, offset + Σ targets)` of a file into `targets`, back to back: one ranged GET,
+   * resumed from the last byte received when its body breaks, retried as {@link HttpOptions.maxAttempts}
+   * says. A 200 to the ranged request (a server that ignores `Range`) is streamed and sliced.
+   * @throws {@link CheckpointError} `TRUNCATED` past the file's end; `SOURCE_CHANGED` when the file
+   * was replaced; `NOT_FOUND`, `ACCESS_DENIED`, `IO_ERROR` (naming the URL); `ABORTED` when the signal fired.
+   */
+  async readInto(
+    url: string,
+    offset: number,
+    targets: readonly Uint8Array[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const length = targets.reduce((n, t) => n + t.byteLength, 0);
+    const action = `read bytes ${offset}-${offset + length - 1} of`;
+    const size = this.#identities.get(url)?.size;
+    if (size !== undefined && offset + length > size) throw truncated(url, offset, length, size);
+    if (length === 0) return;
+    const cursor = new TargetCursor(targets);
+    await this.#retrying(url, action, signal, () =>
+      this.#exchange(
+        url,
+        "GET",
+        () => `bytes=${offset + cursor.done}-${offset + length - 1}`,
+        action,
+        signal,
+        async (response, touch) => {
+          const start = offset + cursor.done;
+          const want = length - cursor.done;
+          let skip = 0;
+          if (response.status === 206) {
+            const range = parseContentRange(response.headers.get("content-range"));
+            this.#check(url, response, range?.total);
+            if (range?.start !== start || range.end !== start + want - 1) {
+              if (range?.total !== undefined && offset + length > range.total)
+                throw truncated(url, offset, length, range.total);
+              throw new HttpRequestError(
+                "IO_ERROR",
+                `Expected Content-Range bytes ${start}-${start + want - 1}/… from ${displayUrl(url)}, got ${response.headers.get("content-range")}`,
+                { retryable: true, status: 206 },
+              );
+            }
+          } else if (response.status === 200) {
+            const total = contentLength(response);
+            this.#check(url, response, total);
+            if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
+            this.#warnRangeIgnored(url);
+            skip = start;
+          } else {
+            throw statusError(response, url, action);
+          }
+          const got = await pump(
+            response,
+            skip,
+            want,
+            (chunk) => cursor.write(chunk),
+            touch,
+            response.status === 206,
+          );
+          if (got < want)
+            throw new HttpRequestError(
+              "IO_ERROR",
+              `Expected ${want} bytes from ${displayUrl(url)} at ${start}, got ${got} before the body ended (resumed from there)`,
+              { retryable: true },
+            );
+        },
+      ),
+    );
+  }
+
+  /**
+   * First contact with a file: a GET of its first `bytes` bytes, which pins its identity and size.
+   * @returns the file's size and its first `min(bytes, size)` bytes.
+   * @throws as {@link HttpClient.readInto}; {@link NotFoundError} when it is missing.
+   */
+  async probe(url: string, bytes: number, signal?: AbortSignal): Promise<{ size: number; head: Uint8Array }> {
+    const action = "read";
+    return this.#retrying(url, action, signal, () =>
+      this.#exchange(
+        url,
+        "GET",
+        () => `bytes=0-${bytes - 1}`,
+        action,
+        signal,
+        async (response, touch) => {
+          let size: number | undefined;
+          if (response.status === 206) size = parseContentRange(response.headers.get("content-range"))?.total;
+          else if (response.status === 200) size = contentLength(response);
+          else if (response.status === 416) {
+            size = parseContentRange(response.headers.get("content-range"))?.total;
+            if (size === undefined) throw statusError(response, url, action);
+          } else throw statusError(response, url, action);
+          if (size === undefined)
+            throw new HttpRequestError(
+              "IO_ERROR",
+              `Expected ${displayUrl(url)} to state its size (Content-Range or Content-Length), got neither`,
+              { retryable: false, status: response.status },
+            );
+          this.#check(url, response, size);
+          if (response.status === 200 && size > bytes) this.#warnRangeIgnored(url);
+          const head = new Uint8Array(Math.min(bytes, size));
+          const cursor = new TargetCursor([head]);
+          const exact = response.status !== 200 || size <= bytes;
+          const got = await pump(response, 0, head.byteLength, (chunk) => cursor.write(chunk), touch, exact);
+          if (got < head.byteLength)
+            throw new HttpRequestError(
+              "IO_ERROR",
+              `Expected ${head.byteLength} bytes from ${displayUrl(url)}, got ${got} before the body ended`,
+              { retryable: true },
+            );
+          return { size, head };
+        },
+      ),
+    );
+  }
+
+  /**
+   * A HEAD (as huggingface_hub's `get_hf_file_metadata`): a redirect to another origin (the Hub's
+   * CDN) counts as found, with `X-Linked-Size` for its size; otherwise the answer pins the identity.
+   * @returns the file's identity, or undefined for 404/410.
+   */
+  async head(url: string, signal?: AbortSignal): Promise<FileIdentity | undefined> {
+    const action = "stat";
+    return this.#retrying(url, action, signal, () =>
+      this.#exchange(
+        url,
+        "HEAD",
+        () => undefined,
+        action,
+        signal,
+        async (response) => {
+          await response.body?.cancel().catch(() => {});
+          if (response.status === 404 || response.status === 410) return undefined;
+          if (REDIRECTS.has(response.status)) {
+            const linked = response.headers.get("x-linked-size");
+            return {
+              etag: undefined,
+              lastModified: undefined,
+              size: linked === null ? undefined : Number(linked),
+            };
+          }
+          if (response.status !== 200) throw statusError(response, url, action);
+          return this.#check(url, response, contentLength(response));
+        },
+        true,
+      ),
+    );
+  }
+
+  /** Pins the identity a response states on first contact, else checks it against the pinned one. */
+  #check(url: string, response: Response, size: number | undefined): FileIdentity {
+    const seen = identityOf(response.headers, size);
+    const pinned = this.#identities.get(url);
+    if (pinned === undefined) {
+      this.#identities.set(url, seen);
+      return seen;
+    }
+    const change = identityChange(pinned, seen);
+    if (change !== undefined) throw sourceChanged(url, change);
+    return pinned.size === undefined && size !== undefined ? { ...pinned, size } : pinned;
+  }
+
+  #warnRangeIgnored(url: string): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    this.options.onWarning(
+      `dcpjs: ${new URL(url).origin} ignores Range requests (answered 200 with the whole file to a ranged GET of ${displayUrl(url)}); its bytes are streamed and the wanted ranges sliced out, which reads more than needed`,
+    );
+  }
+
+  /** The caller's signal and the file system's, as one. */
+  #signal(signal: AbortSignal | undefined): AbortSignal | undefined {
+    const own = this.options.signal;
+    if (own === undefined || signal === undefined || own === signal) return signal ?? own;
+    return AbortSignal.any([own, signal]);
+  }
+
+  /**
+   * Runs attempts of one request through core's `retry`: retryable {@link HttpRequestError}s are
+   * tried again after `Retry-After` (when the server sent one) and the policy's backoff.
+   */
+  async #retrying<T>(
+    url: string,
+    action: string,
+    callerSignal: AbortSignal | undefined,
+    attempt: () => Promise<T>,
+  ): Promise<T> {
+    const signal = this.#signal(callerSignal);
+    try {
+      return await retry(() => attempt(), {
+        attempts: this.options.maxAttempts,
+        ...(signal ? { signal } : {}),
+        shouldRetry: (error) => error instanceof HttpRequestError && error.retryable && !signal?.aborted,
+        onRetry: async (error) => {
+          const wait = (error as HttpRequestError).retryAfterMs;
+          if (wait !== undefined && wait > 0) await delay(wait, undefined, signal ? { signal } : {});
+        },
+      });
+    } catch (error) {
+      if (signal?.aborted) throw aborted(url, action, signal.reason);
+      throw error;
+    }
+  }
+
+  /**
+   * One attempt: waits for a slot of the URL's origin, sends the request (following redirects),
+   * hands the response to `consume`; fails when no byte arrives for `timeoutMs`. Whatever
+   * `consume` leaves of the body is dropped.
+   */
+  async #exchange<T>(
+    url: string,
+    method: "GET" | "HEAD",
+    range: () => string | undefined,
+    action: string,
+    callerSignal: AbortSignal | undefined,
+    consume: (response: Response, touch: () => void) => Promise<T>,
+    stopAtOtherOrigin = false,
+  ): Promise<T> {
+    const signal = this.#signal(callerSignal);
+    return this.#limitFor(url)(async () => {
+      if (signal?.aborted) throw aborted(url, action, signal.reason);
+      const controller = new AbortController();
+      const onAbort = () => controller.abort(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      let timer: NodeJS.Timeout | undefined;
+      const touch = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => controller.abort(new StallTimeout()), this.options.timeoutMs);
+      };
+      touch();
+      try {
+        const response = await this.#fetchFollowing(
+          url,
+          method,
+          range(),
+          controller.signal,
+          stopAtOtherOrigin,
+        );
+        touch();
+        return await consume(response, touch);
+      } catch (error) {
+        controller.abort();
+        if (signal?.aborted) throw aborted(url, action, signal.reason);
+        if (controller.signal.reason instanceof StallTimeout && !(error instanceof CheckpointError))
+          throw new HttpRequestError(
+            "IO_ERROR",
+            `Expected a byte from ${displayUrl(url)} within ${this.options.timeoutMs} ms (to ${action} it), got none`,
+            { retryable: true, cause: error },
+          );
+        throw transportError(error, url, action);
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      }
+    });
+  }
+
+  /** Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. */
+  async #fetchFollowing(
+    url: string,
+    method: "GET" | "HEAD",
+    range: string | undefined,
+    signal: AbortSignal,
+    stopAtOtherOrigin: boolean,
+  ): Promise<Response> {
+    const origin = new URL(url).origin;
+    let target = this.#pinned(url);
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = new URL(target).origin === origin;
+      const response = await fetch(target, {
+        method,
+        redirect: "manual",
+        signal,
+        headers: {
+          "accept-encoding": "identity",
+          ...(sameOrigin ? this.#credentials(url) : {}),
+          ...(range !== undefined ? { range } : {}),
+          ...preconditionHeaders(this.#identities.get(url), range !== undefined),
+        },
+      });
+      this.#learnCommit(url, response);
+      if (!REDIRECTS.has(response.status)) return response;
+      const location = response.headers.get("location");
+      if (location === null) return response;
+      const next = new URL(location, target).href;
+      if (stopAtOtherOrigin && new URL(next).origin !== origin) return response;
+      await response.body?.cancel().catch(() => {});
+      if (hop >= MAX_REDIRECTS)
+        throw new HttpRequestError(
+          "IO_ERROR",
+          `Expected ${displayUrl(url)} to answer within ${MAX_REDIRECTS} redirects, got more`,
+          { retryable: false },
+        );
+      target = next;
+    }
+  }
+
+  /** Extra headers and the token, for requests to the URL's own origin. */
+  #credentials(url: string): Record<string, string> {
+    const hub = new URL(this.options.hfEndpoint).origin;
+    const token = this.options.token ?? (new URL(url).origin === hub ? process.env.HF_TOKEN : undefined);
+    return { ...this.options.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  }
+
+  /** The URL to request: under a pinned Hub revision, at its commit. */
+  #pinned(url: string): string {
+    const pin = this.#pins.find((p) => p.commit !== undefined && url.startsWith(p.atRevision));
+    return pin ? `${pin.base}${pin.commit}/${url.slice(pin.atRevision.length)}` : url;
+  }
+
+  /** Pins a Hub revision to the `X-Repo-Commit` of the first answer under it. */
+  #learnCommit(url: string, response: Response): void {
+    const commit = response.headers.get("x-repo-commit");
+    if (commit === null || commit.length === 0) return;
+    const pin = this.#pins.find((p) => p.commit === undefined && url.startsWith(p.atRevision));
+    if (pin) pin.commit = encodeURIComponent(commit);
+  }
+
+  #limitFor(url: string): LimitFunction {
+    const origin = new URL(url).origin;
+    let limit = this.#limits.get(origin);
+    if (limit === undefined) {
+      limit = pLimit(this.options.maxConnections);
+      this.#limits.set(origin, limit);
+    }
+    return limit;
+  }
+}
+
+function contentLength(response: Response): number | undefined {
+  const value = response.headers.get("content-length");
+  return value === null || !/^\d+$/.test(value) ? undefined : Number(value);
+}
+
+function truncated(url: string, offset: number, length: number, size: number): CheckpointError {
+  return new HttpRequestError(
+    "TRUNCATED",
+    `Expected ${displayUrl(url)} to hold bytes ${offset}-${offset + length - 1}, got a file of ${size} bytes`,
+    { retryable: false },
+  );
+}
+
+function aborted(url: string, action: string, reason: unknown): CheckpointError {
+  return new CheckpointError("ABORTED", `Aborted while trying to ${action} ${displayUrl(url)}`, {
+    cause: reason,
+  });
+}

@@ -1,0 +1,80 @@
+import { assertIntegerInRange } from "@dcpjs/core/extend";
+
+/** Requests in flight per origin, unless {@link HttpOptions.maxConnections} says otherwise. */
+export const DEFAULT_MAX_CONNECTIONS = 8;
+/** Milliseconds without a byte before an attempt fails, unless {@link HttpOptions.timeoutMs} says otherwise. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** Attempts per request, unless {@link HttpOptions.maxAttempts} says otherwise. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+/** The longest `Retry-After` honoured (ms); a server asking for more is retried after this long. */
+export const MAX_RETRY_AFTER_MS = 60_000;
+
+/** Options of the HTTP backend ({@link HttpFileSystem}, {@link HttpStorageReader}, the registry's `fileSystem`). */
+export interface HttpOptions {
+  /** Extra request headers, sent to the origin of the requested URL only (never across a redirect to another origin). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * A bearer token (`Authorization: Bearer …`), sent to the origin of the requested URL only — never
+   * forwarded to another origin a redirect leads to (the Hub's CDN), as huggingface_hub.
+   * @default for `hf://` ids, `process.env.HF_TOKEN`; none otherwise
+   */
+  readonly token?: string;
+  /** Requests in flight per origin (an integer ≥ 1). @default {@link DEFAULT_MAX_CONNECTIONS} (8) */
+  readonly maxConnections?: number;
+  /** Per attempt: no byte for this many milliseconds fails it (and it is retried). @default {@link DEFAULT_TIMEOUT_MS} (30 s) */
+  readonly timeoutMs?: number;
+  /**
+   * Attempts per request, the first included, through core's `retry()` (5xx, 408, 429, resets,
+   * timeouts and broken bodies; `Retry-After` on 429/503 honoured up to {@link MAX_RETRY_AFTER_MS}).
+   * Also the rereads of a run whose bytes fail their checksum (`maxAttempts − 1`).
+   * @default {@link DEFAULT_MAX_ATTEMPTS} (5)
+   */
+  readonly maxAttempts?: number;
+  /** The Hugging Face Hub `hf://` ids resolve against. @default `process.env.HF_ENDPOINT` ?? `https://huggingface.co` */
+  readonly hfEndpoint?: string;
+  /** Ends every request of this backend with `ABORTED`. */
+  readonly signal?: AbortSignal;
+  /**
+   * Called once per file system with a warning (a server that ignores `Range`).
+   * @default `process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })`
+   */
+  readonly onWarning?: (message: string) => void;
+}
+
+/** {@link HttpOptions} with every default filled in. */
+export interface ResolvedHttpOptions {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly token: string | undefined;
+  readonly maxConnections: number;
+  readonly timeoutMs: number;
+  readonly maxAttempts: number;
+  readonly hfEndpoint: string;
+  readonly signal: AbortSignal | undefined;
+  readonly onWarning: (message: string) => void;
+}
+
+/**
+ * Fills in the defaults of {@link HttpOptions}.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `maxConnections` or `maxAttempts` is not an
+ * integer ≥ 1, or `timeoutMs` not an integer ≥ 1.
+ */
+export function resolveHttpOptions(options: HttpOptions = {}): ResolvedHttpOptions {
+  const resolved: ResolvedHttpOptions = {
+    headers: options.headers ?? {},
+    token: options.token,
+    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+    hfEndpoint: (options.hfEndpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(
+      /\/+$/,
+      "",
+    ),
+    signal: options.signal,
+    onWarning:
+      options.onWarning ?? ((message) => process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })),
+  };
+  assertIntegerInRange("maxConnections", resolved.maxConnections, 1);
+  assertIntegerInRange("timeoutMs", resolved.timeoutMs, 1);
+  assertIntegerInRange("maxAttempts", resolved.maxAttempts, 1);
+  return resolved;
+}
