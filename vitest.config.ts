@@ -20,6 +20,16 @@ export default defineConfig({
         },
       },
       {
+        // The HTTP backend against loopback servers: Debian's nginx serving the fixtures (started once
+        // by the global setup), and servers the tests start themselves.
+        extends: true,
+        test: {
+          name: "http",
+          include: ["test/http/**/*.test.ts"],
+          globalSetup: ["test/support/http-global-setup.ts"],
+        },
+      },
+      {
         // Everything that needs real services (an S3 server, Redis): started once by the global setup.
         extends: true,
         test: {
@@ -33,15 +43,6 @@ export default defineConfig({
             "test/packaging/**/*.test.ts",
           ],
           globalSetup: ["test/support/services-global-setup.ts"],
-        },
-      },
-      {
-        // HTTP(S) loads against Debian's nginx on loopback, serving the fixtures (started once).
-        extends: true,
-        test: {
-          name: "http",
-          include: ["test/http/**/*.test.ts"],
-          globalSetup: ["test/support/http-global-setup.ts"],
         },
       },
     ],

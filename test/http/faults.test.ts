@@ -12,6 +12,7 @@ import { HttpStorageReader } from "@dcpjs/http";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Fault, type FaultProxy, HTTP_FAULTS, startFaultProxy } from "../support/fault-proxy.js";
 import { copyFixture, HTTP_FIXTURES } from "../support/http-fixtures.js";
+import { readAccessLog } from "../support/nginx-server.js";
 
 const nginx = inject("nginx");
 /** The per-request timeout the readers get, so that a stalled response ends quickly. */
@@ -48,14 +49,14 @@ const FIXTURES: readonly Fixture[] = [
     name: "dcpjs DCP",
     path: HTTP_FIXTURES.dcpjs,
     id: (e) => `${e}/${HTTP_FIXTURES.dcpjs}`,
-    files: /\.metadata|__\d+_\d+\.distcp/,
+    files: /\.metadata|__\d+_\d+(\.[0-9a-f]+)?\.distcp/,
     checksummed: true,
   },
   {
     name: "torch DCP",
     path: HTTP_FIXTURES.torch,
     id: (e) => `${e}/${HTTP_FIXTURES.torch}`,
-    files: /\.metadata|__\d+_\d+\.distcp/,
+    files: /\.metadata|__\d+_\d+(\.[0-9a-f]+)?\.distcp/,
     checksummed: false,
   },
   {
@@ -227,8 +228,15 @@ describe("a file replaced on the server while it is loaded", () => {
       for (let i = headerEnd; i < other.length; i++) other[i]! ^= 0x55;
       let requests = 0;
       proxy.setFault((req) => {
-        // After the reader's first contact with the shard (its header), before the data.
-        if (req.method === "GET" && req.url.endsWith(shard) && ++requests === 2) replaceFile(path, other);
+        // After the reader's first contact with the shard's bytes (its header, at the CDN path the
+        // resolve URL redirects to), before the data.
+        if (
+          req.method === "GET" &&
+          req.url.startsWith("/cdn/") &&
+          req.url.endsWith(shard) &&
+          ++requests === 2
+        )
+          replaceFile(path, other);
         return undefined;
       });
       const outcome = await loadStateDictFromKeys({
@@ -244,7 +252,14 @@ describe("a file replaced on the server while it is loaded", () => {
         (e: unknown) => ({ error: e instanceof CheckpointException ? e.failures[0]!.error : e }),
       );
       expect(requests).toBeGreaterThanOrEqual(2);
-      if ("stateDict" in outcome) throw new Error("Expected SOURCE_CHANGED, got a load that resolved");
+      if ("stateDict" in outcome) {
+        const log = (await readAccessLog(nginx.accessLogPath)).filter((l) =>
+          l.uri.includes(to.split("/")[1]!),
+        );
+        throw new Error(
+          `Expected SOURCE_CHANGED, got a load that resolved (${compareStateDicts(expected.get(f.name)!, outcome.stateDict, true).mismatches.length} tensors differ from the original); requests:\n${log.map((l) => `${l.method} ${l.uri} ${l.status} ${l.bytes} range=${l.range} if-match=${l.ifMatch} if-range=${l.ifRange} etag=${l.etag}`).join("\n")}`,
+        );
+      }
       expect(outcome.error).toBeInstanceOf(CheckpointError);
       expect((outcome.error as CheckpointError).code).toBe("SOURCE_CHANGED");
       expect((outcome.error as Error).message).toContain(shard);

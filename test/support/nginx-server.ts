@@ -30,6 +30,8 @@ export interface AccessLine {
   readonly ifRange: string;
   /** The request's `Authorization` header, `""` when none. */
   readonly authorization: string;
+  /** The response's `ETag`, `""` when none. */
+  readonly etag: string;
   /** `hub` (the cross-origin Hub port) or `main` (everything else). */
   readonly server: "main" | "hub";
 }
@@ -107,7 +109,7 @@ http {
   scgi_temp_path ${dir}/tmp/scgi;
   log_format dcpjs escape=json '{"method":"$request_method","uri":"$request_uri","status":$status,'
     '"bytes":$body_bytes_sent,"range":"$http_range","ifMatch":"$http_if_match",'
-    '"ifRange":"$http_if_range","authorization":"$http_authorization","server":"$dcpjs_server"}';
+    '"ifRange":"$http_if_range","authorization":"$http_authorization","etag":"$sent_http_etag","server":"$dcpjs_server"}';
   access_log ${dir}/access.log dcpjs;
   map $rev $dcpjs_commit {
     "~^[0-9a-f]{40}$" $rev;

@@ -45,10 +45,16 @@ async function ensureRepo(p: HttpLoadParams, repoDir: string): Promise<Shard[]> 
   );
   if (!have) {
     const python = await torchVenvPython();
-    if (!python) throw new Error("Expected the torch 2.13 venv (test/support/python/ensure-torch-venv.sh), got none");
+    if (!python)
+      throw new Error("Expected the torch 2.13 venv (test/support/python/ensure-torch-venv.sh), got none");
     const perTensor = Math.floor((p.sizeMib * MiB) / p.tensors);
     console.error(`[http-load] writing ${p.sizeMib} MiB of safetensors shards into ${repoDir}`);
-    await runPython(FIXTURES, ["hub-repo", repoDir, String(p.shards), String(p.tensors), String(perTensor)], {}, python);
+    await runPython(
+      FIXTURES,
+      ["hub-repo", repoDir, String(p.shards), String(p.tensors), String(perTensor)],
+      {},
+      python,
+    );
   }
   const map = JSON.parse(await readFile(index, "utf8")) as { weight_map: Record<string, string> };
   const names = [...new Set(Object.values(map.weight_map))].sort();
@@ -68,13 +74,15 @@ async function fetchAll(base: string, shards: readonly Shard[], connections: num
           parts.push(
             limit(async () => {
               const res = await fetch(`${base}/${s.name}`, { headers: { range: `bytes=${at}-${end - 1}` } });
-              if (res.status !== 206) throw new Error(`Expected 206 for ${s.name} ${at}-${end}, got ${res.status}`);
+              if (res.status !== 206)
+                throw new Error(`Expected 206 for ${s.name} ${at}-${end}, got ${res.status}`);
               let pos = at;
               for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
                 targets[i]!.set(chunk, pos);
                 pos += chunk.byteLength;
               }
-              if (pos !== end) throw new Error(`Expected ${end - at} bytes of ${s.name} @${at}, got ${pos - at}`);
+              if (pos !== end)
+                throw new Error(`Expected ${end - at} bytes of ${s.name} @${at}, got ${pos - at}`);
             }),
           );
         }
@@ -92,7 +100,13 @@ async function curlAll(base: string, shards: readonly Shard[], connections: numb
     for (let at = 0; at < s.size; at += rangeBytes) {
       if (!first) args.push("--next");
       first = false;
-      args.push("-r", `${at}-${Math.min(at + rangeBytes, s.size) - 1}`, "-o", "/dev/null", `${base}/${s.name}`);
+      args.push(
+        "-r",
+        `${at}-${Math.min(at + rangeBytes, s.size) - 1}`,
+        "-o",
+        "/dev/null",
+        `${base}/${s.name}`,
+      );
     }
   }
   return timed(() => run("curl", args, { maxBuffer: 16 << 20 }));
@@ -129,7 +143,10 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
     let tensorBytesLoaded = 0;
     const dcpjsSeconds = await bestOf(p.reps, () =>
       timed(async () => {
-        const sd = (await loadStateDictFromKeys({ checkpointId: base, storageReader: reader() })) as StateDict;
+        const sd = (await loadStateDictFromKeys({
+          checkpointId: base,
+          storageReader: reader(),
+        })) as StateDict;
         tensorBytesLoaded = bytesOf(sd);
       }),
     );
@@ -144,7 +161,11 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
       ? await bestOf(p.reps, () => curlAll(base, shards, p.connections, rangeBytes))
       : undefined;
     if (curlSeconds !== undefined)
-      rows.push({ name: `curl --parallel-max ${p.connections} (to /dev/null)`, bytes: total, seconds: curlSeconds });
+      rows.push({
+        name: `curl --parallel-max ${p.connections} (to /dev/null)`,
+        bytes: total,
+        seconds: curlSeconds,
+      });
 
     // A partial load: every tenth tensor.
     const index = JSON.parse(await readFile(join(repoDir, "model.safetensors.index.json"), "utf8")) as {
@@ -154,7 +175,11 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
     const logBefore = (await readAccessLog(nginx.accessLogPath)).length;
     let partialBytes = 0;
     const partialSeconds = await timed(async () => {
-      const sd = (await loadStateDictFromKeys({ checkpointId: base, storageReader: reader(), keys })) as StateDict;
+      const sd = (await loadStateDictFromKeys({
+        checkpointId: base,
+        storageReader: reader(),
+        keys,
+      })) as StateDict;
       partialBytes = bytesOf(sd);
     });
     const lines = (await readAccessLog(nginx.accessLogPath)).slice(logBefore);
@@ -163,7 +188,7 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
       name: `dcpjs partial load (${keys.length} of ${Object.keys(index.weight_map).length} tensors)`,
       bytes: partialBytes,
       seconds: partialSeconds,
-      extra: { "requests": lines.length, "MB sent": (sent / 1e6).toFixed(1) },
+      extra: { requests: lines.length, "MB sent": (sent / 1e6).toFixed(1) },
     });
 
     const mb = (bytes: number, s: number) => bytes / s;
@@ -173,7 +198,8 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
       rows,
       {
         "dcpjs / fetch throughput": mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, fetchSeconds),
-        "dcpjs / curl throughput": curlSeconds === undefined ? null : mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, curlSeconds),
+        "dcpjs / curl throughput":
+          curlSeconds === undefined ? null : mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, curlSeconds),
         "partial: bytes sent / tensor bytes (lower is better)": sent / partialBytes,
       },
       [

@@ -165,10 +165,19 @@ program
   .option("--size <mib>", "MiB of safetensors shards", positiveInt, 1024)
   .option("--shards <n>", "shard files", positiveInt, 4)
   .option("--tensors <n>", "tensors", positiveInt, 64)
-  .option("--connections <n>", "connections in flight (dcpjs's maxConnections and the baselines')", positiveInt, 8)
+  .option(
+    "--connections <n>",
+    "connections in flight (dcpjs's maxConnections and the baselines')",
+    positiveInt,
+    8,
+  )
   .option("--range-mib <n>", "ranged-GET size of the fetch and curl baselines, MiB", positiveInt, 16)
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
-  .option("--dir <dir>", "scratch folder (the generated repository is kept there)", join(tmpdir(), "dcpjs-bench"))
+  .option(
+    "--dir <dir>",
+    "scratch folder (the generated repository is kept there)",
+    join(tmpdir(), "dcpjs-bench"),
+  )
   .action((o) =>
     httpLoad({
       sizeMib: o.size,
