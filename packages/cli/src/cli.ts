@@ -1,6 +1,7 @@
 // First: the AWS SDK's Node-version warning is silenced before any S3 client exists.
 import "./quiet-aws-sdk.js";
-// The s3:// storage backend registers itself on import: every command takes folders and s3:// URIs.
+// The s3:// and http(s):// / hf:// storage backends register themselves on import: every command takes folders and their URIs.
+import "@dcpjs/http";
 import "@dcpjs/s3";
 import { readFileSync, statSync } from "node:fs";
 import {

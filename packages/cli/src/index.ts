@@ -1,4 +1,5 @@
-// The s3:// storage backend registers itself on import: every operation takes folders and s3:// URIs.
+// The s3:// and http(s):// / hf:// storage backends register themselves on import: every operation takes folders and their URIs.
+import "@dcpjs/http";
 import "@dcpjs/s3";
 
 export {

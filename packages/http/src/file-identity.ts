@@ -9,6 +9,11 @@ export interface FileIdentity {
   readonly lastModified: string | undefined;
   /** Bytes (a 206's `Content-Range` total, else `Content-Length`), when the response says. */
   readonly size: number | undefined;
+  /**
+   * The origin that answered with it (after redirects: the Hub's CDN): preconditions go to this
+   * origin only, since another hop (the Hub's `resolve`) may name the file by another ETag.
+   */
+  readonly origin?: string;
 }
 
 /**
@@ -16,11 +21,12 @@ export interface FileIdentity {
  * @param headers - the response's headers.
  * @param size - the file's size the response states, if any.
  */
-export function identityOf(headers: Headers, size: number | undefined): FileIdentity {
+export function identityOf(headers: Headers, size: number | undefined, origin?: string): FileIdentity {
   return {
     etag: headers.get("etag") ?? undefined,
     lastModified: headers.get("last-modified") ?? undefined,
     size,
+    ...(origin !== undefined ? { origin } : {}),
   };
 }
 
@@ -48,14 +54,18 @@ export function identityChange(pinned: FileIdentity, seen: FileIdentity): string
  * (`If-Range`) when the file is no longer the pinned version: `If-Match` and `If-Range` with a
  * strong ETag; without one, `If-Unmodified-Since` and `If-Range` with Last-Modified. A weak ETag
  * sends nothing (strong comparison would always fail): the response's identity is still checked.
+ * Nothing is sent to another origin than the one that stated the identity.
  * @param identity - the pinned identity, if any.
  * @param ranged - whether the request has a `Range` (only then is `If-Range` meaningful).
+ * @param origin - the origin the request goes to. @default the identity's own
  */
 export function preconditionHeaders(
   identity: FileIdentity | undefined,
   ranged: boolean,
+  origin?: string,
 ): Record<string, string> {
   if (identity === undefined) return {};
+  if (origin !== undefined && identity.origin !== undefined && origin !== identity.origin) return {};
   if (identity.etag !== undefined) {
     if (identity.etag.startsWith("W/")) return {};
     return { "if-match": identity.etag, ...(ranged ? { "if-range": identity.etag } : {}) };

@@ -112,12 +112,14 @@ async function pump(
  * every stream of the file system sees the same versions.
  */
 export class HttpClient {
+  /** The options every request follows. */
   readonly options: ResolvedHttpOptions;
   readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
   #warned = false;
 
+  /** @param options - the resolved options (see `resolveHttpOptions`). */
   constructor(options: ResolvedHttpOptions) {
     this.options = options;
   }
@@ -135,6 +137,12 @@ export class HttpClient {
   /** The commit a revision was pinned to, for a URL under it (undefined before the Hub named one). */
   commitFor(url: string): string | undefined {
     return this.#pins.find((p) => url.startsWith(p.atRevision))?.commit;
+  }
+
+  /** Forgets every pinned identity and pinned commit: the next contact pins afresh. */
+  forget(): void {
+    this.#identities.clear();
+    for (const pin of this.#pins) pin.commit = undefined;
   }
 
   /** The identity pinned for a file, if it was contacted. */
@@ -188,7 +196,8 @@ export class HttpClient {
             const total = contentLength(response);
             this.#check(url, response, total);
             if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
-            this.#warnRangeIgnored(url);
+            // a whole file answered to a range that covers it all is no waste
+            if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
             skip = start;
           } else {
             throw statusError(response, url, action);
@@ -291,9 +300,56 @@ export class HttpClient {
     );
   }
 
+  /**
+   * A small document (the Hub's API), GET whole, not pinned.
+   * @returns its text and its `Link` header, or undefined for 404/410.
+   * @throws as {@link HttpClient.readInto}.
+   */
+  async getText(
+    url: string,
+    signal?: AbortSignal,
+  ): Promise<{ text: string; link: string | null } | undefined> {
+    const action = "read";
+    return this.#retrying(url, action, signal, () =>
+      this.#exchange(
+        url,
+        "GET",
+        () => undefined,
+        action,
+        signal,
+        async (response) => {
+          if (response.status === 404 || response.status === 410) {
+            await response.body?.cancel().catch(() => {});
+            return undefined;
+          }
+          if (response.status !== 200) {
+            await response.body?.cancel().catch(() => {});
+            throw statusError(response, url, action);
+          }
+          return { text: await response.text(), link: response.headers.get("link") };
+        },
+      ),
+    );
+  }
+
+  /**
+   * The Hub repository a URL lies in, when it is under a revision pinned by an `hf://` id: the
+   * repository id, the revision to ask for (the commit once known) and the path below it.
+   */
+  hubLocation(
+    url: string,
+  ): { repo: string; revision: string; path: string; endpointBase: string } | undefined {
+    const pin = this.#pins.find((p) => url.startsWith(p.atRevision) || `${url}/` === p.atRevision);
+    if (pin === undefined) return undefined;
+    const endpoint = this.options.hfEndpoint;
+    const repo = pin.base.slice(endpoint.length + 1, -"/resolve/".length);
+    const revision = pin.commit ?? pin.atRevision.slice(pin.base.length, -1);
+    return { repo, revision, path: url.slice(pin.atRevision.length), endpointBase: endpoint };
+  }
+
   /** Pins the identity a response states on first contact, else checks it against the pinned one. */
   #check(url: string, response: Response, size: number | undefined): FileIdentity {
-    const seen = identityOf(response.headers, size);
+    const seen = identityOf(response.headers, size, response.url ? new URL(response.url).origin : undefined);
     const pinned = this.#identities.get(url);
     if (pinned === undefined) {
       this.#identities.set(url, seen);
@@ -419,7 +475,7 @@ export class HttpClient {
           "accept-encoding": "identity",
           ...(sameOrigin ? this.#credentials(url) : {}),
           ...(range !== undefined ? { range } : {}),
-          ...preconditionHeaders(this.#identities.get(url), range !== undefined),
+          ...preconditionHeaders(this.#identities.get(url), range !== undefined, new URL(target).origin),
         },
       });
       this.#learnCommit(url, response);

@@ -141,7 +141,9 @@ export class HttpFileSystem implements FileSystemBase {
 
   /**
    * @inheritDoc
-   * HTTP has no listing, so the listing is emulated from what a checkpoint names: with a
+   * Under an `hf://` id: the Hub's tree API (`/api/models/{repo}/tree/{revision}/{path}`, every
+   * page; files with their LFS size, and folders), when the endpoint has it. Otherwise HTTP has no
+   * listing, so the listing is emulated from what a checkpoint names: with a
    * `.metadata`, it and the data files its storage entries name; else with
    * `model.safetensors.index.json`, it, the shards of its `weight_map` and the CRC sidecar when
    * present; else `model.safetensors` when present; else nothing. Sizes come from HEADs
@@ -150,6 +152,11 @@ export class HttpFileSystem implements FileSystemBase {
    */
   async list(path: string, signal?: AbortSignal): Promise<FileEntry[]> {
     const folder = this.initPath(path);
+    const hub = this.client.hubLocation(folder);
+    if (hub !== undefined) {
+      const tree = await this.#hubTree(hub, signal);
+      if (tree !== undefined) return tree;
+    }
     const names = await this.#namedFiles(folder, signal);
     const limit = pLimit(this.client.options.maxConnections);
     const entries = await Promise.all(
@@ -168,6 +175,54 @@ export class HttpFileSystem implements FileSystemBase {
       ),
     );
     return entries.filter((e): e is FileEntry => e !== undefined);
+  }
+
+  /** A folder of a Hub repository as its tree API lists it; undefined when the endpoint has no such API (404). */
+  async #hubTree(
+    hub: NonNullable<ReturnType<HttpClient["hubLocation"]>>,
+    signal: AbortSignal | undefined,
+  ): Promise<FileEntry[] | undefined> {
+    const [kind, id] = hub.repo.startsWith("datasets/")
+      ? ["datasets", hub.repo.slice("datasets/".length)]
+      : hub.repo.startsWith("spaces/")
+        ? ["spaces", hub.repo.slice("spaces/".length)]
+        : ["models", hub.repo];
+    const prefix = hub.path === "" ? "" : `${decodeURIComponent(hub.path)}/`;
+    let next: string | undefined =
+      `${hub.endpointBase}/api/${kind}/${id}/tree/${hub.revision}${hub.path === "" ? "" : `/${hub.path}`}`;
+    const entries: FileEntry[] = [];
+    while (next !== undefined) {
+      const page = await this.client.getText(next, signal);
+      if (page === undefined) return entries.length > 0 ? entries : undefined;
+      let items: unknown;
+      try {
+        items = JSON.parse(page.text);
+      } catch (cause) {
+        throw new MetadataError(`Malformed answer of the Hub's tree API at ${next}: expected JSON`, {
+          cause,
+        });
+      }
+      if (!Array.isArray(items))
+        throw new MetadataError(`Malformed answer of the Hub's tree API at ${next}: expected an array`);
+      for (const item of items as {
+        type?: unknown;
+        path?: unknown;
+        size?: unknown;
+        lfs?: { size?: unknown };
+      }[]) {
+        if (typeof item.path !== "string") continue;
+        const size =
+          typeof item.lfs?.size === "number" ? item.lfs.size : typeof item.size === "number" ? item.size : 0;
+        entries.push({
+          name: item.path.startsWith(prefix) ? item.path.slice(prefix.length) : item.path,
+          folder: item.type === "directory",
+          size: item.type === "directory" ? 0 : size,
+          modifiedMs: 0,
+        });
+      }
+      next = nextLink(page.link, next);
+    }
+    return entries;
   }
 
   /** The files a checkpoint at `folder` names (see {@link HttpFileSystem.list}). */
@@ -212,4 +267,10 @@ export class HttpFileSystem implements FileSystemBase {
   validateCheckpointId(checkpointId: string): boolean {
     return isHttpCheckpointId(checkpointId);
   }
+}
+
+/** The `rel="next"` target of a `Link` header (the Hub's pagination), resolved against `base`. */
+function nextLink(link: string | null, base: string): string | undefined {
+  const m = link === null ? null : /<([^>]+)>\s*;\s*rel="?next"?/i.exec(link);
+  return m ? new URL(m[1]!, base).href : undefined;
 }

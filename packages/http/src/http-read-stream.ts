@@ -57,6 +57,7 @@ export class HttpReadStream implements FileReadStream {
   /** @inheritDoc */
   async readInto(offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     assertRange(offset, target.byteLength);
+    // Only this stream's own first bytes: a reread after a checksum mismatch opens a new stream, which fetches afresh.
     const head = this.#head;
     if (head !== undefined && offset + target.byteLength <= head.byteLength) {
       target.set(head.subarray(offset, offset + target.byteLength));

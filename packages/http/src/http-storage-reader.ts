@@ -37,9 +37,17 @@ export class HttpStorageReader extends FileSystemReader {
     });
   }
 
-  /** @inheritDoc Validates `http(s)://` and `hf://` ids only. */
+  /**
+   * @inheritDoc
+   * Validates `http(s)://` and `hf://` ids only. With an id (a new load of a checkpoint), every
+   * pinned identity and Hub commit is forgotten, so a newer version is read; without one (the
+   * batches of one conversion or export), they stay pinned, so the batches read one version.
+   */
   override reset(checkpointId?: string): void {
-    if (checkpointId !== undefined) assertHttpCheckpointId(checkpointId);
+    if (checkpointId !== undefined) {
+      assertHttpCheckpointId(checkpointId);
+      (this.fs as HttpFileSystem).client.forget();
+    }
     super.reset(checkpointId);
   }
 
