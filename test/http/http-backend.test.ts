@@ -91,6 +91,23 @@ describe("@dcpjs/http", () => {
     for (const r of data.slice(1)) expect(r.headers["if-match"]).toMatch(/^"/);
   });
 
+  it("keeps at most maxConnections requests in flight per origin, for all the ranks of a process together", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const server = await serve({ root });
+    const full = sd["big.a"] as Tensor;
+    await Promise.all(
+      createLocalProcessGroups(3).map(async (pg) => {
+        const mine = shardTensor(emptyTensor("float32", [768, 512]), { rank: pg.rank, worldSize: 3 });
+        const storageReader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxConnections: 2 });
+        await load({ "big.a": mine }, { storageReader, processGroup: pg });
+        expect(hexOf(mine.shards[0]!.tensor)).toBe(
+          hexOf(shardTensor(full, { rank: pg.rank, worldSize: 3 }).shards[0]!.tensor),
+        );
+      }),
+    );
+    expect(server.peakInFlight()).toBeLessThanOrEqual(2);
+  });
+
   it("loads a sharded safetensors folder through its index, and a single model.safetensors", async () => {
     const { root, sd } = await savedCheckpoint();
     await exportSafetensors(join(root, "ckpt"), join(root, "sharded"), { maxShardSize: 2 * 1024 * 1024 });
@@ -137,6 +154,8 @@ describe("@dcpjs/http", () => {
     for (const r of hub.requests) expect(r.headers["if-match"]).toBeUndefined();
     expect(cdn.requests.length).toBeGreaterThan(0);
     for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
+    // a file's CDN URL, once it answered, is used directly: the Hub sees a request or so per file
+    expect(hub.requests.length).toBeLessThan(cdn.requests.length);
     // the first request resolves main; every later one the commit it named
     expect(hub.requests[0]!.path).toContain("/resolve/main/");
     for (const r of hub.requests.slice(1)) expect(r.path).toContain(`/resolve/${commit}/`);
@@ -148,16 +167,47 @@ describe("@dcpjs/http", () => {
     const shard = listed.find((e) => e.name.endsWith(".safetensors"))!;
     const { size } = await stat(join(repo, "org", "model", shard.name));
     expect(shard.size).toBe(size);
-    // the same through the registry, with HF_ENDPOINT
-    const before = process.env.HF_ENDPOINT;
+    // the same through the registry, with HF_ENDPOINT and HF_TOKEN
+    const before = { endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN };
     process.env.HF_ENDPOINT = hub.origin;
+    process.env.HF_TOKEN = "from-env";
+    hub.requests.length = 0;
+    cdn.requests.length = 0;
     try {
       const again = await loadStateDictFromKeys({ checkpointId: "hf://org/model@main", keys: ["small"] });
       expect(hexOf(again.small as Tensor)).toBe(hexOf(sd.small as Tensor));
+      expect(hub.requests.length).toBeGreaterThan(0);
+      for (const r of hub.requests) expect(r.headers.authorization).toBe("Bearer from-env");
+      for (const r of cdn.requests) expect(r.headers.authorization).toBeUndefined();
     } finally {
-      if (before === undefined) delete process.env.HF_ENDPOINT;
-      else process.env.HF_ENDPOINT = before;
+      for (const [name, value] of [
+        ["HF_ENDPOINT", before.endpoint],
+        ["HF_TOKEN", before.token],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
     }
+  });
+
+  it("an expired CDN URL (403 where a file's CDN URL was used directly) is resolved through the Hub again", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const repo = join(root, "hub");
+    await exportSafetensors(join(root, "ckpt"), join(repo, "org", "model"));
+    const cdn = await serve({ root: repo, cdn: true });
+    const hub = await serve({ root: repo, hub: { commit: "c".repeat(40), cdnOrigin: cdn.origin } });
+    // the shard's first answer comes the long way; its second request, direct, finds the URL expired
+    cdn.fault("-of-00001.safetensors", { kind: "status", status: 403 }, 1, 1);
+    const reader = new HttpStorageReader({
+      url: "hf://org/model",
+      hfEndpoint: hub.origin,
+      maxConnections: 1,
+    });
+    const got = await loadStateDictFromKeys({ storageReader: reader, keys: ["big.b"] });
+    expect(hexOf(got["big.b"] as Tensor)).toBe(hexOf(sd["big.b"] as Tensor));
+    expect(cdn.requests.some((r) => r.status === 403)).toBe(true);
+    const shardResolves = hub.requests.filter((r) => r.path.endsWith("-of-00001.safetensors"));
+    expect(shardResolves.length).toBe(2);
   });
 
   it("a data file replaced mid-load is SOURCE_CHANGED naming it, never mixed bytes", async () => {
@@ -222,6 +272,14 @@ describe("@dcpjs/http", () => {
     expect(server.requests.filter((r) => r.path.endsWith(".metadata")).length).toBe(2);
   });
 
+  it("a server that answers less of a range than asked (a capped 206) is asked for the rest", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const server = await serve({ root, maxRangeBytes: 256 * 1024 });
+    const reader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxAttempts: 1 });
+    expectSame(await load(target(), { storageReader: reader }), sd);
+    expect(server.requests.filter((r) => r.path.endsWith(".distcp")).length).toBeGreaterThan(12);
+  });
+
   it("a stalled body fails after timeoutMs and is retried", async () => {
     const { root, sd } = await savedCheckpoint();
     const server = await serve({ root });
@@ -272,6 +330,9 @@ describe("@dcpjs/http", () => {
     expect((await failureOf(fs.createStream(`${server.origin}/x`, "wb"))).code).toBe("INVALID_ARGUMENT");
     expect(await fs.exists(`${server.origin}/ckpt/.metadata`)).toBe(true);
     expect(await fs.exists(`${server.origin}/ckpt/nope`)).toBe(false);
+    // a server that refuses HEAD is asked for the first byte
+    server.fault(".metadata", { kind: "status", status: 405 });
+    expect(await new HttpFileSystem().exists(`${server.origin}/ckpt/.metadata`)).toBe(true);
     const reader = new HttpStorageReader({ url: `${server.origin}/ckpt`, maxConnections: 1 });
     expectSame(await load(target(), { storageReader: reader }), sd);
     const data = server.requests.filter((r) => r.path.endsWith(".distcp"));

@@ -41,6 +41,8 @@ export interface HttpFileServerOptions {
   readonly hub?: { readonly commit: string; cdnOrigin?: string; readonly revisions?: readonly string[] };
   /** Serve the folder under `/cdn/` too (the CDN origin of a {@link HttpFileServerOptions.hub} on another server). @default false */
   readonly cdn?: boolean;
+  /** Answer at most this many bytes of a range (as CDNs that cap a range's length). @default no cap */
+  readonly maxRangeBytes?: number;
   /** Leave out ETag (then Last-Modified and length identify a file). @default false */
   readonly noEtag?: boolean;
 }
@@ -53,8 +55,10 @@ export interface HttpFileServer {
   readonly requests: SeenRequest[];
   /** Requests being answered right now. */
   inFlight(): number;
-  /** Queues a fault for the next request whose path contains `match` (and, if given, that is ranged). */
-  fault(match: string, fault: Fault, times?: number): void;
+  /** The most requests answered at once so far. */
+  peakInFlight(): number;
+  /** Queues a fault for the next `times` requests whose path contains `match`, after `after` such requests went through. */
+  fault(match: string, fault: Fault, times?: number, after?: number): void;
   /** Changes `ignoreRange` on the fly. */
   setIgnoreRange(on: boolean): void;
   /** Called before a file is served (e.g. to replace it mid-load). */
@@ -68,14 +72,16 @@ export interface HttpFileServer {
  */
 export async function startHttpFileServer(options: HttpFileServerOptions): Promise<HttpFileServer> {
   const requests: SeenRequest[] = [];
-  const faults: { match: string; fault: Fault; times: number }[] = [];
+  const faults: { match: string; fault: Fault; times: number; after: number }[] = [];
   let ignoreRange = options.ignoreRange ?? false;
   let active = 0;
+  let peak = 0;
   const handle: HttpFileServer = {
     origin: "",
     requests,
     inFlight: () => active,
-    fault: (match, fault, times = 1) => faults.push({ match, fault, times }),
+    peakInFlight: () => peak,
+    fault: (match, fault, times = 1, after = 0) => faults.push({ match, fault, times, after }),
     setIgnoreRange: (on) => {
       ignoreRange = on;
     },
@@ -154,6 +160,7 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
         res.setHeader("content-range", `bytes */${info.size}`);
         return end(res, seen, 416);
       }
+      if (options.maxRangeBytes !== undefined) endByte = Math.min(endByte, start + options.maxRangeBytes - 1);
       status = 206;
       res.setHeader("content-range", `bytes ${start}-${endByte}/${info.size}`);
     }
@@ -246,6 +253,10 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
   function takeFault(path: string, applies: (fault: Fault) => boolean): Fault | undefined {
     const at = faults.findIndex((f) => path.includes(f.match) && applies(f.fault));
     if (at < 0) return undefined;
+    if (faults[at]!.after > 0) {
+      faults[at]!.after--;
+      return undefined;
+    }
     const entry = faults[at]!;
     if (--entry.times <= 0) faults.splice(at, 1);
     return entry.fault;
@@ -260,7 +271,15 @@ export async function startHttpFileServer(options: HttpFileServerOptions): Promi
     };
     requests.push(seen);
     active++;
-    res.on("close", () => active--);
+    peak = Math.max(peak, active);
+    // done when its last byte is handed to the socket (before the client can have read it), or when cut
+    let done = false;
+    const settle = () => {
+      if (!done) active--;
+      done = true;
+    };
+    res.on("finish", settle);
+    res.on("close", settle);
     serve(req, res, seen).catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

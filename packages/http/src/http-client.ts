@@ -14,11 +14,15 @@ import {
 } from "./file-identity.js";
 import { displayUrl, HttpRequestError, sourceChanged, statusError, transportError } from "./http-errors.js";
 import type { ResolvedHttpOptions } from "./http-options.js";
+import { pump, TargetCursor } from "./response-body.js";
 
 /** Redirects followed per request, as browsers and undici (`redirect: "follow"`) allow. */
 export const MAX_REDIRECTS = 10;
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** Per `maxConnections` and origin: the requests in flight, for the whole process. */
+const LIMITS = new Map<string, LimitFunction>();
 
 /** Why the stall timer stopped an attempt. */
 class StallTimeout extends Error {}
@@ -33,80 +37,6 @@ interface RevisionPin {
   commit: string | undefined;
 }
 
-/** Fills a list of buffers back to back; `done` bytes so far (kept across resumed attempts). */
-class TargetCursor {
-  done = 0;
-  #index = 0;
-  #within = 0;
-  constructor(readonly targets: readonly Uint8Array[]) {}
-
-  write(chunk: Uint8Array): void {
-    let from = 0;
-    while (from < chunk.byteLength) {
-      const target = this.targets[this.#index]!;
-      const n = Math.min(target.byteLength - this.#within, chunk.byteLength - from);
-      target.set(chunk.subarray(from, from + n), this.#within);
-      from += n;
-      this.#within += n;
-      this.done += n;
-      if (this.#within === target.byteLength) {
-        this.#index++;
-        this.#within = 0;
-        while (this.#index < this.targets.length && this.targets[this.#index]!.byteLength === 0)
-          this.#index++;
-      }
-    }
-  }
-}
-
-/**
- * Reads `want` bytes of a body after skipping `skip`, handing them to `sink`; cancels the rest.
- * @returns the bytes delivered (fewer than `want` when the body ended early).
- */
-async function pump(
-  response: Response,
-  skip: number,
-  want: number,
-  sink: (chunk: Uint8Array) => void,
-  touch: () => void,
-  exact = false,
-): Promise<number> {
-  if (want === 0 || response.body === null) {
-    await response.body?.cancel().catch(() => {});
-    return 0;
-  }
-  const reader = response.body.getReader();
-  let delivered = 0;
-  let ended = false;
-  try {
-    while (delivered < want) {
-      const { done, value } = await reader.read();
-      if (done) {
-        ended = true;
-        break;
-      }
-      touch();
-      let chunk = value;
-      if (skip > 0) {
-        if (chunk.byteLength <= skip) {
-          skip -= chunk.byteLength;
-          continue;
-        }
-        chunk = chunk.subarray(skip);
-        skip = 0;
-      }
-      if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
-      sink(chunk);
-      delivered += chunk.byteLength;
-    }
-    // A body that should end here is read to its end, so its connection is kept for the next request.
-    if (exact && !ended && delivered === want) ended = (await reader.read()).done === true;
-  } finally {
-    if (!ended) await reader.cancel().catch(() => {});
-  }
-  return delivered;
-}
-
 /**
  * The HTTP requests of one {@link HttpFileSystem}: pinned identities and revisions live here, so
  * every stream of the file system sees the same versions.
@@ -114,9 +44,10 @@ async function pump(
 export class HttpClient {
   /** The options every request follows. */
   readonly options: ResolvedHttpOptions;
-  readonly #limits = new Map<string, LimitFunction>();
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
+  /** Per file: where a redirect to another origin led (the CDN URL), once it answered. */
+  readonly #located = new Map<string, string>();
   #warned = false;
 
   /** @param options - the resolved options (see `resolveHttpOptions`). */
@@ -142,6 +73,7 @@ export class HttpClient {
   /** Forgets every pinned identity and pinned commit: the next contact pins afresh. */
   forget(): void {
     this.#identities.clear();
+    this.#located.clear();
     for (const pin of this.#pins) pin.commit = undefined;
   }
 
@@ -169,56 +101,61 @@ export class HttpClient {
     if (size !== undefined && offset + length > size) throw truncated(url, offset, length, size);
     if (length === 0) return;
     const cursor = new TargetCursor(targets);
-    await this.#retrying(url, action, signal, () =>
-      this.#exchange(
-        url,
-        "GET",
-        () => `bytes=${offset + cursor.done}-${offset + length - 1}`,
-        action,
-        signal,
-        async (response, touch) => {
-          const start = offset + cursor.done;
-          const want = length - cursor.done;
-          let skip = 0;
-          if (response.status === 206) {
-            const range = parseContentRange(response.headers.get("content-range"));
-            this.#check(url, response, range?.total);
-            if (range?.start !== start || range.end !== start + want - 1) {
+    // Each exchange delivers what its answer holds: all that is wanted, or (a server that caps
+    // ranges) a first part, after which the rest is asked for with a fresh retry budget.
+    while (cursor.done < length) {
+      await this.#retrying(url, action, signal, () =>
+        this.#exchange(
+          url,
+          "GET",
+          () => `bytes=${offset + cursor.done}-${offset + length - 1}`,
+          action,
+          signal,
+          async (response, touch) => {
+            const start = offset + cursor.done;
+            let want = length - cursor.done;
+            let skip = 0;
+            if (response.status === 206) {
+              const range = parseContentRange(response.headers.get("content-range"));
+              this.#check(url, response, range?.total);
               if (range?.total !== undefined && offset + length > range.total)
                 throw truncated(url, offset, length, range.total);
+              if (
+                range?.start === undefined ||
+                range.end === undefined ||
+                range.start > start ||
+                range.end < start
+              ) {
+                throw new HttpRequestError(
+                  "IO_ERROR",
+                  `Expected Content-Range bytes ${start}-${start + want - 1}/… from ${displayUrl(url)}, got ${response.headers.get("content-range")}`,
+                  { retryable: true, status: 206 },
+                );
+              }
+              skip = start - range.start;
+              want = Math.min(want, range.end - start + 1);
+            } else if (response.status === 200) {
+              const total = contentLength(response);
+              this.#check(url, response, total);
+              if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
+              // a whole file answered to a range that covers it all is no waste
+              if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
+              skip = start;
+            } else {
+              throw statusError(response, url, action);
+            }
+            const exact = response.status === 206 && skip === 0 && cursor.done + want === length;
+            const got = await pump(response, skip, want, (chunk) => cursor.write(chunk), touch, exact);
+            if (got < want)
               throw new HttpRequestError(
                 "IO_ERROR",
-                `Expected Content-Range bytes ${start}-${start + want - 1}/… from ${displayUrl(url)}, got ${response.headers.get("content-range")}`,
-                { retryable: true, status: 206 },
+                `Expected ${want} bytes from ${displayUrl(url)} at ${start}, got ${got} before the body ended (resumed from there)`,
+                { retryable: true },
               );
-            }
-          } else if (response.status === 200) {
-            const total = contentLength(response);
-            this.#check(url, response, total);
-            if (total !== undefined && offset + length > total) throw truncated(url, offset, length, total);
-            // a whole file answered to a range that covers it all is no waste
-            if (start > 0 || total === undefined || total > offset + length) this.#warnRangeIgnored(url);
-            skip = start;
-          } else {
-            throw statusError(response, url, action);
-          }
-          const got = await pump(
-            response,
-            skip,
-            want,
-            (chunk) => cursor.write(chunk),
-            touch,
-            response.status === 206,
-          );
-          if (got < want)
-            throw new HttpRequestError(
-              "IO_ERROR",
-              `Expected ${want} bytes from ${displayUrl(url)} at ${start}, got ${got} before the body ended (resumed from there)`,
-              { retryable: true },
-            );
-        },
-      ),
-    );
+          },
+        ),
+      );
+    }
   }
 
   /**
@@ -455,7 +392,12 @@ export class HttpClient {
     });
   }
 
-  /** Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. */
+  /**
+   * Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. Where a redirect led
+   * to another origin (the Hub's CDN) and that answered, later requests for the file go there
+   * directly, as hf_transfer ranges against the CDN URL it resolved once; an answer there of
+   * 401/403/404/410 or a redirect (an expired signed URL) sends the request the long way again.
+   */
   async #fetchFollowing(
     url: string,
     method: "GET" | "HEAD",
@@ -464,24 +406,27 @@ export class HttpClient {
     stopAtOtherOrigin: boolean,
   ): Promise<Response> {
     const origin = new URL(url).origin;
+    const located = stopAtOtherOrigin ? undefined : this.#located.get(url);
+    if (located !== undefined) {
+      const response = await this.#send(url, located, origin, method, range, signal);
+      if (!REDIRECTS.has(response.status) && ![401, 403, 404, 410].includes(response.status)) return response;
+      await response.body?.cancel().catch(() => {});
+      this.#located.delete(url);
+    }
     let target = this.#pinned(url);
     for (let hop = 0; ; hop++) {
-      const sameOrigin = new URL(target).origin === origin;
-      const response = await fetch(target, {
-        method,
-        redirect: "manual",
-        signal,
-        headers: {
-          "accept-encoding": "identity",
-          ...(sameOrigin ? this.#credentials(url) : {}),
-          ...(range !== undefined ? { range } : {}),
-          ...preconditionHeaders(this.#identities.get(url), range !== undefined, new URL(target).origin),
-        },
-      });
+      const response = await this.#send(url, target, origin, method, range, signal);
       this.#learnCommit(url, response);
-      if (!REDIRECTS.has(response.status)) return response;
-      const location = response.headers.get("location");
-      if (location === null) return response;
+      const location = REDIRECTS.has(response.status) ? response.headers.get("location") : null;
+      if (location === null) {
+        if (
+          hop > 0 &&
+          new URL(target).origin !== origin &&
+          (response.status === 200 || response.status === 206)
+        )
+          this.#located.set(url, target);
+        return response;
+      }
       const next = new URL(location, target).href;
       if (stopAtOtherOrigin && new URL(next).origin !== origin) return response;
       await response.body?.cancel().catch(() => {});
@@ -493,6 +438,29 @@ export class HttpClient {
         );
       target = next;
     }
+  }
+
+  /** One request for the file `url` to `target`: credentials only to `url`'s origin, preconditions only to the pinned one. */
+  #send(
+    url: string,
+    target: string,
+    origin: string,
+    method: "GET" | "HEAD",
+    range: string | undefined,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const to = new URL(target).origin;
+    return fetch(target, {
+      method,
+      redirect: "manual",
+      signal,
+      headers: {
+        "accept-encoding": "identity",
+        ...(to === origin ? this.#credentials(url) : {}),
+        ...(range !== undefined ? { range } : {}),
+        ...preconditionHeaders(this.#identities.get(url), range !== undefined, to),
+      },
+    });
   }
 
   /** Extra headers and the token, for requests to the URL's own origin. */
@@ -516,12 +484,13 @@ export class HttpClient {
     if (pin) pin.commit = encodeURIComponent(commit);
   }
 
+  /** The origin's limiter, shared by every client of the process with this `maxConnections` (one budget, not one per rank). */
   #limitFor(url: string): LimitFunction {
-    const origin = new URL(url).origin;
-    let limit = this.#limits.get(origin);
+    const key = `${this.options.maxConnections} ${new URL(url).origin}`;
+    let limit = LIMITS.get(key);
     if (limit === undefined) {
       limit = pLimit(this.options.maxConnections);
-      this.#limits.set(origin, limit);
+      LIMITS.set(key, limit);
     }
     return limit;
   }

@@ -13,6 +13,7 @@ import {
 import pLimit from "p-limit";
 import { hfResolvePrefix, isHfId, isHttpCheckpointId, parseHfId, resolveHfUrl } from "./hf-url.js";
 import { HttpClient } from "./http-client.js";
+import { HttpRequestError } from "./http-errors.js";
 import { type HttpOptions, resolveHttpOptions } from "./http-options.js";
 import { HttpReadStream } from "./http-read-stream.js";
 
@@ -133,10 +134,24 @@ export class HttpFileSystem implements FileSystemBase {
 
   /**
    * @inheritDoc
-   * A HEAD: false for 404/410; a redirect to another origin (the Hub's CDN) counts as found.
+   * A HEAD: false for 404/410; a redirect to another origin (the Hub's CDN) counts as found; a
+   * server that refuses HEAD (405/501) is asked for the first byte instead.
    */
   async exists(path: string): Promise<boolean> {
-    return (await this.client.head(this.initPath(path))) !== undefined;
+    const url = this.initPath(path);
+    try {
+      return (await this.client.head(url)) !== undefined;
+    } catch (error) {
+      // A server without HEAD (405/501): the first byte's GET answers instead.
+      if (!(error instanceof HttpRequestError && (error.status === 405 || error.status === 501))) throw error;
+      try {
+        await this.client.probe(url, 1);
+        return true;
+      } catch (probeError) {
+        if (probeError instanceof NotFoundError) return false;
+        throw probeError;
+      }
+    }
   }
 
   /**

@@ -19,7 +19,11 @@ export interface HttpOptions {
    * @default for `hf://` ids, `process.env.HF_TOKEN`; none otherwise
    */
   readonly token?: string;
-  /** Requests in flight per origin (an integer ≥ 1). @default {@link DEFAULT_MAX_CONNECTIONS} (8) */
+  /**
+   * Requests in flight per origin (an integer ≥ 1), shared by every HTTP file system of the
+   * process with the same value (the ranks of one process draw on one budget).
+   * @default {@link DEFAULT_MAX_CONNECTIONS} (8)
+   */
   readonly maxConnections?: number;
   /** Per attempt: no byte for this many milliseconds fails it (and it is retried). @default {@link DEFAULT_TIMEOUT_MS} (30 s) */
   readonly timeoutMs?: number;

@@ -2,7 +2,13 @@
 // registers the http://, https:// and hf:// storage backend (./register.ts) with @dcpjs/core.
 import "./register.js";
 
-export { type FileIdentity, preconditionHeaders } from "./file-identity.js";
+export {
+  type ContentRange,
+  type FileIdentity,
+  identityChange,
+  parseContentRange,
+  preconditionHeaders,
+} from "./file-identity.js";
 export {
   DEFAULT_HF_ENDPOINT,
   type HfLocation,
@@ -11,7 +17,7 @@ export {
   resolveHfUrl,
 } from "./hf-url.js";
 export { HttpClient, MAX_REDIRECTS } from "./http-client.js";
-export { HttpRequestError } from "./http-errors.js";
+export { HttpRequestError, parseRetryAfter } from "./http-errors.js";
 export { HttpFileSystem } from "./http-file-system.js";
 export {
   DEFAULT_MAX_ATTEMPTS,
