@@ -34,6 +34,10 @@ export interface AccessLine {
   readonly etag: string;
   /** `hub` (the cross-origin Hub port) or `main` (everything else). */
   readonly server: "main" | "hub";
+  /** When the response was sent, in seconds since the epoch (ms resolution, `$msec`). */
+  readonly end: number;
+  /** How long the request took, in seconds (`$request_time`): it began at `end − seconds`. */
+  readonly seconds: number;
 }
 
 /** A loopback nginx serving a folder, with the Hub's resolve → CDN redirect. */
@@ -65,6 +69,19 @@ export interface NginxInfo {
   readonly hubUrl: string;
   readonly root: string;
   readonly accessLogPath: string;
+}
+
+/** The most requests the server was answering at once, from access-log lines' start and end times. */
+export function peakConcurrency(lines: readonly AccessLine[]): number {
+  const events = lines.flatMap((l) => [
+    [l.end - l.seconds, 1],
+    [l.end, -1],
+  ]);
+  events.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+  let now = 0;
+  let peak = 0;
+  for (const [, d] of events) peak = Math.max(peak, (now += d!));
+  return peak;
 }
 
 /** Parses the access log at `path` (the JSON lines the generated config writes). */
@@ -109,7 +126,8 @@ http {
   scgi_temp_path ${dir}/tmp/scgi;
   log_format dcpjs escape=json '{"method":"$request_method","uri":"$request_uri","status":$status,'
     '"bytes":$body_bytes_sent,"range":"$http_range","ifMatch":"$http_if_match",'
-    '"ifRange":"$http_if_range","authorization":"$http_authorization","etag":"$sent_http_etag","server":"$dcpjs_server"}';
+    '"ifRange":"$http_if_range","authorization":"$http_authorization","etag":"$sent_http_etag","server":"$dcpjs_server",'
+    '"end":$msec,"seconds":$request_time}';
   access_log ${dir}/access.log dcpjs;
   map $rev $dcpjs_commit {
     "~^[0-9a-f]{40}$" $rev;

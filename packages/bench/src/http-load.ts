@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { isTensor, loadStateDictFromKeys, type StateDict, tensorBytes } from "@dcpjs/core";
 import { HttpStorageReader } from "@dcpjs/http";
 import pLimit from "p-limit";
-import { readAccessLog, startNginx } from "../../../test/support/nginx-server.js";
+import { peakConcurrency, readAccessLog, startNginx } from "../../../test/support/nginx-server.js";
 import { type Row, report, timed } from "./report.js";
 import { runPython, torchVenvPython } from "./system.js";
 
@@ -195,23 +195,44 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
     );
     // The sides take turns in every repetition, so that a busy machine slows them alike.
     const best = { dcpjs: Infinity, fetch: Infinity, nodeHttp: Infinity, curl: Infinity };
+    const peak = { dcpjs: 0, fetch: 0 };
+    const during = async (fn: () => Promise<number>) => {
+      const before = (await readAccessLog(nginx.accessLogPath)).length;
+      const seconds = await fn();
+      return { seconds, peak: peakConcurrency((await readAccessLog(nginx.accessLogPath)).slice(before)) };
+    };
     for (let rep = 0; rep < p.reps; rep++) {
-      const dcpjs = await timed(async () => {
-        const sd = (await loadStateDictFromKeys({
-          checkpointId: base,
-          storageReader: reader(),
-        })) as StateDict;
-        tensorBytesLoaded = bytesOf(sd);
-      });
-      best.dcpjs = Math.min(best.dcpjs, dcpjs);
-      best.fetch = Math.min(best.fetch, await fetchAll(base, shards, p.connections, rangeBytes));
+      const dcpjs = await during(() =>
+        timed(async () => {
+          const sd = (await loadStateDictFromKeys({
+            checkpointId: base,
+            storageReader: reader(),
+          })) as StateDict;
+          tensorBytesLoaded = bytesOf(sd);
+        }),
+      );
+      best.dcpjs = Math.min(best.dcpjs, dcpjs.seconds);
+      peak.dcpjs = Math.max(peak.dcpjs, dcpjs.peak);
+      const raw = await during(() => fetchAll(base, shards, p.connections, rangeBytes));
+      best.fetch = Math.min(best.fetch, raw.seconds);
+      peak.fetch = Math.max(peak.fetch, raw.peak);
       best.nodeHttp = Math.min(best.nodeHttp, await nodeHttpAll(base, shards, p.connections, rangeBytes));
       if (hasCurl) best.curl = Math.min(best.curl, await curlAll(base, shards, p.connections, rangeBytes));
     }
     const [dcpjsSeconds, fetchSeconds, nodeHttpSeconds] = [best.dcpjs, best.fetch, best.nodeHttp];
     const curlSeconds = hasCurl ? best.curl : undefined;
-    rows.push({ name: "dcpjs load (every tensor)", bytes: tensorBytesLoaded, seconds: dcpjsSeconds });
-    rows.push({ name: `fetch, ${p.connections} ranged GETs in flight`, bytes: total, seconds: fetchSeconds });
+    rows.push({
+      name: "dcpjs load (every tensor)",
+      bytes: tensorBytesLoaded,
+      seconds: dcpjsSeconds,
+      extra: { "peak in flight": peak.dcpjs },
+    });
+    rows.push({
+      name: `fetch, ${p.connections} ranged GETs in flight`,
+      bytes: total,
+      seconds: fetchSeconds,
+      extra: { "peak in flight": peak.fetch },
+    });
     rows.push({
       name: `node:http, ${p.connections} ranged GETs in flight`,
       bytes: total,
@@ -264,6 +285,7 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
         "throughputs count each side's payload: dcpjs the tensor bytes it loaded, the baselines the whole files (headers included)",
         "curl writes to /dev/null from its own process (no copy into a JS heap): the ceiling of nginx and loopback, not a like-for-like client",
         `nginx ${nginx.url} on loopback, ${p.connections} connections for every side; the page cache is warm after the first pass`,
+        "peak in flight: the most requests nginx was answering at once (its access log's $msec and $request_time)",
       ],
     );
   } finally {
