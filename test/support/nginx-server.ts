@@ -80,7 +80,10 @@ export function peakConcurrency(lines: readonly AccessLine[]): number {
   events.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
   let now = 0;
   let peak = 0;
-  for (const [, d] of events) peak = Math.max(peak, (now += d!));
+  for (const [, d] of events) {
+    now += d!;
+    peak = Math.max(peak, now);
+  }
   return peak;
 }
 
