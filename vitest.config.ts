@@ -20,9 +20,14 @@ export default defineConfig({
         },
       },
       {
-        // The HTTP backend against loopback servers the tests start themselves.
+        // The HTTP backend against loopback servers: Debian's nginx serving the fixtures (started once
+        // by the global setup), and servers the tests start themselves.
         extends: true,
-        test: { name: "http", include: ["test/http/**/*.test.ts"] },
+        test: {
+          name: "http",
+          include: ["test/http/**/*.test.ts"],
+          globalSetup: ["test/support/http-global-setup.ts"],
+        },
       },
       {
         // Everything that needs real services (an S3 server, Redis): started once by the global setup.

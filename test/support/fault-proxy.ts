@@ -19,6 +19,11 @@ import type { AddressInfo, Socket } from "node:net";
  *   the client is still sending; a request without a body is reset before any response;
  * - `reset-after`: forwards, sends the whole response, then RST (a keep-alive connection the
  *   server drops abruptly right after answering).
+ * Not in {@link FAULTS} either, for plain HTTP servers (in {@link HTTP_FAULTS}):
+ * - `503-retry-after`: answers 503 with a `Retry-After` header (seconds, see
+ *   {@link FaultProxyOptions.retryAfterSeconds}) without forwarding, as a CDN asking to back off;
+ * - `ignore-range`: forwards a ranged GET without its `Range` and `If-Range` headers, so the
+ *   server answers 200 with the whole file (a server that ignores Range).
  */
 export type Fault =
   | "500"
@@ -32,7 +37,9 @@ export type Fault =
   | "flip"
   | "stall"
   | "reset-mid-request"
-  | "reset-after";
+  | "reset-after"
+  | "503-retry-after"
+  | "ignore-range";
 
 /** Every fault kind. */
 export const FAULTS: readonly Fault[] = [
@@ -47,6 +54,15 @@ export const FAULTS: readonly Fault[] = [
   "flip",
   "stall",
 ];
+
+/** Every fault kind a plain HTTP server's reader must survive: {@link FAULTS}, a 503 with Retry-After, and a server that ignores Range. */
+export const HTTP_FAULTS: readonly Fault[] = [...FAULTS, "503-retry-after", "ignore-range"];
+
+/** Options of {@link startFaultProxy}. */
+export interface FaultProxyOptions {
+  /** The `Retry-After` of the `503-retry-after` fault, in seconds; default 1. */
+  readonly retryAfterSeconds?: number;
+}
 
 const BODY_FAULTS = new Set<Fault>(["reset-mid", "truncate", "short", "long", "flip"]);
 
@@ -72,11 +88,13 @@ export interface FaultProxy {
 
 /**
  * Starts a fault-injecting proxy on 127.0.0.1 in front of `target` (an `http://host:port` S3
- * endpoint). Requests are forwarded unchanged (the Host header too, so SigV4 signatures hold).
+ * endpoint or plain HTTP server). Requests are forwarded unchanged (the Host header too, so SigV4
+ * signatures hold).
  *
  * @param target - the real server's endpoint.
+ * @param options - see {@link FaultProxyOptions}.
  */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
+export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const upstream = new URL(target);
   let decide: (req: ProxiedRequest) => Fault | undefined = () => undefined;
   const stats: FaultProxy["stats"] = { requests: 0, faults: {} };
@@ -89,7 +107,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       req.on("error", () => resolve());
     });
 
-  const forward = (req: IncomingMessage) =>
+  const forward = (req: IncomingMessage, headers: IncomingMessage["headers"] = req.headers) =>
     new Promise<{ status: number; headers: IncomingMessage["headers"]; body: Buffer }>((resolve, reject) => {
       const out = request(
         {
@@ -97,7 +115,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           port: upstream.port,
           method: req.method,
           path: req.url,
-          headers: req.headers,
+          headers,
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -152,6 +170,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       res.end(xml);
       return;
     }
+    if (fault === "503-retry-after") {
+      count();
+      await drain(req);
+      res.writeHead(503, {
+        "retry-after": String(options.retryAfterSeconds ?? 1),
+        "content-type": "text/plain",
+        "content-length": "8",
+      });
+      res.end("injected");
+      return;
+    }
     if (fault === "reset-before") {
       count();
       await drain(req);
@@ -159,8 +188,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return;
     }
     let answer: Awaited<ReturnType<typeof forward>>;
+    const ignoreRange = fault === "ignore-range" && req.method === "GET" && req.headers.range !== undefined;
+    if (ignoreRange) count();
     try {
-      answer = await forward(req);
+      if (ignoreRange) {
+        const { range: _, "if-range": __, ...rest } = req.headers;
+        answer = await forward(req, rest);
+      } else answer = await forward(req);
     } catch {
       req.socket.destroy();
       return;

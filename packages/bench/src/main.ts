@@ -4,6 +4,7 @@ import { positiveInt } from "@dcpjs/demo-kit";
 import { Command } from "commander";
 import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
+import { httpLoad } from "./http-load.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
@@ -155,5 +156,38 @@ program
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .action((o) => formats(o.tensors, o.tensorMib, o.small, o.reps, o.dir));
+
+program
+  .command("http-load")
+  .description(
+    "a Hub-like sharded safetensors repository on a loopback nginx: dcpjs's HTTP load vs fetch and curl with as many connections, and the bytes a 10% partial load fetches",
+  )
+  .option("--size <mib>", "MiB of safetensors shards", positiveInt, 1024)
+  .option("--shards <n>", "shard files", positiveInt, 4)
+  .option("--tensors <n>", "tensors", positiveInt, 64)
+  .option(
+    "--connections <n>",
+    "connections in flight (dcpjs's maxConnections and the baselines')",
+    positiveInt,
+    8,
+  )
+  .option("--range-mib <n>", "ranged-GET size of the fetch and curl baselines, MiB", positiveInt, 16)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option(
+    "--dir <dir>",
+    "scratch folder (the generated repository is kept there)",
+    join(tmpdir(), "dcpjs-bench"),
+  )
+  .action((o) =>
+    httpLoad({
+      sizeMib: o.size,
+      shards: o.shards,
+      tensors: o.tensors,
+      connections: o.connections,
+      rangeMib: o.rangeMib,
+      reps: o.reps,
+      dir: o.dir,
+    }),
+  );
 
 await program.parseAsync();

