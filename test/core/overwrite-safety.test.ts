@@ -17,15 +17,13 @@ import {
   type CreateStreamOptions,
   type FileReadStream,
   type FileWriteStream,
-  isSaveLeaseFile,
   type LoadPlan,
   type LoadPlanner,
   SAVE_LEASE_EXPIRY_MS,
-  saveTagOf,
   type WriteResult,
 } from "@dcpjs/core/extend";
 import { collectGarbage } from "@dcpjs/core/ops";
-import { saveLeaseFile } from "@dcpjs/core/testing";
+import { isSaveLeaseFile, saveLeaseFile, saveTagOf } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";

@@ -12,9 +12,10 @@ import {
   tensor,
   tensorBytes,
 } from "@dcpjs/core";
-import { computeChecksum, METADATA_FILE } from "@dcpjs/core/extend";
+import { METADATA_FILE } from "@dcpjs/core/extend";
 import {
   checksumOnWorker,
+  computeChecksum,
   copyOnWorker,
   decodeMetadata,
   keepStaging,

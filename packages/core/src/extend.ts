@@ -2,7 +2,6 @@
 // process group is written against, and the pieces the other dcpjs packages share. A training
 // program needs only "@dcpjs/core". One `export … from` per module, in module order.
 
-export { isDamagedMetadataError } from "./checkpoints.js";
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted } from "./errors.js";
 export type {
@@ -15,19 +14,9 @@ export type {
   CheckpointWriteOptions,
   CheckpointWriteSummary,
 } from "./formats/checkpoint-format.js";
-export {
-  checkpointFormatNamed,
-  checkpointFormats,
-  registerCheckpointFormat,
-} from "./formats/checkpoint-formats.js";
+export { checkpointFormats, registerCheckpointFormat } from "./formats/checkpoint-formats.js";
 export { decodeCheckpointMetadata } from "./formats/checkpoint-metadata.js";
-export {
-  type ChecksumAlgorithm,
-  checksumName,
-  computeChecksum,
-  type ItemChecksum,
-  itemChecksum,
-} from "./formats/checksum.js";
+export type { ChecksumAlgorithm, ItemChecksum } from "./formats/checksum.js";
 export type { FramedItem, ItemExpectation, ItemFormat } from "./formats/item-format.js";
 export { registerItemFormat } from "./formats/item-formats.js";
 export { type MetadataLimits, validateMetadata } from "./formats/validate-metadata.js";
@@ -64,23 +53,12 @@ export type {
   RenameOptions,
   StreamMode,
 } from "./storage/filesystem-base.js";
-export {
-  isDataFile,
-  isMetadataTmpFile,
-  isSaveLeaseFile,
-  METADATA_FILE,
-  metadataTmpFile,
-  rankFilePrefix,
-  SAVE_LEASE_EXPIRY_MS,
-  saveTagOf,
-} from "./storage/layout.js";
+export { METADATA_FILE, rankFilePrefix, SAVE_LEASE_EXPIRY_MS } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
 export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";
-export { readWholeFile } from "./storage/read-whole-file.js";
 export {
   type BackendFileSystemOptions,
-  backendFileSystem,
   type CleanupUploadsOptions,
   registerStorageBackend,
   type StorageBackend,
@@ -89,5 +67,4 @@ export {
   unregisterStorageBackend,
 } from "./storage/registry.js";
 export type { StorageReader, StorageSetUp, StorageWriter } from "./storage/storage.js";
-export { type WriteWholeFileOptions, writeWholeFile } from "./storage/write-whole-file.js";
 export { assertIntegerInRange, assertReadRange } from "./validate.js";

@@ -5,7 +5,7 @@
 // only, which vitest, `tsc -p test` and `pnpm bench` set. Nothing here is a promise. One
 // `export … from` per module, in module order.
 
-export { CHECKSUM_BLOCK_BYTES, runningChecksums } from "./formats/checksum.js";
+export { CHECKSUM_BLOCK_BYTES, computeChecksum, runningChecksums } from "./formats/checksum.js";
 export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
 export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensors/header.js";
 export { encodeTorchMetadata } from "./formats/torch/torch-write.js";
@@ -20,7 +20,7 @@ export {
   validateGlobalPlan,
 } from "./plan/save-planner.js";
 export { splitBySizeAndType } from "./storage/filesystem-writer.js";
-export { saveLeaseFile } from "./storage/layout.js";
+export { isSaveLeaseFile, saveLeaseFile, saveTagOf } from "./storage/layout.js";
 export { readCheckpointMetadata } from "./storage/read-checkpoint-metadata.js";
 export {
   DEFAULT_READ_CAPABILITIES,
@@ -51,3 +51,4 @@ export {
   workerTasksRun,
   workerThreadsRunning,
 } from "./storage/worker-pool.js";
+export { writeWholeFile } from "./storage/write-whole-file.js";
