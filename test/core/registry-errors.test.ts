@@ -40,4 +40,14 @@ describe("a checkpoint id its registered backend refuses says what is wrong with
       "Expected mem://…, got mem:// (the mem backend does not take it)",
     );
   });
+
+  it.each(["https://example.org/ckpt", "http://127.0.0.1:9/ckpt", "hf://org/model"])(
+    "%s without @dcpjs/http imported: says to install and import it",
+    async (id) => {
+      await expect(load({ w: emptyTensor("float32", [1]) }, { checkpointId: id })).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        message: expect.stringContaining('install @dcpjs/http and import it once (import "@dcpjs/http")'),
+      });
+    },
+  );
 });

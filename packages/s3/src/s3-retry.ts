@@ -1,6 +1,6 @@
 // How the S3 backend tries an operation again: the one retry policy (core's `retry`), with the
-// backend's backoff and an abort that rejects as the library's `ABORTED`.
-import { type RetryOptions, retry, throwIfAborted } from "@dcpjs/core/extend";
+// backend's backoff.
+import { type RetryOptions, retry } from "@dcpjs/core/extend";
 
 /** The first pause between two attempts of an S3 operation, before jitter (ms); it doubles per attempt. */
 export const S3_RETRY_MIN_DELAY_MS = 50;
@@ -22,15 +22,9 @@ export async function retryS3<T>(
   operation: (attempt: number) => Promise<T>,
   options: RetryOptions,
 ): Promise<T> {
-  try {
-    return await retry(operation, {
-      minDelayMs: S3_RETRY_MIN_DELAY_MS,
-      maxDelayMs: S3_RETRY_MAX_DELAY_MS,
-      ...options,
-    });
-  } catch (error) {
-    const { signal } = options;
-    if (signal?.aborted && error === signal.reason) throwIfAborted(signal);
-    throw error;
-  }
+  return retry(operation, {
+    minDelayMs: S3_RETRY_MIN_DELAY_MS,
+    maxDelayMs: S3_RETRY_MAX_DELAY_MS,
+    ...options,
+  });
 }

@@ -121,10 +121,11 @@ export class FileSystemReader implements StorageReader {
 
   /**
    * @inheritDoc
-   * Without `.metadata`, a folder of `*.safetensors` files is read as a checkpoint (see
-   * `readSafetensorsMetadata`: Hugging Face's layout, as DCP's `HuggingFaceStorageReader`).
-   * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when there is neither `.metadata` (the
-   * save never committed) nor a safetensors file; {@link MetadataError} when it is malformed.
+   * Asks each registered checkpoint format in turn ({@link readCheckpointMetadata}): a committed
+   * `.metadata` (dcpjs or PyTorch DCP), else PyTorch's per-rank `__{rank}.metadata` files, else a
+   * folder of `*.safetensors` files (Hugging Face's layout, as DCP's `HuggingFaceStorageReader`).
+   * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` when no format finds its metadata (the
+   * save never committed, or the path is wrong); {@link MetadataError} when it is malformed.
    */
   async readMetadata(signal?: AbortSignal): Promise<Metadata> {
     this.#committed = undefined;
@@ -182,7 +183,7 @@ export class FileSystemReader implements StorageReader {
   /**
    * @inheritDoc
    * The reads follow {@link scheduleReads} with the backend's `ReadCapabilities`; each file is
-   * opened with its item ranges (`createStream(path, "rb", { ranges })`) and read by one
+   * opened with its runs (`createStream(path, "rb", { runs })`) and read by one
    * {@link readRuns} pipeline; each verified payload is delivered ({@link deliverPayload}).
    * @throws {@link ChecksumMismatchError} naming the fqn when an item's CRC-32 (or CRC-32C) differs;
    * {@link CheckpointError} `TRUNCATED` when a data file is shorter than recorded; `NOT_FOUND`

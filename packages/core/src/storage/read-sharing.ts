@@ -13,11 +13,9 @@ export interface CommittedPlanData {
 }
 
 /**
- * A rank's local plan tagged for the coordinator: with this process ({@link PROCESS_ID}) where
- * the backend's streams may skip ranges (so ranks of one process may share saved chunks), and
- * with the committed checkpoint the rank read; the plan itself when there is nothing to add.
+ * A rank's local plan tagged for the coordinator: with this process ({@link PROCESS_ID}), so ranks
+ * of one process may share saved chunks, and with the committed checkpoint the rank read.
  * @param plan - the rank's local plan.
- * @param skipsRanges - the backend's `readCapabilities.skipsRanges`.
  * @param committed - which committed `.metadata` the rank read, if known.
  */
 export function tagLocalPlan(plan: LoadPlan, committed: string | undefined): LoadPlan {

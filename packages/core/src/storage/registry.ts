@@ -119,7 +119,12 @@ export interface StorageBackend<
 }
 
 /** Packages known to provide a scheme, named in the error when none is registered for it. */
-const KNOWN_PACKAGES: Readonly<Record<string, string>> = { s3: "@dcpjs/s3" };
+const KNOWN_PACKAGES: Readonly<Record<string, string>> = {
+  s3: "@dcpjs/s3",
+  http: "@dcpjs/http",
+  https: "@dcpjs/http",
+  hf: "@dcpjs/http",
+};
 
 const localFileSystem = new LocalFileSystem();
 
