@@ -75,6 +75,16 @@ export {
   saveTagOf,
 } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
+export {
+  CACHE_LOCK_STALE_MS,
+  type CachedFileVersion,
+  DEFAULT_CACHE_BLOCK_BYTES,
+  DEFAULT_CACHE_MAX_BYTES,
+  ReadCache,
+  type ReadCacheOptions,
+  type ReadCacheStats,
+} from "./storage/read-cache.js";
+export { BLOCKS_IN_FLIGHT, type CachedReadSource, CachedReadStream } from "./storage/read-cache-stream.js";
 export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";
 export { readWholeFile } from "./storage/read-whole-file.js";
