@@ -28,7 +28,10 @@ export function addVerifyCommand(program: Command): void {
     .argument("<path>", "the checkpoint: a folder, s3://, http(s):// or hf:// URI (any format dcpjs reads)")
     .option("--json", "print JSON")
     .option("--no-progress", "do not draw a progress bar")
-    .option("--cache-dir <dir>", "read a remote checkpoint (s3://, http(s)://, hf://) through this machine-local cache folder")
+    .option(
+      "--cache-dir <dir>",
+      "read a remote checkpoint (s3://, http(s)://, hf://) through this machine-local cache folder",
+    )
     .option("--entries", "print every entry and what checked it")
     .addHelpText(
       "after",
