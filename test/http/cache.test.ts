@@ -2,7 +2,7 @@ import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { load, save } from "@dcpjs/core";
 import { ReadCache } from "@dcpjs/core/extend";
-import { verifyCheckpoint } from "@dcpjs/core/ops";
+import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { cacheIdOf, HttpFileSystem, HttpStorageReader } from "@dcpjs/http";
 import { afterEach, describe, expect, it } from "vitest";
 import { spawnTs } from "../support/child.js";
@@ -80,6 +80,22 @@ describe("the HTTP read cache (cacheDir)", () => {
     expect(report.damaged).toEqual([]);
     expect(report.checked).toBe(17);
     expect(gets(server)).toEqual([]);
+  });
+
+  it("dcp cp --cache-dir: a second copy of an http:// checkpoint reads every byte from the cache", async () => {
+    const root = await savedCheckpoint(1);
+    const server = await serve({ root });
+    const cacheDir = await tempDir();
+    const url = `${server.origin}/ckpt`;
+    await copyCheckpoint(url, join(await tempDir(), "one"), { cacheDir });
+    expect(gets(server).length).toBeGreaterThan(0);
+    server.requests.length = 0;
+    const dst = join(await tempDir(), "two");
+    await copyCheckpoint(url, dst, { cacheDir });
+    expect(gets(server)).toEqual([]);
+    const sd = seededTarget();
+    await load(sd, { checkpointId: dst });
+    expect(whichSeed(sd, [1])).toBe(1);
   });
 
   it("a file replaced at the server (a new ETag) is fetched again, never served stale", async () => {
