@@ -55,6 +55,16 @@ export type {
 } from "./storage/filesystem-base.js";
 export { METADATA_FILE, rankFilePrefix, SAVE_LEASE_EXPIRY_MS } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
+export {
+  CACHE_LOCK_STALE_MS,
+  type CachedFileVersion,
+  DEFAULT_CACHE_BLOCK_BYTES,
+  DEFAULT_CACHE_MAX_BYTES,
+  ReadCache,
+  type ReadCacheOptions,
+  type ReadCacheStats,
+} from "./storage/read-cache.js";
+export { BLOCKS_IN_FLIGHT, type CachedReadSource, CachedReadStream } from "./storage/read-cache-stream.js";
 export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";
 export {

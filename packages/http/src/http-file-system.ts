@@ -6,12 +6,14 @@ import {
   type FileReadStream,
   type FileSystemBase,
   type FileWriteStream,
+  ReadCache,
   type ReadCapabilities,
   type StreamMode,
   throwIfAborted,
 } from "@dcpjs/core/extend";
 import pLimit from "p-limit";
 import { hfResolvePrefix, isHfId, isHttpCheckpointId, parseHfId, resolveHfUrl } from "./hf-url.js";
+import { HttpCachedReadStream } from "./http-cached-read-stream.js";
 import { HttpClient } from "./http-client.js";
 import { HttpRequestError } from "./http-errors.js";
 import { type HttpOptions, resolveHttpOptions } from "./http-options.js";
@@ -46,19 +48,25 @@ function readOnly(what: string, path: string): CheckpointError {
 export class HttpFileSystem implements FileSystemBase {
   /** The requests, pinned identities and revisions of this file system. */
   readonly client: HttpClient;
+  /** The machine-local read cache `rb` streams read through ({@link HttpOptions.cacheDir}), if any. */
+  readonly readCache: ReadCache | undefined;
 
   /**
    * @param options - see {@link HttpOptions}.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an option out of range.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an option out of range, or a `cacheDir`
+   * that is a file (see core's `ReadCache`).
    */
   constructor(options: HttpOptions = {}) {
     this.client = new HttpClient(resolveHttpOptions(options));
+    this.readCache =
+      options.readCache ??
+      (options.cacheDir !== undefined ? new ReadCache({ dir: options.cacheDir }) : undefined);
   }
 
   /**
    * @inheritDoc
    * `rb`: an {@link HttpReadStream} (requests are lazy: a missing file fails on its first read or
-   * size, with {@link NotFoundError}).
+   * size, with {@link NotFoundError}); with a read cache, an {@link HttpCachedReadStream}.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for `wb` (read-only) or another mode.
    */
   async createStream(path: string, mode: "wb", options?: CreateStreamOptions): Promise<FileWriteStream>;
@@ -69,7 +77,7 @@ export class HttpFileSystem implements FileSystemBase {
     options?: CreateStreamOptions,
   ): Promise<FileWriteStream | FileReadStream> {
     throwIfAborted(options?.signal);
-    if (mode === "rb") return new HttpReadStream(this.client, this.initPath(path), options?.signal);
+    if (mode === "rb") return this.#reader(this.initPath(path), options?.signal);
     if (mode === "wb") throw readOnly("write", path);
     throw new CheckpointError("INVALID_ARGUMENT", `Expected mode rb, got ${JSON.stringify(mode)}`);
   }
@@ -79,9 +87,15 @@ export class HttpFileSystem implements FileSystemBase {
    * Neighbouring small items coalesced (a disk's defaults), runs split into 8 MiB pieces (AWS's
    * ranged-GET guidance), `maxConnections` pieces of a file in flight, scatter reads (one GET
    * into several destinations), and `maxAttempts − 1` rereads of a run whose bytes failed their
-   * checksum (damage in transit).
+   * checksum (damage in transit). With a read cache, pieces of one cache block, as S3's cached reads.
    */
   get readCapabilities(): Partial<ReadCapabilities> {
+    if (this.readCache)
+      return {
+        pieceBytes: this.readCache.blockBytes,
+        piecesInFlight: this.client.options.maxConnections,
+        rereadsOnMismatch: this.client.options.maxAttempts - 1,
+      };
     return {
       pieceBytes: 8 * 1024 * 1024,
       piecesInFlight: this.client.options.maxConnections,
@@ -266,7 +280,7 @@ export class HttpFileSystem implements FileSystemBase {
 
   /** A small file's bytes, or undefined when it does not exist. */
   async #readOptional(url: string, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
-    const stream = new HttpReadStream(this.client, url, signal);
+    const stream = this.#reader(url, signal);
     try {
       return await stream.read(0, await stream.size(signal), signal);
     } catch (error) {
@@ -275,6 +289,13 @@ export class HttpFileSystem implements FileSystemBase {
     } finally {
       await stream.close();
     }
+  }
+
+  /** A read stream over `url`: through the read cache when there is one. */
+  #reader(url: string, signal: AbortSignal | undefined): FileReadStream {
+    return this.readCache
+      ? new HttpCachedReadStream(this.client, url, this.readCache, signal)
+      : new HttpReadStream(this.client, url, signal);
   }
 
   /** @inheritDoc True for an `http://` or `https://` URL with a host, or a well-formed `hf://` id. */

@@ -1,4 +1,4 @@
-import { assertIntegerInRange } from "@dcpjs/core/extend";
+import { assertIntegerInRange, type ReadCache } from "@dcpjs/core/extend";
 
 /** Requests in flight per origin, unless {@link HttpOptions.maxConnections} says otherwise. */
 export const DEFAULT_MAX_CONNECTIONS = 8;
@@ -43,6 +43,16 @@ export interface HttpOptions {
    * @default `process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })`
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * A machine-local read cache folder (core's `ReadCache`, the folder S3's `cacheDir` uses too):
+   * ranks and processes on one machine that read the same files fetch each 8 MiB block once, and
+   * a second load is served from disk. Blocks are keyed by the URL without its query string (for
+   * `hf://`, the Hub's URL at the pinned commit) and the file's pinned identity (ETag, else
+   * Last-Modified) and size: a replaced file misses, never mixes bytes. @default no cache
+   */
+  readonly cacheDir?: string;
+  /** A read cache to share (its stats, its bounds); overrides `cacheDir`. @default one in `cacheDir`, if given */
+  readonly readCache?: ReadCache;
 }
 
 /** {@link HttpOptions} with every default filled in. */

@@ -1,4 +1,5 @@
 import { CheckpointError, FileSystemReader, type ProgressCallback } from "@dcpjs/core";
+import type { ReadCache } from "@dcpjs/core/extend";
 import { isHttpCheckpointId } from "./hf-url.js";
 import { HttpFileSystem } from "./http-file-system.js";
 import type { HttpOptions } from "./http-options.js";
@@ -35,6 +36,11 @@ export class HttpStorageReader extends FileSystemReader {
       ...(threadCount !== undefined ? { threadCount } : {}),
       ...(onProgress ? { onProgress } : {}),
     });
+  }
+
+  /** The machine-local read cache (`cacheDir`), if any. */
+  get readCache(): ReadCache | undefined {
+    return (this.fs as HttpFileSystem).readCache;
   }
 
   /**

@@ -16,6 +16,7 @@ export {
   parseHfId,
   resolveHfUrl,
 } from "./hf-url.js";
+export { cacheIdOf, HttpCachedReadStream } from "./http-cached-read-stream.js";
 export { HttpClient, MAX_REDIRECTS } from "./http-client.js";
 export { HttpRequestError, parseRetryAfter } from "./http-errors.js";
 export { HttpFileSystem } from "./http-file-system.js";

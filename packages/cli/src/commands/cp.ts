@@ -47,7 +47,10 @@ export function addCopyCommand(program: Command): void {
     )
     .argument("<dst>", "the destination folder or s3:// prefix")
     .option("--concurrency <n>", "ranged reads in flight, over all files (8 MiB each)", positiveInt, 8)
-    .option("--cache-dir <dir>", "read an s3:// source through this machine-local cache folder")
+    .option(
+      "--cache-dir <dir>",
+      "read a remote source (s3://, http(s)://, hf://) through this machine-local cache folder",
+    )
     .option("--json", "print JSON")
     .option("--no-progress", "do not draw a progress bar")
     .addHelpText(

@@ -45,7 +45,7 @@ export function addInspectCommand(program: Command): void {
   program
     .command("inspect")
     .description("list a checkpoint's entries (fqn, dtype, global shape, chunks, bytes) and totals")
-    .argument("<path>", "the checkpoint folder or s3:// URI")
+    .argument("<path>", "the checkpoint: a folder, s3://, http(s):// or hf:// URI")
     .option("--json", "print JSON instead of a table")
     .action(async (path: string, opts: { json?: boolean }) => {
       const report = await inspectCheckpoint(path);

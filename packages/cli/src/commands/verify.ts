@@ -25,10 +25,13 @@ export function addVerifyCommand(program: Command): void {
   program
     .command("verify")
     .description("read every item of a checkpoint and check its length and checksum (exit 1 on damage)")
-    .argument("<path>", "the checkpoint: a folder or s3:// URI (any format dcpjs reads)")
+    .argument("<path>", "the checkpoint: a folder, s3://, http(s):// or hf:// URI (any format dcpjs reads)")
     .option("--json", "print JSON")
     .option("--no-progress", "do not draw a progress bar")
-    .option("--cache-dir <dir>", "read an s3:// checkpoint through this machine-local cache folder")
+    .option(
+      "--cache-dir <dir>",
+      "read a remote checkpoint (s3://, http(s)://, hf://) through this machine-local cache folder",
+    )
     .option("--entries", "print every entry and what checked it")
     .addHelpText(
       "after",
