@@ -252,3 +252,199 @@ function stridesBytes(shape: readonly number[], elementBytes: number): number[] 
   }
   return strides;
 }
+
+/**
+ * The dimension a sweep over `boxes` sorts by: the one along which consecutive boxes' starts
+ * change most often (the sharded one), the first on ties. Along it, a box is compared only with
+ * boxes whose span there overlaps its own — with all of them when they share every start there
+ * (a sweep along an unsharded dimension would compare every pair).
+ *
+ * @param boxes - boxes of `ndim` dimensions each.
+ * @param ndim - their number of dimensions, ≥ 1.
+ * @returns the dimension, in `[0, ndim)`.
+ */
+export function sweepDimension(boxes: readonly Box[], ndim: number): number {
+  if (ndim <= 1) return 0;
+  let best = 0;
+  let bestChanges = -1;
+  for (let d = 0; d < ndim; d++) {
+    let changes = 0;
+    for (let i = 1; i < boxes.length; i++) if (boxes[i]!.offsets[d] !== boxes[i - 1]!.offsets[d]) changes++;
+    if (changes > bestChanges) {
+      best = d;
+      bestChanges = changes;
+    }
+  }
+  return best;
+}
+
+/**
+ * Whether every box has `ndim` offsets and sizes and finite numbers along `dim`: what
+ * {@link overlappingPairs} and {@link BoxIndex} need to give the same answers as comparing every
+ * pair with {@link boxesOverlap}.
+ */
+function sweepable(boxes: readonly Box[], ndim: number, dim: number): boolean {
+  for (const b of boxes) {
+    if (b.offsets.length !== ndim || b.sizes.length !== ndim) return false;
+    if (!Number.isFinite(b.offsets[dim]) || !Number.isFinite(b.sizes[dim])) return false;
+  }
+  return true;
+}
+
+/** Positions `0..n-1` sorted by `key` (ties by position), as a typed array. */
+function sortedPositions(n: number, key: Float64Array): Uint32Array {
+  const order = new Uint32Array(n);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    order[i] = i;
+    if (i > 0 && key[i]! < key[i - 1]!) sorted = false;
+  }
+  if (!sorted) order.sort((a, b) => key[a]! - key[b]! || a - b);
+  return order;
+}
+
+/**
+ * Every pair of overlapping boxes (by {@link boxesOverlap}), found by a sweep along one dimension
+ * ({@link sweepDimension}) instead of comparing every pair — as DCP 2.13's `_validate_global_plan`.
+ * Boxes whose offsets or sizes have another number of dimensions than `ndim`, or that are not
+ * finite along the sweep, are compared pairwise, as before.
+ *
+ * @param boxes - the boxes (a tensor's chunks).
+ * @param ndim - the tensor's number of dimensions.
+ * @returns the pairs `[i, j]` with `i < j`, sorted by `i` then `j` (the order a pairwise loop finds them).
+ */
+export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, number][] {
+  const pairs: [number, number][] = [];
+  const n = boxes.length;
+  const dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
+  if (ndim === 0 || !sweepable(boxes, ndim, dim)) {
+    for (let i = 0; i < n; i++)
+      for (let j = i + 1; j < n; j++) if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push([i, j]);
+    return pairs;
+  }
+  const start = new Float64Array(n);
+  const end = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    start[i] = boxes[i]!.offsets[dim]!;
+    end[i] = start[i]! + boxes[i]!.sizes[dim]!;
+  }
+  const order = sortedPositions(n, start);
+  // Two boxes overlap along `dim` only when the later-starting one starts before the other ends.
+  for (let p = 0; p < n; p++) {
+    const i = order[p]!;
+    for (let q = p + 1; q < n && start[order[q]!]! < end[i]!; q++) {
+      const j = order[q]!;
+      if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push(i < j ? [i, j] : [j, i]);
+    }
+  }
+  return pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/**
+ * The saved boxes of one tensor, indexed to find those a box meets without scanning all of them
+ * (as DCP 2.13's `create_read_items_for_chunk_list` sweeps instead of comparing every pair): their
+ * starts along one dimension sorted, with the running maximum of their ends. Built once per
+ * tensor, in O(n log n), or O(n) when the boxes come sorted (as a save's chunks do).
+ */
+export class BoxIndex {
+  readonly #boxes: readonly Box[];
+  readonly #count: number;
+  readonly #ndim: number;
+  readonly #dim: number;
+  readonly #order: Uint32Array | undefined;
+  readonly #start: Float64Array;
+  readonly #maxEnd: Float64Array;
+
+  /**
+   * @param boxes - the saved boxes (read, not copied: they must not change while the index is used).
+   * @param ndim - their tensor's number of dimensions.
+   */
+  constructor(boxes: readonly Box[], ndim: number) {
+    this.#boxes = boxes;
+    this.#ndim = ndim;
+    const n = boxes.length;
+    this.#count = n;
+    this.#dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
+    if (ndim === 0 || !sweepable(boxes, ndim, this.#dim)) {
+      this.#start = new Float64Array(0);
+      this.#maxEnd = new Float64Array(0);
+      return; // scanned, as before
+    }
+    const start = new Float64Array(n);
+    for (let i = 0; i < n; i++) start[i] = boxes[i]!.offsets[this.#dim]!;
+    const order = sortedPositions(n, start);
+    this.#order = order;
+    this.#start = new Float64Array(n);
+    this.#maxEnd = new Float64Array(n);
+    let maxEnd = Number.NEGATIVE_INFINITY;
+    for (let p = 0; p < n; p++) {
+      const b = boxes[order[p]!]!;
+      this.#start[p] = b.offsets[this.#dim]!;
+      maxEnd = Math.max(maxEnd, b.offsets[this.#dim]! + b.sizes[this.#dim]!);
+      this.#maxEnd[p] = maxEnd;
+    }
+  }
+
+  /** How many boxes the index holds: the boxes' count when it was built. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /**
+   * The positions of the boxes that overlap `box` (by {@link boxesOverlap}), ascending: the same
+   * as testing every box in order.
+   *
+   * @param box - the box sought, of the index's number of dimensions.
+   */
+  overlapping(box: Box): number[] {
+    const found: number[] = [];
+    const boxes = this.#boxes;
+    const order = this.#order;
+    const dim = this.#dim;
+    const lo = box.offsets[dim];
+    const hi = lo === undefined ? undefined : lo + box.sizes[dim]!;
+    if (
+      order === undefined ||
+      box.offsets.length !== this.#ndim ||
+      box.sizes.length !== this.#ndim ||
+      !Number.isFinite(lo) ||
+      !Number.isFinite(hi)
+    ) {
+      for (let i = 0; i < this.#count; i++) if (boxesOverlap(box, boxes[i]!)) found.push(i);
+      return found;
+    }
+    // Candidates start before `hi` (a prefix of the sorted starts) and end after `lo` (none
+    // before the first position whose running maximum end passes `lo`).
+    const startEnd = firstAtLeast(this.#start, hi!);
+    const first = firstAbove(this.#maxEnd, lo!);
+    for (let p = first; p < startEnd; p++) {
+      const i = order[p]!;
+      if (boxesOverlap(box, boxes[i]!)) found.push(i);
+    }
+    return found.length > 1 ? found.sort((a, b) => a - b) : found;
+  }
+}
+
+/** The first position of a non-decreasing array whose value is ≥ `x` (its length when none is). */
+function firstAtLeast(values: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The first position of a non-decreasing array whose value is > `x` (its length when none is). */
+function firstAbove(values: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

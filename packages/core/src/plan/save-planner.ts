@@ -1,6 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { boxesOverlap, findChunk, sameShape } from "../model/geometry.js";
+import { boxesOverlap, findChunk, overlappingPairs, sameShape } from "../model/geometry.js";
 import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
 import {
   isShardedTensor,
@@ -220,6 +220,9 @@ export function validateGlobalPlan(planCount: number, metadata: Metadata): strin
   for (const [fqn, entry] of metadata.stateDictMetadata) {
     if (entry.type !== "tensor" || entry.size.length === 0) continue;
     let volume = 0;
+    // Overlaps by a sweep (O(n log n) in chunks), reported in the order comparing every pair would.
+    const pairs = overlappingPairs(entry.chunks, entry.size.length);
+    let next = 0;
     entry.chunks.forEach((chunk, i) => {
       const inBounds = chunk.offsets.every(
         (off, d) => off >= 0 && chunk.sizes[d]! >= 0 && off + chunk.sizes[d]! <= entry.size[d]!,
@@ -230,13 +233,11 @@ export function validateGlobalPlan(planCount: number, metadata: Metadata): strin
         );
       }
       volume += numel(chunk.sizes);
-      for (let j = i + 1; j < entry.chunks.length; j++) {
-        const other = entry.chunks[j]!;
-        if (boxesOverlap(chunk, other)) {
-          problems.push(
-            `"${fqn}": chunks at [${chunk.offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
-          );
-        }
+      for (; next < pairs.length && pairs[next]![0] === i; next++) {
+        const other = entry.chunks[pairs[next]![1]]!;
+        problems.push(
+          `"${fqn}": chunks at [${chunk.offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
+        );
       }
     });
     if (planCount > 1 && volume !== numel(entry.size)) {
