@@ -1,9 +1,9 @@
+import type { Metadata } from "@dcpjs/core";
 import {
   boxesOverlap,
   boxIntersection,
   type ChunkStorageMetadata,
   createReadItemsForChunkList,
-  type Metadata,
   type TensorReadItem,
   type TensorStorageMetadata,
   validateGlobalPlan,

@@ -1,3 +1,4 @@
+import type { Metadata, StateDict } from "@dcpjs/core";
 import {
   createGlobalSavePlan,
   DefaultLoadPlanner,
@@ -5,10 +6,8 @@ import {
   decodeMetadata,
   dedupSavePlans,
   encodeMetadata,
-  type Metadata,
   metadataIndexKey,
   type SavePlan,
-  type StateDict,
   type StorageInfo,
   validateGlobalPlan,
 } from "@dcpjs/core/extend";
