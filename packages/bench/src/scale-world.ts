@@ -171,35 +171,46 @@ export function runScaleCase(c: ScaleCase): ScaleResult {
   }
 
   let t0 = cpuMs();
-  let all: SavePlan[] | undefined = payloads.map((p) => (decodeWire(p) as { value: SavePlan }).value);
+  // The coordinator decodes each rank's payload as it arrives; the bytes are dropped once decoded.
+  let all: SavePlan[] | undefined = payloads.map((p, r) => {
+    const plan = (decodeWire(p) as { value: SavePlan }).value;
+    payloads[r] = new Uint8Array(0);
+    return plan;
+  });
   const gatherDecodeS = seconds(t0);
   payloads.length = 0;
   const heapGatheredMiB = process.memoryUsage().heapUsed / 2 ** 20;
 
+  // The coordinator's phases one by one (their results dropped), then as a save runs them.
   t0 = cpuMs();
-  const deduped = dedupSavePlans(all);
+  let deduped: SavePlan[] | undefined = dedupSavePlans(all);
   const dedupS = seconds(t0);
   t0 = cpuMs();
-  const global = createGlobalSavePlan(deduped);
+  let global: { metadata: Metadata } | undefined = createGlobalSavePlan(deduped);
   const globalS = seconds(t0);
+  deduped = undefined;
   t0 = cpuMs();
   const problems = validateGlobalPlan(all.length, global.metadata);
   const validateS = seconds(t0);
+  global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
 
   t0 = cpuMs();
   const wall0 = performance.now();
-  const { plans, metadata: planned } = new DefaultSavePlanner().createGlobalPlan(all);
+  let coordinated: { plans: SavePlan[]; metadata: Metadata } | undefined =
+    new DefaultSavePlanner().createGlobalPlan(all);
   const coordinatorS = seconds(t0);
   const coordinatorWallS = (performance.now() - wall0) / 1000;
   all = undefined;
 
-  const metadata = withStorage(planned, plans);
+  let metadata: Metadata | undefined = withStorage(coordinated.metadata, coordinated.plans);
+  coordinated = undefined;
   let chunks = 0;
   for (const e of metadata.stateDictMetadata.values()) if (e.type === "tensor") chunks += e.chunks.length;
   t0 = cpuMs();
   const bytes = encodeMetadata(metadata);
   const encodeS = seconds(t0);
+  metadata = undefined;
 
   t0 = cpuMs();
   const decoded = decodeMetadata(bytes);

@@ -43,7 +43,9 @@ export function offsetKey(offsets: readonly number[]): OffsetKey {
  * @param b - the other.
  */
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

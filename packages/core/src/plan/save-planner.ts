@@ -105,31 +105,54 @@ export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[
  */
 export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank = false): SavePlan[] {
   if (allPlans.length === 1) return [{ ...allPlans[0]! }]; // one rank: nothing is replicated
-  const holders = new Map<string, { item: WriteItem; plans: number[] }>();
-  const keys = allPlans.map((plan) => plan.items.map((item) => metadataIndexKey(item.index)));
-  allPlans.forEach((plan, p) => {
+  // Number every distinct item in first-appearance order; typed columns, not an object per item.
+  const ids = new Map<string, number>();
+  const itemIds = allPlans.map((plan) => {
+    const column = new Int32Array(plan.items.length);
     plan.items.forEach((item, i) => {
-      const key = keys[p]![i]!;
-      const entry = holders.get(key);
-      if (entry) entry.plans.push(p);
-      else holders.set(key, { item, plans: [p] });
+      const key = metadataIndexKey(item.index);
+      let id = ids.get(key);
+      if (id === undefined) {
+        id = ids.size;
+        ids.set(key, id);
+      }
+      column[i] = id;
+    });
+    return column;
+  });
+  const distinct = ids.size;
+  ids.clear();
+  // Each item's holders, in plan order (plans 0..n): counts, then starts, then the plans.
+  const start = new Int32Array(distinct + 1);
+  for (const column of itemIds) for (const id of column) start[id + 1]!++;
+  for (let id = 0; id < distinct; id++) start[id + 1]! += start[id]!;
+  const holders = new Int32Array(start[distinct]!);
+  const fill = start.slice(0, distinct);
+  const first: WriteItem[] = new Array(distinct);
+  itemIds.forEach((column, p) => {
+    column.forEach((id, i) => {
+      if (fill[id] === start[id]) first[id] = allPlans[p]!.items[i]!;
+      holders[fill[id]!++] = p;
     });
   });
-  const planned = allPlans.map(() => 0);
-  const owner = new Map<string, number>();
-  for (const [key, { item, plans }] of holders) {
-    let chosen = plans[0]!;
-    if (!saveToLowestRank) {
-      for (const p of plans)
+  const planned = new Float64Array(allPlans.length);
+  const owner = new Int32Array(distinct);
+  for (let id = 0; id < distinct; id++) {
+    let chosen = holders[start[id]!]!;
+    const end = start[id + 1]!;
+    if (!saveToLowestRank && end - start[id]! > 1) {
+      for (let h = start[id]!; h < end; h++) {
+        const p = holders[h]!;
         if (planned[p]! < planned[chosen]! || (planned[p] === planned[chosen] && p < chosen)) chosen = p;
+      }
     }
-    planned[chosen]! += tensorStorageSize(item) || 1;
-    owner.set(key, chosen);
+    planned[chosen]! += tensorStorageSize(first[id]!) || 1;
+    owner[id] = chosen;
   }
-  return allPlans.map((plan, p) => ({
-    ...plan,
-    items: plan.items.filter((_, i) => owner.get(keys[p]![i]!) === p),
-  }));
+  return allPlans.map((plan, p) => {
+    const column = itemIds[p]!;
+    return { ...plan, items: plan.items.filter((_, i) => owner[column[i]!] === p) };
+  });
 }
 
 /**
