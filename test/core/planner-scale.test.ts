@@ -113,6 +113,20 @@ describe("load planning by an index of saved chunks", () => {
     }
   });
 
+  it("gives the same read items on FSDP-style row shards, in order and not", () => {
+    for (const ranks of [16, 17, 64]) {
+      const rows = Array.from({ length: ranks }, (_, r) => ({ offsets: [r * 3, 0], sizes: [3, 8] }));
+      for (const saved of [rows, [...rows].reverse()]) {
+        const md = tensorMd([ranks * 3, 8], saved);
+        for (const local of [
+          [{ offsets: [5, 0], sizes: [7, 8] }],
+          [{ offsets: [0, 2], sizes: [ranks * 3, 3] }],
+        ])
+          expect(createReadItemsForChunkList("t", md, local)).toEqual(scanned("t", md, local));
+      }
+    }
+  });
+
   it("sees chunks added to a tensor after its index was built", () => {
     const chunks = Array.from({ length: 20 }, (_, i) => ({ offsets: [i * 2], sizes: [2] }));
     const md = tensorMd([44], chunks);

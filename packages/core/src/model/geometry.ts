@@ -293,16 +293,12 @@ function sweepable(boxes: readonly Box[], ndim: number, dim: number): boolean {
   return true;
 }
 
-/** Positions `0..n-1` sorted by `key` (ties by position), as a typed array. */
-function sortedPositions(n: number, key: Float64Array): Uint32Array {
-  const order = new Uint32Array(n);
+/** Positions `0..n-1` sorted by `key` (ties by position); `undefined` when already in that order. */
+function sortedPositions(key: readonly number[]): number[] | undefined {
   let sorted = true;
-  for (let i = 0; i < n; i++) {
-    order[i] = i;
-    if (i > 0 && key[i]! < key[i - 1]!) sorted = false;
-  }
-  if (!sorted) order.sort((a, b) => key[a]! - key[b]! || a - b);
-  return order;
+  for (let i = 1; i < key.length && sorted; i++) sorted = key[i - 1]! <= key[i]!;
+  if (sorted) return undefined;
+  return Array.from({ length: key.length }, (_, i) => i).sort((a, b) => key[a]! - key[b]! || a - b);
 }
 
 /**
@@ -324,18 +320,19 @@ export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, 
       for (let j = i + 1; j < n; j++) if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push([i, j]);
     return pairs;
   }
-  const start = new Float64Array(n);
-  const end = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    start[i] = boxes[i]!.offsets[dim]!;
-    end[i] = start[i]! + boxes[i]!.sizes[dim]!;
+  const start: number[] = [];
+  const end: number[] = [];
+  for (const b of boxes) {
+    start.push(b.offsets[dim]!);
+    end.push(b.offsets[dim]! + b.sizes[dim]!);
   }
-  const order = sortedPositions(n, start);
+  const order = sortedPositions(start);
+  const at = order ? (p: number) => order[p]! : (p: number) => p;
   // Two boxes overlap along `dim` only when the later-starting one starts before the other ends.
   for (let p = 0; p < n; p++) {
-    const i = order[p]!;
-    for (let q = p + 1; q < n && start[order[q]!]! < end[i]!; q++) {
-      const j = order[q]!;
+    const i = at(p);
+    for (let q = p + 1; q < n && start[at(q)]! < end[i]!; q++) {
+      const j = at(q);
       if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push(i < j ? [i, j] : [j, i]);
     }
   }
@@ -343,19 +340,26 @@ export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, 
 }
 
 /**
- * The saved boxes of one tensor, indexed to find those a box meets without scanning all of them
+ * The saved boxes of one tensor, indexed to find those a box meets without testing each of them
  * (as DCP 2.13's `create_read_items_for_chunk_list` sweeps instead of comparing every pair): their
- * starts along one dimension sorted, with the running maximum of their ends. Built once per
- * tensor, in O(n log n), or O(n) when the boxes come sorted (as a save's chunks do).
+ * starts along one dimension ({@link sweepDimension}) in order, with the running maximum of their
+ * ends. Built once per tensor: one pass when the boxes come in order along it with their ends in
+ * order too (as a save's chunks do — the boxes themselves are then the index, nothing is copied),
+ * else a sort, O(n log n). Boxes an index cannot order (other numbers of dimensions, or not finite
+ * along the sweep) are tested one by one, as before.
  */
 export class BoxIndex {
   readonly #boxes: readonly Box[];
   readonly #count: number;
   readonly #ndim: number;
   readonly #dim: number;
-  readonly #order: Uint32Array | undefined;
-  readonly #start: Float64Array;
-  readonly #maxEnd: Float64Array;
+  /** Whether the index orders the boxes at all (else every box is tested). */
+  readonly #indexed: boolean;
+  /** Box positions in the order of their starts; `undefined` when that is their own order. */
+  readonly #order: number[] | undefined;
+  /** Starts in that order, and the running maximum of the ends; `undefined` when read from the boxes. */
+  readonly #start: number[] | undefined;
+  readonly #maxEnd: number[] | undefined;
 
   /**
    * @param boxes - the saved boxes (read, not copied: they must not change while the index is used).
@@ -366,25 +370,33 @@ export class BoxIndex {
     this.#ndim = ndim;
     const n = boxes.length;
     this.#count = n;
-    this.#dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
-    if (ndim === 0 || !sweepable(boxes, ndim, this.#dim)) {
-      this.#start = new Float64Array(0);
-      this.#maxEnd = new Float64Array(0);
-      return; // scanned, as before
+    const dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
+    this.#dim = dim;
+    this.#indexed = ndim > 0 && sweepable(boxes, ndim, dim);
+    if (!this.#indexed) return;
+    let inOrder = true;
+    for (let i = 1; i < n && inOrder; i++) {
+      const a = boxes[i - 1]!;
+      const b = boxes[i]!;
+      inOrder =
+        a.offsets[dim]! <= b.offsets[dim]! &&
+        a.offsets[dim]! + a.sizes[dim]! <= b.offsets[dim]! + b.sizes[dim]!;
     }
-    const start = new Float64Array(n);
-    for (let i = 0; i < n; i++) start[i] = boxes[i]!.offsets[this.#dim]!;
-    const order = sortedPositions(n, start);
+    if (inOrder) return; // the boxes are their own index
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => boxes[a]!.offsets[dim]! - boxes[b]!.offsets[dim]! || a - b);
+    const start: number[] = [];
+    const maxEnd: number[] = [];
+    let end = Number.NEGATIVE_INFINITY;
+    for (const i of order) {
+      const b = boxes[i]!;
+      start.push(b.offsets[dim]!);
+      end = Math.max(end, b.offsets[dim]! + b.sizes[dim]!);
+      maxEnd.push(end);
+    }
     this.#order = order;
-    this.#start = new Float64Array(n);
-    this.#maxEnd = new Float64Array(n);
-    let maxEnd = Number.NEGATIVE_INFINITY;
-    for (let p = 0; p < n; p++) {
-      const b = boxes[order[p]!]!;
-      this.#start[p] = b.offsets[this.#dim]!;
-      maxEnd = Math.max(maxEnd, b.offsets[this.#dim]! + b.sizes[this.#dim]!);
-      this.#maxEnd[p] = maxEnd;
-    }
+    this.#start = start;
+    this.#maxEnd = maxEnd;
   }
 
   /** How many boxes the index holds: the boxes' count when it was built. */
@@ -401,12 +413,11 @@ export class BoxIndex {
   overlapping(box: Box): number[] {
     const found: number[] = [];
     const boxes = this.#boxes;
-    const order = this.#order;
     const dim = this.#dim;
-    const lo = box.offsets[dim];
-    const hi = lo === undefined ? undefined : lo + box.sizes[dim]!;
+    const lo = box.offsets[dim]!;
+    const hi = lo + box.sizes[dim]!;
     if (
-      order === undefined ||
+      !this.#indexed ||
       box.offsets.length !== this.#ndim ||
       box.sizes.length !== this.#ndim ||
       !Number.isFinite(lo) ||
@@ -415,38 +426,35 @@ export class BoxIndex {
       for (let i = 0; i < this.#count; i++) if (boxesOverlap(box, boxes[i]!)) found.push(i);
       return found;
     }
-    // Candidates start before `hi` (a prefix of the sorted starts) and end after `lo` (none
-    // before the first position whose running maximum end passes `lo`).
-    const startEnd = firstAtLeast(this.#start, hi!);
-    const first = firstAbove(this.#maxEnd, lo!);
-    for (let p = first; p < startEnd; p++) {
-      const i = order[p]!;
+    const order = this.#order;
+    const start = this.#start;
+    const maxEnd = this.#maxEnd;
+    const startAt = start ? (p: number) => start[p]! : (p: number) => boxes[p]!.offsets[dim]!;
+    const maxEndAt = maxEnd
+      ? (p: number) => maxEnd[p]!
+      : (p: number) => boxes[p]!.offsets[dim]! + boxes[p]!.sizes[dim]!;
+    // Candidates start before `hi` (a prefix in start order) and end after `lo` (none before the
+    // first position whose running maximum end passes `lo`).
+    const stop = firstWhere(this.#count, (p) => startAt(p) >= hi);
+    for (let p = firstWhere(stop, (p) => maxEndAt(p) > lo); p < stop; p++) {
+      const i = order ? order[p]! : p;
       if (boxesOverlap(box, boxes[i]!)) found.push(i);
     }
-    return found.length > 1 ? found.sort((a, b) => a - b) : found;
+    return order && found.length > 1 ? found.sort((a, b) => a - b) : found;
   }
 }
 
-/** The first position of a non-decreasing array whose value is ≥ `x` (its length when none is). */
-function firstAtLeast(values: Float64Array, x: number): number {
+/**
+ * The first position in `[0, n)` where a predicate that is false up to some position and true
+ * from there holds (`n` when it never does): a binary search.
+ */
+function firstWhere(n: number, holds: (p: number) => boolean): number {
   let lo = 0;
-  let hi = values.length;
+  let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (values[mid]! < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The first position of a non-decreasing array whose value is > `x` (its length when none is). */
-function firstAbove(values: Float64Array, x: number): number {
-  let lo = 0;
-  let hi = values.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (values[mid]! <= x) lo = mid + 1;
-    else hi = mid;
+    if (holds(mid)) hi = mid;
+    else lo = mid + 1;
   }
   return lo;
 }
