@@ -167,6 +167,7 @@ program
   .option("--tensors <n>", "tensors per rank", positiveInt, 1000)
   .option("--layout <list>", "fsdp and/or replicated, comma-separated", "fsdp,replicated")
   .option("--no-torch", "skip PyTorch's column")
+  .option("--torch-max-ranks <n>", "largest world PyTorch's column runs (memory)", positiveInt, 1024)
   .option("--heap-mib <n>", "V8 heap limit of each world's process (MiB)", positiveInt, 12288)
   .action((o) =>
     scale({
@@ -174,6 +175,7 @@ program
       tensors: o.tensors,
       layouts: String(o.layout).split(",") as ScaleLayout[],
       torch: o.torch,
+      torchMaxRanks: o.torchMaxRanks,
       heapMib: o.heapMib,
     }),
   );

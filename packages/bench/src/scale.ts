@@ -19,6 +19,8 @@ export interface ScaleOptions {
   readonly layouts: readonly ScaleLayout[];
   /** Run PyTorch 2.13's planner functions beside (the cached venv). */
   readonly torch: boolean;
+  /** The largest world PyTorch's column runs (its plans take about 2.8 KB per item). */
+  readonly torchMaxRanks: number;
   /** V8 old-space limit of each world's process, in MiB. */
   readonly heapMib: number;
 }
@@ -112,9 +114,10 @@ export async function scale(o: ScaleOptions): Promise<void> {
   for (const layout of o.layouts) {
     for (const ranks of o.ranks) {
       const dcpjs = await world(layout, ranks, o.tensors, o.heapMib);
-      const torch = python
-        ? await runPython<TorchResult>(PEER, [layout, String(ranks), String(o.tensors)], {}, python)
-        : undefined;
+      const torch =
+        python && ranks <= o.torchMaxRanks
+          ? await runPython<TorchResult>(PEER, [layout, String(ranks), String(o.tensors)], {}, python)
+          : undefined;
       const load = loadavg()
         .map((x) => x.toFixed(1))
         .join(" ");
@@ -123,5 +126,7 @@ export async function scale(o: ScaleOptions): Promise<void> {
     }
   }
   if (o.torch && !python) console.log("  note: PyTorch column skipped: the torch 2.13 venv is unavailable");
+  if (python && o.ranks.some((r) => r > o.torchMaxRanks))
+    console.log(`  note: PyTorch column run up to ${o.torchMaxRanks} ranks (--torch-max-ranks)`);
   console.log(JSON.stringify({ bench: "scale", params: o, results }));
 }
