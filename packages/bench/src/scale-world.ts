@@ -1,3 +1,4 @@
+import { PerformanceObserver } from "node:perf_hooks";
 import type { Metadata, StateDict } from "@dcpjs/core";
 import {
   createGlobalSavePlan,
@@ -64,6 +65,8 @@ export interface ScaleResult extends ScaleCase {
   readonly loadItems: number;
   /** Peak resident set size of this process (`process.resourceUsage().maxRSS`), MiB. */
   readonly peakRssMiB: number;
+  /** Garbage-collection pauses (wall ms, main thread) in the dedup, global, validate, coordinator, decode and loadPlan phases. */
+  readonly gcMs: Readonly<Record<string, number>>;
   /** Heap used once the gathered plans are decoded, MiB. */
   readonly heapGatheredMiB: number;
 }
@@ -109,6 +112,37 @@ export function rankStateDict(c: ScaleCase, rank: number): StateDict {
   return sd;
 }
 
+/** This process's garbage collections: [start, duration] in ms (performance time). */
+const collections: [number, number][] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) collections.push([e.startTime, e.duration]);
+}).observe({ entryTypes: ["gc"] });
+
+/** Wall-clock windows of the phases whose GC time is reported: [start, end] in ms. */
+const windows = new Map<string, [number, number]>();
+
+/** Runs a phase, noting its wall-clock window under `name`. */
+function windowed<T>(name: string, fn: () => T): T {
+  const w0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    windows.set(name, [w0, performance.now()]);
+  }
+}
+
+/** The GC milliseconds in each noted window, once the observer has heard of every collection. */
+async function gcPerWindow(): Promise<Record<string, number>> {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const out: Record<string, number> = {};
+  for (const [name, [w0, w1]] of windows) {
+    let ms = 0;
+    for (const [start, duration] of collections) if (start >= w0 && start < w1) ms += duration;
+    out[name] = ms;
+  }
+  return out;
+}
+
 /** This process's CPU time in ms (user + system, every thread: the machine is shared, so wall time says less). */
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();
@@ -147,7 +181,7 @@ function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
  *
  * @param c - the world.
  */
-export function runScaleCase(c: ScaleCase): ScaleResult {
+export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   // Every rank's local plan, as its process would make it, and what it sends to the coordinator.
   let localPlanS = 0;
   let gatherEncodeS = 0;
@@ -183,22 +217,23 @@ export function runScaleCase(c: ScaleCase): ScaleResult {
 
   // The coordinator's phases one by one (their results dropped), then as a save runs them.
   t0 = cpuMs();
-  let deduped: SavePlan[] | undefined = dedupSavePlans(all);
+  let deduped: SavePlan[] | undefined = windowed("dedup", () => dedupSavePlans(all!));
   const dedupS = seconds(t0);
   t0 = cpuMs();
-  let global: { metadata: Metadata } | undefined = createGlobalSavePlan(deduped);
+  let global: { metadata: Metadata } | undefined = windowed("global", () => createGlobalSavePlan(deduped!));
   const globalS = seconds(t0);
   deduped = undefined;
   t0 = cpuMs();
-  const problems = validateGlobalPlan(all.length, global.metadata);
+  const problems = windowed("validate", () => validateGlobalPlan(all!.length, global!.metadata));
   const validateS = seconds(t0);
   global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
 
   t0 = cpuMs();
   const wall0 = performance.now();
-  let coordinated: { plans: SavePlan[]; metadata: Metadata } | undefined =
-    new DefaultSavePlanner().createGlobalPlan(all);
+  let coordinated: { plans: SavePlan[]; metadata: Metadata } | undefined = windowed("coordinator", () =>
+    new DefaultSavePlanner().createGlobalPlan(all!),
+  );
   const coordinatorS = seconds(t0);
   const coordinatorWallS = (performance.now() - wall0) / 1000;
   all = undefined;
@@ -213,7 +248,7 @@ export function runScaleCase(c: ScaleCase): ScaleResult {
   metadata = undefined;
 
   t0 = cpuMs();
-  const decoded = decodeMetadata(bytes);
+  const decoded = windowed("decode", () => decodeMetadata(bytes));
   const decodeS = seconds(t0);
 
   const loadRank = (rank: number) => {
@@ -224,7 +259,7 @@ export function runScaleCase(c: ScaleCase): ScaleResult {
     const plan = planner.createLocalPlan();
     return { s: seconds(t), items: plan.items.length };
   };
-  const first = loadRank(Math.min(1, c.ranks - 1));
+  const first = windowed("loadPlan", () => loadRank(Math.min(1, c.ranks - 1)));
   const next = loadRank(c.ranks - 1);
 
   return {
@@ -247,6 +282,7 @@ export function runScaleCase(c: ScaleCase): ScaleResult {
     loadPlanNextS: next.s,
     loadItems: first.items,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    gcMs: await gcPerWindow(),
     heapGatheredMiB,
   };
 }
@@ -256,7 +292,7 @@ if (process.argv[1]?.endsWith("scale-world.ts") && process.argv.length >= 5) {
   const [layout, ranks, tensors] = process.argv.slice(2);
   console.log(
     JSON.stringify(
-      runScaleCase({ layout: layout as ScaleLayout, ranks: Number(ranks), tensors: Number(tensors) }),
+      await runScaleCase({ layout: layout as ScaleLayout, ranks: Number(ranks), tensors: Number(tensors) }),
     ),
   );
 }

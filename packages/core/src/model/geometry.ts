@@ -339,6 +339,9 @@ export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, 
   return pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
 }
 
+/** How many of a tensor's first boxes {@link BoxIndex} surveys to pick its sweep dimension. */
+const SURVEY_BOXES = 64;
+
 /**
  * The saved boxes of one tensor, indexed to find those a box meets without testing each of them
  * (as DCP 2.13's `create_read_items_for_chunk_list` sweeps instead of comparing every pair): their
@@ -370,18 +373,25 @@ export class BoxIndex {
     this.#ndim = ndim;
     const n = boxes.length;
     this.#count = n;
-    const dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
+    // The sweep dimension from the first boxes (it only steers speed, not answers), then one pass.
+    const dim =
+      ndim === 0 ? 0 : sweepDimension(n > SURVEY_BOXES ? boxes.slice(0, SURVEY_BOXES) : boxes, ndim);
     this.#dim = dim;
-    this.#indexed = ndim > 0 && sweepable(boxes, ndim, dim);
-    if (!this.#indexed) return;
+    let usable = ndim > 0;
     let inOrder = true;
-    for (let i = 1; i < n && inOrder; i++) {
-      const a = boxes[i - 1]!;
+    let prevStart = Number.NEGATIVE_INFINITY;
+    let prevEnd = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n && usable; i++) {
       const b = boxes[i]!;
-      inOrder =
-        a.offsets[dim]! <= b.offsets[dim]! &&
-        a.offsets[dim]! + a.sizes[dim]! <= b.offsets[dim]! + b.sizes[dim]!;
+      const start = b.offsets[dim]!;
+      const end = start + b.sizes[dim]!;
+      usable = b.offsets.length === ndim && b.sizes.length === ndim && Number.isFinite(end);
+      if (start < prevStart || end < prevEnd) inOrder = false;
+      prevStart = start;
+      prevEnd = end;
     }
+    this.#indexed = usable;
+    if (!usable) return;
     if (inOrder) return; // the boxes are their own index
     const order = Array.from({ length: n }, (_, i) => i);
     order.sort((a, b) => boxes[a]!.offsets[dim]! - boxes[b]!.offsets[dim]! || a - b);
