@@ -10,6 +10,8 @@ import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
 import { reshard } from "./reshard.js";
 import { s3Load, s3Save, s3Throttle } from "./s3.js";
+import { scale } from "./scale.js";
+import type { ScaleLayout } from "./scale-world.js";
 
 const program = new Command()
   .name("pnpm bench")
@@ -187,6 +189,28 @@ program
       rangeMib: o.rangeMib,
       reps: o.reps,
       dir: o.dir,
+    }),
+  );
+
+program
+  .command("scale")
+  .description(
+    "simulated worlds of N virtual ranks (no tensor data): planning, gather, .metadata and load planning per phase, beside PyTorch 2.13's planner functions",
+  )
+  .option("--ranks <list>", "world sizes, comma-separated", "64,1024,4096")
+  .option("--tensors <n>", "tensors per rank", positiveInt, 1000)
+  .option("--layout <list>", "fsdp and/or replicated, comma-separated", "fsdp,replicated")
+  .option("--no-torch", "skip PyTorch's column")
+  .option("--torch-max-ranks <n>", "largest world PyTorch's column runs (memory)", positiveInt, 1024)
+  .option("--heap-mib <n>", "V8 heap limit of each world's process (MiB)", positiveInt, 12288)
+  .action((o) =>
+    scale({
+      ranks: String(o.ranks).split(",").map(Number),
+      tensors: o.tensors,
+      layouts: String(o.layout).split(",") as ScaleLayout[],
+      torch: o.torch,
+      torchMaxRanks: o.torchMaxRanks,
+      heapMib: o.heapMib,
     }),
   );
 

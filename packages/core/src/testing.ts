@@ -9,10 +9,10 @@ export { CHECKSUM_BLOCK_BYTES, computeChecksum, runningChecksums } from "./forma
 export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
 export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensors/header.js";
 export { encodeTorchMetadata } from "./formats/torch/torch-write.js";
-export { copyBox } from "./model/geometry.js";
+export { boxesOverlap, boxIntersection, copyBox } from "./model/geometry.js";
 export { getElement, type ObjectPath, setElement } from "./model/state-dict.js";
 export { createReadItemsForChunkList } from "./plan/load-planner.js";
-export { metadataIndexEquals } from "./plan/metadata.js";
+export { metadataIndexEquals, type TensorReadItem } from "./plan/metadata.js";
 export {
   createGlobalSavePlan,
   createWriteItems,

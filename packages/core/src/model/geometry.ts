@@ -43,7 +43,9 @@ export function offsetKey(offsets: readonly number[]): OffsetKey {
  * @param b - the other.
  */
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
@@ -251,4 +253,218 @@ function stridesBytes(shape: readonly number[], elementBytes: number): number[] 
     s *= shape[i]!;
   }
   return strides;
+}
+
+/**
+ * The dimension a sweep over `boxes` sorts by: the one along which consecutive boxes' starts
+ * change most often (the sharded one), the first on ties. Along it, a box is compared only with
+ * boxes whose span there overlaps its own — with all of them when they share every start there
+ * (a sweep along an unsharded dimension would compare every pair).
+ *
+ * @param boxes - boxes of `ndim` dimensions each.
+ * @param ndim - their number of dimensions, ≥ 1.
+ * @returns the dimension, in `[0, ndim)`.
+ */
+export function sweepDimension(boxes: readonly Box[], ndim: number): number {
+  if (ndim <= 1) return 0;
+  let best = 0;
+  let bestChanges = -1;
+  for (let d = 0; d < ndim; d++) {
+    let changes = 0;
+    for (let i = 1; i < boxes.length; i++) if (boxes[i]!.offsets[d] !== boxes[i - 1]!.offsets[d]) changes++;
+    if (changes > bestChanges) {
+      best = d;
+      bestChanges = changes;
+    }
+  }
+  return best;
+}
+
+/**
+ * Whether every box has `ndim` offsets and sizes and finite numbers along `dim`: what
+ * {@link overlappingPairs} and {@link BoxIndex} need to give the same answers as comparing every
+ * pair with {@link boxesOverlap}.
+ */
+function sweepable(boxes: readonly Box[], ndim: number, dim: number): boolean {
+  for (const b of boxes) {
+    if (b.offsets.length !== ndim || b.sizes.length !== ndim) return false;
+    if (!Number.isFinite(b.offsets[dim]) || !Number.isFinite(b.sizes[dim])) return false;
+  }
+  return true;
+}
+
+/** Positions `0..n-1` sorted by `key` (ties by position); `undefined` when already in that order. */
+function sortedPositions(key: readonly number[]): number[] | undefined {
+  let sorted = true;
+  for (let i = 1; i < key.length && sorted; i++) sorted = key[i - 1]! <= key[i]!;
+  if (sorted) return undefined;
+  return Array.from({ length: key.length }, (_, i) => i).sort((a, b) => key[a]! - key[b]! || a - b);
+}
+
+/**
+ * Every pair of overlapping boxes (by {@link boxesOverlap}), found by a sweep along one dimension
+ * ({@link sweepDimension}) instead of comparing every pair — as DCP 2.13's `_validate_global_plan`.
+ * Boxes whose offsets or sizes have another number of dimensions than `ndim`, or that are not
+ * finite along the sweep, are compared pairwise, as before.
+ *
+ * @param boxes - the boxes (a tensor's chunks).
+ * @param ndim - the tensor's number of dimensions.
+ * @returns the pairs `[i, j]` with `i < j`, sorted by `i` then `j` (the order a pairwise loop finds them).
+ */
+export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, number][] {
+  const pairs: [number, number][] = [];
+  const n = boxes.length;
+  const dim = ndim === 0 ? 0 : sweepDimension(boxes, ndim);
+  if (ndim === 0 || !sweepable(boxes, ndim, dim)) {
+    for (let i = 0; i < n; i++)
+      for (let j = i + 1; j < n; j++) if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push([i, j]);
+    return pairs;
+  }
+  const start: number[] = [];
+  const end: number[] = [];
+  for (const b of boxes) {
+    start.push(b.offsets[dim]!);
+    end.push(b.offsets[dim]! + b.sizes[dim]!);
+  }
+  const order = sortedPositions(start);
+  const at = order ? (p: number) => order[p]! : (p: number) => p;
+  // Two boxes overlap along `dim` only when the later-starting one starts before the other ends.
+  for (let p = 0; p < n; p++) {
+    const i = at(p);
+    for (let q = p + 1; q < n && start[at(q)]! < end[i]!; q++) {
+      const j = at(q);
+      if (boxesOverlap(boxes[i]!, boxes[j]!)) pairs.push(i < j ? [i, j] : [j, i]);
+    }
+  }
+  return pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/** How many of a tensor's first boxes {@link BoxIndex} surveys to pick its sweep dimension. */
+const SURVEY_BOXES = 64;
+
+/**
+ * The saved boxes of one tensor, indexed to find those a box meets without testing each of them
+ * (as DCP 2.13's `create_read_items_for_chunk_list` sweeps instead of comparing every pair): their
+ * starts along one dimension ({@link sweepDimension}) in order, with the running maximum of their
+ * ends. Built once per tensor: one pass when the boxes come in order along it with their ends in
+ * order too (as a save's chunks do — the boxes themselves are then the index, nothing is copied),
+ * else a sort, O(n log n). Boxes an index cannot order (other numbers of dimensions, or not finite
+ * along the sweep) are tested one by one, as before.
+ */
+export class BoxIndex {
+  readonly #boxes: readonly Box[];
+  readonly #count: number;
+  readonly #ndim: number;
+  readonly #dim: number;
+  /** Whether the index orders the boxes at all (else every box is tested). */
+  readonly #indexed: boolean;
+  /** Box positions in the order of their starts; `undefined` when that is their own order. */
+  readonly #order: number[] | undefined;
+  /** Starts in that order, and the running maximum of the ends; `undefined` when read from the boxes. */
+  readonly #start: number[] | undefined;
+  readonly #maxEnd: number[] | undefined;
+
+  /**
+   * @param boxes - the saved boxes (read, not copied: they must not change while the index is used).
+   * @param ndim - their tensor's number of dimensions.
+   */
+  constructor(boxes: readonly Box[], ndim: number) {
+    this.#boxes = boxes;
+    this.#ndim = ndim;
+    const n = boxes.length;
+    this.#count = n;
+    // The sweep dimension from the first boxes (it only steers speed, not answers), then one pass.
+    const dim =
+      ndim === 0 ? 0 : sweepDimension(n > SURVEY_BOXES ? boxes.slice(0, SURVEY_BOXES) : boxes, ndim);
+    this.#dim = dim;
+    let usable = ndim > 0;
+    let inOrder = true;
+    let prevStart = Number.NEGATIVE_INFINITY;
+    let prevEnd = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n && usable; i++) {
+      const b = boxes[i]!;
+      const start = b.offsets[dim]!;
+      const end = start + b.sizes[dim]!;
+      usable = b.offsets.length === ndim && b.sizes.length === ndim && Number.isFinite(end);
+      if (start < prevStart || end < prevEnd) inOrder = false;
+      prevStart = start;
+      prevEnd = end;
+    }
+    this.#indexed = usable;
+    if (!usable) return;
+    if (inOrder) return; // the boxes are their own index
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => boxes[a]!.offsets[dim]! - boxes[b]!.offsets[dim]! || a - b);
+    const start: number[] = [];
+    const maxEnd: number[] = [];
+    let end = Number.NEGATIVE_INFINITY;
+    for (const i of order) {
+      const b = boxes[i]!;
+      start.push(b.offsets[dim]!);
+      end = Math.max(end, b.offsets[dim]! + b.sizes[dim]!);
+      maxEnd.push(end);
+    }
+    this.#order = order;
+    this.#start = start;
+    this.#maxEnd = maxEnd;
+  }
+
+  /** How many boxes the index holds: the boxes' count when it was built. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /**
+   * The positions of the boxes that overlap `box` (by {@link boxesOverlap}), ascending: the same
+   * as testing every box in order.
+   *
+   * @param box - the box sought, of the index's number of dimensions.
+   */
+  overlapping(box: Box): number[] {
+    const found: number[] = [];
+    const boxes = this.#boxes;
+    const dim = this.#dim;
+    const lo = box.offsets[dim]!;
+    const hi = lo + box.sizes[dim]!;
+    if (
+      !this.#indexed ||
+      box.offsets.length !== this.#ndim ||
+      box.sizes.length !== this.#ndim ||
+      !Number.isFinite(lo) ||
+      !Number.isFinite(hi)
+    ) {
+      for (let i = 0; i < this.#count; i++) if (boxesOverlap(box, boxes[i]!)) found.push(i);
+      return found;
+    }
+    const order = this.#order;
+    const start = this.#start;
+    const maxEnd = this.#maxEnd;
+    const startAt = start ? (p: number) => start[p]! : (p: number) => boxes[p]!.offsets[dim]!;
+    const maxEndAt = maxEnd
+      ? (p: number) => maxEnd[p]!
+      : (p: number) => boxes[p]!.offsets[dim]! + boxes[p]!.sizes[dim]!;
+    // Candidates start before `hi` (a prefix in start order) and end after `lo` (none before the
+    // first position whose running maximum end passes `lo`).
+    const stop = firstWhere(this.#count, (p) => startAt(p) >= hi);
+    for (let p = firstWhere(stop, (p) => maxEndAt(p) > lo); p < stop; p++) {
+      const i = order ? order[p]! : p;
+      if (boxesOverlap(box, boxes[i]!)) found.push(i);
+    }
+    return order && found.length > 1 ? found.sort((a, b) => a - b) : found;
+  }
+}
+
+/**
+ * The first position in `[0, n)` where a predicate that is false up to some position and true
+ * from there holds (`n` when it never does): a binary search.
+ */
+function firstWhere(n: number, holds: (p: number) => boolean): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (holds(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

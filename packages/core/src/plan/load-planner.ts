@@ -1,7 +1,7 @@
 import { CheckpointError } from "../errors.js";
 import { castRefusal } from "../model/cast.js";
 import type { DType } from "../model/dtype.js";
-import { boxIntersection, findChunk, sameShape } from "../model/geometry.js";
+import { BoxIndex, boxIntersection, findChunk, sameShape } from "../model/geometry.js";
 import {
   flattenStateDict,
   type ObjectPath,
@@ -22,10 +22,30 @@ import type {
 } from "./metadata.js";
 import type { LoadPlanner } from "./planner.js";
 
+/** Below this many saved chunks a tensor's chunks are scanned; above, found by a {@link BoxIndex}. */
+const INDEX_MIN_CHUNKS = 16;
+
+/** Each saved tensor's chunk index, built on first use and kept while its chunk list lives. */
+const chunkIndexes = new WeakMap<readonly ChunkStorageMetadata[], BoxIndex>();
+
+/**
+ * The index of a tensor's saved chunks: built once per chunk list (rebuilt when chunks were added).
+ */
+function chunkIndex(md: TensorStorageMetadata): BoxIndex {
+  let index = chunkIndexes.get(md.chunks);
+  if (index === undefined || index.size !== md.chunks.length) {
+    index = new BoxIndex(md.chunks, md.size.length);
+    chunkIndexes.set(md.chunks, index);
+  }
+  return index;
+}
+
 /**
  * The read items that fill `localChunks` of `fqn` from the checkpoint's chunks, as DCP's
  * `create_read_items_for_chunk_list`: for every pair of overlapping (local, saved) chunks, one
- * item copying their intersection; offsets are relative to each chunk.
+ * item copying their intersection; offsets are relative to each chunk. The saved chunks a local
+ * chunk meets are found by an index of the tensor's chunks (built once per tensor, kept with its
+ * metadata), not by testing each of them (as DCP 2.13's sweep).
  *
  * @param fqn - the entry.
  * @param checkpointMd - what the checkpoint holds for it.
@@ -38,23 +58,27 @@ export function createReadItemsForChunkList(
   localChunks: readonly ChunkStorageMetadata[],
 ): TensorReadItem[] {
   const items: TensorReadItem[] = [];
+  const saved = checkpointMd.chunks;
+  const index = saved.length >= INDEX_MIN_CHUNKS ? chunkIndex(checkpointMd) : undefined;
   for (let idx = 0; idx < localChunks.length; idx++) {
     const shard = localChunks[idx]!;
     const destOffset = [...shard.offsets]; // the caller's shard may change; the metadata's chunks do not
-    for (let storageIdx = 0; storageIdx < checkpointMd.chunks.length; storageIdx++) {
-      const saved = checkpointMd.chunks[storageIdx]!;
-      const meet = boxIntersection(shard, saved);
-      if (!meet) continue;
+    const push = (storageIdx: number) => {
+      const chunk = saved[storageIdx]!;
+      const meet = boxIntersection(shard, chunk);
+      if (!meet) return;
       const { storageOffsets, destOffsets, lengths } = meet;
       items.push({
         type: "tensor",
         destIndex: { fqn, offset: destOffset, index: idx },
         destOffsets,
-        storageIndex: { fqn, offset: saved.offsets, index: storageIdx },
+        storageIndex: { fqn, offset: chunk.offsets, index: storageIdx },
         storageOffsets,
         lengths,
       });
-    }
+    };
+    if (index) for (const storageIdx of index.overlapping(shard)) push(storageIdx);
+    else for (let storageIdx = 0; storageIdx < saved.length; storageIdx++) push(storageIdx);
   }
   return items;
 }

@@ -1,6 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
-import { boxesOverlap, findChunk, sameShape } from "../model/geometry.js";
+import { boxesOverlap, findChunk, offsetKey, overlappingPairs, sameShape } from "../model/geometry.js";
 import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
 import {
   isShardedTensor,
@@ -11,14 +11,13 @@ import {
   validateTensor,
 } from "../model/tensor.js";
 import { encodeValue } from "../model/value-codec.js";
-import {
-  type ChunkStorageMetadata,
-  type Metadata,
-  metadataIndexKey,
-  type SavePlan,
-  type StorageMetadataEntry,
-  type TensorStorageMetadata,
-  type WriteItem,
+import type {
+  ChunkStorageMetadata,
+  Metadata,
+  SavePlan,
+  StorageMetadataEntry,
+  TensorStorageMetadata,
+  WriteItem,
 } from "./metadata.js";
 import type { SavePlanner } from "./planner.js";
 
@@ -97,7 +96,8 @@ export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[
  * items are visited in first-appearance order (plans 0..n, items in order); each goes to the
  * plan, among those holding it, with the smallest planned size so far (ties → lowest rank), or
  * always to the lowest rank when `saveToLowestRank`. A bytes item counts 1 byte, a tensor its
- * {@link tensorStorageSize} (at least 1). The number of plans is unchanged.
+ * {@link tensorStorageSize} (at least 1). The number of plans is unchanged. Linear in items:
+ * each is looked up once by fqn and offsets, its holders kept in typed columns.
  *
  * @param allPlans - one local plan per rank.
  * @param saveToLowestRank - give every replicated item to the lowest rank holding it.
@@ -105,31 +105,61 @@ export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[
  */
 export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank = false): SavePlan[] {
   if (allPlans.length === 1) return [{ ...allPlans[0]! }]; // one rank: nothing is replicated
-  const holders = new Map<string, { item: WriteItem; plans: number[] }>();
-  const keys = allPlans.map((plan) => plan.items.map((item) => metadataIndexKey(item.index)));
-  allPlans.forEach((plan, p) => {
+  // Number every distinct item in first-appearance order; typed columns, not an object per item.
+  // By fqn, then by offsets (as metadataIndexKey, without building one long key per item).
+  const ids = new Map<string, Map<string, number>>();
+  let distinct = 0;
+  const itemIds = allPlans.map((plan) => {
+    const column = new Int32Array(plan.items.length);
     plan.items.forEach((item, i) => {
-      const key = keys[p]![i]!;
-      const entry = holders.get(key);
-      if (entry) entry.plans.push(p);
-      else holders.set(key, { item, plans: [p] });
+      const { fqn, offset } = item.index;
+      let byOffset = ids.get(fqn);
+      if (byOffset === undefined) {
+        byOffset = new Map();
+        ids.set(fqn, byOffset);
+      }
+      const key = offset === null ? "" : offsetKey(offset); // null and [] are one key, as in metadataIndexKey
+      let id = byOffset.get(key);
+      if (id === undefined) {
+        id = distinct++;
+        byOffset.set(key, id);
+      }
+      column[i] = id;
+    });
+    return column;
+  });
+  ids.clear();
+  // Each item's holders, in plan order (plans 0..n): counts, then starts, then the plans.
+  const start = new Int32Array(distinct + 1);
+  for (const column of itemIds) for (const id of column) start[id + 1]!++;
+  for (let id = 0; id < distinct; id++) start[id + 1]! += start[id]!;
+  const holders = new Int32Array(start[distinct]!);
+  const fill = start.slice(0, distinct);
+  const first: WriteItem[] = new Array(distinct);
+  itemIds.forEach((column, p) => {
+    column.forEach((id, i) => {
+      if (fill[id] === start[id]) first[id] = allPlans[p]!.items[i]!;
+      holders[fill[id]!++] = p;
     });
   });
-  const planned = allPlans.map(() => 0);
-  const owner = new Map<string, number>();
-  for (const [key, { item, plans }] of holders) {
-    let chosen = plans[0]!;
-    if (!saveToLowestRank) {
-      for (const p of plans)
+  const planned = new Float64Array(allPlans.length);
+  const owner = new Int32Array(distinct);
+  for (let id = 0; id < distinct; id++) {
+    let chosen = holders[start[id]!]!;
+    const end = start[id + 1]!;
+    if (!saveToLowestRank && end - start[id]! > 1) {
+      for (let h = start[id]!; h < end; h++) {
+        const p = holders[h]!;
         if (planned[p]! < planned[chosen]! || (planned[p] === planned[chosen] && p < chosen)) chosen = p;
+      }
     }
-    planned[chosen]! += tensorStorageSize(item) || 1;
-    owner.set(key, chosen);
+    planned[chosen]! += tensorStorageSize(first[id]!) || 1;
+    owner[id] = chosen;
   }
-  return allPlans.map((plan, p) => ({
-    ...plan,
-    items: plan.items.filter((_, i) => owner.get(keys[p]![i]!) === p),
-  }));
+  return allPlans.map((plan, p) => {
+    const column = itemIds[p]!;
+    return { ...plan, items: plan.items.filter((_, i) => owner[column[i]!] === p) };
+  });
 }
 
 /**
@@ -209,7 +239,10 @@ export function chunksOverlap(a: ChunkStorageMetadata, b: ChunkStorageMetadata):
 /**
  * Checks the global plan's tensors, as DCP's `_validate_global_plan`: every chunk lies inside
  * its tensor, no two chunks overlap, and — when there is more than one plan — the chunks' volumes
- * add up to the tensor's. Bytes and 0-d entries are skipped.
+ * add up to the tensor's. Bytes and 0-d entries are skipped. Overlaps are found by a sweep along
+ * the sharded dimension ({@link overlappingPairs}, as DCP 2.13), O(n log n) in a tensor's chunks
+ * when they are sharded along one dimension, and reported in the order comparing every pair
+ * would report them.
  *
  * @param planCount - the number of plans (ranks).
  * @param metadata - the global metadata.
@@ -220,6 +253,9 @@ export function validateGlobalPlan(planCount: number, metadata: Metadata): strin
   for (const [fqn, entry] of metadata.stateDictMetadata) {
     if (entry.type !== "tensor" || entry.size.length === 0) continue;
     let volume = 0;
+    // Overlaps by a sweep (O(n log n) in chunks), reported in the order comparing every pair would.
+    const pairs = overlappingPairs(entry.chunks, entry.size.length);
+    let next = 0;
     entry.chunks.forEach((chunk, i) => {
       const inBounds = chunk.offsets.every(
         (off, d) => off >= 0 && chunk.sizes[d]! >= 0 && off + chunk.sizes[d]! <= entry.size[d]!,
@@ -230,13 +266,11 @@ export function validateGlobalPlan(planCount: number, metadata: Metadata): strin
         );
       }
       volume += numel(chunk.sizes);
-      for (let j = i + 1; j < entry.chunks.length; j++) {
-        const other = entry.chunks[j]!;
-        if (boxesOverlap(chunk, other)) {
-          problems.push(
-            `"${fqn}": chunks at [${chunk.offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
-          );
-        }
+      for (; next < pairs.length && pairs[next]![0] === i; next++) {
+        const other = entry.chunks[pairs[next]![1]]!;
+        problems.push(
+          `"${fqn}": chunks at [${chunk.offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
+        );
       }
     });
     if (planCount > 1 && volume !== numel(entry.size)) {

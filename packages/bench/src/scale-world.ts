@@ -1,0 +1,294 @@
+import { PerformanceObserver } from "node:perf_hooks";
+import { DefaultLoadPlanner, DefaultSavePlanner, type Metadata, type StateDict } from "@dcpjs/core";
+import { metadataIndexKey, type SavePlan, type StorageInfo } from "@dcpjs/core/extend";
+import {
+  createGlobalSavePlan,
+  decodeMetadata,
+  dedupSavePlans,
+  encodeMetadata,
+  validateGlobalPlan,
+} from "@dcpjs/core/testing";
+import { decodeWire, encodeWire } from "@dcpjs/redis";
+
+/** How the simulated world's tensors are laid out over its ranks. */
+export type ScaleLayout = "fsdp" | "replicated";
+
+/** One simulated world: its layout and size. */
+export interface ScaleCase {
+  /** FSDP-style (every tensor sharded along dim 0 over every rank) or replicated (every rank holds every tensor whole). */
+  readonly layout: ScaleLayout;
+  /** Virtual ranks. */
+  readonly ranks: number;
+  /** Tensors per rank's state dict. */
+  readonly tensors: number;
+}
+
+/** What one simulated world measured, in CPU seconds of this process (all its threads), bytes and MiB. */
+export interface ScaleResult extends ScaleCase {
+  /** Chunks in the checkpoint's metadata. */
+  readonly chunks: number;
+  /** Write items in all local plans together (before dedup). */
+  readonly items: number;
+  /** Every rank's `DefaultSavePlanner` setUpPlanner + createLocalPlan, summed. */
+  readonly localPlanS: number;
+  /** Bytes the coordinator gathers: every rank's plan as the Redis process group encodes it. */
+  readonly gatherBytes: number;
+  /** Encoding every rank's plan (msgpack, summed over ranks). */
+  readonly gatherEncodeS: number;
+  /** The coordinator decoding the gathered plans. */
+  readonly gatherDecodeS: number;
+  /** `dedupSavePlans`. */
+  readonly dedupS: number;
+  /** `createGlobalSavePlan` on the deduplicated plans. */
+  readonly globalS: number;
+  /** `validateGlobalPlan`. */
+  readonly validateS: number;
+  /** `DefaultSavePlanner.createGlobalPlan` (dedup + global plan + planner data + validation), as a save runs it. */
+  readonly coordinatorS: number;
+  /** The same, in wall-clock seconds. */
+  readonly coordinatorWallS: number;
+  /** `encodeMetadata` of the metadata with one storage entry per chunk. */
+  readonly encodeS: number;
+  /** Size of the encoded `.metadata`. */
+  readonly metadataBytes: number;
+  /** `decodeMetadata`. */
+  readonly decodeS: number;
+  /** One rank's `DefaultLoadPlanner` setUpPlanner + createLocalPlan on freshly decoded metadata. */
+  readonly loadPlanS: number;
+  /** Another rank's, on the same metadata (what a planner may reuse from the first). */
+  readonly loadPlanNextS: number;
+  /** Read items of that rank's load plan. */
+  readonly loadItems: number;
+  /** Peak resident set size of this process (`process.resourceUsage().maxRSS`), MiB. */
+  readonly peakRssMiB: number;
+  /** Garbage-collection pauses (wall ms, main thread) in the dedup, global, validate, coordinator, decode and loadPlan phases. */
+  readonly gcMs: Readonly<Record<string, number>>;
+  /** Heap used once the gathered plans are decoded, MiB. */
+  readonly heapGatheredMiB: number;
+}
+
+const COLS = 64;
+/** Rows of a tensor per rank (FSDP) and of a whole tensor (replicated). */
+const ROWS_PER_RANK = 2;
+const REPLICATED_ROWS = 64;
+
+function fqnOf(t: number): string {
+  return `model.layers.${t}.mlp.weight`;
+}
+
+function shapeOf(c: ScaleCase): [number, number] {
+  return c.layout === "fsdp" ? [c.ranks * ROWS_PER_RANK, COLS] : [REPLICATED_ROWS, COLS];
+}
+
+/**
+ * One rank's state dict: its shard of every tensor (FSDP) or every tensor whole (replicated). All
+ * tensors share one zeroed buffer of the right length: the planners never read tensor data.
+ */
+export function rankStateDict(c: ScaleCase, rank: number): StateDict {
+  const shape = shapeOf(c);
+  const sd: StateDict = {};
+  if (c.layout === "fsdp") {
+    const data = new Float32Array(ROWS_PER_RANK * COLS);
+    for (let t = 0; t < c.tensors; t++) {
+      sd[fqnOf(t)] = {
+        dtype: "float32",
+        shape,
+        shards: [
+          {
+            offsets: [rank * ROWS_PER_RANK, 0],
+            tensor: { dtype: "float32", shape: [ROWS_PER_RANK, COLS], data },
+          },
+        ],
+      };
+    }
+  } else {
+    const data = new Float32Array(shape[0] * shape[1]);
+    for (let t = 0; t < c.tensors; t++) sd[fqnOf(t)] = { dtype: "float32", shape, data };
+  }
+  return sd;
+}
+
+/** This process's garbage collections: [start, duration] in ms (performance time). */
+const collections: [number, number][] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) collections.push([e.startTime, e.duration]);
+}).observe({ entryTypes: ["gc"] });
+
+/** Wall-clock windows of the phases whose GC time is reported: [start, end] in ms. */
+const windows = new Map<string, [number, number]>();
+
+/** Runs a phase, noting its wall-clock window under `name`. */
+function windowed<T>(name: string, fn: () => T): T {
+  const w0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    windows.set(name, [w0, performance.now()]);
+  }
+}
+
+/** The GC milliseconds in each noted window, once the observer has heard of every collection. */
+async function gcPerWindow(): Promise<Record<string, number>> {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const out: Record<string, number> = {};
+  for (const [name, [w0, w1]] of windows) {
+    let ms = 0;
+    for (const [start, duration] of collections) if (start >= w0 && start < w1) ms += duration;
+    out[name] = ms;
+  }
+  return out;
+}
+
+/** This process's CPU time in ms (user + system, every thread: the machine is shared, so wall time says less). */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+function seconds(t0: number): number {
+  return (cpuMs() - t0) / 1000;
+}
+
+/** The metadata a save would write: one storage entry per planned item, rank r's in its own file. */
+function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
+  const storageData = new Map<string, StorageInfo>();
+  plans.forEach((plan, rank) => {
+    let offset = 0;
+    const relativePath = `__${rank}_0.distcp`;
+    for (const item of plan.items) {
+      const sizes = item.tensorData?.chunk.sizes ?? [];
+      const length = sizes.reduce((a, b) => a * b, 4);
+      storageData.set(metadataIndexKey(item.index), {
+        relativePath,
+        offset,
+        length,
+        crc32: (offset * 2654435761) >>> 0,
+      });
+      offset += length;
+    }
+  });
+  return { ...metadata, storageData };
+}
+
+/**
+ * Runs one simulated world in this process: every virtual rank's local save plan, the gather as
+ * the Redis process group serialises it, the coordinator's planning, `.metadata` encode and
+ * decode, and load plans of two ranks. No tensor data is written or read.
+ *
+ * @param c - the world.
+ */
+export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
+  // Every rank's local plan, as its process would make it, and what it sends to the coordinator.
+  let localPlanS = 0;
+  let gatherEncodeS = 0;
+  let gatherBytes = 0;
+  let items = 0;
+  const payloads: Uint8Array[] = [];
+  for (let rank = 0; rank < c.ranks; rank++) {
+    const sd = rankStateDict(c, rank);
+    let t0 = cpuMs();
+    const planner = new DefaultSavePlanner();
+    planner.setUpPlanner(sd);
+    const plan = planner.createLocalPlan();
+    localPlanS += seconds(t0);
+    items += plan.items.length;
+    t0 = cpuMs();
+    // collectives.ts sends an outcome; the Redis group msgpacks it.
+    const payload = encodeWire({ ok: true, value: plan });
+    gatherEncodeS += seconds(t0);
+    gatherBytes += payload.byteLength;
+    payloads.push(payload);
+  }
+
+  let t0 = cpuMs();
+  // The coordinator decodes each rank's payload as it arrives; the bytes are dropped once decoded.
+  let all: SavePlan[] | undefined = payloads.map((p, r) => {
+    const plan = (decodeWire(p) as { value: SavePlan }).value;
+    payloads[r] = new Uint8Array(0);
+    return plan;
+  });
+  const gatherDecodeS = seconds(t0);
+  payloads.length = 0;
+  const heapGatheredMiB = process.memoryUsage().heapUsed / 2 ** 20;
+
+  // The coordinator's phases one by one (their results dropped), then as a save runs them.
+  t0 = cpuMs();
+  let deduped: SavePlan[] | undefined = windowed("dedup", () => dedupSavePlans(all!));
+  const dedupS = seconds(t0);
+  t0 = cpuMs();
+  let global: { metadata: Metadata } | undefined = windowed("global", () => createGlobalSavePlan(deduped!));
+  const globalS = seconds(t0);
+  deduped = undefined;
+  t0 = cpuMs();
+  const problems = windowed("validate", () => validateGlobalPlan(all!.length, global!.metadata));
+  const validateS = seconds(t0);
+  global = undefined;
+  if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
+
+  t0 = cpuMs();
+  const wall0 = performance.now();
+  let coordinated: { plans: SavePlan[]; metadata: Metadata } | undefined = windowed("coordinator", () =>
+    new DefaultSavePlanner().createGlobalPlan(all!),
+  );
+  const coordinatorS = seconds(t0);
+  const coordinatorWallS = (performance.now() - wall0) / 1000;
+  all = undefined;
+
+  let metadata: Metadata | undefined = withStorage(coordinated.metadata, coordinated.plans);
+  coordinated = undefined;
+  let chunks = 0;
+  for (const e of metadata.stateDictMetadata.values()) if (e.type === "tensor") chunks += e.chunks.length;
+  t0 = cpuMs();
+  const bytes = encodeMetadata(metadata);
+  const encodeS = seconds(t0);
+  metadata = undefined;
+
+  t0 = cpuMs();
+  const decoded = windowed("decode", () => decodeMetadata(bytes));
+  const decodeS = seconds(t0);
+
+  const loadRank = (rank: number) => {
+    const sd = rankStateDict(c, rank);
+    const t = cpuMs();
+    const planner = new DefaultLoadPlanner();
+    planner.setUpPlanner(sd, decoded, false);
+    const plan = planner.createLocalPlan();
+    return { s: seconds(t), items: plan.items.length };
+  };
+  const first = windowed("loadPlan", () => loadRank(Math.min(1, c.ranks - 1)));
+  const next = loadRank(c.ranks - 1);
+
+  return {
+    ...c,
+    chunks,
+    items,
+    localPlanS,
+    gatherBytes,
+    gatherEncodeS,
+    gatherDecodeS,
+    dedupS,
+    globalS,
+    validateS,
+    coordinatorS,
+    coordinatorWallS,
+    encodeS,
+    metadataBytes: bytes.byteLength,
+    decodeS,
+    loadPlanS: first.s,
+    loadPlanNextS: next.s,
+    loadItems: first.items,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    gcMs: await gcPerWindow(),
+    heapGatheredMiB,
+  };
+}
+
+// Run as a child: `scale-world.ts <layout> <ranks> <tensors>` prints one JSON line.
+if (process.argv[1]?.endsWith("scale-world.ts") && process.argv.length >= 5) {
+  const [layout, ranks, tensors] = process.argv.slice(2);
+  console.log(
+    JSON.stringify(
+      await runScaleCase({ layout: layout as ScaleLayout, ranks: Number(ranks), tensors: Number(tensors) }),
+    ),
+  );
+}
