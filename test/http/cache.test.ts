@@ -162,6 +162,25 @@ describe("the HTTP read cache (cacheDir)", () => {
     expect(gets(server).length).toBe(flipped);
   });
 
+  it("bytes damaged in transit are fetched again from the server, not served from the cache, and the cache keeps the good copy", async () => {
+    const root = await savedCheckpoint(4);
+    const server = await serve({ root });
+    const cacheDir = await tempDir();
+    const url = `${server.origin}/ckpt`;
+    server.fault(".distcp", { kind: "flip" }, 1);
+    const first = seededTarget();
+    await load(first, { storageReader: new HttpStorageReader({ url, cacheDir }) });
+    expect(whichSeed(first, [4])).toBe(4);
+
+    server.requests.length = 0;
+    const again = new HttpStorageReader({ url, cacheDir });
+    const sd = seededTarget();
+    await load(sd, { storageReader: again });
+    expect(whichSeed(sd, [4])).toBe(4);
+    expect(again.readCache!.stats.fetches).toBe(0);
+    expect(gets(server).filter((r) => r.path.endsWith(".distcp"))).toEqual([]);
+  });
+
   it("hf://: a second load sends the CDN no more than a one-byte GET per file (the identity), keyed at the commit", async () => {
     const root = await tempDir();
     const repo = join(root, "hub");

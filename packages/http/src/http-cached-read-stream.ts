@@ -46,12 +46,14 @@ export class HttpCachedReadStream implements FileReadStream {
    * @param url - the file's URL.
    * @param cache - the cache.
    * @param signal - the stream's signal (`createStream`'s), joined with each call's.
+   * @param refresh - fetch from the source and replace the cached blocks (a stream opened with `refetch`). @default false
    */
   constructor(
     readonly client: HttpClient,
     readonly url: string,
     cache: ReadCache,
     readonly signal?: AbortSignal,
+    refresh = false,
   ) {
     this.#direct = new HttpReadStream(client, url, signal);
     this.#cached = new CachedReadStream(
@@ -73,6 +75,7 @@ export class HttpCachedReadStream implements FileReadStream {
         },
       },
       cache,
+      refresh,
     );
   }
 

@@ -77,7 +77,7 @@ export class HttpFileSystem implements FileSystemBase {
     options?: CreateStreamOptions,
   ): Promise<FileWriteStream | FileReadStream> {
     throwIfAborted(options?.signal);
-    if (mode === "rb") return this.#reader(this.initPath(path), options?.signal);
+    if (mode === "rb") return this.#reader(this.initPath(path), options?.signal, options?.refetch);
     if (mode === "wb") throw readOnly("write", path);
     throw new CheckpointError("INVALID_ARGUMENT", `Expected mode rb, got ${JSON.stringify(mode)}`);
   }
@@ -292,9 +292,9 @@ export class HttpFileSystem implements FileSystemBase {
   }
 
   /** A read stream over `url`: through the read cache when there is one. */
-  #reader(url: string, signal: AbortSignal | undefined): FileReadStream {
+  #reader(url: string, signal: AbortSignal | undefined, refetch = false): FileReadStream {
     return this.readCache
-      ? new HttpCachedReadStream(this.client, url, this.readCache, signal)
+      ? new HttpCachedReadStream(this.client, url, this.readCache, signal, refetch)
       : new HttpReadStream(this.client, url, signal);
   }
 

@@ -106,7 +106,7 @@ export class S3FileSystem implements FileSystemBase {
       return new S3WriteStream(this.client, bucket, key, path, this.transfer, options?.signal);
     if (mode === "rb") {
       const ref = { client: this.client, bucket, key, uri: path };
-      if (this.readCache) return new CachedS3Reader(ref, this.readCache);
+      if (this.readCache) return new CachedS3Reader(ref, this.readCache, options?.refetch);
       // Small ranges at random positions: plain ranged GETs, no read-ahead, no runs needed up front.
       return options?.access === "random"
         ? new RangeBasedS3Reader(ref, 0)

@@ -95,6 +95,13 @@ export interface CreateStreamOptions {
    * ignore them.
    */
   readonly runs?: readonly ByteRange[];
+  /**
+   * For `rb`: bytes an earlier stream returned for this file failed their check (damaged in
+   * transit). A backend that keeps a copy of what it fetched (a read cache) must not serve that
+   * copy: it fetches from the source again and replaces it. Others ignore it.
+   * @default false
+   */
+  readonly refetch?: boolean;
 }
 
 /** One entry of {@link FileSystemBase.list}. */

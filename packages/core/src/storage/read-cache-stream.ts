@@ -43,10 +43,13 @@ export class CachedReadStream implements FileReadStream {
   /**
    * @param source - how to identify and fetch the file.
    * @param cache - the cache.
+   * @param refresh - fetch every block this stream reads from the source and replace its cached
+   *   copy (a stream opened with `refetch`: the cached bytes failed a check). @default false
    */
   constructor(
     readonly source: CachedReadSource,
     readonly cache: ReadCache,
+    readonly refresh = false,
   ) {}
 
   /** The file's id, version and size (one `identify`, shared by every read of this stream). */
@@ -85,7 +88,7 @@ export class CachedReadStream implements FileReadStream {
     const bs = this.cache.blockBytes;
     const end = offset + target.byteLength;
     const copyBlock = async (b: number) => {
-      const bytes = await this.cache.block(file, b, fetch, signal);
+      const bytes = await this.cache.block(file, b, fetch, signal, this.refresh);
       const from = Math.max(offset, b * bs);
       const to = Math.min(end, b * bs + bytes.byteLength);
       target.set(bytes.subarray(from - b * bs, to - b * bs), from - offset);

@@ -181,6 +181,8 @@ export class ReadCache {
    * @param fetch - reads `[start, end)` of that version of the file (failing for another
    *   version); called at most once here.
    * @param signal - aborts the wait for another process's fetch.
+   * @param refresh - fetch it from the source even when cached (the cached copy failed a check
+   *   upstream) and replace the cached copy. @default false
    * @returns the block's bytes (a fresh buffer the caller may keep).
    * @throws what `fetch` throws; `ABORTED` when `signal` fires while waiting.
    */
@@ -189,19 +191,20 @@ export class ReadCache {
     index: number,
     fetch: (start: number, end: number) => Promise<Uint8Array>,
     signal?: AbortSignal,
+    refresh = false,
   ): Promise<Uint8Array> {
     // id and version are escaped, so that no `:` of theirs can make two files' keys equal.
     const key = `${KEY_PREFIX}${encodeURIComponent(file.id)}:${encodeURIComponent(file.version)}:${file.size}:${this.blockBytes}:${index}`;
     const running = this.#inFlight.get(key);
-    if (running) {
+    if (running && !refresh) {
       this.stats.hits++;
       return running;
     }
     const start = index * this.blockBytes;
     const end = Math.min(start + this.blockBytes, file.size);
-    const promise = this.#block(key, () => fetch(start, end), end - start, signal).finally(() =>
-      this.#inFlight.delete(key),
-    );
+    const promise = this.#block(key, () => fetch(start, end), end - start, signal, refresh).finally(() => {
+      if (this.#inFlight.get(key) === promise) this.#inFlight.delete(key);
+    });
     this.#inFlight.set(key, promise);
     return promise;
   }
@@ -211,13 +214,14 @@ export class ReadCache {
     fetch: () => Promise<Uint8Array>,
     length: number,
     signal: AbortSignal | undefined,
+    refresh: boolean,
   ): Promise<Uint8Array> {
-    const cached = await this.#get(key, length);
+    const cached = refresh ? undefined : await this.#get(key, length);
     if (cached) return cached;
     const lockPath = join(await this.#lockDir(), createHash("sha256").update(key).digest("hex"));
     return retry(
       async (attempt) => {
-        if (attempt > 1) {
+        if (attempt > 1 && !refresh) {
           // Another process was fetching it: it may be on disk now.
           const filled = await this.#get(key, length);
           if (filled) return filled;
@@ -235,7 +239,7 @@ export class ReadCache {
           throw isCode(error, "ELOCKED") ? new BlockLocked(error) : error;
         }
         try {
-          const again = await this.#get(key, length);
+          const again = refresh ? undefined : await this.#get(key, length);
           if (again) return again;
           const bytes = await fetch();
           this.stats.fetches++;

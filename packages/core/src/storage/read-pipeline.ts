@@ -102,6 +102,7 @@ export async function* readRuns(
       signal,
       within: path,
       access: "random",
+      refetch: true,
     });
     try {
       return await fetchRun(again, run, pieces, signal);

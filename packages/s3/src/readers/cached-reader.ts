@@ -18,9 +18,10 @@ export class CachedS3Reader extends CachedReadStream {
   /**
    * @param ref - the object.
    * @param cache - the cache.
+   * @param refresh - fetch from S3 and replace the cached blocks (see core's `CachedReadStream`). @default false
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an empty bucket or key.
    */
-  constructor(ref: S3ObjectRef, cache: ReadCache) {
+  constructor(ref: S3ObjectRef, cache: ReadCache, refresh = false) {
     assertObjectRef(ref);
     super(
       {
@@ -37,6 +38,7 @@ export class CachedS3Reader extends CachedReadStream {
         fetch: (file, start, end, signal) => getRange({ ...ref, ifMatch: file.version }, start, end, signal),
       },
       cache,
+      refresh,
     );
   }
 }
