@@ -60,6 +60,8 @@ export function pump(
     body.destroy();
     return Promise.resolve(0);
   }
+  // closed (an abort) before it was read: no event would come
+  if (body.destroyed) return Promise.reject(new Error("the connection closed before the body was read"));
   return new Promise((resolve, reject) => {
     let delivered = 0;
     let settled = false;
