@@ -210,6 +210,28 @@ describe("@dcpjs/http", () => {
     expect(shardResolves.length).toBe(2);
   });
 
+  it("a same-origin CDN path (relative 302) is used directly too, and resolved again when it answers 403", async () => {
+    const { root, sd } = await savedCheckpoint();
+    const repo = join(root, "hub");
+    await exportSafetensors(join(root, "ckpt"), join(repo, "org", "model"));
+    const hub = await serve({ root: repo, hub: { commit: "c".repeat(40) } });
+    // the shard's first answer comes the long way; its second request, direct, finds the path expired
+    hub.fault("-of-00001.safetensors", { kind: "status", status: 403 }, 1, 1);
+    const reader = new HttpStorageReader({
+      url: "hf://org/model",
+      hfEndpoint: hub.origin,
+      maxConnections: 1,
+    });
+    const got = await loadStateDictFromKeys({ storageReader: reader, keys: ["big.b"] });
+    expect(hexOf(got["big.b"] as Tensor)).toBe(hexOf(sd["big.b"] as Tensor));
+    expect(hub.requests.some((r) => r.status === 403)).toBe(true);
+    const shard = hub.requests.filter((r) => r.path.endsWith("-of-00001.safetensors"));
+    const resolves = shard.filter((r) => r.path.includes("/resolve/"));
+    expect(resolves.length).toBe(2);
+    // every other read of the shard went to /cdn/ without a resolve first
+    expect(shard.length - resolves.length).toBeGreaterThan(resolves.length);
+  });
+
   it("a data file replaced mid-load is SOURCE_CHANGED naming it, never mixed bytes", async () => {
     const { root } = await savedCheckpoint();
     const server = await serve({ root });

@@ -68,6 +68,31 @@ describe("loads from a loopback nginx through the registered http:// and hf:// i
     expect(new Set(revisions.slice(1))).toEqual(new Set([HUB_COMMIT]));
   });
 
+  it("hf:// through a Hub whose resolve answers a relative 302 on the same origin: each file is resolved once, its reads go to /cdn/ directly", async () => {
+    process.env.HF_ENDPOINT = nginx.url;
+    const lines = await linesDuring(async () => {
+      const sd = (await loadStateDictFromKeys({ checkpointId: `hf://${org}/${repo}` })) as StateDict;
+      expect(compareStateDicts(expected.get(HTTP_FIXTURES.hubRepo)!, sd, true).mismatches).toEqual([]);
+    });
+    const resolves = lines.filter((l) => l.method === "GET" && l.uri.includes("/resolve/"));
+    const reads = lines.filter((l) => l.method === "GET" && l.uri.startsWith("/cdn/"));
+    const files = new Set(reads.map((l) => l.uri));
+    expect(files.size).toBeGreaterThan(1);
+    // one resolve per file read: its first contact; every later read goes to the CDN path
+    const perFile = new Map<string, number>();
+    for (const l of resolves) {
+      const file = l.uri.slice(l.uri.indexOf("/resolve/") + "/resolve/".length).replace(/^[^/]+\//, "");
+      perFile.set(file, (perFile.get(file) ?? 0) + 1);
+    }
+    expect([...perFile.values()].every((n) => n === 1)).toBe(true);
+    const prefix = `/cdn/${org}/${repo}/`;
+    for (const file of files) expect(perFile.get(file.slice(prefix.length))).toBe(1);
+    // the shards' data reads (after each one's first 64 KiB) went to /cdn/ without a 302 first
+    expect(reads.filter((l) => l.status === 206).length).toBeGreaterThan(
+      resolves.filter((l) => l.status === 302).length,
+    );
+  });
+
   it("a partial load (2 of 24 tensors) reads those tensors' bytes, not the shards'", async () => {
     const keys = ["model.layers.3.weight", "model.layers.17.weight"];
     let loaded = 0;

@@ -62,12 +62,15 @@ async function ensureRepo(p: HttpLoadParams, repoDir: string): Promise<Shard[]> 
   return Promise.all(names.map(async (name) => ({ name, size: (await stat(join(repoDir, name))).size })));
 }
 
-/** The baseline: Node's fetch, `connections` ranged GETs of `rangeMib` in flight, into preallocated buffers. */
+/**
+ * The baseline: Node's fetch, `connections` ranged GETs of `rangeMib` in flight, each body copied
+ * into a buffer of its file's size allocated inside the timed span (as dcpjs allocates its tensors).
+ */
 async function fetchAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
   const limit = pLimit(connections);
-  const targets = shards.map((s) => new Uint8Array(s.size));
-  return timed(() =>
-    Promise.all(
+  return timed(() => {
+    const targets = shards.map((s) => new Uint8Array(s.size));
+    return Promise.all(
       shards.flatMap((s, i) => {
         const parts: Promise<void>[] = [];
         for (let at = 0; at < s.size; at += rangeBytes) {
@@ -89,18 +92,21 @@ async function fetchAll(base: string, shards: readonly Shard[], connections: num
         }
         return parts;
       }),
-    ),
-  );
+    );
+  });
 }
 
-/** The baseline with Node's own HTTP client (node:http, a keep-alive agent of `connections` sockets), into preallocated buffers. */
+/**
+ * The baseline with Node's own HTTP client (node:http, a keep-alive agent of `connections`
+ * sockets), into buffers allocated inside the timed span as {@link fetchAll}'s.
+ */
 async function nodeHttpAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const limit = pLimit(connections);
-  const targets = shards.map((s) => new Uint8Array(s.size));
   try {
-    return await timed(() =>
-      Promise.all(
+    return await timed(() => {
+      const targets = shards.map((s) => new Uint8Array(s.size));
+      return Promise.all(
         shards.flatMap((s, i) => {
           const parts: Promise<void>[] = [];
           for (let at = 0; at < s.size; at += rangeBytes) {
@@ -133,8 +139,8 @@ async function nodeHttpAll(base: string, shards: readonly Shard[], connections: 
           }
           return parts;
         }),
-      ),
-    );
+      );
+    });
   } finally {
     agent.destroy();
   }
@@ -283,6 +289,7 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
       },
       [
         "throughputs count each side's payload: dcpjs the tensor bytes it loaded, the baselines the whole files (headers included)",
+        `every in-memory side allocates where the bytes land inside its timed span (dcpjs its tensors, fetch and node:http a buffer per file) and copies each body chunk there once; the baselines ask for ${p.rangeMib} MiB ranges, dcpjs for the read scheduler's pieces (the HTTP backend's pieceBytes)`,
         "curl writes to /dev/null from its own process (no copy into a JS heap): the ceiling of nginx and loopback, not a like-for-like client",
         `nginx ${nginx.url} on loopback, ${p.connections} connections for every side; the page cache is warm after the first pass`,
         "peak in flight: the most requests nginx was answering at once (its access log's $msec and $request_time)",

@@ -12,6 +12,7 @@ import {
   parseContentRange,
   preconditionHeaders,
 } from "./file-identity.js";
+import { discard, type HttpAnswer, send, textOf } from "./http-answer.js";
 import { displayUrl, HttpRequestError, sourceChanged, statusError, transportError } from "./http-errors.js";
 import type { ResolvedHttpOptions } from "./http-options.js";
 import { pump, TargetCursor } from "./response-body.js";
@@ -46,7 +47,7 @@ export class HttpClient {
   readonly options: ResolvedHttpOptions;
   readonly #identities = new Map<string, FileIdentity>();
   readonly #pins: RevisionPin[] = [];
-  /** Per file: where a redirect to another origin led (the CDN URL), once it answered. */
+  /** Per file: where its redirects led (the CDN URL), once that answered. */
   readonly #located = new Map<string, string>();
   #warned = false;
 
@@ -145,7 +146,7 @@ export class HttpClient {
               throw statusError(response, url, action);
             }
             const exact = response.status === 206 && skip === 0 && cursor.done + want === length;
-            const got = await pump(response, skip, want, (chunk) => cursor.write(chunk), touch, exact);
+            const got = await pump(response.body, skip, want, (chunk) => cursor.write(chunk), touch, exact);
             if (got < want)
               throw new HttpRequestError(
                 "IO_ERROR",
@@ -191,7 +192,14 @@ export class HttpClient {
           const head = new Uint8Array(Math.min(bytes, size));
           const cursor = new TargetCursor([head]);
           const exact = response.status !== 200 || size <= bytes;
-          const got = await pump(response, 0, head.byteLength, (chunk) => cursor.write(chunk), touch, exact);
+          const got = await pump(
+            response.body,
+            0,
+            head.byteLength,
+            (chunk) => cursor.write(chunk),
+            touch,
+            exact,
+          );
           if (got < head.byteLength)
             throw new HttpRequestError(
               "IO_ERROR",
@@ -219,7 +227,7 @@ export class HttpClient {
         action,
         signal,
         async (response) => {
-          await response.body?.cancel().catch(() => {});
+          discard(response);
           if (response.status === 404 || response.status === 410) return undefined;
           if (REDIRECTS.has(response.status)) {
             const linked = response.headers.get("x-linked-size");
@@ -256,14 +264,14 @@ export class HttpClient {
         signal,
         async (response) => {
           if (response.status === 404 || response.status === 410) {
-            await response.body?.cancel().catch(() => {});
+            discard(response);
             return undefined;
           }
           if (response.status !== 200) {
-            await response.body?.cancel().catch(() => {});
+            discard(response);
             throw statusError(response, url, action);
           }
-          return { text: await response.text(), link: response.headers.get("link") };
+          return { text: await textOf(response), link: response.headers.get("link") };
         },
       ),
     );
@@ -285,7 +293,7 @@ export class HttpClient {
   }
 
   /** Pins the identity a response states on first contact, else checks it against the pinned one. */
-  #check(url: string, response: Response, size: number | undefined): FileIdentity {
+  #check(url: string, response: HttpAnswer, size: number | undefined): FileIdentity {
     const seen = identityOf(response.headers, size, response.url ? new URL(response.url).origin : undefined);
     const pinned = this.#identities.get(url);
     if (pinned === undefined) {
@@ -350,7 +358,7 @@ export class HttpClient {
     range: () => string | undefined,
     action: string,
     callerSignal: AbortSignal | undefined,
-    consume: (response: Response, touch: () => void) => Promise<T>,
+    consume: (response: HttpAnswer, touch: () => void) => Promise<T>,
     stopAtOtherOrigin = false,
   ): Promise<T> {
     const signal = this.#signal(callerSignal);
@@ -361,8 +369,9 @@ export class HttpClient {
       signal?.addEventListener("abort", onAbort, { once: true });
       let timer: NodeJS.Timeout | undefined;
       const touch = () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => controller.abort(new StallTimeout()), this.options.timeoutMs);
+        if (timer === undefined)
+          timer = setTimeout(() => controller.abort(new StallTimeout()), this.options.timeoutMs);
+        else timer.refresh();
       };
       touch();
       try {
@@ -394,9 +403,10 @@ export class HttpClient {
 
   /**
    * Sends a request, following up to {@link MAX_REDIRECTS} redirects by hand. Where a redirect led
-   * to another origin (the Hub's CDN) and that answered, later requests for the file go there
-   * directly, as hf_transfer ranges against the CDN URL it resolved once; an answer there of
-   * 401/403/404/410 or a redirect (an expired signed URL) sends the request the long way again.
+   * somewhere (the Hub's CDN, on another origin or as a path of the same one) and that answered,
+   * later requests for the file go there directly, as hf_transfer ranges against the CDN URL it
+   * resolved once; an answer there of 401/403/404/410 or a redirect (an expired signed URL) sends
+   * the request the long way again.
    */
   async #fetchFollowing(
     url: string,
@@ -404,13 +414,13 @@ export class HttpClient {
     range: string | undefined,
     signal: AbortSignal,
     stopAtOtherOrigin: boolean,
-  ): Promise<Response> {
+  ): Promise<HttpAnswer> {
     const origin = new URL(url).origin;
     const located = stopAtOtherOrigin ? undefined : this.#located.get(url);
     if (located !== undefined) {
       const response = await this.#send(url, located, origin, method, range, signal);
       if (!REDIRECTS.has(response.status) && ![401, 403, 404, 410].includes(response.status)) return response;
-      await response.body?.cancel().catch(() => {});
+      discard(response);
       this.#located.delete(url);
     }
     let target = this.#pinned(url);
@@ -419,17 +429,12 @@ export class HttpClient {
       this.#learnCommit(url, response);
       const location = REDIRECTS.has(response.status) ? response.headers.get("location") : null;
       if (location === null) {
-        if (
-          hop > 0 &&
-          new URL(target).origin !== origin &&
-          (response.status === 200 || response.status === 206)
-        )
-          this.#located.set(url, target);
+        if (hop > 0 && (response.status === 200 || response.status === 206)) this.#located.set(url, target);
         return response;
       }
       const next = new URL(location, target).href;
       if (stopAtOtherOrigin && new URL(next).origin !== origin) return response;
-      await response.body?.cancel().catch(() => {});
+      discard(response);
       if (hop >= MAX_REDIRECTS)
         throw new HttpRequestError(
           "IO_ERROR",
@@ -448,19 +453,19 @@ export class HttpClient {
     method: "GET" | "HEAD",
     range: string | undefined,
     signal: AbortSignal,
-  ): Promise<Response> {
+  ): Promise<HttpAnswer> {
     const to = new URL(target).origin;
-    return fetch(target, {
+    return send(
+      target,
       method,
-      redirect: "manual",
-      signal,
-      headers: {
+      {
         "accept-encoding": "identity",
         ...(to === origin ? this.#credentials(url) : {}),
         ...(range !== undefined ? { range } : {}),
         ...preconditionHeaders(this.#identities.get(url), range !== undefined, to),
       },
-    });
+      signal,
+    );
   }
 
   /** Extra headers and the token, for requests to the URL's own origin. */
@@ -477,7 +482,7 @@ export class HttpClient {
   }
 
   /** Pins a Hub revision to the `X-Repo-Commit` of the first answer under it. */
-  #learnCommit(url: string, response: Response): void {
+  #learnCommit(url: string, response: HttpAnswer): void {
     const commit = response.headers.get("x-repo-commit");
     if (commit === null || commit.length === 0) return;
     const pin = this.#pins.find((p) => p.commit === undefined && url.startsWith(p.atRevision));
@@ -496,7 +501,7 @@ export class HttpClient {
   }
 }
 
-function contentLength(response: Response): number | undefined {
+function contentLength(response: HttpAnswer): number | undefined {
   const value = response.headers.get("content-length");
   return value === null || !/^\d+$/.test(value) ? undefined : Number(value);
 }

@@ -65,7 +65,11 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
  * @param url - the file's URL (named in the message).
  * @param action - what was attempted, e.g. `read bytes 0-99 of`.
  */
-export function statusError(response: Response, url: string, action: string): CheckpointError {
+export function statusError(
+  response: Pick<Response, "status" | "statusText" | "headers">,
+  url: string,
+  action: string,
+): CheckpointError {
   const { status } = response;
   const shown = displayUrl(url);
   if (status === 404 || status === 410) return new NotFoundError(shown);
@@ -108,7 +112,7 @@ export function sourceChanged(url: string, detail: string): HttpRequestError {
 }
 
 /**
- * Wraps what `fetch` or a body read threw (a reset, a refused connection, a stalled body) as a
+ * Wraps what a request or a body read threw (a reset, a refused connection, a stalled body) as a
  * retryable `IO_ERROR` naming the URL; a {@link CheckpointError} passes through.
  * @param error - what was thrown.
  * @param url - the file's URL.

@@ -1,5 +1,6 @@
 // Reading a response body into the caller's buffers: skipping what precedes the wanted bytes (a
 // 200 to a ranged request), stopping after them, and dropping the rest of the body.
+import type { Readable } from "node:stream";
 
 /** Fills a list of buffers back to back; `done` bytes so far (kept across resumed attempts). */
 export class TargetCursor {
@@ -35,8 +36,9 @@ export class TargetCursor {
 }
 
 /**
- * Reads `want` bytes of a body after skipping `skip`, handing them to `sink`; cancels the rest.
- * @param response - the response whose body is read.
+ * Reads `want` bytes of a body after skipping `skip`, handing them to `sink` as they arrive;
+ * closes the connection when the rest of the body is not wanted.
+ * @param body - the response body (a Node stream, see `send`).
  * @param skip - bytes dropped first (the offset wanted, in a whole-file 200).
  * @param want - bytes handed to `sink`.
  * @param sink - takes each piece, in order.
@@ -44,47 +46,66 @@ export class TargetCursor {
  * @param exact - the body should end right after `want` bytes: read it to its end so the
  *   connection is kept for the next request. @default false
  * @returns the bytes delivered (fewer than `want` when the body ended early).
+ * @throws what the body's stream failed with; an `Error` when its connection closed before it ended.
  */
-export async function pump(
-  response: Response,
+export function pump(
+  body: Readable,
   skip: number,
   want: number,
   sink: (chunk: Uint8Array) => void,
   touch: () => void,
   exact = false,
 ): Promise<number> {
-  if (want === 0 || response.body === null) {
-    await response.body?.cancel().catch(() => {});
-    return 0;
+  if (want === 0) {
+    body.destroy();
+    return Promise.resolve(0);
   }
-  const reader = response.body.getReader();
-  let delivered = 0;
-  let ended = false;
-  try {
-    while (delivered < want) {
-      const { done, value } = await reader.read();
-      if (done) {
-        ended = true;
-        break;
-      }
+  // closed (an abort) before it was read: no event would come
+  if (body.destroyed) return Promise.reject(new Error("the connection closed before the body was read"));
+  return new Promise((resolve, reject) => {
+    let delivered = 0;
+    let settled = false;
+    const finish = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      body.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
+      if (error !== undefined) reject(error);
+      else resolve(delivered);
+    };
+    const onData = (value: Buffer) => {
       touch();
-      let chunk = value;
-      if (skip > 0) {
-        if (chunk.byteLength <= skip) {
-          skip -= chunk.byteLength;
-          continue;
+      try {
+        let chunk: Uint8Array = value;
+        if (delivered === want) {
+          // more than the body should hold: what was wanted is in, the rest is dropped
+          finish();
+          body.destroy();
+          return;
         }
-        chunk = chunk.subarray(skip);
-        skip = 0;
+        if (skip > 0) {
+          if (chunk.byteLength <= skip) {
+            skip -= chunk.byteLength;
+            return;
+          }
+          chunk = chunk.subarray(skip);
+          skip = 0;
+        }
+        if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
+        sink(chunk);
+        delivered += chunk.byteLength;
+        // a body that should end here is read to its end, so its connection is kept for the next request
+        if (delivered === want && !exact) {
+          finish();
+          body.destroy();
+        }
+      } catch (error) {
+        finish(error);
+        body.destroy();
       }
-      if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
-      sink(chunk);
-      delivered += chunk.byteLength;
-    }
-    // A body that should end here is read to its end, so its connection is kept for the next request.
-    if (exact && !ended && delivered === want) ended = (await reader.read()).done === true;
-  } finally {
-    if (!ended) await reader.cancel().catch(() => {});
-  }
-  return delivered;
+    };
+    const onEnd = () => finish();
+    const onError = (error: unknown) => finish(error);
+    const onClose = () => finish(new Error("the connection closed before the body ended"));
+    body.on("data", onData).on("end", onEnd).on("error", onError).on("close", onClose);
+  });
 }
