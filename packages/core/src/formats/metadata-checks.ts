@@ -1,7 +1,7 @@
 import { constants as bufferConstants } from "node:buffer";
 import { MetadataError } from "../errors.js";
 import { numel } from "../model/tensor.js";
-import type { ChunkStorageMetadata, StorageMetadataEntry } from "../plan/metadata.js";
+import type { ChunkStorageMetadata, StorageMeta } from "../plan/metadata.js";
 
 // The pieces every metadata decoder and `validateMetadata` share: bounds, messages, field readers.
 
