@@ -4,12 +4,14 @@
 import "@dcpjs/http";
 import { join } from "node:path";
 import { CheckpointError, isTensor, loadStateDictFromKeys, type StateDict, tensorBytes } from "@dcpjs/core";
+import { convertCheckpoint, inspectCheckpoint } from "@dcpjs/core/ops";
 import { compareStateDicts } from "@dcpjs/demo-kit";
 import { HttpStorageReader } from "@dcpjs/http";
 import { afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { failureOf } from "../support/failure.js";
 import { HTTP_FIXTURES } from "../support/http-fixtures.js";
 import { type AccessLine, HUB_COMMIT, readAccessLog } from "../support/nginx-server.js";
+import { tempDir } from "../support/tmp.js";
 
 const nginx = inject("nginx");
 const [org, repo] = HTTP_FIXTURES.hubRepo.split("/") as [string, string];
@@ -110,6 +112,23 @@ describe("loads from a loopback nginx through the registered http:// and hf:// i
     expect(data).toBeGreaterThanOrEqual(loaded);
     expect(data).toBeLessThanOrEqual(1.1 * loaded);
   });
+
+  it.each([
+    ["a torch-written checkpoint", HTTP_FIXTURES.torch, () => `${nginx.url}/${HTTP_FIXTURES.torch}`],
+    ["a Hub repository (hf://)", HTTP_FIXTURES.hubRepo, () => `hf://${org}/${repo}`],
+  ])(
+    "dcp inspect and dcp convert take %s over HTTP: the same entries, converted byte-exact",
+    async (_, path, id) => {
+      process.env.HF_ENDPOINT = nginx.url;
+      const report = await inspectCheckpoint(id());
+      const fromFolder = await inspectCheckpoint(local(path));
+      expect(report.entries.map((e) => e.fqn)).toEqual(fromFolder.entries.map((e) => e.fqn));
+      const dst = join(await tempDir(), "converted");
+      await convertCheckpoint(id(), dst, { to: "dcpjs" });
+      const sd = (await loadStateDictFromKeys({ checkpointId: dst })) as StateDict;
+      expect(compareStateDicts(expected.get(path)!, sd, true).mismatches).toEqual([]);
+    },
+  );
 
   it("a checkpoint that is not there: INCOMPLETE_CHECKPOINT naming the URL, as for a local folder", async () => {
     const url = `${nginx.url}/ckpt/no-such-checkpoint`;

@@ -11,8 +11,8 @@ import {
   type SafetensorsWriteOptions,
 } from "./formats/safetensors/folder-writer.js";
 import { load } from "./load.js";
-import type { FileSystemWriter } from "./storage/filesystem-writer.js";
-import { createStorageReader, createStorageWriter } from "./storage/registry.js";
+import { locate } from "./ops/locate.js";
+import { createStorageReader } from "./storage/registry.js";
 import { writeWholeFile } from "./storage/write-whole-file.js";
 
 export {
@@ -52,8 +52,7 @@ export async function writeWithFormat(
       `Expected a checkpoint format with its own writer, got ${format.name} (written by FileSystemWriter)`,
     );
   const reader = await createStorageReader(src);
-  const fs = ((await createStorageWriter(dst)) as FileSystemWriter).fs;
-  const root = fs.initPath(dst);
+  const { fs, root } = locate(dst, { writable: true });
   await fs.mkdir(root);
   reader.reset(src);
   const metadata = await reader.readMetadata(signal);

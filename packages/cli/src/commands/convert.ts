@@ -57,7 +57,7 @@ export function addConvertCommands(program: Command): void {
     .description(
       "export a checkpoint to safetensors (Hugging Face layout), locally or on S3 (dcp convert --to safetensors)",
     )
-    .argument("<src>", "the checkpoint: a folder or s3:// URI (any format dcpjs reads)")
+    .argument("<src>", "the checkpoint: a folder, s3://, http(s):// or hf:// URI (any format dcpjs reads)")
     .argument("<dst>", "the destination folder or s3:// prefix")
     .option("--format <format>", "the output format (only safetensors)", "safetensors")
     .option(
@@ -99,7 +99,7 @@ export function addConvertCommands(program: Command): void {
     .description(
       "convert a checkpoint (dcpjs, PyTorch DCP, or a safetensors folder) into dcpjs's or PyTorch's format, or safetensors",
     )
-    .argument("<src>", "the source: a folder or s3:// URI in any format dcpjs reads")
+    .argument("<src>", "the source: a folder, s3://, http(s):// or hf:// URI in any format dcpjs reads")
     .argument("<dst>", "the new checkpoint: a folder or s3:// URI")
     .option(
       "--to <format>",
