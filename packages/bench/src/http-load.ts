@@ -63,84 +63,76 @@ async function ensureRepo(p: HttpLoadParams, repoDir: string): Promise<Shard[]> 
 }
 
 /**
- * The baseline: Node's fetch, `connections` ranged GETs of `rangeMib` in flight, each body copied
- * into a buffer of its file's size allocated inside the timed span (as dcpjs allocates its tensors).
+ * Every shard into a buffer of its size allocated inside the timed span (as dcpjs allocates its
+ * tensors), by ranged GETs of `rangeBytes`, `connections` in flight: `get` fetches `[at, end)` of
+ * a shard and copies each body chunk into `target` at its position, returning the bytes it got.
  */
-async function fetchAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
+function rangedAll(
+  shards: readonly Shard[],
+  connections: number,
+  rangeBytes: number,
+  get: (shard: Shard, at: number, end: number, target: Uint8Array) => Promise<number>,
+) {
   const limit = pLimit(connections);
   return timed(() => {
     const targets = shards.map((s) => new Uint8Array(s.size));
-    return Promise.all(
-      shards.flatMap((s, i) => {
-        const parts: Promise<void>[] = [];
-        for (let at = 0; at < s.size; at += rangeBytes) {
-          const end = Math.min(at + rangeBytes, s.size);
-          parts.push(
-            limit(async () => {
-              const res = await fetch(`${base}/${s.name}`, { headers: { range: `bytes=${at}-${end - 1}` } });
-              if (res.status !== 206)
-                throw new Error(`Expected 206 for ${s.name} ${at}-${end}, got ${res.status}`);
-              let pos = at;
-              for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-                targets[i]!.set(chunk, pos);
-                pos += chunk.byteLength;
-              }
-              if (pos !== end)
-                throw new Error(`Expected ${end - at} bytes of ${s.name} @${at}, got ${pos - at}`);
-            }),
-          );
-        }
-        return parts;
-      }),
-    );
+    const parts: Promise<void>[] = [];
+    shards.forEach((s, i) => {
+      for (let at = 0; at < s.size; at += rangeBytes) {
+        const end = Math.min(at + rangeBytes, s.size);
+        parts.push(
+          limit(async () => {
+            const got = await get(s, at, end, targets[i]!);
+            if (got !== end - at)
+              throw new Error(`Expected ${end - at} bytes of ${s.name} @${at}, got ${got}`);
+          }),
+        );
+      }
+    });
+    return Promise.all(parts);
   });
 }
 
-/**
- * The baseline with Node's own HTTP client (node:http, a keep-alive agent of `connections`
- * sockets), into buffers allocated inside the timed span as {@link fetchAll}'s.
- */
+/** The baseline: Node's fetch (see {@link rangedAll}). */
+function fetchAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
+  return rangedAll(shards, connections, rangeBytes, async (s, at, end, target) => {
+    const res = await fetch(`${base}/${s.name}`, { headers: { range: `bytes=${at}-${end - 1}` } });
+    if (res.status !== 206) throw new Error(`Expected 206 for ${s.name} ${at}-${end}, got ${res.status}`);
+    let pos = at;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      target.set(chunk, pos);
+      pos += chunk.byteLength;
+    }
+    return pos - at;
+  });
+}
+
+/** The baseline with Node's own HTTP client (node:http, a keep-alive agent of `connections` sockets; see {@link rangedAll}). */
 async function nodeHttpAll(base: string, shards: readonly Shard[], connections: number, rangeBytes: number) {
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const limit = pLimit(connections);
   try {
-    return await timed(() => {
-      const targets = shards.map((s) => new Uint8Array(s.size));
-      return Promise.all(
-        shards.flatMap((s, i) => {
-          const parts: Promise<void>[] = [];
-          for (let at = 0; at < s.size; at += rangeBytes) {
-            const end = Math.min(at + rangeBytes, s.size);
-            parts.push(
-              limit(
-                () =>
-                  new Promise<void>((resolve, reject) => {
-                    const req = get(
-                      `${base}/${s.name}`,
-                      { agent, headers: { range: `bytes=${at}-${end - 1}` } },
-                      (res) => {
-                        let pos = at;
-                        res.on("data", (chunk: Buffer) => {
-                          targets[i]!.set(chunk, pos);
-                          pos += chunk.byteLength;
-                        });
-                        res.on("end", () =>
-                          pos === end
-                            ? resolve()
-                            : reject(new Error(`Expected ${end - at} bytes, got ${pos - at}`)),
-                        );
-                        res.on("error", reject);
-                      },
-                    );
-                    req.on("error", reject);
-                  }),
-              ),
-            );
-          }
-          return parts;
+    return await rangedAll(
+      shards,
+      connections,
+      rangeBytes,
+      (s, at, end, target) =>
+        new Promise<number>((resolve, reject) => {
+          const req = get(
+            `${base}/${s.name}`,
+            { agent, headers: { range: `bytes=${at}-${end - 1}` } },
+            (res) => {
+              let pos = at;
+              res.on("data", (chunk: Buffer) => {
+                target.set(chunk, pos);
+                pos += chunk.byteLength;
+              });
+              res.on("end", () => resolve(pos - at));
+              res.on("error", reject);
+            },
+          );
+          req.on("error", reject);
         }),
-      );
-    });
+    );
   } finally {
     agent.destroy();
   }
