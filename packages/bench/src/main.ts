@@ -82,9 +82,13 @@ program
   )
   .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
   .option("--uniform <n>", "instead of the model's weights, n float32 tensors of 16 KiB", positiveInt)
+  .option("--item-bytes <n>", "with --uniform, the bytes of each tensor (float32s)", positiveInt, 16384)
   .option("--no-s3", "skip the S3 rows")
+  .option("--no-torch", "skip the PyTorch DCP 2.13 rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
-  .action((o) => manySmall({ reps: o.reps, dir: o.dir, uniform: o.uniform, s3: o.s3 }));
+  .action((o) =>
+    manySmall({ reps: o.reps, dir: o.dir, uniform: o.uniform, itemBytes: o.itemBytes, s3: o.s3, torch: o.torch }),
+  );
 
 program
   .command("reshard")

@@ -59,16 +59,17 @@ async function weights(): Promise<SmallSet> {
   return { sd, empty, tensors, bytes };
 }
 
-/** `count` float32 tensors of 16 KiB each (4,096 elements), keyed `layers.{i}.w`. */
-function uniform(count: number): SmallSet {
+/** `count` float32 tensors of `itemBytes` each (16 KiB: 4,096 elements), keyed `layers.{i}.w`. */
+function uniform(count: number, itemBytes: number): SmallSet {
+  const elements = Math.max(1, Math.floor(itemBytes / 4));
   const sd: Record<string, Tensor> = {};
   for (let i = 0; i < count; i++) {
-    const data = new Float32Array(4096).fill(i + 0.5);
-    sd[`layers.${i}.w`] = { dtype: "float32", shape: [4096], data };
+    const data = new Float32Array(elements).fill(i + 0.5);
+    sd[`layers.${i}.w`] = { dtype: "float32", shape: [elements], data };
   }
   const tensors = Object.values(sd);
-  const empty = () => Object.fromEntries(Object.keys(sd).map((k) => [k, emptyTensor("float32", [4096])]));
-  return { sd, empty, tensors, bytes: count * 16384 };
+  const empty = () => Object.fromEntries(Object.keys(sd).map((k) => [k, emptyTensor("float32", [elements])]));
+  return { sd, empty, tensors, bytes: count * elements * 4 };
 }
 
 /** Options of {@link manySmall}. */
@@ -79,8 +80,12 @@ export interface ManySmallParams {
   readonly dir: string;
   /** Instead of the model's weights, this many 16 KiB float32 tensors. */
   readonly uniform?: number;
+  /** The bytes of each `uniform` tensor (a multiple of 4: float32s); default 16 KiB. */
+  readonly itemBytes?: number;
   /** Also measure through S3 (the test suite's server). */
   readonly s3: boolean;
+  /** Also run PyTorch DCP 2.13 on the same shapes (its venv). @default true */
+  readonly torch?: boolean;
 }
 
 /**
@@ -92,13 +97,13 @@ export interface ManySmallParams {
  */
 export async function manySmall(p: ManySmallParams): Promise<void> {
   const { reps, dir } = p;
-  const { sd, empty, tensors, bytes } = p.uniform ? uniform(p.uniform) : await weights();
+  const { sd, empty, tensors, bytes } = p.uniform ? uniform(p.uniform, p.itemBytes ?? 16384) : await weights();
   const items = tensors.length;
   const rows: Row[] = [];
   const ratios: Record<string, number> = {};
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const venv = await torchVenvPython();
+  const venv = p.torch === false ? undefined : await torchVenvPython();
   const shapesFile = join(dir, "shapes.json");
   await writeFile(shapesFile, JSON.stringify(tensors.map((t) => t.shape)));
   const torchDir = join(dir, "torch");
@@ -257,6 +262,6 @@ function notes(items: number, bytes: number, venv: string | undefined): string[]
   return [
     `${items} tensors (${(bytes / items / 1024).toFixed(1)} KiB on average), one rank, threadCount 1`,
     "per-item overhead: (dcpjs time - the raw time of the same bytes) / items",
-    ...(venv ? [] : ["PyTorch DCP 2.13 rows skipped: its venv could not be set up"]),
+    ...(venv ? [] : ["PyTorch DCP 2.13 rows skipped: --no-torch, or its venv could not be set up"]),
   ];
 }

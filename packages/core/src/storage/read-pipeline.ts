@@ -171,7 +171,9 @@ function damagedInTransit(error: unknown): boolean {
  * @param offload - the worker pool's rule.
  */
 export function checkedOffThread(run: ScheduledRun, offload: ChecksumOffload): boolean {
-  if (run.targets) return offload.runsOffThread(run.length, ...run.targets.map((t) => t.bytes));
+  // One call per target: spreading 100,000 targets into one call overflows the stack.
+  if (run.targets)
+    return offload.runsOffThread(run.length) && run.targets.every((t) => offload.runsOffThread(run.length, t.bytes));
   return offload.runsOffThread(run.length) && tensorsOnly(run);
 }
 

@@ -161,7 +161,7 @@ export async function checksumsOnWorker(
   parts: readonly Uint8Array[],
 ): Promise<number[]> {
   for (const part of parts) assertShared("bytes to checksum", part);
-  return (await runOnWorker({ kind: "checksums", algorithm, parts, epoch: epochFor(...parts) })) as number[];
+  return (await runOnWorker({ kind: "checksums", algorithm, parts, epoch: epochFor(parts) })) as number[];
 }
 
 /**
@@ -208,8 +208,8 @@ export async function castOnWorker(
  * buffers no earlier task brought have been handed out — the memory that can become garbage.
  * Buffers used again (kept staging buffers, a tensor checked block by block) count once.
  */
-function epochFor(...views: Uint8Array[]): number {
-  for (const { buffer } of views) {
+function epochFor(...views: (Uint8Array | readonly Uint8Array[])[]): number {
+  for (const { buffer } of views.flat()) {
     if (known.has(buffer)) continue;
     known.add(buffer);
     newBytes += buffer.byteLength;
