@@ -87,7 +87,14 @@ program
   .option("--no-torch", "skip the PyTorch DCP 2.13 rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .action((o) =>
-    manySmall({ reps: o.reps, dir: o.dir, uniform: o.uniform, itemBytes: o.itemBytes, s3: o.s3, torch: o.torch }),
+    manySmall({
+      reps: o.reps,
+      dir: o.dir,
+      uniform: o.uniform,
+      itemBytes: o.itemBytes,
+      s3: o.s3,
+      torch: o.torch,
+    }),
   );
 
 program

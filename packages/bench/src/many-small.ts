@@ -97,7 +97,9 @@ export interface ManySmallParams {
  */
 export async function manySmall(p: ManySmallParams): Promise<void> {
   const { reps, dir } = p;
-  const { sd, empty, tensors, bytes } = p.uniform ? uniform(p.uniform, p.itemBytes ?? 16384) : await weights();
+  const { sd, empty, tensors, bytes } = p.uniform
+    ? uniform(p.uniform, p.itemBytes ?? 16384)
+    : await weights();
   const items = tensors.length;
   const rows: Row[] = [];
   const ratios: Record<string, number> = {};

@@ -173,7 +173,10 @@ function damagedInTransit(error: unknown): boolean {
 export function checkedOffThread(run: ScheduledRun, offload: ChecksumOffload): boolean {
   // One call per target: spreading 100,000 targets into one call overflows the stack.
   if (run.targets)
-    return offload.runsOffThread(run.length) && run.targets.every((t) => offload.runsOffThread(run.length, t.bytes));
+    return (
+      offload.runsOffThread(run.length) &&
+      run.targets.every((t) => offload.runsOffThread(run.length, t.bytes))
+    );
   return offload.runsOffThread(run.length) && tensorsOnly(run);
 }
 

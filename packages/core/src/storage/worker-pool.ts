@@ -147,9 +147,16 @@ export async function runningChecksumsOnWorker(
 }
 
 /**
+ * The most parts one `checksums` task carries. Posting a message costs Node time quadratic in the
+ * `SharedArrayBuffer`s it holds (its serializer looks each one up in a list of those seen), so
+ * thousands of tiny tensors, each its own buffer, go in several tasks of this many.
+ */
+export const WORKER_MAX_PARTS = 1024;
+
+/**
  * The checksums of several parts in shared memory — e.g. the small items of one read run —
- * computed by one worker task: one round trip for all of them instead of a CRC each on
- * the calling thread.
+ * computed by one worker task per {@link WORKER_MAX_PARTS} parts: one round trip for all of them
+ * instead of a CRC each on the calling thread.
  *
  * @param algorithm - which CRC.
  * @param parts - the bytes of each part, each in a `SharedArrayBuffer`.
@@ -161,7 +168,15 @@ export async function checksumsOnWorker(
   parts: readonly Uint8Array[],
 ): Promise<number[]> {
   for (const part of parts) assertShared("bytes to checksum", part);
-  return (await runOnWorker({ kind: "checksums", algorithm, parts, epoch: epochFor(parts) })) as number[];
+  const tasks: Promise<number[]>[] = [];
+  for (let at = 0; at < parts.length; at += WORKER_MAX_PARTS) {
+    const some = parts.length <= WORKER_MAX_PARTS ? parts : parts.slice(at, at + WORKER_MAX_PARTS);
+    tasks.push(
+      runOnWorker({ kind: "checksums", algorithm, parts: some, epoch: epochFor(some) }) as Promise<number[]>,
+    );
+  }
+  const sums = await Promise.all(tasks);
+  return sums.length === 1 ? sums[0]! : sums.flat();
 }
 
 /**
