@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { Piscina } from "piscina";
 import { CheckpointError } from "../errors.js";
-import type { ChecksumAlgorithm } from "../formats/checksum.js";
+import { type ChecksumAlgorithm, computeChecksum } from "../formats/checksum.js";
 import type { ChecksumOffload } from "../formats/item-format.js";
 import type { StridedCopy } from "../model/strided-copy.js";
 import type { OffloadTask } from "./offload-worker.js";
@@ -307,6 +307,22 @@ export function checksumOffload(minBytes: number): ChecksumOffload {
   return {
     runsOffThread: (bytes, ...buffers) => runsOffThread(minBytes, bytes, ...buffers),
     runningChecksums: runningChecksumsOnWorker,
-    checksums: checksumsOnWorker,
+    checksums: (algorithm, parts) =>
+      tinyParts(parts)
+        ? Promise.resolve(parts.map((part) => computeChecksum(algorithm, part)))
+        : checksumsOnWorker(algorithm, parts),
   };
+}
+
+/**
+ * Parts smaller than this on average (bytes) are checksummed on the calling thread even when
+ * their run is large: handing a worker a part (its buffer posted, received, kept track of) costs
+ * more than the CRC of a part this small. 1 KiB.
+ */
+export const WORKER_MIN_PART_BYTES = 1024;
+
+function tinyParts(parts: readonly Uint8Array[]): boolean {
+  let bytes = 0;
+  for (const part of parts) bytes += part.byteLength;
+  return bytes < WORKER_MIN_PART_BYTES * parts.length;
 }
