@@ -174,16 +174,18 @@ class LocalReadStream implements FileReadStream {
     throwIfAborted(signal);
     const total = targets.reduce((n, t) => n + t.byteLength, 0);
     assertReadRange(offset, total);
-    let pending = targets.filter((t) => t.byteLength > 0);
+    const pending = targets.filter((t) => t.byteLength > 0);
+    let at = 0; // the first buffer not filled yet (an index: slicing the rest each call is quadratic)
     let position = offset;
     try {
-      while (pending.length > 0) {
-        const batch = pending.slice(0, IOV_MAX);
-        const { bytesRead } = await this.handle.readv(batch, position);
+      while (at < pending.length) {
+        const { bytesRead } = await this.handle.readv(pending.slice(at, at + IOV_MAX), position);
         if (bytesRead === 0) break;
         position += bytesRead;
-        // Drop the buffers filled; a partly filled one continues where it stopped.
-        pending = skipBytes(pending, bytesRead);
+        // Step over the buffers filled; a partly filled one continues where it stopped.
+        let skip = bytesRead;
+        while (at < pending.length && skip >= pending[at]!.byteLength) skip -= pending[at++]!.byteLength;
+        if (skip > 0) pending[at] = pending[at]!.subarray(skip);
       }
     } catch (error) {
       throw ioError(error, "read", this.path);
