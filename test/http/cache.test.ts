@@ -4,23 +4,14 @@ import { load, save } from "@dcpjs/core";
 import { ReadCache } from "@dcpjs/core/extend";
 import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { cacheIdOf, HttpFileSystem, HttpStorageReader } from "@dcpjs/http";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { spawnTs } from "../support/child.js";
-import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
+import { type HttpFileServer, serverPerTest } from "../support/http-file-server.js";
 import { reports } from "../support/rank-jobs.js";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
-const servers: HttpFileServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-async function serve(options: Parameters<typeof startHttpFileServer>[0]): Promise<HttpFileServer> {
-  const server = await startHttpFileServer(options);
-  servers.push(server);
-  return server;
-}
+const serve = serverPerTest();
 
 /** A dcpjs checkpoint of `seededState(seed)` at `{root}/ckpt`. */
 async function savedCheckpoint(seed = 1, root?: string): Promise<string> {

@@ -15,23 +15,14 @@ import {
 import { flattenStateDict } from "@dcpjs/core/extend";
 import { COPY_PIECE_BYTES, copyCheckpoint } from "@dcpjs/core/ops";
 import "@dcpjs/http";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { failureOf } from "../support/failure.js";
-import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
+import { serverPerTest } from "../support/http-file-server.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
-const servers: HttpFileServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-async function serve(options: Parameters<typeof startHttpFileServer>[0]): Promise<HttpFileServer> {
-  const server = await startHttpFileServer(options);
-  servers.push(server);
-  return server;
-}
+const serve = serverPerTest();
 
 /** Two 1.5 MiB tensors, a 10 MiB one (read in two pieces) and a small one. */
 function state(): Record<string, Tensor> {

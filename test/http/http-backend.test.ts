@@ -13,22 +13,13 @@ import {
 } from "@dcpjs/core";
 import { storageBackendFor } from "@dcpjs/core/testing";
 import { HttpFileSystem, HttpStorageReader, resolveHfUrl } from "@dcpjs/http";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { failureOf } from "../support/failure.js";
-import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
+import { serverPerTest } from "../support/http-file-server.js";
 import { hexOf, randomTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
-const servers: HttpFileServer[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.close()));
-});
-
-async function serve(options: Parameters<typeof startHttpFileServer>[0]): Promise<HttpFileServer> {
-  const server = await startHttpFileServer(options);
-  servers.push(server);
-  return server;
-}
+const serve = serverPerTest();
 
 /** A state dict of two 1.5 MiB tensors (read with a request each), a small one and a value. */
 function state(): StateDict {

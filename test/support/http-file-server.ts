@@ -6,6 +6,7 @@ import { open, readdir, stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, normalize } from "node:path";
+import { afterEach } from "vitest";
 
 /** One request the server saw. */
 export interface SeenRequest {
@@ -292,4 +293,20 @@ function end(res: ServerResponse, seen: SeenRequest, status: number): void {
   seen.status = status;
   res.writeHead(status);
   res.end();
+}
+
+/**
+ * A `serve(options)` for one test file: each server it starts is closed after the test that
+ * started it (registers the file's `afterEach`; call it once, at the file's top level).
+ */
+export function serverPerTest(): (options: HttpFileServerOptions) => Promise<HttpFileServer> {
+  const servers: HttpFileServer[] = [];
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+  return async (options) => {
+    const server = await startHttpFileServer(options);
+    servers.push(server);
+    return server;
+  };
 }
