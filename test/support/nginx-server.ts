@@ -1,11 +1,9 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { freePort } from "@dcpjs/demo-kit";
-
-const run = promisify(execFile);
+import { ensureDebianPackage } from "./debian-package.js";
 
 /** Debian's nginx binary (packages nginx-light / nginx-core). */
 export const NGINX = "/usr/sbin/nginx";
@@ -96,13 +94,6 @@ export async function readAccessLog(path: string): Promise<AccessLine[]> {
     .map((l) => JSON.parse(l) as AccessLine);
 }
 
-async function hasNginx(): Promise<boolean> {
-  return run(NGINX, ["-v"]).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** The config: no root paths anywhere (pid, logs, temp folders all under `dir`). */
 function config(dir: string, root: string, port: number, hubPort: number): string {
   const resolve = "~^/(?<org>[^/]+)/(?<repo>[^/]+)/resolve/(?<rev>[^/]+)/(?<file>.+)$";
@@ -177,17 +168,7 @@ export async function startNginx(
   log: (line: string) => void,
   options: { readonly root?: string } = {},
 ): Promise<NginxServer> {
-  if (!(await hasNginx())) {
-    log("[nginx] installing nginx-light with apt-get");
-    await run(
-      "bash",
-      [
-        "-c",
-        "apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nginx-light",
-      ],
-      { maxBuffer: 64 << 20 },
-    );
-  }
+  await ensureDebianPackage(log, [NGINX, "-v"], "nginx-light", { minimal: true });
   const dir = await mkdtemp(join(tmpdir(), "dcpjs-nginx-"));
   const root = options.root ?? join(dir, "root");
   await mkdir(root, { recursive: true });

@@ -4,15 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "@dcpjs/demo-kit";
+import { ensureDebianPackage } from "./debian-package.js";
 
 const run = promisify(execFile);
-
-async function hasRedisServer(): Promise<boolean> {
-  return run("redis-server", ["--version"]).then(
-    () => true,
-    () => false,
-  );
-}
 
 /**
  * A Redis server for the tests: `REDIS_URL` when set; otherwise Debian's `redis-server` (installed
@@ -29,19 +23,7 @@ export async function startRedisServer(
     log(`[redis] using REDIS_URL=${process.env.REDIS_URL}`);
     return { url: process.env.REDIS_URL, pid: 0, stop: async () => {} };
   }
-  if (!(await hasRedisServer())) {
-    log("[redis] installing redis-server with apt-get");
-    await run(
-      "bash",
-      [
-        "-c",
-        "apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server",
-      ],
-      {
-        maxBuffer: 64 << 20,
-      },
-    );
-  }
+  await ensureDebianPackage(log, ["redis-server", "--version"], "redis-server");
   const dir = await mkdtemp(join(tmpdir(), "dcpjs-redis-"));
   const port = await freePort();
   const pidfile = join(dir, "redis.pid");
