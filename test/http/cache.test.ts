@@ -1,4 +1,4 @@
-import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { readdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { load, save } from "@dcpjs/core";
 import { ReadCache } from "@dcpjs/core/extend";
@@ -6,6 +6,7 @@ import { copyCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { cacheIdOf, HttpFileSystem, HttpStorageReader } from "@dcpjs/http";
 import { describe, expect, it } from "vitest";
 import { spawnTs } from "../support/child.js";
+import { damageCache } from "../support/damage.js";
 import { type HttpFileServer, serverPerTest } from "../support/http-file-server.js";
 import { reports } from "../support/rank-jobs.js";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
@@ -21,26 +22,6 @@ async function savedCheckpoint(seed = 1, root?: string): Promise<string> {
 }
 
 const gets = (server: HttpFileServer) => server.requests.filter((r) => r.method === "GET");
-
-/** Flips one byte in every content file of a cache folder; returns how many. */
-async function damageCache(cacheDir: string): Promise<number> {
-  const contentRoot = join(cacheDir, (await readdir(cacheDir)).find((d) => d.startsWith("content-"))!);
-  let flipped = 0;
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else {
-        const bytes = await readFile(p);
-        bytes[bytes.length >> 1]! ^= 0x40;
-        await writeFile(p, bytes);
-        flipped++;
-      }
-    }
-  };
-  await walk(contentRoot);
-  return flipped;
-}
 
 describe("the HTTP read cache (cacheDir)", () => {
   it("a second load is served from the cache: no GET reaches the server, the bytes are exact", async () => {

@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { CheckpointError, load, save } from "@dcpjs/core";
@@ -7,6 +7,7 @@ import { CachedS3Reader } from "@dcpjs/s3/extend";
 import cacache from "cacache";
 import { describe, expect, it } from "vitest";
 import { exited, spawnTs, waitForLine } from "../support/child.js";
+import { damageCache } from "../support/damage.js";
 import { reports } from "../support/rank-jobs.js";
 import { freshUri, recordRequests, s3Env, s3Server, testClient } from "../support/s3.js";
 import { seededState, seededTarget, whichSeed } from "../support/tensors.js";
@@ -77,21 +78,7 @@ describe("the S3 read cache", () => {
     const first = new S3StorageReader({ path: uri, client: testClient(), cacheDir });
     await load(seededTarget(), { storageReader: first });
     // Flip one byte in every content file of the cache.
-    const contentRoot = join(cacheDir, (await readdir(cacheDir)).find((d) => d.startsWith("content-"))!);
-    let flipped = 0;
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await readdir(dir, { withFileTypes: true })) {
-        const p = join(dir, e.name);
-        if (e.isDirectory()) await walk(p);
-        else {
-          const bytes = await readFile(p);
-          bytes[bytes.length >> 1]! ^= 0x40;
-          await writeFile(p, bytes);
-          flipped++;
-        }
-      }
-    };
-    await walk(contentRoot);
+    const flipped = await damageCache(cacheDir);
     expect(flipped).toBeGreaterThan(0);
     const client = testClient();
     const requests = recordRequests(client);

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { METADATA_FILE, type StorageInfo } from "@dcpjs/core/extend";
 import { decodeMetadata } from "@dcpjs/core/testing";
@@ -26,4 +26,24 @@ export async function flipStoredBits(
   data[info.offset + at]! ^= mask;
   await writeFile(file, data);
   return info;
+}
+
+/** Flips one byte in every content file of a cache folder; returns how many. */
+export async function damageCache(cacheDir: string): Promise<number> {
+  const contentRoot = join(cacheDir, (await readdir(cacheDir)).find((d) => d.startsWith("content-"))!);
+  let flipped = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else {
+        const bytes = await readFile(p);
+        bytes[bytes.length >> 1]! ^= 0x40;
+        await writeFile(p, bytes);
+        flipped++;
+      }
+    }
+  };
+  await walk(contentRoot);
+  return flipped;
 }
