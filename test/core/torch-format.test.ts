@@ -12,7 +12,7 @@ import {
   shardTensor,
   type Tensor,
 } from "@dcpjs/core";
-import { flattenStateDict, METADATA_FILE } from "@dcpjs/core/extend";
+import { METADATA_FILE } from "@dcpjs/core/extend";
 import { describeCheckpoint } from "@dcpjs/core/ops";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -20,8 +20,9 @@ import { failureOf } from "../support/failure.js";
 import { runPeer, torchPython } from "../support/python-peer.js";
 import { hexOf } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
+import { expectTorchEntries, type TorchExpected } from "../support/torch-expected.js";
 
-type Expected = Record<string, { dtype: string; shape: number[]; hex: string } | { value: unknown }>;
+type Expected = TorchExpected;
 
 beforeAll(async () => {
   await torchPython();
@@ -44,16 +45,7 @@ describe("PyTorch DCP checkpoints (torch 2.13 dcp.save) load in dcpjs, verified"
     async (mode) => {
       const { dir, expected } = await torchCheckpoint(mode);
       const sd = await loadStateDictFromKeys({ checkpointId: dir });
-      const flat = flattenStateDict(sd).flat;
-      for (const [fqn, e] of Object.entries(expected)) {
-        const got = flat.get(fqn);
-        if ("hex" in e) {
-          const t = got as Tensor;
-          expect({ fqn, dtype: t.dtype, shape: [...t.shape], hex: hexOf(t) }).toEqual({ fqn, ...e });
-        } else {
-          expect({ fqn, value: got }).toEqual({ fqn, value: e.value });
-        }
-      }
+      expectTorchEntries(sd, expected);
       // nesting rebuilt from planner_data: param_groups is a list again
       expect(Array.isArray((sd.optim as { param_groups: unknown }).param_groups)).toBe(true);
       const reader = await createStorageReader(dir);
