@@ -1,12 +1,18 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import {
+  HttpFileSystem,
   identityChange,
   isHttpCheckpointId,
+  MAX_TREE_PAGE_BYTES,
+  MAX_TREE_PAGES,
   parseContentRange,
   parseHfId,
   parseRetryAfter,
   preconditionHeaders,
 } from "@dcpjs/http";
 import { describe, expect, it } from "vitest";
+import { failureOf } from "../support/failure.js";
 
 describe("@dcpjs/http's parsing", () => {
   it("reads Retry-After as seconds or an HTTP date, capped at a minute", () => {
@@ -69,5 +75,47 @@ describe("@dcpjs/http's parsing", () => {
       revision: "main",
       subfolder: "",
     });
+  });
+});
+
+describe("the Hub's tree API is read within bounds (a hostile or broken endpoint)", () => {
+  /** A Hub endpoint whose tree API answers `page(n)` for page n, each with a `Link` to the next. */
+  async function endlessTree(
+    page: (n: number) => string,
+  ): Promise<{ origin: string; close(): Promise<void> }> {
+    const server = createServer((req, res) => {
+      const n = Number(new URL(req.url ?? "/", "http://x").searchParams.get("cursor") ?? 0);
+      res.setHeader("link", `</api/models/org/model/tree/main?cursor=${n + 1}>; rel="next"`);
+      res.setHeader("content-type", "application/json");
+      res.end(page(n));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      origin: `http://127.0.0.1:${port}`,
+      close: () => new Promise((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  it(`stops after MAX_TREE_PAGES pages of an endless listing with MALFORMED_METADATA`, async () => {
+    const hub = await endlessTree(() => "[]");
+    try {
+      const failure = await failureOf(new HttpFileSystem({ hfEndpoint: hub.origin }).list("hf://org/model"));
+      expect(failure).toMatchObject({ code: "MALFORMED_METADATA" });
+      expect(failure.message).toContain(`at most ${MAX_TREE_PAGES} pages`);
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it("refuses a page over MAX_TREE_PAGE_BYTES without holding it", async () => {
+    const hub = await endlessTree(() => `[${" ".repeat(MAX_TREE_PAGE_BYTES)}]`);
+    try {
+      const failure = await failureOf(new HttpFileSystem({ hfEndpoint: hub.origin }).list("hf://org/model"));
+      expect(failure).toMatchObject({ code: "MALFORMED_METADATA" });
+      expect(failure.message).toContain(`at most ${MAX_TREE_PAGE_BYTES} bytes`);
+    } finally {
+      await hub.close();
+    }
   });
 });

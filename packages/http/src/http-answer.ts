@@ -4,6 +4,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { request as httpRequest, STATUS_CODES } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { MetadataError } from "@dcpjs/core";
+import { displayUrl } from "./http-errors.js";
 
 /** A response's status line and headers, with its body still to be read. */
 export interface HttpAnswer {
@@ -71,13 +73,24 @@ export function discard(answer: HttpAnswer): void {
 }
 
 /**
- * Reads a whole (small) body as text.
+ * Reads a whole (small) body as text, at most `maxBytes` of it.
  * @param answer - the response.
+ * @param maxBytes - the most bytes accepted (bytes).
  * @returns the body, decoded as UTF-8.
+ * @throws {@link MetadataError} when the body is longer than `maxBytes` (the body is dropped as
+ *   soon as it is: memory stays within `maxBytes`).
  */
-export async function textOf(answer: HttpAnswer): Promise<string> {
+export async function textOf(answer: HttpAnswer, maxBytes: number): Promise<string> {
   const parts: Buffer[] = [];
-  for await (const part of answer.body) parts.push(part as Buffer);
+  let bytes = 0;
+  for await (const part of answer.body) {
+    bytes += (part as Buffer).byteLength;
+    if (bytes > maxBytes) {
+      answer.body.destroy();
+      throw new MetadataError(`Expected at most ${maxBytes} bytes from ${displayUrl(answer.url)}, got more`);
+    }
+    parts.push(part as Buffer);
+  }
   return Buffer.concat(parts).toString("utf8");
 }
 

@@ -247,11 +247,15 @@ export class HttpClient {
 
   /**
    * A small document (the Hub's API), GET whole, not pinned.
+   * @param url - the document.
+   * @param maxBytes - the longest body accepted (bytes).
+   * @param signal - aborts the request.
    * @returns its text and its `Link` header, or undefined for 404/410.
-   * @throws as {@link HttpClient.readInto}.
+   * @throws as {@link HttpClient.readInto}; {@link MetadataError} for a body over `maxBytes`.
    */
   async getText(
     url: string,
+    maxBytes: number,
     signal?: AbortSignal,
   ): Promise<{ text: string; link: string | null } | undefined> {
     const action = "read";
@@ -271,7 +275,7 @@ export class HttpClient {
             discard(response);
             throw statusError(response, url, action);
           }
-          return { text: await textOf(response), link: response.headers.get("link") };
+          return { text: await textOf(response, maxBytes), link: response.headers.get("link") };
         },
       ),
     );

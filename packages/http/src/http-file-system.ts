@@ -27,6 +27,10 @@ const INDEX_FILE = "model.safetensors.index.json";
 const SINGLE_FILE = "model.safetensors";
 /** The CRC sidecar `dcp export --checksums` writes. */
 const CHECKSUMS_FILE = "model.safetensors.crc32c.json";
+/** Most bytes of one page of the Hub's tree API read (its pages hold 1,000 entries of a few hundred bytes). */
+export const MAX_TREE_PAGE_BYTES = 16 * 1024 * 1024;
+/** Most pages of the Hub's tree API followed for one listing (a million entries: far beyond a model repository). */
+export const MAX_TREE_PAGES = 1_000;
 
 function readOnly(what: string, path: string): CheckpointError {
   return new CheckpointError(
@@ -219,8 +223,12 @@ export class HttpFileSystem implements FileSystemBase {
     let next: string | undefined =
       `${hub.endpointBase}/api/${kind}/${id}/tree/${hub.revision}${hub.path === "" ? "" : `/${hub.path}`}`;
     const entries: FileEntry[] = [];
-    while (next !== undefined) {
-      const page = await this.client.getText(next, signal);
+    for (let pages = 0; next !== undefined; pages++) {
+      if (pages === MAX_TREE_PAGES)
+        throw new MetadataError(
+          `Expected the Hub's tree API to list ${hub.repo} in at most ${MAX_TREE_PAGES} pages, got more (at ${next})`,
+        );
+      const page = await this.client.getText(next, MAX_TREE_PAGE_BYTES, signal);
       if (page === undefined) return entries.length > 0 ? entries : undefined;
       let items: unknown;
       try {

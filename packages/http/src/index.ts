@@ -19,7 +19,7 @@ export {
 export { cacheIdOf, HttpCachedReadStream } from "./http-cached-read-stream.js";
 export { HttpClient, MAX_REDIRECTS } from "./http-client.js";
 export { HttpRequestError, parseRetryAfter } from "./http-errors.js";
-export { HttpFileSystem } from "./http-file-system.js";
+export { HttpFileSystem, MAX_TREE_PAGE_BYTES, MAX_TREE_PAGES } from "./http-file-system.js";
 export {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_CONNECTIONS,
