@@ -1,9 +1,9 @@
+import { saveInBackground } from "./background-save.js";
 import { CheckpointError } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
-import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./model/tensor.js";
-import { assertStateDictValue } from "./model/value-codec.js";
 import type { Metadata } from "./plan/metadata.js";
-import { type SaveOptions, save } from "./save.js";
+import type { SaveOptions } from "./save.js";
+import { stageStateDict } from "./staging.js";
 
 /** Options of {@link asyncSave}: those of {@link save}, plus staging and concurrency. */
 export interface AsyncSaveOptions extends SaveOptions {
@@ -32,65 +32,6 @@ export interface AsyncSaveResult {
 
 const SINGLE_PROCESS_KEY = {};
 const inFlight = new WeakMap<object, Promise<unknown>>();
-
-/** A copy of a tensor's bytes, in shared memory: the background save checksums it on worker threads. */
-function stagedTensor(t: Tensor): Tensor {
-  const bytes = tensorBytes(t);
-  const data = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
-  data.set(bytes);
-  return { dtype: t.dtype, shape: [...t.shape], data };
-}
-
-function stagingBytes(value: unknown): number {
-  if (isTensor(value)) return value.data.byteLength;
-  if (isShardedTensor(value)) return value.shards.reduce((n, s) => n + s.tensor.data.byteLength, 0);
-  if (Array.isArray(value)) return value.reduce((n: number, v) => n + stagingBytes(v), 0);
-  if (typeof value === "object" && value !== null && !ArrayBuffer.isView(value)) {
-    return Object.values(value).reduce((n: number, v) => n + stagingBytes(v), 0);
-  }
-  return 0;
-}
-
-/** A copy of a state dict whose tensors, shards and values no longer share memory with it. */
-function stage(value: unknown): unknown {
-  if (isTensor(value)) return stagedTensor(value);
-  if (isShardedTensor(value)) {
-    return {
-      dtype: value.dtype,
-      shape: [...value.shape],
-      shards: value.shards.map((s) => ({ offsets: [...s.offsets], tensor: stagedTensor(s.tensor) })),
-    };
-  }
-  if (Array.isArray(value)) return value.map(stage);
-  if (
-    typeof value === "object" &&
-    value !== null &&
-    !ArrayBuffer.isView(value) &&
-    Object.getPrototypeOf(value) === Object.prototype
-  ) {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value))
-      Object.defineProperty(out, key, {
-        value: stage((value as Record<string, unknown>)[key]),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    return out;
-  }
-  // A value the save will refuse (a function, a class instance…) is passed on as it is, so that
-  // every rank's plan step refuses it (INVALID_STATE_DICT) rather than this rank alone failing here.
-  return isCloneable(value) ? structuredClone(value) : value;
-}
-
-function isCloneable(value: unknown): boolean {
-  try {
-    assertStateDictValue(value, "");
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Saves a state dict in the background, as DCP's `async_save` with a staging step: first every
@@ -131,17 +72,12 @@ export function asyncSave(stateDict: StateDict, options: AsyncSaveOptions): Asyn
   const limit = options.maxStagingBytes ?? Number.POSITIVE_INFINITY;
   const stagedCopy = (async () => {
     await previous?.catch(() => {});
-    const bytes = stagingBytes(stateDict);
-    if (bytes > limit) {
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected at most maxStagingBytes=${limit} bytes of tensors to stage, this rank's state dict holds ${bytes}`,
-      );
-    }
-    return stage(stateDict) as StateDict;
+    return stageStateDict(stateDict, limit);
   })();
   const { maxStagingBytes: _, whenBusy: __, ...saveOptions } = options;
-  const completed = stagedCopy.then((copy) => save(copy, saveOptions));
+  const completed = stagedCopy.then((copy) =>
+    saveInBackground(copy.stateDict, saveOptions).finally(() => copy.release()),
+  );
   const staged = stagedCopy.then(() => undefined);
   staged.catch(() => {});
   completed.catch(() => {});

@@ -123,6 +123,19 @@ export interface StorageInfo {
   readonly itemFormat?: string;
   /** Stream transforms applied to the item's bytes on write, undone in reverse on read (PyTorch's `stream.zstd/1`). */
   readonly transforms?: readonly string[];
+  /**
+   * The item's content hash — XXH3-128 of its bytes as 32 lowercase hex digits — recorded by
+   * dcpjs saves so that a later incremental save can tell an unchanged item without reading it.
+   * Absent where the save did not compute it.
+   */
+  readonly contentHash?: string;
+  /**
+   * For an item of an incremental checkpoint that is unchanged from its base: the name of the
+   * sibling checkpoint (one path segment, e.g. `step-100`, beside this one under the same parent)
+   * whose file `relativePath` holds the bytes. Absent for an item in this checkpoint's own files.
+   * References are flat: they always name the checkpoint that wrote the file, never a chain.
+   */
+  readonly baseCheckpoint?: string;
 }
 
 /** Who saved a checkpoint and when, as DCP's `StorageMeta`. */
