@@ -30,6 +30,16 @@ export default defineConfig({
         },
       },
       {
+        // Tests in a real browser: Debian's Chromium (installed by the global setup) driven by
+        // playwright-core, against pages and bundles the tests serve on loopback.
+        extends: true,
+        test: {
+          name: "browser",
+          include: ["test/browser/**/*.test.ts"],
+          globalSetup: ["test/support/browser-global-setup.ts"],
+        },
+      },
+      {
         // Everything that needs real services (an S3 server, Redis): started once by the global setup.
         extends: true,
         test: {
