@@ -9,11 +9,14 @@ import {
   CheckpointException,
   createLocalProcessGroups,
   emptyTensor,
+  FileSystemReader,
+  FileSystemWriter,
   load,
   type ProcessGroup,
   shardTensor,
+  warmUpAsyncSave,
 } from "@dcpjs/core";
-import { METADATA_FILE } from "@dcpjs/core/extend";
+import { METADATA_FILE, registerStorageBackend, unregisterStorageBackend } from "@dcpjs/core/extend";
 import { saveThreadsStarted } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { allRanks, runRanks } from "../support/ranks.js";
@@ -144,6 +147,34 @@ describe("asyncSave's save thread", () => {
       await load(target, { checkpointId: dir });
       expect(sameTensor(target.w, full)).toBe(true);
     });
+  });
+
+  it("falls back to the calling thread for a backend registered without its module URL", async () => {
+    const dir = await tempDir();
+    const local = (id: string) => id.slice("plain-test://".length);
+    /** A local folder writer that takes `plain-test://` ids (as `save` resets it to one). */
+    class PlainWriter extends FileSystemWriter {
+      override reset(id?: string): void {
+        super.reset(id === undefined ? id : local(id));
+      }
+    }
+    registerStorageBackend({
+      name: "plain-test",
+      validateCheckpointId: (id) => id.startsWith("plain-test://"),
+      fileSystem: () => expect.unreachable("not used"),
+      createWriter: (id) => new PlainWriter({ path: local(id) }),
+      createReader: (id) => new FileSystemReader({ path: local(id) }),
+    });
+    try {
+      await warmUpAsyncSave(`plain-test://${dir}`); // nothing to import there: resolves at once
+      const { staged, completed } = asyncSave({ a: 1 }, { checkpointId: `plain-test://${dir}` });
+      await staged;
+      expect(blockUntilCommitted(dir, 300)).toBe(false);
+      await completed;
+      expect(existsSync(join(dir, METADATA_FILE))).toBe(true);
+    } finally {
+      unregisterStorageBackend("plain-test");
+    }
   });
 
   it("keeps the process alive while a save runs on it, and not once it is idle", async () => {

@@ -1,5 +1,5 @@
 import type { SaveThreadPlan } from "./background/save-messages.js";
-import { saveOnSaveThread } from "./background/save-thread.js";
+import { saveOnSaveThread, warmSaveThread } from "./background/save-thread.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata } from "./plan/metadata.js";
 import { type SaveOptions, save } from "./save.js";
@@ -46,4 +46,25 @@ function planFor(options: SaveOptions): SaveThreadPlan | undefined {
 export function saveInBackground(staged: StateDict, options: SaveOptions): Promise<Metadata> {
   const plan = planFor(options);
   return (plan && saveOnSaveThread(staged, plan, options.signal)) ?? save(staged, options);
+}
+
+/**
+ * Starts {@link asyncSave}'s save thread ahead of the first save, and has it import the module
+ * of the backend a checkpoint id resolves to (`@dcpjs/s3`'s, …): without it, the first
+ * `asyncSave` pays for both after `staged` (its commit comes that much later). Call it once at
+ * start-up; it involves no other rank. Does nothing for a checkpoint id whose saves cannot run
+ * on the save thread (see {@link saveInBackground}).
+ *
+ * @param checkpointId - a checkpoint id (or a prefix above the run's checkpoints) of the backend
+ * to import. @default a local folder: the thread alone
+ * @returns once the thread is ready.
+ * @throws {@link CheckpointError} `IO_ERROR` when the thread cannot start; the module's import error.
+ * @example
+ * ```ts
+ * await warmUpAsyncSave("s3://bucket/run-7");
+ * ```
+ */
+export async function warmUpAsyncSave(checkpointId = "."): Promise<void> {
+  const backendModule = storageBackendModule(checkpointId);
+  if (backendModule !== undefined) await warmSaveThread(backendModule);
 }

@@ -3,6 +3,7 @@
 // extension API (planner and storage contracts, the storage registry, item formats, the DCP data
 // model, the checkpoint layout) is "@dcpjs/core/extend"; everything else is internal.
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
+export { warmUpAsyncSave } from "./background-save.js";
 export {
   type CheckpointListing,
   DEFAULT_LIST_DEPTH,

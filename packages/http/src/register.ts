@@ -39,4 +39,5 @@ export const httpStorageBackend = {
   BackendFileSystemOptions & HttpOptions
 >;
 
-registerStorageBackend(httpStorageBackend);
+// The module URL lets another thread (asyncSave's save thread) import this module to find the backend.
+registerStorageBackend(httpStorageBackend, { moduleUrl: import.meta.url });

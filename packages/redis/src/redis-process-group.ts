@@ -1,6 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { CheckpointError, type ProcessGroup } from "@dcpjs/core";
-import { assertIntegerInRange, assertRoot, assertScatterValues } from "@dcpjs/core/extend";
+import {
+  assertIntegerInRange,
+  assertRoot,
+  assertScatterValues,
+  type WorkerGroupDescription,
+} from "@dcpjs/core/extend";
 import { Redis } from "ioredis";
 import { decodeWire, encodeWire } from "./wire-codec.js";
 
@@ -121,6 +126,8 @@ export class RedisProcessGroup implements ProcessGroup {
   readonly rank: number;
   readonly size: number;
   readonly #groupId: string;
+  readonly #jobId: string | undefined;
+  readonly #url: string | undefined;
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #client: Redis;
@@ -137,6 +144,8 @@ export class RedisProcessGroup implements ProcessGroup {
     this.rank = options.rank;
     this.size = options.size;
     this.#groupId = options.groupId;
+    this.#jobId = options.jobId;
+    this.#url = options.ownsClient ? options.url : undefined;
     this.#prefix = `dcpjs:${options.groupId}${options.jobId ? `:${options.jobId}` : ""}`;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
     this.#client = options.client;
@@ -149,6 +158,31 @@ export class RedisProcessGroup implements ProcessGroup {
     };
     this.#blocking.on("error", remember);
     if (this.#ownsClient) this.#client.on("error", remember);
+  }
+
+  /**
+   * How `asyncSave`'s save thread rebuilds this rank: a group of its own on the same Redis and
+   * group id, under the job id `{jobId-}background-{token}` of this incarnation, so every rank's
+   * save thread meets the others' there and never the collectives of this group. Absent for a
+   * group made from a client of the caller's (`redis`): its connection cannot be described.
+   */
+  describeForWorker(): WorkerGroupDescription | undefined {
+    if (this.#url === undefined || this.#token === "") return undefined;
+    const options: RedisProcessGroupOptions = {
+      url: this.#url,
+      groupId: this.#groupId,
+      jobId: `${this.#jobId ? `${this.#jobId}-` : ""}background-${this.#token}`,
+      rank: this.rank,
+      size: this.size,
+      timeoutMs: this.#timeoutMs,
+    };
+    return {
+      kind: "module",
+      module: import.meta.url,
+      factory: "createRedisProcessGroup",
+      options,
+      key: `redis:${this.#url}:${options.groupId}:${options.jobId}:${this.rank}`,
+    };
   }
 
   /**

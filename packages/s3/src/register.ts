@@ -54,4 +54,5 @@ export const s3StorageBackend: StorageBackend<
     }),
 };
 
-registerStorageBackend(s3StorageBackend);
+// The module URL lets asyncSave's save thread import this module, and so find the backend there.
+registerStorageBackend(s3StorageBackend, { moduleUrl: import.meta.url });

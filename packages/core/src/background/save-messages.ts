@@ -15,7 +15,10 @@ export interface SaveThreadPlan {
   readonly coordinatorRank?: number;
 }
 
-/** A message to the save thread: run a save, or abort one (with the encoded `signal.reason`). */
+/**
+ * A message to the save thread: run a save, abort one (with the encoded `signal.reason`), or
+ * import a backend's module ahead of the first save (`warm`; `local` imports nothing).
+ */
 export type ToSaveThread =
   | {
       readonly type: "save";
@@ -23,11 +26,15 @@ export type ToSaveThread =
       readonly stateDict: StateDict;
       readonly plan: SaveThreadPlan;
     }
-  | { readonly type: "abort"; readonly id: number; readonly reason: unknown };
+  | { readonly type: "abort"; readonly id: number; readonly reason: unknown }
+  | { readonly type: "warm"; readonly id: number; readonly backendModule: string };
 
-/** How a save on the save thread ended: committed (its metadata) or failed (its encoded error). */
+/**
+ * How a request to the save thread ended: a save committed (its metadata), a warm-up is done
+ * (`undefined`), or either failed (its encoded error).
+ */
 export type SaveOutcome =
-  | { readonly type: "done"; readonly id: number; readonly metadata: Metadata }
+  | { readonly type: "done"; readonly id: number; readonly metadata: Metadata | undefined }
   | { readonly type: "failed"; readonly id: number; readonly error: EncodedError };
 
 /**

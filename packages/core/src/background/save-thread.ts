@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import { SHARE_ENV, Worker } from "node:worker_threads";
 import { CheckpointError } from "../errors.js";
 import type { StateDict } from "../model/state-dict.js";
 import type { Metadata } from "../plan/metadata.js";
@@ -13,7 +13,7 @@ import { decodeError, encodeReason } from "./error-codec.js";
 import type { FromSaveThread, SaveThreadPlan, ToSaveThread } from "./save-messages.js";
 
 interface Pending {
-  resolve(metadata: Metadata): void;
+  resolve(metadata: Metadata | undefined): void;
   reject(error: unknown): void;
 }
 
@@ -31,7 +31,8 @@ const pending = new Map<number, Pending>();
  * Starts the save thread. From dcpjs's TypeScript sources (tests, the demo), the thread first
  * registers tsx's loader (Node 20 gives a worker no loader of the process's) and resolves with
  * the `@dcpjs/source` condition, so it loads the same modules (the same backend registry) as the
- * sources do; from `dist`, it starts the compiled entry with this process's flags.
+ * sources do; from `dist`, it starts the compiled entry with this process's flags. It shares
+ * this process's environment (a backend's credentials and endpoint, as `S3_ENDPOINT`).
  */
 function startThread(): Worker {
   // This process's flags, less those about its own entry (`-e` code's `--input-type`).
@@ -39,7 +40,7 @@ function startThread(): Worker {
     (f, i, all) => !/^--input-type(=|$)/.test(f) && all[i - 1] !== "--input-type",
   );
   if (!import.meta.url.endsWith(".ts")) {
-    return new Worker(new URL("./save-worker.js", import.meta.url), { execArgv });
+    return new Worker(new URL("./save-worker.js", import.meta.url), { execArgv, env: SHARE_ENV });
   }
   const entry = new URL("./save-worker.ts", import.meta.url).href;
   const manifest = createRequire(import.meta.url).resolve("tsx/package.json");
@@ -49,7 +50,7 @@ function startThread(): Worker {
     ? execArgv
     : [...execArgv, "--conditions=@dcpjs/source"];
   const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(boot, { eval: true, execArgv: flags });
+  return new Worker(boot, { eval: true, execArgv: flags, env: SHARE_ENV });
 }
 
 function settle(id: number): Pending | undefined {
@@ -125,13 +126,32 @@ export function saveOnSaveThread(
     return undefined;
   }
   if (pending.size === 0) thread.ref();
-  const done = new Promise<Metadata>((resolve, reject) => pending.set(id, { resolve, reject }));
+  const done = new Promise<Metadata>((resolve, reject) =>
+    pending.set(id, { resolve: (m) => resolve(m!), reject }),
+  );
   if (!signal) return done;
   const onAbort = () =>
     thread.postMessage({ type: "abort", id, reason: encodeReason(signal.reason) } satisfies ToSaveThread);
   if (signal.aborted) onAbort();
   else signal.addEventListener("abort", onAbort, { once: true });
   return done.finally(() => signal.removeEventListener("abort", onAbort));
+}
+
+/**
+ * Starts the save thread if it is not running and has it import a backend's module, ahead of the
+ * first save (which otherwise pays for both).
+ *
+ * @param backendModule - the module that registers the backend (its URL), or `local`.
+ * @returns once the thread has imported it.
+ * @throws the import's error, rebuilt here.
+ */
+export async function warmSaveThread(backendModule: string): Promise<void> {
+  const thread = saveThread();
+  const id = nextId++;
+  if (pending.size === 0) thread.ref();
+  const done = new Promise<void>((resolve, reject) => pending.set(id, { resolve: () => resolve(), reject }));
+  thread.postMessage({ type: "warm", id, backendModule } satisfies ToSaveThread);
+  return done;
 }
 
 /** Save threads this process has started so far (one, unless one was lost): for tests. */

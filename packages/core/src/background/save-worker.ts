@@ -73,7 +73,17 @@ function post(message: SaveOutcome): void {
   parentPort!.postMessage({ ...message, workerTasks });
 }
 
+async function warm(id: number, backendModule: string): Promise<void> {
+  try {
+    if (backendModule !== "local") await importOnce(backendModule);
+    post({ type: "done", id, metadata: undefined });
+  } catch (error) {
+    post({ type: "failed", id, error: encodeError(error) });
+  }
+}
+
 parentPort!.on("message", (message: ToSaveThread) => {
   if (message.type === "abort") running.get(message.id)?.abort(decodeReason(message.reason));
+  else if (message.type === "warm") void warm(message.id, message.backendModule);
   else void run(message.id, message, message.plan);
 });

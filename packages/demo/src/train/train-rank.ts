@@ -1,5 +1,11 @@
 import { writeFile } from "node:fs/promises";
-import { asyncSave, createStorageReader, latestCheckpoint, type ProcessGroup } from "@dcpjs/core";
+import {
+  asyncSave,
+  createStorageReader,
+  latestCheckpoint,
+  type ProcessGroup,
+  warmUpAsyncSave,
+} from "@dcpjs/core";
 import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import type * as tf from "@tensorflow/tfjs-core";
@@ -117,6 +123,8 @@ export async function trainRanks(
     model.compile({ optimizer, loss: "meanSquaredError" });
     return { pg, model, optimizer };
   });
+  // The save thread starts (and imports the checkpoints' backend) while the model is built.
+  const warm = config.mode === "run" ? warmUpAsyncSave(config.to) : undefined;
   let start = 0;
   let from = "";
   if (config.mode === "resume") {
@@ -131,6 +139,7 @@ export async function trainRanks(
     );
     start = (restored[0]!.extra as { step: number }).step;
   }
+  await warm;
   const losses: string[] = [];
   let inFlight: Promise<unknown> | undefined;
   let previous = { step: 0, settled: true };
