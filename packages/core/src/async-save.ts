@@ -36,7 +36,8 @@ const inFlight = new WeakMap<object, Promise<unknown>>();
 /**
  * Saves a state dict in the background, as DCP's `async_save` with a staging step: first every
  * tensor is copied into staging buffers (`staged` resolves — training may change its tensors),
- * then the save runs on the copy (`completed` resolves with the metadata).
+ * then the save runs on the copy (`completed` resolves with the metadata) — on a thread of its
+ * own where it can, so a busy calling thread does not stall it (see {@link saveInBackground}).
  *
  * Memory: the staging copy is the size of this rank's tensors and shards (bounded by
  * `maxStagingBytes`), held until `completed` settles. Calls on one process group run one at a

@@ -49,6 +49,10 @@ export interface SaveOptions {
  * plan (deduplicating replicated items, validating chunks), every rank writes its data files, and
  * the coordinator commits `.metadata` last — a checkpoint is loadable only once complete.
  *
+ * It runs on the calling thread's event loop, also when not awaited: a save left running while
+ * a synchronous training step holds the thread makes no progress until the thread is free. To
+ * save in the background on a thread of its own, use {@link asyncSave}.
+ *
  * @param stateDict - this rank's nested state dict (tensors, sharded tensors, values).
  * @param options - see {@link SaveOptions}.
  * @returns the committed metadata (the same on every rank).
