@@ -104,6 +104,20 @@ describe("asyncSave's save thread", () => {
     }
   });
 
+  it("refuses a value that cannot be cloned in the plan step on every rank, as save does (no rank left waiting)", async () => {
+    const dir = await tempDir();
+    const settled = await runRanks(2, (pg) => {
+      const sd = pg.rank === 0 ? { a: 1, f: (() => 1) as unknown as number } : { b: 2 };
+      return asyncSave(sd, { checkpointId: dir, processGroup: pg }).completed;
+    });
+    for (const s of settled) {
+      const e = (s as PromiseRejectedResult).reason as CheckpointException;
+      expect(e).toBeInstanceOf(CheckpointException);
+      expect([e.code, e.step, e.failedRanks]).toEqual(["INVALID_STATE_DICT", "plan", [0]]);
+      expect(e.failures[0]!.error).toBeInstanceOf(CheckpointError);
+    }
+  });
+
   it("passes an abort on (its reason too) and keeps the thread for the next save, one thread for all", async () => {
     const controller = new AbortController();
     const aborted = asyncSave(

@@ -1,7 +1,9 @@
+import { encodeError } from "./background/error-codec.js";
 import type { SaveThreadPlan } from "./background/save-messages.js";
 import { saveOnSaveThread, warmSaveThread } from "./background/save-thread.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata } from "./plan/metadata.js";
+import { DefaultSavePlanner } from "./plan/save-planner.js";
 import { type SaveOptions, save } from "./save.js";
 import { storageBackendModule } from "./storage/registry.js";
 
@@ -35,8 +37,9 @@ function planFor(options: SaveOptions): SaveThreadPlan | undefined {
  *
  * Falls back to {@link save} on the calling thread (as before) when the save cannot be described
  * for that thread: a `storageWriter` or `planner` of the caller's, a process group without
- * `describeForWorker`, a backend registered without its module URL, or a state dict holding a
- * value that cannot be cloned. Ranks of one group must make the same choice (the same options).
+ * `describeForWorker`, a backend registered without its module URL. Ranks of one group must make
+ * the same choice (the same options). A state dict holding a value that cannot be cloned (which
+ * the plan step refuses) fails there as it would here.
  *
  * @param staged - the staged copy (tensors in shared memory).
  * @param options - the save's options.
@@ -45,7 +48,26 @@ function planFor(options: SaveOptions): SaveThreadPlan | undefined {
  */
 export function saveInBackground(staged: StateDict, options: SaveOptions): Promise<Metadata> {
   const plan = planFor(options);
-  return (plan && saveOnSaveThread(staged, plan, options.signal)) ?? save(staged, options);
+  if (!plan) return save(staged, options);
+  const onThread = saveOnSaveThread(staged, plan, options.signal);
+  if (onThread) return onThread;
+  // A value that cannot be cloned: the plan step refuses it. Refuse it there too, so that the other
+  // ranks' saves on their save threads fail as with `save` rather than wait for this one.
+  const planError = planErrorOf(staged);
+  if (planError === undefined) return save(staged, options);
+  return saveOnSaveThread({}, { ...plan, planError: encodeError(planError) }, options.signal)!;
+}
+
+/** What this rank's plan step throws for a state dict, or `undefined` when it plans it. */
+function planErrorOf(stateDict: StateDict): unknown {
+  try {
+    const planner = new DefaultSavePlanner();
+    planner.setUpPlanner(stateDict);
+    planner.createLocalPlan();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
 }
 
 /**

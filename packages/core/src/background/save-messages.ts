@@ -13,6 +13,12 @@ export interface SaveThreadPlan {
   readonly group?: WorkerGroupDescription;
   /** As `SaveOptions.coordinatorRank`. */
   readonly coordinatorRank?: number;
+  /**
+   * The error this rank's plan step throws, found here when the state dict could not be handed
+   * over (a value that cannot be cloned, which the planner refuses too): the thread then plans
+   * an empty state dict with a planner that throws it, so every rank fails as with `save`.
+   */
+  readonly planError?: EncodedError;
 }
 
 /**

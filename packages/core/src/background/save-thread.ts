@@ -110,7 +110,7 @@ function saveThread(): Worker {
  * @param plan - see {@link SaveThreadPlan}.
  * @param signal - aborts the save there (its reason is passed on).
  * @returns the committed metadata; `undefined` when the state dict cannot be handed over (a
- * value that cannot be cloned): the caller then saves on its own thread.
+ * value that cannot be cloned) — see `SaveThreadPlan.planError`.
  */
 export function saveOnSaveThread(
   stateDict: StateDict,

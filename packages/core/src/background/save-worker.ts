@@ -6,10 +6,11 @@ import {
   rebuildLocalProcessGroup,
   type WorkerGroupDescription,
 } from "../distributed/process-group.js";
+import { DefaultSavePlanner } from "../plan/save-planner.js";
 import { save } from "../save.js";
 import { workerTasksRun } from "../storage/worker-pool.js";
-import { decodeReason, encodeError } from "./error-codec.js";
-import type { SaveOutcome, SaveThreadPlan, ToSaveThread } from "./save-messages.js";
+import { decodeError, decodeReason, type EncodedError, encodeError } from "./error-codec.js";
+import type { SaveOutcome, ToSaveThread } from "./save-messages.js";
 
 const imported = new Map<string, Promise<unknown>>();
 const groups = new Map<string, Promise<ProcessGroup>>();
@@ -45,17 +46,28 @@ async function groupOf(description: WorkerGroupDescription | undefined): Promise
   return pg;
 }
 
-async function run(id: number, stateDict: ToSaveThread & { type: "save" }, plan: SaveThreadPlan) {
+/** A planner that throws the plan step's error the calling thread found (see `SaveThreadPlan.planError`). */
+class RefusingPlanner extends DefaultSavePlanner {
+  constructor(private readonly error: EncodedError) {
+    super();
+  }
+  override setUpPlanner(): void {
+    throw decodeError(this.error);
+  }
+}
+
+async function run({ id, stateDict, plan }: Extract<ToSaveThread, { type: "save" }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
     if (plan.backendModule !== "local") await importOnce(plan.backendModule);
     const processGroup = await groupOf(plan.group);
-    const metadata = await save(stateDict.stateDict, {
+    const metadata = await save(stateDict, {
       checkpointId: plan.checkpointId,
       signal: controller.signal,
       ...(processGroup ? { processGroup } : {}),
       ...(plan.coordinatorRank !== undefined ? { coordinatorRank: plan.coordinatorRank } : {}),
+      ...(plan.planError ? { planner: new RefusingPlanner(plan.planError) } : {}),
     });
     post({ type: "done", id, metadata });
   } catch (error) {
@@ -85,5 +97,5 @@ async function warm(id: number, backendModule: string): Promise<void> {
 parentPort!.on("message", (message: ToSaveThread) => {
   if (message.type === "abort") running.get(message.id)?.abort(decodeReason(message.reason));
   else if (message.type === "warm") void warm(message.id, message.backendModule);
-  else void run(message.id, message, message.plan);
+  else void run(message);
 });
