@@ -240,6 +240,13 @@ program
     1024,
   )
   .option("--tensors <n>", "sharded tensors in the checkpoint", positiveInt, 16)
+  .option(
+    "--big-mib <n>",
+    "MiB of each rank's value in one last gather, checked byte-exact (0: none)",
+    Number,
+    0,
+  )
+  .option("--piece-bytes <n>", "the group's piece size in bytes (default 8 MiB)", positiveInt)
   .option("--redis <url>", "a Redis to use (default: a redis-server of the benchmark's own)")
   .action((o) =>
     redisCollectives({
@@ -247,6 +254,8 @@ program
       iters: o.iters,
       payloadBytes: o.payloadBytes,
       tensors: o.tensors,
+      bigMib: o.bigMib,
+      ...(o.pieceBytes ? { pieceBytes: o.pieceBytes } : {}),
       ...(o.redis ? { redisUrl: o.redis } : {}),
     }),
   );

@@ -14,6 +14,10 @@ export interface RedisCollectivesOptions {
   readonly payloadBytes: number;
   /** Sharded tensors in the checkpoint. */
   readonly tensors: number;
+  /** MiB of each rank's value in one last gather (0: none). */
+  readonly bigMib: number;
+  /** The group's piece size, bytes (default: the group's). */
+  readonly pieceBytes?: number;
   /** A Redis to use instead of a `redis-server` of the benchmark's own. */
   readonly redisUrl?: string;
 }
@@ -37,8 +41,10 @@ export async function redisCollectives(o: RedisCollectivesOptions): Promise<void
       tensors: o.tensors,
       iters: o.iters,
       payloadBytes: o.payloadBytes,
+      bigBytes: o.bigMib * 2 ** 20,
+      ...(o.pieceBytes ? { pieceBytes: o.pieceBytes } : {}),
     });
-    const failed = reports.filter((r) => !r.ok);
+    const failed = reports.filter((r) => !r.ok || r.big?.ok === false);
     const ms = (v: number) => v.toFixed(1);
     const rows: string[][] = COLLECTIVES.map((name) => {
       const all = reports.flatMap((r) => r.latencyMs?.[name] ?? []);
@@ -77,13 +83,18 @@ export async function redisCollectives(o: RedisCollectivesOptions): Promise<void
     console.log(
       `  ${o.ranks - failed.length} of ${o.ranks} ranks loaded their shards byte-exact (${reports[0]?.tensors ?? 0} tensors each); job wall time ${seconds.toFixed(1)} s (process start included)`,
     );
+    const big = reports[0]?.big;
+    if (big)
+      console.log(
+        `  gather of ${o.ranks} × ${o.bigMib} MiB: ${(big.ms / 1000).toFixed(2)} s on rank 0, ${big.ok ? "byte-exact" : "NOT byte-exact"}; rank 0's RSS ${big.rssBeforeMiB.toFixed(0)} MiB before, peak ${big.maxRssMiB.toFixed(0)} MiB (the gathered values: ${o.ranks * o.bigMib} MiB)`,
+      );
     for (const f of failed.slice(0, 5))
       console.log(`  rank ${f.rank} failed: ${f.error?.message ?? f.mismatches?.join("; ")}`);
     console.log(
       "  note: a rank's call time includes waiting for the slowest rank to arrive; every rank is its own Node process on this machine's cores",
     );
     console.log(
-      JSON.stringify({ bench: "redis-collectives", params: o, rows, failed: failed.length, seconds }),
+      JSON.stringify({ bench: "redis-collectives", params: o, rows, big, failed: failed.length, seconds }),
     );
     if (failed.length > 0) process.exitCode = 1;
   } finally {

@@ -86,6 +86,31 @@ try {
     await pg.barrier(); // every rank starts each series together
     latencyMs[name] = await timeEach(iters, run[name]);
   }
+  // One gather of WORLD_BIG_BYTES per rank, checked byte-exact on the root, with the root's memory.
+  const bigBytes = Number(env.WORLD_BIG_BYTES ?? 0);
+  let big: RankWorldReport["big"];
+  if (bigBytes > 0) {
+    const mine = new Uint8Array(bigBytes);
+    for (let i = 0; i < bigBytes; i += 4096) mine[i] = (rank + i / 4096) % 251;
+    await pg.barrier();
+    const rssBefore = process.memoryUsage().rss;
+    t0 = performance.now();
+    const all = await pg.gather(mine, 0);
+    const ms = performance.now() - t0;
+    const exact = all?.every((v, r) => {
+      const got = v as Uint8Array;
+      if (got.byteLength !== bigBytes) return false;
+      for (let i = 0; i < bigBytes; i++)
+        if (got[i] !== (i % 4096 === 0 ? (r + i / 4096) % 251 : 0)) return false;
+      return true;
+    });
+    big = {
+      ms,
+      ok: exact ?? true,
+      rssBeforeMiB: rssBefore / 2 ** 20,
+      maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    };
+  }
   await pg.barrier(); // no rank leaves while another still reads a collective's values
   const report: RankWorldReport = {
     rank,
@@ -96,6 +121,7 @@ try {
     saveMs,
     loadMs,
     latencyMs,
+    ...(big ? { big } : {}),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 } catch (error) {

@@ -31,6 +31,13 @@ export interface RankWorldReport {
   readonly loadMs?: number;
   /** Each call's time on this rank, ms, per collective. */
   readonly latencyMs?: Readonly<Record<Collective, readonly number[]>>;
+  /** The gather of `bigBytes` per rank: its time on this rank (ms), byte-exact on the root, and the process's memory (MiB). */
+  readonly big?: {
+    readonly ms: number;
+    readonly ok: boolean;
+    readonly rssBeforeMiB: number;
+    readonly maxRssMiB: number;
+  };
   /** The error the rank failed with. */
   readonly error?: { readonly code?: string; readonly message: string };
 }
@@ -49,6 +56,8 @@ export interface RedisWorldOptions {
   readonly iters?: number;
   /** Bytes of each rank's value in the timed gathers, scatters and broadcasts. @default 1024 */
   readonly payloadBytes?: number;
+  /** Bytes of each rank's value in one last gather (checked byte-exact on the root); 0: none. @default 0 */
+  readonly bigBytes?: number;
   /** The group's `pieceBytes`. @default the group's default */
   readonly pieceBytes?: number;
   /** The group's collective timeout, ms (it also bounds the wait for every process to start). @default 120000 */
@@ -89,6 +98,7 @@ export async function runRedisWorld(
                 WORLD_TENSORS: String(o.tensors ?? 16),
                 WORLD_ITERS: String(o.iters ?? 20),
                 WORLD_PAYLOAD_BYTES: String(o.payloadBytes ?? 1024),
+                WORLD_BIG_BYTES: String(o.bigBytes ?? 0),
               },
               stdio: ["ignore", "pipe", "pipe"],
             },
