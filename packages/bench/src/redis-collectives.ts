@@ -59,7 +59,9 @@ export async function redisCollectives(o: RedisCollectivesOptions): Promise<void
     });
     for (const [name, key] of [
       ["save (whole)", "saveMs"],
+      ["save, CPU of the rank", "saveCpuMs"],
       ["load (whole)", "loadMs"],
+      ["load, CPU of the rank", "loadCpuMs"],
       ["join", "joinMs"],
     ] as const) {
       const all = reports.map((r) => r[key] ?? Number.NaN);

@@ -63,13 +63,21 @@ try {
   const world = pg.size;
   const full = globalStateDict(world, Number(env.WORLD_TENSORS ?? 16));
   const checkpointId = env.WORLD_TARGET!;
+  const cpuMs = (since: NodeJS.CpuUsage) => {
+    const { user, system } = process.cpuUsage(since);
+    return (user + system) / 1000;
+  };
   let t0 = performance.now();
+  let cpu0 = process.cpuUsage();
   await save(placed(full, 0, world, false), { checkpointId, processGroup: pg });
   const saveMs = performance.now() - t0;
+  const saveCpuMs = cpuMs(cpu0);
   const sd = placed(full, 1, world, true);
   t0 = performance.now();
+  cpu0 = process.cpuUsage();
   await load(sd, { checkpointId, processGroup: pg });
   const loadMs = performance.now() - t0;
+  const loadCpuMs = cpuMs(cpu0);
   const c = compareStateDicts(full, sd, true);
 
   const iters = Number(env.WORLD_ITERS ?? 20);
@@ -119,7 +127,9 @@ try {
     mismatches: c.mismatches,
     joinMs,
     saveMs,
+    saveCpuMs,
     loadMs,
+    loadCpuMs,
     latencyMs,
     ...(big ? { big } : {}),
   };

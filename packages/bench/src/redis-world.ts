@@ -27,8 +27,12 @@ export interface RankWorldReport {
   readonly joinMs?: number;
   /** This rank's `save`, ms. */
   readonly saveMs?: number;
+  /** This process's CPU time (user + system) during its `save`, ms. */
+  readonly saveCpuMs?: number;
   /** This rank's `load` (another sharding), ms. */
   readonly loadMs?: number;
+  /** This process's CPU time during its `load`, ms. */
+  readonly loadCpuMs?: number;
   /** Each call's time on this rank, ms, per collective. */
   readonly latencyMs?: Readonly<Record<Collective, readonly number[]>>;
   /** The gather of `bigBytes` per rank: its time on this rank (ms), byte-exact on the root, and the process's memory (MiB). */
