@@ -4,29 +4,32 @@ import { createRedisProcessGroup, type RedisProcessGroup } from "@dcpjs/redis";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { freshGroupId, redisUrl } from "../support/redis.js";
+import { startRedisServer } from "../support/redis-server.js";
 
 const MiB = 2 ** 20;
 const open: RedisProcessGroup[] = [];
 const admin: Redis[] = [];
+const servers: { stop(): Promise<void> }[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((g) => g.close()));
   for (const r of admin.splice(0)) r.disconnect();
+  for (const s of servers.splice(0)) await s.stop();
 });
 
 /** `size` ranks of one fresh group in this process, with `pieceBytes` pieces. */
-async function groups(size: number, pieceBytes: number, timeoutMs = 30_000) {
+async function groups(size: number, pieceBytes: number, timeoutMs = 30_000, url = redisUrl()) {
   const groupId = freshGroupId();
   const gs = await Promise.all(
     Array.from({ length: size }, (_, rank) =>
-      createRedisProcessGroup({ url: redisUrl(), groupId, rank, size, pieceBytes, timeoutMs }),
+      createRedisProcessGroup({ url, groupId, rank, size, pieceBytes, timeoutMs }),
     ),
   );
   open.push(...gs);
   return { gs, groupId };
 }
 
-function redis(): Redis {
-  const r = new Redis(redisUrl());
+function redis(url = redisUrl()): Redis {
+  const r = new Redis(url);
   admin.push(r);
   return r;
 }
@@ -120,6 +123,22 @@ describe("Redis collectives in bounded pieces (real Redis)", () => {
     );
     expect(performance.now() - started).toBeLessThan(5_000);
     await Promise.all(late); // the senders were done at their contribution
+  }, 60_000);
+
+  it("a piece Redis refuses (maxmemory reached) fails its sender with IO_ERROR carrying Redis' reason, and the root with TIMEOUT naming that rank", async () => {
+    const server = await startRedisServer(() => {}, { own: true });
+    servers.push(server);
+    await redis(server.url).config("SET", "maxmemory", String(4 * MiB));
+    const { gs } = await groups(3, 256 * 1024, 1500, server.url);
+    const settled = await Promise.allSettled(
+      gs.map((pg) => pg.gather(new Uint8Array(pg.rank === 2 ? 8 * MiB : 16), 0)),
+    );
+    const [root, , big] = settled.map((s) => (s as PromiseRejectedResult).reason as CheckpointError);
+    expect(big).toBeInstanceOf(CheckpointError);
+    expect(big!.code).toBe("IO_ERROR");
+    expect(big!.message).toMatch(/^Redis at .* failed at collective #\d+ of group .* \(rank 2\): OOM/);
+    expect(root!.code).toBe("TIMEOUT");
+    expect(root!.message).toMatch(/^Rank\(s\) \[2\] did not arrive within 1500 ms/);
   }, 60_000);
 
   it("rejects a piece size outside 1 KiB … 512 MiB", async () => {

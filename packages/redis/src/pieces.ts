@@ -36,6 +36,14 @@ export interface PieceLayout {
   readonly where: string;
 }
 
+/**
+ * Runs a pipeline (not a transaction: a MULTI would hide a refused command's reason, e.g. Redis'
+ * OOM, behind EXECABORT), throwing the first command's error.
+ */
+async function execAll(commands: ChainableCommander): Promise<void> {
+  for (const [error] of (await commands.exec()) ?? []) if (error) throw error;
+}
+
 const asBuffer = (v: Uint8Array) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 const inlineMax = (layout: PieceLayout) => Math.min(layout.pieceBytes, INLINE_MAX_BYTES);
 
@@ -79,7 +87,7 @@ export async function writeValues(
   let wroteHash = false;
   const flush = async () => {
     if (Object.keys(batch).length === 0) return;
-    await client.multi().hset(`${key}:v`, batch).pexpire(`${key}:v`, ttlMs).exec();
+    await execAll(client.pipeline().hset(`${key}:v`, batch).pexpire(`${key}:v`, ttlMs));
     wroteHash = true;
     batch = {};
     batchBytes = 0;
@@ -90,17 +98,14 @@ export async function writeValues(
     if (bytes.byteLength > inlineMax(layout)) {
       const count = Math.ceil(bytes.byteLength / pieceBytes);
       for (let first = 0; first < count; first += PIECES_IN_FLIGHT) {
-        const round = client.multi();
+        const round = client.pipeline();
         const names: string[] = [];
         for (let i = first; i < Math.min(count, first + PIECES_IN_FLIGHT); i++) {
           const name = `${key}:p:${field}:${i}`;
           names.push(name);
           round.set(name, asBuffer(bytes.subarray(i * pieceBytes, (i + 1) * pieceBytes)), "PX", ttlMs);
         }
-        await round
-          .sadd(`${key}:pieces`, ...names)
-          .pexpire(`${key}:pieces`, ttlMs)
-          .exec();
+        await execAll(round.sadd(`${key}:pieces`, ...names).pexpire(`${key}:pieces`, ttlMs));
       }
       stored = Buffer.concat([Buffer.of(HEADER_TAG), Buffer.from(`${bytes.byteLength}:${count}`)]);
     }
