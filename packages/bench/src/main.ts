@@ -8,6 +8,7 @@ import { httpLoad } from "./http-load.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
+import { redisCollectives } from "./redis-collectives.js";
 import { reshard } from "./reshard.js";
 import { s3Load, s3Save, s3Throttle } from "./s3.js";
 import { scale } from "./scale.js";
@@ -222,6 +223,40 @@ program
       torch: o.torch,
       torchMaxRanks: o.torchMaxRanks,
       heapMib: o.heapMib,
+    }),
+  );
+
+program
+  .command("redis-collectives")
+  .description(
+    "N real rank processes over Redis: save and load a sharded checkpoint of small tensors (checked byte-exact), and each collective's median and p95 latency",
+  )
+  .option("--ranks <n>", "rank processes", positiveInt, 64)
+  .option("--iters <n>", "timed calls of each collective per rank", positiveInt, 20)
+  .option(
+    "--payload-bytes <n>",
+    "bytes of each rank's value in gather, scatter and broadcast",
+    positiveInt,
+    1024,
+  )
+  .option("--tensors <n>", "sharded tensors in the checkpoint", positiveInt, 16)
+  .option(
+    "--big-mib <n>",
+    "MiB of each rank's value in one last gather, checked byte-exact (0: none)",
+    Number,
+    0,
+  )
+  .option("--piece-bytes <n>", "the group's piece size in bytes (default 8 MiB)", positiveInt)
+  .option("--redis <url>", "a Redis to use (default: a redis-server of the benchmark's own)")
+  .action((o) =>
+    redisCollectives({
+      ranks: o.ranks,
+      iters: o.iters,
+      payloadBytes: o.payloadBytes,
+      tensors: o.tensors,
+      bigMib: o.bigMib,
+      ...(o.pieceBytes ? { pieceBytes: o.pieceBytes } : {}),
+      ...(o.redis ? { redisUrl: o.redis } : {}),
     }),
   );
 

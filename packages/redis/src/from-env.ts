@@ -19,6 +19,8 @@ export const ENV = {
   jobId: "DCPJS_JOB_ID",
   /** The collective timeout in ms; defaults to 300000. */
   timeoutMs: "DCPJS_TIMEOUT_MS",
+  /** The largest Redis value a collective writes, in bytes; defaults to 8388608 (8 MiB). */
+  pieceBytes: "DCPJS_PIECE_BYTES",
 } as const;
 
 function intFrom(env: NodeJS.ProcessEnv, name: string): number {
@@ -36,7 +38,8 @@ function intFrom(env: NodeJS.ProcessEnv, name: string): number {
 /**
  * Joins the Redis process group described by the environment, as torchrun's `env://`
  * rendezvous: `RANK`, `WORLD_SIZE`, `DCPJS_REDIS_URL` (or `REDIS_URL`), `DCPJS_GROUP_ID` (default
- * `dcpjs`), `DCPJS_JOB_ID` (optional) and `DCPJS_TIMEOUT_MS` (default 300000).
+ * `dcpjs`), `DCPJS_JOB_ID` (optional), `DCPJS_TIMEOUT_MS` (default 300000) and `DCPJS_PIECE_BYTES`
+ * (default 8388608).
  *
  * @param overrides - options that take precedence over the environment.
  * @param env - the environment to read. @default process.env
@@ -62,5 +65,6 @@ export async function fromEnv(
     groupId: overrides.groupId ?? env[ENV.groupId] ?? "dcpjs",
     ...((overrides.jobId ?? env[ENV.jobId]) ? { jobId: overrides.jobId ?? env[ENV.jobId] } : {}),
     timeoutMs: overrides.timeoutMs ?? (env[ENV.timeoutMs] ? intFrom(env, ENV.timeoutMs) : undefined),
+    pieceBytes: overrides.pieceBytes ?? (env[ENV.pieceBytes] ? intFrom(env, ENV.pieceBytes) : undefined),
   } as RedisProcessGroupOptions);
 }

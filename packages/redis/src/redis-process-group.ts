@@ -7,7 +7,16 @@ import {
   type WorkerGroupDescription,
 } from "@dcpjs/core/extend";
 import { Redis } from "ioredis";
-import { decodeWire, encodeWire } from "./wire-codec.js";
+import {
+  CLEANUP_SCRIPT,
+  collectiveKeys,
+  DEFAULT_PIECE_BYTES,
+  MAX_PIECE_BYTES,
+  MIN_PIECE_BYTES,
+  type PieceLayout,
+  readValues,
+  writeValues,
+} from "./pieces.js";
 
 /** How long a rank waits for the others at a collective when no timeout is given: 5 minutes. */
 export const DEFAULT_COLLECTIVE_TIMEOUT_MS = 300_000;
@@ -48,6 +57,16 @@ export interface RedisProcessGroupOptions {
    * @default 300000 (5 minutes)
    */
   readonly timeoutMs?: number;
+  /**
+   * The largest Redis value, command or reply a collective uses, in bytes (1 KiB … 512 MiB,
+   * Redis' own `proto-max-bulk-len`): an encoded value larger than 64 KiB (or than this, if
+   * smaller) is written to keys of its own in pieces of at most this size and read back piece by
+   * piece, so gathers, scatters and broadcasts of hundreds of MB stay within Redis' limits, and a
+   * receiver holds the decoded values plus one encoded value and four pieces (a
+   * sender: its encoded value). Every rank of a group must use the same size.
+   * @default 8388608 (8 MiB, {@link DEFAULT_PIECE_BYTES})
+   */
+  readonly pieceBytes?: number;
 }
 
 /**
@@ -85,14 +104,17 @@ return 0
 /**
  * Records, once, which ranks had arrived at a collective that timed out (KEYS[1], the arrivals
  * set) in KEYS[2] (kept for ARGV[1] ms, so every rank that times out names the same ranks), and
- * deletes the collective's other keys (KEYS[3], KEYS[4]). Returns the arrivals as JSON.
+ * deletes the collective's other keys (KEYS[3], KEYS[4]) and its pieces (named in the set
+ * KEYS[5]). Returns the arrivals as JSON.
  */
 const TIMEOUT_SCRIPT = `
 local failed = redis.call('GET', KEYS[2])
 if failed then return failed end
 local present = cjson.encode(redis.call('SMEMBERS', KEYS[1]))
 redis.call('SET', KEYS[2], present, 'PX', ARGV[1])
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+local pieces = redis.call('SMEMBERS', KEYS[5])
+for i = 1, #pieces do redis.call('DEL', pieces[i]) end
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
 return present
 `;
 
@@ -120,7 +142,8 @@ interface Roles {
  * become `IO_ERROR`s naming the server, the collective and the rank, and the connections' error
  * events are handled (no "Unhandled error event" output).
  *
- * Values are encoded with msgpack (`Map`, `Set`, `bigint` and `Error` kept).
+ * Values are encoded with msgpack (`Map`, `Set`, `bigint` and `Error` kept); one larger than
+ * 64 KiB goes in pieces of at most {@link RedisProcessGroupOptions.pieceBytes} (see there).
  */
 export class RedisProcessGroup implements ProcessGroup {
   readonly rank: number;
@@ -130,6 +153,7 @@ export class RedisProcessGroup implements ProcessGroup {
   readonly #url: string | undefined;
   readonly #prefix: string;
   readonly #timeoutMs: number;
+  readonly #pieceBytes: number;
   readonly #client: Redis;
   readonly #blocking: Redis;
   readonly #ownsClient: boolean;
@@ -148,6 +172,7 @@ export class RedisProcessGroup implements ProcessGroup {
     this.#url = options.ownsClient ? options.url : undefined;
     this.#prefix = `dcpjs:${options.groupId}${options.jobId ? `:${options.jobId}` : ""}`;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_COLLECTIVE_TIMEOUT_MS;
+    this.#pieceBytes = options.pieceBytes ?? DEFAULT_PIECE_BYTES;
     this.#client = options.client;
     this.#blocking = options.client.duplicate();
     this.#ownsClient = options.ownsClient;
@@ -271,37 +296,41 @@ export class RedisProcessGroup implements ProcessGroup {
   }
 
   /**
-   * Runs this rank's part of the next collective: a sender contributes `fields`; a receiver waits
-   * for every sender and returns the requested fields' values (`null` where absent).
+   * Runs this rank's part of the next collective: a sender contributes `values` (encoded one at
+   * a time as they are written); a receiver waits for every sender and returns the requested
+   * fields' values, decoded.
    */
   async #exchange(
-    fields: Record<string, Uint8Array>,
+    values: Iterable<readonly [string, unknown]>,
     read: readonly string[],
     roles: Roles,
-  ): Promise<(Uint8Array | null)[]> {
+  ): Promise<unknown[]> {
     const seq = this.#seq++;
-    return this.#withDeadline(`collective #${seq}`, () => this.#run(seq, fields, read, roles));
+    return this.#withDeadline(`collective #${seq}`, () => this.#run(seq, values, read, roles));
   }
 
   async #run(
     seq: number,
-    fields: Record<string, Uint8Array>,
+    values: Iterable<readonly [string, unknown]>,
     read: readonly string[],
     { senders, receivers }: Roles,
-  ): Promise<(Uint8Array | null)[]> {
+  ): Promise<unknown[]> {
     const key = `${this.#prefix}:${this.#token}:${seq}`;
     const conflict = `${this.#prefix}:${this.#token}:conflict`;
     const ttl = 2 * this.#timeoutMs;
+    const layout: PieceLayout = {
+      key,
+      ttlMs: ttl,
+      pieceBytes: this.#pieceBytes,
+      what: `collective #${seq} of group "${this.#groupId}" (rank ${this.rank})`,
+      where: this.#where,
+    };
     const sending = senders.includes(this.rank);
     const receiving = receivers.includes(this.rank);
     const tx = this.#client.multi().get(conflict);
     let arrived = 0;
     if (sending) {
-      // ioredis sends Buffers as bytes but would stringify other Uint8Arrays.
-      const buffers = Object.fromEntries(
-        Object.entries(fields).map(([f, v]) => [f, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]),
-      );
-      if (Object.keys(buffers).length > 0) tx.hset(`${key}:v`, buffers).pexpire(`${key}:v`, ttl);
+      await writeValues(this.#client, layout, values, tx);
       tx.sadd(`${key}:arrived`, String(this.rank)).pexpire(`${key}:arrived`, ttl).scard(`${key}:arrived`);
     }
     const results = (await tx.exec()) ?? [];
@@ -324,11 +353,12 @@ export class RedisProcessGroup implements ProcessGroup {
       if (woke === null) {
         const arrivedJson = (await this.#client.eval(
           TIMEOUT_SCRIPT,
-          4,
+          5,
           `${key}:arrived`,
           `${key}:failed`,
           `${key}:v`,
           `${key}:read`,
+          `${key}:pieces`,
           String(ttl),
         )) as string;
         const arrivals: unknown = JSON.parse(arrivedJson); // cjson encodes an empty set as {}
@@ -340,12 +370,14 @@ export class RedisProcessGroup implements ProcessGroup {
         );
       }
     }
-    const values = read.length > 0 ? await this.#client.hmgetBuffer(`${key}:v`, ...read) : [];
+    const got = read.length > 0 ? await readValues(this.#client, layout, read) : [];
     const done = await this.#client.incr(`${key}:read`);
     if (done === 1) await this.#client.pexpire(`${key}:read`, ttl);
-    if (done === receivers.length)
-      await this.#client.del(`${key}:v`, `${key}:arrived`, `${key}:go`, `${key}:read`);
-    return values;
+    if (done === receivers.length) {
+      const keys = collectiveKeys(key);
+      await this.#client.eval(CLEANUP_SCRIPT, keys.length, ...keys);
+    }
+    return got;
   }
 
   #all(): number[] {
@@ -356,38 +388,42 @@ export class RedisProcessGroup implements ProcessGroup {
     assertRoot(root, this.size);
     const ranks = this.#all().map((r) => `r${r}`);
     const got = await this.#exchange(
-      { [`r${this.rank}`]: encodeWire(value) },
+      [[`r${this.rank}`, value]],
       this.rank === root ? ranks : [],
       // Every rank waits for all, so that each learns which rank is missing.
       { senders: this.#all(), receivers: this.#all() },
     );
-    return this.rank === root ? got.map((b) => decodeWire(b!) as T) : undefined;
+    return this.rank === root ? (got as T[]) : undefined;
   }
 
   async scatter<T>(values: T[] | undefined, root = 0): Promise<T> {
     assertRoot(root, this.size);
     if (this.rank === root) assertScatterValues(values, this.size);
     if (this.rank === root) {
-      const fields = Object.fromEntries(values!.map((v, r) => [`s${r}`, encodeWire(v)]));
+      const all = values!;
+      // Encoded one by one as they are written.
+      const fields = (function* () {
+        for (const [r, v] of all.entries()) if (r !== root) yield [`s${r}`, v] as const;
+      })();
       await this.#exchange(fields, [], { senders: [root], receivers: this.#others(root) });
-      return values![root]!;
+      return all[root]!;
     }
-    const [mine] = await this.#exchange({}, [`s${this.rank}`], {
+    const [mine] = await this.#exchange([], [`s${this.rank}`], {
       senders: [root],
       receivers: this.#others(root),
     });
-    return decodeWire(mine!) as T;
+    return mine as T;
   }
 
   async broadcast<T>(value: T | undefined, root = 0): Promise<T> {
     assertRoot(root, this.size);
     const roles = { senders: [root], receivers: this.#others(root) };
     if (this.rank === root) {
-      await this.#exchange({ b: encodeWire(value) }, [], roles);
+      await this.#exchange([["b", value]], [], roles);
       return value as T;
     }
-    const [got] = await this.#exchange({}, ["b"], roles);
-    return decodeWire(got!) as T;
+    const [got] = await this.#exchange([], ["b"], roles);
+    return got as T;
   }
 
   #others(root: number): number[] {
@@ -396,15 +432,15 @@ export class RedisProcessGroup implements ProcessGroup {
 
   async allGather<T>(value: T): Promise<T[]> {
     const ranks = this.#all().map((r) => `r${r}`);
-    const got = await this.#exchange({ [`r${this.rank}`]: encodeWire(value) }, ranks, {
+    const got = await this.#exchange([[`r${this.rank}`, value]], ranks, {
       senders: this.#all(),
       receivers: this.#all(),
     });
-    return got.map((b) => decodeWire(b!) as T);
+    return got as T[];
   }
 
   async barrier(): Promise<void> {
-    await this.#exchange({}, [], { senders: this.#all(), receivers: this.#all() });
+    await this.#exchange([], [], { senders: this.#all(), receivers: this.#all() });
   }
 
   /**
@@ -472,6 +508,13 @@ export async function createRedisProcessGroup(options: RedisProcessGroupOptions)
       `Expected timeoutMs to be a positive number of ms, got ${String(timeoutMs)}`,
     );
   }
+  const pieceBytes = options.pieceBytes ?? DEFAULT_PIECE_BYTES;
+  if (!Number.isSafeInteger(pieceBytes) || pieceBytes < MIN_PIECE_BYTES || pieceBytes > MAX_PIECE_BYTES) {
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected pieceBytes to be an integer from ${MIN_PIECE_BYTES} to ${MAX_PIECE_BYTES}, got ${String(pieceBytes)}`,
+    );
+  }
   if (!options.redis && !options.url) {
     throw new CheckpointError(
       "INVALID_ARGUMENT",
@@ -479,7 +522,13 @@ export async function createRedisProcessGroup(options: RedisProcessGroupOptions)
     );
   }
   const client = options.redis ?? new Redis(options.url!, { lazyConnect: false, maxRetriesPerRequest: 3 });
-  const group = new RedisProcessGroup({ ...options, timeoutMs, client, ownsClient: !options.redis });
+  const group = new RedisProcessGroup({
+    ...options,
+    timeoutMs,
+    pieceBytes,
+    client,
+    ownsClient: !options.redis,
+  });
   try {
     await group.join();
   } catch (error) {
