@@ -200,6 +200,7 @@ export class RedisProcessGroup implements ProcessGroup {
       rank: this.rank,
       size: this.size,
       timeoutMs: this.#timeoutMs,
+      pieceBytes: this.#pieceBytes,
     };
     return {
       kind: "module",
