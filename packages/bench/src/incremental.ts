@@ -28,7 +28,7 @@ async function dataBytes(dir: string): Promise<number> {
 
 /**
  * `incremental`: a state of `tensors` × `tensorMib` MiB float32 tensors in shared memory (as
- * `emptyTensor` and `asyncSave`'s staging hold them) saved in full, then — after one element of
+ * `emptyTensor` and `asyncSave`'s staging hold them) saved in full, then — after one byte of
  * `changedPercent` of the tensors changed — saved again against it: hashed (every item's
  * XXH3-128 compared with the base's, on the checksum workers) and with the unchanged items
  * declared (`unchanged`, no hashing); bytes written and seconds against the full save, and the
@@ -53,15 +53,15 @@ export async function incremental(p: IncrementalParams): Promise<void> {
   let full = Number.POSITIVE_INFINITY;
   let hashed = Number.POSITIVE_INFINITY;
   let declared = Number.POSITIVE_INFINITY;
-  // The sides take turns rep by rep: a full save, the changes (one element of each changed
-  // tensor), the two incremental saves against it, and the changes undone for the next rep.
-  const change = (by: number) => {
-    for (const name of changed) (stateDict[name]!.data as Float32Array)[0]! += by;
+  // The sides take turns rep by rep: a full save, the changes (the first byte of each changed
+  // tensor flipped), the two incremental saves against it, and the changes undone for the next rep.
+  const change = () => {
+    for (const name of changed) tensorBytes(stateDict[name]!)[0]! ^= 0xff;
   };
   for (let rep = 0; rep < reps; rep++) {
     full = Math.min(full, await timed(() => save(stateDict, { checkpointId: id("full", rep) })));
     fullBytes = await dataBytes(id("full", rep));
-    change(1);
+    change();
     const base = id("full", rep);
     hashed = Math.min(hashed, await timed(() => save(stateDict, { checkpointId: id("hashed", rep), base })));
     hashedBytes = await dataBytes(id("hashed", rep));
@@ -70,7 +70,7 @@ export async function incremental(p: IncrementalParams): Promise<void> {
       await timed(() => save(stateDict, { checkpointId: id("declared", rep), base, unchanged })),
     );
     declaredBytes = await dataBytes(id("declared", rep));
-    if (rep < reps - 1) change(-1);
+    if (rep < reps - 1) change();
   }
   // Warm loads, taking turns (the page cache holds both: what a restart right after the saves sees).
   const target = emptyLike(stateDict);
