@@ -75,6 +75,26 @@ describe("incremental checkpoints: limits and refusals", () => {
     );
   });
 
+  it("never references the checkpoint saved: items its base references there are written anew, declared or not", async () => {
+    const root = await tempDir();
+    const a = randomTensor("float32", [32], 1);
+    const b = randomTensor("float32", [32], 2);
+    await save({ a, b }, { checkpointId: join(root, "step-100") });
+    const b2 = randomTensor("float32", [32], 3);
+    await save({ a, b: b2 }, { checkpointId: join(root, "step-110"), base: join(root, "step-100") });
+    // step-100 saved again on step-110, whose "a" lies in step-100's (replaced) files.
+    await save(
+      { a, b: b2 },
+      { checkpointId: join(root, "step-100"), base: join(root, "step-110"), unchanged: ["a", "b"] },
+    );
+    const md = await readMetadata(join(root, "step-100"));
+    expect(md.storageData.get("a\u00000")?.baseCheckpoint).toBeUndefined();
+    expect(md.storageData.get("b\u00000")?.baseCheckpoint).toBe("step-110");
+    const dst = { a: emptyTensor("float32", [32]), b: emptyTensor("float32", [32]) };
+    await load(dst, { checkpointId: join(root, "step-100") });
+    expect(sameTensor(dst.a, a) && sameTensor(dst.b, b2)).toBe(true);
+  });
+
   it("asyncSave passes base through: its staged copies are compared with the base", async () => {
     const root = await tempDir();
     const big = emptyTensor("float32", [512, 1024]); // 2 MiB: staged and hashed in shared memory

@@ -26,6 +26,7 @@ import {
   notInBase,
   readIncrementalBase,
   referenceTo,
+  sameItemInBase,
   type UnchangedItems,
 } from "./incremental-base.js";
 import {
@@ -352,8 +353,10 @@ export class FileSystemWriter implements StorageWriter {
       items.map((item) => {
         const info = baseEntryFor(base, item, ownName);
         if (base.unchanged(item.index.fqn)) {
-          if (!info) throw notInBase(base, item);
-          return { item, reference: referenceTo(base, info) };
+          if (info) return { item, reference: referenceTo(base, info) };
+          // Held alike, but by this checkpoint or one past the reference bound: written anew.
+          if (sameItemInBase(base, item)) return { item, reference: undefined };
+          throw notInBase(base, item);
         }
         if (info?.contentHash === undefined) return { item, reference: undefined };
         return limit(async () => {
