@@ -20,15 +20,8 @@ import {
 import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
-import {
-  baseEntryFor,
-  type IncrementalBase,
-  notInBase,
-  readIncrementalBase,
-  referenceTo,
-  sameItemInBase,
-  type UnchangedItems,
-} from "./incremental-base.js";
+import { type IncrementalBase, readIncrementalBase, type UnchangedItems } from "./incremental-base.js";
+import { compareWithBase } from "./incremental-compare.js";
 import {
   dataFileName,
   METADATA_FILE,
@@ -145,8 +138,6 @@ export interface FileSystemWriterOptions {
 
 /** Own data files whose sizes are checked at once before a commit. */
 const COMMIT_CHECKS_IN_FLIGHT = 16;
-/** Items of an incremental save hashed at once before its writes (on worker threads, where large). */
-const HASHES_IN_FLIGHT = 8;
 
 /**
  * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
@@ -301,7 +292,15 @@ export class FileSystemWriter implements StorageWriter {
     if (this.#format === NATIVE_ITEM_FORMAT) await loadContentHasher();
     // An incremental save decides which items are unchanged first, and writes only the others.
     const { references, toWrite } = this.#base
-      ? await this.#compareWithBase(this.#base.base, plan.items, planner, signal)
+      ? await compareWithBase(
+          this.#base.base,
+          plan.items,
+          checkpointName(this.path),
+          (item) => planner.resolveData(item),
+          (item, data) =>
+            this.#checksumOffThread(item, data) ? contentHashOnWorker(data) : contentHashOf(data)!,
+          signal,
+        )
       : { references: [], toWrite: plan.items };
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, toWrite)
@@ -326,55 +325,6 @@ export class FileSystemWriter implements StorageWriter {
       if (lease) await this.#removeQuietly(lease.path);
       throw error;
     }
-  }
-
-  /**
-   * The first pass of an incremental save, before any write: each item the base stored alike
-   * ({@link baseEntryFor}) is declared unchanged (then referenced without hashing) or hashed — on
-   * a worker thread where large and in shared memory, the content hash alone: only the items
-   * written are checksummed, by the write pass — and referenced when its content hash equals the
-   * base's. Items are only viewed (tensor memory, the planner's encoded values), never copied, so
-   * the pass adds no memory.
-   * @returns the references' results (`sizeInBytes` 0) and the items to write.
-   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an item declared unchanged that the
-   * base does not hold alike.
-   */
-  async #compareWithBase(
-    base: IncrementalBase,
-    items: readonly WriteItem[],
-    planner: SavePlanner,
-    signal: AbortSignal | undefined,
-  ): Promise<{ references: WriteResult[]; toWrite: WriteItem[] }> {
-    const ownName = checkpointName(this.path);
-    const references: WriteResult[] = [];
-    const toWrite: WriteItem[] = [];
-    const limit = pLimit(HASHES_IN_FLIGHT);
-    const decided = await Promise.all(
-      items.map((item) => {
-        const info = baseEntryFor(base, item, ownName);
-        if (base.unchanged(item.index.fqn)) {
-          if (info) return { item, reference: referenceTo(base, info) };
-          // Held alike, but by this checkpoint or one past the reference bound: written anew.
-          if (sameItemInBase(base, item)) return { item, reference: undefined };
-          throw notInBase(base, item);
-        }
-        if (info?.contentHash === undefined) return { item, reference: undefined };
-        return limit(async () => {
-          throwIfAborted(signal);
-          const data = planner.resolveData(item);
-          const hash = this.#checksumOffThread(item, data)
-            ? await contentHashOnWorker(data)
-            : contentHashOf(data);
-          const same = hash === info.contentHash && data.byteLength === info.length;
-          return { item, reference: same ? referenceTo(base, info) : undefined };
-        });
-      }),
-    );
-    for (const { item, reference } of decided) {
-      if (reference) references.push({ index: item.index, sizeInBytes: 0, storageData: reference });
-      else toWrite.push(item);
-    }
-    return { references, toWrite };
   }
 
   /**
