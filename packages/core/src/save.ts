@@ -90,6 +90,22 @@ export interface SaveOptions {
  * ```
  */
 export async function save(stateDict: StateDict, options: SaveOptions): Promise<Metadata> {
+  if (options.unchanged !== undefined && options.base === undefined)
+    throw new CheckpointError("INVALID_ARGUMENT", "Expected base with unchanged, got unchanged alone");
+  const held: { lease?: BaseLease } = {};
+  try {
+    return await saveSteps(stateDict, options, held);
+  } finally {
+    await held.lease?.release();
+  }
+}
+
+/** {@link save}'s steps; an incremental save's lease on its base goes into `held`, for `save` to release. */
+async function saveSteps(
+  stateDict: StateDict,
+  options: SaveOptions,
+  held: { lease?: BaseLease },
+): Promise<Metadata> {
   const pg = options.processGroup ?? createSingleProcessGroup();
   const coordinator = options.coordinatorRank ?? 0;
   const isCoordinator = pg.rank === coordinator;
@@ -97,63 +113,55 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
   writer.reset(options.checkpointId);
   const planner = options.planner ?? new DefaultSavePlanner();
   const { signal, base } = options;
-  if (options.unchanged !== undefined && base === undefined)
-    throw new CheckpointError("INVALID_ARGUMENT", "Expected base with unchanged, got unchanged alone");
   let globalMetadata: Metadata | undefined;
-  let baseLease: BaseLease | undefined;
+
+  const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
+    pg,
+    "plan",
+    async () => {
+      throwIfAborted(signal);
+      planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
+      writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
+      if (base !== undefined) held.lease = await useBase(writer, base, options.unchanged, signal);
+      return {
+        plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
+        checkpointId: writer.storageMeta().checkpointId,
+      };
+    },
+    async (all) => {
+      assertOneCheckpoint(all.map((a) => a.checkpointId));
+      const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
+      globalMetadata = metadata;
+      return writer.prepareGlobalPlan(plans);
+    },
+    coordinator,
+  );
+
+  let wrote = false;
   try {
-    const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
+    return await allReduce<WriteResult[], Metadata>(
       pg,
-      "plan",
+      "write",
       async () => {
-        throwIfAborted(signal);
-        planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
-        writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
-        if (base !== undefined) baseLease = await useBase(writer, base, options.unchanged, signal);
-        return {
-          plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
-          checkpointId: writer.storageMeta().checkpointId,
-        };
+        const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
+        wrote = true;
+        return results;
       },
-      async (all) => {
-        assertOneCheckpoint(all.map((a) => a.checkpointId));
-        const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
-        globalMetadata = metadata;
-        return writer.prepareGlobalPlan(plans);
+      async (results) => {
+        return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
       },
       coordinator,
     );
-
-    let wrote = false;
-    try {
-      return await allReduce<WriteResult[], Metadata>(
-        pg,
-        "write",
-        async () => {
-          const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
-          wrote = true;
-          return results;
-        },
-        async (results) => {
-          return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
-        },
-        coordinator,
-      );
-    } catch (error) {
-      // The coordinator may have committed and died before telling us: a committed save is a success.
-      // Only the group's own timeout (not a rank's TIMEOUT carried by a CheckpointException).
-      const lostContact =
-        error instanceof CheckpointError &&
-        !(error instanceof CheckpointException) &&
-        error.code === "TIMEOUT";
-      if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
-        const committed = await writer.committedMetadata(signal).catch(() => undefined);
-        if (committed) return committed;
-      }
-      throw error;
+  } catch (error) {
+    // The coordinator may have committed and died before telling us: a committed save is a success.
+    // Only the group's own timeout (not a rank's TIMEOUT carried by a CheckpointException).
+    const lostContact =
+      error instanceof CheckpointError && !(error instanceof CheckpointException) && error.code === "TIMEOUT";
+    if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
+      const committed = await writer.committedMetadata(signal).catch(() => undefined);
+      if (committed) return committed;
     }
-  } finally {
-    await baseLease?.release();
+    throw error;
   }
 }
 
