@@ -32,6 +32,7 @@ export {
   describeCheckpoint,
   type InspectEntry,
   type InspectOptions,
+  type InspectReference,
   type InspectReport,
   inspectCheckpoint,
 } from "./inspect.js";

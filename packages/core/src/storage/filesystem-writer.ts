@@ -3,7 +3,10 @@ import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
 import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
+import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
+import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -17,6 +20,8 @@ import {
 import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
+import { type IncrementalBase, readIncrementalBase, type UnchangedItems } from "./incremental-base.js";
+import { compareWithBase } from "./incremental-compare.js";
 import {
   dataFileName,
   METADATA_FILE,
@@ -31,8 +36,15 @@ import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
+import { type BaseLease, checkpointName, leaseBase } from "./references.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import { checksumOffload, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
+import {
+  checksumOffload,
+  contentHashOnWorker,
+  resolveWorkerMinBytes,
+  runsOffThread,
+  startWorkers,
+} from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -159,6 +171,8 @@ export class FileSystemWriter implements StorageWriter {
   readonly #leaseRenewMs: number;
   #saveId: string = randomUUID();
   #rank = 0;
+  /** This save's base and the lease on it, for an incremental save ({@link FileSystemWriter.useBase}). */
+  #base: { readonly base: IncrementalBase; readonly lease: BaseLease } | undefined;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
@@ -202,6 +216,37 @@ export class FileSystemWriter implements StorageWriter {
   reset(checkpointId?: string): void {
     if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
     this.#saveId = randomUUID();
+    this.#base = undefined;
+  }
+
+  /**
+   * @inheritDoc
+   * Takes a lease on the base (`leaseBase`, so that gc keeps it while this save runs), then reads
+   * its `.metadata`; `writeData` then writes only the items whose bytes differ from the base's
+   * and `finish` confirms the lease just before the commit.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when this writer's format is not dcpjs's
+   * (a torch or safetensors checkpoint cannot reference another), or as `readIncrementalBase`
+   * (not a sibling, not committed: `NOT_FOUND` naming it).
+   */
+  async useBase(
+    baseId: string,
+    options: { readonly unchanged?: UnchangedItems } = {},
+    signal?: AbortSignal,
+  ): Promise<BaseLease> {
+    if (this.#format !== NATIVE_ITEM_FORMAT || this.#encodeMetadata !== encodeDcpjsMetadata)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected format "dcpjs" for an incremental save (base), got "${this.#format.name}": only dcpjs checkpoints reference other checkpoints' files`,
+      );
+    const lease = await leaseBase(this.fs, this.fs.initPath(baseId), this.#saveId, signal);
+    try {
+      const base = await readIncrementalBase(this.fs, this.path, baseId, options.unchanged, signal);
+      this.#base = { base, lease };
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
+    return lease;
   }
 
   /** @inheritDoc */
@@ -238,16 +283,30 @@ export class FileSystemWriter implements StorageWriter {
   async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
     throwIfAborted(signal);
     const prefix = plan.storageData?.prefix ?? rankFilePrefix(this.#rank);
-    const buckets = this.#singleFilePerRank
-      ? splitBySizeAndType(this.threadCount, plan.items)
-      : plan.items.map((i) => [i]);
     // Large tensors in shared memory will be checksummed on worker threads: start one while the
     // first writes run.
     const large = (i: WriteItem) => i.type !== "bytes" && itemBytes(i) >= this.#workerMinBytes;
     if (plan.items.some((i) => large(i) && this.#checksumOffThread(i, planner.resolveData(i))))
       startWorkers();
+    // Every dcpjs item records its content hash: the hasher is loaded before any item is framed.
+    if (this.#format === NATIVE_ITEM_FORMAT) await loadContentHasher();
+    // An incremental save decides which items are unchanged first, and writes only the others.
+    const { references, toWrite } = this.#base
+      ? await compareWithBase(
+          this.#base.base,
+          plan.items,
+          checkpointName(this.path),
+          (item) => planner.resolveData(item),
+          (item, data) =>
+            this.#checksumOffThread(item, data) ? contentHashOnWorker(data) : contentHashOf(data)!,
+          signal,
+        )
+      : { references: [], toWrite: plan.items };
+    const buckets = this.#singleFilePerRank
+      ? splitBySizeAndType(this.threadCount, toWrite)
+      : toWrite.map((i) => [i]);
     // The lease goes first: gc keeps the files of a save whose lease is live.
-    const lease = plan.items.length > 0 ? await this.#takeLease(signal) : undefined;
+    const lease = toWrite.length > 0 ? await this.#takeLease(signal) : undefined;
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
@@ -257,7 +316,7 @@ export class FileSystemWriter implements StorageWriter {
         return results;
       });
       await lease?.stop();
-      return perFile.flat();
+      return references.length > 0 ? [...perFile.flat(), ...references] : perFile.flat();
     } catch (error) {
       // The save will not commit: remove this rank's finished files too (the failed ones are
       // aborted), then its lease.
@@ -431,7 +490,9 @@ export class FileSystemWriter implements StorageWriter {
     const target = this.fs.concatPath(this.path, METADATA_FILE);
     const sizes = new Map<string, number>();
     for (const { storageData: d } of results.flat())
-      sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
+      if (d.baseCheckpoint === undefined)
+        // references lie in other checkpoints' files
+        sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
     const ownFiles = new Set(sizes.keys());
     const leases = new Set([this.saveTag]);
     for (const file of ownFiles) {
@@ -449,6 +510,8 @@ export class FileSystemWriter implements StorageWriter {
       throwIfAborted(signal);
       const superseded = this.#overwrite ? await this.#committedFiles(target, signal) : new Set<string>();
       await this.#assertFilesWritten(sizes, signal);
+      // An incremental save's base must still be there (not being removed by gc) when it commits.
+      await this.#base?.lease.confirm(signal);
       throwIfAborted(signal);
       renaming = true;
       try {
@@ -538,7 +601,9 @@ export class FileSystemWriter implements StorageWriter {
   async #committedFiles(target: string, signal: AbortSignal | undefined): Promise<Set<string>> {
     try {
       const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target, signal ? { signal } : {}));
-      return new Set([...md.storageData.values()].map((i) => i.relativePath));
+      // Its own files only: a referenced file lies in another checkpoint, which stays as it is.
+      const own = [...md.storageData.values()].filter((i) => i.baseCheckpoint === undefined);
+      return new Set(own.map((i) => i.relativePath));
     } catch (error) {
       throwIfAborted(signal);
       if (!(error instanceof NotFoundError)) {
