@@ -152,8 +152,9 @@ describe("item checksums: CRC-32 written, CRC-32 and CRC-32C verified", () => {
     expect(() => decodeMetadata(sealMetadata(encode({ ...raw, checksum: "md5" })))).toThrow(
       /expected checksum to be one of crc32, crc32c, got "md5"/,
     );
-    expect(() => decodeMetadata(sealMetadata(encode({ ...raw, formatVersion: 3 })))).toThrow(
-      /expected formatVersion 1 or 2, got 3 \(written by a newer dcpjs\?\)/,
+    // 3 is the layout of checkpoints with references (incremental saves): 4 is the newer one.
+    expect(() => decodeMetadata(sealMetadata(encode({ ...raw, formatVersion: 4 })))).toThrow(
+      /expected formatVersion 1, 2 or 3, got 4 \(written by a newer dcpjs\?\)/,
     );
   });
 

@@ -53,6 +53,11 @@ export type {
   RenameOptions,
   StreamMode,
 } from "./storage/filesystem-base.js";
+export {
+  type IncrementalBase,
+  MAX_REFERENCED_CHECKPOINTS,
+  type UnchangedItems,
+} from "./storage/incremental-base.js";
 export { METADATA_FILE, rankFilePrefix, SAVE_LEASE_EXPIRY_MS } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
 export {
@@ -67,6 +72,7 @@ export {
 export { BLOCKS_IN_FLIGHT, type CachedReadSource, CachedReadStream } from "./storage/read-cache-stream.js";
 export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";
+export type { BaseLease } from "./storage/references.js";
 export {
   type BackendFileSystemOptions,
   type CleanupUploadsOptions,

@@ -67,6 +67,7 @@ export { DefaultSavePlanner, type DefaultSavePlannerOptions } from "./plan/save-
 export { type SaveOptions, save } from "./save.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
 export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";
+export type { UnchangedItems } from "./storage/incremental-base.js";
 export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
 export {

@@ -5,6 +5,8 @@ import type { StateDict } from "./model/state-dict.js";
 import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
 import type { SavePlanner } from "./plan/planner.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
+import type { UnchangedItems } from "./storage/incremental-base.js";
+import type { BaseLease } from "./storage/references.js";
 import { createStorageWriter } from "./storage/registry.js";
 import type { StorageWriter } from "./storage/storage.js";
 
@@ -41,6 +43,25 @@ export interface SaveOptions {
   readonly coordinatorRank?: number;
   /** Aborts the save; nothing is committed. */
   readonly signal?: AbortSignal;
+  /**
+   * Saves incrementally against this earlier checkpoint — a sibling of `checkpointId` (same
+   * parent folder or prefix: `{ checkpointId: "run/step-110", base: "run/step-100" }`), saved by
+   * dcpjs in its own format: items whose bytes equal the base's (their XXH3-128 content hashes,
+   * computed before anything is written) are not written but recorded as references to the base's
+   * files (flat: to the checkpoint that holds the bytes, the base or one it references); a load
+   * reads through them, verified as always. Every rank reads the base's `.metadata`; an item whose
+   * chunk (fqn, offsets, sizes, dtype) the base did not save alike is written. At most
+   * `MAX_REFERENCED_CHECKPOINTS` (64) checkpoints are referenced; past it the items of those
+   * holding the fewest bytes are written anew. Remove a base only with `dcp rm`/`dcp gc`, which
+   * know the references. @default none: every item is written
+   */
+  readonly base?: string;
+  /**
+   * With `base`: items declared unchanged since the base (frozen parameters) — a predicate over
+   * fqns, or fqns and prefixes (`"encoder"` matches `encoder.*`) — referenced without hashing.
+   * @default none: every item is compared by its content hash
+   */
+  readonly unchanged?: UnchangedItems;
 }
 
 /**
@@ -59,7 +80,10 @@ export interface SaveOptions {
  * the coordinator after writing its data (a `TIMEOUT`) first asks the writer whether the commit
  * happened anyway ({@link StorageWriter.committedMetadata}), and returns that metadata if so.
  * @throws {@link CheckpointError} `INVALID_ARGUMENT` when neither `checkpointId` nor
- * `storageWriter` is given.
+ * `storageWriter` is given, or `unchanged` without `base`. With `base`, in the `plan` step:
+ * `INVALID_ARGUMENT` when it is not a sibling dcpjs checkpoint, the writer cannot save
+ * incrementally (a torch or safetensors format), or an item declared unchanged is not in the
+ * base alike; `NOT_FOUND` naming the base when it is not committed.
  * @example
  * ```ts
  * await save({ model: { w: tensor("float32", [2, 2]) }, step: 100 }, { checkpointId: "./ckpt/step-100" });
@@ -72,54 +96,81 @@ export async function save(stateDict: StateDict, options: SaveOptions): Promise<
   const writer = options.storageWriter ?? (await createStorageWriter(options.checkpointId));
   writer.reset(options.checkpointId);
   const planner = options.planner ?? new DefaultSavePlanner();
-  const { signal } = options;
+  const { signal, base } = options;
+  if (options.unchanged !== undefined && base === undefined)
+    throw new CheckpointError("INVALID_ARGUMENT", "Expected base with unchanged, got unchanged alone");
   let globalMetadata: Metadata | undefined;
-
-  const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
-    pg,
-    "plan",
-    async () => {
-      throwIfAborted(signal);
-      planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
-      writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
-      return {
-        plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
-        checkpointId: writer.storageMeta().checkpointId,
-      };
-    },
-    async (all) => {
-      assertOneCheckpoint(all.map((a) => a.checkpointId));
-      const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
-      globalMetadata = metadata;
-      return writer.prepareGlobalPlan(plans);
-    },
-    coordinator,
-  );
-
-  let wrote = false;
+  let baseLease: BaseLease | undefined;
   try {
-    return await allReduce<WriteResult[], Metadata>(
+    const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
       pg,
-      "write",
+      "plan",
       async () => {
-        const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
-        wrote = true;
-        return results;
+        throwIfAborted(signal);
+        planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
+        writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
+        if (base !== undefined) baseLease = await useBase(writer, base, options.unchanged, signal);
+        return {
+          plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
+          checkpointId: writer.storageMeta().checkpointId,
+        };
       },
-      async (results) => {
-        return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
+      async (all) => {
+        assertOneCheckpoint(all.map((a) => a.checkpointId));
+        const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
+        globalMetadata = metadata;
+        return writer.prepareGlobalPlan(plans);
       },
       coordinator,
     );
-  } catch (error) {
-    // The coordinator may have committed and died before telling us: a committed save is a success.
-    // Only the group's own timeout (not a rank's TIMEOUT carried by a CheckpointException).
-    const lostContact =
-      error instanceof CheckpointError && !(error instanceof CheckpointException) && error.code === "TIMEOUT";
-    if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
-      const committed = await writer.committedMetadata(signal).catch(() => undefined);
-      if (committed) return committed;
+
+    let wrote = false;
+    try {
+      return await allReduce<WriteResult[], Metadata>(
+        pg,
+        "write",
+        async () => {
+          const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
+          wrote = true;
+          return results;
+        },
+        async (results) => {
+          return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
+        },
+        coordinator,
+      );
+    } catch (error) {
+      // The coordinator may have committed and died before telling us: a committed save is a success.
+      // Only the group's own timeout (not a rank's TIMEOUT carried by a CheckpointException).
+      const lostContact =
+        error instanceof CheckpointError &&
+        !(error instanceof CheckpointException) &&
+        error.code === "TIMEOUT";
+      if (!isCoordinator && wrote && lostContact && writer.committedMetadata) {
+        const committed = await writer.committedMetadata(signal).catch(() => undefined);
+        if (committed) return committed;
+      }
+      throw error;
     }
-    throw error;
+  } finally {
+    await baseLease?.release();
   }
+}
+
+/**
+ * Makes the save incremental on this rank (`writer.useBase`): leases and reads the base.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when the writer cannot save incrementally.
+ */
+async function useBase(
+  writer: StorageWriter,
+  base: string,
+  unchanged: UnchangedItems | undefined,
+  signal: AbortSignal | undefined,
+): Promise<BaseLease> {
+  if (!writer.useBase)
+    throw new CheckpointError(
+      "INVALID_ARGUMENT",
+      `Expected a storage writer that saves incrementally (FileSystemWriter, S3StorageWriter) with base, got ${writer.constructor.name}`,
+    );
+  return writer.useBase(base, unchanged !== undefined ? { unchanged } : {}, signal);
 }

@@ -1,11 +1,13 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { FileSystemWriter, type Metadata, type ProgressCallback } from "@dcpjs/core";
 import type {
+  BaseLease,
   SavePlan,
   SavePlanner,
   StorageMeta,
   StorageSetUp,
   StorageWriter,
+  UnchangedItems,
   WriteResult,
 } from "@dcpjs/core/extend";
 import type { S3ClientConfig } from "./client-config.js";
@@ -132,5 +134,14 @@ export class S3StorageWriter implements StorageWriter {
   /** @inheritDoc */
   committedMetadata(signal?: AbortSignal): Promise<Metadata | undefined> {
     return this.#writer.committedMetadata(signal);
+  }
+
+  /** @inheritDoc */
+  useBase(
+    baseId: string,
+    options?: { readonly unchanged?: UnchangedItems },
+    signal?: AbortSignal,
+  ): Promise<BaseLease> {
+    return this.#writer.useBase(baseId, options, signal);
   }
 }

@@ -18,7 +18,7 @@ export interface FramedItem {
   /** Written back to back; a part may be the payload itself (not copied: large tensors stream). */
   readonly parts: readonly Uint8Array[];
   /** Besides the file, offset and length: the checksum (with its running values per block, if any) and format name its storage entry keeps. */
-  readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "checksumBlocks" | "itemFormat">;
+  readonly info: Pick<StorageInfo, "crc32" | "crc32c" | "checksumBlocks" | "itemFormat" | "contentHash">;
 }
 
 /** Where a framed tensor item's payload lies in its stored bytes ({@link PayloadFrame.locate}). */
@@ -56,6 +56,18 @@ export interface ChecksumOffload {
     blockBytes: number,
     previous?: number,
   ): Promise<number[]>;
+  /**
+   * Optional (a writer's pool has it): the running checksums of `bytes` at each block end and
+   * their content hash (`StorageInfo.contentHash`), by one worker task.
+   * @param algorithm - which CRC.
+   * @param bytes - in shared memory.
+   * @param blockBytes - block size (bytes); `Infinity` for one block.
+   */
+  checksumsAndHash?(
+    algorithm: ChecksumAlgorithm,
+    bytes: Uint8Array,
+    blockBytes: number,
+  ): Promise<{ readonly running: number[]; readonly contentHash: string }>;
   /**
    * Each part's checksum, computed by one worker task (one round trip for all).
    * @param algorithm - which CRC.

@@ -32,6 +32,16 @@ export const METADATA_FORMAT = "dcpjs.metadata";
  * CRC-32C implied) is still read.
  */
 export const METADATA_FORMAT_VERSION = 2;
+/**
+ * The layout version of a `.metadata` whose items reference other checkpoints' files
+ * (`StorageInfo.baseCheckpoint`, an incremental checkpoint): 3 — version 2 plus `bases` and
+ * `storage.base`. A checkpoint without references is still written as version 2, so that older
+ * dcpjs reads it; one with references is refused by them (they know no version 3) rather than read
+ * as if self-contained.
+ */
+export const METADATA_FORMAT_VERSION_REFERENCES = 3;
+/** Bytes of one content hash in `storage.hashes` (XXH3-128). */
+const HASH_BYTES = 16;
 /** Largest `.metadata` file a reader accepts (bytes): 1 GiB, far above the tens to hundreds of bytes per item written. */
 export const MAX_METADATA_BYTES = 1024 * 1024 * 1024;
 /** Bytes of the CRC-32C trailer after the msgpack body. */
@@ -99,6 +109,11 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   const blockRunning = new ColumnWriter(4);
   let blockBytes: number | undefined;
   let records = 0;
+  // Content hashes (16 bytes each, zeros where an item has none) and referenced checkpoints.
+  const hashes: (string | undefined)[] = [];
+  const bases: string[] = [];
+  const baseIndex = new Map<string, number>();
+  const storageBase = new ColumnWriter(4);
   let algorithm: ChecksumAlgorithm | undefined;
 
   const record = (fqn: string, info: StorageInfo | undefined) => {
@@ -128,6 +143,16 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     storageOffset.push(info.offset);
     storageLength.push(info.length);
     storageChecksum.push(sum.value);
+    hashes.push(info.contentHash);
+    if (info.baseCheckpoint === undefined) storageBase.push(0);
+    else {
+      let base = baseIndex.get(info.baseCheckpoint);
+      if (base === undefined) {
+        base = bases.push(info.baseCheckpoint);
+        baseIndex.set(info.baseCheckpoint, base);
+      }
+      storageBase.push(base);
+    }
     // Items framed by another format (see ItemFormat) name it.
     if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs")
       itemFormats.push([records, info.itemFormat]);
@@ -179,9 +204,10 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
   for (const [fqn, path] of metadata.plannerData)
     if (!metadata.stateDictMetadata.has(fqn)) plannerExtra.push([fqn, path]);
 
+  const references = bases.length > 0;
   const body = encode({
     format: METADATA_FORMAT,
-    formatVersion: METADATA_FORMAT_VERSION,
+    formatVersion: references ? METADATA_FORMAT_VERSION_REFERENCES : METADATA_FORMAT_VERSION,
     checksum: algorithm ?? ITEM_CHECKSUM_ALGORITHM,
     version: metadata.version,
     dtypes,
@@ -195,6 +221,7 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
     },
     chunks: { offsets: chunkOffsets.bytes(), sizes: chunkSizes.bytes() },
     files,
+    ...(references ? { bases } : {}),
     storage: {
       file: storageFile.bytes(),
       offset: storageOffset.bytes(),
@@ -204,6 +231,8 @@ export function encodeMetadata(metadata: Metadata): Uint8Array {
       ...(blockBytes !== undefined
         ? { blocks: { bytes: blockBytes, records: blockRecords.bytes(), running: blockRunning.bytes() } }
         : {}),
+      ...(hashes.some((h) => h !== undefined) ? { hashes: encodeHashes(hashes) } : {}),
+      ...(references ? { base: storageBase.bytes() } : {}),
     },
     plannerExtra,
     storageMeta: { ...metadata.storageMeta },
@@ -267,14 +296,21 @@ function decodeUnchecked(bytes: Uint8Array): Metadata {
   const top = raw as Record<string, unknown>;
   if (top.format !== METADATA_FORMAT) fail(`expected format "${METADATA_FORMAT}", got ${show(top.format)}`);
   if (top.formatVersion === 1) return decodeMetadataV1(top); // CRC-32C implied
-  if (top.formatVersion !== METADATA_FORMAT_VERSION) {
+  if (
+    top.formatVersion !== METADATA_FORMAT_VERSION &&
+    top.formatVersion !== METADATA_FORMAT_VERSION_REFERENCES
+  ) {
     fail(
-      `expected formatVersion 1 or ${METADATA_FORMAT_VERSION}, got ${show(top.formatVersion)} (written by a newer dcpjs?)`,
+      `expected formatVersion 1, ${METADATA_FORMAT_VERSION} or ${METADATA_FORMAT_VERSION_REFERENCES}, got ${show(top.formatVersion)} (written by a newer dcpjs?)`,
     );
   }
   if (!CHECKSUM_ALGORITHMS.includes(top.checksum as ChecksumAlgorithm))
     fail(`expected checksum to be one of ${CHECKSUM_ALGORITHMS.join(", ")}, got ${show(top.checksum)}`);
-  return decodeColumns(top, top.checksum as ChecksumAlgorithm);
+  return decodeColumns(
+    top,
+    top.checksum as ChecksumAlgorithm,
+    top.formatVersion === METADATA_FORMAT_VERSION_REFERENCES,
+  );
 }
 
 /** A list field of the body. */
@@ -344,7 +380,11 @@ function splitPath(fqn: string, mask: number): ObjectPath {
 }
 
 /** Decodes the columns of a version 2 body (see {@link encodeMetadata} and docs/format.md). */
-function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorithm): Metadata {
+function decodeColumns(
+  top: Record<string, unknown>,
+  algorithm: ChecksumAlgorithm,
+  references: boolean,
+): Metadata {
   const version = str(top.version, "version");
   const dtypes = list(top.dtypes, "dtypes").map((d) => {
     if (!isDType(d)) fail(`expected a dtype name in dtypes, got ${show(d)}`);
@@ -385,6 +425,13 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
     formats.set(f[0], str(f[1], "an item format name"));
   }
   const blocksOf = decodeBlocks(storage.blocks, records, lengthOf, formats);
+  const hashOf = storage.hashes === undefined ? undefined : decodeHashes(storage.hashes, records);
+  if (!references && (top.bases !== undefined || storage.base !== undefined))
+    fail(
+      `expected no bases or storage.base in layout version ${METADATA_FORMAT_VERSION} (they come with version ${METADATA_FORMAT_VERSION_REFERENCES})`,
+    );
+  const bases = references ? list(top.bases, "bases").map((b) => str(b, "a base checkpoint name")) : [];
+  const baseOf = references ? column(storage.base, "storage.base", 4, records) : undefined;
 
   const stateDictMetadata = new Map<string, StorageMetadataEntry>();
   const storageData = new Map<string, StorageInfo>();
@@ -405,6 +452,11 @@ function decodeColumns(top: Record<string, unknown>, algorithm: ChecksumAlgorith
     if (itemFormat !== undefined) info.itemFormat = itemFormat;
     const blocks = blocksOf.get(rec);
     if (blocks) info.checksumBlocks = blocks;
+    const hash = hashOf?.(rec);
+    if (hash !== undefined) info.contentHash = hash;
+    const base = baseOf?.(rec) ?? 0;
+    if (base > bases.length) fail(`expected a base index up to ${bases.length} for "${fqn}", got ${base}`);
+    if (base > 0) info.baseCheckpoint = bases[base - 1]!;
     storageData.set(metadataIndexKey({ fqn, offset }), info);
     rec++;
   };
@@ -506,4 +558,38 @@ function decodeBlocks(
   if (used !== available)
     fail(`expected ${used} running checksums in storage.blocks.running, got ${available}`);
   return out;
+}
+
+/** `storage.hashes`: each record's content hash as 16 bytes (hex digit pairs in order), zeros for none. */
+function encodeHashes(hashes: readonly (string | undefined)[]): Uint8Array {
+  const out = new Uint8Array(hashes.length * HASH_BYTES);
+  hashes.forEach((hash, rec) => {
+    if (hash === undefined) return;
+    if (!/^[0-9a-f]{32}$/.test(hash))
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected a content hash of 32 lowercase hex digits, got ${JSON.stringify(hash)}`,
+      );
+    for (let i = 0; i < HASH_BYTES; i++)
+      out[rec * HASH_BYTES + i] = Number.parseInt(hash.slice(2 * i, 2 * i + 2), 16);
+  });
+  return out;
+}
+
+/**
+ * Decodes `storage.hashes` (optional in layout versions 2 and 3): 16 bytes per record, all zeros
+ * where the record has no content hash.
+ *
+ * @returns each record's hash as 32 lowercase hex digits, or undefined.
+ */
+function decodeHashes(v: unknown, records: number): (rec: number) => string | undefined {
+  if (!(v instanceof Uint8Array) || v.byteLength !== records * HASH_BYTES)
+    fail(`expected storage.hashes to be binary, ${HASH_BYTES} bytes for each of ${records} records`);
+  return (rec) => {
+    const bytes = v.subarray(rec * HASH_BYTES, (rec + 1) * HASH_BYTES);
+    if (bytes.every((b) => b === 0)) return undefined;
+    let hex = "";
+    for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+    return hex;
+  };
 }

@@ -8,7 +8,8 @@ import {
   itemChecksum,
   runningChecksums,
 } from "./checksum.js";
-import type { ItemFormat } from "./item-format.js";
+import { contentHashOf } from "./content-hash.js";
+import type { FramedItem, ItemFormat } from "./item-format.js";
 import { frameNativeOnWorker, verifyNativeItem, verifyNativeRun } from "./native-item-verify.js";
 
 /**
@@ -19,21 +20,24 @@ import { frameNativeOnWorker, verifyNativeItem, verifyNativeRun } from "./native
  * block boundary (`checksumBlocks`), so that a reader can verify the blocks it reads of it alone
  * ({@link verifyNativeItem}: on a worker thread where large; small items of a run together), and
  * large tensor items are checksummed on a worker thread while written ({@link frameNativeOnWorker}).
+ * Each item's content hash (`StorageInfo.contentHash`, XXH3-128) is computed with its checksum,
+ * once the writer has loaded the hasher (`loadContentHasher`).
  */
 export const NATIVE_ITEM_FORMAT: ItemFormat = {
   name: "dcpjs",
   zeroCopy: true,
-  frame: (item, payload) => ({
-    parts: [payload],
-    info:
+  frame: (item, payload) => {
+    const sums: FramedItem["info"] =
       item.type === "bytes" || payload.byteLength <= CHECKSUM_BLOCK_BYTES
         ? checksumFields(ITEM_CHECKSUM_ALGORITHM, computeChecksum(ITEM_CHECKSUM_ALGORITHM, payload))
         : blockChecksumFields(
             ITEM_CHECKSUM_ALGORITHM,
             runningChecksums(ITEM_CHECKSUM_ALGORITHM, payload, CHECKSUM_BLOCK_BYTES),
             CHECKSUM_BLOCK_BYTES,
-          ),
-  }),
+          );
+    const contentHash = contentHashOf(payload);
+    return { parts: [payload], info: contentHash === undefined ? sums : { ...sums, contentHash } };
+  },
   frameOnWorker: frameNativeOnWorker,
   unframe(stored, info, _expect, fqn, where) {
     const sum = itemChecksum(info);

@@ -119,7 +119,8 @@ export function verifyNativeRun(
 /**
  * {@link ItemFormat.frameOnWorker} of the native format: a tensor item in shared memory of at
  * least the offload's smallest task is written as it is while a worker computes its running
- * CRC-32s (every {@link CHECKSUM_BLOCK_BYTES}); undefined for values and smaller items.
+ * CRC-32s (every {@link CHECKSUM_BLOCK_BYTES}) and, where the offload offers it, its content hash;
+ * undefined for values and smaller items.
  * @param item - the write item.
  * @param payload - its C-order bytes.
  * @param offload - the writer's worker threads.
@@ -130,9 +131,16 @@ export function frameNativeOnWorker(
   offload: ChecksumOffload,
 ): { readonly parts: readonly Uint8Array[]; readonly info: Promise<FramedItem["info"]> } | undefined {
   if (item.type === "bytes" || !offload.runsOffThread(payload.byteLength, payload)) return undefined;
-  const info = offload
-    .runningChecksums(ITEM_CHECKSUM_ALGORITHM, payload, CHECKSUM_BLOCK_BYTES)
-    .then((running) => blockChecksumFields(ITEM_CHECKSUM_ALGORITHM, running, CHECKSUM_BLOCK_BYTES));
+  const info: Promise<FramedItem["info"]> = offload.checksumsAndHash
+    ? offload
+        .checksumsAndHash(ITEM_CHECKSUM_ALGORITHM, payload, CHECKSUM_BLOCK_BYTES)
+        .then(({ running, contentHash }) => ({
+          ...blockChecksumFields(ITEM_CHECKSUM_ALGORITHM, running, CHECKSUM_BLOCK_BYTES),
+          contentHash,
+        }))
+    : offload
+        .runningChecksums(ITEM_CHECKSUM_ALGORITHM, payload, CHECKSUM_BLOCK_BYTES)
+        .then((running) => blockChecksumFields(ITEM_CHECKSUM_ALGORITHM, running, CHECKSUM_BLOCK_BYTES));
   info.catch(() => {}); // surfaced where the writer awaits it
   return { parts: [payload], info };
 }

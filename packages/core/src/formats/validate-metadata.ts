@@ -13,6 +13,11 @@ import {
   show,
 } from "./metadata-checks.js";
 
+/** A content hash as `.metadata` records it (`StorageInfo.contentHash`): XXH3-128, 32 lowercase hex digits. */
+const CONTENT_HASH = /^[0-9a-f]{32}$/;
+/** Longest base checkpoint name (`StorageInfo.baseCheckpoint`, one path segment). */
+const MAX_BASE_NAME = 255;
+
 /** The bounds {@link validateMetadata} holds every format's metadata to. */
 export interface MetadataLimits {
   /** What the metadata is called in messages (`Malformed {what}: …`). @default ".metadata" */
@@ -30,7 +35,8 @@ export interface MetadataLimits {
  * exactly (as DCP's `_validate_global_plan`); every chunk and value with a storage entry at a safe
  * relative path; a raw item (no item format) exactly as long as its chunk, no stored item over
  * `maxItemBytes`, item format names of 1 to 64 characters, running checksums on tensor items only;
- * planner paths of 1 to 64 steps, each a key or a list index below the entry count.
+ * planner paths of 1 to 64 steps, each a key or a list index below the entry count; content hashes
+ * of 32 lowercase hex digits; base checkpoints (`baseCheckpoint`) of one safe path segment.
  *
  * @param metadata - raw metadata from a format's decoder.
  * @param limits - see {@link MetadataLimits}.
@@ -101,6 +107,7 @@ export function validateMetadata(metadata: Metadata, limits: MetadataLimits = {}
     tilingBudget -= assertChunksTile(fqn, size, entry.chunks, tilingBudget);
   }
   const safePaths = new Set<string>();
+  const safeBases = new Set<string>();
   for (const info of storageData.values()) {
     if (!isCount(info.offset) || !isCount(info.length))
       fail(
@@ -112,6 +119,27 @@ export function validateMetadata(metadata: Metadata, limits: MetadataLimits = {}
     if (!safePaths.has(info.relativePath)) {
       assertSafeRelativePath(info.relativePath);
       safePaths.add(info.relativePath); // most items share a few files: each path is checked once
+    }
+    if (
+      info.contentHash !== undefined &&
+      !(typeof info.contentHash === "string" && CONTENT_HASH.test(info.contentHash))
+    )
+      fail(`expected a content hash of 32 lowercase hex digits, got ${show(info.contentHash)}`);
+    const base = info.baseCheckpoint;
+    if (base !== undefined && !safeBases.has(base)) {
+      // One path segment: a sibling of this checkpoint, never a path that climbs out of its parent.
+      if (
+        typeof base !== "string" ||
+        base.length > MAX_BASE_NAME ||
+        !/^[^/\\\0]+$/.test(base) ||
+        base === "." ||
+        base === ".."
+      )
+        throw new MetadataError(
+          `Unsafe path in .metadata: expected a base checkpoint's name (one path segment, at most ${MAX_BASE_NAME} characters), got ${show(base)}`,
+          { code: "UNSAFE_PATH" },
+        );
+      safeBases.add(base);
     }
   }
   // List indices above the entry count would make a loader build huge sparse lists.

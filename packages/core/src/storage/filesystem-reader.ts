@@ -13,6 +13,7 @@ import { ReadLocator } from "./read-locate.js";
 import { checkedOffThread, READ_AHEAD_RUNS, readRuns } from "./read-pipeline.js";
 import { resolveReadCapabilities, scheduleReads } from "./read-schedule.js";
 import { assertOneCommit, releaseOwnReads, tagLocalPlan, wholeForProcesses } from "./read-sharing.js";
+import { resolveDataFile } from "./reference-paths.js";
 import {
   planSharedReads,
   type ReadPlanData,
@@ -246,6 +247,13 @@ export class FileSystemReader implements StorageReader {
    * itself.
    */
   async #supersededOr(missing: NotFoundError, relativePath: string): Promise<CheckpointError> {
+    const { base } = resolveDataFile(this.path, relativePath);
+    if (base !== undefined)
+      return new CheckpointError(
+        "NOT_FOUND",
+        `Expected ${relativePath} of the base checkpoint ${base} that the checkpoint at ${this.path} references, found none (was ${base} removed without dcp rm or dcp gc?)`,
+        { cause: missing },
+      );
     if (this.#committed === undefined) return missing;
     if ((await committedRefersTo(this.fs, this.path, relativePath)) !== false) return missing;
     return new CheckpointError(

@@ -3,7 +3,10 @@ import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
+import { loadContentHasher } from "../formats/content-hash.js";
+import type { ChecksumOffload, FramedItem, ItemFormat } from "../formats/item-format.js";
+import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
+import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
 import {
@@ -18,6 +21,14 @@ import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
 import {
+  baseEntryFor,
+  type IncrementalBase,
+  notInBase,
+  readIncrementalBase,
+  referenceTo,
+  type UnchangedItems,
+} from "./incremental-base.js";
+import {
   dataFileName,
   METADATA_FILE,
   metadataTmpFile,
@@ -31,6 +42,7 @@ import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
+import { type BaseLease, checkpointName, leaseBase } from "./references.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { checksumOffload, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
@@ -126,6 +138,8 @@ export interface FileSystemWriterOptions {
 
 /** Own data files whose sizes are checked at once before a commit. */
 const COMMIT_CHECKS_IN_FLIGHT = 16;
+/** Items of an incremental save hashed at once before its writes (on worker threads, where large). */
+const HASHES_IN_FLIGHT = 8;
 
 /**
  * Writes a checkpoint through a {@link FileSystemBase}, as DCP's `FileSystemWriter`: files
@@ -159,6 +173,8 @@ export class FileSystemWriter implements StorageWriter {
   readonly #leaseRenewMs: number;
   #saveId: string = randomUUID();
   #rank = 0;
+  /** This save's base and the lease on it, for an incremental save ({@link FileSystemWriter.useBase}). */
+  #base: { readonly base: IncrementalBase; readonly lease: BaseLease } | undefined;
 
   /**
    * @param options - see {@link FileSystemWriterOptions}.
@@ -202,6 +218,37 @@ export class FileSystemWriter implements StorageWriter {
   reset(checkpointId?: string): void {
     if (checkpointId !== undefined) this.path = this.fs.initPath(checkpointId);
     this.#saveId = randomUUID();
+    this.#base = undefined;
+  }
+
+  /**
+   * @inheritDoc
+   * Takes a lease on the base (`leaseBase`, so that gc keeps it while this save runs), then reads
+   * its `.metadata`; `writeData` then writes only the items whose bytes differ from the base's
+   * and `finish` confirms the lease just before the commit.
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` when this writer's format is not dcpjs's
+   * (a torch or safetensors checkpoint cannot reference another), or as `readIncrementalBase`
+   * (not a sibling, not committed: `NOT_FOUND` naming it).
+   */
+  async useBase(
+    baseId: string,
+    options: { readonly unchanged?: UnchangedItems } = {},
+    signal?: AbortSignal,
+  ): Promise<BaseLease> {
+    if (this.#format !== NATIVE_ITEM_FORMAT || this.#encodeMetadata !== encodeDcpjsMetadata)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected format "dcpjs" for an incremental save (base), got "${this.#format.name}": only dcpjs checkpoints reference other checkpoints' files`,
+      );
+    const lease = await leaseBase(this.fs, this.fs.initPath(baseId), this.#saveId, signal);
+    try {
+      const base = await readIncrementalBase(this.fs, this.path, baseId, options.unchanged, signal);
+      this.#base = { base, lease };
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
+    return lease;
   }
 
   /** @inheritDoc */
@@ -238,26 +285,32 @@ export class FileSystemWriter implements StorageWriter {
   async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
     throwIfAborted(signal);
     const prefix = plan.storageData?.prefix ?? rankFilePrefix(this.#rank);
-    const buckets = this.#singleFilePerRank
-      ? splitBySizeAndType(this.threadCount, plan.items)
-      : plan.items.map((i) => [i]);
     // Large tensors in shared memory will be checksummed on worker threads: start one while the
     // first writes run.
     const large = (i: WriteItem) => i.type !== "bytes" && itemBytes(i) >= this.#workerMinBytes;
     if (plan.items.some((i) => large(i) && this.#checksumOffThread(i, planner.resolveData(i))))
       startWorkers();
+    // Every dcpjs item records its content hash: the hasher is loaded before any item is framed.
+    if (this.#format === NATIVE_ITEM_FORMAT) await loadContentHasher();
+    // An incremental save decides which items are unchanged first, and writes only the others.
+    const { references, toWrite, framed } = this.#base
+      ? await this.#compareWithBase(this.#base.base, plan.items, planner, signal)
+      : { references: [], toWrite: plan.items, framed: undefined };
+    const buckets = this.#singleFilePerRank
+      ? splitBySizeAndType(this.threadCount, toWrite)
+      : toWrite.map((i) => [i]);
     // The lease goes first: gc keeps the files of a save whose lease is live.
-    const lease = plan.items.length > 0 ? await this.#takeLease(signal) : undefined;
+    const lease = toWrite.length > 0 ? await this.#takeLease(signal) : undefined;
     const written: string[] = [];
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
         const relativePath = dataFileName(prefix, n, this.saveTag);
-        const results = await this.#writeFile(relativePath, items, planner, linked);
+        const results = await this.#writeFile(relativePath, items, planner, linked, framed);
         written.push(relativePath);
         return results;
       });
       await lease?.stop();
-      return perFile.flat();
+      return references.length > 0 ? [...perFile.flat(), ...references] : perFile.flat();
     } catch (error) {
       // The save will not commit: remove this rank's finished files too (the failed ones are
       // aborted), then its lease.
@@ -266,6 +319,59 @@ export class FileSystemWriter implements StorageWriter {
       if (lease) await this.#removeQuietly(lease.path);
       throw error;
     }
+  }
+
+  /**
+   * The first pass of an incremental save, before any write: each item the base stored alike
+   * ({@link baseEntryFor}) is declared unchanged (then referenced without hashing) or hashed —
+   * with its checksums, on a worker thread where large and in shared memory — and referenced when
+   * its content hash equals the base's. Items are only viewed (tensor memory, the planner's
+   * encoded values), never copied, so the pass adds no memory.
+   * @returns the references' results (`sizeInBytes` 0), the items to write, and what the pass
+   * computed of those (their framing then reuses it).
+   * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an item declared unchanged that the
+   * base does not hold alike.
+   */
+  async #compareWithBase(
+    base: IncrementalBase,
+    items: readonly WriteItem[],
+    planner: SavePlanner,
+    signal: AbortSignal | undefined,
+  ): Promise<{
+    references: WriteResult[];
+    toWrite: WriteItem[];
+    framed: Map<WriteItem, FramedItem["info"]>;
+  }> {
+    const ownName = checkpointName(this.path);
+    const references: WriteResult[] = [];
+    const toWrite: WriteItem[] = [];
+    const framed = new Map<WriteItem, FramedItem["info"]>();
+    const limit = pLimit(HASHES_IN_FLIGHT);
+    const decided = await Promise.all(
+      items.map((item) => {
+        const info = baseEntryFor(base, item, ownName);
+        if (base.unchanged(item.index.fqn)) {
+          if (!info) throw notInBase(base, item);
+          return { item, reference: referenceTo(base, info) };
+        }
+        if (info?.contentHash === undefined) return { item, reference: undefined };
+        return limit(async () => {
+          throwIfAborted(signal);
+          const data = planner.resolveData(item);
+          const onWorker = this.#format.frameOnWorker?.(item, data, this.#offload);
+          const sums = onWorker ? await onWorker.info : this.#format.frame(item, data).info;
+          if (sums.contentHash === info.contentHash && data.byteLength === info.length)
+            return { item, reference: referenceTo(base, info) };
+          framed.set(item, sums);
+          return { item, reference: undefined };
+        });
+      }),
+    );
+    for (const { item, reference } of decided) {
+      if (reference) references.push({ index: item.index, sizeInBytes: 0, storageData: reference });
+      else toWrite.push(item);
+    }
+    return { references, toWrite, framed };
   }
 
   /**
@@ -322,6 +428,7 @@ export class FileSystemWriter implements StorageWriter {
     items: readonly WriteItem[],
     planner: SavePlanner,
     signal: AbortSignal,
+    framed?: ReadonlyMap<WriteItem, FramedItem["info"]>,
   ): Promise<WriteResult[]> {
     throwIfAborted(signal);
     const stream: FileWriteStream = await this.fs.createStream(
@@ -358,8 +465,11 @@ export class FileSystemWriter implements StorageWriter {
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        const { parts, info } =
-          this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data);
+        // An item an incremental save hashed before (its checksums with it) is written as it is.
+        const known = framed?.get(item);
+        const { parts, info } = known
+          ? { parts: [data], info: known }
+          : (this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data));
         let length = 0;
         for (const part of parts) {
           length += part.byteLength;
@@ -431,7 +541,9 @@ export class FileSystemWriter implements StorageWriter {
     const target = this.fs.concatPath(this.path, METADATA_FILE);
     const sizes = new Map<string, number>();
     for (const { storageData: d } of results.flat())
-      sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
+      if (d.baseCheckpoint === undefined)
+        // references lie in other checkpoints' files
+        sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
     const ownFiles = new Set(sizes.keys());
     const leases = new Set([this.saveTag]);
     for (const file of ownFiles) {
@@ -449,6 +561,8 @@ export class FileSystemWriter implements StorageWriter {
       throwIfAborted(signal);
       const superseded = this.#overwrite ? await this.#committedFiles(target, signal) : new Set<string>();
       await this.#assertFilesWritten(sizes, signal);
+      // An incremental save's base must still be there (not being removed by gc) when it commits.
+      await this.#base?.lease.confirm(signal);
       throwIfAborted(signal);
       renaming = true;
       try {
@@ -538,7 +652,9 @@ export class FileSystemWriter implements StorageWriter {
   async #committedFiles(target: string, signal: AbortSignal | undefined): Promise<Set<string>> {
     try {
       const md = decodeCheckpointMetadata(await readWholeFile(this.fs, target, signal ? { signal } : {}));
-      return new Set([...md.storageData.values()].map((i) => i.relativePath));
+      // Its own files only: a referenced file lies in another checkpoint, which stays as it is.
+      const own = [...md.storageData.values()].filter((i) => i.baseCheckpoint === undefined);
+      return new Set(own.map((i) => i.relativePath));
     } catch (error) {
       throwIfAborted(signal);
       if (!(error instanceof NotFoundError)) {

@@ -3,12 +3,14 @@
 // TypeScript loader in the worker.
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
 import { runningChecksums } from "../formats/running-checksums.js";
 import { castBox } from "../model/cast-kernels.js";
 import { stridedCopy } from "../model/strided-copy.js";
 
 /**
- * A task: the running CRCs of some bytes (see `runningChecksums`), the CRCs of several parts (one
+ * A task: the running CRCs of some bytes (see `runningChecksums`) — with `hash`, and their content
+ * hash (`contentHashOf`, which every dcpjs save records) —, the CRCs of several parts (one
  * each, from scratch), a box copy between two buffers, a box cast between buffers of two dtypes
  * (`castBox`, its box in elements), or a collection of this thread's whole
  * heap (`collect`, sent by the pool once it is idle). Its buffers are views of
@@ -16,7 +18,7 @@ import { stridedCopy } from "../model/strided-copy.js";
  * memory the pool has handed out (see `worker-pool.ts`): a task that brings a later one than the
  * thread last saw has the thread collect its young objects first.
  *
- * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number }
+ * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number, readonly hash?: boolean }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
  *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }
  *   | { readonly kind: "cast", readonly srcDtype: string, readonly src: Uint8Array, readonly dstDtype: string, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
@@ -69,7 +71,8 @@ let epochSeen = 0;
  * but the ones here), and `collect` collects everything.
  *
  * @param {OffloadTask} task - the task.
- * @returns {number[] | boolean | undefined} the running CRCs of a `checksum` task, a CRC per part of a
+ * @returns {number[] | boolean | undefined | Promise<{ running: number[], contentHash: string }>} the
+ *   running CRCs of a `checksum` task (and its content hash, with `hash`), a CRC per part of a
  *   `checksums` task; nothing for a `copy` or a `cast`; for a `collect`, whether this thread could collect.
  */
 export default function runTask(task) {
@@ -92,5 +95,20 @@ export default function runTask(task) {
   // One block per part: one CRC each.
   if (task.kind === "checksums")
     return task.parts.flatMap((p) => runningChecksums(task.algorithm, p, Infinity));
+  if (task.hash) return checksumsAndHash(task.algorithm, task.bytes, task.blockBytes);
   return runningChecksums(task.algorithm, task.bytes, task.blockBytes, task.previous);
+}
+
+/**
+ * The running CRCs and the content hash of an item's bytes (the hasher loaded on first use).
+ *
+ * @param {"crc32" | "crc32c"} algorithm - which CRC.
+ * @param {Uint8Array} bytes - the item's bytes.
+ * @param {number} blockBytes - block size (bytes).
+ * @returns {Promise<{ running: number[], contentHash: string }>} both.
+ */
+async function checksumsAndHash(algorithm, bytes, blockBytes) {
+  await loadContentHasher();
+  const running = runningChecksums(algorithm, bytes, blockBytes);
+  return { running, contentHash: /** @type {string} */ (contentHashOf(bytes)) };
 }

@@ -13,6 +13,7 @@ import {
   type ReadItem,
   type StorageInfo,
 } from "../plan/metadata.js";
+import { dataFileOf } from "./reference-paths.js";
 
 /**
  * A read item and what it reads of its saved chunk: its storage entry, and the bytes
@@ -38,7 +39,11 @@ export interface ItemRead {
   readonly end: number;
   /** The first checksum block read (`start / blockBytes`). */
   readonly first: number;
-  /** The data file, and the file range read: `info.offset + start`, `end − start` bytes. */
+  /**
+   * The data file, relative to the checkpoint read (`../{base}/{file}` for an item that references
+   * a sibling checkpoint's file: {@link dataFileOf}), and the file range read: `info.offset + start`,
+   * `end − start` bytes.
+   */
   readonly relativePath: string;
   /** The file offset read from (bytes). */
   readonly offset: number;
@@ -139,7 +144,7 @@ export function wholeRead(
     start: 0,
     end: info.length,
     first: 0,
-    relativePath: info.relativePath,
+    relativePath: dataFileOf(info),
     offset: info.offset,
     length: info.length,
   };

@@ -22,6 +22,7 @@ import {
 import { expectation, type ItemRead, whereRead } from "./read-locate.js";
 import type { FileReadSchedule, ReadCapabilities } from "./read-schedule.js";
 import { sharedKey } from "./read-sharing.js";
+import { resolveDataFile } from "./reference-paths.js";
 import type { SharedChunkReads } from "./shared-chunk-reads.js";
 import { keepStaging } from "./staging-buffers.js";
 
@@ -78,9 +79,11 @@ export async function* readRuns(
   throwIfAborted(signal);
   const { fs, path, capabilities, sharing, offload } = context;
   const { relativePath, runs } = schedule;
-  const stream = await fs.createStream(fs.concatPath(path, relativePath), "rb", {
+  // A referenced item's file lies in a sibling checkpoint (an incremental checkpoint's base).
+  const { checkpoint, file } = resolveDataFile(path, relativePath);
+  const stream = await fs.createStream(fs.concatPath(checkpoint, file), "rb", {
     signal,
-    within: path,
+    within: checkpoint,
     runs: schedule.runs,
   });
   const pieces = pLimit(capabilities.piecesInFlight);
@@ -98,9 +101,9 @@ export async function* readRuns(
     }
   };
   const refetch = async (run: ScheduledRun): Promise<FetchedRun> => {
-    const again = await fs.createStream(fs.concatPath(path, relativePath), "rb", {
+    const again = await fs.createStream(fs.concatPath(checkpoint, file), "rb", {
       signal,
-      within: path,
+      within: checkpoint,
       access: "random",
       refetch: true,
     });

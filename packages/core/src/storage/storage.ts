@@ -1,6 +1,8 @@
 import type { LoadPlan, Metadata, SavePlan, StorageMeta, WriteResult } from "../plan/metadata.js";
 import type { LoadPlanner, SavePlanner } from "../plan/planner.js";
 import type { FileSystemBase } from "./filesystem-base.js";
+import type { UnchangedItems } from "./incremental-base.js";
+import type { BaseLease } from "./references.js";
 
 /** What a storage writer or reader learns about its rank before planning. */
 export interface StorageSetUp {
@@ -66,6 +68,21 @@ export interface StorageWriter {
    * @param signal - aborts the read.
    */
   committedMetadata?(signal?: AbortSignal): Promise<Metadata | undefined>;
+  /**
+   * Optional: makes this save incremental (`save`'s `base`, every rank, before `writeData`):
+   * items whose bytes equal the base's — or that `unchanged` declares so — reference the base's
+   * files instead of being written. Holds a lease on the base until released (`save` releases it
+   * after the commit or the failure); `finish` confirms it just before the commit.
+   * @param baseId - the base checkpoint's id, a sibling of this one.
+   * @param options - `unchanged`: items declared unchanged (not hashed).
+   * @param signal - aborts the base's read.
+   * @returns the lease.
+   */
+  useBase?(
+    baseId: string,
+    options?: { readonly unchanged?: UnchangedItems },
+    signal?: AbortSignal,
+  ): Promise<BaseLease>;
 }
 
 /**

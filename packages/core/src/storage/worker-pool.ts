@@ -51,7 +51,10 @@ export const WORKER_COLLECT_MS = 200;
  */
 export const WORKER_GC_BYTES = 32 * 1024 * 1024;
 
-let pool: Piscina<OffloadTask, number[] | boolean | undefined> | undefined;
+/** What a worker task answers (see `offload-worker.js`). */
+type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash;
+
+let pool: Piscina<OffloadTask, WorkerAnswer> | undefined;
 let tasksRun = 0;
 let inFlight = 0;
 /** Whether tasks have handed shared memory to the workers since their last collection. */
@@ -68,7 +71,7 @@ let epoch = 0;
  * docs/benchmarks.md); idle threads do not keep the process alive and exit after
  * {@link WORKER_IDLE_MS}.
  */
-function workers(): Piscina<OffloadTask, number[] | boolean | undefined> {
+function workers(): Piscina<OffloadTask, WorkerAnswer> {
   pool ??= new Piscina({
     filename: new URL("./offload-worker.js", import.meta.url).href,
     minThreads: 0,
@@ -144,6 +147,40 @@ export async function runningChecksumsOnWorker(
       ? { kind: "checksum", algorithm, bytes, blockBytes, epoch: epochFor(bytes) }
       : { kind: "checksum", algorithm, bytes, blockBytes, previous, epoch: epochFor(bytes) };
   return (await runOnWorker(task)) as number[];
+}
+
+/** An item's running checksums and its content hash, computed by one pass of a worker over it. */
+export interface ChecksumsAndHash {
+  /** The running checksums at each block end (see {@link runningChecksumsOnWorker}). */
+  readonly running: number[];
+  /** Its content hash (`StorageInfo.contentHash`: XXH3-128, 32 lowercase hex digits). */
+  readonly contentHash: string;
+}
+
+/**
+ * An item's running checksums at each block end and its content hash
+ * (`StorageInfo.contentHash`), computed by one worker task — what a writer records for a large
+ * item in shared memory.
+ *
+ * @param algorithm - which CRC.
+ * @param bytes - the item's bytes, in a `SharedArrayBuffer`.
+ * @param blockBytes - block size (bytes), > 0; `Infinity` for one block.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
+ */
+export async function checksumsAndHashOnWorker(
+  algorithm: ChecksumAlgorithm,
+  bytes: Uint8Array,
+  blockBytes: number,
+): Promise<ChecksumsAndHash> {
+  assertShared("bytes to checksum", bytes);
+  return (await runOnWorker({
+    kind: "checksum",
+    algorithm,
+    bytes,
+    blockBytes,
+    hash: true,
+    epoch: epochFor(bytes),
+  })) as ChecksumsAndHash;
 }
 
 /**
@@ -240,7 +277,7 @@ function epochFor(...views: (Uint8Array | readonly Uint8Array[])[]): number {
  * Runs a task on a worker thread; once none is in flight for {@link WORKER_COLLECT_MS}, every
  * worker collects its heap, letting go of the shared memory the tasks brought.
  */
-async function runOnWorker(task: OffloadTask): Promise<number[] | boolean | undefined> {
+async function runOnWorker(task: OffloadTask): Promise<WorkerAnswer> {
   tasksRun++;
   inFlight++;
   handed = true;
@@ -307,6 +344,7 @@ export function checksumOffload(minBytes: number): ChecksumOffload {
   return {
     runsOffThread: (bytes, ...buffers) => runsOffThread(minBytes, bytes, ...buffers),
     runningChecksums: runningChecksumsOnWorker,
+    checksumsAndHash: checksumsAndHashOnWorker,
     checksums: (algorithm, parts) =>
       tinyParts(parts)
         ? Promise.resolve(parts.map((part) => computeChecksum(algorithm, part)))
