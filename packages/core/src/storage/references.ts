@@ -206,8 +206,9 @@ async function checkBase(fs: FileSystemBase, root: string, baseId: string): Prom
  * @param baseId - the base checkpoint's id.
  * @param holderId - the save's unique id (1–64 of `[A-Za-z0-9_-]`).
  * @param signal - aborts the lease's writes.
- * @throws {@link CheckpointError} `BASE_REMOVED` when the base is being removed or has no
- * `.metadata` (no lease is left); `INVALID_ARGUMENT` for a bad holder id; the backend's errors.
+ * @throws {@link CheckpointError} `NOT_FOUND` naming the base when it has no `.metadata` (nothing
+ * is written); `BASE_REMOVED` when it is being removed, or loses its `.metadata` meanwhile (no
+ * lease is left); `INVALID_ARGUMENT` for a bad holder id; the backend's errors.
  */
 export async function leaseBase(
   fs: FileSystemBase,
@@ -218,6 +219,12 @@ export async function leaseBase(
   const root = fs.initPath(baseId);
   const lease = fs.concatPath(root, baseLeaseFile(holderId));
   const renew = () => writeMarker(fs, lease, { holder: holderId }, signal);
+  // Nothing is written where no checkpoint is (a mistyped base must not become a folder).
+  if (!(await fs.exists(fs.concatPath(root, METADATA_FILE))))
+    throw new CheckpointError(
+      "NOT_FOUND",
+      `Expected a committed base checkpoint at ${baseId} (its ${METADATA_FILE}), found none`,
+    );
   await renew();
   try {
     await checkBase(fs, root, baseId);
