@@ -13,9 +13,11 @@ import {
   tensor,
 } from "@dcpjs/core";
 import { METADATA_FILE } from "@dcpjs/core/extend";
+import { inspectCheckpoint } from "@dcpjs/core/ops";
 import { decodeMetadata } from "@dcpjs/core/testing";
 import { decode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
+import { formatInspectTable } from "../../packages/cli/src/commands/inspect.js";
 import { flipStoredBits } from "../support/damage.js";
 import { allRanks } from "../support/ranks.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
@@ -170,6 +172,29 @@ describe("incremental checkpoints", () => {
     const m = dst.model as Record<string, Tensor>;
     const src = third.model as Record<string, Tensor>;
     for (const k of ["a", "b", "big"]) expect(sameTensor(m[k]!, src[k]!)).toBe(true);
+  });
+
+  it("shows the referenced checkpoints in dcp inspect", async () => {
+    const root = await tempDir();
+    await save(state({ a: 1, b: 2, c: 3 }, 100), { checkpointId: join(root, "step-100") });
+    await save(state({ a: 4, b: 2, c: 3 }, 110), {
+      checkpointId: join(root, "step-110"),
+      base: join(root, "step-100"),
+    });
+    await save(state({ a: 4, b: 7, c: 3 }, 120), {
+      checkpointId: join(root, "step-120"),
+      base: join(root, "step-110"),
+    });
+    const report = await inspectCheckpoint(join(root, "step-120"));
+    expect(report.references).toEqual([
+      { checkpoint: "step-100", items: 1, bytes: 600 * 1024 * 4 },
+      { checkpoint: "step-110", items: 1, bytes: 16 * 8 * 4 },
+    ]);
+    expect(report.totals.files).toBe(1);
+    expect(formatInspectTable(report)).toMatch(
+      /\nreferences: step-100 \(1 item, 2\.5 MB\), step-110 \(1 item, 512 B\)$/,
+    );
+    expect((await inspectCheckpoint(join(root, "step-100"))).references).toEqual([]);
   });
 
   it("saves incrementally from several ranks and loads resharded", async () => {

@@ -5,6 +5,7 @@ import { Command } from "commander";
 import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
 import { httpLoad } from "./http-load.js";
+import { incremental } from "./incremental.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
@@ -94,6 +95,26 @@ program
       itemBytes: o.itemBytes,
       s3: o.s3,
       torch: o.torch,
+    }),
+  );
+
+program
+  .command("incremental")
+  .description(
+    "a full save, then incremental saves against it with some tensors changed (hashed, and unchanged declared): bytes written, save time, and the load through references, against the full save's",
+  )
+  .option("--tensors <n>", "tensors", positiveInt, 64)
+  .option("--tensor-mib <n>", "MiB per tensor (64 × 16 MiB = 1 GiB)", positiveInt, 16)
+  .option("--changed-percent <n>", "percent of the tensors changed between the saves", positiveInt, 10)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) =>
+    incremental({
+      tensors: o.tensors,
+      tensorMib: o.tensorMib,
+      changedPercent: o.changedPercent,
+      reps: o.reps,
+      dir: o.dir,
     }),
   );
 

@@ -26,6 +26,12 @@ export function formatInspectTable(report: InspectReport): string {
     ...rows.map(line),
     "",
     `${plural(t.entries, "entry")} (${plural(t.tensors, "tensor")}, ${plural(t.values, "value")}), ${formatBytes(t.bytes)} in ${plural(t.files, "data file")}; format ${report.format}, DCP version ${report.version}`,
+    // An incremental checkpoint: the checkpoints whose files hold some of its items.
+    ...(report.references.length > 0
+      ? [
+          `references: ${report.references.map((r) => `${r.checkpoint} (${plural(r.items, "item")}, ${formatBytes(r.bytes)})`).join(", ")}`,
+        ]
+      : []),
   ].join("\n");
 }
 

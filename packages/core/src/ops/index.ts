@@ -33,6 +33,7 @@ export {
   describeCheckpoint,
   type InspectEntry,
   type InspectOptions,
+  type InspectReference,
   type InspectReport,
   inspectCheckpoint,
 } from "./inspect.js";

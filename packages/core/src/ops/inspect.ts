@@ -13,6 +13,16 @@ export interface InspectEntry {
   readonly bytes: number;
 }
 
+/** The items of an incremental checkpoint that lie in another checkpoint's files (see `save`'s `base`). */
+export interface InspectReference {
+  /** The sibling checkpoint holding them (one path segment, e.g. `step-100`). */
+  readonly checkpoint: string;
+  /** Items (chunks and values) referenced there. */
+  readonly items: number;
+  /** Their stored bytes. */
+  readonly bytes: number;
+}
+
 /** What {@link inspectCheckpoint} reports about a checkpoint. */
 export interface InspectReport {
   readonly checkpointId: string;
@@ -20,11 +30,18 @@ export interface InspectReport {
   readonly format: string;
   readonly version: string;
   readonly entries: InspectEntry[];
+  /**
+   * The checkpoints whose files this one references, by name (an incremental checkpoint's base
+   * and those the base references: flat, one level); empty for a self-contained checkpoint.
+   */
+  readonly references: InspectReference[];
   readonly totals: {
     readonly entries: number;
     readonly tensors: number;
     readonly values: number;
+    /** Stored bytes of every entry, referenced ones included. */
     readonly bytes: number;
+    /** The checkpoint's own data files (referenced files not counted). */
     readonly files: number;
   };
 }
@@ -37,7 +54,7 @@ export interface InspectOptions {
 
 /**
  * Describes a checkpoint from its metadata: every entry (fqn, dtype, global shape, chunk count,
- * stored bytes) and totals.
+ * stored bytes), the checkpoints it references (an incremental checkpoint's) and totals.
  *
  * @param metadata - the checkpoint's metadata.
  * @param checkpointId - its path or URI, for the report.
@@ -64,17 +81,30 @@ export function describeCheckpoint(metadata: Metadata, checkpointId: string): In
     );
   }
   const tensors = entries.filter((e) => e.kind === "tensor").length;
+  const references = new Map<string, { items: number; bytes: number }>();
+  const ownFiles = new Set<string>();
+  for (const info of metadata.storageData.values()) {
+    if (info.baseCheckpoint === undefined) {
+      ownFiles.add(info.relativePath);
+      continue;
+    }
+    const r = references.get(info.baseCheckpoint) ?? { items: 0, bytes: 0 };
+    references.set(info.baseCheckpoint, { items: r.items + 1, bytes: r.bytes + info.length });
+  }
   return {
     checkpointId,
     format: metadata.storageMeta.format ?? "dcpjs",
     version: metadata.version,
     entries,
+    references: [...references]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([checkpoint, r]) => ({ checkpoint, ...r })),
     totals: {
       entries: entries.length,
       tensors,
       values: entries.length - tensors,
       bytes: entries.reduce((n, e) => n + e.bytes, 0),
-      files: new Set([...metadata.storageData.values()].map((s) => s.relativePath)).size,
+      files: ownFiles.size,
     },
   };
 }

@@ -3,8 +3,8 @@ import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import { loadContentHasher } from "../formats/content-hash.js";
-import type { ChecksumOffload, FramedItem, ItemFormat } from "../formats/item-format.js";
+import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
+import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
 import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
@@ -26,6 +26,7 @@ import {
   notInBase,
   readIncrementalBase,
   referenceTo,
+  sameItemInBase,
   type UnchangedItems,
 } from "./incremental-base.js";
 import {
@@ -44,7 +45,13 @@ import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { type BaseLease, checkpointName, leaseBase } from "./references.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import { checksumOffload, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
+import {
+  checksumOffload,
+  contentHashOnWorker,
+  resolveWorkerMinBytes,
+  runsOffThread,
+  startWorkers,
+} from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -293,9 +300,9 @@ export class FileSystemWriter implements StorageWriter {
     // Every dcpjs item records its content hash: the hasher is loaded before any item is framed.
     if (this.#format === NATIVE_ITEM_FORMAT) await loadContentHasher();
     // An incremental save decides which items are unchanged first, and writes only the others.
-    const { references, toWrite, framed } = this.#base
+    const { references, toWrite } = this.#base
       ? await this.#compareWithBase(this.#base.base, plan.items, planner, signal)
-      : { references: [], toWrite: plan.items, framed: undefined };
+      : { references: [], toWrite: plan.items };
     const buckets = this.#singleFilePerRank
       ? splitBySizeAndType(this.threadCount, toWrite)
       : toWrite.map((i) => [i]);
@@ -305,7 +312,7 @@ export class FileSystemWriter implements StorageWriter {
     try {
       const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
         const relativePath = dataFileName(prefix, n, this.saveTag);
-        const results = await this.#writeFile(relativePath, items, planner, linked, framed);
+        const results = await this.#writeFile(relativePath, items, planner, linked);
         written.push(relativePath);
         return results;
       });
@@ -323,12 +330,12 @@ export class FileSystemWriter implements StorageWriter {
 
   /**
    * The first pass of an incremental save, before any write: each item the base stored alike
-   * ({@link baseEntryFor}) is declared unchanged (then referenced without hashing) or hashed —
-   * with its checksums, on a worker thread where large and in shared memory — and referenced when
-   * its content hash equals the base's. Items are only viewed (tensor memory, the planner's
-   * encoded values), never copied, so the pass adds no memory.
-   * @returns the references' results (`sizeInBytes` 0), the items to write, and what the pass
-   * computed of those (their framing then reuses it).
+   * ({@link baseEntryFor}) is declared unchanged (then referenced without hashing) or hashed — on
+   * a worker thread where large and in shared memory, the content hash alone: only the items
+   * written are checksummed, by the write pass — and referenced when its content hash equals the
+   * base's. Items are only viewed (tensor memory, the planner's encoded values), never copied, so
+   * the pass adds no memory.
+   * @returns the references' results (`sizeInBytes` 0) and the items to write.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` for an item declared unchanged that the
    * base does not hold alike.
    */
@@ -337,33 +344,29 @@ export class FileSystemWriter implements StorageWriter {
     items: readonly WriteItem[],
     planner: SavePlanner,
     signal: AbortSignal | undefined,
-  ): Promise<{
-    references: WriteResult[];
-    toWrite: WriteItem[];
-    framed: Map<WriteItem, FramedItem["info"]>;
-  }> {
+  ): Promise<{ references: WriteResult[]; toWrite: WriteItem[] }> {
     const ownName = checkpointName(this.path);
     const references: WriteResult[] = [];
     const toWrite: WriteItem[] = [];
-    const framed = new Map<WriteItem, FramedItem["info"]>();
     const limit = pLimit(HASHES_IN_FLIGHT);
     const decided = await Promise.all(
       items.map((item) => {
         const info = baseEntryFor(base, item, ownName);
         if (base.unchanged(item.index.fqn)) {
-          if (!info) throw notInBase(base, item);
-          return { item, reference: referenceTo(base, info) };
+          if (info) return { item, reference: referenceTo(base, info) };
+          // Held alike, but by this checkpoint or one past the reference bound: written anew.
+          if (sameItemInBase(base, item)) return { item, reference: undefined };
+          throw notInBase(base, item);
         }
         if (info?.contentHash === undefined) return { item, reference: undefined };
         return limit(async () => {
           throwIfAborted(signal);
           const data = planner.resolveData(item);
-          const onWorker = this.#format.frameOnWorker?.(item, data, this.#offload);
-          const sums = onWorker ? await onWorker.info : this.#format.frame(item, data).info;
-          if (sums.contentHash === info.contentHash && data.byteLength === info.length)
-            return { item, reference: referenceTo(base, info) };
-          framed.set(item, sums);
-          return { item, reference: undefined };
+          const hash = this.#checksumOffThread(item, data)
+            ? await contentHashOnWorker(data)
+            : contentHashOf(data);
+          const same = hash === info.contentHash && data.byteLength === info.length;
+          return { item, reference: same ? referenceTo(base, info) : undefined };
         });
       }),
     );
@@ -371,7 +374,7 @@ export class FileSystemWriter implements StorageWriter {
       if (reference) references.push({ index: item.index, sizeInBytes: 0, storageData: reference });
       else toWrite.push(item);
     }
-    return { references, toWrite, framed };
+    return { references, toWrite };
   }
 
   /**
@@ -428,7 +431,6 @@ export class FileSystemWriter implements StorageWriter {
     items: readonly WriteItem[],
     planner: SavePlanner,
     signal: AbortSignal,
-    framed?: ReadonlyMap<WriteItem, FramedItem["info"]>,
   ): Promise<WriteResult[]> {
     throwIfAborted(signal);
     const stream: FileWriteStream = await this.fs.createStream(
@@ -465,11 +467,8 @@ export class FileSystemWriter implements StorageWriter {
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        // An item an incremental save hashed before (its checksums with it) is written as it is.
-        const known = framed?.get(item);
-        const { parts, info } = known
-          ? { parts: [data], info: known }
-          : (this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data));
+        const { parts, info } =
+          this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data);
         let length = 0;
         for (const part of parts) {
           length += part.byteLength;

@@ -156,6 +156,20 @@ export function baseEntryFor(
   item: WriteItem,
   ownName: string,
 ): StorageInfo | undefined {
+  const info = sameItemInBase(base, item);
+  if (!info) return undefined;
+  const holder = info.baseCheckpoint ?? base.name;
+  return holder === ownName || base.dropped.has(holder) ? undefined : info;
+}
+
+/**
+ * The base's storage entry for the item when the base stored the very same item as raw dcpjs
+ * bytes with a checksum (see {@link baseEntryFor}), whichever checkpoint holds its file.
+ *
+ * @param base - the base.
+ * @param item - the item planned.
+ */
+export function sameItemInBase(base: IncrementalBase, item: WriteItem): StorageInfo | undefined {
   const entry = base.metadata.stateDictMetadata.get(item.index.fqn);
   if (item.type === "bytes") {
     if (entry?.type !== "bytes") return undefined;
@@ -169,8 +183,6 @@ export function baseEntryFor(
   if (!info || itemChecksum(info) === undefined) return undefined;
   if ((info.itemFormat !== undefined && info.itemFormat !== "dcpjs") || (info.transforms?.length ?? 0) > 0)
     return undefined;
-  const holder = info.baseCheckpoint ?? base.name;
-  if (holder === ownName || base.dropped.has(holder)) return undefined;
   return info;
 }
 

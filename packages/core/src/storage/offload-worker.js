@@ -10,8 +10,8 @@ import { stridedCopy } from "../model/strided-copy.js";
 
 /**
  * A task: the running CRCs of some bytes (see `runningChecksums`) — with `hash`, and their content
- * hash (`contentHashOf`, which every dcpjs save records) —, the CRCs of several parts (one
- * each, from scratch), a box copy between two buffers, a box cast between buffers of two dtypes
+ * hash (`contentHashOf`, which every dcpjs save records) —, the content hash alone (`hash`: an
+ * incremental save's compare pass), the CRCs of several parts (one each, from scratch), a box copy between two buffers, a box cast between buffers of two dtypes
  * (`castBox`, its box in elements), or a collection of this thread's whole
  * heap (`collect`, sent by the pool once it is idle). Its buffers are views of
  * `SharedArrayBuffer`s, which reach the worker shared, not copied. `epoch` counts the new shared
@@ -19,6 +19,7 @@ import { stridedCopy } from "../model/strided-copy.js";
  * thread last saw has the thread collect its young objects first.
  *
  * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number, readonly hash?: boolean }
+ *   | { readonly kind: "hash", readonly bytes: Uint8Array }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
  *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }
  *   | { readonly kind: "cast", readonly srcDtype: string, readonly src: Uint8Array, readonly dstDtype: string, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
@@ -71,9 +72,10 @@ let epochSeen = 0;
  * but the ones here), and `collect` collects everything.
  *
  * @param {OffloadTask} task - the task.
- * @returns {number[] | boolean | undefined | Promise<{ running: number[], contentHash: string }>} the
- *   running CRCs of a `checksum` task (and its content hash, with `hash`), a CRC per part of a
- *   `checksums` task; nothing for a `copy` or a `cast`; for a `collect`, whether this thread could collect.
+ * @returns {number[] | boolean | undefined | Promise<{ running: number[], contentHash: string }> | Promise<string>} the
+ *   running CRCs of a `checksum` task (and its content hash, with `hash`), the content hash of a
+ *   `hash` task, a CRC per part of a `checksums` task; nothing for a `copy` or a `cast`; for a
+ *   `collect`, whether this thread could collect.
  */
 export default function runTask(task) {
   if (task.kind === "collect") {
@@ -92,11 +94,23 @@ export default function runTask(task) {
     castBox(task.srcDtype, task.src, task.dstDtype, task.dst, task.copy);
     return undefined;
   }
+  if (task.kind === "hash") return hashOf(task.bytes);
   // One block per part: one CRC each.
   if (task.kind === "checksums")
     return task.parts.flatMap((p) => runningChecksums(task.algorithm, p, Infinity));
   if (task.hash) return checksumsAndHash(task.algorithm, task.bytes, task.blockBytes);
   return runningChecksums(task.algorithm, task.bytes, task.blockBytes, task.previous);
+}
+
+/**
+ * The content hash of some bytes (the hasher loaded on first use).
+ *
+ * @param {Uint8Array} bytes - the bytes.
+ * @returns {Promise<string>} XXH3-128, 32 lowercase hex digits.
+ */
+async function hashOf(bytes) {
+  await loadContentHasher();
+  return /** @type {string} */ (contentHashOf(bytes));
 }
 
 /**

@@ -52,7 +52,7 @@ export const WORKER_COLLECT_MS = 200;
 export const WORKER_GC_BYTES = 32 * 1024 * 1024;
 
 /** What a worker task answers (see `offload-worker.js`). */
-type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash;
+type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash | string;
 
 let pool: Piscina<OffloadTask, WorkerAnswer> | undefined;
 let tasksRun = 0;
@@ -181,6 +181,19 @@ export async function checksumsAndHashOnWorker(
     hash: true,
     epoch: epochFor(bytes),
   })) as ChecksumsAndHash;
+}
+
+/**
+ * The content hash (`StorageInfo.contentHash`) of bytes in shared memory, computed on a worker
+ * thread — an incremental save's compare pass, which checksums only the items it then writes.
+ *
+ * @param bytes - the bytes, in a `SharedArrayBuffer`.
+ * @returns XXH3-128 as 32 lowercase hex digits.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
+ */
+export async function contentHashOnWorker(bytes: Uint8Array): Promise<string> {
+  assertShared("bytes to hash", bytes);
+  return (await runOnWorker({ kind: "hash", bytes, epoch: epochFor(bytes) })) as string;
 }
 
 /**
