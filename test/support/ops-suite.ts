@@ -1,4 +1,4 @@
-import { emptyTensor, load, save } from "@dcpjs/core";
+import { emptyTensor, load, type StateDict, save } from "@dcpjs/core";
 import type { FileSystemBase, StorageWriter } from "@dcpjs/core/extend";
 import {
   COPY_PIECE_BYTES,
@@ -118,6 +118,36 @@ export function describeCheckpointOps(name: string, target: OpsTarget): void {
       await expect(copyCheckpoint(src, fresh)).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
       expect(await names(fs, fresh)).not.toContain(".metadata");
     });
+
+    it("incremental checkpoints: rm refuses a base, gc --keep-last keeps it, cp makes a self-contained copy, verify follows references", async () => {
+      const run = await target.fresh();
+      const fs = target.fs();
+      const [a, b, c] = ["a", "b", "c"].map((n) => fs.concatPath(run, n)) as [string, string, string];
+      const frozen = seededState(1);
+      const sdOf = (seed: number): StateDict => ({ ...seededState(seed), w0: frozen.w0!, w1: frozen.w1! });
+      await save(frozen, { storageWriter: target.writer(a) });
+      await new Promise((r) => setTimeout(r, 1100)); // S3 times have 1 s resolution
+      await save(sdOf(2), { storageWriter: target.writer(b), base: a });
+      await new Promise((r) => setTimeout(r, 1100));
+      await save(sdOf(3), { storageWriter: target.writer(c), base: b }); // w0, w1: flat references to a
+      await expect(removeCheckpoint(a)).rejects.toMatchObject({ code: "CHECKPOINT_REFERENCED" });
+      expect(await names(fs, a)).not.toContain(".removing");
+      const gc = await collectGarbage(run, { keepLast: 1, graceMs: 0 });
+      expect(gc.removed).toEqual([b]);
+      expect((await listCheckpoints(run)).map((x) => x.id.split("/").at(-1)).sort()).toEqual(["a", "c"]);
+      expect((await verifyCheckpoint(c)).damaged).toEqual([]);
+      const copy = await target.fresh();
+      expect((await copyCheckpoint(c, copy)).bases).toEqual(["a"]);
+      expect((await removeCheckpoint(a, { force: true })).broken).toEqual([c]);
+      const sd = seededTarget();
+      await load(sd, { checkpointId: copy });
+      const want = sdOf(3);
+      expect(
+        Object.keys(want).every((k) =>
+          k === "seed" ? sd.seed === 3 : sameTensor(sd[k] as never, want[k] as never),
+        ),
+      ).toBe(true);
+    }, 60_000);
 
     it("cp reads an item larger than a piece in ranged pieces, in order, its CRC checked across them", async () => {
       const big = randomTensor("float32", [5 * 1024 * 1024 + 3], 7); // 20 MiB + 12 bytes: 3 pieces

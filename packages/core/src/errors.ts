@@ -37,6 +37,11 @@
  * - `SOURCE_CHANGED`: a file read over HTTP was replaced while it was being read (its ETag, or
  *   Last-Modified and length, differ from those pinned on first contact; a 412 to `If-Match`):
  *   nothing of the newer file was used. Load again to read the new version.
+ * - `CHECKPOINT_REFERENCED`: `dcp rm` (or gc) was asked to remove a checkpoint that a committed
+ *   incremental checkpoint references, or that an in-flight save holds a lease on; the message
+ *   names them. Nothing was removed (`--force` removes it and says which ones it breaks).
+ * - `BASE_REMOVED`: an incremental save's base is being removed (`dcp gc`/`rm` wrote its
+ *   tombstone) or is gone; nothing was committed against it.
  * - `IO_ERROR`: the storage backend failed for another reason.
  */
 export type CheckpointErrorCode =
@@ -66,6 +71,8 @@ export type CheckpointErrorCode =
   | "SAVE_IN_PROGRESS"
   | "THROTTLED"
   | "SOURCE_CHANGED"
+  | "CHECKPOINT_REFERENCED"
+  | "BASE_REMOVED"
   | "IO_ERROR";
 
 /**

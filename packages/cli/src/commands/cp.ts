@@ -51,6 +51,10 @@ export function addCopyCommand(program: Command): void {
       "--cache-dir <dir>",
       "read a remote source (s3://, http(s)://, hf://) through this machine-local cache folder",
     )
+    .option(
+      "--keep-refs",
+      "an incremental checkpoint keeps its references: its bases must have been copied beside <dst> first, under the same names",
+    )
     .option("--json", "print JSON")
     .option("--no-progress", "do not draw a progress bar")
     .addHelpText(
@@ -61,22 +65,34 @@ against it; otherwise each shard's header is parsed and its size checked), and t
 tokenizer files beside them when the source lists them (hf:// through the Hub's tree API).
 hf:// reads HF_ENDPOINT and HF_TOKEN.
 
+An incremental checkpoint (items that reference a base's files) is copied self-contained: the
+referenced bytes are copied in and the references rewritten to the copy's own files. With
+--keep-refs the references stay, and each base must already lie beside <dst> under its name.
+
 Examples:
   dcp cp ./checkpoints/step-100 s3://bucket/run-7/step-100
   dcp cp s3://bucket/run-7/step-100 ./local-copy   # again: copies nothing
   dcp cp https://models.example.com/llama ./llama
-  dcp cp hf://org/model s3://bucket/models/model${EXIT_CODES}`,
+  dcp cp hf://org/model s3://bucket/models/model
+  dcp cp ./run/step-100 s3://bucket/run/step-100 && dcp cp --keep-refs ./run/step-110 s3://bucket/run/step-110${EXIT_CODES}`,
     )
     .action(
       async (
         src: string,
         dst: string,
-        opts: { concurrency: number; json?: boolean; progress: boolean; cacheDir?: string },
+        opts: {
+          concurrency: number;
+          json?: boolean;
+          progress: boolean;
+          cacheDir?: string;
+          keepRefs?: boolean;
+        },
       ) => {
         if (opts.cacheDir !== undefined) assertFolderOrAbsent("--cache-dir", opts.cacheDir);
         const bar = opts.progress && !opts.json && process.stderr.isTTY === true ? progressBar() : undefined;
         const r = await copyCheckpoint(src, dst, {
           concurrency: opts.concurrency,
+          keepRefs: opts.keepRefs ?? false,
           ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
           ...(bar ? { onProgress: bar.update } : {}),
         });
@@ -84,7 +100,7 @@ Examples:
         console.log(
           opts.json
             ? JSON.stringify(r)
-            : `copied ${plural(r.copied.length, "data file")} (${formatBytes(r.bytes)}, verified by ${r.verifiedBy}), skipped ${r.skipped.length} already intact${r.layout === "safetensors" ? `, ${plural(r.files.length, "other file")}` : ""}, committed ${dst}`,
+            : `copied ${plural(r.copied.length, "data file")} (${formatBytes(r.bytes)}, verified by ${r.verifiedBy}), skipped ${r.skipped.length} already intact${r.layout === "safetensors" ? `, ${plural(r.files.length, "other file")}` : ""}${r.bases ? `, ${opts.keepRefs ? "still referencing" : "bytes copied in from"} ${r.bases.join(", ")}` : ""}, committed ${dst}`,
         );
       },
     );

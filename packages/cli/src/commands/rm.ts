@@ -13,19 +13,32 @@ export function addRemoveCommands(program: Command): void {
     .command("rm")
     .description("remove a checkpoint safely: .metadata first, then its data files")
     .argument("<path>", "the checkpoint")
-    .option("--force", "remove data files even where no committed checkpoint is")
+    .option(
+      "--force",
+      "remove data files even where no committed checkpoint is, or one that incremental checkpoints reference (they break)",
+    )
+    .option(
+      "--lease-grace <seconds>",
+      "a base lease younger than this is an in-flight incremental save's and holds the checkpoint",
+      nonNegativeInt,
+      3600,
+    )
     .option("--json", "print JSON")
     .addHelpText(
       "after",
       `\nExamples:\n  dcp rm ./checkpoints/step-100\n  dcp rm s3://bucket/run-7/step-100${EXIT_CODES}`,
     )
-    .action(async (path: string, opts: { force?: boolean; json?: boolean }) => {
-      const r = await removeCheckpoint(path, { force: opts.force ?? false });
-      console.log(
-        opts.json
-          ? JSON.stringify(r)
-          : `removed ${plural(r.removed.length, "file")} (${formatBytes(r.bytes)}) from ${path}`,
-      );
+    .action(async (path: string, opts: { force?: boolean; leaseGrace: number; json?: boolean }) => {
+      const r = await removeCheckpoint(path, {
+        force: opts.force ?? false,
+        leaseGraceMs: opts.leaseGrace * 1000,
+      });
+      if (opts.json) return console.log(JSON.stringify(r));
+      console.log(`removed ${plural(r.removed.length, "file")} (${formatBytes(r.bytes)}) from ${path}`);
+      if (r.broken)
+        console.log(
+          `broke ${plural(r.broken.length, "checkpoint")} that referenced it (they no longer load): ${r.broken.join(", ")}`,
+        );
     });
 
   program
@@ -43,8 +56,14 @@ export function addRemoveCommands(program: Command): void {
     )
     .option(
       "--keep-last <n>",
-      "treat <path> as a run: keep the newest n committed checkpoints, remove older ones",
+      "treat <path> as a run: keep the newest n committed checkpoints and the ones they reference, remove older ones",
       positiveInt,
+    )
+    .option(
+      "--lease-grace <seconds>",
+      "a base lease younger than this is an in-flight incremental save's and holds its checkpoint",
+      nonNegativeInt,
+      3600,
     )
     .option("--json", "print JSON")
     .addHelpText(
@@ -52,10 +71,14 @@ export function addRemoveCommands(program: Command): void {
       `\nExamples:\n  dcp gc ./checkpoints/step-100 --dry-run\n  dcp gc s3://bucket/run-7 --keep-last 3 --grace 600${EXIT_CODES}`,
     )
     .action(
-      async (path: string, opts: { dryRun?: boolean; grace: number; keepLast?: number; json?: boolean }) => {
+      async (
+        path: string,
+        opts: { dryRun?: boolean; grace: number; leaseGrace: number; keepLast?: number; json?: boolean },
+      ) => {
         const r = await collectGarbage(path, {
           dryRun: opts.dryRun ?? false,
           graceMs: opts.grace * 1000,
+          leaseGraceMs: opts.leaseGrace * 1000,
           ...(opts.keepLast !== undefined ? { keepLast: opts.keepLast } : {}),
         });
         if (opts.json) return console.log(JSON.stringify({ dryRun: opts.dryRun ?? false, ...r }));

@@ -33,6 +33,12 @@ export interface FileToCopy {
   readonly incremental?: boolean;
   /** Keep a destination file only when its size and its bytes before its first item (a header) equal the source's. @default false */
   readonly sameHead?: boolean;
+  /**
+   * Where the file is read from when not from the copy's source checkpoint: the base checkpoint
+   * (a sibling of the source) whose file an incremental checkpoint's items reference.
+   * @default the run's `from`
+   */
+  readonly from?: Located;
 }
 
 /** What the copy of several files shares: both ends, the read budget, progress and the signal. */
@@ -142,7 +148,8 @@ async function itemsIntact(
 
 /** Whether the destination already holds `plan`'s file intact (see {@link FileToCopy.incremental}). */
 async function keptAtDestination(run: CopyRun, plan: FileToCopy, target: string): Promise<boolean> {
-  const { from, to, signal } = run;
+  const { to, signal } = run;
+  const from = plan.from ?? run.from;
   try {
     if (plan.sameHead) {
       const head = plan.items.length > 0 ? plan.items[0]!.info.offset : plan.size;
@@ -186,8 +193,11 @@ async function keptAtDestination(run: CopyRun, plan: FileToCopy, target: string)
  * when bytes between items fall short; `ABORTED`; the backends' errors.
  */
 export async function copyFile(run: CopyRun, plan: FileToCopy): Promise<FileCopied> {
-  const { from, to, signal, src } = run;
+  const { to, signal, src } = run;
+  const from = plan.from ?? run.from;
   const { file } = plan;
+  // A base's file is named as where it lies (the base checkpoint's), not under the source.
+  const where = plan.from ? from.fs.concatPath(from.root, file) : `${src}/${file}`;
   throwIfAborted(signal);
   const items = [...plan.items].sort((a, b) => a.info.offset - b.info.offset);
   const sorted = { ...plan, items };
@@ -218,14 +228,14 @@ export async function copyFile(run: CopyRun, plan: FileToCopy): Promise<FileCopi
         const { item, what } = bad;
         throw new CheckpointError(
           "CHECKSUM_MISMATCH",
-          `Expected "${item.fqn}" in ${src}/${file} @ ${item.info.offset}+${item.info.length} to match its ${what}; it does not: not copied`,
+          `Expected "${item.fqn}" in ${where} @ ${item.info.offset}+${item.info.length} to match its ${what}; it does not: not copied`,
         );
       }
       if (piece.item) itemBytes += data.byteLength;
       else if (data.byteLength !== piece.length)
         throw new CheckpointError(
           "TRUNCATED",
-          `Expected ${piece.length} bytes at ${piece.offset} of ${src}/${file}, got ${data.byteLength}: not copied`,
+          `Expected ${piece.length} bytes at ${piece.offset} of ${where}, got ${data.byteLength}: not copied`,
         );
       run.progress(data.byteLength);
       await out.write(data);

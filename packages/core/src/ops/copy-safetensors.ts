@@ -36,6 +36,8 @@ export interface CopyPlan {
   /** Written last, in order; the last is the commit (`.metadata`, the index). */
   readonly commit: CommitFile[];
   readonly verifiedBy: CopyVerification;
+  /** An incremental DCP source's bases (names): copied in, or with `keepRefs` still referenced. */
+  readonly bases?: readonly string[];
 }
 
 /** A file's size (bytes), asked of the source. */

@@ -2,14 +2,17 @@ import pLimit from "p-limit";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
 import { itemChecksum } from "../formats/checksum.js";
+import { encodeMetadata } from "../formats/metadata-codec.js";
 import { readSafetensorsFolder } from "../formats/safetensors/folder-reader.js";
 import { validateMetadata } from "../formats/validate-metadata.js";
+import type { Metadata, StorageInfo } from "../plan/metadata.js";
 import { METADATA_FILE, metadataTmpFile } from "../storage/layout.js";
 import { checkpointFolder } from "../storage/read-checkpoint-metadata.js";
+import { referencedCheckpoints, siblingCheckpointId } from "../storage/references.js";
 import { writeWholeFile } from "../storage/write-whole-file.js";
 import { type CopyRun, copyFile, type FileItem, type FileToCopy } from "./copy-files.js";
 import { type CopyPlan, type CopyVerification, planSafetensorsCopy } from "./copy-safetensors.js";
-import { locate } from "./locate.js";
+import { committedMetadata, type Located, locate } from "./locate.js";
 import type { OperationProgress } from "./progress.js";
 
 export { COPY_PIECE_BYTES } from "./copy-files.js";
@@ -29,6 +32,12 @@ export interface CopyReport {
   readonly files: string[];
   /** How the data files were verified (see {@link CopyVerification}). */
   readonly verifiedBy: CopyVerification;
+  /**
+   * For an incremental source: the base checkpoints (names of the source's siblings) whose
+   * referenced files were copied in — or, with `keepRefs`, that the copy still references. Absent
+   * for a self-contained source.
+   */
+  readonly bases?: readonly string[];
 }
 
 /** Options of {@link copyCheckpoint}. */
@@ -49,35 +58,139 @@ export interface CopyOptions {
    * this machine fetched before are read from disk. @default no cache
    */
   readonly cacheDir?: string;
+  /**
+   * For an incremental source (items referencing its bases' files): keep the references instead of
+   * copying the referenced bytes in. Requires each base to have been copied beside the destination
+   * first, under the same name (`dcp cp run/step-100 copy/step-100` before `dcp cp --keep-refs
+   * run/step-110 copy/step-110`), holding every referenced item as its own (same file, offset,
+   * length and checksum). @default false: the copy is self-contained
+   */
+  readonly keepRefs?: boolean;
   /** Stops the reads and writes; throws `ABORTED` (nothing is committed). */
   readonly signal?: AbortSignal;
 }
 
-/** The copy of a DCP checkpoint: its data files item by item, its `.metadata` as it is, last. */
-function planDcpCopy(metadataBytes: Uint8Array): CopyPlan {
-  const md = decodeCheckpointMetadata(metadataBytes);
+/** The files of items, by name: each with its items and its size (the end of its last item). */
+function filesOf(items: Iterable<[key: string, info: StorageInfo]>, from?: Located): FileToCopy[] {
   const byFile = new Map<string, FileItem[]>();
-  let unchecked = false;
-  for (const [key, info] of md.storageData) {
+  for (const [key, info] of items) {
     const list = byFile.get(info.relativePath) ?? [];
     list.push({ info, fqn: key.split("\u0000")[0]! });
     byFile.set(info.relativePath, list);
-    unchecked ||= itemChecksum(info) === undefined;
   }
-  const data = [...byFile].map(
-    ([file, items]): FileToCopy => ({
+  return [...byFile].map(
+    ([file, list]): FileToCopy => ({
       file,
-      items,
-      size: items.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0),
+      items: list,
+      size: list.reduce((n, { info }) => Math.max(n, info.offset + info.length), 0),
+      ...(from ? { from } : {}),
     }),
   );
+}
+
+/** Whether an item is stored as `info` (same file, range and checksum). */
+function sameItem(a: StorageInfo | undefined, info: StorageInfo): boolean {
+  const x = a && itemChecksum(a);
+  const y = itemChecksum(info);
+  return (
+    a !== undefined &&
+    a.baseCheckpoint === undefined &&
+    a.relativePath === info.relativePath &&
+    a.offset === info.offset &&
+    a.length === info.length &&
+    x?.algorithm === y?.algorithm &&
+    x?.value === y?.value
+  );
+}
+
+/**
+ * The copy of a DCP checkpoint: its data files item by item, its `.metadata` last — as it is, or
+ * for an incremental checkpoint copied self-contained, with the references rewritten to the copy's
+ * own files (the bases' files copied in beside its own; the items' bytes and checksums unchanged).
+ */
+async function planDcpCopy(
+  metadataBytes: Uint8Array,
+  src: string,
+  dst: string,
+  options: CopyOptions,
+): Promise<CopyPlan> {
+  const md = decodeCheckpointMetadata(metadataBytes);
+  let unchecked = false;
+  for (const info of md.storageData.values()) unchecked ||= itemChecksum(info) === undefined;
+  const verifiedBy = unchecked ? "lengths" : "checksums";
+  const bases = referencedCheckpoints(md);
+  if (bases.length === 0)
+    return {
+      layout: "dcp",
+      data: filesOf(md.storageData),
+      extras: [],
+      commit: [{ name: METADATA_FILE, bytes: metadataBytes }],
+      verifiedBy,
+    };
+  const own = [...md.storageData].filter(([, i]) => i.baseCheckpoint === undefined);
+  if (options.keepRefs) {
+    // Each base must already lie beside the destination, holding every referenced item as its own.
+    for (const base of bases) {
+      const there = siblingCheckpointId(dst, base);
+      const theirs = await committedMetadata(there, options.signal);
+      const missing = [...md.storageData].find(
+        ([key, i]) => i.baseCheckpoint === base && !(theirs && sameItem(theirs.storageData.get(key), i)),
+      );
+      if (missing)
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected the base ${base} to be copied to ${there} first (--keep-refs keeps references to it), ${
+            theirs
+              ? `but it does not hold "${missing[0].split("\u0000")[0]}" as ${src}'s base does`
+              : "found no committed checkpoint there"
+          }: copy it first, or copy without --keep-refs for a self-contained copy`,
+        );
+    }
+    return {
+      layout: "dcp",
+      data: filesOf(own),
+      extras: [],
+      commit: [{ name: METADATA_FILE, bytes: metadataBytes }],
+      verifiedBy,
+      bases,
+    };
+  }
+  const data = filesOf(own);
+  for (const base of bases) {
+    const at = locate(
+      siblingCheckpointId(src, base),
+      options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {},
+    );
+    data.push(
+      ...filesOf(
+        [...md.storageData].filter(([, i]) => i.baseCheckpoint === base),
+        at,
+      ),
+    );
+  }
+  const names = new Set<string>();
+  for (const f of data) {
+    if (names.has(f.file))
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected the files of ${src} and its bases (${bases.join(", ")}) to have distinct names for a self-contained copy, got ${f.file} twice: copy with --keep-refs`,
+      );
+    names.add(f.file);
+  }
+  const rewritten: Metadata = {
+    ...md,
+    storageData: new Map(
+      [...md.storageData].map(([key, { baseCheckpoint: _, ...info }]): [string, StorageInfo] => [key, info]),
+    ),
+  };
   return {
     layout: "dcp",
     data,
     extras: [],
-    commit: [{ name: METADATA_FILE, bytes: metadataBytes }],
-    verifiedBy: unchecked ? "lengths" : "checksums",
-  };
+    commit: [{ name: METADATA_FILE, bytes: encodeMetadata(rewritten) }],
+    verifiedBy,
+    bases,
+  } as CopyPlan;
 }
 
 /**
@@ -91,6 +204,11 @@ function planDcpCopy(metadataBytes: Uint8Array): CopyPlan {
  *
  * A DCP checkpoint (dcpjs's or PyTorch's `.metadata`) is committed by its `.metadata`, written
  * last (through a tmp and a rename), so a copy killed at any point leaves nothing loadable there.
+ * An incremental checkpoint (items referencing its bases' files, `StorageInfo.baseCheckpoint`) is
+ * copied self-contained: the referenced files are read from the bases (siblings of `src`) and
+ * written beside its own, and its `.metadata` is written with the references dropped (every
+ * item's file, range, bytes and checksum unchanged); with `keepRefs` the references are kept and
+ * only its own files copied, once each base is found copied beside `dst` (see {@link CopyOptions.keepRefs}).
  * A safetensors repository (no `.metadata`; `model.safetensors.index.json` or `*.safetensors`, as
  * DCP's `HuggingFaceStorageReader` reads it) is copied as one: every header parsed and each
  * file's size checked against header + data, every tensor checked against the CRC-32C sidecar
@@ -106,7 +224,9 @@ function planDcpCopy(metadataBytes: Uint8Array): CopyPlan {
  * @param dst - the destination folder or prefix (of a writable backend).
  * @param options - see {@link CopyOptions}.
  * @returns what was copied, and how it was verified.
- * @throws {@link CheckpointError} `INCOMPLETE_CHECKPOINT` for a source with neither `.metadata`
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` with `keepRefs` when a base is not copied
+ * beside `dst`, or without it when a base's file has the name of another copied file;
+ * `INCOMPLETE_CHECKPOINT` for a source with neither `.metadata`
  * nor safetensors files; `CHECKSUM_MISMATCH` naming the fqn and file when a source item is damaged
  * (nothing is committed); `MALFORMED_METADATA` naming the file for a safetensors file whose header
  * or size is wrong (a truncated shard); `INVALID_ARGUMENT` for a read-only destination; `ABORTED`.
@@ -122,7 +242,7 @@ export async function copyCheckpoint(
   const folder = checkpointFolder(from.fs, from.root, signal);
   const metadataBytes = await folder.readFile(METADATA_FILE, { random: true });
   let plan: CopyPlan;
-  if (metadataBytes !== undefined) plan = planDcpCopy(metadataBytes);
+  if (metadataBytes !== undefined) plan = await planDcpCopy(metadataBytes, src, dst, options);
   else {
     const found = await readSafetensorsFolder(folder);
     if (found === undefined)
@@ -190,5 +310,13 @@ export async function copyCheckpoint(
     await to.fs.rename(tmp, to.fs.concatPath(to.root, name));
     files.push(name);
   }
-  return { copied, skipped, bytes, layout: plan.layout, files, verifiedBy: plan.verifiedBy };
+  return {
+    copied,
+    skipped,
+    bytes,
+    layout: plan.layout,
+    files,
+    verifiedBy: plan.verifiedBy,
+    ...(plan.bases ? { bases: plan.bases } : {}),
+  };
 }

@@ -18,6 +18,7 @@ export {
   convertCheckpoint,
   DEFAULT_CONVERT_WINDOW_BYTES,
 } from "../convert.js"; // convert (and `dcp export`) lives beside save and load, as DCP's format utilities
+export { BASE_LEASE_GRACE_MS } from "../storage/references.js"; // the lease grace of rm and gc (docs/format.md)
 export { type CleanupUploadsOptions, cleanupUploads } from "./cleanup-uploads.js";
 export {
   COPY_PIECE_BYTES,
