@@ -13,7 +13,7 @@ import {
   tensor,
 } from "@dcpjs/core";
 import { METADATA_FILE } from "@dcpjs/core/extend";
-import { inspectCheckpoint } from "@dcpjs/core/ops";
+import { inspectCheckpoint, verifyCheckpoint } from "@dcpjs/core/ops";
 import { decodeMetadata } from "@dcpjs/core/testing";
 import { decode } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
@@ -108,6 +108,28 @@ describe("incremental checkpoints", () => {
     const src = second.model as Record<string, Tensor>;
     for (const k of ["a", "b", "big"]) expect(sameTensor(m[k]!, src[k]!)).toBe(true);
     expect(dst.step).toBe(110);
+  });
+
+  it("keeps a replaced checkpoint's files that a sibling references when the checkpoint is saved over", async () => {
+    const root = await tempDir();
+    const base = join(root, "step-100");
+    await save(state({ a: 1, b: 2, c: 3 }, 100), { checkpointId: base });
+    const second = state({ a: 9, b: 2, c: 3 }, 110);
+    await save(second, { checkpointId: join(root, "step-110"), base });
+    // an overwrite of the base that changes everything: its old files are what step-110 reads
+    await save(state({ a: 4, b: 5, c: 6 }, 100), { checkpointId: base });
+    expect((await verifyCheckpoint(join(root, "step-110"))).damaged).toEqual([]);
+    const dst = target();
+    await load(dst, { checkpointId: join(root, "step-110") });
+    expect(
+      sameTensor((dst.model as Record<string, Tensor>).big!, (second.model as Record<string, Tensor>).big!),
+    ).toBe(true);
+    // what nothing references is removed as before: once step-110 is saved over without a base,
+    // the base's next overwrite removes the files it replaces
+    await save(state({ a: 7, b: 8, c: 9 }, 110), { checkpointId: join(root, "step-110") });
+    const replaced = new Set([...(await readMetadata(base)).storageData.values()].map((i) => i.relativePath));
+    await save(state({ a: 1, b: 1, c: 1 }, 100), { checkpointId: base });
+    expect((await readdir(base)).filter((f) => replaced.has(f))).toEqual([]);
   });
 
   it("writes a changed large item (hashed on a worker) and references an unchanged small one", async () => {

@@ -36,7 +36,7 @@ import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
-import { type BaseLease, checkpointName, leaseBase } from "./references.js";
+import { type BaseLease, checkpointName, filesStillReferenced, leaseBase } from "./references.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import {
   checksumOffload,
@@ -526,8 +526,17 @@ export class FileSystemWriter implements StorageWriter {
         }
         throw error;
       }
+      const stillReferenced = await filesStillReferenced(
+        this.fs,
+        this.path,
+        superseded,
+        async (path) =>
+          decodeCheckpointMetadata(await readWholeFile(this.fs, path, signal ? { signal } : {})),
+        signal,
+      ).catch(() => superseded); // unknown: keep them for `dcp gc`
       for (const file of superseded) {
-        if (!ownFiles.has(file)) await this.#removeQuietly(this.fs.concatPath(this.path, file));
+        if (!ownFiles.has(file) && !stillReferenced.has(file))
+          await this.#removeQuietly(this.fs.concatPath(this.path, file));
       }
     } catch (error) {
       // Not committed: this save's files are nobody's; leave the directory as it was. Aborted

@@ -245,3 +245,48 @@ export async function leaseBase(
     },
   };
 }
+
+/**
+ * Of the files a save is about to remove from the checkpoint it replaced (an overwrite), those
+ * something still needs: every one while an in-flight incremental save holds a live lease on the
+ * checkpoint (it may reference any of them), else those that a committed sibling references. An
+ * overwrite therefore never breaks a checkpoint built on the one it replaces; the kept files are
+ * `dcp gc`'s once nothing references them.
+ *
+ * @param fs - the checkpoint's file system (without `list`, nothing can reference it: none is kept).
+ * @param root - the checkpoint's path on `fs`.
+ * @param files - the replaced checkpoint's own data files, relative to `root`.
+ * @param decode - decodes a sibling's `.metadata` (a sibling that does not decode references nothing).
+ * @param signal - aborts the listing and reads.
+ */
+export async function filesStillReferenced(
+  fs: FileSystemBase,
+  root: string,
+  files: ReadonlySet<string>,
+  decode: (path: string) => Promise<Metadata>,
+  signal?: AbortSignal,
+): Promise<Set<string>> {
+  if (files.size === 0 || !fs.list) return new Set();
+  if ((await baseLeases(fs, root, BASE_LEASE_GRACE_MS, signal)).live.length > 0) return new Set(files);
+  let parent: string;
+  try {
+    parent = parentCheckpointFolder(root);
+  } catch {
+    return new Set(); // a bucket's root has no siblings
+  }
+  const name = checkpointName(root);
+  const kept = new Set<string>();
+  for (const entry of await fs.list(parent, signal)) {
+    if (!entry.folder || entry.name === name) continue;
+    let metadata: Metadata;
+    try {
+      metadata = await decode(fs.concatPath(fs.concatPath(parent, entry.name), METADATA_FILE));
+    } catch {
+      throwIfAborted(signal);
+      continue;
+    }
+    for (const info of metadata.storageData.values())
+      if (info.baseCheckpoint === name && files.has(info.relativePath)) kept.add(info.relativePath);
+  }
+  return kept;
+}
