@@ -71,7 +71,9 @@ describe("the browser platform (packages/core/src/platform/browser.ts)", () => {
         expect(js[name](part), `${name} ${at}..${end}`).toBe(native[name](part));
         const split = at + ((end - at) >> 1);
         const first = js[name](bytes.subarray(at, split));
-        expect(js[name](bytes.subarray(split, end), first), `${name} ${at}..${split}..${end}`).toBe(native[name](part));
+        expect(js[name](bytes.subarray(split, end), first), `${name} ${at}..${split}..${end}`).toBe(
+          native[name](part),
+        );
       }
   });
 });
