@@ -11,7 +11,8 @@ import type { CoreSmokeResult } from "./fixtures/core-smoke.js";
 // The browser build of @dcpjs/core runs in Chromium: the page's program (fixtures/core-smoke.ts),
 // bundled by scripts/browser-bundle.mjs (which fails on any Node.js built-in), saves to an
 // in-memory FileSystemBase and loads back — in a cross-origin isolated page (SharedArrayBuffer)
-// and in a plain one (none).
+// and in a plain one (none): large checksums and copies run on Web Workers in the first, on the
+// page's thread in the second.
 
 let chromium: LaunchedChromium;
 let outdir: string;
@@ -77,6 +78,8 @@ describe.each([
         damaged: { code: "CHECKSUM_MISMATCH" },
       });
       expect(result.damaged.message).toMatch(/big|small/);
+      if (isolated) expect(result.workers).toBeGreaterThan(0);
+      else expect(result.workers).toBe(0);
     } finally {
       await page.close();
     }
