@@ -1,6 +1,6 @@
+import { HAS_SAVE_THREAD, saveOnSaveThread, warmSaveThread } from "#platform";
 import { encodeError } from "./background/error-codec.js";
 import type { SaveThreadPlan } from "./background/save-messages.js";
-import { saveOnSaveThread, warmSaveThread } from "./background/save-thread.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata } from "./plan/metadata.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
@@ -13,6 +13,7 @@ import { storageBackendModule } from "./storage/registry.js";
  * {@link ProcessGroup.describeForWorker}, a backend registered without its module URL.
  */
 function planFor(options: SaveOptions): SaveThreadPlan | undefined {
+  if (!HAS_SAVE_THREAD) return undefined; // a page saves on its own thread
   if (options.storageWriter !== undefined || options.planner !== undefined) return undefined;
   const backendModule = storageBackendModule(options.checkpointId);
   if (backendModule === undefined) return undefined;

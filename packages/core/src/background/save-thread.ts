@@ -27,6 +27,10 @@ let started = 0;
 let nextId = 0;
 const pending = new Map<number, Pending>();
 
+/** Node flags a Worker's `execArgv` refuses: V8's and the process-wide ones users pass for tests and tuning. */
+const PER_PROCESS_FLAG =
+  /^--(expose[-_]gc|max[-_]old[-_]space[-_]size|max[-_]semi[-_]space[-_]size|stack[-_]size|title|inspect(-brk|-port)?|debug-port)(=|$)/;
+
 /**
  * Starts the save thread. From dcpjs's TypeScript sources (tests, the demo), the thread first
  * registers tsx's loader (Node 20 gives a worker no loader of the process's) and resolves with
@@ -36,8 +40,10 @@ const pending = new Map<number, Pending>();
  */
 function startThread(): Worker {
   // This process's flags, less those about its own entry (`-e` code's `--input-type`).
+  // and less the per-process ones a Worker refuses (ERR_WORKER_INVALID_EXEC_ARGV), as `--expose-gc`.
   const execArgv = process.execArgv.filter(
-    (f, i, all) => !/^--input-type(=|$)/.test(f) && all[i - 1] !== "--input-type",
+    (f, i, all) =>
+      !/^--input-type(=|$)/.test(f) && all[i - 1] !== "--input-type" && !PER_PROCESS_FLAG.test(f),
   );
   if (!import.meta.url.endsWith(".ts")) {
     return new Worker(new URL("./save-worker.js", import.meta.url), { execArgv, env: SHARE_ENV });
