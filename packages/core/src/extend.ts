@@ -2,7 +2,7 @@
 // process group is written against, and the pieces the other dcpjs packages share. A training
 // program needs only "@dcpjs/core". One `export … from` per module, in module order.
 
-export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
+export { assertRoot, assertScatterValues, type WorkerGroupDescription } from "./distributed/process-group.js";
 export { throwIfAborted } from "./errors.js";
 export type {
   CheckpointFile,
@@ -70,6 +70,7 @@ export { readViaReadInto } from "./storage/read-via-read-into.js";
 export {
   type BackendFileSystemOptions,
   type CleanupUploadsOptions,
+  type RegisterStorageBackendOptions,
   registerStorageBackend,
   type StorageBackend,
   type StorageReaderRouterOptions,

@@ -5,6 +5,7 @@
 // only, which vitest, `tsc -p test` and `pnpm bench` set. Nothing here is a promise. One
 // `export … from` per module, in module order.
 
+export { saveThreadsStarted } from "./background/save-thread.js";
 export { CHECKSUM_BLOCK_BYTES, computeChecksum, runningChecksums } from "./formats/checksum.js";
 export { decodeMetadata, encodeMetadata } from "./formats/metadata-codec.js";
 export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensors/header.js";

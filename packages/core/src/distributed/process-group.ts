@@ -39,7 +39,32 @@ export interface ProcessGroup {
   allGather<T>(value: T): Promise<T[]>;
   /** Resolves once every rank has called it. */
   barrier(): Promise<void>;
+  /**
+   * How another thread of this process (the save thread of `asyncSave`) rebuilds this rank as a
+   * group of its own: plain, cloneable data. The rebuilt ranks meet among themselves, apart from
+   * this group's own collectives (their own round counter or key namespace), so a background save
+   * never mixes with what the calling thread runs meanwhile. Every rank of the group must
+   * describe itself (or none may). @default absent: `asyncSave` runs its save on the calling
+   * thread, as `save` does
+   */
+  describeForWorker?(): WorkerGroupDescription | undefined;
 }
+
+/**
+ * A {@link ProcessGroup} as another thread rebuilds it ({@link ProcessGroup.describeForWorker}):
+ * `local`, a rank of {@link createLocalProcessGroups} (its ranks meet again in the thread that
+ * rebuilds them all); `module`, the result of calling export `factory` of the ES module `module`
+ * (a URL, e.g. the group's own `import.meta.url`) with `options`, kept for later saves under `key`.
+ */
+export type WorkerGroupDescription =
+  | { readonly kind: "local"; readonly id: string; readonly rank: number; readonly size: number }
+  | {
+      readonly kind: "module";
+      readonly module: string;
+      readonly factory: string;
+      readonly options: unknown;
+      readonly key: string;
+    };
 
 /**
  * Checks a collective's root rank, for {@link ProcessGroup} implementations.
@@ -82,7 +107,12 @@ class LocalProcessGroup implements ProcessGroup {
     readonly rank: number,
     readonly size: number,
     private readonly rounds: Map<number, Round>,
+    private readonly id: string,
   ) {}
+
+  describeForWorker(): WorkerGroupDescription {
+    return { kind: "local", id: this.id, rank: this.rank, size: this.size };
+  }
 
   /** Contributes `value` to this rank's next collective and waits for every rank's. */
   #exchange(value: unknown): Promise<unknown[]> {
@@ -149,7 +179,40 @@ class LocalProcessGroup implements ProcessGroup {
 export function createLocalProcessGroups(n: number): ProcessGroup[] {
   assertIntegerInRange("number of ranks", n, 1);
   const rounds = new Map<number, Round>();
-  return Array.from({ length: n }, (_, rank) => new LocalProcessGroup(rank, n, rounds));
+  const id = crypto.randomUUID();
+  return Array.from({ length: n }, (_, rank) => new LocalProcessGroup(rank, n, rounds, id));
+}
+
+const rebuilt = new Map<
+  string,
+  { readonly rounds: Map<number, Round>; readonly ranks: Map<number, ProcessGroup> }
+>();
+
+/**
+ * Rank `rank` of the in-process group `id` as this thread rebuilds it from
+ * {@link ProcessGroup.describeForWorker}: the ranks rebuilt in one thread meet among themselves
+ * (their own rounds, apart from the original group's), and one rank is rebuilt once, so its
+ * collectives stay in step across saves.
+ *
+ * @param description - a `local` {@link WorkerGroupDescription}.
+ * @returns the rebuilt rank.
+ */
+export function rebuildLocalProcessGroup(
+  description: Extract<WorkerGroupDescription, { kind: "local" }>,
+): ProcessGroup {
+  const { id, rank, size } = description;
+  if (size === 1) return new LocalProcessGroup(0, 1, new Map(), id);
+  let group = rebuilt.get(id);
+  if (!group) {
+    group = { rounds: new Map(), ranks: new Map() };
+    rebuilt.set(id, group);
+  }
+  let pg = group.ranks.get(rank);
+  if (!pg) {
+    pg = new LocalProcessGroup(rank, size, group.rounds, id);
+    group.ranks.set(rank, pg);
+  }
+  return pg;
 }
 
 /**

@@ -138,6 +138,20 @@ const LOCAL_BACKEND: StorageBackend = {
 };
 
 const backends: StorageBackend[] = [];
+/** The module that registers each backend on import, where its registration named one. */
+const backendModules = new WeakMap<StorageBackend, string>();
+
+/** Options of {@link registerStorageBackend}. */
+export interface RegisterStorageBackendOptions {
+  /**
+   * The URL of the ES module whose import registers this backend (pass `import.meta.url` from
+   * the module that calls {@link registerStorageBackend} at its top level). Another thread of
+   * this process imports it to find the same backend: `asyncSave` runs its save on its own
+   * thread only for a checkpoint id whose backend has one (or a local folder), else on the
+   * calling thread. @default none
+   */
+  readonly moduleUrl?: string;
+}
 
 /**
  * Registers a storage backend: checkpoint ids it validates resolve to it in `save`, `load`,
@@ -145,13 +159,35 @@ const backends: StorageBackend[] = [];
  * asked first; registering a name again replaces the earlier one. Local folders are the fallback.
  *
  * @param backend - see {@link StorageBackend}.
+ * @param options - see {@link RegisterStorageBackendOptions}.
  * @example `registerStorageBackend({ name: "mem", validateCheckpointId: (id) => id.startsWith("mem://"), … })`
  */
-// biome-ignore lint/suspicious/noExplicitAny: a backend's own options are its own; the registry passes them through.
-export function registerStorageBackend(backend: StorageBackend<any, any, any>): void {
+export function registerStorageBackend(
+  // biome-ignore lint/suspicious/noExplicitAny: a backend's own options are its own; the registry passes them through.
+  backend: StorageBackend<any, any, any>,
+  options: RegisterStorageBackendOptions = {},
+): void {
   const at = backends.findIndex((b) => b.name === backend.name);
   if (at >= 0) backends.splice(at, 1);
   backends.unshift(backend);
+  if (options.moduleUrl !== undefined) backendModules.set(backend, options.moduleUrl);
+}
+
+/**
+ * Where another thread finds the backend a checkpoint id resolves to: `local` for a local
+ * folder, the URL of the module that registers it ({@link RegisterStorageBackendOptions.moduleUrl}),
+ * or `undefined` when its registration named none (or the id resolves to no backend).
+ *
+ * @param checkpointId - a path or URI.
+ */
+export function storageBackendModule(checkpointId: string | undefined): "local" | string | undefined {
+  let backend: StorageBackend;
+  try {
+    backend = storageBackendFor(checkpointId);
+  } catch {
+    return undefined;
+  }
+  return backend === LOCAL_BACKEND ? "local" : backendModules.get(backend);
 }
 
 /**

@@ -285,9 +285,22 @@ export function workerThreadsRunning(): number {
   return pool?.threads.length ?? 0;
 }
 
-/** Checksums, copies and casts handed to worker threads by this process so far (for tests and benchmarks). */
+/**
+ * Checksums, copies and casts handed to worker threads by this process so far (for tests and
+ * benchmarks), those of `asyncSave`'s save thread included.
+ */
 export function workerTasksRun(): number {
   return tasksRun;
+}
+
+/**
+ * Counts tasks another thread of this process handed to its own worker threads (`asyncSave`'s
+ * save thread reports its own), so that {@link workerTasksRun} covers the whole process.
+ *
+ * @param n - the tasks run there since its last report.
+ */
+export function countWorkerTasksRun(n: number): void {
+  tasksRun += n;
 }
 
 function assertShared(what: string, bytes: Uint8Array): void {

@@ -10,6 +10,7 @@ import {
   checkpointOf,
   newestCommitted,
   type ResumeReport,
+  type SaveRequest,
   type TrainRunConfig,
   weightBits,
 } from "./train-rank.js";
@@ -34,6 +35,11 @@ export interface TrainDemoOptions {
   readonly optimizer?: string;
   /** Units of the hidden layer. @default 64 */
   readonly hidden?: number;
+  /**
+   * The synchronous CPU time of each step of the checkpointed runs, in ms (the thread is held
+   * after each TF.js step, as by a larger model's step). @default 300
+   */
+  readonly stepMs?: number;
   /** Draw progress bars (when stderr is a terminal). @default true */
   readonly progress?: boolean;
   /** Where to print. @default console.log */
@@ -52,6 +58,8 @@ export interface TrainDemoSummary {
   readonly weightsCompared: number;
   /** What differed (empty when every loss and weight is bit-identical). */
   readonly mismatches: string[];
+  /** The saves requested before the previous one had committed (empty: each committed in time). */
+  readonly overlappingSaves: string[];
 }
 
 function stepBar(enabled: boolean, name: string, total: number) {
@@ -72,6 +80,7 @@ function runChildren(
   ranks: number,
   redisUrl: string | undefined,
   onStep: (step: number) => void,
+  onSave: (save: SaveRequest) => void = () => {},
 ): Promise<(string | null)[]> {
   const script = process.argv[1]!;
   const groupId = `train-${Date.now().toString(36)}-${config.mode}`;
@@ -95,8 +104,9 @@ function runChildren(
     children.map(
       (child) =>
         new Promise<string | null>((resolve) => {
-          child.on("message", (m: { step?: number }) => {
+          child.on("message", (m: { step?: number; save?: SaveRequest }) => {
             if (typeof m.step === "number") onStep(m.step);
+            if (m.save) onSave(m.save);
           });
           child.on("exit", (code, signal) => resolve(signal ?? (code === 0 ? null : `exit ${code}`)));
         }),
@@ -106,9 +116,11 @@ function runChildren(
 
 /**
  * The training demo: trains a small seeded TF.js model as data-parallel ranks with `asyncSave`
- * checkpoints, kills the run mid-training (a save may be in flight), resumes in new processes
- * from the newest committed checkpoint, and compares every loss and every final weight with an
- * uninterrupted run, bit for bit.
+ * checkpoints, each step holding the thread for `stepMs` (a synchronous CPU step), kills the run
+ * mid-training (a save may be in flight), resumes in new processes from the newest committed
+ * checkpoint, and compares every loss and every final weight with an uninterrupted run, bit for
+ * bit. The saves run on `asyncSave`'s own thread, so each commits before the next is requested
+ * (`overlappingSaves` lists those that did not).
  *
  * @param options - see {@link TrainDemoOptions}.
  * @returns what was compared; `mismatches` is empty when the resume was exact.
@@ -122,6 +134,7 @@ export async function runTrainDemo(options: TrainDemoOptions = {}): Promise<Trai
   const ranks = options.procs ?? options.ranks ?? 2;
   const optimizer = options.optimizer ?? "adam";
   const hidden = options.hidden ?? 64;
+  const stepMs = options.stepMs ?? 300;
   const bars = (options.progress ?? true) && process.stderr.isTTY === true;
   if (!(every <= crashAfter && crashAfter < steps)) {
     throw new Error(`Expected every (${every}) <= crashAfter (${crashAfter}) < steps (${steps})`);
@@ -158,9 +171,15 @@ export async function runTrainDemo(options: TrainDemoOptions = {}): Promise<Trai
   const outDir = await mkdtemp(join(tmpdir(), "dcp-train-"));
   try {
     // 2. The run that crashes.
-    const base = { steps, every, crashAfter, to, optimizer, hidden };
+    const base = { steps, every, crashAfter, to, optimizer, hidden, stepMs };
     const run = stepBar(bars, `run (crashes after ${crashAfter})`, crashAfter);
-    const ended = await runChildren({ ...base, mode: "run" }, ranks, redis?.url, run.update);
+    const overlapping = new Set<string>();
+    const ended = await runChildren({ ...base, mode: "run" }, ranks, redis?.url, run.update, (save) => {
+      if (!save.previousSettled)
+        overlapping.add(
+          `step ${save.previous}'s save had not committed when step ${save.step}'s was requested`,
+        );
+    });
     run.stop();
     if (ended.some((e) => e !== "SIGKILL"))
       throw new Error(`Expected the run to be killed, its ranks ended with ${ended.join(", ")}`);
@@ -171,8 +190,15 @@ export async function runTrainDemo(options: TrainDemoOptions = {}): Promise<Trai
         return `step ${n} ${committed ? "committed" : "not committed (in flight)"}`;
       }),
     );
-    log(`run:    ${where}, asyncSave every ${every} steps → ${to}; killed after step ${crashAfter}`);
+    log(
+      `run:    ${where}, ${stepMs} ms synchronous steps, asyncSave every ${every} steps → ${to}; killed after step ${crashAfter}`,
+    );
     log(`        ${states.join(", ")}`);
+    log(
+      overlapping.size === 0
+        ? "        every save had committed before the next was requested (on asyncSave's own thread)"
+        : `        ${[...overlapping].join("; ")}`,
+    );
 
     // 3. The resume, in new processes.
     const out = join(outDir, "resume.json");
@@ -203,6 +229,7 @@ export async function runTrainDemo(options: TrainDemoOptions = {}): Promise<Trai
       lossesCompared: report.losses.length,
       weightsCompared: report.weights.length,
       mismatches,
+      overlappingSaves: [...overlapping],
     };
   } finally {
     redis?.stop();

@@ -16,7 +16,12 @@ export async function runTrainRankProcess(): Promise<void> {
     ? [redis]
     : createLocalProcessGroups(Number(process.env.DCP_TRAIN_RANKS ?? 1));
   try {
-    await trainRanks(groups, config, (step) => process.send?.({ step }));
+    await trainRanks(
+      groups,
+      config,
+      (step) => process.send?.({ step }),
+      (save) => process.send?.({ save }),
+    );
   } finally {
     await redis?.close();
   }

@@ -21,6 +21,12 @@ export interface TrainRunConfig {
   readonly optimizer: string;
   /** Units of the hidden layer. */
   readonly hidden: number;
+  /**
+   * How long each step holds the thread after its TF.js step, in ms: the synchronous CPU time of
+   * a larger model's step (0.25–0.4 s in the run that reported #25), during which nothing else
+   * runs on the thread — the saves must go on elsewhere.
+   */
+  readonly stepMs: number;
   /** In `resume`, rank 0 writes its {@link ResumeReport} here. */
   readonly out?: string;
 }
@@ -39,20 +45,42 @@ export function checkpointOf(to: string, n: number): string {
   return `${to}/step-${String(n).padStart(6, "0")}`;
 }
 
+/** Whether a checkpoint's `.metadata` is committed (readable). */
+async function isCommitted(id: string): Promise<boolean> {
+  const reader = await createStorageReader(id);
+  return reader.readMetadata().then(
+    () => true,
+    () => false,
+  );
+}
+
 /** The newest committed checkpoint among the steps `every`, `2 × every`, … ≤ `upTo`, or undefined. */
 export async function newestCommitted(to: string, every: number, upTo: number): Promise<string | undefined> {
   for (let n = Math.floor(upTo / every) * every; n > 0; n -= every) {
     const id = checkpointOf(to, n);
-    const reader = await createStorageReader(id);
-    if (
-      await reader.readMetadata().then(
-        () => true,
-        () => false,
-      )
-    )
-      return id;
+    if (await isCommitted(id)) return id;
   }
   return undefined;
+}
+
+/** What a run tells about each save it requests, once it has requested the one before. */
+export interface SaveRequest {
+  /** The step of the save requested now. */
+  readonly step: number;
+  /** The step of the save before it. */
+  readonly previous: number;
+  /** Whether that save's checkpoint was committed (its `.metadata` readable) when this one was requested. */
+  readonly previousCommitted: boolean;
+  /** Whether that save's `completed` had settled when this one was requested. */
+  readonly previousSettled: boolean;
+}
+
+/** Holds the thread for `ms` milliseconds: a step's synchronous CPU time. */
+function holdThread(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // a synchronous step: no callback of this thread's event loop runs meanwhile
+  }
 }
 
 /** All weights of a model as float32 bit strings. */
@@ -69,12 +97,18 @@ export function weightBits(model: LayersModel): string[] {
  *
  * @param groups - this process's ranks (several in-process ranks, or one rank of a Redis group).
  * @param config - see {@link TrainRunConfig}.
+ * Each step holds the thread for `stepMs` (a synchronous CPU step): the saves commit on
+ * `asyncSave`'s own thread meanwhile, so each one has committed before the next is requested,
+ * which `onSave` reports (no waiting on the previous save).
+ *
  * @param onStep - called after each step with its number.
+ * @param onSave - called when a save is requested after an earlier one, before anything awaits it.
  */
 export async function trainRanks(
   groups: readonly ProcessGroup[],
   config: TrainRunConfig,
   onStep: (step: number) => void,
+  onSave: (request: SaveRequest) => void = () => {},
 ): Promise<void> {
   const { x, y } = trainingData();
   const replicas = groups.map((pg) => {
@@ -99,12 +133,19 @@ export async function trainRanks(
   }
   const losses: string[] = [];
   let inFlight: Promise<unknown> | undefined;
+  let previous = { step: 0, settled: true };
   for (let step = start + 1; step <= config.steps; step++) {
     const stepLosses = await Promise.all(replicas.map((r) => r.model.trainOnBatch(x, y) as Promise<number>));
+    holdThread(config.stepMs);
     losses.push(...float32Bits([stepLosses[0]!]));
     onStep(step);
     if (config.mode === "run" && step % config.every === 0) {
-      await inFlight; // one save at a time; training goes on while it writes
+      if (previous.step > 0) {
+        // Nothing waited on the previous save: it was committed by its own thread meanwhile.
+        const previousCommitted = await isCommitted(checkpointOf(config.to, previous.step));
+        onSave({ step, previous: previous.step, previousCommitted, previousSettled: previous.settled });
+      }
+      await inFlight; // surfaces the previous save's failure (it has settled: see onSave)
       const saves = await Promise.all(
         replicas.map(async (r) =>
           asyncSave(
@@ -119,7 +160,12 @@ export async function trainRanks(
       );
       await Promise.all(saves.map((s) => s.staged));
       inFlight = Promise.all(saves.map((s) => s.completed));
-      inFlight.catch(() => {}); // surfaced when awaited before the next save
+      const current = { step, settled: false };
+      previous = current;
+      const settle = () => {
+        current.settled = true;
+      };
+      inFlight.then(settle, settle); // a failure is surfaced when awaited before the next save
     }
     if (config.mode === "run" && step === config.crashAfter) process.kill(process.pid, "SIGKILL");
   }

@@ -1,0 +1,79 @@
+// The save thread's entry (Node only): runs the saves `asyncSave` hands over after `staged`, on
+// this thread's own event loop, so that a busy calling thread cannot stall them.
+import { parentPort } from "node:worker_threads";
+import {
+  type ProcessGroup,
+  rebuildLocalProcessGroup,
+  type WorkerGroupDescription,
+} from "../distributed/process-group.js";
+import { save } from "../save.js";
+import { workerTasksRun } from "../storage/worker-pool.js";
+import { decodeReason, encodeError } from "./error-codec.js";
+import type { SaveOutcome, SaveThreadPlan, ToSaveThread } from "./save-messages.js";
+
+const imported = new Map<string, Promise<unknown>>();
+const groups = new Map<string, Promise<ProcessGroup>>();
+const running = new Map<number, AbortController>();
+
+/** Imports a module once (a backend's registration, a group's factory); a failed import is tried again next time. */
+function importOnce(url: string): Promise<unknown> {
+  let p = imported.get(url);
+  if (!p) {
+    p = import(url);
+    imported.set(url, p);
+    p.catch(() => imported.delete(url));
+  }
+  return p;
+}
+
+/** The rank's group on this thread, rebuilt once per description and kept for later saves. */
+async function groupOf(description: WorkerGroupDescription | undefined): Promise<ProcessGroup | undefined> {
+  if (!description) return undefined;
+  if (description.kind === "local") return rebuildLocalProcessGroup(description);
+  let pg = groups.get(description.key);
+  if (!pg) {
+    const { module, factory, options } = description;
+    pg = importOnce(module).then((m) => {
+      const make = (m as Record<string, unknown>)[factory];
+      if (typeof make !== "function")
+        throw new TypeError(`Expected ${module} to export a function ${factory}, got ${typeof make}`);
+      return make(options) as Promise<ProcessGroup>;
+    });
+    groups.set(description.key, pg);
+    pg.catch(() => groups.delete(description.key));
+  }
+  return pg;
+}
+
+async function run(id: number, stateDict: ToSaveThread & { type: "save" }, plan: SaveThreadPlan) {
+  const controller = new AbortController();
+  running.set(id, controller);
+  try {
+    if (plan.backendModule !== "local") await importOnce(plan.backendModule);
+    const processGroup = await groupOf(plan.group);
+    const metadata = await save(stateDict.stateDict, {
+      checkpointId: plan.checkpointId,
+      signal: controller.signal,
+      ...(processGroup ? { processGroup } : {}),
+      ...(plan.coordinatorRank !== undefined ? { coordinatorRank: plan.coordinatorRank } : {}),
+    });
+    post({ type: "done", id, metadata });
+  } catch (error) {
+    post({ type: "failed", id, error: encodeError(error) });
+  } finally {
+    running.delete(id);
+  }
+}
+
+let tasksReported = 0;
+
+function post(message: SaveOutcome): void {
+  const workerTasks = workerTasksRun() - tasksReported;
+  tasksReported += workerTasks;
+  parentPort!.postMessage({ ...message, workerTasks });
+}
+
+parentPort!.on("message", (message: ToSaveThread) => {
+  if (message.type === "abort") running.get(message.id)?.abort(decodeReason(message.reason));
+  else void run(message.id, message, message.plan);
+});
