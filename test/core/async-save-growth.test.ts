@@ -16,11 +16,9 @@ interface Report {
 /** Runs test/support/async-save-growth-child.ts in a fresh Node process and returns its report. */
 function runChild(args: readonly string[]): Promise<Report> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--expose-gc", "--import", "tsx", "--conditions=@dcpjs/source", CHILD, ...args],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const child = spawn(process.execPath, ["--import", "tsx", "--conditions=@dcpjs/source", CHILD, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => {

@@ -3,18 +3,22 @@
 // process's are, and a step count), changing its tensors after each `staged` as training would,
 // into a new checkpoint folder each time (the one two saves back is removed). It prints, as JSON,
 // its RSS and `arrayBuffers` at rest after the 10th save and after the last, the staging pool's
-// allocations, and whether the last checkpoint loads back the values of its staging time. Run
-// with --expose-gc.
+// allocations, and whether the last checkpoint loads back the values of its staging time. It
+// takes `gc` from a vm context, so the process runs without --expose-gc (which Worker execArgv
+// refuses).
 
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { asyncSave, emptyTensor, load, type Tensor } from "@dcpjs/core";
 import { stagingPoolFor, WORKER_COLLECT_MS } from "@dcpjs/core/testing";
 
 const [dir, rounds] = process.argv.slice(2) as [string, string | undefined];
-const collect = globalThis.gc;
-if (!collect) throw new Error("Expected a gc function (--expose-gc), got none");
+setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+setFlagsFromString("--no-expose-gc");
 
 const ROUNDS = Number(rounds ?? 200);
 const SHAPES = { a: [256, 1024], b: [768, 1024] } as const;
@@ -29,7 +33,7 @@ async function atRest(): Promise<{ rss: number; arrayBuffers: number }> {
   let rss = Number.POSITIVE_INFINITY;
   let arrayBuffers = Number.POSITIVE_INFINITY;
   for (let i = 0; i < 5; i++) {
-    collect?.();
+    collect();
     await sleep(100);
     const m = process.memoryUsage();
     rss = Math.min(rss, m.rss);
