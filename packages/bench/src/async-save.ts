@@ -20,7 +20,7 @@ export interface AsyncSaveBenchOptions {
   readonly every: number;
   /** Saves per staging mode. */
   readonly saves: number;
-  /** Steps of each loop without saves (one before and one after the loops with saves). */
+  /** Steps of each loop without saves (one before, between and after the loops with saves). */
   readonly baselineSteps: number;
   /** The staging modes to run. */
   readonly staging: readonly StagingMode[];
@@ -229,11 +229,18 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
   const bw = bandwidths(stateDict(o, false), stateBytes);
   const memcpy = bw.memcpy;
   const rounds = calibrate(o.stepMs);
-  const before = await baseline(o.baselineSteps, rounds);
+  // Each loop with saves is compared with the mean of the loops without saves just before and
+  // just after it: a shared machine's load drifts during a run of minutes.
+  const baselines = [await baseline(o.baselineSteps, rounds)];
   const runs: Run[] = [];
-  for (const mode of o.staging) runs.push(await withSaves(o, mode, rounds));
-  const after = await baseline(o.baselineSteps, rounds);
-  const base = (before + after) / 2;
+  for (const mode of o.staging) {
+    runs.push(await withSaves(o, mode, rounds));
+    baselines.push(await baseline(o.baselineSteps, rounds));
+  }
+  const baseOf = (r: Run) => {
+    const i = runs.indexOf(r);
+    return (baselines[i]! + baselines[i + 1]!) / 2;
+  };
   const targetMs = stateBytes / 1e6 / (0.5 * memcpy) + 20;
   const rows = [
     {
@@ -266,7 +273,8 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
           ).toFixed(1),
           "target ms": targetMs.toFixed(1),
           "ms/step": r.msPerStep.toFixed(2),
-          "inflation %": ((r.msPerStep / base - 1) * 100).toFixed(1),
+          "ms/step, no saves": baseOf(r).toFixed(2),
+          "inflation %": ((r.msPerStep / baseOf(r) - 1) * 100).toFixed(1),
           "waited for previous": r.waited,
           "RSS Δ MiB (last − 10th)": ((r.rssLast - r.rssTenth) / MiB).toFixed(1),
           "buffers allocated": r.allocations,
@@ -284,7 +292,7 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     ratios[`${r.mode}: staging ÷ memcpy bandwidth (median)`] =
       stateBytes / 1e6 / quantile(sorted, 0.5) / memcpy;
     ratios[`${r.mode}: blocked (median) ÷ target`] = quantile(sorted, 0.5) / targetMs;
-    ratios[`${r.mode}: step-time inflation %`] = (r.msPerStep / base - 1) * 100;
+    ratios[`${r.mode}: step-time inflation %`] = (r.msPerStep / baseOf(r) - 1) * 100;
     ratios[`${r.mode}: RSS after last − after 10th, MiB`] = (r.rssLast - r.rssTenth) / MiB;
   }
   report(
@@ -300,7 +308,7 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     rows,
     ratios,
     [
-      `loop without saves: ${before.toFixed(2)} ms/step before, ${after.toFixed(2)} after (${base.toFixed(2)} used)`,
+      `loops without saves, before, between and after: ${baselines.map((b) => b.toFixed(2)).join(", ")} ms/step`,
       `target blocked time: state ÷ (0.5 × memcpy ${memcpy.toFixed(1)} GB/s) + 20 ms = ${targetMs.toFixed(1)} ms`,
       'staging: "copy" saves tensors in ordinary memory (copied); "none" saves tensors in shared memory (not copied)',
     ],
