@@ -23,7 +23,7 @@ export const STAGING_ALIGN = 64;
 export class StagingPool {
   private kept: SharedArrayBuffer | undefined;
   private lent: SharedArrayBuffer | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
   /** Buffers this pool has allocated so far. */
   allocations = 0;
 
@@ -63,8 +63,9 @@ export class StagingPool {
     if (this.lent === buffer) this.lent = undefined;
     this.kept = buffer;
     this.stopTimer();
-    this.timer = setTimeout(() => this.letGo(), STAGING_POOL_IDLE_MS);
-    this.timer.unref();
+    const timer = setTimeout(() => this.letGo(), STAGING_POOL_IDLE_MS);
+    (timer as { unref?: () => void }).unref?.(); // Node: the kept buffer does not keep the process alive
+    this.timer = timer;
   }
 
   /** Lets the kept buffer go now (the idle timer's end; tests call it directly). */

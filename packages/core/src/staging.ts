@@ -35,6 +35,9 @@ export interface StageOptions {
  */
 const NATIVE_COPY_MIN_BYTES = 64 * 1024;
 
+/** Whether Node's `Buffer` is there (elsewhere, every tensor is copied with `TypedArray#set`). */
+const HAS_BUFFER = typeof Buffer === "function";
+
 function alignUp(n: number): number {
   return Math.ceil(n / STAGING_ALIGN) * STAGING_ALIGN;
 }
@@ -80,7 +83,7 @@ class Stager {
     const n = t.data.byteLength;
     const data = this.buffer ? new Uint8Array(this.buffer, this.offset, n) : new Uint8Array(0);
     this.offset += alignUp(n);
-    if (n >= NATIVE_COPY_MIN_BYTES) {
+    if (n >= NATIVE_COPY_MIN_BYTES && HAS_BUFFER) {
       Buffer.from(data.buffer, data.byteOffset, n).fill(Buffer.from(t.data.buffer, t.data.byteOffset, n));
     } else if (n > 0) {
       data.set(new Uint8Array(t.data.buffer, t.data.byteOffset, n));
