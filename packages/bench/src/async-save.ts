@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -156,9 +156,8 @@ interface Run {
 /** The training loop with a save every `every` steps, one staging mode. */
 async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: number): Promise<Run> {
   const sd = stateDict(o, mode === "none");
-  const dir = join(o.dir, `async-save-${mode}`);
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
+  await mkdir(o.dir, { recursive: true });
+  const dir = await mkdtemp(join(o.dir, `async-save-${mode}-`)); // of this run alone
   const pool = stagingPoolFor(undefined);
   pool.letGo();
   const allocations0 = pool.allocations;
