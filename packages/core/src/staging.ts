@@ -30,8 +30,9 @@ export interface StageOptions {
 
 /**
  * Tensors at least this long are copied with `Buffer#fill` (a native memcpy) rather than
- * `TypedArray#set`, which copies into shared memory word by word (relaxed atomics) at about half
- * the speed; below it, the per-call cost of a `Buffer` view dominates.
+ * `TypedArray#set`, which copies into shared memory word by word (relaxed atomics), markedly
+ * slower (docs/benchmarks.md, issue #25's section); below it, the per-call cost of a `Buffer`
+ * view dominates.
  */
 const NATIVE_COPY_MIN_BYTES = 64 * 1024;
 
