@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -215,6 +216,24 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
   };
 }
 
+/** Runs this benchmark for `o` in a child process of the same Node, its output passed through. */
+function inChild(o: AsyncSaveBenchOptions): Promise<void> {
+  const args = [
+    ...process.execArgv,
+    process.argv[1]!,
+    "async-save",
+    ...["--state-mib", o.stateMib, "--tensors", o.tensors, "--step-ms", o.stepMs, "--every", o.every],
+    ...["--saves", o.saves, "--baseline-steps", o.baselineSteps, "--staging", o.staging[0]!, "--dir", o.dir],
+  ].map(String);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: "inherit" });
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`Expected exit code 0, got ${code}`)),
+    );
+  });
+}
+
 /**
  * `pnpm bench async-save`: a training loop of synchronous steps with an `asyncSave` every few
  * steps — blocked time per save (until `staged`) against 256 MiB ÷ (0.5 × memcpy bandwidth
@@ -224,6 +243,12 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
  * @param o - see {@link AsyncSaveBenchOptions}.
  */
 export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
+  if (o.staging.length > 1) {
+    // One fresh process per mode: what one mode's loop left to the collectors (its 256 MiB
+    // buffers, the save thread's views of them) must not weigh on the next one's RSS readings.
+    for (const mode of o.staging) await inChild({ ...o, staging: [mode] });
+    return;
+  }
   const stateBytes = Math.floor((o.stateMib * MiB) / o.tensors / 4) * 4 * o.tensors;
   const bw = bandwidths(stateDict(o, false), stateBytes);
   const memcpy = bw.memcpy;
