@@ -135,10 +135,19 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 }
 
-/** RSS after a collection of this thread (bytes). */
-function rssNow(): number {
-  collect();
-  return process.memoryUsage().rss;
+/**
+ * RSS (bytes) at rest: the least of five readings 100 ms apart, each after a collection of this
+ * thread (V8 frees array buffers' memory on a background thread after a collection, so one
+ * reading may come too early and count garbage).
+ */
+async function rssAtRest(): Promise<number> {
+  let rss = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 5; i++) {
+    collect();
+    await new Promise((r) => setTimeout(r, 100));
+    rss = Math.min(rss, process.memoryUsage().rss);
+  }
+  return rss;
 }
 
 interface Run {
@@ -189,7 +198,7 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
         save.completed.then(async () => {
           lastSettled = true;
           await rm(old, { recursive: true, force: true });
-          if (n === Math.min(10, o.saves)) rssTenth = rssNow();
+          if (n === Math.min(10, o.saves)) rssTenth = await rssAtRest();
         }),
       );
     }
@@ -199,7 +208,7 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
   await last?.completed;
   await Promise.all(pending);
   await new Promise((r) => setTimeout(r, 500)); // the worker threads' idle collection
-  const rssLast = rssNow();
+  const rssLast = await rssAtRest();
   const allocations = pool.allocations - allocations0;
   pool.letGo();
   await rm(dir, { recursive: true, force: true });
