@@ -158,6 +158,8 @@ interface Run {
   readonly msPerStep: number;
   readonly waited: number;
   readonly rssTenth: number;
+  /** RSS at rest before the loop, the state dict allocated. */
+  readonly rssBefore: number;
   readonly rssLast: number;
   readonly allocations: number;
   readonly seconds: number;
@@ -180,6 +182,7 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
   let last: AsyncSaveResult | undefined;
   let lastSettled = true;
   const steps = o.saves * o.every;
+  const rssBefore = await rssAtRest();
   const t0 = performance.now();
   for (let s = 1; s <= steps; s++) {
     compute(rounds);
@@ -228,6 +231,7 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
     msPerStep,
     waited,
     rssTenth,
+    rssBefore,
     rssLast,
     allocations,
     seconds: (performance.now() - t0) / 1000,
@@ -318,6 +322,7 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
           "ms/step, no saves": baseOf(r).toFixed(2),
           "inflation %": ((r.msPerStep / baseOf(r) - 1) * 100).toFixed(1),
           "waited for previous": r.waited,
+          "RSS Δ MiB (10th − before)": ((r.rssTenth - r.rssBefore) / MiB).toFixed(1),
           "RSS Δ MiB (last − 10th)": ((r.rssLast - r.rssTenth) / MiB).toFixed(1),
           "buffers allocated": r.allocations,
           "loop s": r.seconds.toFixed(0),
