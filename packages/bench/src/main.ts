@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { positiveInt } from "@dcpjs/demo-kit";
 import { Command } from "commander";
+import { asyncSaveBench } from "./async-save.js";
 import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
 import { httpLoad } from "./http-load.js";
@@ -278,6 +279,37 @@ program
       bigMib: o.bigMib,
       ...(o.pieceBytes ? { pieceBytes: o.pieceBytes } : {}),
       ...(o.redis ? { redisUrl: o.redis } : {}),
+    }),
+  );
+
+program
+  .command("async-save")
+  .description(
+    "a training loop of synchronous steps with an asyncSave every N steps: blocked time per save vs memcpy, step-time inflation vs the loop without saves, RSS after the last save vs after the 10th",
+  )
+  .option("--state-mib <n>", "MiB of state", positiveInt, 256)
+  .option("--tensors <n>", "tensors the state is split into", positiveInt, 64)
+  .option("--step-ms <n>", "ms of synchronous compute per step", positiveInt, 50)
+  .option("--every <n>", "steps between saves", positiveInt, 10)
+  .option("--saves <n>", "saves per staging mode", positiveInt, 200)
+  .option(
+    "--baseline-steps <n>",
+    "steps of each loop without saves (one before, one after)",
+    positiveInt,
+    100,
+  )
+  .option("--staging <list>", "staging modes, comma-separated: copy and/or none", "copy,none")
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+  .action((o) =>
+    asyncSaveBench({
+      stateMib: o.stateMib,
+      tensors: o.tensors,
+      stepMs: o.stepMs,
+      every: o.every,
+      saves: o.saves,
+      baselineSteps: o.baselineSteps,
+      staging: String(o.staging).split(",") as ("copy" | "none")[],
+      dir: o.dir,
     }),
   );
 

@@ -3,16 +3,31 @@ import { CheckpointError } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata } from "./plan/metadata.js";
 import type { SaveOptions } from "./save.js";
-import { stageStateDict } from "./staging.js";
+import { type StagingMode, stageStateDict } from "./staging.js";
+import { stagingPoolFor } from "./staging-pool.js";
 
 /** Options of {@link asyncSave}: those of {@link save}, plus staging and concurrency. */
 export interface AsyncSaveOptions extends SaveOptions {
   /**
-   * The most bytes of tensor data this rank may stage. Staging holds a copy of every tensor and
-   * shard of the state dict (their total size); a larger state dict fails before anything is
-   * copied. @default Infinity
+   * The most bytes of tensor data this rank may stage (copy). Staging holds a copy of every tensor
+   * and shard of the state dict it copies (their total size, plus up to 63 bytes of alignment
+   * each); a larger state dict fails before anything is copied.
+   *
+   * The copy lies in one `SharedArrayBuffer` kept per process group (or, without one, per process)
+   * and reused by the next save — no allocation per save while the shapes stay the same, as DCP's
+   * `cache_staged_state_dict`. It is let go when a later save needs more bytes, or less than half
+   * (a new buffer of the size needed replaces it), when a save's limit is smaller than it, when no
+   * save has used it for 5 minutes, or with its process group. @default Infinity
    */
   readonly maxStagingBytes?: number;
+  /**
+   * `"copy"`: `staged` resolves once every tensor is copied, and the caller may change its tensors
+   * from then on. `"none"`: the caller promises not to change its tensors until `completed`
+   * settles — tensors in a `SharedArrayBuffer` are saved from where they lie (no copy, `staged`
+   * resolves at once), others are still copied (the save reads only shared memory, which its
+   * worker threads can see). As DCP's choice of `AsyncStager` (staging, or none). @default "copy"
+   */
+  readonly staging?: StagingMode;
   /**
    * What a call does while an earlier `asyncSave` on the same process group (or, without one, in
    * this process) is still running: `"wait"` stages only once the earlier save has completed
@@ -73,9 +88,12 @@ export function asyncSave(stateDict: StateDict, options: AsyncSaveOptions): Asyn
   const limit = options.maxStagingBytes ?? Number.POSITIVE_INFINITY;
   const stagedCopy = (async () => {
     await previous?.catch(() => {});
-    return stageStateDict(stateDict, limit);
+    return stageStateDict(stateDict, limit, {
+      pool: stagingPoolFor(options.processGroup),
+      staging: options.staging ?? "copy",
+    });
   })();
-  const { maxStagingBytes: _, whenBusy: __, ...saveOptions } = options;
+  const { maxStagingBytes: _, whenBusy: __, staging: ___, ...saveOptions } = options;
   const completed = stagedCopy.then((copy) =>
     saveInBackground(copy.stateDict, saveOptions).finally(() => copy.release()),
   );

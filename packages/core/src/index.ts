@@ -68,6 +68,7 @@ export { DefaultLoadPlanner, type DefaultLoadPlannerOptions } from "./plan/load-
 export type { Metadata } from "./plan/metadata.js";
 export { DefaultSavePlanner, type DefaultSavePlannerOptions } from "./plan/save-planner.js";
 export { type SaveOptions, save } from "./save.js";
+export type { StagingMode } from "./staging.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
 export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";
 export type { UnchangedItems } from "./storage/incremental-base.js";

@@ -20,6 +20,8 @@ export {
   dedupSavePlans,
   validateGlobalPlan,
 } from "./plan/save-planner.js";
+export { stageStateDict } from "./staging.js";
+export { STAGING_POOL_IDLE_MS, stagingPoolFor } from "./staging-pool.js";
 export { splitBySizeAndType } from "./storage/filesystem-writer.js";
 export { isSaveLeaseFile, saveLeaseFile, saveTagOf } from "./storage/layout.js";
 export { readCheckpointMetadata } from "./storage/read-checkpoint-metadata.js";

@@ -19,6 +19,16 @@ export {
 } from "./browser-worker-pool.js";
 
 /**
+ * Copies `src` into `dst` (the same length), as Node's `copyBytes`: `TypedArray#set`.
+ *
+ * @param dst - where to, `src.byteLength` bytes.
+ * @param src - what.
+ */
+export function copyBytes(dst: Uint8Array, src: Uint8Array): void {
+  dst.set(src);
+}
+
+/**
  * Whether asyncSave has a save thread here: not in a page — its save runs on the page's thread
  * after `staged` (docs/browser.md).
  */

@@ -21,6 +21,27 @@ export {
   workerThreadsRunning,
 } from "../storage/worker-pool.js";
 
+/**
+ * Copies below this many bytes use `TypedArray#set`; longer ones `Buffer#fill`, a native memcpy —
+ * `set` copies into shared memory word by word (relaxed atomics), markedly slower
+ * (docs/benchmarks.md, issue #25's section), while below it a `Buffer` view's cost dominates.
+ */
+const NATIVE_COPY_MIN_BYTES = 64 * 1024;
+
+/**
+ * Copies `src` into `dst` (the same length), at memcpy speed also into shared memory.
+ *
+ * @param dst - where to, `src.byteLength` bytes.
+ * @param src - what.
+ */
+export function copyBytes(dst: Uint8Array, src: Uint8Array): void {
+  if (src.byteLength >= NATIVE_COPY_MIN_BYTES) {
+    Buffer.from(dst.buffer, dst.byteOffset, src.byteLength).fill(
+      Buffer.from(src.buffer, src.byteOffset, src.byteLength),
+    );
+  } else dst.set(src);
+}
+
 /** Whether asyncSave has a save thread here (a `worker_threads` Worker). */
 export const HAS_SAVE_THREAD = true;
 

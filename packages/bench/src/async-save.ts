@@ -1,0 +1,363 @@
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { type AsyncSaveResult, asyncSave, type StagingMode, type Tensor } from "@dcpjs/core";
+import { stageStateDict, stagingPoolFor } from "@dcpjs/core/testing";
+import { report } from "./report.js";
+
+const MiB = 1024 * 1024;
+
+/** Options of {@link asyncSaveBench}. */
+export interface AsyncSaveBenchOptions {
+  /** MiB of state (float32 tensors in ordinary memory, or shared memory for `staging: "none"`). */
+  readonly stateMib: number;
+  /** Tensors the state is split into. */
+  readonly tensors: number;
+  /** Milliseconds of synchronous compute per training step (calibrated once, then fixed work). */
+  readonly stepMs: number;
+  /** Steps between saves. */
+  readonly every: number;
+  /** Saves per staging mode. */
+  readonly saves: number;
+  /** Steps of each loop without saves (one before, between and after the loops with saves). */
+  readonly baselineSteps: number;
+  /** The staging modes to run. */
+  readonly staging: readonly StagingMode[];
+  /** Scratch folder. */
+  readonly dir: string;
+}
+
+setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+setFlagsFromString("--no-expose-gc");
+
+/**
+ * Copy bandwidths in GB/s (decimal), best of 7, the three taken in turns so that a machine's load
+ * weighs on each alike: `memcpy` — the state's tensors copied one by one (`TypedArray#set`, a
+ * single-core memcpy) into one ordinary buffer; `contiguous` — one memcpy of as many bytes between
+ * two ordinary buffers; `staging` — {@link stageStateDict} with a warm pool (what `staged` waits
+ * for, without the save).
+ */
+function bandwidths(
+  sd: Record<string, Tensor>,
+  bytes: number,
+): { memcpy: number; contiguous: number; staging: number } {
+  const tensors = Object.values(sd).map(
+    (t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  );
+  const dst = new Uint8Array(bytes);
+  const src = new Uint8Array(bytes);
+  dst.fill(1); // fault the pages in first
+  src.fill(2);
+  const pool = stagingPoolFor({});
+  stageStateDict(sd, Number.POSITIVE_INFINITY, { pool }).release();
+  const best = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
+  const time = (i: number, fn: () => void) => {
+    const t0 = performance.now();
+    fn();
+    best[i] = Math.min(best[i]!, performance.now() - t0);
+  };
+  for (let rep = 0; rep < 7; rep++) {
+    time(0, () => {
+      let offset = 0;
+      for (const t of tensors) {
+        dst.set(t, offset);
+        offset += t.byteLength;
+      }
+    });
+    time(1, () => dst.set(src));
+    time(2, () => stageStateDict(sd, Number.POSITIVE_INFINITY, { pool }).release());
+  }
+  pool.letGo();
+  const gbps = (ms: number) => bytes / 1e6 / ms;
+  return { memcpy: gbps(best[0]!), contiguous: gbps(best[1]!), staging: gbps(best[2]!) };
+}
+
+/** A stand-in for a training step's synchronous compute: `n` rounds of float multiply-adds. */
+const scratch = new Float64Array(16384);
+function compute(n: number): number {
+  let acc = 0;
+  for (let r = 0; r < n; r++) {
+    for (let i = 0; i < scratch.length; i++) {
+      scratch[i] = scratch[i]! * 0.999 + i;
+      acc += scratch[i]!;
+    }
+  }
+  return acc;
+}
+
+/** The rounds of {@link compute} that take `ms` milliseconds (median of 5 timings). */
+function calibrate(ms: number): number {
+  compute(50);
+  const t0 = performance.now();
+  compute(50);
+  const perRound = (performance.now() - t0) / 50;
+  const rounds = Math.max(1, Math.round(ms / perRound));
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    compute(rounds);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return Math.max(1, Math.round((rounds * ms) / times[2]!));
+}
+
+/** Yields to the event loop once, as a training loop does between steps (an `await` on a macrotask). */
+function yieldOnce(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Milliseconds per step of a loop of `steps` steps without saves. */
+async function baseline(steps: number, rounds: number): Promise<number> {
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) {
+    compute(rounds);
+    await yieldOnce();
+  }
+  return (performance.now() - t0) / steps;
+}
+
+function stateDict(o: AsyncSaveBenchOptions, shared: boolean): Record<string, Tensor> {
+  const sd: Record<string, Tensor> = {};
+  const bytes = Math.floor((o.stateMib * MiB) / o.tensors / 4) * 4;
+  for (let i = 0; i < o.tensors; i++) {
+    const data = new Uint8Array(shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    for (let j = 0; j < bytes; j += 4096) data[j] = (i + j) & 0xff;
+    sd[`layers.${i}.weight`] = { dtype: "float32", shape: [bytes / 4], data };
+  }
+  return sd;
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+/**
+ * RSS (bytes) at rest: the least of five readings 100 ms apart, each after a collection of this
+ * thread (V8 frees array buffers' memory on a background thread after a collection, so one
+ * reading may come too early and count garbage).
+ */
+async function rssAtRest(): Promise<number> {
+  let rss = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 5; i++) {
+    collect();
+    await new Promise((r) => setTimeout(r, 100));
+    rss = Math.min(rss, process.memoryUsage().rss);
+  }
+  return rss;
+}
+
+interface Run {
+  readonly mode: StagingMode;
+  readonly blockedMs: number[];
+  /** Blocked times of the saves requested after the previous one had completed. */
+  readonly blockedFreeMs: number[];
+  readonly msPerStep: number;
+  readonly waited: number;
+  readonly rssTenth: number;
+  /** RSS at rest before the loop, the state dict allocated. */
+  readonly rssBefore: number;
+  readonly rssLast: number;
+  readonly allocations: number;
+  readonly seconds: number;
+}
+
+/** The training loop with a save every `every` steps, one staging mode. */
+async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: number): Promise<Run> {
+  const sd = stateDict(o, mode === "none");
+  await mkdir(o.dir, { recursive: true });
+  const dir = await mkdtemp(join(o.dir, `async-save-${mode}-`)); // of this run alone
+  const pool = stagingPoolFor(undefined);
+  pool.letGo();
+  const allocations0 = pool.allocations;
+  const blockedMs: number[] = [];
+  const blockedFreeMs: number[] = [];
+  const pending: Promise<unknown>[] = [];
+  let waited = 0;
+  let rssTenth = 0;
+  let paused = 0;
+  let last: AsyncSaveResult | undefined;
+  let lastSettled = true;
+  const steps = o.saves * o.every;
+  const rssBefore = await rssAtRest();
+  const t0 = performance.now();
+  for (let s = 1; s <= steps; s++) {
+    compute(rounds);
+    if (s % o.every === 0) {
+      const n = s / o.every;
+      const free = lastSettled;
+      if (!free) waited++;
+      const tStage = performance.now();
+      const save = asyncSave(sd, { checkpointId: join(dir, `step-${s}`), staging: mode });
+      await save.staged;
+      blockedMs.push(performance.now() - tStage);
+      if (free) blockedFreeMs.push(performance.now() - tStage);
+      lastSettled = false;
+      last = save;
+      const old = join(dir, `step-${s - 2 * o.every}`);
+      pending.push(
+        save.completed.then(async () => {
+          lastSettled = true;
+          await rm(old, { recursive: true, force: true });
+        }),
+      );
+      if (n === Math.min(10, o.saves)) {
+        // Read at rest, as after the last save: the loop pauses (not counted in its time) until
+        // this save has completed, so that no save is in flight for either reading.
+        const tPause = performance.now();
+        await save.completed;
+        await new Promise((r) => setTimeout(r, 500)); // the worker threads' idle collection
+        rssTenth = await rssAtRest();
+        paused += performance.now() - tPause;
+      }
+    }
+    await yieldOnce();
+  }
+  const msPerStep = (performance.now() - t0 - paused) / steps;
+  await last?.completed;
+  await Promise.all(pending);
+  await new Promise((r) => setTimeout(r, 500)); // the worker threads' idle collection
+  const rssLast = await rssAtRest();
+  const allocations = pool.allocations - allocations0;
+  pool.letGo();
+  await rm(dir, { recursive: true, force: true });
+  return {
+    mode,
+    blockedMs,
+    blockedFreeMs,
+    msPerStep,
+    waited,
+    rssTenth,
+    rssBefore,
+    rssLast,
+    allocations,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** Runs this benchmark for `o` in a child process of the same Node, its output passed through. */
+function inChild(o: AsyncSaveBenchOptions): Promise<void> {
+  const args = [
+    ...process.execArgv,
+    process.argv[1]!,
+    "async-save",
+    ...["--state-mib", o.stateMib, "--tensors", o.tensors, "--step-ms", o.stepMs, "--every", o.every],
+    ...["--saves", o.saves, "--baseline-steps", o.baselineSteps, "--staging", o.staging[0]!, "--dir", o.dir],
+  ].map(String);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: "inherit" });
+    child.once("error", reject);
+    child.once("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`Expected exit code 0, got ${code}`)),
+    );
+  });
+}
+
+/**
+ * `pnpm bench async-save`: a training loop of synchronous steps with an `asyncSave` every few
+ * steps — blocked time per save (until `staged`) against 256 MiB ÷ (0.5 × memcpy bandwidth
+ * measured in the same run) + 20 ms, step-time inflation against the same loop without saves, and
+ * RSS after the last save against after the 10th (issue #25).
+ *
+ * @param o - see {@link AsyncSaveBenchOptions}.
+ */
+export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
+  if (o.staging.length > 1) {
+    // One fresh process per mode: what one mode's loop left to the collectors (its 256 MiB
+    // buffers, the save thread's views of them) must not weigh on the next one's RSS readings.
+    for (const mode of o.staging) await inChild({ ...o, staging: [mode] });
+    return;
+  }
+  const stateBytes = Math.floor((o.stateMib * MiB) / o.tensors / 4) * 4 * o.tensors;
+  const bw = bandwidths(stateDict(o, false), stateBytes);
+  const memcpy = bw.memcpy;
+  const rounds = calibrate(o.stepMs);
+  // Each loop with saves is compared with the mean of the loops without saves just before and
+  // just after it: a shared machine's load drifts during a run of minutes.
+  const baselines = [await baseline(o.baselineSteps, rounds)];
+  const runs: Run[] = [];
+  for (const mode of o.staging) {
+    runs.push(await withSaves(o, mode, rounds));
+    baselines.push(await baseline(o.baselineSteps, rounds));
+  }
+  const baseOf = (r: Run) => {
+    const i = runs.indexOf(r);
+    return (baselines[i]! + baselines[i + 1]!) / 2;
+  };
+  const targetMs = stateBytes / 1e6 / (0.5 * memcpy) + 20;
+  const rows = [
+    {
+      name: "memcpy of the tensors into one buffer (best of 7)",
+      bytes: stateBytes,
+      seconds: stateBytes / 1e9 / memcpy,
+    },
+    {
+      name: "memcpy, one contiguous block (best of 7)",
+      bytes: stateBytes,
+      seconds: stateBytes / 1e9 / bw.contiguous,
+    },
+    {
+      name: "staging alone, warm pool (best of 7)",
+      bytes: stateBytes,
+      seconds: stateBytes / 1e9 / bw.staging,
+    },
+    ...runs.map((r) => {
+      const sorted = [...r.blockedMs].sort((a, b) => a - b);
+      return {
+        name: `asyncSave staging: "${r.mode}", blocked until staged (median)`,
+        bytes: stateBytes,
+        seconds: quantile(sorted, 0.5) / 1000,
+        extra: {
+          "p95 ms": quantile(sorted, 0.95).toFixed(1),
+          "max ms": (sorted.at(-1) ?? Number.NaN).toFixed(1),
+          "median ms, no wait": quantile(
+            [...r.blockedFreeMs].sort((a, b) => a - b),
+            0.5,
+          ).toFixed(1),
+          "target ms": targetMs.toFixed(1),
+          "ms/step": r.msPerStep.toFixed(2),
+          "ms/step, no saves": baseOf(r).toFixed(2),
+          "inflation %": ((r.msPerStep / baseOf(r) - 1) * 100).toFixed(1),
+          "waited for previous": r.waited,
+          "RSS Δ MiB (10th − before)": ((r.rssTenth - r.rssBefore) / MiB).toFixed(1),
+          "RSS Δ MiB (last − 10th)": ((r.rssLast - r.rssTenth) / MiB).toFixed(1),
+          "buffers allocated": r.allocations,
+          "loop s": r.seconds.toFixed(0),
+        },
+      };
+    }),
+  ];
+  const ratios: Record<string, number> = {
+    "staging ÷ memcpy bandwidth": bw.staging / memcpy,
+    "staging ÷ contiguous memcpy bandwidth": bw.staging / bw.contiguous,
+  };
+  for (const r of runs) {
+    const sorted = [...r.blockedMs].sort((a, b) => a - b);
+    ratios[`${r.mode}: staging ÷ memcpy bandwidth (median)`] =
+      stateBytes / 1e6 / quantile(sorted, 0.5) / memcpy;
+    ratios[`${r.mode}: blocked (median) ÷ target`] = quantile(sorted, 0.5) / targetMs;
+    ratios[`${r.mode}: step-time inflation %`] = (r.msPerStep / baseOf(r) - 1) * 100;
+    ratios[`${r.mode}: RSS after last − after 10th, MiB`] = (r.rssLast - r.rssTenth) / MiB;
+  }
+  report(
+    "async-save",
+    {
+      stateMib: o.stateMib,
+      tensors: o.tensors,
+      stepMs: o.stepMs,
+      every: o.every,
+      saves: o.saves,
+      staging: o.staging.join(","),
+    },
+    rows,
+    ratios,
+    [
+      `loops without saves, before, between and after: ${baselines.map((b) => b.toFixed(2)).join(", ")} ms/step`,
+      `target blocked time: state ÷ (0.5 × memcpy ${memcpy.toFixed(1)} GB/s) + 20 ms = ${targetMs.toFixed(1)} ms`,
+      'staging: "copy" saves tensors in ordinary memory (copied); "none" saves tensors in shared memory (not copied)',
+    ],
+  );
+}
