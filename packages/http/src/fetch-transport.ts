@@ -21,6 +21,18 @@ export interface FetchTransportOptions {
   readonly fetch?: typeof fetch;
 }
 
+/** Bytes of the scratch buffer a body is read through, where bodies are byte streams (BYOB readers). */
+const SCRATCH_BYTES = 256 * 1024;
+
+/** A BYOB reader of `stream`, where it is a byte stream (Chromium's and undici's `Response.body`); else undefined. */
+function byobReader(stream: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return stream.getReader({ mode: "byob" });
+  } catch {
+    return undefined;
+  }
+}
+
 /** A body read from `Response.body` through a stream reader. */
 class FetchBody implements AnswerBody {
   constructor(readonly stream: ReadableStream<Uint8Array> | null) {}
@@ -38,16 +50,31 @@ class FetchBody implements AnswerBody {
       stream.cancel().catch(() => {});
       return 0;
     }
-    const reader = stream.getReader();
+    const reader = byobReader(stream);
+    const pieces = reader === undefined ? stream.getReader() : undefined;
+    // One scratch buffer per body, reused (a BYOB read hands it back transferred): the body makes no
+    // garbage the size of itself, which a page's memory would hold until the next collection.
+    let scratch = reader === undefined ? undefined : new Uint8Array(SCRATCH_BYTES);
+    const next = async (room: number): Promise<Uint8Array | undefined> => {
+      if (pieces !== undefined) {
+        const { done, value } = await pieces.read();
+        return done ? undefined : value;
+      }
+      const { done, value } = await reader!.read(
+        new Uint8Array(scratch!.buffer, 0, Math.min(room, SCRATCH_BYTES)),
+      );
+      if (value !== undefined) scratch = new Uint8Array(value.buffer);
+      return done ? undefined : value;
+    };
     let delivered = 0;
     try {
       for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return delivered;
+        const room = skip > 0 ? skip : want > delivered ? want - delivered : 1;
+        let chunk = await next(room);
+        if (chunk === undefined) return delivered;
         touch();
         // more than the body should hold: what was wanted is in, the rest is dropped
         if (delivered === want) break;
-        let chunk = value;
         if (skip > 0) {
           if (chunk.byteLength <= skip) {
             skip -= chunk.byteLength;
@@ -62,13 +89,13 @@ class FetchBody implements AnswerBody {
         // a body that should end here is read to its end, so its connection is kept for the next request
         if (delivered === want && !exact) break;
       }
-      reader.cancel().catch(() => {});
+      (reader ?? pieces)!.cancel().catch(() => {});
       return delivered;
     } catch (error) {
-      reader.cancel(error).catch(() => {});
+      (reader ?? pieces)!.cancel(error).catch(() => {});
       throw error;
     } finally {
-      reader.releaseLock();
+      (reader ?? pieces)!.releaseLock();
     }
   }
 
