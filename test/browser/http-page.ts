@@ -2,9 +2,11 @@
 // browser (esbuild, the `browser` condition), served same-origin with the checkpoints by the
 // loopback file server (Range, ETag, faults on demand); and a sampler of the page's memory through
 // CDP's `Runtime.getHeapUsage` (the JS heap plus the ArrayBuffer backing stores).
+import { builtinModules } from "node:module";
 import { type StateDict, save, type Tensor } from "@dcpjs/core";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 import type { CDPSession, Page } from "playwright-core";
+import { browserConditions, noNodeBuiltins } from "../../scripts/browser-bundle.mjs";
 import { type LaunchedChromium, launchChromium } from "../support/chromium.js";
 import { type HttpFileServer, startHttpFileServer } from "../support/http-file-server.js";
 
@@ -104,6 +106,22 @@ window.dcpHttp.tfModel = async (id, endpoint, names, shapes, input) => {
 };
 `;
 
+/**
+ * TF.js's own optional Node built-ins (`util`, `fs`, `crypto`…, required only under Node) left
+ * external, so that the guard against Node built-ins applies to dcpjs's code alone.
+ */
+const BUILTINS: ReadonlySet<string> = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+const tfjsOwnBuiltins: Plugin = {
+  name: "tfjs-own-builtins",
+  setup(b) {
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      BUILTINS.has(args.path) && /node_modules\/.*(@tensorflow|seedrandom)/.test(args.importer)
+        ? { path: args.path, external: true }
+        : undefined,
+    );
+  },
+};
+
 /** A page that can load from {@link HttpPage.server}. */
 export interface HttpPage {
   readonly page: Page;
@@ -132,26 +150,9 @@ export async function openHttpPage(
     write: false,
     format: "esm",
     platform: "browser",
-    conditions: ["browser", "@dcpjs/source"],
+    conditions: browserConditions(true),
     logLevel: "silent",
-    plugins: process.env.TMP_CORE_FROM
-      ? [
-          {
-            name: "alias",
-            setup(b) {
-              b.onResolve({ filter: /^@dcpjs\/core/ }, (a) =>
-                a.pluginData
-                  ? undefined
-                  : b.resolve(a.path, {
-                      resolveDir: process.env.TMP_CORE_FROM!,
-                      kind: a.kind,
-                      pluginData: 1,
-                    }),
-              );
-            },
-          },
-        ]
-      : [],
+    plugins: [tfjsOwnBuiltins, noNodeBuiltins()],
   });
   const server = await startHttpFileServer({
     root,
