@@ -113,3 +113,19 @@ export {
   pageSetInterval as setInterval,
   pageSetTimeout as setTimeout,
 };
+
+/**
+ * `SharedArrayBuffer` where the page has none (not cross-origin isolated): @dcpjs/core allocates
+ * one at load time and stages into them. This stand-in allocates a plain `ArrayBuffer` and is never
+ * matched by `instanceof`, so core takes every buffer for an unshared one and stays on the main
+ * thread.
+ */
+class UnsharedArrayBuffer extends ArrayBuffer {
+  static [Symbol.hasInstance]() {
+    return false;
+  }
+}
+
+const PageSharedArrayBuffer = globalThis.SharedArrayBuffer ?? UnsharedArrayBuffer;
+
+export { PageSharedArrayBuffer as SharedArrayBuffer };
