@@ -80,6 +80,10 @@ export interface BundleForBrowserOptions {
   readonly outfile: string;
   /** Minify. @default false */
   readonly minify?: boolean;
+  /** Module names to replace by other modules (esbuild's `alias`), e.g. a test runner for the page. @default none */
+  readonly alias?: Readonly<Record<string, string>>;
+  /** More folders to resolve bare module names in (esbuild's `nodePaths`). @default none */
+  readonly nodePaths?: readonly string[];
 }
 
 /**
@@ -102,6 +106,8 @@ export async function bundleForBrowser(options: BundleForBrowserOptions): Promis
     conditions: ["@dcpjs/source"],
     inject: [join(SHIMS, "globals.js")],
     minify: options.minify ?? false,
+    alias: { ...options.alias },
+    nodePaths: [...(options.nodePaths ?? [])],
     sourcemap: true,
     metafile: true,
     logLevel: "silent",

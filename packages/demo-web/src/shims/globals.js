@@ -47,6 +47,10 @@ class PageBuffer extends Uint8Array {
   static isBuffer(value) {
     return value instanceof PageBuffer;
   }
+  /** @param {Uint8Array} other */
+  equals(other) {
+    return this.byteLength === other.byteLength && this.every((b, i) => b === other[i]);
+  }
   /** @param {string=} encoding */
   toString(encoding) {
     if (encoding === undefined || encoding === "utf8" || encoding === "utf-8")
