@@ -11,9 +11,10 @@ const STEPS = 30;
 const EVERY = 5;
 
 describe.each([
-  { isolated: true, label: "cross-origin isolated (SharedArrayBuffer)" },
-  { isolated: false, label: "not isolated (no SharedArrayBuffer)" },
-])("the demo page, $label", ({ isolated }) => {
+  { isolated: true, backend: "cpu", label: "cross-origin isolated (SharedArrayBuffer), CPU backend" },
+  { isolated: false, backend: "cpu", label: "not isolated (no SharedArrayBuffer), CPU backend" },
+  { isolated: true, backend: "webgl", label: "cross-origin isolated, WebGL backend (software GL)" },
+])("the demo page, $label", ({ isolated, backend }) => {
   let demo: DemoPageHarness;
   beforeAll(async () => {
     demo = await startDemoPage(isolated);
@@ -24,14 +25,15 @@ describe.each([
 
   it("resumes after a reload from the newest committed OPFS checkpoint, with bit-identical losses", async () => {
     const page = await demo.chromium.context.newPage();
-    await page.goto(demo.url({ ckpt: "opfs://reference", steps: STEPS, every: EVERY }));
+    await page.goto(demo.url({ ckpt: "opfs://reference", steps: STEPS, every: EVERY, backend }));
     const reference = await demoFinished(page);
     expect(reference.resumedAt).toBeUndefined();
     expect(Object.keys(reference.losses)).toHaveLength(STEPS);
+    expect(reference.backend).toBe(backend);
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(isolated);
 
     // The killed run: slowed down so that the reload lands mid-training (and maybe mid-save).
-    await page.goto(demo.url({ ckpt: "opfs://killed", steps: STEPS, every: EVERY, delay: 25 }));
+    await page.goto(demo.url({ ckpt: "opfs://killed", steps: STEPS, every: EVERY, delay: 25, backend }));
     await page.waitForFunction(
       () => ((globalThis as unknown as { dcpjsDemo?: { step: number } }).dcpjsDemo?.step ?? 0) >= 17,
       null,
@@ -55,19 +57,22 @@ describe.each([
     await page.close();
   });
 
-  it.runIf(isolated)("shows 'resumed at step N' after a reload (screenshot)", async () => {
-    const page = await demo.chromium.context.newPage();
-    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
-    await demoFinished(page);
-    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
-    const state = await demoFinished(page);
-    expect(state.resumedAt).toBe(10);
-    const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
-    expect(png.subarray(1, 4).toString()).toBe("PNG");
-    const status = await page.locator("#status").textContent();
-    expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
-    expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
-    expect(await page.locator("#checkpoints li").count()).toBe(4);
-    await page.close();
-  });
+  it.runIf(isolated && backend === "cpu")(
+    "shows 'resumed at step N' after a reload (screenshot)",
+    async () => {
+      const page = await demo.chromium.context.newPage();
+      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
+      await demoFinished(page);
+      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
+      const state = await demoFinished(page);
+      expect(state.resumedAt).toBe(10);
+      const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
+      expect(png.subarray(1, 4).toString()).toBe("PNG");
+      const status = await page.locator("#status").textContent();
+      expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
+      expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
+      expect(await page.locator("#checkpoints li").count()).toBe(4);
+      await page.close();
+    },
+  );
 });

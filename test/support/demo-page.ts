@@ -13,6 +13,7 @@ export interface DemoPageState {
   readonly losses: Record<string, string>;
   readonly checkpoints: string[];
   readonly weights?: string[];
+  readonly backend?: string;
   readonly error?: string;
 }
 

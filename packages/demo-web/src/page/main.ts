@@ -1,12 +1,14 @@
-// The demo page: trains a small seeded TF.js model on the CPU backend, checkpoints the model and
-// its optimizer to OPFS with asyncSave every N steps, and after a reload (the "kill") resumes
-// from the newest committed checkpoint. Query parameters (all optional): ckpt (an opfs:// folder),
-// steps, every, optimizer, delay (ms between steps, to watch it). It reports on the page and in
-// `globalThis.dcpjsDemo` (what the tests read).
+// The demo page: trains a small seeded TF.js model (CPU backend, or WebGL on request),
+// checkpoints the model and its optimizer to OPFS with asyncSave every N steps, and after a
+// reload (the "kill") resumes from the newest committed checkpoint. Query parameters (all
+// optional): ckpt (an opfs:// folder), steps, every, optimizer, delay (ms between steps, to watch
+// it), backend (cpu or webgl). It reports on the page and in `globalThis.dcpjsDemo` (what the
+// tests read).
 import { asyncSave, latestCheckpoint, listCheckpoints } from "@dcpjs/core";
 import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit/train-model";
 import "@dcpjs/opfs";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
+import "@tensorflow/tfjs-backend-webgl";
 import * as tf from "@tensorflow/tfjs-core";
 import { type DemoSettings, type DemoState, demoSettings } from "./settings.js";
 
@@ -36,7 +38,9 @@ function showProgress(): void {
 }
 
 async function run(): Promise<void> {
-  await tf.setBackend("cpu");
+  if (!(await tf.setBackend(settings.backend)))
+    throw new Error(`Expected the ${settings.backend} backend, got none`);
+  state.backend = tf.getBackend();
   $("backend").textContent = `TF.js ${tf.version_core}, backend ${tf.getBackend()}`;
   const model = buildModel();
   const optimizer = makeOptimizer(settings.optimizer);

@@ -12,6 +12,8 @@ export interface DemoSettings {
   readonly optimizer: string;
   /** Pause after each step (ms), to watch the page. @default 0 */
   readonly delayMs: number;
+  /** The TF.js backend: `cpu` (pure JS) or `webgl`. @default cpu */
+  readonly backend: "cpu" | "webgl";
 }
 
 /** What the page exposes as `globalThis.dcpjsDemo`. */
@@ -26,6 +28,8 @@ export interface DemoState {
   losses: Record<number, string>;
   /** The checkpoint ids found, newest first. */
   checkpoints: string[];
+  /** The TF.js backend in use. */
+  backend?: string;
   /** When done: each weight's float32 bits, concatenated. */
   weights?: string[];
   /** When failed: the error. */
@@ -41,10 +45,15 @@ function positive(params: URLSearchParams, name: string, fallback: number, min =
   return value;
 }
 
+function tfBackend(name: string): "cpu" | "webgl" {
+  if (name !== "cpu" && name !== "webgl") throw new Error(`Expected backend cpu or webgl, got ${name}`);
+  return name;
+}
+
 /**
  * The settings from a page's query parameters.
  * @param params - `location.search`'s.
- * @throws {@link Error} for a malformed number, an unknown optimizer, or a ckpt without opfs://.
+ * @throws {@link Error} for a malformed number, an unknown optimizer or backend, or a ckpt without opfs://.
  */
 export function demoSettings(params: URLSearchParams): DemoSettings {
   const ckpt = params.get("ckpt") ?? "opfs://dcpjs-demo/run";
@@ -58,5 +67,6 @@ export function demoSettings(params: URLSearchParams): DemoSettings {
     every: positive(params, "every", 5),
     optimizer,
     delayMs: positive(params, "delay", 0, 0),
+    backend: tfBackend(params.get("backend") ?? "cpu"),
   };
 }
