@@ -33,7 +33,7 @@ export class MemoryFileSystem implements FileSystemBase {
         tell: () => written,
         sync: async () => {},
         close: async () => {
-          this.files.set(path, { bytes: new Uint8Array(Buffer.concat(chunks)), modifiedMs: Date.now() });
+          this.files.set(path, { bytes: concat(chunks, written), modifiedMs: Date.now() });
         },
         abort: async () => {
           chunks.length = 0;
@@ -121,4 +121,15 @@ export function memoryBackend(fs: MemoryFileSystem): StorageBackend {
     createWriter: (path, options) => new FileSystemWriter({ ...options, path, fs }),
     createReader: (path, options) => new FileSystemReader({ ...options, path, fs }),
   };
+}
+
+/** The chunks' bytes one after the other, in a new array (no `Buffer`: the file system runs in a browser too). */
+function concat(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
 }

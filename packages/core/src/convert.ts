@@ -1,3 +1,4 @@
+import { collectWorkerHeaps, workerThreadsRunning } from "#platform";
 import { CheckpointError, throwIfAborted } from "./errors.js";
 import { writeWithFormat } from "./export-safetensors.js";
 import { checkpointFormatNamed } from "./formats/checkpoint-formats.js";
@@ -11,7 +12,6 @@ import { DefaultSavePlanner } from "./plan/save-planner.js";
 import { FileSystemWriter } from "./storage/filesystem-writer.js";
 import { createStorageReader, createStorageWriter } from "./storage/registry.js";
 import { isFileSystemBacked, type StorageWriter } from "./storage/storage.js";
-import { collectWorkerHeaps, workerThreadsRunning } from "./storage/worker-pool.js";
 import { assertIntegerInRange } from "./validate.js";
 
 /** Default {@link ConvertOptions.windowBytes}: most bytes of tensors a conversion holds at once, beyond the largest tensor. 256 MiB. */

@@ -2,6 +2,7 @@
 // process group is written against, and the pieces the other dcpjs packages share. A training
 // program needs only "@dcpjs/core". One `export … from` per module, in module order.
 
+export { ReadCache } from "#platform";
 export { assertRoot, assertScatterValues } from "./distributed/process-group.js";
 export { throwIfAborted } from "./errors.js";
 export type {
@@ -55,15 +56,12 @@ export type {
 } from "./storage/filesystem-base.js";
 export { METADATA_FILE, rankFilePrefix, SAVE_LEASE_EXPIRY_MS } from "./storage/layout.js";
 export { prefetchInOrder } from "./storage/ordered-prefetch.js";
+export type { CachedFileVersion, ReadCacheOptions, ReadCacheStats } from "./storage/read-cache.js";
 export {
   CACHE_LOCK_STALE_MS,
-  type CachedFileVersion,
   DEFAULT_CACHE_BLOCK_BYTES,
   DEFAULT_CACHE_MAX_BYTES,
-  ReadCache,
-  type ReadCacheOptions,
-  type ReadCacheStats,
-} from "./storage/read-cache.js";
+} from "./storage/read-cache-defaults.js";
 export { BLOCKS_IN_FLIGHT, type CachedReadSource, CachedReadStream } from "./storage/read-cache-stream.js";
 export type { ByteRange, CoalesceRule, ReadCapabilities } from "./storage/read-schedule.js";
 export { readViaReadInto } from "./storage/read-via-read-into.js";

@@ -2,6 +2,8 @@
 // process groups, the errors, the local folder storage, and DCP's default planners. The
 // extension API (planner and storage contracts, the storage registry, item formats, the DCP data
 // model, the checkpoint layout) is "@dcpjs/core/extend"; everything else is internal.
+
+export { LocalFileSystem } from "#platform";
 export { type AsyncSaveOptions, type AsyncSaveResult, asyncSave } from "./async-save.js";
 export {
   type CheckpointListing,
@@ -67,7 +69,6 @@ export { DefaultSavePlanner, type DefaultSavePlannerOptions } from "./plan/save-
 export { type SaveOptions, save } from "./save.js";
 export { FileSystemReader, type FileSystemReaderOptions } from "./storage/filesystem-reader.js";
 export { FileSystemWriter, type FileSystemWriterOptions } from "./storage/filesystem-writer.js";
-export { LocalFileSystem } from "./storage/local-file-system.js";
 export type { ProgressCallback } from "./storage/progress.js";
 export {
   QuantizedHuggingFaceStorageReader,

@@ -1,3 +1,4 @@
+import { SharedMemory } from "#platform";
 import { CheckpointError } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import { isShardedTensor, isTensor, type Tensor, tensorBytes } from "./model/tensor.js";
@@ -14,7 +15,7 @@ export interface StagedStateDict {
 /** A copy of a tensor's bytes, in shared memory: the background save checksums it on worker threads. */
 function stagedTensor(t: Tensor): Tensor {
   const bytes = tensorBytes(t);
-  const data = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  const data = new Uint8Array(new SharedMemory(bytes.byteLength));
   data.set(bytes);
   return { dtype: t.dtype, shape: [...t.shape], data };
 }

@@ -1,4 +1,4 @@
-import { crc32, crc32c } from "@node-rs/crc32";
+import { crc32, crc32c } from "#platform/crc";
 import { ChecksumMismatchError } from "../errors.js";
 import type { ChecksumBlocks, StorageInfo } from "../plan/metadata.js";
 import { runningChecksums } from "./running-checksums.js";

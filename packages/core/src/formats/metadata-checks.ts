@@ -1,12 +1,12 @@
-import { constants as bufferConstants } from "node:buffer";
+import { MAX_BYTE_LENGTH } from "#platform";
 import { MetadataError } from "../errors.js";
 import { numel } from "../model/tensor.js";
 import type { ChunkStorageMetadata, StorageMeta } from "../plan/metadata.js";
 
 // The pieces every metadata decoder and `validateMetadata` share: bounds, messages, field readers.
 
-/** Largest stored item (bytes): what one Node.js buffer can hold, so that a reader can stage it. */
-export const MAX_ITEM_BYTES = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER);
+/** Largest stored item (bytes): what one byte array of the runtime can hold (one Node.js buffer), so that a reader can stage it. */
+export const MAX_ITEM_BYTES = Math.min(MAX_BYTE_LENGTH, Number.MAX_SAFE_INTEGER);
 /**
  * Most pairwise chunk comparisons the tiling check makes for one checkpoint. DCP-style shardings
  * need about one per chunk; a file needing more is refused rather than checked slowly.

@@ -1,5 +1,5 @@
 import { decode, encode } from "@msgpack/msgpack";
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "#platform/crc";
 import { CheckpointError, MetadataError } from "../errors.js";
 import { type DecodeBudget, decodeGuarded } from "../model/decode-budget.js";
 import { type DType, isDType } from "../model/dtype.js";

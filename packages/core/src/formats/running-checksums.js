@@ -1,6 +1,6 @@
 // Plain JavaScript (JSDoc-typed) so that worker threads load it as it is, from the sources as
 // from dist, with no TypeScript loader: see storage/offload-worker.js.
-import { crc32, crc32c } from "@node-rs/crc32";
+import { crc32, crc32c } from "#platform/crc";
 
 /**
  * The running checksum of bytes at the end of each block of `blockBytes` (the last block may be
@@ -15,7 +15,7 @@ import { crc32, crc32c } from "@node-rs/crc32";
  */
 export function runningChecksums(algorithm, bytes, blockBytes, previous) {
   const crc = algorithm === "crc32" ? crc32 : crc32c;
-  const all = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const all = bytes;
   if (all.byteLength <= blockBytes) return [crc(all, previous)];
   /** @type {number[]} */
   const running = [];

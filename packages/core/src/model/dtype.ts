@@ -1,3 +1,4 @@
+import { SharedMemory } from "#platform";
 import { CheckpointError } from "../errors.js";
 
 /**
@@ -179,7 +180,7 @@ export function allocateTypedArray<D extends DType>(
   shared = false,
 ): TypedArrayFor<D> {
   const bytes = numel * DTYPE_BYTES[dtype];
-  const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes);
+  const buffer = shared ? new SharedMemory(bytes) : new ArrayBuffer(bytes);
   return new CONSTRUCTORS[dtype](buffer) as TypedArrayFor<D>;
 }
 

@@ -1,3 +1,4 @@
+import { isNodeBuffer } from "#platform";
 import { CheckpointError } from "../errors.js";
 import { assertIntegerInRange } from "../validate.js";
 import { DTYPE_BYTES } from "./dtype.js";
@@ -80,7 +81,7 @@ function viewRows(full: Tensor, startElement: number, sizes: readonly number[]):
   const byteOffset = full.data.byteOffset + startElement * elementBytes;
   const byteLength = numel(sizes) * elementBytes;
   // Keep the caller's typed-array type; Buffers and DataViews become plain Uint8Array views.
-  const plain = full.data instanceof DataView || Buffer.isBuffer(full.data);
+  const plain = full.data instanceof DataView || isNodeBuffer(full.data);
   type ViewCtor = {
     new (buffer: ArrayBufferLike, byteOffset: number, length: number): ArrayBufferView;
     BYTES_PER_ELEMENT: number;

@@ -15,8 +15,15 @@
  */
 
 /**
+ * Node's `Buffer`, whose `copy` is a native memcpy with no view object per run; absent in
+ * browsers, which copy each run with `set` of a view instead.
+ */
+const NodeBuffer = typeof Buffer === "function" ? Buffer : undefined;
+
+/**
  * Carries out a {@link StridedCopy}: one `set` for a single run, else a native memcpy per run
- * (`Buffer#copy`, with no view object per run — much cheaper for short runs).
+ * (`Buffer#copy` on Node.js, with no view object per run — much cheaper for short runs; `set` of
+ * a view in a browser).
  *
  * @param {Uint8Array} src - the source bytes (on an `ArrayBuffer` or a `SharedArrayBuffer`).
  * @param {Uint8Array} dst - the destination bytes.
@@ -29,7 +36,7 @@ export function stridedCopy(src, dst, copy) {
     dst.set(src.subarray(copy.srcBase, copy.srcBase + run), copy.dstBase);
     return;
   }
-  const source = Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+  const source = NodeBuffer?.from(src.buffer, src.byteOffset, src.byteLength);
   const outer = counts.length;
   // Typed as the index signatures allow; every index below is in range.
   const idx = /** @type {number[]} */ (new Array(outer).fill(0));
@@ -43,7 +50,8 @@ export function stridedCopy(src, dst, copy) {
       s += /** @type {number} */ (idx[i]) * /** @type {number} */ (ss[i]);
       t += /** @type {number} */ (idx[i]) * /** @type {number} */ (ds[i]);
     }
-    source.copy(dst, t, s, s + run);
+    if (source) source.copy(dst, t, s, s + run);
+    else dst.set(src.subarray(s, s + run), t);
     let j = outer - 1;
     while (j >= 0) {
       const next = /** @type {number} */ (idx[j]) + 1;

@@ -1,10 +1,9 @@
-import { randomUUID } from "node:crypto";
+import { checksumOffload, LocalFileSystem, randomUUID, resolveWorkerMinBytes, startWorkers } from "#platform";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import type { LoadPlan, Metadata, ReadItem, StorageInfo } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase } from "./filesystem-base.js";
-import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { committedRefersTo, readCheckpointMetadata } from "./read-checkpoint-metadata.js";
@@ -20,7 +19,6 @@ import {
   SharedChunkReads,
 } from "./shared-chunk-reads.js";
 import type { StorageReader, StorageSetUp } from "./storage.js";
-import { checksumOffload, resolveWorkerMinBytes, startWorkers } from "./worker-pool.js";
 
 /** Options of {@link FileSystemReader}. */
 export interface FileSystemReaderOptions {

@@ -1,5 +1,16 @@
-import { randomUUID } from "node:crypto";
 import pLimit from "p-limit";
+import {
+  checksumOffload,
+  concatBytes,
+  emitWarning,
+  LocalFileSystem,
+  randomUUID,
+  resolveWorkerMinBytes,
+  runsOffThread,
+  startWorkers,
+  unrefTimer,
+  utf8Bytes,
+} from "#platform";
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
@@ -27,12 +38,10 @@ import {
   saveTagOf,
   saveTagSuffix,
 } from "./layout.js";
-import { LocalFileSystem } from "./local-file-system.js";
 import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
-import { checksumOffload, resolveWorkerMinBytes, runsOffThread, startWorkers } from "./worker-pool.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
 /** Items smaller than this are gathered into one write with their neighbours (bytes). */
@@ -280,7 +289,7 @@ export class FileSystemWriter implements StorageWriter {
         this.fs,
         path,
         [
-          Buffer.from(
+          utf8Bytes(
             `${JSON.stringify({ saveId: this.#saveId, rank: this.#rank, at: new Date().toISOString() })}\n`,
           ),
         ],
@@ -292,7 +301,7 @@ export class FileSystemWriter implements StorageWriter {
     const timer = setInterval(() => {
       renewing ??= write()
         .catch((error) =>
-          process.emitWarning(`dcpjs: could not renew the save lease ${path}`, {
+          emitWarning(`dcpjs: could not renew the save lease ${path}`, {
             code: "DCPJS_LEASE",
             detail: String(error),
           }),
@@ -301,7 +310,7 @@ export class FileSystemWriter implements StorageWriter {
           renewing = undefined;
         });
     }, this.#leaseRenewMs);
-    timer.unref();
+    unrefTimer(timer);
     return {
       path,
       stop: async () => {
@@ -347,7 +356,7 @@ export class FileSystemWriter implements StorageWriter {
           ? stream.write(parts[0]!)
           : stream.writev
             ? stream.writev(parts)
-            : stream.write(Buffer.concat(parts, bytes));
+            : stream.write(concatBytes(parts, bytes));
       pending.catch(() => {}); // surfaced where it is awaited
     };
     try {
@@ -542,13 +551,10 @@ export class FileSystemWriter implements StorageWriter {
     } catch (error) {
       throwIfAborted(signal);
       if (!(error instanceof NotFoundError)) {
-        process.emitWarning(
-          `dcpjs: the checkpoint being replaced at ${target} is unreadable; its files stay`,
-          {
-            code: "DCPJS_CLEANUP",
-            detail: String(error),
-          },
-        );
+        emitWarning(`dcpjs: the checkpoint being replaced at ${target} is unreadable; its files stay`, {
+          code: "DCPJS_CLEANUP",
+          detail: String(error),
+        });
       }
       return new Set();
     }
@@ -559,7 +565,7 @@ export class FileSystemWriter implements StorageWriter {
       await this.fs.rmFile(path);
     } catch (error) {
       if (!(error instanceof NotFoundError))
-        process.emitWarning(`dcpjs: could not remove ${path}`, {
+        emitWarning(`dcpjs: could not remove ${path}`, {
           code: "DCPJS_CLEANUP",
           detail: String(error),
         });

@@ -1,5 +1,5 @@
-import { setMaxListeners } from "node:events";
 import pLimit from "p-limit";
+import { setMaxListeners } from "#platform";
 
 /**
  * Runs `fn` for every input with at most `concurrency` at once, as a rank's per-file work:

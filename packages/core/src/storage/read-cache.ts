@@ -8,12 +8,13 @@ import { CheckpointError } from "../errors.js";
 import { retry } from "../retry.js";
 import { assertIntegerInRange } from "../validate.js";
 
-/** The cache's size bound when none is given: 10 GiB. */
-export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
-/** The cached block size when none is given: 8 MiB, s3torchconnector's range size. */
-export const DEFAULT_CACHE_BLOCK_BYTES = 8 * 1024 * 1024;
-/** A lock on a block whose holder has not refreshed it for this long is taken over, by default (ms). */
-export const CACHE_LOCK_STALE_MS = 30_000;
+import {
+  CACHE_LOCK_STALE_MS,
+  DEFAULT_CACHE_BLOCK_BYTES,
+  DEFAULT_CACHE_MAX_BYTES,
+} from "./read-cache-defaults.js";
+
+export { CACHE_LOCK_STALE_MS, DEFAULT_CACHE_BLOCK_BYTES, DEFAULT_CACHE_MAX_BYTES };
 
 /** The first pause while another process fetches a block, before looking again (ms); it doubles. */
 const LOCK_WAIT_MIN_MS = 5;

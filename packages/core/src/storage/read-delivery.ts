@@ -1,6 +1,7 @@
 // The reader's last stage: where a stored item may land in place, and handing verified payloads
 // to the planner — values decoded, tensor boxes copied or cast, on worker threads where both sides
 // lie in shared memory.
+import { castOnWorker, copyOnWorker, runsOffThread } from "#platform";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { assertCastable, boxCast, castBox } from "../model/cast.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
@@ -10,7 +11,6 @@ import { type Tensor, tensorBytes } from "../model/tensor.js";
 import type { ReadItem } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
 import type { ItemRead, SavedChunk } from "./read-locate.js";
-import { castOnWorker, copyOnWorker, runsOffThread } from "./worker-pool.js";
 
 /** Where a stored item read by one item lands in place: the destination tensor and the bytes of it. */
 export interface DirectTarget {

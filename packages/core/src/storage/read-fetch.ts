@@ -1,7 +1,9 @@
 // Fetching one scheduled run of a data file: into a (recycled) staging buffer, straight into its
 // destination (in pieces, or one scatter read for several stored items), or — for a framed item —
 // its frame first, then its payload in place.
+
 import type { LimitFunction } from "p-limit";
+import { allocBytes } from "#platform";
 import { CheckpointError } from "../errors.js";
 import type { PayloadLocation } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
@@ -96,11 +98,7 @@ export async function fetchRun(
   const direct = targets?.[0];
   // Tensor items are staged in shared memory (checked and copied on worker threads), in a kept
   // buffer where one fits; other items in a plain buffer, as decoded values may view it.
-  const staging = direct
-    ? undefined
-    : tensorsOnly(run)
-      ? takeStaging(length)
-      : Buffer.allocUnsafeSlow(length);
+  const staging = direct ? undefined : tensorsOnly(run) ? takeStaging(length) : allocBytes(length);
   const bytes = direct ? direct.bytes : staging!.subarray(0, length);
   if (!stream.readInto) {
     bytes.set(await stream.read(offset, length, signal));

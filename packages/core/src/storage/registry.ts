@@ -1,8 +1,8 @@
+import { LocalFileSystem } from "#platform";
 import { CheckpointError } from "../errors.js";
 import type { FileSystemBase } from "./filesystem-base.js";
 import { FileSystemReader } from "./filesystem-reader.js";
 import { FileSystemWriter } from "./filesystem-writer.js";
-import { LocalFileSystem } from "./local-file-system.js";
 import type { ProgressCallback } from "./progress.js";
 import type { StorageReader, StorageWriter } from "./storage.js";
 

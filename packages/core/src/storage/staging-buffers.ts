@@ -1,3 +1,5 @@
+import { isSharedMemory, SharedMemory, unrefTimer } from "#platform";
+
 /**
  * Staging buffers for tensor items, kept between reads: a fresh buffer costs a page fault per
  * 4 KiB page on first use (a resharded load's main thread spent measurable time allocating, and
@@ -15,7 +17,7 @@ export const STAGING_KEEP_MS = 5_000;
 
 const kept: Uint8Array[] = [];
 let keptBytes = 0;
-let timer: NodeJS.Timeout | undefined;
+let timer: ReturnType<typeof setTimeout> | undefined;
 
 /**
  * A staging buffer of at least `length` bytes: a kept one (the smallest that fits), else a new
@@ -29,7 +31,7 @@ export function takeStaging(length: number): Uint8Array {
     const size = kept[i]!.byteLength;
     if (size >= length && (best < 0 || size < kept[best]!.byteLength)) best = i;
   }
-  if (best < 0) return new Uint8Array(new SharedArrayBuffer(length));
+  if (best < 0) return new Uint8Array(new SharedMemory(length));
   const [buffer] = kept.splice(best, 1);
   keptBytes -= buffer!.byteLength;
   return buffer!;
@@ -43,15 +45,13 @@ export function takeStaging(length: number): Uint8Array {
  * @param buffer - a buffer from {@link takeStaging}, whose bytes no item's value still views.
  */
 export function keepStaging(buffer: Uint8Array): void {
-  if (!(buffer.buffer instanceof SharedArrayBuffer)) return;
+  if (!isSharedMemory(buffer.buffer)) return;
   if (keptBytes + buffer.byteLength > STAGING_KEEP_BYTES) return;
   kept.push(buffer);
   keptBytes += buffer.byteLength;
-  if (timer) timer.refresh();
-  else {
-    timer = setTimeout(releaseStaging, STAGING_KEEP_MS);
-    timer.unref();
-  }
+  if (timer) clearTimeout(timer);
+  timer = setTimeout(releaseStaging, STAGING_KEEP_MS);
+  unrefTimer(timer);
 }
 
 /** Lets every kept staging buffer go (after {@link STAGING_KEEP_MS}; tests call it directly). */

@@ -1,4 +1,5 @@
-import { crc32c } from "@node-rs/crc32";
+import { allocBytes } from "#platform";
+import { crc32c } from "#platform/crc";
 import { CheckpointError, throwIfAborted } from "../../errors.js";
 import { DTYPE_BYTES } from "../../model/dtype.js";
 import type { StateDict } from "../../model/state-dict.js";
@@ -246,7 +247,7 @@ export async function writeSafetensorsFolder(
     0,
     ...batches.flat().map((b) => b.reduce((n, p) => n + Math.ceil(p.bytes / 8) * 8, 0)),
   );
-  const arena = Buffer.allocUnsafeSlow(arenaBytes);
+  const arena = allocBytes(arenaBytes);
   const count = batches.reduce((n, b) => n + b.length, 0);
   let index = 0;
   for (const [f, file] of files.entries()) {

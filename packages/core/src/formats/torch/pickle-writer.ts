@@ -1,3 +1,4 @@
+import { concatBytes } from "#platform";
 import { CheckpointError } from "../../errors.js";
 
 /** A Python global to emit, `module.name`. */
@@ -179,5 +180,5 @@ export function pickle(value: PickleValue): Uint8Array {
   out(0x80, 3); // PROTO 3
   emit(value, 0);
   out(0x2e); // STOP
-  return Buffer.concat(chunks);
+  return concatBytes(chunks);
 }

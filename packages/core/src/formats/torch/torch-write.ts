@@ -1,4 +1,5 @@
-import { crc32 } from "@node-rs/crc32";
+import { concatBytes } from "#platform";
+import { crc32 } from "#platform/crc";
 import { CheckpointError } from "../../errors.js";
 import type { DType } from "../../model/dtype.js";
 import { type Metadata, metadataIndexKey } from "../../plan/metadata.js";
@@ -130,7 +131,7 @@ export function torchValueArchive(value: unknown): Uint8Array {
     small("byteorder", "little"),
     small("version", "3\n"),
   ]);
-  return Buffer.concat([prefix, suffix]);
+  return concatBytes([prefix, suffix]);
 }
 
 const META = "torch.distributed.checkpoint.metadata";

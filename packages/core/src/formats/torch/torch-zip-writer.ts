@@ -1,3 +1,5 @@
+import { concatBytes } from "#platform";
+
 /** A member of an archive to write: its name, and its bytes or (for the streamed payload) its length and CRC-32. */
 export interface ZipMemberSpec {
   readonly name: string;
@@ -130,5 +132,5 @@ export function layoutZip(members: readonly ZipMemberSpec[]): {
   ev.setUint32(16, Math.min(cdOffset, MAX32), true);
   after.push(end);
   at += end.byteLength;
-  return { prefix: Buffer.concat(before), suffix: Buffer.concat(after), length: at };
+  return { prefix: concatBytes(before), suffix: concatBytes(after), length: at };
 }

@@ -1,4 +1,4 @@
-import { crc32 } from "@node-rs/crc32";
+import { crc32 } from "#platform/crc";
 import { ChecksumMismatchError, MetadataError } from "../../errors.js";
 import type { DecodeBudget } from "../../model/decode-budget.js";
 
