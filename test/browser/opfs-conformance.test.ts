@@ -15,6 +15,8 @@ interface CaseResult {
 }
 
 const HERE = import.meta.dirname;
+/** The packages pnpm hoists for its own resolution (dependencies of dependencies). */
+const STORE = join(HERE, "..", "..", "node_modules", ".pnpm", "node_modules");
 let dir: string;
 let server: DemoWebServer;
 let chromium: LaunchedChromium;
@@ -24,9 +26,13 @@ beforeAll(async () => {
   await bundleForBrowser({
     entry: join(HERE, "pages", "opfs-conformance.ts"),
     outfile: join(dir, "conformance.js"),
-    alias: { vitest: join(HERE, "pages", "vitest-in-page.js") },
-    // Vitest's expect and chai, from the store (the page's "vitest" is only its expect).
-    nodePaths: [join(HERE, "..", "..", "node_modules", ".pnpm", "node_modules")],
+    alias: {
+      vitest: join(HERE, "pages", "vitest-in-page.js"),
+      "page-buffer": join(STORE, "buffer", "index.js"),
+    },
+    // Vitest's expect and chai, and the buffer package, from the store (the page's "vitest" is
+    // only its expect; Buffer is for the suite's own helpers).
+    nodePaths: [STORE],
   });
   await writeFile(
     join(dir, "index.html"),

@@ -1,73 +1,75 @@
-import { builtinModules } from "node:module";
+import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { build, type Plugin } from "esbuild";
 
-const SHIMS = join(dirname(fileURLToPath(import.meta.url)), "..", "src", "shims");
+/** The repository's root (this package lives in packages/demo-web, its sources and dist one level down). */
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
-/** Whether a module name is a Node built-in (`fs`, `node:fs`, `fs/promises`, …). */
-function isNodeBuiltin(name: string): boolean {
-  return name.startsWith("node:") || builtinModules.includes(name);
+/** What this package takes from scripts/browser-bundle.mjs (the repository's browser build of core). */
+interface RepositoryBrowserBundle {
+  noNodeBuiltins(): Plugin;
+  browserConditions(source?: boolean): string[];
+}
+
+/** scripts/browser-bundle.mjs, loaded at run time (it is a script of the repository, not a package). */
+function repositoryBrowserBundle(): Promise<RepositoryBrowserBundle> {
+  return import(
+    pathToFileURL(join(ROOT, "scripts", "browser-bundle.mjs")).href
+  ) as Promise<RepositoryBrowserBundle>;
 }
 
 /**
- * Interim stand-ins for what `@dcpjs/core` imports from Node today, until its platform seam (a
- * `browser` export condition, issue #27) makes it bundle as it is: the functions a page calls
- * (`randomUUID`, the CRCs, `setMaxListeners`, buffer limits) get browser versions; modules a page
- * never calls (local files, the read cache, the worker pool) get stubs that throw when used.
+ * The `browser` field of the package a file belongs to (the nearest package.json above it), or
+ * undefined; cached per folder.
  */
-const INTERIM: Readonly<Record<string, string>> = {
-  "node:crypto": "node-crypto.js",
-  "node:buffer": "node-buffer.js",
-  "node:events": "node-events.js",
-  "@node-rs/crc32": "crc32.js",
-  "node:fs": "unavailable.js",
-  "node:fs/promises": "unavailable.js",
-  "node:path": "unavailable.js",
-  "node:os": "unavailable.js",
-  piscina: "unavailable.js",
-  cacache: "unavailable.js",
-  "proper-lockfile": "unavailable.js",
-};
+async function browserFieldOf(file: string, cache: Map<string, Record<string, unknown> | undefined>) {
+  let dir = dirname(file);
+  const seen: string[] = [];
+  for (;;) {
+    if (cache.has(dir)) break;
+    seen.push(dir);
+    const manifest = await readFile(join(dir, "package.json"), "utf8").then(
+      (text) => JSON.parse(text) as { browser?: unknown },
+      () => undefined,
+    );
+    if (manifest !== undefined) {
+      const field =
+        typeof manifest.browser === "object" && manifest.browser !== null ? manifest.browser : undefined;
+      cache.set(dir, field as Record<string, unknown> | undefined);
+      break;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) {
+      cache.set(dir, undefined);
+      break;
+    }
+    dir = parent;
+  }
+  const found = cache.get(dir);
+  for (const d of seen) cache.set(d, found);
+  return found;
+}
 
 /**
- * An esbuild plugin that fails the build on any Node built-in a browser bundle would import,
- * naming it and its importer; a package's own `browser` field mapping a built-in away (tfjs's
- * `util`, seedrandom's `crypto`) is followed, since nothing of Node is then bundled. `@dcpjs/core`'s
- * imports get the interim stand-ins of {@link INTERIM}.
+ * An esbuild plugin, put before `noNodeBuiltins`, that lets through a Node built-in the importing
+ * package's own `browser` field maps to `false` (tfjs-core's `util`, seedrandom's `crypto`): it
+ * becomes an empty module, so nothing of Node is in the bundle. Any other built-in is left to
+ * `noNodeBuiltins`, which fails the build.
  */
-export function noNodeBuiltins(): Plugin {
+export function browserFieldDisabled(): Plugin {
+  const cache = new Map<string, Record<string, unknown> | undefined>();
   return {
-    name: "no-node-builtins",
+    name: "browser-field-disabled",
     setup(b) {
-      b.onResolve({ filter: /.*/ }, async (args) => {
-        if (args.pluginData === "no-node-builtins") return undefined;
-        const fromCore = /[/\\]packages[/\\]core[/\\]/.test(args.importer);
-        const shim = fromCore ? INTERIM[args.path] : undefined;
-        if (shim) return { path: join(SHIMS, shim) };
-        if (!isNodeBuiltin(args.path)) return undefined;
-        // A `browser` field that maps the built-in to `false` resolves to a disabled (empty) module,
-        // in no namespace; an unmapped built-in does not resolve for the browser platform.
-        const resolved = await b.resolve(args.path, {
-          importer: args.importer,
-          resolveDir: args.resolveDir,
-          kind: args.kind,
-          pluginData: "no-node-builtins",
-        });
-        if (resolved.errors.length === 0 && !resolved.external && resolved.namespace === "")
-          return { path: args.path, namespace: "disabled-builtin" };
-        return {
-          errors: [
-            {
-              text: `Expected no Node built-in in a browser bundle, got ${args.path} (from ${args.importer})`,
-            },
-          ],
-        };
+      b.onResolve({ filter: /^[a-z_:/]+$/ }, async (args) => {
+        if (args.importer === "") return undefined;
+        const field = await browserFieldOf(args.importer, cache);
+        return field?.[args.path] === false
+          ? { path: args.path, namespace: "browser-field-disabled" }
+          : undefined;
       });
-      b.onLoad({ filter: /.*/, namespace: "disabled-builtin" }, () => ({
-        contents: "module.exports = {};",
-        loader: "js",
-      }));
+      b.onLoad({ filter: /.*/, namespace: "browser-field-disabled" }, () => ({ contents: "", loader: "js" }));
     },
   };
 }
@@ -87,15 +89,17 @@ export interface BundleForBrowserOptions {
 }
 
 /**
- * Bundles a page's script with esbuild: ESM, the `browser` platform, the workspace's sources
- * (`@dcpjs/source` condition), {@link noNodeBuiltins}, and `Buffer`/`process` stand-ins injected
- * for `@dcpjs/core` (interim, as {@link INTERIM}).
+ * Bundles a page's script with esbuild: one ESM file for the `browser` platform, the workspace's
+ * packages from their sources with the `browser` condition (core's browser platform), and the
+ * repository's `noNodeBuiltins` (scripts/browser-bundle.mjs) failing the build on a Node built-in —
+ * after {@link browserFieldDisabled}, which lets third-party packages' `browser: false` mappings be.
  *
  * @param options - see {@link BundleForBrowserOptions}.
  * @returns the bundle's inputs (paths relative to the working directory), for checks.
- * @throws esbuild's build failure, naming a Node built-in that would be bundled.
+ * @throws esbuild's build failure, naming a Node built-in that would be bundled and its importer.
  */
 export async function bundleForBrowser(options: BundleForBrowserOptions): Promise<string[]> {
+  const { noNodeBuiltins, browserConditions } = await repositoryBrowserBundle();
   const result = await build({
     entryPoints: [options.entry],
     outfile: options.outfile,
@@ -103,15 +107,14 @@ export async function bundleForBrowser(options: BundleForBrowserOptions): Promis
     format: "esm",
     platform: "browser",
     target: "es2022",
-    conditions: ["@dcpjs/source"],
-    inject: [join(SHIMS, "globals.js")],
+    conditions: browserConditions(true),
     minify: options.minify ?? false,
     alias: { ...options.alias },
     nodePaths: [...(options.nodePaths ?? [])],
     sourcemap: true,
     metafile: true,
     logLevel: "silent",
-    plugins: [noNodeBuiltins()],
+    plugins: [browserFieldDisabled(), noNodeBuiltins()],
   });
   return Object.keys(result.metafile.inputs);
 }

@@ -1,6 +1,7 @@
 // The FileSystemBase conformance suite (test/conformance/filesystem-conformance.ts) against
 // OpfsFileSystem, run inside a page: once renaming with move(), once with the copy every browser
 // has; and OPFS's own cases. The page exposes `runConformance()` and `OpfsFileSystem`.
+import "./buffer-global.js";
 import { OpfsFileSystem } from "@dcpjs/opfs";
 import { describeFileSystemConformance } from "../../conformance/filesystem-conformance.js";
 import { describeOpfsCases } from "./opfs-cases.js";
