@@ -2,6 +2,8 @@
 // uses, declared structurally so that neither the package nor its users need TypeScript's DOM
 // library; a page's real `FileSystemDirectoryHandle` satisfies these.
 
+import { CheckpointError } from "@dcpjs/core";
+
 /** A file's contents as a `Blob`-like snapshot: `getFile()`'s answer. */
 export interface OpfsFileSnapshot {
   /** Bytes. */
@@ -86,13 +88,14 @@ interface StorageManagerLike {
 
 /**
  * The origin's OPFS root, `navigator.storage.getDirectory()`.
- * @throws {@link Error} when the environment has no OPFS (Node, an insecure context).
+ * @throws {@link CheckpointError} `IO_ERROR` when the environment has no OPFS (Node, an insecure context).
  */
-export function opfsRoot(): Promise<OpfsDirectoryHandle> {
+export async function opfsRoot(): Promise<OpfsDirectoryHandle> {
   const storage = (globalThis as { navigator?: { storage?: Partial<StorageManagerLike> } }).navigator
     ?.storage;
   if (typeof storage?.getDirectory !== "function") {
-    throw new Error(
+    throw new CheckpointError(
+      "IO_ERROR",
       "Expected navigator.storage.getDirectory() (the Origin Private File System of a secure browser context), found none",
     );
   }
