@@ -4,6 +4,7 @@
 // `arrayBuffer()` of a whole file. Requests go with `cache: "no-store"`, so no byte of a
 // checkpoint stays in the browser's HTTP cache, and nothing depends on the Cache API.
 import { MetadataError } from "@dcpjs/core";
+import { BodyWindow } from "./body-window.js";
 import { displayUrl } from "./http-errors.js";
 import { type AnswerBody, DRAIN_BYTES, type HttpAnswer, type HttpTransport } from "./http-transport.js";
 
@@ -84,31 +85,21 @@ class FetchBody implements AnswerBody {
       if (value !== undefined) scratch = new Uint8Array(value.buffer);
       return done ? undefined : value;
     };
-    let delivered = 0;
+    const wanted = new BodyWindow(skip, want);
     try {
       for (;;) {
-        const room = skip > 0 ? skip : want > delivered ? want - delivered : 1;
-        let chunk = await next(room);
-        if (chunk === undefined) return delivered;
+        const piece = await next(wanted.room);
+        if (piece === undefined) return wanted.delivered;
         touch();
         // more than the body should hold: what was wanted is in, the rest is dropped
-        if (delivered === want) break;
-        if (skip > 0) {
-          if (chunk.byteLength <= skip) {
-            skip -= chunk.byteLength;
-            continue;
-          }
-          chunk = chunk.subarray(skip);
-          skip = 0;
-        }
-        if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
-        sink(chunk);
-        delivered += chunk.byteLength;
+        if (wanted.full) break;
+        const part = wanted.take(piece);
+        if (part.byteLength > 0) sink(part);
         // a body that should end here is read to its end, so its connection is kept for the next request
-        if (delivered === want && !exact) break;
+        if (wanted.full && !exact) break;
       }
       (reader ?? pieces)!.cancel().catch(() => {});
-      return delivered;
+      return wanted.delivered;
     } catch (error) {
       (reader ?? pieces)!.cancel(error).catch(() => {});
       throw error;
