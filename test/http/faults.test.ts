@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CheckpointError, CheckpointException, loadStateDictFromKeys, type StateDict } from "@dcpjs/core";
 import { compareStateDicts } from "@dcpjs/demo-kit";
-import { HttpStorageReader } from "@dcpjs/http";
+import { createFetchTransport, HttpStorageReader, type HttpTransport } from "@dcpjs/http";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { type Fault, type FaultProxy, HTTP_FAULTS, startFaultProxy } from "../support/fault-proxy.js";
 import { copyFixture, HTTP_FIXTURES } from "../support/http-fixtures.js";
@@ -94,12 +94,16 @@ afterEach(async () => {
   expect(unhandled).toEqual([]);
 });
 
+/** The transport the readers of the running describe block use (undefined: the package's default). */
+let transport: HttpTransport | undefined;
+
 /** A reader through the proxy (hf:// ids resolved against it, as HF_ENDPOINT would). */
 const reader = (f: Fixture, extra: { maxAttempts?: number } = {}) =>
   new HttpStorageReader({
     url: f.id(proxy.endpoint),
     hfEndpoint: proxy.endpoint,
     timeoutMs: TIMEOUT_MS,
+    ...(transport ? { transport } : {}),
     ...extra,
   });
 
@@ -134,29 +138,32 @@ function expectExactOrNamed(f: Fixture, outcome: Awaited<ReturnType<typeof loadO
 /** Injects `fault` into each request with probability `rate`. */
 const atRate = (fault: Fault, rate: number) => () => (Math.random() < rate ? fault : undefined);
 
+/** Loads every fixture with `fault` injected at `rate` until it was injected: each byte-exact or a coded error naming the file. */
+async function faultRounds(fault: Fault, rate: number): Promise<void> {
+  const outcomes: string[] = [];
+  const injected = () => proxy.stats.faults[fault] ?? 0;
+  const before = injected();
+  // Rounds over the fixtures until the fault was injected (at 5% a round of a few requests often sees none), at most 40.
+  for (let round = 0; round < 40 && (round === 0 || injected() === before); round++) {
+    for (const f of FIXTURES) {
+      // Without checksums a flipped byte cannot be told from data: only the checksummed fixture takes flips.
+      if (fault === "flip" && !f.checksummed) continue;
+      proxy.setFault(atRate(fault, rate));
+      const outcome = await loadOver(f);
+      proxy.setFault(() => undefined);
+      outcomes.push(`${f.name}: ${expectExactOrNamed(f, outcome, FAULT_CODES)}`);
+    }
+  }
+  expect(injected()).toBeGreaterThan(before);
+  // At 5% every fault is one the reader retries or repairs: the loads succeed.
+  if (rate <= 0.05) expect(outcomes.filter((o) => !o.endsWith("exact"))).toEqual([]);
+}
+
 describe("HTTP loads through a fault-injecting proxy in front of nginx", () => {
   describe.each([0.05, 0.25])("at a %s per-request fault rate", (rate) => {
     it.each(HTTP_FAULTS)(
       "%s: every fixture loads byte-exact, or fails with a coded error naming the file",
-      async (fault) => {
-        const outcomes: string[] = [];
-        const injected = () => proxy.stats.faults[fault] ?? 0;
-        const before = injected();
-        // Rounds over the fixtures until the fault was injected (at 5% a round of a few requests often sees none), at most 40.
-        for (let round = 0; round < 40 && (round === 0 || injected() === before); round++) {
-          for (const f of FIXTURES) {
-            // Without checksums a flipped byte cannot be told from data: only the checksummed fixture takes flips.
-            if (fault === "flip" && !f.checksummed) continue;
-            proxy.setFault(atRate(fault, rate));
-            const outcome = await loadOver(f);
-            proxy.setFault(() => undefined);
-            outcomes.push(`${f.name}: ${expectExactOrNamed(f, outcome, FAULT_CODES)}`);
-          }
-        }
-        expect(injected()).toBeGreaterThan(before);
-        // At 5% every fault is one the reader retries or repairs: the loads succeed.
-        if (rate <= 0.05) expect(outcomes.filter((o) => !o.endsWith("exact"))).toEqual([]);
-      },
+      (fault) => faultRounds(fault, rate),
       TEST_MS,
     );
   });
@@ -309,6 +316,37 @@ describe("a file replaced on the server while it is loaded", () => {
         proxy.setFault(() => undefined);
         expectExactOrNamed(copy, outcome, new Set(["SOURCE_CHANGED"]));
       }
+    },
+    TEST_MS,
+  );
+});
+
+describe("the fetch transport (the browser's), through the same proxy", () => {
+  beforeAll(() => {
+    // redirects followed by fetch itself, as in a browser
+    transport = createFetchTransport();
+  });
+  afterAll(() => {
+    transport = undefined;
+  });
+  it.each(HTTP_FAULTS)(
+    "%s at a 0.05 per-request rate: every fixture loads byte-exact (retried or repaired)",
+    (fault) => faultRounds(fault, 0.05),
+    TEST_MS,
+  );
+  it(
+    "a server that ignores Range: byte-exact; every response stalling: a coded error, not a hang",
+    async () => {
+      for (const f of FIXTURES) {
+        proxy.setFault(() => "ignore-range");
+        const outcome = await loadOver(f);
+        proxy.setFault(() => undefined);
+        expect(expectExactOrNamed(f, outcome, new Set())).toBe("exact");
+      }
+      const f = FIXTURES[0]!;
+      proxy.setFault((req) => (req.url.includes(".distcp") ? "stall" : undefined));
+      const outcome = await loadOver(f, { maxAttempts: 2 });
+      expect(FAULT_CODES).toContain((outcome.error as CheckpointError).code);
     },
     TEST_MS,
   );

@@ -1,6 +1,7 @@
 // Hugging Face ids (`hf://org/model@rev/sub`) and the Hub's `resolve` URLs, as huggingface_hub's
 // `hf_hub_url`: `{endpoint}/{repo_id}/resolve/{revision}/{filename}`.
 import { CheckpointError } from "@dcpjs/core";
+import { envVar } from "./runtime.js";
 
 /** The public Hub, the endpoint when neither an option nor `HF_ENDPOINT` names another. */
 export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";
@@ -89,7 +90,7 @@ export function hfResolvePrefix(endpoint: string, repo: string, revision: string
  */
 export function resolveHfUrl(id: string, endpoint?: string): string {
   const { repo, revision, subfolder } = parseHfId(id);
-  const base = hfResolvePrefix(endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HF_ENDPOINT, repo, revision);
+  const base = hfResolvePrefix(endpoint ?? envVar("HF_ENDPOINT") ?? DEFAULT_HF_ENDPOINT, repo, revision);
   const sub = subfolder
     .split("/")
     .filter((s) => s.length > 0)

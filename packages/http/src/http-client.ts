@@ -1,7 +1,6 @@
 // Every request of the HTTP backend: manual redirects (Range kept, credentials only to the first
 // origin), a bounded number in flight per origin, a stall timeout, the pinned identity sent as
 // preconditions and checked on every response, resumed bodies and retries through core's `retry`.
-import { setTimeout as delay } from "node:timers/promises";
 import { CheckpointError } from "@dcpjs/core";
 import { retry } from "@dcpjs/core/extend";
 import pLimit, { type LimitFunction } from "p-limit";
@@ -12,10 +11,11 @@ import {
   parseContentRange,
   preconditionHeaders,
 } from "./file-identity.js";
-import { discard, type HttpAnswer, send, textOf } from "./http-answer.js";
 import { displayUrl, HttpRequestError, sourceChanged, statusError, transportError } from "./http-errors.js";
 import type { ResolvedHttpOptions } from "./http-options.js";
-import { pump, TargetCursor } from "./response-body.js";
+import { contentLength, discard, type HttpAnswer } from "./http-transport.js";
+import { envVar, sleep } from "./runtime.js";
+import { TargetCursor } from "./target-cursor.js";
 
 /** Redirects followed per request, as browsers and undici (`redirect: "follow"`) allow. */
 export const MAX_REDIRECTS = 10;
@@ -146,7 +146,7 @@ export class HttpClient {
               throw statusError(response, url, action);
             }
             const exact = response.status === 206 && skip === 0 && cursor.done + want === length;
-            const got = await pump(response.body, skip, want, (chunk) => cursor.write(chunk), touch, exact);
+            const got = await response.body.pump(skip, want, (chunk) => cursor.write(chunk), touch, exact);
             if (got < want)
               throw new HttpRequestError(
                 "IO_ERROR",
@@ -192,8 +192,7 @@ export class HttpClient {
           const head = new Uint8Array(Math.min(bytes, size));
           const cursor = new TargetCursor([head]);
           const exact = response.status !== 200 || size <= bytes;
-          const got = await pump(
-            response.body,
+          const got = await response.body.pump(
             0,
             head.byteLength,
             (chunk) => cursor.write(chunk),
@@ -275,7 +274,10 @@ export class HttpClient {
             discard(response);
             throw statusError(response, url, action);
           }
-          return { text: await textOf(response, maxBytes), link: response.headers.get("link") };
+          return {
+            text: await response.body.text(maxBytes, response.url),
+            link: response.headers.get("link"),
+          };
         },
       ),
     );
@@ -342,7 +344,7 @@ export class HttpClient {
         shouldRetry: (error) => error instanceof HttpRequestError && error.retryable && !signal?.aborted,
         onRetry: async (error) => {
           const wait = (error as HttpRequestError).retryAfterMs;
-          if (wait !== undefined && wait > 0) await delay(wait, undefined, signal ? { signal } : {});
+          if (wait !== undefined && wait > 0) await sleep(wait, signal);
         },
       });
     } catch (error) {
@@ -371,13 +373,18 @@ export class HttpClient {
       const controller = new AbortController();
       const onAbort = () => controller.abort(signal?.reason);
       signal?.addEventListener("abort", onAbort, { once: true });
-      let timer: NodeJS.Timeout | undefined;
+      // the stall timer: a byte seen moves its deadline (a timer per piece would cost more)
+      const timeoutMs = this.options.timeoutMs;
+      let last = Date.now();
       const touch = () => {
-        if (timer === undefined)
-          timer = setTimeout(() => controller.abort(new StallTimeout()), this.options.timeoutMs);
-        else timer.refresh();
+        last = Date.now();
       };
-      touch();
+      const check = () => {
+        const idle = Date.now() - last;
+        if (idle >= timeoutMs) controller.abort(new StallTimeout());
+        else timer = setTimeout(check, timeoutMs - idle);
+      };
+      let timer = setTimeout(check, timeoutMs);
       try {
         const response = await this.#fetchFollowing(
           url,
@@ -433,7 +440,10 @@ export class HttpClient {
       this.#learnCommit(url, response);
       const location = REDIRECTS.has(response.status) ? response.headers.get("location") : null;
       if (location === null) {
-        if (hop > 0 && (response.status === 200 || response.status === 206)) this.#located.set(url, target);
+        // a transport that follows redirects itself (fetch in a browser) says where they led in `url`
+        const led = hop > 0 ? target : response.url !== target ? response.url : undefined;
+        if (led !== undefined && (response.status === 200 || response.status === 206))
+          this.#located.set(url, led);
         return response;
       }
       const next = new URL(location, target).href;
@@ -459,7 +469,7 @@ export class HttpClient {
     signal: AbortSignal,
   ): Promise<HttpAnswer> {
     const to = new URL(target).origin;
-    return send(
+    return this.options.transport.send(
       target,
       method,
       {
@@ -475,7 +485,7 @@ export class HttpClient {
   /** Extra headers and the token, for requests to the URL's own origin. */
   #credentials(url: string): Record<string, string> {
     const hub = new URL(this.options.hfEndpoint).origin;
-    const token = this.options.token ?? (new URL(url).origin === hub ? process.env.HF_TOKEN : undefined);
+    const token = this.options.token ?? (new URL(url).origin === hub ? envVar("HF_TOKEN") : undefined);
     return { ...this.options.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) };
   }
 
@@ -503,11 +513,6 @@ export class HttpClient {
     }
     return limit;
   }
-}
-
-function contentLength(response: HttpAnswer): number | undefined {
-  const value = response.headers.get("content-length");
-  return value === null || !/^\d+$/.test(value) ? undefined : Number(value);
 }
 
 function truncated(url: string, offset: number, length: number, size: number): CheckpointError {

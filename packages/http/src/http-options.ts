@@ -1,4 +1,7 @@
 import { assertIntegerInRange, type ReadCache } from "@dcpjs/core/extend";
+import { defaultTransport } from "#default-transport";
+import type { HttpTransport } from "./http-transport.js";
+import { emitWarning, envVar } from "./runtime.js";
 
 /** Requests in flight per origin, unless {@link HttpOptions.maxConnections} says otherwise. */
 export const DEFAULT_MAX_CONNECTIONS = 8;
@@ -40,7 +43,7 @@ export interface HttpOptions {
   readonly signal?: AbortSignal;
   /**
    * Called once per file system with a warning (a server that ignores `Range`).
-   * @default `process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })`
+   * @default `process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })` (`console.warn` in a browser)
    */
   readonly onWarning?: (message: string) => void;
   /**
@@ -53,6 +56,13 @@ export interface HttpOptions {
   readonly cacheDir?: string;
   /** A read cache to share (its stats, its bounds); overrides `cacheDir`. @default one in `cacheDir`, if given */
   readonly readCache?: ReadCache;
+  /**
+   * What sends the requests: Node's own client (node:http / node:https) or `fetch`
+   * ({@link fetchTransport}, {@link createFetchTransport}).
+   * @default under Node, node:http / node:https; in browsers (the package's `browser` export
+   *   condition), {@link fetchTransport}
+   */
+  readonly transport?: HttpTransport;
 }
 
 /** {@link HttpOptions} with every default filled in. */
@@ -65,6 +75,7 @@ export interface ResolvedHttpOptions {
   readonly hfEndpoint: string;
   readonly signal: AbortSignal | undefined;
   readonly onWarning: (message: string) => void;
+  readonly transport: HttpTransport;
 }
 
 /**
@@ -79,13 +90,10 @@ export function resolveHttpOptions(options: HttpOptions = {}): ResolvedHttpOptio
     maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-    hfEndpoint: (options.hfEndpoint ?? process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(
-      /\/+$/,
-      "",
-    ),
+    hfEndpoint: (options.hfEndpoint ?? envVar("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, ""),
     signal: options.signal,
-    onWarning:
-      options.onWarning ?? ((message) => process.emitWarning(message, { code: "DCPJS_HTTP_RANGE_IGNORED" })),
+    onWarning: options.onWarning ?? ((message) => emitWarning(message, "DCPJS_HTTP_RANGE_IGNORED")),
+    transport: options.transport ?? defaultTransport,
   };
   assertIntegerInRange("maxConnections", resolved.maxConnections, 1);
   assertIntegerInRange("timeoutMs", resolved.timeoutMs, 1);

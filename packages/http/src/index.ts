@@ -3,6 +3,11 @@
 import "./register.js";
 
 export {
+  createFetchTransport,
+  type FetchTransportOptions,
+  fetchTransport,
+} from "./fetch-transport.js";
+export {
   type ContentRange,
   type FileIdentity,
   identityChange,
@@ -29,4 +34,5 @@ export {
 } from "./http-options.js";
 export { HttpReadStream, PROBE_BYTES } from "./http-read-stream.js";
 export { HttpStorageReader, type HttpStorageReaderOptions } from "./http-storage-reader.js";
+export type { AnswerBody, HttpAnswer, HttpTransport } from "./http-transport.js";
 export { httpStorageBackend } from "./register.js";

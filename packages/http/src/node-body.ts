@@ -1,39 +1,7 @@
-// Reading a response body into the caller's buffers: skipping what precedes the wanted bytes (a
+// Reading a Node response body (node-transport.ts) into the caller's buffers: skipping what precedes the wanted bytes (a
 // 200 to a ranged request), stopping after them, and dropping the rest of the body.
 import type { Readable } from "node:stream";
-
-/** Fills a list of buffers back to back; `done` bytes so far (kept across resumed attempts). */
-export class TargetCursor {
-  /** Bytes written so far. */
-  done = 0;
-  #index = 0;
-  #within = 0;
-
-  /** @param targets - the buffers, in file order; their lengths add up to the bytes wanted. */
-  constructor(readonly targets: readonly Uint8Array[]) {}
-
-  /**
-   * Copies `chunk` to where the last write ended.
-   * @param chunk - the next bytes; no more than the buffers have room left for.
-   */
-  write(chunk: Uint8Array): void {
-    let from = 0;
-    while (from < chunk.byteLength) {
-      const target = this.targets[this.#index]!;
-      const n = Math.min(target.byteLength - this.#within, chunk.byteLength - from);
-      target.set(chunk.subarray(from, from + n), this.#within);
-      from += n;
-      this.#within += n;
-      this.done += n;
-      if (this.#within === target.byteLength) {
-        this.#index++;
-        this.#within = 0;
-        while (this.#index < this.targets.length && this.targets[this.#index]!.byteLength === 0)
-          this.#index++;
-      }
-    }
-  }
-}
+import { BodyWindow } from "./body-window.js";
 
 /**
  * Reads `want` bytes of a body after skipping `skip`, handing them to `sink` as they arrive;
@@ -63,38 +31,28 @@ export function pump(
   // closed (an abort) before it was read: no event would come
   if (body.destroyed) return Promise.reject(new Error("the connection closed before the body was read"));
   return new Promise((resolve, reject) => {
-    let delivered = 0;
+    const wanted = new BodyWindow(skip, want);
     let settled = false;
     const finish = (error?: unknown) => {
       if (settled) return;
       settled = true;
       body.off("data", onData).off("end", onEnd).off("error", onError).off("close", onClose);
       if (error !== undefined) reject(error);
-      else resolve(delivered);
+      else resolve(wanted.delivered);
     };
     const onData = (value: Buffer) => {
       touch();
       try {
-        let chunk: Uint8Array = value;
-        if (delivered === want) {
+        if (wanted.full) {
           // more than the body should hold: what was wanted is in, the rest is dropped
           finish();
           body.destroy();
           return;
         }
-        if (skip > 0) {
-          if (chunk.byteLength <= skip) {
-            skip -= chunk.byteLength;
-            return;
-          }
-          chunk = chunk.subarray(skip);
-          skip = 0;
-        }
-        if (chunk.byteLength > want - delivered) chunk = chunk.subarray(0, want - delivered);
-        sink(chunk);
-        delivered += chunk.byteLength;
+        const part = wanted.take(value);
+        if (part.byteLength > 0) sink(part);
         // a body that should end here is read to its end, so its connection is kept for the next request
-        if (delivered === want && !exact) {
+        if (wanted.full && !exact) {
           finish();
           body.destroy();
         }
