@@ -6,6 +6,7 @@
 //   pnpm run build:browser -- --outdir DIR
 //
 // Other builds (a demo page, the browser tests) import `bundleForBrowser` / `noNodeBuiltins`.
+import { rm } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +21,13 @@ export const BROWSER_ENTRIES = {
   extend: "@dcpjs/core/extend",
   ops: "@dcpjs/core/ops",
 };
+
+/**
+ * The Web Worker the browser build of @dcpjs/core starts for large checksums and copies in cross-origin
+ * isolated pages, by output name: it must lie beside the bundle's other files under this name
+ * (`new URL("./browser-offload-worker.js", import.meta.url)`), so every bundle here includes it.
+ */
+export const WORKER_ENTRY = { "browser-offload-worker": "@dcpjs/core/browser-offload-worker" };
 
 /** The conditions a browser build resolves package `exports`/`imports` with; `@dcpjs/source` too from the sources. */
 export function browserConditions(source = false) {
@@ -53,7 +61,8 @@ export function noNodeBuiltins() {
 }
 
 /**
- * Bundles entry points for browsers (ESM, code split between entries), failing on a Node.js built-in.
+ * Bundles entry points for browsers (ESM, code split between entries), and the worker of
+ * {@link WORKER_ENTRY} beside them, failing on a Node.js built-in.
  *
  * @param {object} options
  * @param {Record<string, string>} [options.entries] - output name → module (a package path or a file); default {@link BROWSER_ENTRIES}.
@@ -71,7 +80,7 @@ export async function bundleForBrowser({
 } = {}) {
   return esbuild.build({
     absWorkingDir: ROOT,
-    entryPoints: Object.entries(entries).map(([out, path]) => ({ in: path, out })),
+    entryPoints: Object.entries({ ...entries, ...WORKER_ENTRY }).map(([out, path]) => ({ in: path, out })),
     bundle: true,
     splitting: true,
     format: "esm",
@@ -92,6 +101,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const at = args.indexOf("--outdir");
   const outdir = at >= 0 ? args[at + 1] : join(ROOT, "packages/core/dist-browser");
+  // The default folder is this script's alone: start it afresh (a folder given is left as it is).
+  if (at < 0) await rm(outdir, { recursive: true, force: true });
   try {
     const result = await bundleForBrowser({
       outdir,

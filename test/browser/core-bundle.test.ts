@@ -11,14 +11,15 @@ import type { CoreSmokeResult } from "./fixtures/core-smoke.js";
 // The browser build of @dcpjs/core runs in Chromium: the page's program (fixtures/core-smoke.ts),
 // bundled by scripts/browser-bundle.mjs (which fails on any Node.js built-in), saves to an
 // in-memory FileSystemBase and loads back — in a cross-origin isolated page (SharedArrayBuffer)
-// and in a plain one (none).
+// and in a plain one (none): large checksums and copies run on Web Workers in the first, on the
+// page's thread in the second — and in an isolated page whose worker script fails to load.
 
 let chromium: LaunchedChromium;
 let outdir: string;
 const server = createServer(async (req, res) => {
   const url = new URL(req.url ?? "/", "http://x");
   const [, mode, file] = url.pathname.split("/");
-  if (mode === "isolated") {
+  if (mode?.startsWith("isolated")) {
     res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
     res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
   }
@@ -28,6 +29,8 @@ const server = createServer(async (req, res) => {
     return;
   }
   try {
+    // A page whose worker does not load: the pool must give up on workers and do their tasks itself.
+    if (mode === "isolated-no-worker" && file.startsWith("browser-offload-worker")) throw new Error("hidden");
     const body = await readFile(join(outdir, file.replace(/[^\w.-]/g, "")));
     res.setHeader("Content-Type", "text/javascript");
     res.end(body);
@@ -56,6 +59,7 @@ afterAll(async () => {
 describe.each([
   { mode: "isolated", isolated: true },
   { mode: "plain", isolated: false },
+  { mode: "isolated-no-worker", isolated: true },
 ])("the browser bundle of @dcpjs/core in a $mode page", ({ mode, isolated }) => {
   it("saves to memory and loads back bit-exact (resharded rows too); a flipped byte is CHECKSUM_MISMATCH", async () => {
     const page = await chromium.context.newPage();
@@ -77,6 +81,8 @@ describe.each([
         damaged: { code: "CHECKSUM_MISMATCH" },
       });
       expect(result.damaged.message).toMatch(/big|small/);
+      if (mode === "isolated") expect(result.workers).toBeGreaterThan(0);
+      else expect(result.workers).toBe(0);
     } finally {
       await page.close();
     }

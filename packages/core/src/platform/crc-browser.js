@@ -6,8 +6,8 @@
 // hash-wasm offers no initial value, which running checksums need (a block's CRC continues its
 // predecessor's). Its hashers save and load their state, and a CRC's state is the CRC so far
 // (4 bytes, little-endian) after a 4-byte id of the hash-wasm build: a state saved after `init`,
-// with the previous CRC written into it, continues from that CRC. The version is pinned, and the
-// import checks the continuation on a known vector, so a build whose state differs fails loudly here.
+// with the previous CRC written into it, continues from that CRC. The import checks the
+// continuation on the standard check vector, so a hash-wasm whose state differs fails loudly here.
 import { createCRC32 } from "hash-wasm";
 
 /** CRC-32C's polynomial (Castagnoli), reflected; hash-wasm's default is CRC-32's (IEEE 802.3). */
