@@ -19,6 +19,24 @@ export interface FetchTransportOptions {
   readonly redirect?: "follow" | "manual";
   /** The `fetch` to call. @default `globalThis.fetch` */
   readonly fetch?: typeof fetch;
+  /**
+   * Send the preconditions (`If-Match`, `If-Range`, `If-Unmodified-Since`) to origins other than
+   * the page's too. They are not CORS-safelisted request headers: a cross-origin request with them
+   * needs a preflight the server must allow, and CDNs (the Hub's) do not list them. Without them
+   * the identity of every answer (ETag, size; Content-Range) is still checked against the pinned
+   * one, so a file replaced mid-load still fails `SOURCE_CHANGED` where the server exposes its
+   * `ETag`. Outside a page (no `location`) they are always sent.
+   * @default false
+   */
+  readonly crossOriginPreconditions?: boolean;
+}
+
+/** The conditional request headers a cross-origin request from a page leaves out (see {@link FetchTransportOptions.crossOriginPreconditions}). */
+const PRECONDITIONS = new Set(["if-match", "if-range", "if-unmodified-since"]);
+
+/** The origin of the page this runs in, if any. */
+function pageOrigin(): string | undefined {
+  return (globalThis as { location?: { origin?: string } }).location?.origin;
 }
 
 /** Bytes of the scratch buffer a body is read through, where bodies are byte streams (BYOB readers). */
@@ -154,7 +172,11 @@ export function createFetchTransport(options: FetchTransportOptions = {}): HttpT
       if (url.protocol !== "http:" && url.protocol !== "https:")
         throw new TypeError(`Expected an http: or https: URL, got ${url.protocol}`);
       const doFetch = options.fetch ?? globalThis.fetch;
-      // `cache` is not in Node 20's RequestInit type; undici and browsers take it
+      const page = pageOrigin();
+      if (!options.crossOriginPreconditions && page !== undefined && page !== url.origin)
+        headers = Object.fromEntries(Object.entries(headers).filter(([name]) => !PRECONDITIONS.has(name)));
+      // `cache` is not in Node 20's RequestInit type; undici and browsers take it. `accept-encoding`
+      // is a forbidden header in browsers (dropped there: they ask ranges as identity themselves).
       const init = { method, headers, signal, redirect, cache: "no-store" } as RequestInit;
       const response = await doFetch(target, init);
       return {
