@@ -61,23 +61,30 @@ describe.each([
     expect(resumed.checkpoints[0]).toBe(`opfs://killed/step-${STEPS}`);
     await page.close();
   });
+});
 
-  it.runIf(isolated && backend === "cpu")(
-    "shows 'resumed at step N' after a reload (screenshot)",
-    async () => {
-      const page = await demo.chromium.context.newPage();
-      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
-      await demoFinished(page);
-      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
-      const state = await demoFinished(page);
-      expect(state.resumedAt).toBe(10);
-      const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
-      expect(png.subarray(1, 4).toString()).toBe("PNG");
-      const status = await page.locator("#status").textContent();
-      expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
-      expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
-      expect(await page.locator("#checkpoints li").count()).toBe(4);
-      await page.close();
-    },
-  );
+describe("the demo page after a resume", () => {
+  let demo: DemoPageHarness;
+  beforeAll(async () => {
+    demo = await startDemoPage();
+  });
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it("shows 'resumed at step N' after a reload (screenshot)", async () => {
+    const page = await demo.chromium.context.newPage();
+    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
+    await demoFinished(page);
+    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
+    const state = await demoFinished(page);
+    expect(state.resumedAt).toBe(10);
+    const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
+    expect(png.subarray(1, 4).toString()).toBe("PNG");
+    const status = await page.locator("#status").textContent();
+    expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
+    expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
+    expect(await page.locator("#checkpoints li").count()).toBe(4);
+    await page.close();
+  });
 });
