@@ -1,5 +1,6 @@
-// TF.js training in a real page (Chromium, tfjs's CPU backend) that asyncSaves the model and its
-// optimizer to OPFS every 5 steps; a reload mid-training is the kill, and the reloaded page
+// TF.js training in a real page (Chromium, tfjs's CPU and WebGL backends) that asyncSaves the
+// model and its optimizer to OPFS every 5 steps; a reload mid-training (right after a save
+// started) is the kill, and the reloaded page
 // resumes from the newest committed checkpoint — its losses and final weights are bit-identical to
 // an uninterrupted run's (issue #27).
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { type DemoPageHarness, demoFinished, demoState, startDemoPage } from "..
 
 const STEPS = 30;
 const EVERY = 5;
+const KILL_AT = 15;
 
 describe.each([
   { isolated: true, backend: "cpu", label: "cross-origin isolated (SharedArrayBuffer), CPU backend" },
@@ -32,21 +34,24 @@ describe.each([
     expect(reference.backend).toBe(backend);
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(isolated);
 
-    // The killed run: slowed down so that the reload lands mid-training (and maybe mid-save).
-    await page.goto(demo.url({ ckpt: "opfs://killed", steps: STEPS, every: EVERY, delay: 25, backend }));
+    // The killed run: it stops right after step 15's asyncSave has staged, with the write going
+    // on, and the reload kills it there — racing that save's commit.
+    await page.goto(
+      demo.url({ ckpt: "opfs://killed", steps: STEPS, every: EVERY, hangAt: KILL_AT, backend }),
+    );
     await page.waitForFunction(
-      () => ((globalThis as unknown as { dcpjsDemo?: { step: number } }).dcpjsDemo?.step ?? 0) >= 17,
+      () => (globalThis as unknown as { dcpjsDemo?: { phase: string } }).dcpjsDemo?.phase === "hanging",
       null,
       { timeout: 60_000 },
     );
     const beforeKill = await demoState(page);
+    expect(beforeKill.step).toBe(KILL_AT);
     for (const [step, bits] of Object.entries(beforeKill.losses)) expect(bits).toBe(reference.losses[step]);
     await page.reload();
     const resumed = await demoFinished(page);
 
-    expect(resumed.resumedAt).toBeGreaterThanOrEqual(EVERY);
-    expect(resumed.resumedAt! % EVERY).toBe(0);
-    expect(resumed.resumedAt).toBeLessThanOrEqual(beforeKill.step);
+    // Step 15's save committed before the kill, or it did not and step 10's is the newest.
+    expect([KILL_AT - EVERY, KILL_AT]).toContain(resumed.resumedAt);
     const steps = Object.keys(resumed.losses).map(Number);
     expect(Math.min(...steps)).toBe(resumed.resumedAt! + 1);
     expect(steps).toHaveLength(STEPS - resumed.resumedAt!);
@@ -56,23 +61,30 @@ describe.each([
     expect(resumed.checkpoints[0]).toBe(`opfs://killed/step-${STEPS}`);
     await page.close();
   });
+});
 
-  it.runIf(isolated && backend === "cpu")(
-    "shows 'resumed at step N' after a reload (screenshot)",
-    async () => {
-      const page = await demo.chromium.context.newPage();
-      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
-      await demoFinished(page);
-      await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
-      const state = await demoFinished(page);
-      expect(state.resumedAt).toBe(10);
-      const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
-      expect(png.subarray(1, 4).toString()).toBe("PNG");
-      const status = await page.locator("#status").textContent();
-      expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
-      expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
-      expect(await page.locator("#checkpoints li").count()).toBe(4);
-      await page.close();
-    },
-  );
+describe("the demo page after a resume", () => {
+  let demo: DemoPageHarness;
+  beforeAll(async () => {
+    demo = await startDemoPage();
+  });
+  afterAll(async () => {
+    await demo?.close();
+  });
+
+  it("shows 'resumed at step N' after a reload (screenshot)", async () => {
+    const page = await demo.chromium.context.newPage();
+    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 10, every: EVERY }));
+    await demoFinished(page);
+    await page.goto(demo.url({ ckpt: "opfs://shown", steps: 20, every: EVERY }));
+    const state = await demoFinished(page);
+    expect(state.resumedAt).toBe(10);
+    const png = await page.screenshot({ path: join(tmpdir(), "dcpjs-demo-resumed.png"), fullPage: true });
+    expect(png.subarray(1, 4).toString()).toBe("PNG");
+    const status = await page.locator("#status").textContent();
+    expect(status).toMatch(/^resumed at step 10 from opfs:\/\/shown\/step-10/);
+    expect(await page.locator("progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(20);
+    expect(await page.locator("#checkpoints li").count()).toBe(4);
+    await page.close();
+  });
 });

@@ -7,13 +7,14 @@ import { type LaunchedChromium, launchChromium } from "./chromium.js";
 
 /** What the demo page exposes as `globalThis.dcpjsDemo` (packages/demo-web/src/page/settings.ts). */
 export interface DemoPageState {
-  readonly phase: "starting" | "training" | "done" | "failed";
+  readonly phase: "starting" | "training" | "hanging" | "done" | "failed";
   readonly step: number;
   readonly resumedAt?: number;
   readonly losses: Record<string, string>;
   readonly checkpoints: string[];
   readonly weights?: string[];
   readonly backend?: string;
+  readonly loadedFrom?: { readonly url: string; readonly step: number; readonly weights: string[] };
   readonly error?: string;
 }
 
@@ -21,9 +22,11 @@ export interface DemoPageState {
 export interface DemoPageHarness {
   readonly chromium: LaunchedChromium;
   readonly server: DemoWebServer;
+  /** The folder served (the built page; a test may put checkpoints beside it). */
+  readonly dir: string;
   /**
    * The page's URL with query parameters.
-   * @param params - ckpt, steps, every, optimizer, delay.
+   * @param params - ckpt, steps, every, optimizer, delay, backend, init, hangAt.
    */
   url(params: Record<string, string | number>): string;
   close(): Promise<void>;
@@ -41,6 +44,7 @@ export async function startDemoPage(isolated = true): Promise<DemoPageHarness> {
   return {
     chromium,
     server,
+    dir,
     url: (params) =>
       `${server.url}?${new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]))}`,
     async close() {

@@ -2,17 +2,19 @@
 // checkpoints the model and its optimizer to OPFS with asyncSave every N steps, and after a
 // reload (the "kill") resumes from the newest committed checkpoint. Query parameters (all
 // optional): ckpt (an opfs:// folder), steps, every, optimizer, delay (ms between steps, to watch
-// it), backend (cpu or webgl). It reports on the page and in `globalThis.dcpjsDemo` (what the
-// tests read).
+// it), backend (cpu or webgl), init (an http(s):// checkpoint to start from when OPFS has
+// none: the model loaded from the HTTP server). It reports on the page and in
+// `globalThis.dcpjsDemo` (what the tests read).
 import { asyncSave, latestCheckpoint, listCheckpoints } from "@dcpjs/core";
 import { buildModel, float32Bits, makeOptimizer, trainingData } from "@dcpjs/demo-kit/train-model";
+import "@dcpjs/http";
 import "@dcpjs/opfs";
 import { loadTrainingState, toStateDict } from "@dcpjs/tfjs";
 import "@tensorflow/tfjs-backend-webgl";
 import * as tf from "@tensorflow/tfjs-core";
 import { type DemoSettings, type DemoState, demoSettings } from "./settings.js";
 
-const settings: DemoSettings = demoSettings(new URLSearchParams(location.search));
+const settings: DemoSettings = demoSettings(new URLSearchParams(location.search), location.href);
 const state: DemoState = { phase: "starting", step: 0, resumedAt: undefined, losses: {}, checkpoints: [] };
 (globalThis as { dcpjsDemo?: DemoState }).dcpjsDemo = state;
 
@@ -37,6 +39,11 @@ function showProgress(): void {
   $("step").textContent = `step ${state.step} of ${settings.steps}`;
 }
 
+/** Each weight of a model as its float32 bits, concatenated: equal strings, bit-identical weights. */
+function weightBits(model: ReturnType<typeof buildModel>): string[] {
+  return model.weights.map((w) => float32Bits(Array.from(w.read().dataSync())).join(""));
+}
+
 async function run(): Promise<void> {
   if (!(await tf.setBackend(settings.backend)))
     throw new Error(`Expected the ${settings.backend} backend, got none`);
@@ -53,6 +60,15 @@ async function run(): Promise<void> {
     state.step = extra.step;
     state.resumedAt = extra.step;
     $("status").textContent = `resumed at step ${extra.step} from ${latest}`;
+  } else if (settings.init !== undefined) {
+    // No checkpoint in OPFS yet: the model and optimizer come from the HTTP server.
+    const { extra } = await loadTrainingState<{ step: number }>(model, {
+      checkpointId: settings.init,
+      optimizer,
+    });
+    state.step = extra.step;
+    state.loadedFrom = { url: settings.init, step: extra.step, weights: weightBits(model) };
+    $("status").textContent = `loaded the model from ${settings.init} (step ${extra.step})`;
   } else {
     $("status").textContent = "started from scratch";
   }
@@ -74,10 +90,14 @@ async function run(): Promise<void> {
       await staged; // the weights may change from here; the write runs on while training goes on
       pending = completed.then(showCheckpoints);
     }
+    if (state.step === settings.hangAt && state.resumedAt === undefined) {
+      state.phase = "hanging"; // the save just started writes on; the test reloads the page now
+      await new Promise(() => {});
+    }
     if (settings.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, settings.delayMs));
   }
   await pending;
-  state.weights = model.weights.map((w) => float32Bits(Array.from(w.read().dataSync())).join(""));
+  state.weights = weightBits(model);
   state.phase = "done";
   $("status").textContent += " — done";
 }
