@@ -20,7 +20,7 @@ const scope =
 scope.addEventListener("message", async ({ data: { id, task } }) => {
   let result;
   try {
-    result = (await tasks).runBrowserTask(task);
+    result = await (await tasks).runBrowserTask(task);
   } catch (error) {
     try {
       scope.postMessage({ id, error });

@@ -1,14 +1,10 @@
-// The worker-pool interface of `storage/worker-pool.ts` in a browser. In a cross-origin isolated
-// page (`SharedArrayBuffer` offered), checksums and box copies and casts of `workerMinBytes` or
-// more over shared memory run on a small pool of module Web Workers
-// (`browser-offload-worker.js`), which read and write the memory in place; everywhere else — and
-// for good once a worker fails to start — they run on the calling thread.
-import { CheckpointError } from "../errors.js";
 import { type ChecksumAlgorithm, computeChecksum } from "../formats/checksum.js";
-import { contentHash } from "../formats/content-hash.js";
 import type { ChecksumOffload } from "../formats/item-format.js";
 import type { StridedCopy } from "../model/strided-copy.js";
+import { resolveWorkerMinBytes, WORKER_MIN_PART_BYTES } from "../storage/worker-limits.js";
 import { type BrowserTask, runBrowserTask } from "./browser-offload-task.js";
+
+export { resolveWorkerMinBytes };
 
 /** What this module uses of a page's globals (the package is typed without the DOM). */
 interface WorkerLike {
@@ -33,15 +29,6 @@ const WORKERS =
 /** Most workers: one per core the browser reports, as Node's pool has one thread per core. */
 const MAX_WORKERS = Math.max(1, page.navigator?.hardwareConcurrency ?? 2);
 
-/** Default `workerMinBytes` (bytes): as on Node, 1 MiB. */
-const WORKER_MIN_BYTES = 1024 * 1024;
-
-/**
- * Parts smaller than this on average (bytes) are checksummed on the calling thread even when
- * their run is large, as on Node. 1 KiB.
- */
-const WORKER_MIN_PART_BYTES = 1024;
-
 interface Slot {
   readonly worker: WorkerLike;
   inFlight: number;
@@ -49,7 +36,7 @@ interface Slot {
 interface Pending {
   readonly task: BrowserTask;
   readonly slot: Slot;
-  readonly resolve: (value: number[] | undefined) => void;
+  readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -87,7 +74,7 @@ function giveUpWorkers(): void {
   pending.clear();
   for (const { task, resolve, reject } of held) {
     try {
-      resolve(runBrowserTask(task));
+      resolve(runBrowserTask(task) as unknown);
     } catch (error) {
       reject(error);
     }
@@ -95,8 +82,8 @@ function giveUpWorkers(): void {
 }
 
 /** Runs a task on the least busy worker (a new one while fewer than {@link MAX_WORKERS} are busy). */
-function runOnWorker(task: BrowserTask): Promise<number[] | undefined> {
-  if (broken || !WORKERS) return Promise.resolve().then(() => runBrowserTask(task));
+function runOnWorker(task: BrowserTask): Promise<unknown> {
+  if (broken || !WORKERS) return Promise.resolve().then((): unknown => runBrowserTask(task));
   let slot = slots.reduce<Slot | undefined>((a, b) => (a && a.inFlight <= b.inFlight ? a : b), undefined);
   if (!slot || (slot.inFlight > 0 && slots.length < MAX_WORKERS)) slot = spawn();
   const id = nextId++;
@@ -105,22 +92,6 @@ function runOnWorker(task: BrowserTask): Promise<number[] | undefined> {
     pending.set(id, { task, slot, resolve, reject });
     slot.worker.postMessage({ id, task });
   });
-}
-
-/**
- * A reader's or writer's `workerMinBytes` option, checked (as on Node): 1 MiB when absent.
- *
- * @param value - the option.
- * @throws {@link CheckpointError} `INVALID_ARGUMENT` when it is not a number ≥ 0 (`Infinity` is one).
- */
-export function resolveWorkerMinBytes(value: number | undefined): number {
-  if (value === undefined) return WORKER_MIN_BYTES;
-  if (typeof value !== "number" || !(value >= 0))
-    throw new CheckpointError(
-      "INVALID_ARGUMENT",
-      `Expected workerMinBytes to be a number ≥ 0 (or Infinity), got ${String(value)}`,
-    );
-  return value;
 }
 
 /** Starts the first worker now, where there may be workers, so that it has loaded by the first large item. */
@@ -202,24 +173,24 @@ export function checksumOffload(minBytes: number): ChecksumOffload {
         previous === undefined
           ? { kind: "checksum", algorithm, bytes, blockBytes }
           : { kind: "checksum", algorithm, bytes, blockBytes, previous },
-      ))!,
+      )) as number[],
     checksums: async (algorithm, parts) => {
       let bytes = 0;
       for (const part of parts) bytes += part.byteLength;
       if (bytes < WORKER_MIN_PART_BYTES * parts.length)
         return parts.map((part) => computeChecksum(algorithm, part));
-      return (await runOnWorker({ kind: "checksums", algorithm, parts }))!;
+      return (await runOnWorker({ kind: "checksums", algorithm, parts })) as number[];
     },
   };
 }
 
 /**
- * The content hash (`StorageInfo.contentHash`) of bytes, as Node's `contentHashOnWorker`: computed
- * on the page's thread (hash-wasm's XXH3-128), as the browser's workers do not hash yet.
+ * The content hash (`StorageInfo.contentHash`) of bytes, as Node's `contentHashOnWorker`: on a
+ * worker where the page has them (else on its own thread).
  *
  * @param bytes - the bytes.
  * @returns XXH3-128 as 32 lowercase hex digits.
  */
-export function contentHashOnWorker(bytes: Uint8Array): Promise<string> {
-  return contentHash(bytes);
+export async function contentHashOnWorker(bytes: Uint8Array): Promise<string> {
+  return (await runOnWorker({ kind: "hash", bytes })) as string;
 }

@@ -3,27 +3,15 @@
 // TypeScript loader in the worker.
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
-import { runningChecksums } from "../formats/running-checksums.js";
-import { castBox } from "../model/cast-kernels.js";
-import { stridedCopy } from "../model/strided-copy.js";
+import { runOffloadTask } from "./offload-task.js";
 
 /**
- * A task: the running CRCs of some bytes (see `runningChecksums`) — with `hash`, and their content
- * hash (`contentHashOf`, which every dcpjs save records) —, the content hash alone (`hash`: an
- * incremental save's compare pass), the CRCs of several parts (one each, from scratch), a box copy between two buffers, a box cast between buffers of two dtypes
- * (`castBox`, its box in elements), or a collection of this thread's whole
- * heap (`collect`, sent by the pool once it is idle). Its buffers are views of
- * `SharedArrayBuffer`s, which reach the worker shared, not copied. `epoch` counts the new shared
- * memory the pool has handed out (see `worker-pool.ts`): a task that brings a later one than the
- * thread last saw has the thread collect its young objects first.
+ * A task of offload-task.js (`runOffloadTask`), or a collection of this thread's whole heap
+ * (`collect`, sent by the pool once it is idle). `epoch` counts the new shared memory the pool has
+ * handed out (see `worker-pool.ts`): a task that brings a later one than the thread last saw has
+ * the thread collect its young objects first.
  *
- * @typedef {({ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number, readonly hash?: boolean }
- *   | { readonly kind: "hash", readonly bytes: Uint8Array }
- *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
- *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }
- *   | { readonly kind: "cast", readonly srcDtype: string, readonly src: Uint8Array, readonly dstDtype: string, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }) & { readonly epoch: number }
- *   | { readonly kind: "collect" }} OffloadTask
+ * @typedef {(import("./offload-task.js").Task & { readonly epoch: number }) | { readonly kind: "collect" }} OffloadTask
  */
 
 /**
@@ -86,43 +74,5 @@ export default function runTask(task) {
     epochSeen = task.epoch;
     collectGarbage?.("minor");
   }
-  if (task.kind === "copy") {
-    stridedCopy(task.src, task.dst, task.copy);
-    return undefined;
-  }
-  if (task.kind === "cast") {
-    castBox(task.srcDtype, task.src, task.dstDtype, task.dst, task.copy);
-    return undefined;
-  }
-  if (task.kind === "hash") return hashOf(task.bytes);
-  // One block per part: one CRC each.
-  if (task.kind === "checksums")
-    return task.parts.flatMap((p) => runningChecksums(task.algorithm, p, Infinity));
-  if (task.hash) return checksumsAndHash(task.algorithm, task.bytes, task.blockBytes);
-  return runningChecksums(task.algorithm, task.bytes, task.blockBytes, task.previous);
-}
-
-/**
- * The content hash of some bytes (the hasher loaded on first use).
- *
- * @param {Uint8Array} bytes - the bytes.
- * @returns {Promise<string>} XXH3-128, 32 lowercase hex digits.
- */
-async function hashOf(bytes) {
-  await loadContentHasher();
-  return /** @type {string} */ (contentHashOf(bytes));
-}
-
-/**
- * The running CRCs and the content hash of an item's bytes (the hasher loaded on first use).
- *
- * @param {"crc32" | "crc32c"} algorithm - which CRC.
- * @param {Uint8Array} bytes - the item's bytes.
- * @param {number} blockBytes - block size (bytes).
- * @returns {Promise<{ running: number[], contentHash: string }>} both.
- */
-async function checksumsAndHash(algorithm, bytes, blockBytes) {
-  await loadContentHasher();
-  const running = runningChecksums(algorithm, bytes, blockBytes);
-  return { running, contentHash: /** @type {string} */ (contentHashOf(bytes)) };
+  return runOffloadTask(task);
 }
