@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { positiveInt } from "@dcpjs/demo-kit";
 import { Command } from "commander";
 import { asyncSaveBench } from "./async-save.js";
+import { browserLoad } from "./browser-load.js";
 import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
 import { httpLoad } from "./http-load.js";
@@ -224,6 +225,19 @@ program
       reps: o.reps,
       dir: o.dir,
     }),
+  );
+
+program
+  .command("browser-load")
+  .description(
+    "a dcpjs checkpoint loaded in Chromium over loopback HTTP (@dcpjs/http's fetch transport) vs plain fetch of the same bytes with the same parallelism, with the page's memory above the target tensors",
+  )
+  .option("--tensors <n>", "large tensors", positiveInt, 9)
+  .option("--tensor-mib <n>", "MiB per large tensor (at most 1024)", positiveInt, 128)
+  .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
+  .option("--connections <n>", "requests in flight", positiveInt, 8)
+  .action((o) =>
+    browserLoad({ tensors: o.tensors, tensorMib: o.tensorMib, reps: o.reps, connections: o.connections }),
   );
 
 program
