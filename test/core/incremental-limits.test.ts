@@ -115,6 +115,25 @@ describe("incremental checkpoints: limits and refusals", () => {
     expect(sameTensor(dst.big, big) && sameTensor(dst.small, small as Tensor)).toBe(true);
   });
 
+  it("asyncSave passes unchanged through, as fqns to its save thread and as a predicate on the calling thread", async () => {
+    const root = await tempDir();
+    const big = emptyTensor("float32", [512, 1024]);
+    (big.data as Float32Array).fill(3);
+    const small = randomTensor("float32", [8], 1);
+    await save({ big, small }, { checkpointId: join(root, "step-100") });
+    for (const [step, unchanged] of [
+      ["step-110", ["big"]],
+      ["step-120", (fqn: string) => fqn === "big"],
+    ] as const) {
+      await asyncSave(
+        { big, small },
+        { checkpointId: join(root, step), base: join(root, "step-100"), unchanged },
+      ).completed;
+      const md = await readMetadata(join(root, step));
+      expect(md.storageData.get("big\u00000,0")?.baseCheckpoint).toBe("step-100");
+    }
+  });
+
   it("refuses base with the torch format, and a torch checkpoint as a base", async () => {
     const root = await tempDir();
     const sd = { w: randomTensor("float32", [4], 1) };

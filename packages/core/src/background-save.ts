@@ -9,12 +9,13 @@ import { storageBackendModule } from "./storage/registry.js";
 
 /**
  * What the save thread needs to run this save, or `undefined` when a part of it cannot be
- * described there: a storage writer or planner object of the caller's, a group without
+ * described there: a storage writer or planner object of the caller's, an `unchanged` predicate, a group without
  * {@link ProcessGroup.describeForWorker}, a backend registered without its module URL.
  */
 function planFor(options: SaveOptions): SaveThreadPlan | undefined {
   if (!HAS_SAVE_THREAD) return undefined; // a page saves on its own thread
   if (options.storageWriter !== undefined || options.planner !== undefined) return undefined;
+  if (typeof options.unchanged === "function") return undefined; // a predicate does not clone
   const backendModule = storageBackendModule(options.checkpointId);
   if (backendModule === undefined) return undefined;
   const pg = options.processGroup;
@@ -25,6 +26,8 @@ function planFor(options: SaveOptions): SaveThreadPlan | undefined {
     backendModule,
     ...(group ? { group } : {}),
     ...(options.coordinatorRank !== undefined ? { coordinatorRank: options.coordinatorRank } : {}),
+    ...(options.base !== undefined ? { base: options.base } : {}),
+    ...(options.unchanged !== undefined ? { unchanged: options.unchanged as readonly string[] } : {}),
   };
 }
 
@@ -37,7 +40,7 @@ function planFor(options: SaveOptions): SaveThreadPlan | undefined {
  * (`RegisterStorageBackendOptions.moduleUrl`).
  *
  * Falls back to {@link save} on the calling thread (as before) when the save cannot be described
- * for that thread: a `storageWriter` or `planner` of the caller's, a process group without
+ * for that thread: a `storageWriter` or `planner` of the caller's, an `unchanged` predicate, a process group without
  * `describeForWorker`, a backend registered without its module URL. Ranks of one group must make
  * the same choice (the same options). A state dict holding a value that cannot be cloned (which
  * the plan step refuses) fails there as it would here.

@@ -13,6 +13,10 @@ export interface SaveThreadPlan {
   readonly group?: WorkerGroupDescription;
   /** As `SaveOptions.coordinatorRank`. */
   readonly coordinatorRank?: number;
+  /** As `SaveOptions.base`. */
+  readonly base?: string;
+  /** As `SaveOptions.unchanged`, as fqns and prefixes (a predicate does not go to the thread). */
+  readonly unchanged?: readonly string[];
   /**
    * The error this rank's plan step throws, found here when the state dict could not be handed
    * over (a value that cannot be cloned, which the planner refuses too): the thread then plans

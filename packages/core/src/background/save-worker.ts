@@ -67,6 +67,8 @@ async function run({ id, stateDict, plan }: Extract<ToSaveThread, { type: "save"
       signal: controller.signal,
       ...(processGroup ? { processGroup } : {}),
       ...(plan.coordinatorRank !== undefined ? { coordinatorRank: plan.coordinatorRank } : {}),
+      ...(plan.base !== undefined ? { base: plan.base } : {}),
+      ...(plan.unchanged !== undefined ? { unchanged: plan.unchanged } : {}),
       ...(plan.planError ? { planner: new RefusingPlanner(plan.planError) } : {}),
     });
     post({ type: "done", id, metadata });
