@@ -9,12 +9,13 @@ export const CHROMIUM_PATH = "/usr/bin/chromium";
 
 /**
  * Makes sure Debian's Chromium is installed (apt-get on first use, as RGW and nginx), for the
- * browser tests' global setup.
+ * browser tests' global setup — with its recommended packages (fonts-liberation for the demo page's
+ * text, Mesa's drivers), as the install the browser tests were first run against.
  *
  * @param log - where to say it installs.
  */
 export function ensureChromium(log: (line: string) => void): Promise<void> {
-  return ensureDebianPackage(log, [CHROMIUM_PATH, "--version"], "chromium", { minimal: true });
+  return ensureDebianPackage(log, [CHROMIUM_PATH, "--version"], "chromium");
 }
 
 /** A headless Chromium with a fresh profile, and its cleanup. */
