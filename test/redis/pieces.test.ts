@@ -125,6 +125,21 @@ describe("Redis collectives in bounded pieces (real Redis)", () => {
     await Promise.all(late); // the senders were done at their contribution
   }, 60_000);
 
+  it("a piece of the wrong length (a foreign or damaged key) fails the reading rank with IO_ERROR naming it", async () => {
+    const { gs, groupId } = await groups(3, 64 * 1024, 20_000);
+    const payload = () => new Uint8Array(randomBytes(150_000));
+    const late = [gs[1]!, gs[2]!].map((pg) => pg.gather(payload(), 0));
+    const r = redis();
+    const pieces = await piecesWritten(r, groupId, 6);
+    await r.set(pieces.find((k) => k.endsWith(":p:r2:0"))!, Buffer.alloc(10));
+    const error = await gs[0]!.gather(payload(), 0).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "IO_ERROR" });
+    expect((error as Error).message).toMatch(
+      /^Expected piece 0 of 3 of value "r2" .* to hold 65536 bytes, got 10$/,
+    );
+    await Promise.all(late);
+  }, 60_000);
+
   it("a piece Redis refuses (maxmemory reached) fails its sender with IO_ERROR carrying Redis' reason, and the root with TIMEOUT naming that rank", async () => {
     const server = await startRedisServer(() => {}, { own: true });
     servers.push(server);

@@ -160,7 +160,18 @@ async function readPieces(
   field: string,
   header: Buffer,
 ): Promise<Uint8Array> {
-  const [total, count] = header.subarray(1).toString("latin1").split(":").map(Number) as [number, number];
+  const text = header.subarray(1).toString("latin1");
+  const [total, count] = text.split(":").map(Number) as [number, number];
+  // Written by a rank of this group with the same pieceBytes; anything else is a foreign or damaged key.
+  if (
+    !/^\d+:\d+$/.test(text) ||
+    !Number.isSafeInteger(total) ||
+    count !== Math.ceil(total / layout.pieceBytes)
+  )
+    throw new CheckpointError(
+      "IO_ERROR",
+      `Expected the header of value "${field}" in ${layout.where} at ${layout.what} to read {bytes}:{pieces} with pieces of ${layout.pieceBytes} bytes, got ${JSON.stringify(text.slice(0, 64))}`,
+    );
   const whole = new Uint8Array(total);
   for (let first = 0; first < count; first += PIECES_IN_FLIGHT) {
     const round = client.pipeline();
@@ -171,6 +182,12 @@ async function readPieces(
       const [error, piece] = replies[i - first] ?? [null, null];
       if (error) throw error;
       if (!(piece instanceof Uint8Array)) throw lost(layout, `piece ${i} of ${count} of value "${field}"`);
+      const expected = Math.min(layout.pieceBytes, total - i * layout.pieceBytes);
+      if (piece.byteLength !== expected)
+        throw new CheckpointError(
+          "IO_ERROR",
+          `Expected piece ${i} of ${count} of value "${field}" in ${layout.where} at ${layout.what} to hold ${expected} bytes, got ${piece.byteLength}`,
+        );
       whole.set(piece, i * layout.pieceBytes);
     }
   }
