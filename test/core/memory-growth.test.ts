@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
@@ -6,6 +5,7 @@ import { runInNewContext } from "node:vm";
 import { emptyTensor, load, save } from "@dcpjs/core";
 import { collectWorkerHeaps, WORKER_COLLECT_MS, workerThreadsRunning } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
+import { runChildReport } from "../support/child-report.js";
 import { tempDir } from "../support/tmp.js";
 
 const MiB = 1024 * 1024;
@@ -16,31 +16,6 @@ interface Report {
   readonly last: { readonly rss: number; readonly arrayBuffers: number };
   readonly tasks: number;
   readonly intact: boolean;
-}
-
-/** Runs test/support/memory-growth-child.ts in a fresh Node process and returns its report. */
-function runChild(nodeFlags: readonly string[], args: readonly string[]): Promise<Report> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...nodeFlags, "--import", "tsx", "--conditions=@dcpjs/source", CHILD, ...args],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      err += String(d);
-    });
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      const line = out.trim().split("\n").at(-1);
-      if (code !== 0 || !line) reject(new Error(`child exited (${code ?? signal}): ${err}`));
-      else resolve(JSON.parse(line) as Report);
-    });
-  });
 }
 
 function expectNoGrowth(report: Report, rounds: number, rssMiB = 32): void {
@@ -54,14 +29,17 @@ function expectNoGrowth(report: Report, rounds: number, rssMiB = 32): void {
 
 describe("the worker threads do not keep the shared memory they were handed", () => {
   it("200 saves and 200 loads of fresh tensors in one process: RSS and arrayBuffers stay within 32 MiB of the 10th round's", async () => {
-    expectNoGrowth(await runChild(["--expose-gc"], [await tempDir(), "flag", "200"]), 200);
+    expectNoGrowth(
+      await runChildReport<Report>(CHILD, [await tempDir(), "flag", "200"], ["--expose-gc"]),
+      200,
+    );
   });
 
   it("so too when the process has no --expose-gc (the workers take a collector of their own)", async () => {
     // Without the fix: arrayBuffers +76 MiB, RSS +80 MiB. This child cannot collect its own main
     // thread between rounds (no gc()), so its RSS also holds the main thread's garbage (+49 MiB
     // once in CI): the workers' memory is judged by arrayBuffers (≤ 32 MiB), RSS only for a leak.
-    expectNoGrowth(await runChild([], [await tempDir(), "vm-gc", "60"]), 60, 96);
+    expectNoGrowth(await runChildReport<Report>(CHILD, [await tempDir(), "vm-gc", "60"]), 60, 96);
   });
 
   it("the workers collect without --expose-gc and leave the flag off for everything else", async () => {

@@ -9,11 +9,11 @@
 
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { asyncSave, emptyTensor, load, type Tensor } from "@dcpjs/core";
-import { stagingPoolFor, WORKER_COLLECT_MS } from "@dcpjs/core/testing";
+import { stagingPoolFor } from "@dcpjs/core/testing";
+import { type MemoryReading, memoryAtRest } from "./memory-at-rest.js";
 
 const [dir, rounds] = process.argv.slice(2) as [string, string | undefined];
 setFlagsFromString("--expose-gc");
@@ -27,23 +27,8 @@ function plainTensor(shape: readonly number[]): Tensor {
   return { dtype: "float32", shape: [...shape], data: new Float32Array(shape[0]! * shape[1]!) };
 }
 
-/** RSS and arrayBuffers (bytes) at rest: the least of five readings 100 ms apart, each after a collection. */
-async function atRest(): Promise<{ rss: number; arrayBuffers: number }> {
-  await sleep(WORKER_COLLECT_MS * 2);
-  let rss = Number.POSITIVE_INFINITY;
-  let arrayBuffers = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 5; i++) {
-    collect();
-    await sleep(100);
-    const m = process.memoryUsage();
-    rss = Math.min(rss, m.rss);
-    arrayBuffers = Math.min(arrayBuffers, m.arrayBuffers);
-  }
-  return { rss, arrayBuffers };
-}
-
 const sd = { a: plainTensor(SHAPES.a), b: plainTensor(SHAPES.b), step: 0 };
-let tenth: { rss: number; arrayBuffers: number } | undefined;
+let tenth: MemoryReading | undefined;
 for (let i = 1; i <= ROUNDS; i++) {
   (sd.a.data as Float32Array).fill(i);
   (sd.b.data as Float32Array).fill(-i);
@@ -53,9 +38,9 @@ for (let i = 1; i <= ROUNDS; i++) {
   (sd.a.data as Float32Array).fill(0); // training goes on: the save keeps the values of `staged`
   await completed;
   if (i > 2) await rm(join(dir, `step-${i - 2}`), { recursive: true, force: true });
-  if (i === 10) tenth = await atRest();
+  if (i === 10) tenth = await memoryAtRest(collect);
 }
-const last = await atRest();
+const last = await memoryAtRest(collect);
 const target = { a: emptyTensor("float32", SHAPES.a), b: emptyTensor("float32", SHAPES.b), step: 0 };
 await load(target, { checkpointId: join(dir, `step-${ROUNDS}`) });
 const a = target.a.data as Float32Array;

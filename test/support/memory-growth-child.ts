@@ -9,11 +9,11 @@
 // argument "flag"); with "vm-gc" instead, it takes `gc` from a vm context the way a library must
 // (the process flag stays off, so the workers must collect without it).
 
-import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { emptyTensor, load, loadStateDictFromKeys, type ShardedTensor, save, type Tensor } from "@dcpjs/core";
-import { WORKER_COLLECT_MS, workerTasksRun } from "@dcpjs/core/testing";
+import { workerTasksRun } from "@dcpjs/core/testing";
+import { type MemoryReading, memoryAtRest } from "./memory-at-rest.js";
 import { allRanks } from "./ranks.js";
 
 const [dir, how, rounds] = process.argv.slice(2) as [string, string | undefined, string | undefined];
@@ -73,27 +73,8 @@ async function loadRound(i: number): Promise<[string, Tensor][]> {
   );
 }
 
-/**
- * RSS and arrayBuffers (bytes) at rest: once the workers' idle collection has run, the least of
- * five readings 100 ms apart, each after a collection of this thread (V8 frees array buffers'
- * memory on a background thread after a collection, so one reading may come too early).
- */
-async function atRest(): Promise<{ rss: number; arrayBuffers: number }> {
-  await sleep(WORKER_COLLECT_MS * 2);
-  let rss = Number.POSITIVE_INFINITY;
-  let arrayBuffers = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 5; i++) {
-    collect();
-    await sleep(100);
-    const m = process.memoryUsage();
-    rss = Math.min(rss, m.rss);
-    arrayBuffers = Math.min(arrayBuffers, m.arrayBuffers);
-  }
-  return { rss, arrayBuffers };
-}
-
 let intact = true;
-let tenth: { rss: number; arrayBuffers: number } | undefined;
+let tenth: MemoryReading | undefined;
 for (let i = 1; i <= ROUNDS; i++) {
   await save(stateDict(i), { checkpointId: dir });
   const loaded = await loadRound(i);
@@ -103,9 +84,9 @@ for (let i = 1; i <= ROUNDS; i++) {
     if (data[0] !== savedValue(k, i) || data[data.length - 1] !== savedValue(k, i)) intact = false;
   }
   collect(); // as a process that collects after each round would: what is left is held, not late
-  if (i === 10) tenth = await atRest();
+  if (i === 10) tenth = await memoryAtRest(collect);
 }
-const last = await atRest();
+const last = await memoryAtRest(collect);
 console.log(
   JSON.stringify({
     tenth,
