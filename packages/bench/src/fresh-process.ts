@@ -43,10 +43,17 @@ export interface FreshState {
  *
  * @throws Error when it exits non-zero or prints no JSON line.
  */
-function runFresh(command: string, args: readonly string[]): Promise<FreshRun> {
+function runFresh(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<FreshRun> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
     let out = "";
     let err = "";
     child.stdout.on("data", (d) => {
@@ -75,6 +82,20 @@ function runFresh(command: string, args: readonly string[]): Promise<FreshRun> {
   });
 }
 
+/**
+ * The environment that backs a Node process's large allocations with transparent huge pages where
+ * the kernel's THP mode is `madvise` (glibc ≥ 2.35 then `madvise`s every large `malloc`/`calloc`
+ * — a `SharedArrayBuffer`'s memory included): what `numpy.empty` does by itself. A fresh page is
+ * then faulted in 2 MiB at a time (docs/benchmarks.md, "What a fresh process pays").
+ */
+export const HUGE_PAGES_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: "glibc.malloc.hugetlb=1" };
+
+/** A Node contender's process: plain, or with {@link HUGE_PAGES_ENV}. */
+export type NodeMemory = "plain" | "huge pages";
+
+const memoryLabel = (memory: NodeMemory) => (memory === "plain" ? "" : ", huge pages");
+const memoryEnv = (memory: NodeMemory) => (memory === "plain" ? {} : HUGE_PAGES_ENV);
+
 let specs = 0;
 
 /** Writes a child's spec next to the scratch data and returns its path. */
@@ -86,15 +107,20 @@ async function specFile(dir: string, spec: object): Promise<string> {
 
 /**
  * The Node raw contender: `node:fs` streams into (load) or from (save) fresh
- * `Buffer.allocUnsafeSlow` memory, one stream per file (`peers/fresh_node.mjs`).
+ * `Buffer.allocUnsafeSlow` memory, one stream per file (`peers/fresh_node.mjs`), in a plain
+ * process or one with {@link HUGE_PAGES_ENV}.
  */
 export async function rawNodeContender(
   dir: string,
   mode: "save" | "load",
   files: RawFiles,
+  memory: NodeMemory = "plain",
 ): Promise<FreshContender> {
   const spec = await specFile(dir, { contender: "raw", mode, files });
-  return { label: "raw node:fs", run: () => runFresh(process.execPath, [NODE_PEER, spec]) };
+  return {
+    label: `raw node:fs${memoryLabel(memory)}`,
+    run: () => runFresh(process.execPath, [NODE_PEER, spec], memoryEnv(memory)),
+  };
 }
 
 /**
@@ -113,16 +139,23 @@ export async function rawPythonContender(
   return { label: `raw Python ${alloc}`, run: () => runFresh(python, [RAW_PEER, spec]) };
 }
 
-/** The dcpjs contender: `save` or `load` of fresh `emptyTensor`s (built `@dcpjs/core`, no loader). */
+/**
+ * The dcpjs contender: `save` or `load` of fresh `emptyTensor`s (built `@dcpjs/core`, no loader),
+ * in a plain process or one with {@link HUGE_PAGES_ENV}.
+ */
 export async function dcpjsContender(
   dir: string,
   mode: "save" | "load",
   path: string,
   state: FreshState,
   threadCount: number,
+  memory: NodeMemory = "plain",
 ): Promise<FreshContender> {
   const spec = await specFile(dir, { contender: "dcpjs", mode, path, threadCount, ...state });
-  return { label: "dcpjs", run: () => runFresh(process.execPath, [NODE_PEER, spec]) };
+  return {
+    label: `dcpjs${memoryLabel(memory)}`,
+    run: () => runFresh(process.execPath, [NODE_PEER, spec], memoryEnv(memory)),
+  };
 }
 
 /** PyTorch DCP (`peers/torch_dcp.py`, which always runs in a fresh process) with these arguments. */
@@ -187,19 +220,20 @@ export function freshRows(results: readonly FreshBest[], what: string, bytes: nu
 }
 
 /**
- * Ratios of the first result labelled `ours` against every other result: span against span and
- * process wall against process wall (> 1: ours faster).
+ * Ratios of the result labelled `ours` against the others (those labelled in `against`, when
+ * given): span against span and process wall against process wall (> 1: ours faster).
  */
 export function freshRatios(
   results: readonly FreshBest[],
   what: string,
   ours = "dcpjs",
+  against?: readonly string[],
 ): Record<string, number> {
   const us = results.find((r) => r.label === ours);
   if (!us) return {};
   const ratios: Record<string, number> = {};
   for (const r of results) {
-    if (r === us) continue;
+    if (r === us || (against && !against.includes(r.label))) continue;
     ratios[`fresh ${ours} / ${r.label} ${what}`] = r.seconds / us.seconds;
     ratios[`fresh ${ours} / ${r.label} ${what}, process wall`] = r.wall / us.wall;
   }

@@ -65,6 +65,8 @@ async function rawContenders(
   python: string | undefined,
 ): Promise<FreshContender[]> {
   const list = [await rawNodeContender(dir, mode, files)];
+  // Huge pages change only what faulting fresh destination pages costs: loads only.
+  if (mode === "load") list.push(await rawNodeContender(dir, mode, files, "huge pages"));
   if (python) {
     list.unshift(await rawPythonContender(python, dir, mode, files, "numpy"));
     if (mode === "load") list.splice(1, 0, await rawPythonContender(python, dir, mode, files, "bytearray"));
@@ -72,9 +74,15 @@ async function rawContenders(
   return list;
 }
 
-/** The ratios against raw Python `numpy` (untouched memory) and PyTorch, span and process wall. */
+/**
+ * dcpjs's ratios against every other contender, and dcpjs with huge pages against the raw reads
+ * that have them too (`numpy.empty` madvises its own), span and process wall.
+ */
 function ratiosOf(results: Awaited<ReturnType<typeof runFreshContenders>>, what: string) {
-  return freshRatios(results, what);
+  return {
+    ...freshRatios(results, what),
+    ...freshRatios(results, what, "dcpjs, huge pages", ["raw Python numpy", "raw node:fs, huge pages"]),
+  };
 }
 
 /**
@@ -128,6 +136,7 @@ export async function freshLocalLoad(
   const contenders = [
     ...(await rawContenders(p.dir, "load", localRawFiles(p, "raw"), python)),
     await dcpjsContender(p.dir, "load", ckpt, localState(p), p.threadCount),
+    await dcpjsContender(p.dir, "load", ckpt, localState(p), p.threadCount, "huge pages"),
     ...peers.map((peer) =>
       torchContender(peer.label, peer.python, [
         "load",
@@ -186,6 +195,7 @@ export async function freshManySmall(s: FreshSmallSet): Promise<FreshResults> {
     [
       ...(await rawContenders(s.dir, "load", loadFiles, s.venv)),
       await dcpjsContender(s.dir, "load", s.ckpt, s.state, 1),
+      await dcpjsContender(s.dir, "load", s.ckpt, s.state, 1, "huge pages"),
       ...torch("load", s.torchDir),
     ],
     s.reps,
