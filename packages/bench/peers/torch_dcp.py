@@ -3,7 +3,8 @@
 usage: torch_dcp.py save|load DIR COUNT MIB [cold|warm] [THREADS]
        torch_dcp.py save|load DIR SHAPES.json 0 [cold|warm] [THREADS]
 (COUNT float32 tensors of MIB MiB each, or float32 tensors of the shapes a JSON list gives.)
-Prints one JSON line: {"seconds": <this run>, "bytes": <state dict bytes>, "torch": <version>}.
+Prints one JSON line: {"seconds": <this run>, "prep": <script start -> run start>, "cpu": <CPU
+seconds of the run>, "bytes": <state dict bytes>, "torch": <version>}.
 """
 import copy
 import dataclasses
@@ -12,6 +13,8 @@ import os
 import shutil
 import sys
 import time
+
+SCRIPT_START = time.perf_counter()
 
 if sys.executable.startswith("/usr/bin/"):
     # Debian's torch 1.13: its sharded_tensor/metadata.py gives a dataclass field an unhashable
@@ -58,7 +61,7 @@ if mode == "save":
     sd = state(True)
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     if MODERN:
         dcp.save(sd, storage_writer=dcp.FileSystemWriter(path, thread_count=threads, sync_files=True), no_dist=True)
     else:
@@ -76,11 +79,16 @@ else:
                 fd = os.open(os.path.join(path, name), os.O_RDONLY)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     if MODERN:
         dcp.load(sd, storage_reader=dcp.FileSystemReader(path), no_dist=True)
     else:
         dcp.load_state_dict(sd, dcp.FileSystemReader(path), no_dist=True)
     seconds = time.perf_counter() - t0
+cpu = time.process_time() - cpu0
 nbytes = sum(t.numel() * 4 for t in sd.values())
-print(json.dumps({"seconds": seconds, "bytes": nbytes, "torch": torch.__version__}))
+print(
+    json.dumps(
+        {"seconds": seconds, "prep": t0 - SCRIPT_START, "cpu": cpu, "bytes": nbytes, "torch": torch.__version__}
+    )
+)

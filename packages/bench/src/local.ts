@@ -2,6 +2,7 @@ import { type FileHandle, mkdir, open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FileSystemReader, FileSystemWriter, load, save, type Tensor, tensorBytes } from "@dcpjs/core";
+import { freshLocalLoad, freshLocalSave } from "./fresh-rows.js";
 import { bestOf, type Row, report, timed } from "./report.js";
 import { emptyLike, float32StateDict } from "./state.js";
 import { DEBIAN_PYTHON, dropCaches, pythonHas, runPython, torchVenvPython } from "./system.js";
@@ -20,6 +21,8 @@ export interface LocalParams {
   readonly dir: string;
   /** dcpjs files per rank. */
   readonly threadCount: number;
+  /** Also the fresh-process, fresh-memory rows (fresh-rows.ts). @default true */
+  readonly fresh?: boolean;
 }
 
 /** The raw baseline's files: `threads` of them, tensor i in file `i % threads`, back to back. */
@@ -143,6 +146,7 @@ export async function localSave(p: LocalParams): Promise<void> {
       await rm(peer.dir, { recursive: true, force: true });
     }
   }
+  const fresh = p.fresh === false ? undefined : await freshLocalSave(p, peers);
   const rows: Row[] = [
     {
       name: `raw node:fs write + fsync (${p.threadCount} file${p.threadCount > 1 ? "s" : ""})`,
@@ -151,6 +155,7 @@ export async function localSave(p: LocalParams): Promise<void> {
     },
     { name: `dcpjs save (threadCount ${p.threadCount})`, bytes, seconds: times.ours },
     ...peers.map((peer, i) => ({ name: `${peer.label} save`, bytes, seconds: peerTimes[i]! })),
+    ...(fresh?.rows ?? []),
   ];
   report(
     "local-save",
@@ -159,6 +164,7 @@ export async function localSave(p: LocalParams): Promise<void> {
     {
       "dcpjs / raw": times.raw / times.ours,
       ...Object.fromEntries(peers.map((peer, i) => [`dcpjs / ${peer.label}`, peerTimes[i]! / times.ours])),
+      ...fresh?.ratios,
     },
     peers.some((x) => x.label.endsWith("1.13")) ? [] : [SKIPPED],
   );
@@ -242,6 +248,11 @@ export async function localLoad(p: LocalParams): Promise<void> {
     peers.forEach((peer, i) => {
       ratios[`dcpjs / ${peer.label} (${cache})`] = peerSeconds[i]! / ours;
     });
+    if (p.fresh !== false) {
+      const fresh = await freshLocalLoad(p, cache, ckpt, peers, files);
+      rows.push(...fresh.rows);
+      Object.assign(ratios, fresh.ratios);
+    }
   }
   const ok = Object.entries(stateDict).every(([k, t]) =>
     Buffer.from(tensorBytes(t)).equals(tensorBytes(target[k] as Tensor)),

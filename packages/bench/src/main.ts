@@ -37,6 +37,7 @@ for (const [name, fn, what] of [
     .option("--reps <n>", "repetitions (best of N)", positiveInt, 3)
     .option("--thread-count <n>", "dcpjs files per rank", positiveInt, 1)
     .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
+    .option("--no-fresh", "skip the fresh-process, fresh-memory rows")
     .action((o) =>
       fn({
         tensors: o.tensors,
@@ -44,6 +45,7 @@ for (const [name, fn, what] of [
         reps: o.reps,
         dir: o.dir,
         threadCount: o.threadCount,
+        fresh: o.fresh,
       }),
     );
 }
@@ -89,6 +91,7 @@ program
   .option("--item-bytes <n>", "with --uniform, the bytes of each tensor (float32s)", positiveInt, 16384)
   .option("--no-s3", "skip the S3 rows")
   .option("--no-torch", "skip the PyTorch DCP 2.13 rows")
+  .option("--no-fresh", "skip the fresh-process, fresh-memory rows")
   .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench"))
   .action((o) =>
     manySmall({
@@ -98,6 +101,7 @@ program
       itemBytes: o.itemBytes,
       s3: o.s3,
       torch: o.torch,
+      fresh: o.fresh,
     }),
   );
 

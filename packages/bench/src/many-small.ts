@@ -18,6 +18,7 @@ import { flattenStateDict, unflattenStateDict } from "@dcpjs/core/extend";
 import { buildTrainingState, humanModelsDir, readTfjsModelsIn } from "@dcpjs/demo-kit";
 import { createS3Client, S3StorageReader, S3StorageWriter } from "@dcpjs/s3";
 import { resolveTransferSettings } from "@dcpjs/s3/testing";
+import { freshManySmall } from "./fresh-rows.js";
 import { gcMsOf, type Row, report, timed } from "./report.js";
 import { BENCH_BUCKET, benchServer } from "./s3-server.js";
 import { runPython, torchVenvPython } from "./system.js";
@@ -86,6 +87,8 @@ export interface ManySmallParams {
   readonly s3: boolean;
   /** Also run PyTorch DCP 2.13 on the same shapes (its venv). @default true */
   readonly torch?: boolean;
+  /** Also the fresh-process, fresh-memory rows (fresh-rows.ts). @default true */
+  readonly fresh?: boolean;
 }
 
 /**
@@ -167,6 +170,15 @@ export async function manySmall(p: ManySmallParams): Promise<void> {
       torchLoad = Math.min(torchLoad, await run("load"));
     }
   }
+  const flat = [...flattenStateDict(sd).flat].filter(([, t]) => isTensor(t)) as [string, Tensor][];
+  const fresh =
+    p.fresh === false
+      ? undefined
+      : await freshManySmall({
+          ...{ dir, bytes, ckpt, venv, torchDir, shapesFile, reps },
+          state: { keys: flat.map(([k]) => k), shapes: flat.map(([, t]) => t.shape) },
+          rawFile: join(dir, "raw.bin"),
+        });
   const files = (await readdir(ckpt)).filter((f) => f.endsWith(".distcp")).length;
   const perItem = (s: number, base: number) => (((s - base) / items) * 1e6).toFixed(1);
   rows.push(
@@ -181,7 +193,9 @@ export async function manySmall(p: ManySmallParams): Promise<void> {
       extra: { files, "µs/item": perItem(oursLoad, rawRead) },
     },
     ...(venv ? [{ name: "PyTorch DCP 2.13 load (warm)", bytes, seconds: torchLoad }] : []),
+    ...(fresh?.rows ?? []),
   );
+  Object.assign(ratios, fresh?.ratios);
   ratios["local per-item save overhead µs (target ≤ 5)"] = ((ours - raw) / items) * 1e6;
   ratios["  of it, garbage collection µs (save)"] = ((gcMsOf(ours) ?? 0) / items) * 1e3;
   ratios["local per-item load overhead µs (target ≤ 5)"] = ((oursLoad - rawRead) / items) * 1e6;

@@ -1,6 +1,5 @@
 // Plain JavaScript (JSDoc-typed) so that worker threads load it as it is, from the sources as
 // from dist, with no TypeScript loader: see storage/offload-worker.js.
-import { createXXHash128 } from "hash-wasm";
 
 /**
  * The content hash dcpjs records per item (`StorageInfo.contentHash`): XXH3-128 (`hash-wasm`,
@@ -16,15 +15,18 @@ let hasher;
 let loading;
 
 /**
- * Loads this thread's hasher (compiles the WebAssembly module once per thread); later calls
- * return the same promise.
+ * Loads this thread's hasher (imports `hash-wasm` and compiles the WebAssembly module once per
+ * thread, on first use: a load, which records no hash, never pays for it); later calls return the
+ * same promise.
  *
  * @returns {Promise<void>} settled once {@link contentHashOf} answers.
  */
 export function loadContentHasher() {
-  loading ??= createXXHash128().then((h) => {
-    hasher = h;
-  });
+  loading ??= import("hash-wasm")
+    .then(({ createXXHash128 }) => createXXHash128())
+    .then((h) => {
+      hasher = h;
+    });
   return loading;
 }
 

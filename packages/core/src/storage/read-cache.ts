@@ -2,8 +2,7 @@ import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import cacache from "cacache";
-import lockfile from "proper-lockfile";
+import type Cacache from "cacache";
 import { CheckpointError } from "../errors.js";
 import { retry } from "../retry.js";
 import { assertIntegerInRange } from "../validate.js";
@@ -87,12 +86,34 @@ export interface ReadCacheStats {
   evicted: number;
 }
 
+/** The cache's libraries: `cacache`, `proper-lockfile`, and `rm.entry` as {@link removeEntry}. */
+interface StoreLibraries {
+  readonly cacache: typeof Cacache;
+  readonly lockfile: typeof import("proper-lockfile");
+}
+
+let libraries: Promise<StoreLibraries> | undefined;
+
+/**
+ * `cacache` and `proper-lockfile`, imported on first use rather than with the package: loading them
+ * costs a process that never caches (every local load) a large share of importing `@dcpjs/core`
+ * (docs/benchmarks.md, "What a fresh process pays").
+ */
+function storeLibraries(): Promise<StoreLibraries> {
+  libraries ??= Promise.all([import("cacache"), import("proper-lockfile")]).then(([c, l]) => ({
+    cacache: c.default,
+    lockfile: l.default,
+  }));
+  return libraries;
+}
+
 /** `rm.entry` with `removeFully` (the index lines go too), which cacache 20 takes but its types omit. */
-const removeEntry = cacache.rm.entry as unknown as (
-  dir: string,
-  key: string,
-  options: { removeFully: boolean },
-) => Promise<unknown>;
+async function removeEntry(dir: string, key: string, options: { removeFully: boolean }): Promise<unknown> {
+  const { cacache } = await storeLibraries();
+  return (
+    cacache.rm.entry as unknown as (d: string, k: string, o: { removeFully: boolean }) => Promise<unknown>
+  )(dir, key, options);
+}
 
 const isCode = (error: unknown, ...codes: string[]) =>
   typeof error === "object" && error !== null && codes.includes((error as { code?: string }).code ?? "");
@@ -220,6 +241,7 @@ export class ReadCache {
     const cached = refresh ? undefined : await this.#get(key, length);
     if (cached) return cached;
     const lockPath = join(await this.#lockDir(), createHash("sha256").update(key).digest("hex"));
+    const { cacache, lockfile } = await storeLibraries();
     return retry(
       async (attempt) => {
         if (attempt > 1 && !refresh) {
@@ -267,7 +289,8 @@ export class ReadCache {
 
   /** The block from disk, verified (SHA-512 and length), its time refreshed; undefined on a miss. */
   async #get(key: string, length: number): Promise<Uint8Array | undefined> {
-    let got: cacache.GetCacheObject;
+    const { cacache } = await storeLibraries();
+    let got: Cacache.GetCacheObject;
     try {
       got = await cacache.get(this.dir, key);
     } catch (error) {
@@ -322,6 +345,7 @@ export class ReadCache {
    * @returns the bytes evicted.
    */
   async evict(): Promise<number> {
+    const { cacache } = await storeLibraries();
     const entries = Object.values(await cacache.ls(this.dir)).filter((e) => e.key.startsWith(KEY_PREFIX));
     let total = entries.reduce((n, e) => n + (e.size ?? 0), 0);
     this.#estimate = total;
