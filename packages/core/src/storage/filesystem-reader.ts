@@ -215,8 +215,11 @@ export class FileSystemReader implements StorageReader {
       await forEachFile(schedules, this.#threadCount, signal, async (schedule, _, linked) => {
         try {
           for await (const ready of readRuns(schedule, context, linked)) {
-            for (const [i, stored] of ready.run.ranges.entries()) {
-              const dest = ready.fetched?.dests?.[i];
+            const { ranges } = ready.run;
+            const dests = ready.fetched?.dests;
+            for (let i = 0; i < ranges.length; i++) {
+              const stored = ranges[i]!;
+              const dest = dests?.[i];
               const copying = deliverPayload(
                 stored.items,
                 ready.payloads[i]!,
@@ -235,6 +238,8 @@ export class FileSystemReader implements StorageReader {
       });
     } finally {
       sharing?.releaseAll();
+      // The locator holds every read item of the load: let them go with it (made again if asked).
+      this.#locator = undefined;
     }
   }
 

@@ -45,11 +45,13 @@ export function directTarget(group: readonly ItemRead[], planner: LoadPlanner): 
   const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
   if (!run) return undefined;
   const elementBytes = DTYPE_BYTES[dest.dtype];
-  return {
-    bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
-    dest,
-    ...(framed ? { framed: true as const } : {}),
-  };
+  const { data } = dest;
+  // One view of the destination's bytes per item (the common case, its whole tensor: no subarray).
+  const bytes =
+    run.start === 0 && run.count * elementBytes === data.byteLength
+      ? tensorBytes(dest)
+      : new Uint8Array(data.buffer, data.byteOffset + run.start * elementBytes, run.count * elementBytes);
+  return framed ? { bytes, dest, framed: true } : { bytes, dest };
 }
 
 /**

@@ -4,9 +4,10 @@
 // buffers recycled once a run is delivered.
 import pLimit from "p-limit";
 import { ChecksumMismatchError, MetadataError, throwIfAborted } from "../errors.js";
-import type { ChecksumOffload, StoredRead } from "../formats/item-format.js";
+import type { ChecksumOffload, ItemExpectation, StoredRead } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { verifyChecksum } from "../formats/native-item-verify.js";
+import type { StorageInfo } from "../plan/metadata.js";
 import { retry } from "../retry.js";
 import type { FileSystemBase } from "./filesystem-base.js";
 import { prefetchInOrder } from "./ordered-prefetch.js";
@@ -196,21 +197,13 @@ function verifyRun(
   relativePath: string,
   offload: ChecksumOffload,
 ): Uint8Array[] | Promise<Uint8Array[]> {
-  const reads = run.ranges.map((stored, i): StoredRead => {
-    const read = stored.items[0]!;
-    return {
-      stored: fetched.stored[i]!,
-      info: read.info,
-      expect: expectation(read),
-      first: read.first,
-      fqn: read.item.storageIndex.fqn,
-      // Built only for a message (a string per item costs as much as a small item's CRC).
-      where: () => whereRead(relativePath, read),
-    };
-  });
+  const reads = run.ranges.map(
+    (stored, i) => new RunItemRead(fetched.stored[i]!, stored.items[0]!, relativePath),
+  );
   const inPlace = fetched.payloadSum;
   if (inPlace) {
-    const { stored, fqn, where } = reads[0]!;
+    const { stored, fqn } = reads[0]!;
+    const where = reads[0]!.where;
     const checked = verifyChecksum(
       stored,
       inPlace.checksum,
@@ -235,4 +228,44 @@ function verifyRun(
     return payload;
   });
   return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
+}
+
+/**
+ * A stored item of a run as its item format verifies it ({@link StoredRead}): three fields, the
+ * rest read from its {@link ItemRead} when asked — a run of 100,000 small items holds 100,000 of
+ * these until it is verified, so each is kept small, and `where`'s closure (for a message) is made
+ * only when asked for.
+ */
+class RunItemRead implements StoredRead {
+  readonly stored: Uint8Array;
+  readonly #read: ItemRead;
+  readonly #relativePath: string;
+
+  constructor(stored: Uint8Array, read: ItemRead, relativePath: string) {
+    this.stored = stored;
+    this.#read = read;
+    this.#relativePath = relativePath;
+  }
+
+  get info(): StorageInfo {
+    return this.#read.info;
+  }
+
+  get expect(): ItemExpectation {
+    return expectation(this.#read);
+  }
+
+  get first(): number {
+    return this.#read.first;
+  }
+
+  get fqn(): string {
+    return this.#read.item.storageIndex.fqn;
+  }
+
+  get where(): () => string {
+    const read = this.#read;
+    const relativePath = this.#relativePath;
+    return () => whereRead(relativePath, read);
+  }
 }
