@@ -39,7 +39,8 @@ export function directTarget(group: readonly ItemRead[], planner: LoadPlanner): 
     !format.zeroCopy && format.payloadFrame !== undefined && payload >= format.payloadFrame.minBytes;
   if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
   const sizes = saved.chunk.sizes;
-  if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
+  for (let d = 0; d < item.lengths.length; d++)
+    if (item.lengths[d] !== sizes[d] || item.storageOffsets[d] !== 0) return undefined; // only part of the chunk
   const dest = planner.resolveTensor(item);
   if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
   const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);

@@ -165,7 +165,9 @@ export function scheduleReads<T, D>(
   const rule = capabilities.coalesce;
   return [...byFile].map(([relativePath, { items, locations }]) => {
     const stored: KeyedRange<T>[] = [];
-    for (const i of offsetOrder(locations)) {
+    const order = offsetOrder(locations);
+    for (let at = 0; at < locations.length; at++) {
+      const i = order ? order[at]! : at;
       const location = locations[i]!;
       const last = stored.at(-1);
       if (last && last.key === location.key) last.items.push(items[i]!);
@@ -204,15 +206,16 @@ interface KeyedRange<T> extends StoredRange<T> {
 }
 
 /**
- * The indexes of `locations` in ascending offset order, stable (a plan's items mostly come in file
- * order already: then no sort).
+ * The indexes of `locations` in ascending offset order (a stable sort); undefined when they are in
+ * that order already, as a plan's items mostly are (no sort, no index per item).
  */
-function offsetOrder(locations: readonly ItemLocation[]): number[] {
-  const order = Array.from({ length: locations.length }, (_, i) => i);
+function offsetOrder(locations: readonly ItemLocation[]): number[] | undefined {
   for (let i = 1; i < locations.length; i++)
     if (locations[i]!.offset < locations[i - 1]!.offset)
-      return order.sort((a, b) => locations[a]!.offset - locations[b]!.offset || a - b);
-  return order;
+      return Array.from({ length: locations.length }, (_, j) => j).sort(
+        (a, b) => locations[a]!.offset - locations[b]!.offset || a - b,
+      );
+  return undefined;
 }
 
 /** Whether a stored range is small under `rule` (coalesced, read with one call). */
