@@ -26,6 +26,7 @@ import { sharedKey } from "./read-sharing.js";
 import { resolveDataFile } from "./reference-paths.js";
 import type { SharedChunkReads } from "./shared-chunk-reads.js";
 import { keepStaging } from "./staging-buffers.js";
+import { WORKER_MIN_PART_BYTES } from "./worker-limits.js";
 
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified and delivered). */
 export const READ_AHEAD_RUNS = 4;
@@ -169,19 +170,24 @@ function damagedInTransit(error: unknown): boolean {
 }
 
 /**
- * Whether a run's items are likely checked on a worker thread: large, and landing in shared memory
- * (a staging buffer for tensors, or shared destination tensors) — to start one ahead.
+ * Whether a run's items are likely checked on a worker thread: large, landing in shared memory
+ * (a staging buffer for tensors, or shared destination tensors), and — for a run of several items —
+ * not so small that their CRCs stay on this thread (under {@link WORKER_MIN_PART_BYTES} on average,
+ * as the offload's `checksums` decides) — to start one ahead. A hint: a worker that is not started
+ * ahead starts with its first task.
  * @param run - a scheduled run.
  * @param offload - the worker pool's rule.
  */
 export function checkedOffThread(run: ScheduledRun, offload: ChecksumOffload): boolean {
+  if (!offload.runsOffThread(run.length)) return false;
+  if (run.ranges.length > 1) {
+    let bytes = 0;
+    for (const stored of run.ranges) bytes += stored.length;
+    if (bytes < WORKER_MIN_PART_BYTES * run.ranges.length) return false;
+  }
   // One call per target: spreading 100,000 targets into one call overflows the stack.
-  if (run.targets)
-    return (
-      offload.runsOffThread(run.length) &&
-      run.targets.every((t) => offload.runsOffThread(run.length, t.bytes))
-    );
-  return offload.runsOffThread(run.length) && tensorsOnly(run);
+  if (run.targets) return run.targets.every((t) => offload.runsOffThread(run.length, t.bytes));
+  return tensorsOnly(run);
 }
 
 /**
