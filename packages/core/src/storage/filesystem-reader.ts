@@ -205,6 +205,8 @@ export class FileSystemReader implements StorageReader {
       (stored) => directTarget(stored.items, planner),
       capabilities,
     );
+    // The schedule holds every item's read now: the locator's map of them goes (made again if asked).
+    this.#locator = undefined;
     const offload = checksumOffload(this.#workerMinBytes);
     // Large items will be checked on worker threads: start one while the first reads run.
     if (schedules.some((s) => s.runs.some((run) => checkedOffThread(run, offload)))) startWorkers();
@@ -238,8 +240,6 @@ export class FileSystemReader implements StorageReader {
       });
     } finally {
       sharing?.releaseAll();
-      // The locator holds every read item of the load: let them go with it (made again if asked).
-      this.#locator = undefined;
     }
   }
 

@@ -67,7 +67,7 @@ export class ReadLocator {
   readonly #storageData: ReadonlyMap<string, StorageInfo>;
   // A Map, not a WeakMap: a load's read items all live until its reads are done, and a WeakMap of
   // as many entries costs the garbage collector more than a Map (its ephemerons are traced apart).
-  // The reader drops its locator once it has read (`FileSystemReader.readData`).
+  // The reader drops its locator once its reads are scheduled (`FileSystemReader.readData`).
   readonly #reads = new Map<ReadItem, ItemRead>();
 
   /**
