@@ -8,6 +8,7 @@ import { s3Cache } from "./cache.js";
 import { formats } from "./formats.js";
 import { httpLoad } from "./http-load.js";
 import { incremental } from "./incremental.js";
+import { loadSteps } from "./load-steps.js";
 import { localLoad, localSave } from "./local.js";
 import { manySmall } from "./many-small.js";
 import { memory } from "./memory.js";
@@ -80,6 +81,17 @@ for (const [name, fn, what] of [
       }),
     );
 }
+
+program
+  .command("load-steps")
+  .description(
+    "one rank's load of many small tensors step by step (metadata, planner, reader), µs and GC per item",
+  )
+  .option("--items <n>", "float32 tensors", positiveInt, 100_000)
+  .option("--item-bytes <n>", "the bytes of each tensor (float32s)", positiveInt, 16)
+  .option("--reps <n>", "loads (each step's best)", positiveInt, 3)
+  .option("--dir <dir>", "scratch folder", join(tmpdir(), "dcpjs-bench-load-steps"))
+  .action((o) => loadSteps({ items: o.items, itemBytes: o.itemBytes, reps: o.reps, dir: o.dir }));
 
 program
   .command("many-small")

@@ -205,6 +205,8 @@ export class FileSystemReader implements StorageReader {
       (stored) => directTarget(stored.items, planner),
       capabilities,
     );
+    // The schedule holds every item's read now: the locator's map of them goes (made again if asked).
+    this.#locator = undefined;
     const offload = checksumOffload(this.#workerMinBytes);
     // Large items will be checked on worker threads: start one while the first reads run.
     if (schedules.some((s) => s.runs.some((run) => checkedOffThread(run, offload)))) startWorkers();
@@ -215,8 +217,11 @@ export class FileSystemReader implements StorageReader {
       await forEachFile(schedules, this.#threadCount, signal, async (schedule, _, linked) => {
         try {
           for await (const ready of readRuns(schedule, context, linked)) {
-            for (const [i, stored] of ready.run.ranges.entries()) {
-              const dest = ready.fetched?.dests?.[i];
+            const { ranges } = ready.run;
+            const dests = ready.fetched?.dests;
+            for (let i = 0; i < ranges.length; i++) {
+              const stored = ranges[i]!;
+              const dest = dests?.[i];
               const copying = deliverPayload(
                 stored.items,
                 ready.payloads[i]!,

@@ -39,17 +39,20 @@ export function directTarget(group: readonly ItemRead[], planner: LoadPlanner): 
     !format.zeroCopy && format.payloadFrame !== undefined && payload >= format.payloadFrame.minBytes;
   if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
   const sizes = saved.chunk.sizes;
-  if (item.lengths.some((l, d) => l !== sizes[d] || item.storageOffsets[d] !== 0)) return undefined;
+  for (let d = 0; d < item.lengths.length; d++)
+    if (item.lengths[d] !== sizes[d] || item.storageOffsets[d] !== 0) return undefined; // only part of the chunk
   const dest = planner.resolveTensor(item);
   if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
   const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
   if (!run) return undefined;
   const elementBytes = DTYPE_BYTES[dest.dtype];
-  return {
-    bytes: tensorBytes(dest).subarray(run.start * elementBytes, (run.start + run.count) * elementBytes),
-    dest,
-    ...(framed ? { framed: true as const } : {}),
-  };
+  const { data } = dest;
+  // One view of the destination's bytes per item (the common case, its whole tensor: no subarray).
+  const bytes =
+    run.start === 0 && run.count * elementBytes === data.byteLength
+      ? tensorBytes(dest)
+      : new Uint8Array(data.buffer, data.byteOffset + run.start * elementBytes, run.count * elementBytes);
+  return framed ? { bytes, dest, framed: true } : { bytes, dest };
 }
 
 /**

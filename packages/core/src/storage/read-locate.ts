@@ -65,7 +65,10 @@ export interface SavedChunk {
 export class ReadLocator {
   readonly #metadata: Metadata | undefined;
   readonly #storageData: ReadonlyMap<string, StorageInfo>;
-  #reads = new WeakMap<ReadItem, ItemRead>();
+  // A Map, not a WeakMap: a load's read items all live until its reads are done, and a WeakMap of
+  // as many entries costs the garbage collector more than a Map (its ephemerons are traced apart).
+  // The reader drops its locator once its reads are scheduled (`FileSystemReader.readData`).
+  readonly #reads = new Map<ReadItem, ItemRead>();
 
   /**
    * @param storageData - the storage entries by `metadataIndexKey`.
@@ -106,15 +109,23 @@ export class ReadLocator {
    * @param wholeChunks - saved chunks (by key) read whole in any case (shared with other ranks).
    */
   locateAll(items: readonly ReadItem[], wholeChunks?: { has(chunk: string): boolean }): ItemRead[] {
-    const reads = items.map((item) => this.located(item));
+    const reads: ItemRead[] = [];
     // Only items of more than one checksum block can read part of theirs.
-    const readers = new Map<string, number>();
-    for (const r of reads) if (r.info.checksumBlocks) readers.set(r.chunk, (readers.get(r.chunk) ?? 0) + 1);
-    if (readers.size === 0) return reads;
+    let readers: Map<string, number> | undefined;
+    for (let i = 0; i < items.length; i++) {
+      const r = this.located(items[i]!);
+      reads.push(r);
+      if (r.info.checksumBlocks) {
+        readers ??= new Map();
+        readers.set(r.chunk, (readers.get(r.chunk) ?? 0) + 1);
+      }
+    }
+    if (readers === undefined) return reads;
+    const counts = readers;
     return reads.map((r) => {
       if (!r.info.checksumBlocks) return r;
       const whole = wholeRead(r.item, r.info, r.chunk, r.saved);
-      const part = readers.get(r.chunk) === 1 && !wholeChunks?.has(r.chunk) ? partOf(whole) : undefined;
+      const part = counts.get(r.chunk) === 1 && !wholeChunks?.has(r.chunk) ? partOf(whole) : undefined;
       const read = part ?? whole;
       this.#reads.set(r.item, read);
       return read;

@@ -4,9 +4,10 @@
 // buffers recycled once a run is delivered.
 import pLimit from "p-limit";
 import { ChecksumMismatchError, MetadataError, throwIfAborted } from "../errors.js";
-import type { ChecksumOffload, StoredRead } from "../formats/item-format.js";
+import type { ChecksumOffload, ItemExpectation, StoredRead } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
 import { verifyChecksum } from "../formats/native-item-verify.js";
+import type { StorageInfo } from "../plan/metadata.js";
 import { retry } from "../retry.js";
 import type { FileSystemBase } from "./filesystem-base.js";
 import { prefetchInOrder } from "./ordered-prefetch.js";
@@ -25,6 +26,7 @@ import { sharedKey } from "./read-sharing.js";
 import { resolveDataFile } from "./reference-paths.js";
 import type { SharedChunkReads } from "./shared-chunk-reads.js";
 import { keepStaging } from "./staging-buffers.js";
+import { WORKER_MIN_PART_BYTES } from "./worker-limits.js";
 
 /** Runs a reader has in flight per file (read ahead while earlier ones are verified and delivered). */
 export const READ_AHEAD_RUNS = 4;
@@ -168,19 +170,24 @@ function damagedInTransit(error: unknown): boolean {
 }
 
 /**
- * Whether a run's items are likely checked on a worker thread: large, and landing in shared memory
- * (a staging buffer for tensors, or shared destination tensors) — to start one ahead.
+ * Whether a run's items are likely checked on a worker thread: large, landing in shared memory
+ * (a staging buffer for tensors, or shared destination tensors), and — for a run of several items —
+ * not so small that their CRCs stay on this thread (under {@link WORKER_MIN_PART_BYTES} on average,
+ * as the offload's `checksums` decides) — to start one ahead. A hint: a worker that is not started
+ * ahead starts with its first task.
  * @param run - a scheduled run.
  * @param offload - the worker pool's rule.
  */
 export function checkedOffThread(run: ScheduledRun, offload: ChecksumOffload): boolean {
+  if (!offload.runsOffThread(run.length)) return false;
+  if (run.ranges.length > 1) {
+    let bytes = 0;
+    for (const stored of run.ranges) bytes += stored.length;
+    if (bytes < WORKER_MIN_PART_BYTES * run.ranges.length) return false;
+  }
   // One call per target: spreading 100,000 targets into one call overflows the stack.
-  if (run.targets)
-    return (
-      offload.runsOffThread(run.length) &&
-      run.targets.every((t) => offload.runsOffThread(run.length, t.bytes))
-    );
-  return offload.runsOffThread(run.length) && tensorsOnly(run);
+  if (run.targets) return run.targets.every((t) => offload.runsOffThread(run.length, t.bytes));
+  return tensorsOnly(run);
 }
 
 /**
@@ -196,21 +203,13 @@ function verifyRun(
   relativePath: string,
   offload: ChecksumOffload,
 ): Uint8Array[] | Promise<Uint8Array[]> {
-  const reads = run.ranges.map((stored, i): StoredRead => {
-    const read = stored.items[0]!;
-    return {
-      stored: fetched.stored[i]!,
-      info: read.info,
-      expect: expectation(read),
-      first: read.first,
-      fqn: read.item.storageIndex.fqn,
-      // Built only for a message (a string per item costs as much as a small item's CRC).
-      where: () => whereRead(relativePath, read),
-    };
-  });
+  const reads = run.ranges.map(
+    (stored, i) => new RunItemRead(fetched.stored[i]!, stored.items[0]!, relativePath),
+  );
   const inPlace = fetched.payloadSum;
   if (inPlace) {
-    const { stored, fqn, where } = reads[0]!;
+    const { stored, fqn } = reads[0]!;
+    const where = reads[0]!.where;
     const checked = verifyChecksum(
       stored,
       inPlace.checksum,
@@ -235,4 +234,44 @@ function verifyRun(
     return payload;
   });
   return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
+}
+
+/**
+ * A stored item of a run as its item format verifies it ({@link StoredRead}): three fields, the
+ * rest read from its {@link ItemRead} when asked — a run of 100,000 small items holds 100,000 of
+ * these until it is verified, so each is kept small, and `where`'s closure (for a message) is made
+ * only when asked for.
+ */
+class RunItemRead implements StoredRead {
+  readonly stored: Uint8Array;
+  readonly #read: ItemRead;
+  readonly #relativePath: string;
+
+  constructor(stored: Uint8Array, read: ItemRead, relativePath: string) {
+    this.stored = stored;
+    this.#read = read;
+    this.#relativePath = relativePath;
+  }
+
+  get info(): StorageInfo {
+    return this.#read.info;
+  }
+
+  get expect(): ItemExpectation {
+    return expectation(this.#read);
+  }
+
+  get first(): number {
+    return this.#read.first;
+  }
+
+  get fqn(): string {
+    return this.#read.item.storageIndex.fqn;
+  }
+
+  get where(): () => string {
+    const read = this.#read;
+    const relativePath = this.#relativePath;
+    return () => whereRead(relativePath, read);
+  }
 }

@@ -152,39 +152,70 @@ export function scheduleReads<T, D>(
   direct: (range: StoredRange<T>) => D | undefined,
   capabilities: ReadCapabilities,
 ): FileReadSchedule<T, D>[] {
-  const byFile = new Map<string, { location: ItemLocation; item: T }[]>();
+  // Per file, the items and their locations side by side (no wrapper object per item).
+  const byFile = new Map<string, { items: T[]; locations: ItemLocation[] }>();
   for (const item of items) {
     const location = locate(item);
-    const list = byFile.get(location.relativePath);
-    if (list) list.push({ location, item });
-    else byFile.set(location.relativePath, [{ location, item }]);
+    const file = byFile.get(location.relativePath);
+    if (file) {
+      file.items.push(item);
+      file.locations.push(location);
+    } else byFile.set(location.relativePath, { items: [item], locations: [location] });
   }
   const rule = capabilities.coalesce;
-  return [...byFile].map(([relativePath, located]) => {
-    const sorted = [...located].sort((a, b) => a.location.offset - b.location.offset);
-    const stored: (StoredRange<T> & { key: string; items: T[] })[] = [];
-    for (const { location, item } of sorted) {
+  return [...byFile].map(([relativePath, { items, locations }]) => {
+    const stored: KeyedRange<T>[] = [];
+    const order = offsetOrder(locations);
+    for (let at = 0; at < locations.length; at++) {
+      const i = order ? order[at]! : at;
+      const location = locations[i]!;
       const last = stored.at(-1);
-      if (last && last.key === location.key) last.items.push(item);
+      if (last && last.key === location.key) last.items.push(items[i]!);
       else
-        stored.push({ key: location.key, items: [item], offset: location.offset, length: location.length });
+        stored.push({
+          key: location.key,
+          items: [items[i]!],
+          offset: location.offset,
+          length: location.length,
+        });
     }
-    const runs = gatherRuns(stored, rule).map((run) => {
+    const runs = gatherRuns(stored, rule).map((run): ReadRun<T, D> => {
       const offset = run[0]!.offset;
-      const end = run.reduce((e, r) => Math.max(e, r.offset + r.length), offset);
+      let end = offset;
+      for (const r of run) end = Math.max(end, r.offset + r.length);
       const length = end - offset;
       const targets = run.length === 1 || capabilities.scatterReads ? allTargets(run, direct) : undefined;
       const large = run.length === 1 && !isSmall(run[0]!, rule);
       return {
         offset,
         length,
-        ranges: run.map(({ items, offset, length }) => ({ items, offset, length })),
+        // The stored ranges as gathered (their `key` rides along): no copy per stored range.
+        ranges: run,
         ...(targets ? { placement: "direct" as const, targets } : { placement: "staged" as const }),
         pieces: large ? splitIntoPieces(length, capabilities.pieceBytes) : [{ offset: 0, length }],
       };
     });
     return { relativePath, runs };
   });
+}
+
+/** A stored range while the schedule is built: the key of what it reads, and its items so far. */
+interface KeyedRange<T> extends StoredRange<T> {
+  readonly key: string;
+  readonly items: T[];
+}
+
+/**
+ * The indexes of `locations` in ascending offset order (a stable sort); undefined when they are in
+ * that order already, as a plan's items mostly are (no sort, no index per item).
+ */
+function offsetOrder(locations: readonly ItemLocation[]): number[] | undefined {
+  for (let i = 1; i < locations.length; i++)
+    if (locations[i]!.offset < locations[i - 1]!.offset)
+      return Array.from({ length: locations.length }, (_, j) => j).sort(
+        (a, b) => locations[a]!.offset - locations[b]!.offset || a - b,
+      );
+  return undefined;
 }
 
 /** Whether a stored range is small under `rule` (coalesced, read with one call). */

@@ -90,7 +90,12 @@ const WARM_UP = new Uint8Array(new SharedArrayBuffer(1));
  * @param buffers - the memory it reads and writes.
  */
 export function runsOffThread(minBytes: number, bytes: number, ...buffers: Uint8Array[]): boolean {
-  return bytes >= minBytes && buffers.every((b) => b.buffer instanceof SharedArrayBuffer);
+  return bytes >= minBytes && buffers.every(inSharedMemory);
+}
+
+/** Whether a view's bytes lie in a `SharedArrayBuffer`. */
+function inSharedMemory(view: Uint8Array): boolean {
+  return view.buffer instanceof SharedArrayBuffer;
 }
 
 /**
@@ -349,7 +354,9 @@ function assertShared(what: string, bytes: Uint8Array): void {
  */
 export function checksumOffload(minBytes: number): ChecksumOffload {
   return {
-    runsOffThread: (bytes, ...buffers) => runsOffThread(minBytes, bytes, ...buffers),
+    // Not through runsOffThread(minBytes, bytes, ...buffers): a reader asks once per small item,
+    // and each spread is an array.
+    runsOffThread: (bytes, ...buffers) => bytes >= minBytes && buffers.every(inSharedMemory),
     runningChecksums: runningChecksumsOnWorker,
     checksumsAndHash: checksumsAndHashOnWorker,
     checksums: (algorithm, parts) =>
