@@ -1,5 +1,6 @@
 // The save thread's entry (Node only): runs the saves `asyncSave` hands over after `staged`, on
 // this thread's own event loop, so that a busy calling thread cannot stall them.
+import { availableParallelism } from "node:os";
 import { parentPort } from "node:worker_threads";
 import {
   type ProcessGroup,
@@ -8,9 +9,13 @@ import {
 } from "../distributed/process-group.js";
 import { DefaultSavePlanner } from "../plan/save-planner.js";
 import { save } from "../save.js";
-import { workerTasksRun } from "../storage/worker-pool.js";
+import { limitWorkerThreads, workerTasksRun } from "../storage/worker-pool.js";
 import { decodeError, decodeReason, type EncodedError, encodeError } from "./error-codec.js";
 import type { SaveOutcome, ToSaveThread } from "./save-messages.js";
+
+// The saves here run while the calling thread trains: their checksums and hashes take at most one
+// core fewer than the machine has (one on two cores), so training keeps a core of its own.
+limitWorkerThreads(availableParallelism() - 1);
 
 const imported = new Map<string, Promise<unknown>>();
 const groups = new Map<string, Promise<ProcessGroup>>();
