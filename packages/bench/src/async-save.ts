@@ -176,7 +176,7 @@ async function rssAtRest(): Promise<number> {
 }
 
 /** Where this process's memory lies now (MiB): /proc/self/status's RSS parts, V8's heap and array buffers. */
-function memoryParts(): string {
+function memoryParts(): Record<string, number> {
   let status = "";
   try {
     status = readFileSync("/proc/self/status", "utf8");
@@ -186,7 +186,7 @@ function memoryParts(): string {
   const kib = (field: string) =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   const m = process.memoryUsage();
-  const parts = {
+  return {
     RssAnon: kib("RssAnon") / 1024,
     RssFile: kib("RssFile") / 1024,
     RssShmem: kib("RssShmem") / 1024,
@@ -194,6 +194,9 @@ function memoryParts(): string {
     external: m.external / MiB,
     arrayBuffers: m.arrayBuffers / MiB,
   };
+}
+
+function formatParts(parts: Record<string, number>): string {
   return Object.entries(parts)
     .map(([k, v]) => `${k} ${v.toFixed(1)}`)
     .join(", ");
@@ -217,7 +220,7 @@ interface Run {
   readonly allocations: number;
   readonly seconds: number;
   /** {@link memoryParts} at the three readings: before the loop, after the 10th save, after the last. */
-  readonly memory: readonly [string, string, string];
+  readonly memory: readonly [Record<string, number>, Record<string, number>, Record<string, number>];
 }
 
 /** The training loop with a save every `every` steps, one staging mode. */
@@ -242,7 +245,7 @@ async function withSaves(
   let lastSettled = true;
   const steps = o.saves * o.every;
   const rssBefore = await rssAtRest();
-  const memory: string[] = [memoryParts()];
+  const memory: Record<string, number>[] = [memoryParts()];
   const t0 = performance.now();
   const c0 = threadCpuMs();
   let pausedCpu = 0;
@@ -305,7 +308,7 @@ async function withSaves(
     rssLast,
     allocations,
     seconds: (performance.now() - t0) / 1000,
-    memory: memory as unknown as readonly [string, string, string],
+    memory: memory as unknown as Run["memory"],
   };
 }
 
@@ -438,6 +441,9 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     ratios[`${r.mode}: training thread's CPU time inflation %`] = cpuInflation(r);
     ratios[`${r.mode}: the copy's least share of the step time %`] = copyBound(r);
     ratios[`${r.mode}: RSS after last − after 10th, MiB`] = (r.rssLast - r.rssTenth) / MiB;
+    // The process's own memory, less the file pages (its code) a loaded machine's reclaim evicts.
+    ratios[`${r.mode}: RssAnon + RssShmem after last − after 10th, MiB`] =
+      r.memory[2].RssAnon! + r.memory[2].RssShmem! - r.memory[1].RssAnon! - r.memory[1].RssShmem!;
   }
   report(
     "async-save",
@@ -458,7 +464,9 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
       `GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES ?? ""} (glibc's memcpy copies with non-temporal stores only above glibc.cpu.x86_non_temporal_threshold, so each tensor's copy reads its destination first)`,
       `target blocked time: state ÷ (0.5 × memcpy ${memcpy.toFixed(1)} GB/s) + 20 ms = ${targetMs.toFixed(1)} ms`,
       ...runs.flatMap((r) =>
-        ["before", "10th", "last"].map((at, i) => `${r.mode}, memory at rest ${at} (MiB): ${r.memory[i]}`),
+        ["before", "10th", "last"].map(
+          (at, i) => `${r.mode}, memory at rest ${at} (MiB): ${formatParts(r.memory[i]!)}`,
+        ),
       ),
       'staging: "copy" saves tensors in ordinary memory (copied); "none" saves tensors in shared memory (not copied)',
     ],
