@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -15,7 +16,7 @@ export interface AsyncSaveBenchOptions {
   readonly stateMib: number;
   /** Tensors the state is split into. */
   readonly tensors: number;
-  /** Milliseconds of synchronous compute per training step (calibrated once, then fixed work). */
+  /** Milliseconds of synchronous compute per training step: CPU time of the training thread (calibrated once, then fixed work). */
   readonly stepMs: number;
   /** Steps between saves. */
   readonly every: number;
@@ -88,18 +89,23 @@ function compute(n: number): number {
   return acc;
 }
 
-/** The rounds of {@link compute} that take `ms` milliseconds (median of 5 timings). */
+/**
+ * The rounds of {@link compute} that take `ms` milliseconds of this thread's CPU time (median of
+ * 5 timings; wall time where the CPU time cannot be read): on a loaded machine a wall-time
+ * calibration would make the steps shorter than `ms` of compute.
+ */
 function calibrate(ms: number): number {
+  const clock = Number.isNaN(threadCpuMs()) ? () => performance.now() : threadCpuMs;
   compute(50);
-  const t0 = performance.now();
+  const t0 = clock();
   compute(50);
-  const perRound = (performance.now() - t0) / 50;
+  const perRound = (clock() - t0) / 50;
   const rounds = Math.max(1, Math.round(ms / perRound));
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const t = performance.now();
+    const t = clock();
     compute(rounds);
-    times.push(performance.now() - t);
+    times.push(clock() - t);
   }
   times.sort((a, b) => a - b);
   return Math.max(1, Math.round((rounds * ms) / times[2]!));
@@ -110,14 +116,33 @@ function yieldOnce(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Milliseconds per step of a loop of `steps` steps without saves. */
-async function baseline(steps: number, rounds: number): Promise<number> {
+/**
+ * CPU time this thread has run so far (ms), from /proc/thread-self/schedstat (Linux; NaN elsewhere):
+ * a training step's CPU time, which a loaded machine's waits for a core do not inflate.
+ */
+function threadCpuMs(): number {
+  try {
+    return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Per step of a loop: wall milliseconds, and the CPU milliseconds of the training thread. */
+interface StepTime {
+  readonly ms: number;
+  readonly cpuMs: number;
+}
+
+/** Time per step of a loop of `steps` steps without saves. */
+async function baseline(steps: number, rounds: number): Promise<StepTime> {
   const t0 = performance.now();
+  const c0 = threadCpuMs();
   for (let s = 0; s < steps; s++) {
     compute(rounds);
     await yieldOnce();
   }
-  return (performance.now() - t0) / steps;
+  return { ms: (performance.now() - t0) / steps, cpuMs: (threadCpuMs() - c0) / steps };
 }
 
 function stateDict(o: AsyncSaveBenchOptions, shared: boolean): Record<string, Tensor> {
@@ -150,6 +175,33 @@ async function rssAtRest(): Promise<number> {
   return rss;
 }
 
+/** Where this process's memory lies now (MiB): /proc/self/status's RSS parts, V8's heap and array buffers. */
+function memoryParts(): Record<string, number> {
+  let status = "";
+  try {
+    status = readFileSync("/proc/self/status", "utf8");
+  } catch {
+    // not Linux
+  }
+  const kib = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  const m = process.memoryUsage();
+  return {
+    RssAnon: kib("RssAnon") / 1024,
+    RssFile: kib("RssFile") / 1024,
+    RssShmem: kib("RssShmem") / 1024,
+    heapUsed: m.heapUsed / MiB,
+    external: m.external / MiB,
+    arrayBuffers: m.arrayBuffers / MiB,
+  };
+}
+
+function formatParts(parts: Record<string, number>): string {
+  return Object.entries(parts)
+    .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+    .join(", ");
+}
+
 interface Run {
   readonly mode: StagingMode;
   readonly blockedMs: number[];
@@ -158,6 +210,8 @@ interface Run {
   readonly msPerStep: number;
   /** The same, less the time blocked until `staged`: what the background save costs the steps. */
   readonly msPerStepUnblocked: number;
+  /** CPU milliseconds of the training thread per step, staging included. */
+  readonly cpuMsPerStep: number;
   readonly waited: number;
   readonly rssTenth: number;
   /** RSS at rest before the loop, the state dict allocated. */
@@ -165,11 +219,17 @@ interface Run {
   readonly rssLast: number;
   readonly allocations: number;
   readonly seconds: number;
+  /** {@link memoryParts} at the three readings: before the loop, after the 10th save, after the last. */
+  readonly memory: readonly [Record<string, number>, Record<string, number>, Record<string, number>];
 }
 
 /** The training loop with a save every `every` steps, one staging mode. */
-async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: number): Promise<Run> {
-  const sd = stateDict(o, mode === "none");
+async function withSaves(
+  o: AsyncSaveBenchOptions,
+  mode: StagingMode,
+  rounds: number,
+  sd: Record<string, Tensor>,
+): Promise<Run> {
   await mkdir(o.dir, { recursive: true });
   const dir = await mkdtemp(join(o.dir, `async-save-${mode}-`)); // of this run alone
   const pool = stagingPoolFor(undefined);
@@ -185,7 +245,10 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
   let lastSettled = true;
   const steps = o.saves * o.every;
   const rssBefore = await rssAtRest();
+  const memory: Record<string, number>[] = [memoryParts()];
   const t0 = performance.now();
+  const c0 = threadCpuMs();
+  let pausedCpu = 0;
   for (let s = 1; s <= steps; s++) {
     compute(rounds);
     if (s % o.every === 0) {
@@ -210,20 +273,25 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
         // Read at rest, as after the last save: the loop pauses (not counted in its time) until
         // this save has completed, so that no save is in flight for either reading.
         const tPause = performance.now();
+        const cPause = threadCpuMs();
         await save.completed;
         await new Promise((r) => setTimeout(r, 500)); // the worker threads' idle collection
         rssTenth = await rssAtRest();
+        memory.push(memoryParts());
         paused += performance.now() - tPause;
+        pausedCpu += threadCpuMs() - cPause;
       }
     }
     await yieldOnce();
   }
   const msPerStep = (performance.now() - t0 - paused) / steps;
+  const cpuMsPerStep = (threadCpuMs() - c0 - pausedCpu) / steps;
   const msPerStepUnblocked = msPerStep - blockedMs.reduce((a, b) => a + b, 0) / steps;
   await last?.completed;
   await Promise.all(pending);
   await new Promise((r) => setTimeout(r, 500)); // the worker threads' idle collection
   const rssLast = await rssAtRest();
+  memory.push(memoryParts());
   const allocations = pool.allocations - allocations0;
   pool.letGo();
   await rm(dir, { recursive: true, force: true });
@@ -233,12 +301,14 @@ async function withSaves(o: AsyncSaveBenchOptions, mode: StagingMode, rounds: nu
     blockedFreeMs,
     msPerStep,
     msPerStepUnblocked,
+    cpuMsPerStep,
     waited,
     rssTenth,
     rssBefore,
     rssLast,
     allocations,
     seconds: (performance.now() - t0) / 1000,
+    memory: memory as unknown as Run["memory"],
   };
 }
 
@@ -276,7 +346,13 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     return;
   }
   const stateBytes = Math.floor((o.stateMib * MiB) / o.tensors / 4) * 4 * o.tensors;
-  const bw = bandwidths(stateDict(o, false), stateBytes);
+  // The state dicts live until the last reading: a state dict let go after the loop would drop out
+  // of the RSS after the last save (its 256 MiB, collected once the loop no longer refers to it),
+  // and 4 MiB tensors let go earlier would stay in glibc's heap (its mmap threshold rises to their
+  // size after the first is freed) until a later trim — both read as the RSS falling.
+  const plain = stateDict(o, false);
+  const shared = o.staging.includes("none") ? stateDict(o, true) : undefined;
+  const bw = bandwidths(plain, stateBytes);
   const memcpy = bw.memcpy;
   const rounds = calibrate(o.stepMs);
   // Each loop with saves is compared with the mean of the loops without saves just before and
@@ -284,14 +360,26 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
   const baselines = [await baseline(o.baselineSteps, rounds)];
   const runs: Run[] = [];
   for (const mode of o.staging) {
-    runs.push(await withSaves(o, mode, rounds));
+    runs.push(await withSaves(o, mode, rounds, mode === "none" ? shared! : plain));
     baselines.push(await baseline(o.baselineSteps, rounds));
   }
-  const baseOf = (r: Run) => {
+  const baseStepOf = (r: Run): StepTime => {
     const i = runs.indexOf(r);
-    return (baselines[i]! + baselines[i + 1]!) / 2;
+    const [a, b] = [baselines[i]!, baselines[i + 1]!];
+    return { ms: (a.ms + b.ms) / 2, cpuMs: (a.cpuMs + b.cpuMs) / 2 };
+  };
+  const baseOf = (r: Run) => baseStepOf(r).ms;
+  const cpuInflation = (r: Run) => (r.cpuMsPerStep / baseStepOf(r).cpuMs - 1) * 100;
+  // The copy alone, at the best staging bandwidth of this run, per save interval of base steps
+  // (their CPU time, which a loaded machine does not stretch; wall time off Linux): the least
+  // step-time inflation `"copy"` can have.
+  const copyBound = (r: Run) => {
+    if (r.mode !== "copy") return 0;
+    const step = Number.isNaN(baseStepOf(r).cpuMs) ? baseOf(r) : baseStepOf(r).cpuMs;
+    return (stateBytes / 1e6 / bw.staging / (o.every * step)) * 100;
   };
   const targetMs = stateBytes / 1e6 / (0.5 * memcpy) + 20;
+  const tensorsKept = Object.keys(plain).length + Object.keys(shared ?? {}).length;
   const rows = [
     {
       name: "memcpy of the tensors into one buffer (best of 7)",
@@ -326,6 +414,9 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
           "ms/step, no saves": baseOf(r).toFixed(2),
           "inflation %": ((r.msPerStep / baseOf(r) - 1) * 100).toFixed(1),
           "inflation %, staging excluded": ((r.msPerStepUnblocked / baseOf(r) - 1) * 100).toFixed(1),
+          "CPU ms/step (no saves)": `${r.cpuMsPerStep.toFixed(2)} (${baseStepOf(r).cpuMs.toFixed(2)})`,
+          "CPU inflation %": cpuInflation(r).toFixed(1),
+          "copy bound %": copyBound(r).toFixed(1),
           "waited for previous": r.waited,
           "RSS Δ MiB (10th − before)": ((r.rssTenth - r.rssBefore) / MiB).toFixed(1),
           "RSS Δ MiB (last − 10th)": ((r.rssLast - r.rssTenth) / MiB).toFixed(1),
@@ -347,7 +438,12 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     ratios[`${r.mode}: step-time inflation %`] = (r.msPerStep / baseOf(r) - 1) * 100;
     ratios[`${r.mode}: step-time inflation %, staging excluded`] =
       (r.msPerStepUnblocked / baseOf(r) - 1) * 100;
+    ratios[`${r.mode}: training thread's CPU time inflation %`] = cpuInflation(r);
+    ratios[`${r.mode}: the copy's least share of the step time %`] = copyBound(r);
     ratios[`${r.mode}: RSS after last − after 10th, MiB`] = (r.rssLast - r.rssTenth) / MiB;
+    // The process's own memory, less the file pages (its code) a loaded machine's reclaim evicts.
+    ratios[`${r.mode}: RssAnon + RssShmem after last − after 10th, MiB`] =
+      r.memory[2].RssAnon! + r.memory[2].RssShmem! - r.memory[1].RssAnon! - r.memory[1].RssShmem!;
   }
   report(
     "async-save",
@@ -362,8 +458,16 @@ export async function asyncSaveBench(o: AsyncSaveBenchOptions): Promise<void> {
     rows,
     ratios,
     [
-      `loops without saves, before, between and after: ${baselines.map((b) => b.toFixed(2)).join(", ")} ms/step`,
+      `loops without saves, before, between and after: ${baselines.map((b) => `${b.ms.toFixed(2)} (CPU ${b.cpuMs.toFixed(2)})`).join(", ")} ms/step`,
+      'what bounds the inflation with staging "copy": the copy on the training thread (copy bound %: the state ÷ the staging bandwidth, per save interval); the rest (staging excluded) is the save thread\'s work competing for the cores and the memory bus',
+      `state dicts held through the last reading: ${tensorsKept} tensors`,
+      `GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES ?? ""} (glibc's memcpy copies with non-temporal stores only above glibc.cpu.x86_non_temporal_threshold, so each tensor's copy reads its destination first)`,
       `target blocked time: state ÷ (0.5 × memcpy ${memcpy.toFixed(1)} GB/s) + 20 ms = ${targetMs.toFixed(1)} ms`,
+      ...runs.flatMap((r) =>
+        ["before", "10th", "last"].map(
+          (at, i) => `${r.mode}, memory at rest ${at} (MiB): ${formatParts(r.memory[i]!)}`,
+        ),
+      ),
       'staging: "copy" saves tensors in ordinary memory (copied); "none" saves tensors in shared memory (not copied)',
     ],
   );

@@ -25,7 +25,13 @@ export interface AsyncSaveOptions extends SaveOptions {
    * from then on. `"none"`: the caller promises not to change its tensors until `completed`
    * settles — tensors in a `SharedArrayBuffer` are saved from where they lie (no copy, `staged`
    * resolves at once), others are still copied (the save reads only shared memory, which its
-   * worker threads can see). As DCP's choice of `AsyncStager` (staging, or none). @default "copy"
+   * worker threads can see). As DCP's choice of `AsyncStager` (staging, or none).
+   *
+   * The copy is what a save costs the calling thread. On Linux with glibc, a copy shorter than
+   * glibc's non-temporal threshold (`glibc.cpu.x86_non_temporal_threshold`, a fraction of the
+   * shared cache) reads its destination before writing it; a job that stages large tensors often
+   * can lower the threshold when it starts (`GLIBC_TUNABLES`, see docs/benchmarks.md, "asyncSave").
+   * @default "copy"
    */
   readonly staging?: StagingMode;
   /**

@@ -1,5 +1,6 @@
 // The save thread's entry (Node only): runs the saves `asyncSave` hands over after `staged`, on
 // this thread's own event loop, so that a busy calling thread cannot stall them.
+import { availableParallelism } from "node:os";
 import { parentPort } from "node:worker_threads";
 import {
   type ProcessGroup,
@@ -8,9 +9,23 @@ import {
 } from "../distributed/process-group.js";
 import { DefaultSavePlanner } from "../plan/save-planner.js";
 import { save } from "../save.js";
-import { workerTasksRun } from "../storage/worker-pool.js";
+import { garbageCollector } from "../storage/offload-worker.js";
+import { limitWorkerThreads, workerTasksRun } from "../storage/worker-pool.js";
 import { decodeError, decodeReason, type EncodedError, encodeError } from "./error-codec.js";
 import type { SaveOutcome, ToSaveThread } from "./save-messages.js";
+
+// The saves here run while the calling thread trains: their checksums and hashes take at most one
+// core fewer than the machine has (one on two cores), so training keeps a core of its own.
+limitWorkerThreads(availableParallelism() - 1);
+
+/**
+ * This thread's collector. Once no save runs here, the thread collects its whole heap: a save
+ * leaves a few MiB of garbage (plans, metadata, promises), which V8 let pile up over the first
+ * saves and gave back only much later — the process's RSS after 10 saves of 256 MiB lay about
+ * 25 MiB above that after 60 (docs/benchmarks.md). A collection here costs this thread, not the
+ * training thread.
+ */
+const collectGarbage = garbageCollector();
 
 const imported = new Map<string, Promise<unknown>>();
 const groups = new Map<string, Promise<ProcessGroup>>();
@@ -76,6 +91,7 @@ async function run({ id, stateDict, plan }: Extract<ToSaveThread, { type: "save"
     post({ type: "failed", id, error: encodeError(error) });
   } finally {
     running.delete(id);
+    if (running.size === 0) collectGarbage?.("major");
   }
 }
 

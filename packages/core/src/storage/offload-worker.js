@@ -23,7 +23,7 @@ import { runOffloadTask } from "./offload-task.js";
  * @returns {((type: "minor" | "major") => void) | undefined} a collection of the young
  *   generation (cheap) or of the whole heap (costlier; figures in docs/benchmarks.md).
  */
-function garbageCollector() {
+export function garbageCollector() {
   /** @type {unknown} */
   let gc = globalThis.gc;
   if (typeof gc !== "function")

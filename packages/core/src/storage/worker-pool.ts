@@ -36,6 +36,17 @@ export const WORKER_GC_BYTES = 32 * 1024 * 1024;
 type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash | string;
 
 let pool: Piscina<OffloadTask, WorkerAnswer> | undefined;
+let maxThreads = availableParallelism();
+
+/**
+ * Caps the worker threads this thread's pool starts (before its first task; a running pool keeps
+ * its cap). `asyncSave`'s save thread takes one fewer than the cores, leaving one to training.
+ *
+ * @param threads - the most worker threads, at least 1. @default one per core
+ */
+export function limitWorkerThreads(threads: number): void {
+  maxThreads = Math.max(1, Math.floor(threads));
+}
 let tasksRun = 0;
 let inFlight = 0;
 /** Whether tasks have handed shared memory to the workers since their last collection. */
@@ -56,7 +67,7 @@ function workers(): Piscina<OffloadTask, WorkerAnswer> {
   pool ??= new Piscina({
     filename: new URL("./offload-worker.js", import.meta.url).href,
     minThreads: 0,
-    maxThreads: availableParallelism(),
+    maxThreads,
     idleTimeout: WORKER_IDLE_MS,
     // The worker's code is plain JavaScript: it needs none of this process's flags or loaders
     // (a TypeScript loader would slow each worker's start).
