@@ -72,7 +72,9 @@ export function encodeSavePlan(plan: SavePlan): Uint8Array {
   const boxesInt32 = allInt32(boxes);
   const shapesInt32 = allInt32(c.shapes);
   const fqnJson = utf8.encode(JSON.stringify(c.fqns));
-  const plannerJson = plan.plannerData ? utf8.encode(JSON.stringify(plan.plannerData)) : new Uint8Array(0);
+  const plannerJson = plan.plannerData
+    ? utf8.encode(JSON.stringify(compactPlannerData(plan.plannerData, c.fqns)))
+    : new Uint8Array(0);
   const storageJson = plan.storageData ? utf8.encode(JSON.stringify(plan.storageData)) : new Uint8Array(0);
   const nf = c.fqns.length;
   const layout = sectionLayout(
@@ -117,6 +119,43 @@ export function encodeSavePlan(plan: SavePlan): Uint8Array {
   else new Float64Array(out.buffer, layout.boxes, boxes.length).set(boxes);
   if (c.chunkIndex) new Int32Array(out.buffer, layout.chunkIndex, n).set(c.chunkIndex);
   return out;
+}
+
+/** Whether a path is exactly `expected`. */
+function samePath(path: ObjectPath, expected: readonly string[]): boolean {
+  return path.length === expected.length && path.every((p, i) => p === expected[i]);
+}
+
+/**
+ * Planner data (fqn → path) as it travels: an fqn of the table as its id, a path that is `[fqn]`
+ * as 0 and one that is the fqn split at dots as 1 (what flattening a nested dict gives), others as
+ * they are.
+ */
+function compactPlannerData(
+  data: ReadonlyArray<readonly [string, ObjectPath]>,
+  fqns: readonly string[],
+): [string | number, ObjectPath | number][] {
+  const ids = new Map(fqns.map((f, i) => [f, i]));
+  return data.map(([fqn, path]) => [
+    ids.get(fqn) ?? fqn,
+    samePath(path, [fqn]) ? 0 : samePath(path, fqn.split(".")) ? 1 : path,
+  ]);
+}
+
+/** {@link compactPlannerData} undone. */
+function expandPlannerData(compact: unknown, fqns: readonly string[]): Array<[string, ObjectPath]> {
+  if (!Array.isArray(compact)) invalid("planner data that is not an array");
+  return compact.map((entry: unknown) => {
+    if (!Array.isArray(entry) || entry.length !== 2) invalid("a planner data entry that is not a pair");
+    const [key, path] = entry as [unknown, unknown];
+    const fqn = typeof key === "number" ? fqns[key] : key;
+    if (typeof fqn !== "string") invalid(`planner data naming fqn ${String(key)}`);
+    if (path === 0) return [fqn, [fqn]];
+    if (path === 1) return [fqn, fqn.split(".")];
+    if (!Array.isArray(path) || !path.every((p) => typeof p === "string" || typeof p === "number"))
+      invalid(`a path for "${fqn}" that is not strings and numbers`);
+    return [fqn, path as ObjectPath];
+  });
 }
 
 /** Where each section of an encoded plan starts, and its total length. */
@@ -185,6 +224,7 @@ export class SavePlanDecoder {
   #fqns: readonly string[] = [];
   #plannerBytes: Uint8Array | undefined;
   #plannerData: Array<[string, ObjectPath]> | undefined;
+  #plannerFqns: readonly string[] | undefined;
 
   /**
    * Decodes one plan.
@@ -194,7 +234,12 @@ export class SavePlanDecoder {
    * @throws {@link CheckpointError} `INVALID_PLAN` when the bytes are not a well-formed plan.
    */
   decode(bytes: Uint8Array): SavePlan {
-    if (bytes.byteOffset % 8 !== 0) bytes = bytes.slice();
+    if (bytes.byteOffset % 8 !== 0) {
+      // A copy on an aligned buffer of its own (a Node Buffer's slice would be a view).
+      const aligned = new Uint8Array(bytes.length);
+      aligned.set(bytes);
+      bytes = aligned;
+    }
     if (bytes.length < HEADER_WORDS * 4) invalid(`${bytes.length} bytes`);
     const h = new Uint32Array(bytes.buffer, bytes.byteOffset, HEADER_WORDS);
     if (h[0] !== MAGIC) invalid(`magic 0x${h[0]!.toString(16)}`);
@@ -228,11 +273,15 @@ export class SavePlanDecoder {
     let plannerData: Array<[string, ObjectPath]> | undefined;
     if (flags! & HAS_PLANNER_DATA) {
       const plannerBytes = bytes.subarray(layout.plannerJson, layout.plannerJson + plannerLen!);
-      if (!this.#plannerBytes || !sameBytes(this.#plannerBytes, plannerBytes)) {
-        const parsed = parseJson(plannerBytes, "planner data");
-        if (!Array.isArray(parsed)) invalid("planner data that is not an array");
+      // The same bytes over the same fqn table: the same planner data.
+      if (
+        this.#plannerFqns !== this.#fqns ||
+        !this.#plannerBytes ||
+        !sameBytes(this.#plannerBytes, plannerBytes)
+      ) {
+        this.#plannerData = expandPlannerData(parseJson(plannerBytes, "planner data"), this.#fqns);
         this.#plannerBytes = plannerBytes;
-        this.#plannerData = parsed as Array<[string, ObjectPath]>;
+        this.#plannerFqns = this.#fqns;
       }
       plannerData = this.#plannerData;
     }
