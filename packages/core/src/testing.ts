@@ -12,7 +12,7 @@ export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensor
 export { encodeTorchMetadata } from "./formats/torch/torch-write.js";
 export { boxesOverlap, boxIntersection, copyBox } from "./model/geometry.js";
 export { getElement, type ObjectPath, setElement } from "./model/state-dict.js";
-export { createColumnarGlobalPlan } from "./plan/columnar-global-plan.js";
+export { createColumnarGlobalPlan, dedupSavePlanColumns } from "./plan/columnar-global-plan.js";
 export { createReadItemsForChunkList } from "./plan/load-planner.js";
 export { metadataIndexEquals, type TensorReadItem } from "./plan/metadata.js";
 export {
@@ -20,6 +20,7 @@ export {
   forgetRankPlan,
   localPlanMessage,
   type PlanMessage,
+  planReply,
 } from "./plan/plan-exchange.js";
 export {
   createGlobalSavePlan,

@@ -13,6 +13,31 @@ export interface ColumnarGlobalPlan {
   readonly metadata: Metadata;
 }
 
+/** {@link dedupSavePlanColumns}' result: the global fqn table, each plan's map into it, and what each plan keeps. */
+export interface DedupedColumns {
+  /** The global fqn table: global id → fqn, in first-appearance order. */
+  readonly fqns: readonly string[];
+  /** Per plan: its fqn ids → global ids (plans that share a fqn table share the map). */
+  readonly maps: readonly Int32Array[];
+  /** Per plan: 1 for each item it keeps. */
+  readonly keep: readonly Uint8Array[];
+}
+
+/**
+ * Dedup of replicated items over columns, as DCP's `dedup_save_plans` and `dedupSavePlans` (the
+ * same choices): the first step of {@link createColumnarGlobalPlan}.
+ *
+ * @param all - every rank's local plan as columns, in rank order.
+ * @param saveToLowestRank - give every replicated item to the lowest rank holding it.
+ */
+export function dedupSavePlanColumns(
+  all: readonly SavePlanColumns[],
+  saveToLowestRank: boolean,
+): DedupedColumns {
+  const { fqns, maps } = globalFqnIds(all);
+  return { fqns, maps, keep: dedup(all, maps, saveToLowestRank) };
+}
+
 /** Maps each plan's fqn ids to global ids; plans that share one fqn table (the same array) share the map. */
 function globalFqnIds(all: readonly SavePlanColumns[]): { fqns: string[]; maps: Int32Array[] } {
   const ids = new Map<string, number>();
@@ -171,6 +196,7 @@ const describe = (c: SavePlanColumns, f: number) => `${DTYPES[c.dtypes[f]!]}[${f
  * @param all - every rank's local plan as columns, in rank order.
  * @param plannerData - every rank's local plan's planner data (the same array for ranks that share it is merged once).
  * @param saveToLowestRank - give every replicated item to the lowest rank holding it.
+ * @param deduped - {@link dedupSavePlanColumns}' result, when already made.
  * @throws {@link CheckpointError} `INVALID_PLAN` when a non-shard fqn appears twice, or chunks of
  * one fqn disagree on dtype or global size.
  */
@@ -178,9 +204,9 @@ export function createColumnarGlobalPlan(
   all: readonly SavePlanColumns[],
   plannerData: readonly (ReadonlyArray<readonly [string, ObjectPath]> | undefined)[],
   saveToLowestRank: boolean,
+  deduped: DedupedColumns = dedupSavePlanColumns(all, saveToLowestRank),
 ): ColumnarGlobalPlan {
-  const { fqns, maps } = globalFqnIds(all);
-  const keep = dedup(all, maps, saveToLowestRank);
+  const { fqns, maps, keep } = deduped;
   const G = fqns.length;
   const kinds = new Int8Array(G);
   const refPlans = new Int32Array(G);

@@ -62,7 +62,8 @@ const coordinatorCaches = new WeakMap<ProcessGroup, CoordinatorCache>();
 
 /**
  * The cache key of a save: the planner's {@link SavePlanner.planCacheKey}, the group's size and
- * the coordinator rank; `undefined` (no caching) when the planner has no key.
+ * the coordinator rank; `undefined` (no caching) when the planner has no key or the group has
+ * one rank.
  *
  * @param planner - the save's planner.
  * @param pg - its process group.

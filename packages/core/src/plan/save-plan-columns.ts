@@ -68,14 +68,23 @@ export function writeItemAt(c: SavePlanColumns, i: number): WriteItem {
   if (type === "bytes") return { index: { fqn, offset: null }, type };
   const nd = fqnNdim(c, f);
   const b = c.boxStarts[i]!;
-  const offsets = Array.from(c.boxes.subarray(b, b + nd));
+  const s = c.shapeStarts[f]!;
+  const offsets = new Array<number>(nd);
+  const chunkOffsets = new Array<number>(nd);
+  const sizes = new Array<number>(nd);
+  const size = new Array<number>(nd);
+  for (let d = 0; d < nd; d++) {
+    offsets[d] = chunkOffsets[d] = c.boxes[b + d]!;
+    sizes[d] = c.boxes[b + nd + d]!;
+    size[d] = c.shapes[s + d]!;
+  }
   return {
     index: hint >= 0 ? { fqn, offset: offsets, index: hint } : { fqn, offset: offsets },
     type,
     tensorData: {
-      chunk: { offsets: [...offsets], sizes: Array.from(c.boxes.subarray(b + nd, b + 2 * nd)) },
+      chunk: { offsets: chunkOffsets, sizes },
       properties: { dtype: DTYPES[c.dtypes[f]!]! },
-      size: fqnShape(c, f),
+      size,
     },
   };
 }

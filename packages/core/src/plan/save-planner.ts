@@ -335,9 +335,9 @@ export class DefaultSavePlanner implements SavePlanner {
     return `${this.constructor.name}:${this.#options.saveToLowestRank ?? false}`;
   }
 
-  /** @inheritDoc */
+  /** @inheritDoc The items of a plan over columns become a plain array, for the writer's passes over them. */
   finishPlan(plan: SavePlan): SavePlan {
-    return plan;
+    return savePlanColumns(plan) === undefined ? plan : { ...plan, items: Array.from(plan.items) };
   }
 
   /** @inheritDoc */
