@@ -1,5 +1,6 @@
 import { CheckpointError } from "../errors.js";
 import { DTYPE_BYTES, DTYPES } from "../model/dtype.js";
+import { overlappingPairs } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { assembleSaveMetadata, type PlannedEntries } from "./assemble-metadata.js";
 import type { Metadata } from "./metadata.js";
@@ -11,6 +12,8 @@ export interface ColumnarGlobalPlan {
   readonly plans: SavePlanColumns[];
   /** The checkpoint's metadata (no storage data yet). */
   readonly metadata: Metadata;
+  /** What the metadata was assembled from: for {@link validateColumnarGlobalPlan}. */
+  readonly entries: PlannedEntries;
 }
 
 /** {@link dedupSavePlanColumns}' result: the global fqn table, each plan's map into it, and what each plan keeps. */
@@ -96,6 +99,8 @@ function dedup(
   while (capacity < 2 * total) capacity *= 2;
   const mask = capacity - 1;
   const slots = new Int32Array(capacity);
+  // Each slot's key hash: most probes that meet another key stop here, without reading its plan.
+  const slotHashes = new Int32Array(capacity);
   const firstPlan = new Int32Array(total);
   const firstItem = new Int32Array(total);
   let distinct = 0;
@@ -113,6 +118,10 @@ function dedup(
       for (;;) {
         const s = slots[slot]!;
         if (s === 0) break;
+        if (slotHashes[slot] !== h) {
+          slot = (slot + 1) & mask;
+          continue;
+        }
         const q = firstPlan[s - 1]!;
         const j = firstItem[s - 1]!;
         const o = all[q]!;
@@ -132,6 +141,7 @@ function dedup(
         firstPlan[id] = p;
         firstItem[id] = i;
         slots[slot] = id + 1;
+        slotHashes[slot] = h;
       }
       column[i] = id;
     }
@@ -283,7 +293,7 @@ export function createColumnarGlobalPlan(
   };
   const metadata = assembleSaveMetadata(entries, merged);
   const plans = all.map((c, p) => keptColumns(c, keep[p]!, chunkIndexes[p]!));
-  return { plans, metadata };
+  return { plans, metadata, entries };
 }
 
 /** The kept items of `c` with their index hints; the fqn table and box pool are shared. */
@@ -304,4 +314,90 @@ function keptColumns(c: SavePlanColumns, kept: Uint8Array, chunkIndex: Int32Arra
     hints[k++] = chunkIndex[i]!;
   }
   return { ...c, fqnIds, types, boxStarts, chunkIndex: hints };
+}
+
+/**
+ * Whether the chunks `k0..k1` of `entries`, in their order, are disjoint along dimension `d`
+ * alone (each starts at or after the previous one's end, sizes ≥ 0): then no two overlap.
+ */
+function disjointAlong(entries: PlannedEntries, k0: number, k1: number, nd: number, d: number): boolean {
+  let end = Number.NEGATIVE_INFINITY;
+  for (let k = k0; k < k1; k++) {
+    const c = entries.columns[entries.chunkPlans[k]!]!;
+    const b = c.boxStarts[entries.chunkItems[k]!]!;
+    const start = c.boxes[b + d]!;
+    const size = c.boxes[b + nd + d]!;
+    if (!(start >= end) || !(size >= 0) || !Number.isFinite(start + size)) return false;
+    end = start + size;
+  }
+  return true;
+}
+
+/**
+ * `validateGlobalPlan` on the global plan's columns, with the same problems in the same order:
+ * every chunk inside its tensor, no two chunks overlapping, and — with more than one plan — the
+ * chunks' volumes adding up to the tensor's; bytes and 0-d entries skipped. A tensor whose chunks
+ * are disjoint along one dimension in their order (FSDP's row shards) needs no sweep; others go
+ * through `overlappingPairs` (DCP 2.13's sweep) on boxes made for that tensor alone.
+ *
+ * @param entries - the global plan's entries ({@link createColumnarGlobalPlan}'s `entries`).
+ * @param planCount - the number of plans (ranks).
+ * @returns the problems, one message each; empty when valid.
+ */
+export function validateColumnarGlobalPlan(entries: PlannedEntries, planCount: number): string[] {
+  const { columns, fqns, order, kinds, refPlans, refFqns, chunkStarts, chunkPlans, chunkItems } = entries;
+  const problems: string[] = [];
+  for (const g of order) {
+    if (kinds[g] !== 2) continue;
+    const size = fqnShape(columns[refPlans[g]!]!, refFqns[g]!);
+    const nd = size.length;
+    if (nd === 0) continue;
+    const fqn = fqns[g]!;
+    const k0 = chunkStarts[g]!;
+    const k1 = chunkStarts[g + 1]!;
+    const box = (k: number) => {
+      const c = columns[chunkPlans[k]!]!;
+      const b = c.boxStarts[chunkItems[k]!]!;
+      return {
+        offsets: Array.from(c.boxes.subarray(b, b + nd)),
+        sizes: Array.from(c.boxes.subarray(b + nd, b + 2 * nd)),
+      };
+    };
+    let disjoint = false;
+    for (let d = 0; d < nd && !disjoint; d++) disjoint = disjointAlong(entries, k0, k1, nd, d);
+    const boxes = disjoint ? undefined : Array.from({ length: k1 - k0 }, (_, i) => box(k0 + i));
+    const pairs = boxes ? overlappingPairs(boxes, nd) : [];
+    let next = 0;
+    let volume = 0;
+    for (let k = k0; k < k1; k++) {
+      const c = columns[chunkPlans[k]!]!;
+      const b = c.boxStarts[chunkItems[k]!]!;
+      let inBounds = true;
+      let n = 1;
+      for (let d = 0; d < nd; d++) {
+        const off = c.boxes[b + d]!;
+        const len = c.boxes[b + nd + d]!;
+        if (!(off >= 0 && len >= 0 && off + len <= size[d]!)) inBounds = false;
+        n *= len;
+      }
+      if (!inBounds) {
+        const { offsets, sizes } = box(k);
+        problems.push(
+          `"${fqn}": chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] is out of bounds [${size.join(", ")}]`,
+        );
+      }
+      volume += n;
+      for (; next < pairs.length && pairs[next]![0] === k - k0; next++) {
+        const other = boxes![pairs[next]![1]]!;
+        problems.push(
+          `"${fqn}": chunks at [${box(k).offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
+        );
+      }
+    }
+    let total = 1;
+    for (const s of size) total *= s;
+    if (planCount > 1 && volume !== total)
+      problems.push(`"${fqn}": chunks cover ${volume} of ${total} elements`);
+  }
+  return problems;
 }

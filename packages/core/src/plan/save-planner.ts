@@ -5,7 +5,7 @@ import { flattenStateDict, type ObjectPath, type StateDict } from "../model/stat
 import { isShardedTensor, numel, type Tensor, tensorBytes } from "../model/tensor.js";
 import { encodeValue } from "../model/value-codec.js";
 import { DCP_VERSION } from "./assemble-metadata.js";
-import { createColumnarGlobalPlan } from "./columnar-global-plan.js";
+import { createColumnarGlobalPlan, validateColumnarGlobalPlan } from "./columnar-global-plan.js";
 import type {
   ChunkStorageMetadata,
   Metadata,
@@ -314,7 +314,7 @@ export class DefaultSavePlanner implements SavePlanner {
       allPlans.map((p) => p.plannerData),
       this.#options.saveToLowestRank ?? false,
     );
-    const problems = validateGlobalPlan(allPlans.length, global.metadata);
+    const problems = validateColumnarGlobalPlan(global.entries, allPlans.length);
     if (problems.length > 0) {
       throw new CheckpointError("INVALID_PLAN", `Failed to validate global plan: ${problems.join("; ")}`);
     }
