@@ -22,7 +22,7 @@ import {
   encodeMetadata,
   type PlanMessage,
   planReply,
-  validateGlobalPlan,
+  validateColumnarGlobalPlan,
 } from "@dcpjs/core/testing";
 import { decodeWire, encodeWire } from "@dcpjs/redis";
 import { createXXHash128 } from "hash-wasm";
@@ -58,7 +58,7 @@ export interface ScaleResult extends ScaleCase {
   readonly dedupS: number;
   /** `createColumnarGlobalPlan` on the dedup's result (index hints and the metadata's assembly). */
   readonly globalS: number;
-  /** `validateGlobalPlan`. */
+  /** `validateColumnarGlobalPlan`. */
   readonly validateS: number;
   /** The save's coordinator step on the gathered plans (`coordinatePlans`: `DefaultSavePlanner.createGlobalPlan` and the plan cache), as a save runs it. */
   readonly coordinatorS: number;
@@ -260,7 +260,7 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   );
   const dedupS = seconds(t0);
   t0 = cpuMs();
-  let global: { metadata: Metadata } | undefined = windowed("global", () =>
+  let global: ReturnType<typeof createColumnarGlobalPlan> | undefined = windowed("global", () =>
     createColumnarGlobalPlan(
       columns,
       all!.map((p) => p.plannerData),
@@ -271,7 +271,7 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const globalS = seconds(t0);
   deduped = undefined;
   t0 = cpuMs();
-  const problems = windowed("validate", () => validateGlobalPlan(all!.length, global!.metadata));
+  const problems = windowed("validate", () => validateColumnarGlobalPlan(global!.entries, all!.length));
   const validateS = seconds(t0);
   global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
