@@ -45,13 +45,7 @@ export {
 } from "./plan/metadata.js";
 export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
 export { decodeSavePlan, encodeSavePlan, SavePlanDecoder } from "./plan/save-plan-codec.js";
-export {
-  columnarSavePlan,
-  createWriteColumns,
-  type SavePlanColumns,
-  savePlanColumns,
-  writeItemAt,
-} from "./plan/save-plan-columns.js";
+export { columnarSavePlan, type SavePlanColumns, savePlanColumns } from "./plan/save-plan-columns.js";
 export { type RetryOptions, type RetryPolicy, retry } from "./retry.js";
 export type {
   CreateStreamOptions,

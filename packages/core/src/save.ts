@@ -80,6 +80,11 @@ export interface SaveOptions {
  * plan (deduplicating replicated items, validating chunks), every rank writes its data files, and
  * the coordinator commits `.metadata` last — a checkpoint is loadable only once complete.
  *
+ * A rank whose local plan is unchanged since its last save over the same process group sends the
+ * plan's hash instead of the plan, and the coordinator reuses its global plan when every rank's
+ * hash matches (plan caching, as DCP's; `DefaultSavePlannerOptions.planCaching`); otherwise every
+ * rank sends its plan, in a second round of the `plan` step when some had sent a hash.
+ *
  * It runs on the calling thread's event loop, also when not awaited: a save left running while
  * a synchronous training step holds the thread makes no progress until the thread is free. To
  * save in the background on a thread of its own, use {@link asyncSave}.
