@@ -1,14 +1,31 @@
 import { PerformanceObserver } from "node:perf_hooks";
-import { DefaultLoadPlanner, DefaultSavePlanner, type Metadata, type StateDict } from "@dcpjs/core";
-import { metadataIndexKey, type SavePlan, type StorageInfo } from "@dcpjs/core/extend";
 import {
-  createGlobalSavePlan,
+  DefaultLoadPlanner,
+  DefaultSavePlanner,
+  type Metadata,
+  type ProcessGroup,
+  type StateDict,
+} from "@dcpjs/core";
+import {
+  encodeSavePlan,
+  metadataIndexKey,
+  type SavePlan,
+  SavePlanDecoder,
+  type StorageInfo,
+  savePlanColumns,
+} from "@dcpjs/core/extend";
+import {
+  coordinatePlans,
+  createColumnarGlobalPlan,
   decodeMetadata,
-  dedupSavePlans,
+  dedupSavePlanColumns,
   encodeMetadata,
-  validateGlobalPlan,
+  type PlanMessage,
+  planReply,
+  validateColumnarGlobalPlan,
 } from "@dcpjs/core/testing";
 import { decodeWire, encodeWire } from "@dcpjs/redis";
+import { createXXHash128 } from "hash-wasm";
 
 /** How the simulated world's tensors are laid out over its ranks. */
 export type ScaleLayout = "fsdp" | "replicated";
@@ -31,22 +48,30 @@ export interface ScaleResult extends ScaleCase {
   readonly items: number;
   /** Every rank's `DefaultSavePlanner` setUpPlanner + createLocalPlan, summed. */
   readonly localPlanS: number;
-  /** Bytes the coordinator gathers: every rank's plan as the Redis process group encodes it. */
+  /** Bytes the coordinator gathers: every rank's plan message (binary plan and hash) as the Redis process group encodes it. */
   readonly gatherBytes: number;
-  /** Encoding every rank's plan (msgpack, summed over ranks). */
+  /** Encoding every rank's plan (`encodeSavePlan`, its XXH3-128, the msgpack envelope; summed over ranks). */
   readonly gatherEncodeS: number;
-  /** The coordinator decoding the gathered plans. */
+  /** The coordinator decoding the gathered plans (envelope and `SavePlanDecoder`). */
   readonly gatherDecodeS: number;
-  /** `dedupSavePlans`. */
+  /** `dedupSavePlanColumns`. */
   readonly dedupS: number;
-  /** `createGlobalSavePlan` on the deduplicated plans. */
+  /** `createColumnarGlobalPlan` on the dedup's result (index hints and the metadata's assembly). */
   readonly globalS: number;
-  /** `validateGlobalPlan`. */
+  /** `validateColumnarGlobalPlan`. */
   readonly validateS: number;
-  /** `DefaultSavePlanner.createGlobalPlan` (dedup + global plan + planner data + validation), as a save runs it. */
+  /** The save's coordinator step on the gathered plans (`coordinatePlans`: `DefaultSavePlanner.createGlobalPlan` and the plan cache), as a save runs it. */
   readonly coordinatorS: number;
   /** The same, in wall-clock seconds. */
   readonly coordinatorWallS: number;
+  /** A repeat save with unchanged plans: bytes gathered (every rank's hash message). */
+  readonly repeatGatherBytes: number;
+  /** A repeat save: the coordinator's planning — the cached global plan reused (`coordinatePlans`) and every rank's reply made (`planReply`). */
+  readonly repeatCoordinatorS: number;
+  /** A repeat save: the coordinator's wire codec — the hash messages decoded, the replies encoded (msgpack, as the Redis group). */
+  readonly repeatWireS: number;
+  /** A repeat save: the coordinator's replies, bytes (storage prefix only, per rank). */
+  readonly repeatReplyBytes: number;
   /** `encodeMetadata` of the metadata with one storage entry per chunk. */
   readonly encodeS: number;
   /** Size of the encoded `.metadata`. */
@@ -155,10 +180,15 @@ function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
   plans.forEach((plan, rank) => {
     let offset = 0;
     const relativePath = `__${rank}_0.distcp`;
-    for (const item of plan.items) {
-      const sizes = item.tensorData?.chunk.sizes ?? [];
-      const length = sizes.reduce((a, b) => a * b, 4);
-      storageData.set(metadataIndexKey(item.index), {
+    // From the plan's columns: its WriteItem objects are never made.
+    const c = savePlanColumns(plan)!;
+    for (let i = 0; i < c.fqnIds.length; i++) {
+      const nd = c.types[i] === 2 ? 0 : c.shapeStarts[c.fqnIds[i]! + 1]! - c.shapeStarts[c.fqnIds[i]!]!;
+      const b = c.boxStarts[i]!;
+      const offsets = c.types[i] === 2 ? null : Array.from(c.boxes.subarray(b, b + nd));
+      let length = 4;
+      for (let d = 0; d < nd; d++) length *= c.boxes[b + nd + d]!;
+      storageData.set(metadataIndexKey({ fqn: c.fqns[c.fqnIds[i]!]!, offset: offsets }), {
         relativePath,
         offset,
         length,
@@ -178,12 +208,21 @@ function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
  * @param c - the world.
  */
 export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
-  // Every rank's local plan, as its process would make it, and what it sends to the coordinator.
+  // Every rank's local plan, as its process would make it, and what it sends to the coordinator:
+  // the save's plan message (the binary plan and its XXH3-128) in the collective's outcome, as the
+  // Redis process group msgpacks it.
+  const hasher = await createXXHash128();
+  const hashOf = (bytes: Uint8Array) => {
+    hasher.init();
+    hasher.update(bytes);
+    return hasher.digest("hex");
+  };
   let localPlanS = 0;
   let gatherEncodeS = 0;
   let gatherBytes = 0;
   let items = 0;
   const payloads: Uint8Array[] = [];
+  const hashes: string[] = [];
   for (let rank = 0; rank < c.ranks; rank++) {
     const sd = rankStateDict(c, rank);
     let t0 = cpuMs();
@@ -191,48 +230,99 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     planner.setUpPlanner(sd);
     const plan = planner.createLocalPlan();
     localPlanS += seconds(t0);
-    items += plan.items.length;
+    items += savePlanColumns(plan)!.fqnIds.length;
     t0 = cpuMs();
-    // collectives.ts sends an outcome; the Redis group msgpacks it.
-    const payload = encodeWire({ ok: true, value: plan });
+    const bytes = encodeSavePlan(plan);
+    const hash = hashOf(bytes);
+    const message: PlanMessage = { bytes, hash };
+    const payload = encodeWire({ ok: true, value: { message, checkpointId: "/ckpt" } });
     gatherEncodeS += seconds(t0);
     gatherBytes += payload.byteLength;
     payloads.push(payload);
+    hashes.push(hash);
   }
 
   let t0 = cpuMs();
   // The coordinator decodes each rank's payload as it arrives; the bytes are dropped once decoded.
+  const decoder = new SavePlanDecoder();
   let all: SavePlan[] | undefined = payloads.map((p, r) => {
-    const plan = (decodeWire(p) as { value: SavePlan }).value;
+    const { message } = (decodeWire(p) as { value: { message: PlanMessage } }).value;
     payloads[r] = new Uint8Array(0);
-    return plan;
+    return decoder.decode(message.bytes!);
   });
   const gatherDecodeS = seconds(t0);
   payloads.length = 0;
   const heapGatheredMiB = process.memoryUsage().heapUsed / 2 ** 20;
 
   // The coordinator's phases one by one (their results dropped), then as a save runs them.
+  const columns = all.map((p) => savePlanColumns(p)!);
   t0 = cpuMs();
-  let deduped: SavePlan[] | undefined = windowed("dedup", () => dedupSavePlans(all!));
+  let deduped: ReturnType<typeof dedupSavePlanColumns> | undefined = windowed("dedup", () =>
+    dedupSavePlanColumns(columns, false),
+  );
   const dedupS = seconds(t0);
   t0 = cpuMs();
-  let global: { metadata: Metadata } | undefined = windowed("global", () => createGlobalSavePlan(deduped!));
+  let global: ReturnType<typeof createColumnarGlobalPlan> | undefined = windowed("global", () =>
+    createColumnarGlobalPlan(
+      columns,
+      all!.map((p) => p.plannerData),
+      false,
+      deduped,
+    ),
+  );
   const globalS = seconds(t0);
   deduped = undefined;
   t0 = cpuMs();
-  const problems = windowed("validate", () => validateGlobalPlan(all!.length, global!.metadata));
+  const problems = windowed("validate", () => validateColumnarGlobalPlan(global!.entries, all!.length));
   const validateS = seconds(t0);
   global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
 
+  // As a save's coordinator runs it: the plan cache of a process group (here a stand-in) is filled.
+  const group = { rank: 0, size: c.ranks } as ProcessGroup;
+  const coordinatorPlanner = new DefaultSavePlanner();
+  const key = coordinatorPlanner.planCacheKey();
   t0 = cpuMs();
   const wall0 = performance.now();
-  let coordinated: { plans: SavePlan[]; metadata: Metadata } | undefined = windowed("coordinator", () =>
-    new DefaultSavePlanner().createGlobalPlan(all!),
+  const decided = windowed("coordinator", () =>
+    coordinatePlans(
+      all!.map((plan, r) => ({ plan, hash: hashes[r]! })),
+      group,
+      key,
+      coordinatorPlanner,
+    ),
   );
   const coordinatorS = seconds(t0);
   const coordinatorWallS = (performance.now() - wall0) / 1000;
+  if (decided.resend) throw new Error("expected a global plan");
+  let coordinated: { plans: readonly SavePlan[]; metadata: Metadata } | undefined = decided;
   all = undefined;
+
+  // A repeat save with unchanged plans: every rank sends its hash and the id of the global plan it
+  // holds; the coordinator reuses its cached global plan and replies with storage prefixes only.
+  const globalId = decided.globalId;
+  let repeatGatherBytes = 0;
+  const repeatPayloads = hashes.map((hash) => {
+    const payload = encodeWire({ ok: true, value: { message: { hash, globalId }, checkpointId: "/ckpt" } });
+    repeatGatherBytes += payload.byteLength;
+    return payload;
+  });
+  t0 = cpuMs();
+  const messages = repeatPayloads.map(
+    (p) => (decodeWire(p) as { value: { message: PlanMessage } }).value.message,
+  );
+  let repeatWireS = seconds(t0);
+  t0 = cpuMs();
+  const reused = coordinatePlans(messages, group, key, coordinatorPlanner);
+  if (reused.resend || !reused.reused) throw new Error("expected the cached global plan");
+  const answers = reused.plans.map((plan, r) =>
+    planReply(r, { ...plan, storageData: { prefix: `__${r}_` } }, reused, messages[r]!, group),
+  );
+  const repeatCoordinatorS = seconds(t0);
+  t0 = cpuMs();
+  const replies = answers.map((value) => encodeWire({ ok: true, value }));
+  repeatWireS += seconds(t0);
+  const repeatReplyBytes = replies.reduce((n, b) => n + b.byteLength, 0);
 
   let metadata: Metadata | undefined = withStorage(coordinated.metadata, coordinated.plans);
   coordinated = undefined;
@@ -271,6 +361,10 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     validateS,
     coordinatorS,
     coordinatorWallS,
+    repeatGatherBytes,
+    repeatCoordinatorS,
+    repeatWireS,
+    repeatReplyBytes,
     encodeS,
     metadataBytes: bytes.byteLength,
     decodeS,

@@ -64,19 +64,26 @@ function rows(r: ScaleResult, t: TorchResult | undefined): [string, string, stri
   return [
     both("local plan, all ranks (s)", (x) => s(x.localPlanS)),
     both("gather (MB)", (x) => mb(x.gatherBytes)),
+    both("gather bytes per item", (x) =>
+      x.gatherBytes === undefined || !x.items ? "" : (x.gatherBytes / x.items).toFixed(1),
+    ),
     both("gather encode, all ranks (s)", (x) => s(x.gatherEncodeS)),
     both("gather decode, coordinator (s)", (x) => s(x.gatherDecodeS)),
     both("dedup (s)", (x) => s(x.dedupS)),
     both("global plan (s)", (x) => s(x.globalS)),
     both("validation (s)", (x) => s(x.validateS)),
     both("dedup + global + validation (s)", planTotal),
-    both("DefaultSavePlanner.createGlobalPlan (s)", (x) => s(x.coordinatorS)),
+    both("coordinator step as a save runs it (s)", (x) => s(x.coordinatorS)),
     [
       "  of which GC pauses (wall s)",
       s(((r.gcMs.dedup ?? 0) + (r.gcMs.global ?? 0) + (r.gcMs.validate ?? 0)) / 1000) +
         ` + ${s((r.gcMs.coordinator ?? 0) / 1000)}`,
       "",
     ],
+    ["repeat save: gather (bytes)", int(r.repeatGatherBytes), ""],
+    ["repeat save: coordinator planning (ms)", ms(r.repeatCoordinatorS), ""],
+    ["repeat save: coordinator wire codec (ms)", ms(r.repeatWireS), ""],
+    ["repeat save: replies (bytes)", int(r.repeatReplyBytes), ""],
     both(".metadata (MB)", (x) => mb(x.metadataBytes)),
     both(".metadata bytes per chunk", perChunk),
     both("metadata encode (s)", (x) => s(x.encodeS)),

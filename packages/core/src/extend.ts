@@ -44,6 +44,8 @@ export {
   type WriteResult,
 } from "./plan/metadata.js";
 export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
+export { decodeSavePlan, encodeSavePlan, SavePlanDecoder } from "./plan/save-plan-codec.js";
+export { columnarSavePlan, type SavePlanColumns, savePlanColumns } from "./plan/save-plan-columns.js";
 export { type RetryOptions, type RetryPolicy, retry } from "./retry.js";
 export type {
   CreateStreamOptions,

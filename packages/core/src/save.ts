@@ -3,6 +3,16 @@ import { createSingleProcessGroup, type ProcessGroup } from "./distributed/proce
 import { CheckpointError, CheckpointException, throwIfAborted } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
+import {
+  coordinatePlans,
+  forgetRankPlan,
+  localPlanMessage,
+  type PlanMessage,
+  type PlanReply,
+  planCacheKey,
+  planReply,
+  receivePlan,
+} from "./plan/plan-exchange.js";
 import type { SavePlanner } from "./plan/planner.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
 import type { UnchangedItems } from "./storage/incremental-base.js";
@@ -70,6 +80,11 @@ export interface SaveOptions {
  * plan (deduplicating replicated items, validating chunks), every rank writes its data files, and
  * the coordinator commits `.metadata` last — a checkpoint is loadable only once complete.
  *
+ * A rank whose local plan is unchanged since its last save over the same process group sends the
+ * plan's hash instead of the plan, and the coordinator reuses its global plan when every rank's
+ * hash matches (plan caching, as DCP's; `DefaultSavePlannerOptions.planCaching`); otherwise every
+ * rank sends its plan, in a second round of the `plan` step when some had sent a hash.
+ *
  * It runs on the calling thread's event loop, also when not awaited: a save left running while
  * a synchronous training step holds the thread makes no progress until the thread is free. To
  * save in the background on a thread of its own, use {@link asyncSave}.
@@ -119,27 +134,50 @@ async function saveSteps(
   const { signal, base } = options;
   let globalMetadata: Metadata | undefined;
 
-  const plan = await reduceScatter<{ plan: SavePlan; checkpointId: string | undefined }, SavePlan>(
-    pg,
-    "plan",
-    async () => {
-      throwIfAborted(signal);
-      planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
-      writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
-      if (base !== undefined) held.lease = await useBase(writer, base, options.unchanged, signal);
-      return {
-        plan: await writer.prepareLocalPlan(planner.createLocalPlan()),
-        checkpointId: writer.storageMeta().checkpointId,
-      };
-    },
-    async (all) => {
-      assertOneCheckpoint(all.map((a) => a.checkpointId));
-      const { plans, metadata } = planner.createGlobalPlan(all.map((a) => a.plan));
-      globalMetadata = metadata;
-      return writer.prepareGlobalPlan(plans);
-    },
-    coordinator,
-  );
+  const cacheKey = planCacheKey(planner, pg, coordinator);
+  let local: SavePlan | undefined;
+  let sent: PlanMessage | undefined;
+  // The plan step: each rank's local plan (or its hash, when unchanged since the last save) to the
+  // coordinator, each rank's finished plan back. A second round, with every plan, only when the
+  // coordinator cannot reuse its cached global plan for ranks that sent hashes.
+  const planRound = (full: boolean) =>
+    reduceScatter<{ message: PlanMessage; checkpointId: string | undefined }, PlanReply>(
+      pg,
+      "plan",
+      async () => {
+        throwIfAborted(signal);
+        if (local === undefined) {
+          planner.setUpPlanner(stateDict, { isCoordinator, storageMeta: writer.storageMeta() });
+          writer.setUpStorageWriter({ isCoordinator, rank: pg.rank, worldSize: pg.size });
+          if (base !== undefined) held.lease = await useBase(writer, base, options.unchanged, signal);
+          local = await writer.prepareLocalPlan(planner.createLocalPlan());
+        }
+        sent = await localPlanMessage(local, pg, cacheKey, full);
+        return {
+          message: sent,
+          checkpointId: writer.storageMeta().checkpointId,
+        };
+      },
+      async (all) => {
+        assertOneCheckpoint(all.map((a) => a.checkpointId));
+        const messages = all.map((a) => a.message);
+        const decided = coordinatePlans(messages, pg, cacheKey, planner);
+        if (decided.resend) return all.map((): PlanReply => ({ resend: true }));
+        globalMetadata = decided.metadata;
+        const prepared = writer.prepareGlobalPlan([...decided.plans]);
+        return prepared.map((plan, r) => planReply(r, plan, decided, messages[r]!, pg));
+      },
+      coordinator,
+    );
+  let plan: SavePlan;
+  try {
+    let reply = await planRound(false);
+    if (reply.resend) reply = await planRound(true);
+    plan = receivePlan(reply, sent!, pg, cacheKey);
+  } catch (error) {
+    forgetRankPlan(pg);
+    throw error;
+  }
 
   let wrote = false;
   try {

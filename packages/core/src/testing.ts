@@ -12,8 +12,20 @@ export { parseSafetensorsHeader, SAFETENSORS_DTYPES } from "./formats/safetensor
 export { encodeTorchMetadata } from "./formats/torch/torch-write.js";
 export { boxesOverlap, boxIntersection, copyBox } from "./model/geometry.js";
 export { getElement, type ObjectPath, setElement } from "./model/state-dict.js";
+export {
+  createColumnarGlobalPlan,
+  dedupSavePlanColumns,
+  validateColumnarGlobalPlan,
+} from "./plan/columnar-global-plan.js";
 export { createReadItemsForChunkList } from "./plan/load-planner.js";
 export { metadataIndexEquals, type TensorReadItem } from "./plan/metadata.js";
+export {
+  coordinatePlans,
+  forgetRankPlan,
+  localPlanMessage,
+  type PlanMessage,
+  planReply,
+} from "./plan/plan-exchange.js";
 export {
   createGlobalSavePlan,
   createWriteItems,

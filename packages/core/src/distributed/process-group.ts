@@ -216,6 +216,16 @@ export function rebuildLocalProcessGroup(
 }
 
 /**
+ * Whether `pg` hands values to its ranks by reference (a group of {@link createLocalProcessGroups}):
+ * then a collective's payload need not be encoded to cross it.
+ *
+ * @param pg - any group.
+ */
+export function passesByReference(pg: ProcessGroup): boolean {
+  return pg instanceof LocalProcessGroup;
+}
+
+/**
  * A group of one rank (rank 0 of 1): the default when `save` / `load` get no process group, as
  * DCP's `no_dist`.
  */

@@ -33,6 +33,14 @@ export interface SavePlanner {
    * @param item - an item of the finished plan.
    */
   resolveData(item: WriteItem): Uint8Array;
+  /**
+   * What makes this planner's global plan a function of the ranks' local plans alone, as a string
+   * (its kind and options): when present, a save whose every rank's local plan is unchanged since
+   * the last save over the same process group with the same key reuses that save's global plan
+   * and metadata skeleton, and `createGlobalPlan` is not called — as DCP's plan caching
+   * (`enable_plan_caching`). @default absent: every save plans globally
+   */
+  planCacheKey?(): string | undefined;
 }
 
 /**

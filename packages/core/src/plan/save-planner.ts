@@ -2,15 +2,10 @@ import { CheckpointError } from "../errors.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { boxesOverlap, findChunk, offsetKey, overlappingPairs, sameShape } from "../model/geometry.js";
 import { flattenStateDict, type ObjectPath, type StateDict } from "../model/state-dict.js";
-import {
-  isShardedTensor,
-  isTensor,
-  numel,
-  type Tensor,
-  tensorBytes,
-  validateTensor,
-} from "../model/tensor.js";
+import { isShardedTensor, numel, type Tensor, tensorBytes } from "../model/tensor.js";
 import { encodeValue } from "../model/value-codec.js";
+import { DCP_VERSION } from "./assemble-metadata.js";
+import { createColumnarGlobalPlan, validateColumnarGlobalPlan } from "./columnar-global-plan.js";
 import type {
   ChunkStorageMetadata,
   Metadata,
@@ -20,9 +15,15 @@ import type {
   WriteItem,
 } from "./metadata.js";
 import type { SavePlanner } from "./planner.js";
+import {
+  columnarSavePlan,
+  createWriteColumns,
+  type SavePlanColumns,
+  savePlanColumns,
+  writeItemAt,
+} from "./save-plan-columns.js";
 
-/** The DCP format version dcpjs writes into every `Metadata`. */
-export const DCP_VERSION = "1.0.0";
+export { DCP_VERSION } from "./assemble-metadata.js";
 
 /**
  * Bytes a write item occupies by DCP's accounting (`WriteItem.tensor_storage_size`): the global
@@ -46,49 +47,8 @@ export function tensorStorageSize(item: WriteItem): number | undefined {
  * @throws {@link CheckpointError} `INVALID_STATE_DICT` for a malformed tensor or shard.
  */
 export function createWriteItems(flat: ReadonlyMap<string, unknown>): WriteItem[] {
-  const items: WriteItem[] = [];
-  for (const [fqn, obj] of flat) {
-    if (isTensor(obj)) {
-      validateTensor(obj, `"${fqn}"`);
-      const zeros = obj.shape.map(() => 0);
-      items.push({
-        index: { fqn, offset: zeros },
-        type: "tensor",
-        tensorData: {
-          chunk: { offsets: zeros, sizes: [...obj.shape] },
-          properties: { dtype: obj.dtype },
-          size: [...obj.shape],
-        },
-      });
-    } else if (isShardedTensor(obj)) {
-      for (const [i, shard] of obj.shards.entries()) {
-        const what = `shard ${i} of "${fqn}"`;
-        validateTensor(shard.tensor, what);
-        if (
-          shard.tensor.dtype !== obj.dtype ||
-          shard.offsets.length !== obj.shape.length ||
-          shard.tensor.shape.length !== obj.shape.length
-        ) {
-          throw new CheckpointError(
-            "INVALID_STATE_DICT",
-            `Expected ${what} to be ${obj.dtype} with ${obj.shape.length} dims like its sharded tensor, got ${shard.tensor.dtype} at offsets [${shard.offsets.join(", ")}] with shape [${shard.tensor.shape.join(", ")}]`,
-          );
-        }
-        items.push({
-          index: { fqn, offset: [...shard.offsets] },
-          type: "shard",
-          tensorData: {
-            chunk: { offsets: [...shard.offsets], sizes: [...shard.tensor.shape] },
-            properties: { dtype: obj.dtype },
-            size: [...obj.shape],
-          },
-        });
-      }
-    } else {
-      items.push({ index: { fqn, offset: null }, type: "bytes" });
-    }
-  }
-  return items;
+  const columns = createWriteColumns(flat);
+  return Array.from({ length: columns.fqnIds.length }, (_, i) => writeItemAt(columns, i));
 }
 
 /**
@@ -284,6 +244,13 @@ export function validateGlobalPlan(planCount: number, metadata: Metadata): strin
 export interface DefaultSavePlannerOptions {
   /** Give replicated items to the lowest rank instead of the least-loaded one. @default false */
   readonly saveToLowestRank?: boolean;
+  /**
+   * Reuse the last save's global plan over the same process group when every rank's local plan
+   * is unchanged ({@link DefaultSavePlanner.planCacheKey}), as DCP's `enable_plan_caching` (which
+   * is off by default there; here on: the cache is validated by every rank's plan hash).
+   * @default true
+   */
+  readonly planCaching?: boolean;
 }
 
 /**
@@ -313,7 +280,8 @@ export class DefaultSavePlanner implements SavePlanner {
 
   /** @inheritDoc */
   createLocalPlan(): SavePlan {
-    return { items: createWriteItems(this.#flat), plannerData: [...this.#mappings] };
+    // Columns: the items are WriteItem objects only for those who read them.
+    return columnarSavePlan(createWriteColumns(this.#flat), { plannerData: [...this.#mappings] });
   }
 
   /**
@@ -321,6 +289,8 @@ export class DefaultSavePlanner implements SavePlanner {
    * @throws {@link CheckpointError} `INVALID_PLAN` when the plan fails {@link validateGlobalPlan}.
    */
   createGlobalPlan(allPlans: SavePlan[]): { plans: SavePlan[]; metadata: Metadata } {
+    const columns = allPlans.map(savePlanColumns);
+    if (columns.every((c) => c !== undefined)) return this.#createColumnarGlobalPlan(allPlans, columns);
     const deduped = dedupSavePlans(allPlans, this.#options.saveToLowestRank ?? false);
     const global = createGlobalSavePlan(deduped);
     const plannerData = new Map(global.metadata.plannerData);
@@ -334,9 +304,40 @@ export class DefaultSavePlanner implements SavePlanner {
     return { plans: plans.map(({ plannerData: _, ...rest }) => rest), metadata };
   }
 
-  /** @inheritDoc */
+  /** {@link createGlobalPlan} on plans that all have columns: the same results, no object per item. */
+  #createColumnarGlobalPlan(
+    allPlans: readonly SavePlan[],
+    columns: readonly SavePlanColumns[],
+  ): { plans: SavePlan[]; metadata: Metadata } {
+    const global = createColumnarGlobalPlan(
+      columns,
+      allPlans.map((p) => p.plannerData),
+      this.#options.saveToLowestRank ?? false,
+    );
+    const problems = validateColumnarGlobalPlan(global.entries, allPlans.length);
+    if (problems.length > 0) {
+      throw new CheckpointError("INVALID_PLAN", `Failed to validate global plan: ${problems.join("; ")}`);
+    }
+    const plans = global.plans.map((c, p) => {
+      const storageData = allPlans[p]!.storageData;
+      return columnarSavePlan(c, storageData ? { storageData } : {});
+    });
+    return { plans, metadata: global.metadata };
+  }
+
+  /**
+   * @inheritDoc
+   * @returns the planner's class name and `saveToLowestRank` (its global plan depends on nothing
+   * else), or `undefined` with `planCaching: false`.
+   */
+  planCacheKey(): string | undefined {
+    if (this.#options.planCaching === false) return undefined;
+    return `${this.constructor.name}:${this.#options.saveToLowestRank ?? false}`;
+  }
+
+  /** @inheritDoc The items of a plan over columns become a plain array, for the writer's passes over them. */
   finishPlan(plan: SavePlan): SavePlan {
-    return plan;
+    return savePlanColumns(plan) === undefined ? plan : { ...plan, items: Array.from(plan.items) };
   }
 
   /** @inheritDoc */
