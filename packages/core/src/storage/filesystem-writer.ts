@@ -15,8 +15,9 @@ import {
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import { checksumFields, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
-import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
+import type { ChecksumOffload, FramedItem, ItemFormat } from "../formats/item-format.js";
 import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
@@ -48,6 +49,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { type BaseLease, checkpointName, filesStillReferenced, leaseBase } from "./references.js";
+import { ITEM_SUMS_OVERHEAD_BYTES, SmallItemStaging } from "./small-item-staging.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
@@ -375,10 +377,15 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /**
-   * Writes one file: large items straight from tensor memory (the CRC-32 computed while the
-   * write is in flight), small ones gathered into one vectored write of up to
-   * {@link WRITE_BATCH_BYTES} (one buffer where the backend has no `writev`) so that a state dict
-   * of many small tensors costs few writes, not one per item.
+   * Writes one file: large items straight from tensor memory (the CRC-32 and content hash computed
+   * while the write is in flight: on a worker thread where the item lies in shared memory, else on
+   * this thread once its write has started), small ones gathered into one write of up to
+   * {@link WRITE_BATCH_BYTES} so that a state dict of many small tensors costs few writes, not one
+   * per item. Where the file's small items weigh enough for a worker (see
+   * {@link SmallItemStaging}) and the format is dcpjs's, they are copied into shared staging
+   * buffers whose CRCs and hashes one worker task per batch computes while the batch is written;
+   * otherwise they are framed here and gathered into a vectored write from their own memory (one
+   * buffer where the backend has no `writev`).
    */
   async #writeFile(
     relativePath: string,
@@ -387,75 +394,190 @@ export class FileSystemWriter implements StorageWriter {
     signal: AbortSignal,
   ): Promise<WriteResult[]> {
     throwIfAborted(signal);
+    const staging = this.#stagingFor(items);
     const stream: FileWriteStream = await this.fs.createStream(
       this.fs.concatPath(this.path, relativePath),
       "wb",
       { signal },
     );
-    const results: WriteResult[] = [];
+    // Each item's result, in order; a slot stays empty until its checksum is known.
+    const results: (WriteResult | undefined)[] = [];
+    /** Results whose checksums a worker computes: filled in once every item is written. */
+    const later: Promise<void>[] = [];
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
+    /** The staged items of the batch being gathered: their result slots and offsets. */
+    let staged: { slot: number; index: WriteItem["index"]; offset: number; length: number }[] = [];
     // One write may be in flight while the next batch is gathered and checksummed.
     let pending: Promise<void> | undefined;
-    const flush = async () => {
-      if (batchBytes === 0) return;
-      const parts = batch;
-      const bytes = batchBytes;
-      batch = [];
-      batchBytes = 0;
+    /** Issues a write once the one in flight is done (settles when issued: see `pending`). */
+    const write = async (bytes: Uint8Array | Uint8Array[], total: number): Promise<void> => {
       await pending;
       // A vectored write from the items' own memory where the backend has one; else one copy.
-      pending =
-        parts.length === 1
-          ? stream.write(parts[0]!)
+      pending = !Array.isArray(bytes)
+        ? stream.write(bytes)
+        : bytes.length === 1
+          ? stream.write(bytes[0]!)
           : stream.writev
-            ? stream.writev(parts)
-            : stream.write(concatBytes(parts, bytes));
+            ? stream.writev(bytes)
+            : stream.write(concatBytes(bytes, total));
       pending.catch(() => {}); // surfaced where it is awaited
+    };
+    const flush = async () => {
+      if (batchBytes > 0) {
+        const parts = batch;
+        const bytes = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        await write(parts, bytes);
+      }
+      if (staging && staging.items > 0) {
+        const taken = staging.take();
+        const items = staged;
+        staged = [];
+        await write(taken.bytes, taken.bytes.byteLength);
+        taken.hold(pending!);
+        later.push(
+          taken.sums.then(({ crcs, hashes }) => {
+            items.forEach(({ slot, index, offset, length }, i) => {
+              const storageData = {
+                relativePath,
+                offset,
+                length,
+                ...checksumFields(ITEM_CHECKSUM_ALGORITHM, crcs[i]!),
+                contentHash: hashes.slice(32 * i, 32 * i + 32),
+              };
+              results[slot] = { index, sizeInBytes: length, storageData };
+            });
+          }),
+        );
+        later.at(-1)!.catch(() => {}); // surfaced where it is awaited
+      }
     };
     try {
       let offset = stream.tell();
       for (const item of items) {
         throwIfAborted(signal);
         const data = planner.resolveData(item);
+        const length = data.byteLength;
+        if (staging && length < SMALL_ITEM_BYTES && length <= staging.capacity) {
+          // A small item of the native format: copied into a staging buffer, summed on a worker.
+          if (batchBytes > 0 || !staging.fits(length)) await flush();
+          if (staging.items === 0) await staging.ready();
+          staging.add(data);
+          staged.push({ slot: results.length, index: item.index, offset, length });
+          results.push(undefined);
+          offset += length;
+          this.#onProgress?.({ bytes: length, items: 1 });
+          continue;
+        }
+        if (staging && staging.items > 0) await flush();
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        const { parts, info } =
-          this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data);
-        let length = 0;
-        for (const part of parts) {
-          length += part.byteLength;
-          if (part.byteLength < SMALL_ITEM_BYTES) {
-            batch.push(part);
-            batchBytes += part.byteLength;
-            if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-          } else {
-            await flush();
-            await pending;
-            pending = stream.write(part);
-            pending.catch(() => {}); // surfaced where it is awaited
+        const onWorker = this.#format.frameOnWorker?.(item, data, this.#offload);
+        // A large dcpjs item elsewhere: written first, its sums computed here while it is.
+        const sumsWhileWritten =
+          !onWorker && this.#format === NATIVE_ITEM_FORMAT && length >= SMALL_ITEM_BYTES;
+        let info: FramedItem["info"] | Promise<FramedItem["info"]>;
+        let stored = 0; // the item's bytes as stored (torch's archive is longer than its payload)
+        if (sumsWhileWritten) {
+          await flush();
+          await write(data, length);
+          ({ info } = this.#format.frame(item, data));
+          stored = length;
+        } else {
+          const framed = onWorker ?? this.#format.frame(item, data);
+          info = framed.info;
+          for (const part of framed.parts) {
+            stored += part.byteLength;
+            if (part.byteLength < SMALL_ITEM_BYTES) {
+              batch.push(part);
+              batchBytes += part.byteLength;
+              if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+            } else {
+              await flush();
+              await write(part, part.byteLength);
+            }
           }
         }
-        const recorded = info instanceof Promise ? await info : info;
-        results.push({
-          index: item.index,
-          sizeInBytes: length,
-          storageData: { relativePath, offset, length, ...recorded },
-        });
-        offset += length;
-        this.#onProgress?.({ bytes: data.byteLength, items: 1 });
+        this.#record(results, later, item, relativePath, offset, stored, info);
+        offset += stored;
+        this.#onProgress?.({ bytes: length, items: 1 });
       }
       await flush();
       await pending;
+      await Promise.all(later);
       if (this.syncFiles) await stream.sync();
       await stream.close();
     } catch (error) {
       await pending?.catch(() => {});
+      await Promise.allSettled(later);
       await stream.abort(error);
       throw error;
     }
-    return results;
+    return results as WriteResult[];
+  }
+
+  /**
+   * Records an item's result in its slot: now where its checksum is known, else once the worker
+   * computing it answers (awaited with every item's at the end of the file).
+   */
+  #record(
+    results: (WriteResult | undefined)[],
+    later: Promise<void>[],
+    item: WriteItem,
+    relativePath: string,
+    offset: number,
+    length: number,
+    info: FramedItem["info"] | Promise<FramedItem["info"]>,
+  ): void {
+    const slot = results.length;
+    results.push(undefined);
+    const fill = (recorded: FramedItem["info"]) => {
+      results[slot] = {
+        index: item.index,
+        sizeInBytes: length,
+        storageData: { relativePath, offset, length, ...recorded },
+      };
+    };
+    if (!(info instanceof Promise)) {
+      fill(info);
+      return;
+    }
+    const filled = info.then(fill);
+    filled.catch(() => {}); // surfaced where it is awaited
+    later.push(filled);
+  }
+
+  /**
+   * The staging buffers for a file's small items, where they pay: the dcpjs format, a worker pool
+   * that sums batches (`ChecksumOffload.itemSums`), the local file system, and small items weighing at least
+   * `workerMinBytes` together (their bytes and {@link ITEM_SUMS_OVERHEAD_BYTES} each) — else
+   * undefined. Each buffer holds {@link WRITE_BATCH_BYTES}, or the small tensors' bytes (and
+   * 64 KiB for values) where those are fewer.
+   */
+  #stagingFor(items: readonly WriteItem[]): SmallItemStaging | undefined {
+    if (this.#format !== NATIVE_ITEM_FORMAT || this.#offload.itemSums === undefined) return undefined;
+    // A stream may keep a written buffer until it closes (`FileWriteStream.write`), which would
+    // forbid reusing a staging buffer; the local file system is done with one once its write resolves.
+    if (!(this.fs instanceof LocalFileSystem)) return undefined;
+    if (!(this.#workerMinBytes < Number.POSITIVE_INFINITY)) return undefined;
+    let bytes = 0;
+    let count = 0;
+    for (const item of items) {
+      const n = itemBytes(item);
+      if (n >= SMALL_ITEM_BYTES) continue;
+      bytes += n;
+      count++;
+    }
+    if (count < 2 || bytes + count * ITEM_SUMS_OVERHEAD_BYTES < this.#workerMinBytes) return undefined;
+    startWorkers();
+    return new SmallItemStaging(
+      Math.min(WRITE_BATCH_BYTES, bytes + 64 * 1024),
+      this.#offload,
+      this.#workerMinBytes,
+    );
   }
 
   /**
