@@ -406,8 +406,9 @@ export class FileSystemWriter implements StorageWriter {
     const later: Promise<void>[] = [];
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
-    /** The staged items of the batch being gathered: their result slots and offsets. */
-    let staged: { slot: number; index: WriteItem["index"]; offset: number; length: number }[] = [];
+    /** The staged items of the batch being gathered, and where in the file the batch starts. */
+    let staged: WriteItem[] = [];
+    let stagedAt = 0;
     // One write may be in flight while the next batch is gathered and checksummed.
     let pending: Promise<void> | undefined;
     /** Issues a write once the one in flight is done (settles when issued: see `pending`). */
@@ -434,21 +435,30 @@ export class FileSystemWriter implements StorageWriter {
       if (staging && staging.items > 0) {
         const taken = staging.take();
         const items = staged;
+        const at = stagedAt;
+        const firstSlot = results.length - items.length;
         staged = [];
         await write(taken.bytes, taken.bytes.byteLength);
         taken.hold(pending!);
         later.push(
           taken.sums.then(({ crcs, hashes }) => {
-            items.forEach(({ slot, index, offset, length }, i) => {
-              const storageData = {
-                relativePath,
-                offset,
-                length,
-                ...checksumFields(ITEM_CHECKSUM_ALGORITHM, crcs[i]!),
-                contentHash: hashes.slice(32 * i, 32 * i + 32),
+            let start = 0;
+            for (let i = 0; i < items.length; i++) {
+              const end = taken.ends[i]!;
+              const length = end - start;
+              results[firstSlot + i] = {
+                index: items[i]!.index,
+                sizeInBytes: length,
+                storageData: {
+                  relativePath,
+                  offset: at + start,
+                  length,
+                  ...checksumFields(ITEM_CHECKSUM_ALGORITHM, crcs[i]!),
+                  contentHash: hashes.slice(32 * i, 32 * i + 32),
+                },
               };
-              results[slot] = { index, sizeInBytes: length, storageData };
-            });
+              start = end;
+            }
           }),
         );
         later.at(-1)!.catch(() => {}); // surfaced where it is awaited
@@ -463,9 +473,12 @@ export class FileSystemWriter implements StorageWriter {
         if (staging && length < SMALL_ITEM_BYTES && length <= staging.capacity) {
           // A small item of the native format: copied into a staging buffer, summed on a worker.
           if (batchBytes > 0 || !staging.fits(length)) await flush();
-          if (staging.items === 0) await staging.ready();
+          if (staging.items === 0) {
+            await staging.ready();
+            stagedAt = offset;
+          }
           staging.add(data);
-          staged.push({ slot: results.length, index: item.index, offset, length });
+          staged.push(item);
           results.push(undefined);
           offset += length;
           this.#onProgress?.({ bytes: length, items: 1 });
@@ -610,15 +623,19 @@ export class FileSystemWriter implements StorageWriter {
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
     const storageData = new Map(metadata.storageData);
-    for (const r of results.flat()) storageData.set(metadataIndexKey(r.index), r.storageData);
+    // Each own data file's size: the furthest end of its items (a file's items come together).
+    const sizes = new Map<string, number>();
+    for (const rankResults of results)
+      for (const { index, storageData: d } of rankResults) {
+        storageData.set(metadataIndexKey(index), d);
+        if (d.baseCheckpoint !== undefined) continue; // references lie in other checkpoints' files
+        const end = d.offset + d.length;
+        const size = sizes.get(d.relativePath);
+        if (size === undefined || end > size) sizes.set(d.relativePath, end);
+      }
     const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
-    const sizes = new Map<string, number>();
-    for (const { storageData: d } of results.flat())
-      if (d.baseCheckpoint === undefined)
-        // references lie in other checkpoints' files
-        sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
     const ownFiles = new Set(sizes.keys());
     const leases = new Set([this.saveTag]);
     for (const file of ownFiles) {

@@ -19,6 +19,8 @@ export const ITEM_SUMS_OVERHEAD_BYTES = 8 * 1024;
 export interface StagedBatch {
   /** The batch's items end to end (a view of a staging buffer: written before it is reused). */
   readonly bytes: Uint8Array;
+  /** Each item's end in {@link StagedBatch.bytes} (bytes), in order. */
+  readonly ends: Uint32Array;
   /** Each item's CRC and content hash: on a worker thread where the batch is heavy enough. */
   readonly sums: Promise<ItemSums>;
   /**
@@ -114,6 +116,7 @@ export class SmallItemStaging {
     this.#count = 0;
     return {
       bytes,
+      ends,
       sums,
       hold: (written) => {
         this.#busy[index] = Promise.allSettled([written, sums]);
