@@ -129,7 +129,10 @@ export interface FileSystemWriterOptions {
    * The smallest tensor item (bytes) whose checksum is computed on a worker thread, while it is
    * written, rather than on the main thread — where the tensor lies in shared memory
    * (`emptyTensor`, `asyncSave`'s staged copies) and the format stores items as they are
-   * (`zeroCopy`). `Infinity` keeps every checksum on the calling thread.
+   * (`zeroCopy`). Also the smallest batch of small dcpjs items (their bytes, and
+   * `ITEM_SUMS_OVERHEAD_BYTES` per item) whose CRC-32s and content hashes one worker task computes
+   * (`SmallItemStaging`, on the local file system). `Infinity` keeps every checksum on the
+   * calling thread.
    * @default {@link WORKER_MIN_BYTES} (1 MiB)
    */
   readonly workerMinBytes?: number;
@@ -152,10 +155,13 @@ const COMMIT_CHECKS_IN_FLIGHT = 16;
  * bytes, each item's offset, length and CRC-32 recorded, and `.metadata` committed last by
  * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
  *
- * Memory: tensor items are written straight from tensor memory — smaller ones than
- * {@link SMALL_ITEM_BYTES} gathered into vectored writes of at most {@link WRITE_BATCH_BYTES}, or
- * copied into one batch of that size per file on a backend without `writev`; non-tensor values
- * are encoded into new buffers.
+ * Memory: large tensor items are written straight from tensor memory; smaller ones than
+ * {@link SMALL_ITEM_BYTES} are gathered into writes of at most {@link WRITE_BATCH_BYTES} — in the
+ * dcpjs format on the local file system, where they weigh enough for a worker, copied into two
+ * shared staging buffers of at most that size per file being written (their CRC-32s and content
+ * hashes computed by one worker task per batch, see `SmallItemStaging`); otherwise written by
+ * vectored writes from their own memory, or copied into one batch of that size per file on a
+ * backend without `writev`. Non-tensor values are encoded into new buffers.
  */
 export class FileSystemWriter implements StorageWriter {
   /** The backend. */
