@@ -226,10 +226,13 @@ describe("saves checksum large shared-memory tensors on worker threads while wri
     for (let i = 0; i < 300; i++) state[`tiny${i}`] = randomTensor("float32", [4], 900 + i);
     const [offThread, onThread] = [await tempDir(), await tempDir()];
     const before = workerTasksRun();
-    await save(state, { checkpointId: offThread });
+    // workerMinBytes 64 KiB: files whose small items weigh 1 MiB (STAGING_MIN_TASKS × it) are staged.
+    await save(state, {
+      storageWriter: new FileSystemWriter({ path: offThread, workerMinBytes: 64 * 1024 }),
+    });
     const tasks = workerTasksRun() - before;
     expect(tasks).toBeGreaterThanOrEqual(1);
-    expect(tasks).toBeLessThanOrEqual(4); // batches, not items
+    expect(tasks).toBeLessThanOrEqual(8); // batches (and the 2 MiB tensor's own), not items
     await save(state, { storageWriter: new FileSystemWriter({ path: onThread, workerMinBytes: Infinity }) });
     expect(workerTasksRun() - before).toBe(tasks);
     const entries = async (dir: string) => {

@@ -49,7 +49,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { type BaseLease, checkpointName, filesStillReferenced, leaseBase } from "./references.js";
-import { ITEM_SUMS_OVERHEAD_BYTES, SmallItemStaging } from "./small-item-staging.js";
+import { ITEM_SUMS_OVERHEAD_BYTES, SmallItemStaging, STAGING_MIN_TASKS } from "./small-item-staging.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
@@ -131,7 +131,8 @@ export interface FileSystemWriterOptions {
    * (`emptyTensor`, `asyncSave`'s staged copies) and the format stores items as they are
    * (`zeroCopy`). Also the smallest batch of small dcpjs items (their bytes, and
    * `ITEM_SUMS_OVERHEAD_BYTES` per item) whose CRC-32s and content hashes one worker task computes
-   * (`SmallItemStaging`, on the local file system). `Infinity` keeps every checksum on the
+   * (`SmallItemStaging`, on the local file system, for a file whose small items weigh
+   * `STAGING_MIN_TASKS` times this). `Infinity` keeps every checksum on the
    * calling thread.
    * @default {@link WORKER_MIN_BYTES} (1 MiB)
    */
@@ -572,7 +573,8 @@ export class FileSystemWriter implements StorageWriter {
   /**
    * The staging buffers for a file's small items, where they pay: the dcpjs format, a worker pool
    * that sums batches (`ChecksumOffload.itemSums`), the local file system, and small items weighing at least
-   * `workerMinBytes` together (their bytes and {@link ITEM_SUMS_OVERHEAD_BYTES} each) — else
+   * {@link STAGING_MIN_TASKS} × `workerMinBytes` together (their bytes and
+   * {@link ITEM_SUMS_OVERHEAD_BYTES} each) — else
    * undefined. Each buffer holds {@link WRITE_BATCH_BYTES}, or the small tensors' bytes (and
    * 64 KiB for values) where those are fewer.
    */
@@ -590,7 +592,8 @@ export class FileSystemWriter implements StorageWriter {
       bytes += n;
       count++;
     }
-    if (count < 2 || bytes + count * ITEM_SUMS_OVERHEAD_BYTES < this.#workerMinBytes) return undefined;
+    const weight = bytes + count * ITEM_SUMS_OVERHEAD_BYTES;
+    if (count < 2 || weight < STAGING_MIN_TASKS * this.#workerMinBytes) return undefined;
     startWorkers();
     return new SmallItemStaging(
       Math.min(WRITE_BATCH_BYTES, bytes + 64 * 1024),

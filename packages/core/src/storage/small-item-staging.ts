@@ -15,6 +15,14 @@ export const STAGED_BATCH_ITEMS = 4096;
  */
 export const ITEM_SUMS_OVERHEAD_BYTES = 8 * 1024;
 
+/**
+ * A file's small items are staged only where they weigh (as {@link ITEM_SUMS_OVERHEAD_BYTES}
+ * counts) at least this many times the writer's `workerMinBytes` — 16 MiB by default, about 2,000
+ * tiny items: a save of fewer would wait for a worker thread to start (in a fresh process) longer
+ * than the calling thread takes to sum them. `workerMinBytes: 0` stages every file's.
+ */
+export const STAGING_MIN_TASKS = 16;
+
 /** A batch taken from a {@link SmallItemStaging}: the bytes to write, and its items' sums. */
 export interface StagedBatch {
   /** The batch's items end to end (a view of a staging buffer: written before it is reused). */
