@@ -9,6 +9,7 @@ import {
   load,
   save,
   shardTensor,
+  type Tensor,
   tensor,
   tensorBytes,
 } from "@dcpjs/core";
@@ -214,6 +215,46 @@ describe("saves checksum large shared-memory tensors on worker threads while wri
     await load(target, { checkpointId: dir });
     expect(sameTensor(target.a, saved.a)).toBe(true);
     expect(target.step).toBe(3);
+  });
+
+  it("small items in plain memory are staged and summed by one worker task per batch: the same CRC-32s and content hashes as on the calling thread", async () => {
+    // 128 × 16 KiB, a 2 MiB tensor between them (written from its own memory), 300 tensors of
+    // 16 bytes (staged too: each item weighs ITEM_SUMS_OVERHEAD_BYTES), and a value.
+    const state: Record<string, Tensor | number> = { step: 11 };
+    for (let i = 0; i < 128; i++) state[`s${i}`] = randomTensor("float32", [4096], 200 + i);
+    state.big = randomTensor("float32", [512, 1024], 5);
+    for (let i = 0; i < 300; i++) state[`tiny${i}`] = randomTensor("float32", [4], 900 + i);
+    const [offThread, onThread] = [await tempDir(), await tempDir()];
+    const before = workerTasksRun();
+    // workerMinBytes 64 KiB: files whose small items weigh 1 MiB (STAGING_MIN_TASKS × it) are staged.
+    await save(state, {
+      storageWriter: new FileSystemWriter({ path: offThread, workerMinBytes: 64 * 1024 }),
+    });
+    const tasks = workerTasksRun() - before;
+    expect(tasks).toBeGreaterThanOrEqual(1);
+    expect(tasks).toBeLessThanOrEqual(8); // batches (and the 2 MiB tensor's own), not items
+    await save(state, { storageWriter: new FileSystemWriter({ path: onThread, workerMinBytes: Infinity }) });
+    expect(workerTasksRun() - before).toBe(tasks);
+    const entries = async (dir: string) => {
+      const md = decodeMetadata(await readFile(join(dir, METADATA_FILE)));
+      return Object.fromEntries(
+        [...md.storageData].map(([key, i]) => [key, [i.offset, i.length, i.crc32, i.contentHash]]),
+      );
+    };
+    const recorded = await entries(offThread);
+    expect(
+      Object.values(recorded).every(
+        ([, , crc, hash]) => typeof crc === "number" && /^[0-9a-f]{32}$/.test(String(hash)),
+      ),
+    ).toBe(true);
+    expect(recorded).toEqual(await entries(onThread));
+    const target: Record<string, Tensor | number> = { step: 0 };
+    for (const [k, v] of Object.entries(state))
+      if (k !== "step") target[k] = emptyTensor("float32", (v as Tensor).shape);
+    await load(target, { checkpointId: offThread });
+    expect(target.step).toBe(11);
+    for (const [k, v] of Object.entries(state))
+      if (k !== "step") expect(sameTensor(target[k] as Tensor, v as Tensor)).toBe(true);
   });
 
   it("refuses work on a worker whose buffers are not shared (a worker would write into a copy)", async () => {

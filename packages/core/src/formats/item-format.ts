@@ -1,6 +1,7 @@
 import type { DType } from "../model/dtype.js";
 import type { Metadata, StorageInfo, WriteItem } from "../plan/metadata.js";
 import type { ChecksumAlgorithm, ItemChecksum } from "./checksum.js";
+import type { ItemSums } from "./item-sums.js";
 
 /** What a read item expects to find in its stored bytes. */
 export type ItemExpectation =
@@ -68,6 +69,14 @@ export interface ChecksumOffload {
     bytes: Uint8Array,
     blockBytes: number,
   ): Promise<{ readonly running: number[]; readonly contentHash: string }>;
+  /**
+   * Optional (a writer's pool has it): the CRC and content hash of each of several items laid end
+   * to end in `bytes`, by one worker task (`itemSums`).
+   * @param algorithm - which CRC.
+   * @param bytes - the items, end to end, in shared memory.
+   * @param ends - each item's end (bytes from `bytes[0]`), ascending.
+   */
+  itemSums?(algorithm: ChecksumAlgorithm, bytes: Uint8Array, ends: Uint32Array): Promise<ItemSums>;
   /**
    * Each part's checksum, computed by one worker task (one round trip for all).
    * @param algorithm - which CRC.

@@ -21,7 +21,9 @@ import { frameNativeOnWorker, verifyNativeItem, verifyNativeRun } from "./native
  * ({@link verifyNativeItem}: on a worker thread where large; small items of a run together), and
  * large tensor items are checksummed on a worker thread while written ({@link frameNativeOnWorker}).
  * Each item's content hash (`StorageInfo.contentHash`, XXH3-128) is computed with its checksum,
- * once the writer has loaded the hasher (`loadContentHasher`).
+ * once the writer has loaded the hasher (`loadContentHasher`). `FileSystemWriter` computes the
+ * same fields for a batch of small items at once (`itemSums`, on a worker thread) rather than
+ * calling `frame` per item.
  */
 export const NATIVE_ITEM_FORMAT: ItemFormat = {
   name: "dcpjs",

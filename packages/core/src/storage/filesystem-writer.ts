@@ -15,8 +15,9 @@ import {
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
+import { checksumFields, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
-import type { ChecksumOffload, ItemFormat } from "../formats/item-format.js";
+import type { ChecksumOffload, FramedItem, ItemFormat } from "../formats/item-format.js";
 import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
@@ -48,6 +49,7 @@ import { forEachFile } from "./per-file.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { type BaseLease, checkpointName, filesStillReferenced, leaseBase } from "./references.js";
+import { ITEM_SUMS_OVERHEAD_BYTES, SmallItemStaging, STAGING_MIN_TASKS } from "./small-item-staging.js";
 import type { StorageSetUp, StorageWriter } from "./storage.js";
 import { writeWholeFile } from "./write-whole-file.js";
 
@@ -127,7 +129,11 @@ export interface FileSystemWriterOptions {
    * The smallest tensor item (bytes) whose checksum is computed on a worker thread, while it is
    * written, rather than on the main thread — where the tensor lies in shared memory
    * (`emptyTensor`, `asyncSave`'s staged copies) and the format stores items as they are
-   * (`zeroCopy`). `Infinity` keeps every checksum on the calling thread.
+   * (`zeroCopy`). Also the smallest batch of small dcpjs items (their bytes, and
+   * `ITEM_SUMS_OVERHEAD_BYTES` per item) whose CRC-32s and content hashes one worker task computes
+   * (`SmallItemStaging`, on the local file system, for a file whose small items weigh
+   * `STAGING_MIN_TASKS` times this). `Infinity` keeps every checksum on the
+   * calling thread.
    * @default {@link WORKER_MIN_BYTES} (1 MiB)
    */
   readonly workerMinBytes?: number;
@@ -150,10 +156,13 @@ const COMMIT_CHECKS_IN_FLIGHT = 16;
  * bytes, each item's offset, length and CRC-32 recorded, and `.metadata` committed last by
  * writing `.metadata.{saveTag}.tmp` and renaming it over `.metadata` in one atomic step.
  *
- * Memory: tensor items are written straight from tensor memory — smaller ones than
- * {@link SMALL_ITEM_BYTES} gathered into vectored writes of at most {@link WRITE_BATCH_BYTES}, or
- * copied into one batch of that size per file on a backend without `writev`; non-tensor values
- * are encoded into new buffers.
+ * Memory: large tensor items are written straight from tensor memory; smaller ones than
+ * {@link SMALL_ITEM_BYTES} are gathered into writes of at most {@link WRITE_BATCH_BYTES} — in the
+ * dcpjs format on the local file system, where they weigh enough for a worker, copied into two
+ * shared staging buffers of at most that size per file being written (their CRC-32s and content
+ * hashes computed by one worker task per batch, see `SmallItemStaging`); otherwise written by
+ * vectored writes from their own memory, or copied into one batch of that size per file on a
+ * backend without `writev`. Non-tensor values are encoded into new buffers.
  */
 export class FileSystemWriter implements StorageWriter {
   /** The backend. */
@@ -375,10 +384,15 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /**
-   * Writes one file: large items straight from tensor memory (the CRC-32 computed while the
-   * write is in flight), small ones gathered into one vectored write of up to
-   * {@link WRITE_BATCH_BYTES} (one buffer where the backend has no `writev`) so that a state dict
-   * of many small tensors costs few writes, not one per item.
+   * Writes one file: large items straight from tensor memory (the CRC-32 and content hash computed
+   * while the write is in flight: on a worker thread where the item lies in shared memory, else on
+   * this thread once its write has started), small ones gathered into one write of up to
+   * {@link WRITE_BATCH_BYTES} so that a state dict of many small tensors costs few writes, not one
+   * per item. Where the file's small items weigh enough for a worker (see
+   * {@link SmallItemStaging}) and the format is dcpjs's, they are copied into shared staging
+   * buffers whose CRCs and hashes one worker task per batch computes while the batch is written;
+   * otherwise they are framed here and gathered into a vectored write from their own memory (one
+   * buffer where the backend has no `writev`).
    */
   async #writeFile(
     relativePath: string,
@@ -387,75 +401,205 @@ export class FileSystemWriter implements StorageWriter {
     signal: AbortSignal,
   ): Promise<WriteResult[]> {
     throwIfAborted(signal);
+    const staging = this.#stagingFor(items);
     const stream: FileWriteStream = await this.fs.createStream(
       this.fs.concatPath(this.path, relativePath),
       "wb",
       { signal },
     );
-    const results: WriteResult[] = [];
+    // Each item's result, in order; a slot stays empty until its checksum is known.
+    const results: (WriteResult | undefined)[] = [];
+    /** Results whose checksums a worker computes: filled in once every item is written. */
+    const later: Promise<void>[] = [];
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
+    /** The staged items of the batch being gathered, and where in the file the batch starts. */
+    let staged: WriteItem[] = [];
+    let stagedAt = 0;
     // One write may be in flight while the next batch is gathered and checksummed.
     let pending: Promise<void> | undefined;
-    const flush = async () => {
-      if (batchBytes === 0) return;
-      const parts = batch;
-      const bytes = batchBytes;
-      batch = [];
-      batchBytes = 0;
+    /** Issues a write once the one in flight is done (settles when issued: see `pending`). */
+    const write = async (bytes: Uint8Array | Uint8Array[], total: number): Promise<void> => {
       await pending;
       // A vectored write from the items' own memory where the backend has one; else one copy.
-      pending =
-        parts.length === 1
-          ? stream.write(parts[0]!)
+      pending = !Array.isArray(bytes)
+        ? stream.write(bytes)
+        : bytes.length === 1
+          ? stream.write(bytes[0]!)
           : stream.writev
-            ? stream.writev(parts)
-            : stream.write(concatBytes(parts, bytes));
+            ? stream.writev(bytes)
+            : stream.write(concatBytes(bytes, total));
       pending.catch(() => {}); // surfaced where it is awaited
+    };
+    const flush = async () => {
+      if (batchBytes > 0) {
+        const parts = batch;
+        const bytes = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        await write(parts, bytes);
+      }
+      if (staging && staging.items > 0) {
+        const taken = staging.take();
+        const items = staged;
+        const at = stagedAt;
+        const firstSlot = results.length - items.length;
+        staged = [];
+        await write(taken.bytes, taken.bytes.byteLength);
+        taken.hold(pending!);
+        later.push(
+          taken.sums.then(({ crcs, hashes }) => {
+            let start = 0;
+            for (let i = 0; i < items.length; i++) {
+              const end = taken.ends[i]!;
+              const length = end - start;
+              results[firstSlot + i] = {
+                index: items[i]!.index,
+                sizeInBytes: length,
+                storageData: {
+                  relativePath,
+                  offset: at + start,
+                  length,
+                  ...checksumFields(ITEM_CHECKSUM_ALGORITHM, crcs[i]!),
+                  contentHash: hashes.slice(32 * i, 32 * i + 32),
+                },
+              };
+              start = end;
+            }
+          }),
+        );
+        later.at(-1)!.catch(() => {}); // surfaced where it is awaited
+      }
     };
     try {
       let offset = stream.tell();
       for (const item of items) {
         throwIfAborted(signal);
         const data = planner.resolveData(item);
+        const length = data.byteLength;
+        if (staging && length < SMALL_ITEM_BYTES && length <= staging.capacity) {
+          // A small item of the native format: copied into a staging buffer, summed on a worker.
+          if (batchBytes > 0 || !staging.fits(length)) await flush();
+          if (staging.items === 0) {
+            await staging.ready();
+            stagedAt = offset;
+          }
+          staging.add(data);
+          staged.push(item);
+          results.push(undefined);
+          offset += length;
+          this.#onProgress?.({ bytes: length, items: 1 });
+          continue;
+        }
+        if (staging && staging.items > 0) await flush();
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
-        const { parts, info } =
-          this.#format.frameOnWorker?.(item, data, this.#offload) ?? this.#format.frame(item, data);
-        let length = 0;
-        for (const part of parts) {
-          length += part.byteLength;
-          if (part.byteLength < SMALL_ITEM_BYTES) {
-            batch.push(part);
-            batchBytes += part.byteLength;
-            if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-          } else {
-            await flush();
-            await pending;
-            pending = stream.write(part);
-            pending.catch(() => {}); // surfaced where it is awaited
+        const onWorker = this.#format.frameOnWorker?.(item, data, this.#offload);
+        // A large dcpjs item elsewhere: written first, its sums computed here while it is.
+        const sumsWhileWritten =
+          !onWorker && this.#format === NATIVE_ITEM_FORMAT && length >= SMALL_ITEM_BYTES;
+        let info: FramedItem["info"] | Promise<FramedItem["info"]>;
+        let stored = 0; // the item's bytes as stored (torch's archive is longer than its payload)
+        if (sumsWhileWritten) {
+          await flush();
+          await write(data, length);
+          ({ info } = this.#format.frame(item, data));
+          stored = length;
+        } else {
+          const framed = onWorker ?? this.#format.frame(item, data);
+          info = framed.info;
+          for (const part of framed.parts) {
+            stored += part.byteLength;
+            if (part.byteLength < SMALL_ITEM_BYTES) {
+              batch.push(part);
+              batchBytes += part.byteLength;
+              if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+            } else {
+              await flush();
+              await write(part, part.byteLength);
+            }
           }
         }
-        const recorded = info instanceof Promise ? await info : info;
-        results.push({
-          index: item.index,
-          sizeInBytes: length,
-          storageData: { relativePath, offset, length, ...recorded },
-        });
-        offset += length;
-        this.#onProgress?.({ bytes: data.byteLength, items: 1 });
+        this.#record(results, later, item, relativePath, offset, stored, info);
+        offset += stored;
+        this.#onProgress?.({ bytes: length, items: 1 });
       }
       await flush();
       await pending;
+      await Promise.all(later);
       if (this.syncFiles) await stream.sync();
       await stream.close();
     } catch (error) {
       await pending?.catch(() => {});
+      await Promise.allSettled(later);
       await stream.abort(error);
       throw error;
     }
-    return results;
+    return results as WriteResult[];
+  }
+
+  /**
+   * Records an item's result in its slot: now where its checksum is known, else once the worker
+   * computing it answers (awaited with every item's at the end of the file).
+   */
+  #record(
+    results: (WriteResult | undefined)[],
+    later: Promise<void>[],
+    item: WriteItem,
+    relativePath: string,
+    offset: number,
+    length: number,
+    info: FramedItem["info"] | Promise<FramedItem["info"]>,
+  ): void {
+    const slot = results.length;
+    results.push(undefined);
+    const fill = (recorded: FramedItem["info"]) => {
+      results[slot] = {
+        index: item.index,
+        sizeInBytes: length,
+        storageData: { relativePath, offset, length, ...recorded },
+      };
+    };
+    if (!(info instanceof Promise)) {
+      fill(info);
+      return;
+    }
+    const filled = info.then(fill);
+    filled.catch(() => {}); // surfaced where it is awaited
+    later.push(filled);
+  }
+
+  /**
+   * The staging buffers for a file's small items, where they pay: the dcpjs format, a worker pool
+   * that sums batches (`ChecksumOffload.itemSums`), the local file system, and small items weighing at least
+   * {@link STAGING_MIN_TASKS} × `workerMinBytes` together (their bytes and
+   * {@link ITEM_SUMS_OVERHEAD_BYTES} each) — else
+   * undefined. Each buffer holds {@link WRITE_BATCH_BYTES}, or the small tensors' bytes (and
+   * 64 KiB for values) where those are fewer.
+   */
+  #stagingFor(items: readonly WriteItem[]): SmallItemStaging | undefined {
+    if (this.#format !== NATIVE_ITEM_FORMAT || this.#offload.itemSums === undefined) return undefined;
+    // A stream may keep a written buffer until it closes (`FileWriteStream.write`), which would
+    // forbid reusing a staging buffer; the local file system is done with one once its write resolves.
+    if (!(this.fs instanceof LocalFileSystem)) return undefined;
+    if (!(this.#workerMinBytes < Number.POSITIVE_INFINITY)) return undefined;
+    let bytes = 0;
+    let count = 0;
+    for (const item of items) {
+      const n = itemBytes(item);
+      if (n >= SMALL_ITEM_BYTES) continue;
+      bytes += n;
+      count++;
+    }
+    const weight = bytes + count * ITEM_SUMS_OVERHEAD_BYTES;
+    if (count < 2 || weight < STAGING_MIN_TASKS * this.#workerMinBytes) return undefined;
+    startWorkers();
+    return new SmallItemStaging(
+      Math.min(WRITE_BATCH_BYTES, bytes + 64 * 1024),
+      this.#offload,
+      this.#workerMinBytes,
+    );
   }
 
   /**
@@ -488,15 +632,19 @@ export class FileSystemWriter implements StorageWriter {
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
     const storageData = new Map(metadata.storageData);
-    for (const r of results.flat()) storageData.set(metadataIndexKey(r.index), r.storageData);
+    // Each own data file's size: the furthest end of its items (a file's items come together).
+    const sizes = new Map<string, number>();
+    for (const rankResults of results)
+      for (const { index, storageData: d } of rankResults) {
+        storageData.set(metadataIndexKey(index), d);
+        if (d.baseCheckpoint !== undefined) continue; // references lie in other checkpoints' files
+        const end = d.offset + d.length;
+        const size = sizes.get(d.relativePath);
+        if (size === undefined || end > size) sizes.set(d.relativePath, end);
+      }
     const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
-    const sizes = new Map<string, number>();
-    for (const { storageData: d } of results.flat())
-      if (d.baseCheckpoint === undefined)
-        // references lie in other checkpoints' files
-        sizes.set(d.relativePath, Math.max(sizes.get(d.relativePath) ?? 0, d.offset + d.length));
     const ownFiles = new Set(sizes.keys());
     const leases = new Set([this.saveTag]);
     for (const file of ownFiles) {

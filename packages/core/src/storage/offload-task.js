@@ -3,6 +3,7 @@
 // (platform/browser-offload-worker.js) and a page's own thread (where it has no workers) all run.
 // Plain JavaScript (JSDoc-typed), so that it loads as it is in a worker, with no TypeScript loader.
 import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
+import { itemSums } from "../formats/item-sums.js";
 import { runningChecksums } from "../formats/running-checksums.js";
 import { castBox } from "../model/cast-kernels.js";
 import { stridedCopy } from "../model/strided-copy.js";
@@ -10,7 +11,9 @@ import { stridedCopy } from "../model/strided-copy.js";
 /**
  * A task: the running CRCs of some bytes (see `runningChecksums`) — with `hash`, and their content
  * hash (`contentHashOf`, which every dcpjs save records) —, the content hash alone (`hash`: an
- * incremental save's compare pass), the CRCs of several parts (one each, from scratch), a box copy
+ * incremental save's compare pass), the CRCs of several parts (one each, from scratch), the CRC
+ * and content hash of each of several items laid end to end in one buffer (`itemSums`: a writer's
+ * batch of small items, their ends in bytes from the buffer's start), a box copy
  * between two buffers, or a box cast between buffers of two dtypes (`castBox`, its box in
  * elements). Its buffers are views of `SharedArrayBuffer`s when it goes to a worker, which reads
  * and writes them in place.
@@ -18,6 +21,7 @@ import { stridedCopy } from "../model/strided-copy.js";
  * @typedef {{ readonly kind: "checksum", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly blockBytes: number, readonly previous?: number, readonly hash?: boolean }
  *   | { readonly kind: "hash", readonly bytes: Uint8Array }
  *   | { readonly kind: "checksums", readonly algorithm: "crc32" | "crc32c", readonly parts: readonly Uint8Array[] }
+ *   | { readonly kind: "itemSums", readonly algorithm: "crc32" | "crc32c", readonly bytes: Uint8Array, readonly ends: Uint32Array }
  *   | { readonly kind: "copy", readonly src: Uint8Array, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }
  *   | { readonly kind: "cast", readonly srcDtype: string, readonly src: Uint8Array, readonly dstDtype: string, readonly dst: Uint8Array, readonly copy: import("../model/strided-copy.js").StridedCopy }} Task
  */
@@ -26,9 +30,10 @@ import { stridedCopy } from "../model/strided-copy.js";
  * Runs one task.
  *
  * @param {Task} task - the task.
- * @returns {number[] | undefined | Promise<{ running: number[], contentHash: string }> | Promise<string>} the
+ * @returns {number[] | undefined | Promise<{ running: number[], contentHash: string }> | Promise<string> | Promise<import("../formats/item-sums.js").ItemSums>} the
  *   running CRCs of a `checksum` task (and its content hash, with `hash`), the content hash of a
- *   `hash` task, a CRC per part of a `checksums` task; nothing for a `copy` or a `cast`.
+ *   `hash` task, a CRC per part of a `checksums` task, the CRCs and hashes of an `itemSums` task;
+ *   nothing for a `copy` or a `cast`.
  * @throws Error when a cast's pair of dtypes cannot be cast (`castRefusal`).
  */
 export function runOffloadTask(task) {
@@ -41,6 +46,7 @@ export function runOffloadTask(task) {
     return undefined;
   }
   if (task.kind === "hash") return hashOf(task.bytes);
+  if (task.kind === "itemSums") return sumsOf(task.algorithm, task.bytes, task.ends);
   // One block per part: one CRC each.
   if (task.kind === "checksums")
     return task.parts.flatMap((p) => runningChecksums(task.algorithm, p, Infinity));
@@ -57,6 +63,19 @@ export function runOffloadTask(task) {
 async function hashOf(bytes) {
   await loadContentHasher();
   return /** @type {string} */ (contentHashOf(bytes));
+}
+
+/**
+ * The CRC and content hash of each item of a batch (`itemSums`; the hasher loaded on first use).
+ *
+ * @param {"crc32" | "crc32c"} algorithm - which CRC.
+ * @param {Uint8Array} bytes - the items, end to end.
+ * @param {Uint32Array} ends - each item's end.
+ * @returns {Promise<import("../formats/item-sums.js").ItemSums>} their CRCs and hashes.
+ */
+async function sumsOf(algorithm, bytes, ends) {
+  await loadContentHasher();
+  return itemSums(algorithm, bytes, ends);
 }
 
 /**

@@ -60,9 +60,10 @@ let epochSeen = 0;
  * but the ones here), and `collect` collects everything.
  *
  * @param {OffloadTask} task - the task.
- * @returns {number[] | boolean | undefined | Promise<{ running: number[], contentHash: string }> | Promise<string>} the
+ * @returns {number[] | boolean | undefined | Promise<{ running: number[], contentHash: string }> | Promise<string> | Promise<import("../formats/item-sums.js").ItemSums>} the
  *   running CRCs of a `checksum` task (and its content hash, with `hash`), the content hash of a
- *   `hash` task, a CRC per part of a `checksums` task; nothing for a `copy` or a `cast`; for a
+ *   `hash` task, a CRC per part of a `checksums` task, the CRCs and hashes of an `itemSums` task;
+ *   nothing for a `copy` or a `cast`; for a
  *   `collect`, whether this thread could collect.
  */
 export default function runTask(task) {

@@ -3,6 +3,7 @@ import { Piscina } from "piscina";
 import { CheckpointError } from "../errors.js";
 import { type ChecksumAlgorithm, computeChecksum } from "../formats/checksum.js";
 import type { ChecksumOffload } from "../formats/item-format.js";
+import type { ItemSums } from "../formats/item-sums.js";
 import type { StridedCopy } from "../model/strided-copy.js";
 import type { OffloadTask } from "./offload-worker.js";
 import { resolveWorkerMinBytes, WORKER_MIN_BYTES, WORKER_MIN_PART_BYTES } from "./worker-limits.js";
@@ -33,7 +34,7 @@ export const WORKER_COLLECT_MS = 200;
 export const WORKER_GC_BYTES = 32 * 1024 * 1024;
 
 /** What a worker task answers (see `offload-worker.js`). */
-type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash | string;
+type WorkerAnswer = number[] | boolean | undefined | ChecksumsAndHash | string | ItemSums;
 
 let pool: Piscina<OffloadTask, WorkerAnswer> | undefined;
 let maxThreads = availableParallelism();
@@ -191,6 +192,32 @@ export async function checksumsAndHashOnWorker(
 export async function contentHashOnWorker(bytes: Uint8Array): Promise<string> {
   assertShared("bytes to hash", bytes);
   return (await runOnWorker({ kind: "hash", bytes, epoch: epochFor(bytes) })) as string;
+}
+
+/**
+ * The CRC and content hash of each of several items laid end to end in one buffer of shared
+ * memory (`itemSums`), computed by one worker task — a writer's batch of small items, copied into
+ * a staging buffer, checksummed and hashed while the buffer is written.
+ *
+ * @param algorithm - which CRC.
+ * @param bytes - the items, end to end, in a `SharedArrayBuffer`.
+ * @param ends - each item's end (bytes from `bytes[0]`), ascending.
+ * @returns a CRC per item and their XXH3-128 hashes concatenated (32 hex digits each).
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `bytes` are not in a `SharedArrayBuffer`.
+ */
+export async function itemSumsOnWorker(
+  algorithm: ChecksumAlgorithm,
+  bytes: Uint8Array,
+  ends: Uint32Array,
+): Promise<ItemSums> {
+  assertShared("bytes to checksum", bytes);
+  return (await runOnWorker({
+    kind: "itemSums",
+    algorithm,
+    bytes,
+    ends,
+    epoch: epochFor(bytes),
+  })) as ItemSums;
 }
 
 /**
@@ -370,6 +397,7 @@ export function checksumOffload(minBytes: number): ChecksumOffload {
     runsOffThread: (bytes, ...buffers) => bytes >= minBytes && buffers.every(inSharedMemory),
     runningChecksums: runningChecksumsOnWorker,
     checksumsAndHash: checksumsAndHashOnWorker,
+    itemSums: itemSumsOnWorker,
     checksums: (algorithm, parts) =>
       tinyParts(parts)
         ? Promise.resolve(parts.map((part) => computeChecksum(algorithm, part)))
