@@ -38,7 +38,8 @@ class FirstTouchWorker {
   #broken = false;
 
   constructor() {
-    this.#worker = new Worker(WORKER_SOURCE, { eval: true, name: "dcpjs-http-first-touch" });
+    // no flags of the process (a loader such as tsx's): the worker runs nothing but WORKER_SOURCE
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], name: "dcpjs-http-first-touch" });
     this.#worker.unref();
     this.#worker.once("online", () => {
       this.#online = true;
