@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { Agent, get } from "node:http";
 import { join } from "node:path";
@@ -158,6 +159,49 @@ async function curlAll(base: string, shards: readonly Shard[], connections: numb
   return timed(() => run("curl", args, { maxBuffer: 16 << 20 }));
 }
 
+/**
+ * CPU seconds this process's main thread has used (user + system; Linux's `/proc/thread-self/stat`,
+ * in USER_HZ ticks of 10 ms), or undefined where there is no such file.
+ */
+function mainThreadCpu(): number | undefined {
+  try {
+    const fields = readFileSync("/proc/thread-self/stat", "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The CPU seconds one side used: its main thread's, and the whole process's (its worker threads, GC helpers included). */
+interface CpuSpent {
+  readonly main: number | undefined;
+  readonly process: number;
+}
+
+/** Runs `fn`, returning its result and the CPU it spent (see {@link CpuSpent}). */
+async function withCpu<T>(fn: () => Promise<T>): Promise<[T, CpuSpent]> {
+  const main0 = mainThreadCpu();
+  const all0 = process.cpuUsage();
+  const result = await fn();
+  const all = process.cpuUsage(all0);
+  const main1 = mainThreadCpu();
+  return [
+    result,
+    {
+      main: main0 === undefined || main1 === undefined ? undefined : main1 - main0,
+      process: (all.user + all.system) / 1e6,
+    },
+  ];
+}
+
+/** The median of some numbers (undefined for none). */
+function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** Bytes of the tensors of a state dict. */
 function bytesOf(sd: StateDict): number {
   let n = 0;
@@ -194,10 +238,14 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
     // The sides take turns in every repetition, so that a busy machine slows them alike.
     const best = { dcpjs: Infinity, fetch: Infinity, nodeHttp: Infinity, curl: Infinity };
     const peak = { dcpjs: 0, fetch: 0 };
+    // CPU seconds per repetition of each in-process side: its main thread's, and the process's.
+    const cpu = { dcpjs: [] as CpuSpent[], fetch: [] as CpuSpent[], nodeHttp: [] as CpuSpent[] };
+    // A side's seconds, the CPU it spent (the access log read outside it) and nginx's peak in flight.
     const during = async (fn: () => Promise<number>) => {
       const before = (await readAccessLog(nginx.accessLogPath)).length;
-      const seconds = await fn();
-      return { seconds, peak: peakConcurrency((await readAccessLog(nginx.accessLogPath)).slice(before)) };
+      const [seconds, spent] = await withCpu(fn);
+      const peak = peakConcurrency((await readAccessLog(nginx.accessLogPath)).slice(before));
+      return { seconds, spent, peak };
     };
     for (let rep = 0; rep < p.reps; rep++) {
       const dcpjs = await during(() =>
@@ -209,32 +257,48 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
           tensorBytesLoaded = bytesOf(sd);
         }),
       );
+      cpu.dcpjs.push(dcpjs.spent);
       best.dcpjs = Math.min(best.dcpjs, dcpjs.seconds);
       peak.dcpjs = Math.max(peak.dcpjs, dcpjs.peak);
       const raw = await during(() => fetchAll(base, shards, p.connections, rangeBytes));
+      cpu.fetch.push(raw.spent);
       best.fetch = Math.min(best.fetch, raw.seconds);
       peak.fetch = Math.max(peak.fetch, raw.peak);
-      best.nodeHttp = Math.min(best.nodeHttp, await nodeHttpAll(base, shards, p.connections, rangeBytes));
+      const [nodeHttp, nodeHttpCpu] = await withCpu(() =>
+        nodeHttpAll(base, shards, p.connections, rangeBytes),
+      );
+      cpu.nodeHttp.push(nodeHttpCpu);
+      best.nodeHttp = Math.min(best.nodeHttp, nodeHttp);
       if (hasCurl) best.curl = Math.min(best.curl, await curlAll(base, shards, p.connections, rangeBytes));
     }
+    // Median CPU seconds per GiB of a side's repetitions (main thread; whole process).
+    const cpuColumns = (spent: readonly CpuSpent[], bytes: number) => {
+      const perGiB = (v: number | undefined) => (v === undefined ? "" : (v / (bytes / 1024 ** 3)).toFixed(2));
+      const mains = spent.flatMap((c) => (c.main === undefined ? [] : [c.main]));
+      return {
+        "main CPU s/GiB": perGiB(median(mains)),
+        "process CPU s/GiB": perGiB(median(spent.map((c) => c.process))),
+      };
+    };
     const [dcpjsSeconds, fetchSeconds, nodeHttpSeconds] = [best.dcpjs, best.fetch, best.nodeHttp];
     const curlSeconds = hasCurl ? best.curl : undefined;
     rows.push({
       name: "dcpjs load (every tensor)",
       bytes: tensorBytesLoaded,
       seconds: dcpjsSeconds,
-      extra: { "peak in flight": peak.dcpjs },
+      extra: { "peak in flight": peak.dcpjs, ...cpuColumns(cpu.dcpjs, tensorBytesLoaded) },
     });
     rows.push({
       name: `fetch, ${p.connections} ranged GETs in flight`,
       bytes: total,
       seconds: fetchSeconds,
-      extra: { "peak in flight": peak.fetch },
+      extra: { "peak in flight": peak.fetch, ...cpuColumns(cpu.fetch, total) },
     });
     rows.push({
       name: `node:http, ${p.connections} ranged GETs in flight`,
       bytes: total,
       seconds: nodeHttpSeconds,
+      extra: cpuColumns(cpu.nodeHttp, total),
     });
     if (curlSeconds !== undefined)
       rows.push({
@@ -285,6 +349,7 @@ export async function httpLoad(p: HttpLoadParams): Promise<void> {
         "curl writes to /dev/null from its own process (no copy into a JS heap): the ceiling of nginx and loopback, not a like-for-like client",
         `nginx ${nginx.url} on loopback, ${p.connections} connections for every side; the page cache is warm after the first pass`,
         "peak in flight: the most requests nginx was answering at once (its access log's $msec and $request_time)",
+        "main CPU s/GiB: the median over the repetitions of the CPU seconds (user + system) this process's main thread used, per GiB (Linux's /proc; blank elsewhere) — unlike main s/GiB (busy wall time), it does not grow when other processes take the cores; process CPU s/GiB: the same for the whole process, its worker threads included",
       ],
     );
   } finally {
