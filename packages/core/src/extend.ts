@@ -43,6 +43,14 @@ export {
   type WriteItem,
   type WriteResult,
 } from "./plan/metadata.js";
+export { MetadataBuilder, type MetadataBuilderOptions, withWriteResults } from "./plan/metadata-builder.js";
+export {
+  columnarMetadata,
+  type MetadataColumns,
+  metadataColumns,
+  type StorageColumns,
+  VALUE_DTYPE,
+} from "./plan/metadata-columns.js";
 export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
 export { type RetryOptions, type RetryPolicy, retry } from "./retry.js";
 export type {
