@@ -53,6 +53,8 @@ export interface ScaleResult extends ScaleCase {
   readonly metadataBytes: number;
   /** `decodeMetadata`. */
   readonly decodeS: number;
+  /** Memory the decoded metadata holds (heap and array buffers, after a collection), bytes; NaN without `--expose-gc`. */
+  readonly decodedBytes: number;
   /** One rank's `DefaultLoadPlanner` setUpPlanner + createLocalPlan on freshly decoded metadata. */
   readonly loadPlanS: number;
   /** Another rank's, on the same metadata (what a planner may reuse from the first). */
@@ -143,6 +145,15 @@ async function gcPerWindow(): Promise<Record<string, number>> {
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
+}
+
+/** Heap and array-buffer bytes in use after a full collection (NaN when the process has no `gc`). */
+function memoryAtRest(): number {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return Number.NaN;
+  gc();
+  const { heapUsed, arrayBuffers } = process.memoryUsage();
+  return heapUsed + arrayBuffers;
 }
 
 function seconds(t0: number): number {
@@ -243,9 +254,11 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const encodeS = seconds(t0);
   metadata = undefined;
 
+  const before = memoryAtRest();
   t0 = cpuMs();
   const decoded = windowed("decode", () => decodeMetadata(bytes));
   const decodeS = seconds(t0);
+  const decodedBytes = memoryAtRest() - before;
 
   const loadRank = (rank: number) => {
     const sd = rankStateDict(c, rank);
@@ -274,6 +287,7 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     encodeS,
     metadataBytes: bytes.byteLength,
     decodeS,
+    decodedBytes,
     loadPlanS: first.s,
     loadPlanNextS: next.s,
     loadItems: first.items,
