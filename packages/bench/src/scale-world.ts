@@ -1,6 +1,12 @@
 import { PerformanceObserver } from "node:perf_hooks";
 import { DefaultLoadPlanner, DefaultSavePlanner, type Metadata, type StateDict } from "@dcpjs/core";
-import { metadataIndexKey, type SavePlan, type StorageInfo } from "@dcpjs/core/extend";
+import {
+  MetadataBuilder,
+  type SavePlan,
+  type StorageInfo,
+  type WriteResult,
+  withWriteResults,
+} from "@dcpjs/core/extend";
 import {
   createGlobalSavePlan,
   decodeMetadata,
@@ -47,6 +53,8 @@ export interface ScaleResult extends ScaleCase {
   readonly coordinatorS: number;
   /** The same, in wall-clock seconds. */
   readonly coordinatorWallS: number;
+  /** `withWriteResults`: a writer's `finish` adding every item's storage entry to the (columnar) global metadata. */
+  readonly finishS: number;
   /** `encodeMetadata` of the metadata with one storage entry per chunk. */
   readonly encodeS: number;
   /** Size of the encoded `.metadata`. */
@@ -147,38 +155,59 @@ function cpuMs(): number {
   return (user + system) / 1000;
 }
 
-/** Heap and array-buffer bytes in use after a full collection (NaN when the process has no `gc`). */
-function memoryAtRest(): number {
+/**
+ * Heap and array-buffer bytes in use at rest (NaN when the process has no `gc`): the least of three
+ * readings 100 ms apart, each after a collection (V8 frees array buffers on a background thread
+ * after a collection, so one reading may come too early).
+ */
+async function memoryAtRest(): Promise<number> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) return Number.NaN;
-  gc();
-  const { heapUsed, arrayBuffers } = process.memoryUsage();
-  return heapUsed + arrayBuffers;
+  let least = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const { heapUsed, arrayBuffers } = process.memoryUsage();
+    least = Math.min(least, heapUsed + arrayBuffers);
+  }
+  return least;
 }
 
 function seconds(t0: number): number {
   return (cpuMs() - t0) / 1000;
 }
 
-/** The metadata a save would write: one storage entry per planned item, rank r's in its own file. */
-function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
-  const storageData = new Map<string, StorageInfo>();
-  plans.forEach((plan, rank) => {
+/** What every rank's writer returns: one storage entry per planned item, rank r's in its own file. */
+function writeResults(plans: readonly SavePlan[]): WriteResult[][] {
+  return plans.map((plan, rank) => {
     let offset = 0;
     const relativePath = `__${rank}_0.distcp`;
-    for (const item of plan.items) {
+    return plan.items.map((item) => {
       const sizes = item.tensorData?.chunk.sizes ?? [];
       const length = sizes.reduce((a, b) => a * b, 4);
-      storageData.set(metadataIndexKey(item.index), {
-        relativePath,
-        offset,
-        length,
-        crc32: (offset * 2654435761) >>> 0,
-      });
+      const storageData: StorageInfo = { relativePath, offset, length, crc32: (offset * 2654435761) >>> 0 };
       offset += length;
-    }
+      return { index: item.index, sizeInBytes: length, storageData };
+    });
   });
-  return { ...metadata, storageData };
+}
+
+/**
+ * The global plan's metadata as the coordinator builds it with `MetadataBuilder` (columns, no
+ * object per chunk): tensors, chunks in order, planner data; no storage entries yet.
+ */
+function columnarOf(metadata: Metadata): Metadata {
+  const b = new MetadataBuilder({ version: metadata.version, storageMeta: metadata.storageMeta });
+  for (const [fqn, e] of metadata.stateDictMetadata) {
+    if (e.type === "bytes") {
+      b.addValue(fqn);
+      continue;
+    }
+    const entry = b.addTensor(fqn, e.properties.dtype, e.size);
+    for (const chunk of e.chunks) b.addChunk(entry, chunk.offsets, chunk.sizes);
+  }
+  for (const [fqn, path] of metadata.plannerData) b.setPath(fqn, path);
+  return b.build();
 }
 
 /**
@@ -245,20 +274,28 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const coordinatorWallS = (performance.now() - wall0) / 1000;
   all = undefined;
 
-  let metadata: Metadata | undefined = withStorage(coordinated.metadata, coordinated.plans);
-  coordinated = undefined;
+  let results: WriteResult[][] | undefined = writeResults(coordinated.plans);
   let chunks = 0;
-  for (const e of metadata.stateDictMetadata.values()) if (e.type === "tensor") chunks += e.chunks.length;
+  for (const e of coordinated.metadata.stateDictMetadata.values())
+    if (e.type === "tensor") chunks += e.chunks.length;
+  let global0: Metadata | undefined = columnarOf(coordinated.metadata);
+  coordinated = undefined;
+  // The writer's finish adds every item's storage entry, then encodes.
+  t0 = cpuMs();
+  let metadata: Metadata | undefined = withWriteResults(global0, results);
+  const finishS = seconds(t0);
+  global0 = undefined;
+  results = undefined;
   t0 = cpuMs();
   const bytes = encodeMetadata(metadata);
   const encodeS = seconds(t0);
   metadata = undefined;
 
-  const before = memoryAtRest();
+  const before = await memoryAtRest();
   t0 = cpuMs();
   const decoded = windowed("decode", () => decodeMetadata(bytes));
   const decodeS = seconds(t0);
-  const decodedBytes = memoryAtRest() - before;
+  const decodedBytes = (await memoryAtRest()) - before;
 
   const loadRank = (rank: number) => {
     const sd = rankStateDict(c, rank);
@@ -284,6 +321,7 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     validateS,
     coordinatorS,
     coordinatorWallS,
+    finishS,
     encodeS,
     metadataBytes: bytes.byteLength,
     decodeS,

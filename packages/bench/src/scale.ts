@@ -87,6 +87,7 @@ function rows(r: ScaleResult, t: TorchResult | undefined): [string, string, stri
     ],
     both(".metadata (MB)", (x) => mb(x.metadataBytes)),
     both(".metadata bytes per chunk", perChunk),
+    ["storage entries added (writer finish, s)", s(r.finishS), ""],
     both("metadata encode (s)", (x) => s(x.encodeS)),
     both("metadata decode (s)", (x) => s(x.decodeS)),
     ["  of which GC pauses (wall s)", s((r.gcMs.decode ?? 0) / 1000), ""],

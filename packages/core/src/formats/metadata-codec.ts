@@ -8,7 +8,7 @@ import { columnarMetadata } from "../plan/metadata-columns.js";
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm, ITEM_CHECKSUM_ALGORITHM } from "./checksum.js";
 import { fail, show } from "./metadata-checks.js";
 import { decodeMetadataV1 } from "./metadata-v1.js";
-import { columnsBody, columnsOf, decodeColumnsBody } from "./metadata-v2.js";
+import { columnsBody, columnsByteLength, columnsOf, decodeColumnsBody } from "./metadata-v2.js";
 import { validateMetadata } from "./validate-metadata.js";
 
 export { assertSafeRelativePath, MAX_ITEM_BYTES, MAX_TILING_COMPARISONS } from "./metadata-checks.js";
@@ -45,13 +45,16 @@ const TRAILER_BYTES = 4;
  * names one of each for all), or a tensor has more than 254 dimensions.
  */
 export function encodeMetadata(metadata: Metadata): Uint8Array {
+  const columns = columnsOf(metadata);
   const body = encode(
     columnsBody(
-      columnsOf(metadata),
+      columns,
       METADATA_FORMAT,
       [METADATA_FORMAT_VERSION, METADATA_FORMAT_VERSION_REFERENCES],
       ITEM_CHECKSUM_ALGORITHM,
     ),
+    // Room for the columns up front: the encoder would otherwise grow (copy) its buffer many times.
+    { initialBufferSize: columnsByteLength(columns) + 64 * 1024 },
   );
   const out = new Uint8Array(body.byteLength + TRAILER_BYTES);
   out.set(body);

@@ -162,6 +162,23 @@ export function columnsOf(metadata: Metadata): MetadataColumns {
 }
 
 /**
+ * The bytes of the columns a body of `c` holds (the chunk, entry and storage columns), for sizing
+ * the encoder's buffer; strings and lists are not counted.
+ * @param c - the columns.
+ */
+export function columnsByteLength(c: MetadataColumns): number {
+  const s = c.storage;
+  let n = c.chunkOffsets.byteLength * 2 + c.entrySize.byteLength + c.fqns.length * 6;
+  if (s)
+    n +=
+      c.records * 24 +
+      (s.hashes?.byteLength ?? 0) +
+      (s.base?.byteLength ?? 0) +
+      s.blockRunning.byteLength * 2;
+  return n;
+}
+
+/**
  * The body of a layout version 2 (or 3, with references) `.metadata` for columns with storage.
  * @param c - the columns.
  * @param format - the body's `format`.

@@ -13,6 +13,7 @@ import {
   columnarMetadata,
   type MetadataColumns,
   metadataColumns,
+  type StorageColumns,
   VALUE_DTYPE,
 } from "./metadata-columns.js";
 
@@ -66,23 +67,7 @@ export class MetadataBuilder {
   #dims = 0;
   #offsets = new Float64Array(64);
   #sizes = new Float64Array(64);
-  // Storage, per item.
-  #stored = 0;
-  #hasStorage = new Uint8Array(64);
-  #file = new Uint32Array(64);
-  #fileOffset = new Float64Array(64);
-  #length = new Float64Array(64);
-  #checksum = new Uint32Array(64);
-  #base = new Uint32Array(64);
-  #hashes: Uint8Array | undefined;
-  readonly #files: string[] = [];
-  readonly #fileIndex = new Map<string, number>();
-  readonly #bases: string[] = [];
-  readonly #baseIndex = new Map<string, number>();
-  readonly #itemFormats = new Map<number, string>();
-  readonly #blocks = new Map<number, readonly number[]>();
-  #blockBytes = 0;
-  #algorithm: "crc32" | "crc32c" | undefined;
+  readonly #storage = new StorageWriter();
 
   /** @param options - see {@link MetadataBuilderOptions}. */
   constructor(options: MetadataBuilderOptions = {}) {
@@ -213,71 +198,7 @@ export class MetadataBuilder {
   setStorage(item: number, info: StorageInfo): void {
     if (!(item >= 0 && item < this.#items))
       throw new CheckpointError("INVALID_ARGUMENT", `Expected an item id below ${this.#items}, got ${item}`);
-    const fqn = this.#fqns[this.#itemEntry[item]!]!;
-    const algorithm = info.crc32 !== undefined ? "crc32" : info.crc32c !== undefined ? "crc32c" : undefined;
-    if (algorithm === undefined)
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
-      );
-    this.#algorithm ??= algorithm;
-    if (algorithm !== this.#algorithm)
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
-      );
-    if (item >= this.#hasStorage.length) {
-      const n = this.#itemEntry.length;
-      this.#hasStorage = grown(this.#hasStorage, n);
-      this.#file = grown(this.#file, n);
-      this.#fileOffset = grown(this.#fileOffset, n);
-      this.#length = grown(this.#length, n);
-      this.#checksum = grown(this.#checksum, n);
-      this.#base = grown(this.#base, n);
-    }
-    if (this.#hasStorage[item] === 0) this.#stored++;
-    this.#hasStorage[item] = 1;
-    let file = this.#fileIndex.get(info.relativePath);
-    if (file === undefined) {
-      file = this.#files.push(info.relativePath) - 1;
-      this.#fileIndex.set(info.relativePath, file);
-    }
-    this.#file[item] = file;
-    this.#fileOffset[item] = info.offset;
-    this.#length[item] = info.length;
-    this.#checksum[item] = (algorithm === "crc32" ? info.crc32 : info.crc32c)!;
-    let base = 0;
-    if (info.baseCheckpoint !== undefined) {
-      base = this.#baseIndex.get(info.baseCheckpoint) ?? 0;
-      if (base === 0) {
-        base = this.#bases.push(info.baseCheckpoint);
-        this.#baseIndex.set(info.baseCheckpoint, base);
-      }
-    }
-    this.#base[item] = base;
-    if (info.contentHash !== undefined) {
-      if (!/^[0-9a-f]{32}$/.test(info.contentHash))
-        throw new CheckpointError(
-          "INVALID_ARGUMENT",
-          `Expected a content hash of 32 lowercase hex digits, got ${JSON.stringify(info.contentHash)}`,
-        );
-      this.#hashes = grown(this.#hashes ?? new Uint8Array(0), this.#hasStorage.length * HASH_BYTES);
-      for (let i = 0; i < HASH_BYTES; i++)
-        this.#hashes[item * HASH_BYTES + i] = Number.parseInt(info.contentHash.slice(2 * i, 2 * i + 2), 16);
-    } else if (this.#hashes && item * HASH_BYTES < this.#hashes.length)
-      this.#hashes.fill(0, item * HASH_BYTES, (item + 1) * HASH_BYTES);
-    if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs")
-      this.#itemFormats.set(item, info.itemFormat);
-    else this.#itemFormats.delete(item);
-    if (info.checksumBlocks) {
-      if (this.#blockBytes === 0) this.#blockBytes = info.checksumBlocks.blockBytes;
-      if (info.checksumBlocks.blockBytes !== this.#blockBytes)
-        throw new CheckpointError(
-          "INVALID_ARGUMENT",
-          `Expected every item's running checksums to use one block size (${this.#blockBytes} bytes), "${fqn}" uses ${info.checksumBlocks.blockBytes}`,
-        );
-      this.#blocks.set(item, info.checksumBlocks.running);
-    } else this.#blocks.delete(item);
+    this.#storage.set(item, info, this.#fqns[this.#itemEntry[item]!]!);
   }
 
   /**
@@ -353,16 +274,128 @@ export class MetadataBuilder {
   }
 
   #storageColumns(recordOf: Uint32Array): MetadataColumns["storage"] {
-    const items = this.#items;
-    if (this.#stored === 0) return undefined;
-    if (this.#stored < items) {
-      let missing = 0;
-      while (this.#hasStorage[missing] === 1) missing++;
+    const missing = this.#storage.missing(this.#items);
+    if (missing === -1) return undefined;
+    if (missing !== undefined)
       throw new CheckpointError(
         "INVALID_ARGUMENT",
         `Expected a storage entry for every item, "${this.#fqns[this.#itemEntry[missing]!]}" has none`,
       );
+    return this.#storage.columns(this.#items, recordOf);
+  }
+}
+
+/** Storage entries by item, kept as columns (see `StorageColumns`). */
+class StorageWriter {
+  #stored = 0;
+  #has = new Uint8Array(0);
+  #file = new Uint32Array(0);
+  #fileOffset = new Float64Array(0);
+  #length = new Float64Array(0);
+  #checksum = new Uint32Array(0);
+  #base = new Uint32Array(0);
+  #hashes: Uint8Array | undefined;
+  readonly #files: string[] = [];
+  readonly #fileIndex = new Map<string, number>();
+  readonly #bases: string[] = [];
+  readonly #baseIndex = new Map<string, number>();
+  readonly #itemFormats = new Map<number, string>();
+  readonly #blocks = new Map<number, readonly number[]>();
+  #blockBytes = 0;
+  #algorithm: "crc32" | "crc32c" | undefined;
+
+  /** Room for `n` items. */
+  reserve(n: number): void {
+    if (n <= this.#has.length) return;
+    const size = Math.max(n, this.#has.length * 2, 64);
+    this.#has = grown(this.#has, size);
+    this.#file = grown(this.#file, size);
+    this.#fileOffset = grown(this.#fileOffset, size);
+    this.#length = grown(this.#length, size);
+    this.#checksum = grown(this.#checksum, size);
+    this.#base = grown(this.#base, size);
+  }
+
+  /** Whether `item` has a storage entry. */
+  has(item: number): boolean {
+    return this.#has[item] === 1;
+  }
+
+  /** -1 when no item of `items` has an entry, undefined when all have, else the first without. */
+  missing(items: number): number | undefined {
+    if (this.#stored === 0) return items === 0 ? undefined : -1;
+    if (this.#stored >= items) return undefined;
+    let i = 0;
+    while (this.#has[i] === 1) i++;
+    return i;
+  }
+
+  /** Records item `item`'s entry; `fqn` names it in messages. @throws as `MetadataBuilder.setStorage`. */
+  set(item: number, info: StorageInfo, fqn: string): void {
+    const algorithm = info.crc32 !== undefined ? "crc32" : info.crc32c !== undefined ? "crc32c" : undefined;
+    if (algorithm === undefined)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
+      );
+    this.#algorithm ??= algorithm;
+    if (algorithm !== this.#algorithm)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
+      );
+    this.reserve(item + 1);
+    if (this.#has[item] === 0) this.#stored++;
+    this.#has[item] = 1;
+    let file = this.#fileIndex.get(info.relativePath);
+    if (file === undefined) {
+      file = this.#files.push(info.relativePath) - 1;
+      this.#fileIndex.set(info.relativePath, file);
     }
+    this.#file[item] = file;
+    this.#fileOffset[item] = info.offset;
+    this.#length[item] = info.length;
+    this.#checksum[item] = (algorithm === "crc32" ? info.crc32 : info.crc32c)!;
+    let base = 0;
+    if (info.baseCheckpoint !== undefined) {
+      base = this.#baseIndex.get(info.baseCheckpoint) ?? 0;
+      if (base === 0) {
+        base = this.#bases.push(info.baseCheckpoint);
+        this.#baseIndex.set(info.baseCheckpoint, base);
+      }
+    }
+    this.#base[item] = base;
+    if (info.contentHash !== undefined) {
+      if (!/^[0-9a-f]{32}$/.test(info.contentHash))
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected a content hash of 32 lowercase hex digits, got ${JSON.stringify(info.contentHash)}`,
+        );
+      this.#hashes = grown(this.#hashes ?? new Uint8Array(0), this.#has.length * HASH_BYTES);
+      for (let i = 0; i < HASH_BYTES; i++)
+        this.#hashes[item * HASH_BYTES + i] = Number.parseInt(info.contentHash.slice(2 * i, 2 * i + 2), 16);
+    } else if (this.#hashes && item * HASH_BYTES < this.#hashes.length)
+      this.#hashes.fill(0, item * HASH_BYTES, (item + 1) * HASH_BYTES);
+    if (info.itemFormat !== undefined && info.itemFormat !== "dcpjs")
+      this.#itemFormats.set(item, info.itemFormat);
+    else if (this.#itemFormats.size > 0) this.#itemFormats.delete(item);
+    if (info.checksumBlocks) {
+      if (this.#blockBytes === 0) this.#blockBytes = info.checksumBlocks.blockBytes;
+      if (info.checksumBlocks.blockBytes !== this.#blockBytes)
+        throw new CheckpointError(
+          "INVALID_ARGUMENT",
+          `Expected every item's running checksums to use one block size (${this.#blockBytes} bytes), "${fqn}" uses ${info.checksumBlocks.blockBytes}`,
+        );
+      this.#blocks.set(item, info.checksumBlocks.running);
+    } else if (this.#blocks.size > 0) this.#blocks.delete(item);
+  }
+
+  /**
+   * The columns, record by record: item `i` is record `recordOf[i]` (the identity when undefined).
+   * @param items - how many items (all with entries).
+   * @param recordOf - each item's record.
+   */
+  columns(items: number, recordOf: Uint32Array | undefined): StorageColumns {
     const file = new Uint32Array(items);
     const offset = new Float64Array(items);
     const length = new Float64Array(items);
@@ -370,19 +403,28 @@ export class MetadataBuilder {
     const base = this.#bases.length > 0 ? new Uint32Array(items) : undefined;
     const hashes = this.#hashes ? new Uint8Array(items * HASH_BYTES) : undefined;
     const itemOf = new Uint32Array(items);
-    for (let i = 0; i < items; i++) {
-      const r = recordOf[i]!;
-      itemOf[r] = i;
-      file[r] = this.#file[i]!;
-      offset[r] = this.#fileOffset[i]!;
-      length[r] = this.#length[i]!;
-      checksums[r] = this.#checksum[i]!;
-      if (base) base[r] = this.#base[i]!;
-      if (hashes && (i + 1) * HASH_BYTES <= this.#hashes!.length)
-        hashes.set(this.#hashes!.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), r * HASH_BYTES);
-    }
+    if (recordOf === undefined) {
+      file.set(this.#file.subarray(0, items));
+      offset.set(this.#fileOffset.subarray(0, items));
+      length.set(this.#length.subarray(0, items));
+      checksums.set(this.#checksum.subarray(0, items));
+      base?.set(this.#base.subarray(0, items));
+      hashes?.set(this.#hashes!.subarray(0, Math.min(items * HASH_BYTES, this.#hashes!.length)));
+      for (let i = 0; i < items; i++) itemOf[i] = i;
+    } else
+      for (let i = 0; i < items; i++) {
+        const r = recordOf[i]!;
+        itemOf[r] = i;
+        file[r] = this.#file[i]!;
+        offset[r] = this.#fileOffset[i]!;
+        length[r] = this.#length[i]!;
+        checksums[r] = this.#checksum[i]!;
+        if (base) base[r] = this.#base[i]!;
+        if (hashes && (i + 1) * HASH_BYTES <= this.#hashes!.length)
+          hashes.set(this.#hashes!.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), r * HASH_BYTES);
+      }
     const itemFormats = new Map<number, string>();
-    for (const [i, name] of this.#itemFormats) itemFormats.set(recordOf[i]!, name);
+    for (const [i, name] of this.#itemFormats) itemFormats.set(recordOf ? recordOf[i]! : i, name);
     const blockRecords: number[] = [];
     const blockRunningStart: number[] = [0];
     const running: number[] = [];
@@ -395,7 +437,7 @@ export class MetadataBuilder {
         blockRunningStart.push(running.length);
       }
     return {
-      checksum: this.#algorithm!,
+      checksum: this.#algorithm ?? "crc32",
       files: [...this.#files],
       bases: [...this.#bases],
       file,
@@ -438,34 +480,14 @@ export function withWriteResults(metadata: Metadata, results: readonly (readonly
   return { ...metadata, storageData };
 }
 
-/** The columns refilled with the results' storage entries, or undefined when they do not name each record once. */
+/** The columns with the results' storage entries, or undefined when they do not name each record once. */
 function columnarWithResults(
   metadata: Metadata,
   c: MetadataColumns,
   results: readonly (readonly WriteResult[])[],
 ): Metadata | undefined {
-  const builder = new MetadataBuilder({ version: c.version, storageMeta: c.storageMeta });
-  // Same entries and chunks, in record order: item id = record.
-  for (let e = 0; e < c.fqns.length; e++) {
-    const fqn = c.fqns[e]!;
-    const d = c.entryDtype[e]!;
-    if (d === VALUE_DTYPE) {
-      builder.addValue(fqn);
-      continue;
-    }
-    const ndim = c.entryNdim[e]!;
-    const entry = builder.addTensor(
-      fqn,
-      c.dtypes[d]!,
-      c.entrySize.subarray(c.entrySizeStart[e]!, c.entrySizeStart[e + 1]!),
-    );
-    for (let k = 0; k < c.entryChunkStart[e + 1]! - c.entryChunkStart[e]!; k++) {
-      const at = c.entryChunkDim[e]! + k * ndim;
-      builder.addChunk(entry, c.chunkOffsets, c.chunkSizes, at);
-    }
-  }
-  for (const [fqn, path] of c.plannerData) builder.setPath(fqn, path);
-  const seen = new Uint8Array(c.records);
+  const storage = new StorageWriter();
+  storage.reserve(c.records);
   for (const rank of results)
     for (const r of rank) {
       const e = c.entryOf.get(r.index.fqn);
@@ -480,9 +502,9 @@ function columnarWithResults(
         if (k === undefined) return undefined;
         record = c.entryRecord[e]! + k;
       }
-      if (seen[record] === 1) return undefined;
-      seen[record] = 1;
-      builder.setStorage(record, r.storageData);
+      if (storage.has(record)) return undefined;
+      storage.set(record, r.storageData, r.index.fqn);
     }
-  return builder.build();
+  if (storage.missing(c.records) !== undefined) return undefined;
+  return columnarMetadata({ ...c, storage: storage.columns(c.records, undefined) });
 }
