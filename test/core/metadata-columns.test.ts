@@ -9,7 +9,7 @@ function mapMetadata(rows: number, ranks: number): Metadata {
   const order = Array.from({ length: ranks }, (_, r) => (r * 7) % ranks);
   const chunks = order.map((r) => ({ offsets: [r * per, 0], sizes: [per, 3] }));
   const storageData = new Map<string, StorageInfo>();
-  chunks.forEach((c, i) =>
+  for (const [i, c] of chunks.entries())
     storageData.set(`w\u0000${c.offsets.join(",")}`, {
       relativePath: `__${i % 3}_0.distcp`,
       offset: i * per * 12,
@@ -17,8 +17,7 @@ function mapMetadata(rows: number, ranks: number): Metadata {
       crc32: i,
       ...(i === 2 ? { contentHash: "00112233445566778899aabbccddeeff" } : {}),
       ...(i === 3 ? { checksumBlocks: { blockBytes: 16, running: [5, 6] } } : {}),
-    }),
-  );
+    });
   storageData.set("step\u0000", { relativePath: "__0_0.distcp", offset: 9999, length: 3, crc32: 1 });
   const w: TensorStorageMetadata = {
     type: "tensor",
