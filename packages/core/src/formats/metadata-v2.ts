@@ -137,7 +137,14 @@ function splitPath(fqn: string, mask: number): ObjectPath {
  */
 export function columnsOf(metadata: Metadata): MetadataColumns {
   const own = metadataColumns(metadata);
-  if (own && (own.storage || own.records === 0)) return own;
+  // The metadata's own fields win: a step may have replaced them (`{ ...metadata, storageMeta }`).
+  if (own && (own.storage || own.records === 0))
+    return {
+      ...own,
+      version: metadata.version,
+      storageMeta: metadata.storageMeta,
+      plannerData: metadata.plannerData,
+    };
   const b = new MetadataBuilder({ version: metadata.version, storageMeta: metadata.storageMeta });
   const store = (item: number, fqn: string, key: string) => {
     const info = metadata.storageData.get(key);

@@ -21,14 +21,8 @@ import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
-import {
-  type Metadata,
-  metadataIndexKey,
-  type SavePlan,
-  type StorageMeta,
-  type WriteItem,
-  type WriteResult,
-} from "../plan/metadata.js";
+import type { Metadata, SavePlan, StorageMeta, WriteItem, WriteResult } from "../plan/metadata.js";
+import { withWriteResults } from "../plan/metadata-builder.js";
 import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
@@ -487,9 +481,8 @@ export class FileSystemWriter implements StorageWriter {
    * is committed, the checkpoint in place stays as it was; backend errors before the commit.
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
-    const storageData = new Map(metadata.storageData);
-    for (const r of results.flat()) storageData.set(metadataIndexKey(r.index), r.storageData);
-    const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
+    // Columnar (no object per item) when the global plan's metadata is; else a new storage map.
+    const committed: Metadata = { ...withWriteResults(metadata, results), storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
     const sizes = new Map<string, number>();
