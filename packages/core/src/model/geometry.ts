@@ -410,15 +410,33 @@ export class BoxIndex {
     const dim = ndim === 0 || !usable ? 0 : sweepDimensionOf(Math.min(n, SURVEY_BOXES), ndim, offset);
     this.#dim = dim;
     let inOrder = true;
-    let prevStart = Number.NEGATIVE_INFINITY;
-    let prevEnd = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n && usable; i++) {
-      const start = offset(i, dim);
-      const end = start + size(i, dim);
-      usable = Number.isFinite(end);
-      if (start < prevStart || end < prevEnd) inOrder = false;
-      prevStart = start;
-      prevEnd = end;
+    if (usable && !Array.isArray(boxes)) {
+      // Columns: one strided pass over the typed arrays (a tensor's chunks, once per load).
+      const { offsets, sizes, first } = boxes as BoxColumns;
+      let prevStart = Number.NEGATIVE_INFINITY;
+      let prevEnd = Number.NEGATIVE_INFINITY;
+      for (let at = first + dim, i = 0; i < n; i++, at += ndim) {
+        const start = offsets[at]!;
+        const end = start + sizes[at]!;
+        if (!(end - end === 0)) {
+          usable = false; // not finite
+          break;
+        }
+        if (start < prevStart || end < prevEnd) inOrder = false;
+        prevStart = start;
+        prevEnd = end;
+      }
+    } else {
+      let prevStart = Number.NEGATIVE_INFINITY;
+      let prevEnd = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < n && usable; i++) {
+        const start = offset(i, dim);
+        const end = start + size(i, dim);
+        usable = Number.isFinite(end);
+        if (start < prevStart || end < prevEnd) inOrder = false;
+        prevStart = start;
+        prevEnd = end;
+      }
     }
     this.#indexed = usable;
     if (!usable || inOrder) {

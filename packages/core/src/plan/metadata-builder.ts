@@ -249,8 +249,10 @@ export class MetadataBuilder {
       if (ndim === 0) continue;
       const to = entryChunkDim[e]! + (record - entryRecord[e]!) * ndim;
       const from = this.#itemDim[i]!;
-      chunkOffsets.set(this.#offsets.subarray(from, from + ndim), to);
-      chunkSizes.set(this.#sizes.subarray(from, from + ndim), to);
+      for (let d = 0; d < ndim; d++) {
+        chunkOffsets[to + d] = this.#offsets[from + d]!;
+        chunkSizes[to + d] = this.#sizes[from + d]!;
+      }
     }
     return {
       version: this.#version,
