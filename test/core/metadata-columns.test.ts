@@ -1,5 +1,10 @@
 import { DefaultLoadPlanner, type Metadata, type StateDict } from "@dcpjs/core";
-import { metadataColumns, type StorageInfo, type TensorStorageMetadata } from "@dcpjs/core/extend";
+import {
+  metadataColumns,
+  plainMetadata,
+  type StorageInfo,
+  type TensorStorageMetadata,
+} from "@dcpjs/core/extend";
 import { decodeMetadata, encodeMetadata } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 
@@ -97,5 +102,15 @@ describe("columnar metadata", () => {
     const changed: Metadata = { ...decoded, storageData: new Map(decoded.storageData) };
     expect(metadataColumns(changed)).toBeUndefined();
     expect(metadataColumns({ ...decoded, storageMeta: { loadId: "l" } })).toBeDefined();
+  });
+});
+
+describe("plainMetadata", () => {
+  it("gives maps a message can carry, equal to the views", () => {
+    const decoded = decodeMetadata(encodeMetadata(mapMetadata(8, 2)));
+    const cloned = structuredClone(plainMetadata(decoded));
+    expect([...cloned.storageData]).toEqual([...decoded.storageData]);
+    expect([...cloned.stateDictMetadata]).toEqual([...decoded.stateDictMetadata]);
+    expect(metadataColumns(cloned)).toBeUndefined();
   });
 });

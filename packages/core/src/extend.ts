@@ -48,6 +48,7 @@ export {
   columnarMetadata,
   type MetadataColumns,
   metadataColumns,
+  plainMetadata,
   type StorageColumns,
   VALUE_DTYPE,
 } from "./plan/metadata-columns.js";

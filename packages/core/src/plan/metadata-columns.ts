@@ -456,3 +456,26 @@ export function chunkIndexOf(metadata: Metadata, e: number): BoxIndex {
   }
   return index;
 }
+
+/**
+ * `metadata` with plain maps and objects in place of a columnar metadata's views — what
+ * `postMessage` / `structuredClone` can copy (a view is a class instance they would flatten);
+ * `metadata` itself when it is not columnar. Builds an object per chunk and stored item.
+ *
+ * @param metadata - any metadata.
+ */
+export function plainMetadata(metadata: Metadata): Metadata {
+  if (!metadataColumns(metadata)) return metadata;
+  const stateDictMetadata = new Map<string, StorageMetadataEntry>();
+  for (const [fqn, e] of metadata.stateDictMetadata)
+    stateDictMetadata.set(
+      fqn,
+      e.type === "tensor" ? { type: "tensor", properties: e.properties, size: e.size, chunks: e.chunks } : e,
+    );
+  return {
+    ...metadata,
+    stateDictMetadata,
+    plannerData: new Map(metadata.plannerData),
+    storageData: new Map(metadata.storageData),
+  };
+}
