@@ -8,11 +8,14 @@ import {
 } from "@dcpjs/core";
 import {
   encodeSavePlan,
-  metadataIndexKey,
+  MetadataBuilder,
+  metadataColumns,
   type SavePlan,
   SavePlanDecoder,
   type StorageInfo,
   savePlanColumns,
+  type WriteResult,
+  withWriteResults,
 } from "@dcpjs/core/extend";
 import {
   coordinatePlans,
@@ -72,12 +75,16 @@ export interface ScaleResult extends ScaleCase {
   readonly repeatWireS: number;
   /** A repeat save: the coordinator's replies, bytes (storage prefix only, per rank). */
   readonly repeatReplyBytes: number;
+  /** `withWriteResults`: a writer's `finish` adding every item's storage entry to the (columnar) global metadata. */
+  readonly finishS: number;
   /** `encodeMetadata` of the metadata with one storage entry per chunk. */
   readonly encodeS: number;
   /** Size of the encoded `.metadata`. */
   readonly metadataBytes: number;
   /** `decodeMetadata`. */
   readonly decodeS: number;
+  /** Memory the decoded metadata holds (heap and array buffers, after a collection), bytes; NaN without `--expose-gc`. */
+  readonly decodedBytes: number;
   /** One rank's `DefaultLoadPlanner` setUpPlanner + createLocalPlan on freshly decoded metadata. */
   readonly loadPlanS: number;
   /** Another rank's, on the same metadata (what a planner may reuse from the first). */
@@ -170,34 +177,59 @@ function cpuMs(): number {
   return (user + system) / 1000;
 }
 
+/**
+ * Heap and array-buffer bytes in use at rest (NaN when the process has no `gc`): the least of three
+ * readings 100 ms apart, each after a collection (V8 frees array buffers on a background thread
+ * after a collection, so one reading may come too early).
+ */
+async function memoryAtRest(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return Number.NaN;
+  let least = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const { heapUsed, arrayBuffers } = process.memoryUsage();
+    least = Math.min(least, heapUsed + arrayBuffers);
+  }
+  return least;
+}
+
 function seconds(t0: number): number {
   return (cpuMs() - t0) / 1000;
 }
 
-/** The metadata a save would write: one storage entry per planned item, rank r's in its own file. */
-function withStorage(metadata: Metadata, plans: readonly SavePlan[]): Metadata {
-  const storageData = new Map<string, StorageInfo>();
-  plans.forEach((plan, rank) => {
+/** What every rank's writer returns: one storage entry per planned item, rank r's in its own file. */
+function writeResults(plans: readonly SavePlan[]): WriteResult[][] {
+  return plans.map((plan, rank) => {
     let offset = 0;
     const relativePath = `__${rank}_0.distcp`;
-    // From the plan's columns: its WriteItem objects are never made.
-    const c = savePlanColumns(plan)!;
-    for (let i = 0; i < c.fqnIds.length; i++) {
-      const nd = c.types[i] === 2 ? 0 : c.shapeStarts[c.fqnIds[i]! + 1]! - c.shapeStarts[c.fqnIds[i]!]!;
-      const b = c.boxStarts[i]!;
-      const offsets = c.types[i] === 2 ? null : Array.from(c.boxes.subarray(b, b + nd));
-      let length = 4;
-      for (let d = 0; d < nd; d++) length *= c.boxes[b + nd + d]!;
-      storageData.set(metadataIndexKey({ fqn: c.fqns[c.fqnIds[i]!]!, offset: offsets }), {
-        relativePath,
-        offset,
-        length,
-        crc32: (offset * 2654435761) >>> 0,
-      });
+    return plan.items.map((item) => {
+      const sizes = item.tensorData?.chunk.sizes ?? [];
+      const length = sizes.reduce((a, b) => a * b, 4);
+      const storageData: StorageInfo = { relativePath, offset, length, crc32: (offset * 2654435761) >>> 0 };
       offset += length;
-    }
+      return { index: item.index, sizeInBytes: length, storageData };
+    });
   });
-  return { ...metadata, storageData };
+}
+
+/**
+ * The global plan's metadata as the coordinator builds it with `MetadataBuilder` (columns, no
+ * object per chunk): tensors, chunks in order, planner data; no storage entries yet.
+ */
+function columnarOf(metadata: Metadata): Metadata {
+  const b = new MetadataBuilder({ version: metadata.version, storageMeta: metadata.storageMeta });
+  for (const [fqn, e] of metadata.stateDictMetadata) {
+    if (e.type === "bytes") {
+      b.addValue(fqn);
+      continue;
+    }
+    const entry = b.addTensor(fqn, e.properties.dtype, e.size);
+    for (const chunk of e.chunks) b.addChunk(entry, chunk.offsets, chunk.sizes);
+  }
+  for (const [fqn, path] of metadata.plannerData) b.setPath(fqn, path);
+  return b.build();
 }
 
 /**
@@ -324,18 +356,32 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   repeatWireS += seconds(t0);
   const repeatReplyBytes = replies.reduce((n, b) => n + b.byteLength, 0);
 
-  let metadata: Metadata | undefined = withStorage(coordinated.metadata, coordinated.plans);
-  coordinated = undefined;
+  let results: WriteResult[][] | undefined = writeResults(coordinated.plans);
   let chunks = 0;
-  for (const e of metadata.stateDictMetadata.values()) if (e.type === "tensor") chunks += e.chunks.length;
+  for (const e of coordinated.metadata.stateDictMetadata.values())
+    if (e.type === "tensor") chunks += e.chunks.length;
+  let global0: Metadata | undefined = metadataColumns(coordinated.metadata)
+    ? coordinated.metadata
+    : columnarOf(coordinated.metadata);
+  coordinated = undefined;
+  // The writer's finish adds every item's storage entry, then encodes. A collection first, so that
+  // the marking of the heap the phases above left is not charged to it.
+  await memoryAtRest();
+  t0 = cpuMs();
+  let metadata: Metadata | undefined = withWriteResults(global0, results);
+  const finishS = seconds(t0);
+  global0 = undefined;
+  results = undefined;
   t0 = cpuMs();
   const bytes = encodeMetadata(metadata);
   const encodeS = seconds(t0);
   metadata = undefined;
 
+  const before = await memoryAtRest();
   t0 = cpuMs();
   const decoded = windowed("decode", () => decodeMetadata(bytes));
   const decodeS = seconds(t0);
+  const decodedBytes = (await memoryAtRest()) - before;
 
   const loadRank = (rank: number) => {
     const sd = rankStateDict(c, rank);
@@ -365,9 +411,11 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     repeatCoordinatorS,
     repeatWireS,
     repeatReplyBytes,
+    finishS,
     encodeS,
     metadataBytes: bytes.byteLength,
     decodeS,
+    decodedBytes,
     loadPlanS: first.s,
     loadPlanNextS: next.s,
     loadItems: first.items,

@@ -37,7 +37,15 @@ async function world(
 ): Promise<ScaleResult> {
   const { stdout } = await run(
     process.execPath,
-    [...process.execArgv, `--max-old-space-size=${heapMib}`, WORLD, layout, String(ranks), String(tensors)],
+    [
+      ...process.execArgv,
+      `--max-old-space-size=${heapMib}`,
+      "--expose-gc",
+      WORLD,
+      layout,
+      String(ranks),
+      String(tensors),
+    ],
     { maxBuffer: 16 << 20 },
   );
   return JSON.parse(stdout.trim().split("\n").at(-1)!) as ScaleResult;
@@ -86,10 +94,16 @@ function rows(r: ScaleResult, t: TorchResult | undefined): [string, string, stri
     ["repeat save: replies (bytes)", int(r.repeatReplyBytes), ""],
     both(".metadata (MB)", (x) => mb(x.metadataBytes)),
     both(".metadata bytes per chunk", perChunk),
+    ["storage entries added (writer finish, s)", s(r.finishS), ""],
     both("metadata encode (s)", (x) => s(x.encodeS)),
     both("metadata decode (s)", (x) => s(x.decodeS)),
     ["  of which GC pauses (wall s)", s((r.gcMs.decode ?? 0) / 1000), ""],
     both("decode (M chunks/s)", chunksPerS),
+    [
+      "decoded metadata, bytes per chunk",
+      Number.isFinite(r.decodedBytes) && r.chunks ? (r.decodedBytes / r.chunks).toFixed(1) : "",
+      "",
+    ],
     both("load plan, rank 1 (ms)", (x) => ms(x.loadPlanS)),
     ["  of which GC pauses (wall ms)", ms((r.gcMs.loadPlan ?? 0) / 1000), ""],
     both("load plan, last rank (ms)", (x) => ms(x.loadPlanNextS)),

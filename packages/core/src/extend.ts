@@ -43,6 +43,15 @@ export {
   type WriteItem,
   type WriteResult,
 } from "./plan/metadata.js";
+export { MetadataBuilder, type MetadataBuilderOptions, withWriteResults } from "./plan/metadata-builder.js";
+export {
+  columnarMetadata,
+  type MetadataColumns,
+  metadataColumns,
+  plainMetadata,
+  type StorageColumns,
+  VALUE_DTYPE,
+} from "./plan/metadata-columns.js";
 export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
 export { decodeSavePlan, encodeSavePlan, SavePlanDecoder } from "./plan/save-plan-codec.js";
 export { columnarSavePlan, type SavePlanColumns, savePlanColumns } from "./plan/save-plan-columns.js";

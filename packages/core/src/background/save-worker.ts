@@ -7,6 +7,7 @@ import {
   rebuildLocalProcessGroup,
   type WorkerGroupDescription,
 } from "../distributed/process-group.js";
+import { plainMetadata } from "../plan/metadata-columns.js";
 import { DefaultSavePlanner } from "../plan/save-planner.js";
 import { save } from "../save.js";
 import { garbageCollector } from "../storage/offload-worker.js";
@@ -86,7 +87,8 @@ async function run({ id, stateDict, plan }: Extract<ToSaveThread, { type: "save"
       ...(plan.unchanged !== undefined ? { unchanged: plan.unchanged } : {}),
       ...(plan.planError ? { planner: new RefusingPlanner(plan.planError) } : {}),
     });
-    post({ type: "done", id, metadata });
+    // A columnar metadata's maps are views a message cannot carry: send plain maps.
+    post({ type: "done", id, metadata: plainMetadata(metadata) });
   } catch (error) {
     post({ type: "failed", id, error: encodeError(error) });
   } finally {

@@ -128,3 +128,64 @@ export function decodeStorageMeta(v: unknown): StorageMeta {
     ...(typeof saveId === "string" ? { saveId } : {}),
   };
 }
+
+/**
+ * {@link assertChunksTile} for chunks held in columns: chunk `k`'s `ndim` offsets and sizes at
+ * `first + k · ndim` in `offsets` and `sizes` (already inside the tensor's bounds).
+ *
+ * @returns the comparisons made.
+ * @throws {@link MetadataError} on a gap, an overlap, or more than `budget` comparisons.
+ */
+export function assertColumnChunksTile(
+  fqn: string,
+  size: readonly number[],
+  offsets: Float64Array,
+  sizes: Float64Array,
+  first: number,
+  count: number,
+  budget: number,
+): number {
+  const ndim = size.length;
+  let volume = 0;
+  for (let k = 0; k < count; k++) {
+    let v = 1;
+    for (let d = 0; d < ndim; d++) v *= sizes[first + k * ndim + d]!;
+    volume += v;
+  }
+  if (volume !== numel(size)) {
+    fail(
+      `the chunks of "${fqn}" [${size.join(", ")}] hold ${volume} elements, expected ${numel(size)} (a gap or an overlap)`,
+    );
+  }
+  if (ndim === 0 || count === 1) return 0;
+  const startOf = (k: number) => offsets[first + k * ndim]!;
+  let inOrder = true;
+  for (let k = 1; k < count && inOrder; k++) inOrder = startOf(k - 1) <= startOf(k);
+  const order = inOrder
+    ? undefined
+    : Array.from({ length: count }, (_, k) => k).sort((a, b) => startOf(a) - startOf(b) || a - b);
+  const at = order ? (p: number) => order[p]! : (p: number) => p;
+  const overlap = (a: number, b: number) => {
+    for (let d = 0; d < ndim; d++) {
+      const ao = offsets[first + a * ndim + d]!;
+      const as = sizes[first + a * ndim + d]!;
+      const bo = offsets[first + b * ndim + d]!;
+      const bs = sizes[first + b * ndim + d]!;
+      if (!(ao < bo + bs && bo < ao + as && as > 0 && bs > 0)) return false;
+    }
+    return true;
+  };
+  const show = (k: number) =>
+    Array.from(offsets.subarray(first + k * ndim, first + (k + 1) * ndim)).join(", ");
+  let comparisons = 0;
+  for (let p = 0; p < count; p++) {
+    const a = at(p);
+    const end = startOf(a) + sizes[first + a * ndim]!;
+    for (let q = p + 1; q < count && startOf(at(q)) < end; q++) {
+      if (++comparisons > budget)
+        fail(`checking that the chunks tile their tensors takes over ${MAX_TILING_COMPARISONS} comparisons`);
+      if (overlap(a, at(q))) fail(`chunks of "${fqn}" at [${show(a)}] and [${show(at(q))}] overlap`);
+    }
+  }
+  return comparisons;
+}

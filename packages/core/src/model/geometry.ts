@@ -343,68 +343,120 @@ export function overlappingPairs(boxes: readonly Box[], ndim: number): [number, 
 const SURVEY_BOXES = 64;
 
 /**
+ * Boxes of one tensor held in columns: box `i`'s `ndim` offsets and sizes at `first + i · ndim` in
+ * `offsets` and `sizes` (a columnar metadata's chunks).
+ */
+export interface BoxColumns {
+  /** Every box's offsets, `ndim` numbers each. */
+  readonly offsets: Float64Array;
+  /** Every box's sizes, laid out as the offsets. */
+  readonly sizes: Float64Array;
+  /** Where box 0's numbers start. */
+  readonly first: number;
+  /** How many boxes. */
+  readonly count: number;
+}
+
+/**
  * The saved boxes of one tensor, indexed to find those a box meets without testing each of them
  * (as DCP 2.13's `create_read_items_for_chunk_list` sweeps instead of comparing every pair): their
  * starts along one dimension ({@link sweepDimension}) in order, with the running maximum of their
  * ends. Built once per tensor: one pass when the boxes come in order along it with their ends in
  * order too (as a save's chunks do — the boxes themselves are then the index, nothing is copied),
  * else a sort, O(n log n). Boxes an index cannot order (other numbers of dimensions, or not finite
- * along the sweep) are tested one by one, as before.
+ * along the sweep) are tested one by one, as before. The boxes are objects ({@link Box}) or
+ * columns ({@link BoxColumns}).
  */
 export class BoxIndex {
-  readonly #boxes: readonly Box[];
   readonly #count: number;
   readonly #ndim: number;
   readonly #dim: number;
+  /** Box `i`'s offset and size along dimension `d`. */
+  readonly #offset: (i: number, d: number) => number;
+  readonly #size: (i: number, d: number) => number;
   /** Whether the index orders the boxes at all (else every box is tested). */
   readonly #indexed: boolean;
   /** Box positions in the order of their starts; `undefined` when that is their own order. */
-  readonly #order: number[] | undefined;
+  readonly #order: Uint32Array | undefined;
   /** Starts in that order, and the running maximum of the ends; `undefined` when read from the boxes. */
-  readonly #start: number[] | undefined;
-  readonly #maxEnd: number[] | undefined;
+  readonly #start: Float64Array | undefined;
+  readonly #maxEnd: Float64Array | undefined;
 
   /**
    * @param boxes - the saved boxes (read, not copied: they must not change while the index is used).
    * @param ndim - their tensor's number of dimensions.
    */
-  constructor(boxes: readonly Box[], ndim: number) {
-    this.#boxes = boxes;
+  constructor(boxes: readonly Box[] | BoxColumns, ndim: number) {
     this.#ndim = ndim;
-    const n = boxes.length;
-    this.#count = n;
-    // The sweep dimension from the first boxes (it only steers speed, not answers), then one pass.
-    const dim =
-      ndim === 0 ? 0 : sweepDimension(n > SURVEY_BOXES ? boxes.slice(0, SURVEY_BOXES) : boxes, ndim);
-    this.#dim = dim;
     let usable = ndim > 0;
+    let n: number;
+    if (Array.isArray(boxes)) {
+      const list = boxes as readonly Box[];
+      n = list.length;
+      this.#offset = (i, d) => list[i]!.offsets[d]!;
+      this.#size = (i, d) => list[i]!.sizes[d]!;
+      for (let i = 0; i < n && usable; i++)
+        usable = list[i]!.offsets.length === ndim && list[i]!.sizes.length === ndim;
+    } else {
+      const { offsets, sizes, first, count } = boxes as BoxColumns;
+      n = count;
+      this.#offset = (i, d) => offsets[first + i * ndim + d]!;
+      this.#size = (i, d) => sizes[first + i * ndim + d]!;
+    }
+    this.#count = n;
+    const offset = this.#offset;
+    const size = this.#size;
+    // The sweep dimension from the first boxes (it only steers speed, not answers), then one pass.
+    const dim = ndim === 0 || !usable ? 0 : sweepDimensionOf(Math.min(n, SURVEY_BOXES), ndim, offset);
+    this.#dim = dim;
     let inOrder = true;
-    let prevStart = Number.NEGATIVE_INFINITY;
-    let prevEnd = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < n && usable; i++) {
-      const b = boxes[i]!;
-      const start = b.offsets[dim]!;
-      const end = start + b.sizes[dim]!;
-      usable = b.offsets.length === ndim && b.sizes.length === ndim && Number.isFinite(end);
-      if (start < prevStart || end < prevEnd) inOrder = false;
-      prevStart = start;
-      prevEnd = end;
+    if (usable && !Array.isArray(boxes)) {
+      // Columns: one strided pass over the typed arrays (a tensor's chunks, once per load).
+      const { offsets, sizes, first } = boxes as BoxColumns;
+      let prevStart = Number.NEGATIVE_INFINITY;
+      let prevEnd = Number.NEGATIVE_INFINITY;
+      for (let at = first + dim, i = 0; i < n; i++, at += ndim) {
+        const start = offsets[at]!;
+        const end = start + sizes[at]!;
+        if (!(end - end === 0)) {
+          usable = false; // not finite
+          break;
+        }
+        if (start < prevStart || end < prevEnd) inOrder = false;
+        prevStart = start;
+        prevEnd = end;
+      }
+    } else {
+      let prevStart = Number.NEGATIVE_INFINITY;
+      let prevEnd = Number.NEGATIVE_INFINITY;
+      for (let i = 0; i < n && usable; i++) {
+        const start = offset(i, dim);
+        const end = start + size(i, dim);
+        usable = Number.isFinite(end);
+        if (start < prevStart || end < prevEnd) inOrder = false;
+        prevStart = start;
+        prevEnd = end;
+      }
     }
     this.#indexed = usable;
-    if (!usable) return;
-    if (inOrder) return; // the boxes are their own index
-    const order = Array.from({ length: n }, (_, i) => i);
-    order.sort((a, b) => boxes[a]!.offsets[dim]! - boxes[b]!.offsets[dim]! || a - b);
-    const start: number[] = [];
-    const maxEnd: number[] = [];
-    let end = Number.NEGATIVE_INFINITY;
-    for (const i of order) {
-      const b = boxes[i]!;
-      start.push(b.offsets[dim]!);
-      end = Math.max(end, b.offsets[dim]! + b.sizes[dim]!);
-      maxEnd.push(end);
+    if (!usable || inOrder) {
+      this.#order = undefined;
+      this.#start = undefined;
+      this.#maxEnd = undefined;
+      return; // the boxes are their own index, or none helps
     }
-    this.#order = order;
+    const order = Array.from({ length: n }, (_, i) => i);
+    order.sort((a, b) => offset(a, dim) - offset(b, dim) || a - b);
+    const start = new Float64Array(n);
+    const maxEnd = new Float64Array(n);
+    let end = Number.NEGATIVE_INFINITY;
+    for (let p = 0; p < n; p++) {
+      const i = order[p]!;
+      start[p] = offset(i, dim);
+      end = Math.max(end, offset(i, dim) + size(i, dim));
+      maxEnd[p] = end;
+    }
+    this.#order = Uint32Array.from(order);
     this.#start = start;
     this.#maxEnd = maxEnd;
   }
@@ -412,6 +464,15 @@ export class BoxIndex {
   /** How many boxes the index holds: the boxes' count when it was built. */
   get size(): number {
     return this.#count;
+  }
+
+  /** Whether box `i` overlaps `box` (as {@link boxesOverlap}). */
+  #overlaps(box: Box, i: number): boolean {
+    for (let d = 0; d < box.offsets.length; d++) {
+      const o = this.#offset(i, d);
+      if (box.offsets[d]! >= o + this.#size(i, d) || o >= box.offsets[d]! + box.sizes[d]!) return false;
+    }
+    return true;
   }
 
   /**
@@ -422,7 +483,6 @@ export class BoxIndex {
    */
   overlapping(box: Box): number[] {
     const found: number[] = [];
-    const boxes = this.#boxes;
     const dim = this.#dim;
     const lo = box.offsets[dim]!;
     const hi = lo + box.sizes[dim]!;
@@ -433,25 +493,41 @@ export class BoxIndex {
       !Number.isFinite(lo) ||
       !Number.isFinite(hi)
     ) {
-      for (let i = 0; i < this.#count; i++) if (boxesOverlap(box, boxes[i]!)) found.push(i);
+      for (let i = 0; i < this.#count; i++) if (this.#overlaps(box, i)) found.push(i);
       return found;
     }
     const order = this.#order;
     const start = this.#start;
     const maxEnd = this.#maxEnd;
-    const startAt = start ? (p: number) => start[p]! : (p: number) => boxes[p]!.offsets[dim]!;
-    const maxEndAt = maxEnd
-      ? (p: number) => maxEnd[p]!
-      : (p: number) => boxes[p]!.offsets[dim]! + boxes[p]!.sizes[dim]!;
+    const offset = this.#offset;
+    const size = this.#size;
+    const startAt = start ? (p: number) => start[p]! : (p: number) => offset(p, dim);
+    const maxEndAt = maxEnd ? (p: number) => maxEnd[p]! : (p: number) => offset(p, dim) + size(p, dim);
     // Candidates start before `hi` (a prefix in start order) and end after `lo` (none before the
     // first position whose running maximum end passes `lo`).
     const stop = firstWhere(this.#count, (p) => startAt(p) >= hi);
     for (let p = firstWhere(stop, (p) => maxEndAt(p) > lo); p < stop; p++) {
       const i = order ? order[p]! : p;
-      if (boxesOverlap(box, boxes[i]!)) found.push(i);
+      if (this.#overlaps(box, i)) found.push(i);
     }
     return order && found.length > 1 ? found.sort((a, b) => a - b) : found;
   }
+}
+
+/** {@link sweepDimension} of the first `n` boxes, read through `offset`. */
+function sweepDimensionOf(n: number, ndim: number, offset: (i: number, d: number) => number): number {
+  if (ndim <= 1) return 0;
+  let best = 0;
+  let bestChanges = -1;
+  for (let d = 0; d < ndim; d++) {
+    let changes = 0;
+    for (let i = 1; i < n; i++) if (offset(i, d) !== offset(i - 1, d)) changes++;
+    if (changes > bestChanges) {
+      best = d;
+      bestChanges = changes;
+    }
+  }
+  return best;
 }
 
 /**

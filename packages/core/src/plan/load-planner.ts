@@ -20,6 +20,7 @@ import type {
   TensorReadItem,
   TensorStorageMetadata,
 } from "./metadata.js";
+import { chunkAt, chunkCount, chunkIndexOf, metadataColumns } from "./metadata-columns.js";
 import type { LoadPlanner } from "./planner.js";
 
 /** Below this many saved chunks a tensor's chunks are scanned; above, found by a {@link BoxIndex}. */
@@ -127,7 +128,23 @@ export function createReadItems(
       `Expected "${fqn}" to be a ${md.properties.dtype} tensor of shape [${md.size.join(", ")}] as saved, found ${describeLeaf(obj)}`,
     );
   }
-  const t = obj as Tensor | ShardedTensor;
+  return createReadItemsForChunkList(
+    fqn,
+    md,
+    localChunks(fqn, obj as Tensor | ShardedTensor, md, strictDtype),
+  );
+}
+
+/**
+ * The chunks a destination tensor holds, checked against what the checkpoint saved for it.
+ * @throws {@link CheckpointError} as {@link createReadItems}.
+ */
+function localChunks(
+  fqn: string,
+  t: Tensor | ShardedTensor,
+  md: TensorStorageMetadata,
+  strictDtype: boolean,
+): ChunkStorageMetadata[] {
   if (!sameShape(t.shape, md.size)) {
     throw new CheckpointError(
       "SIZE_MISMATCH",
@@ -142,10 +159,52 @@ export function createReadItems(
         `Dtype mismatch between saved ${md.properties.dtype} and current: ${t.dtype} for ${fqn} (${refusal})`,
       );
   }
-  const local: ChunkStorageMetadata[] = isShardedTensor(t)
+  return isShardedTensor(t)
     ? t.shards.map((s) => ({ offsets: s.offsets, sizes: s.tensor.shape }))
     : [{ offsets: t.shape.map(() => 0), sizes: t.shape }];
-  return createReadItemsForChunkList(fqn, md, local);
+}
+
+/**
+ * {@link createReadItemsForChunkList} for a tensor of a columnar metadata: the saved chunks a
+ * local chunk meets are found by the index of its entry's chunk columns (built on first use, kept
+ * with the metadata) and only those are made into boxes — the same items, in the same order.
+ *
+ * @param metadata - a columnar metadata.
+ * @param e - the tensor's entry.
+ * @param fqn - its fqn.
+ * @param local - what this rank holds, in order.
+ * @param items - where the items go.
+ */
+function pushColumnReadItems(
+  metadata: Metadata,
+  e: number,
+  fqn: string,
+  local: readonly ChunkStorageMetadata[],
+  items: ReadItem[],
+): void {
+  const c = metadataColumns(metadata)!;
+  const count = chunkCount(c, e);
+  const index = count >= INDEX_MIN_CHUNKS ? chunkIndexOf(metadata, e) : undefined;
+  for (let idx = 0; idx < local.length; idx++) {
+    const shard = local[idx]!;
+    const destOffset = [...shard.offsets];
+    const push = (k: number) => {
+      const chunk = chunkAt(c, e, k);
+      const meet = boxIntersection(shard, chunk);
+      if (!meet) return;
+      const { storageOffsets, destOffsets, lengths } = meet;
+      items.push({
+        type: "tensor",
+        destIndex: { fqn, offset: destOffset, index: idx },
+        destOffsets,
+        storageIndex: { fqn, offset: chunk.offsets, index: k },
+        storageOffsets,
+        lengths,
+      });
+    };
+    if (index) for (const k of index.overlapping(shard)) push(k);
+    else for (let k = 0; k < count; k++) push(k);
+  }
 }
 
 /** Options of {@link DefaultLoadPlanner}. */
@@ -199,6 +258,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
    */
   createLocalPlan(): LoadPlan {
     const md = this.metadata!;
+    const columns = metadataColumns(md);
     const items: ReadItem[] = [];
     for (const [fqn, obj] of this.#flat) {
       const entry = md.stateDictMetadata.get(fqn);
@@ -206,6 +266,13 @@ export class DefaultLoadPlanner implements LoadPlanner {
         assertHeld(md, fqn);
         if (this.#options.allowPartialLoad) continue;
         throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
+      }
+      const e = columns?.entryOf.get(fqn);
+      if (e !== undefined && entry.type === "tensor" && (isTensor(obj) || isShardedTensor(obj))) {
+        // Columnar metadata: the chunks are read from the columns, never built as a list.
+        const local = localChunks(fqn, obj, entry, this.#options.strictDtype ?? false);
+        pushColumnReadItems(md, e, fqn, local, items);
+        continue;
       }
       for (const item of createReadItems(fqn, obj, entry, this.#options.strictDtype)) items.push(item);
     }

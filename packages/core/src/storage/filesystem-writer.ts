@@ -22,14 +22,8 @@ import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { numel } from "../model/tensor.js";
-import {
-  type Metadata,
-  metadataIndexKey,
-  type SavePlan,
-  type StorageMeta,
-  type WriteItem,
-  type WriteResult,
-} from "../plan/metadata.js";
+import type { Metadata, SavePlan, StorageMeta, WriteItem, WriteResult } from "../plan/metadata.js";
+import { withWriteResults } from "../plan/metadata-builder.js";
 import type { SavePlanner } from "../plan/planner.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
@@ -631,18 +625,17 @@ export class FileSystemWriter implements StorageWriter {
    * is committed, the checkpoint in place stays as it was; backend errors before the commit.
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
-    const storageData = new Map(metadata.storageData);
     // Each own data file's size: the furthest end of its items (a file's items come together).
     const sizes = new Map<string, number>();
     for (const rankResults of results)
-      for (const { index, storageData: d } of rankResults) {
-        storageData.set(metadataIndexKey(index), d);
+      for (const { storageData: d } of rankResults) {
         if (d.baseCheckpoint !== undefined) continue; // references lie in other checkpoints' files
         const end = d.offset + d.length;
         const size = sizes.get(d.relativePath);
         if (size === undefined || end > size) sizes.set(d.relativePath, end);
       }
-    const committed: Metadata = { ...metadata, storageData, storageMeta: this.storageMeta() };
+    // Columnar (no object per item) when the global plan's metadata is; else a new storage map.
+    const committed: Metadata = { ...withWriteResults(metadata, results), storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
     const target = this.fs.concatPath(this.path, METADATA_FILE);
     const ownFiles = new Set(sizes.keys());

@@ -7,6 +7,7 @@ import { checkpointFormats, decodeCommittedMetadata } from "../formats/checkpoin
 import { computeChecksum } from "../formats/checksum.js";
 import { validateMetadata } from "../formats/validate-metadata.js";
 import type { Metadata } from "../plan/metadata.js";
+import { metadataColumns } from "../plan/metadata-columns.js";
 import { retry } from "../retry.js";
 import type { FileSystemBase } from "./filesystem-base.js";
 import { METADATA_FILE } from "./layout.js";
@@ -140,7 +141,14 @@ export async function committedRefersTo(
 ): Promise<boolean | undefined> {
   try {
     const now = await readCommitted(fs, path, undefined);
-    return now && [...now.metadata.storageData.values()].some((i) => i.relativePath === relativePath);
+    if (!now) return now;
+    const s = metadataColumns(now.metadata)?.storage;
+    if (s) {
+      // Columns: the file's index, then whether any item lies in it — no entry built per item.
+      const file = s.files.indexOf(relativePath);
+      return file >= 0 && s.file.includes(file);
+    }
+    return [...now.metadata.storageData.values()].some((i) => i.relativePath === relativePath);
   } catch {
     return undefined;
   }

@@ -13,6 +13,13 @@ import {
   type ReadItem,
   type StorageInfo,
 } from "../plan/metadata.js";
+import {
+  chunkAt,
+  chunkPositionOf,
+  metadataColumns,
+  storageInfoOf,
+  VALUE_DTYPE,
+} from "../plan/metadata-columns.js";
 import { dataFileOf } from "./reference-paths.js";
 
 /**
@@ -88,6 +95,12 @@ export class ReadLocator {
     let found = this.#reads.get(item);
     if (found) return found;
     const key = metadataIndexKey(item.storageIndex);
+    const columnar = this.#columnar(item);
+    if (columnar) {
+      found = wholeRead(item, columnar.info, key, columnar.saved);
+      this.#reads.set(item, found);
+      return found;
+    }
     const info = this.#storageData.get(key);
     if (!info) {
       throw new MetadataError(
@@ -98,6 +111,33 @@ export class ReadLocator {
     found = wholeRead(item, info, key, saved);
     this.#reads.set(item, found);
     return found;
+  }
+
+  /**
+   * A read item's storage entry and saved chunk from the metadata's columns (by its storage
+   * index's hint, else its offsets), when the metadata is columnar and its storage data the one
+   * read; undefined otherwise (then looked up in the maps, which also say what is missing).
+   */
+  #columnar(item: ReadItem): { info: StorageInfo; saved: SavedChunk | undefined } | undefined {
+    const metadata = this.#metadata;
+    if (metadata === undefined || metadata.storageData !== this.#storageData) return undefined;
+    const c = metadataColumns(metadata);
+    if (!c?.storage) return undefined;
+    const { fqn, offset, index } = item.storageIndex;
+    const e = c.entryOf.get(fqn);
+    if (e === undefined) return undefined;
+    const value = c.entryDtype[e] === VALUE_DTYPE;
+    if (item.type === "bytes" || value) {
+      if (item.type !== "bytes" || !value || offset !== null) return undefined;
+      return { info: storageInfoOf(metadata, c.entryRecord[e]!), saved: undefined };
+    }
+    if (offset === null) return undefined;
+    const k = chunkPositionOf(metadata, e, offset, index);
+    if (k === undefined) return undefined;
+    return {
+      info: storageInfoOf(metadata, c.entryRecord[e]! + k),
+      saved: { chunk: chunkAt(c, e, k), dtype: c.dtypes[c.entryDtype[e]!]! },
+    };
   }
 
   /**
