@@ -74,6 +74,7 @@ export function planCacheKey(
   pg: ProcessGroup,
   coordinator: number,
 ): string | undefined {
+  if (pg.size === 1) return undefined; // nothing to gather: hashing the plan would cost a save, not spare it
   const key = planner.planCacheKey?.();
   return key === undefined ? undefined : `${key}|${pg.size}|${coordinator}`;
 }
