@@ -88,6 +88,19 @@ export class MetadataBuilder {
     return this.#entryOf.get(fqn);
   }
 
+  /**
+   * Makes room for `items` items (chunks and values) of `dims` chunk dimensions in all, so that a
+   * builder whose size is known up front grows its columns once.
+   * @param items - items in all.
+   * @param dims - chunk dimensions in all (the sum of each chunk's tensor's dimensions). @default 0
+   */
+  reserve(items: number, dims = 0): void {
+    this.#itemEntry = grown(this.#itemEntry, items);
+    this.#itemDim = grown(this.#itemDim, items);
+    this.#offsets = grown(this.#offsets, dims);
+    this.#sizes = grown(this.#sizes, dims);
+  }
+
   /** Sets the save's ids (`storageMeta`). @param storageMeta - the ids. */
   setStorageMeta(storageMeta: StorageMeta): void {
     this.#storageMeta = storageMeta;
@@ -158,15 +171,23 @@ export class MetadataBuilder {
 
   /**
    * Adds a chunk (DCP's `ChunkStorageMetadata`) to a tensor entry: its offsets and sizes are the
-   * entry's number of dimensions of numbers read from `offsets` and `sizes` at `at`.
+   * entry's number of dimensions of numbers read from `offsets` at `at` and `sizes` at `sizesAt`
+   * (one pool may hold both, as a save plan's boxes do).
    * @param entry - the tensor's entry ({@link MetadataBuilder.addTensor}).
    * @param offsets - where the chunk starts, elements per dimension.
    * @param sizes - its size, elements per dimension.
-   * @param at - where its numbers start in both. @default 0
+   * @param at - where its offsets start in `offsets`. @default 0
+   * @param sizesAt - where its sizes start in `sizes`. @default at
    * @returns its item id.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `entry` is not a tensor entry.
    */
-  addChunk(entry: number, offsets: ArrayLike<number>, sizes: ArrayLike<number>, at = 0): number {
+  addChunk(
+    entry: number,
+    offsets: ArrayLike<number>,
+    sizes: ArrayLike<number>,
+    at = 0,
+    sizesAt = at,
+  ): number {
     const ndim = this.#entryNdim[entry];
     if (ndim === undefined || this.#entryDtype[entry] === VALUE_DTYPE)
       throw new CheckpointError("INVALID_ARGUMENT", `Expected a tensor entry, got ${entry}`);
@@ -174,7 +195,7 @@ export class MetadataBuilder {
     const to = this.#itemDim[item]!;
     for (let d = 0; d < ndim; d++) {
       this.#offsets[to + d] = offsets[at + d]!;
-      this.#sizes[to + d] = sizes[at + d]!;
+      this.#sizes[to + d] = sizes[sizesAt + d]!;
     }
     return item;
   }
