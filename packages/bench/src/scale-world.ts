@@ -305,7 +305,9 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const globalS = seconds(t0);
   deduped = undefined;
   t0 = cpuMs();
-  const problems = windowed("validate", () => validateColumnarGlobalPlan(global!.entries, all!.length));
+  const problems = windowed("validate", () =>
+    validateColumnarGlobalPlan(global!.entries, all!.length, global!.metadata),
+  );
   const validateS = seconds(t0);
   global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
@@ -357,9 +359,12 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const repeatReplyBytes = replies.reduce((n, b) => n + b.byteLength, 0);
 
   let results: WriteResult[][] | undefined = writeResults(coordinated.plans);
-  let chunks = 0;
-  for (const e of coordinated.metadata.stateDictMetadata.values())
-    if (e.type === "tensor") chunks += e.chunks.length;
+  // Counted on the columns when there are some: reading `chunks` would build every chunk list.
+  const counted = metadataColumns(coordinated.metadata);
+  let chunks = counted ? counted.entryChunkStart[counted.fqns.length]! : 0;
+  if (!counted)
+    for (const e of coordinated.metadata.stateDictMetadata.values())
+      if (e.type === "tensor") chunks += e.chunks.length;
   let global0: Metadata | undefined = metadataColumns(coordinated.metadata)
     ? coordinated.metadata
     : columnarOf(coordinated.metadata);

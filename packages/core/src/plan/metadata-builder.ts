@@ -62,6 +62,8 @@ export class MetadataBuilder {
   readonly #entrySize: number[] = [];
   readonly #paths = new Map<string, ObjectPath>();
   #items = 0;
+  /** Whether every item's entry is at or after the previous item's: then items are in record order. */
+  #inOrder = true;
   #itemEntry = new Uint32Array(64);
   #itemDim = new Float64Array(64);
   #dims = 0;
@@ -145,6 +147,7 @@ export class MetadataBuilder {
 
   #addItem(entry: number, ndim: number): number {
     const item = this.#items++;
+    if (item > 0 && entry < this.#itemEntry[item - 1]!) this.#inOrder = false;
     if (item >= this.#itemEntry.length) {
       this.#itemEntry = grown(this.#itemEntry, item + 1);
       this.#itemDim = grown(this.#itemDim, item + 1);
@@ -257,15 +260,16 @@ export class MetadataBuilder {
       }
     }
     entryChunkStart[n] = chunks;
-    // Each item's record: its entry's next.
+    // Each item's record: its entry's next. Items added entry after entry are their records.
+    const inOrder = this.#inOrder;
     const next = Uint32Array.from(entryRecord);
-    const recordOf = new Uint32Array(items);
-    const chunkOffsets = new Float64Array(dims);
-    const chunkSizes = new Float64Array(dims);
-    for (let i = 0; i < items; i++) {
+    const recordOf = inOrder ? undefined : new Uint32Array(items);
+    const chunkOffsets = inOrder ? this.#offsets.slice(0, dims) : new Float64Array(dims);
+    const chunkSizes = inOrder ? this.#sizes.slice(0, dims) : new Float64Array(dims);
+    for (let i = 0; i < (inOrder ? 0 : items); i++) {
       const e = this.#itemEntry[i]!;
       const record = next[e]!++;
-      recordOf[i] = record;
+      recordOf![i] = record;
       const ndim = this.#entryNdim[e]!;
       if (ndim === 0) continue;
       const to = entryChunkDim[e]! + (record - entryRecord[e]!) * ndim;
@@ -296,7 +300,7 @@ export class MetadataBuilder {
     };
   }
 
-  #storageColumns(recordOf: Uint32Array): MetadataColumns["storage"] {
+  #storageColumns(recordOf: Uint32Array | undefined): MetadataColumns["storage"] {
     const missing = this.#storage.missing(this.#items);
     if (missing === -1) return undefined;
     if (missing !== undefined)
