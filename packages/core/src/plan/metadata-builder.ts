@@ -266,7 +266,7 @@ export class MetadataBuilder {
     const recordOf = inOrder ? undefined : new Uint32Array(items);
     const chunkOffsets = inOrder ? this.#offsets.slice(0, dims) : new Float64Array(dims);
     const chunkSizes = inOrder ? this.#sizes.slice(0, dims) : new Float64Array(dims);
-    for (let i = 0; i < (inOrder ? 0 : items); i++) {
+    for (let i = 0; !inOrder && i < items; i++) {
       const e = this.#itemEntry[i]!;
       const record = next[e]!++;
       recordOf![i] = record;
