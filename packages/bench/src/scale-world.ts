@@ -93,6 +93,10 @@ export interface ScaleResult extends ScaleCase {
   readonly loadItems: number;
   /** Peak resident set size of this process (`process.resourceUsage().maxRSS`), MiB. */
   readonly peakRssMiB: number;
+  /** Peak RSS of the process through the coordinator step (every rank's local plan made before it, in this process). */
+  readonly coordinatorPeakRssMiB: number;
+  /** Heap and array buffers at rest after the coordinator step, holding what it holds: the gathered plans, the finished plans and the global metadata. */
+  readonly coordinatorHeldMiB: number;
   /** Garbage-collection pauses (wall ms, main thread) in the dedup, global, validate, coordinator, decode and loadPlan phases. */
   readonly gcMs: Readonly<Record<string, number>>;
   /** Heap used once the gathered plans are decoded, MiB. */
@@ -305,7 +309,9 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const globalS = seconds(t0);
   deduped = undefined;
   t0 = cpuMs();
-  const problems = windowed("validate", () => validateColumnarGlobalPlan(global!.entries, all!.length));
+  const problems = windowed("validate", () =>
+    validateColumnarGlobalPlan(global!.entries, all!.length, global!.metadata),
+  );
   const validateS = seconds(t0);
   global = undefined;
   if (problems.length > 0) throw new Error(`invalid plan: ${problems.slice(0, 3).join("; ")}`);
@@ -328,6 +334,8 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const coordinatorWallS = (performance.now() - wall0) / 1000;
   if (decided.resend) throw new Error("expected a global plan");
   let coordinated: { plans: readonly SavePlan[]; metadata: Metadata } | undefined = decided;
+  const coordinatorPeakRssMiB = process.resourceUsage().maxRSS / 1024;
+  const coordinatorHeldMiB = (await memoryAtRest()) / 2 ** 20;
   all = undefined;
 
   // A repeat save with unchanged plans: every rank sends its hash and the id of the global plan it
@@ -357,9 +365,12 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const repeatReplyBytes = replies.reduce((n, b) => n + b.byteLength, 0);
 
   let results: WriteResult[][] | undefined = writeResults(coordinated.plans);
-  let chunks = 0;
-  for (const e of coordinated.metadata.stateDictMetadata.values())
-    if (e.type === "tensor") chunks += e.chunks.length;
+  // Counted on the columns when there are some: reading `chunks` would build every chunk list.
+  const counted = metadataColumns(coordinated.metadata);
+  let chunks = counted ? counted.entryChunkStart[counted.fqns.length]! : 0;
+  if (!counted)
+    for (const e of coordinated.metadata.stateDictMetadata.values())
+      if (e.type === "tensor") chunks += e.chunks.length;
   let global0: Metadata | undefined = metadataColumns(coordinated.metadata)
     ? coordinated.metadata
     : columnarOf(coordinated.metadata);
@@ -420,6 +431,8 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     loadPlanNextS: next.s,
     loadItems: first.items,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    coordinatorPeakRssMiB,
+    coordinatorHeldMiB,
     gcMs: await gcPerWindow(),
     heapGatheredMiB,
   };

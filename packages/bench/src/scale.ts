@@ -88,6 +88,8 @@ function rows(r: ScaleResult, t: TorchResult | undefined): [string, string, stri
         ` + ${s((r.gcMs.coordinator ?? 0) / 1000)}`,
       "",
     ],
+    ["peak RSS through the coordinator step (MiB)", int(r.coordinatorPeakRssMiB), ""],
+    ["coordinator's plans and metadata at rest (MiB)", int(r.coordinatorHeldMiB), ""],
     ["repeat save: gather (bytes)", int(r.repeatGatherBytes), ""],
     ["repeat save: coordinator planning (ms)", ms(r.repeatCoordinatorS), ""],
     ["repeat save: coordinator wire codec (ms)", ms(r.repeatWireS), ""],

@@ -1,8 +1,13 @@
 import { allReduce, reduceScatter } from "./distributed/collectives.js";
-import { createSingleProcessGroup, type ProcessGroup } from "./distributed/process-group.js";
+import {
+  createSingleProcessGroup,
+  type ProcessGroup,
+  passesByReference,
+} from "./distributed/process-group.js";
 import { CheckpointError, CheckpointException, throwIfAborted } from "./errors.js";
 import type { StateDict } from "./model/state-dict.js";
 import type { Metadata, SavePlan, WriteResult } from "./plan/metadata.js";
+import { plainMetadata } from "./plan/metadata-columns.js";
 import {
   coordinatePlans,
   forgetRankPlan,
@@ -190,7 +195,9 @@ async function saveSteps(
         return results;
       },
       async (results) => {
-        return (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
+        const committed = (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
+        // A columnar metadata's maps are views an encoding group cannot carry: send plain maps.
+        return pg.size > 1 && !passesByReference(pg) ? plainMetadata(committed) : committed;
       },
       coordinator,
     );

@@ -1,7 +1,8 @@
 import { DTYPES } from "../model/dtype.js";
 import type { ObjectPath } from "../model/state-dict.js";
-import type { ChunkStorageMetadata, Metadata, StorageMetadataEntry } from "./metadata.js";
-import { fqnShape, type SavePlanColumns } from "./save-plan-columns.js";
+import type { Metadata } from "./metadata.js";
+import { MetadataBuilder } from "./metadata-builder.js";
+import type { SavePlanColumns } from "./save-plan-columns.js";
 
 /** The DCP format version dcpjs writes into every `Metadata`. */
 export const DCP_VERSION = "1.0.0";
@@ -34,51 +35,46 @@ export interface PlannedEntries {
 /**
  * Builds the checkpoint's `Metadata` (no storage data yet) from the coordinator's global plan over
  * columns, as DCP's `create_default_global_save_plan` does from its items: one entry per fqn in
- * first-kept order, a tensor's chunks in their index-hint order. The one place the coordinator
- * turns columns into the `Metadata` it commits, so that a columnar `Metadata` builder can take
- * its place alone.
+ * first-kept order, a tensor's chunks in their index-hint order. The result is columnar (a
+ * {@link MetadataBuilder}'s, filled straight from the plans' box pools): no object per chunk.
  *
  * @param entries - the global plan's entries.
  * @param plannerData - the flatten mappings, merged over every rank's local plan.
+ * @throws {@link CheckpointError} `INVALID_ARGUMENT` when a tensor has more than 254 dimensions.
  */
 export function assembleSaveMetadata(
   entries: PlannedEntries,
   plannerData: ReadonlyMap<string, ObjectPath>,
 ): Metadata {
   const { columns, fqns, order, kinds, refPlans, refFqns, chunkStarts, chunkPlans, chunkItems } = entries;
-  const md = new Map<string, StorageMetadataEntry>();
+  const builder = new MetadataBuilder({ version: DCP_VERSION, storageMeta: {} });
+  let dims = 0;
+  for (const g of order)
+    if (kinds[g] === 2) {
+      const ref = columns[refPlans[g]!]!;
+      const f = refFqns[g]!;
+      dims += (chunkStarts[g + 1]! - chunkStarts[g]!) * (ref.shapeStarts[f + 1]! - ref.shapeStarts[f]!);
+    }
+  builder.reserve(chunkStarts[chunkStarts.length - 1]! + order.length, dims);
   for (const g of order) {
     if (kinds[g] === 1) {
-      md.set(fqns[g]!, { type: "bytes" });
+      builder.addValue(fqns[g]!);
       continue;
     }
     const ref = columns[refPlans[g]!]!;
     const f = refFqns[g]!;
     const nd = ref.shapeStarts[f + 1]! - ref.shapeStarts[f]!;
-    const chunks: ChunkStorageMetadata[] = new Array(chunkStarts[g + 1]! - chunkStarts[g]!);
+    const entry = builder.addTensor(
+      fqns[g]!,
+      DTYPES[ref.dtypes[f]!]!,
+      ref.shapes.subarray(ref.shapeStarts[f]!, ref.shapeStarts[f + 1]!),
+    );
     for (let k = chunkStarts[g]!; k < chunkStarts[g + 1]!; k++) {
       const c = columns[chunkPlans[k]!]!;
       const b = c.boxStarts[chunkItems[k]!]!;
-      const offsets = new Array<number>(nd);
-      const sizes = new Array<number>(nd);
-      for (let d = 0; d < nd; d++) {
-        offsets[d] = c.boxes[b + d]!;
-        sizes[d] = c.boxes[b + nd + d]!;
-      }
-      chunks[k - chunkStarts[g]!] = { offsets, sizes };
+      builder.addChunk(entry, c.boxes, c.boxes, b, b + nd);
     }
-    md.set(fqns[g]!, {
-      type: "tensor",
-      properties: { dtype: DTYPES[ref.dtypes[f]!]! },
-      size: fqnShape(ref, f),
-      chunks,
-    });
   }
-  return {
-    version: DCP_VERSION,
-    stateDictMetadata: md,
-    plannerData: new Map(plannerData),
-    storageData: new Map(),
-    storageMeta: {},
-  };
+  for (const [fqn, path] of plannerData) builder.setPath(fqn, path);
+  return builder.build();
 }

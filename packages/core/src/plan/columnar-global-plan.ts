@@ -4,6 +4,7 @@ import { overlappingPairs } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { assembleSaveMetadata, type PlannedEntries } from "./assemble-metadata.js";
 import type { Metadata } from "./metadata.js";
+import { metadataColumns } from "./metadata-columns.js";
 import { fqnNdim, fqnShape, itemNdim, type SavePlanColumns } from "./save-plan-columns.js";
 
 /** The coordinator's global plan over columns: one finished plan per rank, and the metadata. */
@@ -316,21 +317,107 @@ function keptColumns(c: SavePlanColumns, kept: Uint8Array, chunkIndex: Int32Arra
   return { ...c, fqnIds, types, boxStarts, chunkIndex: hints };
 }
 
+/** One tensor's chunks, contiguous: chunk `i`'s offsets at `offsets[first + i · nd]`, its sizes likewise. */
+interface TensorBoxes {
+  readonly offsets: Float64Array;
+  readonly sizes: Float64Array;
+  readonly first: number;
+  readonly count: number;
+}
+
 /**
- * Whether the chunks `k0..k1` of `entries`, in their order, are disjoint along dimension `d`
- * alone (each starts at or after the previous one's end, sizes ≥ 0): then no two overlap.
+ * Whether the chunks of `t`, in their order, are disjoint along dimension `d` alone (each starts
+ * at or after the previous one's end, sizes ≥ 0): then no two overlap.
  */
-function disjointAlong(entries: PlannedEntries, k0: number, k1: number, nd: number, d: number): boolean {
+function disjointAlong(t: TensorBoxes, nd: number, d: number): boolean {
   let end = Number.NEGATIVE_INFINITY;
-  for (let k = k0; k < k1; k++) {
-    const c = entries.columns[entries.chunkPlans[k]!]!;
-    const b = c.boxStarts[entries.chunkItems[k]!]!;
-    const start = c.boxes[b + d]!;
-    const size = c.boxes[b + nd + d]!;
+  const last = t.first + t.count * nd;
+  for (let at = t.first + d; at < last; at += nd) {
+    const start = t.offsets[at]!;
+    const size = t.sizes[at]!;
     if (!(start >= end) || !(size >= 0) || !Number.isFinite(start + size)) return false;
     end = start + size;
   }
   return true;
+}
+
+/** Chunks `k0..k1` of `entries` copied into `scratch` (grown when short), as one tensor's boxes. */
+function gatherBoxes(
+  entries: PlannedEntries,
+  k0: number,
+  k1: number,
+  nd: number,
+  scratch: { offsets: Float64Array; sizes: Float64Array },
+): TensorBoxes {
+  const need = (k1 - k0) * nd;
+  if (scratch.offsets.length < need) {
+    scratch.offsets = new Float64Array(Math.max(need, 2 * scratch.offsets.length));
+    scratch.sizes = new Float64Array(scratch.offsets.length);
+  }
+  const { offsets, sizes } = scratch;
+  let to = 0;
+  for (let k = k0; k < k1; k++) {
+    const c = entries.columns[entries.chunkPlans[k]!]!;
+    const b = c.boxStarts[entries.chunkItems[k]!]!;
+    for (let d = 0; d < nd; d++) {
+      offsets[to + d] = c.boxes[b + d]!;
+      sizes[to + d] = c.boxes[b + nd + d]!;
+    }
+    to += nd;
+  }
+  return { offsets, sizes, first: 0, count: k1 - k0 };
+}
+
+/** {@link validateColumnarGlobalPlan}'s checks of one tensor's chunks, its problems added to `problems`. */
+function validateTensor(
+  fqn: string,
+  size: readonly number[],
+  t: TensorBoxes,
+  planCount: number,
+  problems: string[],
+): void {
+  const nd = size.length;
+  const box = (i: number) => {
+    const at = t.first + i * nd;
+    return {
+      offsets: Array.from(t.offsets.subarray(at, at + nd)),
+      sizes: Array.from(t.sizes.subarray(at, at + nd)),
+    };
+  };
+  let disjoint = false;
+  for (let d = 0; d < nd && !disjoint; d++) disjoint = disjointAlong(t, nd, d);
+  const boxes = disjoint ? undefined : Array.from({ length: t.count }, (_, i) => box(i));
+  const pairs = boxes ? overlappingPairs(boxes, nd) : [];
+  let next = 0;
+  let volume = 0;
+  for (let i = 0; i < t.count; i++) {
+    const at = t.first + i * nd;
+    let inBounds = true;
+    let n = 1;
+    for (let d = 0; d < nd; d++) {
+      const off = t.offsets[at + d]!;
+      const len = t.sizes[at + d]!;
+      if (!(off >= 0 && len >= 0 && off + len <= size[d]!)) inBounds = false;
+      n *= len;
+    }
+    if (!inBounds) {
+      const { offsets, sizes } = box(i);
+      problems.push(
+        `"${fqn}": chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] is out of bounds [${size.join(", ")}]`,
+      );
+    }
+    volume += n;
+    for (; next < pairs.length && pairs[next]![0] === i; next++) {
+      const other = boxes![pairs[next]![1]]!;
+      problems.push(
+        `"${fqn}": chunks at [${box(i).offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
+      );
+    }
+  }
+  let total = 1;
+  for (const s of size) total *= s;
+  if (planCount > 1 && volume !== total)
+    problems.push(`"${fqn}": chunks cover ${volume} of ${total} elements`);
 }
 
 /**
@@ -338,66 +425,37 @@ function disjointAlong(entries: PlannedEntries, k0: number, k1: number, nd: numb
  * every chunk inside its tensor, no two chunks overlapping, and — with more than one plan — the
  * chunks' volumes adding up to the tensor's; bytes and 0-d entries skipped. A tensor whose chunks
  * are disjoint along one dimension in their order (FSDP's row shards) needs no sweep; others go
- * through `overlappingPairs` (DCP 2.13's sweep) on boxes made for that tensor alone.
+ * through `overlappingPairs` (DCP 2.13's sweep) on boxes made for that tensor alone. With the
+ * global plan's columnar metadata, each tensor's chunks are read from its columns (contiguous),
+ * else gathered from the plans.
  *
  * @param entries - the global plan's entries ({@link createColumnarGlobalPlan}'s `entries`).
  * @param planCount - the number of plans (ranks).
+ * @param metadata - the metadata assembled from `entries` ({@link createColumnarGlobalPlan}'s `metadata`), when at hand.
  * @returns the problems, one message each; empty when valid.
  */
-export function validateColumnarGlobalPlan(entries: PlannedEntries, planCount: number): string[] {
-  const { columns, fqns, order, kinds, refPlans, refFqns, chunkStarts, chunkPlans, chunkItems } = entries;
+export function validateColumnarGlobalPlan(
+  entries: PlannedEntries,
+  planCount: number,
+  metadata?: Metadata,
+): string[] {
+  const { columns, fqns, order, kinds, refPlans, refFqns, chunkStarts } = entries;
+  const assembled = metadataColumns(metadata);
+  const own = assembled && assembled.fqns.length === order.length ? assembled : undefined;
+  const scratch = { offsets: new Float64Array(0), sizes: new Float64Array(0) };
   const problems: string[] = [];
-  for (const g of order) {
+  for (let e = 0; e < order.length; e++) {
+    const g = order[e]!;
     if (kinds[g] !== 2) continue;
     const size = fqnShape(columns[refPlans[g]!]!, refFqns[g]!);
     const nd = size.length;
     if (nd === 0) continue;
-    const fqn = fqns[g]!;
     const k0 = chunkStarts[g]!;
     const k1 = chunkStarts[g + 1]!;
-    const box = (k: number) => {
-      const c = columns[chunkPlans[k]!]!;
-      const b = c.boxStarts[chunkItems[k]!]!;
-      return {
-        offsets: Array.from(c.boxes.subarray(b, b + nd)),
-        sizes: Array.from(c.boxes.subarray(b + nd, b + 2 * nd)),
-      };
-    };
-    let disjoint = false;
-    for (let d = 0; d < nd && !disjoint; d++) disjoint = disjointAlong(entries, k0, k1, nd, d);
-    const boxes = disjoint ? undefined : Array.from({ length: k1 - k0 }, (_, i) => box(k0 + i));
-    const pairs = boxes ? overlappingPairs(boxes, nd) : [];
-    let next = 0;
-    let volume = 0;
-    for (let k = k0; k < k1; k++) {
-      const c = columns[chunkPlans[k]!]!;
-      const b = c.boxStarts[chunkItems[k]!]!;
-      let inBounds = true;
-      let n = 1;
-      for (let d = 0; d < nd; d++) {
-        const off = c.boxes[b + d]!;
-        const len = c.boxes[b + nd + d]!;
-        if (!(off >= 0 && len >= 0 && off + len <= size[d]!)) inBounds = false;
-        n *= len;
-      }
-      if (!inBounds) {
-        const { offsets, sizes } = box(k);
-        problems.push(
-          `"${fqn}": chunk at [${offsets.join(", ")}] of size [${sizes.join(", ")}] is out of bounds [${size.join(", ")}]`,
-        );
-      }
-      volume += n;
-      for (; next < pairs.length && pairs[next]![0] === k - k0; next++) {
-        const other = boxes![pairs[next]![1]]!;
-        problems.push(
-          `"${fqn}": chunks at [${box(k).offsets.join(", ")}] and [${other.offsets.join(", ")}] overlap`,
-        );
-      }
-    }
-    let total = 1;
-    for (const s of size) total *= s;
-    if (planCount > 1 && volume !== total)
-      problems.push(`"${fqn}": chunks cover ${volume} of ${total} elements`);
+    const boxes: TensorBoxes = own
+      ? { offsets: own.chunkOffsets, sizes: own.chunkSizes, first: own.entryChunkDim[e]!, count: k1 - k0 }
+      : gatherBoxes(entries, k0, k1, nd, scratch);
+    validateTensor(fqns[g]!, size, boxes, planCount, problems);
   }
   return problems;
 }

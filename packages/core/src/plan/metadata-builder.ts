@@ -62,6 +62,8 @@ export class MetadataBuilder {
   readonly #entrySize: number[] = [];
   readonly #paths = new Map<string, ObjectPath>();
   #items = 0;
+  /** Whether every item's entry is at or after the previous item's: then items are in record order. */
+  #inOrder = true;
   #itemEntry = new Uint32Array(64);
   #itemDim = new Float64Array(64);
   #dims = 0;
@@ -86,6 +88,19 @@ export class MetadataBuilder {
    */
   entryOf(fqn: string): number | undefined {
     return this.#entryOf.get(fqn);
+  }
+
+  /**
+   * Makes room for `items` items (chunks and values) of `dims` chunk dimensions in all, so that a
+   * builder whose size is known up front grows its columns once.
+   * @param items - items in all.
+   * @param dims - chunk dimensions in all (the sum of each chunk's tensor's dimensions). @default 0
+   */
+  reserve(items: number, dims = 0): void {
+    this.#itemEntry = grown(this.#itemEntry, items);
+    this.#itemDim = grown(this.#itemDim, items);
+    this.#offsets = grown(this.#offsets, dims);
+    this.#sizes = grown(this.#sizes, dims);
   }
 
   /** Sets the save's ids (`storageMeta`). @param storageMeta - the ids. */
@@ -132,6 +147,7 @@ export class MetadataBuilder {
 
   #addItem(entry: number, ndim: number): number {
     const item = this.#items++;
+    if (item > 0 && entry < this.#itemEntry[item - 1]!) this.#inOrder = false;
     if (item >= this.#itemEntry.length) {
       this.#itemEntry = grown(this.#itemEntry, item + 1);
       this.#itemDim = grown(this.#itemDim, item + 1);
@@ -158,15 +174,23 @@ export class MetadataBuilder {
 
   /**
    * Adds a chunk (DCP's `ChunkStorageMetadata`) to a tensor entry: its offsets and sizes are the
-   * entry's number of dimensions of numbers read from `offsets` and `sizes` at `at`.
+   * entry's number of dimensions of numbers read from `offsets` at `at` and `sizes` at `sizesAt`
+   * (one pool may hold both, as a save plan's boxes do).
    * @param entry - the tensor's entry ({@link MetadataBuilder.addTensor}).
    * @param offsets - where the chunk starts, elements per dimension.
    * @param sizes - its size, elements per dimension.
-   * @param at - where its numbers start in both. @default 0
+   * @param at - where its offsets start in `offsets`. @default 0
+   * @param sizesAt - where its sizes start in `sizes`. @default at
    * @returns its item id.
    * @throws {@link CheckpointError} `INVALID_ARGUMENT` when `entry` is not a tensor entry.
    */
-  addChunk(entry: number, offsets: ArrayLike<number>, sizes: ArrayLike<number>, at = 0): number {
+  addChunk(
+    entry: number,
+    offsets: ArrayLike<number>,
+    sizes: ArrayLike<number>,
+    at = 0,
+    sizesAt = at,
+  ): number {
     const ndim = this.#entryNdim[entry];
     if (ndim === undefined || this.#entryDtype[entry] === VALUE_DTYPE)
       throw new CheckpointError("INVALID_ARGUMENT", `Expected a tensor entry, got ${entry}`);
@@ -174,7 +198,7 @@ export class MetadataBuilder {
     const to = this.#itemDim[item]!;
     for (let d = 0; d < ndim; d++) {
       this.#offsets[to + d] = offsets[at + d]!;
-      this.#sizes[to + d] = sizes[at + d]!;
+      this.#sizes[to + d] = sizes[sizesAt + d]!;
     }
     return item;
   }
@@ -236,15 +260,16 @@ export class MetadataBuilder {
       }
     }
     entryChunkStart[n] = chunks;
-    // Each item's record: its entry's next.
+    // Each item's record: its entry's next. Items added entry after entry are their records.
+    const inOrder = this.#inOrder;
     const next = Uint32Array.from(entryRecord);
-    const recordOf = new Uint32Array(items);
-    const chunkOffsets = new Float64Array(dims);
-    const chunkSizes = new Float64Array(dims);
-    for (let i = 0; i < items; i++) {
+    const recordOf = inOrder ? undefined : new Uint32Array(items);
+    const chunkOffsets = inOrder ? this.#offsets.slice(0, dims) : new Float64Array(dims);
+    const chunkSizes = inOrder ? this.#sizes.slice(0, dims) : new Float64Array(dims);
+    for (let i = 0; !inOrder && i < items; i++) {
       const e = this.#itemEntry[i]!;
       const record = next[e]!++;
-      recordOf[i] = record;
+      recordOf![i] = record;
       const ndim = this.#entryNdim[e]!;
       if (ndim === 0) continue;
       const to = entryChunkDim[e]! + (record - entryRecord[e]!) * ndim;
@@ -275,7 +300,7 @@ export class MetadataBuilder {
     };
   }
 
-  #storageColumns(recordOf: Uint32Array): MetadataColumns["storage"] {
+  #storageColumns(recordOf: Uint32Array | undefined): MetadataColumns["storage"] {
     const missing = this.#storage.missing(this.#items);
     if (missing === -1) return undefined;
     if (missing !== undefined)

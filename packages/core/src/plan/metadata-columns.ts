@@ -108,17 +108,22 @@ interface ColumnState {
   infos: (StorageInfo | undefined)[] | undefined;
   /** Per entry: its chunk list, materialised on first read. */
   readonly chunkLists: (ChunkStorageMetadata[] | undefined)[];
+  /** The metadata's `storageData`: the view over the storage columns, or an empty map before there are any. */
+  storageData: ReadonlyMap<string, StorageInfo>;
 }
+
+/**
+ * The columns behind each columnar metadata, by its `stateDictMetadata` map (made for it alone).
+ * Keyed by the map rather than the metadata, so that `{ ...metadata, storageMeta }` stays columnar.
+ */
+const columnStates = new WeakMap<ReadonlyMap<string, StorageMetadataEntry>, ColumnState>();
 
 /** The view of {@link Metadata.storageData} over a metadata's columns. */
 class ColumnStorageData implements ReadonlyMap<string, StorageInfo> {
   readonly state: ColumnState;
-  /** The metadata's `stateDictMetadata` these columns stand behind. */
-  readonly entryMap: ReadonlyMap<string, StorageMetadataEntry>;
 
-  constructor(state: ColumnState, entryMap: ReadonlyMap<string, StorageMetadataEntry>) {
+  constructor(state: ColumnState) {
     this.state = state;
-    this.entryMap = entryMap;
   }
 
   get size(): number {
@@ -196,21 +201,21 @@ class ColumnStorageData implements ReadonlyMap<string, StorageInfo> {
  * @param metadata - any metadata.
  */
 export function metadataColumns(metadata: Metadata | undefined): MetadataColumns | undefined {
-  const view = metadata?.storageData;
-  return view instanceof ColumnStorageData && view.entryMap === metadata!.stateDictMetadata
-    ? view.state.columns
-    : undefined;
+  if (metadata === undefined) return undefined;
+  const state = columnStates.get(metadata.stateDictMetadata);
+  return state !== undefined && state.storageData === metadata.storageData ? state.columns : undefined;
 }
 
 function stateOf(metadata: Metadata): ColumnState {
-  return (metadata.storageData as ColumnStorageData).state;
+  return columnStates.get(metadata.stateDictMetadata)!;
 }
 
 /**
  * A DCP-shaped {@link Metadata} over columns: `stateDictMetadata` holds one entry object per fqn
  * whose `chunks` list is built when first read; `storageData` is a read-only view that builds a
- * {@link StorageInfo} when one is read (and keeps it, so a second read gives the same object);
- * `plannerData` is the columns' own map.
+ * {@link StorageInfo} when one is read (and keeps it, so a second read gives the same object), or
+ * an empty `Map` while the columns have no storage (a global plan's metadata, equal to the one
+ * built from objects); `plannerData` is the columns' own map.
  *
  * @param columns - the columns (not copied: they must not change).
  */
@@ -221,6 +226,7 @@ export function columnarMetadata(columns: MetadataColumns): Metadata {
     indexes: [],
     infos: undefined,
     chunkLists: [],
+    storageData: new Map(),
   };
   const entries = new Map<string, StorageMetadataEntry>();
   for (let e = 0; e < columns.fqns.length; e++) {
@@ -241,11 +247,13 @@ export function columnarMetadata(columns: MetadataColumns): Metadata {
     };
     entries.set(columns.fqns[e]!, entry);
   }
+  if (columns.storage) state.storageData = new ColumnStorageData(state);
+  columnStates.set(entries, state);
   return {
     version: columns.version,
     stateDictMetadata: entries,
     plannerData: columns.plannerData,
-    storageData: new ColumnStorageData(state, entries),
+    storageData: state.storageData,
     storageMeta: columns.storageMeta,
   };
 }

@@ -2,6 +2,7 @@ import { type ProcessGroup, passesByReference } from "../distributed/process-gro
 import { CheckpointError } from "../errors.js";
 import { contentHash } from "../formats/content-hash.js";
 import type { Metadata, SavePlan, StoragePrefix } from "./metadata.js";
+import { columnarMetadata, metadataColumns } from "./metadata-columns.js";
 import type { SavePlanner } from "./planner.js";
 import { encodeSavePlan, SavePlanDecoder } from "./save-plan-codec.js";
 import { columnarSavePlan, type SavePlanColumns, savePlanColumns } from "./save-plan-columns.js";
@@ -118,8 +119,19 @@ export type CoordinatorPlans =
       readonly globalId: string;
     };
 
-/** The cached metadata with maps of its own, so a writer that changes what it commits cannot touch the cache. */
+/**
+ * The cached metadata with maps of its own, so a writer that changes what it commits cannot touch
+ * the cache. A columnar metadata stays columnar: a new view over the same columns (which nothing
+ * changes), with its own `storageMeta`; no object per chunk.
+ */
 function copyMetadata(m: Metadata): Metadata {
+  const columns = metadataColumns(m);
+  if (columns)
+    return columnarMetadata({
+      ...columns,
+      plannerData: new Map(columns.plannerData),
+      storageMeta: { ...columns.storageMeta },
+    });
   return {
     ...m,
     stateDictMetadata: new Map(m.stateDictMetadata),

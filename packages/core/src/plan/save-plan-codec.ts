@@ -230,7 +230,8 @@ export class SavePlanDecoder {
    * Decodes one plan.
    *
    * @param bytes - what {@link encodeSavePlan} made (copied if not 8-byte aligned).
-   * @returns the plan, over columns that view `bytes`' buffer.
+   * @returns the plan, over columns of its own copied out of `bytes` (which it does not keep: a
+   * coordinator holding 4,096 plans holds their columns, not their messages' fqn tables).
    * @throws {@link CheckpointError} `INVALID_PLAN` when the bytes are not a well-formed plan.
    */
   decode(bytes: Uint8Array): SavePlan {
@@ -267,7 +268,7 @@ export class SavePlanDecoder {
       const fqns = parseJson(fqnBytes, "fqns");
       if (!Array.isArray(fqns) || fqns.length !== nf || !fqns.every((f) => typeof f === "string"))
         invalid(`an fqn table that is not ${nf} strings`);
-      this.#fqnBytes = fqnBytes;
+      this.#fqnBytes = fqnBytes.slice();
       this.#fqns = fqns as string[];
     }
     let plannerData: Array<[string, ObjectPath]> | undefined;
@@ -280,7 +281,7 @@ export class SavePlanDecoder {
         !sameBytes(this.#plannerBytes, plannerBytes)
       ) {
         this.#plannerData = expandPlannerData(parseJson(plannerBytes, "planner data"), this.#fqns);
-        this.#plannerBytes = plannerBytes;
+        this.#plannerBytes = plannerBytes.slice();
         this.#plannerFqns = this.#fqns;
       }
       plannerData = this.#plannerData;
@@ -292,17 +293,17 @@ export class SavePlanDecoder {
             "storage data",
           ) as StoragePrefix)
         : undefined;
-    const dtypes = new Uint8Array(buffer, at + layout.dtypes, nf);
-    const shapeStarts = new Int32Array(buffer, at + layout.shapeStarts, nf! + 1);
+    const dtypes = new Uint8Array(buffer, at + layout.dtypes, nf).slice();
+    const shapeStarts = new Int32Array(buffer, at + layout.shapeStarts, nf! + 1).slice();
     const shapes = shapesInt32
       ? Float64Array.from(new Int32Array(buffer, at + layout.shapes, nShapes))
-      : new Float64Array(buffer, at + layout.shapes, nShapes);
-    const fqnIds = new Int32Array(buffer, at + layout.fqnIds, n);
-    const types = new Uint8Array(buffer, at + layout.types, n);
+      : new Float64Array(buffer, at + layout.shapes, nShapes).slice();
+    const fqnIds = new Int32Array(buffer, at + layout.fqnIds, n).slice();
+    const types = new Uint8Array(buffer, at + layout.types, n).slice();
     const boxes = boxesInt32
       ? Float64Array.from(new Int32Array(buffer, at + layout.boxes, nBoxes))
-      : new Float64Array(buffer, at + layout.boxes, nBoxes);
-    const chunkIndex = hasChunkIndex ? new Int32Array(buffer, at + layout.chunkIndex, n) : undefined;
+      : new Float64Array(buffer, at + layout.boxes, nBoxes).slice();
+    const chunkIndex = hasChunkIndex ? new Int32Array(buffer, at + layout.chunkIndex, n).slice() : undefined;
     // Every id and start in range before anything indexes by them.
     if (shapeStarts[0] !== 0 || shapeStarts[nf!] !== nShapes)
       invalid("global sizes that do not fill their column");

@@ -314,7 +314,7 @@ export class DefaultSavePlanner implements SavePlanner {
       allPlans.map((p) => p.plannerData),
       this.#options.saveToLowestRank ?? false,
     );
-    const problems = validateColumnarGlobalPlan(global.entries, allPlans.length);
+    const problems = validateColumnarGlobalPlan(global.entries, allPlans.length, global.metadata);
     if (problems.length > 0) {
       throw new CheckpointError("INVALID_PLAN", `Failed to validate global plan: ${problems.join("; ")}`);
     }
