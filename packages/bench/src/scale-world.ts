@@ -203,18 +203,33 @@ function seconds(t0: number): number {
   return (cpuMs() - t0) / 1000;
 }
 
-/** What every rank's writer returns: one storage entry per planned item, rank r's in its own file. */
+/**
+ * What every rank's writer returns: one storage entry per planned item, rank r's in its own file —
+ * made from the finished plans' columns, so that the plans' `WriteItem` objects are never made
+ * (a rank's writer makes only its own; here every rank's are in one process).
+ */
 function writeResults(plans: readonly SavePlan[]): WriteResult[][] {
   return plans.map((plan, rank) => {
     let offset = 0;
     const relativePath = `__${rank}_0.distcp`;
-    return plan.items.map((item) => {
-      const sizes = item.tensorData?.chunk.sizes ?? [];
-      const length = sizes.reduce((a, b) => a * b, 4);
+    const c = savePlanColumns(plan)!;
+    const results: WriteResult[] = [];
+    for (let i = 0; i < c.fqnIds.length; i++) {
+      const f = c.fqnIds[i]!;
+      const bytesItem = c.types[i] === 2;
+      const nd = bytesItem ? 0 : c.shapeStarts[f + 1]! - c.shapeStarts[f]!;
+      const b = c.boxStarts[i]!;
+      let length = 4;
+      for (let d = 0; d < nd; d++) length *= c.boxes[b + nd + d]!;
+      const hint = c.chunkIndex?.[i] ?? -1;
+      const offsets = bytesItem ? null : Array.from(c.boxes.subarray(b, b + nd));
+      const index =
+        hint >= 0 ? { fqn: c.fqns[f]!, offset: offsets, index: hint } : { fqn: c.fqns[f]!, offset: offsets };
       const storageData: StorageInfo = { relativePath, offset, length, crc32: (offset * 2654435761) >>> 0 };
+      results.push({ index, sizeInBytes: length, storageData });
       offset += length;
-      return { index: item.index, sizeInBytes: length, storageData };
-    });
+    }
+    return results;
   });
 }
 
