@@ -61,11 +61,34 @@ export function createReadItemsForChunkList(
   const items: TensorReadItem[] = [];
   const saved = checkpointMd.chunks;
   const index = saved.length >= INDEX_MIN_CHUNKS ? chunkIndex(checkpointMd) : undefined;
-  for (let idx = 0; idx < localChunks.length; idx++) {
-    const shard = localChunks[idx]!;
+  pushReadItems(fqn, localChunks, saved.length, (k) => saved[k]!, index, items);
+  return items;
+}
+
+/**
+ * The items of {@link createReadItemsForChunkList}, whatever holds the saved chunks: for each local
+ * chunk, the saved chunks the index finds (or every one, without an index) that it meets.
+ *
+ * @param fqn - the entry.
+ * @param local - what this rank holds, in order (their position is the dest hint).
+ * @param count - how many chunks were saved.
+ * @param savedAt - saved chunk k (made on demand from columns, or the metadata's own object).
+ * @param index - the saved chunks' index, or undefined to test each.
+ * @param items - where the items go.
+ */
+function pushReadItems(
+  fqn: string,
+  local: readonly ChunkStorageMetadata[],
+  count: number,
+  savedAt: (k: number) => ChunkStorageMetadata,
+  index: BoxIndex | undefined,
+  items: ReadItem[],
+): void {
+  for (let idx = 0; idx < local.length; idx++) {
+    const shard = local[idx]!;
     const destOffset = [...shard.offsets]; // the caller's shard may change; the metadata's chunks do not
-    const push = (storageIdx: number) => {
-      const chunk = saved[storageIdx]!;
+    const push = (k: number) => {
+      const chunk = savedAt(k);
       const meet = boxIntersection(shard, chunk);
       if (!meet) return;
       const { storageOffsets, destOffsets, lengths } = meet;
@@ -73,15 +96,14 @@ export function createReadItemsForChunkList(
         type: "tensor",
         destIndex: { fqn, offset: destOffset, index: idx },
         destOffsets,
-        storageIndex: { fqn, offset: chunk.offsets, index: storageIdx },
+        storageIndex: { fqn, offset: chunk.offsets, index: k },
         storageOffsets,
         lengths,
       });
     };
-    if (index) for (const storageIdx of index.overlapping(shard)) push(storageIdx);
-    else for (let storageIdx = 0; storageIdx < saved.length; storageIdx++) push(storageIdx);
+    if (index) for (const k of index.overlapping(shard)) push(k);
+    else for (let k = 0; k < count; k++) push(k);
   }
-  return items;
 }
 
 function describeLeaf(obj: unknown): string {
@@ -185,26 +207,7 @@ function pushColumnReadItems(
   const c = metadataColumns(metadata)!;
   const count = chunkCount(c, e);
   const index = count >= INDEX_MIN_CHUNKS ? chunkIndexOf(metadata, e) : undefined;
-  for (let idx = 0; idx < local.length; idx++) {
-    const shard = local[idx]!;
-    const destOffset = [...shard.offsets];
-    const push = (k: number) => {
-      const chunk = chunkAt(c, e, k);
-      const meet = boxIntersection(shard, chunk);
-      if (!meet) return;
-      const { storageOffsets, destOffsets, lengths } = meet;
-      items.push({
-        type: "tensor",
-        destIndex: { fqn, offset: destOffset, index: idx },
-        destOffsets,
-        storageIndex: { fqn, offset: chunk.offsets, index: k },
-        storageOffsets,
-        lengths,
-      });
-    };
-    if (index) for (const k of index.overlapping(shard)) push(k);
-    else for (let k = 0; k < count; k++) push(k);
-  }
+  pushReadItems(fqn, local, count, (k) => chunkAt(c, e, k), index, items);
 }
 
 /** Options of {@link DefaultLoadPlanner}. */
