@@ -3,6 +3,7 @@ import { DTYPE_BYTES, DTYPES } from "../model/dtype.js";
 import { overlappingPairs } from "../model/geometry.js";
 import type { ObjectPath } from "../model/state-dict.js";
 import { assembleSaveMetadata, type PlannedEntries } from "./assemble-metadata.js";
+import { dedupOwners } from "./dedup-owners.js";
 import type { Metadata } from "./metadata.js";
 import { metadataColumns } from "./metadata-columns.js";
 import { fqnNdim, fqnShape, itemNdim, type SavePlanColumns } from "./save-plan-columns.js";
@@ -148,29 +149,9 @@ function dedup(
     }
     return column;
   });
-  // Each item's holders, in plan order: counts, then starts, then the plans.
-  const start = new Int32Array(distinct + 1);
-  for (const column of itemIds) for (let i = 0; i < column.length; i++) start[column[i]! + 1]!++;
-  for (let id = 0; id < distinct; id++) start[id + 1]! += start[id]!;
-  const holders = new Int32Array(start[distinct]!);
-  const fill = start.slice(0, distinct);
-  itemIds.forEach((column, p) => {
-    for (let i = 0; i < column.length; i++) holders[fill[column[i]!]!++] = p;
-  });
-  const planned = new Float64Array(all.length);
-  const owner = new Int32Array(distinct);
-  for (let id = 0; id < distinct; id++) {
-    let chosen = holders[start[id]!]!;
-    const end = start[id + 1]!;
-    if (!saveToLowestRank && end - start[id]! > 1) {
-      for (let h = start[id]!; h < end; h++) {
-        const p = holders[h]!;
-        if (planned[p]! < planned[chosen]! || (planned[p] === planned[chosen] && p < chosen)) chosen = p;
-      }
-    }
-    planned[chosen]! += storageSize(all[firstPlan[id]!]!, firstItem[id]!) || 1;
-    owner[id] = chosen;
-  }
+  const owner = dedupOwners(itemIds, distinct, saveToLowestRank, (id) =>
+    storageSize(all[firstPlan[id]!]!, firstItem[id]!),
+  );
   return itemIds.map((column, p) => {
     const keep = new Uint8Array(column.length);
     for (let i = 0; i < column.length; i++) keep[i] = owner[column[i]!] === p ? 1 : 0;

@@ -6,6 +6,7 @@ import { isShardedTensor, numel, type Tensor, tensorBytes } from "../model/tenso
 import { encodeValue } from "../model/value-codec.js";
 import { DCP_VERSION } from "./assemble-metadata.js";
 import { createColumnarGlobalPlan, validateColumnarGlobalPlan } from "./columnar-global-plan.js";
+import { dedupOwners } from "./dedup-owners.js";
 import type {
   ChunkStorageMetadata,
   Metadata,
@@ -89,33 +90,14 @@ export function dedupSavePlans(allPlans: readonly SavePlan[], saveToLowestRank =
     return column;
   });
   ids.clear();
-  // Each item's holders, in plan order (plans 0..n): counts, then starts, then the plans.
-  const start = new Int32Array(distinct + 1);
-  for (const column of itemIds) for (const id of column) start[id + 1]!++;
-  for (let id = 0; id < distinct; id++) start[id + 1]! += start[id]!;
-  const holders = new Int32Array(start[distinct]!);
-  const fill = start.slice(0, distinct);
+  // The first holder's item of each distinct item: its bytes count toward the choice.
   const first: WriteItem[] = new Array(distinct);
   itemIds.forEach((column, p) => {
     column.forEach((id, i) => {
-      if (fill[id] === start[id]) first[id] = allPlans[p]!.items[i]!;
-      holders[fill[id]!++] = p;
+      first[id] ??= allPlans[p]!.items[i]!;
     });
   });
-  const planned = new Float64Array(allPlans.length);
-  const owner = new Int32Array(distinct);
-  for (let id = 0; id < distinct; id++) {
-    let chosen = holders[start[id]!]!;
-    const end = start[id + 1]!;
-    if (!saveToLowestRank && end - start[id]! > 1) {
-      for (let h = start[id]!; h < end; h++) {
-        const p = holders[h]!;
-        if (planned[p]! < planned[chosen]! || (planned[p] === planned[chosen] && p < chosen)) chosen = p;
-      }
-    }
-    planned[chosen]! += tensorStorageSize(first[id]!) || 1;
-    owner[id] = chosen;
-  }
+  const owner = dedupOwners(itemIds, distinct, saveToLowestRank, (id) => tensorStorageSize(first[id]!) ?? 0);
   return allPlans.map((plan, p) => {
     const column = itemIds[p]!;
     return { ...plan, items: plan.items.filter((_, i) => owner[column[i]!] === p) };
