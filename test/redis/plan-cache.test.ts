@@ -100,3 +100,16 @@ describe("plan caching over Redis", () => {
     await expectSaved(dir, d);
   });
 });
+
+describe("a one-rank Redis group", () => {
+  it("saves twice and loads back: no plan cache, and the committed metadata crosses its wire as plain maps", async () => {
+    const [pg] = await redisGroups(1);
+    open.push(pg!);
+    const dir = await tempDir();
+    const full = { w: randomTensor("float32", [6, 3], 3) };
+    const rounds = await saveAll([pg!], [full], dir);
+    expect(rounds).toEqual([["bytes"]]);
+    expect(await saveAll([pg!], [full], dir)).toEqual([["bytes"]]);
+    await expectSaved(dir, full);
+  });
+});

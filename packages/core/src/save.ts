@@ -197,7 +197,7 @@ async function saveSteps(
       async (results) => {
         const committed = (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
         // A columnar metadata's maps are views an encoding group cannot carry: send plain maps.
-        return pg.size > 1 && !passesByReference(pg) ? plainMetadata(committed) : committed;
+        return passesByReference(pg) ? committed : plainMetadata(committed);
       },
       coordinator,
     );
