@@ -8,29 +8,15 @@ import {
   save,
   shardTensor,
 } from "@dcpjs/core";
-import { coordinatePlans, type PlanMessage } from "@dcpjs/core/testing";
+import { coordinatePlans } from "@dcpjs/core/testing";
 import { describe, expect, it, vi } from "vitest";
+import { watchPlanStep } from "../support/plan-step.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
 
 /** What each rank sent in the save's plan step, per round: "plan" (the whole plan) or "hash". */
-function watchPlanStep(groups: readonly ProcessGroup[]): string[][] {
-  const rounds: string[][] = [];
-  const seen = new Map<number, number>();
-  for (const pg of groups) {
-    const gather = pg.gather.bind(pg);
-    vi.spyOn(pg, "gather").mockImplementation((value, root) => {
-      const message = (value as { ok: boolean; value?: { message?: PlanMessage } }).value?.message;
-      if (message) {
-        const round = seen.get(pg.rank) ?? 0;
-        seen.set(pg.rank, round + 1);
-        rounds[round] ??= [];
-        rounds[round]![pg.rank] = message.plan || message.bytes ? "plan" : "hash";
-      }
-      return gather(value, root);
-    });
-  }
-  return rounds;
+function watchPlans(groups: readonly ProcessGroup[]): string[][] {
+  return watchPlanStep(groups, (message) => (message.plan || message.bytes ? "plan" : "hash"));
 }
 
 /** The fqns the last {@link saveAll} committed. */
@@ -42,7 +28,7 @@ async function saveAll(
   sds: readonly StateDict[],
   dir: string,
 ): Promise<string[][]> {
-  const rounds = watchPlanStep(groups);
+  const rounds = watchPlans(groups);
   const saved = await Promise.all(
     groups.map((pg) => save(sds[pg.rank]!, { checkpointId: dir, processGroup: pg })),
   );
@@ -190,7 +176,7 @@ describe("plan caching across saves", () => {
     const sds = [0, 1].map((r) => ({ w: shardTensor(w, { rank: r, worldSize: 2 }) }));
     for (let i = 0; i < 2; i++) {
       const dir = await tempDir();
-      const rounds = watchPlanStep(groups);
+      const rounds = watchPlans(groups);
       await Promise.all(
         groups.map((pg) =>
           save(sds[pg.rank]!, {

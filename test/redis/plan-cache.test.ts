@@ -1,6 +1,6 @@
 import { emptyTensor, load, type ProcessGroup, type StateDict, save, shardTensor } from "@dcpjs/core";
-import type { PlanMessage } from "@dcpjs/core/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { watchPlanStep } from "../support/plan-step.js";
 import { redisGroups } from "../support/redis.js";
 import { randomTensor, sameTensor } from "../support/tensors.js";
 import { tempDir } from "../support/tmp.js";
@@ -17,22 +17,7 @@ async function saveAll(
   sds: readonly StateDict[],
   dir: string,
 ): Promise<string[][]> {
-  const rounds: string[][] = [];
-  const seen = new Map<number, number>();
-  for (const pg of groups) {
-    const gather = pg.gather.bind(pg);
-    vi.spyOn(pg, "gather").mockImplementation((value, root) => {
-      const message = (value as { value?: { message?: PlanMessage } }).value?.message;
-      if (message) {
-        const round = seen.get(pg.rank) ?? 0;
-        seen.set(pg.rank, round + 1);
-        rounds[round] ??= [];
-        rounds[round]![pg.rank] =
-          message.bytes instanceof Uint8Array ? "bytes" : message.plan ? "object" : "hash";
-      }
-      return gather(value, root);
-    });
-  }
+  const rounds = watchPlanStep(groups);
   await Promise.all(groups.map((pg) => save(sds[pg.rank]!, { checkpointId: dir, processGroup: pg })));
   vi.restoreAllMocks();
   return rounds;
