@@ -101,8 +101,6 @@ export class HttpClient {
     const size = this.#identities.get(url)?.size;
     if (size !== undefined && offset + length > size) throw truncated(url, offset, length, size);
     if (length === 0) return;
-    // the destinations readied (their fresh pages mapped off the main thread) before any request
-    await this.options.transport.prepare?.(targets);
     const cursor = new TargetCursor(targets);
     // Each exchange delivers what its answer holds: all that is wanted, or (a server that caps
     // ranges) a first part, after which the rest is asked for with a fresh retry budget.

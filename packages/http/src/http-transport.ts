@@ -76,14 +76,6 @@ export interface HttpTransport {
     headers: Readonly<Record<string, string>>,
     signal: AbortSignal,
   ): Promise<HttpAnswer>;
-  /**
-   * Readies the buffers a body is about to be copied into, before the request for it is sent (the
-   * Node transport maps their fresh pages on a worker thread, see `touchFirst`); every value is
-   * left as it was, and nothing writes to them until the returned promise settles.
-   * @param targets - the destinations of one read.
-   * @returns a promise that never rejects, or undefined when there is nothing to wait for.
-   */
-  prepare?(targets: readonly Uint8Array[]): Promise<void> | undefined;
 }
 
 /** Bodies up to this size are read to their end when dropped, so their connection is kept (bytes). */

@@ -6,7 +6,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { request as httpRequest, STATUS_CODES } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { MetadataError } from "@dcpjs/core";
-import { touchFirst } from "./first-touch.js";
 import { displayUrl } from "./http-errors.js";
 import { type AnswerBody, DRAIN_BYTES, type HttpAnswer, type HttpTransport } from "./http-transport.js";
 import { pump } from "./node-body.js";
@@ -84,11 +83,10 @@ export function send(
 }
 
 /**
- * The transport over Node's own client (node:http / node:https), the default under Node; the pages
- * of a load's fresh shared destinations are mapped on a worker thread before their bytes are
- * requested ({@link touchFirst}).
+ * The transport over Node's own client (node:http / node:https), the default under Node: each body
+ * chunk is copied by the caller straight into its destination, on the thread that reads the socket.
  */
-export const nodeTransport: HttpTransport = { send, prepare: touchFirst };
+export const nodeTransport: HttpTransport = { send };
 
 /** The transport used when {@link HttpOptions.transport} is not given, under Node. */
 export const defaultTransport: HttpTransport = nodeTransport;
