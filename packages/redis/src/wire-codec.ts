@@ -6,11 +6,12 @@ const SET_EXT = 2;
 const ERROR_EXT = 3;
 
 /**
- * The largest encoder buffer kept between calls, bytes (1 MiB): an encode that grew the buffer
- * past it leaves a fresh encoder behind, so one large value (a gathered plan, the committed
- * metadata) is not held for the life of the process.
+ * The largest encoded value after which the encoder is kept, bytes (1 MiB): an encode with a
+ * larger result leaves a fresh encoder behind, so one large value (a gathered plan, the committed
+ * metadata) does not pin its buffer for the life of the process; the kept buffer stays under
+ * about twice this (msgpack grows it to twice what it needs).
  */
-export const WIRE_BUFFER_KEPT_BYTES = 2 ** 20;
+const WIRE_BUFFER_KEPT_BYTES = 2 ** 20;
 
 const codec = new ExtensionCodec();
 codec.register({
