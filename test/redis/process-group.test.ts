@@ -30,6 +30,24 @@ describe("the wire codec", () => {
     expect(back.e).toBeInstanceOf(Error);
     expect([back.e.message, (back.e as unknown as { code: string }).code]).toEqual(["boom", "IO_ERROR"]);
   });
+
+  it("reuses one encoder and decoder: results are the caller's own, nested and failed calls leave them sound", () => {
+    const first = encodeWire({ a: 1 });
+    const second = encodeWire({ b: "two" });
+    expect(decodeWire(first)).toEqual({ a: 1 });
+    expect(decodeWire(second)).toEqual({ b: "two" });
+    // Maps of Sets of Maps: every extension re-enters the codec while the outer call runs.
+    const nested = new Map([["k", new Set([new Map([[1, new Set(["x"])]])])]]);
+    expect(decodeWire(encodeWire({ nested, after: [1, 2] }))).toEqual({ nested, after: [1, 2] });
+    // A value past the kept buffer's size, then a small one.
+    const big = new Uint8Array(3 * 2 ** 20).fill(7);
+    const back = (decodeWire(encodeWire({ big })) as { big: Uint8Array }).big;
+    expect(Buffer.compare(back, big)).toBe(0);
+    expect(decodeWire(encodeWire([1]))).toEqual([1]);
+    // A truncated input throws, and the next decode works.
+    expect(() => decodeWire(second.subarray(0, 3))).toThrow();
+    expect(decodeWire(encodeWire({ c: 3n }))).toEqual({ c: 3n });
+  });
 });
 
 describe("RedisProcessGroup on a real Redis server", () => {

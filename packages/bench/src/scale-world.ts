@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import {
   DefaultLoadPlanner,
@@ -24,11 +27,11 @@ import {
   dedupSavePlanColumns,
   encodeMetadata,
   type PlanMessage,
-  planReply,
   validateColumnarGlobalPlan,
 } from "@dcpjs/core/testing";
 import { decodeWire, encodeWire } from "@dcpjs/redis";
 import { createXXHash128 } from "hash-wasm";
+import { type CoordinatorResult, measureCoordinator, writePayloads } from "./scale-coordinator.js";
 
 /** How the simulated world's tensors are laid out over its ranks. */
 export type ScaleLayout = "fsdp" | "replicated";
@@ -67,14 +70,11 @@ export interface ScaleResult extends ScaleCase {
   readonly coordinatorS: number;
   /** The same, in wall-clock seconds. */
   readonly coordinatorWallS: number;
-  /** A repeat save with unchanged plans: bytes gathered (every rank's hash message). */
-  readonly repeatGatherBytes: number;
-  /** A repeat save: the coordinator's planning — the cached global plan reused (`coordinatePlans`) and every rank's reply made (`planReply`). */
-  readonly repeatCoordinatorS: number;
-  /** A repeat save: the coordinator's wire codec — the hash messages decoded, the replies encoded (msgpack, as the Redis group). */
-  readonly repeatWireS: number;
-  /** A repeat save: the coordinator's replies, bytes (storage prefix only, per rank). */
-  readonly repeatReplyBytes: number;
+  /**
+   * The save's coordinator in a process of its own that receives only the gathered payloads: its
+   * memory, a first save's steps, and a repeat save with unchanged plans.
+   */
+  readonly coordinator: CoordinatorResult;
   /** `withWriteResults`: a writer's `finish` adding every item's storage entry to the (columnar) global metadata. */
   readonly finishS: number;
   /** `encodeMetadata` of the metadata with one storage entry per chunk. */
@@ -93,7 +93,7 @@ export interface ScaleResult extends ScaleCase {
   readonly loadItems: number;
   /** Peak resident set size of this process (`process.resourceUsage().maxRSS`), MiB. */
   readonly peakRssMiB: number;
-  /** Peak RSS of the process through the coordinator step (every rank's local plan made before it, in this process). */
+  /** Peak RSS of the world process through the coordinator step (every rank's local plan made before it, in this process; see `coordinator` for the coordinator's own). */
   readonly coordinatorPeakRssMiB: number;
   /** Heap and array buffers at rest after the coordinator step, holding what it holds: the gathered plans, the finished plans and the global metadata. */
   readonly coordinatorHeldMiB: number;
@@ -293,6 +293,17 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     hashes.push(hash);
   }
 
+  // The coordinator as a process of its own, holding only what it receives (before this process's
+  // own phases fill its heap).
+  const dir = await mkdtemp(join(tmpdir(), "dcpjs-scale-"));
+  let coordinator: CoordinatorResult;
+  try {
+    writePayloads(join(dir, "payloads"), payloads);
+    coordinator = await measureCoordinator(join(dir, "payloads"), c.ranks);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+
   let t0 = cpuMs();
   // The coordinator decodes each rank's payload as it arrives; the bytes are dropped once decoded.
   const decoder = new SavePlanDecoder();
@@ -353,32 +364,6 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
   const coordinatorHeldMiB = (await memoryAtRest()) / 2 ** 20;
   all = undefined;
 
-  // A repeat save with unchanged plans: every rank sends its hash and the id of the global plan it
-  // holds; the coordinator reuses its cached global plan and replies with storage prefixes only.
-  const globalId = decided.globalId;
-  let repeatGatherBytes = 0;
-  const repeatPayloads = hashes.map((hash) => {
-    const payload = encodeWire({ ok: true, value: { message: { hash, globalId }, checkpointId: "/ckpt" } });
-    repeatGatherBytes += payload.byteLength;
-    return payload;
-  });
-  t0 = cpuMs();
-  const messages = repeatPayloads.map(
-    (p) => (decodeWire(p) as { value: { message: PlanMessage } }).value.message,
-  );
-  let repeatWireS = seconds(t0);
-  t0 = cpuMs();
-  const reused = coordinatePlans(messages, group, key, coordinatorPlanner);
-  if (reused.resend || !reused.reused) throw new Error("expected the cached global plan");
-  const answers = reused.plans.map((plan, r) =>
-    planReply(r, { ...plan, storageData: { prefix: `__${r}_` } }, reused, messages[r]!, group),
-  );
-  const repeatCoordinatorS = seconds(t0);
-  t0 = cpuMs();
-  const replies = answers.map((value) => encodeWire({ ok: true, value }));
-  repeatWireS += seconds(t0);
-  const repeatReplyBytes = replies.reduce((n, b) => n + b.byteLength, 0);
-
   let results: WriteResult[][] | undefined = writeResults(coordinated.plans);
   // Counted on the columns when there are some: reading `chunks` would build every chunk list.
   const counted = metadataColumns(coordinated.metadata);
@@ -433,10 +418,7 @@ export async function runScaleCase(c: ScaleCase): Promise<ScaleResult> {
     validateS,
     coordinatorS,
     coordinatorWallS,
-    repeatGatherBytes,
-    repeatCoordinatorS,
-    repeatWireS,
-    repeatReplyBytes,
+    coordinator,
     finishS,
     encodeS,
     metadataBytes: bytes.byteLength,

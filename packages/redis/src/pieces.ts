@@ -122,9 +122,10 @@ export async function writeValues(
 
 /**
  * Reads a receiver's values and decodes each as soon as it is whole, so a receiver holds the
- * decoded values plus at most one encoded value and one reply: the hash in `HMGET`s of at most
- * `pieceBytes`, a value kept in pieces {@link PIECES_IN_FLIGHT} pieces per round trip, copied into
- * one buffer of the value's size.
+ * decoded values plus at most {@link PIECES_IN_FLIGHT} replies and one encoded value: the hash
+ * in `HMGET`s of at most `pieceBytes` each, {@link PIECES_IN_FLIGHT} per round trip (a gather of
+ * 4,096 small values is 8 round trips, not 32), a value kept in pieces
+ * {@link PIECES_IN_FLIGHT} pieces per round trip, copied into one buffer of the value's size.
  *
  * @param client - the rank's (non-blocking) connection.
  * @param layout - the collective.
@@ -141,14 +142,26 @@ export async function readValues(
   const { key, pieceBytes } = layout;
   const perCommand = Math.max(1, Math.floor(pieceBytes / inlineMax(layout)));
   const out: unknown[] = [];
-  for (let first = 0; first < fields.length; first += perCommand) {
-    const names = fields.slice(first, first + perCommand);
-    const stored = await client.hmgetBuffer(`${key}:v`, ...names);
-    for (const [i, bytes] of stored.entries()) {
-      if (bytes === null) throw lost(layout, `value "${names[i]}"`);
-      out.push(
-        decodeWire(bytes[0] === HEADER_TAG ? await readPieces(client, layout, names[i]!, bytes) : bytes),
-      );
+  for (let first = 0; first < fields.length; first += perCommand * PIECES_IN_FLIGHT) {
+    const round = client.pipeline();
+    const asked: string[][] = [];
+    for (let i = 0; i < PIECES_IN_FLIGHT && first + i * perCommand < fields.length; i++) {
+      const names = fields.slice(first + i * perCommand, first + (i + 1) * perCommand);
+      asked.push(names);
+      round.hmgetBuffer(`${key}:v`, ...names);
+    }
+    const replies = (await round.exec()) ?? [];
+    for (const [c, names] of asked.entries()) {
+      const [error, reply] = replies[c] ?? [null, null];
+      if (error) throw error;
+      const stored = reply as (Buffer | null)[];
+      for (const [i, bytes] of stored.entries()) {
+        if (bytes === null) throw lost(layout, `value "${names[i]}"`);
+        out.push(
+          decodeWire(bytes[0] === HEADER_TAG ? await readPieces(client, layout, names[i]!, bytes) : bytes),
+        );
+      }
+      replies[c] = [null, null]; // let the reply go once decoded
     }
   }
   return out;

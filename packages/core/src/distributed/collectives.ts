@@ -57,17 +57,24 @@ export async function reduceScatter<T, R>(
   coordinator = 0,
 ): Promise<R> {
   const local = await attempt(pg.rank, mapFn);
-  const all = await transport(pg, step, () => pg.gather(local, coordinator));
+  let all: Outcome<T>[] | undefined = await transport(pg, step, () => pg.gather(local, coordinator));
   let results: Outcome<R>[] | undefined;
   if (all) {
     const failures = failuresOf(all);
     if (failures.length > 0) {
       results = all.map(() => ({ ok: false, failures }));
     } else {
-      const reduced = await attempt(pg.rank, () => reduceFn(all.map((o) => (o as { value: T }).value)));
-      results = reduced.ok ? reduced.value.map((value) => ({ ok: true, value })) : all.map(() => reduced);
+      const values = all.map((o) => (o as { value: T }).value);
+      // The gathered values go once reduced, so the coordinator does not hold them and the
+      // replies at once through the scatter (at 4,096 ranks, hundreds of MB of plans each).
+      all = undefined;
+      const reduced = await attempt(pg.rank, () => reduceFn(values));
+      results = reduced.ok
+        ? reduced.value.map((value) => ({ ok: true, value }))
+        : Array.from({ length: values.length }, () => reduced);
     }
   }
+  all = undefined;
   return unwrap(step, await transport(pg, step, () => pg.scatter(results, coordinator)));
 }
 
