@@ -9,7 +9,7 @@
 //        "threadCount": n, "keys": [...], "shapes": [[...]...],  (dcpjs: float32 tensors)
 //        "files": [{"path", "sizes": [bytes...]}...]}                (raw: one stream per file)
 import { randomFillSync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { open, rm } from "node:fs/promises";
 
 const scriptStart = performance.now();
@@ -70,16 +70,60 @@ if (spec.contender === "raw") {
   } else operation = () => load(sd, { storageReader: new FileSystemReader({ path: spec.path }) });
 }
 
+/**
+ * CPU seconds of each thread of this process by thread id, with its name (Linux
+ * `/proc/self/task/<tid>/stat`: utime + stime, in clock ticks of 10 ms); empty elsewhere.
+ */
+function threadTimes() {
+  const times = new Map();
+  let tasks = [];
+  try {
+    tasks = readdirSync("/proc/self/task");
+  } catch {
+    return times;
+  }
+  for (const tid of tasks) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      times.set(tid, { name, cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return times;
+}
+
+/**
+ * The span's CPU seconds of each thread that spent any, from two `threadTimes`, busiest first, as
+ * `name/tid` (Node 20 names its threads alike: the main thread's tid is the process id).
+ */
+function threadSpan(before, after) {
+  const spans = [];
+  for (const [tid, { name, cpu }] of after) {
+    const spent = cpu - (before.get(tid)?.cpu ?? 0);
+    if (spent > 0) spans.push([`${name}/${tid === String(process.pid) ? "main" : tid}`, spent]);
+  }
+  spans.sort((a, b) => b[1] - a[1]);
+  return Object.fromEntries(spans.map(([k, v]) => [k, Math.round(v * 100) / 100]));
+}
+
+// FRESH_THREADS=1: also report the span's CPU per thread (threads that exit within it are missed).
+const perThread = process.env.FRESH_THREADS === "1";
+const threads0 = perThread ? threadTimes() : undefined;
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 await operation();
 const seconds = (performance.now() - t0) / 1000;
 const cpu = process.cpuUsage(cpu0);
+const threads = threads0 ? threadSpan(threads0, threadTimes()) : undefined;
 console.log(
   JSON.stringify({
     seconds,
     prep: (t0 - scriptStart) / 1000,
     startup: t0 / 1000,
     cpu: (cpu.user + cpu.system) / 1e6,
+    ...(threads ? { threads } : {}),
   }),
 );

@@ -1,32 +1,33 @@
 // Plain JavaScript (JSDoc-typed) so that worker threads load it as it is, from the sources as
 // from dist, with no TypeScript loader: see storage/offload-worker.js.
 
+import { loadXXH128 } from "#platform/xxh128";
+
 /**
- * The content hash dcpjs records per item (`StorageInfo.contentHash`): XXH3-128 (`hash-wasm`,
- * WebAssembly, so it runs in browsers as in Node; the choice against `@node-rs/xxhash` is in
- * docs/benchmarks.md), its canonical 16 bytes as 32 lowercase hex digits. An incremental save
- * compares it with its base's to tell an unchanged item without reading the base.
+ * The content hash dcpjs records per item (`StorageInfo.contentHash`): XXH3-128 (on Node.js
+ * `xxhash-addon`'s native build, in browsers — and where the addon does not load — hash-wasm's
+ * WebAssembly one: the same digest; the choice is in docs/benchmarks.md, "The content hash"), its
+ * canonical 16 bytes as 32 lowercase hex digits. An incremental save compares it with its base's
+ * to tell an unchanged item without reading the base.
  */
 export const CONTENT_HASH_ALGORITHM = "xxh3-128";
 
-/** @type {import("hash-wasm").IHasher | undefined} */
+/** @type {import("../platform/xxh128-wasm.js").XXH128 | undefined} */
 let hasher;
 /** @type {Promise<void> | undefined} */
 let loading;
 
 /**
- * Loads this thread's hasher (imports `hash-wasm` and compiles the WebAssembly module once per
- * thread, on first use: a load, which records no hash, never pays for it); later calls return the
- * same promise.
+ * Loads this thread's hasher (`#platform/xxh128`: the native addon on Node.js, else hash-wasm's
+ * WebAssembly module, compiled once per thread), on first use — a load, which records no hash,
+ * never pays for it; later calls return the same promise.
  *
  * @returns {Promise<void>} settled once {@link contentHashOf} answers.
  */
 export function loadContentHasher() {
-  loading ??= import("hash-wasm")
-    .then(({ createXXHash128 }) => createXXHash128())
-    .then((h) => {
-      hasher = h;
-    });
+  loading ??= loadXXH128().then((h) => {
+    hasher = h;
+  });
   return loading;
 }
 
@@ -38,10 +39,20 @@ export function loadContentHasher() {
  * @returns {string | undefined} 32 lowercase hex digits.
  */
 export function contentHashOf(bytes) {
-  if (hasher === undefined) return undefined;
-  hasher.init();
-  hasher.update(bytes);
-  return hasher.digest("hex");
+  return hasher?.hex(bytes);
+}
+
+/**
+ * Begins the content hash of bytes fed in pieces, on this thread — so that one pass over an item
+ * can feed each block to its CRC and its hash while the block is in the cache. Undefined until
+ * {@link loadContentHasher} has settled. One at a time per thread: beginning another, or calling
+ * {@link contentHashOf}, ends it.
+ *
+ * @returns {{ readonly update: (bytes: Uint8Array) => void, readonly hex: () => string } | undefined}
+ *   `update` with each piece in order, then `hex` for the 32 lowercase hex digits.
+ */
+export function startContentHash() {
+  return hasher?.start();
 }
 
 /**
