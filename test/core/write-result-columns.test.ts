@@ -11,11 +11,14 @@ import {
   tensor,
 } from "@dcpjs/core";
 import {
+  decodeWriteResults,
+  encodeWriteResults,
   type SavePlan,
   savePlanColumns,
   type WriteResult,
   withWriteResults,
   writeResultColumns,
+  writeResultsView,
 } from "@dcpjs/core/extend";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -99,6 +102,19 @@ describe("write results as columns", () => {
       await load(into, { checkpointId: dir });
       expect(into).toEqual(sd);
     });
+
+  it("the results cross an encoding group as bytes and read back over the coordinator's plan alike", async () => {
+    for (const workerMinBytes of [0, Number.POSITIVE_INFINITY]) {
+      const { plan, results } = await writeColumnar(stateDict(50), { workerMinBytes });
+      const columns = writeResultColumns(results)!;
+      const bytes = encodeWriteResults(columns);
+      const decoded = decodeWriteResults(bytes.slice(), savePlanColumns(plan)!);
+      expect(Array.from(writeResultsView(decoded))).toEqual(Array.from(results));
+      expect(() => decodeWriteResults(bytes.subarray(0, 20), savePlanColumns(plan)!)).toThrow(
+        /INVALID_PLAN|Expected/,
+      );
+    }
+  });
 
   it("a view written to is no longer read as columns", async () => {
     const { results } = await writeColumnar(stateDict(3), {});

@@ -31,7 +31,10 @@ export interface WriteResultColumns {
   readonly algorithm: ChecksumAlgorithm;
   /** Per result: its CRC (unsigned). */
   readonly checksums: Uint32Array;
-  /** Per result: its content hash (XXH3-128), {@link RESULT_HASH_BYTES} bytes each; zeros where it has none. */
+  /**
+   * Per result: its content hash (XXH3-128), {@link RESULT_HASH_BYTES} bytes each; zeros where it
+   * has none (empty when none has one).
+   */
   readonly hashes: Uint8Array;
   /** Per result: 1 where it has a content hash. */
   readonly hasHash: Uint8Array;
@@ -92,7 +95,8 @@ export class WriteResultColumnsBuilder {
   readonly offset: Float64Array;
   readonly length: Float64Array;
   readonly checksums: Uint32Array;
-  readonly hashes: Uint8Array;
+  /** Allocated with the first content hash. */
+  hashes: Uint8Array = new Uint8Array(0);
   readonly hasHash: Uint8Array;
   readonly #files: string[] = [];
   readonly #fileIds = new Map<string, number>();
@@ -106,7 +110,6 @@ export class WriteResultColumnsBuilder {
     this.offset = new Float64Array(count);
     this.length = new Float64Array(count);
     this.checksums = new Uint32Array(count);
-    this.hashes = new Uint8Array(count * RESULT_HASH_BYTES);
     this.hasHash = new Uint8Array(count);
   }
 
@@ -167,6 +170,7 @@ export class WriteResultColumnsBuilder {
     this.length[slot] = length;
     this.checksums[slot] = crc;
     if (hashes !== undefined) {
+      if (this.hashes.length === 0) this.hashes = new Uint8Array(this.items.length * RESULT_HASH_BYTES);
       hexToHash(hashes, hashAt, this.hashes, slot * RESULT_HASH_BYTES);
       this.hasHash[slot] = 1;
     }
