@@ -615,7 +615,10 @@ function columnarWithResultColumns(
       const f = plan.fqnIds[j]!;
       let e = entries[f]!;
       if (e === -2) {
-        e = c.entryOf.get(plan.fqns[f]!) ?? -1;
+        // Plans whose fqns come in the metadata's order (one rank; FSDP, where every rank holds
+        // every fqn) find each entry at its own position, with no lookup by name.
+        const fqn = plan.fqns[f]!;
+        e = c.fqns[f] === fqn ? f : (c.entryOf.get(fqn) ?? -1);
         entries[f] = e;
       }
       if (e < 0) return undefined;
