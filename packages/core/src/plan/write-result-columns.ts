@@ -90,13 +90,19 @@ export function hashToHex(bytes: Uint8Array, at: number): string {
  * per result, known up front), each with its item's position in the plan.
  */
 export class WriteResultColumnsBuilder {
+  /** Per slot: its item's position in the plan (see {@link WriteResultColumns}). */
   readonly items: Int32Array;
+  /** Per slot: its file id. */
   readonly file: Uint32Array;
+  /** Per slot: its offset in the file (bytes). */
   readonly offset: Float64Array;
+  /** Per slot: its stored length (bytes). */
   readonly length: Float64Array;
+  /** Per slot: its CRC. */
   readonly checksums: Uint32Array;
-  /** Allocated with the first content hash. */
+  /** Per slot: its content hash, 16 bytes each; allocated with the first content hash. */
   hashes: Uint8Array = new Uint8Array(0);
+  /** Per slot: 1 where it has a content hash. */
   readonly hasHash: Uint8Array;
   readonly #files: string[] = [];
   readonly #fileIds = new Map<string, number>();
