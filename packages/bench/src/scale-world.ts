@@ -15,10 +15,11 @@ import {
   metadataColumns,
   type SavePlan,
   SavePlanDecoder,
-  type StorageInfo,
   savePlanColumns,
   type WriteResult,
+  WriteResultColumnsBuilder,
   withWriteResults,
+  writeResultsView,
 } from "@dcpjs/core/extend";
 import {
   coordinatePlans,
@@ -211,25 +212,20 @@ function seconds(t0: number): number {
 function writeResults(plans: readonly SavePlan[]): WriteResult[][] {
   return plans.map((plan, rank) => {
     let offset = 0;
-    const relativePath = `__${rank}_0.distcp`;
     const c = savePlanColumns(plan)!;
-    const results: WriteResult[] = [];
+    // As the writer keeps them: columns, with the public WriteResult[] a view over them.
+    const results = new WriteResultColumnsBuilder(c.fqnIds.length);
+    const file = results.fileId(`__${rank}_0.distcp`);
     for (let i = 0; i < c.fqnIds.length; i++) {
       const f = c.fqnIds[i]!;
-      const bytesItem = c.types[i] === 2;
-      const nd = bytesItem ? 0 : c.shapeStarts[f + 1]! - c.shapeStarts[f]!;
+      const nd = c.types[i] === 2 ? 0 : c.shapeStarts[f + 1]! - c.shapeStarts[f]!;
       const b = c.boxStarts[i]!;
       let length = 4;
       for (let d = 0; d < nd; d++) length *= c.boxes[b + nd + d]!;
-      const hint = c.chunkIndex?.[i] ?? -1;
-      const offsets = bytesItem ? null : Array.from(c.boxes.subarray(b, b + nd));
-      const index =
-        hint >= 0 ? { fqn: c.fqns[f]!, offset: offsets, index: hint } : { fqn: c.fqns[f]!, offset: offsets };
-      const storageData: StorageInfo = { relativePath, offset, length, crc32: (offset * 2654435761) >>> 0 };
-      results.push({ index, sizeInBytes: length, storageData });
+      results.setSums(i, i, file, offset, length, "crc32", (offset * 2654435761) >>> 0, undefined);
       offset += length;
     }
-    return results;
+    return writeResultsView(results.build(c));
   });
 }
 

@@ -55,6 +55,13 @@ export {
 export type { LoadPlanner, SavePlanner } from "./plan/planner.js";
 export { decodeSavePlan, encodeSavePlan, SavePlanDecoder } from "./plan/save-plan-codec.js";
 export { columnarSavePlan, type SavePlanColumns, savePlanColumns } from "./plan/save-plan-columns.js";
+export { decodeWriteResults, encodeWriteResults } from "./plan/write-result-codec.js";
+export {
+  type WriteResultColumns,
+  WriteResultColumnsBuilder,
+  writeResultColumns,
+  writeResultsView,
+} from "./plan/write-result-columns.js";
 export { type RetryOptions, type RetryPolicy, retry } from "./retry.js";
 export type {
   CreateStreamOptions,

@@ -19,7 +19,10 @@ import {
   receivePlan,
 } from "./plan/plan-exchange.js";
 import type { SavePlanner } from "./plan/planner.js";
+import { savePlanColumns } from "./plan/save-plan-columns.js";
 import { DefaultSavePlanner } from "./plan/save-planner.js";
+import { decodeWriteResults, encodeWriteResults } from "./plan/write-result-codec.js";
+import { writeResultColumns, writeResultsView } from "./plan/write-result-columns.js";
 import type { UnchangedItems } from "./storage/incremental-base.js";
 import type { BaseLease } from "./storage/references.js";
 import { createStorageWriter } from "./storage/registry.js";
@@ -138,6 +141,8 @@ async function saveSteps(
   const planner = options.planner ?? new DefaultSavePlanner();
   const { signal, base } = options;
   let globalMetadata: Metadata | undefined;
+  /** The coordinator's: every rank's finished plan (what each rank's write results name by position). */
+  let finishedPlans: readonly SavePlan[] = [];
 
   const cacheKey = planCacheKey(planner, pg, coordinator);
   let local: SavePlan | undefined;
@@ -170,6 +175,7 @@ async function saveSteps(
         if (decided.resend) return all.map((): PlanReply => ({ resend: true }));
         globalMetadata = decided.metadata;
         const prepared = writer.prepareGlobalPlan([...decided.plans]);
+        finishedPlans = prepared;
         return prepared.map((plan, r) => planReply(r, plan, decided, messages[r]!, pg));
       },
       coordinator,
@@ -186,15 +192,33 @@ async function saveSteps(
 
   let wrote = false;
   try {
-    return await allReduce<WriteResult[], Metadata>(
+    return await allReduce<WriteResult[] | { readonly resultBytes: Uint8Array }, Metadata>(
       pg,
       "write",
       async () => {
         const results = await writer.writeData(planner.finishPlan(plan), planner, signal);
         wrote = true;
-        return results;
+        // Over a group that copies values, results held as columns of the plan the coordinator
+        // sent go as bytes (no object per item on either side); any other as objects.
+        const columns = passesByReference(pg) ? undefined : writeResultColumns(results);
+        const sentPlan = savePlanColumns(plan);
+        return columns !== undefined && sentPlan !== undefined && columns.plan === sentPlan
+          ? { resultBytes: encodeWriteResults(columns) }
+          : results;
       },
-      async (results) => {
+      async (sent) => {
+        const results = sent.map((s, r) => {
+          if (Array.isArray(s)) return s;
+          const planColumns = savePlanColumns(finishedPlans[r] ?? { items: [] });
+          if (planColumns === undefined)
+            throw new CheckpointError(
+              "INVALID_PLAN",
+              `Expected the coordinator to hold rank ${r}'s finished plan as columns for its encoded write results, got none`,
+            );
+          return writeResultsView(
+            decodeWriteResults((s as { resultBytes: Uint8Array }).resultBytes, planColumns),
+          );
+        });
         const committed = (await writer.finish(globalMetadata!, results, signal)) ?? globalMetadata!;
         // A columnar metadata's maps are views an encoding group cannot carry: send plain maps.
         return passesByReference(pg) ? committed : plainMetadata(committed);

@@ -8,7 +8,8 @@ const states = new WeakMap<object, LazyState>();
 
 /**
  * An array whose elements are made on first use: a `Proxy` over a real array of `length` holes
- * that fills every element (`at(i)` for each i) the first time anything but its `length` is read,
+ * that fills every element (`at(i)` for each i) the first time anything but its `length` (or
+ * `then`, which an array lacks) is read,
  * then behaves as that plain array (`Array.isArray` is true; spreading a plan that holds one
  * copies the reference, making nothing). A plan's `items` in columns is one, so callers and custom
  * planners see `WriteItem` objects while the engine works on the columns.
@@ -31,7 +32,8 @@ export function lazyArray<T>(length: number, at: (i: number) => T): T[] {
   };
   const proxy = new Proxy(target, {
     get(t, prop, receiver) {
-      if (prop !== "length") fill();
+      // `then`: what resolving a promise with the array asks (an async function returning it).
+      if (prop !== "length" && prop !== "then") fill();
       return Reflect.get(t, prop, receiver);
     },
     has(t, prop) {

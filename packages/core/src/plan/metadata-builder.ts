@@ -16,6 +16,7 @@ import {
   type StorageColumns,
   VALUE_DTYPE,
 } from "./metadata-columns.js";
+import { RESULT_HASH_BYTES, type WriteResultColumns, writeResultColumns } from "./write-result-columns.js";
 
 /** Most dimensions a tensor may have in `.metadata` (one byte of `entries.ndim`, as the codec). */
 const MAX_NDIM = 0xfe;
@@ -357,6 +358,56 @@ class StorageWriter {
     return i;
   }
 
+  /** The id of data file `relativePath` in the columns. */
+  fileId(relativePath: string): number {
+    let file = this.#fileIndex.get(relativePath);
+    if (file === undefined) {
+      file = this.#files.push(relativePath) - 1;
+      this.#fileIndex.set(relativePath, file);
+    }
+    return file;
+  }
+
+  /**
+   * Records item `item`'s place and sums from numbers (no base, item format or running
+   * checksums): file id ({@link StorageWriter.fileId}), offset and length in bytes, its CRC of
+   * `algorithm`, and its content hash read from `hashes` at `hashAt` (none when undefined).
+   * `fqn` names it in messages. @throws as `MetadataBuilder.setStorage`.
+   */
+  setColumns(
+    item: number,
+    file: number,
+    offset: number,
+    length: number,
+    algorithm: "crc32" | "crc32c",
+    crc: number,
+    hashes: Uint8Array | undefined,
+    hashAt: number,
+    fqn: string,
+  ): void {
+    this.#algorithm ??= algorithm;
+    if (algorithm !== this.#algorithm)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
+      );
+    this.reserve(item + 1);
+    if (this.#has[item] === 0) this.#stored++;
+    this.#has[item] = 1;
+    this.#file[item] = file;
+    this.#fileOffset[item] = offset;
+    this.#length[item] = length;
+    this.#checksum[item] = crc;
+    this.#base[item] = 0;
+    if (hashes !== undefined) {
+      this.#hashes = grown(this.#hashes ?? new Uint8Array(0), this.#has.length * HASH_BYTES);
+      this.#hashes.set(hashes.subarray(hashAt, hashAt + HASH_BYTES), item * HASH_BYTES);
+    } else if (this.#hashes && item * HASH_BYTES < this.#hashes.length)
+      this.#hashes.fill(0, item * HASH_BYTES, (item + 1) * HASH_BYTES);
+    if (this.#itemFormats.size > 0) this.#itemFormats.delete(item);
+    if (this.#blocks.size > 0) this.#blocks.delete(item);
+  }
+
   /** Records item `item`'s entry; `fqn` names it in messages. @throws as `MetadataBuilder.setStorage`. */
   set(item: number, info: StorageInfo, fqn: string): void {
     const algorithm = info.crc32 !== undefined ? "crc32" : info.crc32c !== undefined ? "crc32c" : undefined;
@@ -374,12 +425,7 @@ class StorageWriter {
     this.reserve(item + 1);
     if (this.#has[item] === 0) this.#stored++;
     this.#has[item] = 1;
-    let file = this.#fileIndex.get(info.relativePath);
-    if (file === undefined) {
-      file = this.#files.push(info.relativePath) - 1;
-      this.#fileIndex.set(info.relativePath, file);
-    }
-    this.#file[item] = file;
+    this.#file[item] = this.fileId(info.relativePath);
     this.#fileOffset[item] = info.offset;
     this.#length[item] = info.length;
     this.#checksum[item] = (algorithm === "crc32" ? info.crc32 : info.crc32c)!;
@@ -495,6 +541,15 @@ export function withWriteResults(metadata: Metadata, results: readonly (readonly
   const columns = metadataColumns(metadata);
   const total = results.reduce((n, r) => n + r.length, 0);
   if (columns && columns.storage === undefined && total === columns.records) {
+    const resultColumns = results.map(writeResultColumns);
+    if (resultColumns.every((r) => r !== undefined)) {
+      try {
+        const storaged = columnarWithResultColumns(metadata, columns, resultColumns);
+        if (storaged) return storaged;
+      } catch {
+        // As below: the objects' path decides.
+      }
+    }
     try {
       const storaged = columnarWithResults(metadata, columns, results);
       if (storaged) return storaged;
@@ -532,6 +587,78 @@ function columnarWithResults(
       if (storage.has(record)) return undefined;
       storage.set(record, r.storageData, r.index.fqn);
     }
+  if (storage.missing(c.records) !== undefined) return undefined;
+  return columnarMetadata({ ...c, storage: storage.columns(c.records, undefined) });
+}
+
+/**
+ * The columns with the storage entries of write results held as columns (`WriteResultColumns`,
+ * from a writer that wrote a plan over columns): each result's record found from its plan item's
+ * fqn id and index hint (checked against the chunk's offsets), its numbers copied — no object per
+ * item. Undefined when they do not name each record once.
+ */
+function columnarWithResultColumns(
+  metadata: Metadata,
+  c: MetadataColumns,
+  results: readonly WriteResultColumns[],
+): Metadata | undefined {
+  const storage = new StorageWriter();
+  storage.reserve(c.records);
+  for (const r of results) {
+    const plan = r.plan;
+    // Each plan fqn's entry, looked up once: -2 not yet, -1 none.
+    const entries = new Int32Array(plan.fqns.length).fill(-2);
+    const files = r.files.map((f) => storage.fileId(f));
+    const kept = r.extra.size > 0;
+    for (let k = 0; k < r.items.length; k++) {
+      const j = r.items[k]!;
+      const f = plan.fqnIds[j]!;
+      let e = entries[f]!;
+      if (e === -2) {
+        // Plans whose fqns come in the metadata's order (one rank; FSDP, where every rank holds
+        // every fqn) find each entry at its own position, with no lookup by name.
+        const fqn = plan.fqns[f]!;
+        e = c.fqns[f] === fqn ? f : (c.entryOf.get(fqn) ?? -1);
+        entries[f] = e;
+      }
+      if (e < 0) return undefined;
+      let record: number;
+      if (c.entryDtype[e] === VALUE_DTYPE) {
+        if (plan.types[j] !== 2) return undefined;
+        record = c.entryRecord[e]!;
+      } else {
+        const nd = c.entryNdim[e]!;
+        if (plan.types[j] === 2 || plan.shapeStarts[f + 1]! - plan.shapeStarts[f]! !== nd) return undefined;
+        const b = plan.boxStarts[j]!;
+        const hint = plan.chunkIndex?.[j] ?? -1;
+        let position: number | undefined;
+        if (hint >= 0 && hint < c.entryChunkStart[e + 1]! - c.entryChunkStart[e]!) {
+          const at = c.entryChunkDim[e]! + hint * nd;
+          let same = true;
+          for (let d = 0; d < nd && same; d++) same = c.chunkOffsets[at + d] === plan.boxes[b + d];
+          if (same) position = hint;
+        }
+        position ??= chunkPositionOf(metadata, e, Array.from(plan.boxes.subarray(b, b + nd)), undefined);
+        if (position === undefined) return undefined;
+        record = c.entryRecord[e]! + position;
+      }
+      if (storage.has(record)) return undefined;
+      const whole = kept ? r.extra.get(k) : undefined;
+      if (whole !== undefined) storage.set(record, whole.storageData, plan.fqns[f]!);
+      else
+        storage.setColumns(
+          record,
+          files[r.file[k]!]!,
+          r.offset[k]!,
+          r.length[k]!,
+          r.algorithm,
+          r.checksums[k]!,
+          r.hasHash[k] === 1 ? r.hashes : undefined,
+          k * RESULT_HASH_BYTES,
+          plan.fqns[f]!,
+        );
+    }
+  }
   if (storage.missing(c.records) !== undefined) return undefined;
   return columnarMetadata({ ...c, storage: storage.columns(c.records, undefined) });
 }

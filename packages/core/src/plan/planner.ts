@@ -1,6 +1,7 @@
 import type { StateDict } from "../model/state-dict.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LoadPlan, Metadata, ReadItem, SavePlan, StorageMeta, WriteItem } from "./metadata.js";
+import type { SavePlanColumns } from "./save-plan-columns.js";
 
 /**
  * Plans a save, as DCP's `SavePlanner`. Lifecycle on every rank: {@link SavePlanner.setUpPlanner}
@@ -33,6 +34,15 @@ export interface SavePlanner {
    * @param item - an item of the finished plan.
    */
   resolveData(item: WriteItem): Uint8Array;
+  /**
+   * Optional: {@link SavePlanner.resolveData} for item `item` of a finished plan over columns
+   * (`savePlanColumns`), read by position, so that a writer needs no `WriteItem` object per item.
+   * Must return what `resolveData` returns for that item. @default absent: the writer makes the
+   * item (`writeItemAt`) and calls `resolveData`
+   * @param columns - the finished plan's columns.
+   * @param item - the item's position in them.
+   */
+  resolveDataAt?(columns: SavePlanColumns, item: number): Uint8Array;
   /**
    * What makes this planner's global plan a function of the ranks' local plans alone, as a string
    * (its kind and options): when present, a save whose every rank's local plan is unchanged since

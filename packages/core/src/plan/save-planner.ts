@@ -322,6 +322,17 @@ export class DefaultSavePlanner implements SavePlanner {
     return savePlanColumns(plan) === undefined ? plan : { ...plan, items: Array.from(plan.items) };
   }
 
+  /**
+   * @inheritDoc
+   * A whole tensor is found by its fqn alone; a shard or value (or a subclass's own `resolveData`)
+   * goes through {@link DefaultSavePlanner.resolveData} with the item made from the columns.
+   */
+  resolveDataAt(columns: SavePlanColumns, item: number): Uint8Array {
+    if (columns.types[item] === 0 && this.resolveData === DefaultSavePlanner.prototype.resolveData)
+      return tensorBytes(this.#flat.get(columns.fqns[columns.fqnIds[item]!]!) as Tensor);
+    return this.resolveData(writeItemAt(columns, item));
+  }
+
   /** @inheritDoc */
   resolveData(item: WriteItem): Uint8Array {
     const obj = this.#flat.get(item.index.fqn);

@@ -15,16 +15,20 @@ import {
 import { CheckpointError, NotFoundError, throwIfAborted } from "../errors.js";
 import { type WriteFormat, writeFormatNamed } from "../formats/checkpoint-formats.js";
 import { decodeCheckpointMetadata } from "../formats/checkpoint-metadata.js";
-import { checksumFields, ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
+import { ITEM_CHECKSUM_ALGORITHM } from "../formats/checksum.js";
 import { contentHashOf, loadContentHasher } from "../formats/content-hash.js";
 import type { ChecksumOffload, FramedItem, ItemFormat } from "../formats/item-format.js";
 import { encodeMetadata as encodeDcpjsMetadata } from "../formats/metadata-codec.js";
 import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
-import { DTYPE_BYTES } from "../model/dtype.js";
-import { numel } from "../model/tensor.js";
 import type { Metadata, SavePlan, StorageMeta, WriteItem, WriteResult } from "../plan/metadata.js";
 import { withWriteResults } from "../plan/metadata-builder.js";
 import type { SavePlanner } from "../plan/planner.js";
+import { savePlanColumns } from "../plan/save-plan-columns.js";
+import {
+  WriteResultColumnsBuilder,
+  writeResultsView,
+  writtenFileSizes,
+} from "../plan/write-result-columns.js";
 import { assertIntegerInRange } from "../validate.js";
 import type { FileSystemBase, FileWriteStream } from "./filesystem-base.js";
 import { type IncrementalBase, readIncrementalBase, type UnchangedItems } from "./incremental-base.js";
@@ -40,6 +44,13 @@ import {
   saveTagSuffix,
 } from "./layout.js";
 import { forEachFile } from "./per-file.js";
+import {
+  columnPlanItems,
+  objectPlanItems,
+  type PlanItems,
+  plannedBytes,
+  splitPositionsBySizeAndType,
+} from "./plan-items.js";
 import type { ProgressCallback } from "./progress.js";
 import { readWholeFile } from "./read-whole-file.js";
 import { type BaseLease, checkpointName, filesStillReferenced, leaseBase } from "./references.js";
@@ -52,11 +63,6 @@ export const SMALL_ITEM_BYTES = 1024 * 1024;
 /** Most bytes of small items gathered into one (vectored) write. */
 export const WRITE_BATCH_BYTES = 8 * 1024 * 1024;
 
-function itemBytes(item: WriteItem): number {
-  const td = item.tensorData;
-  return td ? numel(td.chunk.sizes) * DTYPE_BYTES[td.properties.dtype] : 0;
-}
-
 /**
  * Splits a plan's items into `bins` files, as DCP's `_split_by_size_and_type`: with one bin, all
  * items; otherwise bytes items go round-robin (`i % bins`) and tensors, largest first, each to the
@@ -67,22 +73,14 @@ function itemBytes(item: WriteItem): number {
  * @returns exactly `bins` lists.
  */
 export function splitBySizeAndType(bins: number, items: readonly WriteItem[]): WriteItem[][] {
-  const bytesItems = items.filter((i) => i.type === "bytes");
-  const tensorItems = items.filter((i) => i.type !== "bytes");
-  if (bins === 1) return [[...bytesItems, ...tensorItems]];
-  const buckets: WriteItem[][] = Array.from({ length: bins }, () => []);
-  const sizes = new Array<number>(bins).fill(0);
-  bytesItems.forEach((item, i) => {
-    buckets[i % bins]!.push(item);
+  const byPosition = splitPositionsBySizeAndType(bins, {
+    count: items.length,
+    isBytes: (j) => items[j]!.type === "bytes",
+    bytes: (j) => plannedBytes(items[j]!),
+    item: (j) => items[j]!,
+    data: () => new Uint8Array(0),
   });
-  const sorted = [...tensorItems].sort((a, b) => itemBytes(b) - itemBytes(a));
-  for (const item of sorted) {
-    let smallest = 0;
-    for (let b = 1; b < bins; b++) if (sizes[b]! < sizes[smallest]!) smallest = b;
-    buckets[smallest]!.push(item);
-    sizes[smallest]! += itemBytes(item);
-  }
-  return buckets;
+  return byPosition.map((bucket) => bucket.map((j) => items[j]!));
 }
 
 /** Options of {@link FileSystemWriter}. */
@@ -290,11 +288,21 @@ export class FileSystemWriter implements StorageWriter {
   async writeData(plan: SavePlan, planner: SavePlanner, signal?: AbortSignal): Promise<WriteResult[]> {
     throwIfAborted(signal);
     const prefix = plan.storageData?.prefix ?? rankFilePrefix(this.#rank);
+    // A plan over columns is read by position (no WriteItem per item); an incremental save
+    // compares items with the base as objects.
+    const columns = this.#base === undefined ? savePlanColumns(plan) : undefined;
+    const planned = columns ? columnPlanItems(columns, planner) : objectPlanItems(plan.items, planner);
     // Large tensors in shared memory will be checksummed on worker threads: start one while the
     // first writes run.
-    const large = (i: WriteItem) => i.type !== "bytes" && itemBytes(i) >= this.#workerMinBytes;
-    if (plan.items.some((i) => large(i) && this.#checksumOffThread(i, planner.resolveData(i))))
-      startWorkers();
+    for (let j = 0; j < planned.count; j++)
+      if (
+        !planned.isBytes(j) &&
+        planned.bytes(j) >= this.#workerMinBytes &&
+        this.#checksumOffThread(false, planned.data(j))
+      ) {
+        startWorkers();
+        break;
+      }
     // Every dcpjs item records its content hash: the hasher is loaded before any item is framed.
     if (this.#format === NATIVE_ITEM_FORMAT) await loadContentHasher();
     // An incremental save decides which items are unchanged first, and writes only the others.
@@ -305,25 +313,33 @@ export class FileSystemWriter implements StorageWriter {
           checkpointName(this.path),
           (item) => planner.resolveData(item),
           (item, data) =>
-            this.#checksumOffThread(item, data) ? contentHashOnWorker(data) : contentHashOf(data)!,
+            this.#checksumOffThread(item.type === "bytes", data)
+              ? contentHashOnWorker(data)
+              : contentHashOf(data)!,
           signal,
         )
-      : { references: [], toWrite: plan.items };
+      : { references: [], toWrite: undefined };
+    const items = toWrite ? objectPlanItems(toWrite, planner) : planned;
     const buckets = this.#singleFilePerRank
-      ? splitBySizeAndType(this.threadCount, toWrite)
-      : toWrite.map((i) => [i]);
+      ? splitPositionsBySizeAndType(this.threadCount, items)
+      : Array.from({ length: items.count }, (_, j) => [j]);
+    const results = new WriteResultColumnsBuilder(items.count);
     // The lease goes first: gc keeps the files of a save whose lease is live.
-    const lease = toWrite.length > 0 ? await this.#takeLease(signal) : undefined;
+    const lease = items.count > 0 ? await this.#takeLease(signal) : undefined;
     const written: string[] = [];
     try {
-      const perFile = await forEachFile(buckets, this.threadCount, signal, async (items, n, linked) => {
+      let slot = 0;
+      const firstSlots = buckets.map((b) => {
+        const first = slot;
+        slot += b.length;
+        return first;
+      });
+      await forEachFile(buckets, this.threadCount, signal, async (positions, n, linked) => {
         const relativePath = dataFileName(prefix, n, this.saveTag);
-        const results = await this.#writeFile(relativePath, items, planner, linked);
+        await this.#writeFile(relativePath, positions, items, results, firstSlots[n]!, linked);
         written.push(relativePath);
-        return results;
       });
       await lease?.stop();
-      return references.length > 0 ? [...perFile.flat(), ...references] : perFile.flat();
     } catch (error) {
       // The save will not commit: remove this rank's finished files too (the failed ones are
       // aborted), then its lease.
@@ -332,6 +348,9 @@ export class FileSystemWriter implements StorageWriter {
       if (lease) await this.#removeQuietly(lease.path);
       throw error;
     }
+    if (columns) return writeResultsView(results.build(columns));
+    const plain = results.toResults(toWrite ?? plan.items);
+    return references.length > 0 ? [...plain, ...references] : plain;
   }
 
   /**
@@ -390,25 +409,28 @@ export class FileSystemWriter implements StorageWriter {
    */
   async #writeFile(
     relativePath: string,
-    items: readonly WriteItem[],
-    planner: SavePlanner,
+    positions: readonly number[],
+    items: PlanItems,
+    results: WriteResultColumnsBuilder,
+    firstSlot: number,
     signal: AbortSignal,
-  ): Promise<WriteResult[]> {
+  ): Promise<void> {
     throwIfAborted(signal);
-    const staging = this.#stagingFor(items);
+    const staging = this.#stagingFor(positions, items);
     const stream: FileWriteStream = await this.fs.createStream(
       this.fs.concatPath(this.path, relativePath),
       "wb",
       { signal },
     );
-    // Each item's result, in order; a slot stays empty until its checksum is known.
-    const results: (WriteResult | undefined)[] = [];
+    const fileId = results.fileId(relativePath);
+    /** The next result's slot: each item's result, in order, is filled once its checksum is known. */
+    let slot = firstSlot;
     /** Results whose checksums a worker computes: filled in once every item is written. */
     const later: Promise<void>[] = [];
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
-    /** The staged items of the batch being gathered, and where in the file the batch starts. */
-    let staged: WriteItem[] = [];
+    /** The staged items of the batch being gathered (positions), and where in the file the batch starts. */
+    let staged: number[] = [];
     let stagedAt = 0;
     // One write may be in flight while the next batch is gathered and checksummed.
     let pending: Promise<void> | undefined;
@@ -435,29 +457,28 @@ export class FileSystemWriter implements StorageWriter {
       }
       if (staging && staging.items > 0) {
         const taken = staging.take();
-        const items = staged;
+        const batchItems = staged;
         const at = stagedAt;
-        const firstSlot = results.length - items.length;
+        const batchSlot = slot - batchItems.length;
         staged = [];
         await write(taken.bytes, taken.bytes.byteLength);
         taken.hold(pending!);
         later.push(
           taken.sums.then(({ crcs, hashes }) => {
             let start = 0;
-            for (let i = 0; i < items.length; i++) {
+            for (let i = 0; i < batchItems.length; i++) {
               const end = taken.ends[i]!;
-              const length = end - start;
-              results[firstSlot + i] = {
-                index: items[i]!.index,
-                sizeInBytes: length,
-                storageData: {
-                  relativePath,
-                  offset: at + start,
-                  length,
-                  ...checksumFields(ITEM_CHECKSUM_ALGORITHM, crcs[i]!),
-                  contentHash: hashes.slice(32 * i, 32 * i + 32),
-                },
-              };
+              results.setSums(
+                batchSlot + i,
+                batchItems[i]!,
+                fileId,
+                at + start,
+                end - start,
+                ITEM_CHECKSUM_ALGORITHM,
+                crcs[i]!,
+                hashes,
+                32 * i,
+              );
               start = end;
             }
           }),
@@ -469,9 +490,9 @@ export class FileSystemWriter implements StorageWriter {
     let syncing: Promise<void> | undefined;
     try {
       let offset = stream.tell();
-      for (const item of items) {
+      for (const j of positions) {
         throwIfAborted(signal);
-        const data = planner.resolveData(item);
+        const data = items.data(j);
         const length = data.byteLength;
         if (staging && length < SMALL_ITEM_BYTES && length <= staging.capacity) {
           // A small item of the native format: copied into a staging buffer, summed on a worker.
@@ -481,8 +502,8 @@ export class FileSystemWriter implements StorageWriter {
             stagedAt = offset;
           }
           staging.add(data);
-          staged.push(item);
-          results.push(undefined);
+          staged.push(j);
+          slot++;
           offset += length;
           this.#onProgress?.({ bytes: length, items: 1 });
           continue;
@@ -491,6 +512,7 @@ export class FileSystemWriter implements StorageWriter {
         // The item's framing: raw bytes (dcpjs), or a torch.save archive around them (torch). A
         // large tensor in shared memory stored as it is gets its checksum on a worker thread,
         // computed while it is written.
+        const item = items.item(j);
         const onWorker = this.#format.frameOnWorker?.(item, data, this.#offload);
         // A large dcpjs item elsewhere: written first, its sums computed here while it is.
         const sumsWhileWritten =
@@ -517,7 +539,7 @@ export class FileSystemWriter implements StorageWriter {
             }
           }
         }
-        this.#record(results, later, item, relativePath, offset, stored, info);
+        this.#record(results, later, slot++, j, relativePath, offset, stored, info);
         offset += stored;
         this.#onProgress?.({ bytes: length, items: 1 });
       }
@@ -536,7 +558,6 @@ export class FileSystemWriter implements StorageWriter {
       await stream.abort(error);
       throw error;
     }
-    return results as WriteResult[];
   }
 
   /**
@@ -544,28 +565,20 @@ export class FileSystemWriter implements StorageWriter {
    * computing it answers (awaited with every item's at the end of the file).
    */
   #record(
-    results: (WriteResult | undefined)[],
+    results: WriteResultColumnsBuilder,
     later: Promise<void>[],
-    item: WriteItem,
+    slot: number,
+    item: number,
     relativePath: string,
     offset: number,
     length: number,
     info: FramedItem["info"] | Promise<FramedItem["info"]>,
   ): void {
-    const slot = results.length;
-    results.push(undefined);
-    const fill = (recorded: FramedItem["info"]) => {
-      results[slot] = {
-        index: item.index,
-        sizeInBytes: length,
-        storageData: { relativePath, offset, length, ...recorded },
-      };
-    };
     if (!(info instanceof Promise)) {
-      fill(info);
+      results.set(slot, item, relativePath, offset, length, info);
       return;
     }
-    const filled = info.then(fill);
+    const filled = info.then((recorded) => results.set(slot, item, relativePath, offset, length, recorded));
     filled.catch(() => {}); // surfaced where it is awaited
     later.push(filled);
   }
@@ -578,7 +591,7 @@ export class FileSystemWriter implements StorageWriter {
    * undefined. Each buffer holds {@link WRITE_BATCH_BYTES}, or the small tensors' bytes (and
    * 64 KiB for values) where those are fewer.
    */
-  #stagingFor(items: readonly WriteItem[]): SmallItemStaging | undefined {
+  #stagingFor(positions: readonly number[], items: PlanItems): SmallItemStaging | undefined {
     if (this.#format !== NATIVE_ITEM_FORMAT || this.#offload.itemSums === undefined) return undefined;
     // A stream may keep a written buffer until it closes (`FileWriteStream.write`), which would
     // forbid reusing a staging buffer; the local file system is done with one once its write resolves.
@@ -586,8 +599,8 @@ export class FileSystemWriter implements StorageWriter {
     if (!(this.#workerMinBytes < Number.POSITIVE_INFINITY)) return undefined;
     let bytes = 0;
     let count = 0;
-    for (const item of items) {
-      const n = itemBytes(item);
+    for (const j of positions) {
+      const n = items.bytes(j);
       if (n >= SMALL_ITEM_BYTES) continue;
       bytes += n;
       count++;
@@ -603,13 +616,14 @@ export class FileSystemWriter implements StorageWriter {
   }
 
   /**
-   * Whether an item's checksum may be computed on a worker thread: a tensor of `workerMinBytes` or
-   * more, in shared memory, in a format that frames on workers (`ItemFormat.frameOnWorker`).
+   * Whether an item's checksum may be computed on a worker thread: a tensor (not a bytes value)
+   * of `workerMinBytes` or more, in shared memory, in a format that frames on workers
+   * (`ItemFormat.frameOnWorker`).
    */
-  #checksumOffThread(item: WriteItem, data: Uint8Array): boolean {
+  #checksumOffThread(isBytes: boolean, data: Uint8Array): boolean {
     return (
       this.#format.frameOnWorker !== undefined &&
-      item.type !== "bytes" &&
+      !isBytes &&
       runsOffThread(this.#workerMinBytes, data.byteLength, data)
     );
   }
@@ -632,14 +646,7 @@ export class FileSystemWriter implements StorageWriter {
    */
   async finish(metadata: Metadata, results: WriteResult[][], signal?: AbortSignal): Promise<Metadata> {
     // Each own data file's size: the furthest end of its items (a file's items come together).
-    const sizes = new Map<string, number>();
-    for (const rankResults of results)
-      for (const { storageData: d } of rankResults) {
-        if (d.baseCheckpoint !== undefined) continue; // references lie in other checkpoints' files
-        const end = d.offset + d.length;
-        const size = sizes.get(d.relativePath);
-        if (size === undefined || end > size) sizes.set(d.relativePath, end);
-      }
+    const sizes = writtenFileSizes(results);
     // Columnar (no object per item) when the global plan's metadata is; else a new storage map.
     const committed: Metadata = { ...withWriteResults(metadata, results), storageMeta: this.storageMeta() };
     const tmp = this.fs.concatPath(this.path, metadataTmpFile(this.saveTag));
