@@ -19,6 +19,7 @@ import type { SavePlanner } from "./planner.js";
 import {
   columnarSavePlan,
   createWriteColumns,
+  plannerDataView,
   type SavePlanColumns,
   savePlanColumns,
   writeItemAt,
@@ -263,7 +264,7 @@ export class DefaultSavePlanner implements SavePlanner {
   /** @inheritDoc */
   createLocalPlan(): SavePlan {
     // Columns: the items are WriteItem objects only for those who read them.
-    return columnarSavePlan(createWriteColumns(this.#flat), { plannerData: [...this.#mappings] });
+    return columnarSavePlan(createWriteColumns(this.#flat), { plannerData: plannerDataView(this.#mappings) });
   }
 
   /**
@@ -317,9 +318,14 @@ export class DefaultSavePlanner implements SavePlanner {
     return `${this.constructor.name}:${this.#options.saveToLowestRank ?? false}`;
   }
 
-  /** @inheritDoc The items of a plan over columns become a plain array, for the writer's passes over them. */
+  /**
+   * @inheritDoc
+   * @returns `plan` itself: a plan over columns keeps its lazy `items`, so that a writer reads
+   * its columns by index ({@link savePlanColumns}) and no `WriteItem` is made for an item unless
+   * someone reads `items`.
+   */
   finishPlan(plan: SavePlan): SavePlan {
-    return savePlanColumns(plan) === undefined ? plan : { ...plan, items: Array.from(plan.items) };
+    return plan;
   }
 
   /** @inheritDoc */
