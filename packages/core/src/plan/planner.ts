@@ -1,11 +1,13 @@
 import type { StateDict } from "../model/state-dict.js";
 import type { Tensor } from "../model/tensor.js";
 import type { LoadPlan, Metadata, ReadItem, SavePlan, StorageMeta, WriteItem } from "./metadata.js";
+import type { SavePlanColumns } from "./save-plan-columns.js";
 
 /**
  * Plans a save, as DCP's `SavePlanner`. Lifecycle on every rank: {@link SavePlanner.setUpPlanner}
  * → {@link SavePlanner.createLocalPlan}; on the coordinator {@link SavePlanner.createGlobalPlan};
- * on every rank {@link SavePlanner.finishPlan}, then {@link SavePlanner.resolveData} per item.
+ * on every rank {@link SavePlanner.finishPlan}, then {@link SavePlanner.resolveData} (or
+ * {@link SavePlanner.resolveDataAt}) per item.
  */
 export interface SavePlanner {
   /**
@@ -33,6 +35,15 @@ export interface SavePlanner {
    * @param item - an item of the finished plan.
    */
   resolveData(item: WriteItem): Uint8Array;
+  /**
+   * The bytes to store for item `i` of a finished plan over columns (`savePlanColumns` of
+   * the plan {@link SavePlanner.finishPlan} returned): what {@link SavePlanner.resolveData} gives
+   * for that item, without a `WriteItem` made for it. @default absent: a writer calls
+   * `resolveData` with the item
+   * @param columns - the finished plan's columns.
+   * @param i - the item's position in them.
+   */
+  resolveDataAt?(columns: SavePlanColumns, i: number): Uint8Array;
   /**
    * What makes this planner's global plan a function of the ranks' local plans alone, as a string
    * (its kind and options): when present, a save whose every rank's local plan is unchanged since

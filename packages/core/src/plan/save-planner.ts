@@ -330,15 +330,8 @@ export class DefaultSavePlanner implements SavePlanner {
 
   /** @inheritDoc */
   resolveData(item: WriteItem): Uint8Array {
+    if (item.type === "bytes") return this.#valueBytes(item.index.fqn);
     const obj = this.#flat.get(item.index.fqn);
-    if (item.type === "bytes") {
-      let bytes = this.#encoded.get(item.index.fqn);
-      if (!bytes) {
-        bytes = encodeValue(obj, item.index.fqn);
-        this.#encoded.set(item.index.fqn, bytes);
-      }
-      return bytes;
-    }
     if (item.type === "tensor") return tensorBytes(obj as Tensor);
     if (!isShardedTensor(obj)) {
       throw new CheckpointError(
@@ -354,5 +347,27 @@ export class DefaultSavePlanner implements SavePlanner {
       );
     }
     return tensorBytes(shard.tensor);
+  }
+
+  /**
+   * @inheritDoc A tensor's or a value's bytes are found by its fqn alone; a shard's through
+   * {@link resolveData} with the item made from the columns.
+   */
+  resolveDataAt(columns: SavePlanColumns, i: number): Uint8Array {
+    const type = columns.types[i];
+    const fqn = columns.fqns[columns.fqnIds[i]!]!;
+    if (type === 0) return tensorBytes(this.#flat.get(fqn) as Tensor);
+    if (type === 2) return this.#valueBytes(fqn);
+    return this.resolveData(writeItemAt(columns, i));
+  }
+
+  /** A bytes item's encoded value, encoded once per setUpPlanner. */
+  #valueBytes(fqn: string): Uint8Array {
+    let bytes = this.#encoded.get(fqn);
+    if (!bytes) {
+      bytes = encodeValue(this.#flat.get(fqn), fqn);
+      this.#encoded.set(fqn, bytes);
+    }
+    return bytes;
   }
 }
