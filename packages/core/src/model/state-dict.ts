@@ -126,14 +126,16 @@ export function flattenStateDict(stateDict: StateDict, options: FlattenOptions =
         }
       }
     }
-    if (flat.has(fqn)) {
+    // One lookup, not two: a key seen before leaves the size as it was (and the save fails).
+    const size = flat.size;
+    flat.set(fqn, value);
+    if (flat.size === size) {
       throw new CheckpointError(
         "INVALID_STATE_DICT",
         `Expected unique flattened keys, but "${fqn}" comes from both [${mappings.get(fqn)!.join(", ")}] and [${path.join(", ")}]`,
       );
     }
     if (!tensorLike) assertStateDictValue(value, fqn);
-    flat.set(fqn, value);
     mappings.set(fqn, path);
   };
   const visitObject = (path: (string | number)[], fqn: string, value: Record<string, unknown>): void => {
@@ -145,8 +147,8 @@ export function flattenStateDict(stateDict: StateDict, options: FlattenOptions =
           `Expected state-dict keys other than "__proto__", found one at "${[...path, key].join(".")}"`,
         );
       }
-      const child = path.slice();
-      child.push(key);
+      const child = path.length === 0 ? [key] : path.slice();
+      if (path.length > 0) child.push(key);
       visit(child, prefix + key, value[key]);
     }
   };

@@ -258,7 +258,8 @@ export function createWriteColumns(flat: ReadonlyMap<string, unknown>): SavePlan
     types.push(type);
     boxStarts.push(boxes.length);
   };
-  for (const [fqn, obj] of flat) {
+  // forEach, not for…of: no [fqn, leaf] pair made per entry.
+  flat.forEach((obj, fqn) => {
     if (isTensor(obj)) {
       if (!wellFormed(obj)) validateTensor(obj, `"${fqn}"`);
       addItem(addFqn(fqn, DTYPE_CODES.get(obj.dtype)!, obj.shape), 0);
@@ -287,7 +288,7 @@ export function createWriteColumns(flat: ReadonlyMap<string, unknown>): SavePlan
     } else {
       addItem(addFqn(fqn, NO_DTYPE, []), 2);
     }
-  }
+  });
   distinctFqnTables.add(fqns);
   return {
     fqns,
