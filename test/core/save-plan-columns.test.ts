@@ -192,4 +192,24 @@ describe("columnar save plans", () => {
     expect(savePlanColumns(plan!)).toBeUndefined();
     expect(() => encodeSavePlan(plan!)).toThrow(/Expected a save plan over columns/);
   });
+  it("reach the writer as columns: finishPlan keeps them, resolveDataAt gives each item's bytes as resolveData", () => {
+    const sd: StateDict = {
+      a: tensor("float32", [2], new Float32Array([1, 2])),
+      b: shardTensor(tensor("int8", [4], new Int8Array([1, 2, 3, 4])), { rank: 1, worldSize: 2 }),
+      c: { step: 7, name: "x" },
+      d: tensor("bfloat16", []),
+    };
+    const planner = new DefaultSavePlanner();
+    planner.setUpPlanner(sd);
+    const { plans } = planner.createGlobalPlan([planner.createLocalPlan()]);
+    const finished = planner.finishPlan(plans[0]!);
+    const columns = savePlanColumns(finished)!;
+    expect(columns).toBeDefined();
+    const items = [...finished.items];
+    expect(items.map((i) => i.type)).toEqual(["tensor", "shard", "bytes", "bytes", "tensor"]);
+    items.forEach((item, i) => {
+      expect(planner.resolveDataAt(columns, i)).toEqual(planner.resolveData(item));
+    });
+    expect(planner.resolveDataAt(columns, 1)).toEqual(new Uint8Array([3, 4]));
+  });
 });

@@ -201,14 +201,27 @@ export function columnsBody(
   const n = c.fqns.length;
   const s = c.storage;
   const chunks = new Uint32Array(n);
-  const paths: (ObjectPath | number | true | null)[] = [];
+  const paths: (ObjectPath | number | true | null)[] = new Array(n);
+  // The mappings mostly list the entries' fqns in the entries' order (both come from one
+  // flattening): walked beside the entries, each is found without a lookup.
+  const mappings = c.plannerData.entries();
+  let next = mappings.next();
+  let inStep = 0;
   for (let e = 0; e < n; e++) {
     chunks[e] = c.entryChunkStart[e + 1]! - c.entryChunkStart[e]!;
-    const path = c.plannerData.get(c.fqns[e]!);
-    paths.push(path === undefined ? null : encodePath(c.fqns[e]!, path));
+    const fqn = c.fqns[e]!;
+    let path: ObjectPath | undefined;
+    if (!next.done && next.value[0] === fqn) {
+      path = next.value[1];
+      next = mappings.next();
+      inStep++;
+    } else path = c.plannerData.get(fqn);
+    paths[e] = path === undefined ? null : encodePath(fqn, path);
   }
+  // Every mapping met in step names an entry: only the others may be extra.
   const plannerExtra: [string, ObjectPath][] = [];
-  for (const [fqn, path] of c.plannerData) if (!c.entryOf.has(fqn)) plannerExtra.push([fqn, path]);
+  if (inStep < c.plannerData.size)
+    for (const [fqn, path] of c.plannerData) if (!c.entryOf.has(fqn)) plannerExtra.push([fqn, path]);
   const empty = new Uint8Array(0);
   const references = s !== undefined && s.bases.length > 0 && s.base !== undefined;
   let hashed = false;

@@ -104,48 +104,72 @@ function isTerminalList(list: readonly unknown[]): boolean {
 export function flattenStateDict(stateDict: StateDict, options: FlattenOptions = {}): FlatStateDict {
   const flat = new Map<string, StateDictLeaf>();
   const mappings = new Map<string, ObjectPath>();
-  const visit = (path: (string | number)[], value: unknown): void => {
-    if (isPlainObject(value)) {
-      for (const key of Object.keys(value)) {
-        if (UNSAFE_KEYS.has(key)) {
-          throw new CheckpointError(
-            "INVALID_STATE_DICT",
-            `Expected state-dict keys other than "__proto__", found one at "${[...path, key].join(".")}"`,
-          );
+  const refuseEmpty = options.refuseEmptyInLists === true;
+  // `path` is the leaf's own array (kept in `mappings`); `fqn` is `path` joined with ".", built
+  // as the walk descends rather than joined again at every leaf.
+  const visit = (path: (string | number)[], fqn: string, value: unknown): void => {
+    let tensorLike = false;
+    if (typeof value === "object" && value !== null) {
+      if (Array.isArray(value)) {
+        if (!isTerminalList(value)) {
+          visitList(path, fqn, value);
+          return;
         }
-        visit([...path, key], value[key]);
+        tensorLike = isTensor(value) || isShardedTensor(value);
+      } else if (isTensor(value) || isShardedTensor(value)) {
+        tensorLike = true;
+      } else if (!ArrayBuffer.isView(value)) {
+        const proto = Object.getPrototypeOf(value);
+        if (proto === Object.prototype || proto === null) {
+          visitObject(path, fqn, value as Record<string, unknown>);
+          return;
+        }
       }
-      return;
     }
-    if (Array.isArray(value) && !isTerminalList(value)) {
-      value.forEach((v, i) => {
-        const before = flat.size;
-        visit([...path, i], v);
-        if (options.refuseEmptyInLists && flat.size === before) {
-          const what =
-            Object.keys(v as object).length === 0
-              ? "an empty object"
-              : "an object holding only empty objects";
-          throw new CheckpointError(
-            "INVALID_STATE_DICT",
-            `Expected "${[...path, i].join(".")}", an element of a list, to hold a tensor or a value, got ${what}: it saves no entry, so the list could not be rebuilt on load — remove it from the list, or put null or a value in its place`,
-          );
-        }
-      });
-      return;
-    }
-    const fqn = path.map(String).join(".");
-    if (flat.has(fqn)) {
+    // One lookup, not two: a key seen before leaves the size as it was (and the save fails).
+    const size = flat.size;
+    flat.set(fqn, value);
+    if (flat.size === size) {
       throw new CheckpointError(
         "INVALID_STATE_DICT",
         `Expected unique flattened keys, but "${fqn}" comes from both [${mappings.get(fqn)!.join(", ")}] and [${path.join(", ")}]`,
       );
     }
-    if (!isTensor(value) && !isShardedTensor(value)) assertStateDictValue(value, fqn);
-    flat.set(fqn, value);
+    if (!tensorLike) assertStateDictValue(value, fqn);
     mappings.set(fqn, path);
   };
-  visit([], stateDict);
+  const visitObject = (path: (string | number)[], fqn: string, value: Record<string, unknown>): void => {
+    const prefix = path.length === 0 ? "" : `${fqn}.`;
+    for (const key of Object.keys(value)) {
+      if (UNSAFE_KEYS.has(key)) {
+        throw new CheckpointError(
+          "INVALID_STATE_DICT",
+          `Expected state-dict keys other than "__proto__", found one at "${[...path, key].join(".")}"`,
+        );
+      }
+      const child = path.length === 0 ? [key] : path.slice();
+      if (path.length > 0) child.push(key);
+      visit(child, prefix + key, value[key]);
+    }
+  };
+  const visitList = (path: (string | number)[], fqn: string, value: readonly unknown[]): void => {
+    const prefix = path.length === 0 ? "" : `${fqn}.`;
+    value.forEach((v, i) => {
+      const before = flat.size;
+      const child = path.slice();
+      child.push(i);
+      visit(child, prefix + String(i), v);
+      if (refuseEmpty && flat.size === before) {
+        const what =
+          Object.keys(v as object).length === 0 ? "an empty object" : "an object holding only empty objects";
+        throw new CheckpointError(
+          "INVALID_STATE_DICT",
+          `Expected "${[...path, i].join(".")}", an element of a list, to hold a tensor or a value, got ${what}: it saves no entry, so the list could not be rebuilt on load — remove it from the list, or put null or a value in its place`,
+        );
+      }
+    });
+  };
+  visit([], "", stateDict);
   return { flat, mappings };
 }
 

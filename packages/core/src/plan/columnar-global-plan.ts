@@ -6,7 +6,14 @@ import { assembleSaveMetadata, type PlannedEntries } from "./assemble-metadata.j
 import { dedupOwners } from "./dedup-owners.js";
 import type { Metadata } from "./metadata.js";
 import { metadataColumns } from "./metadata-columns.js";
-import { fqnNdim, fqnShape, itemNdim, type SavePlanColumns } from "./save-plan-columns.js";
+import {
+  fqnNdim,
+  fqnShape,
+  hasDistinctFqns,
+  itemNdim,
+  plannerDataMappings,
+  type SavePlanColumns,
+} from "./save-plan-columns.js";
 
 /** The coordinator's global plan over columns: one finished plan per rank, and the metadata. */
 export interface ColumnarGlobalPlan {
@@ -44,7 +51,14 @@ export function dedupSavePlanColumns(
 }
 
 /** Maps each plan's fqn ids to global ids; plans that share one fqn table (the same array) share the map. */
-function globalFqnIds(all: readonly SavePlanColumns[]): { fqns: string[]; maps: Int32Array[] } {
+function globalFqnIds(all: readonly SavePlanColumns[]): { fqns: readonly string[]; maps: Int32Array[] } {
+  // One table shared by every plan (one rank), known to hold each fqn once: it is the global one.
+  const table = all[0]?.fqns;
+  if (table !== undefined && hasDistinctFqns(table) && all.every((c) => c.fqns === table)) {
+    const identity = new Int32Array(table.length);
+    for (let f = 0; f < identity.length; f++) identity[f] = f;
+    return { fqns: table, maps: all.map(() => identity) };
+  }
   const ids = new Map<string, number>();
   const fqns: string[] = [];
   const maps: Int32Array[] = [];
@@ -255,13 +269,7 @@ export function createColumnarGlobalPlan(
       chunkItems[k] = i;
     }
   });
-  const merged = new Map<string, ObjectPath>();
-  let previous: unknown;
-  for (const data of plannerData) {
-    if (data === undefined || data === previous) continue;
-    for (const [fqn, path] of data) merged.set(fqn, path);
-    previous = data;
-  }
+  const merged = mergePlannerData(plannerData);
   const entries: PlannedEntries = {
     columns: all,
     fqns,
@@ -276,6 +284,27 @@ export function createColumnarGlobalPlan(
   const metadata = assembleSaveMetadata(entries, merged);
   const plans = all.map((c, p) => keptColumns(c, keep[p]!, chunkIndexes[p]!));
   return { plans, metadata, entries };
+}
+
+/**
+ * Every plan's planner data in one map (later plans win), each distinct array merged once; a
+ * single planner data made by {@link plannerDataView} is its map itself, not a copy.
+ */
+function mergePlannerData(
+  plannerData: readonly (ReadonlyArray<readonly [string, ObjectPath]> | undefined)[],
+): ReadonlyMap<string, ObjectPath> {
+  const distinct: ReadonlyArray<readonly [string, ObjectPath]>[] = [];
+  let previous: unknown;
+  for (const data of plannerData) {
+    if (data === undefined || data === previous) continue;
+    distinct.push(data);
+    previous = data;
+  }
+  const only = distinct.length === 1 ? plannerDataMappings(distinct[0]!) : undefined;
+  if (only !== undefined) return only;
+  const merged = new Map<string, ObjectPath>();
+  for (const data of distinct) for (const [fqn, path] of data) merged.set(fqn, path);
+  return merged;
 }
 
 /** The kept items of `c` with their index hints; the fqn table and box pool are shared. */
@@ -402,6 +431,19 @@ function validateTensor(
 }
 
 /**
+ * Whether a tensor's one chunk `t` is the whole tensor (offsets 0, sizes its global size, at
+ * `shapes[start..start + nd)`, each ≥ 0): valid without more checks, however many plans (the common case
+ * of a rank's own unsharded tensor).
+ */
+function wholeTensorChunk(shapes: Float64Array, start: number, nd: number, t: TensorBoxes): boolean {
+  for (let d = 0; d < nd; d++) {
+    const size = shapes[start + d]!;
+    if (!(size >= 0) || t.offsets[t.first + d] !== 0 || t.sizes[t.first + d] !== size) return false;
+  }
+  return true;
+}
+
+/**
  * `validateGlobalPlan` on the global plan's columns, with the same problems in the same order:
  * every chunk inside its tensor, no two chunks overlapping, and — with more than one plan — the
  * chunks' volumes adding up to the tensor's; bytes and 0-d entries skipped. A tensor whose chunks
@@ -428,15 +470,17 @@ export function validateColumnarGlobalPlan(
   for (let e = 0; e < order.length; e++) {
     const g = order[e]!;
     if (kinds[g] !== 2) continue;
-    const size = fqnShape(columns[refPlans[g]!]!, refFqns[g]!);
-    const nd = size.length;
+    const ref = columns[refPlans[g]!]!;
+    const f = refFqns[g]!;
+    const nd = fqnNdim(ref, f);
     if (nd === 0) continue;
     const k0 = chunkStarts[g]!;
     const k1 = chunkStarts[g + 1]!;
     const boxes: TensorBoxes = own
       ? { offsets: own.chunkOffsets, sizes: own.chunkSizes, first: own.entryChunkDim[e]!, count: k1 - k0 }
       : gatherBoxes(entries, k0, k1, nd, scratch);
-    validateTensor(fqns[g]!, size, boxes, planCount, problems);
+    if (boxes.count === 1 && wholeTensorChunk(ref.shapes, ref.shapeStarts[f]!, nd, boxes)) continue;
+    validateTensor(fqns[g]!, fqnShape(ref, f), boxes, planCount, problems);
   }
   return problems;
 }

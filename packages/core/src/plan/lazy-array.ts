@@ -19,33 +19,47 @@ const states = new WeakMap<object, LazyState>();
  * @returns the array.
  */
 export function lazyArray<T>(length: number, at: (i: number) => T): T[] {
+  return lazyArrayFilled(length, (target) => {
+    for (let i = 0; i < length; i++) target[i] = at(i);
+  });
+}
+
+/**
+ * {@link lazyArray} whose elements are made all at once, by one walk of their source (a `Map`'s
+ * entries, say) rather than one call per index.
+ *
+ * @param length - the number of elements.
+ * @param fill - sets `target[0..length)` (called once, on first use).
+ * @returns the array.
+ */
+export function lazyArrayFilled<T>(length: number, fill: (target: T[]) => void): T[] {
   const target: T[] = new Array(length);
   const state: LazyState = { filled: false, changed: false };
-  const fill = () => {
+  const fillOnce = () => {
     if (state.filled) return;
     state.filled = true;
-    for (let i = 0; i < length; i++) target[i] = at(i);
+    fill(target);
   };
   const changed = () => {
-    fill();
+    fillOnce();
     state.changed = true;
   };
   const proxy = new Proxy(target, {
     get(t, prop, receiver) {
       // `then`: what resolving a promise with the array asks (an async function returning it).
-      if (prop !== "length" && prop !== "then") fill();
+      if (prop !== "length" && prop !== "then") fillOnce();
       return Reflect.get(t, prop, receiver);
     },
     has(t, prop) {
-      fill();
+      fillOnce();
       return Reflect.has(t, prop);
     },
     ownKeys(t) {
-      fill();
+      fillOnce();
       return Reflect.ownKeys(t);
     },
     getOwnPropertyDescriptor(t, prop) {
-      fill();
+      fillOnce();
       return Reflect.getOwnPropertyDescriptor(t, prop);
     },
     set(t, prop, value, receiver) {

@@ -6,7 +6,8 @@ import type { SavePlanColumns } from "./save-plan-columns.js";
 /**
  * Plans a save, as DCP's `SavePlanner`. Lifecycle on every rank: {@link SavePlanner.setUpPlanner}
  * → {@link SavePlanner.createLocalPlan}; on the coordinator {@link SavePlanner.createGlobalPlan};
- * on every rank {@link SavePlanner.finishPlan}, then {@link SavePlanner.resolveData} per item.
+ * on every rank {@link SavePlanner.finishPlan}, then {@link SavePlanner.resolveData} (or
+ * {@link SavePlanner.resolveDataAt}) per item.
  */
 export interface SavePlanner {
   /**

@@ -1,8 +1,8 @@
 import { CheckpointError } from "../errors.js";
-import { DTYPES, type DType } from "../model/dtype.js";
+import { DTYPE_BYTES, DTYPES } from "../model/dtype.js";
 import type { ObjectPath } from "../model/state-dict.js";
-import { isShardedTensor, isTensor, validateTensor } from "../model/tensor.js";
-import { isUnchangedLazyArray, lazyArray } from "./lazy-array.js";
+import { isShardedTensor, isTensor, type Tensor, validateTensor } from "../model/tensor.js";
+import { isUnchangedLazyArray, lazyArray, lazyArrayFilled } from "./lazy-array.js";
 import type { SavePlan, StoragePrefix, WriteItem, WriteItemType } from "./metadata.js";
 
 /** Item kinds in {@link SavePlanColumns.types}, by code: `tensor` 0, `shard` 1, `bytes` 2. */
@@ -121,24 +121,108 @@ export function savePlanColumns(plan: SavePlan): SavePlanColumns | undefined {
   return columns !== undefined && isUnchangedLazyArray(plan.items) ? columns : undefined;
 }
 
-/** Grows a Float64Array column as it is filled. */
-class Float64Column {
-  values = new Float64Array(64);
+/** Fqn tables made by {@link createWriteColumns} (from a map's keys): no fqn twice. */
+const distinctFqnTables = new WeakSet<readonly string[]>();
+
+/**
+ * Whether `fqns` is known to name no fqn twice (a table {@link createWriteColumns} made); `false`
+ * says only that it was not checked.
+ *
+ * @param fqns - a {@link SavePlanColumns.fqns} table.
+ */
+export function hasDistinctFqns(fqns: readonly string[]): boolean {
+  return distinctFqnTables.has(fqns);
+}
+
+/** The flatten mappings behind each {@link plannerDataView}. */
+const mappingsOf = new WeakMap<readonly unknown[], ReadonlyMap<string, ObjectPath>>();
+
+/**
+ * A local plan's `plannerData` (`[fqn, path]` pairs) as a view of the planner's flatten mappings:
+ * the pairs are made on first use ({@link lazyArrayFilled}), and {@link plannerDataMappings} gives
+ * the coordinator the map itself until someone writes to the array.
+ *
+ * @param mappings - fqn → path in the state dict (not changed afterwards).
+ */
+export function plannerDataView(mappings: ReadonlyMap<string, ObjectPath>): Array<[string, ObjectPath]> {
+  const data = lazyArrayFilled<[string, ObjectPath]>(mappings.size, (target) => {
+    let i = 0;
+    for (const entry of mappings) target[i++] = entry;
+  });
+  mappingsOf.set(data, mappings);
+  return data;
+}
+
+/**
+ * The mappings behind a {@link plannerDataView} nobody has written to, or `undefined` for any
+ * other planner data.
+ *
+ * @param data - a plan's `plannerData`.
+ */
+export function plannerDataMappings(
+  data: ReadonlyArray<readonly [string, ObjectPath]>,
+): ReadonlyMap<string, ObjectPath> | undefined {
+  const mappings = mappingsOf.get(data);
+  return mappings !== undefined && isUnchangedLazyArray(data) ? mappings : undefined;
+}
+
+/** A typed array constructor a {@link Column} grows. */
+type ColumnArray = Float64Array | Int32Array | Uint8Array;
+
+/** Grows a typed column as it is filled (doubling), then hands over its filled part. */
+class Column<A extends ColumnArray> {
+  values: A;
   length = 0;
+  readonly #make: (n: number) => A;
+  constructor(make: (n: number) => A, capacity = 64) {
+    this.#make = make;
+    this.values = make(Math.max(capacity, 16));
+  }
+  /** Room for `n` more values. */
+  reserve(n: number): void {
+    if (this.length + n <= this.values.length) return;
+    let size = this.values.length * 2;
+    while (size < this.length + n) size *= 2;
+    const grown = this.#make(size);
+    grown.set(this.values);
+    this.values = grown;
+  }
   push(x: number): void {
-    if (this.length === this.values.length) {
-      const grown = new Float64Array(this.values.length * 2);
-      grown.set(this.values);
-      this.values = grown;
-    }
+    if (this.length === this.values.length) this.reserve(1);
     this.values[this.length++] = x;
   }
   pushAll(xs: readonly number[]): void {
-    for (const x of xs) this.push(x);
+    this.reserve(xs.length);
+    for (let i = 0; i < xs.length; i++) this.values[this.length++] = xs[i]!;
   }
-  done(): Float64Array {
-    return this.values.slice(0, this.length);
+  pushZeros(n: number): void {
+    this.reserve(n);
+    this.values.fill(0, this.length, this.length + n);
+    this.length += n;
   }
+  done(): A {
+    return this.values.slice(0, this.length) as A;
+  }
+}
+
+/** Each dtype's code in {@link SavePlanColumns.dtypes} (its position in {@link DTYPES}). */
+const DTYPE_CODES: ReadonlyMap<string, number> = new Map(DTYPES.map((d, i) => [d, i]));
+
+/**
+ * Whether `t` is well-formed as `validateTensor` checks it (known dtype, a shape of non-negative
+ * safe integers, `numel × element size` bytes), without building its name: the caller builds the
+ * name and calls `validateTensor` for its error only when this says no.
+ */
+function wellFormed(t: Tensor): boolean {
+  const bytes = DTYPE_CODES.has(t.dtype) ? DTYPE_BYTES[t.dtype] : undefined;
+  if (bytes === undefined) return false;
+  let n = bytes;
+  for (let d = 0; d < t.shape.length; d++) {
+    const x = t.shape[d]!;
+    if (!Number.isSafeInteger(x) || x < 0) return false;
+    n *= x;
+  }
+  return t.data.byteLength === n;
 }
 
 /**
@@ -152,38 +236,35 @@ class Float64Column {
  * @throws {@link CheckpointError} `INVALID_STATE_DICT` for a malformed tensor or shard.
  */
 export function createWriteColumns(flat: ReadonlyMap<string, unknown>): SavePlanColumns {
+  const count = flat.size;
   const fqns: string[] = [];
-  const dtypes: number[] = [];
-  const shapeStarts: number[] = [0];
-  const shapes = new Float64Column();
-  const fqnIds: number[] = [];
-  const types: number[] = [];
-  const boxStarts: number[] = [];
-  const boxes = new Float64Column();
-  const addFqn = (fqn: string, dtype: DType | undefined, shape: readonly number[]) => {
+  const dtypes = new Column((n) => new Uint8Array(n), count);
+  const shapeStarts = new Column((n) => new Int32Array(n), count + 1);
+  const shapes = new Column((n) => new Float64Array(n), count);
+  const fqnIds = new Column((n) => new Int32Array(n), count);
+  const types = new Column((n) => new Uint8Array(n), count);
+  const boxStarts = new Column((n) => new Int32Array(n), count);
+  const boxes = new Column((n) => new Float64Array(n), 2 * count);
+  shapeStarts.push(0);
+  const addFqn = (fqn: string, dtype: number, shape: readonly number[]) => {
     fqns.push(fqn);
-    dtypes.push(dtype === undefined ? NO_DTYPE : DTYPES.indexOf(dtype));
+    dtypes.push(dtype);
     shapes.pushAll(shape);
     shapeStarts.push(shapes.length);
     return fqns.length - 1;
   };
-  const addItem = (f: number, type: number, offsets: readonly number[], sizes: readonly number[]) => {
+  const addItem = (f: number, type: number) => {
     fqnIds.push(f);
     types.push(type);
     boxStarts.push(boxes.length);
-    boxes.pushAll(offsets);
-    boxes.pushAll(sizes);
   };
-  for (const [fqn, obj] of flat) {
+  // forEach, not for…of: no [fqn, leaf] pair made per entry.
+  flat.forEach((obj, fqn) => {
     if (isTensor(obj)) {
-      validateTensor(obj, `"${fqn}"`);
-      const f = addFqn(fqn, obj.dtype, obj.shape);
-      addItem(
-        f,
-        0,
-        obj.shape.map(() => 0),
-        obj.shape,
-      );
+      if (!wellFormed(obj)) validateTensor(obj, `"${fqn}"`);
+      addItem(addFqn(fqn, DTYPE_CODES.get(obj.dtype)!, obj.shape), 0);
+      boxes.pushZeros(obj.shape.length);
+      boxes.pushAll(obj.shape);
     } else if (isShardedTensor(obj)) {
       let f = -1;
       for (const [i, shard] of obj.shards.entries()) {
@@ -199,21 +280,24 @@ export function createWriteColumns(flat: ReadonlyMap<string, unknown>): SavePlan
             `Expected ${what} to be ${obj.dtype} with ${obj.shape.length} dims like its sharded tensor, got ${shard.tensor.dtype} at offsets [${shard.offsets.join(", ")}] with shape [${shard.tensor.shape.join(", ")}]`,
           );
         }
-        if (f < 0) f = addFqn(fqn, obj.dtype, obj.shape);
-        addItem(f, 1, shard.offsets, shard.tensor.shape);
+        if (f < 0) f = addFqn(fqn, DTYPES.indexOf(obj.dtype), obj.shape);
+        addItem(f, 1);
+        boxes.pushAll(shard.offsets);
+        boxes.pushAll(shard.tensor.shape);
       }
     } else {
-      addItem(addFqn(fqn, undefined, []), 2, [], []);
+      addItem(addFqn(fqn, NO_DTYPE, []), 2);
     }
-  }
+  });
+  distinctFqnTables.add(fqns);
   return {
     fqns,
-    dtypes: Uint8Array.from(dtypes),
-    shapeStarts: Int32Array.from(shapeStarts),
+    dtypes: dtypes.done(),
+    shapeStarts: shapeStarts.done(),
     shapes: shapes.done(),
-    fqnIds: Int32Array.from(fqnIds),
-    types: Uint8Array.from(types),
-    boxStarts: Int32Array.from(boxStarts),
+    fqnIds: fqnIds.done(),
+    types: types.done(),
+    boxStarts: boxStarts.done(),
     boxes: boxes.done(),
   };
 }

@@ -19,6 +19,7 @@ import type { SavePlanner } from "./planner.js";
 import {
   columnarSavePlan,
   createWriteColumns,
+  plannerDataView,
   type SavePlanColumns,
   savePlanColumns,
   writeItemAt,
@@ -263,7 +264,7 @@ export class DefaultSavePlanner implements SavePlanner {
   /** @inheritDoc */
   createLocalPlan(): SavePlan {
     // Columns: the items are WriteItem objects only for those who read them.
-    return columnarSavePlan(createWriteColumns(this.#flat), { plannerData: [...this.#mappings] });
+    return columnarSavePlan(createWriteColumns(this.#flat), { plannerData: plannerDataView(this.#mappings) });
   }
 
   /**
@@ -317,33 +318,20 @@ export class DefaultSavePlanner implements SavePlanner {
     return `${this.constructor.name}:${this.#options.saveToLowestRank ?? false}`;
   }
 
-  /** @inheritDoc The items of a plan over columns become a plain array, for the writer's passes over them. */
-  finishPlan(plan: SavePlan): SavePlan {
-    return savePlanColumns(plan) === undefined ? plan : { ...plan, items: Array.from(plan.items) };
-  }
-
   /**
    * @inheritDoc
-   * A whole tensor is found by its fqn alone; a shard or value (or a subclass's own `resolveData`)
-   * goes through {@link DefaultSavePlanner.resolveData} with the item made from the columns.
+   * @returns `plan` itself: a plan over columns keeps its lazy `items`, so that a writer reads
+   * its columns by index ({@link savePlanColumns}) and no `WriteItem` is made for an item unless
+   * someone reads `items`.
    */
-  resolveDataAt(columns: SavePlanColumns, item: number): Uint8Array {
-    if (columns.types[item] === 0 && this.resolveData === DefaultSavePlanner.prototype.resolveData)
-      return tensorBytes(this.#flat.get(columns.fqns[columns.fqnIds[item]!]!) as Tensor);
-    return this.resolveData(writeItemAt(columns, item));
+  finishPlan(plan: SavePlan): SavePlan {
+    return plan;
   }
 
   /** @inheritDoc */
   resolveData(item: WriteItem): Uint8Array {
+    if (item.type === "bytes") return this.#valueBytes(item.index.fqn);
     const obj = this.#flat.get(item.index.fqn);
-    if (item.type === "bytes") {
-      let bytes = this.#encoded.get(item.index.fqn);
-      if (!bytes) {
-        bytes = encodeValue(obj, item.index.fqn);
-        this.#encoded.set(item.index.fqn, bytes);
-      }
-      return bytes;
-    }
     if (item.type === "tensor") return tensorBytes(obj as Tensor);
     if (!isShardedTensor(obj)) {
       throw new CheckpointError(
@@ -359,5 +347,29 @@ export class DefaultSavePlanner implements SavePlanner {
       );
     }
     return tensorBytes(shard.tensor);
+  }
+
+  /**
+   * @inheritDoc A tensor's or a value's bytes are found by its fqn alone; a shard's (or any item's,
+   * when a subclass overrides {@link DefaultSavePlanner.resolveData}) through `resolveData` with
+   * the item made from the columns.
+   */
+  resolveDataAt(columns: SavePlanColumns, item: number): Uint8Array {
+    if (this.resolveData === DefaultSavePlanner.prototype.resolveData) {
+      const type = columns.types[item];
+      if (type === 0) return tensorBytes(this.#flat.get(columns.fqns[columns.fqnIds[item]!]!) as Tensor);
+      if (type === 2) return this.#valueBytes(columns.fqns[columns.fqnIds[item]!]!);
+    }
+    return this.resolveData(writeItemAt(columns, item));
+  }
+
+  /** A bytes item's encoded value, encoded once per setUpPlanner. */
+  #valueBytes(fqn: string): Uint8Array {
+    let bytes = this.#encoded.get(fqn);
+    if (!bytes) {
+      bytes = encodeValue(this.#flat.get(fqn), fqn);
+      this.#encoded.set(fqn, bytes);
+    }
+    return bytes;
   }
 }
