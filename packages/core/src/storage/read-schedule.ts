@@ -170,7 +170,8 @@ export function scheduleReads<T, D>(
       const i = order ? order[at]! : at;
       const location = locations[i]!;
       const last = stored.at(-1);
-      if (last && last.key === location.key) last.items.push(items[i]!);
+      // One key, one stored item at one offset: the offsets first (a key may be built on demand).
+      if (last && last.offset === location.offset && last.key === location.key) last.items.push(items[i]!);
       else
         stored.push({
           key: location.key,
