@@ -74,7 +74,8 @@ export function deliverPayload(
   workerMinBytes: number,
 ): Promise<void> | undefined {
   let copies: Promise<void>[] | undefined;
-  for (const { item, saved, start } of group) {
+  for (const read of group) {
+    const { item } = read;
     if (item.type === "bytes") {
       planner.loadBytes(item, bytes);
       continue;
@@ -84,6 +85,8 @@ export function deliverPayload(
       continue;
     }
     const target = planner.resolveTensor(item);
+    // `saved` only here: a columnar read builds it when asked (an item read in place never is).
+    const { saved, start } = read;
     const box: BoxDelivery = { item, saved: saved!, start, bytes, target, planner, workerMinBytes };
     const copying = target.dtype !== saved!.dtype ? castInto(box) : copyInto(box);
     if (copying) {

@@ -254,7 +254,7 @@ class ColumnRead implements ItemRead {
     const special = referenced || s.itemFormats.has(record);
     const info = special ? storageInfoOf(metadata, record) : undefined;
     this.relativePath = referenced ? dataFileOf(info!) : s.files[s.file[record]!]!;
-    this.format = info ? itemFormatOf(info) : NATIVE_FORMAT;
+    this.format = itemFormatOf(info ?? UNNAMED_FORMAT);
     this.dtype = k < 0 ? undefined : c.dtypes[c.entryDtype[e]!];
     this.blocked = s.blockBytes > 0 && blockRecordOf(s, record) !== undefined;
     this.crcAlgorithm = s.checksum;
@@ -306,8 +306,8 @@ class ColumnRead implements ItemRead {
   }
 }
 
-/** dcpjs's own item format, the one a storage entry without `itemFormat` has. */
-const NATIVE_FORMAT: ItemFormat = itemFormatOf({ relativePath: "", offset: 0, length: 0 });
+/** A storage entry that names no item format: its format is dcpjs's own (as registered now). */
+const UNNAMED_FORMAT: StorageInfo = { relativePath: "", offset: 0, length: 0 };
 
 /**
  * Whether a tensor read item's box is its saved chunk whole: no offset into the chunk, and the
