@@ -1,12 +1,15 @@
 import { MetadataError } from "@dcpjs/core";
+import { decodeMetadata, encodeMetadata } from "@dcpjs/core/testing";
 import { describe, expect, it } from "vitest";
 import { blockChecksumFields, runningChecksums } from "../../packages/core/src/formats/checksum.js";
 import type { Metadata, ReadItem, StorageInfo } from "../../packages/core/src/plan/metadata.js";
 import { metadataIndexKey } from "../../packages/core/src/plan/metadata.js";
+import type { ItemRead } from "../../packages/core/src/storage/read-locate.js";
 import {
   expectation,
   partOf,
   ReadLocator,
+  readsWholeBox,
   whereRead,
   wholeRead,
 } from "../../packages/core/src/storage/read-locate.js";
@@ -132,5 +135,43 @@ describe("ReadLocator: what each read item reads", () => {
     expect(whereRead("f", part)).toBe(`f @ 100+${BLOCK} (of the item @ 100+${LENGTH})`);
     expect(expectation(whole)).toEqual({ kind: "tensor", dtype: "float32", sizes: [ROWS, COLS] });
     expect(expectation(l.located(step))).toEqual({ kind: "value" });
+  });
+
+  it("reads from a columnar metadata's columns what the maps say, building entries only when asked", () => {
+    const plain = metadata();
+    const columnar = decodeMetadata(encodeMetadata(plain));
+    const items = [rowsOf(0, ROWS), rowsOf(8, 4), step];
+    const fromMaps = locator(plain).locateAll(items);
+    const l = locator(columnar);
+    const fromColumns = l.locateAll(items);
+    const fields = ({
+      item,
+      info,
+      saved,
+      chunk,
+      key,
+      start,
+      end,
+      first,
+      relativePath,
+      offset,
+      length,
+    }: ItemRead) => ({ item, info, saved, chunk, key, start, end, first, relativePath, offset, length });
+    const facts = (r: ItemRead) => [r.format.name, r.dtype, r.blocked, r.crcAlgorithm, r.crc];
+    expect(fromColumns.map(fields)).toEqual(fromMaps.map(fields));
+    expect(fromColumns.map(facts)).toEqual(fromMaps.map(facts));
+    expect(fromColumns.map(readsWholeBox)).toEqual([true, false, false]);
+    expect(fromMaps.map(readsWholeBox)).toEqual([true, false, false]);
+    // One by one, a chunk with running checksums too is read from the columns as it is.
+    const one = locator(columnar);
+    expect(items.map((i) => fields(one.located(i)))).toEqual(
+      items.map((i) => fields(locator(plain).located(i))),
+    );
+    expect(one.located(items[0]!).constructor).not.toBe(Object);
+    expect(readsWholeBox(one.located(items[0]!))).toBe(true);
+    expect(readsWholeBox(one.located(items[1]!))).toBe(false);
+    // The same items again (the reader's readData after prepareGlobalPlan): the same reads.
+    expect(l.locateAll(items)).toBe(fromColumns);
+    expect(l.locateAll([...items])).not.toBe(fromColumns);
   });
 });

@@ -37,7 +37,34 @@ export interface ItemChecksum {
  * @returns the unsigned 32-bit CRC.
  */
 export function computeChecksum(algorithm: ChecksumAlgorithm, bytes: Uint8Array, previous?: number): number {
+  // A native call costs more than a table's pass over a few bytes (a load of many tiny items makes one per item).
+  if (bytes.byteLength < SMALL_CHECKSUM_BYTES)
+    return tableChecksum(algorithm === "crc32" ? CRC32_TABLE : CRC32C_TABLE, bytes, previous ?? 0);
   return algorithm === "crc32" ? crc32(bytes, previous) : crc32c(bytes, previous);
+}
+
+/** Bytes under which {@link computeChecksum} runs a lookup table in JavaScript rather than the native CRC. */
+const SMALL_CHECKSUM_BYTES = 64;
+
+/** The byte-wise lookup table of a reflected CRC-32 with the polynomial `poly` (reversed). */
+function crcTable(poly: number): Int32Array {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? poly ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+}
+
+const CRC32_TABLE = crcTable(0xedb88320);
+const CRC32C_TABLE = crcTable(0x82f63b78);
+
+/** A reflected CRC-32 of `bytes` continuing from `previous`, byte by byte through `table` (as zlib's `crc32`). */
+function tableChecksum(table: Int32Array, bytes: Uint8Array, previous: number): number {
+  let c = ~previous;
+  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 /**

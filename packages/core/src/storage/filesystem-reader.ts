@@ -160,12 +160,13 @@ export class FileSystemReader implements StorageReader {
   prepareGlobalPlan(plans: LoadPlan[]): LoadPlan[] {
     assertOneCommit(this.path, plans);
     const locator = this.#locate;
-    for (const plan of plans) locator.locateAll(plan.items);
-    const whole = wholeForProcesses(plans, (item) => locator.located(item));
-    plans.forEach((plan, rank) => {
-      locator.locateAll(plan.items, whole[rank]);
-    });
-    return planSharedReads(plans, (item) => locator.located(item).key);
+    const located = plans.map((plan) => locator.locateAll(plan.items));
+    const whole = wholeForProcesses(plans, (_, i, rank) => located[rank]![i]!);
+    // A rank that reads no chunk whole for others reads what it located above.
+    const reads = plans.map((plan, rank) =>
+      whole[rank]!.size > 0 ? locator.locateAll(plan.items, whole[rank]) : located[rank]!,
+    );
+    return planSharedReads(plans, (_, i, rank) => reads[rank]![i]!.key);
   }
 
   /** Where the bytes of a read item's saved chunk are (looked up once per item). */

@@ -2,7 +2,6 @@
 // to the planner — values decoded, tensor boxes copied or cast, on worker threads where both sides
 // lie in shared memory.
 import { castOnWorker, copyOnWorker, runsOffThread } from "#platform";
-import { itemFormatOf } from "../formats/item-formats.js";
 import { assertCastable, boxCast, castBox } from "../model/cast.js";
 import { DTYPE_BYTES } from "../model/dtype.js";
 import { boxCopy, contiguousRun, numel } from "../model/geometry.js";
@@ -10,7 +9,7 @@ import { stridedCopy } from "../model/strided-copy.js";
 import { type Tensor, tensorBytes } from "../model/tensor.js";
 import type { ReadItem } from "../plan/metadata.js";
 import type { LoadPlanner } from "../plan/planner.js";
-import type { ItemRead, SavedChunk } from "./read-locate.js";
+import { type ItemRead, readsWholeBox, type SavedChunk } from "./read-locate.js";
 
 /** Where a stored item read by one item lands in place: the destination tensor and the bytes of it. */
 export interface DirectTarget {
@@ -30,19 +29,19 @@ export interface DirectTarget {
  * @param planner - resolves the destination tensor.
  */
 export function directTarget(group: readonly ItemRead[], planner: LoadPlanner): DirectTarget | undefined {
-  const { item, info, saved, start, end } = group[0]!;
-  if (group.length !== 1 || item.type !== "tensor" || !saved) return undefined;
-  const format = itemFormatOf(info);
-  const payload = numel(saved.chunk.sizes) * DTYPE_BYTES[saved.dtype];
+  const read = group[0]!;
+  const { item, format, dtype, start, end } = read;
+  if (group.length !== 1 || item.type !== "tensor" || dtype === undefined) return undefined;
+  if (read.blocked && end - start < read.info.length) return undefined; // part: whole blocks
+  if (!readsWholeBox(read)) return undefined; // only part of the chunk
+  // The box is the chunk whole: its lengths are the chunk's sizes.
+  const payload = numel(item.lengths) * DTYPE_BYTES[dtype];
   // A framed item whose payload may be the tensor's bytes as they are: its frame is read first.
   const framed =
     !format.zeroCopy && format.payloadFrame !== undefined && payload >= format.payloadFrame.minBytes;
-  if ((!format.zeroCopy && !framed) || end - start < info.length) return undefined; // framed: unframed first; part: whole blocks
-  const sizes = saved.chunk.sizes;
-  for (let d = 0; d < item.lengths.length; d++)
-    if (item.lengths[d] !== sizes[d] || item.storageOffsets[d] !== 0) return undefined; // only part of the chunk
+  if (!format.zeroCopy && !framed) return undefined; // framed: unframed first
   const dest = planner.resolveTensor(item);
-  if (dest.dtype !== saved.dtype) return undefined; // cast on delivery
+  if (dest.dtype !== dtype) return undefined; // cast on delivery
   const run = contiguousRun(dest.shape, item.destOffsets, item.lengths);
   if (!run) return undefined;
   const elementBytes = DTYPE_BYTES[dest.dtype];
@@ -75,7 +74,8 @@ export function deliverPayload(
   workerMinBytes: number,
 ): Promise<void> | undefined {
   let copies: Promise<void>[] | undefined;
-  for (const { item, saved, start } of group) {
+  for (const read of group) {
+    const { item } = read;
     if (item.type === "bytes") {
       planner.loadBytes(item, bytes);
       continue;
@@ -85,6 +85,8 @@ export function deliverPayload(
       continue;
     }
     const target = planner.resolveTensor(item);
+    // `saved` only here: a columnar read builds it when asked (an item read in place never is).
+    const { saved, start } = read;
     const box: BoxDelivery = { item, saved: saved!, start, bytes, target, planner, workerMinBytes };
     const copying = target.dtype !== saved!.dtype ? castInto(box) : copyInto(box);
     if (copying) {

@@ -4,8 +4,10 @@
 // buffers recycled once a run is delivered.
 import pLimit from "p-limit";
 import { ChecksumMismatchError, MetadataError, throwIfAborted } from "../errors.js";
+import { checksumName, computeChecksum } from "../formats/checksum.js";
 import type { ChecksumOffload, ItemExpectation, StoredRead } from "../formats/item-format.js";
 import { itemFormatOf } from "../formats/item-formats.js";
+import { NATIVE_ITEM_FORMAT } from "../formats/native-item-format.js";
 import { verifyChecksum } from "../formats/native-item-verify.js";
 import type { StorageInfo } from "../plan/metadata.js";
 import { retry } from "../retry.js";
@@ -203,10 +205,12 @@ function verifyRun(
   relativePath: string,
   offload: ChecksumOffload,
 ): Uint8Array[] | Promise<Uint8Array[]> {
+  const inPlace = fetched.payloadSum;
+  const onThread = inPlace ? undefined : checkTinyItems(run, fetched, relativePath, offload);
+  if (onThread) return onThread;
   const reads = run.ranges.map(
     (stored, i) => new RunItemRead(fetched.stored[i]!, stored.items[0]!, relativePath),
   );
-  const inPlace = fetched.payloadSum;
   if (inPlace) {
     const { stored, fqn } = reads[0]!;
     const where = reads[0]!.where;
@@ -234,6 +238,53 @@ function verifyRun(
     return payload;
   });
   return offThread ? Promise.all(payloads) : (payloads as Uint8Array[]);
+}
+
+/**
+ * Checks a run of dcpjs's own items that are small on average (under {@link WORKER_MIN_PART_BYTES})
+ * on this thread, from each item's {@link ItemRead} — the same CRCs and order of checks as the
+ * native format's `verifyRun` and `verify` (which keep such items on this thread too), without an
+ * object per item; undefined (verify by the format) for a run of other items, of items read in
+ * part, with running checksums or without a checksum, or where some item would be checked on a
+ * worker thread.
+ * @throws {@link ChecksumMismatchError} naming the first damaged item's fqn.
+ */
+function checkTinyItems(
+  run: ScheduledRun,
+  fetched: FetchedRun,
+  relativePath: string,
+  offload: ChecksumOffload,
+): Uint8Array[] | undefined {
+  const { ranges } = run;
+  const stored = fetched.stored;
+  let bytes = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const read = ranges[i]!.items[0]!;
+    if (read.format !== NATIVE_ITEM_FORMAT || read.blocked || read.crc === undefined || read.first !== 0)
+      return undefined;
+    if (read.crcAlgorithm !== ranges[0]!.items[0]!.crcAlgorithm) return undefined;
+    bytes += stored[i]!.byteLength;
+  }
+  if (bytes >= WORKER_MIN_PART_BYTES * ranges.length) return undefined;
+  // As the format decides: a run of several goes to the offload's `checksums` where every item
+  // could go to a worker (which keeps parts this small on this thread), else each item by itself.
+  let together = ranges.length > 1;
+  for (let i = 0; i < stored.length && together; i++)
+    together = offload.runsOffThread(run.length, stored[i]!);
+  if (!together) for (const s of stored) if (offload.runsOffThread(s.byteLength, s)) return undefined;
+  for (let i = 0; i < ranges.length; i++) {
+    const read = ranges[i]!.items[0]!;
+    const got = computeChecksum(read.crcAlgorithm!, stored[i]!);
+    if (got !== read.crc)
+      throw new ChecksumMismatchError(
+        read.item.storageIndex.fqn,
+        read.crc!,
+        got,
+        whereRead(relativePath, read),
+        checksumName(read.crcAlgorithm!),
+      );
+  }
+  return stored as Uint8Array[];
 }
 
 /**

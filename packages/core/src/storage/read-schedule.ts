@@ -170,10 +170,12 @@ export function scheduleReads<T, D>(
       const i = order ? order[at]! : at;
       const location = locations[i]!;
       const last = stored.at(-1);
-      if (last && last.key === location.key) last.items.push(items[i]!);
+      // One key, one stored item at one offset: the offsets first (a key may be built on demand).
+      if (last && last.offset === location.offset && last.location.key === location.key)
+        last.items.push(items[i]!);
       else
         stored.push({
-          key: location.key,
+          location,
           items: [items[i]!],
           offset: location.offset,
           length: location.length,
@@ -189,7 +191,7 @@ export function scheduleReads<T, D>(
       return {
         offset,
         length,
-        // The stored ranges as gathered (their `key` rides along): no copy per stored range.
+        // The stored ranges as gathered (their `location` rides along): no copy per stored range.
         ranges: run,
         ...(targets ? { placement: "direct" as const, targets } : { placement: "staged" as const }),
         pieces: large ? splitIntoPieces(length, capabilities.pieceBytes) : [{ offset: 0, length }],
@@ -199,9 +201,9 @@ export function scheduleReads<T, D>(
   });
 }
 
-/** A stored range while the schedule is built: the key of what it reads, and its items so far. */
+/** A stored range while the schedule is built: where its first item reads (its `key` asked only to compare), and its items so far. */
 interface KeyedRange<T> extends StoredRange<T> {
-  readonly key: string;
+  readonly location: ItemLocation;
   readonly items: T[];
 }
 

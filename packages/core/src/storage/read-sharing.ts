@@ -51,25 +51,32 @@ export function assertOneCommit(path: string, plans: readonly LoadPlan[]): void 
  * part: those two or more of its ranks read, whose parts add up to at least the chunk's length.
  *
  * @param plans - every rank's plan, tagged with its process ({@link tagLocalPlan}).
- * @param located - what an item reads on its own.
+ * @param located - what an item (item `index` of rank `rank`'s plan) reads on its own.
  * @returns per rank, the keys of the saved chunks it reads whole.
  */
 export function wholeForProcesses(
   plans: readonly LoadPlan[],
-  located: (item: ReadItem) => ItemRead,
+  located: (item: ReadItem, index: number, rank: number) => ItemRead,
 ): Set<string>[] {
   const whole = plans.map(() => new Set<string>());
+  // Only ranks that share their process with another can share a chunk.
+  const ranksOf = new Map<string, number>();
+  for (const plan of plans) {
+    const process = (plan.storageData as ReadPlanData | undefined)?.process;
+    if (process !== undefined) ranksOf.set(process, (ranksOf.get(process) ?? 0) + 1);
+  }
   const byProcess = new Map<string, Map<string, { ranks: number[]; bytes: number; length: number }>>();
   plans.forEach((plan, rank) => {
     const process = (plan.storageData as ReadPlanData | undefined)?.process;
-    if (process === undefined) return;
+    if (process === undefined || ranksOf.get(process)! < 2) return;
     let chunks = byProcess.get(process);
     if (!chunks) {
       chunks = new Map();
       byProcess.set(process, chunks);
     }
-    for (const item of plan.items) {
-      const read = located(item);
+    const { items } = plan;
+    for (let i = 0; i < items.length; i++) {
+      const read = located(items[i]!, i, rank);
       if (read.info.checksumBlocks === undefined) continue; // read whole in any case
       let c = chunks.get(read.chunk);
       if (!c) {

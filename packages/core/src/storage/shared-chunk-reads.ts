@@ -32,12 +32,12 @@ export interface ReadPlanData {
  * are left alone.
  *
  * @param plans - every rank's local plan, as `prepareLocalPlan` tagged it with its process.
- * @param keyOf - the saved chunk a read item reads (its `metadataIndexKey`).
+ * @param keyOf - the saved chunk a read item (item `index` of rank `rank`'s plan) reads (its `metadataIndexKey`).
  * @returns the plans, with `storageData.shared` where a rank shares chunks.
  */
 export function planSharedReads(
   plans: readonly LoadPlan[],
-  keyOf: (item: LoadPlan["items"][number]) => string,
+  keyOf: (item: LoadPlan["items"][number], index: number, rank: number) => string,
 ): LoadPlan[] {
   const byProcess = new Map<string, number[]>();
   plans.forEach((plan, rank) => {
@@ -51,7 +51,7 @@ export function planSharedReads(
   const load = randomUUID();
   for (const ranks of byProcess.values()) {
     if (ranks.length < 2) continue;
-    const keysOf = ranks.map((rank) => new Set(plans[rank]!.items.map(keyOf)));
+    const keysOf = ranks.map((rank) => new Set(plans[rank]!.items.map((item, i) => keyOf(item, i, rank))));
     const readers = new Map<string, number>();
     for (const keys of keysOf) for (const key of keys) readers.set(key, (readers.get(key) ?? 0) + 1);
     ranks.forEach((rank, i) => {
