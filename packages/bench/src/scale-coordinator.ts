@@ -22,11 +22,11 @@ export interface CoordinatorResult {
   readonly peakRssMiB: number;
   /** Peak RSS less the idle process's: the coordinator's own peak. */
   readonly ownPeakMiB: number;
-  /** Heap and array buffers held at the fullest point (the gathered messages, the global plan and metadata, every rank's encoded reply), after a collection, less the idle process's. */
+  /** Heap and array buffers held when the scatter starts (the global plan, metadata and plan cache, the prepared plans; the gathered plans' bytes let go as decoded, the replies made one at a time as sent), after a collection, less the idle process's. */
   readonly heldAtPeakMiB: number;
-  /** Of which the gathered messages' encoded bytes (each rank's binary plan, kept by the decoded message as a view of the value read from Redis). */
+  /** The gathered messages' encoded bytes (each rank's binary plan, a view of the value read from Redis, let go once decoded). */
   readonly gatheredBytesMiB: number;
-  /** Of which every rank's encoded finished plan in the replies (`planReply`, before the scatter encodes them one by one). */
+  /** Every rank's encoded finished plan in the replies, in all (`planReply`, made one at a time as the scatter sends them). */
   readonly replyBytesMiB: number;
   /** Heap and array buffers held after the step, the replies and gathered messages dropped: the plan cache (global plan, metadata skeleton), less the idle process's. */
   readonly cacheMiB: number;
@@ -34,9 +34,9 @@ export interface CoordinatorResult {
   readonly gatherDecodeS: number;
   /** `coordinatePlans`: the default planner's `createGlobalPlan` and the plan cache. */
   readonly coordinateS: number;
-  /** `prepareGlobalPlan` (file prefixes, as the file-system writer) and every rank's `planReply` (its finished plan encoded). */
+  /** `prepareGlobalPlan` (file prefixes, as the file-system writer) and every rank's `planReply` (its finished plan encoded, as the scatter reaches it). */
   readonly repliesS: number;
-  /** The scatter's `encodeWire` of every reply, one at a time. */
+  /** The scatter's `encodeWire` of every reply, one at a time (the reply made just before). */
   readonly scatterEncodeS: number;
   /** A repeat save with unchanged plans: bytes gathered (every rank's hash message). */
   readonly repeatGatherBytes: number;
@@ -147,25 +147,30 @@ async function coordinator(file: string, ranks: number): Promise<CoordinatorResu
   if (decided.resend) throw new Error("expected a global plan");
   t0 = cpuS();
   const prepared = decided.plans.map((plan, r) => ({ ...plan, storageData: { prefix: rankFilePrefix(r) } }));
-  let replies: ReturnType<typeof planReply>[] | undefined = prepared.map((plan, r) =>
-    planReply(r, plan, decided, messages![r]!, group),
-  );
-  const repliesS = cpuS() - t0;
-  const replyBytes = replies.reduce((n, reply) => n + (reply.bytes?.byteLength ?? 0), 0);
-  // The fullest point: the reduce's end, the gathered messages and every reply held.
+  const repliesS0 = cpuS() - t0;
+  // The fullest point after the reduce: the global plan, the metadata, the plan cache and the
+  // prepared plans held; the gathered plans' bytes let go as `coordinatePlans` decoded them.
   const heldAtPeak = await heldBytes();
   const snapshotDir = process.env.DCPJS_SCALE_HEAP_SNAPSHOT;
   if (snapshotDir) writeHeapSnapshot(join(snapshotDir, `coordinator-${ranks}.heapsnapshot`));
   const globalId = decided.globalId;
   const hashes = messages.map((m) => m.hash!);
-  // `reduceScatter` lets the gathered values go before the scatter, which encodes each reply as
-  // its turn comes, then writes it and lets it go.
+  // The scatter, as `save` runs it over the Redis group: each rank's reply made (`planReply`, its
+  // finished plan encoded) when its turn comes, encoded on the wire, written and let go.
+  let repliesS = repliesS0;
+  let scatterEncodeS = 0;
+  let replyBytes = 0;
+  for (let r = 0; r < ranks; r++) {
+    t0 = cpuS();
+    const reply = planReply(r, prepared[r]!, decided, messages[r]!, group);
+    const t1 = cpuS();
+    replyBytes += reply.bytes?.byteLength ?? 0;
+    encodeWire({ ok: true, value: reply });
+    scatterEncodeS += cpuS() - t1;
+    repliesS += t1 - t0;
+  }
   messages = undefined;
-  t0 = cpuS();
-  for (const value of replies) encodeWire({ ok: true, value });
-  const scatterEncodeS = cpuS() - t0;
   const peakRssMiB = process.resourceUsage().maxRSS / 1024;
-  replies = undefined;
   const cache = await heldBytes();
 
   // A repeat save with unchanged plans: every rank sends its hash and the id of the global plan it

@@ -1,4 +1,4 @@
-import { allReduce, reduceScatter } from "./distributed/collectives.js";
+import { allReduce, lazyValues, reduceScatter } from "./distributed/collectives.js";
 import {
   createSingleProcessGroup,
   type ProcessGroup,
@@ -171,12 +171,15 @@ async function saveSteps(
       async (all) => {
         assertOneCheckpoint(all.map((a) => a.checkpointId));
         const messages = all.map((a) => a.message);
+        // Held through `messages` alone, so each plan's bytes go once decoded (`coordinatePlans`).
+        all.length = 0;
         const decided = coordinatePlans(messages, pg, cacheKey, planner);
-        if (decided.resend) return all.map((): PlanReply => ({ resend: true }));
+        if (decided.resend) return messages.map((): PlanReply => ({ resend: true }));
         globalMetadata = decided.metadata;
         const prepared = writer.prepareGlobalPlan([...decided.plans]);
         finishedPlans = prepared;
-        return prepared.map((plan, r) => planReply(r, plan, decided, messages[r]!, pg));
+        // Each reply (an encoded plan over a group that copies values) made as the scatter sends it.
+        return lazyValues(prepared.length, (r) => planReply(r, prepared[r]!, decided, messages[r]!, pg));
       },
       coordinator,
     );

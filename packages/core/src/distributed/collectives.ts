@@ -38,6 +38,30 @@ function unwrap<T>(step: string, outcome: Outcome<T>): T {
 }
 
 /**
+ * An array of `length` values that makes each when it is read (`at(index)`) and keeps none, so
+ * the root of a scatter over a group that sends one value at a time (the Redis group encodes each
+ * as it writes it) holds one, not every rank's at once. Reading an element twice makes it twice.
+ * Index reads, `length`, iteration and the methods that read through the indices (`entries`,
+ * `map`) see the values; structured cloning does not (it is a `Proxy`).
+ *
+ * @param length - how many values.
+ * @param at - makes the value at an index (0 ≤ index < `length`).
+ * @returns an array (a `Proxy`) of `length` elements.
+ */
+export function lazyValues<T>(length: number, at: (index: number) => T): T[] {
+  const isIndex = (property: string | symbol): property is string => {
+    if (typeof property !== "string") return false;
+    const index = Number(property);
+    return Number.isInteger(index) && index >= 0 && index < length && String(index) === property;
+  };
+  return new Proxy(new Array<T>(length), {
+    get: (target, property, receiver) =>
+      isIndex(property) ? at(Number(property)) : Reflect.get(target, property, receiver),
+    has: (target, property) => isIndex(property) || Reflect.has(target, property),
+  });
+}
+
+/**
  * Every rank runs `mapFn`; the coordinator reduces all results to one value per rank and scatters
  * them, as DCP's `_DistWrapper.reduce_scatter`. A failure on any rank — in `mapFn` or in the
  * coordinator's `reduceFn` — makes every rank throw the same {@link CheckpointException}.
@@ -45,7 +69,9 @@ function unwrap<T>(step: string, outcome: Outcome<T>): T {
  * @param pg - the group.
  * @param step - the step name for errors (`plan`).
  * @param mapFn - this rank's part.
- * @param reduceFn - the coordinator's part: all values in rank order → one value per rank.
+ * @param reduceFn - the coordinator's part: all values in rank order → one value per rank. It
+ * owns the array it is given (it may empty it, to let each value go once used), and may return
+ * a {@link lazyValues} array, whose values are then made one at a time as the scatter sends them.
  * @param coordinator - the coordinator rank. @default 0
  * @throws {@link CheckpointException} naming exactly the failing ranks.
  */
@@ -65,13 +91,19 @@ export async function reduceScatter<T, R>(
       results = all.map(() => ({ ok: false, failures }));
     } else {
       const values = all.map((o) => (o as { value: T }).value);
-      // The gathered values go once reduced, so the coordinator does not hold them and the
-      // replies at once through the scatter (at 4,096 ranks, hundreds of MB of plans each).
+      const count = values.length;
+      // The gathered values go once reduced (or as `reduceFn` uses them: it owns `values`), so the
+      // coordinator does not hold them and the replies at once (at 4,096 ranks, hundreds of MB of
+      // plans each).
       all = undefined;
       const reduced = await attempt(pg.rank, () => reduceFn(values));
-      results = reduced.ok
-        ? reduced.value.map((value) => ({ ok: true, value }))
-        : Array.from({ length: values.length }, () => reduced);
+      if (reduced.ok) {
+        const replies = reduced.value;
+        // Read one at a time, as `replies` may make each only when read (see `lazyValues`).
+        results = lazyValues(count, (r): Outcome<R> => ({ ok: true, value: replies[r]! }));
+      } else {
+        results = Array.from({ length: count }, () => reduced);
+      }
     }
   }
   all = undefined;

@@ -147,14 +147,17 @@ function copyMetadata(m: Metadata): Metadata {
  * rank sent its plan, and asks every rank to send its plan again otherwise. A hash the cache does
  * not know, another key, world size or global plan can therefore never reuse a plan.
  *
- * @param messages - every rank's {@link PlanMessage}, in rank order.
+ * @param messages - every rank's {@link PlanMessage}, in rank order. When it plans globally, each
+ * message that carries bytes is replaced, once decoded, by one without them (its `hash` kept), so
+ * the coordinator does not hold every rank's encoded plan beside the decoded ones; the caller
+ * should hold the messages only through this array.
  * @param pg - the process group (whose cache is used).
  * @param key - {@link planCacheKey}'s key, or `undefined`.
  * @param planner - plans globally on a miss.
  * @throws what `planner.createGlobalPlan` throws.
  */
 export function coordinatePlans(
-  messages: readonly PlanMessage[],
+  messages: PlanMessage[],
   pg: ProcessGroup,
   key: string | undefined,
   planner: SavePlanner,
@@ -178,15 +181,23 @@ export function coordinatePlans(
     };
   }
   if (messages.some((m) => m.plan === undefined && m.bytes === undefined)) return { resend: true };
+  const cacheable = key !== undefined && messages.every((m) => m.hash !== undefined);
+  const hashes = cacheable ? messages.map((m) => m.hash!) : [];
   const decoder = new SavePlanDecoder();
-  const local = messages.map((m) => m.plan ?? decoder.decode(m.bytes!));
+  const local = messages.map((m, r) => {
+    if (m.plan !== undefined) return m.plan;
+    const plan = decoder.decode(m.bytes!);
+    // The decoder copied the columns out: the bytes (a view of the whole value the group read) go.
+    messages[r] = m.hash === undefined ? {} : { hash: m.hash };
+    return plan;
+  });
   const { plans, metadata } = planner.createGlobalPlan(local);
   const globalId = crypto.randomUUID();
-  if (key !== undefined && messages.every((m) => m.hash !== undefined)) {
+  if (key !== undefined && cacheable) {
     coordinatorCaches.set(pg, {
       key,
       globalId,
-      hashes: messages.map((m) => m.hash!),
+      hashes,
       plans,
       metadata: copyMetadata(metadata),
     });
