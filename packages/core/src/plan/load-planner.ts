@@ -3,7 +3,7 @@ import { castRefusal } from "../model/cast.js";
 import type { DType } from "../model/dtype.js";
 import { BoxIndex, findChunk, sameShape } from "../model/geometry.js";
 import {
-  flattenStateDict,
+  flattenLoadTargets,
   type ObjectPath,
   type StateDict,
   setElement,
@@ -381,7 +381,8 @@ export class DefaultLoadPlanner implements LoadPlanner {
   /** The checkpoint's metadata. */
   protected metadata: Metadata | undefined;
   #flat = new Map<string, unknown>();
-  #mappings = new Map<string, ObjectPath>();
+  /** The path of each value in the state dict (tensors are loaded in place, not set). */
+  #valuePaths = new Map<string, ObjectPath>();
 
   /** @param options - see {@link DefaultLoadPlannerOptions}. */
   constructor(options: DefaultLoadPlannerOptions = {}) {
@@ -392,9 +393,9 @@ export class DefaultLoadPlanner implements LoadPlanner {
   setUpPlanner(stateDict: StateDict, metadata: Metadata, _isCoordinator: boolean): void {
     this.stateDict = stateDict;
     this.metadata = metadata;
-    const { flat, mappings } = flattenStateDict(stateDict);
+    const { flat, valuePaths } = flattenLoadTargets(stateDict);
     this.#flat = flat;
-    this.#mappings = mappings;
+    this.#valuePaths = valuePaths;
   }
 
   /**
@@ -449,7 +450,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
     const { fqn } = item.destIndex;
     const value = decodeValue(bytes, fqn);
     this.#flat.set(fqn, value);
-    setElement(this.stateDict, this.#mappings.get(fqn) ?? [fqn], value);
+    setElement(this.stateDict, this.#valuePaths.get(fqn) ?? [fqn], value);
   }
 
   /**
