@@ -107,7 +107,9 @@ describe("columnar metadata", () => {
     expect([...view.keys()]).toEqual(["w", "step"]);
     expect([...view.values()]).toEqual([...md.stateDictMetadata.values()]);
     const seen: string[] = [];
-    view.forEach((_entry, fqn) => seen.push(fqn));
+    view.forEach((_entry, fqn) => {
+      seen.push(fqn);
+    });
     expect(seen).toEqual(["w", "step"]);
     expect(view.has("w") && !view.has("nope")).toBe(true);
     expect(view.get("nope")).toBeUndefined();

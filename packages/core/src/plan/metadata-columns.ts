@@ -288,7 +288,11 @@ class ColumnEntries extends Map<string, StorageMetadataEntry> {
 
 // The view stands for a plain Map: deep equality that compares constructors (vitest's and
 // Jest's `toEqual`) and code that makes "another of the same" get `Map`.
-Object.defineProperty(ColumnEntries.prototype, "constructor", { value: Map, writable: true, configurable: true });
+Object.defineProperty(ColumnEntries.prototype, "constructor", {
+  value: Map,
+  writable: true,
+  configurable: true,
+});
 
 /** Entry `e`'s `stateDictMetadata` entry, built once. */
 function entryAt(state: ColumnState, e: number): StorageMetadataEntry {
