@@ -97,6 +97,28 @@ describe("columnar metadata", () => {
     }
   });
 
+  it("builds stateDictMetadata's entries when read, a read-only Map equal to the one encoded", () => {
+    const md = mapMetadata(8, 2);
+    const view = decodeMetadata(encodeMetadata(md)).stateDictMetadata;
+    expect(view).toBeInstanceOf(Map);
+    expect(view.size).toBe(2);
+    expect(view).toEqual(md.stateDictMetadata);
+    expect(new Map(view)).toEqual(md.stateDictMetadata);
+    expect([...view.keys()]).toEqual(["w", "step"]);
+    expect([...view.values()]).toEqual([...md.stateDictMetadata.values()]);
+    const seen: string[] = [];
+    view.forEach((_entry, fqn) => {
+      seen.push(fqn);
+    });
+    expect(seen).toEqual(["w", "step"]);
+    expect(view.has("w") && !view.has("nope")).toBe(true);
+    expect(view.get("nope")).toBeUndefined();
+    // One object per entry, whichever way it is read.
+    expect(view.get("w")).toBe([...view.values()][0]);
+    expect(() => (view as Map<string, unknown>).set("x", { type: "bytes" })).toThrow(TypeError);
+    expect(() => (view as Map<string, unknown>).delete("w")).toThrow(TypeError);
+  });
+
   it("is no longer read as columns once a map is replaced", () => {
     const decoded = decodeMetadata(encodeMetadata(mapMetadata(8, 2)));
     const changed: Metadata = { ...decoded, storageData: new Map(decoded.storageData) };

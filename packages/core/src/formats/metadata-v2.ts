@@ -348,14 +348,14 @@ export function decodeColumnsBody(
   const bases = references ? list(top.bases, "bases").map((b) => str(b, "a base checkpoint name")) : [];
   const base = references ? u32(storage.base, "storage.base", records) : undefined;
 
-  const fqns: string[] = [];
+  // The decoded list is the fqn column itself once each is checked to be a string.
+  const fqns = fqnList as string[];
   const entryOf = new Map<string, number>();
   const plannerData = new Map<string, ObjectPath>();
   for (let i = 0; i < n; i++) {
     const fqn = str(fqnList[i], "an fqn");
-    if (entryOf.has(fqn)) fail(`duplicate entry "${fqn}"`);
-    fqns.push(fqn);
     entryOf.set(fqn, i);
+    if (entryOf.size === i) fail(`duplicate entry "${fqn}"`); // one lookup: the set did not add
     const path = paths[i];
     if (path === true) plannerData.set(fqn, [fqn]);
     else if (typeof path === "number") plannerData.set(fqn, splitPath(fqn, path));
@@ -370,8 +370,8 @@ export function decodeColumnsBody(
     for (let rec = entryRecord[i]!; rec < end; rec++) {
       if (file[rec]! >= files.length)
         fail(`expected a data file index below ${files.length} for "${fqn}", got ${file[rec]}`);
-      const b = base?.[rec] ?? 0;
-      if (b > bases.length) fail(`expected a base index up to ${bases.length} for "${fqn}", got ${b}`);
+      if (base !== undefined && base[rec]! > bases.length)
+        fail(`expected a base index up to ${bases.length} for "${fqn}", got ${base[rec]}`);
     }
   }
   for (const p of list(top.plannerExtra, "plannerExtra")) {

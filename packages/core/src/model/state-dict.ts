@@ -173,6 +173,69 @@ export function flattenStateDict(stateDict: StateDict, options: FlattenOptions =
   return { flat, mappings };
 }
 
+/** A state dict flattened for a load: {@link flattenStateDict}'s `flat`, and the paths of its values only. */
+export interface FlatLoadTargets {
+  /** fqn → leaf, in traversal order, as {@link FlatStateDict.flat}. */
+  readonly flat: Map<string, StateDictLeaf>;
+  /** fqn → path of each leaf that is not a tensor (what a load replaces in the nested state dict). */
+  readonly valuePaths: Map<string, ObjectPath>;
+}
+
+/**
+ * {@link flattenStateDict} for a load's targets — the same leaves, fqns, order and errors — with
+ * paths kept for values only (a tensor is loaded in place; only a value is set by its path): no
+ * path array per tensor, each fqn built by appending to its parent's.
+ *
+ * @param stateDict - the nested state dict.
+ * @returns the flat map and the path of each value's fqn.
+ * @throws {@link CheckpointError} as {@link flattenStateDict} (without `refuseEmptyInLists`).
+ */
+export function flattenLoadTargets(stateDict: StateDict): FlatLoadTargets {
+  const flat = new Map<string, StateDictLeaf>();
+  const valuePaths = new Map<string, ObjectPath>();
+  const steps: (string | number)[] = [];
+  const visit = (fqn: string | undefined, value: unknown): void => {
+    if (isPlainObject(value)) {
+      for (const key of Object.keys(value)) {
+        if (UNSAFE_KEYS.has(key)) refuseFlattening(stateDict);
+        steps.push(key);
+        visit(fqn === undefined ? key : `${fqn}.${key}`, value[key]);
+        steps.pop();
+      }
+      return;
+    }
+    if (Array.isArray(value) && !isTerminalList(value)) {
+      value.forEach((v, i) => {
+        steps.push(i);
+        visit(fqn === undefined ? `${i}` : `${fqn}.${i}`, v);
+        steps.pop();
+      });
+      return;
+    }
+    const key = fqn ?? "";
+    if (flat.has(key)) refuseFlattening(stateDict);
+    if (!isTensor(value) && !isShardedTensor(value)) {
+      assertStateDictValue(value, key);
+      valuePaths.set(key, [...steps]);
+    }
+    flat.set(key, value);
+  };
+  visit(undefined, stateDict);
+  return { flat, valuePaths };
+}
+
+/**
+ * Throws {@link flattenStateDict}'s error for a state dict {@link flattenLoadTargets} refuses (a
+ * `__proto__` key, two paths to one fqn): its message names both paths, which only it keeps.
+ */
+function refuseFlattening(stateDict: StateDict): never {
+  flattenStateDict(stateDict);
+  throw new CheckpointError(
+    "INVALID_STATE_DICT",
+    "Expected a state dict that flattens, got one that does not",
+  );
+}
+
 /**
  * Sets `value` at `path` in `root`, creating `{}` for a string key and `[]` for a numeric index
  * on the way (arrays are padded with `null`), as DCP's `set_element`.

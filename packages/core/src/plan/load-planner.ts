@@ -1,9 +1,9 @@
 import { CheckpointError } from "../errors.js";
 import { castRefusal } from "../model/cast.js";
 import type { DType } from "../model/dtype.js";
-import { BoxIndex, boxIntersection, findChunk, sameShape } from "../model/geometry.js";
+import { BoxIndex, findChunk, sameShape } from "../model/geometry.js";
 import {
-  flattenStateDict,
+  flattenLoadTargets,
   type ObjectPath,
   type StateDict,
   setElement,
@@ -15,12 +15,20 @@ import type {
   ChunkStorageMetadata,
   LoadPlan,
   Metadata,
+  MetadataIndex,
   ReadItem,
   StorageMetadataEntry,
   TensorReadItem,
   TensorStorageMetadata,
 } from "./metadata.js";
-import { chunkAt, chunkCount, chunkIndexOf, metadataColumns } from "./metadata-columns.js";
+import {
+  chunkCount,
+  chunkIndexOf,
+  entrySizeOf,
+  type MetadataColumns,
+  metadataColumns,
+  VALUE_DTYPE,
+} from "./metadata-columns.js";
 import type { LoadPlanner } from "./planner.js";
 
 /** Below this many saved chunks a tensor's chunks are scanned; above, found by a {@link BoxIndex}. */
@@ -48,6 +56,10 @@ function chunkIndex(md: TensorStorageMetadata): BoxIndex {
  * chunk meets are found by an index of the tensor's chunks (built once per tensor, kept with its
  * metadata), not by testing each of them (as DCP 2.13's sweep).
  *
+ * The items share what is equal between them (read-only): the local chunk's index and offsets
+ * among its items, one frozen array of zeros per rank for every zero offset, and one index for
+ * the destination and the source when they name the same box (a whole tensor saved whole).
+ *
  * @param fqn - the entry.
  * @param checkpointMd - what the checkpoint holds for it.
  * @param localChunks - what this rank holds, in order (their position is the dest hint).
@@ -61,8 +73,94 @@ export function createReadItemsForChunkList(
   const items: TensorReadItem[] = [];
   const saved = checkpointMd.chunks;
   const index = saved.length >= INDEX_MIN_CHUNKS ? chunkIndex(checkpointMd) : undefined;
-  pushReadItems(fqn, localChunks, saved.length, (k) => saved[k]!, index, items);
+  pushReadItems(fqn, localChunks, new ListChunks(saved), saved.length, index, items);
   return items;
+}
+
+/** One frozen array of `ndim` zeros per rank, shared by every zero offset of the items. */
+const zeroArrays: (readonly number[])[] = [];
+
+/** The shared zeros of rank `ndim`. */
+function zerosOf(ndim: number): readonly number[] {
+  let zeros = zeroArrays[ndim];
+  if (zeros === undefined) {
+    zeros = Object.freeze(new Array<number>(ndim).fill(0));
+    zeroArrays[ndim] = zeros;
+  }
+  return zeros;
+}
+
+/** Whether every number of `offsets` is 0. */
+function allZero(offsets: readonly number[]): boolean {
+  for (let d = 0; d < offsets.length; d++) if (offsets[d] !== 0) return false;
+  return true;
+}
+
+/** A tensor's saved chunks as {@link pushReadItems} reads them, from the metadata's objects or its columns. */
+interface SavedChunks {
+  /** Chunk `k`'s offset along dimension `d` (elements). */
+  offset(k: number, d: number): number;
+  /** Chunk `k`'s size along dimension `d` (elements). */
+  size(k: number, d: number): number;
+  /** Chunk `k`'s offsets as its read items' storage index holds them. */
+  offsets(k: number): readonly number[];
+}
+
+/** {@link SavedChunks} of a chunk list (a metadata built from maps): its own offset arrays. */
+class ListChunks implements SavedChunks {
+  readonly #list: readonly ChunkStorageMetadata[];
+  constructor(list: readonly ChunkStorageMetadata[]) {
+    this.#list = list;
+  }
+  offset(k: number, d: number): number {
+    return this.#list[k]!.offsets[d]!;
+  }
+  size(k: number, d: number): number {
+    return this.#list[k]!.sizes[d]!;
+  }
+  offsets(k: number): readonly number[] {
+    return this.#list[k]!.offsets;
+  }
+}
+
+/**
+ * {@link SavedChunks} of one entry of a columnar metadata, read from its chunk columns (nothing
+ * built per chunk but the offsets of an item's storage index, shared zeros when they are zero).
+ * One per plan, moved from entry to entry with {@link ColumnChunks.at}.
+ */
+class ColumnChunks implements SavedChunks {
+  readonly #offsets: Float64Array;
+  readonly #sizes: Float64Array;
+  readonly #c: MetadataColumns;
+  #first = 0;
+  #ndim = 0;
+  constructor(c: MetadataColumns) {
+    this.#c = c;
+    this.#offsets = c.chunkOffsets;
+    this.#sizes = c.chunkSizes;
+  }
+  /** Points at entry `e`'s chunks. */
+  at(e: number): this {
+    this.#first = this.#c.entryChunkDim[e]!;
+    this.#ndim = this.#c.entryNdim[e]!;
+    return this;
+  }
+  offset(k: number, d: number): number {
+    return this.#offsets[this.#first + k * this.#ndim + d]!;
+  }
+  size(k: number, d: number): number {
+    return this.#sizes[this.#first + k * this.#ndim + d]!;
+  }
+  offsets(k: number): readonly number[] {
+    const ndim = this.#ndim;
+    const at = this.#first + k * ndim;
+    let zero = true;
+    for (let d = 0; d < ndim && zero; d++) zero = this.#offsets[at + d] === 0;
+    if (zero) return zerosOf(ndim);
+    const out = new Array<number>(ndim);
+    for (let d = 0; d < ndim; d++) out[d] = this.#offsets[at + d]!;
+    return out;
+  }
 }
 
 /**
@@ -71,39 +169,67 @@ export function createReadItemsForChunkList(
  *
  * @param fqn - the entry.
  * @param local - what this rank holds, in order (their position is the dest hint).
+ * @param saved - the saved chunks.
  * @param count - how many chunks were saved.
- * @param savedAt - saved chunk k (made on demand from columns, or the metadata's own object).
  * @param index - the saved chunks' index, or undefined to test each.
  * @param items - where the items go.
  */
 function pushReadItems(
   fqn: string,
   local: readonly ChunkStorageMetadata[],
+  saved: SavedChunks,
   count: number,
-  savedAt: (k: number) => ChunkStorageMetadata,
   index: BoxIndex | undefined,
   items: ReadItem[],
 ): void {
   for (let idx = 0; idx < local.length; idx++) {
     const shard = local[idx]!;
-    const destOffset = [...shard.offsets]; // the caller's shard may change; the metadata's chunks do not
-    const push = (k: number) => {
-      const chunk = savedAt(k);
-      const meet = boxIntersection(shard, chunk);
-      if (!meet) return;
-      const { storageOffsets, destOffsets, lengths } = meet;
-      items.push({
-        type: "tensor",
-        destIndex: { fqn, offset: destOffset, index: idx },
-        destOffsets,
-        storageIndex: { fqn, offset: chunk.offsets, index: k },
-        storageOffsets,
-        lengths,
-      });
-    };
-    if (index) for (const k of index.overlapping(shard)) push(k);
-    else for (let k = 0; k < count; k++) push(k);
+    // The caller's shard may change; the metadata's chunks do not.
+    const destOffset = allZero(shard.offsets) ? zerosOf(shard.offsets.length) : [...shard.offsets];
+    const destIndex: MetadataIndex = { fqn, offset: destOffset, index: idx };
+    if (index) for (const k of index.overlapping(shard)) pushReadItem(fqn, shard, destIndex, saved, k, items);
+    else for (let k = 0; k < count; k++) pushReadItem(fqn, shard, destIndex, saved, k, items);
   }
+}
+
+/**
+ * The item copying where local chunk `shard` meets saved chunk `k`, as DCP's
+ * `create_read_items_for_chunk_list` (its offsets relative to each chunk); none when they do not
+ * overlap (as `boxesOverlap`).
+ */
+function pushReadItem(
+  fqn: string,
+  shard: ChunkStorageMetadata,
+  destIndex: MetadataIndex,
+  saved: SavedChunks,
+  k: number,
+  items: ReadItem[],
+): void {
+  const ndim = shard.offsets.length;
+  let storageZero = true;
+  let destZero = true;
+  for (let d = 0; d < ndim; d++) {
+    const so = saved.offset(k, d);
+    const lo = shard.offsets[d]!;
+    if (lo >= so + saved.size(k, d) || so >= lo + shard.sizes[d]!) return;
+    if (lo > so) storageZero = false;
+    if (so > lo) destZero = false;
+  }
+  const zeros = zerosOf(ndim);
+  const lengths = new Array<number>(ndim);
+  const storageOffsets = storageZero ? zeros : new Array<number>(ndim);
+  const destOffsets = destZero ? zeros : new Array<number>(ndim);
+  for (let d = 0; d < ndim; d++) {
+    const so = saved.offset(k, d);
+    const lo = shard.offsets[d]!;
+    lengths[d] = Math.min(so + saved.size(k, d), lo + shard.sizes[d]!) - Math.max(lo, so);
+    if (!storageZero) (storageOffsets as number[])[d] = Math.max(lo - so, 0);
+    if (!destZero) (destOffsets as number[])[d] = Math.max(so - lo, 0);
+  }
+  const offset = saved.offsets(k);
+  const storageIndex: MetadataIndex =
+    destIndex.index === k && destIndex.offset === offset ? destIndex : { fqn, offset, index: k };
+  items.push({ type: "tensor", destIndex, destOffsets, storageIndex, storageOffsets, lengths });
 }
 
 function describeLeaf(obj: unknown): string {
@@ -150,48 +276,66 @@ export function createReadItems(
       `Expected "${fqn}" to be a ${md.properties.dtype} tensor of shape [${md.size.join(", ")}] as saved, found ${describeLeaf(obj)}`,
     );
   }
-  return createReadItemsForChunkList(
-    fqn,
-    md,
-    localChunks(fqn, obj as Tensor | ShardedTensor, md, strictDtype),
-  );
+  const t = obj as Tensor | ShardedTensor;
+  assertTarget(fqn, t, md.properties.dtype, sameShape(t.shape, md.size) ? undefined : md.size, strictDtype);
+  return createReadItemsForChunkList(fqn, md, localChunks(t));
 }
 
 /**
- * The chunks a destination tensor holds, checked against what the checkpoint saved for it.
+ * Checks a destination tensor against what the checkpoint saved for it.
+ *
+ * @param fqn - the entry.
+ * @param t - the destination.
+ * @param dtype - the saved dtype.
+ * @param otherSize - the saved global size when it differs from `t`'s, else undefined.
+ * @param strictDtype - refuse another dtype instead of casting.
  * @throws {@link CheckpointError} as {@link createReadItems}.
  */
-function localChunks(
+function assertTarget(
   fqn: string,
   t: Tensor | ShardedTensor,
-  md: TensorStorageMetadata,
+  dtype: DType,
+  otherSize: readonly number[] | undefined,
   strictDtype: boolean,
-): ChunkStorageMetadata[] {
-  if (!sameShape(t.shape, md.size)) {
+): void {
+  if (otherSize !== undefined) {
     throw new CheckpointError(
       "SIZE_MISMATCH",
-      `Size mismatch between saved [${md.size.join(", ")}] and current: [${t.shape.join(", ")}] for ${fqn}`,
+      `Size mismatch between saved [${otherSize.join(", ")}] and current: [${t.shape.join(", ")}] for ${fqn}`,
     );
   }
-  if (t.dtype !== md.properties.dtype) {
-    const refusal = strictDtype ? "strictDtype is set" : castRefusal(md.properties.dtype, t.dtype);
+  if (t.dtype !== dtype) {
+    const refusal = strictDtype ? "strictDtype is set" : castRefusal(dtype, t.dtype);
     if (refusal !== undefined)
       throw new CheckpointError(
         "DTYPE_MISMATCH",
-        `Dtype mismatch between saved ${md.properties.dtype} and current: ${t.dtype} for ${fqn} (${refusal})`,
+        `Dtype mismatch between saved ${dtype} and current: ${t.dtype} for ${fqn} (${refusal})`,
       );
   }
+}
+
+/** The chunks a destination tensor holds: its shards', or its own whole box. */
+function localChunks(t: Tensor | ShardedTensor): ChunkStorageMetadata[] {
   return isShardedTensor(t)
     ? t.shards.map((s) => ({ offsets: s.offsets, sizes: s.tensor.shape }))
-    : [{ offsets: t.shape.map(() => 0), sizes: t.shape }];
+    : [{ offsets: zerosOf(t.shape.length), sizes: t.shape }];
+}
+
+/** Whether entry `e` of columns `c` has the global size `shape`. */
+function sameEntrySize(c: MetadataColumns, e: number, shape: readonly number[]): boolean {
+  const at = c.entrySizeStart[e]!;
+  if (c.entrySizeStart[e + 1]! - at !== shape.length) return false;
+  for (let d = 0; d < shape.length; d++) if (c.entrySize[at + d] !== shape[d]) return false;
+  return true;
 }
 
 /**
  * {@link createReadItemsForChunkList} for a tensor of a columnar metadata: the saved chunks a
  * local chunk meets are found by the index of its entry's chunk columns (built on first use, kept
- * with the metadata) and only those are made into boxes — the same items, in the same order.
+ * with the metadata) and read from the columns — the same items, in the same order.
  *
  * @param metadata - a columnar metadata.
+ * @param chunks - the plan's reader of its chunk columns.
  * @param e - the tensor's entry.
  * @param fqn - its fqn.
  * @param local - what this rank holds, in order.
@@ -199,15 +343,15 @@ function localChunks(
  */
 function pushColumnReadItems(
   metadata: Metadata,
+  chunks: ColumnChunks,
   e: number,
   fqn: string,
   local: readonly ChunkStorageMetadata[],
   items: ReadItem[],
 ): void {
-  const c = metadataColumns(metadata)!;
-  const count = chunkCount(c, e);
+  const count = chunkCount(metadataColumns(metadata)!, e);
   const index = count >= INDEX_MIN_CHUNKS ? chunkIndexOf(metadata, e) : undefined;
-  pushReadItems(fqn, local, count, (k) => chunkAt(c, e, k), index, items);
+  pushReadItems(fqn, local, chunks.at(e), count, index, items);
 }
 
 /** Options of {@link DefaultLoadPlanner}. */
@@ -237,7 +381,8 @@ export class DefaultLoadPlanner implements LoadPlanner {
   /** The checkpoint's metadata. */
   protected metadata: Metadata | undefined;
   #flat = new Map<string, unknown>();
-  #mappings = new Map<string, ObjectPath>();
+  /** The path of each value in the state dict (tensors are loaded in place, not set). */
+  #valuePaths = new Map<string, ObjectPath>();
 
   /** @param options - see {@link DefaultLoadPlannerOptions}. */
   constructor(options: DefaultLoadPlannerOptions = {}) {
@@ -248,9 +393,9 @@ export class DefaultLoadPlanner implements LoadPlanner {
   setUpPlanner(stateDict: StateDict, metadata: Metadata, _isCoordinator: boolean): void {
     this.stateDict = stateDict;
     this.metadata = metadata;
-    const { flat, mappings } = flattenStateDict(stateDict);
+    const { flat, valuePaths } = flattenLoadTargets(stateDict);
     this.#flat = flat;
-    this.#mappings = mappings;
+    this.#valuePaths = valuePaths;
   }
 
   /**
@@ -262,22 +407,30 @@ export class DefaultLoadPlanner implements LoadPlanner {
   createLocalPlan(): LoadPlan {
     const md = this.metadata!;
     const columns = metadataColumns(md);
+    const chunks = columns && new ColumnChunks(columns);
+    const strictDtype = this.#options.strictDtype ?? false;
     const items: ReadItem[] = [];
     for (const [fqn, obj] of this.#flat) {
+      const e = columns?.entryOf.get(fqn);
+      if (
+        e !== undefined &&
+        columns!.entryDtype[e] !== VALUE_DTYPE &&
+        (isTensor(obj) || isShardedTensor(obj))
+      ) {
+        // Columnar metadata: the entry is read from the columns, never built as an object.
+        const c = columns!;
+        const otherSize = sameEntrySize(c, e, obj.shape) ? undefined : entrySizeOf(c, e);
+        assertTarget(fqn, obj, c.dtypes[c.entryDtype[e]!]!, otherSize, strictDtype);
+        pushColumnReadItems(md, chunks!, e, fqn, localChunks(obj), items);
+        continue;
+      }
       const entry = md.stateDictMetadata.get(fqn);
       if (!entry) {
         assertHeld(md, fqn);
         if (this.#options.allowPartialLoad) continue;
         throw new CheckpointError("MISSING_KEY", `Missing key in checkpoint state_dict: ${fqn}.`);
       }
-      const e = columns?.entryOf.get(fqn);
-      if (e !== undefined && entry.type === "tensor" && (isTensor(obj) || isShardedTensor(obj))) {
-        // Columnar metadata: the chunks are read from the columns, never built as a list.
-        const local = localChunks(fqn, obj, entry, this.#options.strictDtype ?? false);
-        pushColumnReadItems(md, e, fqn, local, items);
-        continue;
-      }
-      for (const item of createReadItems(fqn, obj, entry, this.#options.strictDtype)) items.push(item);
+      for (const item of createReadItems(fqn, obj, entry, strictDtype)) items.push(item);
     }
     return { items };
   }
@@ -297,7 +450,7 @@ export class DefaultLoadPlanner implements LoadPlanner {
     const { fqn } = item.destIndex;
     const value = decodeValue(bytes, fqn);
     this.#flat.set(fqn, value);
-    setElement(this.stateDict, this.#mappings.get(fqn) ?? [fqn], value);
+    setElement(this.stateDict, this.#valuePaths.get(fqn) ?? [fqn], value);
   }
 
   /**
@@ -375,10 +528,20 @@ export class EmptyStateDictLoadPlanner extends DefaultLoadPlanner {
     const flat = new Map<string, unknown>();
     for (const fqn of metadata.unsupportedDtypes?.keys() ?? [])
       if (selected(fqn, this.#keys)) assertHeld(metadata, fqn);
-    for (const [fqn, entry] of metadata.stateDictMetadata) {
-      if (!selected(fqn, this.#keys)) continue;
-      flat.set(fqn, entry.type === "tensor" ? allocated(fqn, entry.properties.dtype, entry.size) : null);
-    }
+    const c = metadataColumns(metadata);
+    if (c)
+      // Columnar metadata: each entry's dtype and size from the columns, no entry object built.
+      for (let e = 0; e < c.fqns.length; e++) {
+        const fqn = c.fqns[e]!;
+        if (!selected(fqn, this.#keys)) continue;
+        const d = c.entryDtype[e]!;
+        flat.set(fqn, d === VALUE_DTYPE ? null : allocated(fqn, c.dtypes[d]!, entrySizeOf(c, e)));
+      }
+    else
+      for (const [fqn, entry] of metadata.stateDictMetadata) {
+        if (!selected(fqn, this.#keys)) continue;
+        flat.set(fqn, entry.type === "tensor" ? allocated(fqn, entry.properties.dtype, entry.size) : null);
+      }
     const built = unflattenStateDict(flat, metadata.plannerData);
     super.setUpPlanner(built, metadata, isCoordinator);
   }

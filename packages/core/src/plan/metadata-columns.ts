@@ -11,7 +11,6 @@ import {
   type StorageInfo,
   type StorageMeta,
   type StorageMetadataEntry,
-  type TensorStorageMetadata,
 } from "./metadata.js";
 
 /** `MetadataColumns.entryDtype` of a non-tensor value (DCP's `BytesStorageMetadata`), as `.metadata`'s `entries.dtype`. */
@@ -108,6 +107,8 @@ interface ColumnState {
   infos: (StorageInfo | undefined)[] | undefined;
   /** Per entry: its chunk list, materialised on first read. */
   readonly chunkLists: (ChunkStorageMetadata[] | undefined)[];
+  /** Per entry: its `stateDictMetadata` entry, materialised on first read. */
+  readonly entries: (StorageMetadataEntry | undefined)[];
   /** The metadata's `storageData`: the view over the storage columns, or an empty map before there are any. */
   storageData: ReadonlyMap<string, StorageInfo>;
 }
@@ -211,11 +212,117 @@ function stateOf(metadata: Metadata): ColumnState {
 }
 
 /**
- * A DCP-shaped {@link Metadata} over columns: `stateDictMetadata` holds one entry object per fqn
- * whose `chunks` list is built when first read; `storageData` is a read-only view that builds a
- * {@link StorageInfo} when one is read (and keeps it, so a second read gives the same object), or
- * an empty `Map` while the columns have no storage (a global plan's metadata, equal to the one
- * built from objects); `plannerData` is the columns' own map.
+ * The view of {@link Metadata.stateDictMetadata} over a metadata's columns: a `Map` (so that it
+ * compares, copies and iterates as one) whose entries are built when first read — one object per
+ * fqn, its `chunks` list built when first read — and kept, so a second read gives the same object.
+ * Its own map storage stays empty: read it through its methods (as `new Map(view)`, `[...view]`
+ * and `plainMetadata` do), not by cloning it (`structuredClone` of it is an empty map).
+ */
+class ColumnEntries extends Map<string, StorageMetadataEntry> {
+  readonly #state: ColumnState;
+
+  constructor(state: ColumnState) {
+    super();
+    this.#state = state;
+  }
+
+  override get size(): number {
+    return this.#state.columns.fqns.length;
+  }
+
+  override get(fqn: string): StorageMetadataEntry | undefined {
+    const e = this.#state.columns.entryOf.get(fqn);
+    return e === undefined ? undefined : entryAt(this.#state, e);
+  }
+
+  override has(fqn: string): boolean {
+    return this.#state.columns.entryOf.has(fqn);
+  }
+
+  override set(): this {
+    throw new TypeError(
+      "Expected a read-only stateDictMetadata: a columnar metadata's entries do not change",
+    );
+  }
+
+  override delete(): boolean {
+    throw new TypeError(
+      "Expected a read-only stateDictMetadata: a columnar metadata's entries do not change",
+    );
+  }
+
+  override clear(): void {
+    throw new TypeError(
+      "Expected a read-only stateDictMetadata: a columnar metadata's entries do not change",
+    );
+  }
+
+  *#entries(): Generator<[string, StorageMetadataEntry]> {
+    const { fqns } = this.#state.columns;
+    for (let e = 0; e < fqns.length; e++) yield [fqns[e]!, entryAt(this.#state, e)];
+  }
+
+  override entries(): MapIterator<[string, StorageMetadataEntry]> {
+    return this.#entries() as MapIterator<[string, StorageMetadataEntry]>;
+  }
+
+  override *keys(): MapIterator<string> {
+    yield* this.#state.columns.fqns;
+  }
+
+  override *values(): MapIterator<StorageMetadataEntry> {
+    for (let e = 0; e < this.#state.columns.fqns.length; e++) yield entryAt(this.#state, e);
+  }
+
+  override forEach(
+    fn: (value: StorageMetadataEntry, key: string, map: Map<string, StorageMetadataEntry>) => void,
+    thisArg?: unknown,
+  ): void {
+    for (const [k, v] of this.#entries()) fn.call(thisArg, v, k, this);
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, StorageMetadataEntry]> {
+    return this.entries();
+  }
+}
+
+// The view stands for a plain Map: deep equality that compares constructors (vitest's and
+// Jest's `toEqual`) and code that makes "another of the same" get `Map`.
+Object.defineProperty(ColumnEntries.prototype, "constructor", {
+  value: Map,
+  writable: true,
+  configurable: true,
+});
+
+/** Entry `e`'s `stateDictMetadata` entry, built once. */
+function entryAt(state: ColumnState, e: number): StorageMetadataEntry {
+  let entry = state.entries[e];
+  if (entry === undefined) {
+    const columns = state.columns;
+    const d = columns.entryDtype[e]!;
+    entry =
+      d === VALUE_DTYPE
+        ? { type: "bytes" }
+        : {
+            type: "tensor",
+            properties: { dtype: columns.dtypes[d]! },
+            size: entrySizeOf(columns, e),
+            get chunks(): ChunkStorageMetadata[] {
+              return chunkList(state, e);
+            },
+          };
+    state.entries[e] = entry;
+  }
+  return entry;
+}
+
+/**
+ * A DCP-shaped {@link Metadata} over columns: `stateDictMetadata` is a read-only `Map` view that
+ * builds an entry when one is read (a tensor's `chunks` list when that is read), `storageData` a
+ * read-only view that builds a {@link StorageInfo} when one is read (each kept, so a second read
+ * gives the same object), or an empty `Map` while the columns have no storage (a global plan's
+ * metadata, equal to the one built from objects); `plannerData` is the columns' own map. Nothing
+ * is built per entry up front.
  *
  * @param columns - the columns (not copied: they must not change).
  */
@@ -226,27 +333,10 @@ export function columnarMetadata(columns: MetadataColumns): Metadata {
     indexes: [],
     infos: undefined,
     chunkLists: [],
+    entries: [],
     storageData: new Map(),
   };
-  const entries = new Map<string, StorageMetadataEntry>();
-  for (let e = 0; e < columns.fqns.length; e++) {
-    const d = columns.entryDtype[e]!;
-    if (d === VALUE_DTYPE) {
-      entries.set(columns.fqns[e]!, { type: "bytes" });
-      continue;
-    }
-    const entry: TensorStorageMetadata = {
-      type: "tensor",
-      properties: { dtype: columns.dtypes[d]! },
-      size: Array.from(
-        columns.entrySize.subarray(columns.entrySizeStart[e]!, columns.entrySizeStart[e + 1]!),
-      ),
-      get chunks(): ChunkStorageMetadata[] {
-        return chunkList(state, e);
-      },
-    };
-    entries.set(columns.fqns[e]!, entry);
-  }
+  const entries = new ColumnEntries(state);
   if (columns.storage) state.storageData = new ColumnStorageData(state);
   columnStates.set(entries, state);
   return {
@@ -280,6 +370,13 @@ export function chunkCount(c: MetadataColumns, e: number): number {
   return c.entryChunkStart[e + 1]! - c.entryChunkStart[e]!;
 }
 
+/** `count` numbers of `column` from `at`, as a new array (a loop: no typed-array view made). */
+function numbersAt(column: Float64Array, at: number, count: number): number[] {
+  const out = new Array<number>(count);
+  for (let i = 0; i < count; i++) out[i] = column[at + i]!;
+  return out;
+}
+
 /**
  * Chunk `k` of entry `e`'s offsets, as a new array.
  * @param c - the columns.
@@ -288,8 +385,7 @@ export function chunkCount(c: MetadataColumns, e: number): number {
  */
 export function chunkOffsetsAt(c: MetadataColumns, e: number, k: number): number[] {
   const ndim = c.entryNdim[e]!;
-  const at = c.entryChunkDim[e]! + k * ndim;
-  return Array.from(c.chunkOffsets.subarray(at, at + ndim));
+  return numbersAt(c.chunkOffsets, c.entryChunkDim[e]! + k * ndim, ndim);
 }
 
 /**
@@ -301,10 +397,7 @@ export function chunkOffsetsAt(c: MetadataColumns, e: number, k: number): number
 export function chunkAt(c: MetadataColumns, e: number, k: number): ChunkStorageMetadata {
   const ndim = c.entryNdim[e]!;
   const at = c.entryChunkDim[e]! + k * ndim;
-  return {
-    offsets: Array.from(c.chunkOffsets.subarray(at, at + ndim)),
-    sizes: Array.from(c.chunkSizes.subarray(at, at + ndim)),
-  };
+  return { offsets: numbersAt(c.chunkOffsets, at, ndim), sizes: numbersAt(c.chunkSizes, at, ndim) };
 }
 
 /**
@@ -313,7 +406,8 @@ export function chunkAt(c: MetadataColumns, e: number, k: number): ChunkStorageM
  * @param e - the entry.
  */
 export function entrySizeOf(c: MetadataColumns, e: number): number[] {
-  return Array.from(c.entrySize.subarray(c.entrySizeStart[e]!, c.entrySizeStart[e + 1]!));
+  const at = c.entrySizeStart[e]!;
+  return numbersAt(c.entrySize, at, c.entrySizeStart[e + 1]! - at);
 }
 
 /** Entry `e`'s chunk positions by offset key, built on first use in O(its chunks). */
