@@ -60,10 +60,14 @@ function cpuS(): number {
   return (user + system) / 1e6;
 }
 
-/** Heap and array buffers in use after collections (the least of three readings 100 ms apart). */
-async function heldBytes(): Promise<number> {
+/**
+ * Heap and array-buffer bytes in use at rest (NaN when the process has no `gc`): the least of three
+ * readings 100 ms apart, each after a collection (V8 frees array buffers on a background thread
+ * after a collection, so one reading may come too early).
+ */
+export async function memoryAtRest(): Promise<number> {
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) throw new Error("Expected --expose-gc in the coordinator process, got none");
+  if (!gc) return Number.NaN;
   let least = Number.POSITIVE_INFINITY;
   for (let i = 0; i < 3; i++) {
     gc();
@@ -72,6 +76,13 @@ async function heldBytes(): Promise<number> {
     least = Math.min(least, heapUsed + arrayBuffers);
   }
   return least;
+}
+
+/** {@link memoryAtRest}, which the coordinator's process must be able to read (`--expose-gc`). */
+async function heldBytes(): Promise<number> {
+  const held = await memoryAtRest();
+  if (Number.isNaN(held)) throw new Error("Expected --expose-gc in the coordinator process, got none");
+  return held;
 }
 
 /**

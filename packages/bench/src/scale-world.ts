@@ -32,7 +32,12 @@ import {
 } from "@dcpjs/core/testing";
 import { decodeWire, encodeWire } from "@dcpjs/redis";
 import { createXXHash128 } from "hash-wasm";
-import { type CoordinatorResult, measureCoordinator, writePayloads } from "./scale-coordinator.js";
+import {
+  type CoordinatorResult,
+  measureCoordinator,
+  memoryAtRest,
+  writePayloads,
+} from "./scale-coordinator.js";
 
 /** How the simulated world's tensors are laid out over its ranks. */
 export type ScaleLayout = "fsdp" | "replicated";
@@ -180,24 +185,6 @@ async function gcPerWindow(): Promise<Record<string, number>> {
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
-}
-
-/**
- * Heap and array-buffer bytes in use at rest (NaN when the process has no `gc`): the least of three
- * readings 100 ms apart, each after a collection (V8 frees array buffers on a background thread
- * after a collection, so one reading may come too early).
- */
-async function memoryAtRest(): Promise<number> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) return Number.NaN;
-  let least = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) {
-    gc();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const { heapUsed, arrayBuffers } = process.memoryUsage();
-    least = Math.min(least, heapUsed + arrayBuffers);
-  }
-  return least;
 }
 
 function seconds(t0: number): number {

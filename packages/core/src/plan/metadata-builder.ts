@@ -368,6 +368,31 @@ class StorageWriter {
     return file;
   }
 
+  /** Records item `item`'s file id, offset, length and CRC of `algorithm` — one algorithm per checkpoint. */
+  #record(
+    item: number,
+    file: number,
+    offset: number,
+    length: number,
+    algorithm: "crc32" | "crc32c",
+    crc: number,
+    fqn: string,
+  ): void {
+    this.#algorithm ??= algorithm;
+    if (algorithm !== this.#algorithm)
+      throw new CheckpointError(
+        "INVALID_ARGUMENT",
+        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
+      );
+    this.reserve(item + 1);
+    if (this.#has[item] === 0) this.#stored++;
+    this.#has[item] = 1;
+    this.#file[item] = file;
+    this.#fileOffset[item] = offset;
+    this.#length[item] = length;
+    this.#checksum[item] = crc;
+  }
+
   /**
    * Records item `item`'s place and sums from numbers (no base, item format or running
    * checksums): file id ({@link StorageWriter.fileId}), offset and length in bytes, its CRC of
@@ -385,19 +410,7 @@ class StorageWriter {
     hashAt: number,
     fqn: string,
   ): void {
-    this.#algorithm ??= algorithm;
-    if (algorithm !== this.#algorithm)
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
-      );
-    this.reserve(item + 1);
-    if (this.#has[item] === 0) this.#stored++;
-    this.#has[item] = 1;
-    this.#file[item] = file;
-    this.#fileOffset[item] = offset;
-    this.#length[item] = length;
-    this.#checksum[item] = crc;
+    this.#record(item, file, offset, length, algorithm, crc, fqn);
     this.#base[item] = 0;
     if (hashes !== undefined) {
       this.#hashes = grown(this.#hashes ?? new Uint8Array(0), this.#has.length * HASH_BYTES);
@@ -416,19 +429,8 @@ class StorageWriter {
         "INVALID_ARGUMENT",
         `Expected a CRC-32 or CRC-32C for every item of a dcpjs checkpoint, "${fqn}" has none`,
       );
-    this.#algorithm ??= algorithm;
-    if (algorithm !== this.#algorithm)
-      throw new CheckpointError(
-        "INVALID_ARGUMENT",
-        `Expected every item of a dcpjs checkpoint to record one checksum algorithm (${this.#algorithm}), "${fqn}" has ${algorithm}`,
-      );
-    this.reserve(item + 1);
-    if (this.#has[item] === 0) this.#stored++;
-    this.#has[item] = 1;
-    this.#file[item] = this.fileId(info.relativePath);
-    this.#fileOffset[item] = info.offset;
-    this.#length[item] = info.length;
-    this.#checksum[item] = (algorithm === "crc32" ? info.crc32 : info.crc32c)!;
+    const crc = (algorithm === "crc32" ? info.crc32 : info.crc32c)!;
+    this.#record(item, this.fileId(info.relativePath), info.offset, info.length, algorithm, crc, fqn);
     let base = 0;
     if (info.baseCheckpoint !== undefined) {
       base = this.#baseIndex.get(info.baseCheckpoint) ?? 0;
